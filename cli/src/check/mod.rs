@@ -1,0 +1,3 @@
+//! `kubectl netdiag check`: the layered connectivity checklist.
+
+pub mod cmd;

@@ -1,0 +1,3 @@
+//! NetworkPolicy evaluation and `kubectl netdiag policy`.
+
+pub mod cmd;

@@ -1,0 +1,840 @@
+//! Wire types shared by the netdiag agent and the CLI (API version `v1`).
+//!
+//! Data only: every type here is plain serde data with camelCase JSON, an explicit
+//! `kind` tag on every sum type, units in field names (`timeoutMs`, `rttUs`), and
+//! tolerance for unknown fields so that an older reader accepts a newer writer.
+//! The one piece of logic is [`ProbeRequest::validate`], which both ends share so
+//! that a request is judged well-formed by the same rules everywhere.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+/// Version segment of every agent API path.
+pub const API_VERSION: &str = "v1";
+/// `POST` a [`ProbeRequest`], receive a [`ProbeReport`].
+pub const PROBE_PATH: &str = "/v1/probe";
+/// `GET` the agent's [`AgentInfo`].
+pub const INFO_PATH: &str = "/v1/info";
+/// Port the agent's control listener uses unless configured otherwise.
+pub const DEFAULT_AGENT_PORT: u16 = 9808;
+
+/// Per-probe timeout used when a request does not give one.
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+/// Upper bound on any probe's timeout; longer requests are rejected.
+pub const MAX_TIMEOUT_MS: u64 = 30_000;
+/// Upper bound on probes in one request.
+pub const MAX_PROBES_PER_REQUEST: usize = 1024;
+
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+/// Which network namespace the probes run in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum ProbeSource {
+    /// A namespace file, e.g. `/run/netns/x` or `/proc/123/ns/net`.
+    Netns { path: String },
+    /// The network namespace of a process.
+    Pid { pid: u32 },
+    /// Whichever namespace on this node holds this address (a pod's IP).
+    #[serde(rename = "podIP")]
+    PodIp { ip: IpAddr },
+    /// The node's own network namespace.
+    Node,
+}
+
+/// DNS record type a [`DnsProbe`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum RecordType {
+    #[default]
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+/// Resolve a name as the namespace's libc would: its resolv.conf, search list and ndots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsProbe {
+    pub name: String,
+    #[serde(default)]
+    pub record_type: RecordType,
+    /// Ask this server instead of the resolv.conf nameservers (search list and
+    /// ndots still come from resolv.conf). Port 53 when none is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nameserver: Option<NameserverAddr>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// A nameserver given as `10.96.0.10` or `10.96.0.10:53`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NameserverAddr {
+    Ip(IpAddr),
+    Socket(SocketAddr),
+}
+
+impl NameserverAddr {
+    pub fn socket_addr(self) -> SocketAddr {
+        match self {
+            NameserverAddr::Ip(ip) => SocketAddr::new(ip, 53),
+            NameserverAddr::Socket(addr) => addr,
+        }
+    }
+}
+
+/// Open a TCP connection and close it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpProbe {
+    pub ip: IpAddr,
+    pub port: u16,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// One probe to run in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Probe {
+    Dns(DnsProbe),
+    Tcp(TcpProbe),
+    /// The namespace's listening TCP sockets and bound UDP sockets.
+    Listeners,
+    /// The namespace's interfaces (addresses, MTU) and routes.
+    Interfaces,
+}
+
+impl Probe {
+    /// The `kind` tag of this probe, for metrics and messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Dns(_) => "dns",
+            Probe::Tcp(_) => "tcp",
+            Probe::Listeners => "listeners",
+            Probe::Interfaces => "interfaces",
+        }
+    }
+}
+
+/// `POST /v1/probe` body, and the one-shot mode's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeRequest {
+    pub source: ProbeSource,
+    pub probes: Vec<Probe>,
+}
+
+/// Why a [`ProbeRequest`] is not acceptable; the message names the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRequest(pub String);
+
+impl std::fmt::Display for InvalidRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidRequest {}
+
+impl ProbeRequest {
+    /// Checks what serde cannot: ranges, emptiness, limits.
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        let bad = |msg: String| Err(InvalidRequest(msg));
+        match &self.source {
+            ProbeSource::Netns { path } if path.is_empty() => {
+                return bad("source netns path is empty".into());
+            }
+            ProbeSource::Pid { pid: 0 } => return bad("source pid 0 is not a process".into()),
+            _ => {}
+        }
+        if self.probes.is_empty() {
+            return bad("request has no probes".into());
+        }
+        if self.probes.len() > MAX_PROBES_PER_REQUEST {
+            return bad(format!(
+                "request has {} probes, at most {MAX_PROBES_PER_REQUEST} are allowed",
+                self.probes.len()
+            ));
+        }
+        for (i, probe) in self.probes.iter().enumerate() {
+            let timeout_ms = match probe {
+                Probe::Tcp(tcp) => {
+                    if tcp.port == 0 {
+                        return bad(format!("probes[{i}]: tcp port 0 is not a valid port"));
+                    }
+                    if tcp.ip.is_unspecified() || tcp.ip.is_multicast() {
+                        return bad(format!("probes[{i}]: tcp ip {} is not a unicast address", tcp.ip));
+                    }
+                    tcp.timeout_ms
+                }
+                Probe::Dns(dns) => {
+                    let name = dns.name.trim_end_matches('.');
+                    if name.is_empty() {
+                        return bad(format!("probes[{i}]: dns name is empty"));
+                    }
+                    if dns.name.len() > 253 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+                        return bad(format!(
+                            "probes[{i}]: dns name {:?} is not a valid domain name",
+                            dns.name
+                        ));
+                    }
+                    if dns.nameserver.is_some_and(|ns| ns.socket_addr().port() == 0) {
+                        return bad(format!("probes[{i}]: dns nameserver port 0 is not a valid port"));
+                    }
+                    dns.timeout_ms
+                }
+                Probe::Listeners | Probe::Interfaces => continue,
+            };
+            if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+                return bad(format!(
+                    "probes[{i}]: timeoutMs {timeout_ms} is out of range 1..={MAX_TIMEOUT_MS}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Who answered a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentIdentity {
+    /// Node the agent runs on.
+    pub node: String,
+    /// Agent version (crate version).
+    pub version: String,
+    /// The agent's own pod, `namespace/name`, when it knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+/// The namespace a request's probes actually ran in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedNetns {
+    /// Inode of the network namespace (as in `ls -iL /proc/<pid>/ns/net`).
+    pub inode: u64,
+    /// The file the agent entered.
+    pub path: String,
+    /// A process living in that namespace, when one was found (its root
+    /// filesystem provides the resolv.conf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// `POST /v1/probe` response: one result per requested probe, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReport {
+    pub agent: AgentIdentity,
+    pub netns: ResolvedNetns,
+    pub results: Vec<ProbeResult>,
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum ProbeResult {
+    Dns(DnsResult),
+    Tcp(TcpResult),
+    Listeners(ListenersResult),
+    Interfaces(InterfacesResult),
+}
+
+// ---------------------------------------------------------------- tcp
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpResult {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub timeout_ms: u64,
+    pub outcome: TcpOutcome,
+}
+
+/// What a TCP connect observed. Symptoms are classified, never collapsed:
+/// timeout = silent drop, refused = RST, unreachable = no route / ICMP unreachable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum TcpOutcome {
+    /// The handshake completed.
+    #[serde(rename_all = "camelCase")]
+    Connected { rtt_us: u64 },
+    /// A TCP RST (or ICMP port-unreachable) answered the SYN.
+    #[serde(rename_all = "camelCase")]
+    Refused { rtt_us: u64 },
+    /// Nothing answered within the timeout.
+    #[serde(rename_all = "camelCase")]
+    Timeout { after_ms: u64 },
+    /// No route, or an ICMP unreachable answered the SYN.
+    #[serde(rename_all = "camelCase")]
+    Unreachable {
+        reason: UnreachableReason,
+        #[serde(default)]
+        detail: String,
+        rtt_us: u64,
+    },
+    /// The probe could not be carried out (e.g. socket creation failed).
+    Error { detail: String },
+}
+
+impl TcpOutcome {
+    pub fn is_connected(&self) -> bool {
+        matches!(self, TcpOutcome::Connected { .. })
+    }
+}
+
+/// Why a destination was unreachable, as precisely as the kernel tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnreachableReason {
+    /// ICMP host unreachable, or the neighbour did not answer ARP/ND.
+    Host,
+    /// No route to the network (locally, or ICMP net unreachable).
+    Network,
+    /// ICMP communication administratively prohibited (a firewall's REJECT).
+    AdminProhibited,
+    /// ICMP protocol unreachable.
+    Protocol,
+    /// Unreachable, but the kernel did not say which kind.
+    #[serde(other)]
+    Other,
+}
+
+// ---------------------------------------------------------------- dns
+
+/// The resolver configuration a DNS probe used, as parsed from the namespace's resolv.conf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvConfSummary {
+    /// The file that was read (e.g. `/proc/4242/root/etc/resolv.conf`).
+    pub path: String,
+    pub nameservers: Vec<SocketAddr>,
+    pub search: Vec<String>,
+    pub ndots: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsResult {
+    /// The name as asked.
+    pub name: String,
+    pub record_type: RecordType,
+    pub resolv_conf: ResolvConfSummary,
+    /// Every query sent, in the order libc sends them.
+    pub candidates: Vec<DnsCandidate>,
+    /// What the pod's libc would return for the name.
+    pub answer: DnsAnswer,
+}
+
+/// The final answer: the first candidate that resolved, else the outcome libc reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsAnswer {
+    /// The fully qualified name that produced this outcome, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub outcome: DnsOutcome,
+}
+
+/// One query: one fully qualified candidate name to one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsCandidate {
+    pub name: String,
+    pub server: SocketAddr,
+    pub outcome: DnsOutcome,
+    pub rtt_us: u64,
+    /// The UDP answer had the TC bit set (and the query was retried over TCP).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// What one DNS query (or the final answer) observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum DnsOutcome {
+    Resolved {
+        addresses: Vec<IpAddr>,
+        ttl: u32,
+    },
+    /// The name does not exist.
+    Nxdomain,
+    /// The name exists but has no record of the asked type.
+    Nodata,
+    Servfail,
+    Refused,
+    Timeout,
+    Error {
+        detail: String,
+    },
+}
+
+impl DnsOutcome {
+    pub fn is_resolved(&self) -> bool {
+        matches!(self, DnsOutcome::Resolved { .. })
+    }
+}
+
+// ---------------------------------------------------------------- listeners
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// A listening TCP socket, or a bound UDP socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListeningSocket {
+    pub protocol: Transport,
+    /// `0.0.0.0`, `::`, `127.0.0.1`, a pod IP, …
+    pub local_ip: IpAddr,
+    pub local_port: u16,
+    /// Socket inode, to find the owning process through `/proc/<pid>/fd`.
+    #[serde(default)]
+    pub inode: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenersResult {
+    pub sockets: Vec<ListeningSocket>,
+    /// Set when the socket tables could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------- interfaces
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    pub mtu: u32,
+    pub up: bool,
+    /// `10.244.1.5/32`, `fe80::1/64`, …
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// `0.0.0.0/0`, `10.244.1.0/24`, …
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InterfacesResult {
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------- info & errors
+
+/// What the agent found it can do, discovered once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// The agent can enter other network namespaces (CAP_SYS_ADMIN).
+    pub setns: bool,
+    /// The agent can open raw sockets (CAP_NET_RAW): ICMP evidence.
+    pub net_raw: bool,
+    /// The agent can read other processes' namespace links (CAP_SYS_PTRACE or same user).
+    #[serde(default)]
+    pub ptrace: bool,
+}
+
+/// `GET /v1/info` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    pub agent: AgentIdentity,
+    pub api_version: String,
+    pub capabilities: Capabilities,
+    /// The file the agent enters for `{"kind":"node"}`.
+    pub node_netns: String,
+}
+
+/// Body of every non-2xx agent response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    /// Machine-readable reason: `badRequest`, `namespaceNotFound`, `tooLarge`,
+    /// `overloaded`, `forbidden`, `internal`.
+    pub code: String,
+    /// Human-readable message naming the problem.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip<T>(value: &T, expected: serde_json::Value)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_value(value).unwrap();
+        assert_eq!(json, expected);
+        let back: T = serde_json::from_value(json).unwrap();
+        assert_eq!(&back, value);
+    }
+
+    #[test]
+    fn every_source_kind_round_trips() {
+        round_trip(
+            &ProbeSource::Netns {
+                path: "/run/netns/x".into(),
+            },
+            json!({"kind": "netns", "path": "/run/netns/x"}),
+        );
+        round_trip(&ProbeSource::Pid { pid: 123 }, json!({"kind": "pid", "pid": 123}));
+        round_trip(
+            &ProbeSource::PodIp {
+                ip: "10.244.1.5".parse().unwrap(),
+            },
+            json!({"kind": "podIP", "ip": "10.244.1.5"}),
+        );
+        round_trip(&ProbeSource::Node, json!({"kind": "node"}));
+    }
+
+    #[test]
+    fn every_probe_kind_round_trips() {
+        round_trip(
+            &Probe::Dns(DnsProbe {
+                name: "payments.shop".into(),
+                record_type: RecordType::Aaaa,
+                nameserver: Some(NameserverAddr::Ip("10.96.0.10".parse().unwrap())),
+                timeout_ms: 500,
+            }),
+            json!({"kind": "dns", "name": "payments.shop", "recordType": "AAAA",
+                   "nameserver": "10.96.0.10", "timeoutMs": 500}),
+        );
+        round_trip(
+            &Probe::Tcp(TcpProbe {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 80,
+                timeout_ms: 1000,
+            }),
+            json!({"kind": "tcp", "ip": "10.0.0.1", "port": 80, "timeoutMs": 1000}),
+        );
+        round_trip(&Probe::Listeners, json!({"kind": "listeners"}));
+        round_trip(&Probe::Interfaces, json!({"kind": "interfaces"}));
+    }
+
+    #[test]
+    fn omitted_fields_take_documented_defaults() {
+        let probe: Probe = serde_json::from_value(json!({"kind": "dns", "name": "x"})).unwrap();
+        let Probe::Dns(dns) = probe else { panic!("not dns") };
+        assert_eq!(dns.record_type, RecordType::A);
+        assert_eq!(dns.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(dns.nameserver, None);
+    }
+
+    #[test]
+    fn nameserver_accepts_socket_address() {
+        let probe: DnsProbe =
+            serde_json::from_value(json!({"name": "x", "nameserver": "10.96.0.10:5353"})).unwrap();
+        assert_eq!(
+            probe.nameserver.unwrap().socket_addr(),
+            "10.96.0.10:5353".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_but_unknown_kinds_are_rejected() {
+        let req: ProbeRequest = serde_json::from_value(json!({
+            "source": {"kind": "node", "future": 1},
+            "probes": [{"kind": "listeners"}],
+            "newField": true
+        }))
+        .unwrap();
+        assert_eq!(req.source, ProbeSource::Node);
+        let err = serde_json::from_value::<Probe>(json!({"kind": "udp"})).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `udp`"), "{err}");
+    }
+
+    #[test]
+    fn every_tcp_outcome_round_trips() {
+        round_trip(
+            &TcpOutcome::Connected { rtt_us: 12 },
+            json!({"kind": "connected", "rttUs": 12}),
+        );
+        round_trip(
+            &TcpOutcome::Refused { rtt_us: 3 },
+            json!({"kind": "refused", "rttUs": 3}),
+        );
+        round_trip(
+            &TcpOutcome::Timeout { after_ms: 1000 },
+            json!({"kind": "timeout", "afterMs": 1000}),
+        );
+        round_trip(
+            &TcpOutcome::Unreachable {
+                reason: UnreachableReason::AdminProhibited,
+                detail: "icmp type 3 code 13 from 10.0.0.1".into(),
+                rtt_us: 40,
+            },
+            json!({"kind": "unreachable", "reason": "admin-prohibited",
+                   "detail": "icmp type 3 code 13 from 10.0.0.1", "rttUs": 40}),
+        );
+        round_trip(
+            &TcpOutcome::Error { detail: "x".into() },
+            json!({"kind": "error", "detail": "x"}),
+        );
+    }
+
+    #[test]
+    fn unknown_unreachable_reason_reads_as_other() {
+        let reason: UnreachableReason = serde_json::from_value(json!("fragmentation-needed")).unwrap();
+        assert_eq!(reason, UnreachableReason::Other);
+    }
+
+    #[test]
+    fn every_dns_outcome_round_trips() {
+        round_trip(
+            &DnsOutcome::Resolved {
+                addresses: vec!["10.96.12.7".parse().unwrap()],
+                ttl: 5,
+            },
+            json!({"kind": "resolved", "addresses": ["10.96.12.7"], "ttl": 5}),
+        );
+        round_trip(&DnsOutcome::Nxdomain, json!({"kind": "nxdomain"}));
+        round_trip(&DnsOutcome::Nodata, json!({"kind": "nodata"}));
+        round_trip(&DnsOutcome::Servfail, json!({"kind": "servfail"}));
+        round_trip(&DnsOutcome::Refused, json!({"kind": "refused"}));
+        round_trip(&DnsOutcome::Timeout, json!({"kind": "timeout"}));
+        round_trip(
+            &DnsOutcome::Error { detail: "e".into() },
+            json!({"kind": "error", "detail": "e"}),
+        );
+    }
+
+    #[test]
+    fn every_result_kind_round_trips() {
+        let server: SocketAddr = "10.96.0.10:53".parse().unwrap();
+        round_trip(
+            &ProbeResult::Dns(DnsResult {
+                name: "payments".into(),
+                record_type: RecordType::A,
+                resolv_conf: ResolvConfSummary {
+                    path: "/proc/7/root/etc/resolv.conf".into(),
+                    nameservers: vec![server],
+                    search: vec!["shop.svc.cluster.local".into()],
+                    ndots: 5,
+                },
+                candidates: vec![DnsCandidate {
+                    name: "payments.shop.svc.cluster.local.".into(),
+                    server,
+                    outcome: DnsOutcome::Nxdomain,
+                    rtt_us: 800,
+                    truncated: false,
+                }],
+                answer: DnsAnswer {
+                    name: None,
+                    outcome: DnsOutcome::Nxdomain,
+                },
+            }),
+            json!({"kind": "dns", "name": "payments", "recordType": "A",
+                   "resolvConf": {"path": "/proc/7/root/etc/resolv.conf", "nameservers": ["10.96.0.10:53"],
+                                  "search": ["shop.svc.cluster.local"], "ndots": 5},
+                   "candidates": [{"name": "payments.shop.svc.cluster.local.", "server": "10.96.0.10:53",
+                                   "outcome": {"kind": "nxdomain"}, "rttUs": 800, "truncated": false}],
+                   "answer": {"outcome": {"kind": "nxdomain"}}}),
+        );
+        round_trip(
+            &ProbeResult::Tcp(TcpResult {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 8080,
+                timeout_ms: 1000,
+                outcome: TcpOutcome::Timeout { after_ms: 1000 },
+            }),
+            json!({"kind": "tcp", "ip": "10.0.0.1", "port": 8080, "timeoutMs": 1000,
+                   "outcome": {"kind": "timeout", "afterMs": 1000}}),
+        );
+        round_trip(
+            &ProbeResult::Listeners(ListenersResult {
+                sockets: vec![ListeningSocket {
+                    protocol: Transport::Tcp,
+                    local_ip: "127.0.0.1".parse().unwrap(),
+                    local_port: 8080,
+                    inode: 99,
+                }],
+                error: None,
+            }),
+            json!({"kind": "listeners", "sockets": [{"protocol": "tcp", "localIp": "127.0.0.1",
+                                                     "localPort": 8080, "inode": 99}]}),
+        );
+        round_trip(
+            &ProbeResult::Interfaces(InterfacesResult {
+                interfaces: vec![Interface {
+                    name: "eth0".into(),
+                    index: 2,
+                    mtu: 1500,
+                    up: true,
+                    addresses: vec!["10.244.1.5/32".into()],
+                }],
+                routes: vec![Route {
+                    destination: "0.0.0.0/0".into(),
+                    gateway: Some("169.254.1.1".parse().unwrap()),
+                    device: Some("eth0".into()),
+                    mtu: None,
+                }],
+                error: None,
+            }),
+            json!({"kind": "interfaces",
+                   "interfaces": [{"name": "eth0", "index": 2, "mtu": 1500, "up": true, "addresses": ["10.244.1.5/32"]}],
+                   "routes": [{"destination": "0.0.0.0/0", "gateway": "169.254.1.1", "device": "eth0"}]}),
+        );
+    }
+
+    #[test]
+    fn report_and_info_round_trip() {
+        round_trip(
+            &ProbeReport {
+                agent: AgentIdentity {
+                    node: "node-a".into(),
+                    version: "0.1.0".into(),
+                    pod: None,
+                },
+                netns: ResolvedNetns {
+                    inode: 4026532000,
+                    path: "/proc/7/ns/net".into(),
+                    pid: Some(7),
+                },
+                results: vec![],
+            },
+            json!({"agent": {"node": "node-a", "version": "0.1.0"},
+                   "netns": {"inode": 4026532000u64, "path": "/proc/7/ns/net", "pid": 7},
+                   "results": []}),
+        );
+        round_trip(
+            &AgentInfo {
+                agent: AgentIdentity {
+                    node: "n".into(),
+                    version: "v".into(),
+                    pod: Some("netdiag/agent-x".into()),
+                },
+                api_version: API_VERSION.into(),
+                capabilities: Capabilities {
+                    setns: true,
+                    net_raw: false,
+                    ptrace: true,
+                },
+                node_netns: "/proc/1/ns/net".into(),
+            },
+            json!({"agent": {"node": "n", "version": "v", "pod": "netdiag/agent-x"}, "apiVersion": "v1",
+                   "capabilities": {"setns": true, "netRaw": false, "ptrace": true},
+                   "nodeNetns": "/proc/1/ns/net"}),
+        );
+        round_trip(
+            &ApiError {
+                code: "badRequest".into(),
+                message: "m".into(),
+            },
+            json!({"code": "badRequest", "message": "m"}),
+        );
+    }
+
+    fn request(probes: Vec<Probe>) -> ProbeRequest {
+        ProbeRequest {
+            source: ProbeSource::Node,
+            probes,
+        }
+    }
+
+    #[test]
+    fn port_zero_is_rejected_with_its_index() {
+        let err = request(vec![
+            Probe::Listeners,
+            Probe::Tcp(TcpProbe {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 0,
+                timeout_ms: 10,
+            }),
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.to_string(), "probes[1]: tcp port 0 is not a valid port");
+    }
+
+    #[test]
+    fn empty_and_oversized_requests_are_rejected() {
+        assert_eq!(
+            request(vec![]).validate().unwrap_err().to_string(),
+            "request has no probes"
+        );
+        let many = vec![Probe::Listeners; MAX_PROBES_PER_REQUEST + 1];
+        assert!(
+            request(many)
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 1024")
+        );
+    }
+
+    #[test]
+    fn timeouts_outside_range_are_rejected() {
+        for timeout_ms in [0, MAX_TIMEOUT_MS + 1] {
+            let err = request(vec![Probe::Tcp(TcpProbe {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 1,
+                timeout_ms,
+            })])
+            .validate()
+            .unwrap_err();
+            assert!(err.to_string().contains("timeoutMs"), "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_dns_names_are_rejected_and_fqdns_accepted() {
+        let dns = |name: &str| {
+            request(vec![Probe::Dns(DnsProbe {
+                name: name.into(),
+                record_type: RecordType::A,
+                nameserver: None,
+                timeout_ms: 100,
+            })])
+            .validate()
+        };
+        assert!(dns("payments.shop.svc.cluster.local.").is_ok());
+        assert!(dns("payments").is_ok());
+        assert!(dns("").is_err());
+        assert!(dns("a..b").is_err());
+        assert!(dns(&"x".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn valid_request_passes() {
+        let req = ProbeRequest {
+            source: ProbeSource::PodIp {
+                ip: "10.244.1.5".parse().unwrap(),
+            },
+            probes: vec![Probe::Tcp(TcpProbe {
+                ip: "10.96.0.1".parse().unwrap(),
+                port: 443,
+                timeout_ms: 1000,
+            })],
+        };
+        assert!(req.validate().is_ok());
+    }
+}
