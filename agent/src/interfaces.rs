@@ -1,0 +1,207 @@
+//! The `interfaces` probe: links, addresses and routes of the namespace, read over rtnetlink.
+//!
+//! The netlink socket is opened by the caller's thread, so called on a namespace worker thread it
+//! describes that namespace.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use netdiag_proto::{Interface, InterfacesResult, Route};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    #[error("netlink socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot decode a netlink message: {0}")]
+    Decode(String),
+    #[error("the kernel refused the netlink dump: errno {0}")]
+    Kernel(i32),
+}
+
+/// Reads the namespace's interfaces and main-table routes.
+pub fn probe() -> InterfacesResult {
+    match read() {
+        Ok((interfaces, routes)) => InterfacesResult {
+            interfaces,
+            routes,
+            error: None,
+        },
+        Err(err) => InterfacesResult {
+            error: Some(err.to_string()),
+            ..Default::default()
+        },
+    }
+}
+
+/// Every address configured in the namespace.
+pub fn addresses() -> Result<Vec<IpAddr>, NetlinkError> {
+    Ok(dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) => address_of(&a).map(|(ip, _)| ip),
+            _ => None,
+        })
+        .collect())
+}
+
+fn read() -> Result<(Vec<Interface>, Vec<Route>), NetlinkError> {
+    let links = dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+    let addrs = dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+    let routes = dump(RouteNetlinkMessage::GetRoute(RouteMessage::default()))?;
+
+    let mut by_index: HashMap<u32, Vec<String>> = HashMap::new();
+    for msg in addrs {
+        if let RouteNetlinkMessage::NewAddress(a) = msg
+            && let Some((ip, len)) = address_of(&a)
+        {
+            by_index
+                .entry(a.header.index)
+                .or_default()
+                .push(format!("{ip}/{len}"));
+        }
+    }
+    let mut interfaces: Vec<Interface> = links
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+        .map(|l| {
+            let mut name = String::new();
+            let mut mtu = 0;
+            for attr in &l.attributes {
+                match attr {
+                    LinkAttribute::IfName(n) => name = n.clone(),
+                    LinkAttribute::Mtu(m) => mtu = *m,
+                    _ => {}
+                }
+            }
+            Interface {
+                name,
+                index: l.header.index,
+                mtu,
+                up: l.header.flags.contains(LinkFlags::Up),
+                addresses: by_index.remove(&l.header.index).unwrap_or_default(),
+            }
+        })
+        .collect();
+    interfaces.sort_by_key(|i| i.index);
+    let names: HashMap<u32, String> = interfaces.iter().map(|i| (i.index, i.name.clone())).collect();
+
+    let routes = routes
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => route_of(&r, &names),
+            _ => None,
+        })
+        .collect();
+    Ok((interfaces, routes))
+}
+
+fn address_of(a: &AddressMessage) -> Option<(IpAddr, u8)> {
+    // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS otherwise.
+    let local = a.attributes.iter().find_map(|at| match at {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let address = a.attributes.iter().find_map(|at| match at {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or(address).map(|ip| (ip, a.header.prefix_len))
+}
+
+fn route_of(r: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+    let mut table = u32::from(r.header.table);
+    let (mut dst, mut gateway, mut oif, mut mtu) = (None, None, None, None);
+    for attr in &r.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(a) => dst = ip_of(a),
+            RouteAttribute::Gateway(a) => gateway = ip_of(a),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Metrics(metrics) => {
+                mtu = metrics.iter().find_map(|m| match m {
+                    RouteMetric::Mtu(v) => Some(*v),
+                    _ => None,
+                })
+            }
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN)
+        || !matches!(
+            r.header.kind,
+            RouteType::Unicast | RouteType::Unreachable | RouteType::BlackHole
+        )
+    {
+        return None;
+    }
+    let len = r.header.destination_prefix_length;
+    let dst = dst.unwrap_or(match r.header.address_family {
+        AddressFamily::Inet6 => IpAddr::from([0u16; 8]),
+        _ => IpAddr::from([0u8; 4]),
+    });
+    Some(Route {
+        destination: format!("{dst}/{len}"),
+        gateway,
+        device: oif.and_then(|i| names.get(&i).cloned()),
+        mtu,
+    })
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// Sends one dump request and collects every answer up to NLMSG_DONE.
+fn dump(request: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(request));
+    packet.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
+    packet.header.sequence_number = 1;
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let mut out = Vec::new();
+    loop {
+        let (datagram, _) = socket.recv_from_full()?;
+        let mut offset = 0;
+        while offset < datagram.len() {
+            let msg: NetlinkMessage<RouteNetlinkMessage> =
+                NetlinkMessage::deserialize(&datagram[offset..])
+                    .map_err(|e| NetlinkError::Decode(e.to_string()))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => match e.code {
+                    Some(code) => return Err(NetlinkError::Kernel(code.get())),
+                    None => return Ok(out),
+                },
+                NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            offset += len;
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! netdiag's node agent: enters pod network namespaces and runs probes there.
+//!
+//! [`netns`] is the only module that changes namespaces; [`engine`] ties locating a namespace to
+//! running the probes ([`tcp`], [`dns`], [`listeners`], [`interfaces`]) on a worker that entered it;
+//! [`server`] and the one-shot mode in [`cli`] both go through [`engine::Engine::run`].
+
+pub mod caps;
+pub mod cli;
+pub mod dns;
+pub mod engine;
+pub mod healthcheck;
+pub mod interfaces;
+pub mod listeners;
+pub mod locate;
+pub mod metrics;
+pub mod netns;
+pub mod server;
+pub mod tcp;

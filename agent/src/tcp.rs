@@ -1,0 +1,315 @@
+//! The `tcp` probe: open a connection, classify what answered, close it with RST.
+//!
+//! Linux reports ICMP host-unreachable and admin-prohibited both as `EHOSTUNREACH` to a TCP socket.
+//! With CAP_NET_RAW a raw ICMP socket is opened in the namespace before connecting, and the
+//! destination-unreachable message whose embedded TCP header carries this probe's ports tells the
+//! two apart. Without it the reason stays `host`, with a detail that says why.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use netdiag_proto::{TcpOutcome, TcpProbe, TcpResult, UnreachableReason};
+use pnet_packet::Packet;
+use pnet_packet::icmp::IcmpTypes;
+use pnet_packet::icmp::destination_unreachable::DestinationUnreachablePacket;
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ipv4::Ipv4Packet;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Runs one TCP probe on the calling thread's namespace. `net_raw` says whether raw ICMP sockets
+/// may be opened.
+pub async fn probe(p: &TcpProbe, net_raw: bool) -> TcpResult {
+    let outcome = connect(
+        SocketAddr::new(p.ip, p.port),
+        Duration::from_millis(p.timeout_ms),
+        net_raw,
+    )
+    .await;
+    TcpResult {
+        ip: p.ip,
+        port: p.port,
+        timeout_ms: p.timeout_ms,
+        outcome,
+    }
+}
+
+async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool) -> TcpOutcome {
+    let error = |what: &str, err: io::Error| TcpOutcome::Error {
+        detail: format!("{what}: {err}"),
+    };
+    let icmp = match (net_raw, target) {
+        (true, SocketAddr::V4(_)) => IcmpWatch::open(),
+        (false, SocketAddr::V4(_)) => IcmpWatch::Unavailable("the agent lacks CAP_NET_RAW".into()),
+        (_, SocketAddr::V6(_)) => IcmpWatch::Unavailable("icmpv6 codes are not inspected".into()),
+    };
+    let socket = match Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP)) {
+        Ok(s) => s,
+        Err(err) => return error("cannot create a tcp socket", err),
+    };
+    // Linger 0: closing sends RST, so thousands of probes leave no TIME_WAIT behind.
+    if let Err(err) = socket
+        .set_linger(Some(Duration::ZERO))
+        .and_then(|()| socket.set_nonblocking(true))
+    {
+        return error("cannot configure the tcp socket", err);
+    }
+    let start = Instant::now();
+    let elapsed_us = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match socket.connect(&target.into()) {
+        Ok(()) => return TcpOutcome::Connected { rtt_us: elapsed_us() },
+        Err(err) if err.raw_os_error() == Some(libc_einprogress()) => {}
+        Err(err) => {
+            let local_port = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map_or(0, |a| a.port());
+            return classify_error(&err, elapsed_us(), icmp.evidence(target, local_port));
+        }
+    }
+    let local_port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(0, |a| a.port());
+    let stream = match tokio::net::TcpStream::from_std(socket.into()) {
+        Ok(s) => s,
+        Err(err) => return error("cannot register the tcp socket", err),
+    };
+    match tokio::time::timeout(timeout, stream.writable()).await {
+        Err(_) => TcpOutcome::Timeout {
+            after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        },
+        Ok(Err(err)) => error("waiting for the connection failed", err),
+        Ok(Ok(())) => {
+            let rtt_us = elapsed_us();
+            match stream.take_error() {
+                Ok(None) => TcpOutcome::Connected { rtt_us },
+                Ok(Some(err)) => classify_error(&err, rtt_us, icmp.evidence(target, local_port)),
+                Err(err) => error("cannot read the socket error", err),
+            }
+        }
+    }
+}
+
+fn libc_einprogress() -> i32 {
+    nix::errno::Errno::EINPROGRESS as i32
+}
+
+/// What the raw ICMP socket saw, if one could be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IcmpEvidence {
+    /// No raw socket: the reason why.
+    Unavailable(String),
+    /// The socket was open but held no matching destination-unreachable message.
+    NoneMatched,
+    /// ICMP destination unreachable with this code, sent by `from`.
+    Unreachable { code: u8, from: Ipv4Addr },
+}
+
+enum IcmpWatch {
+    Open(std::net::UdpSocket),
+    Unavailable(String),
+}
+
+impl IcmpWatch {
+    fn open() -> Self {
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+        match socket {
+            // A raw socket is read with plain recv; std's UdpSocket offers that on any datagram fd.
+            Ok(s) => IcmpWatch::Open(s.into()),
+            Err(err) => IcmpWatch::Unavailable(format!("cannot open a raw icmp socket: {err}")),
+        }
+    }
+
+    /// Drains the raw socket looking for the message about our SYN. ICMP reaches raw sockets before
+    /// TCP hears about it, so by the time connect fails the message is already queued.
+    fn evidence(&self, target: SocketAddr, local_port: u16) -> IcmpEvidence {
+        let socket = match self {
+            IcmpWatch::Open(s) => s,
+            IcmpWatch::Unavailable(why) => return IcmpEvidence::Unavailable(why.clone()),
+        };
+        let SocketAddr::V4(target) = target else {
+            return IcmpEvidence::Unavailable("icmpv6 codes are not inspected".into());
+        };
+        let mut buf = [0u8; 1500];
+        while let Ok(n) = socket.recv(&mut buf) {
+            if let Some(found) = match_unreachable(&buf[..n], *target.ip(), target.port(), local_port) {
+                return found;
+            }
+        }
+        IcmpEvidence::NoneMatched
+    }
+}
+
+/// Parses an IPv4 packet from a raw ICMP socket and returns the evidence if it is a
+/// destination-unreachable about a TCP segment from `local_port` to `dst:dst_port`.
+pub fn match_unreachable(
+    packet: &[u8],
+    dst: Ipv4Addr,
+    dst_port: u16,
+    local_port: u16,
+) -> Option<IcmpEvidence> {
+    let ip = Ipv4Packet::new(packet)?;
+    if ip.get_next_level_protocol() != IpNextHeaderProtocols::Icmp {
+        return None;
+    }
+    let icmp = DestinationUnreachablePacket::new(ip.payload())?;
+    if icmp.get_icmp_type() != IcmpTypes::DestinationUnreachable {
+        return None;
+    }
+    let inner = Ipv4Packet::new(icmp.payload())?;
+    if inner.get_destination() != dst || inner.get_next_level_protocol() != IpNextHeaderProtocols::Tcp {
+        return None;
+    }
+    // The original datagram is quoted with at least 8 bytes of its payload: the TCP ports.
+    let offset = usize::from(inner.get_header_length()) * 4;
+    let ports = icmp.payload().get(offset..offset + 4)?;
+    let (src, dport) = (
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    );
+    (src == local_port && dport == dst_port).then(|| IcmpEvidence::Unreachable {
+        code: icmp.get_icmp_code().0,
+        from: ip.get_source(),
+    })
+}
+
+/// The reason an ICMPv4 destination-unreachable code gives (RFC 792, RFC 1812).
+pub fn icmp_reason(code: u8) -> UnreachableReason {
+    match code {
+        0 | 6 | 11 => UnreachableReason::Network,
+        1 | 7 | 12 => UnreachableReason::Host,
+        2 => UnreachableReason::Protocol,
+        9 | 10 | 13 => UnreachableReason::AdminProhibited,
+        _ => UnreachableReason::Other,
+    }
+}
+
+/// Turns a failed connect into an observation.
+pub fn classify_error(err: &io::Error, rtt_us: u64, icmp: IcmpEvidence) -> TcpOutcome {
+    use nix::errno::Errno;
+    let unreachable = |reason, detail: String| TcpOutcome::Unreachable {
+        reason,
+        detail,
+        rtt_us,
+    };
+    let Some(errno) = err.raw_os_error().map(Errno::from_raw) else {
+        return TcpOutcome::Error {
+            detail: err.to_string(),
+        };
+    };
+    match errno {
+        Errno::ECONNREFUSED => TcpOutcome::Refused { rtt_us },
+        Errno::ENETUNREACH => unreachable(
+            UnreachableReason::Network,
+            "network is unreachable (ENETUNREACH)".into(),
+        ),
+        Errno::EHOSTUNREACH | Errno::EHOSTDOWN => match icmp {
+            IcmpEvidence::Unreachable { code, from } => {
+                unreachable(icmp_reason(code), format!("icmp type 3 code {code} from {from}"))
+            }
+            IcmpEvidence::NoneMatched => unreachable(
+                UnreachableReason::Host,
+                "no route to host (EHOSTUNREACH) and no icmp message about this connection: the \
+                 neighbour did not answer or the route is unreachable"
+                    .into(),
+            ),
+            IcmpEvidence::Unavailable(why) => unreachable(
+                UnreachableReason::Host,
+                format!(
+                    "no route to host (EHOSTUNREACH); host-unreachable and admin-prohibited cannot be told \
+                     apart because {why}"
+                ),
+            ),
+        },
+        // ICMPv6 admin-prohibited arrives as EACCES; a local firewall DROP/REJECT on output as EPERM.
+        Errno::EACCES | Errno::EPERM => unreachable(
+            UnreachableReason::AdminProhibited,
+            format!("the connection was administratively prohibited ({errno})"),
+        ),
+        Errno::ETIMEDOUT => TcpOutcome::Timeout {
+            after_ms: rtt_us / 1000,
+        },
+        _ => TcpOutcome::Error {
+            detail: format!("connect failed: {err}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4/ICMP destination-unreachable (code 13) from 10.0.0.2 quoting a SYN from
+    /// 10.0.0.1:40000 to 10.0.0.2:8080.
+    fn admin_prohibited_fixture() -> Vec<u8> {
+        let mut inner = vec![
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // IPv4, proto 6
+        ];
+        inner.extend_from_slice(&40000u16.to_be_bytes());
+        inner.extend_from_slice(&8080u16.to_be_bytes());
+        inner.extend_from_slice(&[0, 0, 0, 1]); // sequence number
+        let mut icmp = vec![3, 13, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&inner);
+        let total = u16::try_from(20 + icmp.len()).unwrap();
+        let mut outer = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1];
+        outer[2..4].copy_from_slice(&total.to_be_bytes());
+        outer.extend_from_slice(&icmp);
+        outer
+    }
+
+    #[test]
+    fn icmp_about_our_syn_is_matched_by_ports() {
+        let packet = admin_prohibited_fixture();
+        let dst = Ipv4Addr::new(10, 0, 0, 2);
+        assert_eq!(
+            match_unreachable(&packet, dst, 8080, 40000),
+            Some(IcmpEvidence::Unreachable { code: 13, from: dst })
+        );
+        assert_eq!(match_unreachable(&packet, dst, 8080, 40001), None);
+        assert_eq!(match_unreachable(&packet, dst, 8081, 40000), None);
+    }
+
+    #[test]
+    fn icmp_codes_map_to_reasons() {
+        assert_eq!(icmp_reason(13), UnreachableReason::AdminProhibited);
+        assert_eq!(icmp_reason(1), UnreachableReason::Host);
+        assert_eq!(icmp_reason(0), UnreachableReason::Network);
+        assert_eq!(icmp_reason(4), UnreachableReason::Other);
+    }
+
+    #[test]
+    fn host_unreachable_without_raw_socket_says_why() {
+        let err = io::Error::from_raw_os_error(nix::errno::Errno::EHOSTUNREACH as i32);
+        let outcome = classify_error(
+            &err,
+            5,
+            IcmpEvidence::Unavailable("the agent lacks CAP_NET_RAW".into()),
+        );
+        let TcpOutcome::Unreachable { reason, detail, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(reason, UnreachableReason::Host);
+        assert!(detail.contains("CAP_NET_RAW"), "{detail}");
+    }
+
+    #[test]
+    fn refused_and_no_route_are_told_apart() {
+        let refused = io::Error::from_raw_os_error(nix::errno::Errno::ECONNREFUSED as i32);
+        assert_eq!(
+            classify_error(&refused, 7, IcmpEvidence::NoneMatched),
+            TcpOutcome::Refused { rtt_us: 7 }
+        );
+        let no_route = io::Error::from_raw_os_error(nix::errno::Errno::ENETUNREACH as i32);
+        assert!(matches!(
+            classify_error(&no_route, 1, IcmpEvidence::NoneMatched),
+            TcpOutcome::Unreachable {
+                reason: UnreachableReason::Network,
+                ..
+            }
+        ));
+    }
+}
