@@ -1,19 +1,387 @@
-//! `policy` command wiring.
+//! `kubectl netdiag policy explain|matrix`: read objects (cluster or file), evaluate, render.
+//!
+//! Exit codes: 0 when the question was answered (also when `explain` finds the flow denied; the
+//! answer is in the output), 1 when it could not be (unreadable input, unknown pod, API error),
+//! 2 for usage errors (clap).
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::kube_args::KubeArgs;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use super::{
+    EvalError, Flow, FlowVerdict, InputError, Matrix, MatrixEntry, Objects, Peer, PolicyIndex, Protocol,
+};
+use crate::kube_args::{KubeArgs, KubeConfigError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Explain whether one flow is allowed.
-    Explain {
-        #[command(flatten)]
-        kube: KubeArgs,
-    },
+    /// Explain whether one flow is allowed by NetworkPolicy, and which policies and rules decided it.
+    ///
+    /// Exits 0 whether the flow is allowed or denied (the answer is in the output), 1 when the
+    /// question cannot be answered (unknown pod, unreadable input, API error).
+    Explain(ExplainArgs),
+    /// Print the NetworkPolicy truth table of every pod pair for one port and protocol.
+    Matrix(MatrixArgs),
 }
 
-pub async fn run(_command: PolicyCommand) -> ExitCode {
-    eprintln!("error: policy is not available in this build");
-    ExitCode::from(1)
+/// Where the objects come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Read Namespaces, Pods and NetworkPolicies from a YAML/JSON stream or List (`-` for stdin),
+    /// e.g. the output of `kubectl get -A -o yaml namespaces,pods,networkpolicies`, instead of the cluster.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Source: NAMESPACE/POD, POD (in the context's namespace), or an IP address.
+    #[arg(long, value_name = "NS/POD|IP")]
+    pub from: String,
+    /// Destination: NAMESPACE/POD, POD (in the context's namespace), or an IP address.
+    #[arg(long, value_name = "NS/POD|IP")]
+    pub to: String,
+    /// Destination port (1-65535).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// TCP, UDP or SCTP.
+    #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
+    pub protocol: Protocol,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MatrixArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Destination port (1-65535).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// TCP, UDP or SCTP.
+    #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
+    pub protocol: Protocol,
+    /// Only pods in this namespace (repeatable); every namespace when absent.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+fn parse_protocol(text: &str) -> Result<Protocol, String> {
+    text.parse()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyCmdError {
+    #[error("failed to read {path}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to parse {path}")]
+    ParseFile {
+        path: String,
+        #[source]
+        source: InputError,
+    },
+    #[error(transparent)]
+    KubeConfig(#[from] KubeConfigError),
+    #[error("failed to list {what} from the cluster")]
+    List {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error("invalid --{flag} {input:?}: expected NAMESPACE/POD, POD or an IP address")]
+    Peer { flag: &'static str, input: String },
+    #[error("failed to encode the output as JSON")]
+    Json(#[source] serde_json::Error),
+}
+
+pub async fn run(command: PolicyCommand) -> ExitCode {
+    let result = match command {
+        PolicyCommand::Explain(args) => explain(args).await,
+        PolicyCommand::Matrix(args) => matrix(args).await,
+    };
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            let mut message = format!("error: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                let _ = write!(message, ": {cause}");
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn explain(args: ExplainArgs) -> Result<String, PolicyCmdError> {
+    let (objects, default_namespace) = load(&args.input).await?;
+    let index = index_and_warn(&objects);
+    let mut notes = Vec::new();
+    let from = resolve_peer(&index, &args.from, "from", &default_namespace, &mut notes)?;
+    let to = resolve_peer(&index, &args.to, "to", &default_namespace, &mut notes)?;
+    let flow = Flow {
+        from,
+        to,
+        port: args.port,
+        protocol: args.protocol,
+    };
+    let mut verdict = index.evaluate(&flow)?;
+    verdict.notes.extend(notes);
+    match args.output {
+        OutputFormat::Json => to_json(&verdict),
+        OutputFormat::Table => Ok(render_explain(&verdict)),
+    }
+}
+
+async fn matrix(args: MatrixArgs) -> Result<String, PolicyCmdError> {
+    let (objects, _) = load(&args.input).await?;
+    let index = index_and_warn(&objects);
+    let matrix = index.matrix(args.port, args.protocol, &args.namespaces)?;
+    match args.output {
+        OutputFormat::Json => {
+            #[derive(Serialize)]
+            struct MatrixJson {
+                port: u16,
+                protocol: Protocol,
+                results: Vec<MatrixEntry>,
+            }
+            to_json(&MatrixJson {
+                port: matrix.port,
+                protocol: matrix.protocol,
+                results: matrix.entries().collect(),
+            })
+        }
+        OutputFormat::Table => Ok(render_matrix(&matrix)),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, PolicyCmdError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(PolicyCmdError::Json)?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Build the index; findings (skipped or completed objects) go to stderr as warnings.
+fn index_and_warn(objects: &Objects) -> PolicyIndex {
+    let index = PolicyIndex::new(&objects.namespaces, &objects.pods, &objects.policies);
+    for finding in index.findings() {
+        eprintln!("warning: {finding}");
+    }
+    index
+}
+
+/// `NS/POD`, a bare `POD` in the default namespace, or an IP (a pod's IP is taken as that pod).
+fn resolve_peer(
+    index: &PolicyIndex,
+    text: &str,
+    flag: &'static str,
+    default_namespace: &str,
+    notes: &mut Vec<String>,
+) -> Result<Peer, PolicyCmdError> {
+    let peer = if text.contains('/') || text.parse::<std::net::IpAddr>().is_ok() {
+        text.parse::<Peer>().map_err(|_| PolicyCmdError::Peer {
+            flag,
+            input: text.to_string(),
+        })?
+    } else if text.is_empty() {
+        return Err(PolicyCmdError::Peer {
+            flag,
+            input: text.to_string(),
+        });
+    } else {
+        Peer::pod(default_namespace, text)
+    };
+    if let Peer::Ip(ip) = peer
+        && let Some(pod) = index.pod_with_ip(ip)
+    {
+        notes.push(format!("{ip} is the IP of pod {pod}; evaluated as that pod"));
+        return Ok(pod);
+    }
+    Ok(peer)
+}
+
+async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
+    match &input.from_file {
+        Some(path) => {
+            let display = path.display().to_string();
+            let text = if display == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(path)
+            }
+            .map_err(|source| PolicyCmdError::ReadFile {
+                path: display.clone(),
+                source,
+            })?;
+            let objects = super::parse_objects(&text).map_err(|source| PolicyCmdError::ParseFile {
+                path: display,
+                source,
+            })?;
+            Ok((objects, "default".to_string()))
+        }
+        None => {
+            let (client, namespace) = input.kube.client().await?;
+            let params = ListParams::default();
+            let namespaces = Api::<Namespace>::all(client.clone())
+                .list(&params)
+                .await
+                .map_err(|source| PolicyCmdError::List {
+                    what: "namespaces",
+                    source,
+                })?;
+            let pods = Api::<Pod>::all(client.clone())
+                .list(&params)
+                .await
+                .map_err(|source| PolicyCmdError::List { what: "pods", source })?;
+            let policies = Api::<NetworkPolicy>::all(client)
+                .list(&params)
+                .await
+                .map_err(|source| PolicyCmdError::List {
+                    what: "networkpolicies",
+                    source,
+                })?;
+            let mut objects = Objects {
+                namespaces: namespaces.items,
+                pods: pods.items,
+                policies: policies.items,
+                skipped_kinds: Vec::new(),
+            };
+            objects
+                .namespaces
+                .iter_mut()
+                .for_each(|o| o.metadata.managed_fields = None);
+            objects
+                .pods
+                .iter_mut()
+                .for_each(|o| o.metadata.managed_fields = None);
+            objects
+                .policies
+                .iter_mut()
+                .for_each(|o| o.metadata.managed_fields = None);
+            Ok((objects, namespace))
+        }
+    }
+}
+
+/// The human form of `explain`: one line per side, then the verdict sentence.
+pub fn render_explain(verdict: &FlowVerdict) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "flow     {} → {} port {}/{}",
+        verdict.from, verdict.to, verdict.port, verdict.protocol
+    );
+    let sides = [
+        ("egress ", &verdict.egress, &verdict.from, &verdict.to, "to"),
+        ("ingress", &verdict.ingress, &verdict.to, &verdict.from, "from"),
+    ];
+    for (label, side, subject, remote, preposition) in sides {
+        let (mark, detail) = if !side.applies {
+            (
+                "n/a    ",
+                format!("{subject} is not a pod; NetworkPolicy does not apply"),
+            )
+        } else if !side.isolated {
+            (
+                "allowed",
+                format!(
+                    "{subject} is not isolated for {} (no policy selects it)",
+                    label.trim()
+                ),
+            )
+        } else {
+            let isolating = join(&side.isolating_policies);
+            if side.allowed {
+                (
+                    "allowed",
+                    format!(
+                        "{subject} isolated by {isolating}; allowed by {}",
+                        join(&side.allowing_rules)
+                    ),
+                )
+            } else {
+                (
+                    "denied ",
+                    format!(
+                        "{subject} isolated by {isolating}; no rule allows {preposition} {remote} on {}/{}",
+                        verdict.port, verdict.protocol
+                    ),
+                )
+            }
+        };
+        let _ = writeln!(out, "{label}  {mark}  {detail}");
+    }
+    for note in &verdict.notes {
+        let _ = writeln!(out, "note     {note}");
+    }
+    let _ = writeln!(out, "verdict  {}", verdict.explain());
+    out
+}
+
+/// The human form of `matrix`: rows are sources, columns destinations; `.` allowed, `X` denied.
+pub fn render_matrix(matrix: &Matrix) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "port {}/{}: rows are sources, columns destinations; . allowed, X denied",
+        matrix.port, matrix.protocol
+    );
+    let width = matrix
+        .pods
+        .iter()
+        .map(|p| p.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let _ = write!(out, "{:width$}", "-");
+    for pod in &matrix.pods {
+        let _ = write!(out, " {pod:width$}");
+    }
+    out.push('\n');
+    for (from, pod) in matrix.pods.iter().enumerate() {
+        let _ = write!(out, "{pod:width$}");
+        let mut line = String::new();
+        for to in 0..matrix.pods.len() {
+            let mark = if matrix.allowed(from, to) { "." } else { "X" };
+            let _ = write!(line, " {mark:width$}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,3 +1,22 @@
-//! NetworkPolicy evaluation and `kubectl netdiag policy`.
+//! NetworkPolicy evaluation (`networking.k8s.io/v1`) and `kubectl netdiag policy`.
+//!
+//! The evaluator is pure: [`PolicyIndex::new`] validates Namespaces, Pods and NetworkPolicies once
+//! (invalid objects become [`Finding`]s and are skipped), and [`PolicyIndex::evaluate`] decides one
+//! [`Flow`] with provenance: which policies isolate each side and which rules allow it.
+//! [`PolicyIndex::matrix`] decides every pod pair at once, reusing per-pod work.
+//! `cmd` is the I/O around it (cluster reads, files, rendering).
 
 pub mod cmd;
+mod index;
+pub mod input;
+mod matrix;
+mod spec;
+mod types;
+
+pub use index::PolicyIndex;
+pub use input::{InputError, Objects, parse_objects};
+pub use matrix::{Matrix, MatrixEntry};
+pub use types::{
+    Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, Peer, PeerParseError, PolicyRef,
+    Protocol, RuleRef,
+};

@@ -1,0 +1,389 @@
+//! The in-memory index of validated policies and pods, and single-flow evaluation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::core::SelectorExt;
+
+use super::spec::{NamedPort, PolicySpec, RuleSpec};
+use super::types::{
+    Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, Peer, PolicyRef, Protocol, RuleRef,
+};
+
+/// The label every namespace carries since Kubernetes 1.22 (set by the API server).
+pub(crate) const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// What the evaluator needs of a pod.
+#[derive(Debug, Clone)]
+pub(crate) struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ips: Vec<IpAddr>,
+    pub ports: Vec<NamedPort>,
+}
+
+/// Validated policies, pods and namespace labels, built once from objects; answers flows.
+#[derive(Debug, Clone)]
+pub struct PolicyIndex {
+    pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub(crate) pods: Vec<PodInfo>,
+    pod_by_name: HashMap<(String, String), usize>,
+    pub(crate) policies: Vec<PolicySpec>,
+    /// For every pod (same order as `pods`), the policies whose podSelector selects it.
+    pub(crate) selecting: Vec<Vec<usize>>,
+    findings: Vec<Finding>,
+}
+
+/// The remote or destination end of a flow inside the index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Endpoint {
+    Pod(usize),
+    Ip(IpAddr),
+}
+
+impl PolicyIndex {
+    pub fn new(namespaces: &[Namespace], pods: &[Pod], policies: &[NetworkPolicy]) -> Self {
+        let mut findings = Vec::new();
+
+        let mut namespace_labels = BTreeMap::new();
+        for namespace in namespaces {
+            let Some(name) = namespace.metadata.name.clone() else {
+                findings.push(finding(
+                    "namespace",
+                    None,
+                    "<unnamed>",
+                    "metadata.name is missing; skipped",
+                ));
+                continue;
+            };
+            let mut labels = namespace.metadata.labels.clone().unwrap_or_default();
+            labels
+                .entry(NAMESPACE_NAME_LABEL.to_string())
+                .or_insert_with(|| name.clone());
+            namespace_labels.insert(name, labels);
+        }
+
+        let mut pod_infos = Vec::with_capacity(pods.len());
+        let mut pod_by_name = HashMap::with_capacity(pods.len());
+        for pod in pods {
+            let Some(info) = pod_info(pod, &mut findings) else {
+                continue;
+            };
+            let key = (info.namespace.clone(), info.name.clone());
+            if pod_by_name.contains_key(&key) {
+                findings.push(finding(
+                    "pod",
+                    Some(&info.namespace),
+                    &info.name,
+                    "appears more than once in the input; the first one is used",
+                ));
+                continue;
+            }
+            if !namespace_labels.contains_key(&info.namespace) {
+                findings.push(finding(
+                    "namespace",
+                    None,
+                    &info.namespace,
+                    &format!(
+                        "not in the input (pod {}/{} is); assuming its only label is {NAMESPACE_NAME_LABEL}",
+                        info.namespace, info.name
+                    ),
+                ));
+                let labels = BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), info.namespace.clone())]);
+                namespace_labels.insert(info.namespace.clone(), labels);
+            }
+            pod_by_name.insert(key, pod_infos.len());
+            pod_infos.push(info);
+        }
+
+        let mut specs = Vec::with_capacity(policies.len());
+        for policy in policies {
+            match PolicySpec::try_from(policy) {
+                Ok(spec) => specs.push(spec),
+                Err(err) => findings.push(finding(
+                    "networkpolicy",
+                    policy.metadata.namespace.as_deref().or(Some("default")),
+                    policy.metadata.name.as_deref().unwrap_or("<unnamed>"),
+                    &format!("invalid, ignored: {err}"),
+                )),
+            }
+        }
+
+        let mut policies_by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            policies_by_namespace
+                .entry(&spec.policy.namespace)
+                .or_default()
+                .push(i);
+        }
+        let selecting = pod_infos
+            .iter()
+            .map(|pod| {
+                policies_by_namespace
+                    .get(pod.namespace.as_str())
+                    .map(|candidates| {
+                        candidates
+                            .iter()
+                            .copied()
+                            .filter(|&p| specs[p].pod_selector.matches(&pod.labels))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+
+        PolicyIndex {
+            namespaces: namespace_labels,
+            pods: pod_infos,
+            pod_by_name,
+            policies: specs,
+            selecting,
+            findings,
+        }
+    }
+
+    /// Objects that could not be used as given (invalid policies are skipped), each naming the object.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// Pods in the index as `(namespace, name)`, in input order.
+    pub fn pods(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str()))
+    }
+
+    /// Namespaces known to the index (from the input, or implied by a pod).
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.keys().map(String::as_str)
+    }
+
+    /// The pod that has `ip` as one of its pod IPs, when exactly one does.
+    pub fn pod_with_ip(&self, ip: IpAddr) -> Option<Peer> {
+        let mut found = self.pods.iter().filter(|p| p.ips.contains(&ip));
+        let pod = found.next()?;
+        if found.next().is_some() {
+            return None;
+        }
+        Some(Peer::pod(&pod.namespace, &pod.name))
+    }
+
+    pub(crate) fn pod_index(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.pod_by_name
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+    }
+
+    fn endpoint(&self, peer: &Peer) -> Result<Endpoint, EvalError> {
+        match peer {
+            Peer::Ip(ip) => Ok(Endpoint::Ip(*ip)),
+            Peer::Pod { namespace, name } => {
+                self.pod_index(namespace, name)
+                    .map(Endpoint::Pod)
+                    .ok_or_else(|| EvalError::UnknownPod {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    })
+            }
+        }
+    }
+
+    /// Decide one flow. `Err` only when the flow cannot be evaluated (unknown pod, port 0).
+    pub fn evaluate(&self, flow: &Flow) -> Result<FlowVerdict, EvalError> {
+        if flow.port == 0 {
+            return Err(EvalError::PortZero);
+        }
+        let from = self.endpoint(&flow.from)?;
+        let to = self.endpoint(&flow.to)?;
+        let egress = match from {
+            Endpoint::Pod(source) => self.direction_verdict(source, Direction::Egress, to, to, flow),
+            Endpoint::Ip(_) => DirectionVerdict::not_applicable(),
+        };
+        let ingress = match to {
+            Endpoint::Pod(dest) => self.direction_verdict(dest, Direction::Ingress, from, to, flow),
+            Endpoint::Ip(_) => DirectionVerdict::not_applicable(),
+        };
+        let mut notes = Vec::new();
+        if let (Endpoint::Pod(a), Endpoint::Pod(b)) = (from, to)
+            && a == b
+        {
+            notes.push(
+                "traffic from a pod to itself: NetworkPolicy leaves this undefined and CNIs differ; \
+                 the policies were applied as written"
+                    .to_string(),
+            );
+        }
+        Ok(FlowVerdict {
+            from: flow.from.clone(),
+            to: flow.to.clone(),
+            port: flow.port,
+            protocol: flow.protocol,
+            allowed: egress.allowed && ingress.allowed,
+            egress,
+            ingress,
+            notes,
+        })
+    }
+
+    /// One side of a flow: `subject` is the pod whose isolation is judged, `remote` the other end
+    /// that rules' peers must match, `dest` the destination whose containerPorts resolve named ports.
+    fn direction_verdict(
+        &self,
+        subject: usize,
+        direction: Direction,
+        remote: Endpoint,
+        dest: Endpoint,
+        flow: &Flow,
+    ) -> DirectionVerdict {
+        let mut isolating_policies = Vec::new();
+        let mut allowing_rules = Vec::new();
+        for &p in &self.selecting[subject] {
+            let spec = &self.policies[p];
+            let Some(rules) = rules_for(spec, direction) else {
+                continue;
+            };
+            isolating_policies.push(spec.policy.clone());
+            for (index, rule) in rules.iter().enumerate() {
+                if self.rule_admits(rule, remote, dest, flow.port, flow.protocol) {
+                    allowing_rules.push(rule_ref(&spec.policy, direction, index));
+                }
+            }
+        }
+        let isolated = !isolating_policies.is_empty();
+        DirectionVerdict {
+            applies: true,
+            isolated,
+            allowed: !isolated || !allowing_rules.is_empty(),
+            isolating_policies,
+            allowing_rules,
+        }
+    }
+
+    fn rule_admits(
+        &self,
+        rule: &RuleSpec,
+        remote: Endpoint,
+        dest: Endpoint,
+        port: u16,
+        protocol: Protocol,
+    ) -> bool {
+        let dest_ports = match dest {
+            Endpoint::Pod(i) => Some(self.pods[i].ports.as_slice()),
+            Endpoint::Ip(_) => None,
+        };
+        if !rule.port_matches(port, protocol, dest_ports) {
+            return false;
+        }
+        match &rule.peers {
+            None => true,
+            Some(peers) => peers.iter().any(|peer| match remote {
+                Endpoint::Ip(ip) => peer.matches_ip(ip),
+                Endpoint::Pod(i) => {
+                    let pod = &self.pods[i];
+                    peer.matches_pod(
+                        &pod.namespace,
+                        &self.namespaces[&pod.namespace],
+                        &pod.labels,
+                        &pod.ips,
+                    )
+                }
+            }),
+        }
+    }
+}
+
+pub(crate) fn rules_for(spec: &PolicySpec, direction: Direction) -> Option<&[RuleSpec]> {
+    match direction {
+        Direction::Ingress => spec.ingress.as_deref(),
+        Direction::Egress => spec.egress.as_deref(),
+    }
+}
+
+pub(crate) fn rule_ref(policy: &PolicyRef, direction: Direction, index: usize) -> RuleRef {
+    RuleRef {
+        namespace: policy.namespace.clone(),
+        name: policy.name.clone(),
+        direction,
+        index,
+    }
+}
+
+fn finding(kind: &str, namespace: Option<&str>, name: &str, message: &str) -> Finding {
+    Finding {
+        kind: kind.to_string(),
+        namespace: namespace.map(str::to_string),
+        name: name.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn pod_info(pod: &Pod, findings: &mut Vec<Finding>) -> Option<PodInfo> {
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let Some(name) = pod.metadata.name.clone() else {
+        findings.push(finding(
+            "pod",
+            Some(&namespace),
+            "<unnamed>",
+            "metadata.name is missing; skipped",
+        ));
+        return None;
+    };
+    let mut ips = Vec::new();
+    if let Some(status) = &pod.status {
+        let texts = status
+            .pod_ips
+            .iter()
+            .flatten()
+            .map(|p| p.ip.as_str())
+            .chain(status.pod_ip.as_deref());
+        for text in texts {
+            match text.parse::<IpAddr>() {
+                Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+                Ok(_) => {}
+                Err(_) => findings.push(finding(
+                    "pod",
+                    Some(&namespace),
+                    &name,
+                    &format!("status pod IP {text:?} is not an IP address; ignored"),
+                )),
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    if let Some(spec) = &pod.spec {
+        let containers = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten());
+        for port in containers.flat_map(|c| c.ports.iter().flatten()) {
+            let Some(port_name) = &port.name else { continue };
+            let protocol = match port.protocol.as_deref() {
+                None | Some("TCP") => Protocol::Tcp,
+                Some("UDP") => Protocol::Udp,
+                Some("SCTP") => Protocol::Sctp,
+                Some(_) => continue,
+            };
+            let Ok(number) = u16::try_from(port.container_port) else {
+                continue;
+            };
+            ports.push(NamedPort {
+                name: port_name.clone(),
+                port: number,
+                protocol,
+            });
+        }
+    }
+    Some(PodInfo {
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        namespace,
+        name,
+        ips,
+        ports,
+    })
+}

@@ -1,0 +1,283 @@
+//! Every pod pair at once: per-rule peer sets and per-pod allowed sets as bitsets, so the work
+//! is (rules × pods) + (pods² / 64) instead of pods² × rules.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use super::index::{PolicyIndex, rules_for};
+use super::spec::{NamespaceMatch, PeerSpec, RuleSpec};
+use super::types::{Direction, EvalError, Protocol};
+use kube::core::SelectorExt;
+
+/// A fixed-size set of pod positions (positions in the matrix's pod list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn empty(len: usize) -> Self {
+        Bits(vec![0; len.div_ceil(64)])
+    }
+
+    fn full(len: usize) -> Self {
+        let mut bits = Bits(vec![u64::MAX; len.div_ceil(64)]);
+        if !len.is_multiple_of(64)
+            && let Some(last) = bits.0.last_mut()
+        {
+            *last = (1u64 << (len % 64)) - 1;
+        }
+        bits
+    }
+
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn or_with(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+    }
+
+    fn or_with_and(&mut self, x: &Bits, y: &Bits) {
+        for ((a, b), c) in self.0.iter_mut().zip(&x.0).zip(&y.0) {
+            *a |= b & c;
+        }
+    }
+}
+
+/// Which destinations a rule's `ports` admit for the matrix's port/protocol.
+enum PortsOk {
+    All,
+    None,
+    Some(Bits),
+}
+
+/// The truth table for one port/protocol over a list of pods.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub port: u16,
+    pub protocol: Protocol,
+    /// Pods as `namespace/name`, rows (sources) and columns (destinations) in this order.
+    pub pods: Vec<String>,
+    /// Row-major: `allowed[from * pods.len() + to]`.
+    allowed: Vec<bool>,
+}
+
+/// One cell of the matrix, as `-o json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatrixEntry {
+    pub from: String,
+    pub to: String,
+    pub allowed: bool,
+}
+
+impl Matrix {
+    pub fn allowed(&self, from: usize, to: usize) -> bool {
+        self.allowed[from * self.pods.len() + to]
+    }
+
+    /// Every pair, sources in order, then destinations in order.
+    pub fn entries(&self) -> impl Iterator<Item = MatrixEntry> + '_ {
+        let n = self.pods.len();
+        (0..n).flat_map(move |from| {
+            (0..n).map(move |to| MatrixEntry {
+                from: self.pods[from].clone(),
+                to: self.pods[to].clone(),
+                allowed: self.allowed(from, to),
+            })
+        })
+    }
+}
+
+impl PolicyIndex {
+    /// The truth table over the pods in `namespaces` (every pod when empty), ordered by namespace
+    /// and name. Agrees with [`PolicyIndex::evaluate`] for every pair.
+    pub fn matrix(&self, port: u16, protocol: Protocol, namespaces: &[String]) -> Result<Matrix, EvalError> {
+        if port == 0 {
+            return Err(EvalError::PortZero);
+        }
+        for namespace in namespaces {
+            if !self.namespaces.contains_key(namespace) {
+                return Err(EvalError::UnknownNamespace(namespace.clone()));
+            }
+        }
+        let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
+        let mut members: Vec<usize> = (0..self.pods.len())
+            .filter(|&i| wanted.is_empty() || wanted.contains(self.pods[i].namespace.as_str()))
+            .collect();
+        members.sort_by(|&a, &b| {
+            let (pa, pb) = (&self.pods[a], &self.pods[b]);
+            (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name))
+        });
+        let n = members.len();
+
+        // Matrix positions grouped by namespace, for peers that only look at some namespaces.
+        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (pos, &i) in members.iter().enumerate() {
+            by_namespace
+                .entry(self.pods[i].namespace.as_str())
+                .or_default()
+                .push(pos);
+        }
+
+        let mut work = Work {
+            index: self,
+            members: &members,
+            by_namespace: &by_namespace,
+            port,
+            protocol,
+            peer_cache: HashMap::new(),
+            ports_cache: HashMap::new(),
+        };
+
+        // Sources each destination admits (ingress), destinations each source may reach (egress).
+        let mut ingress_ok = Vec::with_capacity(n);
+        let mut egress_ok = Vec::with_capacity(n);
+        for (pos, &i) in members.iter().enumerate() {
+            ingress_ok.push(work.allowed_set(i, pos, Direction::Ingress));
+            egress_ok.push(work.allowed_set(i, pos, Direction::Egress));
+        }
+
+        let mut allowed = Vec::with_capacity(n * n);
+        for egress in &egress_ok {
+            for (to, ingress) in ingress_ok.iter().enumerate() {
+                let from = allowed.len() / n.max(1);
+                allowed.push(egress.get(to) && ingress.get(from));
+            }
+        }
+        Ok(Matrix {
+            port,
+            protocol,
+            pods: members
+                .iter()
+                .map(|&i| format!("{}/{}", self.pods[i].namespace, self.pods[i].name))
+                .collect(),
+            allowed,
+        })
+    }
+}
+
+struct Work<'a> {
+    index: &'a PolicyIndex,
+    members: &'a [usize],
+    by_namespace: &'a HashMap<&'a str, Vec<usize>>,
+    port: u16,
+    protocol: Protocol,
+    /// Remote pods each rule's peers match, by (policy, direction, rule).
+    peer_cache: HashMap<(usize, Direction, usize), Bits>,
+    /// Destinations each rule's ports admit, by (policy, direction, rule).
+    ports_cache: HashMap<(usize, Direction, usize), PortsOk>,
+}
+
+impl Work<'_> {
+    /// For the pod at matrix position `pos` (pod `i`): which remote positions the `direction` side admits.
+    fn allowed_set(&mut self, i: usize, pos: usize, direction: Direction) -> Bits {
+        let n = self.members.len();
+        let index = self.index;
+        let mut isolated = false;
+        let mut set = Bits::empty(n);
+        for &p in &index.selecting[i] {
+            let Some(rules) = rules_for(&index.policies[p], direction) else {
+                continue;
+            };
+            isolated = true;
+            for (r, rule) in rules.iter().enumerate() {
+                let key = (p, direction, r);
+                self.ensure_cached(key, rule);
+                let peers = &self.peer_cache[&key];
+                match (&self.ports_cache[&key], direction) {
+                    (PortsOk::None, _) => {}
+                    (PortsOk::All, _) => set.or_with(peers),
+                    // Ingress: the destination is this pod, so its own ports decide.
+                    (PortsOk::Some(dests), Direction::Ingress) => {
+                        if dests.get(pos) {
+                            set.or_with(peers);
+                        }
+                    }
+                    // Egress: the destination is the remote pod.
+                    (PortsOk::Some(dests), Direction::Egress) => set.or_with_and(peers, dests),
+                }
+            }
+        }
+        if isolated { set } else { Bits::full(n) }
+    }
+
+    fn ensure_cached(&mut self, key: (usize, Direction, usize), rule: &RuleSpec) {
+        if !self.peer_cache.contains_key(&key) {
+            let peers = self.peer_set(rule);
+            self.peer_cache.insert(key, peers);
+        }
+        if !self.ports_cache.contains_key(&key) {
+            let ports = self.ports_ok(rule);
+            self.ports_cache.insert(key, ports);
+        }
+    }
+
+    fn peer_set(&self, rule: &RuleSpec) -> Bits {
+        let n = self.members.len();
+        let Some(peers) = &rule.peers else {
+            return Bits::full(n);
+        };
+        let index = self.index;
+        let mut set = Bits::empty(n);
+        for peer in peers {
+            match peer {
+                PeerSpec::Pods { namespaces, pods } => {
+                    for (namespace, positions) in self.by_namespace {
+                        let selected = match namespaces {
+                            NamespaceMatch::Own(own) => own == namespace,
+                            NamespaceMatch::Selector(s) => s.matches(&index.namespaces[*namespace]),
+                        };
+                        if !selected {
+                            continue;
+                        }
+                        for &pos in positions {
+                            if pods.matches(&index.pods[self.members[pos]].labels) {
+                                set.set(pos);
+                            }
+                        }
+                    }
+                }
+                PeerSpec::IpBlock { .. } => {
+                    for (pos, &i) in self.members.iter().enumerate() {
+                        if index.pods[i].ips.iter().any(|ip| peer.matches_ip(*ip)) {
+                            set.set(pos);
+                        }
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    fn ports_ok(&self, rule: &RuleSpec) -> PortsOk {
+        let Some(ports) = &rule.ports else {
+            return PortsOk::All;
+        };
+        if ports
+            .iter()
+            .any(|p| p.matches(self.port, self.protocol, Some(&[])))
+        {
+            return PortsOk::All;
+        }
+        let n = self.members.len();
+        let mut set = Bits::empty(n);
+        let mut any = false;
+        for (pos, &i) in self.members.iter().enumerate() {
+            let dest_ports = Some(self.index.pods[i].ports.as_slice());
+            if ports
+                .iter()
+                .any(|p| p.matches(self.port, self.protocol, dest_ports))
+            {
+                set.set(pos);
+                any = true;
+            }
+        }
+        if any { PortsOk::Some(set) } else { PortsOk::None }
+    }
+}

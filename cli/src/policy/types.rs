@@ -1,0 +1,334 @@
+//! Values the evaluator takes and gives: flows, verdicts, references, findings.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Serialize, Serializer};
+
+/// One end of a flow: a pod by namespace and name, or an address that is not a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Peer {
+    Pod { namespace: String, name: String },
+    Ip(IpAddr),
+}
+
+impl Peer {
+    pub fn pod(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Peer::Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Pod { namespace, name } => write!(f, "{namespace}/{name}"),
+            Peer::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl Serialize for Peer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid peer {input:?}: expected NAMESPACE/POD or an IP address")]
+pub struct PeerParseError {
+    pub input: String,
+}
+
+impl FromStr for Peer {
+    type Err = PeerParseError;
+
+    /// `NAMESPACE/POD` or an IPv4/IPv6 address.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Peer::Ip(ip));
+        }
+        let err = || PeerParseError { input: s.to_string() };
+        let (namespace, name) = s.split_once('/').ok_or_else(err)?;
+        if namespace.is_empty() || name.is_empty() || name.contains('/') {
+            return Err(err());
+        }
+        Ok(Peer::pod(namespace, name))
+    }
+}
+
+/// Transport protocol of a flow; NetworkPolicy ports default to TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Protocol {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    /// Case-insensitive `TCP`, `UDP` or `SCTP`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            "SCTP" => Ok(Protocol::Sctp),
+            _ => Err(format!("invalid protocol {s:?}: expected TCP, UDP or SCTP")),
+        }
+    }
+}
+
+/// A concrete flow: `from` connects to `to` on `port`/`protocol`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Flow {
+    pub from: Peer,
+    pub to: Peer,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// Which way a policy rule looks: `Ingress` rules admit sources, `Egress` rules admit destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Points at a NetworkPolicy object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Points at one rule of a NetworkPolicy: `spec.ingress[index]` or `spec.egress[index]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleRef {
+    pub namespace: String,
+    pub name: String,
+    pub direction: Direction,
+    pub index: usize,
+}
+
+impl RuleRef {
+    pub fn policy(&self) -> PolicyRef {
+        PolicyRef {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} {}[{}]",
+            self.namespace, self.name, self.direction, self.index
+        )
+    }
+}
+
+/// The judgment for one side of a flow: egress of the source or ingress of the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectionVerdict {
+    /// False when that side is not a pod (an IP address outside the pod network): no policy applies.
+    pub applies: bool,
+    /// At least one policy selects the pod for this direction.
+    pub isolated: bool,
+    pub isolating_policies: Vec<PolicyRef>,
+    /// Every rule of the isolating policies that admits the flow.
+    pub allowing_rules: Vec<RuleRef>,
+    pub allowed: bool,
+}
+
+impl DirectionVerdict {
+    pub(crate) fn not_applicable() -> Self {
+        DirectionVerdict {
+            applies: false,
+            isolated: false,
+            isolating_policies: Vec::new(),
+            allowing_rules: Vec::new(),
+            allowed: true,
+        }
+    }
+}
+
+/// The judgment for a flow: allowed when the source's egress and the destination's ingress both allow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowVerdict {
+    pub from: Peer,
+    pub to: Peer,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub allowed: bool,
+    pub egress: DirectionVerdict,
+    pub ingress: DirectionVerdict,
+    /// Remarks that qualify the verdict (for example loopback traffic), empty in the usual case.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl FlowVerdict {
+    /// One sentence: what was decided and by which policies, e.g.
+    /// `denied: ingress of shop/payments is isolated by shop/default-deny; no rule allows shop/checkout on 8080/TCP`.
+    pub fn explain(&self) -> String {
+        let mut parts = Vec::new();
+        let sides = [
+            (&self.egress, Direction::Egress, &self.from, &self.to),
+            (&self.ingress, Direction::Ingress, &self.to, &self.from),
+        ];
+        for (verdict, direction, subject, remote) in sides {
+            // A denied flow names the side(s) that deny; an allowed one names the isolating policies.
+            let relevant = if self.allowed {
+                verdict.isolated
+            } else {
+                !verdict.allowed
+            };
+            if !verdict.applies || !relevant {
+                continue;
+            }
+            parts.push(describe_side(
+                verdict,
+                direction,
+                subject,
+                remote,
+                self.port,
+                self.protocol,
+            ));
+        }
+        let head = if self.allowed { "allowed" } else { "denied" };
+        if parts.is_empty() {
+            return format!(
+                "{head}: no NetworkPolicy isolates {} (egress) or {} (ingress)",
+                self.from, self.to
+            );
+        }
+        format!("{head}: {}", parts.join("; "))
+    }
+}
+
+fn describe_side(
+    verdict: &DirectionVerdict,
+    direction: Direction,
+    subject: &Peer,
+    remote: &Peer,
+    port: u16,
+    protocol: Protocol,
+) -> String {
+    if !verdict.isolated {
+        return format!("{direction} of {subject} is not isolated");
+    }
+    let isolating = join(&verdict.isolating_policies);
+    if verdict.allowed {
+        format!(
+            "{direction} of {subject} is isolated by {isolating}; allowed by {}",
+            join(&verdict.allowing_rules)
+        )
+    } else {
+        let what = match direction {
+            Direction::Ingress => format!("from {remote}"),
+            Direction::Egress => format!("to {remote}"),
+        };
+        format!(
+            "{direction} of {subject} is isolated by {isolating}; no rule allows {what} on {port}/{protocol}"
+        )
+    }
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for FlowVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.explain())
+    }
+}
+
+/// An input object the evaluator could not use (skipped), or had to complete with an assumption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// Lowercase Kubernetes kind: `networkpolicy`, `pod`, `namespace`.
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}: {}", self.kind, self.name, self.message),
+            None => write!(f, "{} {}: {}", self.kind, self.name, self.message),
+        }
+    }
+}
+
+/// Why a flow could not be evaluated at all (as opposed to being denied).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("pod {namespace}/{name} not found in the input")]
+    UnknownPod { namespace: String, name: String },
+    #[error("port 0 is not a valid port (expected 1-65535)")]
+    PortZero,
+    #[error("namespace {0} not found in the input")]
+    UnknownNamespace(String),
+}
