@@ -1,0 +1,96 @@
+//! TCP probes run in the namespace they were asked for and tell refused, timeout and the kinds of
+//! unreachable apart, against real namespaces, veth links and iptables rules.
+
+mod common;
+
+use common::{Agent, Netns, root_or_skip, veth};
+use serde_json::{Value, json};
+
+fn tcp(ip: &str, port: u16, timeout_ms: u64) -> Value {
+    json!({"kind": "tcp", "ip": ip, "port": port, "timeoutMs": timeout_ms})
+}
+
+#[test]
+fn loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only() {
+    if !root_or_skip("loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only") {
+        return;
+    }
+    let (a, b) = (Netns::new(), Netns::new());
+    let _listener = a.listen("127.0.0.1", 18080);
+    let agent = Agent::start(&[]);
+    let probe = |ns: &Netns| {
+        agent.results(&json!({"source": {"kind": "netns", "path": ns.path()}, "probes": [tcp("127.0.0.1", 18080, 1000)]}))
+    };
+    assert_eq!(probe(&a)[0]["outcome"]["kind"], "connected");
+    assert_eq!(probe(&b)[0]["outcome"]["kind"], "refused");
+}
+
+#[test]
+fn refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart() {
+    if !root_or_skip("refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart") {
+        return;
+    }
+    let (client, server) = (Netns::new(), Netns::new());
+    let net = common::random_byte();
+    let (client_ip, server_ip) = (format!("10.{net}.7.1"), format!("10.{net}.7.2"));
+    veth(
+        &client,
+        &format!("{client_ip}/24"),
+        &server,
+        &format!("{server_ip}/24"),
+    );
+    let _listener = server.listen("0.0.0.0", 8080);
+    server.iptables("-A INPUT -p tcp --dport 8081 -j REJECT --reject-with tcp-reset");
+    server.iptables("-A INPUT -p tcp --dport 8082 -j DROP");
+    server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
+    server.iptables("-A INPUT -p tcp --dport 8084 -j REJECT --reject-with icmp-host-unreachable");
+    let agent = Agent::start(&[]);
+    let results = agent.results(&json!({
+        "source": {"kind": "netns", "path": client.path()},
+        "probes": [
+            tcp(&server_ip, 8080, 2000),
+            tcp(&server_ip, 8081, 2000),
+            tcp(&server_ip, 8082, 300),
+            tcp(&server_ip, 8083, 2000),
+            tcp(&server_ip, 8084, 2000),
+            // No route: the client only knows its /24.
+            tcp(&format!("10.{net}.8.1"), 8080, 2000),
+        ]
+    }));
+    let outcome = |i: usize| &results[i]["outcome"];
+    assert_eq!(outcome(0)["kind"], "connected", "{results:?}");
+    assert_eq!(outcome(1)["kind"], "refused", "{results:?}");
+    assert_eq!(outcome(2)["kind"], "timeout", "{results:?}");
+    assert_eq!(outcome(2)["afterMs"], 300);
+    assert_eq!(outcome(3)["kind"], "unreachable", "{results:?}");
+    assert_eq!(outcome(3)["reason"], "admin-prohibited", "{results:?}");
+    assert!(
+        outcome(3)["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("from {server_ip}")),
+        "{results:?}"
+    );
+    assert_eq!(outcome(4)["kind"], "unreachable", "{results:?}");
+    assert_eq!(outcome(4)["reason"], "host", "{results:?}");
+    assert_eq!(outcome(5)["kind"], "unreachable", "{results:?}");
+    assert_eq!(outcome(5)["reason"], "network", "{results:?}");
+}
+
+#[test]
+fn probes_leave_no_time_wait_sockets_behind() {
+    if !root_or_skip("probes_leave_no_time_wait_sockets_behind") {
+        return;
+    }
+    let ns = Netns::new();
+    let _listener = ns.listen("127.0.0.1", 18081);
+    let agent = Agent::start(&[]);
+    let probes: Vec<Value> = (0..50).map(|_| tcp("127.0.0.1", 18081, 1000)).collect();
+    let results = agent.results(&json!({"source": {"kind": "netns", "path": ns.path()}, "probes": probes}));
+    assert!(
+        results.iter().all(|r| r["outcome"]["kind"] == "connected"),
+        "{results:?}"
+    );
+    let time_wait = ns.exec(&["ss", "-Htan", "state", "time-wait"]);
+    assert_eq!(time_wait.trim(), "", "sockets left in TIME_WAIT");
+}
