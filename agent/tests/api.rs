@@ -1,0 +1,261 @@
+//! The HTTP API and the one-shot mode of the real binary: error answers, limits, metrics, pod-IP
+//! location.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{AGENT, Agent, Netns, random_byte, root_or_skip};
+use serde_json::{Value, json};
+
+fn one_shot(input: &str) -> (i32, String, String) {
+    let mut child = Command::new(AGENT)
+        .args([
+            "probe",
+            "-",
+            "--node",
+            "test-node",
+            "--node-netns",
+            "/proc/self/ns/net",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start netdiag-agent probe");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests() {
+    if !root_or_skip("malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests") {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let (status, body) = agent.http("POST", "/v1/probe", b"{not json");
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["code"], "badRequest");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid probe request"),
+        "{error}"
+    );
+
+    let (status, error) = agent.probe(&json!({"source": {"kind": "node"}, "probes": [{"kind": "udp"}]}));
+    assert_eq!(status, 400);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `udp`"),
+        "{error}"
+    );
+
+    let (status, error) = agent.probe(&json!({"source": {"kind": "node"},
+        "probes": [{"kind": "tcp", "ip": "127.0.0.1", "port": 0}]}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        error,
+        json!({"code": "badRequest", "message": "probes[0]: tcp port 0 is not a valid port"})
+    );
+}
+
+#[test]
+fn oversize_bodies_are_refused_with_413() {
+    if !root_or_skip("oversize_bodies_are_refused_with_413") {
+        return;
+    }
+    let agent = Agent::start(&["--max-body-bytes", "1024"]);
+    let probes: Vec<Value> = (0..100).map(|_| json!({"kind": "listeners"})).collect();
+    let big = json!({"source": {"kind": "node"}, "probes": probes}).to_string();
+    assert!(big.len() > 1024);
+    let (status, body) = agent.http("POST", "/v1/probe", big.as_bytes());
+    assert_eq!(status, 413, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["code"], "tooLarge");
+}
+
+#[test]
+fn unknown_pod_ip_is_a_404_naming_the_address_in_server_and_one_shot_mode() {
+    if !root_or_skip("unknown_pod_ip_is_a_404_naming_the_address_in_server_and_one_shot_mode") {
+        return;
+    }
+    let ip = format!("198.51.{}.{}", random_byte(), random_byte());
+    let request = json!({"source": {"kind": "podIP", "ip": ip}, "probes": [{"kind": "listeners"}]});
+    let agent = Agent::start(&[]);
+    let (status, error) = agent.probe(&request);
+    assert_eq!(status, 404);
+    let message = format!("no network namespace on this node has {ip}");
+    assert_eq!(error, json!({"code": "namespaceNotFound", "message": message}));
+
+    let (code, stdout, stderr) = one_shot(&request.to_string());
+    assert_ne!(code, 0);
+    assert_eq!(stdout, "");
+    assert!(stderr.contains(&message), "{stderr}");
+
+    let (code, _, stderr) = one_shot(
+        "{\"source\": {\"kind\": \"node\"}, \"probes\": [{\"kind\": \"tcp\", \"ip\": \"127.0.0.1\", \"port\": 0}]}",
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("probes[0]: tcp port 0 is not a valid port"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pod_ip_source_finds_the_namespace_holding_the_address() {
+    if !root_or_skip("pod_ip_source_finds_the_namespace_holding_the_address") {
+        return;
+    }
+    let pod = Netns::new();
+    let ip = format!("172.31.{}.{}", random_byte(), random_byte());
+    pod.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+    let process = pod.spawn(&["sleep", "600"]);
+    let agent = Agent::start(&[]);
+    let (status, report) =
+        agent.probe(&json!({"source": {"kind": "podIP", "ip": ip}, "probes": [{"kind": "interfaces"}]}));
+    assert_eq!(status, 200, "{report}");
+    let inode = std::fs::metadata(pod.path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    assert_eq!(report["netns"]["inode"], inode);
+    assert_eq!(report["netns"]["pid"], process.pid());
+    let lo = &report["results"][0]["interfaces"][0];
+    assert_eq!(lo["name"], "lo");
+    assert!(
+        lo["addresses"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("{ip}/32"))),
+        "{report}"
+    );
+
+    // A second lookup is served from the inode cache and finds the same namespace.
+    let (status, again) =
+        agent.probe(&json!({"source": {"kind": "podIP", "ip": ip}, "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 200);
+    assert_eq!(again["netns"]["inode"], inode);
+}
+
+#[test]
+fn one_shot_mode_prints_the_report_of_the_same_engine() {
+    if !root_or_skip("one_shot_mode_prints_the_report_of_the_same_engine") {
+        return;
+    }
+    let ns = Netns::new();
+    let _listener = ns.listen("127.0.0.1", 18090);
+    let request = json!({"source": {"kind": "netns", "path": ns.path()},
+        "probes": [{"kind": "tcp", "ip": "127.0.0.1", "port": 18090}]});
+    let (code, stdout, stderr) = one_shot(&request.to_string());
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["agent"]["node"], "test-node");
+    assert_eq!(report["netns"]["path"], ns.path());
+    assert_eq!(report["results"][0]["outcome"]["kind"], "connected");
+}
+
+#[test]
+fn metrics_count_the_probes_that_ran_by_kind_and_outcome() {
+    if !root_or_skip("metrics_count_the_probes_that_ran_by_kind_and_outcome") {
+        return;
+    }
+    let ns = Netns::new();
+    let agent = Agent::start(&[]);
+    let tcp = json!({"kind": "tcp", "ip": "127.0.0.1", "port": 1});
+    agent.results(&json!({"source": {"kind": "netns", "path": ns.path()}, "probes": [tcp, tcp, tcp, {"kind": "listeners"}]}));
+    let (status, text) = agent.http("GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(r#"netdiag_agent_probes_total{kind="tcp",outcome="refused"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"netdiag_agent_probes_total{kind="listeners",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"netdiag_agent_probe_duration_seconds_count{kind="tcp"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"netdiag_agent_requests_total{code="ok"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn info_health_and_readiness_answer() {
+    if !root_or_skip("info_health_and_readiness_answer") {
+        return;
+    }
+    let agent = Agent::start(&["--pod", "netdiag/agent-x"]);
+    let (status, body) = agent.http("GET", "/v1/info", b"");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["agent"]["node"], "test-node");
+    assert_eq!(info["agent"]["pod"], "netdiag/agent-x");
+    assert_eq!(info["apiVersion"], "v1");
+    assert_eq!(info["capabilities"]["setns"], true);
+    assert_eq!(info["nodeNetns"], "/proc/self/ns/net");
+    assert_eq!(agent.http("GET", "/healthz", b"").0, 200);
+    let url = format!("http://{}/readyz", agent.addr);
+    let ok = Command::new(AGENT)
+        .args(["healthcheck", "--url", &url])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let down = Command::new(AGENT)
+        .args(["healthcheck", "--url", "http://127.0.0.1:1/readyz"])
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach http://127.0.0.1:1/readyz"));
+}
+
+#[test]
+fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
+    if !root_or_skip("requests_beyond_the_concurrency_bound_are_answered_503_at_once") {
+        return;
+    }
+    let (client, server) = (Netns::new(), Netns::new());
+    let net = random_byte();
+    common::veth(
+        &client,
+        &format!("10.{net}.9.1/24"),
+        &server,
+        &format!("10.{net}.9.2/24"),
+    );
+    server.iptables("-A INPUT -p tcp --dport 9 -j DROP");
+    let agent = std::sync::Arc::new(Agent::start(&["--max-concurrent", "1"]));
+    let slow = json!({"source": {"kind": "netns", "path": client.path()},
+        "probes": [{"kind": "tcp", "ip": format!("10.{net}.9.2"), "port": 9, "timeoutMs": 3000}]});
+    let holder = {
+        let agent = agent.clone();
+        let slow = slow.clone();
+        std::thread::spawn(move || agent.probe(&slow))
+    };
+    // Wait until the slow request holds the only permit (its SYN is being dropped).
+    assert!(common::eventually(std::time::Duration::from_secs(5), || {
+        !client
+            .exec(&["ss", "-Htn", "state", "syn-sent"])
+            .trim()
+            .is_empty()
+    }));
+    let (status, error) = agent.probe(&slow);
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["code"], "overloaded");
+    let (status, report) = holder.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(report["results"][0]["outcome"]["kind"], "timeout");
+}
