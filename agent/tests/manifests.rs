@@ -1,0 +1,288 @@
+//! The deployment manifests parse as the Kubernetes types they claim to be and keep the invariants
+//! the agent and the CLI rely on.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Every YAML document in `path`.
+fn documents(path: &Path) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| panic!("{} is not valid yaml: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Every Kubernetes object of the manifests (`deploy/*.yaml` and `deploy/examples/*.yaml`).
+fn objects() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for dir in [deploy_dir(), deploy_dir().join("examples")] {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.extension().is_some_and(|e| e == "yaml") && name != "kustomization.yaml" {
+                out.extend(documents(&path).into_iter().map(|doc| (name.clone(), doc)));
+            }
+        }
+    }
+    out
+}
+
+fn one<T: for<'de> Deserialize<'de>>(kind: &str, name: &str) -> T {
+    let found: Vec<Value> = objects()
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .filter(|doc| doc["kind"].as_str() == Some(kind) && doc["metadata"]["name"].as_str() == Some(name))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} {name}, found {}",
+        found.len()
+    );
+    serde_yaml_ng::from_value(found[0].clone())
+        .unwrap_or_else(|e| panic!("{kind} {name} does not parse: {e}"))
+}
+
+#[test]
+fn every_manifest_parses_as_the_kubernetes_type_it_names() {
+    let objects = objects();
+    assert!(objects.len() >= 7, "{objects:?}");
+    for (file, doc) in objects {
+        let kind = doc["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: a document without kind"))
+            .to_string();
+        let parsed = match kind.as_str() {
+            "Namespace" => serde_yaml_ng::from_value::<Namespace>(doc).map(drop),
+            "ServiceAccount" => serde_yaml_ng::from_value::<ServiceAccount>(doc).map(drop),
+            "DaemonSet" => serde_yaml_ng::from_value::<DaemonSet>(doc).map(drop),
+            "ClusterRole" => serde_yaml_ng::from_value::<ClusterRole>(doc).map(drop),
+            "Role" => serde_yaml_ng::from_value::<Role>(doc).map(drop),
+            "ClusterRoleBinding" => serde_yaml_ng::from_value::<ClusterRoleBinding>(doc).map(drop),
+            "RoleBinding" => serde_yaml_ng::from_value::<RoleBinding>(doc).map(drop),
+            other => panic!("{file}: unexpected kind {other}"),
+        };
+        parsed.unwrap_or_else(|e| panic!("{file}: {kind} does not parse: {e}"));
+    }
+}
+
+#[test]
+fn kustomization_lists_every_top_level_manifest_and_nothing_missing() {
+    let kustomization = &documents(&deploy_dir().join("kustomization.yaml"))[0];
+    let listed: BTreeSet<String> = kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    let present: BTreeSet<String> = std::fs::read_dir(deploy_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present);
+    let namespace: Namespace = one("Namespace", "netdiag");
+    assert_eq!(namespace.metadata.name.as_deref(), Some("netdiag"));
+}
+
+#[test]
+fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_capabilities() {
+    let ds: DaemonSet = one("DaemonSet", "netdiag-agent");
+    assert_eq!(ds.metadata.namespace.as_deref(), Some("netdiag"));
+    let spec = ds.spec.unwrap();
+    let label = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+        labels.and_then(|l| l.get("app.kubernetes.io/name")).cloned()
+    };
+    assert_eq!(
+        label(spec.selector.match_labels.as_ref()).as_deref(),
+        Some("netdiag-agent")
+    );
+    let template_meta = spec.template.metadata.unwrap();
+    assert_eq!(
+        label(template_meta.labels.as_ref()).as_deref(),
+        Some("netdiag-agent")
+    );
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.host_pid, Some(true));
+    assert_ne!(
+        pod.host_network,
+        Some(true),
+        "the agent keeps its own pod network"
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("netdiag-agent"));
+    let _sa: ServiceAccount = one("ServiceAccount", "netdiag-agent");
+
+    assert_eq!(pod.containers.len(), 1);
+    let agent = &pod.containers[0];
+    let args = agent.args.clone().unwrap_or_default();
+    assert_eq!(args, ["serve", "--listen", "127.0.0.1:9808"]);
+
+    let caps = agent
+        .security_context
+        .as_ref()
+        .unwrap()
+        .capabilities
+        .as_ref()
+        .unwrap();
+    assert_eq!(caps.drop.clone().unwrap(), ["ALL"]);
+    let added: BTreeSet<String> = caps.add.clone().unwrap().into_iter().collect();
+    assert_eq!(
+        added,
+        BTreeSet::from(["SYS_ADMIN".into(), "SYS_PTRACE".into(), "NET_RAW".into()])
+    );
+    assert_ne!(agent.security_context.as_ref().unwrap().privileged, Some(true));
+
+    let ports = agent.ports.clone().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].container_port),
+        (Some("control"), 9808)
+    );
+
+    let env = agent.env.clone().unwrap();
+    for (name, field) in [
+        ("NODE_NAME", "spec.nodeName"),
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let var = env
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("env {name} missing"));
+        let path = var
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        assert_eq!(path, Some(field), "env {name}");
+    }
+
+    for (which, probe) in [
+        ("readiness", &agent.readiness_probe),
+        ("liveness", &agent.liveness_probe),
+    ] {
+        let command = probe
+            .as_ref()
+            .and_then(|p| p.exec.as_ref())
+            .and_then(|e| e.command.clone());
+        let command = command.unwrap_or_else(|| panic!("{which} probe is not an exec probe"));
+        assert_eq!(&command[..2], ["netdiag-agent", "healthcheck"], "{which}");
+    }
+
+    let resources = agent.resources.as_ref().unwrap();
+    for key in ["cpu", "memory"] {
+        assert!(
+            resources.requests.as_ref().unwrap().contains_key(key),
+            "requests.{key}"
+        );
+    }
+    assert!(
+        resources.limits.as_ref().unwrap().contains_key("memory"),
+        "limits.memory"
+    );
+}
+
+fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
+    rules.iter().any(|r| {
+        r.api_groups
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|g| g == group))
+            && r.resources
+                .as_ref()
+                .is_some_and(|rs| rs.iter().any(|rs| rs == resource))
+            && r.verbs.iter().any(|v| v == verb)
+    })
+}
+
+#[test]
+fn cli_users_can_read_the_path_objects_and_port_forward_to_agents_only() {
+    let cluster: ClusterRole = one("ClusterRole", "netdiag-user");
+    let rules = cluster.rules.unwrap();
+    for (group, resource) in [
+        ("", "namespaces"),
+        ("", "nodes"),
+        ("", "pods"),
+        ("", "services"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("networking.k8s.io", "networkpolicies"),
+    ] {
+        for verb in ["get", "list", "watch"] {
+            assert!(allows(&rules, group, resource, verb), "{verb} {group}/{resource}");
+        }
+    }
+    assert!(
+        !allows(&rules, "", "pods/portforward", "create"),
+        "port-forward must stay namespaced"
+    );
+
+    let role: Role = one("Role", "netdiag-user");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("netdiag"));
+    let rules = role.rules.unwrap();
+    assert!(allows(&rules, "", "pods/portforward", "create"));
+    assert!(allows(&rules, "", "pods", "get"));
+    assert!(allows(&rules, "", "pods", "list"));
+
+    let crb: ClusterRoleBinding = one("ClusterRoleBinding", "netdiag-user");
+    assert_eq!(
+        (crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()),
+        ("ClusterRole", "netdiag-user")
+    );
+    let rb: RoleBinding = one("RoleBinding", "netdiag-user");
+    assert_eq!(rb.metadata.namespace.as_deref(), Some("netdiag"));
+    assert_eq!(
+        (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+        ("Role", "netdiag-user")
+    );
+}
+
+#[test]
+fn krew_manifest_renders_to_a_plugin_that_installs_kubectl_netdiag() {
+    let template = std::fs::read_to_string(deploy_dir().join("krew/netdiag.yaml")).unwrap();
+    // Render the krew-release-bot template the way the bot does for a tag.
+    let tag = "v1.2.3";
+    let mut rendered = String::new();
+    for line in template.lines() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("{{addURIAndSha \"") {
+            let indent = &line[..line.len() - trimmed.len()];
+            let uri = rest.split('"').next().unwrap().replace("{{ .TagName }}", tag);
+            rendered.push_str(&format!(
+                "{indent}uri: {uri}\n{indent}sha256: {}\n",
+                "0".repeat(64)
+            ));
+        } else {
+            rendered.push_str(&line.replace("{{ .TagName }}", tag));
+            rendered.push('\n');
+        }
+    }
+    let plugin: Value = serde_yaml_ng::from_str(&rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
+    assert_eq!(
+        plugin["apiVersion"].as_str(),
+        Some("krew.googlecontainertools.github.com/v1alpha2")
+    );
+    assert_eq!(plugin["kind"].as_str(), Some("Plugin"));
+    assert_eq!(plugin["metadata"]["name"].as_str(), Some("netdiag"));
+    assert_eq!(plugin["spec"]["version"].as_str(), Some(tag));
+    let platforms = plugin["spec"]["platforms"].as_sequence().unwrap();
+    assert!(!platforms.is_empty());
+    for platform in platforms {
+        assert_eq!(platform["bin"].as_str(), Some("kubectl-netdiag"));
+        assert_eq!(platform["selector"]["matchLabels"]["os"].as_str(), Some("linux"));
+        let uri = platform["uri"].as_str().unwrap();
+        assert!(uri.contains(tag) && uri.ends_with(".tar.gz"), "{uri}");
+    }
+}
