@@ -53,8 +53,8 @@ fn load_cases() -> Vec<(String, Case)> {
         .map(|path| {
             let file = path.file_name().unwrap().to_string_lossy().to_string();
             let text = std::fs::read_to_string(&path).expect("fixture is readable");
-            let case: Case =
-                serde_yaml_ng::from_str(&text).unwrap_or_else(|err| panic!("fixture {file} is malformed: {err}"));
+            let case: Case = serde_yaml_ng::from_str(&text)
+                .unwrap_or_else(|err| panic!("fixture {file} is malformed: {err}"));
             (file, case)
         })
         .collect()
@@ -148,15 +148,27 @@ fn objects(case: &Case) -> (Vec<Namespace>, Vec<Pod>) {
 /// The expected grid: rows are sources, columns destinations; `.` reachable, `X` not.
 fn expected_table(file: &str, case: &Case) -> BTreeMap<(String, String), bool> {
     let mut lines = case.expected.lines().filter(|line| !line.trim().is_empty());
-    let header: Vec<&str> = lines.next().expect("grid has a header").split_whitespace().skip(1).collect();
-    assert_eq!(header, case.pods, "{file}: grid columns must list the case's pods in order");
+    let header: Vec<&str> = lines
+        .next()
+        .expect("grid has a header")
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    assert_eq!(
+        header, case.pods,
+        "{file}: grid columns must list the case's pods in order"
+    );
     let mut table = BTreeMap::new();
     let mut rows = Vec::new();
     for line in lines {
         let mut cells = line.split_whitespace();
         let from = cells.next().unwrap().to_string();
         let marks: Vec<&str> = cells.collect();
-        assert_eq!(marks.len(), header.len(), "{file}: row {from} has the wrong number of cells");
+        assert_eq!(
+            marks.len(),
+            header.len(),
+            "{file}: row {from} has the wrong number of cells"
+        );
         for (to, mark) in header.iter().zip(marks) {
             let reachable = match mark {
                 "." => true,
@@ -167,7 +179,10 @@ fn expected_table(file: &str, case: &Case) -> BTreeMap<(String, String), bool> {
         }
         rows.push(from);
     }
-    assert_eq!(rows, case.pods, "{file}: grid rows must list the case's pods in order");
+    assert_eq!(
+        rows, case.pods,
+        "{file}: grid rows must list the case's pods in order"
+    );
     table
 }
 
@@ -184,8 +199,15 @@ fn fixtures_hold_at_least_forty_cases_each_naming_its_source() {
             case.source.starts_with("upstream e2e") || case.source.starts_with("API reference"),
             "{file}: source must say where the expectation comes from"
         );
-        assert!(!case.expectation.is_empty(), "{file}: expectation steps are missing");
-        assert!(file.contains(&case.name), "{file}: file name should contain the case name {}", case.name);
+        assert!(
+            !case.expectation.is_empty(),
+            "{file}: expectation steps are missing"
+        );
+        assert!(
+            file.contains(&case.name),
+            "{file}: file name should contain the case name {}",
+            case.name
+        );
         let _ = &case.note;
     }
 }
@@ -197,7 +219,11 @@ fn evaluator_and_matrix_agree_with_every_upstream_probe() {
     for (file, case) in load_cases() {
         let (namespaces, pods) = objects(&case);
         let index = PolicyIndex::new(&namespaces, &pods, &case.policies);
-        assert!(index.findings().is_empty(), "{file}: unexpected findings {:?}", index.findings());
+        assert!(
+            index.findings().is_empty(),
+            "{file}: unexpected findings {:?}",
+            index.findings()
+        );
         let protocol: Protocol = case.protocol.parse().expect("protocol");
         let expected = expected_table(&file, &case);
         let matrix = index.matrix(case.port, protocol, &[]).expect("matrix");
@@ -225,11 +251,18 @@ fn evaluator_and_matrix_agree_with_every_upstream_probe() {
             }
             let cell = matrix.allowed(position(from), position(to));
             if cell != *reachable {
-                failures.push(format!("{file}: {from} -> {to}: expected {reachable}, matrix says {cell}"));
+                failures.push(format!(
+                    "{file}: {from} -> {to}: expected {reachable}, matrix says {cell}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(probes > 500, "only {probes} probes checked");
 }
 
@@ -289,7 +322,11 @@ fn matrix_command_agrees_with_every_upstream_probe() {
         assert_eq!(json["protocol"], case.protocol.as_str(), "{file}");
         let expected = expected_table(&file, &case);
         let results = json["results"].as_array().expect("results array");
-        assert_eq!(results.len(), case.pods.len() * case.pods.len(), "{file}: one result per pair");
+        assert_eq!(
+            results.len(),
+            case.pods.len() * case.pods.len(),
+            "{file}: one result per pair"
+        );
         for result in results {
             let from = result["from"].as_str().unwrap().to_string();
             let to = result["to"].as_str().unwrap().to_string();
@@ -302,5 +339,10 @@ fn matrix_command_agrees_with_every_upstream_probe() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -20,3 +20,6 @@ pub use types::{
     Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, Peer, PeerParseError, PolicyRef,
     Protocol, RuleRef,
 };
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,714 @@
+//! Unit tests: one behaviour of `networking.k8s.io/v1` semantics per test, with plain values.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::json;
+
+use super::*;
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn mk_ns(name: &str, pairs: &[(&str, &str)]) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels(pairs)),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A pod with `app=<name>` plus `extra` labels, an IP, and named container ports `(name, port, protocol)`.
+fn mk_pod(ns: &str, name: &str, ip: &str, extra: &[(&str, &str)], ports: &[(&str, i32, &str)]) -> Pod {
+    let mut pod_labels = labels(&[("app", name)]);
+    pod_labels.extend(labels(extra));
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(ns.to_string()),
+            labels: Some(pod_labels),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "main".to_string(),
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|(port_name, port, protocol)| ContainerPort {
+                            name: Some(port_name.to_string()),
+                            container_port: *port,
+                            protocol: Some(protocol.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            pod_ip: (!ip.is_empty()).then(|| ip.to_string()),
+            ..Default::default()
+        }),
+    }
+}
+
+fn mk_policy(ns: &str, name: &str, spec: serde_json::Value) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }))
+    .expect("test policy deserializes")
+}
+
+/// Namespaces shop (team=shop) and ops (team=ops); pods shop/checkout, shop/payments (port http 8080/TCP,
+/// dns 53/UDP), ops/monitor.
+fn mk_world(policies: &[NetworkPolicy]) -> PolicyIndex {
+    let namespaces = [
+        mk_ns("shop", &[("team", "shop")]),
+        mk_ns("ops", &[("team", "ops")]),
+    ];
+    let pods = [
+        mk_pod("shop", "checkout", "10.0.1.1", &[("tier", "web")], &[]),
+        mk_pod(
+            "shop",
+            "payments",
+            "10.0.1.2",
+            &[("tier", "api")],
+            &[("http", 8080, "TCP"), ("dns", 53, "UDP")],
+        ),
+        mk_pod("ops", "monitor", "10.0.2.1", &[], &[("metrics", 9090, "TCP")]),
+    ];
+    PolicyIndex::new(&namespaces, &pods, policies)
+}
+
+fn flow(from: &str, to: &str, port: u16, protocol: Protocol) -> Flow {
+    Flow {
+        from: from.parse().unwrap(),
+        to: to.parse().unwrap(),
+        port,
+        protocol,
+    }
+}
+
+fn allowed(index: &PolicyIndex, from: &str, to: &str, port: u16) -> bool {
+    index
+        .evaluate(&flow(from, to, port, Protocol::Tcp))
+        .unwrap()
+        .allowed
+}
+
+fn policy_ref(ns: &str, name: &str) -> PolicyRef {
+    PolicyRef {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+    }
+}
+
+fn deny_all_ingress(ns: &str) -> NetworkPolicy {
+    mk_policy(ns, "default-deny", json!({"podSelector": {}}))
+}
+
+#[test]
+fn no_policy_leaves_both_sides_unisolated_and_allowed() {
+    let index = mk_world(&[]);
+    let verdict = index
+        .evaluate(&flow("shop/checkout", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    assert!(verdict.allowed);
+    assert!(!verdict.egress.isolated && !verdict.ingress.isolated);
+    assert!(verdict.egress.applies && verdict.ingress.applies);
+}
+
+#[test]
+fn absent_policy_types_isolate_ingress_but_not_egress_without_egress_rules() {
+    let index = mk_world(&[deny_all_ingress("shop")]);
+    let verdict = index
+        .evaluate(&flow("shop/checkout", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    assert!(verdict.ingress.isolated && !verdict.ingress.allowed);
+    assert!(!verdict.egress.isolated && verdict.egress.allowed);
+    assert!(allowed(&index, "shop/checkout", "ops/monitor", 9090));
+}
+
+#[test]
+fn absent_policy_types_with_an_egress_section_isolate_both_directions() {
+    let policy = mk_policy(
+        "shop",
+        "egress-to-ops",
+        json!({"podSelector": {"matchLabels": {"app": "checkout"}},
+               "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "shop/checkout", "ops/monitor", 9090));
+    assert!(
+        !allowed(&index, "shop/checkout", "shop/payments", 8080),
+        "egress isolated"
+    );
+    assert!(
+        !allowed(&index, "ops/monitor", "shop/checkout", 80),
+        "ingress isolated with no rules"
+    );
+}
+
+#[test]
+fn explicit_egress_policy_type_ignores_the_ingress_section() {
+    let policy = mk_policy(
+        "shop",
+        "egress-only",
+        json!({"podSelector": {}, "policyTypes": ["Egress"],
+               "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "nobody"}}}]}],
+               "egress": [{}]}),
+    );
+    let index = mk_world(&[policy]);
+    let verdict = index
+        .evaluate(&flow("ops/monitor", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    assert!(!verdict.ingress.isolated);
+    assert!(verdict.allowed);
+}
+
+#[test]
+fn empty_rules_list_denies_and_one_empty_rule_allows_everything() {
+    let deny = mk_policy("shop", "deny", json!({"podSelector": {}, "ingress": []}));
+    assert!(!allowed(
+        &mk_world(&[deny.clone()]),
+        "ops/monitor",
+        "shop/payments",
+        8080
+    ));
+    let allow = mk_policy("shop", "allow", json!({"podSelector": {}, "ingress": [{}]}));
+    assert!(allowed(
+        &mk_world(&[deny, allow]),
+        "ops/monitor",
+        "shop/payments",
+        8080
+    ));
+}
+
+#[test]
+fn policies_add_up_and_every_allowing_rule_is_reported() {
+    let deny = deny_all_ingress("shop");
+    let from_checkout = mk_policy(
+        "shop",
+        "from-checkout",
+        json!({"podSelector": {}, "ingress": [
+            {"from": [{"podSelector": {"matchLabels": {"app": "monitor"}}}]},
+            {"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}),
+    );
+    let from_web = mk_policy(
+        "shop",
+        "from-web",
+        json!({"podSelector": {"matchLabels": {"app": "payments"}},
+               "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": "web"}}}]}]}),
+    );
+    let index = mk_world(&[deny, from_checkout, from_web]);
+    let verdict = index
+        .evaluate(&flow("shop/checkout", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    assert!(verdict.allowed);
+    assert_eq!(
+        verdict.ingress.isolating_policies,
+        vec![
+            policy_ref("shop", "default-deny"),
+            policy_ref("shop", "from-checkout"),
+            policy_ref("shop", "from-web")
+        ]
+    );
+    let rules: Vec<String> = verdict
+        .ingress
+        .allowing_rules
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        rules,
+        ["shop/from-checkout ingress[1]", "shop/from-web ingress[0]"]
+    );
+}
+
+#[test]
+fn pod_and_namespace_selector_in_one_peer_must_both_match() {
+    let policy = mk_policy(
+        "ops",
+        "and",
+        json!({"podSelector": {}, "ingress": [{"from": [{
+            "namespaceSelector": {"matchLabels": {"team": "shop"}},
+            "podSelector": {"matchLabels": {"tier": "web"}}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "shop/checkout", "ops/monitor", 9090));
+    assert!(!allowed(&index, "shop/payments", "ops/monitor", 9090));
+}
+
+#[test]
+fn separate_peers_match_either() {
+    let policy = mk_policy(
+        "ops",
+        "or",
+        json!({"podSelector": {}, "ingress": [{"from": [
+            {"namespaceSelector": {"matchLabels": {"team": "nobody"}}},
+            {"podSelector": {"matchLabels": {"tier": "web"}}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    // The podSelector peer has no namespaceSelector: it means ops only, so shop/checkout is not matched.
+    assert!(!allowed(&index, "shop/checkout", "ops/monitor", 9090));
+    let policy = mk_policy(
+        "ops",
+        "or",
+        json!({"podSelector": {}, "ingress": [{"from": [
+            {"namespaceSelector": {"matchLabels": {"team": "shop"}}},
+            {"podSelector": {"matchLabels": {"tier": "nobody"}}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "shop/payments", "ops/monitor", 9090));
+}
+
+#[test]
+fn absent_namespace_selector_means_policy_namespace() {
+    let policy = mk_policy(
+        "shop",
+        "same-ns",
+        json!({"podSelector": {"matchLabels": {"app": "payments"}},
+               "ingress": [{"from": [{"podSelector": {}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "shop/checkout", "shop/payments", 8080));
+    assert!(!allowed(&index, "ops/monitor", "shop/payments", 8080));
+}
+
+#[test]
+fn empty_namespace_selector_means_every_namespace() {
+    let policy = mk_policy(
+        "shop",
+        "any-ns",
+        json!({"podSelector": {"matchLabels": {"app": "payments"}},
+               "ingress": [{"from": [{"namespaceSelector": {}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "ops/monitor", "shop/payments", 8080));
+    assert!(allowed(&index, "shop/checkout", "shop/payments", 8080));
+    assert!(
+        !allowed(&index, "10.9.9.9", "shop/payments", 8080),
+        "selectors never match non-pod addresses"
+    );
+}
+
+#[test]
+fn every_match_expressions_operator_follows_label_selector_semantics() {
+    let cases = [
+        (
+            json!({"key": "tier", "operator": "In", "values": ["web", "db"]}),
+            [true, false, false],
+        ),
+        (
+            json!({"key": "tier", "operator": "NotIn", "values": ["web"]}),
+            [false, true, true],
+        ),
+        (json!({"key": "tier", "operator": "Exists"}), [true, true, false]),
+        (
+            json!({"key": "tier", "operator": "DoesNotExist"}),
+            [false, false, true],
+        ),
+    ];
+    for (expression, expected) in cases {
+        let policy = mk_policy(
+            "ops",
+            "expr",
+            json!({"podSelector": {"matchLabels": {"app": "monitor"}},
+                   "ingress": [{"from": [{"namespaceSelector": {},
+                                          "podSelector": {"matchExpressions": [expression.clone()]}}]}]}),
+        );
+        let index = mk_world(&[policy]);
+        // checkout has tier=web, payments tier=api, monitor no tier label.
+        let got = [
+            allowed(&index, "shop/checkout", "ops/monitor", 9090),
+            allowed(&index, "shop/payments", "ops/monitor", 9090),
+            allowed(&index, "ops/monitor", "ops/monitor", 9090),
+        ];
+        assert_eq!(got, expected, "{expression}");
+    }
+}
+
+#[test]
+fn ip_block_except_carves_addresses_out_of_the_cidr() {
+    let policy = mk_policy(
+        "shop",
+        "from-cidr",
+        json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {
+            "cidr": "192.168.0.0/16", "except": ["192.168.5.0/24"]}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "192.168.1.1", "shop/payments", 8080));
+    assert!(!allowed(&index, "192.168.5.7", "shop/payments", 8080));
+    assert!(!allowed(&index, "10.9.9.9", "shop/payments", 8080));
+}
+
+#[test]
+fn ip_block_matches_pods_by_their_pod_ip() {
+    let policy = mk_policy(
+        "shop",
+        "to-ops-ips",
+        json!({"podSelector": {"matchLabels": {"app": "checkout"}}, "policyTypes": ["Egress"],
+               "egress": [{"to": [{"ipBlock": {"cidr": "10.0.2.0/24"}}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "shop/checkout", "ops/monitor", 9090));
+    assert!(!allowed(&index, "shop/checkout", "shop/payments", 8080));
+}
+
+#[test]
+fn ip_block_never_matches_a_pod_without_an_ip() {
+    let pods = [
+        mk_pod("shop", "pending", "", &[], &[]),
+        mk_pod("shop", "payments", "10.0.1.2", &[], &[]),
+    ];
+    let policy = mk_policy(
+        "shop",
+        "from-all-ips",
+        json!({"podSelector": {"matchLabels": {"app": "payments"}},
+               "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}),
+    );
+    let index = PolicyIndex::new(&[mk_ns("shop", &[])], &pods, &[policy]);
+    assert!(!allowed(&index, "shop/pending", "shop/payments", 80));
+}
+
+#[test]
+fn empty_from_and_ports_lists_behave_like_absent_ones() {
+    let policy = mk_policy(
+        "shop",
+        "empty-lists",
+        json!({"podSelector": {}, "ingress": [{"from": [], "ports": []}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "ops/monitor", "shop/payments", 1234));
+    assert!(allowed(&index, "10.9.9.9", "shop/payments", 1234));
+    let egress = mk_policy(
+        "shop",
+        "empty-to",
+        json!({"podSelector": {}, "egress": [{"to": []}]}),
+    );
+    assert!(allowed(&mk_world(&[egress]), "shop/checkout", "10.9.9.9", 443));
+}
+
+#[test]
+fn end_port_allows_the_inclusive_range() {
+    let policy = mk_policy(
+        "shop",
+        "range",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 8000, "endPort": 8080}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(!allowed(&index, "ops/monitor", "shop/payments", 7999));
+    assert!(allowed(&index, "ops/monitor", "shop/payments", 8000));
+    assert!(allowed(&index, "ops/monitor", "shop/payments", 8080));
+    assert!(!allowed(&index, "ops/monitor", "shop/payments", 8081));
+}
+
+#[test]
+fn port_protocol_defaults_to_tcp_and_udp_or_sctp_rules_do_not_admit_tcp() {
+    let policy = mk_policy(
+        "shop",
+        "ports",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 53}, {"port": 5000, "protocol": "UDP"},
+                                                          {"port": 6000, "protocol": "SCTP"}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    let check = |port, protocol| {
+        index
+            .evaluate(&flow("ops/monitor", "shop/payments", port, protocol))
+            .unwrap()
+            .allowed
+    };
+    assert!(check(53, Protocol::Tcp));
+    assert!(!check(53, Protocol::Udp));
+    assert!(check(5000, Protocol::Udp));
+    assert!(!check(5000, Protocol::Tcp));
+    assert!(check(6000, Protocol::Sctp));
+    assert!(!check(6000, Protocol::Tcp));
+}
+
+#[test]
+fn named_ingress_port_resolves_against_the_destination_pods_container_ports() {
+    let policy = mk_policy(
+        "shop",
+        "named",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "http"}, {"port": "dns", "protocol": "UDP"}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "ops/monitor", "shop/payments", 8080));
+    assert!(!allowed(&index, "ops/monitor", "shop/payments", 80));
+    assert!(
+        !allowed(&index, "ops/monitor", "shop/checkout", 8080),
+        "checkout declares no http port"
+    );
+    let udp = index
+        .evaluate(&flow("ops/monitor", "shop/payments", 53, Protocol::Udp))
+        .unwrap();
+    assert!(udp.allowed);
+}
+
+#[test]
+fn named_port_needs_the_container_port_protocol_to_match() {
+    let policy = mk_policy(
+        "shop",
+        "named-tcp",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "dns"}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    // dns is 53/UDP on payments; the rule means TCP.
+    assert!(!allowed(&index, "ops/monitor", "shop/payments", 53));
+}
+
+#[test]
+fn named_egress_port_resolves_against_the_destination_pod() {
+    let policy = mk_policy(
+        "shop",
+        "egress-named",
+        json!({"podSelector": {"matchLabels": {"app": "checkout"}}, "policyTypes": ["Egress"],
+               "egress": [{"ports": [{"port": "metrics"}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    assert!(allowed(&index, "shop/checkout", "ops/monitor", 9090));
+    assert!(!allowed(&index, "shop/checkout", "shop/payments", 9090));
+    assert!(
+        !allowed(&index, "shop/checkout", "10.9.9.9", 9090),
+        "an IP has no named ports"
+    );
+}
+
+#[test]
+fn a_non_pod_end_has_no_policy_side() {
+    let index = mk_world(&[
+        deny_all_ingress("shop"),
+        mk_policy(
+            "shop",
+            "deny-egress",
+            json!({"podSelector": {}, "policyTypes": ["Egress"]}),
+        ),
+    ]);
+    let to_ip = index
+        .evaluate(&flow("ops/monitor", "203.0.113.9", 443, Protocol::Tcp))
+        .unwrap();
+    assert!(!to_ip.ingress.applies && to_ip.ingress.allowed && to_ip.allowed);
+    let from_ip = index
+        .evaluate(&flow("203.0.113.9", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    assert!(!from_ip.egress.applies);
+    assert!(!from_ip.allowed, "ingress of payments is still isolated");
+    let out = index
+        .evaluate(&flow("shop/checkout", "203.0.113.9", 443, Protocol::Tcp))
+        .unwrap();
+    assert!(out.egress.isolated && !out.allowed);
+}
+
+#[test]
+fn denied_verdict_names_the_isolating_policy_and_the_unmatched_peer() {
+    let index = mk_world(&[deny_all_ingress("shop")]);
+    let verdict = index
+        .evaluate(&flow("shop/checkout", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    assert_eq!(
+        verdict.explain(),
+        "denied: ingress of shop/payments is isolated by shop/default-deny; \
+         no rule allows from shop/checkout on 8080/TCP"
+    );
+    assert_eq!(
+        verdict.ingress.isolating_policies,
+        vec![policy_ref("shop", "default-deny")]
+    );
+    assert!(verdict.ingress.allowing_rules.is_empty());
+}
+
+#[test]
+fn verdict_serializes_as_camel_case_json() {
+    let index = mk_world(&[deny_all_ingress("shop")]);
+    let verdict = index
+        .evaluate(&flow("shop/checkout", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    let value = serde_json::to_value(&verdict).unwrap();
+    assert_eq!(value["allowed"], false);
+    assert_eq!(value["from"], "shop/checkout");
+    assert_eq!(value["protocol"], "TCP");
+    assert_eq!(value["ingress"]["isolatingPolicies"][0]["name"], "default-deny");
+    assert_eq!(value["ingress"]["allowingRules"], json!([]));
+    assert_eq!(value["egress"]["isolated"], false);
+}
+
+#[test]
+fn invalid_policies_become_findings_and_the_rest_still_apply() {
+    let bad_specs = [
+        json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0/8"}}]}]}),
+        json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}]}]}),
+        json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}]}),
+        json!({"podSelector": {}, "ingress": [{"from": [{}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"endPort": 90}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 90, "endPort": 80}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 0}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 70000}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "ICMP"}]}]}),
+        json!({"podSelector": {}, "policyTypes": ["Sideways"]}),
+        json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+        json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}),
+        json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}}),
+    ];
+    for spec in bad_specs {
+        let index = mk_world(&[mk_policy("shop", "broken", spec.clone()), deny_all_ingress("ops")]);
+        assert_eq!(index.findings().len(), 1, "{spec}");
+        let finding = index.findings()[0].to_string();
+        assert!(
+            finding.starts_with("networkpolicy shop/broken: invalid, ignored: spec."),
+            "{finding}"
+        );
+        assert!(
+            allowed(&index, "ops/monitor", "shop/payments", 8080),
+            "broken policy skipped: {spec}"
+        );
+        assert!(
+            !allowed(&index, "shop/payments", "ops/monitor", 9090),
+            "other policies apply: {spec}"
+        );
+    }
+}
+
+#[test]
+fn unknown_pod_and_port_zero_are_errors_not_verdicts() {
+    let index = mk_world(&[]);
+    let err = index
+        .evaluate(&flow("shop/nope", "shop/payments", 80, Protocol::Tcp))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "pod shop/nope not found in the input");
+    let err = index
+        .evaluate(&flow("shop/checkout", "shop/payments", 0, Protocol::Tcp))
+        .unwrap_err();
+    assert_eq!(err, EvalError::PortZero);
+}
+
+#[test]
+fn namespace_missing_from_the_input_is_a_finding_with_the_name_label_assumed() {
+    let pods = [
+        mk_pod("ghost", "a", "10.0.0.1", &[], &[]),
+        mk_pod("shop", "b", "10.0.0.2", &[], &[]),
+    ];
+    let policy = mk_policy(
+        "shop",
+        "from-ghost",
+        json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": "ghost"}}}]}]}),
+    );
+    let index = PolicyIndex::new(&[mk_ns("shop", &[])], &pods, &[policy]);
+    assert_eq!(index.findings().len(), 1);
+    assert!(
+        index.findings()[0]
+            .to_string()
+            .starts_with("namespace ghost: not in the input")
+    );
+    assert!(allowed(&index, "ghost/a", "shop/b", 80));
+}
+
+#[test]
+fn pod_to_itself_is_evaluated_as_written_with_a_note() {
+    let index = mk_world(&[deny_all_ingress("shop")]);
+    let verdict = index
+        .evaluate(&flow("shop/payments", "shop/payments", 8080, Protocol::Tcp))
+        .unwrap();
+    assert!(!verdict.allowed);
+    assert_eq!(verdict.notes.len(), 1);
+}
+
+#[test]
+fn matrix_filters_namespaces_orders_pods_and_rejects_unknown_namespaces() {
+    let index = mk_world(&[deny_all_ingress("shop")]);
+    let matrix = index.matrix(8080, Protocol::Tcp, &["shop".to_string()]).unwrap();
+    assert_eq!(matrix.pods, ["shop/checkout", "shop/payments"]);
+    assert!(matrix.entries().all(|entry| !entry.allowed));
+    let all = index.matrix(8080, Protocol::Tcp, &[]).unwrap();
+    assert_eq!(all.pods, ["ops/monitor", "shop/checkout", "shop/payments"]);
+    assert!(all.allowed(1, 0), "shop/checkout -> ops/monitor is not isolated");
+    assert_eq!(
+        index
+            .matrix(80, Protocol::Tcp, &["nope".to_string()])
+            .unwrap_err(),
+        EvalError::UnknownNamespace("nope".to_string())
+    );
+}
+
+#[test]
+fn peer_parses_namespaced_pods_and_ip_addresses() {
+    assert_eq!("a/b".parse::<Peer>().unwrap(), Peer::pod("a", "b"));
+    assert_eq!(
+        "10.1.2.3".parse::<Peer>().unwrap(),
+        Peer::Ip("10.1.2.3".parse().unwrap())
+    );
+    assert_eq!(
+        "fd00::1".parse::<Peer>().unwrap(),
+        Peer::Ip("fd00::1".parse().unwrap())
+    );
+    for bad in ["", "a", "a/", "/b", "a/b/c"] {
+        assert!(bad.parse::<Peer>().is_err(), "{bad:?}");
+    }
+    assert_eq!("udp".parse::<Protocol>().unwrap(), Protocol::Udp);
+    assert!("icmp".parse::<Protocol>().is_err());
+}
+
+#[test]
+fn input_reads_lists_typed_lists_streams_and_json_and_skips_other_kinds() {
+    let text = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata: {name: shop, managedFields: [{manager: kubectl}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: web, namespace: shop}
+---
+apiVersion: v1
+kind: PodList
+items:
+- metadata: {name: a, namespace: shop}
+  spec: {containers: [{name: c}]}
+---
+{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "namespace": "shop"}, "spec": {}}
+"#;
+    let objects = parse_objects(text).unwrap();
+    assert_eq!(objects.namespaces.len(), 1);
+    assert!(objects.namespaces[0].metadata.managed_fields.is_none());
+    assert_eq!(objects.pods.len(), 1);
+    assert_eq!(objects.policies.len(), 1);
+    assert_eq!(objects.skipped_kinds, ["Service"]);
+}
+
+#[test]
+fn input_errors_name_the_document_and_object() {
+    let err = parse_objects("kind: Pod\nmetadata: {name: a\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("document 1 is not valid YAML or JSON"),
+        "{err}"
+    );
+    let err = parse_objects("---\nmetadata: {name: a}\n").unwrap_err();
+    assert_eq!(err.to_string(), "document 1: object a has no kind");
+    let err =
+        parse_objects("---\n---\nkind: Pod\nmetadata: {name: a, namespace: s}\nspec: {containers: 3}\n")
+            .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("document 2: Pod s/a is not a valid Pod"),
+        "{err}"
+    );
+    assert!(matches!(parse_objects("# nothing\n"), Err(InputError::Empty)));
+}
