@@ -1,7 +1,9 @@
 //! netdiag CLI library: the pure engines (checklist judge, NetworkPolicy evaluator)
 //! and the I/O around them (cluster reads, agent calls, rendering).
 
+pub mod agent_client;
 pub mod check;
 pub mod cli;
 pub mod kube_args;
 pub mod policy;
+pub mod render;

@@ -1,0 +1,276 @@
+//! Talking to netdiag agents: find the agent pod on a node and speak HTTP/1.1 to its control
+//! listener through the API server's `pods/portforward` (as `kubectl port-forward` does), or
+//! straight to a URL given for debugging.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use netdiag_proto::{ApiError, DEFAULT_AGENT_PORT, PROBE_PATH, ProbeReport, ProbeRequest};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Default namespace of the agent DaemonSet.
+pub const DEFAULT_AGENT_NAMESPACE: &str = "netdiag";
+/// Default label selector of the agent pods.
+pub const DEFAULT_AGENT_SELECTOR: &str = "app.kubernetes.io/name=netdiag-agent";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("failed to list agent pods in namespace {namespace} with selector {selector}")]
+    List {
+        namespace: String,
+        selector: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("no running netdiag agent on node {node} (no pod with {selector} in namespace {namespace})")]
+    Missing {
+        node: String,
+        namespace: String,
+        selector: String,
+    },
+    #[error("failed to port-forward to agent pod {pod}")]
+    PortForward {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to connect to the agent at {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the port-forward to agent pod {pod} gave no stream for port {port}")]
+    NoStream { pod: String, port: u16 },
+    #[error("http exchange with agent {agent} failed")]
+    Http {
+        agent: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("agent {agent} did not answer within {} ms", .after.as_millis())]
+    Timeout { agent: String, after: Duration },
+    #[error("agent {agent} answered HTTP {status}: {message}")]
+    Api {
+        agent: String,
+        status: u16,
+        /// The agent's machine-readable code (`namespaceNotFound`, `overloaded`, ...), when it sent one.
+        code: Option<String>,
+        message: String,
+    },
+    #[error("agent {agent} sent a response that is not a valid {what}")]
+    Decode {
+        agent: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// How to reach agents.
+#[derive(Clone)]
+enum Route {
+    /// Through the API server: agent pods by node.
+    PortForward {
+        client: kube::Client,
+        namespace: String,
+        selector: String,
+        /// node → (agent pod name, control port)
+        by_node: BTreeMap<String, (String, u16)>,
+    },
+    /// Every node's agent is this `host:port` (debugging override).
+    Direct { addr: String },
+}
+
+/// The agents of the cluster, found once per check.
+#[derive(Clone)]
+pub struct Agents {
+    route: Route,
+}
+
+impl Agents {
+    /// Lists the running agent pods and indexes them by node.
+    pub async fn discover(client: kube::Client, namespace: &str, selector: &str) -> Result<Self, AgentError> {
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let pods = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|source| AgentError::List {
+                namespace: namespace.to_string(),
+                selector: selector.to_string(),
+                source,
+            })?;
+        let mut by_node = BTreeMap::new();
+        for pod in pods.items {
+            let (Some(name), Some(spec)) = (pod.metadata.name.clone(), pod.spec.as_ref()) else {
+                continue;
+            };
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let deleting = pod.metadata.deletion_timestamp.is_some();
+            let Some(node) = spec.node_name.clone() else {
+                continue;
+            };
+            if !running || deleting {
+                continue;
+            }
+            let port = spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some("control"))
+                .and_then(|p| u16::try_from(p.container_port).ok())
+                .unwrap_or(DEFAULT_AGENT_PORT);
+            by_node.insert(node, (name, port));
+        }
+        Ok(Agents {
+            route: Route::PortForward {
+                client,
+                namespace: namespace.to_string(),
+                selector: selector.to_string(),
+                by_node,
+            },
+        })
+    }
+
+    /// Sends every request to one agent URL (`http://HOST:PORT` or `HOST:PORT`).
+    pub fn direct(url: &str) -> Self {
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Agents {
+            route: Route::Direct { addr },
+        }
+    }
+
+    /// The agent pod serving `node` (`namespace/name`), or the direct address.
+    pub fn agent_for(&self, node: &str) -> Result<String, AgentError> {
+        match &self.route {
+            Route::Direct { addr } => Ok(addr.clone()),
+            Route::PortForward {
+                namespace,
+                selector,
+                by_node,
+                ..
+            } => match by_node.get(node) {
+                Some((pod, _)) => Ok(format!("{namespace}/{pod}")),
+                None => Err(AgentError::Missing {
+                    node: node.to_string(),
+                    namespace: namespace.clone(),
+                    selector: selector.clone(),
+                }),
+            },
+        }
+    }
+
+    /// `POST /v1/probe` to the agent on `node`, giving up after `deadline`.
+    pub async fn probe(
+        &self,
+        node: &str,
+        request: &ProbeRequest,
+        deadline: Duration,
+    ) -> Result<ProbeReport, AgentError> {
+        let agent = self.agent_for(node)?;
+        let body = serde_json::to_vec(request).expect("a probe request always serializes");
+        let exchange = async {
+            match &self.route {
+                Route::Direct { addr } => {
+                    let stream = tokio::net::TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(|source| AgentError::Connect {
+                            addr: addr.clone(),
+                            source,
+                        })?;
+                    post_json(stream, &agent, body).await
+                }
+                Route::PortForward {
+                    client,
+                    namespace,
+                    by_node,
+                    ..
+                } => {
+                    let (pod, port) = &by_node[node];
+                    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                    let mut forwarder =
+                        api.portforward(pod, &[*port])
+                            .await
+                            .map_err(|source| AgentError::PortForward {
+                                pod: agent.clone(),
+                                source,
+                            })?;
+                    let stream = forwarder.take_stream(*port).ok_or_else(|| AgentError::NoStream {
+                        pod: agent.clone(),
+                        port: *port,
+                    })?;
+                    let result = post_json(stream, &agent, body).await;
+                    forwarder.abort();
+                    result
+                }
+            }
+        };
+        let (status, bytes) =
+            tokio::time::timeout(deadline, exchange)
+                .await
+                .map_err(|_| AgentError::Timeout {
+                    agent: agent.clone(),
+                    after: deadline,
+                })??;
+        if !(200..300).contains(&status) {
+            let (code, message) = match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(err) => (Some(err.code), err.message),
+                Err(_) => (None, String::from_utf8_lossy(&bytes).trim().to_string()),
+            };
+            return Err(AgentError::Api {
+                agent,
+                status,
+                code,
+                message,
+            });
+        }
+        decode(&agent, &bytes, "probe report")
+    }
+}
+
+fn decode<T: DeserializeOwned>(agent: &str, bytes: &[u8], what: &'static str) -> Result<T, AgentError> {
+    serde_json::from_slice(bytes).map_err(|source| AgentError::Decode {
+        agent: agent.to_string(),
+        what,
+        source,
+    })
+}
+
+/// One HTTP/1.1 `POST` of a JSON body over `io`; returns the status and the whole body.
+async fn post_json<S>(io: S, agent: &str, body: Vec<u8>) -> Result<(u16, Bytes), AgentError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let http = |source| AgentError::Http {
+        agent: agent.to_string(),
+        source,
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(http)?;
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::post(PROBE_PATH)
+        .header(hyper::header::HOST, "localhost")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a request with a static path and headers is valid");
+    let result = async {
+        let response = sender.send_request(request).await.map_err(http)?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.map_err(http)?.to_bytes();
+        Ok((status, bytes))
+    }
+    .await;
+    driver.abort();
+    result
+}

@@ -1,0 +1,275 @@
+//! What a check collected, as plain values: the input of the pure judge.
+//!
+//! The I/O side (`gather`) fills this from the API server and the agents; the judge
+//! never does I/O, so every branch is tested by building one of these by hand.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome};
+
+use super::target::PortRef;
+
+/// A fact the tool either learned or could not learn (the reason names the tool failure).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact<T> {
+    Known(T),
+    Unknown(String),
+}
+
+impl<T> Fact<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Fact::Known(value) => Some(value),
+            Fact::Unknown(_) => None,
+        }
+    }
+}
+
+/// What the target turned out to be once resolved against the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// A Service port (asked as `svc/`, or a name/IP that is a Service's).
+    Service,
+    /// One pod (asked as `pod/`, or a pod IP).
+    Pod,
+    /// An address that belongs to no Service or pod the API knows.
+    External,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// `NS/POD` of the source.
+    pub from: String,
+    /// `--to` as given.
+    pub to: String,
+    pub destination: Destination,
+    pub timeout_ms: u64,
+    pub source: SourceFacts,
+    /// `None` when the target has no name to resolve (pod or IP targets).
+    pub dns: Option<DnsFacts>,
+    pub service: ServiceFacts,
+    pub endpoints: EndpointsFacts,
+    /// The Service's virtual IP and the probe of it; `None` without a ClusterIP.
+    pub cluster_ip: Option<ClusterIpFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceFacts {
+    /// The source pod could not be read (API unreachable, forbidden).
+    Unknown(String),
+    Missing {
+        namespace: String,
+        name: String,
+        /// Namespaces that do have a pod of that name.
+        elsewhere: Vec<String>,
+    },
+    Found {
+        pod: PodFacts,
+        agent: AgentFacts,
+    },
+}
+
+/// How asking the source node's agent went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentFacts {
+    /// The agent ran the probes in the pod's network namespace.
+    Answered { agent_pod: String, netns: String },
+    /// Not asked (the pod has no IP or node).
+    NotAsked,
+    /// The agent could not be used: missing on the node, unreachable, or it could not find the netns.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPortFacts {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodFacts {
+    pub namespace: String,
+    pub name: String,
+    pub phase: String,
+    pub node: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub ready: bool,
+    pub terminating: bool,
+    pub container_ports: Vec<ContainerPortFacts>,
+}
+
+impl PodFacts {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsFacts {
+    /// The name as the source pod's application would ask it.
+    pub name: String,
+    pub result: Fact<DnsResult>,
+    /// The addresses the name should give, when the API says (ClusterIP, or pod IPs when headless).
+    pub expected: Vec<IpAddr>,
+    /// The Service (namespace, name) the name designates under the cluster's naming rules.
+    pub service_guess: Option<(String, String)>,
+    /// `NS/NAME` of Services with the guessed name in other namespaces.
+    pub same_name_elsewhere: Vec<String>,
+    /// Service names in the guessed namespace (to suggest a correction for a typo).
+    pub names_in_namespace: Vec<String>,
+    pub cluster_dns: Fact<ClusterDnsFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterDnsFacts {
+    /// The kube-dns Service's ClusterIP.
+    pub service_ip: Option<IpAddr>,
+    pub pods: Vec<DnsPodFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsPodFacts {
+    /// `NS/NAME` of the DNS pod (or its IP when the endpoint names no pod).
+    pub pod: String,
+    pub ip: IpAddr,
+    pub ready: bool,
+    /// The same name asked of this DNS pod directly (bypassing the Service IP).
+    pub direct: Fact<DnsOutcome>,
+    /// NetworkPolicy for source → this pod, port 53/UDP.
+    pub egress_policy: PolicyCheck,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePortFacts {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: String,
+    pub target_port: PortRef,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceFacts {
+    /// The target is not a Service.
+    NotApplicable,
+    Unknown(String),
+    Missing {
+        namespace: String,
+        name: String,
+        /// Service names in that namespace, to suggest a correction.
+        names_in_namespace: Vec<String>,
+    },
+    Found(Box<ServiceSpecFacts>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpecFacts {
+    pub namespace: String,
+    pub name: String,
+    /// `ClusterIP`, `NodePort`, `LoadBalancer`, `ExternalName`.
+    pub service_type: String,
+    pub headless: bool,
+    pub external_name: Option<String>,
+    pub ports: Vec<ServicePortFacts>,
+    /// The port the target asked for.
+    pub requested: PortRef,
+    /// `None` or empty: the Service has no selector.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// Pods the selector matches (any readiness).
+    pub selected_pods: Vec<PodFacts>,
+}
+
+impl ServiceSpecFacts {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The Service port the target asked for.
+    pub fn requested_port(&self) -> Option<&ServicePortFacts> {
+        self.ports.iter().find(|p| match &self.requested {
+            PortRef::Number(n) => p.port == *n,
+            PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndpointsFacts {
+    /// External targets have no endpoints to judge (the one address is still probed).
+    Unknown(String),
+    /// A `pod/` target that does not exist.
+    TargetPodMissing {
+        namespace: String,
+        name: String,
+    },
+    Known(Vec<EndpointFacts>),
+}
+
+/// One destination address: a Service endpoint, the target pod, or the external address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointFacts {
+    pub ip: IpAddr,
+    /// The destination port; `None` when a named port did not resolve on the pod.
+    pub port: Option<u16>,
+    /// The pod behind the address, when one is.
+    pub pod: Option<PodFacts>,
+    pub ready: bool,
+    pub terminating: bool,
+    pub tcp: Fact<TcpOutcome>,
+    pub listeners: Fact<Vec<ListeningSocket>>,
+    pub policy: PolicyCheck,
+}
+
+impl EndpointFacts {
+    pub fn label(&self) -> String {
+        let addr = match self.port {
+            Some(port) => format!("{}:{port}", fmt_ip(self.ip)),
+            None => fmt_ip(self.ip),
+        };
+        match &self.pod {
+            Some(pod) => format!("{} ({addr})", pod.key()),
+            None => addr,
+        }
+    }
+
+    pub fn node(&self) -> Option<&str> {
+        self.pod.as_ref().and_then(|p| p.node.as_deref())
+    }
+}
+
+pub fn fmt_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterIpFacts {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub tcp: Fact<TcpOutcome>,
+}
+
+/// What NetworkPolicy says about one flow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyCheck {
+    /// Policies could not be read or evaluated; the reason says why.
+    NotEvaluated(String),
+    Allowed {
+        detail: String,
+    },
+    Denied {
+        /// Why egress of the source is denied, when it is.
+        egress: Option<String>,
+        /// Why ingress of the destination is denied, when it is.
+        ingress: Option<String>,
+    },
+}
+
+impl PolicyCheck {
+    pub fn is_denied(&self) -> bool {
+        matches!(self, PolicyCheck::Denied { .. })
+    }
+}

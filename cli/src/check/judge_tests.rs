@@ -1,0 +1,807 @@
+//! Every branch of the judge, with evidence built by hand.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use netdiag_proto::{
+    DnsAnswer, DnsCandidate, DnsOutcome, DnsResult, ListeningSocket, RecordType, ResolvConfSummary,
+    TcpOutcome, Transport, UnreachableReason,
+};
+
+use super::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const VIP: &str = "10.96.12.7";
+const DNS_VIP: &str = "10.96.0.10";
+
+fn pod(ns: &str, name: &str, node: &str, ip_: &str) -> PodFacts {
+    PodFacts {
+        namespace: ns.into(),
+        name: name.into(),
+        phase: "Running".into(),
+        node: Some(node.into()),
+        ip: Some(ip(ip_)),
+        ready: true,
+        terminating: false,
+        container_ports: vec![ContainerPortFacts {
+            name: Some("http".into()),
+            port: 8080,
+            protocol: "TCP".into(),
+        }],
+    }
+}
+
+fn listening(addr: &str, port: u16) -> ListeningSocket {
+    ListeningSocket {
+        protocol: Transport::Tcp,
+        local_ip: ip(addr),
+        local_port: port,
+        inode: 1,
+    }
+}
+
+fn connected() -> Fact<TcpOutcome> {
+    Fact::Known(TcpOutcome::Connected { rtt_us: 150 })
+}
+
+fn timeout() -> Fact<TcpOutcome> {
+    Fact::Known(TcpOutcome::Timeout { after_ms: 1000 })
+}
+
+fn refused() -> Fact<TcpOutcome> {
+    Fact::Known(TcpOutcome::Refused { rtt_us: 90 })
+}
+
+fn allowed() -> PolicyCheck {
+    PolicyCheck::Allowed {
+        detail: "allowed: no NetworkPolicy isolates either side".into(),
+    }
+}
+
+fn ingress_denied() -> PolicyCheck {
+    PolicyCheck::Denied {
+        egress: None,
+        ingress: Some(
+            "shop/payments-0 is isolated by shop/default-deny; no rule allows from shop/checkout on 8080/TCP"
+                .into(),
+        ),
+    }
+}
+
+fn endpoint(p: PodFacts) -> EndpointFacts {
+    EndpointFacts {
+        ip: p.ip.unwrap(),
+        port: Some(8080),
+        pod: Some(p),
+        ready: true,
+        terminating: false,
+        tcp: connected(),
+        listeners: Fact::Known(vec![listening("0.0.0.0", 8080)]),
+        policy: allowed(),
+    }
+}
+
+fn dns_result(name: &str, outcome: DnsOutcome) -> DnsResult {
+    let server: SocketAddr = format!("{DNS_VIP}:53").parse().unwrap();
+    DnsResult {
+        name: name.into(),
+        record_type: RecordType::A,
+        resolv_conf: ResolvConfSummary {
+            path: "/proc/7/root/etc/resolv.conf".into(),
+            nameservers: vec![server],
+            search: vec![
+                "shop.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+            ndots: 5,
+        },
+        candidates: vec![
+            DnsCandidate {
+                name: format!("{name}.shop.svc.cluster.local."),
+                server,
+                outcome: DnsOutcome::Nxdomain,
+                rtt_us: 400,
+                truncated: false,
+            },
+            DnsCandidate {
+                name: format!("{name}.svc.cluster.local."),
+                server,
+                outcome: outcome.clone(),
+                rtt_us: 800,
+                truncated: false,
+            },
+        ],
+        answer: DnsAnswer {
+            name: Some(format!("{name}.svc.cluster.local.")),
+            outcome,
+        },
+    }
+}
+
+fn resolved_vip() -> DnsOutcome {
+    DnsOutcome::Resolved {
+        addresses: vec![ip(VIP)],
+        ttl: 5,
+    }
+}
+
+fn cluster_dns() -> ClusterDnsFacts {
+    ClusterDnsFacts {
+        service_ip: Some(ip(DNS_VIP)),
+        pods: vec![DnsPodFacts {
+            pod: "kube-system/coredns-0".into(),
+            ip: ip("10.244.1.2"),
+            ready: true,
+            direct: Fact::Known(DnsOutcome::Resolved {
+                addresses: vec![ip(DNS_VIP)],
+                ttl: 5,
+            }),
+            egress_policy: allowed(),
+        }],
+    }
+}
+
+fn payments_service() -> ServiceSpecFacts {
+    ServiceSpecFacts {
+        namespace: "shop".into(),
+        name: "payments".into(),
+        service_type: "ClusterIP".into(),
+        headless: false,
+        external_name: None,
+        ports: vec![ServicePortFacts {
+            name: Some("http".into()),
+            port: 80,
+            protocol: "TCP".into(),
+            target_port: PortRef::Name("http".into()),
+        }],
+        requested: PortRef::Number(80),
+        selector: Some(BTreeMap::from([("app".to_string(), "payments".to_string())])),
+        selected_pods: vec![
+            pod("shop", "payments-0", "node-a", "10.244.1.14"),
+            pod("shop", "payments-1", "node-b", "10.244.2.14"),
+        ],
+    }
+}
+
+/// `shop/checkout` on node-a → `svc/payments.shop:80`, two endpoints (node-a and node-b), all healthy.
+fn healthy() -> Evidence {
+    let svc = payments_service();
+    let endpoints = svc.selected_pods.iter().cloned().map(endpoint).collect();
+    Evidence {
+        from: "shop/checkout".into(),
+        to: "svc/payments.shop:80".into(),
+        destination: Destination::Service,
+        timeout_ms: 1000,
+        source: SourceFacts::Found {
+            pod: pod("shop", "checkout", "node-a", "10.244.1.5"),
+            agent: AgentFacts::Answered {
+                agent_pod: "netdiag/agent-a".into(),
+                netns: "/proc/7/ns/net".into(),
+            },
+        },
+        dns: Some(DnsFacts {
+            name: "payments.shop".into(),
+            result: Fact::Known(dns_result("payments.shop", resolved_vip())),
+            expected: vec![ip(VIP)],
+            service_guess: Some(("shop".into(), "payments".into())),
+            same_name_elsewhere: vec![],
+            names_in_namespace: vec!["payments".into(), "checkout".into()],
+            cluster_dns: Fact::Known(cluster_dns()),
+        }),
+        service: ServiceFacts::Found(Box::new(svc)),
+        endpoints: EndpointsFacts::Known(endpoints),
+        cluster_ip: Some(ClusterIpFacts {
+            ip: ip(VIP),
+            port: 80,
+            tcp: connected(),
+        }),
+    }
+}
+
+fn endpoints_mut(ev: &mut Evidence) -> &mut Vec<EndpointFacts> {
+    match &mut ev.endpoints {
+        EndpointsFacts::Known(list) => list,
+        _ => panic!("endpoints not known"),
+    }
+}
+
+fn service_mut(ev: &mut Evidence) -> &mut ServiceSpecFacts {
+    match &mut ev.service {
+        ServiceFacts::Found(svc) => svc,
+        _ => panic!("service not found"),
+    }
+}
+
+fn dns_mut(ev: &mut Evidence) -> &mut DnsFacts {
+    ev.dns.as_mut().unwrap()
+}
+
+fn step(report: &Report, layer: Layer) -> &Step {
+    report.steps.iter().find(|s| s.layer == layer).unwrap()
+}
+
+/// Exactly one failing layer, the given one; every later layer not judged; the exit code of that layer.
+fn assert_fails_at(report: &Report, layer: Layer) {
+    assert_eq!(report.verdict, Verdict::Unreachable, "{report:#?}");
+    assert_eq!(report.failing_layer, Some(layer), "{report:#?}");
+    assert_eq!(report.reachable, Some(false));
+    assert_eq!(report.exit_code(), layer.exit_code());
+    let fails: Vec<Layer> = report
+        .steps
+        .iter()
+        .filter(|s| s.status == Status::Fail)
+        .map(|s| s.layer)
+        .collect();
+    assert_eq!(fails, vec![layer], "{report:#?}");
+    for s in report.steps.iter().filter(|s| s.layer > layer) {
+        assert_eq!(s.status, Status::Skip, "{s:?}");
+        assert!(s.summary.starts_with("not judged"), "{s:?}");
+    }
+    assert_eq!(report.steps.len(), 8);
+}
+
+fn summary(report: &Report, layer: Layer) -> String {
+    step(report, layer).summary.clone()
+}
+
+#[test]
+fn healthy_service_is_reachable_with_every_layer_passing() {
+    let report = judge(&healthy(), 42);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert_eq!(report.reachable, Some(true));
+    assert_eq!(report.failing_layer, None);
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(report.duration_ms, 42);
+    let layers: Vec<Layer> = report.steps.iter().map(|s| s.layer).collect();
+    assert_eq!(layers, Layer::ALL.to_vec());
+    assert!(
+        report.steps.iter().all(|s| s.status == Status::Pass),
+        "{report:#?}"
+    );
+    assert!(
+        summary(&report, Layer::Dns).contains("2nd search candidate"),
+        "{}",
+        summary(&report, Layer::Dns)
+    );
+    assert!(summary(&report, Layer::Endpoints).starts_with("2/2 ready"));
+    assert!(report.fix.is_empty());
+}
+
+#[test]
+fn missing_source_pod_fails_the_source_layer_and_names_where_it_exists() {
+    let mut ev = healthy();
+    ev.source = SourceFacts::Missing {
+        namespace: "shop".into(),
+        name: "checkout".into(),
+        elsewhere: vec!["web".into()],
+    };
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Source);
+    assert!(step(&report, Layer::Source).evidence[0].contains("web"));
+}
+
+#[test]
+fn pending_source_pod_without_ip_fails_the_source_layer() {
+    let mut ev = healthy();
+    let mut p = pod("shop", "checkout", "node-a", "10.244.1.5");
+    p.phase = "Pending".into();
+    p.ip = None;
+    ev.source = SourceFacts::Found {
+        pod: p,
+        agent: AgentFacts::NotAsked,
+    };
+    assert_fails_at(&judge(&ev, 0), Layer::Source);
+}
+
+#[test]
+fn missing_agent_on_the_source_node_is_undetermined_never_a_network_layer() {
+    let mut ev = healthy();
+    if let SourceFacts::Found { agent, .. } = &mut ev.source {
+        *agent = AgentFacts::Failed("no running netdiag agent on node node-a".into());
+    }
+    // The probes did not run.
+    for e in endpoints_mut(&mut ev) {
+        e.tcp = Fact::Unknown("no agent".into());
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(report.reachable, None);
+    assert_eq!(report.failing_layer, None);
+    assert_eq!(report.exit_code(), 3);
+    assert_eq!(step(&report, Layer::Source).status, Status::Undetermined);
+    assert!(summary(&report, Layer::Source).contains("no running netdiag agent on node node-a"));
+    assert!(report.steps.iter().all(|s| s.status != Status::Fail));
+    assert!(report.fix.iter().any(|f| f.contains("netdiag-agent")));
+}
+
+#[test]
+fn unreadable_api_is_undetermined() {
+    let mut ev = healthy();
+    ev.source = SourceFacts::Unknown("forbidden to list pods in all namespaces".into());
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert!(summary(&report, Layer::Source).contains("forbidden"));
+}
+
+#[test]
+fn nxdomain_for_a_typo_fails_dns_and_suggests_the_close_service_name() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.name = "paymnts.shop".into();
+    dns.service_guess = Some(("shop".into(), "paymnts".into()));
+    dns.result = Fact::Known(dns_result("paymnts.shop", DnsOutcome::Nxdomain));
+    ev.service = ServiceFacts::Missing {
+        namespace: "shop".into(),
+        name: "paymnts".into(),
+        names_in_namespace: vec!["payments".into()],
+    };
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(
+        s.contains("no Service paymnts in namespace shop") && s.contains("did you mean payments?"),
+        "{s}"
+    );
+    assert!(
+        step(&report, Layer::Dns)
+            .evidence
+            .iter()
+            .any(|e| e.contains("NXDOMAIN"))
+    );
+}
+
+#[test]
+fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
+    let mut ev = healthy();
+    ev.source = SourceFacts::Found {
+        pod: pod("web", "frontend", "node-a", "10.244.1.6"),
+        agent: AgentFacts::Answered {
+            agent_pod: "netdiag/agent-a".into(),
+            netns: "/proc/9/ns/net".into(),
+        },
+    };
+    let dns = dns_mut(&mut ev);
+    dns.name = "payments".into();
+    dns.service_guess = Some(("web".into(), "payments".into()));
+    dns.same_name_elsewhere = vec!["shop/payments".into()];
+    dns.names_in_namespace = vec!["frontend".into()];
+    dns.result = Fact::Known(dns_result("payments", DnsOutcome::Nxdomain));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert!(summary(&report, Layer::Dns).contains("short name used across namespaces"));
+    assert!(
+        report.fix.iter().any(|f| f.contains("payments.shop")),
+        "{:?}",
+        report.fix
+    );
+}
+
+#[test]
+fn dns_timeout_with_silent_dns_pods_is_the_dns_server_down() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert!(
+        summary(&report, Layer::Dns).contains("DNS server down"),
+        "{}",
+        summary(&report, Layer::Dns)
+    );
+}
+
+#[test]
+fn dns_timeout_while_dns_pods_answer_directly_blames_the_dns_service_ip() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert!(summary(&report, Layer::Dns).contains("not proxied"));
+}
+
+#[test]
+fn dns_timeout_without_ready_dns_endpoints_says_so() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].ready = false;
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert!(summary(&report, Layer::Dns).contains("no ready endpoints"));
+}
+
+#[test]
+fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+        c.pods[0].egress_policy = PolicyCheck::Denied {
+            egress: Some("shop/checkout is isolated by shop/egress-lockdown; no rule allows to kube-system/coredns-0 on 53/UDP".into()),
+            ingress: None,
+        };
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert_eq!(step(&report, Layer::Dns).status, Status::Skip);
+    assert!(summary(&report, Layer::Dns).contains("judged at network-policy"));
+    assert_eq!(step(&report, Layer::Service).status, Status::Pass);
+    assert_eq!(step(&report, Layer::Endpoints).status, Status::Pass);
+    assert!(summary(&report, Layer::NetworkPolicy).contains("shop/egress-lockdown"));
+}
+
+#[test]
+fn dns_answer_that_is_not_the_service_address_fails_dns() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result(
+        "payments.shop",
+        DnsOutcome::Resolved {
+            addresses: vec![ip("10.96.99.99")],
+            ttl: 5,
+        },
+    ));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert!(summary(&report, Layer::Dns).contains("10.96.12.7"));
+}
+
+#[test]
+fn dns_probe_that_could_not_run_is_undetermined() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Unknown("agent timed out".into());
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(step(&report, Layer::Dns).status, Status::Undetermined);
+}
+
+#[test]
+fn a_port_the_service_does_not_expose_fails_service() {
+    let mut ev = healthy();
+    service_mut(&mut ev).requested = PortRef::Number(81);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Service);
+    assert!(summary(&report, Layer::Service).contains("does not expose port 81; it exposes 80/TCP (http)"));
+}
+
+#[test]
+fn named_target_port_no_selected_pod_declares_fails_service() {
+    let mut ev = healthy();
+    let svc = service_mut(&mut ev);
+    for p in &mut svc.selected_pods {
+        p.container_ports[0].name = Some("web".into());
+    }
+    // The EndpointSlice controller leaves such pods out.
+    ev.endpoints = EndpointsFacts::Known(vec![]);
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Service);
+    let s = summary(&report, Layer::Service);
+    assert!(
+        s.contains("port named http") && s.contains("none of the 2 selected pods"),
+        "{s}"
+    );
+    assert!(step(&report, Layer::Service).evidence[0].contains("declares web:8080"));
+}
+
+#[test]
+fn wrong_numeric_target_port_fails_service_when_pods_listen_elsewhere() {
+    let mut ev = healthy();
+    service_mut(&mut ev).ports[0].target_port = PortRef::Number(9090);
+    for e in endpoints_mut(&mut ev) {
+        e.port = Some(9090);
+        e.tcp = refused();
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Service);
+    let s = summary(&report, Layer::Service);
+    assert!(s.contains("targetPort 9090") && s.contains("8080"), "{s}");
+}
+
+#[test]
+fn numeric_target_port_the_pods_declare_but_nothing_listens_is_application() {
+    let mut ev = healthy();
+    service_mut(&mut ev).ports[0].target_port = PortRef::Number(8080);
+    for e in endpoints_mut(&mut ev) {
+        e.tcp = refused();
+        e.listeners = Fact::Known(vec![]);
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    assert!(summary(&report, Layer::Application).contains("nothing listens"));
+    assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
+}
+
+#[test]
+fn selector_matching_no_pods_fails_endpoints() {
+    let mut ev = healthy();
+    service_mut(&mut ev).selected_pods.clear();
+    ev.endpoints = EndpointsFacts::Known(vec![]);
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Endpoints);
+    assert!(summary(&report, Layer::Endpoints).contains("selector app=payments matches no pods"));
+    assert!(report.fix.iter().any(|f| f.contains("--show-labels")));
+}
+
+#[test]
+fn pods_selected_but_not_ready_fail_endpoints() {
+    let mut ev = healthy();
+    for p in &mut service_mut(&mut ev).selected_pods {
+        p.ready = false;
+    }
+    for e in endpoints_mut(&mut ev) {
+        e.ready = false;
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Endpoints);
+    assert!(summary(&report, Layer::Endpoints).contains("2 pods selected by app=payments, none ready"));
+    assert!(
+        step(&report, Layer::Endpoints)
+            .evidence
+            .iter()
+            .any(|e| e.contains("Ready=False"))
+    );
+}
+
+#[test]
+fn partially_ready_endpoints_pass_and_list_the_unready_ones() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].ready = false;
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
+}
+
+#[test]
+fn ingress_denied_and_probes_timing_out_fail_network_policy() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+        e.tcp = timeout();
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: timeout(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    let s = summary(&report, Layer::NetworkPolicy);
+    assert!(
+        s.starts_with("ingress to shop/payments-0") && s.contains("shop/default-deny"),
+        "{s}"
+    );
+    assert!(
+        step(&report, Layer::NetworkPolicy)
+            .evidence
+            .iter()
+            .all(|e| e.contains("timed out"))
+    );
+}
+
+#[test]
+fn egress_denied_fails_network_policy_naming_the_source() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::Denied {
+            egress: Some(
+                "shop/checkout is isolated by shop/lockdown; no rule allows to shop/payments-0 on 8080/TCP"
+                    .into(),
+            ),
+            ingress: None,
+        };
+        e.tcp = timeout();
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert!(summary(&report, Layer::NetworkPolicy).starts_with("egress from shop/checkout denied"));
+}
+
+#[test]
+fn policy_denying_a_flow_that_connects_is_reported_as_a_disagreement() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    let s = step(&report, Layer::NetworkPolicy);
+    assert!(
+        s.summary.contains("the CNI does not enforce NetworkPolicy"),
+        "{}",
+        s.summary
+    );
+    assert!(s.evidence.iter().any(|e| e.starts_with("disagreement")));
+}
+
+#[test]
+fn unevaluated_policy_with_timeouts_is_undetermined_not_pod_network() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::NotEvaluated("forbidden to list networkpolicies".into());
+        e.tcp = timeout();
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(step(&report, Layer::NetworkPolicy).status, Status::Undetermined);
+    assert_eq!(step(&report, Layer::PodNetwork).status, Status::Skip);
+}
+
+#[test]
+fn cross_node_timeouts_allowed_by_policy_fail_pod_network() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].tcp = timeout();
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.contains("from node-a to pods on node-b") && s.contains("same-node endpoints connect"),
+        "{s}"
+    );
+}
+
+#[test]
+fn icmp_unreachable_is_a_pod_network_failure_too() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.tcp = Fact::Known(TcpOutcome::Unreachable {
+            reason: UnreachableReason::Host,
+            detail: String::new(),
+            rtt_us: 5,
+        });
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert!(step(&report, Layer::PodNetwork).evidence[0].contains("unreachable (host)"));
+}
+
+#[test]
+fn cluster_ip_timing_out_while_pod_ips_connect_fails_service_proxy() {
+    let mut ev = healthy();
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: timeout(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing on node-a"));
+}
+
+#[test]
+fn cluster_ip_refused_while_pod_ips_connect_is_stale_service_rules() {
+    let mut ev = healthy();
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    assert!(summary(&report, Layer::ServiceProxy).contains("stale"));
+}
+
+#[test]
+fn app_bound_to_loopback_fails_application_and_says_so() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.tcp = refused();
+        e.listeners = Fact::Known(vec![listening("127.0.0.1", 8080)]);
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    let s = summary(&report, Layer::Application);
+    assert!(s.contains("listens on 127.0.0.1:8080 only"), "{s}");
+    assert!(report.fix[0].contains("0.0.0.0"));
+}
+
+#[test]
+fn refusal_with_unknown_listeners_is_still_the_application() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.tcp = refused();
+        e.listeners = Fact::Unknown("no running netdiag agent on node node-b".into());
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    assert!(summary(&report, Layer::Application).contains("listening sockets unknown"));
+}
+
+#[test]
+fn pod_target_skips_service_layers_as_not_applicable() {
+    let mut ev = healthy();
+    ev.destination = Destination::Pod;
+    ev.dns = None;
+    ev.service = ServiceFacts::NotApplicable;
+    ev.cluster_ip = None;
+    ev.endpoints = EndpointsFacts::Known(vec![endpoint(pod("shop", "payments-0", "node-b", "10.244.2.14"))]);
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+    for layer in [Layer::Dns, Layer::Service, Layer::ServiceProxy] {
+        assert_eq!(step(&report, layer).status, Status::Skip);
+        assert!(summary(&report, layer).starts_with("not applicable"));
+    }
+    assert!(summary(&report, Layer::Endpoints).contains("shop/payments-0 Running on node-b"));
+}
+
+#[test]
+fn missing_target_pod_fails_endpoints() {
+    let mut ev = healthy();
+    ev.destination = Destination::Pod;
+    ev.dns = None;
+    ev.service = ServiceFacts::NotApplicable;
+    ev.cluster_ip = None;
+    ev.endpoints = EndpointsFacts::TargetPodMissing {
+        namespace: "shop".into(),
+        name: "nope".into(),
+    };
+    assert_fails_at(&judge(&ev, 0), Layer::Endpoints);
+}
+
+#[test]
+fn external_address_is_judged_on_policy_and_path_only() {
+    let mut ev = healthy();
+    ev.destination = Destination::External;
+    ev.dns = None;
+    ev.service = ServiceFacts::NotApplicable;
+    ev.cluster_ip = None;
+    let mut e = endpoint(pod("x", "y", "node-b", "192.0.2.10"));
+    e.pod = None;
+    e.tcp = timeout();
+    ev.endpoints = EndpointsFacts::Known(vec![e]);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(step(&report, Layer::Endpoints).status, Status::Skip);
+}
+
+#[test]
+fn a_service_without_a_named_port_match_in_a_missing_service_fails_service() {
+    let mut ev = healthy();
+    ev.dns = None;
+    ev.service = ServiceFacts::Missing {
+        namespace: "shop".into(),
+        name: "paymnts".into(),
+        names_in_namespace: vec!["payments".into()],
+    };
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Service);
+    assert!(summary(&report, Layer::Service).contains("did you mean payments?"));
+}

@@ -1,0 +1,163 @@
+//! The result of a check: the checklist, the verdict and the exit code (`-o json` is this, serialized).
+
+use serde::Serialize;
+
+/// The checklist's layers, in causal order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    Source,
+    Dns,
+    Service,
+    Endpoints,
+    NetworkPolicy,
+    PodNetwork,
+    ServiceProxy,
+    Application,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 8] = [
+        Layer::Source,
+        Layer::Dns,
+        Layer::Service,
+        Layer::Endpoints,
+        Layer::NetworkPolicy,
+        Layer::PodNetwork,
+        Layer::ServiceProxy,
+        Layer::Application,
+    ];
+
+    /// The identifier used in JSON and in the human checklist.
+    pub fn id(self) -> &'static str {
+        match self {
+            Layer::Source => "source",
+            Layer::Dns => "dns",
+            Layer::Service => "service",
+            Layer::Endpoints => "endpoints",
+            Layer::NetworkPolicy => "network-policy",
+            Layer::PodNetwork => "pod-network",
+            Layer::ServiceProxy => "service-proxy",
+            Layer::Application => "application",
+        }
+    }
+
+    /// The process exit code when this layer is the failing one.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Layer::Source => 10,
+            Layer::Dns => 11,
+            Layer::Service => 12,
+            Layer::Endpoints => 13,
+            Layer::NetworkPolicy => 14,
+            Layer::PodNetwork => 15,
+            Layer::ServiceProxy => 16,
+            Layer::Application => 17,
+        }
+    }
+}
+
+/// Exit code of a reachable target.
+pub const EXIT_REACHABLE: u8 = 0;
+/// Exit code when the tool could not decide (agent missing, RBAC, API unreachable).
+pub const EXIT_UNDETERMINED: u8 = 3;
+/// Exit code of a usage error (bad flags, malformed `--from`/`--to`).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not judged: blocked upstream, or not applicable to this target.
+    Skip,
+    /// Could not be checked (a tool failure, never a network failure).
+    Undetermined,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Reachable,
+    Unreachable,
+    Undetermined,
+}
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub layer: Layer,
+    pub status: Status,
+    pub summary: String,
+    pub evidence: Vec<String>,
+}
+
+/// The whole answer of a check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub verdict: Verdict,
+    pub reachable: Option<bool>,
+    pub failing_layer: Option<Layer>,
+    pub steps: Vec<Step>,
+    /// Commands that confirm or fix the finding.
+    pub fix: Vec<String>,
+    pub duration_ms: u64,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> u8 {
+        match (self.verdict, self.failing_layer) {
+            (Verdict::Reachable, _) => EXIT_REACHABLE,
+            (Verdict::Unreachable, Some(layer)) => layer.exit_code(),
+            (Verdict::Unreachable, None) | (Verdict::Undetermined, _) => EXIT_UNDETERMINED,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn layers_serialize_to_their_documented_identifiers() {
+        for layer in Layer::ALL {
+            assert_eq!(serde_json::to_value(layer).unwrap(), json!(layer.id()));
+        }
+    }
+
+    #[test]
+    fn every_layer_has_its_own_exit_code_distinct_from_usage_and_undetermined() {
+        let mut codes: Vec<u8> = Layer::ALL.iter().map(|l| l.exit_code()).collect();
+        codes.extend([EXIT_REACHABLE, EXIT_USAGE, EXIT_UNDETERMINED, 1]);
+        let n = codes.len();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), n);
+    }
+
+    #[test]
+    fn report_serializes_with_the_documented_field_names() {
+        let report = Report {
+            verdict: Verdict::Unreachable,
+            reachable: Some(false),
+            failing_layer: Some(Layer::NetworkPolicy),
+            steps: vec![Step {
+                layer: Layer::NetworkPolicy,
+                status: Status::Fail,
+                summary: "s".into(),
+                evidence: vec!["e".into()],
+            }],
+            fix: vec!["kubectl get networkpolicy -n shop".into()],
+            duration_ms: 12,
+        };
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            json!({"verdict": "unreachable", "reachable": false, "failingLayer": "network-policy",
+                   "steps": [{"layer": "network-policy", "status": "fail", "summary": "s", "evidence": ["e"]}],
+                   "fix": ["kubectl get networkpolicy -n shop"], "durationMs": 12})
+        );
+        assert_eq!(report.exit_code(), 14);
+    }
+}

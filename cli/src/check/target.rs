@@ -1,0 +1,390 @@
+//! Parsing of `--from NS/POD` and `--to TARGET` (pure).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A port given by number or by name (`80`, `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// What `--to` names, before anything is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `svc/NAME[.NS]:PORT`; `namespace` is `None` when the flag did not give one.
+    Service {
+        name: String,
+        namespace: Option<String>,
+        port: PortRef,
+    },
+    /// `pod/NAME[.NS]:PORT`.
+    Pod {
+        name: String,
+        namespace: Option<String>,
+        port: PortRef,
+    },
+    /// `HOST:PORT`: a DNS name resolved as the source pod would.
+    Host { host: String, port: u16 },
+    /// `IP:PORT` (IPv6 as `[::1]:80`).
+    Ip { ip: IpAddr, port: u16 },
+}
+
+/// `--from NS/POD` (or `POD`, in the namespace of `-n`/the context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Why `--from`, `--to` or `--timeout` could not be understood; the message names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid<T>(msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError::Invalid(msg.into()))
+}
+
+/// A DNS-1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, ≤ 63.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain (pod names may contain dots).
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn parse_port_number(s: &str, what: &str) -> Result<u16, ParseError> {
+    match s.parse::<u16>() {
+        Ok(0) => invalid(format!("{what}: port 0 is not a valid port")),
+        Ok(port) => Ok(port),
+        Err(_) => invalid(format!("{what}: port {s:?} is not a number between 1 and 65535")),
+    }
+}
+
+fn parse_port_ref(s: &str, what: &str) -> Result<PortRef, ParseError> {
+    if s.is_empty() {
+        return invalid(format!("{what}: the port is missing (e.g. :80 or :http)"));
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return parse_port_number(s, what).map(PortRef::Number);
+    }
+    // IANA_SVC_NAME: at most 15 characters, lowercase alphanumerics and '-', at least one letter.
+    if s.len() <= 15 && is_dns_label(s) && s.bytes().any(|b| b.is_ascii_lowercase()) && !s.contains("--") {
+        return Ok(PortRef::Name(s.to_string()));
+    }
+    invalid(format!("{what}: {s:?} is neither a port number nor a port name"))
+}
+
+/// Splits `NAME[.NS]`: the part after the last dot is the namespace.
+fn split_name_namespace(s: &str, kind: &str, what: &str) -> Result<(String, Option<String>), ParseError> {
+    let (name, namespace) = match s.rsplit_once('.') {
+        Some((name, ns)) => (name, Some(ns)),
+        None => (s, None),
+    };
+    if name.is_empty() {
+        return invalid(format!("{what}: the {kind} name is missing"));
+    }
+    let name_ok = if kind == "service" {
+        is_dns_label(name)
+    } else {
+        is_dns_subdomain(name)
+    };
+    if !name_ok {
+        return invalid(format!("{what}: {name:?} is not a valid {kind} name"));
+    }
+    if let Some(ns) = namespace
+        && !is_dns_label(ns)
+    {
+        return invalid(format!("{what}: {ns:?} is not a valid namespace name"));
+    }
+    Ok((name.to_string(), namespace.map(str::to_string)))
+}
+
+impl FromStr for Target {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let what = format!("--to {s:?}");
+        if s.is_empty() {
+            return invalid(
+                "--to is empty; expected svc/NAME[.NS]:PORT, pod/NAME[.NS]:PORT, HOST:PORT or IP:PORT",
+            );
+        }
+        for (prefix, kind) in [("svc/", "service"), ("service/", "service"), ("pod/", "pod")] {
+            if let Some(rest) = s.strip_prefix(prefix) {
+                let Some((object, port)) = rest.rsplit_once(':') else {
+                    return invalid(format!("{what}: the port is missing (e.g. {prefix}NAME.NS:80)"));
+                };
+                let (name, namespace) = split_name_namespace(object, kind, &what)?;
+                let port = parse_port_ref(port, &what)?;
+                return Ok(if kind == "pod" {
+                    Target::Pod {
+                        name,
+                        namespace,
+                        port,
+                    }
+                } else {
+                    Target::Service {
+                        name,
+                        namespace,
+                        port,
+                    }
+                });
+            }
+        }
+        if let Some((kind, _)) = s.split_once('/') {
+            return invalid(format!(
+                "{what}: unknown target kind {kind:?}; expected svc/, pod/, HOST:PORT or IP:PORT"
+            ));
+        }
+        // [v6]:port
+        if let Some(rest) = s.strip_prefix('[') {
+            let Some((ip, port)) = rest.split_once("]:") else {
+                return invalid(format!("{what}: expected [IPV6]:PORT"));
+            };
+            let ip = ip
+                .parse::<IpAddr>()
+                .or_else(|_| invalid(format!("{what}: {ip:?} is not an IP address")))?;
+            return Ok(Target::Ip {
+                ip,
+                port: parse_port_number(port, &what)?,
+            });
+        }
+        if s.parse::<IpAddr>().is_ok() {
+            return invalid(format!("{what}: the port is missing (e.g. {s}:80)"));
+        }
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return invalid(format!("{what}: the port is missing (e.g. {s}:80)"));
+        };
+        let port = parse_port_number(port, &what)?;
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(Target::Ip { ip, port });
+        }
+        let bare = host.strip_suffix('.').unwrap_or(host);
+        let host_ok = !bare.is_empty()
+            && bare.len() <= 253
+            && bare.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !host_ok {
+            return invalid(format!("{what}: {host:?} is not a valid host name"));
+        }
+        Ok(Target::Host {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl FromStr for PodRef {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let what = format!("--from {s:?}");
+        let (namespace, name) = match s.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, s),
+        };
+        if name.is_empty() {
+            return invalid(format!("{what}: the pod name is missing; expected NAMESPACE/POD"));
+        }
+        if let Some(ns) = namespace
+            && !is_dns_label(ns)
+        {
+            return invalid(format!("{what}: {ns:?} is not a valid namespace name"));
+        }
+        if !is_dns_subdomain(name) {
+            return invalid(format!("{what}: {name:?} is not a valid pod name"));
+        }
+        Ok(PodRef {
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Parses `--timeout`: `1s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds.
+pub fn parse_timeout(s: &str) -> Result<Duration, ParseError> {
+    let what = format!("--timeout {s:?}");
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let Ok(value) = number.parse::<f64>() else {
+        return invalid(format!("{what}: expected a duration such as 1s or 500ms"));
+    };
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        _ => return invalid(format!("{what}: unknown unit {unit:?}; use ms, s or m")),
+    };
+    let duration = Duration::from_secs_f64(seconds);
+    let max = Duration::from_millis(netdiag_proto::MAX_TIMEOUT_MS);
+    if duration < Duration::from_millis(1) || duration > max {
+        return invalid(format!("{what}: must be between 1ms and {}s", max.as_secs()));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(s: &str) -> Target {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn error(s: &str) -> String {
+        s.parse::<Target>().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn service_targets_take_an_optional_namespace_and_a_port_number_or_name() {
+        assert_eq!(
+            target("svc/payments.shop:80"),
+            Target::Service {
+                name: "payments".into(),
+                namespace: Some("shop".into()),
+                port: PortRef::Number(80)
+            }
+        );
+        assert_eq!(
+            target("svc/payments:http"),
+            Target::Service {
+                name: "payments".into(),
+                namespace: None,
+                port: PortRef::Name("http".into())
+            }
+        );
+        assert_eq!(
+            target("service/payments.shop:80"),
+            target("svc/payments.shop:80"),
+            "service/ is an alias of svc/"
+        );
+    }
+
+    #[test]
+    fn pod_targets_split_the_namespace_at_the_last_dot() {
+        assert_eq!(
+            target("pod/payments-0.shop:8080"),
+            Target::Pod {
+                name: "payments-0".into(),
+                namespace: Some("shop".into()),
+                port: PortRef::Number(8080)
+            }
+        );
+    }
+
+    #[test]
+    fn host_and_ip_targets_are_told_apart() {
+        assert_eq!(
+            target("payments.shop.svc.cluster.local:80"),
+            Target::Host {
+                host: "payments.shop.svc.cluster.local".into(),
+                port: 80
+            }
+        );
+        assert_eq!(
+            target("10.96.0.10:53"),
+            Target::Ip {
+                ip: "10.96.0.10".parse().unwrap(),
+                port: 53
+            }
+        );
+        assert_eq!(
+            target("[fd00::1]:443"),
+            Target::Ip {
+                ip: "fd00::1".parse().unwrap(),
+                port: 443
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_targets_name_the_problem() {
+        assert!(
+            error("svc/payments.shop").contains("port is missing"),
+            "{}",
+            error("svc/payments.shop")
+        );
+        assert!(error("svc/payments.shop:0").contains("port 0"));
+        assert!(error("svc/payments.shop:99999").contains("not a number between 1 and 65535"));
+        assert!(error("svc/Payments:80").contains("not a valid service name"));
+        assert!(error("svc/.shop:80").contains("name is missing"));
+        assert!(error("deploy/payments:80").contains("unknown target kind \"deploy\""));
+        assert!(error("payments").contains("port is missing"));
+        assert!(error("10.0.0.1").contains("port is missing"));
+        assert!(error("bad host!:80").contains("not a valid host name"));
+        assert!(error("svc/payments:http_x").contains("neither a port number nor a port name"));
+        assert!(error("").contains("--to is empty"));
+    }
+
+    #[test]
+    fn from_accepts_namespace_slash_pod_or_a_bare_pod() {
+        assert_eq!(
+            "shop/checkout".parse::<PodRef>().unwrap(),
+            PodRef {
+                namespace: Some("shop".into()),
+                name: "checkout".into()
+            }
+        );
+        assert_eq!("checkout".parse::<PodRef>().unwrap().namespace, None);
+        assert!(
+            "shop/"
+                .parse::<PodRef>()
+                .unwrap_err()
+                .to_string()
+                .contains("pod name is missing")
+        );
+        assert!(
+            "Shop/x"
+                .parse::<PodRef>()
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid namespace")
+        );
+    }
+
+    #[test]
+    fn timeouts_accept_common_units_and_reject_nonsense() {
+        assert_eq!(parse_timeout("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_timeout("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_timeout("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_timeout("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_timeout("0s").is_err());
+        assert!(
+            parse_timeout("1h")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
+        assert!(parse_timeout("fast").is_err());
+        assert!(parse_timeout("31s").is_err());
+    }
+}

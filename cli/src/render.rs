@@ -1,0 +1,198 @@
+//! Human output of a check: the checklist, the verdict, the evidence and the fix commands,
+//! and the progress indicator shown on a terminal while probes run.
+//!
+//! The text carries ANSI styles; print it through `anstream`, which drops them when stdout is
+//! not a terminal or `NO_COLOR` is set.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+
+use crate::check::report::{Report, Status, Verdict};
+
+const GREEN: Style = AnsiColor::Green.on_default();
+const RED: Style = AnsiColor::Red.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+const BOLD: Style = Style::new().bold();
+
+fn mark(status: Status) -> (char, Style) {
+    match status {
+        Status::Pass => ('✓', GREEN),
+        Status::Fail => ('✗', RED),
+        Status::Skip => ('·', DIM),
+        Status::Undetermined => ('?', YELLOW),
+    }
+}
+
+/// The checklist as text with ANSI styles.
+pub fn render_report(from: &str, to: &str, report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{BOLD}kubectl netdiag check --from {from} --to {to}{BOLD:#}");
+    let _ = writeln!(out);
+    for step in &report.steps {
+        let (symbol, style) = mark(step.status);
+        let text_style = if step.status == Status::Skip {
+            DIM
+        } else {
+            Style::new()
+        };
+        let _ = writeln!(
+            out,
+            " {style}{symbol}{style:#} {text_style}{:<15} {}{text_style:#}",
+            step.layer.id(),
+            step.summary
+        );
+        let show = matches!(step.status, Status::Fail | Status::Undetermined);
+        for line in &step.evidence {
+            if show || line.starts_with("disagreement") {
+                let _ = writeln!(out, "     {DIM}evidence:{DIM:#} {line}");
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let verdict = match (report.verdict, report.failing_layer) {
+        (Verdict::Reachable, _) => format!("{GREEN}REACHABLE{GREEN:#}"),
+        (Verdict::Unreachable, Some(layer)) => format!("{RED}UNREACHABLE{RED:#} — {}", layer.id()),
+        (Verdict::Unreachable, None) => format!("{RED}UNREACHABLE{RED:#}"),
+        (Verdict::Undetermined, _) => {
+            let reason = report
+                .steps
+                .iter()
+                .find(|s| s.status == Status::Undetermined)
+                .map(|s| format!(" — {} could not be checked", s.layer.id()))
+                .unwrap_or_default();
+            format!("{YELLOW}UNDETERMINED{YELLOW:#}{reason}")
+        }
+    };
+    let _ = writeln!(
+        out,
+        " {BOLD}verdict:{BOLD:#} {verdict}  ({} ms)",
+        report.duration_ms
+    );
+    if !report.fix.is_empty() {
+        let _ = writeln!(out, " {BOLD}confirm / fix:{BOLD:#}");
+        for line in &report.fix {
+            let _ = writeln!(out, "   {line}");
+        }
+    }
+    out
+}
+
+/// A spinner on stderr while probes run; shown only when stderr is a terminal.
+pub struct Progress {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(message: String) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress { task: None };
+        }
+        let task = tokio::spawn(async move {
+            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            let mut interval = tokio::time::interval(Duration::from_millis(80));
+            for frame in FRAMES.iter().cycle() {
+                interval.tick().await;
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r{frame} {message}");
+                let _ = err.flush();
+            }
+        });
+        Progress { task: Some(task) }
+    }
+
+    /// Stops the spinner and clears its line.
+    pub fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::report::{Layer, Step};
+
+    fn report(verdict: Verdict, failing: Option<Layer>, statuses: &[(Layer, Status)]) -> Report {
+        Report {
+            verdict,
+            reachable: None,
+            failing_layer: failing,
+            steps: statuses
+                .iter()
+                .map(|(layer, status)| Step {
+                    layer: *layer,
+                    status: *status,
+                    summary: format!("{} summary", layer.id()),
+                    evidence: vec![format!("{} proof", layer.id())],
+                })
+                .collect(),
+            fix: vec!["kubectl -n shop get networkpolicy".into()],
+            duration_ms: 7,
+        }
+    }
+
+    #[test]
+    fn checklist_marks_each_layer_and_shows_evidence_only_for_the_failing_one() {
+        let r = report(
+            Verdict::Unreachable,
+            Some(Layer::NetworkPolicy),
+            &[
+                (Layer::Source, Status::Pass),
+                (Layer::NetworkPolicy, Status::Fail),
+                (Layer::PodNetwork, Status::Skip),
+            ],
+        );
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r)).to_string();
+        assert!(text.contains(" ✓ source          source summary"), "{text}");
+        assert!(
+            text.contains(" ✗ network-policy  network-policy summary"),
+            "{text}"
+        );
+        assert!(text.contains(" · pod-network     pod-network summary"), "{text}");
+        assert!(text.contains("evidence: network-policy proof"), "{text}");
+        assert!(!text.contains("source proof"), "{text}");
+        assert!(text.contains("verdict: UNREACHABLE — network-policy"), "{text}");
+        assert!(text.contains("   kubectl -n shop get networkpolicy"), "{text}");
+    }
+
+    #[test]
+    fn undetermined_verdict_names_the_layer_that_could_not_be_checked() {
+        let r = report(
+            Verdict::Undetermined,
+            None,
+            &[(Layer::Source, Status::Undetermined)],
+        );
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r)).to_string();
+        assert!(text.contains(" ? source"), "{text}");
+        assert!(
+            text.contains("verdict: UNDETERMINED — source could not be checked"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn styles_are_ansi_sequences_that_the_stripping_writer_removes() {
+        let r = report(Verdict::Reachable, None, &[(Layer::Source, Status::Pass)]);
+        let styled = render_report("shop/a", "svc/b:80", &r);
+        assert!(styled.contains("\x1b["), "styled output carries ANSI codes");
+        let plain = anstream::adapter::strip_str(&styled).to_string();
+        assert!(!plain.contains('\x1b'));
+        assert!(plain.contains("verdict: REACHABLE"));
+    }
+}
