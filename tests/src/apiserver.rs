@@ -1,0 +1,919 @@
+//! The API stand-in (`netdiag-lab api-serve`): the lab's objects as Kubernetes JSON over plain HTTP
+//! on 127.0.0.1 — discovery, get and list with label and field selectors, server-side Tables for
+//! kubectl, `Status` errors — and `pods/portforward` over WebSocket into a pod's network namespace,
+//! as kubelet does it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures::{SinkExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
+    ServerAddressByClientCIDR, Status, StatusDetails,
+};
+use k8s_openapi::apimachinery::pkg::version::Info;
+use kube::core::{Expression, Selector, SelectorExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::lab::ApiData;
+use crate::objects::{RESOURCES, ResourceType, resource_of};
+
+pub struct Store {
+    objects: Vec<(ResourceType, Value)>,
+    pod_netns: BTreeMap<String, String>,
+    address: String,
+}
+
+impl Store {
+    pub fn new(data: ApiData, address: String) -> Result<Self> {
+        let objects = data
+            .objects
+            .into_iter()
+            .map(|o| Ok((resource_of(&o)?, o)))
+            .collect::<Result<_, crate::objects::ObjectError>>()?;
+        Ok(Store {
+            objects,
+            pod_netns: data.pod_netns,
+            address,
+        })
+    }
+}
+
+/// Runs the stand-in for the lab in `state_dir` until killed; prints its URL on stdout once listening.
+pub fn serve(state_dir: PathBuf) -> Result<()> {
+    let data: ApiData = serde_json::from_slice(
+        &std::fs::read(state_dir.join("api.json")).context("failed to read api.json in the state dir")?,
+    )
+    .context("api.json is not valid")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let store = Arc::new(Store::new(data, addr.to_string())?);
+        println!("http://{addr}");
+        // Nothing more goes to stdout: `up` stops reading it.
+        axum::serve(listener, router(store)).await?;
+        Ok(())
+    })
+}
+
+pub fn router(store: Arc<Store>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            any(portforward),
+        )
+        .fallback(get_handler)
+        .with_state(store)
+}
+
+fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn status(code: StatusCode, reason: &str, message: String, details: Option<StatusDetails>) -> Response {
+    json_response(
+        code,
+        &Status {
+            code: Some(i32::from(code.as_u16())),
+            message: Some(message),
+            reason: Some(reason.into()),
+            status: Some("Failure".into()),
+            details,
+            ..Default::default()
+        },
+    )
+}
+
+fn not_found(rt: &ResourceType, name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "{}{} \"{name}\" not found",
+            rt.plural,
+            if rt.group.is_empty() {
+                String::new()
+            } else {
+                format!(".{}", rt.group)
+            }
+        ),
+        Some(StatusDetails {
+            name: Some(name.into()),
+            group: (!rt.group.is_empty()).then(|| rt.group.into()),
+            kind: Some(rt.plural.into()),
+            ..Default::default()
+        }),
+    )
+}
+
+fn bad_request(message: String) -> Response {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
+}
+
+fn discovery_resources(group: &str, version: &str) -> Option<APIResourceList> {
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    let mut resources: Vec<APIResource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .map(|r| APIResource {
+            name: r.plural.into(),
+            singular_name: r.singular.into(),
+            kind: r.kind.into(),
+            namespaced: r.namespaced,
+            short_names: (!r.short_names.is_empty())
+                .then(|| r.short_names.iter().map(|s| s.to_string()).collect()),
+            verbs: vec!["get".into(), "list".into()],
+            ..Default::default()
+        })
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    if group.is_empty() {
+        resources.push(APIResource {
+            name: "pods/portforward".into(),
+            singular_name: String::new(),
+            kind: "PodPortForwardOptions".into(),
+            namespaced: true,
+            verbs: vec!["create".into(), "get".into()],
+            ..Default::default()
+        });
+    }
+    Some(APIResourceList {
+        group_version: gv,
+        resources,
+    })
+}
+
+fn groups() -> APIGroupList {
+    let mut names: Vec<&str> = RESOURCES
+        .iter()
+        .map(|r| r.group)
+        .filter(|g| !g.is_empty())
+        .collect();
+    names.dedup();
+    APIGroupList {
+        groups: names
+            .into_iter()
+            .map(|g| {
+                let gv = GroupVersionForDiscovery {
+                    group_version: format!("{g}/v1"),
+                    version: "v1".into(),
+                };
+                APIGroup {
+                    name: g.into(),
+                    preferred_version: Some(gv.clone()),
+                    versions: vec![gv],
+                    server_address_by_client_cidrs: None,
+                }
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug)]
+enum FieldOp {
+    Eq,
+    Ne,
+}
+
+fn parse_field_selector(s: &str) -> Result<Vec<(Vec<String>, FieldOp, String)>, String> {
+    s.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|term| {
+            let (key, op, value) = if let Some((k, v)) = term.split_once("!=") {
+                (k, FieldOp::Ne, v)
+            } else if let Some((k, v)) = term.split_once("==") {
+                (k, FieldOp::Eq, v)
+            } else if let Some((k, v)) = term.split_once('=') {
+                (k, FieldOp::Eq, v)
+            } else {
+                return Err(format!(
+                    "invalid field selector term {term:?}: expected key=value or key!=value"
+                ));
+            };
+            let path: Vec<String> = key.trim().split('.').map(str::to_string).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(format!("invalid field selector key {key:?}"));
+            }
+            Ok((path, op, value.trim().to_string()))
+        })
+        .collect()
+}
+
+fn field_value<'a>(obj: &'a Value, path: &[String]) -> &'a str {
+    path.iter()
+        .try_fold(obj, |v, k| v.get(k))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Parses a label selector string (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`).
+pub fn parse_label_selector(s: &str) -> Result<Selector, String> {
+    let mut terms = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&s[start..]);
+    let set = |rest: &str, term: &str| -> Result<std::collections::BTreeSet<String>, String> {
+        let inner = rest
+            .trim()
+            .strip_prefix('(')
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(|| format!("invalid label selector term {term:?}: expected a (value, ...) set"))?;
+        Ok(inner
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect())
+    };
+    let mut exprs = Vec::new();
+    for term in terms.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+        let expr = if let Some((k, v)) = term.split_once("!=") {
+            Expression::NotEqual(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = term.split_once("==") {
+            Expression::Equal(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = term.split_once('=') {
+            Expression::Equal(k.trim().into(), v.trim().into())
+        } else if let Some((k, rest)) = term.split_once(" notin ") {
+            Expression::NotIn(k.trim().into(), set(rest, term)?)
+        } else if let Some((k, rest)) = term.split_once(" in ") {
+            Expression::In(k.trim().into(), set(rest, term)?)
+        } else if let Some(k) = term.strip_prefix('!') {
+            Expression::DoesNotExist(k.trim().into())
+        } else if term
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            Expression::Exists(term.into())
+        } else {
+            return Err(format!("invalid label selector term {term:?}"));
+        };
+        exprs.push(expr);
+    }
+    Ok(exprs.into_iter().collect())
+}
+
+fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn get_handler(
+    State(store): State<Arc<Store>>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if method != axum::http::Method::GET {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("the lab's api stand-in is read-only; {method} is not supported"),
+            None,
+        );
+    }
+    let path = uri.path().trim_end_matches('/');
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => {
+            return json_response(
+                StatusCode::OK,
+                &Info {
+                    major: "1".into(),
+                    minor: "34".into(),
+                    git_version: "v1.34.0-netdiag-lab".into(),
+                    git_commit: "0000000000000000000000000000000000000000".into(),
+                    git_tree_state: "clean".into(),
+                    build_date: "2025-08-27T00:00:00Z".into(),
+                    go_version: "go1.24".into(),
+                    compiler: "gc".into(),
+                    platform: "linux/amd64".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        ["healthz"] | ["readyz"] | ["livez"] => return (StatusCode::OK, "ok").into_response(),
+        ["api"] => {
+            return json_response(
+                StatusCode::OK,
+                &APIVersions {
+                    versions: vec!["v1".into()],
+                    server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
+                        client_cidr: "0.0.0.0/0".into(),
+                        server_address: store.address.clone(),
+                    }],
+                },
+            );
+        }
+        ["apis"] => return json_response(StatusCode::OK, &groups()),
+        ["apis", group] => {
+            return match groups().groups.into_iter().find(|g| g.name == *group) {
+                Some(g) => json_response(StatusCode::OK, &g),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("api group {group} not found"),
+                    None,
+                ),
+            };
+        }
+        _ => {}
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("the server could not find {path}"),
+                None,
+            );
+        }
+    };
+    if rest.is_empty() {
+        return match discovery_resources(group, version) {
+            Some(list) => json_response(StatusCode::OK, &list),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("the server could not find {path}"),
+                None,
+            ),
+        };
+    }
+    let find = |plural: &str| {
+        RESOURCES
+            .iter()
+            .find(|r| r.plural == plural && r.group == group && r.version == version)
+    };
+    // (resource type, namespace filter, name)
+    let (rt, namespace, name) = match rest {
+        [res] => (find(res), None, None),
+        ["namespaces", ns, res] => (find(res), Some(*ns), None),
+        ["namespaces", ns, res, name] => (find(res), Some(*ns), Some(*name)),
+        [res, name] => match find(res) {
+            Some(rt) if !rt.namespaced => (Some(rt), None, Some(*name)),
+            _ => (None, None, None),
+        },
+        _ => (None, None, None),
+    };
+    let Some(rt) = rt.copied() else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find {path}"),
+            None,
+        );
+    };
+    if namespace.is_some() && !rt.namespaced {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find {path}"),
+            None,
+        );
+    }
+    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        return bad_request("watch is not supported by the lab's api stand-in".into());
+    }
+    let in_scope = |o: &&(ResourceType, Value)| {
+        o.0 == rt
+            && namespace
+                .is_none_or(|ns| o.1.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
+    };
+    let as_table = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
+    if let Some(name) = name {
+        let found = store
+            .objects
+            .iter()
+            .filter(in_scope)
+            .find(|o| o.1.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
+        return match found {
+            Some((_, obj)) if as_table => table_response(&rt, &[obj]),
+            Some((_, obj)) => json_response(StatusCode::OK, obj),
+            None => not_found(&rt, name),
+        };
+    }
+    let labels = match query
+        .get("labelSelector")
+        .map(|s| parse_label_selector(s))
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    let fields = match query
+        .get("fieldSelector")
+        .map(|s| parse_field_selector(s))
+        .transpose()
+    {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return bad_request(e),
+    };
+    let items: Vec<&Value> = store
+        .objects
+        .iter()
+        .filter(in_scope)
+        .map(|(_, o)| o)
+        .filter(|o| labels.as_ref().is_none_or(|s| s.matches(&labels_of(o))))
+        .filter(|o| {
+            fields.iter().all(|(path, op, value)| {
+                let actual = field_value(o, path);
+                match op {
+                    FieldOp::Eq => actual == value,
+                    FieldOp::Ne => actual != value,
+                }
+            })
+        })
+        .collect();
+    if as_table {
+        return table_response(&rt, &items);
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "apiVersion": rt.api_version(),
+            "kind": format!("{}List", rt.kind),
+            "metadata": {"resourceVersion": "1"},
+            "items": items,
+        }),
+    )
+}
+
+fn age(obj: &Value) -> String {
+    let Some(ts) = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
+    else {
+        return "<unknown>".into();
+    };
+    let secs = (k8s_openapi::jiff::Timestamp::now().as_second() - ts.as_second()).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
+    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn join_or(items: Vec<String>, empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(",")
+    }
+}
+
+fn selector_text(sel: Option<&Value>) -> String {
+    let Some(map) = sel.and_then(Value::as_object) else {
+        return "<none>".into();
+    };
+    join_or(
+        map.iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect(),
+        "<none>",
+    )
+}
+
+/// Columns (name, type, priority) and cells of the server-side Table kubectl prints.
+fn table_columns(rt: &ResourceType) -> Vec<(&'static str, &'static str, i32)> {
+    match rt.plural {
+        "pods" => vec![
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            ("Age", "string", 0),
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+        ],
+        "services" => vec![
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            ("Age", "string", 0),
+            ("Selector", "string", 1),
+        ],
+        "endpointslices" => vec![
+            ("Name", "string", 0),
+            ("AddressType", "string", 0),
+            ("Ports", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "networkpolicies" => vec![
+            ("Name", "string", 0),
+            ("Pod-Selector", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "namespaces" => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Age", "string", 0),
+        ],
+        _ => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            ("Age", "string", 0),
+            ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+        ],
+    }
+}
+
+fn table_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
+    let name = Value::from(str_at(o, "/metadata/name"));
+    match rt.plural {
+        "pods" => {
+            let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array);
+            let total = statuses.map_or(0, Vec::len);
+            let ready = statuses.map_or(0, |s| s.iter().filter(|c| c["ready"] == true).count());
+            vec![
+                name,
+                format!("{ready}/{total}").into(),
+                str_at(o, "/status/phase").into(),
+                "0".into(),
+                age(o).into(),
+                str_at(o, "/status/podIP").into(),
+                str_at(o, "/spec/nodeName").into(),
+            ]
+        }
+        "services" => {
+            let ports = o
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ports = ports
+                .iter()
+                .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                .collect();
+            vec![
+                name,
+                str_at(o, "/spec/type").into(),
+                str_at(o, "/spec/clusterIP").into(),
+                "<none>".into(),
+                join_or(ports, "<none>").into(),
+                age(o).into(),
+                selector_text(o.pointer("/spec/selector")).into(),
+            ]
+        }
+        "endpointslices" => {
+            let ports = o
+                .get("ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ports = ports.iter().map(|p| p["port"].to_string()).collect();
+            let eps = o
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let addrs = eps
+                .iter()
+                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                .map(|a| a.as_str().unwrap_or("").to_string())
+                .collect();
+            vec![
+                name,
+                str_at(o, "/addressType").into(),
+                join_or(ports, "<unset>").into(),
+                join_or(addrs, "<unset>").into(),
+                age(o).into(),
+            ]
+        }
+        "networkpolicies" => {
+            let sel = o.pointer("/spec/podSelector/matchLabels");
+            vec![name, selector_text(sel).into(), age(o).into()]
+        }
+        "namespaces" => vec![name, str_at(o, "/status/phase").into(), age(o).into()],
+        _ => {
+            let ip = o
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                .and_then(|x| x["address"].as_str())
+                .unwrap_or("");
+            vec![
+                name,
+                "Ready".into(),
+                "<none>".into(),
+                age(o).into(),
+                str_at(o, "/status/nodeInfo/kubeletVersion").into(),
+                ip.into(),
+            ]
+        }
+    }
+}
+
+fn table_response(rt: &ResourceType, items: &[&Value]) -> Response {
+    let columns: Vec<Value> = table_columns(rt)
+        .into_iter()
+        .map(|(name, ty, priority)| {
+            json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" },
+                   "description": "", "priority": priority})
+        })
+        .collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            json!({
+                "cells": table_cells(rt, o),
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]},
+            })
+        })
+        .collect();
+    let body = json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "1"},
+        "columnDefinitions": columns,
+        "rows": rows,
+    });
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `pods/portforward`: the WebSocket channel protocol (`v5.channel.k8s.io`, `v4.channel.k8s.io`).
+/// Port i uses data channel 2i and error channel 2i+1; the first frame on each carries the port
+/// number little-endian. Each port is a TCP connection to 127.0.0.1:PORT made inside the pod's
+/// network namespace, as kubelet makes it.
+async fn portforward(
+    State(store): State<Arc<Store>>,
+    UrlPath((namespace, name)): UrlPath<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let pods = RESOURCES
+        .iter()
+        .find(|r| r.plural == "pods")
+        .expect("pods is a served resource");
+    let Some(netns) = store.pod_netns.get(&format!("{namespace}/{name}")).cloned() else {
+        return not_found(pods, &name);
+    };
+    let ports: Result<Vec<u16>, _> = query
+        .get("ports")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .map(|p| p.trim().parse::<u16>())
+        .collect();
+    let ports = match ports {
+        Ok(p) if !p.is_empty() && p.iter().all(|&x| x != 0) => p,
+        _ => return bad_request("portforward needs ports=PORT[,PORT...] with ports in 1..=65535".into()),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return bad_request(format!(
+                "pods/portforward on the lab's api stand-in speaks only the websocket channel protocol: {e}"
+            ));
+        }
+    };
+    let pod = format!("{namespace}/{name}");
+    ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = relay(socket, ports, crate::netns::named(&netns), pod.clone()).await {
+                eprintln!("portforward to pod {pod} ended: {e:#}");
+            }
+        })
+        .into_response()
+}
+
+enum FromPod {
+    Data(usize, Bytes),
+    Closed(usize),
+}
+
+async fn relay(socket: WebSocket, ports: Vec<u16>, netns: PathBuf, pod: String) -> Result<()> {
+    let (mut sink, mut stream) = socket.split();
+    for (i, port) in ports.iter().enumerate() {
+        for ch in [2 * i as u8, 2 * i as u8 + 1] {
+            let [lo, hi] = port.to_le_bytes();
+            sink.send(Message::Binary(Bytes::from(vec![ch, lo, hi]))).await?;
+        }
+    }
+    let (tx, mut rx) = mpsc::channel::<FromPod>(64);
+    let mut writers: Vec<Option<tokio::net::tcp::OwnedWriteHalf>> = Vec::new();
+    let mut open = 0;
+    for (i, &port) in ports.iter().enumerate() {
+        let ns = netns.clone();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let conn =
+            tokio::task::spawn_blocking(move || crate::netns::connect_tcp(&ns, addr, Duration::from_secs(5)))
+                .await?
+                .and_then(|s| {
+                    s.set_nonblocking(true)?;
+                    tokio::net::TcpStream::from_std(s)
+                });
+        match conn {
+            Ok(conn) => {
+                let (mut read, write) = conn.into_split();
+                writers.push(Some(write));
+                open += 1;
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    loop {
+                        match read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if tx
+                                    .send(FromPod::Data(i, Bytes::copy_from_slice(&buf[..n])))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = tx.send(FromPod::Closed(i)).await;
+                });
+            }
+            Err(e) => {
+                writers.push(None);
+                let msg = format!(
+                    "error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside the \
+                     pod's network namespace: {e}"
+                );
+                let mut frame = vec![2 * i as u8 + 1];
+                frame.extend_from_slice(msg.as_bytes());
+                sink.send(Message::Binary(Bytes::from(frame))).await?;
+            }
+        }
+    }
+    drop(tx);
+    if open == 0 {
+        let _ = sink.send(Message::Close(None)).await;
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            from_pod = rx.recv() => match from_pod {
+                None => return Ok(()),
+                Some(FromPod::Data(i, data)) => {
+                    let mut frame = Vec::with_capacity(data.len() + 1);
+                    frame.push(2 * i as u8);
+                    frame.extend_from_slice(&data);
+                    sink.send(Message::Binary(Bytes::from(frame))).await?;
+                }
+                Some(FromPod::Closed(i)) => {
+                    writers[i] = None;
+                    open -= 1;
+                    if open == 0 {
+                        let _ = sink.send(Message::Close(None)).await;
+                        return Ok(());
+                    }
+                }
+            },
+            from_client = stream.next() => match from_client {
+                Some(Ok(Message::Binary(b))) if !b.is_empty() => {
+                    let ch = b[0] as usize;
+                    if ch == 255 {
+                        // v5 CLOSE signal: the client finished writing to the stream in b[1].
+                        if let Some(Some(w)) = b.get(1).and_then(|s| writers.get_mut(*s as usize / 2)) {
+                            let _ = w.shutdown().await;
+                        }
+                    } else if ch.is_multiple_of(2)
+                        && let Some(Some(w)) = writers.get_mut(ch / 2)
+                    {
+                        w.write_all(&b[1..]).await?;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn label_selector_supports_equality_sets_and_existence() {
+        let l = labels(&[("app", "pay"), ("tier", "web")]);
+        let yes = [
+            "app=pay",
+            "app==pay,tier",
+            "app in (pay, x)",
+            "tier notin (db)",
+            "!missing",
+            "app!=x",
+            "",
+        ];
+        for s in yes {
+            assert!(parse_label_selector(s).unwrap().matches(&l), "{s} should match");
+        }
+        for s in ["app=x", "app in (a,b)", "!tier", "missing", "app=pay,tier=db"] {
+            assert!(
+                !parse_label_selector(s).unwrap().matches(&l),
+                "{s} should not match"
+            );
+        }
+        assert!(parse_label_selector("app in pay").is_err());
+    }
+
+    #[test]
+    fn field_selector_reads_dotted_paths_and_treats_missing_as_empty() {
+        let pod = json!({"metadata": {"name": "a"}, "spec": {"nodeName": "node-b"}});
+        let f = parse_field_selector("spec.nodeName=node-b,metadata.name!=b").unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(field_value(&pod, &f[0].0), "node-b");
+        assert_eq!(field_value(&pod, &["status".into(), "podIP".into()]), "");
+        assert!(parse_field_selector("nonsense").is_err());
+    }
+
+    #[test]
+    fn discovery_lists_every_served_resource_with_its_group() {
+        let core = discovery_resources("", "v1").unwrap();
+        let names: Vec<&str> = core.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["namespaces", "nodes", "pods", "services", "pods/portforward"]
+        );
+        let v = serde_json::to_value(&core).unwrap();
+        assert_eq!(v["kind"], "APIResourceList");
+        assert_eq!(
+            discovery_resources("networking.k8s.io", "v1").unwrap().resources[0].name,
+            "networkpolicies"
+        );
+        assert!(discovery_resources("apps", "v1").is_none());
+        let groups: Vec<String> = groups().groups.into_iter().map(|g| g.name).collect();
+        assert_eq!(groups, ["discovery.k8s.io", "networking.k8s.io"]);
+    }
+}

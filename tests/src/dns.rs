@@ -1,0 +1,85 @@
+//! The cluster DNS server's configuration: dnsmasq answering as CoreDNS's kubernetes plugin does
+//! for `<service>.<namespace>.svc.cluster.local`, NXDOMAIN for any other name under the cluster
+//! domain, and no upstream. Pure.
+
+use std::fmt::Write as _;
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::plan::{CLUSTER_DOMAIN, Plan};
+
+/// dnsmasq's configuration file for the lab's cluster DNS pod.
+pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice]) -> String {
+    let dns = plan.dns_pod();
+    let mut out = format!(
+        "no-resolv\nno-hosts\nno-poll\nkeep-in-foreground\nbind-interfaces\nlisten-address={}\nport=53\n\
+         user=root\npid-file=\nlocal=/{CLUSTER_DOMAIN}/\nlocal-ttl=30\n",
+        dns.ip
+    );
+    for svc in &plan.services {
+        let name = format!("{}.{}.svc.{CLUSTER_DOMAIN}", svc.name, svc.namespace);
+        match svc.cluster_ip {
+            Some(ip) => {
+                let _ = writeln!(out, "host-record={name},{ip}");
+            }
+            None => {
+                let mut ips: Vec<String> = slices
+                    .iter()
+                    .filter(|s| {
+                        s.metadata.namespace.as_deref() == Some(&svc.namespace)
+                            && s.metadata
+                                .labels
+                                .as_ref()
+                                .and_then(|l| l.get("kubernetes.io/service-name"))
+                                == Some(&svc.name)
+                    })
+                    .flat_map(|s| &s.endpoints)
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+                    .flat_map(|e| e.addresses.iter().cloned())
+                    .collect();
+                ips.sort();
+                ips.dedup();
+                for ip in ips {
+                    let _ = writeln!(out, "host-record={name},{ip}");
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::endpoint_slices;
+    use crate::scenario::Scenario;
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn services_resolve_to_cluster_ip_and_headless_ones_to_ready_pod_ips() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [a]\npods:\n- {namespace: db, name: d0, node: a, labels: {app: db}}\n\
+             - {namespace: db, name: d1, node: a, labels: {app: db}, ready: false}\n\
+             services:\n- {namespace: shop, name: pay, ports: [{port: 80}]}\n\
+             - {namespace: db, name: db, headless: true, selector: {app: db}, ports: [{port: 5432}]}\n",
+        )
+        .unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let conf = dnsmasq_conf(&plan, &endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap());
+        let records: Vec<&str> = conf.lines().filter(|l| l.starts_with("host-record=")).collect();
+        assert_eq!(
+            records,
+            [
+                "host-record=kube-dns.kube-system.svc.cluster.local,10.96.0.10",
+                "host-record=pay.shop.svc.cluster.local,10.96.1.1",
+                "host-record=db.db.svc.cluster.local,10.244.1.2",
+            ]
+        );
+        assert!(
+            conf.contains("local=/cluster.local/\n"),
+            "unknown cluster names must be NXDOMAIN"
+        );
+        assert!(conf.contains("no-resolv\n"), "no upstream");
+        assert!(conf.contains(&format!("listen-address={}\n", plan.dns_pod().ip)));
+    }
+}

@@ -1,0 +1,342 @@
+//! The iptables rules of one lab node, as `iptables-restore` input: Services the way kube-proxy's
+//! iptables mode writes them, and the scenario's deny rules on the forwarding path. Pure.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::plan::{Plan, ServicePlan};
+use crate::scenario::{DenyMode, Fault, Protocol, split_ref};
+
+/// The chain the lab's NetworkPolicy stand-in rules live in, jumped to first from FORWARD.
+pub const POLICY_CHAIN: &str = "NETDIAG-LAB-POLICY";
+
+fn chain_hash(s: &str) -> String {
+    crate::objects::uid("chain", "", s).replace('-', "")[..16].to_uppercase()
+}
+
+/// Ready endpoints (address, port) backing one Service port, from the Service's slices.
+pub fn ready_endpoints(
+    svc: &ServicePlan,
+    port_name: Option<&str>,
+    protocol: Protocol,
+    slices: &[EndpointSlice],
+) -> Vec<(Ipv4Addr, u16)> {
+    let mut out = BTreeSet::new();
+    for slice in slices {
+        let labels = slice.metadata.labels.as_ref();
+        let owner = labels.and_then(|l| l.get("kubernetes.io/service-name"));
+        if slice.metadata.namespace.as_deref() != Some(&svc.namespace) || owner != Some(&svc.name) {
+            continue;
+        }
+        let Some(port) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == port_name.unwrap_or("")
+                && p.protocol.as_deref().unwrap_or("TCP") == protocol.as_k8s()
+        }) else {
+            continue;
+        };
+        let Some(port) = port.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        for ep in &slice.endpoints {
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            for addr in &ep.addresses {
+                if let Ok(ip) = addr.parse::<Ipv4Addr>() {
+                    out.insert((ip, port));
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The `iptables-restore` input for node `node` (an index into `plan.nodes`).
+pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[Fault]) -> String {
+    let node_name = &plan.nodes[node].name;
+    let skipped: BTreeSet<&str> = faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::ServiceRulesMissing { service, node } if node == node_name => Some(service.as_str()),
+            _ => None,
+        })
+        .collect();
+
+    let mut nat_chains = vec![
+        "KUBE-SERVICES".to_string(),
+        "KUBE-POSTROUTING".into(),
+        "KUBE-MARK-MASQ".into(),
+    ];
+    let mut nat = String::new();
+    let mut filter = String::new();
+    for svc in &plan.services {
+        let Some(vip) = svc.cluster_ip else { continue };
+        if skipped.contains(svc.key().as_str()) {
+            continue;
+        }
+        for sp in &svc.ports {
+            let proto = sp.protocol.as_iptables();
+            let port_id = match &sp.name {
+                Some(n) => format!("{}:{n}", svc.key()),
+                None => svc.key(),
+            };
+            let eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices);
+            if eps.is_empty() {
+                let _ = writeln!(
+                    filter,
+                    "-A KUBE-SERVICES -d {vip}/32 -p {proto} -m comment --comment \"{port_id} has no endpoints\" \
+                     -m {proto} --dport {} -j REJECT --reject-with icmp-port-unreachable",
+                    sp.port
+                );
+                continue;
+            }
+            let svc_chain = format!("KUBE-SVC-{}", chain_hash(&format!("{port_id}/{proto}")));
+            nat_chains.push(svc_chain.clone());
+            let _ = writeln!(
+                nat,
+                "-A KUBE-SERVICES -d {vip}/32 -p {proto} -m comment --comment \"{port_id} cluster IP\" \
+                 -m {proto} --dport {} -j {svc_chain}",
+                sp.port
+            );
+            let n = eps.len();
+            for (i, (ip, port)) in eps.iter().enumerate() {
+                let sep = format!(
+                    "KUBE-SEP-{}",
+                    chain_hash(&format!("{port_id}/{proto}/{ip}:{port}"))
+                );
+                nat_chains.push(sep.clone());
+                let statistic = if i + 1 < n {
+                    format!(
+                        " -m statistic --mode random --probability {:.10}",
+                        1.0 / (n - i) as f64
+                    )
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    nat,
+                    "-A {svc_chain} -m comment --comment \"{port_id} -> {ip}:{port}\"{statistic} -j {sep}"
+                );
+                let _ = writeln!(
+                    nat,
+                    "-A {sep} -s {ip}/32 -m comment --comment \"{port_id}\" -j KUBE-MARK-MASQ"
+                );
+                let _ = writeln!(
+                    nat,
+                    "-A {sep} -p {proto} -m comment --comment \"{port_id}\" -m {proto} -j DNAT --to-destination {ip}:{port}"
+                );
+            }
+        }
+    }
+
+    let mut out = String::from(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n",
+    );
+    for c in &nat_chains {
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    out.push_str(
+        "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+         -A KUBE-MARK-MASQ -j MARK --or-mark 0x4000\n\
+         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
+         -A KUBE-POSTROUTING -j MARK --xor-mark 0x4000\n\
+         -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE\n",
+    );
+    out.push_str(&nat);
+    out.push_str("COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    let _ = writeln!(out, ":KUBE-SERVICES - [0:0]\n:{POLICY_CHAIN} - [0:0]");
+    let _ = writeln!(
+        out,
+        "-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}"
+    );
+    for hook in ["INPUT", "FORWARD", "OUTPUT"] {
+        let _ = writeln!(
+            out,
+            "-A {hook} -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"
+        );
+    }
+    out.push_str(&filter);
+    out.push_str(&deny_rules(plan, faults));
+    out.push_str("COMMIT\n");
+    out
+}
+
+fn pod_ips(plan: &Plan, end: &str) -> Vec<Ipv4Addr> {
+    let Some((ns, name)) = split_ref(end) else {
+        return Vec::new();
+    };
+    plan.pods
+        .iter()
+        .filter(|p| p.spec.namespace == ns && (name == "*" || p.spec.name == name))
+        .map(|p| p.ip)
+        .collect()
+}
+
+fn deny_rules(plan: &Plan, faults: &[Fault]) -> String {
+    let mut out = String::new();
+    for f in faults {
+        let Fault::Deny {
+            from,
+            to,
+            port,
+            protocol,
+            mode,
+        } = f
+        else {
+            continue;
+        };
+        let proto = match (protocol, port) {
+            (Some(p), _) => Some(*p),
+            (None, Some(_)) => Some(Protocol::Tcp),
+            (None, None) => None,
+        };
+        let mut matcher = String::new();
+        if let Some(p) = proto {
+            let p = p.as_iptables();
+            let _ = write!(matcher, " -p {p}");
+            if let Some(port) = port {
+                let _ = write!(matcher, " -m {p} --dport {port}");
+            }
+        }
+        let target = match mode {
+            DenyMode::Drop => "DROP".to_string(),
+            DenyMode::Reject => "REJECT --reject-with icmp-admin-prohibited".to_string(),
+        };
+        for src in pod_ips(plan, from) {
+            for dst in pod_ips(plan, to) {
+                let _ = writeln!(
+                    out,
+                    "-A {POLICY_CHAIN} -s {src}/32 -d {dst}/32{matcher} -m comment --comment \"deny {from} -> {to}\" -j {target}"
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::endpoint_slices;
+    use crate::scenario::Scenario;
+    use k8s_openapi::jiff::Timestamp;
+
+    const TEXT: &str = "name: t\nnodes: [a, b]\npods:\n\
+        - {namespace: shop, name: c, node: a}\n\
+        - {namespace: shop, name: p0, node: a, labels: {app: pay}, ports: [{name: http, containerPort: 8080}]}\n\
+        - {namespace: shop, name: p1, node: b, labels: {app: pay}, ports: [{name: http, containerPort: 8080}]}\n\
+        - {namespace: shop, name: p2, node: b, labels: {app: pay}, ready: false, ports: [{name: http, containerPort: 8080}]}\n\
+        services:\n- {namespace: shop, name: pay, selector: {app: pay}, ports: [{name: web, port: 80, targetPort: http}]}\n\
+        - {namespace: shop, name: empty, selector: {app: none}, ports: [{port: 81}]}\n\
+        - {namespace: shop, name: hl, headless: true, selector: {app: pay}, ports: [{port: 82}]}\n";
+
+    fn rules(extra: &str, node: usize) -> String {
+        let s = Scenario::parse(&format!("{TEXT}{extra}")).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        node_rules(&plan, node, &slices, &s.faults)
+    }
+
+    #[test]
+    fn cluster_ip_spreads_over_ready_endpoints_only() {
+        let r = rules("", 0);
+        let dnat: Vec<&str> = r
+            .lines()
+            .filter(|l| l.contains("DNAT") && l.contains("shop/pay:web"))
+            .collect();
+        assert_eq!(dnat.len(), 2, "{r}");
+        assert!(
+            dnat[0].ends_with("--to-destination 10.244.1.3:8080"),
+            "{}",
+            dnat[0]
+        );
+        assert!(
+            dnat[1].ends_with("--to-destination 10.244.2.2:8080"),
+            "{}",
+            dnat[1]
+        );
+        assert!(
+            !r.contains("10.244.2.3"),
+            "the not-ready pod is no endpoint:\n{r}"
+        );
+        assert!(r.contains("--probability 0.5000000000"));
+        let jump = r
+            .lines()
+            .find(|l| l.starts_with("-A KUBE-SERVICES -d 10.96.1.1/32"))
+            .unwrap();
+        assert!(jump.contains("--dport 80 -j KUBE-SVC-"), "{jump}");
+    }
+
+    #[test]
+    fn service_without_ready_endpoints_is_rejected_in_the_filter_table() {
+        let r = rules("", 0);
+        let filter = r.split("*filter").nth(1).unwrap();
+        let reject = filter
+            .lines()
+            .find(|l| l.contains("shop/empty has no endpoints"))
+            .unwrap();
+        assert!(reject.contains("-d 10.96.1.2/32 -p tcp"), "{reject}");
+        assert!(reject.ends_with("--dport 81 -j REJECT --reject-with icmp-port-unreachable"));
+    }
+
+    #[test]
+    fn headless_service_gets_no_rules() {
+        assert!(!rules("", 0).contains("shop/hl"));
+    }
+
+    #[test]
+    fn dns_service_is_programmed_for_udp_and_tcp() {
+        let r = rules("", 1);
+        assert!(r.contains("-A KUBE-SERVICES -d 10.96.0.10/32 -p udp"), "{r}");
+        assert!(r.contains("-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp"), "{r}");
+    }
+
+    #[test]
+    fn missing_service_rules_fault_applies_to_its_node_only() {
+        let extra = "faults: [{kind: service-rules-missing, service: shop/pay, node: a}]\n";
+        assert!(!rules(extra, 0).contains("shop/pay"));
+        assert!(rules(extra, 1).contains("shop/pay:web cluster IP"));
+    }
+
+    #[test]
+    fn deny_rule_matches_pod_ips_port_and_mode() {
+        let r = rules(
+            "faults:\n- {kind: deny, from: shop/c, to: shop/p1, port: 8080, mode: drop}\n\
+             - {kind: deny, from: shop/c, to: shop/*, mode: reject}\n",
+            1,
+        );
+        let lines: Vec<&str> = r
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {POLICY_CHAIN}")))
+            .collect();
+        assert_eq!(lines.len(), 1 + 4, "{r}");
+        assert!(
+            lines[0].contains("-s 10.244.1.2/32 -d 10.244.2.2/32 -p tcp -m tcp --dport 8080"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].ends_with("-j DROP"));
+        assert!(lines[1].ends_with("-j REJECT --reject-with icmp-admin-prohibited"));
+        assert!(
+            !lines[1].contains("-p "),
+            "no port means every protocol: {}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn override_slices_drive_the_rules() {
+        let r = rules(
+            "endpointSlices:\n- metadata: {name: x, namespace: shop, labels: {kubernetes.io/service-name: pay}}\n  \
+             ports: [{name: web, port: 9999, protocol: TCP}]\n  endpoints: [{addresses: [10.244.2.77]}]\n",
+            0,
+        );
+        assert!(r.contains("--to-destination 10.244.2.77:9999"), "{r}");
+        assert!(!r.contains("10.244.1.3:8080"));
+    }
+}

@@ -1,0 +1,614 @@
+//! `up` and `down`: building a scenario out of real namespaces, veths, routes, iptables rules and
+//! processes, and removing all of it again.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::netns;
+use crate::objects::{all_objects, endpoint_slices};
+use crate::plan::{self, AGENT_PORT, Plan, PodPlan, PodRole, UNDERLAY_ROUTER_IP};
+use crate::scenario::{Fault, Protocol, Scenario, TargetPort};
+use crate::state::{
+    AgentInfo, ApiInfo, DnsInfo, Journal, LabInfo, NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, StateDir,
+};
+
+/// How long `up` waits for the pods' processes, DNS, agents and the API stand-in.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct UpOptions {
+    pub scenario: PathBuf,
+    pub state: PathBuf,
+    pub agent_bin: Option<PathBuf>,
+    pub no_agents: bool,
+}
+
+/// What the API stand-in serves: read by `netdiag-lab api-serve` from `api.json`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiData {
+    pub objects: Vec<serde_json::Value>,
+    /// `namespace/name` of each pod → its network namespace name.
+    pub pod_netns: BTreeMap<String, String>,
+}
+
+/// Where `netdiag-agent` is: the given path, or beside this executable.
+pub fn find_sibling(given: Option<&Path>, name: &str, hint: &str) -> Result<PathBuf> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .context("failed to find the lab's own executable")?
+            .parent()
+            .map(|d| d.join(name))
+            .ok_or_else(|| anyhow!("the lab's executable has no parent directory"))?,
+    };
+    if !path.is_file() {
+        bail!("{name} not found at {}; {hint}", path.display());
+    }
+    Ok(path)
+}
+
+pub fn up(opts: &UpOptions) -> Result<LabInfo> {
+    let scenario = Scenario::load(&opts.scenario)?;
+    let state = StateDir::create(&opts.state)?;
+    if let Some(journal) = state.read_journal()?
+        && journal.netns.iter().any(|n| netns::named(n).exists())
+    {
+        bail!(
+            "state dir {} holds a lab that is still up (prefix {}); run `netdiag-lab down --state {}` first",
+            state.dir.display(),
+            journal.prefix,
+            state.dir.display()
+        );
+    }
+    let agent_bin = if opts.no_agents {
+        None
+    } else {
+        Some(find_sibling(
+            opts.agent_bin.as_deref(),
+            "netdiag-agent",
+            "build it with `cargo build -p netdiag-agent`, pass --agent-bin PATH, or use --no-agents",
+        )?)
+    };
+    let prefix = loop {
+        let p = plan::random_prefix().context("failed to read /dev/urandom")?;
+        if !netns::named(&format!("{p}-u")).exists() {
+            break p;
+        }
+    };
+    let plan = Plan::new(&scenario, &prefix, agent_bin.is_some())?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let objects = all_objects(&scenario, &plan, now)?;
+    let slices = endpoint_slices(&scenario, &plan, now)?;
+
+    for name in ["journal.json", "lab.json", "kubeconfig"] {
+        let _ = std::fs::remove_file(state.path(name));
+    }
+    state.write_json(
+        "journal.json",
+        &Journal {
+            prefix: prefix.clone(),
+            netns: plan.all_netns(),
+        },
+    )?;
+    let built = Builder {
+        state: &state,
+        scenario: &scenario,
+        plan: &plan,
+        agent_bin: agent_bin.as_deref(),
+    }
+    .build(objects, &slices);
+    match built {
+        Ok(info) => Ok(info),
+        Err(e) => {
+            if let Err(cleanup) = down(&state.dir) {
+                eprintln!("netdiag-lab: cleaning up after the failed up also failed: {cleanup:#}");
+            }
+            Err(e)
+        }
+    }
+}
+
+struct Builder<'a> {
+    state: &'a StateDir,
+    scenario: &'a Scenario,
+    plan: &'a Plan,
+    agent_bin: Option<&'a Path>,
+}
+
+/// Runs `program args` feeding `stdin`, failing with its stderr.
+fn run(program: &str, args: &[&str], stdin: &str) -> Result<()> {
+    let shown = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to start {shown}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())?;
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("failed to run {shown}"))?;
+    if !out.status.success() {
+        let first_line = stdin.lines().next().unwrap_or("");
+        bail!(
+            "{shown} failed ({}): {} (input starts with {first_line:?})",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `work` for every item on its own thread and returns the first error.
+fn parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|item| s.spawn(|| work(item))).collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().map_err(|_| anyhow!("a setup thread panicked"))?)
+    })
+}
+
+impl Builder<'_> {
+    fn build(
+        &self,
+        objects: Vec<serde_json::Value>,
+        slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+    ) -> Result<LabInfo> {
+        let plan = self.plan;
+        let all = plan.all_netns();
+        let batch: String = all.iter().map(|n| format!("netns add {n}\n")).collect();
+        run("ip", &["-batch", "-"], &batch).context("failed to create the lab's network namespaces")?;
+
+        let forwarding = [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.forwarding", "1"),
+            ("net.ipv4.conf.default.proxy_arp", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+        ];
+        let routers: Vec<&str> = std::iter::once(plan.underlay_netns.as_str())
+            .chain(plan.nodes.iter().map(|n| n.netns.as_str()))
+            .collect();
+        parallel(&routers, |ns| Ok(netns::sysctl(&netns::named(ns), &forwarding)?))?;
+
+        let mut links = format!("link add br0 netns {} type bridge\n", plan.underlay_netns);
+        for (i, node) in plan.nodes.iter().enumerate() {
+            links += &format!(
+                "link add eth0 netns {} type veth peer name {} netns {}\n",
+                node.netns, node.underlay_port, plan.underlay_netns
+            );
+            let _ = i;
+        }
+        for pod in &plan.pods {
+            links += &format!(
+                "link add eth0 netns {} type veth peer name {} netns {}\n",
+                pod.netns, pod.host_if, plan.nodes[pod.node].netns
+            );
+        }
+        run("ip", &["-batch", "-"], &links).context("failed to create the lab's links")?;
+
+        let mut configs: Vec<(String, String)> = Vec::new();
+        let mut underlay = format!(
+            "link set lo up\nlink set br0 up\naddr add {UNDERLAY_ROUTER_IP}/24 dev br0\nroute add blackhole {}\n",
+            plan::SERVICE_CIDR
+        );
+        for node in &plan.nodes {
+            underlay += &format!(
+                "link set {p} master br0\nlink set {p} up\n",
+                p = node.underlay_port
+            );
+        }
+        configs.push((plan.underlay_netns.clone(), underlay));
+        for (i, node) in plan.nodes.iter().enumerate() {
+            let mut c = format!(
+                "link set lo up\naddr add {}/24 dev eth0\nlink set eth0 up\nroute add default via {UNDERLAY_ROUTER_IP}\n\
+                 route add blackhole {}\n",
+                node.ip,
+                node.pod_cidr()
+            );
+            for (j, other) in plan.nodes.iter().enumerate() {
+                if j != i {
+                    c += &format!("route add {} via {}\n", other.pod_cidr(), other.ip);
+                }
+            }
+            for pod in plan.pods.iter().filter(|p| p.node == i) {
+                c += &format!(
+                    "link set {h} up\nroute add {}/32 dev {h}\n",
+                    pod.ip,
+                    h = pod.host_if
+                );
+            }
+            configs.push((node.netns.clone(), c));
+        }
+        for pod in &plan.pods {
+            configs.push((
+                pod.netns.clone(),
+                format!(
+                    "link set lo up\naddr add {}/32 dev eth0\nlink set eth0 up\n\
+                     route add {gw} dev eth0 scope link\nroute add default via {gw} dev eth0\n",
+                    pod.ip,
+                    gw = plan::POD_GATEWAY_IP
+                ),
+            ));
+        }
+        parallel(&configs, |(ns, batch)| {
+            run("ip", &["-n", ns, "-batch", "-"], batch)
+                .with_context(|| format!("failed to configure namespace {ns}"))
+        })?;
+
+        let rules: Vec<(String, String)> = (0..plan.nodes.len())
+            .map(|i| {
+                (
+                    plan.nodes[i].netns.clone(),
+                    crate::kubeproxy::node_rules(plan, i, slices, &self.scenario.faults),
+                )
+            })
+            .collect();
+        std::fs::write(
+            self.state.path("iptables.txt"),
+            rules
+                .iter()
+                .map(|(ns, r)| format!("# {ns}\n{r}"))
+                .collect::<String>(),
+        )?;
+        parallel(&rules, |(ns, text)| {
+            run("ip", &["netns", "exec", ns, "iptables-restore", "-w"], text)
+                .with_context(|| format!("failed to program iptables in node namespace {ns}"))
+        })?;
+
+        let mut faults = String::new();
+        for fault in &self.scenario.faults {
+            let port = |node: &str| {
+                plan.nodes
+                    .iter()
+                    .find(|n| n.name == node)
+                    .map(|n| n.underlay_port.clone())
+                    .unwrap_or_default()
+            };
+            match fault {
+                Fault::LinkCut { node } => faults += &format!("link set {} down\n", port(node)),
+                Fault::LinkMtu { node, mtu } => faults += &format!("link set {} mtu {mtu}\n", port(node)),
+                _ => {}
+            }
+        }
+        if !faults.is_empty() {
+            run("ip", &["-n", &plan.underlay_netns, "-batch", "-"], &faults)
+                .context("failed to apply link faults")?;
+        }
+
+        for pod in &plan.pods {
+            let dir = Path::new("/etc/netns").join(&pod.netns);
+            std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+            std::fs::write(dir.join("resolv.conf"), plan::resolv_conf(&pod.spec.namespace))
+                .with_context(|| format!("failed to write {}/resolv.conf", dir.display()))?;
+        }
+        let dnsmasq_conf = self.state.path("dnsmasq.conf");
+        std::fs::write(&dnsmasq_conf, crate::dns::dnsmasq_conf(plan, slices))?;
+
+        let logs = self.state.path("logs");
+        std::fs::create_dir_all(&logs)?;
+        let ready_dir = self.state.path("ready");
+        let _ = std::fs::remove_dir_all(&ready_dir);
+        std::fs::create_dir_all(&ready_dir)?;
+        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+
+        let mut children: Vec<(usize, Child)> = Vec::new();
+        for (k, pod) in plan.pods.iter().enumerate() {
+            let mut argv: Vec<String> = vec!["netns".into(), "exec".into(), pod.netns.clone()];
+            match (pod.role, self.agent_bin) {
+                (PodRole::Dns, _) if !plan.dns_down => {
+                    argv.extend([
+                        "dnsmasq".into(),
+                        "-C".into(),
+                        path_str(&dnsmasq_conf)?,
+                        "--log-facility=-".into(),
+                    ]);
+                }
+                (PodRole::Agent, Some(agent)) => {
+                    argv.extend([
+                        path_str(agent)?,
+                        "serve".into(),
+                        "--listen".into(),
+                        format!("127.0.0.1:{AGENT_PORT}"),
+                        "--node".into(),
+                        plan.nodes[pod.node].name.clone(),
+                        "--node-netns".into(),
+                        path_str(&netns::named(&plan.nodes[pod.node].netns))?,
+                        "--pod".into(),
+                        pod.key(),
+                    ]);
+                }
+                _ => {
+                    argv.extend([path_str(&me)?, "pod-app".into(), "--pod".into(), pod.key()]);
+                    argv.extend(["--ready-file".into(), path_str(&ready_dir.join(k.to_string()))?]);
+                    for l in &pod.spec.listen {
+                        let proto = match l.protocol {
+                            Protocol::Tcp => "tcp",
+                            Protocol::Udp => "udp",
+                        };
+                        argv.extend(["--listen".into(), format!("{proto}:{}:{}", l.address, l.port)]);
+                    }
+                }
+            }
+            let log =
+                std::fs::File::create(logs.join(format!("{}_{}.log", pod.spec.namespace, pod.spec.name)))?;
+            let child = Command::new("ip")
+                .args(&argv)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("failed to start the process of pod {}", pod.key()))?;
+            children.push((k, child));
+        }
+
+        std::fs::write(
+            self.state.path("api.json"),
+            serde_json::to_vec(&ApiData {
+                objects,
+                pod_netns: plan.pods.iter().map(|p| (p.key(), p.netns.clone())).collect(),
+            })?,
+        )?;
+        let (api_pid, url) = start_api(&me, self.state)?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        self.wait_ready(&mut children, &ready_dir, deadline)?;
+
+        let pids: BTreeMap<usize, u32> = children.iter().map(|(k, c)| (*k, c.id())).collect();
+        let info = self.info(&pids, api_pid, &url);
+        self.state.write_kubeconfig(&url)?;
+        self.state.write_json("lab.json", &info)?;
+        Ok(info)
+    }
+
+    fn wait_ready(&self, children: &mut [(usize, Child)], ready_dir: &Path, deadline: Instant) -> Result<()> {
+        let plan = self.plan;
+        let mut pending: Vec<usize> = (0..children.len()).collect();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for idx in pending {
+                let (k, child) = &mut children[idx];
+                let pod = &plan.pods[*k];
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "the process of pod {} exited early ({status}); its log: {}",
+                        pod.key(),
+                        self.log_of(pod).display()
+                    );
+                }
+                if !self.is_ready(*k, pod, ready_dir) {
+                    still.push(idx);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let names: Vec<String> = pending.iter().map(|&i| plan.pods[children[i].0].key()).collect();
+                let what = if names.iter().any(|n| n.starts_with("netdiag/")) {
+                    " (an agent must answer GET /readyz on 127.0.0.1:9808 in its pod)"
+                } else {
+                    ""
+                };
+                bail!(
+                    "pods {} were not ready within {}s{what}; logs in {}",
+                    names.join(", "),
+                    READY_TIMEOUT.as_secs(),
+                    self.state.path("logs").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn is_ready(&self, k: usize, pod: &PodPlan, ready_dir: &Path) -> bool {
+        let ns = netns::named(&pod.netns);
+        let probe = Duration::from_millis(200);
+        match pod.role {
+            PodRole::Dns if !self.plan.dns_down => {
+                netns::connect_tcp(&ns, SocketAddr::from((pod.ip, 53)), probe).is_ok()
+            }
+            PodRole::Agent if self.agent_bin.is_some() => {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, AGENT_PORT));
+                matches!(netns::http_get_status(&ns, addr, "/readyz", probe), Ok(200))
+            }
+            _ => ready_dir.join(k.to_string()).exists(),
+        }
+    }
+
+    fn log_of(&self, pod: &PodPlan) -> PathBuf {
+        self.state
+            .path("logs")
+            .join(format!("{}_{}.log", pod.spec.namespace, pod.spec.name))
+    }
+
+    fn info(&self, pids: &BTreeMap<usize, u32>, api_pid: u32, url: &str) -> LabInfo {
+        let plan = self.plan;
+        let role = |r: PodRole| match r {
+            PodRole::App => "app",
+            PodRole::Dns => "dns",
+            PodRole::Agent => "agent",
+        };
+        let dns = plan.dns_pod();
+        LabInfo {
+            scenario: self.scenario.name.clone(),
+            prefix: plan.prefix.clone(),
+            underlay_netns: plan.underlay_netns.clone(),
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| NodeInfo {
+                    name: n.name.clone(),
+                    netns: n.netns.clone(),
+                    ip: n.ip.to_string(),
+                    pod_cidr: n.pod_cidr(),
+                })
+                .collect(),
+            pods: plan
+                .pods
+                .iter()
+                .enumerate()
+                .map(|(k, p)| PodInfo {
+                    namespace: p.spec.namespace.clone(),
+                    name: p.spec.name.clone(),
+                    node: plan.nodes[p.node].name.clone(),
+                    netns: p.netns.clone(),
+                    ip: p.ip.to_string(),
+                    ready: p.spec.ready,
+                    role: role(p.role).into(),
+                    pid: pids[&k],
+                })
+                .collect(),
+            services: plan
+                .services
+                .iter()
+                .map(|s| ServiceInfo {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                    cluster_ip: s.cluster_ip.map(|ip| ip.to_string()),
+                    ports: s
+                        .ports
+                        .iter()
+                        .map(|p| ServicePortInfo {
+                            name: p.name.clone(),
+                            port: p.port,
+                            protocol: p.protocol.as_k8s().into(),
+                            target_port: match p.effective_target() {
+                                TargetPort::Number(n) => n.to_string(),
+                                TargetPort::Name(n) => n,
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+            dns: DnsInfo {
+                cluster_ip: plan::DNS_SERVICE_IP.to_string(),
+                pod: dns.key(),
+                pod_ip: dns.ip.to_string(),
+                netns: dns.netns.clone(),
+                running: !plan.dns_down,
+            },
+            agents: plan
+                .pods
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.role == PodRole::Agent)
+                .map(|(k, p)| AgentInfo {
+                    node: plan.nodes[p.node].name.clone(),
+                    pod: p.key(),
+                    netns: p.netns.clone(),
+                    pid: pids[&k],
+                })
+                .collect(),
+            api: ApiInfo {
+                url: url.to_string(),
+                pid: api_pid,
+            },
+        }
+    }
+}
+
+use std::os::unix::process::CommandExt as _;
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("path {} is not utf-8", p.display()))
+}
+
+/// Starts the API stand-in in the background and returns its pid and URL.
+fn start_api(me: &Path, state: &StateDir) -> Result<(u32, String)> {
+    let log = std::fs::File::create(state.path("logs/api.log"))?;
+    let mut child = Command::new(me)
+        .args(["api-serve", "--state", &path_str(&state.dir)?])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("failed to start the api stand-in")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .context("failed to read the api stand-in's address")?;
+    let url = line.trim().to_string();
+    if !url.starts_with("http://") {
+        let status = child.try_wait()?;
+        bail!(
+            "the api stand-in did not start ({status:?}); its log: {}",
+            state.path("logs/api.log").display()
+        );
+    }
+    Ok((child.id(), url))
+}
+
+/// Removes everything a lab made: its processes, namespaces (with their links and rules) and
+/// `/etc/netns` entries. Works from the journal, so it also undoes a partial or crashed `up`.
+pub fn down(dir: &Path) -> Result<()> {
+    let Ok(state) = StateDir::open(dir) else {
+        return Ok(());
+    };
+    let dir_str = path_str(&state.dir)?;
+    let mut pids = crate::state::pids_with_args(&["api-serve", "--state", &dir_str]);
+    let journal = state.read_journal()?;
+    if let Some(journal) = &journal {
+        pids.extend(crate::state::pids_in_netns(&journal.netns));
+    }
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let Some(journal) = journal else {
+        return Ok(());
+    };
+    let existing: Vec<&String> = journal
+        .netns
+        .iter()
+        .filter(|n| netns::named(n).exists())
+        .collect();
+    if !existing.is_empty() {
+        let batch: String = existing.iter().map(|n| format!("netns del {n}\n")).collect();
+        run("ip", &["-force", "-batch", "-"], &batch)
+            .context("failed to delete the lab's network namespaces")?;
+    }
+    for n in &journal.netns {
+        let dir = Path::new("/etc/netns").join(n);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|&p| is_alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::remove_file(state.journal_path()).context("failed to remove the lab's journal")?;
+    Ok(())
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| !rest.starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}

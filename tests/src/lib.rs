@@ -1,0 +1,16 @@
+//! netdiag-lab: a Kubernetes-shaped network on one machine, built from real Linux network
+//! namespaces, veths, routes, iptables rules and dnsmasq, with a stand-in for the API server.
+//! See the crate's README for the scenario format.
+
+pub mod apiserver;
+pub mod cli;
+pub mod dns;
+pub mod kubeproxy;
+pub mod lab;
+pub mod netns;
+pub mod objects;
+pub mod plan;
+pub mod podapp;
+pub mod runner;
+pub mod scenario;
+pub mod state;

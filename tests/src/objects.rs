@@ -1,0 +1,732 @@
+//! The Kubernetes objects a lab serves, built with k8s-openapi types from the plan, and the
+//! EndpointSlices derived as the EndpointSlice controller derives them. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, ContainerState, ContainerStateRunning, ContainerStatus, HostIP, Namespace,
+    NamespaceStatus, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference,
+    Pod, PodCondition, PodIP, PodSpec as K8sPodSpec, PodStatus, Service, ServicePort,
+    ServiceSpec as K8sServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+
+use crate::plan::{Plan, PodPlan, PodRole, ServicePlan};
+use crate::scenario::{Scenario, TargetPort};
+
+/// A resource type the API stand-in serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceType {
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    /// `""` for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+}
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+pub const RESOURCES: [ResourceType; 6] = [
+    ResourceType {
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        group: "",
+        version: "v1",
+        namespaced: false,
+        short_names: &["ns"],
+    },
+    ResourceType {
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        group: "",
+        version: "v1",
+        namespaced: false,
+        short_names: &["no"],
+    },
+    ResourceType {
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        short_names: &["po"],
+    },
+    ResourceType {
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        short_names: &["svc"],
+    },
+    ResourceType {
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        group: "discovery.k8s.io",
+        version: "v1",
+        namespaced: true,
+        short_names: &[],
+    },
+    ResourceType {
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        kind: "NetworkPolicy",
+        group: "networking.k8s.io",
+        version: "v1",
+        namespaced: true,
+        short_names: &["netpol"],
+    },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("object has no apiVersion and kind")]
+    NoKind,
+    #[error("object kind {kind} in {api_version} is not one the lab serves")]
+    Unsupported { api_version: String, kind: String },
+    #[error("{kind} object has no metadata.name")]
+    NoName { kind: String },
+    #[error("{kind} {name} has no metadata.namespace")]
+    NoNamespace { kind: String, name: String },
+    #[error("endpointslice {name} is not a valid EndpointSlice")]
+    BadSlice {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The resource type of a raw object, from its apiVersion and kind, checking it names itself.
+pub fn resource_of(obj: &Value) -> Result<ResourceType, ObjectError> {
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or(ObjectError::NoKind)?;
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or(ObjectError::NoKind)?;
+    let rt = RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+        .copied()
+        .ok_or_else(|| ObjectError::Unsupported {
+            api_version: api_version.into(),
+            kind: kind.into(),
+        })?;
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str);
+    let Some(name) = name else {
+        return Err(ObjectError::NoName { kind: kind.into() });
+    };
+    if rt.namespaced
+        && obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .is_none()
+    {
+        return Err(ObjectError::NoNamespace {
+            kind: kind.into(),
+            name: name.into(),
+        });
+    }
+    Ok(rt)
+}
+
+/// A stable UID-shaped string for an object.
+pub fn uid(kind: &str, namespace: &str, name: &str) -> String {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in kind
+        .bytes()
+        .chain([0])
+        .chain(namespace.bytes())
+        .chain([0])
+        .chain(name.bytes())
+    {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    let s = format!("{h:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[0..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..32]
+    )
+}
+
+fn meta(kind: &str, namespace: Option<&str>, name: &str, now: Timestamp) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        uid: Some(uid(kind, namespace.unwrap_or(""), name)),
+        resource_version: Some("1".into()),
+        creation_timestamp: Some(Time(now)),
+        ..Default::default()
+    }
+}
+
+/// Everything the API stand-in serves for this lab, as JSON objects with apiVersion and kind.
+pub fn all_objects(scenario: &Scenario, plan: &Plan, now: Timestamp) -> Result<Vec<Value>, ObjectError> {
+    let mut out = Vec::new();
+    let json = |v: Result<Value, serde_json::Error>| v.expect("k8s-openapi objects serialize");
+    for ns in scenario.namespaces() {
+        out.push(json(serde_json::to_value(namespace(&ns, now))));
+    }
+    for n in 0..plan.nodes.len() {
+        out.push(json(serde_json::to_value(node(plan, n, now))));
+    }
+    for p in &plan.pods {
+        out.push(json(serde_json::to_value(pod(plan, p, now))));
+    }
+    for s in &plan.services {
+        out.push(json(serde_json::to_value(service(s, now))));
+    }
+    for slice in endpoint_slices(scenario, plan, now)? {
+        out.push(json(serde_json::to_value(slice)));
+    }
+    for obj in &scenario.objects {
+        let mut obj = obj.clone();
+        resource_of(&obj)?;
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let m = &mut obj["metadata"];
+        for (k, v) in [
+            ("uid", Value::from(uid(&kind, &ns, &name))),
+            ("resourceVersion", Value::from("1")),
+            (
+                "creationTimestamp",
+                serde_json::to_value(Time(now)).expect("time serializes"),
+            ),
+        ] {
+            if m.get(k).is_none() {
+                m[k] = v;
+            }
+        }
+        out.push(obj);
+    }
+    Ok(out)
+}
+
+fn namespace(name: &str, now: Timestamp) -> Namespace {
+    let mut metadata = meta("Namespace", None, name, now);
+    metadata.labels = Some(BTreeMap::from([(
+        "kubernetes.io/metadata.name".into(),
+        name.into(),
+    )]));
+    Namespace {
+        metadata,
+        spec: None,
+        status: Some(NamespaceStatus {
+            phase: Some("Active".into()),
+            conditions: None,
+        }),
+    }
+}
+
+fn node(plan: &Plan, n: usize, now: Timestamp) -> Node {
+    let np = &plan.nodes[n];
+    let mut metadata = meta("Node", None, &np.name, now);
+    metadata.labels = Some(BTreeMap::from([
+        ("kubernetes.io/hostname".into(), np.name.clone()),
+        ("kubernetes.io/os".into(), "linux".into()),
+        (
+            "kubernetes.io/arch".into(),
+            std::env::consts::ARCH.replace("x86_64", "amd64"),
+        ),
+    ]));
+    Node {
+        metadata,
+        spec: Some(NodeSpec {
+            pod_cidr: Some(np.pod_cidr()),
+            pod_cidrs: Some(vec![np.pod_cidr()]),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            addresses: Some(vec![
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: np.ip.to_string(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: np.name.clone(),
+                },
+            ]),
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: Some("KubeletReady".into()),
+                message: Some("kubelet is posting ready status".into()),
+                last_transition_time: Some(Time(now)),
+                last_heartbeat_time: Some(Time(now)),
+            }]),
+            node_info: Some(NodeSystemInfo {
+                architecture: "amd64".into(),
+                container_runtime_version: "netdiag-lab://1".into(),
+                kernel_version: "lab".into(),
+                kubelet_version: "v1.34.0".into(),
+                kube_proxy_version: "v1.34.0".into(),
+                operating_system: "linux".into(),
+                os_image: "netdiag-lab".into(),
+                machine_id: uid("Node", "", &np.name).replace('-', ""),
+                system_uuid: uid("Node", "", &np.name),
+                boot_id: uid("Boot", "", &np.name),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
+    let spec = &p.spec;
+    let mut metadata = meta("Pod", Some(&spec.namespace), &spec.name, now);
+    metadata.labels = (!spec.labels.is_empty()).then(|| spec.labels.clone());
+    let (container, image) = match p.role {
+        PodRole::App => ("app", "registry.local/netdiag-lab/pod-app:v1"),
+        PodRole::Dns => ("coredns", "registry.local/netdiag-lab/dnsmasq:v1"),
+        PodRole::Agent => ("agent", "registry.local/netdiag/netdiag-agent:v1"),
+    };
+    let ports: Vec<ContainerPort> = spec
+        .ports
+        .iter()
+        .map(|cp| ContainerPort {
+            name: cp.name.clone(),
+            container_port: i32::from(cp.container_port),
+            protocol: Some(cp.protocol.as_k8s().into()),
+            ..Default::default()
+        })
+        .collect();
+    let ready = if spec.ready { "True" } else { "False" };
+    let condition = |type_: &str, status: &str| PodCondition {
+        type_: type_.into(),
+        status: status.into(),
+        last_transition_time: Some(Time(now)),
+        ..Default::default()
+    };
+    let node = &plan.nodes[p.node];
+    Pod {
+        metadata,
+        spec: Some(K8sPodSpec {
+            node_name: Some(node.name.clone()),
+            host_pid: (p.role == PodRole::Agent).then_some(true),
+            containers: vec![Container {
+                name: container.into(),
+                image: Some(image.into()),
+                ports: (!ports.is_empty()).then_some(ports),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some(p.ip.to_string()),
+            pod_ips: Some(vec![PodIP { ip: p.ip.to_string() }]),
+            host_ip: Some(node.ip.to_string()),
+            host_ips: Some(vec![HostIP {
+                ip: node.ip.to_string(),
+            }]),
+            start_time: Some(Time(now)),
+            qos_class: Some("BestEffort".into()),
+            conditions: Some(vec![
+                condition("PodReadyToStartContainers", "True"),
+                condition("Initialized", "True"),
+                condition("Ready", ready),
+                condition("ContainersReady", ready),
+                condition("PodScheduled", "True"),
+            ]),
+            container_statuses: Some(vec![ContainerStatus {
+                name: container.into(),
+                image: image.into(),
+                image_id: format!("{image}@sha256:{}", "0".repeat(64)),
+                ready: spec.ready,
+                started: Some(true),
+                restart_count: 0,
+                state: Some(ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(Time(now)),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn service(s: &ServicePlan, now: Timestamp) -> Service {
+    let cluster_ip = s
+        .cluster_ip
+        .map_or_else(|| "None".to_string(), |ip| ip.to_string());
+    Service {
+        metadata: meta("Service", Some(&s.namespace), &s.name, now),
+        spec: Some(K8sServiceSpec {
+            type_: Some("ClusterIP".into()),
+            cluster_ip: Some(cluster_ip.clone()),
+            cluster_ips: Some(vec![cluster_ip]),
+            selector: s.selector.clone(),
+            ip_families: Some(vec!["IPv4".into()]),
+            ip_family_policy: Some("SingleStack".into()),
+            session_affinity: Some("None".into()),
+            internal_traffic_policy: Some("Cluster".into()),
+            ports: Some(
+                s.ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: p.name.clone(),
+                        port: i32::from(p.port),
+                        protocol: Some(p.protocol.as_k8s().into()),
+                        target_port: Some(match p.effective_target() {
+                            TargetPort::Number(n) => IntOrString::Int(i32::from(n)),
+                            TargetPort::Name(name) => IntOrString::String(name),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The EndpointSlices of every Service: derived as the controller does, replaced by the scenario's
+/// overrides for the Services those name.
+pub fn endpoint_slices(
+    scenario: &Scenario,
+    plan: &Plan,
+    now: Timestamp,
+) -> Result<Vec<EndpointSlice>, ObjectError> {
+    let mut overrides: BTreeMap<String, Vec<EndpointSlice>> = BTreeMap::new();
+    for raw in &scenario.endpoint_slices {
+        let mut raw = raw.clone();
+        let name = raw
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(map) = raw.as_object_mut() {
+            map.entry("apiVersion")
+                .or_insert_with(|| Value::from("discovery.k8s.io/v1"));
+            map.entry("kind").or_insert_with(|| Value::from("EndpointSlice"));
+            map.entry("addressType").or_insert_with(|| Value::from("IPv4"));
+            map.entry("endpoints").or_insert_with(|| Value::Array(Vec::new()));
+        }
+        let mut slice: EndpointSlice =
+            serde_json::from_value(raw).map_err(|source| ObjectError::BadSlice {
+                name: name.clone(),
+                source,
+            })?;
+        let m = &mut slice.metadata;
+        let ns = m.namespace.clone().unwrap_or_default();
+        m.uid.get_or_insert_with(|| uid("EndpointSlice", &ns, &name));
+        m.resource_version.get_or_insert_with(|| "1".into());
+        m.creation_timestamp.get_or_insert(Time(now));
+        let svc = m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+            .cloned()
+            .unwrap_or_default();
+        overrides.entry(format!("{ns}/{svc}")).or_default().push(slice);
+    }
+    let mut out = Vec::new();
+    for svc in &plan.services {
+        match overrides.remove(&svc.key()) {
+            Some(slices) => out.extend(slices),
+            None => out.extend(derive_slices(svc, &plan.pods, plan, now)),
+        }
+    }
+    Ok(out)
+}
+
+/// A Service port resolved for one pod: (port name, target port, protocol).
+type ResolvedPort = (Option<String>, u16, &'static str);
+
+/// The EndpointSlices the EndpointSlice controller writes for `svc`: selected pods grouped by their
+/// resolved ports (a named targetPort resolves per pod; a pod lacking it is left out of that port),
+/// not-ready pods kept with `ready: false`, and one empty placeholder slice when nothing is selected.
+pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Timestamp) -> Vec<EndpointSlice> {
+    let Some(selector) = &svc.selector else {
+        return Vec::new();
+    };
+    let mut groups: BTreeMap<Vec<ResolvedPort>, Vec<&PodPlan>> = BTreeMap::new();
+    for p in pods {
+        if p.spec.namespace != svc.namespace || !labels_match(selector, &p.spec.labels) {
+            continue;
+        }
+        let ports: Vec<_> = svc
+            .ports
+            .iter()
+            .filter_map(|sp| {
+                let target = match sp.effective_target() {
+                    TargetPort::Number(n) => Some(n),
+                    TargetPort::Name(name) => p
+                        .spec
+                        .ports
+                        .iter()
+                        .find(|cp| cp.name.as_deref() == Some(name.as_str()) && cp.protocol == sp.protocol)
+                        .map(|cp| cp.container_port),
+                }?;
+                Some((sp.name.clone(), target, sp.protocol.as_k8s()))
+            })
+            .collect();
+        if ports.is_empty() && !svc.ports.is_empty() {
+            continue;
+        }
+        groups.entry(ports).or_default().push(p);
+    }
+    let mut labels = BTreeMap::from([
+        ("kubernetes.io/service-name".to_string(), svc.name.clone()),
+        (
+            "endpointslice.kubernetes.io/managed-by".to_string(),
+            "endpointslice-controller.k8s.io".to_string(),
+        ),
+    ]);
+    if svc.cluster_ip.is_none() {
+        labels.insert("service.kubernetes.io/headless".into(), String::new());
+    }
+    let slice = |ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>, index: usize| {
+        let name = format!(
+            "{}-{}",
+            svc.name,
+            &uid("slice", &svc.key(), &index.to_string())[..5]
+        );
+        let mut metadata = meta("EndpointSlice", Some(&svc.namespace), &name, now);
+        metadata.labels = Some(labels.clone());
+        metadata.generate_name = Some(format!("{}-", svc.name));
+        metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                name: svc.name.clone(),
+                uid: uid("Service", &svc.namespace, &svc.name),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        EndpointSlice {
+            address_type: "IPv4".into(),
+            endpoints,
+            metadata,
+            ports: Some(ports),
+        }
+    };
+    if groups.is_empty() {
+        return vec![slice(Vec::new(), Vec::new(), 0)];
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ports, members))| {
+            let ports = ports
+                .into_iter()
+                .map(|(name, port, protocol)| EndpointPort {
+                    name: Some(name.unwrap_or_default()),
+                    port: Some(i32::from(port)),
+                    protocol: Some(protocol.into()),
+                    app_protocol: None,
+                })
+                .collect();
+            let endpoints = members
+                .into_iter()
+                .map(|p| Endpoint {
+                    addresses: vec![p.ip.to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: Some(p.spec.ready),
+                        serving: Some(p.spec.ready),
+                        terminating: Some(false),
+                    }),
+                    node_name: Some(plan.nodes[p.node].name.clone()),
+                    target_ref: Some(ObjectReference {
+                        kind: Some("Pod".into()),
+                        namespace: Some(p.spec.namespace.clone()),
+                        name: Some(p.spec.name.clone()),
+                        uid: Some(uid("Pod", &p.spec.namespace, &p.spec.name)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            slice(ports, endpoints, i)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(text: &str) -> (Scenario, Plan) {
+        let s = Scenario::parse(text).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        (s, plan)
+    }
+
+    fn slices_of(text: &str, svc: &str) -> Vec<EndpointSlice> {
+        let (s, plan) = setup(text);
+        endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.metadata.labels.as_ref().unwrap()["kubernetes.io/service-name"] == svc)
+            .collect()
+    }
+
+    const SHOP: &str = "name: t\nnodes: [a, b]\npods:\n\
+        - {namespace: shop, name: p0, node: a, labels: {app: pay}, ports: [{name: http, containerPort: 8080}]}\n\
+        - {namespace: shop, name: p1, node: b, labels: {app: pay}, ready: false, ports: [{name: http, containerPort: 9090}]}\n\
+        - {namespace: shop, name: p2, node: b, labels: {app: pay}}\n\
+        - {namespace: other, name: p3, node: b, labels: {app: pay}, ports: [{name: http, containerPort: 8080}]}\n\
+        services:\n- {namespace: shop, name: pay, selector: {app: pay}, ports: [{name: web, port: 80, targetPort: http}]}\n\
+        - {namespace: shop, name: num, selector: {app: pay}, ports: [{name: web, port: 80, targetPort: 7000}]}\n\
+        - {namespace: shop, name: none, selector: {app: nothing}, ports: [{name: web, port: 80}]}\n\
+        - {namespace: shop, name: manual, ports: [{name: web, port: 80}]}\n";
+
+    fn endpoints(slice: &EndpointSlice) -> Vec<(String, Option<bool>)> {
+        slice
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.target_ref.as_ref().unwrap().name.clone().unwrap(),
+                    e.conditions.as_ref().unwrap().ready,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn named_target_port_resolves_per_pod_and_pods_without_it_are_left_out() {
+        let slices = slices_of(SHOP, "pay");
+        assert_eq!(slices.len(), 2, "{slices:#?}");
+        let mut by_port: Vec<_> = slices
+            .iter()
+            .map(|s| (s.ports.as_ref().unwrap()[0].port.unwrap(), endpoints(s)))
+            .collect();
+        by_port.sort();
+        assert_eq!(
+            by_port,
+            [
+                (8080, vec![("p0".into(), Some(true))]),
+                (9090, vec![("p1".into(), Some(false))])
+            ]
+        );
+        assert_eq!(slices[0].ports.as_ref().unwrap()[0].name.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn numeric_target_port_selects_every_matching_pod_in_the_namespace() {
+        let slices = slices_of(SHOP, "num");
+        assert_eq!(slices.len(), 1);
+        let names: Vec<String> = endpoints(&slices[0]).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["p0", "p1", "p2"]);
+        assert_eq!(slices[0].ports.as_ref().unwrap()[0].port, Some(7000));
+    }
+
+    #[test]
+    fn selector_matching_nothing_gives_one_empty_placeholder_slice() {
+        let slices = slices_of(SHOP, "none");
+        assert_eq!(slices.len(), 1);
+        assert!(slices[0].endpoints.is_empty());
+    }
+
+    #[test]
+    fn service_without_selector_gets_no_slices() {
+        assert!(slices_of(SHOP, "manual").is_empty());
+    }
+
+    #[test]
+    fn override_replaces_the_derived_slices_of_its_service() {
+        let text = format!(
+            "{SHOP}endpointSlices:\n- metadata: {{name: pay-stale, namespace: shop, labels: \
+             {{kubernetes.io/service-name: pay}}}}\n  ports: [{{name: web, port: 8080, protocol: TCP}}]\n  \
+             endpoints: [{{addresses: [10.244.1.99], conditions: {{ready: true}}}}]\n"
+        );
+        let slices = slices_of(&text, "pay");
+        assert_eq!(slices.len(), 1);
+        assert_eq!(slices[0].metadata.name.as_deref(), Some("pay-stale"));
+        assert_eq!(slices[0].endpoints[0].addresses, ["10.244.1.99"]);
+    }
+
+    #[test]
+    fn objects_carry_api_version_kind_and_namespace_name_label() {
+        let text = format!(
+            "{SHOP}objects:\n- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  \
+             metadata: {{name: deny, namespace: shop}}\n  spec: {{podSelector: {{}}}}\n"
+        );
+        let (s, plan) = setup(&text);
+        let objs = all_objects(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let find = |kind: &str, name: &str| {
+            objs.iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let ns = find("Namespace", "shop");
+        assert_eq!(ns["apiVersion"], "v1");
+        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "shop");
+        let pod = find("Pod", "p1");
+        assert_eq!(
+            pod["status"]["podIP"],
+            plan.pod("shop/p1").unwrap().ip.to_string()
+        );
+        assert_eq!(pod["spec"]["nodeName"], "b");
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned();
+        assert_eq!(ready.unwrap()["status"], "False");
+        let np = find("NetworkPolicy", "deny");
+        assert!(np["metadata"]["uid"].is_string());
+        let dns = find("Service", "kube-dns");
+        assert_eq!(dns["spec"]["clusterIP"], "10.96.0.10");
+    }
+
+    #[test]
+    fn unsupported_object_kinds_are_named() {
+        let obj =
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}});
+        assert_eq!(
+            resource_of(&obj).unwrap_err().to_string(),
+            "object kind Deployment in apps/v1 is not one the lab serves"
+        );
+    }
+}

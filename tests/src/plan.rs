@@ -1,0 +1,446 @@
+//! The lab's layout, computed from a scenario without touching the machine: namespace names,
+//! addresses, the lab's own pods (cluster DNS, agents) and Service ClusterIPs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use crate::scenario::{
+    ContainerPortSpec, ListenSpec, PodSpec, Protocol, Scenario, ServicePortSpec, TargetPort,
+};
+
+/// ClusterIP of `kube-system/kube-dns`.
+pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+/// Address of the underlay router every node reaches the rest of the "datacenter" through.
+pub const UNDERLAY_ROUTER_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+/// The link-local gateway every pod routes through (answered by proxy ARP on the node side).
+pub const POD_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DNS_POD_NAMESPACE: &str = "kube-system";
+pub const DNS_POD_NAME: &str = "coredns-0";
+pub const AGENT_NAMESPACE: &str = "netdiag";
+pub const AGENT_PORT: u16 = 9808;
+
+/// What a pod's process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodRole {
+    /// The lab's pod app, listening where the scenario says.
+    App,
+    /// dnsmasq answering as CoreDNS.
+    Dns,
+    /// `netdiag-agent serve` for its node.
+    Agent,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodePlan {
+    pub name: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    /// Third octet of the node's pod CIDR 10.244.N.0/24.
+    pub cidr_octet: u8,
+    /// Name of the node's uplink port inside the underlay namespace.
+    pub underlay_port: String,
+}
+
+impl NodePlan {
+    pub fn pod_cidr(&self) -> String {
+        format!("10.244.{}.0/24", self.cidr_octet)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PodPlan {
+    pub spec: PodSpec,
+    pub role: PodRole,
+    pub node: usize,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    /// The host side of the pod's veth, inside the node namespace.
+    pub host_if: String,
+}
+
+impl PodPlan {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.spec.namespace, self.spec.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub namespace: String,
+    pub name: String,
+    pub selector: Option<BTreeMap<String, String>>,
+    /// `None` for a headless Service.
+    pub cluster_ip: Option<Ipv4Addr>,
+    pub ports: Vec<ServicePortSpec>,
+}
+
+impl ServicePlan {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub prefix: String,
+    pub underlay_netns: String,
+    pub nodes: Vec<NodePlan>,
+    pub pods: Vec<PodPlan>,
+    pub services: Vec<ServicePlan>,
+    pub dns_down: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("pod {pod} asks for ip {ip}, outside its node {node}'s pod cidr {cidr}")]
+    IpOutsideCidr {
+        pod: String,
+        ip: Ipv4Addr,
+        node: String,
+        cidr: String,
+    },
+    #[error("node {node} has more pods than its /24 pod cidr holds")]
+    CidrFull { node: String },
+    #[error("the service cidr {SERVICE_CIDR} is exhausted")]
+    ServiceCidrFull,
+}
+
+impl Plan {
+    /// Lays out `scenario` under the namespace-name `prefix`. `agents` adds one agent pod per node.
+    pub fn new(scenario: &Scenario, prefix: &str, agents: bool) -> Result<Plan, PlanError> {
+        let nodes: Vec<NodePlan> = scenario
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| NodePlan {
+                name: name.clone(),
+                netns: format!("{prefix}-n{i}"),
+                ip: Ipv4Addr::new(172, 18, 0, 2 + i as u8),
+                cidr_octet: 1 + i as u8,
+                underlay_port: format!("node{i}"),
+            })
+            .collect();
+        let node_index: BTreeMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+
+        let mut specs: Vec<(PodSpec, PodRole)> =
+            scenario.pods.iter().map(|p| (p.clone(), PodRole::App)).collect();
+        specs.push((dns_pod_spec(&nodes[0].name, scenario.dns_down()), PodRole::Dns));
+        if agents {
+            for node in &nodes {
+                specs.push((agent_pod_spec(&node.name), PodRole::Agent));
+            }
+        }
+
+        let mut used: BTreeSet<Ipv4Addr> = specs.iter().filter_map(|(p, _)| p.ip).collect();
+        let mut next_host = vec![2u8; nodes.len()];
+        let mut pods = Vec::with_capacity(specs.len());
+        for (k, (spec, role)) in specs.into_iter().enumerate() {
+            let n = node_index[spec.node.as_str()];
+            let node = &nodes[n];
+            let ip = match spec.ip {
+                Some(ip) => {
+                    let o = ip.octets();
+                    if o[0] != 10 || o[1] != 244 || o[2] != node.cidr_octet || o[3] == 0 || o[3] == 255 {
+                        return Err(PlanError::IpOutsideCidr {
+                            pod: format!("{}/{}", spec.namespace, spec.name),
+                            ip,
+                            node: node.name.clone(),
+                            cidr: node.pod_cidr(),
+                        });
+                    }
+                    ip
+                }
+                None => loop {
+                    let host = next_host[n];
+                    if host == 255 {
+                        return Err(PlanError::CidrFull {
+                            node: node.name.clone(),
+                        });
+                    }
+                    next_host[n] += 1;
+                    let ip = Ipv4Addr::new(10, 244, node.cidr_octet, host);
+                    if used.insert(ip) {
+                        break ip;
+                    }
+                },
+            };
+            pods.push(PodPlan {
+                spec,
+                role,
+                node: n,
+                netns: format!("{prefix}-p{k}"),
+                ip,
+                host_if: format!("cali{k}"),
+            });
+        }
+
+        let mut taken: BTreeSet<Ipv4Addr> = scenario.services.iter().filter_map(|s| s.cluster_ip).collect();
+        taken.insert(DNS_SERVICE_IP);
+        let mut next_ip = u32::from(Ipv4Addr::new(10, 96, 1, 0));
+        let mut services = vec![dns_service()];
+        for svc in &scenario.services {
+            let cluster_ip = if svc.headless {
+                None
+            } else if let Some(ip) = svc.cluster_ip {
+                Some(ip)
+            } else {
+                loop {
+                    next_ip += 1;
+                    let ip = Ipv4Addr::from(next_ip);
+                    if ip.octets()[1] != 96 {
+                        return Err(PlanError::ServiceCidrFull);
+                    }
+                    if ip.octets()[3] != 0 && ip.octets()[3] != 255 && taken.insert(ip) {
+                        break Some(ip);
+                    }
+                }
+            };
+            services.push(ServicePlan {
+                namespace: svc.namespace.clone(),
+                name: svc.name.clone(),
+                selector: svc.selector.clone(),
+                cluster_ip,
+                ports: svc.ports.clone(),
+            });
+        }
+
+        Ok(Plan {
+            prefix: prefix.to_string(),
+            underlay_netns: format!("{prefix}-u"),
+            nodes,
+            pods,
+            services,
+            dns_down: scenario.dns_down(),
+        })
+    }
+
+    pub fn dns_pod(&self) -> &PodPlan {
+        self.pods
+            .iter()
+            .find(|p| p.role == PodRole::Dns)
+            .expect("every plan has a dns pod")
+    }
+
+    pub fn pod(&self, key: &str) -> Option<&PodPlan> {
+        self.pods.iter().find(|p| p.key() == key)
+    }
+
+    /// Every namespace name the lab creates, the underlay first.
+    pub fn all_netns(&self) -> Vec<String> {
+        std::iter::once(self.underlay_netns.clone())
+            .chain(self.nodes.iter().map(|n| n.netns.clone()))
+            .chain(self.pods.iter().map(|p| p.netns.clone()))
+            .collect()
+    }
+}
+
+impl Scenario {
+    pub fn dns_down(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| matches!(f, crate::scenario::Fault::DnsDown))
+    }
+}
+
+fn dns_pod_spec(node: &str, down: bool) -> PodSpec {
+    let port = |name: &str, protocol| ContainerPortSpec {
+        name: Some(name.to_string()),
+        container_port: 53,
+        protocol,
+    };
+    PodSpec {
+        namespace: DNS_POD_NAMESPACE.into(),
+        name: DNS_POD_NAME.into(),
+        node: node.into(),
+        labels: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
+        ready: !down,
+        ip: None,
+        ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
+        listen: if down {
+            Vec::new()
+        } else {
+            [Protocol::Udp, Protocol::Tcp]
+                .map(|protocol| ListenSpec {
+                    port: 53,
+                    protocol,
+                    address: Ipv4Addr::UNSPECIFIED,
+                })
+                .to_vec()
+        },
+    }
+}
+
+pub fn agent_pod_name(node: &str) -> String {
+    format!("netdiag-agent-{node}")
+}
+
+fn agent_pod_spec(node: &str) -> PodSpec {
+    PodSpec {
+        namespace: AGENT_NAMESPACE.into(),
+        name: agent_pod_name(node),
+        node: node.into(),
+        labels: BTreeMap::from([("app.kubernetes.io/name".into(), "netdiag-agent".into())]),
+        ready: true,
+        ip: None,
+        ports: vec![ContainerPortSpec {
+            name: Some("control".into()),
+            container_port: AGENT_PORT,
+            protocol: Protocol::Tcp,
+        }],
+        listen: vec![ListenSpec {
+            port: AGENT_PORT,
+            protocol: Protocol::Tcp,
+            address: Ipv4Addr::LOCALHOST,
+        }],
+    }
+}
+
+fn dns_service() -> ServicePlan {
+    let port = |name: &str, protocol| ServicePortSpec {
+        name: Some(name.to_string()),
+        port: 53,
+        target_port: Some(TargetPort::Number(53)),
+        protocol,
+    };
+    ServicePlan {
+        namespace: "kube-system".into(),
+        name: "kube-dns".into(),
+        selector: Some(BTreeMap::from([("k8s-app".into(), "kube-dns".into())])),
+        cluster_ip: Some(DNS_SERVICE_IP),
+        ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
+    }
+}
+
+/// The kubelet-style resolv.conf of a pod in `namespace`.
+pub fn resolv_conf(namespace: &str) -> String {
+    format!(
+        "nameserver {DNS_SERVICE_IP}\nsearch {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} \
+         {CLUSTER_DOMAIN}\noptions ndots:5\n"
+    )
+}
+
+/// A random namespace-name prefix like `nl3fa9c1`, short enough that every name stays within 15 bytes.
+pub fn random_prefix() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 3];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(format!("nl{:02x}{:02x}{:02x}", bytes[0], bytes[1], bytes[2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(text: &str) -> Scenario {
+        Scenario::parse(text).unwrap()
+    }
+
+    #[test]
+    fn pods_get_addresses_from_their_nodes_cidr_skipping_requested_ones() {
+        let s = scenario(
+            "name: t\nnodes: [a, b]\npods:\n- {namespace: x, name: p1, node: b}\n\
+             - {namespace: x, name: p2, node: b, ip: 10.244.2.3}\n- {namespace: x, name: p3, node: b}\n",
+        );
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let ip = |k: &str| plan.pod(k).unwrap().ip;
+        assert_eq!(ip("x/p1"), Ipv4Addr::new(10, 244, 2, 2));
+        assert_eq!(ip("x/p2"), Ipv4Addr::new(10, 244, 2, 3));
+        assert_eq!(ip("x/p3"), Ipv4Addr::new(10, 244, 2, 4));
+        assert_eq!(plan.nodes[1].pod_cidr(), "10.244.2.0/24");
+        assert_eq!(plan.nodes[1].ip, Ipv4Addr::new(172, 18, 0, 3));
+    }
+
+    #[test]
+    fn requested_ip_outside_the_node_cidr_is_an_error() {
+        let s =
+            scenario("name: t\nnodes: [a, b]\npods:\n- {namespace: x, name: p, node: b, ip: 10.244.1.9}\n");
+        let e = Plan::new(&s, "nl000001", false).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "pod x/p asks for ip 10.244.1.9, outside its node b's pod cidr 10.244.2.0/24"
+        );
+    }
+
+    #[test]
+    fn lab_adds_dns_pod_and_one_agent_per_node() {
+        let s = scenario("name: t\nnodes: [a, b]\n");
+        let plan = Plan::new(&s, "nl000001", true).unwrap();
+        let keys: Vec<String> = plan.pods.iter().map(|p| p.key()).collect();
+        assert_eq!(
+            keys,
+            [
+                "kube-system/coredns-0",
+                "netdiag/netdiag-agent-a",
+                "netdiag/netdiag-agent-b"
+            ]
+        );
+        let agent = plan.pod("netdiag/netdiag-agent-b").unwrap();
+        assert_eq!(agent.node, 1);
+        assert_eq!(agent.spec.ports[0].name.as_deref(), Some("control"));
+        assert!(
+            Plan::new(&s, "nl000001", false)
+                .unwrap()
+                .pod("netdiag/netdiag-agent-a")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn dns_down_leaves_the_dns_pod_not_ready_and_silent() {
+        let s = scenario("name: t\nnodes: [a]\nfaults: [{kind: dns-down}]\n");
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        assert!(!plan.dns_pod().spec.ready);
+        assert!(plan.dns_pod().spec.listen.is_empty());
+    }
+
+    #[test]
+    fn services_get_distinct_cluster_ips_and_headless_ones_none() {
+        let s = scenario(
+            "name: t\nnodes: [a]\nservices:\n- {namespace: x, name: s1, ports: [{port: 80}]}\n\
+             - {namespace: x, name: s2, clusterIP: 10.96.1.1, ports: [{port: 80}]}\n\
+             - {namespace: x, name: h, headless: true, ports: [{port: 80}]}\n",
+        );
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let ips: Vec<Option<Ipv4Addr>> = plan.services.iter().map(|s| s.cluster_ip).collect();
+        assert_eq!(
+            ips,
+            [
+                Some(DNS_SERVICE_IP),
+                Some(Ipv4Addr::new(10, 96, 1, 2)),
+                Some(Ipv4Addr::new(10, 96, 1, 1)),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn every_interface_and_namespace_name_fits_the_kernel_limit() {
+        let pods: String = (0..300)
+            .map(|i| format!("- {{namespace: x, name: p{i}, node: n{}}}\n", i % 3))
+            .collect();
+        let s = scenario(&format!("name: t\nnodes: [n0, n1, n2]\npods:\n{pods}"));
+        let plan = Plan::new(&s, &random_prefix().unwrap(), true).unwrap();
+        for name in plan
+            .all_netns()
+            .iter()
+            .chain(plan.pods.iter().map(|p| &p.host_if))
+        {
+            assert!(name.len() <= 15, "{name} is longer than 15 bytes");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_searches_the_pod_namespace_first() {
+        assert_eq!(
+            resolv_conf("shop"),
+            "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\n\
+             options ndots:5\n"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! `run` and `demo`: bring a scenario up, run its check with `kubectl-netdiag`, compare the verdict
+//! with the scenario's expectation, and tear the lab down.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::lab::{UpOptions, down, find_sibling, up};
+use crate::scenario::{Check, Expect, Scenario};
+
+/// The demo scenario, shipped inside the binary.
+pub const DEMO_SCENARIO: &str = include_str!("../scenarios/lab/demo.yaml");
+
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    pub netdiag_bin: Option<PathBuf>,
+    pub agent_bin: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub keep: bool,
+}
+
+/// Calls `down` when dropped unless kept, so a failed check still cleans up.
+struct DownGuard {
+    state: PathBuf,
+    keep: bool,
+}
+
+impl Drop for DownGuard {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "netdiag-lab: lab kept; use it with --kubeconfig {}, remove it with `netdiag-lab down --state {}`",
+                self.state.join("kubeconfig").display(),
+                self.state.display()
+            );
+        } else if let Err(e) = down(&self.state) {
+            eprintln!("netdiag-lab: down failed: {e:#}");
+        } else {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
+fn fresh_state_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("netdiag-lab-{}", crate::plan::random_prefix()?));
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// What `kubectl-netdiag check -o json` concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub verdict: String,
+    pub failing_layer: Option<String>,
+}
+
+/// Reads `verdict` and `failingLayer` from the check's JSON output.
+pub fn parse_outcome(json: &[u8]) -> Result<Outcome> {
+    let v: serde_json::Value =
+        serde_json::from_slice(json).context("kubectl-netdiag check -o json printed no valid json")?;
+    let verdict = v
+        .get("verdict")
+        .and_then(|x| x.as_str())
+        .context("kubectl-netdiag check -o json has no string field verdict")?
+        .to_ascii_lowercase();
+    let failing_layer = v.get("failingLayer").and_then(|x| x.as_str()).map(str::to_string);
+    Ok(Outcome {
+        verdict,
+        failing_layer,
+    })
+}
+
+/// Whether `got` is what `expect` asks for (the failing layer only when the expectation names one).
+pub fn matches(expect: &Expect, got: &Outcome) -> bool {
+    got.verdict == expect.verdict.as_str()
+        && expect
+            .failing_layer
+            .as_ref()
+            .is_none_or(|layer| got.failing_layer.as_ref() == Some(layer))
+}
+
+fn check_command(netdiag: &Path, kubeconfig: &Path, check: &Check) -> Command {
+    let mut cmd = Command::new(netdiag);
+    cmd.args(["check", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(["--from", &check.from, "--to", &check.to]);
+    cmd
+}
+
+/// Runs the scenario end to end; `Ok(true)` when the verdict matched the expectation.
+pub fn run(opts: &RunOptions) -> Result<bool> {
+    let scenario = Scenario::load(&opts.scenario)?;
+    let (Some(check), Some(expect)) = (&scenario.check, &scenario.expect) else {
+        bail!(
+            "scenario {} has no check and expect to run",
+            opts.scenario.display()
+        );
+    };
+    let netdiag = find_sibling(
+        opts.netdiag_bin.as_deref(),
+        "kubectl-netdiag",
+        "build it with `cargo build -p kubectl-netdiag` or pass --netdiag-bin PATH",
+    )?;
+    let state = match &opts.state {
+        Some(s) => s.clone(),
+        None => fresh_state_dir()?,
+    };
+    let _guard = DownGuard {
+        state: state.clone(),
+        keep: opts.keep,
+    };
+    let info = up(&UpOptions {
+        scenario: opts.scenario.clone(),
+        state: state.clone(),
+        agent_bin: opts.agent_bin.clone(),
+        no_agents: false,
+    })?;
+    println!(
+        "lab {} is up: {} nodes, {} pods, {} services (state {})",
+        info.scenario,
+        info.nodes.len(),
+        info.pods.len(),
+        info.services.len(),
+        state.display()
+    );
+    let kubeconfig = state.join("kubeconfig");
+    println!("$ kubectl netdiag check --from {} --to {}", check.from, check.to);
+    let human = check_command(&netdiag, &kubeconfig, check)
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("failed to run {}", netdiag.display()))?;
+    let out = check_command(&netdiag, &kubeconfig, check)
+        .args(["-o", "json"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("failed to run {}", netdiag.display()))?;
+    let got = parse_outcome(&out.stdout).with_context(|| {
+        format!(
+            "check exited {} (human output exited {human}); stdout was {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    let want = format!(
+        "{}{}",
+        expect.verdict.as_str(),
+        expect
+            .failing_layer
+            .as_ref()
+            .map(|l| format!(" — {l}"))
+            .unwrap_or_default()
+    );
+    let have = format!(
+        "{}{}",
+        got.verdict,
+        got.failing_layer
+            .as_ref()
+            .map(|l| format!(" — {l}"))
+            .unwrap_or_default()
+    );
+    let ok = matches(expect, &got);
+    println!(
+        "expected: {want}\ngot:      {have}\n{}",
+        if ok { "MATCH" } else { "MISMATCH" }
+    );
+    Ok(ok)
+}
+
+/// The quick start: writes the demo scenario to a fresh state dir and runs it.
+pub fn demo(netdiag_bin: Option<PathBuf>, agent_bin: Option<PathBuf>, keep: bool) -> Result<bool> {
+    let state = fresh_state_dir()?;
+    let scenario = state.join("demo.yaml");
+    std::fs::write(&scenario, DEMO_SCENARIO)?;
+    let parsed = Scenario::parse(DEMO_SCENARIO)?;
+    println!("demo scenario {}: {}", parsed.name, parsed.description);
+    run(&RunOptions {
+        scenario,
+        netdiag_bin,
+        agent_bin,
+        state: Some(state),
+        keep,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Verdict;
+
+    #[test]
+    fn outcome_reads_verdict_and_failing_layer() {
+        let got = parse_outcome(br#"{"verdict":"UNREACHABLE","failingLayer":"network-policy","layers":[]}"#)
+            .unwrap();
+        assert_eq!(
+            got,
+            Outcome {
+                verdict: "unreachable".into(),
+                failing_layer: Some("network-policy".into())
+            }
+        );
+        assert!(
+            parse_outcome(b"{}")
+                .unwrap_err()
+                .to_string()
+                .contains("no string field verdict")
+        );
+    }
+
+    #[test]
+    fn expectation_without_layer_matches_any_layer_of_the_same_verdict() {
+        let got = Outcome {
+            verdict: "unreachable".into(),
+            failing_layer: Some("dns".into()),
+        };
+        let any = Expect {
+            verdict: Verdict::Unreachable,
+            failing_layer: None,
+        };
+        let dns = Expect {
+            verdict: Verdict::Unreachable,
+            failing_layer: Some("dns".into()),
+        };
+        let policy = Expect {
+            verdict: Verdict::Unreachable,
+            failing_layer: Some("network-policy".into()),
+        };
+        let reachable = Expect {
+            verdict: Verdict::Reachable,
+            failing_layer: None,
+        };
+        assert!(matches(&any, &got));
+        assert!(matches(&dns, &got));
+        assert!(!matches(&policy, &got));
+        assert!(!matches(&reachable, &got));
+    }
+
+    #[test]
+    fn demo_scenario_is_valid_and_broken_by_policy() {
+        let s = Scenario::parse(DEMO_SCENARIO).unwrap();
+        assert_eq!(s.expect.unwrap().verdict, Verdict::Unreachable);
+        assert!(s.objects.iter().any(|o| o["kind"] == "NetworkPolicy"));
+        assert!(
+            s.faults
+                .iter()
+                .any(|f| matches!(f, crate::scenario::Fault::Deny { .. }))
+        );
+    }
+}

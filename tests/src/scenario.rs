@@ -1,0 +1,590 @@
+//! The scenario file: topology, objects, faults, the check to run and the expected verdict.
+//!
+//! Parsing and validation are pure: [`Scenario::parse`] turns YAML text into a validated value or
+//! a [`ScenarioError`] naming the problem. The format is documented in the lab's README.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Problems with a scenario file, each naming the offending object.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("failed to read scenario {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("scenario is not valid yaml for the lab's format")]
+    Yaml(#[source] serde_yaml_ng::Error),
+    #[error("scenario {0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid(msg.into())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub nodes: Vec<String>,
+    #[serde(default)]
+    pub pods: Vec<PodSpec>,
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    /// Raw EndpointSlices replacing the derived ones of the Service named by their
+    /// `kubernetes.io/service-name` label.
+    #[serde(default)]
+    pub endpoint_slices: Vec<serde_json::Value>,
+    /// Extra objects (NetworkPolicies, ...) served as they are.
+    #[serde(default)]
+    pub objects: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub check: Option<Check>,
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodSpec {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub ready: bool,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ports: Vec<ContainerPortSpec>,
+    #[serde(default)]
+    pub listen: Vec<ListenSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+impl Protocol {
+    /// The Kubernetes spelling (`TCP`, `UDP`).
+    pub fn as_k8s(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    /// The iptables spelling (`tcp`, `udp`).
+    pub fn as_iptables(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerPortSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub container_port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenSpec {
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default = "any_addr")]
+    pub address: Ipv4Addr,
+}
+
+fn any_addr() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub namespace: String,
+    pub name: String,
+    /// `None` means a Service without selector (no derived EndpointSlices).
+    #[serde(default)]
+    pub selector: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub headless: bool,
+    /// A fixed ClusterIP inside 10.96.0.0/16; allocated when absent.
+    #[serde(default, rename = "clusterIP")]
+    pub cluster_ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ports: Vec<ServicePortSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServicePortSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub port: u16,
+    /// Defaults to `port`, as in Kubernetes.
+    #[serde(default)]
+    pub target_port: Option<TargetPort>,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+impl ServicePortSpec {
+    pub fn effective_target(&self) -> TargetPort {
+        self.target_port.clone().unwrap_or(TargetPort::Number(self.port))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyMode {
+    Drop,
+    Reject,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// Traffic from one pod to another dropped or rejected on the nodes' forwarding path.
+    /// `from`/`to` are `namespace/name`, or `namespace/*` for every pod of a namespace.
+    Deny {
+        from: String,
+        to: String,
+        #[serde(default)]
+        port: Option<u16>,
+        #[serde(default)]
+        protocol: Option<Protocol>,
+        #[serde(default = "drop_mode")]
+        mode: DenyMode,
+    },
+    /// The cluster DNS server is not running (its pod is not ready).
+    DnsDown,
+    /// A Service's kube-proxy rules are missing on one node (stale kube-proxy).
+    ServiceRulesMissing { service: String, node: String },
+    /// The node's link to the other nodes is down.
+    LinkCut { node: String },
+    /// The node's link to the other nodes carries at most `mtu` bytes; larger packets are dropped.
+    LinkMtu { node: String, mtu: u32 },
+}
+
+fn drop_mode() -> DenyMode {
+    DenyMode::Drop
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Check {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expect {
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub failing_layer: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Reachable,
+    Unreachable,
+    Undetermined,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Reachable => "reachable",
+            Verdict::Unreachable => "unreachable",
+            Verdict::Undetermined => "undetermined",
+        }
+    }
+}
+
+/// Namespaces the lab itself uses, created in every lab.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "netdiag"];
+
+/// Splits `namespace/name`.
+pub fn split_ref(s: &str) -> Option<(&str, &str)> {
+    let (ns, name) = s.split_once('/')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains('/')).then_some((ns, name))
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let scenario: Scenario = serde_yaml_ng::from_str(text).map_err(ScenarioError::Yaml)?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Every namespace the lab creates: the ones pods, Services and objects use, plus the system ones.
+    pub fn namespaces(&self) -> BTreeSet<String> {
+        let mut set: BTreeSet<String> = SYSTEM_NAMESPACES.iter().map(|s| s.to_string()).collect();
+        set.extend(self.pods.iter().map(|p| p.namespace.clone()));
+        set.extend(self.services.iter().map(|s| s.namespace.clone()));
+        for obj in self.objects.iter().chain(&self.endpoint_slices) {
+            if let Some(ns) = obj.pointer("/metadata/namespace").and_then(|v| v.as_str()) {
+                set.insert(ns.to_string());
+            }
+        }
+        set
+    }
+
+    pub fn pod(&self, reference: &str) -> Option<&PodSpec> {
+        let (ns, name) = split_ref(reference)?;
+        self.pods.iter().find(|p| p.namespace == ns && p.name == name)
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        if self.nodes.is_empty() {
+            return Err(invalid("has no nodes"));
+        }
+        if self.nodes.len() > 200 {
+            return Err(invalid("has more than 200 nodes"));
+        }
+        let mut nodes = BTreeSet::new();
+        for node in &self.nodes {
+            if !is_dns_label(node) {
+                return Err(invalid(format!(
+                    "node name {node:?} is not a lowercase dns label"
+                )));
+            }
+            if !nodes.insert(node.as_str()) {
+                return Err(invalid(format!("lists node {node} twice")));
+            }
+        }
+        let mut pods = BTreeSet::new();
+        let mut ips = BTreeSet::new();
+        for pod in &self.pods {
+            let id = format!("{}/{}", pod.namespace, pod.name);
+            if !is_dns_label(&pod.namespace) || !is_dns_label(&pod.name) {
+                return Err(invalid(format!(
+                    "pod {id:?} needs lowercase dns-label namespace and name"
+                )));
+            }
+            if SYSTEM_NAMESPACES[1..].contains(&pod.namespace.as_str()) {
+                return Err(invalid(format!(
+                    "pod {id} is in namespace {}, which the lab reserves for its own pods",
+                    pod.namespace
+                )));
+            }
+            if !pods.insert(id.clone()) {
+                return Err(invalid(format!("lists pod {id} twice")));
+            }
+            if !nodes.contains(pod.node.as_str()) {
+                return Err(invalid(format!("pod {id} is on unknown node {}", pod.node)));
+            }
+            if let Some(ip) = pod.ip
+                && !ips.insert(ip)
+            {
+                return Err(invalid(format!("pod {id} reuses ip {ip}")));
+            }
+            let mut names = BTreeSet::new();
+            for port in &pod.ports {
+                if let Some(name) = &port.name
+                    && !names.insert(name.as_str())
+                {
+                    return Err(invalid(format!("pod {id} names two container ports {name}")));
+                }
+            }
+            let mut listens = BTreeSet::new();
+            for l in &pod.listen {
+                if !listens.insert((l.port, l.protocol)) {
+                    return Err(invalid(format!(
+                        "pod {id} listens twice on {}/{}",
+                        l.port,
+                        l.protocol.as_k8s()
+                    )));
+                }
+            }
+        }
+        let mut services = BTreeSet::new();
+        for svc in &self.services {
+            let id = format!("{}/{}", svc.namespace, svc.name);
+            if !is_dns_label(&svc.namespace) || !is_dns_label(&svc.name) {
+                return Err(invalid(format!(
+                    "service {id:?} needs lowercase dns-label namespace and name"
+                )));
+            }
+            if id == "kube-system/kube-dns" {
+                return Err(invalid(
+                    "defines kube-system/kube-dns, which the lab provides itself",
+                ));
+            }
+            if !services.insert(id.clone()) {
+                return Err(invalid(format!("lists service {id} twice")));
+            }
+            if svc.headless && svc.cluster_ip.is_some() {
+                return Err(invalid(format!("service {id} is headless and has a clusterIP")));
+            }
+            if let Some(ip) = svc.cluster_ip
+                && (ip.octets()[0..2] != [10, 96] || ip == crate::plan::DNS_SERVICE_IP)
+            {
+                return Err(invalid(format!(
+                    "service {id} clusterIP {ip} is outside 10.96.0.0/16 or taken by kube-dns"
+                )));
+            }
+            let mut seen = BTreeSet::new();
+            for p in &svc.ports {
+                if !seen.insert((p.port, p.protocol)) {
+                    return Err(invalid(format!(
+                        "service {id} exposes {}/{} twice",
+                        p.port,
+                        p.protocol.as_k8s()
+                    )));
+                }
+                if svc.ports.len() > 1 && p.name.is_none() {
+                    return Err(invalid(format!(
+                        "service {id} has several ports, so each needs a name"
+                    )));
+                }
+            }
+        }
+        for (i, obj) in self.objects.iter().enumerate() {
+            crate::objects::resource_of(obj).map_err(|e| invalid(format!("objects[{i}]: {e}")))?;
+        }
+        for (i, obj) in self.endpoint_slices.iter().enumerate() {
+            let svc = obj
+                .pointer("/metadata/labels/kubernetes.io~1service-name")
+                .and_then(|v| v.as_str());
+            let ns = obj.pointer("/metadata/namespace").and_then(|v| v.as_str());
+            let name = obj.pointer("/metadata/name").and_then(|v| v.as_str());
+            match (svc, ns, name) {
+                (Some(svc), Some(ns), Some(_)) => {
+                    if !services.contains(&format!("{ns}/{svc}")) {
+                        return Err(invalid(format!(
+                            "endpointSlices[{i}] belongs to unknown service {ns}/{svc}"
+                        )));
+                    }
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "endpointSlices[{i}] needs metadata.name, metadata.namespace and the \
+                         kubernetes.io/service-name label"
+                    )));
+                }
+            }
+        }
+        for fault in &self.faults {
+            match fault {
+                Fault::Deny { from, to, .. } => {
+                    for end in [from, to] {
+                        let (ns, name) = split_ref(end).ok_or_else(|| {
+                            invalid(format!("deny fault end {end:?} is not namespace/name"))
+                        })?;
+                        if name != "*" && !pods.contains(end.as_str()) {
+                            return Err(invalid(format!("deny fault names unknown pod {end}")));
+                        }
+                        if name == "*" && !self.pods.iter().any(|p| p.namespace == ns) {
+                            return Err(invalid(format!("deny fault names namespace {ns} without pods")));
+                        }
+                    }
+                }
+                Fault::DnsDown => {}
+                Fault::ServiceRulesMissing { service, node } => {
+                    if !services.contains(service.as_str()) {
+                        return Err(invalid(format!(
+                            "service-rules-missing fault names unknown service {service}"
+                        )));
+                    }
+                    if !nodes.contains(node.as_str()) {
+                        return Err(invalid(format!(
+                            "service-rules-missing fault names unknown node {node}"
+                        )));
+                    }
+                }
+                Fault::LinkCut { node } => {
+                    if !nodes.contains(node.as_str()) {
+                        return Err(invalid(format!("link-cut fault names unknown node {node}")));
+                    }
+                }
+                Fault::LinkMtu { node, mtu } => {
+                    if !nodes.contains(node.as_str()) {
+                        return Err(invalid(format!("link-mtu fault names unknown node {node}")));
+                    }
+                    if !(576..=1500).contains(mtu) {
+                        return Err(invalid(format!(
+                            "link-mtu fault on node {node}: mtu {mtu} is outside 576..=1500"
+                        )));
+                    }
+                }
+            }
+        }
+        if self.expect.is_some() && self.check.is_none() {
+            return Err(invalid("has expect but no check"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name: t\nnodes: [node-a]\n";
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [node-a]\npods:\n- {namespace: shop, name: a, node: node-a, \
+             listen: [{port: 80}]}\n",
+        )
+        .unwrap();
+        let pod = &s.pods[0];
+        assert!(pod.ready);
+        assert_eq!(pod.listen[0].address, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(pod.listen[0].protocol, Protocol::Tcp);
+        assert_eq!(
+            s.namespaces().into_iter().collect::<Vec<_>>(),
+            ["default", "kube-system", "netdiag", "shop"]
+        );
+        assert!(Scenario::parse(MINIMAL).is_ok());
+    }
+
+    #[test]
+    fn faults_parse_from_their_kind_tag() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [node-a, node-b]\npods:\n- {namespace: shop, name: a, node: node-a}\n\
+             - {namespace: shop, name: b, node: node-b}\n\
+             services:\n- {namespace: shop, name: s, selector: {app: x}, ports: [{port: 80}]}\n\
+             faults:\n- {kind: deny, from: shop/a, to: shop/b, port: 8080, protocol: TCP, mode: reject}\n\
+             - {kind: dns-down}\n- {kind: service-rules-missing, service: shop/s, node: node-a}\n\
+             - {kind: link-cut, node: node-b}\n- {kind: link-mtu, node: node-b, mtu: 1200}\n",
+        )
+        .unwrap();
+        assert_eq!(s.faults.len(), 5);
+        assert_eq!(
+            s.faults[0],
+            Fault::Deny {
+                from: "shop/a".into(),
+                to: "shop/b".into(),
+                port: Some(8080),
+                protocol: Some(Protocol::Tcp),
+                mode: DenyMode::Reject
+            }
+        );
+        assert_eq!(
+            s.faults[4],
+            Fault::LinkMtu {
+                node: "node-b".into(),
+                mtu: 1200
+            }
+        );
+    }
+
+    #[test]
+    fn target_port_is_a_number_or_a_name() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [n]\nservices:\n- namespace: a\n  name: s\n  ports:\n  \
+             - {name: x, port: 80, targetPort: http}\n  - {name: y, port: 81, targetPort: 8081}\n  \
+             - {name: z, port: 82}\n",
+        )
+        .unwrap();
+        let ports = &s.services[0].ports;
+        assert_eq!(ports[0].effective_target(), TargetPort::Name("http".into()));
+        assert_eq!(ports[1].effective_target(), TargetPort::Number(8081));
+        assert_eq!(ports[2].effective_target(), TargetPort::Number(82));
+    }
+
+    fn err(text: &str) -> String {
+        Scenario::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn pod_on_unknown_node_is_rejected_by_name() {
+        let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: m}\n");
+        assert_eq!(e, "scenario pod a/p is on unknown node m");
+    }
+
+    #[test]
+    fn unknown_fields_and_fault_kinds_are_rejected() {
+        assert!(err("name: t\nnodes: [n]\npodz: []\n").contains("not valid yaml"));
+        assert!(Scenario::parse("name: t\nnodes: [n]\nfaults: [{kind: meteor}]\n").is_err());
+    }
+
+    #[test]
+    fn deny_fault_must_name_known_pods() {
+        let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: n}\n\
+             faults: [{kind: deny, from: a/p, to: a/q}]\n");
+        assert!(e.contains("unknown pod a/q"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_pod_ips_are_rejected() {
+        let e = err(
+            "name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: n, ip: 10.244.1.5}\n\
+             - {namespace: a, name: q, node: n, ip: 10.244.1.5}\n",
+        );
+        assert!(e.contains("reuses ip 10.244.1.5"), "{e}");
+    }
+
+    #[test]
+    fn endpoint_slice_override_must_name_its_service() {
+        let e = err(
+            "name: t\nnodes: [n]\nendpointSlices:\n- metadata: {name: x, namespace: a, labels: \
+             {kubernetes.io/service-name: nope}}\n",
+        );
+        assert!(e.contains("unknown service a/nope"), "{e}");
+    }
+
+    #[test]
+    fn mtu_out_of_range_is_rejected() {
+        let e = err("name: t\nnodes: [n]\nfaults: [{kind: link-mtu, node: n, mtu: 100}]\n");
+        assert!(e.contains("outside 576..=1500"), "{e}");
+    }
+}
