@@ -65,7 +65,7 @@ pub fn parse_resolv_conf(path: &str, bytes: &[u8]) -> Result<ResolvConfSummary, 
     })
 }
 
-/// glibc's `res_search` as a state machine: [`Search::next`] gives the next fully qualified name to
+/// glibc's `res_search` as a state machine: [`Search::next_candidate`] gives the next fully qualified name to
 /// ask, [`Search::record`] feeds back what it got, [`Search::answer`] gives what libc returns.
 #[derive(Debug)]
 pub struct Search {
@@ -117,7 +117,7 @@ impl Search {
     }
 
     /// The next candidate to query, fully qualified with a trailing dot; `None` when done.
-    pub fn next(&mut self) -> Option<String> {
+    pub fn next_candidate(&mut self) -> Option<String> {
         loop {
             match self.phase {
                 Phase::AsIsFirst | Phase::AsIsLast => return Some(format!("{}.", self.name)),
@@ -138,7 +138,7 @@ impl Search {
         }
     }
 
-    /// Feeds back the outcome of the candidate last returned by [`Search::next`].
+    /// Feeds back the outcome of the candidate last returned by [`Search::next_candidate`].
     pub fn record(&mut self, candidate: &str, outcome: DnsOutcome) {
         self.last = Some((candidate.to_string(), outcome.clone()));
         if outcome.is_resolved() {
@@ -219,7 +219,7 @@ pub async fn probe(p: &DnsProbe, conf: ResolvConfSummary) -> DnsResult {
             candidates,
         };
     }
-    while let Some(fqdn) = search.next() {
+    while let Some(fqdn) = search.next_candidate() {
         let mut outcome = DnsOutcome::Error {
             detail: "no nameserver was asked".into(),
         };
@@ -416,7 +416,7 @@ mod tests {
     fn run(name: &str, ndots: u8, outcomes: &[(&str, DnsOutcome)]) -> (Vec<String>, DnsAnswer) {
         let mut search = Search::new(name, ndots, &search_list());
         let mut asked = Vec::new();
-        while let Some(fqdn) = search.next() {
+        while let Some(fqdn) = search.next_candidate() {
             let outcome = outcomes
                 .iter()
                 .find(|(n, _)| *n == fqdn)

@@ -39,8 +39,8 @@ pub fn random_byte() -> u8 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    let mix =
-        nanos ^ std::process::id().wrapping_mul(2654435761) ^ COUNTER.fetch_add(1, Ordering::Relaxed) * 97;
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(97);
+    let mix = nanos ^ std::process::id().wrapping_mul(2654435761) ^ count;
     (mix % 250) as u8 + 2
 }
 
