@@ -184,7 +184,7 @@ fn explicit_egress_policy_type_ignores_the_ingress_section() {
 fn empty_rules_list_denies_and_one_empty_rule_allows_everything() {
     let deny = mk_policy("shop", "deny", json!({"podSelector": {}, "ingress": []}));
     assert!(!allowed(
-        &mk_world(&[deny.clone()]),
+        &mk_world(std::slice::from_ref(&deny)),
         "ops/monitor",
         "shop/payments",
         8080
