@@ -1,0 +1,227 @@
+//! Helpers for the lab's fidelity tests: bring a scenario up with the real `netdiag-lab` binary
+//! (without agents), tear it down on drop (also on panic), and talk from inside pod namespaces.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use netdiag_lab::state::LabInfo;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_netdiag-lab");
+
+/// False (with a loud SKIP line) when not root: the lab needs network namespaces.
+pub fn is_root() -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    eprintln!("SKIP: the lab's fidelity tests need root (network namespaces, iptables); run as root");
+    false
+}
+
+/// A fresh, unique temp directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "netdiag-lab-test-{tag}-{}",
+            netdiag_lab::plan::random_prefix().expect("urandom")
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running lab; `down` runs when it is dropped.
+pub struct Lab {
+    pub dir: TempDir,
+    pub info: LabInfo,
+}
+
+pub fn lab_cmd(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run netdiag-lab")
+}
+
+impl Lab {
+    pub fn up(tag: &str, scenario: &str) -> Lab {
+        let dir = TempDir::new(tag);
+        let file = dir.0.join("scenario.yaml");
+        std::fs::write(&file, scenario).expect("write scenario");
+        let state = dir.0.join("state");
+        let out = Command::new(BIN)
+            .args([
+                "up",
+                file.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+                "--no-agents",
+            ])
+            .output()
+            .expect("run netdiag-lab up");
+        if !out.status.success() {
+            let _ = lab_cmd(&["down", "--state", state.to_str().unwrap()]);
+            panic!("netdiag-lab up failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let info: LabInfo = serde_json::from_slice(&std::fs::read(state.join("lab.json")).expect("lab.json"))
+            .expect("lab.json parses");
+        Lab { dir, info }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.0.join("state")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state().join("kubeconfig")
+    }
+
+    pub fn netns(&self, pod: &str) -> String {
+        let (ns, name) = pod.split_once('/').expect("namespace/name");
+        self.info
+            .pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == name)
+            .unwrap_or_else(|| panic!("no pod {pod} in lab.json"))
+            .netns
+            .clone()
+    }
+
+    pub fn pod_ip(&self, pod: &str) -> String {
+        let (ns, name) = pod.split_once('/').unwrap();
+        self.info
+            .pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == name)
+            .unwrap()
+            .ip
+            .clone()
+    }
+
+    pub fn cluster_ip(&self, svc: &str) -> String {
+        let (ns, name) = svc.split_once('/').unwrap();
+        let s = self
+            .info
+            .services
+            .iter()
+            .find(|s| s.namespace == ns && s.name == name)
+            .unwrap();
+        s.cluster_ip.clone().expect("service has a clusterIP")
+    }
+
+    /// Runs a command inside the pod's network namespace (and its resolv.conf), like `kubectl exec`.
+    pub fn exec(&self, pod: &str, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns(pod)])
+            .args(argv)
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// A TCP connection from inside the pod's namespace, classified.
+    pub fn tcp(&self, pod: &str, addr: &str) -> Tcp {
+        let addr: SocketAddr = addr.parse().expect("socket address");
+        let path = netdiag_lab::netns::named(&self.netns(pod));
+        match netdiag_lab::netns::connect_tcp(&path, addr, Duration::from_millis(1500)) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut line = String::new();
+                BufReader::new(stream)
+                    .read_line(&mut line)
+                    .expect("read greeting");
+                Tcp::Connected(line.trim().to_string())
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => Tcp::TimedOut,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Tcp::Refused,
+            Err(e) if e.kind() == ErrorKind::HostUnreachable => Tcp::Unreachable,
+            Err(e) => Tcp::Other(e.to_string()),
+        }
+    }
+}
+
+impl Lab {
+    /// Sends one UDP datagram of `payload` bytes from inside the pod to a pod app's UDP echo; returns
+    /// the answering pod, or `None` when no answer came within a second. Linux sets the
+    /// don't-fragment bit on it (path-MTU discovery, `ip_no_pmtu_disc=0`, asserted here).
+    pub fn udp_df(&self, pod: &str, addr: &str, payload: usize) -> Option<String> {
+        let path = netdiag_lab::netns::named(&self.netns(pod));
+        let (socket, no_pmtu_disc) = netdiag_lab::netns::run_in(&path, || {
+            let flag = std::fs::read_to_string("/proc/sys/net/ipv4/ip_no_pmtu_disc").expect("read sysctl");
+            (std::net::UdpSocket::bind("0.0.0.0:0").expect("bind udp"), flag)
+        })
+        .expect("enter pod netns");
+        assert_eq!(
+            no_pmtu_disc.trim(),
+            "0",
+            "path-MTU discovery (DF on datagrams) must be on in pod {pod}"
+        );
+        socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        socket.send_to(&vec![b'x'; payload], addr).expect("send datagram");
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        Some(text.lines().next().unwrap_or("").to_string())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = lab_cmd(&["down", "--state", self.state().to_str().unwrap()]);
+        if !out.status.success() {
+            eprintln!(
+                "netdiag-lab down failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tcp {
+    /// Connected; the pod app's greeting (`namespace/name`).
+    Connected(String),
+    Refused,
+    TimedOut,
+    Unreachable,
+    Other(String),
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Names of the network namespaces that exist now.
+pub fn netns_names() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Live processes whose command line mentions `needle`.
+pub fn live_processes_mentioning(needle: &Path) -> Vec<u32> {
+    let needle = needle.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .filter(|pid| netdiag_lab::lab::is_alive(*pid))
+        .collect()
+}
