@@ -1,0 +1,149 @@
+//! `kubectl-netdiag check` as a process, without a cluster: usage errors exit 2 naming the
+//! problem, and an API server that cannot be reached gives UNDETERMINED (exit 3), never a
+//! network layer.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kubectl-netdiag");
+
+fn check(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("check")
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubectl-netdiag")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn malformed_targets_are_usage_errors_that_name_the_problem() {
+    let cases = [
+        ("svc/payments.shop", "the port is missing"),
+        ("svc/payments.shop:0", "port 0"),
+        ("deploy/payments:80", "unknown target kind \"deploy\""),
+        ("payments", "the port is missing"),
+        ("svc/Payments:80", "not a valid service name"),
+    ];
+    for (to, message) in cases {
+        let out = check(&["--from", "shop/checkout", "--to", to]);
+        assert_eq!(out.status.code(), Some(2), "--to {to}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "--to {to}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "usage errors print nothing on stdout");
+    }
+}
+
+#[test]
+fn malformed_source_timeout_and_output_are_usage_errors() {
+    let out = check(&["--from", "shop/", "--to", "svc/payments:80"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the pod name is missing"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = check(&[
+        "--from",
+        "shop/checkout",
+        "--to",
+        "svc/payments:80",
+        "--timeout",
+        "1h",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown unit"), "{}", stderr(&out));
+
+    let out = check(&["--from", "shop/checkout", "--to", "svc/payments:80", "-o", "yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = check(&["--to", "svc/payments:80"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--from"), "{}", stderr(&out));
+}
+
+/// A kubeconfig whose server is a loopback port nothing listens on.
+fn dead_kubeconfig() -> PathBuf {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let path = std::env::temp_dir().join(format!(
+        "netdiag-check-cli-{}-{port}.kubeconfig",
+        std::process::id()
+    ));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+         contexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: shop}}\ncurrent-context: c\n\
+         users:\n- name: u\n  user: {{}}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn unreachable_api_server_is_undetermined_with_the_reason() {
+    let kubeconfig = dead_kubeconfig();
+    let out = check(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--from",
+        "checkout",
+        "--to",
+        "svc/payments:80",
+        "-o",
+        "json",
+    ]);
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(report["verdict"], "undetermined");
+    assert_eq!(report["reachable"], serde_json::Value::Null);
+    assert_eq!(report["failingLayer"], serde_json::Value::Null);
+    let steps = report["steps"].as_array().unwrap();
+    let layers: Vec<&str> = steps.iter().map(|s| s["layer"].as_str().unwrap()).collect();
+    assert_eq!(
+        layers,
+        [
+            "source",
+            "dns",
+            "service",
+            "endpoints",
+            "network-policy",
+            "pod-network",
+            "service-proxy",
+            "application"
+        ]
+    );
+    assert_eq!(steps[0]["status"], "undetermined");
+    let summary = steps[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("shop/checkout") && summary.contains("failed to list pods"),
+        "{summary}"
+    );
+    assert!(steps[1..].iter().all(|s| s["status"] == "skip"));
+}
+
+#[test]
+fn kubeconfig_that_does_not_exist_is_undetermined_and_named() {
+    let out = check(&[
+        "--kubeconfig",
+        "/nonexistent/netdiag/kubeconfig",
+        "--from",
+        "shop/checkout",
+        "--to",
+        "10.96.0.10:53",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/nonexistent/netdiag/kubeconfig"), "{text}");
+    assert!(text.contains("verdict: UNDETERMINED"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "NO_COLOR and a pipe mean no color: {text}"
+    );
+}

@@ -1,0 +1,306 @@
+//! End-to-end tests of `kubectl netdiag check` in the lab: every scenario in
+//! `scenarios/check/` through `netdiag-lab run` (up, check, compare with `expect`, down), one
+//! check through real `kubectl` and its plugin lookup, and a missing agent giving UNDETERMINED.
+//!
+//! Needs root (network namespaces); skips loudly otherwise. The labs of this file run one at a
+//! time (a file lock), because every lab uses the same pod addresses.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nix::fcntl::{Flock, FlockArg};
+
+const LAB: &str = env!("CARGO_BIN_EXE_netdiag-lab");
+
+fn is_root() -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    eprintln!("SKIP: the check scenarios need root (network namespaces, iptables); run as root");
+    false
+}
+
+fn scenario(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/check")
+        .join(file)
+}
+
+/// `kubectl-netdiag`, built beside the lab binary (`cargo build --workspace --bins`).
+fn netdiag_bin() -> PathBuf {
+    let bin = Path::new(LAB).with_file_name("kubectl-netdiag");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p kubectl-netdiag` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Holds the lock that makes this file's labs run one at a time.
+fn one_lab_at_a_time() -> Flock<File> {
+    let path = std::env::temp_dir().join("netdiag-check-scenarios.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("open lock file");
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock")
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run_scenario(file: &str) {
+    if !is_root() {
+        return;
+    }
+    let _lock = one_lab_at_a_time();
+    let out = Command::new(LAB)
+        .arg("run")
+        .arg(scenario(file))
+        .arg("--netdiag-bin")
+        .arg(netdiag_bin())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run netdiag-lab");
+    assert!(
+        out.status.success(),
+        "scenario {file} did not give its expected verdict\n{}",
+        show(&out)
+    );
+}
+
+macro_rules! scenarios {
+    ($($test:ident => $file:literal,)*) => {
+        const SCENARIOS: &[&str] = &[$($file),*];
+        $(
+            #[test]
+            fn $test() {
+                run_scenario($file);
+            }
+        )*
+    };
+}
+
+scenarios! {
+    healthy_service_is_reachable => "healthy.yaml",
+    typo_in_the_service_name_fails_dns => "nxdomain-typo.yaml",
+    short_name_from_another_namespace_fails_dns => "short-name-cross-namespace.yaml",
+    dns_server_down_fails_dns => "dns-down.yaml",
+    dns_egress_blocked_by_policy_fails_network_policy => "dns-egress-blocked.yaml",
+    selector_matching_no_pods_fails_endpoints => "selector-no-pods.yaml",
+    pods_not_ready_fail_endpoints => "pods-not-ready.yaml",
+    named_target_port_missing_on_the_pods_fails_service => "named-targetport-missing.yaml",
+    wrong_numeric_target_port_fails_service => "wrong-numeric-targetport.yaml",
+    app_bound_to_loopback_fails_application => "app-loopback.yaml",
+    nothing_listening_on_the_declared_port_fails_application => "nothing-listening.yaml",
+    ingress_denied_by_policy_fails_network_policy => "ingress-denied.yaml",
+    egress_denied_by_policy_fails_network_policy => "egress-denied.yaml",
+    service_rules_missing_on_the_source_node_fails_service_proxy => "service-rules-missing.yaml",
+    cross_node_link_cut_fails_pod_network => "link-cut.yaml",
+    pod_target_with_a_named_port_is_reachable => "pod-target-named-port.yaml",
+    unenforced_policy_is_reachable_and_reported => "policy-not-enforced.yaml",
+}
+
+#[test]
+fn every_scenario_file_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(scenario(""))
+        .expect("scenarios/check")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(files, listed);
+    assert!(files.len() >= 14);
+}
+
+/// A lab that is brought down when dropped (also on panic).
+struct Lab {
+    state: PathBuf,
+}
+
+impl Lab {
+    fn up(file: &str) -> Lab {
+        let state = std::env::temp_dir().join(format!(
+            "netdiag-check-e2e-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let out = Command::new(LAB)
+            .arg("up")
+            .arg(scenario(file))
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap();
+        let lab = Lab { state };
+        assert!(
+            out.status.success(),
+            "netdiag-lab up {file} failed\n{}",
+            show(&out)
+        );
+        lab
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.state.join("kubeconfig")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(LAB)
+            .arg("down")
+            .arg("--state")
+            .arg(&self.state)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not json ({e})\n{}", show(out)))
+}
+
+#[test]
+fn check_runs_as_a_kubectl_plugin_through_real_kubectl() {
+    if !is_root() {
+        return;
+    }
+    let kubectl =
+        std::env::var("NETDIAG_KUBECTL").unwrap_or_else(|_| "/opt/netdiag-tools/bin/kubectl".into());
+    assert!(
+        Path::new(&kubectl).exists(),
+        "real kubectl not found at {kubectl} (set NETDIAG_KUBECTL)"
+    );
+    let bin_dir = netdiag_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _lock = one_lab_at_a_time();
+    let lab = Lab::up("ingress-denied.yaml");
+    // kubectl finds `kubectl-netdiag` on PATH and passes the environment (KUBECONFIG) through.
+    let out = Command::new(&kubectl)
+        .args([
+            "netdiag",
+            "check",
+            "--from",
+            "shop/checkout",
+            "--to",
+            "svc/payments.shop:80",
+            "-o",
+            "json",
+        ])
+        .env("PATH", &path)
+        .env("KUBECONFIG", lab.kubeconfig())
+        .output()
+        .expect("run kubectl");
+    assert_eq!(
+        out.status.code(),
+        Some(14),
+        "network-policy has exit code 14\n{}",
+        show(&out)
+    );
+    let report = json(&out);
+    assert_eq!(report["verdict"], "unreachable");
+    assert_eq!(report["reachable"], false);
+    assert_eq!(report["failingLayer"], "network-policy");
+    let steps = report["steps"].as_array().unwrap();
+    let layers: Vec<&str> = steps.iter().map(|s| s["layer"].as_str().unwrap()).collect();
+    assert_eq!(
+        layers,
+        [
+            "source",
+            "dns",
+            "service",
+            "endpoints",
+            "network-policy",
+            "pod-network",
+            "service-proxy",
+            "application"
+        ]
+    );
+    let policy = &steps[4];
+    assert!(
+        policy["summary"]
+            .as_str()
+            .unwrap()
+            .contains("shop/payments-ingress"),
+        "{policy}"
+    );
+    assert!(report["durationMs"].is_u64());
+
+    // The same lab read by kubectl itself: the plugin and kubectl see the same objects.
+    let out = Command::new(&kubectl)
+        .args(["get", "networkpolicies", "-n", "shop", "-o", "name"])
+        .env("KUBECONFIG", lab.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("payments-ingress"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn missing_agent_on_the_source_node_is_undetermined_not_a_network_failure() {
+    if !is_root() {
+        return;
+    }
+    let _lock = one_lab_at_a_time();
+    let lab = Lab::up("healthy.yaml");
+    let out = Command::new(netdiag_bin())
+        .args(["check", "--kubeconfig"])
+        .arg(lab.kubeconfig())
+        .args([
+            "--from",
+            "shop/checkout",
+            "--to",
+            "svc/payments.shop:80",
+            "-o",
+            "json",
+        ])
+        // No agent pod carries this label, so node-a has no agent.
+        .args(["--agent-selector", "app.kubernetes.io/name=netdiag-agent-absent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let report = json(&out);
+    assert_eq!(report["verdict"], "undetermined");
+    assert_eq!(report["failingLayer"], serde_json::Value::Null);
+    let source = &report["steps"][0];
+    assert_eq!(source["status"], "undetermined");
+    assert!(
+        source["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no running netdiag agent on node node-a"),
+        "{source}"
+    );
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] != "fail")
+    );
+}
