@@ -750,6 +750,15 @@ enum FromPod {
     Closed(usize),
 }
 
+/// Reads what the client still sends (its close frame, late data) for up to a second, so the close
+/// handshake completes instead of the connection being reset.
+async fn drain(stream: &mut futures::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+}
+
 async fn relay(socket: WebSocket, ports: Vec<u16>, netns: PathBuf, pod: String) -> Result<()> {
     let (mut sink, mut stream) = socket.split();
     for (i, port) in ports.iter().enumerate() {
@@ -811,6 +820,7 @@ async fn relay(socket: WebSocket, ports: Vec<u16>, netns: PathBuf, pod: String) 
     drop(tx);
     if open == 0 {
         let _ = sink.send(Message::Close(None)).await;
+        drain(&mut stream).await;
         return Ok(());
     }
     loop {
@@ -828,6 +838,7 @@ async fn relay(socket: WebSocket, ports: Vec<u16>, netns: PathBuf, pod: String) 
                     open -= 1;
                     if open == 0 {
                         let _ = sink.send(Message::Close(None)).await;
+                        drain(&mut stream).await;
                         return Ok(());
                     }
                 }
@@ -846,7 +857,12 @@ async fn relay(socket: WebSocket, ports: Vec<u16>, netns: PathBuf, pod: String) 
                         w.write_all(&b[1..]).await?;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                Some(Ok(Message::Close(_))) => {
+                    // Let the websocket answer the close handshake before the connection drops.
+                    drain(&mut stream).await;
+                    return Ok(());
+                }
+                None | Some(Err(_)) => return Ok(()),
                 Some(Ok(_)) => {}
             },
         }

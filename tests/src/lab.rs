@@ -162,6 +162,19 @@ fn parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Res
 }
 
 impl Builder<'_> {
+    /// Writes `content` to a file in the state dir and runs `program args FILE`. The path in the
+    /// command line lets `down` find and stop setup commands a killed `up` left running.
+    fn run_file(&self, name: &str, content: &str, program: &str, args: &[&str]) -> Result<()> {
+        let dir = self.state.path("setup");
+        std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        let file = dir.join(name);
+        std::fs::write(&file, content).with_context(|| format!("failed to write {}", file.display()))?;
+        let file = path_str(&file)?;
+        let mut argv = args.to_vec();
+        argv.push(&file);
+        run(program, &argv, "")
+    }
+
     fn build(
         &self,
         objects: Vec<serde_json::Value>,
@@ -170,7 +183,8 @@ impl Builder<'_> {
         let plan = self.plan;
         let all = plan.all_netns();
         let batch: String = all.iter().map(|n| format!("netns add {n}\n")).collect();
-        run("ip", &["-batch", "-"], &batch).context("failed to create the lab's network namespaces")?;
+        self.run_file("netns.batch", &batch, "ip", &["-batch"])
+            .context("failed to create the lab's network namespaces")?;
 
         let forwarding = [
             ("net.ipv4.ip_forward", "1"),
@@ -198,7 +212,8 @@ impl Builder<'_> {
                 pod.netns, pod.host_if, plan.nodes[pod.node].netns
             );
         }
-        run("ip", &["-batch", "-"], &links).context("failed to create the lab's links")?;
+        self.run_file("links.batch", &links, "ip", &["-batch"])
+            .context("failed to create the lab's links")?;
 
         let mut configs: Vec<(String, String)> = Vec::new();
         let mut underlay = format!(
@@ -245,7 +260,7 @@ impl Builder<'_> {
             ));
         }
         parallel(&configs, |(ns, batch)| {
-            run("ip", &["-n", ns, "-batch", "-"], batch)
+            self.run_file(&format!("{ns}.batch"), batch, "ip", &["-n", ns, "-batch"])
                 .with_context(|| format!("failed to configure namespace {ns}"))
         })?;
 
@@ -265,8 +280,13 @@ impl Builder<'_> {
                 .collect::<String>(),
         )?;
         parallel(&rules, |(ns, text)| {
-            run("ip", &["netns", "exec", ns, "iptables-restore", "-w"], text)
-                .with_context(|| format!("failed to program iptables in node namespace {ns}"))
+            self.run_file(
+                &format!("{ns}.iptables"),
+                text,
+                "ip",
+                &["netns", "exec", ns, "iptables-restore", "-w"],
+            )
+            .with_context(|| format!("failed to program iptables in node namespace {ns}"))
         })?;
 
         let mut faults = String::new();
@@ -285,8 +305,13 @@ impl Builder<'_> {
             }
         }
         if !faults.is_empty() {
-            run("ip", &["-n", &plan.underlay_netns, "-batch", "-"], &faults)
-                .context("failed to apply link faults")?;
+            self.run_file(
+                "faults.batch",
+                &faults,
+                "ip",
+                &["-n", &plan.underlay_netns, "-batch"],
+            )
+            .context("failed to apply link faults")?;
         }
 
         for pod in &plan.pods {
@@ -564,16 +589,27 @@ pub fn down(dir: &Path) -> Result<()> {
         return Ok(());
     };
     let dir_str = path_str(&state.dir)?;
-    let mut pids = crate::state::pids_with_args(&["api-serve", "--state", &dir_str]);
+    // First whatever names the state dir (the API stand-in, pod apps, dnsmasq, setup commands a
+    // killed `up` left running), until none is left, so nothing creates namespaces behind our back.
+    let mut pids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let found: Vec<u32> = crate::state::pids_mentioning(&dir_str)
+            .into_iter()
+            .filter(|&p| is_alive(p))
+            .collect();
+        if found.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        kill_all(&found);
+        pids.extend(found);
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let journal = state.read_journal()?;
     if let Some(journal) = &journal {
-        pids.extend(crate::state::pids_in_netns(&journal.netns));
-    }
-    for &pid in &pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let inside = crate::state::pids_in_netns(&journal.netns);
+        kill_all(&inside);
+        pids.extend(inside);
     }
     let Some(journal) = journal else {
         return Ok(());
@@ -600,6 +636,15 @@ pub fn down(dir: &Path) -> Result<()> {
     }
     std::fs::remove_file(state.journal_path()).context("failed to remove the lab's journal")?;
     Ok(())
+}
+
+fn kill_all(pids: &[u32]) {
+    for &pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 /// Whether `pid` is a live (not zombie) process.

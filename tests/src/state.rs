@@ -184,8 +184,8 @@ pub fn pids_in_netns(netns: &[String]) -> Vec<u32> {
         .collect()
 }
 
-/// Processes whose command line contains `args` as a contiguous run.
-pub fn pids_with_args(args: &[&str]) -> Vec<u32> {
+/// Other processes with a command-line argument containing `needle` (such as the state dir path).
+pub fn pids_mentioning(needle: &str) -> Vec<u32> {
     let me = std::process::id();
     proc_pids()
         .filter(|&pid| pid != me)
@@ -193,9 +193,8 @@ pub fn pids_with_args(args: &[&str]) -> Vec<u32> {
             let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 return false;
             };
-            let argv: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-            argv.windows(args.len())
-                .any(|w| w.iter().zip(args).all(|(a, b)| *a == b.as_bytes()))
+            raw.split(|b| *b == 0)
+                .any(|arg| arg.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
         .collect()
 }

@@ -1,0 +1,380 @@
+//! The lab's life cycle and its API stand-in: real kubectl and kube-rs read it, portforward relays
+//! into a pod, `down` leaves nothing behind (also after a killed `up`), two labs coexist.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Lab, Tcp, TempDir, is_root, lab_cmd, live_processes_mentioning, netns_names, stdout};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+const SMALL: &str = "name: small
+nodes: [node-a, node-b]
+pods:
+  - {namespace: shop, name: client, node: node-a, labels: {app: client}}
+  - {namespace: shop, name: pay-0, node: node-b, labels: {app: pay}, ports: [{name: http, containerPort: 8080}], listen: [{port: 8080}]}
+  - {namespace: shop, name: local-0, node: node-b, labels: {app: local}, listen: [{port: 8080, address: 127.0.0.1}]}
+services:
+  - {namespace: shop, name: pay, selector: {app: pay}, ports: [{name: http, port: 80, targetPort: http}]}
+objects:
+  - apiVersion: networking.k8s.io/v1
+    kind: NetworkPolicy
+    metadata: {name: pay-ingress, namespace: shop}
+    spec: {podSelector: {matchLabels: {app: pay}}, policyTypes: [Ingress]}
+";
+
+fn kubectl() -> Option<String> {
+    let path = std::env::var("NETDIAG_KUBECTL").unwrap_or_else(|_| "/opt/netdiag-tools/bin/kubectl".into());
+    if std::path::Path::new(&path).is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIP: real kubectl not found at {path} (set NETDIAG_KUBECTL; tests/scripts/install-deps installs it)"
+        );
+        None
+    }
+}
+
+#[test]
+fn real_kubectl_reads_pods_services_slices_and_policies() {
+    if !is_root() {
+        return;
+    }
+    let Some(kubectl) = kubectl() else { return };
+    let lab = Lab::up("kubectl", SMALL);
+    let run = |args: &[&str]| {
+        Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(lab.kubeconfig())
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    };
+    let out = run(&["get", "pods,svc,endpointslices,networkpolicies", "-A"]);
+    assert!(
+        out.status.success(),
+        "kubectl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    for needle in [
+        "pod/pay-0",
+        "pod/coredns-0",
+        "service/pay",
+        "service/kube-dns",
+        "endpointslice",
+        "pay-ingress",
+    ] {
+        assert!(text.contains(needle), "kubectl output lacks {needle}:\n{text}");
+    }
+    let json = run(&["get", "pods", "-n", "shop", "-l", "app=pay", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("kubectl -o json");
+    let names: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pay-0"]);
+    let on_b = run(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector",
+        "spec.nodeName=node-b",
+        "-o",
+        "name",
+    ]);
+    let mut names: Vec<String> = stdout(&on_b).lines().map(str::to_string).collect();
+    names.sort();
+    assert_eq!(names, ["pod/local-0", "pod/pay-0"]);
+    let missing = run(&["get", "pod", "-n", "shop", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("NotFound"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn kube_rs_lists_with_selectors_and_portforwards_into_a_pods_loopback() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up("portforward", SMALL);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+
+        let by_ip = Api::<Pod>::all(client.clone())
+            .list(&ListParams::default().fields(&format!("status.podIP={}", lab.pod_ip("shop/pay-0"))))
+            .await
+            .expect("list by podIP");
+        assert_eq!(by_ip.items.len(), 1);
+        assert_eq!(by_ip.items[0].metadata.name.as_deref(), Some("pay-0"));
+        let err = pods.get("nope").await.unwrap_err();
+        assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
+
+        let mut pf = pods.portforward("local-0", &[8080]).await.expect("portforward");
+        let stream = pf.take_stream(8080).expect("stream for 8080");
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut greeting = String::new();
+        reader.read_line(&mut greeting).await.unwrap();
+        assert_eq!(
+            greeting, "shop/local-0\n",
+            "the relay reaches 127.0.0.1:8080 inside the pod"
+        );
+        reader
+            .get_mut()
+            .write_all(b"hello through the api")
+            .await
+            .unwrap();
+        let mut echo = vec![0u8; 21];
+        reader.read_exact(&mut echo).await.unwrap();
+        assert_eq!(echo, b"hello through the api");
+        drop(reader);
+        pf.join().await.expect("portforward ends cleanly");
+
+        let mut refused = pods
+            .portforward("pay-0", &[9999])
+            .await
+            .expect("portforward upgrade");
+        let error = refused
+            .take_error(9999)
+            .expect("error channel")
+            .await
+            .expect("an error message");
+        assert!(error.contains("failed to connect to localhost:9999"), "{error}");
+    });
+    // The pod's loopback listener stays unreachable on its pod IP.
+    assert_eq!(
+        lab.tcp("shop/client", &format!("{}:8080", lab.pod_ip("shop/local-0"))),
+        Tcp::Refused
+    );
+}
+
+#[test]
+fn down_leaves_no_namespaces_processes_or_etc_netns_entries() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up("down", SMALL);
+    let state = lab.state();
+    let mut names: Vec<String> = lab.info.pods.iter().map(|p| p.netns.clone()).collect();
+    names.extend(lab.info.nodes.iter().map(|n| n.netns.clone()));
+    names.push(lab.info.underlay_netns.clone());
+    let mut pids: Vec<u32> = lab.info.pods.iter().map(|p| p.pid).collect();
+    pids.push(lab.info.api.pid);
+    assert!(pids.iter().all(|p| netdiag_lab::lab::is_alive(*p)));
+    assert!(!live_processes_mentioning(&state).is_empty());
+
+    let out = lab_cmd(&["down", "--state", state.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let left = netns_names();
+    assert!(
+        names.iter().all(|n| !left.contains(n)),
+        "namespaces left: {:?}",
+        names.iter().filter(|n| left.contains(n)).collect::<Vec<_>>()
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| !std::path::Path::new("/etc/netns").join(n).exists())
+    );
+    assert!(
+        pids.iter().all(|p| !netdiag_lab::lab::is_alive(*p)),
+        "processes left"
+    );
+    assert_eq!(live_processes_mentioning(&state), Vec::<u32>::new());
+    let again = lab_cmd(&["down", "--state", state.to_str().unwrap()]);
+    assert!(again.status.success(), "down twice is fine: {again:?}");
+}
+
+#[test]
+fn down_cleans_up_after_a_killed_up() {
+    if !is_root() {
+        return;
+    }
+    let pods: String = (0..30)
+        .map(|i| {
+            format!(
+                "  - {{namespace: big, name: p{i}, node: n{}, listen: [{{port: 80}}]}}\n",
+                i % 3
+            )
+        })
+        .collect();
+    let dir = TempDir::new("killed");
+    let file = dir.0.join("scenario.yaml");
+    std::fs::write(&file, format!("name: big\nnodes: [n0, n1, n2]\npods:\n{pods}")).unwrap();
+    let state = dir.0.join("state");
+    let mut up = Command::new(BIN)
+        .args([
+            "up",
+            file.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--no-agents",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = state.join("journal.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !journal.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(40));
+    up.kill().unwrap();
+    up.wait().unwrap();
+    let planned: netdiag_lab::state::Journal =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal written before anything is made"))
+            .unwrap();
+
+    let out = lab_cmd(&["down", "--state", state.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let left = netns_names();
+    assert!(
+        planned.netns.iter().all(|n| !left.contains(n)),
+        "namespaces left after killed up"
+    );
+    assert!(
+        planned
+            .netns
+            .iter()
+            .all(|n| !std::path::Path::new("/etc/netns").join(n).exists())
+    );
+    assert_eq!(
+        live_processes_mentioning(&state),
+        Vec::<u32>::new(),
+        "processes left after killed up"
+    );
+}
+
+#[test]
+fn two_labs_up_at_once_do_not_collide() {
+    if !is_root() {
+        return;
+    }
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Lab::up("twin-a", SMALL));
+        let b = s.spawn(|| Lab::up("twin-b", SMALL));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_ne!(a.info.prefix, b.info.prefix);
+    assert_ne!(a.info.api.url, b.info.api.url);
+    let vip = format!("{}:80", a.cluster_ip("shop/pay"));
+    assert_eq!(
+        vip,
+        format!("{}:80", b.cluster_ip("shop/pay")),
+        "same addresses, separate networks"
+    );
+    let b_pay = b.info.pods.iter().find(|p| p.name == "pay-0").unwrap().pid;
+    drop(b);
+    assert!(!netdiag_lab::lab::is_alive(b_pay));
+    assert_eq!(
+        a.tcp("shop/client", &vip),
+        Tcp::Connected("shop/pay-0".into()),
+        "lab a survives lab b's down"
+    );
+}
+
+#[test]
+fn up_without_the_agent_binary_fails_clearly_and_leaves_nothing() {
+    if !is_root() {
+        return;
+    }
+    let dir = TempDir::new("noagent");
+    let file = dir.0.join("scenario.yaml");
+    std::fs::write(&file, SMALL).unwrap();
+    let state = dir.0.join("state");
+    let out = Command::new(BIN)
+        .args(["up", file.to_str().unwrap(), "--state", state.to_str().unwrap()])
+        .args(["--agent-bin", "/nonexistent/netdiag-agent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("netdiag-agent not found at /nonexistent/netdiag-agent"),
+        "{err}"
+    );
+    assert!(!state.join("journal.json").exists(), "nothing was started");
+}
+
+#[test]
+fn bad_scenario_is_rejected_with_the_offending_object_named() {
+    let dir = TempDir::new("bad");
+    let file = dir.0.join("scenario.yaml");
+    std::fs::write(
+        &file,
+        "name: bad\nnodes: [a]\npods:\n- {namespace: x, name: p, node: b}\n",
+    )
+    .unwrap();
+    let out = lab_cmd(&[
+        "up",
+        file.to_str().unwrap(),
+        "--state",
+        dir.0.join("s").to_str().unwrap(),
+        "--no-agents",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pod x/p is on unknown node b"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn pod_app_greets_tcp_clients_with_its_pod_name_then_echoes() {
+    // Runs without root: the pod app is an ordinary process.
+    let dir = TempDir::new("podapp");
+    let ready = dir.0.join("ready");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args([
+            "pod-app",
+            "--pod",
+            "shop/x",
+            "--listen",
+            &format!("tcp:127.0.0.1:{port}"),
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let result = std::panic::catch_unwind(|| {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("pod-app listens once ready");
+        conn.write_all(b"abc").unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = String::new();
+        conn.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "shop/x\nabc");
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    result.unwrap();
+}
