@@ -780,6 +780,9 @@ fn peer_of(e: &EndpointFacts) -> Peer {
 /// Collects everything a check needs. Never fails: what could not be learned is `Fact::Unknown`.
 pub async fn gather(client: &kube::Client, route: &AgentRoute, plan: &Plan) -> Evidence {
     let timeout_ms = plan.timeout.as_millis() as u64;
+    // A lookup that meets a silent server asks two queries (the first search candidate, then the
+    // name as given) before giving up: each gets half the budget, so DNS costs one timeout too.
+    let dns_timeout_ms = (timeout_ms / 2).max(1);
     let from_key = format!("{}/{}", plan.from_namespace, plan.from.name);
     let agents_future = async {
         match route {
@@ -944,7 +947,7 @@ pub async fn gather(client: &kube::Client, route: &AgentRoute, plan: &Plan) -> E
                     name: d.name.clone(),
                     record_type: RecordType::A,
                     nameserver: None,
-                    timeout_ms,
+                    timeout_ms: dns_timeout_ms,
                 }),
             ));
             if let Fact::Known(cluster) = &d.cluster_dns {
@@ -955,7 +958,7 @@ pub async fn gather(client: &kube::Client, route: &AgentRoute, plan: &Plan) -> E
                             name: DNS_LIVENESS_NAME.into(),
                             record_type: RecordType::A,
                             nameserver: Some(NameserverAddr::Ip(pod.ip)),
-                            timeout_ms,
+                            timeout_ms: dns_timeout_ms,
                         }),
                     ));
                 }
