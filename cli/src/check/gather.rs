@@ -1082,6 +1082,117 @@ fn apply_listeners(dest: &mut DestPlan, listeners: Vec<(usize, Fact<Vec<Listenin
 mod tests {
     use super::*;
 
+    fn snapshot(pods: Vec<Pod>) -> Snapshot {
+        Snapshot {
+            pods: Fact::Known(pods),
+            services: Fact::Known(vec![]),
+            namespaces: Fact::Known(vec![]),
+            policies: Fact::Known(vec![]),
+        }
+    }
+
+    fn http_port() -> ServicePortFacts {
+        ServicePortFacts {
+            name: Some("http".into()),
+            port: 80,
+            protocol: "TCP".into(),
+            target_port: PortRef::Name("http".into()),
+        }
+    }
+
+    #[test]
+    fn endpoints_come_from_the_slice_port_of_the_same_name_with_kubernetes_readiness() {
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "payments-abc", "namespace": "shop"},
+            "addressType": "IPv4",
+            "ports": [{"name": "metrics", "port": 9100, "protocol": "TCP"},
+                      {"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.244.1.3"], "targetRef": {"kind": "Pod", "name": "payments-0", "namespace": "shop"}},
+                {"addresses": ["10.244.2.3"], "conditions": {"ready": false}},
+                {"addresses": ["10.244.2.4"], "conditions": {"ready": true, "terminating": true}}
+            ]
+        }))
+        .unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "payments-0", "namespace": "shop"},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "app"}]},
+            "status": {"phase": "Running", "podIP": "10.244.1.3"}
+        }))
+        .unwrap();
+        let eps = slice_endpoints(&[slice], &http_port(), &snapshot(vec![pod]));
+        let summary: Vec<(String, Option<u16>, bool, bool)> = eps
+            .iter()
+            .map(|e| (e.ip.to_string(), e.port, e.ready, e.terminating))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("10.244.1.3".to_string(), Some(8080), true, false),
+                ("10.244.2.3".to_string(), Some(8080), false, false),
+                ("10.244.2.4".to_string(), Some(8080), false, true),
+            ]
+        );
+        assert_eq!(
+            eps[0].pod.as_ref().map(|p| p.key()),
+            Some("shop/payments-0".into())
+        );
+        assert_eq!(eps[0].node(), Some("node-a"));
+        assert!(eps[1].pod.is_none());
+    }
+
+    #[test]
+    fn a_slice_without_the_service_port_contributes_no_endpoints() {
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "shop"},
+            "addressType": "IPv4",
+            "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.1.3"]}]
+        }))
+        .unwrap();
+        assert!(slice_endpoints(&[slice], &http_port(), &snapshot(vec![])).is_empty());
+    }
+
+    #[test]
+    fn a_denied_flow_names_the_isolating_policies_of_the_denying_side_only() {
+        let side = |applies, allowed, policies: &[&str]| crate::policy::DirectionVerdict {
+            applies,
+            isolated: !policies.is_empty(),
+            isolating_policies: policies
+                .iter()
+                .map(|p| {
+                    let (namespace, name) = p.split_once('/').unwrap();
+                    crate::policy::PolicyRef {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                    }
+                })
+                .collect(),
+            allowing_rules: vec![],
+            allowed,
+        };
+        let verdict = FlowVerdict {
+            from: Peer::pod("shop", "checkout"),
+            to: Peer::pod("shop", "payments-0"),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            allowed: false,
+            egress: side(true, true, &[]),
+            ingress: side(true, false, &["shop/default-deny"]),
+            notes: vec![],
+        };
+        assert_eq!(
+            denied(&verdict),
+            PolicyCheck::Denied {
+                egress: None,
+                ingress: Some(
+                    "shop/payments-0 is isolated by shop/default-deny; no rule allows from shop/checkout on 8080/TCP"
+                        .into()
+                ),
+            }
+        );
+    }
+
     #[test]
     fn service_names_follow_the_cluster_naming_rules() {
         assert_eq!(
