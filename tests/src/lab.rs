@@ -284,7 +284,7 @@ impl Builder<'_> {
                 &format!("{ns}.iptables"),
                 text,
                 "ip",
-                &["netns", "exec", ns, "iptables-restore", "-w"],
+                &["netns", "exec", ns, "iptables-restore"],
             )
             .with_context(|| format!("failed to program iptables in node namespace {ns}"))
         })?;
