@@ -215,6 +215,19 @@ impl Builder<'_> {
         self.run_file("links.batch", &links, "ip", &["-batch"])
             .context("failed to create the lab's links")?;
 
+        // Answer the pods' proxy ARP at once (as Calico does), not after up to 0.8 s.
+        let nodes: Vec<usize> = (0..plan.nodes.len()).collect();
+        parallel(&nodes, |&i| {
+            let keys: Vec<String> = plan
+                .pods
+                .iter()
+                .filter(|p| p.node == i)
+                .map(|p| format!("net.ipv4.neigh.{}.proxy_delay", p.host_if))
+                .collect();
+            let settings: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "0")).collect();
+            Ok(netns::sysctl(&netns::named(&plan.nodes[i].netns), &settings)?)
+        })?;
+
         let mut configs: Vec<(String, String)> = Vec::new();
         let mut underlay = format!(
             "link set lo up\nlink set br0 up\naddr add {UNDERLAY_ROUTER_IP}/24 dev br0\nroute add blackhole {}\n",

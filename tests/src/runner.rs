@@ -125,7 +125,6 @@ pub fn run(opts: &RunOptions) -> Result<bool> {
         state.display()
     );
     let kubeconfig = state.join("kubeconfig");
-    println!("$ kubectl netdiag check --from {} --to {}", check.from, check.to);
     let human = check_command(&netdiag, &kubeconfig, check)
         .stdin(Stdio::null())
         .status()
