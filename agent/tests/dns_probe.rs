@@ -63,12 +63,17 @@ impl World {
         );
         let dir = format!("/etc/netns/{}", pod.name);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            format!("{dir}/resolv.conf"),
-            format!("nameserver {server_ip}\nsearch {SEARCH}\noptions ndots:5\n"),
-        )
-        .unwrap();
+        let resolv_conf = format!("nameserver {server_ip}\nsearch {SEARCH}\noptions ndots:5\n");
+        std::fs::write(format!("{dir}/resolv.conf"), &resolv_conf).unwrap();
         let pod_process = pod.spawn(&["sleep", "600"]);
+        // `ip netns exec` enters the namespace before it bind-mounts the file: wait for the mount.
+        let seen = format!("/proc/{}/root/etc/resolv.conf", pod_process.pid());
+        assert!(
+            common::eventually(std::time::Duration::from_secs(10), || {
+                std::fs::read_to_string(&seen).is_ok_and(|c| c == resolv_conf)
+            }),
+            "{seen} never showed the pod's resolv.conf"
+        );
         World {
             dns,
             pod,
