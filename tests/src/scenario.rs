@@ -427,10 +427,16 @@ impl Scenario {
                         let (ns, name) = split_ref(end).ok_or_else(|| {
                             invalid(format!("deny fault end {end:?} is not namespace/name"))
                         })?;
-                        if name != "*" && !pods.contains(end.as_str()) {
+                        let lab_pod = (ns == crate::plan::DNS_POD_NAMESPACE
+                            && name == crate::plan::DNS_POD_NAME)
+                            || (ns == crate::plan::AGENT_NAMESPACE
+                                && self.nodes.iter().any(|n| crate::plan::agent_pod_name(n) == name));
+                        let lab_ns =
+                            ns == crate::plan::DNS_POD_NAMESPACE || ns == crate::plan::AGENT_NAMESPACE;
+                        if name != "*" && !pods.contains(end.as_str()) && !lab_pod {
                             return Err(invalid(format!("deny fault names unknown pod {end}")));
                         }
-                        if name == "*" && !self.pods.iter().any(|p| p.namespace == ns) {
+                        if name == "*" && !lab_ns && !self.pods.iter().any(|p| p.namespace == ns) {
                             return Err(invalid(format!("deny fault names namespace {ns} without pods")));
                         }
                     }
@@ -562,6 +568,19 @@ mod tests {
         let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: n}\n\
              faults: [{kind: deny, from: a/p, to: a/q}]\n");
         assert!(e.contains("unknown pod a/q"), "{e}");
+    }
+
+    #[test]
+    fn deny_fault_may_name_the_labs_own_dns_and_agent_pods() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: n}\n\
+             faults:\n- {kind: deny, from: a/p, to: kube-system/coredns-0, port: 53, protocol: UDP}\n\
+             - {kind: deny, from: a/p, to: netdiag/netdiag-agent-n}\n",
+        );
+        assert!(s.is_ok(), "{s:?}");
+        let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: n}\n\
+             faults: [{kind: deny, from: a/p, to: netdiag/netdiag-agent-m}]\n");
+        assert!(e.contains("unknown pod netdiag/netdiag-agent-m"), "{e}");
     }
 
     #[test]
