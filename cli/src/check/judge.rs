@@ -62,6 +62,7 @@ fn not_applicable(summary: impl Into<String>) -> Judgment {
     Judgment::NotApplicable(summary.into())
 }
 
+const CLUSTER_DOMAIN: &str = "cluster.local";
 const AGENT_PODS: &str = "kubectl -n netdiag get pods -l app.kubernetes.io/name=netdiag-agent -o wide";
 
 /// Judges the evidence; `duration_ms` is copied into the report.
@@ -407,7 +408,26 @@ fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
     };
     let mut evidence = dns_evidence(result);
     let name = &dns.name;
-    match &result.answer.outcome {
+    // The cluster's own answers decide: when every candidate under the cluster domain is NXDOMAIN
+    // and nothing resolved, the name does not exist in the cluster, whatever the upstream said
+    // about names outside it (REFUSED, SERVFAIL, ...).
+    let in_cluster: Vec<&DnsOutcome> = result
+        .candidates
+        .iter()
+        .filter(|c| c.name.trim_end_matches('.').ends_with(CLUSTER_DOMAIN))
+        .map(|c| &c.outcome)
+        .collect();
+    let cluster_nxdomain = !result.answer.outcome.is_resolved()
+        && !in_cluster.is_empty()
+        && in_cluster
+            .iter()
+            .all(|o| matches!(o, DnsOutcome::Nxdomain | DnsOutcome::Nodata));
+    let outcome = if cluster_nxdomain && !matches!(result.answer.outcome, DnsOutcome::Nodata) {
+        &DnsOutcome::Nxdomain
+    } else {
+        &result.answer.outcome
+    };
+    match outcome {
         DnsOutcome::Resolved { addresses, .. } => {
             let position = result.candidates.iter().position(|c| c.outcome.is_resolved());
             let via = position.map(|i| &result.candidates[i]);
@@ -440,7 +460,7 @@ fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
             pass(format!("{name} → {}{detail}", list.join(", ")), evidence)
         }
         DnsOutcome::Nxdomain | DnsOutcome::Nodata => {
-            let what = describe_dns(&result.answer.outcome);
+            let what = describe_dns(outcome);
             let mut fix = vec![];
             let summary = match &dns.service_guess {
                 Some((ns, svc)) => {
@@ -706,11 +726,36 @@ fn judge_service(ev: &Evidence) -> Judgment {
             )
         }
         PortRef::Number(tp) => {
-            if let Some(problem) = wrong_numeric_target_port(ev, svc, *tp) {
+            if let Some(listening) = wrong_numeric_target_port(ev, svc, *tp) {
+                let ports: Vec<String> = listening.iter().map(u16::to_string).collect();
+                let evidence = live_endpoints(ev)
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "TCP to {} refused; the pod listens on {}",
+                            e.label(),
+                            ports.join(", ")
+                        )
+                    })
+                    .collect();
+                let mut fix = vec![get_svc];
+                let index = svc
+                    .ports
+                    .iter()
+                    .position(|p| p.port == port.port && p.protocol == port.protocol);
+                if let ([only], Some(i)) = (listening.as_slice(), index) {
+                    fix.push(format!(
+                        "kubectl -n {} patch svc {} --type=json -p '[{{\"op\":\"replace\",\"path\":\"/spec/ports/{i}/targetPort\",\"value\":{only}}}]'",
+                        svc.namespace, svc.name
+                    ));
+                }
                 return fail(
-                    format!("{key} {port_text} → targetPort {tp}, but the pods {problem}"),
-                    vec![],
-                    vec![get_svc],
+                    format!(
+                        "{key} {port_text} → targetPort {tp}, but nothing listens on {tp} in the selected pods; they listen on {}",
+                        ports.join(", ")
+                    ),
+                    evidence,
+                    fix,
                 );
             }
             pass(
@@ -738,14 +783,13 @@ fn selector_text(svc: &ServiceSpecFacts) -> String {
 }
 
 /// A numeric targetPort is wrong when every live endpoint refuses it, no selected pod declares it,
-/// nothing listens on it, and the pods do listen on (or declare) other ports.
-fn wrong_numeric_target_port(ev: &Evidence, svc: &ServiceSpecFacts, tp: u16) -> Option<String> {
+/// nothing listens on it, and the pods do listen on other ports. Returns those ports.
+fn wrong_numeric_target_port(ev: &Evidence, svc: &ServiceSpecFacts, tp: u16) -> Option<Vec<u16>> {
     let live = live_endpoints(ev);
-    if live.is_empty()
-        || !live
-            .iter()
-            .all(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Refused { .. })))
-    {
+    let all_refused = live
+        .iter()
+        .all(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Refused { .. })));
+    if live.is_empty() || !all_refused {
         return None;
     }
     if svc
@@ -755,7 +799,7 @@ fn wrong_numeric_target_port(ev: &Evidence, svc: &ServiceSpecFacts, tp: u16) -> 
     {
         return None;
     }
-    let mut other_ports = std::collections::BTreeSet::new();
+    let mut listening = std::collections::BTreeSet::new();
     for e in &live {
         let sockets = e.listeners.known()?;
         if sockets
@@ -764,29 +808,14 @@ fn wrong_numeric_target_port(ev: &Evidence, svc: &ServiceSpecFacts, tp: u16) -> 
         {
             return None;
         }
-        other_ports.extend(
+        listening.extend(
             sockets
                 .iter()
                 .filter(|s| s.protocol == Transport::Tcp && !s.local_ip.is_loopback())
                 .map(|s| s.local_port),
         );
     }
-    for p in &svc.selected_pods {
-        other_ports.extend(
-            p.container_ports
-                .iter()
-                .filter(|c| c.protocol == "TCP")
-                .map(|c| c.port),
-        );
-    }
-    if other_ports.is_empty() {
-        return None;
-    }
-    let list: Vec<String> = other_ports.iter().map(u16::to_string).collect();
-    Some(format!(
-        "listen on / declare {} and nothing listens on {tp}",
-        list.join(", ")
-    ))
+    (!listening.is_empty()).then(|| listening.into_iter().collect())
 }
 
 // ---------------------------------------------------------------- endpoints

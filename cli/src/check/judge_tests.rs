@@ -513,7 +513,18 @@ fn wrong_numeric_target_port_fails_service_when_pods_listen_elsewhere() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
     let s = summary(&report, Layer::Service);
-    assert!(s.contains("targetPort 9090") && s.contains("8080"), "{s}");
+    assert!(
+        s.contains("targetPort 9090, but nothing listens on 9090") && s.ends_with("they listen on 8080"),
+        "{s}"
+    );
+    assert!(
+        report
+            .fix
+            .iter()
+            .any(|f| f.contains("/spec/ports/0/targetPort") && f.contains(":8080")),
+        "{:?}",
+        report.fix
+    );
 }
 
 #[test]
@@ -804,4 +815,33 @@ fn a_service_without_a_named_port_match_in_a_missing_service_fails_service() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
     assert!(summary(&report, Layer::Service).contains("did you mean payments?"));
+}
+
+#[test]
+fn cluster_nxdomain_decides_even_when_the_bare_name_is_refused_upstream() {
+    let mut ev = healthy();
+    let server: SocketAddr = format!("{DNS_VIP}:53").parse().unwrap();
+    let mut result = dns_result("paymnts.shop", DnsOutcome::Nxdomain);
+    result.candidates.push(DnsCandidate {
+        name: "paymnts.shop.".into(),
+        server,
+        outcome: DnsOutcome::Refused,
+        rtt_us: 200,
+        truncated: false,
+    });
+    result.answer = DnsAnswer {
+        name: None,
+        outcome: DnsOutcome::Refused,
+    };
+    let dns = dns_mut(&mut ev);
+    dns.name = "paymnts.shop".into();
+    dns.service_guess = Some(("shop".into(), "paymnts".into()));
+    dns.result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(
+        s.contains("NXDOMAIN") && s.contains("did you mean payments?"),
+        "{s}"
+    );
 }
