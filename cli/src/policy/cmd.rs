@@ -5,17 +5,15 @@
 //! 2 for usage errors (clap).
 
 use std::fmt::Write as _;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
-use serde::Serialize;
 
-use super::{
-    EvalError, Flow, FlowVerdict, InputError, Matrix, MatrixEntry, Objects, Peer, PolicyIndex, Protocol,
-};
+use super::{EvalError, Flow, FlowVerdict, InputError, Matrix, Objects, Peer, PolicyIndex, Protocol};
 use crate::kube_args::{KubeArgs, KubeConfigError};
 
 #[derive(Debug, clap::Subcommand)]
@@ -113,20 +111,15 @@ pub enum PolicyCmdError {
     Eval(#[from] EvalError),
     #[error("invalid --{flag} {input:?}: expected NAMESPACE/POD, POD or an IP address")]
     Peer { flag: &'static str, input: String },
-    #[error("failed to encode the output as JSON")]
-    Json(#[source] serde_json::Error),
 }
 
 pub async fn run(command: PolicyCommand) -> ExitCode {
-    let result = match command {
+    let answer = match command {
         PolicyCommand::Explain(args) => explain(args).await,
         PolicyCommand::Matrix(args) => matrix(args).await,
     };
-    match result {
-        Ok(output) => {
-            print!("{output}");
-            ExitCode::SUCCESS
-        }
+    let answer = match answer {
+        Ok(answer) => answer,
         Err(err) => {
             let mut message = format!("error: {err}");
             let mut source = std::error::Error::source(&err);
@@ -135,12 +128,41 @@ pub async fn run(command: PolicyCommand) -> ExitCode {
                 source = cause.source();
             }
             eprintln!("{message}");
+            return ExitCode::from(1);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    match write_answer(&answer, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): nothing left to tell it.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: failed to write the output: {err}");
             ExitCode::from(1)
         }
     }
 }
 
-async fn explain(args: ExplainArgs) -> Result<String, PolicyCmdError> {
+/// A computed answer, written to stdout once the cluster I/O is over.
+enum Answer {
+    Explain(FlowVerdict, OutputFormat),
+    Matrix(Matrix, OutputFormat),
+}
+
+fn write_answer(answer: &Answer, out: &mut impl Write) -> std::io::Result<()> {
+    match answer {
+        Answer::Explain(verdict, OutputFormat::Json) => {
+            serde_json::to_writer_pretty(&mut *out, verdict)?;
+            out.write_all(b"\n")
+        }
+        Answer::Explain(verdict, OutputFormat::Table) => out.write_all(render_explain(verdict).as_bytes()),
+        Answer::Matrix(matrix, OutputFormat::Json) => write_matrix_json(matrix, out),
+        Answer::Matrix(matrix, OutputFormat::Table) => write_matrix_table(matrix, out),
+    }
+}
+
+async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
     let (objects, default_namespace) = load(&args.input).await?;
     let index = index_and_warn(&objects);
     let mut notes = Vec::new();
@@ -154,38 +176,14 @@ async fn explain(args: ExplainArgs) -> Result<String, PolicyCmdError> {
     };
     let mut verdict = index.evaluate(&flow)?;
     verdict.notes.extend(notes);
-    match args.output {
-        OutputFormat::Json => to_json(&verdict),
-        OutputFormat::Table => Ok(render_explain(&verdict)),
-    }
+    Ok(Answer::Explain(verdict, args.output))
 }
 
-async fn matrix(args: MatrixArgs) -> Result<String, PolicyCmdError> {
+async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
     let (objects, _) = load(&args.input).await?;
     let index = index_and_warn(&objects);
     let matrix = index.matrix(args.port, args.protocol, &args.namespaces)?;
-    match args.output {
-        OutputFormat::Json => {
-            #[derive(Serialize)]
-            struct MatrixJson {
-                port: u16,
-                protocol: Protocol,
-                results: Vec<MatrixEntry>,
-            }
-            to_json(&MatrixJson {
-                port: matrix.port,
-                protocol: matrix.protocol,
-                results: matrix.entries().collect(),
-            })
-        }
-        OutputFormat::Table => Ok(render_matrix(&matrix)),
-    }
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<String, PolicyCmdError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(PolicyCmdError::Json)?;
-    text.push('\n');
-    Ok(text)
+    Ok(Answer::Matrix(matrix, args.output))
 }
 
 /// Build the index; findings (skipped or completed objects) go to stderr as warnings.
@@ -345,14 +343,43 @@ pub fn render_explain(verdict: &FlowVerdict) -> String {
     out
 }
 
-/// The human form of `matrix`: rows are sources, columns destinations; `.` allowed, `X` denied.
-pub fn render_matrix(matrix: &Matrix) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
+/// `{"port":80,"protocol":"TCP","results":[{"from":"x/a","to":"y/b","allowed":true},...]}` on one
+/// line, streamed: a 2,000-pod matrix has 4 million entries.
+pub fn write_matrix_json(matrix: &Matrix, out: &mut impl Write) -> std::io::Result<()> {
+    let names: Vec<String> = matrix
+        .pods
+        .iter()
+        .map(|pod| serde_json::to_string(pod).map_err(std::io::Error::other))
+        .collect::<Result<_, _>>()?;
+    write!(
+        out,
+        r#"{{"port":{},"protocol":"{}","results":["#,
+        matrix.port, matrix.protocol
+    )?;
+    let mut first = true;
+    for (from, from_name) in names.iter().enumerate() {
+        for (to, to_name) in names.iter().enumerate() {
+            if !first {
+                out.write_all(b",")?;
+            }
+            first = false;
+            let allowed = if matrix.allowed(from, to) { "true" } else { "false" };
+            write!(
+                out,
+                r#"{{"from":{from_name},"to":{to_name},"allowed":{allowed}}}"#
+            )?;
+        }
+    }
+    out.write_all(b"]}\n")
+}
+
+/// The human grid: rows are sources, columns destinations; `.` allowed, `X` denied.
+pub fn write_matrix_table(matrix: &Matrix, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
         out,
         "port {}/{}: rows are sources, columns destinations; . allowed, X denied",
         matrix.port, matrix.protocol
-    );
+    )?;
     let width = matrix
         .pods
         .iter()
@@ -360,22 +387,26 @@ pub fn render_matrix(matrix: &Matrix) -> String {
         .max()
         .unwrap_or(1)
         .max(1);
-    let _ = write!(out, "{:width$}", "-");
+    let mut line = format!("{:width$}", "-");
     for pod in &matrix.pods {
-        let _ = write!(out, " {pod:width$}");
+        let _ = write!(line, " {pod:width$}");
     }
-    out.push('\n');
+    writeln!(out, "{}", line.trim_end())?;
+    let allowed_cell = format!(" {:width$}", ".");
+    let denied_cell = format!(" {:width$}", "X");
     for (from, pod) in matrix.pods.iter().enumerate() {
-        let _ = write!(out, "{pod:width$}");
-        let mut line = String::new();
+        line.clear();
+        let _ = write!(line, "{pod:width$}");
         for to in 0..matrix.pods.len() {
-            let mark = if matrix.allowed(from, to) { "." } else { "X" };
-            let _ = write!(line, " {mark:width$}");
+            line.push_str(if matrix.allowed(from, to) {
+                &allowed_cell
+            } else {
+                &denied_cell
+            });
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
+        writeln!(out, "{}", line.trim_end())?;
     }
-    out
+    Ok(())
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {

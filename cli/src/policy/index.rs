@@ -32,8 +32,8 @@ pub struct PolicyIndex {
     pub(crate) pods: Vec<PodInfo>,
     pod_by_name: HashMap<(String, String), usize>,
     pub(crate) policies: Vec<PolicySpec>,
-    /// For every pod (same order as `pods`), the policies whose podSelector selects it.
-    pub(crate) selecting: Vec<Vec<usize>>,
+    /// Policies by namespace, in input order (a policy only selects pods of its own namespace).
+    policies_by_namespace: HashMap<String, Vec<usize>>,
     findings: Vec<Finding>,
 }
 
@@ -112,35 +112,20 @@ impl PolicyIndex {
             }
         }
 
-        let mut policies_by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut policies_by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, spec) in specs.iter().enumerate() {
             policies_by_namespace
-                .entry(&spec.policy.namespace)
+                .entry(spec.policy.namespace.clone())
                 .or_default()
                 .push(i);
         }
-        let selecting = pod_infos
-            .iter()
-            .map(|pod| {
-                policies_by_namespace
-                    .get(pod.namespace.as_str())
-                    .map(|candidates| {
-                        candidates
-                            .iter()
-                            .copied()
-                            .filter(|&p| specs[p].pod_selector.matches(&pod.labels))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect();
 
         PolicyIndex {
             namespaces: namespace_labels,
             pods: pod_infos,
             pod_by_name,
             policies: specs,
-            selecting,
+            policies_by_namespace,
             findings,
         }
     }
@@ -168,6 +153,17 @@ impl PolicyIndex {
             return None;
         }
         Some(Peer::pod(&pod.namespace, &pod.name))
+    }
+
+    /// The policies whose podSelector selects pod `pod`, in input order.
+    pub(crate) fn selecting(&self, pod: usize) -> impl Iterator<Item = usize> + '_ {
+        let info = &self.pods[pod];
+        self.policies_by_namespace
+            .get(&info.namespace)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |&p| self.policies[p].pod_selector.matches(&info.labels))
     }
 
     pub(crate) fn pod_index(&self, namespace: &str, name: &str) -> Option<usize> {
@@ -239,7 +235,7 @@ impl PolicyIndex {
     ) -> DirectionVerdict {
         let mut isolating_policies = Vec::new();
         let mut allowing_rules = Vec::new();
-        for &p in &self.selecting[subject] {
+        for p in self.selecting(subject) {
             let spec = &self.policies[p];
             let Some(rules) = rules_for(spec, direction) else {
                 continue;

@@ -133,6 +133,7 @@ impl PolicyIndex {
             protocol,
             peer_cache: HashMap::new(),
             ports_cache: HashMap::new(),
+            selecting: HashMap::new(),
         };
 
         // Sources each destination admits (ingress), destinations each source may reach (egress).
@@ -172,6 +173,8 @@ struct Work<'a> {
     peer_cache: HashMap<(usize, Direction, usize), Bits>,
     /// Destinations each rule's ports admit, by (policy, direction, rule).
     ports_cache: HashMap<(usize, Direction, usize), PortsOk>,
+    /// Policies selecting each pod, computed once per pod for both directions.
+    selecting: HashMap<usize, Vec<usize>>,
 }
 
 impl Work<'_> {
@@ -181,7 +184,7 @@ impl Work<'_> {
         let index = self.index;
         let mut isolated = false;
         let mut set = Bits::empty(n);
-        for &p in &index.selecting[i] {
+        for p in self.selected_by(i).to_vec() {
             let Some(rules) = rules_for(&index.policies[p], direction) else {
                 continue;
             };
@@ -205,6 +208,13 @@ impl Work<'_> {
             }
         }
         if isolated { set } else { Bits::full(n) }
+    }
+
+    fn selected_by(&mut self, i: usize) -> &[usize] {
+        let index = self.index;
+        self.selecting
+            .entry(i)
+            .or_insert_with(|| index.selecting(i).collect())
     }
 
     fn ensure_cached(&mut self, key: (usize, Direction, usize), rule: &RuleSpec) {
