@@ -259,3 +259,44 @@ fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
     assert_eq!(status, 200);
     assert_eq!(report["results"][0]["outcome"]["kind"], "timeout");
 }
+
+#[test]
+fn pid_and_node_sources_run_in_the_process_and_node_namespaces() {
+    if !root_or_skip("pid_and_node_sources_run_in_the_process_and_node_namespaces") {
+        return;
+    }
+    let pod = Netns::new();
+    let process = pod.spawn(&["sleep", "600"]);
+    let agent = Agent::start(&[]);
+    let inode = |path: &str| {
+        std::fs::metadata(path)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap()
+    };
+
+    let (status, report) = agent
+        .probe(&json!({"source": {"kind": "pid", "pid": process.pid()}, "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["netns"]["inode"], inode(&pod.path()));
+    assert_eq!(report["netns"]["pid"], process.pid());
+
+    // The node source is the configured node namespace: here the agent's own.
+    let (status, report) =
+        agent.probe(&json!({"source": {"kind": "node"}, "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["netns"]["inode"],
+        inode(&format!("/proc/{}/ns/net", agent.pid()))
+    );
+    let sockets = report["results"][0]["sockets"].as_array().unwrap();
+    let port = agent.addr.port();
+    assert!(
+        sockets.iter().any(|s| s["localPort"] == port),
+        "the agent's own listener is in the node netns"
+    );
+
+    let (status, error) = agent
+        .probe(&json!({"source": {"kind": "pid", "pid": 999_999_999u32}, "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 404);
+    assert_eq!(error["message"], "process 999999999 does not exist on this node");
+}

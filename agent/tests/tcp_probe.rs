@@ -94,3 +94,35 @@ fn probes_leave_no_time_wait_sockets_behind() {
     let time_wait = ns.exec(&["ss", "-Htan", "state", "time-wait"]);
     assert_eq!(time_wait.trim(), "", "sockets left in TIME_WAIT");
 }
+
+#[test]
+fn without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given() {
+    if !root_or_skip("without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given") {
+        return;
+    }
+    let (client, server) = (Netns::new(), Netns::new());
+    let net = common::random_byte();
+    veth(
+        &client,
+        &format!("10.{net}.7.1/24"),
+        &server,
+        &format!("10.{net}.7.2/24"),
+    );
+    server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
+    // Root's capabilities after exec are limited by the bounding set.
+    let agent = Agent::start_via(&["setpriv", "--bounding-set", "-net_raw"], &[]);
+    let (status, info) = agent.http("GET", "/v1/info", b"");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["capabilities"]["netRaw"], false, "{info}");
+    assert_eq!(info["capabilities"]["setns"], true, "{info}");
+    let results = agent.results(&json!({"source": {"kind": "netns", "path": client.path()},
+        "probes": [tcp(&format!("10.{net}.7.2"), 8083, 2000)]}));
+    let outcome = &results[0]["outcome"];
+    assert_eq!(outcome["kind"], "unreachable", "{outcome}");
+    assert_eq!(outcome["reason"], "host", "{outcome}");
+    assert!(
+        outcome["detail"].as_str().unwrap().contains("CAP_NET_RAW"),
+        "{outcome}"
+    );
+}

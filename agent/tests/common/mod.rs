@@ -106,7 +106,20 @@ impl Netns {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {args:?}: {e}"));
-        Proc { child }
+        let proc = Proc { child };
+        // `ip netns exec` enters the namespace after it starts: wait until the process lives there.
+        let (theirs, ours) = (format!("/proc/{}/ns/net", proc.pid()), self.path());
+        let inode = |p: &str| {
+            std::fs::metadata(p)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok()
+        };
+        assert!(
+            eventually(Duration::from_secs(10), || inode(&theirs) == inode(&ours)),
+            "{args:?} never entered {}",
+            self.name
+        );
+        proc
     }
 
     /// A TCP listener on `ip:port` in this namespace that accepts and closes connections.
@@ -225,7 +238,20 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(extra: &[&str]) -> Agent {
-        let child = Command::new(AGENT)
+        Agent::start_via(&[], extra)
+    }
+
+    /// Starts the agent through a wrapper command (e.g. `setpriv ...`), which must exec it.
+    pub fn start_via(wrapper: &[&str], extra: &[&str]) -> Agent {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(AGENT);
+                c
+            }
+            None => Command::new(AGENT),
+        };
+        let child = command
             .args([
                 "serve",
                 "--listen",
