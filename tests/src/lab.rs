@@ -595,6 +595,16 @@ fn start_api(me: &Path, state: &StateDir) -> Result<(u32, String)> {
     Ok((child.id(), url))
 }
 
+/// Programs `up` starts with the state dir on their command line.
+const LAB_PROGRAMS: &[&str] = &[
+    "netdiag-lab",
+    "ip",
+    "dnsmasq",
+    "iptables-restore",
+    "iptables-nft-restore",
+    "xtables-nft-multi",
+];
+
 /// Removes everything a lab made: its processes, namespaces (with their links and rules) and
 /// `/etc/netns` entries. Works from the journal, so it also undoes a partial or crashed `up`.
 pub fn down(dir: &Path) -> Result<()> {
@@ -607,7 +617,7 @@ pub fn down(dir: &Path) -> Result<()> {
     let mut pids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let found: Vec<u32> = crate::state::pids_mentioning(&dir_str)
+        let found: Vec<u32> = crate::state::pids_mentioning(&dir_str, LAB_PROGRAMS)
             .into_iter()
             .filter(|&p| is_alive(p))
             .collect();

@@ -184,19 +184,42 @@ pub fn pids_in_netns(netns: &[String]) -> Vec<u32> {
         .collect()
 }
 
-/// Other processes with a command-line argument containing `needle` (such as the state dir path).
-pub fn pids_mentioning(needle: &str) -> Vec<u32> {
-    let me = std::process::id();
+/// Processes run by one of `programs` (matched on argv\[0\]'s file name) with a command-line
+/// argument containing `needle` (such as the state dir path). Leaves out this process and its
+/// ancestors (a shell or `time` that ran `down` with the same path).
+pub fn pids_mentioning(needle: &str, programs: &[&str]) -> Vec<u32> {
+    let ancestors = ancestors();
     proc_pids()
-        .filter(|&pid| pid != me)
+        .filter(|pid| !ancestors.contains(pid))
         .filter(|pid| {
             let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 return false;
             };
-            raw.split(|b| *b == 0)
-                .any(|arg| arg.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            let mut args = raw.split(|b| *b == 0);
+            let program = args.next().unwrap_or_default();
+            let program = program.rsplit(|b| *b == b'/').next().unwrap_or_default();
+            programs.iter().any(|p| p.as_bytes() == program)
+                && args.any(|arg| arg.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
         .collect()
+}
+
+/// This process and its parents up to init.
+fn ancestors() -> Vec<u32> {
+    let mut out = vec![std::process::id()];
+    while let Some(&pid) = out.last() {
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("PPid:").and_then(|v| v.trim().parse::<u32>().ok()))
+            });
+        match ppid {
+            Some(p) if p > 1 && !out.contains(&p) => out.push(p),
+            _ => break,
+        }
+    }
+    out
 }
 
 fn proc_pids() -> impl Iterator<Item = u32> {
