@@ -156,7 +156,7 @@ fn one_shot_mode_prints_the_report_of_the_same_engine() {
     let ns = Netns::new();
     let _listener = ns.listen("127.0.0.1", 18090);
     let request = json!({"source": {"kind": "netns", "path": ns.path()},
-        "probes": [{"kind": "tcp", "ip": "127.0.0.1", "port": 18090}]});
+        "probes": [{"kind": "tcp", "ip": "127.0.0.1", "port": 18090, "timeoutMs": 10000}]});
     let (code, stdout, stderr) = one_shot(&request.to_string());
     assert_eq!(code, 0, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
@@ -172,7 +172,7 @@ fn metrics_count_the_probes_that_ran_by_kind_and_outcome() {
     }
     let ns = Netns::new();
     let agent = Agent::start(&[]);
-    let tcp = json!({"kind": "tcp", "ip": "127.0.0.1", "port": 1});
+    let tcp = json!({"kind": "tcp", "ip": "127.0.0.1", "port": 1, "timeoutMs": 10000});
     agent.results(&json!({"source": {"kind": "netns", "path": ns.path()}, "probes": [tcp, tcp, tcp, {"kind": "listeners"}]}));
     let (status, text) = agent.http("GET", "/metrics", b"");
     assert_eq!(status, 200);

@@ -53,7 +53,7 @@ fn ten_thousand_probes_over_twenty_namespaces_leak_no_fds_threads_or_namespaces(
 
     let request = |ns: &Netns| {
         let probes: Vec<Value> = (0..PROBES_PER_REQUEST)
-            .map(|_| json!({"kind": "tcp", "ip": "127.0.0.1", "port": 18100}))
+            .map(|_| json!({"kind": "tcp", "ip": "127.0.0.1", "port": 18100, "timeoutMs": 10000}))
             .collect();
         json!({"source": {"kind": "netns", "path": ns.path()}, "probes": probes})
     };

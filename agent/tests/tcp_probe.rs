@@ -19,7 +19,7 @@ fn loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only() {
     let _listener = a.listen("127.0.0.1", 18080);
     let agent = Agent::start(&[]);
     let probe = |ns: &Netns| {
-        agent.results(&json!({"source": {"kind": "netns", "path": ns.path()}, "probes": [tcp("127.0.0.1", 18080, 1000)]}))
+        agent.results(&json!({"source": {"kind": "netns", "path": ns.path()}, "probes": [tcp("127.0.0.1", 18080, 10000)]}))
     };
     assert_eq!(probe(&a)[0]["outcome"]["kind"], "connected");
     assert_eq!(probe(&b)[0]["outcome"]["kind"], "refused");
@@ -48,11 +48,11 @@ fn refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart(
     let results = agent.results(&json!({
         "source": {"kind": "netns", "path": client.path()},
         "probes": [
-            tcp(&server_ip, 8080, 2000),
-            tcp(&server_ip, 8081, 2000),
+            tcp(&server_ip, 8080, 10000),
+            tcp(&server_ip, 8081, 10000),
             tcp(&server_ip, 8082, 300),
-            tcp(&server_ip, 8083, 2000),
-            tcp(&server_ip, 8084, 2000),
+            tcp(&server_ip, 8083, 10000),
+            tcp(&server_ip, 8084, 10000),
             // No route: the client only knows its /24.
             tcp(&format!("10.{net}.8.1"), 8080, 2000),
         ]
@@ -85,7 +85,7 @@ fn probes_leave_no_time_wait_sockets_behind() {
     let ns = Netns::new();
     let _listener = ns.listen("127.0.0.1", 18081);
     let agent = Agent::start(&[]);
-    let probes: Vec<Value> = (0..50).map(|_| tcp("127.0.0.1", 18081, 1000)).collect();
+    let probes: Vec<Value> = (0..50).map(|_| tcp("127.0.0.1", 18081, 10000)).collect();
     let results = agent.results(&json!({"source": {"kind": "netns", "path": ns.path()}, "probes": probes}));
     assert!(
         results.iter().all(|r| r["outcome"]["kind"] == "connected"),
