@@ -56,6 +56,9 @@ pub fn find_sibling(given: Option<&Path>, name: &str, hint: &str) -> Result<Path
 
 pub fn up(opts: &UpOptions) -> Result<LabInfo> {
     let scenario = Scenario::load(&opts.scenario)?;
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("netdiag-lab up needs root: it creates network namespaces, veths and iptables rules");
+    }
     let state = StateDir::create(&opts.state)?;
     if let Some(journal) = state.read_journal()?
         && journal.netns.iter().any(|n| netns::named(n).exists())
@@ -611,6 +614,9 @@ pub fn down(dir: &Path) -> Result<()> {
     let Ok(state) = StateDir::open(dir) else {
         return Ok(());
     };
+    if state.journal_path().exists() && !nix::unistd::Uid::effective().is_root() {
+        bail!("netdiag-lab down needs root: it deletes network namespaces and stops root processes");
+    }
     let dir_str = path_str(&state.dir)?;
     // First whatever names the state dir (the API stand-in, pod apps, dnsmasq, setup commands a
     // killed `up` left running), until none is left, so nothing creates namespaces behind our back.
