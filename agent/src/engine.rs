@@ -52,7 +52,9 @@ fn netns_status(err: &NetnsError) -> (u16, &'static str) {
             (404, "namespaceNotFound")
         }
         NetnsError::Open { .. } | NetnsError::Enter { .. } => (500, "cannotEnterNamespace"),
-        NetnsError::Spawn { .. } | NetnsError::WorkerDied { .. } => (503, "overloaded"),
+        NetnsError::Spawn { .. } | NetnsError::Runtime { .. } | NetnsError::WorkerDied { .. } => {
+            (503, "overloaded")
+        }
     }
 }
 

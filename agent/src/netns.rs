@@ -41,6 +41,12 @@ pub enum NetnsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start an async runtime in network namespace {path}: {source}")]
+    Runtime {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the worker thread for network namespace {path} died before it finished")]
     WorkerDied { path: String },
 }
@@ -114,14 +120,14 @@ where
         .stack_size(WORKER_STACK_BYTES)
         .spawn(move || {
             let result = ns.enter().and_then(|()| {
-                drop(ns);
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|source| NetnsError::Spawn {
-                        path: String::new(),
+                    .map_err(|source| NetnsError::Runtime {
+                        path: ns.path.clone(),
                         source,
                     })?;
+                drop(ns);
                 Ok(runtime.block_on(work()))
             });
             // The receiver may have gone away (request cancelled); the thread ends either way.
@@ -131,12 +137,7 @@ where
             path: path.clone(),
             source,
         })?;
-    match rx.await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(NetnsError::Spawn { source, .. })) => Err(NetnsError::Spawn { path, source }),
-        Ok(Err(err)) => Err(err),
-        Err(_) => Err(NetnsError::WorkerDied { path }),
-    }
+    rx.await.unwrap_or(Err(NetnsError::WorkerDied { path }))
 }
 
 /// Visits every namespace in `namespaces` in turn on one dedicated thread, calling `visit` inside

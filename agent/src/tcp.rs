@@ -58,7 +58,7 @@ async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool) -> TcpOut
     let elapsed_us = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     match socket.connect(&target.into()) {
         Ok(()) => return TcpOutcome::Connected { rtt_us: elapsed_us() },
-        Err(err) if err.raw_os_error() == Some(libc_einprogress()) => {}
+        Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
         Err(err) => {
             let local_port = socket
                 .local_addr()
@@ -91,10 +91,6 @@ async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool) -> TcpOut
             }
         }
     }
-}
-
-fn libc_einprogress() -> i32 {
-    nix::errno::Errno::EINPROGRESS as i32
 }
 
 /// What the raw ICMP socket saw, if one could be opened.
