@@ -233,3 +233,24 @@ fn a_truncated_udp_answer_is_retried_over_tcp() {
     assert_eq!(candidate["outcome"]["kind"], "resolved", "{result}");
     assert_eq!(candidate["outcome"]["addresses"].as_array().unwrap().len(), 60);
 }
+
+#[test]
+fn a_namespace_without_processes_has_no_resolv_conf_and_says_so() {
+    if !root_or_skip("a_namespace_without_processes_has_no_resolv_conf_and_says_so") {
+        return;
+    }
+    let empty = Netns::new();
+    let agent = Agent::start(&[]);
+    let results = agent.results(&json!({
+        "source": {"kind": "netns", "path": empty.path()},
+        "probes": [{"kind": "dns", "name": "web"}]
+    }));
+    let answer = &results[0]["answer"]["outcome"];
+    assert_eq!(answer["kind"], "error", "{answer}");
+    let detail = answer["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("no process lives in network namespace {}", empty.path())),
+        "{detail}"
+    );
+    assert_eq!(results[0]["candidates"], json!([]));
+}
