@@ -215,6 +215,7 @@ fn down_cleans_up_after_a_killed_up() {
             )
         })
         .collect();
+    let _lock = common::shared_lab_lock();
     let dir = TempDir::new("killed");
     let file = dir.0.join("scenario.yaml");
     std::fs::write(&file, format!("name: big\nnodes: [n0, n1, n2]\npods:\n{pods}")).unwrap();

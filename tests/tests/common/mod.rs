@@ -46,6 +46,25 @@ impl Drop for TempDir {
 pub struct Lab {
     pub dir: TempDir,
     pub info: LabInfo,
+    /// Held while the lab is up (see [`shared_lab_lock`]); released after `down`.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// A shared lock on the lock file the end-to-end check tests hold exclusively while their lab (with
+/// agents) is up. Every lab uses the same pod addresses, and an agent finds a pod's namespace by IP
+/// across the whole machine, so no other lab may be up while a check runs; the lab's own tests,
+/// which start no agents, may run together.
+pub fn shared_lab_lock() -> nix::fcntl::Flock<std::fs::File> {
+    let path = std::env::temp_dir().join("netdiag-check-scenarios.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("open the lab lock file");
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockShared)
+        .map_err(|(_, e)| e)
+        .expect("lock")
 }
 
 pub fn lab_cmd(args: &[&str]) -> Output {
@@ -54,6 +73,7 @@ pub fn lab_cmd(args: &[&str]) -> Output {
 
 impl Lab {
     pub fn up(tag: &str, scenario: &str) -> Lab {
+        let lock = shared_lab_lock();
         let dir = TempDir::new(tag);
         let file = dir.0.join("scenario.yaml");
         std::fs::write(&file, scenario).expect("write scenario");
@@ -74,7 +94,11 @@ impl Lab {
         }
         let info: LabInfo = serde_json::from_slice(&std::fs::read(state.join("lab.json")).expect("lab.json"))
             .expect("lab.json parses");
-        Lab { dir, info }
+        Lab {
+            dir,
+            info,
+            _lock: lock,
+        }
     }
 
     pub fn state(&self) -> PathBuf {
