@@ -914,6 +914,126 @@ mod tests {
         assert!(parse_field_selector("nonsense").is_err());
     }
 
+    fn store() -> Arc<Store> {
+        let scenario = crate::scenario::Scenario::parse(
+            "name: t\nnodes: [a, b]\npods:\n- {namespace: shop, name: p0, node: a, labels: {app: pay}}\n\
+             - {namespace: shop, name: p1, node: b, labels: {app: pay, tier: web}}\n\
+             - {namespace: db, name: d0, node: b, labels: {app: db}}\n\
+             services:\n- {namespace: shop, name: pay, selector: {app: pay}, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        let plan = crate::plan::Plan::new(&scenario, "nl000001", false).unwrap();
+        let objects =
+            crate::objects::all_objects(&scenario, &plan, k8s_openapi::jiff::Timestamp::UNIX_EPOCH).unwrap();
+        let pod_netns = plan.pods.iter().map(|p| (p.key(), p.netns.clone())).collect();
+        Arc::new(Store::new(ApiData { objects, pod_netns }, "127.0.0.1:1".into()).unwrap())
+    }
+
+    async fn get(uri: &str, accept: Option<&str>) -> (StatusCode, Value) {
+        use tower::ServiceExt;
+        let mut req = axum::http::Request::get(uri);
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT, a);
+        }
+        let resp = router(store())
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let code = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    fn names(list: &Value) -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn lists_filter_by_namespace_label_and_field_selectors() {
+        let (code, all) = get("/api/v1/pods", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(all["kind"], "PodList");
+        assert_eq!(all["metadata"]["resourceVersion"], "1");
+        assert_eq!(names(&all), ["p0", "p1", "d0", "coredns-0"]);
+        assert_eq!(
+            names(&get("/api/v1/namespaces/shop/pods", None).await.1),
+            ["p0", "p1"]
+        );
+        assert_eq!(
+            names(&get("/api/v1/pods?labelSelector=app%3Dpay,tier", None).await.1),
+            ["p1"]
+        );
+        assert_eq!(
+            names(&get("/api/v1/pods?fieldSelector=spec.nodeName%3Db", None).await.1),
+            ["p1", "d0"]
+        );
+        let ip = "10.244.2.3";
+        assert_eq!(
+            names(
+                &get(&format!("/api/v1/pods?fieldSelector=status.podIP%3D{ip}"), None)
+                    .await
+                    .1
+            ),
+            ["d0"]
+        );
+        let slices = get("/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices", None)
+            .await
+            .1;
+        assert_eq!(slices["kind"], "EndpointSliceList");
+        assert_eq!(slices["items"][0]["endpoints"].as_array().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn get_returns_the_object_or_a_not_found_status() {
+        let (code, pod) = get("/api/v1/namespaces/shop/pods/p0", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(pod["kind"], "Pod");
+        let (code, ns) = get("/api/v1/namespaces/db", None).await;
+        assert_eq!((code, ns["kind"].as_str()), (StatusCode::OK, Some("Namespace")));
+        let (code, status) = get("/api/v1/namespaces/db/pods/p0", None).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], "NotFound");
+        assert_eq!(status["message"], "pods \"p0\" not found");
+        let (code, status) = get("/api/v1/pods?labelSelector=app%20in%20pay", None).await;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("BadRequest"))
+        );
+        assert_eq!(
+            get("/apis/apps/v1/deployments", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn kubectl_gets_a_table_when_it_asks_for_one() {
+        let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+        let (code, table) = get("/api/v1/namespaces/shop/services", Some(accept)).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(table["kind"], "Table");
+        let columns: Vec<&str> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns[..5],
+            ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)"]
+        );
+        let row = &table["rows"][0];
+        assert_eq!(row["cells"][0], "pay");
+        assert_eq!(row["cells"][2], "10.96.1.1");
+        assert_eq!(row["cells"][4], "80/TCP");
+        assert_eq!(row["object"]["metadata"]["namespace"], "shop");
+    }
+
     #[test]
     fn discovery_lists_every_served_resource_with_its_group() {
         let core = discovery_resources("", "v1").unwrap();
