@@ -64,6 +64,13 @@ fn pod_resolves_service_names_through_its_search_list() {
     );
     let nx = lab.exec("shop/client", &["dig", "nope.shop.svc.cluster.local"]);
     assert!(stdout(&nx).contains("status: NXDOMAIN"), "{}", stdout(&nx));
+    // No upstream: names outside the cluster domain get no answer.
+    let outside = lab.exec("shop/client", &["dig", "+tries=1", "+time=2", "example.com"]);
+    assert!(
+        stdout(&outside).contains("status: REFUSED"),
+        "{}",
+        stdout(&outside)
+    );
 }
 
 #[test]
