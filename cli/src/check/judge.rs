@@ -996,7 +996,15 @@ fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgment {
                 "egress from {} to cluster DNS (port 53/UDP) is denied: {reason}",
                 ev.from
             ),
-            vec!["DNS queries from the pod time out while the policy evaluation denies them".into()],
+            {
+                let mut evidence = vec![
+                    "DNS queries from the pod time out while the policy evaluation denies them".to_string(),
+                ];
+                if let Some(Fact::Known(result)) = ev.dns.as_ref().map(|d| &d.result) {
+                    evidence.extend(dns_evidence(result));
+                }
+                evidence
+            },
             vec![
                 format!("kubectl -n {src_ns} get networkpolicy"),
                 format!(

@@ -438,6 +438,11 @@ fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
     assert_eq!(step(&report, Layer::Service).status, Status::Pass);
     assert_eq!(step(&report, Layer::Endpoints).status, Status::Pass);
     assert!(summary(&report, Layer::NetworkPolicy).contains("shop/egress-lockdown"));
+    let evidence = &step(&report, Layer::NetworkPolicy).evidence;
+    assert!(
+        evidence.iter().any(|e| e.contains("@10.96.0.10:53 → timed out")),
+        "{evidence:?}"
+    );
 }
 
 #[test]
