@@ -202,12 +202,11 @@ impl Builder<'_> {
         parallel(&routers, |ns| Ok(netns::sysctl(&netns::named(ns), &forwarding)?))?;
 
         let mut links = format!("link add br0 netns {} type bridge\n", plan.underlay_netns);
-        for (i, node) in plan.nodes.iter().enumerate() {
+        for node in &plan.nodes {
             links += &format!(
                 "link add eth0 netns {} type veth peer name {} netns {}\n",
                 node.netns, node.underlay_port, plan.underlay_netns
             );
-            let _ = i;
         }
         for pod in &plan.pods {
             links += &format!(
