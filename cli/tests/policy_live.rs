@@ -1,0 +1,203 @@
+//! `policy explain|matrix` against an API server: a minimal loopback HTTP server answers the three
+//! list calls with real Kubernetes list JSON, and the binary reaches it through a kubeconfig.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::thread;
+
+/// Serves `GET` for the three collections; `forbidden` paths answer 403 like RBAC would.
+fn serve(forbidden: &'static [&'static str]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut content_length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    content_length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; content_length];
+            let _ = reader.read_exact(&mut body);
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+            let path = path.split('?').next().unwrap_or(path);
+            let (status, body) = if forbidden.contains(&path) {
+                (
+                    "403 Forbidden",
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "forbidden", "reason": "Forbidden", "code": 403}),
+                )
+            } else {
+                match path {
+                    "/api/v1/namespaces" => ("200 OK", list("NamespaceList", "v1", namespaces())),
+                    "/api/v1/pods" => ("200 OK", list("PodList", "v1", pods())),
+                    "/apis/networking.k8s.io/v1/networkpolicies" => (
+                        "200 OK",
+                        list("NetworkPolicyList", "networking.k8s.io/v1", policies()),
+                    ),
+                    _ => (
+                        "404 Not Found",
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "NotFound", "code": 404}),
+                    ),
+                }
+            };
+            let body = body.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+fn namespaces() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop"}}}),
+        serde_json::json!({"metadata": {"name": "ops", "labels": {"kubernetes.io/metadata.name": "ops"}}}),
+    ]
+}
+
+fn pods() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"metadata": {"name": "checkout", "namespace": "shop", "labels": {"app": "checkout"},
+            "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}, "status": {"podIP": "10.0.0.1"}}),
+        serde_json::json!({"metadata": {"name": "payments", "namespace": "shop", "labels": {"app": "payments"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}, "status": {"podIP": "10.0.0.2"}}),
+        serde_json::json!({"metadata": {"name": "monitor", "namespace": "ops", "labels": {"app": "monitor"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}, "status": {"podIP": "10.0.1.1"}}),
+    ]
+}
+
+fn policies() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"metadata": {"name": "payments-from-checkout", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "payments"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}}),
+    ]
+}
+
+/// A kubeconfig for the loopback server, in a file unique to this test process and name.
+struct Kubeconfig(PathBuf);
+
+impl Kubeconfig {
+    fn new(port: u16, name: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("netdiag-policy-live-{}-{name}.yaml", std::process::id()));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+             users:\n- name: anon\n  user: {{}}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: anon, namespace: shop}}\n\
+             current-context: lab\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        Kubeconfig(path)
+    }
+}
+
+impl Drop for Kubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn run(kubeconfig: &Kubeconfig, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-netdiag"))
+        .args(["policy"])
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig.0)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn matrix_reads_namespaces_pods_and_policies_from_the_api_server() {
+    let kubeconfig = Kubeconfig::new(serve(&[]), "matrix");
+    let out = run(
+        &kubeconfig,
+        &["matrix", "--port", "80", "-n", "shop", "-o", "json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["results"],
+        serde_json::json!([
+            {"from": "shop/checkout", "to": "shop/checkout", "allowed": true},
+            {"from": "shop/checkout", "to": "shop/payments", "allowed": true},
+            {"from": "shop/payments", "to": "shop/checkout", "allowed": true},
+            {"from": "shop/payments", "to": "shop/payments", "allowed": false},
+        ])
+    );
+}
+
+#[test]
+fn explain_resolves_bare_names_in_the_context_namespace() {
+    let kubeconfig = Kubeconfig::new(serve(&[]), "explain");
+    let out = run(
+        &kubeconfig,
+        &[
+            "explain",
+            "--from",
+            "ops/monitor",
+            "--to",
+            "payments",
+            "--port",
+            "80",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["to"], "shop/payments");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(
+        v["ingress"]["isolatingPolicies"][0]["name"],
+        "payments-from-checkout"
+    );
+}
+
+#[test]
+fn forbidden_list_is_an_error_naming_the_resource() {
+    let kubeconfig = Kubeconfig::new(
+        serve(&["/apis/networking.k8s.io/v1/networkpolicies"]),
+        "forbidden",
+    );
+    let out = run(&kubeconfig, &["matrix", "--port", "80"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: failed to list networkpolicies from the cluster"),
+        "{stderr}"
+    );
+}
