@@ -394,7 +394,10 @@ fn dns_evidence(result: &DnsResult) -> Vec<String> {
 
 fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
     let Some(dns) = &ev.dns else {
-        return not_applicable("not applicable: the target is an address, no name to resolve");
+        return not_applicable(match ev.destination {
+            Destination::Pod => "not applicable: a pod target is reached at its IP, no name to resolve",
+            _ => "not applicable: the target is an address, no name to resolve",
+        });
     };
     let result = match &dns.result {
         Fact::Known(result) => result,
@@ -718,9 +721,9 @@ fn judge_service(ev: &Evidence) -> Judgment {
             }
             pass(
                 format!(
-                    "{port_text} → targetPort {tp} ({}) on {} selected pods",
+                    "{port_text} → targetPort {tp} ({}) on {}",
                     numbers.join(", "),
-                    declaring.len()
+                    selected_pods(declaring.len())
                 ),
                 evidence,
             )
@@ -760,13 +763,21 @@ fn judge_service(ev: &Evidence) -> Judgment {
             }
             pass(
                 format!(
-                    "{port_text} → targetPort {} on {} selected pods",
+                    "{port_text} → targetPort {} on {}",
                     target_port_text(&port.target_port),
-                    selected.len()
+                    selected_pods(selected.len())
                 ),
                 vec![],
             )
         }
+    }
+}
+
+fn selected_pods(n: usize) -> String {
+    if n == 1 {
+        "1 selected pod".into()
+    } else {
+        format!("{n} selected pods")
     }
 }
 
