@@ -183,6 +183,38 @@ impl Builder<'_> {
         objects: Vec<serde_json::Value>,
         slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
     ) -> Result<LabInfo> {
+        self.network()?;
+        self.rules(slices)?;
+        self.link_faults()?;
+        let ready_dir = self.state.path("ready");
+        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        let mut children = self.start_pods(&me, slices, &ready_dir)?;
+
+        std::fs::write(
+            self.state.path("api.json"),
+            serde_json::to_vec(&ApiData {
+                objects,
+                pod_netns: self
+                    .plan
+                    .pods
+                    .iter()
+                    .map(|p| (p.key(), p.netns.clone()))
+                    .collect(),
+            })?,
+        )?;
+        let (api_pid, url) = start_api(&me, self.state)?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        self.wait_ready(&mut children, &ready_dir, deadline)?;
+
+        let pids: BTreeMap<usize, u32> = children.iter().map(|(k, c)| (*k, c.id())).collect();
+        let info = self.info(&pids, api_pid, &url);
+        self.state.write_kubeconfig(&url)?;
+        self.state.write_json("lab.json", &info)?;
+        Ok(info)
+    }
+
+    /// Namespaces, forwarding sysctls, links, addresses and routes.
+    fn network(&self) -> Result<()> {
         let plan = self.plan;
         let all = plan.all_netns();
         let batch: String = all.iter().map(|n| format!("netns add {n}\n")).collect();
@@ -277,8 +309,12 @@ impl Builder<'_> {
         parallel(&configs, |(ns, batch)| {
             self.run_file(&format!("{ns}.batch"), batch, "ip", &["-n", ns, "-batch"])
                 .with_context(|| format!("failed to configure namespace {ns}"))
-        })?;
+        })
+    }
 
+    /// kube-proxy's rules and the deny rules, in every node namespace.
+    fn rules(&self, slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]) -> Result<()> {
+        let plan = self.plan;
         let rules: Vec<(String, String)> = (0..plan.nodes.len())
             .map(|i| {
                 (
@@ -302,8 +338,12 @@ impl Builder<'_> {
                 &["netns", "exec", ns, "iptables-restore"],
             )
             .with_context(|| format!("failed to program iptables in node namespace {ns}"))
-        })?;
+        })
+    }
 
+    /// The link-cut and link-mtu faults, on the nodes' ports in the underlay.
+    fn link_faults(&self) -> Result<()> {
+        let plan = self.plan;
         let mut faults = String::new();
         for fault in &self.scenario.faults {
             let port = |node: &str| {
@@ -328,7 +368,17 @@ impl Builder<'_> {
             )
             .context("failed to apply link faults")?;
         }
+        Ok(())
+    }
 
+    /// Every pod's resolv.conf and process (pod app, dnsmasq or agent), started in the background.
+    fn start_pods(
+        &self,
+        me: &Path,
+        slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+        ready_dir: &Path,
+    ) -> Result<Vec<(usize, Child)>> {
+        let plan = self.plan;
         for pod in &plan.pods {
             let dir = Path::new("/etc/netns").join(&pod.netns);
             std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
@@ -340,10 +390,8 @@ impl Builder<'_> {
 
         let logs = self.state.path("logs");
         std::fs::create_dir_all(&logs)?;
-        let ready_dir = self.state.path("ready");
-        let _ = std::fs::remove_dir_all(&ready_dir);
-        std::fs::create_dir_all(&ready_dir)?;
-        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        let _ = std::fs::remove_dir_all(ready_dir);
+        std::fs::create_dir_all(ready_dir)?;
 
         let mut children: Vec<(usize, Child)> = Vec::new();
         for (k, pod) in plan.pods.iter().enumerate() {
@@ -372,7 +420,7 @@ impl Builder<'_> {
                     ]);
                 }
                 _ => {
-                    argv.extend([path_str(&me)?, "pod-app".into(), "--pod".into(), pod.key()]);
+                    argv.extend([path_str(me)?, "pod-app".into(), "--pod".into(), pod.key()]);
                     argv.extend(["--ready-file".into(), path_str(&ready_dir.join(k.to_string()))?]);
                     for l in &pod.spec.listen {
                         let proto = match l.protocol {
@@ -395,23 +443,7 @@ impl Builder<'_> {
                 .with_context(|| format!("failed to start the process of pod {}", pod.key()))?;
             children.push((k, child));
         }
-
-        std::fs::write(
-            self.state.path("api.json"),
-            serde_json::to_vec(&ApiData {
-                objects,
-                pod_netns: plan.pods.iter().map(|p| (p.key(), p.netns.clone())).collect(),
-            })?,
-        )?;
-        let (api_pid, url) = start_api(&me, self.state)?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        self.wait_ready(&mut children, &ready_dir, deadline)?;
-
-        let pids: BTreeMap<usize, u32> = children.iter().map(|(k, c)| (*k, c.id())).collect();
-        let info = self.info(&pids, api_pid, &url);
-        self.state.write_kubeconfig(&url)?;
-        self.state.write_json("lab.json", &info)?;
-        Ok(info)
+        Ok(children)
     }
 
     fn wait_ready(&self, children: &mut [(usize, Child)], ready_dir: &Path, deadline: Instant) -> Result<()> {
