@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::evidence::{Destination, EndpointsFacts, Evidence, ServiceFacts, SourceFacts};
 use super::gather::{AgentRoute, Plan, gather};
 use super::judge::judge;
-use super::target::{PodRef, Target, parse_timeout};
+use super::target::{PodRef, Target, parse_agent_url, parse_timeout};
 use crate::agent_client::{DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
 use crate::kube_args::KubeArgs;
 use crate::render::{Progress, render_report};
@@ -54,7 +54,7 @@ pub struct CheckArgs {
     pub agent_selector: String,
     /// Debugging: send every agent request to this address (http://HOST:PORT) instead of
     /// port-forwarding to the agent pod on each node.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_agent_url)]
     pub agent_url: Option<String>,
 }
 

@@ -252,6 +252,29 @@ pub fn parse_timeout(s: &str) -> Result<Duration, ParseError> {
     Ok(duration)
 }
 
+/// Parses `--agent-url`: `http://HOST:PORT` or `HOST:PORT` (the agent speaks plain HTTP/1.1).
+pub fn parse_agent_url(s: &str) -> Result<String, ParseError> {
+    let what = format!("--agent-url {s:?}");
+    let rest = match s.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => {
+            return invalid(format!(
+                "{what}: scheme {scheme:?} is not supported; use http://HOST:PORT"
+            ));
+        }
+        None => s,
+    };
+    let rest = rest.trim_end_matches('/');
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return invalid(format!("{what}: the port is missing; use http://HOST:PORT"));
+    };
+    if host.is_empty() || rest.contains('/') {
+        return invalid(format!("{what}: expected http://HOST:PORT"));
+    }
+    parse_port_number(port, &what)?;
+    Ok(rest.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +409,27 @@ mod tests {
         );
         assert!(parse_timeout("fast").is_err());
         assert!(parse_timeout("31s").is_err());
+    }
+
+    #[test]
+    fn agent_urls_are_plain_http_host_and_port() {
+        assert_eq!(
+            parse_agent_url("http://127.0.0.1:9808/").unwrap(),
+            "127.0.0.1:9808"
+        );
+        assert_eq!(parse_agent_url("localhost:9808").unwrap(), "localhost:9808");
+        assert!(
+            parse_agent_url("https://x:1")
+                .unwrap_err()
+                .to_string()
+                .contains("scheme \"https\"")
+        );
+        assert!(
+            parse_agent_url("http://x")
+                .unwrap_err()
+                .to_string()
+                .contains("port is missing")
+        );
+        assert!(parse_agent_url("http://x:1/v1").is_err());
     }
 }
