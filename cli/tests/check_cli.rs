@@ -147,3 +147,113 @@ fn kubeconfig_that_does_not_exist_is_undetermined_and_named() {
         "NO_COLOR and a pipe mean no color: {text}"
     );
 }
+
+/// An API server that answers every request with 403 Forbidden, as RBAC does; returns its kubeconfig.
+fn forbidding_api_server() -> PathBuf {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    // Read one request's headers (no request of the check has a body on GET).
+                    let mut path = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if path.is_empty() {
+                            path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let body = format!(
+                        "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\
+                         \"message\":\"{path} is forbidden: User \\\"dev\\\" cannot list this resource\",\
+                         \"reason\":\"Forbidden\",\"code\":403}}"
+                    );
+                    let response = format!(
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let path = std::env::temp_dir().join(format!(
+        "netdiag-check-cli-403-{}-{port}.kubeconfig",
+        std::process::id()
+    ));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+         contexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n\
+         users:\n- name: u\n  user: {{}}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn rbac_forbidden_reads_are_undetermined_never_a_network_layer() {
+    let kubeconfig = forbidding_api_server();
+    let out = check(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--from",
+        "shop/checkout",
+        "--to",
+        "svc/payments.shop:80",
+        "-o",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_eq!(report["verdict"], "undetermined");
+    let summary = report["steps"][0]["summary"].as_str().unwrap();
+    assert!(summary.contains("forbidden to list pods"), "{summary}");
+}
+
+#[test]
+fn color_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
+    let kubeconfig = forbidding_api_server();
+    let args = [
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--from",
+        "shop/checkout",
+        "--to",
+        "10.0.0.1:80",
+    ];
+    let run = |envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check")
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    };
+    let piped = run(&[]);
+    let forced = run(&[("CLICOLOR_FORCE", "1")]);
+    let forced_but_no_color = run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert!(
+        piped.contains("verdict: UNDETERMINED") && !piped.contains('\x1b'),
+        "{piped}"
+    );
+    assert!(forced.contains("\x1b["), "{forced}");
+    assert!(!forced_but_no_color.contains('\x1b'), "{forced_but_no_color}");
+}
