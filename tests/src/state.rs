@@ -228,3 +228,65 @@ fn proc_pids() -> impl Iterator<Item = u32> {
         .flatten()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_processes_of_the_named_programs_that_mention_the_needle() {
+        let needle = format!("netdiag-lab-state-test-{}", std::process::id());
+        // `read` is a shell builtin, so sh itself waits and no grandchild outlives the test.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read line", &needle])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        // Wait for the exec: until then the child still carries this test's command line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = pids_mentioning(&needle, &["sh"]);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            found = pids_mentioning(&needle, &["sh"]);
+        }
+        let other_program = pids_mentioning(&needle, &["dnsmasq"]);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, [child.id()]);
+        assert!(other_program.is_empty());
+        assert!(
+            pids_mentioning(&needle, &["sh"]).is_empty(),
+            "a reaped process is gone"
+        );
+    }
+
+    #[test]
+    fn never_matches_this_process_or_its_ancestors() {
+        let me = std::fs::read(format!("/proc/{}/cmdline", std::process::id())).unwrap();
+        let argv0 = String::from_utf8_lossy(me.split(|b| *b == 0).next().unwrap()).to_string();
+        let program = argv0.rsplit('/').next().unwrap().to_string();
+        assert!(
+            pids_mentioning(&argv0, &[program.as_str()])
+                .iter()
+                .all(|p| !ancestors().contains(p))
+        );
+        assert_eq!(ancestors()[0], std::process::id());
+    }
+
+    #[test]
+    fn journal_round_trips_through_the_state_dir() {
+        let dir = std::env::temp_dir().join(format!("netdiag-lab-state-unit-{}", std::process::id()));
+        let state = StateDir::create(&dir).unwrap();
+        assert!(state.read_journal().unwrap().is_none());
+        let journal = Journal {
+            prefix: "nl000001".into(),
+            netns: vec!["nl000001-u".into()],
+        };
+        state.write_json("journal.json", &journal).unwrap();
+        let back = state.read_journal().unwrap().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((back.prefix, back.netns), (journal.prefix, journal.netns));
+    }
+}
