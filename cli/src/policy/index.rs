@@ -30,7 +30,8 @@ pub(crate) struct PodInfo {
 pub struct PolicyIndex {
     pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) pods: Vec<PodInfo>,
-    pod_by_name: HashMap<(String, String), usize>,
+    /// Pod positions by namespace, then name (lookups by `&str`, no allocation).
+    pod_by_name: HashMap<String, HashMap<String, usize>>,
     pub(crate) policies: Vec<PolicySpec>,
     /// Policies by namespace, in input order (a policy only selects pods of its own namespace).
     policies_by_namespace: HashMap<String, Vec<usize>>,
@@ -67,13 +68,16 @@ impl PolicyIndex {
         }
 
         let mut pod_infos = Vec::with_capacity(pods.len());
-        let mut pod_by_name = HashMap::with_capacity(pods.len());
+        let mut pod_by_name: HashMap<String, HashMap<String, usize>> = HashMap::new();
         for pod in pods {
             let Some(info) = pod_info(pod, &mut findings) else {
                 continue;
             };
-            let key = (info.namespace.clone(), info.name.clone());
-            if pod_by_name.contains_key(&key) {
+            let in_namespace = match pod_by_name.get_mut(info.namespace.as_str()) {
+                Some(map) => map,
+                None => pod_by_name.entry(info.namespace.clone()).or_default(),
+            };
+            if in_namespace.contains_key(info.name.as_str()) {
                 findings.push(finding(
                     "pod",
                     Some(&info.namespace),
@@ -95,7 +99,7 @@ impl PolicyIndex {
                 let labels = BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), info.namespace.clone())]);
                 namespace_labels.insert(info.namespace.clone(), labels);
             }
-            pod_by_name.insert(key, pod_infos.len());
+            in_namespace.insert(info.name.clone(), pod_infos.len());
             pod_infos.push(info);
         }
 
@@ -167,9 +171,7 @@ impl PolicyIndex {
     }
 
     pub(crate) fn pod_index(&self, namespace: &str, name: &str) -> Option<usize> {
-        self.pod_by_name
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied()
+        self.pod_by_name.get(namespace)?.get(name).copied()
     }
 
     fn endpoint(&self, peer: &Peer) -> Result<Endpoint, EvalError> {
