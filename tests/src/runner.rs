@@ -24,6 +24,8 @@ pub struct RunOptions {
 struct DownGuard {
     state: PathBuf,
     keep: bool,
+    /// The directory was made for this run, so it is removed after `down`.
+    owned: bool,
 }
 
 impl Drop for DownGuard {
@@ -36,7 +38,7 @@ impl Drop for DownGuard {
             );
         } else if let Err(e) = down(&self.state) {
             eprintln!("netdiag-lab: down failed: {e:#}");
-        } else {
+        } else if self.owned {
             let _ = std::fs::remove_dir_all(&self.state);
         }
     }
@@ -88,8 +90,13 @@ fn check_command(netdiag: &Path, kubeconfig: &Path, check: &Check) -> Command {
     cmd
 }
 
-/// Runs the scenario end to end; `Ok(true)` when the verdict matched the expectation.
+/// Runs the scenario end to end; `Ok(true)` when the verdict matched the expectation. A state dir
+/// the caller named is kept (only the lab in it is removed); a fresh one is removed afterwards.
 pub fn run(opts: &RunOptions) -> Result<bool> {
+    run_owned(opts, false)
+}
+
+fn run_owned(opts: &RunOptions, owned_state: bool) -> Result<bool> {
     let scenario = Scenario::load(&opts.scenario)?;
     let (Some(check), Some(expect)) = (&scenario.check, &scenario.expect) else {
         bail!(
@@ -109,6 +116,7 @@ pub fn run(opts: &RunOptions) -> Result<bool> {
     let _guard = DownGuard {
         state: state.clone(),
         keep: opts.keep,
+        owned: owned_state || opts.state.is_none(),
     };
     let info = up(&UpOptions {
         scenario: opts.scenario.clone(),
@@ -174,13 +182,16 @@ pub fn demo(netdiag_bin: Option<PathBuf>, agent_bin: Option<PathBuf>, keep: bool
     std::fs::write(&scenario, DEMO_SCENARIO)?;
     let parsed = Scenario::parse(DEMO_SCENARIO)?;
     println!("demo scenario {}: {}", parsed.name, parsed.description);
-    run(&RunOptions {
-        scenario,
-        netdiag_bin,
-        agent_bin,
-        state: Some(state),
-        keep,
-    })
+    run_owned(
+        &RunOptions {
+            scenario,
+            netdiag_bin,
+            agent_bin,
+            state: Some(state),
+            keep,
+        },
+        true,
+    )
 }
 
 #[cfg(test)]
