@@ -286,3 +286,31 @@ fn krew_manifest_renders_to_a_plugin_that_installs_kubectl_netdiag() {
         assert!(uri.contains(tag) && uri.ends_with(".tar.gz"), "{uri}");
     }
 }
+
+#[test]
+fn dockerfile_builds_the_image_the_daemonset_runs_with_the_agent_on_path() {
+    let ds: DaemonSet = one("DaemonSet", "netdiag-agent");
+    let agent = &ds.spec.unwrap().template.spec.unwrap().containers[0];
+    let image = agent.image.clone().unwrap();
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("-t {image} ")),
+        "deploy/Dockerfile does not document building {image}"
+    );
+    // The DaemonSet gives only args, and its exec probes call `netdiag-agent` by name.
+    assert!(agent.command.is_none());
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/netdiag-agent"]"#));
+    assert!(dockerfile.contains("COPY --from=builder /out/netdiag-agent /usr/local/bin/netdiag-agent"));
+    for probe in [&agent.readiness_probe, &agent.liveness_probe] {
+        let command = probe
+            .as_ref()
+            .unwrap()
+            .exec
+            .as_ref()
+            .unwrap()
+            .command
+            .clone()
+            .unwrap();
+        assert_eq!(command[0], "netdiag-agent");
+    }
+}
