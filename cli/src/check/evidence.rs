@@ -185,12 +185,17 @@ impl ServiceSpecFacts {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// The Service port the target asked for.
+    /// The Service port the target asked for; the TCP one when a number is served on several protocols.
     pub fn requested_port(&self) -> Option<&ServicePortFacts> {
-        self.ports.iter().find(|p| match &self.requested {
+        let matches = |p: &&ServicePortFacts| match &self.requested {
             PortRef::Number(n) => p.port == *n,
             PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
-        })
+        };
+        self.ports
+            .iter()
+            .filter(matches)
+            .find(|p| p.protocol == "TCP")
+            .or_else(|| self.ports.iter().find(matches))
     }
 }
 

@@ -429,11 +429,16 @@ async fn plan_service(
     };
     let requested = facts.requested_port().cloned();
     let probe_tcp = requested.as_ref().is_none_or(|p| p.protocol == "TCP");
+    // Only TCP is probed: the live layers of a UDP/SCTP port say so instead of "not probed".
+    let unprobed = match &requested {
+        Some(p) if !probe_tcp => format!("{} port {}: netdiag probes TCP only", p.protocol, p.port),
+        _ => NOT_PROBED.to_string(),
+    };
     let cluster_ip_facts = match (&requested, cluster_ip) {
         (Some(p), Some(ip)) if facts.external_name.is_none() => Some(ClusterIpFacts {
             ip,
             port: p.port,
-            tcp: Fact::Unknown(NOT_PROBED.into()),
+            tcp: Fact::Unknown(unprobed.clone()),
         }),
         _ => None,
     };
@@ -441,7 +446,13 @@ async fn plan_service(
         None => EndpointsFacts::Known(vec![]),
         Some(p) => match list_slices(client, &namespace, &name).await {
             Fact::Unknown(reason) => EndpointsFacts::Unknown(reason),
-            Fact::Known(slices) => EndpointsFacts::Known(slice_endpoints(&slices, p, snap)),
+            Fact::Known(slices) => {
+                let mut list = slice_endpoints(&slices, p, snap);
+                for e in &mut list {
+                    e.tcp = Fact::Unknown(unprobed.clone());
+                }
+                EndpointsFacts::Known(list)
+            }
         },
     };
     let expected_dns = match (cluster_ip, &endpoints) {

@@ -270,14 +270,20 @@ fn closest<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> {
 
 fn judge_source(ev: &Evidence) -> Judgment {
     match &ev.source {
-        SourceFacts::Unknown(reason) => undetermined(
-            format!("could not read the source pod {}: {reason}", ev.from),
-            vec![],
-            vec![format!(
-                "kubectl auth can-i get pods -n {}",
-                ev.from.split('/').next().unwrap_or("")
-            )],
-        ),
+        SourceFacts::Unknown(reason) => {
+            let fix = if reason.contains("forbidden") {
+                "kubectl auth can-i list pods --all-namespaces".to_string()
+            } else if reason.contains("kubeconfig") {
+                "kubectl config get-contexts".to_string()
+            } else {
+                "kubectl cluster-info".to_string()
+            };
+            undetermined(
+                format!("could not read the source pod {}: {reason}", ev.from),
+                vec![],
+                vec![fix],
+            )
+        }
         SourceFacts::Missing {
             namespace,
             name,
@@ -1219,7 +1225,8 @@ fn judge_pod_network(ev: &Evidence) -> Judgment {
         );
     }
     if !unknown.is_empty() {
-        return undetermined("the pod network could not be probed", unknown, vec![]);
+        let summary = format!("the pod network could not be probed: {}", unknown[0]);
+        return undetermined(summary, unknown, vec![]);
     }
     pass(
         format!(

@@ -325,6 +325,7 @@ fn unreadable_api_is_undetermined() {
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert!(summary(&report, Layer::Source).contains("forbidden"));
+    assert_eq!(report.fix, ["kubectl auth can-i list pods --all-namespaces"]);
 }
 
 #[test]
@@ -849,4 +850,32 @@ fn cluster_nxdomain_decides_even_when_the_bare_name_is_refused_upstream() {
         s.contains("NXDOMAIN") && s.contains("did you mean payments?"),
         "{s}"
     );
+}
+
+#[test]
+fn a_port_number_served_on_udp_and_tcp_is_checked_on_tcp() {
+    let mut svc = payments_service();
+    svc.ports = ["UDP", "TCP"]
+        .map(|protocol| ServicePortFacts {
+            name: Some(protocol.to_lowercase()),
+            port: 53,
+            protocol: protocol.into(),
+            target_port: PortRef::Number(53),
+        })
+        .to_vec();
+    svc.requested = PortRef::Number(53);
+    assert_eq!(svc.requested_port().map(|p| p.protocol.as_str()), Some("TCP"));
+    svc.ports.remove(1);
+    assert_eq!(svc.requested_port().map(|p| p.protocol.as_str()), Some("UDP"));
+}
+
+#[test]
+fn a_port_that_is_not_probed_leaves_the_live_layers_undetermined_with_the_reason() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.tcp = Fact::Unknown("UDP port 53: netdiag probes TCP only".into());
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert!(summary(&report, Layer::PodNetwork).contains("netdiag probes TCP only"));
 }
