@@ -712,3 +712,99 @@ fn input_errors_name_the_document_and_object() {
     );
     assert!(matches!(parse_objects("# nothing\n"), Err(InputError::Empty)));
 }
+
+#[test]
+fn matrix_agrees_with_evaluate_for_every_pair_port_and_protocol_on_mixed_policies() {
+    let namespaces = [
+        mk_ns("shop", &[("team", "shop"), ("env", "prod")]),
+        mk_ns("ops", &[("team", "ops")]),
+        mk_ns("lab", &[("env", "dev")]),
+    ];
+    let ports: &[(&str, i32, &str)] = &[
+        ("http", 8080, "TCP"),
+        ("dns", 53, "UDP"),
+        ("metrics", 9090, "TCP"),
+    ];
+    let pods = [
+        mk_pod("shop", "web", "10.1.0.1", &[("tier", "web")], ports),
+        mk_pod("shop", "api", "10.1.0.2", &[("tier", "api")], &ports[..1]),
+        mk_pod("shop", "db", "10.1.0.3", &[("tier", "db")], &[]),
+        mk_pod("ops", "prom", "10.2.0.1", &[("tier", "web")], &ports[2..]),
+        mk_pod("ops", "pending", "", &[], &[]),
+        mk_pod("lab", "probe", "10.3.0.1", &[("tier", "api")], ports),
+    ];
+    let policies = [
+        mk_policy(
+            "shop",
+            "deny",
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        ),
+        mk_policy(
+            "shop",
+            "web-in",
+            json!({"podSelector": {"matchLabels": {"tier": "web"}}, "ingress": [
+                {"from": [{"namespaceSelector": {}}], "ports": [{"port": "http"}, {"port": 80, "endPort": 90}]},
+                {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.3.0.0/16"]}}], "ports": [{"port": "metrics"}]}]}),
+        ),
+        mk_policy(
+            "shop",
+            "egress",
+            json!({"podSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]},
+                   "policyTypes": ["Egress"], "egress": [
+                {"to": [{"podSelector": {"matchLabels": {"tier": "api"}}}], "ports": [{"port": "http"}, {"port": 5432}]},
+                {"to": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}, "podSelector": {}}]},
+                {"ports": [{"port": "dns", "protocol": "UDP"}, {"port": 53, "protocol": "UDP"}]},
+                {"to": [{"ipBlock": {"cidr": "10.3.0.0/16"}}], "ports": [{"port": "metrics"}, {"port": 82, "endPort": 85}]}]}),
+        ),
+        mk_policy(
+            "shop",
+            "db-in",
+            json!({"podSelector": {"matchLabels": {"tier": "db"}}, "ingress": [
+                {"from": [{"podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["api"]}]}}],
+                 "ports": [{"port": 5432}, {"port": 9090, "protocol": "SCTP"}]}]}),
+        ),
+        mk_policy(
+            "ops",
+            "prom",
+            json!({"podSelector": {"matchLabels": {"tier": "web"}},
+                   "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "Exists"}]}}]}],
+                   "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"env": "prod"}}}], "ports": [{"port": "metrics"}]}]}),
+        ),
+    ];
+    let index = PolicyIndex::new(&namespaces, &pods, &policies);
+    assert!(index.findings().is_empty(), "{:?}", index.findings());
+    let probes = [
+        (80, Protocol::Tcp),
+        (84, Protocol::Tcp),
+        (8080, Protocol::Tcp),
+        (9090, Protocol::Tcp),
+        (9090, Protocol::Sctp),
+        (5432, Protocol::Tcp),
+        (53, Protocol::Udp),
+        (53, Protocol::Tcp),
+    ];
+    let (mut allowed_count, mut denied_count) = (0, 0);
+    for (port, protocol) in probes {
+        let matrix = index.matrix(port, protocol, &[]).unwrap();
+        for (i, from) in matrix.pods.iter().enumerate() {
+            for (j, to) in matrix.pods.iter().enumerate() {
+                let verdict = index.evaluate(&flow(from, to, port, protocol)).unwrap();
+                assert_eq!(
+                    matrix.allowed(i, j),
+                    verdict.allowed,
+                    "{from} -> {to} {port}/{protocol}: {}",
+                    verdict.explain()
+                );
+                if verdict.allowed {
+                    allowed_count += 1;
+                } else {
+                    denied_count += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        allowed_count > 20 && denied_count > 20,
+        "{allowed_count} allowed, {denied_count} denied"
+    );
+}
