@@ -85,6 +85,14 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
             break p;
         }
     };
+    let others = other_labs_up();
+    if agent_bin.is_some() && !others.is_empty() {
+        eprintln!(
+            "netdiag-lab: warning: other labs are up on this machine ({}); labs share pod addresses, so an \
+             agent that finds pods by IP may pick another lab's pod",
+            others.join(", ")
+        );
+    }
     let plan = Plan::new(&scenario, &prefix, agent_bin.is_some())?;
     let now = k8s_openapi::jiff::Timestamp::now();
     let objects = all_objects(&scenario, &plan, now)?;
@@ -627,6 +635,22 @@ fn start_api(me: &Path, state: &StateDir) -> Result<(u32, String)> {
         );
     }
     Ok((child.id(), url))
+}
+
+/// Prefixes of the labs that are up now (their underlay namespace `PREFIX-u` exists).
+fn other_labs_up() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let prefix = name.strip_suffix("-u")?;
+            let hex = prefix.strip_prefix("nl")?;
+            (hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| prefix.to_string())
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Programs `up` starts with the state dir on their command line.
