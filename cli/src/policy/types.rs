@@ -268,9 +268,7 @@ fn describe_side(
     port: u16,
     protocol: Protocol,
 ) -> String {
-    if !verdict.isolated {
-        return format!("{direction} of {subject} is not isolated");
-    }
+    // Only isolated sides are described (see `explain`).
     let isolating = join(&verdict.isolating_policies);
     if verdict.allowed {
         format!(
