@@ -197,39 +197,44 @@ pub fn classify_error(err: &io::Error, rtt_us: u64, icmp: IcmpEvidence) -> TcpOu
             detail: err.to_string(),
         };
     };
-    match errno {
-        Errno::ECONNREFUSED => TcpOutcome::Refused { rtt_us },
-        Errno::ENETUNREACH => unreachable(
+    match (errno, icmp) {
+        (Errno::ECONNREFUSED, _) => TcpOutcome::Refused { rtt_us },
+        // The kernel folds several ICMP codes into one errno (net-prohibited, code 9, arrives as
+        // ENETUNREACH; host-prohibited and filtered, 10 and 13, as EHOSTUNREACH): the message about
+        // this connection decides when there is one.
+        (
+            Errno::ENETUNREACH | Errno::EHOSTUNREACH | Errno::EHOSTDOWN | Errno::ENONET,
+            IcmpEvidence::Unreachable { code, from },
+        ) => unreachable(icmp_reason(code), format!("icmp type 3 code {code} from {from}")),
+        (Errno::ENETUNREACH, _) => unreachable(
             UnreachableReason::Network,
             "network is unreachable (ENETUNREACH)".into(),
         ),
-        Errno::EHOSTUNREACH | Errno::EHOSTDOWN => match icmp {
-            IcmpEvidence::Unreachable { code, from } => {
-                unreachable(icmp_reason(code), format!("icmp type 3 code {code} from {from}"))
-            }
-            IcmpEvidence::NoneMatched => unreachable(
-                UnreachableReason::Host,
-                "no route to host (EHOSTUNREACH) and no icmp message about this connection: the \
-                 neighbour did not answer or the route is unreachable"
-                    .into(),
-            ),
-            IcmpEvidence::Unavailable(why) => unreachable(
+        (Errno::EHOSTUNREACH | Errno::EHOSTDOWN | Errno::ENONET, IcmpEvidence::Unavailable(why)) => {
+            unreachable(
                 UnreachableReason::Host,
                 format!(
-                    "no route to host (EHOSTUNREACH); host-unreachable and admin-prohibited cannot be told \
+                    "no route to host ({errno}); host-unreachable and admin-prohibited cannot be told \
                      apart because {why}"
                 ),
+            )
+        }
+        (Errno::EHOSTUNREACH | Errno::EHOSTDOWN | Errno::ENONET, _) => unreachable(
+            UnreachableReason::Host,
+            format!(
+                "no route to host ({errno}) and no icmp message about this connection: the neighbour \
+                 did not answer or the route is unreachable"
             ),
-        },
+        ),
         // ICMPv6 admin-prohibited arrives as EACCES; a local firewall DROP/REJECT on output as EPERM.
-        Errno::EACCES | Errno::EPERM => unreachable(
+        (Errno::EACCES | Errno::EPERM, _) => unreachable(
             UnreachableReason::AdminProhibited,
             format!("the connection was administratively prohibited ({errno})"),
         ),
-        Errno::ETIMEDOUT => TcpOutcome::Timeout {
+        (Errno::ETIMEDOUT, _) => TcpOutcome::Timeout {
             after_ms: rtt_us / 1000,
         },
-        _ => TcpOutcome::Error {
+        (_, _) => TcpOutcome::Error {
             detail: format!("connect failed: {err}"),
         },
     }
@@ -290,6 +295,25 @@ mod tests {
         };
         assert_eq!(reason, UnreachableReason::Host);
         assert!(detail.contains("CAP_NET_RAW"), "{detail}");
+    }
+
+    #[test]
+    fn icmp_net_prohibited_reported_as_enetunreach_is_admin_prohibited() {
+        let err = io::Error::from_raw_os_error(nix::errno::Errno::ENETUNREACH as i32);
+        let router = Ipv4Addr::new(10, 0, 0, 254);
+        let outcome = classify_error(
+            &err,
+            3,
+            IcmpEvidence::Unreachable {
+                code: 9,
+                from: router,
+            },
+        );
+        let TcpOutcome::Unreachable { reason, detail, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(reason, UnreachableReason::AdminProhibited);
+        assert_eq!(detail, "icmp type 3 code 9 from 10.0.0.254");
     }
 
     #[test]
