@@ -725,6 +725,12 @@ fn judge_service(ev: &Evidence) -> Judgment {
                     selected.len()
                 ));
             }
+            if selected.is_empty() {
+                return pass(
+                    format!("{port_text} → targetPort {tp} (no selected pod to resolve it on)"),
+                    evidence,
+                );
+            }
             pass(
                 format!(
                     "{port_text} → targetPort {tp} ({}) on {}",
@@ -1318,13 +1324,13 @@ fn judge_service_proxy(ev: &Evidence) -> Judgment {
 fn listener_summary(e: &EndpointFacts, port: u16) -> String {
     let sockets = match &e.listeners {
         Fact::Known(s) => s,
-        Fact::Unknown(reason) => return format!("listening sockets unknown ({reason})"),
+        Fact::Unknown(reason) => return format!("its listening sockets are unknown ({reason})"),
     };
     let tcp: Vec<_> = sockets.iter().filter(|s| s.protocol == Transport::Tcp).collect();
     let on_port: Vec<_> = tcp.iter().filter(|s| s.local_port == port).collect();
     if !on_port.is_empty() && on_port.iter().all(|s| s.local_ip.is_loopback()) {
         let ip: IpAddr = on_port[0].local_ip;
-        return format!("listens on {}:{port} only, not on its pod IP", fmt_ip(ip));
+        return format!("it listens on {}:{port} only, not on its pod IP", fmt_ip(ip));
     }
     if on_port.is_empty() {
         let mut others: Vec<String> = tcp
@@ -1334,12 +1340,15 @@ fn listener_summary(e: &EndpointFacts, port: u16) -> String {
         others.sort();
         others.dedup();
         return if others.is_empty() {
-            format!("nothing listens on any TCP port (wanted {port})")
+            format!("nothing in the pod listens on any TCP port (wanted {port})")
         } else {
-            format!("nothing listens on {port}; listening: {}", others.join(", "))
+            format!(
+                "nothing in the pod listens on {port}; it listens on {}",
+                others.join(", ")
+            )
         };
     }
-    format!("listens on {port}")
+    format!("it listens on {port}")
 }
 
 fn judge_application(ev: &Evidence) -> Judgment {
@@ -1377,7 +1386,7 @@ fn judge_application(ev: &Evidence) -> Judgment {
         };
         let evidence = refused
             .iter()
-            .map(|(l, w)| format!("TCP to {l} refused; the pod {w}"))
+            .map(|(l, w)| format!("TCP to {l} refused; {w}"))
             .collect();
         if why.contains("127.0.0.1") || why.contains("[::1]") {
             fix.insert(
@@ -1386,7 +1395,7 @@ fn judge_application(ev: &Evidence) -> Judgment {
             );
         }
         return fail(
-            format!("{label} refuses the connection: it {why}{count}"),
+            format!("{label} refuses the connection: {why}{count}"),
             evidence,
             fix,
         );

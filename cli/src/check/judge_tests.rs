@@ -548,7 +548,8 @@ fn numeric_target_port_the_pods_declare_but_nothing_listens_is_application() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    assert!(summary(&report, Layer::Application).contains("nothing listens"));
+    let s = summary(&report, Layer::Application);
+    assert!(s.ends_with("refuses the connection: nothing in the pod listens on any TCP port (wanted 8080) (2/2 endpoints refuse)"), "{s}");
     assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
 }
 
@@ -565,6 +566,7 @@ fn selector_matching_no_pods_fails_endpoints() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
     assert!(summary(&report, Layer::Endpoints).contains("selector app=payments matches no pods"));
+    assert!(summary(&report, Layer::Service).contains("targetPort http (no selected pod to resolve it on)"));
     assert!(report.fix.iter().any(|f| f.contains("--show-labels")));
 }
 
@@ -759,7 +761,7 @@ fn refusal_with_unknown_listeners_is_still_the_application() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    assert!(summary(&report, Layer::Application).contains("listening sockets unknown"));
+    assert!(summary(&report, Layer::Application).contains("its listening sockets are unknown"));
 }
 
 #[test]
