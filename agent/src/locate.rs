@@ -104,36 +104,43 @@ impl Locator {
 
     async fn by_ip(&self, ip: IpAddr) -> Result<Located, LocateError> {
         let seen = self.scan();
-        let cached = {
+        let cached: Vec<u64> = {
             let mut cache = self.addresses.lock().expect("address cache lock");
             cache.retain(|inode, _| seen.contains_key(inode));
             cache
                 .iter()
-                .find(|(_, addrs)| addrs.contains(&ip))
+                .filter(|(_, addrs)| addrs.contains(&ip))
                 .map(|(inode, _)| *inode)
+                .collect()
         };
-        let inode = match cached {
-            Some(inode) => Some(inode),
-            // A miss may be a namespace that got its address after it was cached: look at all again.
-            None => self
-                .refresh(&seen)
-                .await?
-                .into_iter()
-                .find(|(_, addrs)| addrs.contains(&ip))
-                .map(|(i, _)| i),
-        };
-        let Some(inode) = inode else {
-            return Err(LocateError::NoNamespaceHasIp(ip));
-        };
-        let entry = &seen[&inode];
-        let netns = NetnsFile::open(&entry.path)?;
-        if netns.inode() != inode {
-            // The namespace went away between the scan and now.
-            return Err(LocateError::NoNamespaceHasIp(ip));
+        // A cached match is confirmed before it is trusted: the pod IP may have moved to another
+        // namespace, and the kernel reuses a destroyed namespace's inode number for a new one.
+        for inode in cached {
+            let Some(netns) = open_seen(&seen, inode) else {
+                continue;
+            };
+            let check = open_seen(&seen, inode).into_iter().collect();
+            let listed = netns::visit_each(check, |_| interfaces::addresses()).await?;
+            if matches!(listed.first(), Some(Ok(Ok(addrs))) if addrs.contains(&ip)) {
+                return Ok(Located {
+                    netns,
+                    pid: self.pick_pid(&seen[&inode].pids),
+                });
+            }
         }
+        // A miss (or a stale hit) may be a namespace that got the address after it was cached: look
+        // at all of them again.
+        let fresh = self.refresh(&seen).await?;
+        let found = fresh
+            .iter()
+            .filter(|(_, addrs)| addrs.contains(&ip))
+            .find_map(|(inode, _)| open_seen(&seen, *inode).map(|netns| (netns, *inode)));
+        let Some((netns, inode)) = found else {
+            return Err(LocateError::NoNamespaceHasIp(ip));
+        };
         Ok(Located {
             netns,
-            pid: self.pick_pid(&entry.pids),
+            pid: self.pick_pid(&seen[&inode].pids),
         })
     }
 
@@ -142,10 +149,7 @@ impl Locator {
         &self,
         seen: &BTreeMap<u64, SeenNetns>,
     ) -> Result<HashMap<u64, Vec<IpAddr>>, LocateError> {
-        let files: Vec<NetnsFile> = seen
-            .values()
-            .filter_map(|s| NetnsFile::open(&s.path).ok())
-            .collect();
+        let files: Vec<NetnsFile> = seen.keys().filter_map(|inode| open_seen(seen, *inode)).collect();
         let inodes: Vec<u64> = files.iter().map(NetnsFile::inode).collect();
         let listed = netns::visit_each(files, |_| interfaces::addresses()).await?;
         let mut fresh = HashMap::new();
@@ -204,6 +208,13 @@ impl Locator {
             .find(|pid| Path::new(&resolv_conf_path(*pid)).is_file())
             .or_else(|| pids.first().copied())
     }
+}
+
+/// Opens the namespace `seen` knows as `inode`, unless its file now names another namespace (the
+/// process exited and its pid was reused) or none.
+fn open_seen(seen: &BTreeMap<u64, SeenNetns>, inode: u64) -> Option<NetnsFile> {
+    let netns = NetnsFile::open(&seen.get(&inode)?.path).ok()?;
+    (netns.inode() == inode).then_some(netns)
 }
 
 /// The resolv.conf a process sees.

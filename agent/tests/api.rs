@@ -149,6 +149,38 @@ fn pod_ip_source_finds_the_namespace_holding_the_address() {
 }
 
 #[test]
+fn a_pod_ip_that_moved_to_another_namespace_is_found_in_its_new_namespace() {
+    if !root_or_skip("a_pod_ip_that_moved_to_another_namespace_is_found_in_its_new_namespace") {
+        return;
+    }
+    let (old, new) = (Netns::new(), Netns::new());
+    let ip = format!("172.30.{}.{}", random_byte(), random_byte());
+    let cidr = format!("{ip}/32");
+    let inode = |ns: &Netns| {
+        std::fs::metadata(ns.path())
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap()
+    };
+    let request = json!({"source": {"kind": "podIP", "ip": ip}, "probes": [{"kind": "listeners"}]});
+    old.ip(&["addr", "add", &cidr, "dev", "lo"]);
+    let agent = Agent::start(&[]);
+    let (status, report) = agent.probe(&request);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["netns"]["inode"], inode(&old));
+
+    // The old pod is gone from that address and a new pod has it: the cached answer is stale.
+    old.ip(&["addr", "del", &cidr, "dev", "lo"]);
+    new.ip(&["addr", "add", &cidr, "dev", "lo"]);
+    let (status, report) = agent.probe(&request);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["netns"]["inode"], inode(&new));
+
+    new.ip(&["addr", "del", &cidr, "dev", "lo"]);
+    let (status, error) = agent.probe(&request);
+    assert_eq!(status, 404, "{error}");
+}
+
+#[test]
 fn one_shot_mode_prints_the_report_of_the_same_engine() {
     if !root_or_skip("one_shot_mode_prints_the_report_of_the_same_engine") {
         return;
