@@ -186,12 +186,50 @@ fn expected_table(file: &str, case: &Case) -> BTreeMap<(String, String), bool> {
     table
 }
 
+/// Replays the transcribed upstream `Reachability` calls (`NewReachability`, `ExpectPeer`,
+/// `ExpectAllIngress`, `ExpectAllEgress`, `Expect`) over the case's pods.
+fn replay_expectation(file: &str, case: &Case) -> BTreeMap<(String, String), bool> {
+    let matches = |pattern: &str, pod: &str| {
+        let (pns, pname) = pattern.split_once('/').unwrap();
+        let (ns, name) = pod.split_once('/').unwrap();
+        (pns == "*" || pns == ns) && (pname == "*" || pname == name)
+    };
+    let mut table = BTreeMap::new();
+    for step in &case.expectation {
+        let (call, rest) = step
+            .split_once('(')
+            .unwrap_or_else(|| panic!("{file}: bad step {step:?}"));
+        let args: Vec<&str> = rest.trim_end_matches(')').split(',').map(str::trim).collect();
+        let value = |text: &str| match text {
+            "true" => true,
+            "false" => false,
+            other => panic!("{file}: bad boolean {other:?} in {step:?}"),
+        };
+        for from in &case.pods {
+            for to in &case.pods {
+                let hit = match (call, args.as_slice()) {
+                    ("NewReachability", [_, v]) => Some(value(v)),
+                    ("ExpectPeer", [f, t, v]) => (matches(f, from) && matches(t, to)).then(|| value(v)),
+                    ("ExpectAllIngress", [p, v]) => (p == to).then(|| value(v)),
+                    ("ExpectAllEgress", [p, v]) => (p == from).then(|| value(v)),
+                    ("Expect", [f, t, v]) => (f == from && t == to).then(|| value(v)),
+                    _ => panic!("{file}: unknown step {step:?}"),
+                };
+                if let Some(v) = hit {
+                    table.insert((from.clone(), to.clone()), v);
+                }
+            }
+        }
+    }
+    table
+}
+
 fn peer(pod: &str) -> Peer {
     pod.parse().expect("pod string is NS/NAME")
 }
 
 #[test]
-fn fixtures_hold_at_least_forty_cases_each_naming_its_source() {
+fn fixtures_hold_at_least_forty_cases_whose_grids_follow_their_upstream_steps() {
     let cases = load_cases();
     assert!(cases.len() >= 40, "only {} conformance cases", cases.len());
     for (file, case) in &cases {
@@ -209,6 +247,11 @@ fn fixtures_hold_at_least_forty_cases_each_naming_its_source() {
             case.name
         );
         let _ = &case.note;
+        assert_eq!(
+            replay_expectation(file, case),
+            expected_table(file, case),
+            "{file}: the grid must be what the transcribed upstream Reachability calls produce"
+        );
     }
 }
 
