@@ -23,6 +23,7 @@ pub(crate) struct PodInfo {
     pub labels: BTreeMap<String, String>,
     pub ips: Vec<IpAddr>,
     pub ports: Vec<NamedPort>,
+    pub host_network: bool,
 }
 
 /// Validated policies, pods and namespace labels, built once from objects; answers flows.
@@ -213,6 +214,22 @@ impl PolicyIndex {
                     .to_string(),
             );
         }
+        let mut host_network_pods: Vec<usize> = [from, to]
+            .into_iter()
+            .filter_map(|end| match end {
+                Endpoint::Pod(i) if self.pods[i].host_network => Some(i),
+                _ => None,
+            })
+            .collect();
+        host_network_pods.dedup();
+        for i in host_network_pods {
+            let pod = &self.pods[i];
+            notes.push(format!(
+                "{}/{} uses the host network: NetworkPolicy does not define how it applies, and most \
+                 CNIs do not enforce it on such pods",
+                pod.namespace, pod.name
+            ));
+        }
         Ok(FlowVerdict {
             from: flow.from.clone(),
             to: flow.to.clone(),
@@ -378,6 +395,7 @@ fn pod_info(pod: &Pod, findings: &mut Vec<Finding>) -> Option<PodInfo> {
         }
     }
     Some(PodInfo {
+        host_network: pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         namespace,
         name,

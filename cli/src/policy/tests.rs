@@ -808,3 +808,29 @@ fn matrix_agrees_with_evaluate_for_every_pair_port_and_protocol_on_mixed_policie
         "{allowed_count} allowed, {denied_count} denied"
     );
 }
+
+#[test]
+fn host_network_pods_are_evaluated_with_a_note() {
+    let mut node_agent = mk_pod("ops", "agent", "192.168.0.10", &[], &[]);
+    node_agent.spec.as_mut().unwrap().host_network = Some(true);
+    let pods = [node_agent, mk_pod("shop", "payments", "10.0.1.2", &[], &[])];
+    let index = PolicyIndex::new(
+        &[mk_ns("ops", &[]), mk_ns("shop", &[])],
+        &pods,
+        &[deny_all_ingress("shop")],
+    );
+    let verdict = index
+        .evaluate(&flow("ops/agent", "shop/payments", 80, Protocol::Tcp))
+        .unwrap();
+    assert!(!verdict.allowed);
+    assert_eq!(verdict.notes.len(), 1);
+    assert!(
+        verdict.notes[0].starts_with("ops/agent uses the host network"),
+        "{:?}",
+        verdict.notes
+    );
+    let plain = index
+        .evaluate(&flow("shop/payments", "shop/payments", 80, Protocol::Tcp))
+        .unwrap();
+    assert!(plain.notes.iter().all(|note| !note.contains("host network")));
+}
