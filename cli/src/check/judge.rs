@@ -333,14 +333,21 @@ fn judge_source(ev: &Evidence) -> Judgment {
                     vec![],
                     vec![AGENT_PODS.into()],
                 ),
-                AgentFacts::Failed(reason) => undetermined(
-                    format!("cannot probe as {key} on {node}: {reason}"),
-                    vec!["no probe ran, so no network layer can be judged".into()],
-                    vec![
-                        AGENT_PODS.into(),
-                        "kubectl -n netdiag get daemonset netdiag-agent".into(),
-                    ],
-                ),
+                AgentFacts::Failed(reason) => {
+                    let fix = if reason.contains("forbidden") || reason.contains("Forbidden") {
+                        vec!["kubectl auth can-i create pods/portforward -n netdiag".into()]
+                    } else {
+                        vec![
+                            AGENT_PODS.into(),
+                            "kubectl -n netdiag get daemonset netdiag-agent".into(),
+                        ]
+                    };
+                    undetermined(
+                        format!("cannot probe as {key} on {node}: {reason}"),
+                        vec!["no probe ran, so no network layer can be judged".into()],
+                        fix,
+                    )
+                }
             }
         }
     }

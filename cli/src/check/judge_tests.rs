@@ -881,3 +881,19 @@ fn a_port_that_is_not_probed_leaves_the_live_layers_undetermined_with_the_reason
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert!(summary(&report, Layer::PodNetwork).contains("netdiag probes TCP only"));
 }
+
+#[test]
+fn forbidden_port_forward_to_the_agent_is_undetermined_and_points_at_rbac() {
+    let mut ev = healthy();
+    if let SourceFacts::Found { agent, .. } = &mut ev.source {
+        *agent = AgentFacts::Failed(
+            "failed to port-forward to agent pod netdiag/netdiag-agent-x: pods \"netdiag-agent-x\" is forbidden".into(),
+        );
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.exit_code(), 3);
+    assert_eq!(
+        report.fix,
+        ["kubectl auth can-i create pods/portforward -n netdiag"]
+    );
+}

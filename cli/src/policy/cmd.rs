@@ -247,24 +247,36 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
         None => {
             let (client, namespace) = input.kube.client().await?;
             let params = ListParams::default();
-            let namespaces = Api::<Namespace>::all(client.clone())
-                .list(&params)
-                .await
-                .map_err(|source| PolicyCmdError::List {
-                    what: "namespaces",
-                    source,
-                })?;
-            let pods = Api::<Pod>::all(client.clone())
-                .list(&params)
-                .await
-                .map_err(|source| PolicyCmdError::List { what: "pods", source })?;
-            let policies = Api::<NetworkPolicy>::all(client)
-                .list(&params)
-                .await
-                .map_err(|source| PolicyCmdError::List {
-                    what: "networkpolicies",
-                    source,
-                })?;
+            let namespace_api = Api::<Namespace>::all(client.clone());
+            let pod_api = Api::<Pod>::all(client.clone());
+            let policy_api = Api::<NetworkPolicy>::all(client);
+            // The three lists are independent: ask for them at once.
+            let (namespaces, pods, policies) = futures::try_join!(
+                async {
+                    namespace_api
+                        .list(&params)
+                        .await
+                        .map_err(|source| PolicyCmdError::List {
+                            what: "namespaces",
+                            source,
+                        })
+                },
+                async {
+                    pod_api
+                        .list(&params)
+                        .await
+                        .map_err(|source| PolicyCmdError::List { what: "pods", source })
+                },
+                async {
+                    policy_api
+                        .list(&params)
+                        .await
+                        .map_err(|source| PolicyCmdError::List {
+                            what: "networkpolicies",
+                            source,
+                        })
+                },
+            )?;
             let mut objects = Objects {
                 namespaces: namespaces.items,
                 pods: pods.items,
