@@ -93,7 +93,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn engine(node: NodeArgs, pod: Option<String>) -> anyhow::Result<Engine> {
+fn engine(node: NodeArgs, pod: Option<String>, max_concurrent: usize) -> anyhow::Result<Engine> {
     let node_name = match node.node {
         Some(n) if !n.is_empty() => n,
         _ => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -119,6 +119,7 @@ fn engine(node: NodeArgs, pod: Option<String>) -> anyhow::Result<Engine> {
         caps::discover(),
         node.node_netns,
         Arc::new(Metrics::default()),
+        max_concurrent,
     ))
 }
 
@@ -127,10 +128,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--max-concurrent must be at least 1");
     }
     let config = ServerConfig {
-        max_concurrent: args.max_concurrent,
         max_body_bytes: args.max_body_bytes,
     };
-    let engine = engine(args.node, args.pod)?;
+    let engine = engine(args.node, args.pod, args.max_concurrent)?;
     let info = engine.info();
     if !info.capabilities.setns {
         tracing::warn!(
@@ -179,7 +179,7 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<()> {
     };
     let request: ProbeRequest =
         serde_json::from_slice(&bytes).map_err(|err| anyhow::anyhow!("invalid probe request: {err}"))?;
-    let engine = engine(args.node, None)?;
+    let engine = engine(args.node, None, 1)?;
     let report = engine.run(&request).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

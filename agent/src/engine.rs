@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use netdiag_proto::{
     API_VERSION, AgentIdentity, AgentInfo, ApiError, Capabilities, DnsAnswer, DnsOutcome, DnsResult,
     InvalidRequest, Probe, ProbeReport, ProbeRequest, ProbeResult, ResolvConfSummary,
 };
 use thiserror::Error;
+use tokio::sync::Semaphore;
 
 use crate::locate::{LocateError, Located, Locator, resolv_conf_path};
 use crate::metrics::Metrics;
@@ -24,7 +27,13 @@ pub enum EngineError {
     Locate(#[from] LocateError),
     #[error(transparent)]
     Netns(#[from] NetnsError),
+    #[error("the agent is already running {0} probe requests; retry shortly")]
+    Overloaded(usize),
 }
+
+/// Network probes of one request in flight at once on its worker; the rest wait their turn. Bounds
+/// the sockets one request holds (a TCP probe holds two: its own and a raw ICMP one).
+pub const MAX_PROBES_IN_FLIGHT: usize = 256;
 
 impl EngineError {
     /// The HTTP status and wire error for this failure.
@@ -35,6 +44,7 @@ impl EngineError {
                 (404, "namespaceNotFound")
             }
             EngineError::Locate(LocateError::Netns(e)) | EngineError::Netns(e) => netns_status(e),
+            EngineError::Overloaded(_) => (503, "overloaded"),
         };
         (
             status,
@@ -52,9 +62,8 @@ fn netns_status(err: &NetnsError) -> (u16, &'static str) {
             (404, "namespaceNotFound")
         }
         NetnsError::Open { .. } | NetnsError::Enter { .. } => (500, "cannotEnterNamespace"),
-        NetnsError::Spawn { .. } | NetnsError::Runtime { .. } | NetnsError::WorkerDied { .. } => {
-            (503, "overloaded")
-        }
+        NetnsError::Spawn { .. } | NetnsError::Runtime { .. } => (503, "overloaded"),
+        NetnsError::WorkerDied { .. } => (500, "internal"),
     }
 }
 
@@ -63,6 +72,8 @@ pub struct Engine {
     capabilities: Capabilities,
     locator: Locator,
     metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
 }
 
 impl Engine {
@@ -71,12 +82,15 @@ impl Engine {
         capabilities: Capabilities,
         node_netns: String,
         metrics: Arc<Metrics>,
+        max_concurrent: usize,
     ) -> Self {
         Engine {
             identity,
             capabilities,
             locator: Locator::new(node_netns),
             metrics,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
         }
     }
 
@@ -94,8 +108,16 @@ impl Engine {
     }
 
     /// Runs every probe of `request` in the namespace it names; results come in request order.
+    /// More than `max_concurrent` requests at once are refused with [`EngineError::Overloaded`].
     pub async fn run(&self, request: &ProbeRequest) -> Result<ProbeReport, EngineError> {
         request.validate()?;
+        // The permit lives as long as the worker thread's work, not the caller's future: a caller
+        // that goes away (client disconnect) does not free the slot while its probes still run.
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| EngineError::Overloaded(self.max_concurrent))?;
         let located = self.locator.locate(&request.source).await?;
         let resolv_conf = request
             .probes
@@ -105,6 +127,7 @@ impl Engine {
         let probes = request.probes.clone();
         let net_raw = self.capabilities.net_raw;
         let timed = netns::run_in(&located.netns, move || async move {
+            let _permit = permit;
             // The inventory probes are synchronous reads: run them before the connects and queries
             // start, so that they do not delay reading connect and query results (and inflate rtts).
             let mut slots: Vec<Option<(ProbeResult, Duration)>> = probes
@@ -131,7 +154,11 @@ impl Engine {
                         (result, start.elapsed())
                     }
                 });
-            let mut done = futures::future::join_all(runs).await.into_iter();
+            let mut done = futures::stream::iter(runs)
+                .buffered(MAX_PROBES_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter();
             for slot in slots.iter_mut().filter(|s| s.is_none()) {
                 *slot = done.next();
             }

@@ -15,27 +15,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use netdiag_proto::{ApiError, INFO_PATH, PROBE_PATH, ProbeRequest};
-use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
 
 pub struct ServerConfig {
-    pub max_concurrent: usize,
     pub max_body_bytes: usize,
 }
 
 struct AppState {
     engine: Engine,
-    permits: Arc<Semaphore>,
-    max_concurrent: usize,
 }
 
 pub fn router(engine: Engine, config: &ServerConfig) -> Router {
-    let state = Arc::new(AppState {
-        engine,
-        permits: Arc::new(Semaphore::new(config.max_concurrent)),
-        max_concurrent: config.max_concurrent,
-    });
+    let state = Arc::new(AppState { engine });
     Router::new()
         .route(PROBE_PATH, post(probe))
         .route(INFO_PATH, get(info))
@@ -89,17 +81,6 @@ async fn probe(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesReje
                 format!("invalid probe request: {err}"),
             );
         }
-    };
-    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
-        metrics.request("overloaded");
-        return api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!(
-                "the agent is already running {} probe requests; retry shortly",
-                state.max_concurrent
-            ),
-        );
     };
     match state.engine.run(&request).await {
         Ok(report) => {

@@ -293,6 +293,54 @@ fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
 }
 
 #[test]
+fn a_request_whose_client_went_away_keeps_its_slot_until_its_probes_end() {
+    if !root_or_skip("a_request_whose_client_went_away_keeps_its_slot_until_its_probes_end") {
+        return;
+    }
+    let (client, server) = (Netns::new(), Netns::new());
+    let net = random_byte();
+    common::veth(
+        &client,
+        &format!("10.{net}.10.1/24"),
+        &server,
+        &format!("10.{net}.10.2/24"),
+    );
+    server.iptables("-A INPUT -p tcp --dport 9 -j DROP");
+    let agent = Agent::start(&["--max-concurrent", "1"]);
+    let slow = json!({"source": {"kind": "netns", "path": client.path()},
+        "probes": [{"kind": "tcp", "ip": format!("10.{net}.10.2"), "port": 9, "timeoutMs": 30000}]})
+    .to_string();
+    let mut gone = std::net::TcpStream::connect(agent.addr).unwrap();
+    write!(
+        gone,
+        "POST /v1/probe HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{slow}",
+        slow.len()
+    )
+    .unwrap();
+    let syn_sent = || {
+        !client
+            .exec(&["ss", "-Htn", "state", "syn-sent"])
+            .trim()
+            .is_empty()
+    };
+    assert!(common::eventually(std::time::Duration::from_secs(10), syn_sent));
+    drop(gone);
+    // The abandoned probe still runs in the namespace (its SYN is still unanswered), so the one slot
+    // is still taken: for as long as we look (far less than the probe's 30 s timeout), other
+    // requests are turned away.
+    let quick = json!({"source": {"kind": "node"}, "probes": [{"kind": "listeners"}]});
+    let admitted = common::eventually(std::time::Duration::from_secs(2), || {
+        let (status, error) = agent.probe(&quick);
+        assert!(status == 503 || status == 200, "{status} {error}");
+        status == 200
+    });
+    assert!(
+        !admitted,
+        "a request was admitted while the abandoned probe held the only slot"
+    );
+}
+
+#[test]
 fn pid_and_node_sources_run_in_the_process_and_node_namespaces() {
     if !root_or_skip("pid_and_node_sources_run_in_the_process_and_node_namespaces") {
         return;
