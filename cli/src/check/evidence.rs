@@ -199,9 +199,10 @@ impl ServiceSpecFacts {
     }
 }
 
+/// The destination addresses: a Service's endpoints, the target pod, or the one external address.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EndpointsFacts {
-    /// External targets have no endpoints to judge (the one address is still probed).
+    /// They could not be read (the reason names the failed read).
     Unknown(String),
     /// A `pod/` target that does not exist.
     TargetPodMissing {
