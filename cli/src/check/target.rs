@@ -244,12 +244,12 @@ pub fn parse_timeout(s: &str) -> Result<Duration, ParseError> {
         "m" => value * 60.0,
         _ => return invalid(format!("{what}: unknown unit {unit:?}; use ms, s or m")),
     };
-    let duration = Duration::from_secs_f64(seconds);
     let max = Duration::from_millis(netdiag_proto::MAX_TIMEOUT_MS);
-    if duration < Duration::from_millis(1) || duration > max {
+    // Range-check before converting: a huge number must be an error, not an overflow.
+    if !(0.001..=max.as_secs_f64()).contains(&seconds) {
         return invalid(format!("{what}: must be between 1ms and {}s", max.as_secs()));
     }
-    Ok(duration)
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Parses `--agent-url`: `http://HOST:PORT` or `HOST:PORT` (the agent speaks plain HTTP/1.1).
@@ -409,6 +409,8 @@ mod tests {
         );
         assert!(parse_timeout("fast").is_err());
         assert!(parse_timeout("31s").is_err());
+        assert!(parse_timeout("99999999999999999999999999s").is_err());
+        assert!(parse_timeout("0.0001s").is_err());
     }
 
     #[test]
