@@ -79,6 +79,8 @@ pub struct Search {
     got_servfail: bool,
     last: Option<(String, DnsOutcome)>,
     resolved: Option<(String, DnsOutcome)>,
+    /// The search-list candidate that no nameserver could be reached for, which ends everything.
+    gave_up: Option<(String, DnsOutcome)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,7 @@ impl Search {
             got_servfail: false,
             last: None,
             resolved: None,
+            gave_up: None,
         }
     }
 
@@ -170,11 +173,26 @@ impl Search {
         };
     }
 
-    /// What libc reports: the first resolved candidate, else the as-is attempt's failure if it was
+    /// Feeds back a candidate for which no nameserver was reached at all: every one failed locally
+    /// or answered with ICMP port-unreachable, with no reply and no timeout (`res_send`'s
+    /// ECONNREFUSED). Within the search list glibc then gives up at once, the bare name
+    /// included, and reports that failure; elsewhere it is an ordinary failure.
+    pub fn record_unreached(&mut self, candidate: &str, outcome: DnsOutcome) {
+        if let Phase::Searching(_) = self.phase {
+            self.last = Some((candidate.to_string(), outcome.clone()));
+            self.gave_up = Some((candidate.to_string(), outcome));
+            self.phase = Phase::Done;
+        } else {
+            self.record(candidate, outcome);
+        }
+    }
+
+    /// What libc reports: a search given up for want of a reachable nameserver, else the first
+    /// resolved candidate, else the as-is attempt's failure if it was
     /// tried first, else NODATA if any candidate had no data, else SERVFAIL if any failed so, else
     /// the last failure.
     pub fn answer(self) -> DnsAnswer {
-        let (name, outcome) = if let Some((name, outcome)) = self.resolved {
+        let (name, outcome) = if let Some((name, outcome)) = self.gave_up.or(self.resolved) {
             (Some(name), outcome)
         } else if let Some((name, outcome)) = self.saved {
             (Some(name), outcome)
@@ -223,17 +241,19 @@ pub async fn probe(p: &DnsProbe, conf: ResolvConfSummary) -> DnsResult {
         let mut outcome = DnsOutcome::Error {
             detail: "no nameserver was asked".into(),
         };
+        let mut reached_any = false;
         // Like res_send: the next server is asked only when one fails to answer decisively.
         for server in &servers {
-            let (got, rtt_us, truncated) = query(&fqdn, p.record_type, *server, timeout).await;
+            let asked = query(&fqdn, p.record_type, *server, timeout).await;
+            reached_any |= asked.reached;
             candidates.push(DnsCandidate {
                 name: fqdn.clone(),
                 server: *server,
-                outcome: got.clone(),
-                rtt_us,
-                truncated,
+                outcome: asked.outcome.clone(),
+                rtt_us: asked.rtt_us,
+                truncated: asked.truncated,
             });
-            outcome = got;
+            outcome = asked.outcome;
             if matches!(
                 outcome,
                 DnsOutcome::Resolved { .. } | DnsOutcome::Nxdomain | DnsOutcome::Nodata
@@ -241,7 +261,11 @@ pub async fn probe(p: &DnsProbe, conf: ResolvConfSummary) -> DnsResult {
                 break;
             }
         }
-        search.record(&fqdn, outcome);
+        if reached_any {
+            search.record(&fqdn, outcome);
+        } else {
+            search.record_unreached(&fqdn, outcome);
+        }
     }
     DnsResult {
         name: p.name.clone(),
@@ -252,39 +276,49 @@ pub async fn probe(p: &DnsProbe, conf: ResolvConfSummary) -> DnsResult {
     }
 }
 
+/// What one query to one server gave.
+struct Asked {
+    outcome: DnsOutcome,
+    rtt_us: u64,
+    truncated: bool,
+    /// The server was reached: it answered, or the query at least waited out its timeout (glibc's
+    /// `gotsomewhere`). False when sending failed or ICMP said nothing listens.
+    reached: bool,
+}
+
 /// One query to one server: UDP, then TCP if the UDP answer was truncated.
-async fn query(
-    fqdn: &str,
-    record_type: RecordType,
-    server: SocketAddr,
-    timeout: Duration,
-) -> (DnsOutcome, u64, bool) {
+async fn query(fqdn: &str, record_type: RecordType, server: SocketAddr, timeout: Duration) -> Asked {
     let start = Instant::now();
-    let rtt = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let asked = |outcome, truncated, reached| Asked {
+        outcome,
+        rtt_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+        truncated,
+        reached,
+    };
     let request = match build_query(fqdn, record_type) {
         Ok(r) => r,
-        Err(detail) => return (DnsOutcome::Error { detail }, 0, false),
+        Err(detail) => return asked(DnsOutcome::Error { detail }, false, false),
     };
     let deadline = tokio::time::Instant::now() + timeout;
     let udp = tokio::time::timeout_at(deadline, exchange_udp(&request, server)).await;
     let response = match udp {
-        Err(_) => return (DnsOutcome::Timeout, rtt(), false),
-        Ok(Err(detail)) => return (DnsOutcome::Error { detail }, rtt(), false),
+        Err(_) => return asked(DnsOutcome::Timeout, false, true),
+        Ok(Err(detail)) => return asked(DnsOutcome::Error { detail }, false, false),
         Ok(Ok(response)) => response,
     };
     if !response.metadata.truncation {
-        return (classify_response(&response, record_type), rtt(), false);
+        return asked(classify_response(&response, record_type), false, true);
     }
     match tokio::time::timeout_at(deadline, exchange_tcp(&request, server)).await {
-        Err(_) => (DnsOutcome::Timeout, rtt(), true),
-        Ok(Err(detail)) => (
+        Err(_) => asked(DnsOutcome::Timeout, true, true),
+        Ok(Err(detail)) => asked(
             DnsOutcome::Error {
                 detail: format!("truncated over udp, tcp retry failed: {detail}"),
             },
-            rtt(),
+            true,
             true,
         ),
-        Ok(Ok(response)) => (classify_response(&response, record_type), rtt(), true),
+        Ok(Ok(response)) => asked(classify_response(&response, record_type), true, true),
     }
 }
 
@@ -480,6 +514,35 @@ mod tests {
         let (asked, answer) = run("web", 5, &[("web.a.svc.cluster.local.", DnsOutcome::Timeout)]);
         assert_eq!(asked, ["web.a.svc.cluster.local.", "web."]);
         assert_eq!(answer.outcome, DnsOutcome::Nxdomain);
+    }
+
+    #[test]
+    fn no_reachable_nameserver_in_the_search_list_gives_up_without_the_bare_name() {
+        let refused = DnsOutcome::Error {
+            detail: "nothing listens on udp 10.96.0.10:53 (icmp port unreachable)".into(),
+        };
+        let mut search = Search::new("web", 5, &search_list());
+        let first = search.next_candidate().unwrap();
+        assert_eq!(first, "web.a.svc.cluster.local.");
+        search.record_unreached(&first, refused.clone());
+        assert_eq!(search.next_candidate(), None);
+        let answer = search.answer();
+        assert_eq!(answer.name.as_deref(), Some("web.a.svc.cluster.local."));
+        assert_eq!(answer.outcome, refused);
+
+        // Tried as-is first, the failure is ordinary and the search list follows; the give-up there
+        // is what libc reports, not the as-is failure.
+        let mut search = Search::new("example.com", 1, &search_list());
+        let as_is = search.next_candidate().unwrap();
+        search.record_unreached(&as_is, refused.clone());
+        let next = search.next_candidate().unwrap();
+        assert_eq!(next, "example.com.a.svc.cluster.local.");
+        search.record_unreached(&next, DnsOutcome::Error { detail: "x".into() });
+        assert_eq!(search.next_candidate(), None);
+        assert_eq!(
+            search.answer().name.as_deref(),
+            Some("example.com.a.svc.cluster.local.")
+        );
     }
 
     #[test]

@@ -221,6 +221,29 @@ fn a_silent_server_is_a_timeout() {
 }
 
 #[test]
+fn a_nameserver_where_nothing_listens_ends_the_search_at_once_as_glibc_does() {
+    if !root_or_skip("a_nameserver_where_nothing_listens_ends_the_search_at_once_as_glibc_does") {
+        return;
+    }
+    let world = World::new();
+    let agent = Agent::start(&[]);
+    // Nothing listens on this port of the DNS namespace: its kernel answers ICMP port-unreachable.
+    let nameserver = format!("{}:5300", world.server_ip);
+    let results = agent.results(&json!({
+        "source": {"kind": "netns", "path": world.pod.path()},
+        "probes": [{"kind": "dns", "name": "web", "nameserver": nameserver, "timeoutMs": 5000}]
+    }));
+    let result = &results[0];
+    assert_eq!(
+        names_and_outcomes(result),
+        vec![pair("web.a.svc.cluster.local.", "error")],
+        "{result}"
+    );
+    let detail = result["answer"]["outcome"]["detail"].as_str().unwrap();
+    assert!(detail.contains("nothing listens"), "{detail}");
+}
+
+#[test]
 fn a_truncated_udp_answer_is_retried_over_tcp() {
     if !root_or_skip("a_truncated_udp_answer_is_retried_over_tcp") {
         return;
