@@ -255,11 +255,9 @@ fn info_health_and_readiness_answer() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach http://127.0.0.1:1/readyz"));
 }
 
-#[test]
-fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
-    if !root_or_skip("requests_beyond_the_concurrency_bound_are_answered_503_at_once") {
-        return;
-    }
+/// A client namespace linked to a server namespace that silently drops TCP to port 9, so a probe
+/// there stays in flight until its timeout; returns them and the server's address.
+fn client_and_silent_server() -> (Netns, Netns, String) {
     let (client, server) = (Netns::new(), Netns::new());
     let net = random_byte();
     common::veth(
@@ -269,9 +267,18 @@ fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
         &format!("10.{net}.9.2/24"),
     );
     server.iptables("-A INPUT -p tcp --dport 9 -j DROP");
+    (client, server, format!("10.{net}.9.2"))
+}
+
+#[test]
+fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
+    if !root_or_skip("requests_beyond_the_concurrency_bound_are_answered_503_at_once") {
+        return;
+    }
+    let (client, _server, server_ip) = client_and_silent_server();
     let agent = std::sync::Arc::new(Agent::start(&["--max-concurrent", "1"]));
     let slow = json!({"source": {"kind": "netns", "path": client.path()},
-        "probes": [{"kind": "tcp", "ip": format!("10.{net}.9.2"), "port": 9, "timeoutMs": 3000}]});
+        "probes": [{"kind": "tcp", "ip": server_ip, "port": 9, "timeoutMs": 3000}]});
     let holder = {
         let agent = agent.clone();
         let slow = slow.clone();
@@ -297,18 +304,10 @@ fn a_request_whose_client_went_away_keeps_its_slot_until_its_probes_end() {
     if !root_or_skip("a_request_whose_client_went_away_keeps_its_slot_until_its_probes_end") {
         return;
     }
-    let (client, server) = (Netns::new(), Netns::new());
-    let net = random_byte();
-    common::veth(
-        &client,
-        &format!("10.{net}.10.1/24"),
-        &server,
-        &format!("10.{net}.10.2/24"),
-    );
-    server.iptables("-A INPUT -p tcp --dport 9 -j DROP");
+    let (client, _server, server_ip) = client_and_silent_server();
     let agent = Agent::start(&["--max-concurrent", "1"]);
     let slow = json!({"source": {"kind": "netns", "path": client.path()},
-        "probes": [{"kind": "tcp", "ip": format!("10.{net}.10.2"), "port": 9, "timeoutMs": 30000}]})
+        "probes": [{"kind": "tcp", "ip": server_ip, "port": 9, "timeoutMs": 30000}]})
     .to_string();
     let mut gone = std::net::TcpStream::connect(agent.addr).unwrap();
     write!(
