@@ -30,6 +30,11 @@ pub enum ResolvConfError {
     Parse { path: String, detail: String },
 }
 
+/// glibc's MAXNS: nameservers after the third are ignored.
+const GLIBC_MAXNS: usize = 3;
+/// glibc's RES_MAXNDOTS: a larger `ndots` option counts as this.
+const GLIBC_MAXNDOTS: usize = 15;
+
 /// Reads and parses a resolv.conf file.
 pub fn read_resolv_conf(path: &str) -> Result<ResolvConfSummary, ResolvConfError> {
     let bytes = std::fs::read(path).map_err(|source| ResolvConfError::Read {
@@ -52,6 +57,8 @@ pub fn parse_resolv_conf(path: &str, bytes: &[u8]) -> Result<ResolvConfSummary, 
         .map(|ns| SocketAddr::new(ns.ip, 53))
         .collect();
     nameservers.dedup();
+    // glibc uses the first MAXNS (3) nameservers and ignores the rest.
+    nameservers.truncate(GLIBC_MAXNS);
     let search = config
         .search()
         .iter()
@@ -61,7 +68,8 @@ pub fn parse_resolv_conf(path: &str, bytes: &[u8]) -> Result<ResolvConfSummary, 
         path: path.into(),
         nameservers,
         search,
-        ndots: u8::try_from(opts.ndots).unwrap_or(u8::MAX),
+        // glibc caps ndots at RES_MAXNDOTS (15).
+        ndots: u8::try_from(opts.ndots.min(GLIBC_MAXNDOTS)).unwrap_or(u8::MAX),
     })
 }
 
@@ -574,5 +582,18 @@ mod tests {
         );
         assert_eq!(conf.search, search_list());
         assert_eq!(conf.ndots, 5);
+    }
+
+    #[test]
+    fn resolv_conf_keeps_glibcs_limits_of_three_nameservers_and_ndots_fifteen() {
+        let conf = parse_resolv_conf(
+            "/x/resolv.conf",
+            b"nameserver 10.0.0.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\n\
+              options ndots:40\n",
+        )
+        .unwrap();
+        let servers: Vec<String> = conf.nameservers.iter().map(ToString::to_string).collect();
+        assert_eq!(servers, ["10.0.0.1:53", "10.0.0.2:53", "10.0.0.3:53"]);
+        assert_eq!(conf.ndots, 15);
     }
 }
