@@ -61,6 +61,7 @@ fn netns_status(err: &NetnsError) -> (u16, &'static str) {
         NetnsError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             (404, "namespaceNotFound")
         }
+        NetnsError::NotNetns { .. } => (400, "badRequest"),
         NetnsError::Open { .. } | NetnsError::Enter { .. } => (500, "cannotEnterNamespace"),
         NetnsError::Spawn { .. } | NetnsError::Runtime { .. } => (503, "overloaded"),
         NetnsError::WorkerDied { .. } => (500, "internal"),

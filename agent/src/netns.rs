@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use nix::sched::{CloneFlags, setns};
 use thiserror::Error;
@@ -35,6 +35,8 @@ pub enum NetnsError {
         #[source]
         source: nix::Error,
     },
+    #[error("{path} is not a network namespace file")]
+    NotNetns { path: String },
     #[error("cannot start a worker thread for network namespace {path}: {source}")]
     Spawn {
         path: String,
@@ -66,7 +68,12 @@ impl NetnsFile {
             path: path.to_string(),
             source,
         };
-        let file = File::open(path).map_err(open_err)?;
+        // Non-blocking, so that a path naming a FIFO cannot hang the caller in open(2).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(open_err)?;
         let inode = file.metadata().map_err(open_err)?.ino();
         Ok(NetnsFile {
             file,
@@ -97,9 +104,15 @@ impl NetnsFile {
 
     /// Enters this namespace on the calling thread. Private: only the worker threads below call it.
     fn enter(&self) -> Result<(), NetnsError> {
-        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
-            path: self.path.clone(),
-            source,
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|source| match source {
+            // EINVAL: the file is not a network namespace (a plain file, another namespace type).
+            nix::Error::EINVAL => NetnsError::NotNetns {
+                path: self.path.clone(),
+            },
+            source => NetnsError::Enter {
+                path: self.path.clone(),
+                source,
+            },
         })
     }
 }

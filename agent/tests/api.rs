@@ -71,6 +71,22 @@ fn malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests() {
 }
 
 #[test]
+fn a_netns_path_that_is_not_a_network_namespace_is_a_bad_request() {
+    if !root_or_skip("a_netns_path_that_is_not_a_network_namespace_is_a_bad_request") {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    // A namespace file, but of another kind: entering it as a network namespace must fail.
+    let (status, error) = agent.probe(&json!({"source": {"kind": "netns", "path": "/proc/self/ns/uts"},
+        "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(
+        error,
+        json!({"code": "badRequest", "message": "/proc/self/ns/uts is not a network namespace file"})
+    );
+}
+
+#[test]
 fn oversize_bodies_are_refused_with_413() {
     if !root_or_skip("oversize_bodies_are_refused_with_413") {
         return;
