@@ -294,7 +294,7 @@ fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
     let (client, _server, server_ip) = client_and_silent_server();
     let agent = std::sync::Arc::new(Agent::start(&["--max-concurrent", "1"]));
     let slow = json!({"source": {"kind": "netns", "path": client.path()},
-        "probes": [{"kind": "tcp", "ip": server_ip, "port": 9, "timeoutMs": 3000}]});
+        "probes": [{"kind": "tcp", "ip": server_ip, "port": 9, "timeoutMs": 10000}]});
     let holder = {
         let agent = agent.clone();
         let slow = slow.clone();
