@@ -6,7 +6,7 @@
 //! two apart. Without it the reason stays `host`, with a detail that says why.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use netdiag_proto::{TcpOutcome, TcpProbe, TcpResult, UnreachableReason};
@@ -59,20 +59,10 @@ async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool) -> TcpOut
     match socket.connect(&target.into()) {
         Ok(()) => return TcpOutcome::Connected { rtt_us: elapsed_us() },
         Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
-        Err(err) => {
-            let local_port = socket
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .map_or(0, |a| a.port());
-            return classify_error(&err, elapsed_us(), icmp.evidence(target, local_port));
-        }
+        Err(err) => return classify_error(&err, elapsed_us(), icmp.evidence(target, local(&socket))),
     }
-    let local_port = socket
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map_or(0, |a| a.port());
+    // Read now: after a failed handshake the kernel may have released the port.
+    let local = local(&socket);
     let stream = match tokio::net::TcpStream::from_std(socket.into()) {
         Ok(s) => s,
         Err(err) => return error("cannot register the tcp socket", err),
@@ -86,11 +76,20 @@ async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool) -> TcpOut
             let rtt_us = elapsed_us();
             match stream.take_error() {
                 Ok(None) => TcpOutcome::Connected { rtt_us },
-                Ok(Some(err)) => classify_error(&err, rtt_us, icmp.evidence(target, local_port)),
+                Ok(Some(err)) => classify_error(&err, rtt_us, icmp.evidence(target, local)),
                 Err(err) => error("cannot read the socket error", err),
             }
         }
     }
+}
+
+/// The socket's bound address (unspecified before the kernel picked one).
+fn local(socket: &Socket) -> SocketAddr {
+    socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
 }
 
 /// What the raw ICMP socket saw, if one could be opened.
@@ -122,17 +121,17 @@ impl IcmpWatch {
 
     /// Drains the raw socket looking for the message about our SYN. ICMP reaches raw sockets before
     /// TCP hears about it, so by the time connect fails the message is already queued.
-    fn evidence(&self, target: SocketAddr, local_port: u16) -> IcmpEvidence {
+    fn evidence(&self, target: SocketAddr, local: SocketAddr) -> IcmpEvidence {
         let socket = match self {
             IcmpWatch::Open(s) => s,
             IcmpWatch::Unavailable(why) => return IcmpEvidence::Unavailable(why.clone()),
         };
-        let SocketAddr::V4(target) = target else {
+        let (SocketAddr::V4(target), SocketAddr::V4(local)) = (target, local) else {
             return IcmpEvidence::Unavailable("icmpv6 codes are not inspected".into());
         };
         let mut buf = [0u8; 1500];
         while let Ok(n) = socket.recv(&mut buf) {
-            if let Some(found) = match_unreachable(&buf[..n], *target.ip(), target.port(), local_port) {
+            if let Some(found) = match_unreachable(&buf[..n], local, target) {
                 return found;
             }
         }
@@ -141,13 +140,9 @@ impl IcmpWatch {
 }
 
 /// Parses an IPv4 packet from a raw ICMP socket and returns the evidence if it is a
-/// destination-unreachable about a TCP segment from `local_port` to `dst:dst_port`.
-pub fn match_unreachable(
-    packet: &[u8],
-    dst: Ipv4Addr,
-    dst_port: u16,
-    local_port: u16,
-) -> Option<IcmpEvidence> {
+/// destination-unreachable about a TCP segment from `local` to `target`. The source address is
+/// compared only when `local` has one (a multi-homed namespace may use one port on two addresses).
+pub fn match_unreachable(packet: &[u8], local: SocketAddrV4, target: SocketAddrV4) -> Option<IcmpEvidence> {
     let ip = Ipv4Packet::new(packet)?;
     if ip.get_next_level_protocol() != IpNextHeaderProtocols::Icmp {
         return None;
@@ -157,17 +152,20 @@ pub fn match_unreachable(
         return None;
     }
     let inner = Ipv4Packet::new(icmp.payload())?;
-    if inner.get_destination() != dst || inner.get_next_level_protocol() != IpNextHeaderProtocols::Tcp {
+    if inner.get_destination() != *target.ip()
+        || inner.get_next_level_protocol() != IpNextHeaderProtocols::Tcp
+        || (!local.ip().is_unspecified() && inner.get_source() != *local.ip())
+    {
         return None;
     }
     // The original datagram is quoted with at least 8 bytes of its payload: the TCP ports.
     let offset = usize::from(inner.get_header_length()) * 4;
     let ports = icmp.payload().get(offset..offset + 4)?;
-    let (src, dport) = (
+    let (sport, dport) = (
         u16::from_be_bytes([ports[0], ports[1]]),
         u16::from_be_bytes([ports[2], ports[3]]),
     );
-    (src == local_port && dport == dst_port).then(|| IcmpEvidence::Unreachable {
+    (sport == local.port() && dport == target.port()).then(|| IcmpEvidence::Unreachable {
         code: icmp.get_icmp_code().0,
         from: ip.get_source(),
     })
@@ -266,12 +264,32 @@ mod tests {
     fn icmp_about_our_syn_is_matched_by_ports() {
         let packet = admin_prohibited_fixture();
         let dst = Ipv4Addr::new(10, 0, 0, 2);
+        let src = Ipv4Addr::new(10, 0, 0, 1);
+        let target = SocketAddrV4::new(dst, 8080);
         assert_eq!(
-            match_unreachable(&packet, dst, 8080, 40000),
+            match_unreachable(&packet, SocketAddrV4::new(src, 40000), target),
             Some(IcmpEvidence::Unreachable { code: 13, from: dst })
         );
-        assert_eq!(match_unreachable(&packet, dst, 8080, 40001), None);
-        assert_eq!(match_unreachable(&packet, dst, 8081, 40000), None);
+        let local = SocketAddrV4::new(src, 40000);
+        assert_eq!(
+            match_unreachable(&packet, SocketAddrV4::new(src, 40001), target),
+            None
+        );
+        assert_eq!(
+            match_unreachable(&packet, local, SocketAddrV4::new(dst, 8081)),
+            None
+        );
+        assert_eq!(
+            match_unreachable(
+                &packet,
+                local,
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 8080)
+            ),
+            None
+        );
+        // Same port, another source address of the namespace: another connection's message.
+        let other_source = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 40000);
+        assert_eq!(match_unreachable(&packet, other_source, target), None);
     }
 
     #[test]
