@@ -124,7 +124,11 @@ pub async fn run(command: PolicyCommand) -> ExitCode {
             let mut message = format!("error: {err}");
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                let _ = write!(message, ": {cause}");
+                // Some errors already print their source in their own message.
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    let _ = write!(message, ": {text}");
+                }
                 source = cause.source();
             }
             eprintln!("{message}");
