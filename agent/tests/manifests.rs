@@ -145,6 +145,15 @@ fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_ca
         BTreeSet::from(["SYS_ADMIN".into(), "SYS_PTRACE".into(), "NET_RAW".into()])
     );
     assert_ne!(agent.security_context.as_ref().unwrap().privileged, Some(true));
+    // Not privileged, so AppArmor confines it unless told otherwise; the default profile forbids
+    // reading the namespaces of processes outside it (the node's among them).
+    let apparmor = agent
+        .security_context
+        .as_ref()
+        .unwrap()
+        .app_armor_profile
+        .as_ref();
+    assert_eq!(apparmor.map(|p| p.type_.as_str()), Some("Unconfined"));
 
     let ports = agent.ports.clone().unwrap();
     assert_eq!(ports.len(), 1);
