@@ -89,6 +89,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         let judgment = match layer {
             Layer::Source => judge_source(ev),
             Layer::Dns => judge_dns(ev, dns_blocked.as_ref()),
+            Layer::Service | Layer::Endpoints if dns_blocked.is_some() => behind_blocked_dns(layer, ev),
             Layer::Service => judge_service(ev),
             Layer::Endpoints => judge_endpoints(ev),
             Layer::NetworkPolicy => judge_policy(ev, dns_blocked.as_ref()),
@@ -152,6 +153,23 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         steps,
         fix,
         duration_ms,
+    }
+}
+
+/// The Service and endpoints layers while DNS lookups are dropped by NetworkPolicy: the client
+/// never gets past DNS, so the policy (judged at network-policy) is the one failing layer. A fault
+/// these layers would also show is kept in the summary, not reported as a second failing layer.
+fn behind_blocked_dns(layer: Layer, ev: &Evidence) -> Judgment {
+    let judgment = if layer == Layer::Service {
+        judge_service(ev)
+    } else {
+        judge_endpoints(ev)
+    };
+    match judgment {
+        Judgment::Fail { summary, .. } | Judgment::Undetermined { summary, .. } => not_applicable(format!(
+            "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {summary}"
+        )),
+        other => other,
     }
 }
 
@@ -589,6 +607,27 @@ fn judge_dns_failure(
                 evidence.push(format!("direct query to DNS pod {}: not run ({reason})", pod.pod))
             }
         }
+    }
+    let unevaluated: Vec<String> = ready
+        .iter()
+        .filter_map(|p| match &p.egress_policy {
+            PolicyCheck::NotEvaluated(reason) => Some(format!("{}: {reason}", p.pod)),
+            _ => None,
+        })
+        .collect();
+    if matches!(failure, DnsOutcome::Timeout) && answered == 0 && !unevaluated.is_empty() {
+        evidence.extend(
+            unevaluated
+                .iter()
+                .map(|u| format!("NetworkPolicy for egress to DNS pod {u}: not evaluated")),
+        );
+        return undetermined(
+            format!(
+                "{name} {what} and NetworkPolicy for egress to cluster DNS could not be evaluated, so a policy drop cannot be ruled out"
+            ),
+            evidence,
+            vec!["kubectl auth can-i list networkpolicies -A".into()],
+        );
     }
     let summary = match failure {
         DnsOutcome::Servfail => {

@@ -447,6 +447,59 @@ fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
 }
 
 #[test]
+fn dns_blocked_by_policy_stays_the_one_failing_layer_when_the_service_has_no_ready_pods_too() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+        c.pods[0].egress_policy = PolicyCheck::Denied {
+            egress: Some("shop/checkout is isolated by shop/egress-lockdown".into()),
+            ingress: None,
+        };
+    }
+    for e in endpoints_mut(&mut ev) {
+        e.ready = false;
+    }
+    for p in &mut service_mut(&mut ev).selected_pods {
+        p.ready = false;
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    let endpoints = step(&report, Layer::Endpoints);
+    assert_eq!(endpoints.status, Status::Skip);
+    assert!(
+        endpoints.summary.contains("judged at network-policy"),
+        "{endpoints:?}"
+    );
+    assert!(endpoints.summary.contains("none ready"), "{endpoints:?}");
+}
+
+#[test]
+fn dns_timeout_with_unevaluated_dns_egress_policy_is_undetermined_not_dns_down() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+        c.pods[0].egress_policy =
+            PolicyCheck::NotEvaluated("forbidden to list networkpolicies in all namespaces".into());
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
+    assert_eq!(report.failing_layer, None);
+    let dns = step(&report, Layer::Dns);
+    assert_eq!(dns.status, Status::Undetermined);
+    assert!(dns.summary.contains("policy drop cannot be ruled out"), "{dns:?}");
+    assert!(
+        dns.evidence
+            .iter()
+            .any(|e| e.contains("forbidden to list networkpolicies")),
+        "{dns:?}"
+    );
+}
+
+#[test]
 fn dns_answer_that_is_not_the_service_address_fails_dns() {
     let mut ev = healthy();
     dns_mut(&mut ev).result = Fact::Known(dns_result(
