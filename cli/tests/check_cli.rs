@@ -224,6 +224,54 @@ fn rbac_forbidden_reads_are_undetermined_never_a_network_layer() {
     assert!(summary.contains("forbidden to list pods"), "{summary}");
 }
 
+/// An API server that accepts connections and reads requests but never answers; returns its kubeconfig.
+fn silent_api_server() -> PathBuf {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
+            });
+        }
+    });
+    let path = std::env::temp_dir().join(format!(
+        "netdiag-check-cli-silent-{}-{port}.kubeconfig",
+        std::process::id()
+    ));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+         contexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n\
+         users:\n- name: u\n  user: {{}}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn api_server_that_never_answers_is_undetermined_instead_of_hanging() {
+    let kubeconfig = silent_api_server();
+    let out = check(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--from",
+        "shop/checkout",
+        "--to",
+        "svc/payments.shop:80",
+        "--timeout",
+        "100ms",
+        "-o",
+        "json",
+    ]);
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(report["verdict"], "undetermined");
+    let summary = report["steps"][0]["summary"].as_str().unwrap();
+    assert!(summary.contains("failed to list pods"), "{summary}");
+}
+
 #[test]
 fn color_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
     let kubeconfig = forbidding_api_server();

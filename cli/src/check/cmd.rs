@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::evidence::{Destination, EndpointsFacts, Evidence, ServiceFacts, SourceFacts};
-use super::gather::{AgentRoute, Plan, gather};
+use super::gather::{AgentRoute, Plan, agent_deadline, gather};
 use super::judge::judge;
 use super::target::{PodRef, Target, parse_agent_url, parse_timeout};
 use crate::agent_client::{DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
@@ -114,6 +114,11 @@ async fn collect(args: &CheckArgs) -> Evidence {
         Err(err) => return unreachable_api(args, error_chain(&err)),
     };
     config.connect_timeout = Some(Duration::from_secs(5));
+    // kube leaves reads unbounded (for long-lived streams): an API server that accepts the
+    // connection and never answers would hang the check. Every response, including the agent's
+    // answer over a port-forward, must arrive within the agents' deadline.
+    config.read_timeout = Some(agent_deadline(args.timeout));
+    config.reset_reader_on_write = true;
     let default_ns = args
         .namespace
         .clone()

@@ -788,6 +788,12 @@ fn peer_of(e: &EndpointFacts) -> Peer {
     }
 }
 
+/// How long one agent request (port-forward, probes, answer) may take for a per-probe `timeout`;
+/// every API response is bounded by it too.
+pub fn agent_deadline(timeout: Duration) -> Duration {
+    timeout * 4 + Duration::from_secs(5)
+}
+
 /// Collects everything a check needs. Never fails: what could not be learned is `Fact::Unknown`.
 pub async fn gather(client: &kube::Client, route: &AgentRoute, plan: &Plan) -> Evidence {
     let timeout_ms = plan.timeout.as_millis() as u64;
@@ -944,7 +950,7 @@ pub async fn gather(client: &kube::Client, route: &AgentRoute, plan: &Plan) -> E
     };
 
     // Probing, as the source pod.
-    let deadline = plan.timeout * 4 + Duration::from_secs(5);
+    let deadline = agent_deadline(plan.timeout);
     let (src_node, src_ip) = match &source {
         SourceFacts::Found { pod, .. } if pod.phase == "Running" => (pod.node.clone(), pod.ip),
         _ => (None, None),
