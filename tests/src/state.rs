@@ -185,9 +185,11 @@ pub fn pids_in_netns(netns: &[String]) -> Vec<u32> {
 }
 
 /// Processes run by one of `programs` (matched on argv\[0\]'s file name) with a command-line
-/// argument containing `needle` (such as the state dir path). Leaves out this process and its
-/// ancestors (a shell or `time` that ran `down` with the same path).
-pub fn pids_mentioning(needle: &str, programs: &[&str]) -> Vec<u32> {
+/// argument that is the directory `dir` or a path inside it (so `/tmp/lab` does not match another
+/// lab's `/tmp/lab2`). Leaves out this process and its ancestors (a shell or `time` that ran `down`
+/// with the same path).
+pub fn pids_mentioning(dir: &str, programs: &[&str]) -> Vec<u32> {
+    let dir = dir.trim_end_matches('/').as_bytes();
     let ancestors = ancestors();
     proc_pids()
         .filter(|pid| !ancestors.contains(pid))
@@ -199,7 +201,10 @@ pub fn pids_mentioning(needle: &str, programs: &[&str]) -> Vec<u32> {
             let program = args.next().unwrap_or_default();
             let program = program.rsplit(|b| *b == b'/').next().unwrap_or_default();
             programs.iter().any(|p| p.as_bytes() == program)
-                && args.any(|arg| arg.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                && args.any(|arg| {
+                    arg.strip_prefix(dir)
+                        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+                })
         })
         .collect()
 }
@@ -234,11 +239,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_processes_of_the_named_programs_that_mention_the_needle() {
-        let needle = format!("netdiag-lab-state-test-{}", std::process::id());
+    fn finds_processes_of_the_named_programs_that_name_the_dir_or_a_path_inside_it() {
+        let needle = format!("/netdiag-lab-state-test-{}", std::process::id());
         // `read` is a shell builtin, so sh itself waits and no grandchild outlives the test.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "read line", &needle])
+            .args(["-c", "read line", "sh", &format!("{needle}/setup/x.batch")])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -252,10 +257,15 @@ mod tests {
             found = pids_mentioning(&needle, &["sh"]);
         }
         let other_program = pids_mentioning(&needle, &["dnsmasq"]);
+        let longer_dir = pids_mentioning(&needle[..needle.len() - 1], &["sh"]);
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(found, [child.id()]);
         assert!(other_program.is_empty());
+        assert!(
+            longer_dir.is_empty(),
+            "a dir is not a prefix of another dir's name"
+        );
         assert!(
             pids_mentioning(&needle, &["sh"]).is_empty(),
             "a reaped process is gone"
