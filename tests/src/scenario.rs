@@ -354,6 +354,7 @@ impl Scenario {
             }
         }
         let mut services = BTreeSet::new();
+        let mut cluster_ips = BTreeMap::new();
         for svc in &self.services {
             let id = format!("{}/{}", svc.namespace, svc.name);
             if !is_dns_label(&svc.namespace) || !is_dns_label(&svc.name) {
@@ -377,6 +378,13 @@ impl Scenario {
             {
                 return Err(invalid(format!(
                     "service {id} clusterIP {ip} is outside 10.96.0.0/16 or taken by kube-dns"
+                )));
+            }
+            if let Some(ip) = svc.cluster_ip
+                && let Some(owner) = cluster_ips.insert(ip, id.clone())
+            {
+                return Err(invalid(format!(
+                    "service {id} clusterIP {ip} is already the clusterIP of service {owner}"
                 )));
             }
             let mut seen = BTreeSet::new();
@@ -599,6 +607,17 @@ mod tests {
              {kubernetes.io/service-name: nope}}\n",
         );
         assert!(e.contains("unknown service a/nope"), "{e}");
+    }
+
+    #[test]
+    fn two_services_with_one_cluster_ip_are_rejected() {
+        let e = err("name: t\nnodes: [n]\nservices:\n\
+             - {namespace: a, name: s, clusterIP: 10.96.5.5, ports: [{port: 80}]}\n\
+             - {namespace: b, name: t, clusterIP: 10.96.5.5, ports: [{port: 80}]}\n");
+        assert_eq!(
+            e,
+            "scenario service b/t clusterIP 10.96.5.5 is already the clusterIP of service a/s"
+        );
     }
 
     #[test]
