@@ -56,20 +56,6 @@ pub fn find_sibling(given: Option<&Path>, name: &str, hint: &str) -> Result<Path
 
 pub fn up(opts: &UpOptions) -> Result<LabInfo> {
     let scenario = Scenario::load(&opts.scenario)?;
-    if !nix::unistd::Uid::effective().is_root() {
-        bail!("netdiag-lab up needs root: it creates network namespaces, veths and iptables rules");
-    }
-    let state = StateDir::create(&opts.state)?;
-    if let Some(journal) = state.read_journal()?
-        && journal.netns.iter().any(|n| netns::named(n).exists())
-    {
-        bail!(
-            "state dir {} holds a lab that is still up (prefix {}); run `netdiag-lab down --state {}` first",
-            state.dir.display(),
-            journal.prefix,
-            state.dir.display()
-        );
-    }
     let agent_bin = if opts.no_agents {
         None
     } else {
@@ -93,10 +79,26 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
             others.join(", ")
         );
     }
+    // Everything that can reject the scenario runs before the state dir is touched.
     let plan = Plan::new(&scenario, &prefix, agent_bin.is_some())?;
     let now = k8s_openapi::jiff::Timestamp::now();
     let objects = all_objects(&scenario, &plan, now)?;
     let slices = endpoint_slices(&scenario, &plan, now)?;
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("netdiag-lab up needs root: it creates network namespaces, veths and iptables rules");
+    }
+
+    let state = StateDir::create(&opts.state)?;
+    if let Some(journal) = state.read_journal()?
+        && journal.netns.iter().any(|n| netns::named(n).exists())
+    {
+        bail!(
+            "state dir {} holds a lab that is still up (prefix {}); run `netdiag-lab down --state {}` first",
+            state.dir.display(),
+            journal.prefix,
+            state.dir.display()
+        );
+    }
 
     for name in ["journal.json", "lab.json", "kubeconfig"] {
         let _ = std::fs::remove_file(state.path(name));

@@ -312,30 +312,47 @@ fn up_without_the_agent_binary_fails_clearly_and_leaves_nothing() {
         err.contains("netdiag-agent not found at /nonexistent/netdiag-agent"),
         "{err}"
     );
-    assert!(!state.join("journal.json").exists(), "nothing was started");
+    assert!(!state.exists(), "nothing was made, not even the state dir");
 }
 
 #[test]
-fn bad_scenario_is_rejected_with_the_offending_object_named() {
-    let dir = TempDir::new("bad");
-    let file = dir.0.join("scenario.yaml");
-    std::fs::write(
-        &file,
-        "name: bad\nnodes: [a]\npods:\n- {namespace: x, name: p, node: b}\n",
-    )
-    .unwrap();
-    let out = lab_cmd(&[
-        "up",
-        file.to_str().unwrap(),
-        "--state",
-        dir.0.join("s").to_str().unwrap(),
-        "--no-agents",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("pod x/p is on unknown node b"),
-        "{out:?}"
-    );
+fn bad_scenarios_exit_2_naming_the_problem_and_leave_nothing_behind() {
+    // Runs without root too: every one of these is rejected before anything is made.
+    let cases = [
+        ("nodes: [a]\npodz: []\n", "unknown field `podz`"),
+        (
+            "nodes: [a]\npods:\n- {namespace: x, name: p, node: b}\n",
+            "pod x/p is on unknown node b",
+        ),
+        (
+            "nodes: [a]\npods:\n- {namespace: x, name: p, node: a}\n- {namespace: x, name: p, node: a}\n",
+            "lists pod x/p twice",
+        ),
+        (
+            "nodes: [a, b]\npods:\n- {namespace: x, name: p, node: b, ip: 10.244.1.7}\n",
+            "pod x/p asks for ip 10.244.1.7, outside its node b's pod cidr 10.244.2.0/24",
+        ),
+    ];
+    for (body, want) in cases {
+        let dir = TempDir::new("bad");
+        let file = dir.0.join("scenario.yaml");
+        std::fs::write(&file, format!("name: bad\n{body}")).unwrap();
+        let state = dir.0.join("s");
+        let out = lab_cmd(&[
+            "up",
+            file.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--no-agents",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}: {err}");
+        assert!(err.contains(want), "{body}: expected {want:?} in {err}");
+        assert!(
+            !state.exists(),
+            "{body}: the state dir was created, so up got past validation"
+        );
+    }
 }
 
 #[test]
