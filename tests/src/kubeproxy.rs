@@ -17,18 +17,24 @@ fn chain_hash(s: &str) -> String {
     crate::objects::uid("chain", "", s).replace('-', "")[..16].to_uppercase()
 }
 
-/// Ready endpoints (address, port) backing one Service port, from the Service's slices.
+/// The endpoints (address, port) kube-proxy sends one Service port to, from the Service's IPv4
+/// slices: the ready ones (a missing `ready` counts as ready), or, when none is ready, the serving
+/// ones that are terminating (kube-proxy's fallback for terminating endpoints).
 pub fn ready_endpoints(
     svc: &ServicePlan,
     port_name: Option<&str>,
     protocol: Protocol,
     slices: &[EndpointSlice],
 ) -> Vec<(Ipv4Addr, u16)> {
-    let mut out = BTreeSet::new();
+    let mut ready = BTreeSet::new();
+    let mut terminating = BTreeSet::new();
     for slice in slices {
         let labels = slice.metadata.labels.as_ref();
         let owner = labels.and_then(|l| l.get("kubernetes.io/service-name"));
-        if slice.metadata.namespace.as_deref() != Some(&svc.namespace) || owner != Some(&svc.name) {
+        if slice.metadata.namespace.as_deref() != Some(&svc.namespace)
+            || owner != Some(&svc.name)
+            || slice.address_type != "IPv4"
+        {
             continue;
         }
         let Some(port) = slice.ports.iter().flatten().find(|p| {
@@ -41,17 +47,24 @@ pub fn ready_endpoints(
             continue;
         };
         for ep in &slice.endpoints {
-            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+            let c = ep.conditions.clone().unwrap_or_default();
+            let set = if c.ready != Some(false) {
+                &mut ready
+            } else if c.serving == Some(true) && c.terminating == Some(true) {
+                &mut terminating
+            } else {
                 continue;
-            }
+            };
             for addr in &ep.addresses {
                 if let Ok(ip) = addr.parse::<Ipv4Addr>() {
-                    out.insert((ip, port));
+                    set.insert((ip, port));
                 }
             }
         }
     }
-    out.into_iter().collect()
+    if ready.is_empty() { terminating } else { ready }
+        .into_iter()
+        .collect()
 }
 
 /// The `iptables-restore` input for node `node` (an index into `plan.nodes`).
@@ -149,15 +162,33 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
     );
     out.push_str(&nat);
     out.push_str("COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-    let _ = writeln!(out, ":KUBE-SERVICES - [0:0]\n:{POLICY_CHAIN} - [0:0]");
+    let _ = writeln!(
+        out,
+        ":KUBE-SERVICES - [0:0]\n:KUBE-EXTERNAL-SERVICES - [0:0]\n:{POLICY_CHAIN} - [0:0]"
+    );
     let _ = writeln!(
         out,
         "-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}"
     );
-    for hook in ["INPUT", "FORWARD", "OUTPUT"] {
+    // kube-proxy's jumps: ClusterIP rules on the forwarded and locally sent paths; the chain for
+    // external IPs and NodePorts (empty here: the lab has neither) also on the input path.
+    for (hook, chain, what) in [
+        (
+            "INPUT",
+            "KUBE-EXTERNAL-SERVICES",
+            "externally-visible service portals",
+        ),
+        ("FORWARD", "KUBE-SERVICES", "service portals"),
+        (
+            "FORWARD",
+            "KUBE-EXTERNAL-SERVICES",
+            "externally-visible service portals",
+        ),
+        ("OUTPUT", "KUBE-SERVICES", "service portals"),
+    ] {
         let _ = writeln!(
             out,
-            "-A {hook} -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"
+            "-A {hook} -m conntrack --ctstate NEW -m comment --comment \"kubernetes {what}\" -j {chain}"
         );
     }
     out.push_str(&filter);
@@ -282,6 +313,51 @@ mod tests {
             .unwrap();
         assert!(reject.contains("-d 10.96.1.2/32 -p tcp"), "{reject}");
         assert!(reject.ends_with("--dport 81 -j REJECT --reject-with icmp-port-unreachable"));
+    }
+
+    #[test]
+    fn service_rejects_are_reached_from_forwarded_and_local_traffic_as_kube_proxy_jumps() {
+        let r = rules("", 0);
+        let jumps: Vec<&str> = r
+            .lines()
+            .filter(|l| l.ends_with("-j KUBE-SERVICES") && l.contains("--ctstate NEW"))
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
+        assert_eq!(jumps, ["FORWARD", "OUTPUT"], "{r}");
+        assert!(r.contains("-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES"));
+    }
+
+    #[test]
+    fn terminating_serving_endpoints_are_used_only_when_none_is_ready() {
+        let slice = |extra: &str| {
+            rules(
+                &format!(
+                    "endpointSlices:\n- metadata: {{name: x, namespace: shop, labels: {{kubernetes.io/service-name: pay}}}}\n  \
+                     ports: [{{name: web, port: 8080, protocol: TCP}}]\n  endpoints:\n  \
+                     - {{addresses: [10.244.2.50], conditions: {{ready: false, serving: true, terminating: true}}}}\n  \
+                     - {{addresses: [10.244.2.51], conditions: {{ready: false, serving: false, terminating: true}}}}\n{extra}"
+                ),
+                0,
+            )
+        };
+        let only_terminating = slice("");
+        assert!(
+            only_terminating.contains("--to-destination 10.244.2.50:8080"),
+            "{only_terminating}"
+        );
+        assert!(
+            !only_terminating.contains("10.244.2.51"),
+            "not serving: {only_terminating}"
+        );
+        let with_ready = slice("  - {addresses: [10.244.2.52], conditions: {ready: true}}\n");
+        assert!(
+            with_ready.contains("--to-destination 10.244.2.52:8080"),
+            "{with_ready}"
+        );
+        assert!(
+            !with_ready.contains("10.244.2.50"),
+            "a ready endpoint wins: {with_ready}"
+        );
     }
 
     #[test]
