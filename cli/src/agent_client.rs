@@ -47,6 +47,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the API server could not forward port {port} of agent pod {pod}: {message}")]
+    PortForwardStream { pod: String, port: u16, message: String },
     #[error("the port-forward to agent pod {pod} gave no stream for port {port}")]
     NoStream { pod: String, port: u16 },
     #[error("http exchange with agent {agent} failed")]
@@ -209,7 +211,26 @@ impl Agents {
                         pod: agent.clone(),
                         port: *port,
                     })?;
-                    let result = post_json(stream, &agent, body).await;
+                    // The API server explains a forward it could not make (nothing listening on the
+                    // port in the agent pod, pod gone) on the port's error stream, then closes the
+                    // data stream: report its words rather than the bare closed connection.
+                    let errors = forwarder.take_error(*port);
+                    let exchange = post_json(stream, &agent, body);
+                    let result = match errors {
+                        Some(errors) => {
+                            tokio::pin!(exchange);
+                            tokio::select! {
+                                biased;
+                                Some(message) = errors => Err(AgentError::PortForwardStream {
+                                    pod: agent.clone(),
+                                    port: *port,
+                                    message,
+                                }),
+                                result = &mut exchange => result,
+                            }
+                        }
+                        None => exchange.await,
+                    };
                     forwarder.abort();
                     result
                 }

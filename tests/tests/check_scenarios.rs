@@ -306,3 +306,38 @@ fn missing_agent_on_the_source_node_is_undetermined_not_a_network_failure() {
             .all(|s| s["status"] != "fail")
     );
 }
+
+#[test]
+fn port_forward_the_api_server_cannot_make_is_undetermined_with_its_reason() {
+    if !is_root() {
+        return;
+    }
+    let _lock = one_lab_at_a_time();
+    let lab = Lab::up("healthy.yaml");
+    // "Agents" that are ordinary pods: nothing listens on the agent port in them, so the API
+    // server answers the port-forward on its error stream.
+    let out = Command::new(netdiag_bin())
+        .args(["check", "--kubeconfig"])
+        .arg(lab.kubeconfig())
+        .args([
+            "--from",
+            "shop/checkout",
+            "--to",
+            "svc/payments.shop:80",
+            "-o",
+            "json",
+        ])
+        .args(["--agent-namespace", "shop", "--agent-selector", "app=checkout"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let report = json(&out);
+    assert_eq!(report["verdict"], "undetermined");
+    let source = &report["steps"][0];
+    assert_eq!(source["status"], "undetermined");
+    let summary = source["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("could not forward port") && summary.contains("shop/checkout"),
+        "{source}"
+    );
+}
