@@ -581,7 +581,7 @@ fn judge_dns_failure(
             cluster.pods.len()
         ));
         return fail(
-            format!("{name} {what}: the cluster DNS Service kube-dns has no ready endpoints"),
+            format!("{name} {what}: the cluster DNS Service kube-dns has no ready endpoints (DNS pods down)"),
             evidence,
             fix,
         );
@@ -632,6 +632,12 @@ fn judge_dns_failure(
     let summary = match failure {
         DnsOutcome::Servfail => {
             format!("{name}: the DNS server answers SERVFAIL (server failing: upstream, RBAC or config)")
+        }
+        // An rcode is an answer: the Service IP reached a server, which declined the name.
+        DnsOutcome::Refused => {
+            format!(
+                "{name}: the DNS server answers REFUSED (it declines to serve the name: server config or ACL)"
+            )
         }
         _ if answered > 0 => format!(
             "{name} {what} via the kube-dns Service IP, but the DNS pods answer directly: the DNS Service IP is not proxied"
@@ -1244,6 +1250,11 @@ fn judge_pod_network(ev: &Evidence) -> Judgment {
             .filter(|n| Some(*n) != src_node)
             .collect();
         let all_cross = cross.len() == failing.len();
+        let count = if live.len() > 1 {
+            format!(" ({}/{} endpoints)", failing.len(), live.len())
+        } else {
+            String::new()
+        };
         let summary = match (src_node, all_cross) {
             (Some(src), true) => {
                 let mut nodes: Vec<&str> = cross.clone();
@@ -1251,7 +1262,7 @@ fn judge_pod_network(ev: &Evidence) -> Judgment {
                 nodes.dedup();
                 let same_ok = !ok.is_empty();
                 format!(
-                    "TCP from {src} to pods on {} fails ({}) {}: the cross-node pod network path is broken",
+                    "TCP from {src} to pods on {} fails ({}){count} {}: the cross-node pod network path is broken",
                     nodes.join(", "),
                     failing[0].2,
                     if same_ok {
@@ -1262,8 +1273,9 @@ fn judge_pod_network(ev: &Evidence) -> Judgment {
                 )
             }
             _ => format!(
-                "TCP to {} {} although NetworkPolicy allows it",
+                "TCP to {} [{}] {} although NetworkPolicy allows it{count}",
                 failing[0].0.label(),
+                failing[0].1,
                 failing[0].2
             ),
         };

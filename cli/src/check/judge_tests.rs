@@ -417,7 +417,21 @@ fn dns_timeout_without_ready_dns_endpoints_says_so() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    assert!(summary(&report, Layer::Dns).contains("no ready endpoints"));
+    let s = summary(&report, Layer::Dns);
+    assert!(
+        s.contains("no ready endpoints") && s.contains("DNS pods down"),
+        "{s}"
+    );
+}
+
+#[test]
+fn dns_refused_rcode_via_the_service_ip_is_the_server_declining_not_an_unproxied_ip() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Refused));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(s.contains("answers REFUSED") && !s.contains("not proxied"), "{s}");
 }
 
 #[test]
@@ -735,7 +749,22 @@ fn cross_node_timeouts_allowed_by_policy_fail_pod_network() {
     assert_fails_at(&report, Layer::PodNetwork);
     let s = summary(&report, Layer::PodNetwork);
     assert!(
-        s.contains("from node-a to pods on node-b") && s.contains("same-node endpoints connect"),
+        s.contains("from node-a to pods on node-b")
+            && s.contains("(1/2 endpoints)")
+            && s.contains("same-node endpoints connect"),
+        "{s}"
+    );
+}
+
+#[test]
+fn one_same_node_endpoint_timing_out_names_it_its_node_and_the_count() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[0].tcp = timeout();
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.contains("shop/payments-0") && s.contains("[same node node-a]") && s.contains("(1/2 endpoints)"),
         "{s}"
     );
 }
