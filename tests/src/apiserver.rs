@@ -203,7 +203,9 @@ enum FieldOp {
     Ne,
 }
 
-fn parse_field_selector(s: &str) -> Result<Vec<(Vec<String>, FieldOp, String)>, String> {
+/// Parses a field selector (`key=value`, `key==value`, `key!=value`, comma-separated) for
+/// resource type `rt`, refusing keys the API server does not support for it, as it does.
+fn parse_field_selector(rt: &ResourceType, s: &str) -> Result<Vec<(String, FieldOp, String)>, String> {
     s.split(',')
         .filter(|t| !t.trim().is_empty())
         .map(|term| {
@@ -218,20 +220,50 @@ fn parse_field_selector(s: &str) -> Result<Vec<(Vec<String>, FieldOp, String)>, 
                     "invalid field selector term {term:?}: expected key=value or key!=value"
                 ));
             };
-            let path: Vec<String> = key.trim().split('.').map(str::to_string).collect();
-            if path.iter().any(String::is_empty) {
-                return Err(format!("invalid field selector key {key:?}"));
+            let key = key.trim();
+            if !selectable_fields(rt).contains(&key) {
+                return Err(format!("field label not supported: {key}"));
             }
-            Ok((path, op, value.trim().to_string()))
+            Ok((key.to_string(), op, value.trim().to_string()))
         })
         .collect()
 }
 
-fn field_value<'a>(obj: &'a Value, path: &[String]) -> &'a str {
-    path.iter()
-        .try_fold(obj, |v, k| v.get(k))
-        .and_then(Value::as_str)
-        .unwrap_or("")
+/// The field labels the API server accepts in a fieldSelector for each resource type.
+fn selectable_fields(rt: &ResourceType) -> Vec<&'static str> {
+    let mut out = vec!["metadata.name"];
+    if rt.namespaced {
+        out.push("metadata.namespace");
+    }
+    out.extend_from_slice(match rt.plural {
+        "pods" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ][..],
+        "nodes" => &["spec.unschedulable"][..],
+        "namespaces" => &["name", "status.phase"][..],
+        "services" => &["spec.clusterIP", "spec.type"][..],
+        _ => &[][..],
+    });
+    out
+}
+
+/// The value of a selectable field: the string at its dotted path; a missing field is empty, or
+/// `false` for the boolean fields the API server renders as text.
+fn field_value(obj: &Value, key: &str) -> String {
+    let key = if key == "name" { "metadata.name" } else { key };
+    match key.split('.').try_fold(obj, |v, k| v.get(k)) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ if matches!(key, "spec.hostNetwork" | "spec.unschedulable") => "false".into(),
+        _ => String::new(),
+    }
 }
 
 /// Parses a label selector string (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`).
@@ -452,7 +484,7 @@ async fn get_handler(
     };
     let fields = match query
         .get("fieldSelector")
-        .map(|s| parse_field_selector(s))
+        .map(|s| parse_field_selector(&rt, s))
         .transpose()
     {
         Ok(f) => f.unwrap_or_default(),
@@ -467,6 +499,7 @@ async fn get_handler(
         .filter(|o| {
             fields.iter().all(|(path, op, value)| {
                 let actual = field_value(o, path);
+                let actual = actual.as_str();
                 match op {
                     FieldOp::Eq => actual == value,
                     FieldOp::Ne => actual != value,
@@ -477,6 +510,18 @@ async fn get_handler(
     if as_table {
         return table_response(&rt, &items);
     }
+    // As the API server does, list items carry no apiVersion and kind: the List names them.
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|o| {
+            let mut o = o.clone();
+            if let Some(map) = o.as_object_mut() {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            o
+        })
+        .collect();
     json_response(
         StatusCode::OK,
         &json!({
@@ -905,13 +950,28 @@ mod tests {
     }
 
     #[test]
-    fn field_selector_reads_dotted_paths_and_treats_missing_as_empty() {
+    fn field_selector_reads_dotted_paths_missing_strings_are_empty_and_missing_booleans_false() {
+        let pods = RESOURCES.iter().find(|r| r.plural == "pods").unwrap();
         let pod = json!({"metadata": {"name": "a"}, "spec": {"nodeName": "node-b"}});
-        let f = parse_field_selector("spec.nodeName=node-b,metadata.name!=b").unwrap();
+        let f = parse_field_selector(pods, "spec.nodeName=node-b,metadata.name!=b").unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(field_value(&pod, &f[0].0), "node-b");
-        assert_eq!(field_value(&pod, &["status".into(), "podIP".into()]), "");
-        assert!(parse_field_selector("nonsense").is_err());
+        assert_eq!(field_value(&pod, "status.podIP"), "");
+        assert_eq!(field_value(&pod, "spec.hostNetwork"), "false");
+        assert!(parse_field_selector(pods, "nonsense").is_err());
+    }
+
+    #[test]
+    fn field_selector_refuses_fields_the_api_server_does_not_index() {
+        let find = |plural: &str| RESOURCES.iter().find(|r| r.plural == plural).unwrap();
+        assert_eq!(
+            parse_field_selector(find("pods"), "spec.containers=x").unwrap_err(),
+            "field label not supported: spec.containers"
+        );
+        assert!(parse_field_selector(find("services"), "spec.clusterIP=None").is_ok());
+        assert!(parse_field_selector(find("endpointslices"), "addressType=IPv4").is_err());
+        assert!(parse_field_selector(find("nodes"), "metadata.namespace=x").is_err());
+        assert!(parse_field_selector(find("namespaces"), "status.phase=Active").is_ok());
     }
 
     fn store() -> Arc<Store> {
@@ -958,7 +1018,13 @@ mod tests {
         let (code, all) = get("/api/v1/pods", None).await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(all["kind"], "PodList");
+        assert_eq!(all["apiVersion"], "v1");
         assert_eq!(all["metadata"]["resourceVersion"], "1");
+        assert!(
+            all["items"][0].get("kind").is_none() && all["items"][0].get("apiVersion").is_none(),
+            "list items name no kind, as the API server sends them: {}",
+            all["items"][0]
+        );
         assert_eq!(names(&all), ["p0", "p1", "d0", "coredns-0"]);
         assert_eq!(
             names(&get("/api/v1/namespaces/shop/pods", None).await.1),
@@ -981,6 +1047,9 @@ mod tests {
             ),
             ["d0"]
         );
+        let (code, status) = get("/api/v1/pods?fieldSelector=spec.containers%3Dx", None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert_eq!(status["message"], "field label not supported: spec.containers");
         let slices = get("/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices", None)
             .await
             .1;
