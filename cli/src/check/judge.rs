@@ -501,16 +501,22 @@ fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
                     fix.push(format!("kubectl get svc -n {ns}"));
                     let source_ns = source_pod(ev).map(|p| p.namespace.as_str());
                     if !dns.same_name_elsewhere.is_empty() && source_ns == Some(ns.as_str()) {
-                        let other = &dns.same_name_elsewhere[0];
-                        let other_ns = other.split('/').next().unwrap_or(other);
-                        evidence.push(format!(
-                            "Service {other} exists; a short name only resolves within its own namespace"
-                        ));
-                        fix.push(format!(
-                            "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
-                        ));
+                        // Every namespace that has the Service: the tool cannot know which one was meant.
+                        for other in &dns.same_name_elsewhere {
+                            let other_ns = other.split('/').next().unwrap_or(other);
+                            evidence.push(format!(
+                                "Service {other} exists; a short name only resolves within its own namespace"
+                            ));
+                            fix.push(format!(
+                                "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
+                            ));
+                        }
+                        let which = match dns.same_name_elsewhere.as_slice() {
+                            [one] => format!("the Service is {one}"),
+                            many => format!("Services of that name: {}", many.join(", ")),
+                        };
                         format!(
-                            "{name} is {what} from namespace {ns}: short name used across namespaces (the Service is {other})"
+                            "{name} is {what} from namespace {ns}: short name used across namespaces ({which})"
                         )
                     } else if let Some(close) = closest(svc, &dns.names_in_namespace) {
                         evidence.push(format!(
@@ -1406,7 +1412,9 @@ fn listener_summary(e: &EndpointFacts, port: u16) -> String {
             )
         };
     }
-    format!("it listens on {port}")
+    format!(
+        "yet it listens on {port}: a reset from the path (a REJECT rule) or a full accept queue, not a missing listener"
+    )
 }
 
 fn judge_application(ev: &Evidence) -> Judgment {

@@ -382,6 +382,55 @@ fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
 }
 
 #[test]
+fn short_name_whose_service_exists_in_several_namespaces_names_each_of_them() {
+    let mut ev = healthy();
+    ev.source = SourceFacts::Found {
+        pod: pod("web", "frontend", "node-a", "10.244.1.6"),
+        agent: AgentFacts::Answered {
+            agent_pod: "netdiag/agent-a".into(),
+            netns: "/proc/9/ns/net".into(),
+        },
+    };
+    let dns = dns_mut(&mut ev);
+    dns.name = "payments".into();
+    dns.service_guess = Some(("web".into(), "payments".into()));
+    dns.same_name_elsewhere = vec!["billing/payments".into(), "shop/payments".into()];
+    dns.names_in_namespace = vec!["frontend".into()];
+    dns.result = Fact::Known(dns_result("payments", DnsOutcome::Nxdomain));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(s.contains("billing/payments, shop/payments"), "{s}");
+    for fqdn in ["payments.billing", "payments.shop"] {
+        assert!(
+            report.fix.iter().any(|f| f.contains(fqdn)),
+            "{fqdn}: {:?}",
+            report.fix
+        );
+    }
+}
+
+#[test]
+fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.tcp = refused();
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        tcp: refused(),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    let s = summary(&report, Layer::Application);
+    assert!(
+        s.contains("yet it listens on 8080") && s.contains("REJECT"),
+        "{s}"
+    );
+}
+
+#[test]
 fn dns_timeout_with_silent_dns_pods_is_the_dns_server_down() {
     let mut ev = healthy();
     let dns = dns_mut(&mut ev);
