@@ -153,28 +153,47 @@ impl Lab {
 
     /// A TCP connection from inside the pod's namespace, classified.
     pub fn tcp(&self, pod: &str, addr: &str) -> Tcp {
-        let addr: SocketAddr = addr.parse().expect("socket address");
-        let path = netdiag_lab::netns::named(&self.netns(pod));
-        match netdiag_lab::netns::connect_tcp(&path, addr, Duration::from_millis(1500)) {
-            Ok(stream) => {
-                stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                let mut line = String::new();
-                BufReader::new(stream)
-                    .read_line(&mut line)
-                    .expect("read greeting");
-                Tcp::Connected(line.trim().to_string())
-            }
-            Err(e) if e.kind() == ErrorKind::TimedOut => Tcp::TimedOut,
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Tcp::Refused,
-            Err(e) if e.kind() == ErrorKind::HostUnreachable => Tcp::Unreachable,
-            Err(e) => Tcp::Other(e.to_string()),
+        tcp_in(&self.netns(pod), addr)
+    }
+
+    /// The network namespace of node `node`.
+    pub fn node_netns(&self, node: &str) -> String {
+        self.info
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .unwrap_or_else(|| panic!("no node {node} in lab.json"))
+            .netns
+            .clone()
+    }
+}
+
+/// A TCP connection from inside the named network namespace, classified. A connect that gets no
+/// answer within 1.5 s counts as timed out; once connected, the greeting may take its time (a
+/// loaded machine), so no answer-time is asserted.
+pub fn tcp_in(netns: &str, addr: &str) -> Tcp {
+    let addr: SocketAddr = addr.parse().expect("socket address");
+    let path = netdiag_lab::netns::named(netns);
+    match netdiag_lab::netns::connect_tcp(&path, addr, Duration::from_millis(1500)) {
+        Ok(stream) => {
+            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut line = String::new();
+            BufReader::new(stream)
+                .read_line(&mut line)
+                .expect("read greeting");
+            Tcp::Connected(line.trim().to_string())
         }
+        Err(e) if e.kind() == ErrorKind::TimedOut => Tcp::TimedOut,
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Tcp::Refused,
+        Err(e) if e.kind() == ErrorKind::HostUnreachable => Tcp::Unreachable,
+        Err(e) => Tcp::Other(e.to_string()),
     }
 }
 
 impl Lab {
     /// Sends one UDP datagram of `payload` bytes from inside the pod to a pod app's UDP echo; returns
-    /// the answering pod, or `None` when no answer came within a second. Linux sets the
+    /// the answering pod, or `None` when no answer came within 3 s (generous for a loaded machine;
+    /// a dropped datagram never answers). Linux sets the
     /// don't-fragment bit on it (path-MTU discovery, `ip_no_pmtu_disc=0`, asserted here).
     pub fn udp_df(&self, pod: &str, addr: &str, payload: usize) -> Option<String> {
         let path = netdiag_lab::netns::named(&self.netns(pod));
@@ -188,7 +207,7 @@ impl Lab {
             "0",
             "path-MTU discovery (DF on datagrams) must be on in pod {pod}"
         );
-        socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         socket.send_to(&vec![b'x'; payload], addr).expect("send datagram");
         let mut buf = vec![0u8; 65536];
         let (n, _) = socket.recv_from(&mut buf).ok()?;
