@@ -27,7 +27,9 @@ pub enum Command {
 /// Logs go to stderr so that `-o json` on stdout stays clean.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // kube's client logs every failed request at ERROR; the check already reports the failure
+        // with the object it was reading, so by default those duplicates stay quiet.
+        0 => "warn,kube_client::client::builder=off",
         1 => "info",
         2 => "debug",
         _ => "trace",
