@@ -72,13 +72,21 @@ fn dead_kubeconfig() -> PathBuf {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
+    kubeconfig_for("dead", port, Some("shop"))
+}
+
+/// Writes a kubeconfig for an API server on `127.0.0.1:port` (context namespace `namespace`).
+fn kubeconfig_for(tag: &str, port: u16, namespace: Option<&str>) -> PathBuf {
     let path = std::env::temp_dir().join(format!(
-        "netdiag-check-cli-{}-{port}.kubeconfig",
+        "netdiag-check-cli-{tag}-{}-{port}.kubeconfig",
         std::process::id()
     ));
+    let namespace = namespace
+        .map(|ns| format!(", namespace: {ns}"))
+        .unwrap_or_default();
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
-         contexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: shop}}\ncurrent-context: c\n\
+         contexts:\n- name: c\n  context: {{cluster: c, user: u{namespace}}}\ncurrent-context: c\n\
          users:\n- name: u\n  user: {{}}\n"
     );
     std::fs::write(&path, text).unwrap();
@@ -190,17 +198,7 @@ fn forbidding_api_server() -> PathBuf {
             });
         }
     });
-    let path = std::env::temp_dir().join(format!(
-        "netdiag-check-cli-403-{}-{port}.kubeconfig",
-        std::process::id()
-    ));
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
-         contexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n\
-         users:\n- name: u\n  user: {{}}\n"
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    kubeconfig_for("403", port, None)
 }
 
 #[test]
@@ -236,17 +234,7 @@ fn silent_api_server() -> PathBuf {
             });
         }
     });
-    let path = std::env::temp_dir().join(format!(
-        "netdiag-check-cli-silent-{}-{port}.kubeconfig",
-        std::process::id()
-    ));
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
-         contexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n\
-         users:\n- name: u\n  user: {{}}\n"
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    kubeconfig_for("silent", port, None)
 }
 
 #[test]

@@ -355,8 +355,8 @@ fn nxdomain_for_a_typo_fails_dns_and_suggests_the_close_service_name() {
     );
 }
 
-#[test]
-fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
+/// `web/frontend` asks for the short name `payments`, which `web` does not have.
+fn short_name_from_web() -> Evidence {
     let mut ev = healthy();
     ev.source = SourceFacts::Found {
         pod: pod("web", "frontend", "node-a", "10.244.1.6"),
@@ -368,9 +368,15 @@ fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
     let dns = dns_mut(&mut ev);
     dns.name = "payments".into();
     dns.service_guess = Some(("web".into(), "payments".into()));
-    dns.same_name_elsewhere = vec!["shop/payments".into()];
     dns.names_in_namespace = vec!["frontend".into()];
     dns.result = Fact::Known(dns_result("payments", DnsOutcome::Nxdomain));
+    ev
+}
+
+#[test]
+fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
+    let mut ev = short_name_from_web();
+    dns_mut(&mut ev).same_name_elsewhere = vec!["shop/payments".into()];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
     assert!(summary(&report, Layer::Dns).contains("short name used across namespaces"));
@@ -383,20 +389,8 @@ fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
 
 #[test]
 fn short_name_whose_service_exists_in_several_namespaces_names_each_of_them() {
-    let mut ev = healthy();
-    ev.source = SourceFacts::Found {
-        pod: pod("web", "frontend", "node-a", "10.244.1.6"),
-        agent: AgentFacts::Answered {
-            agent_pod: "netdiag/agent-a".into(),
-            netns: "/proc/9/ns/net".into(),
-        },
-    };
-    let dns = dns_mut(&mut ev);
-    dns.name = "payments".into();
-    dns.service_guess = Some(("web".into(), "payments".into()));
-    dns.same_name_elsewhere = vec!["billing/payments".into(), "shop/payments".into()];
-    dns.names_in_namespace = vec!["frontend".into()];
-    dns.result = Fact::Known(dns_result("payments", DnsOutcome::Nxdomain));
+    let mut ev = short_name_from_web();
+    dns_mut(&mut ev).same_name_elsewhere = vec!["billing/payments".into(), "shop/payments".into()];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
     let s = summary(&report, Layer::Dns);
