@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use super::error_chain;
 use super::evidence::{Destination, EndpointsFacts, Evidence, ServiceFacts, SourceFacts};
 use super::gather::{AgentRoute, Plan, agent_deadline, gather};
 use super::judge::judge;
@@ -95,16 +96,6 @@ fn target_text(target: &Target) -> String {
         Target::Host { host, port } => format!("{host}:{port}"),
         Target::Ip { ip, port } => format!("{}:{port}", super::evidence::fmt_ip(*ip)),
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// Collects the evidence (I/O), or explains why nothing could be collected.

@@ -18,9 +18,10 @@ use netdiag_proto::{
     ProbeSource, RecordType, TcpOutcome, TcpProbe,
 };
 
+use super::error_chain;
 use super::evidence::*;
 use super::target::{PodRef, PortRef, Target};
-use crate::agent_client::{AgentError, Agents};
+use crate::agent_client::Agents;
 use crate::policy::{Flow, FlowVerdict, Peer, PolicyIndex, Protocol};
 
 /// What to check, with every default already applied.
@@ -52,26 +53,8 @@ fn api_reason(what: &str, err: &kube::Error) -> String {
     match err {
         kube::Error::Api(status) if status.code == 403 => format!("forbidden to {what}: {}", status.message),
         kube::Error::Api(status) => format!("failed to {what}: {} ({})", status.message, status.code),
-        other => {
-            let mut text = format!("failed to {what}: {other}");
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
+        other => format!("failed to {what}: {}", error_chain(other)),
     }
-}
-
-fn agent_reason(err: &AgentError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// The objects read once per check.
@@ -620,7 +603,7 @@ async fn ask_source(
     deadline: Duration,
 ) -> SourceReply {
     let agents = agents.as_ref().map_err(Clone::clone)?;
-    let agent = agents.agent_for(node).map_err(|e| agent_reason(&e))?;
+    let agent = agents.agent_for(node).map_err(|e| error_chain(&e))?;
     let mut list: Vec<Probe> = probes.iter().map(|(_, p)| p.clone()).collect();
     if list.is_empty() {
         list.push(Probe::Listeners);
@@ -632,7 +615,7 @@ async fn ask_source(
     let report = agents
         .probe(node, &request, deadline)
         .await
-        .map_err(|e| agent_reason(&e))?;
+        .map_err(|e| error_chain(&e))?;
     if report.results.len() != request.probes.len() {
         return Err(format!(
             "agent {agent} returned {} results for {} probes",
@@ -742,7 +725,7 @@ async fn ask_listeners(
                 },
                 _ => Fact::Unknown(format!("the agent on {node} returned no listeners result")),
             },
-            Err(err) => Fact::Unknown(agent_reason(&err)),
+            Err(err) => Fact::Unknown(error_chain(&err)),
         };
         (i, fact)
     });
@@ -807,7 +790,7 @@ pub async fn gather(client: &kube::Client, route: &AgentRoute, plan: &Plan) -> E
             AgentRoute::PortForward { namespace, selector } => {
                 Agents::discover(client.clone(), namespace, selector)
                     .await
-                    .map_err(|e| agent_reason(&e))
+                    .map_err(|e| error_chain(&e))
             }
         }
     };
