@@ -77,6 +77,7 @@ fn unreachable_api(args: &CheckArgs, reason: String) -> Evidence {
         service: ServiceFacts::Unknown(reason.clone()),
         endpoints: EndpointsFacts::Unknown(reason),
         cluster_ip: None,
+        agents: None,
     }
 }
 

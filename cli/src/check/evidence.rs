@@ -52,6 +52,15 @@ pub struct Evidence {
     pub endpoints: EndpointsFacts,
     /// The Service's virtual IP and the probe of it; `None` without a ClusterIP.
     pub cluster_ip: Option<ClusterIpFacts>,
+    /// Where the agent pods were looked for; `None` when `--agent-url` named one address.
+    pub agents: Option<AgentPods>,
+}
+
+/// The namespace and label selector the agent pods were looked for with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentPods {
+    pub namespace: String,
+    pub selector: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

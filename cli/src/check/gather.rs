@@ -1067,6 +1067,13 @@ pub async fn gather(client: &kube::Client, route: &AgentRoute, plan: &Plan) -> E
         service: dest.service,
         endpoints: dest.endpoints,
         cluster_ip: dest.cluster_ip,
+        agents: match route {
+            AgentRoute::PortForward { namespace, selector } => Some(AgentPods {
+                namespace: namespace.clone(),
+                selector: selector.clone(),
+            }),
+            AgentRoute::Url(_) => None,
+        },
     }
 }
 

@@ -63,7 +63,6 @@ fn not_applicable(summary: impl Into<String>) -> Judgment {
 }
 
 const CLUSTER_DOMAIN: &str = "cluster.local";
-const AGENT_PODS: &str = "kubectl -n netdiag get pods -l app.kubernetes.io/name=netdiag-agent -o wide";
 
 /// Judges the evidence; `duration_ms` is copied into the report.
 pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
@@ -349,16 +348,17 @@ fn judge_source(ev: &Evidence) -> Judgment {
                 AgentFacts::NotAsked => undetermined(
                     format!("{key} Running on {node} but its agent was not asked"),
                     vec![],
-                    vec![AGENT_PODS.into()],
+                    agent_pods_fix(ev),
                 ),
                 AgentFacts::Failed(reason) => {
-                    let fix = if reason.contains("forbidden") || reason.contains("Forbidden") {
-                        vec!["kubectl auth can-i create pods/portforward -n netdiag".into()]
-                    } else {
-                        vec![
-                            AGENT_PODS.into(),
-                            "kubectl -n netdiag get daemonset netdiag-agent".into(),
-                        ]
+                    let fix = match &ev.agents {
+                        Some(at) if reason.contains("forbidden") || reason.contains("Forbidden") => {
+                            vec![format!(
+                                "kubectl auth can-i create pods/portforward -n {}",
+                                at.namespace
+                            )]
+                        }
+                        _ => agent_pods_fix(ev),
                     };
                     undetermined(
                         format!("cannot probe as {key} on {node}: {reason}"),
@@ -368,6 +368,17 @@ fn judge_source(ev: &Evidence) -> Judgment {
                 }
             }
         }
+    }
+}
+
+/// Commands that show the agents where the check looked for them.
+fn agent_pods_fix(ev: &Evidence) -> Vec<String> {
+    match &ev.agents {
+        Some(AgentPods { namespace, selector }) => vec![
+            format!("kubectl -n {namespace} get pods -l {selector} -o wide"),
+            format!("kubectl -n {namespace} get daemonsets"),
+        ],
+        None => vec![],
     }
 }
 

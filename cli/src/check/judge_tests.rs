@@ -199,6 +199,10 @@ fn healthy() -> Evidence {
             port: 80,
             tcp: connected(),
         }),
+        agents: Some(AgentPods {
+            namespace: "netdiag".into(),
+            selector: "app.kubernetes.io/name=netdiag-agent".into(),
+        }),
     }
 }
 
@@ -1020,5 +1024,26 @@ fn forbidden_port_forward_to_the_agent_is_undetermined_and_points_at_rbac() {
     assert_eq!(
         report.fix,
         ["kubectl auth can-i create pods/portforward -n netdiag"]
+    );
+}
+
+#[test]
+fn agent_fix_commands_look_where_the_check_looked_for_the_agents() {
+    let mut ev = healthy();
+    ev.agents = Some(AgentPods {
+        namespace: "ops".into(),
+        selector: "app=probe".into(),
+    });
+    if let SourceFacts::Found { agent, .. } = &mut ev.source {
+        *agent = AgentFacts::Failed("no running netdiag agent on node node-a".into());
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.exit_code(), 3);
+    assert_eq!(
+        report.fix,
+        [
+            "kubectl -n ops get pods -l app=probe -o wide",
+            "kubectl -n ops get daemonsets"
+        ]
     );
 }
