@@ -322,6 +322,15 @@ mod tests {
                 port: PortRef::Number(8080)
             }
         );
+        assert_eq!(
+            target("pod/etcd-node1.example.com.kube-system:2379"),
+            Target::Pod {
+                name: "etcd-node1.example.com".into(),
+                namespace: Some("kube-system".into()),
+                port: PortRef::Number(2379)
+            },
+            "a pod name with dots keeps them when the namespace is given"
+        );
     }
 
     #[test]
