@@ -506,6 +506,11 @@ fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
         }
         DnsOutcome::Nxdomain | DnsOutcome::Nodata => {
             let what = describe_dns(outcome);
+            if let Some((ns, svc)) = &dns.service_guess
+                && dns.names_in_namespace.contains(svc)
+            {
+                return nxdomain_for_existing_service(ev, dns, result, (ns, svc), &what, evidence);
+            }
             let mut fix = vec![];
             let summary = match &dns.service_guess {
                 Some((ns, svc)) => {
@@ -550,6 +555,69 @@ fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
     }
 }
 
+/// The cluster DNS Service IP, when the pod's resolv.conf names nameservers and none is it.
+fn resolver_off_cluster(cluster: &ClusterDnsFacts, result: &DnsResult) -> Option<IpAddr> {
+    let vip = cluster.service_ip?;
+    let servers = &result.resolv_conf.nameservers;
+    (!servers.is_empty() && !servers.iter().any(|s| s.ip() == vip)).then_some(vip)
+}
+
+fn dns_policy_command(ev: &Evidence) -> String {
+    let (ns, pod) = ev.from.split_once('/').unwrap_or(("", &ev.from));
+    format!("kubectl -n {ns} get pod {pod} -o jsonpath='{{.spec.dnsPolicy}} {{.spec.dnsConfig}}'")
+}
+
+/// NXDOMAIN for a name whose Service does exist: the pod's resolver or the DNS server is at fault,
+/// never the Service.
+fn nxdomain_for_existing_service(
+    ev: &Evidence,
+    dns: &DnsFacts,
+    result: &DnsResult,
+    (ns, svc): (&str, &str),
+    what: &str,
+    evidence: Vec<String>,
+) -> Judgment {
+    let name = &dns.name;
+    let fqdn = format!("{svc}.{ns}.svc.{CLUSTER_DOMAIN}.");
+    if let Some(vip) = dns
+        .cluster_dns
+        .known()
+        .and_then(|c| resolver_off_cluster(c, result))
+    {
+        return fail(
+            format!(
+                "{name} is {what} although Service {ns}/{svc} exists: the pod's resolv.conf does not use the cluster DNS Service {vip}"
+            ),
+            evidence,
+            vec![dns_policy_command(ev)],
+        );
+    }
+    if !result
+        .candidates
+        .iter()
+        .any(|c| c.name.eq_ignore_ascii_case(&fqdn))
+    {
+        return fail(
+            format!(
+                "{name} is {what} although Service {ns}/{svc} exists: no query asked for {fqdn}; the pod's search list ({}) does not complete the name",
+                result.resolv_conf.search.join(" ")
+            ),
+            evidence,
+            vec![dns_policy_command(ev), format!("use {fqdn} from {}", ev.from)],
+        );
+    }
+    fail(
+        format!(
+            "cluster DNS answers {what} for {fqdn} although Service {ns}/{svc} exists: the DNS server does not serve the cluster zone (CoreDNS kubernetes plugin or its RBAC) or is stale"
+        ),
+        evidence,
+        vec![
+            "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50".into(),
+            "kubectl -n kube-system get configmap coredns -o yaml".into(),
+        ],
+    )
+}
+
 /// Timeout, SERVFAIL, REFUSED or an error: explain it from the cluster DNS facts.
 fn judge_dns_failure(
     ev: &Evidence,
@@ -577,18 +645,11 @@ fn judge_dns_failure(
             return fail(format!("{name} {what} from {}", ev.from), evidence, fix);
         }
     };
-    if let Some(vip) = cluster.service_ip
-        && !result.resolv_conf.nameservers.is_empty()
-        && !result.resolv_conf.nameservers.iter().any(|s| s.ip() == vip)
-    {
+    if let Some(vip) = resolver_off_cluster(cluster, result) {
         return fail(
             format!("{name} {what}: the pod's resolv.conf does not use the cluster DNS Service {vip}"),
             evidence,
-            vec![format!(
-                "kubectl -n {} get pod {} -o jsonpath='{{.spec.dnsPolicy}} {{.spec.dnsConfig}}'",
-                ev.from.split('/').next().unwrap_or_default(),
-                ev.from.split('/').nth(1).unwrap_or_default()
-            )],
+            vec![dns_policy_command(ev)],
         );
     }
     let ready: Vec<&DnsPodFacts> = cluster.pods.iter().filter(|p| p.ready).collect();

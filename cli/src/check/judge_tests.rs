@@ -429,6 +429,50 @@ fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener()
 }
 
 #[test]
+fn nxdomain_for_an_existing_service_from_cluster_dns_blames_the_dns_server_not_the_service() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Nxdomain));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(
+        s.contains("payments.shop.svc.cluster.local.")
+            && s.contains("although Service shop/payments exists")
+            && !s.contains("no Service"),
+        "{s}"
+    );
+}
+
+#[test]
+fn nxdomain_for_an_existing_service_with_a_resolver_off_cluster_names_resolv_conf() {
+    let mut ev = healthy();
+    let mut result = dns_result("payments.shop", DnsOutcome::Nxdomain);
+    result.resolv_conf.nameservers = vec!["169.254.0.53:53".parse().unwrap()];
+    dns_mut(&mut ev).result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(
+        s.contains("resolv.conf does not use the cluster DNS Service 10.96.0.10"),
+        "{s}"
+    );
+    assert!(report.fix[0].contains("dnsPolicy"), "{:?}", report.fix);
+}
+
+#[test]
+fn nxdomain_for_an_existing_service_never_asked_by_its_full_name_names_the_search_list() {
+    let mut ev = healthy();
+    let mut result = dns_result("payments.shop", DnsOutcome::Nxdomain);
+    result.resolv_conf.search = vec!["shop.svc.cluster.local".into()];
+    result.candidates.truncate(1);
+    dns_mut(&mut ev).result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(s.contains("search list (shop.svc.cluster.local)"), "{s}");
+}
+
+#[test]
 fn dns_timeout_with_silent_dns_pods_is_the_dns_server_down() {
     let mut ev = healthy();
     let dns = dns_mut(&mut ev);
