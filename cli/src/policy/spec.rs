@@ -162,11 +162,13 @@ impl TryFrom<&NetworkPolicy> for PolicySpec {
             .unwrap_or_else(|| "default".to_string());
         let spec = policy.spec.as_ref().ok_or_else(|| invalid("spec is missing"))?;
         let pod_selector = selector(spec.pod_selector.as_ref(), "spec.podSelector")?;
+        let has_egress_rules = spec.egress.as_ref().is_some_and(|rules| !rules.is_empty());
 
         let (isolates_ingress, isolates_egress) = match &spec.policy_types {
-            // Defaulting: Ingress always; Egress only when the policy has egress rules.
-            None => (true, spec.egress.is_some()),
-            Some(types) if types.is_empty() => (true, spec.egress.is_some()),
+            // Defaulting as the API server does it: Ingress always; Egress only when the policy
+            // has at least one egress rule (`egress: []` counts as no egress section).
+            None => (true, has_egress_rules),
+            Some(types) if types.is_empty() => (true, has_egress_rules),
             Some(types) => {
                 let mut ingress = false;
                 let mut egress = false;

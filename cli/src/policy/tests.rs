@@ -164,6 +164,25 @@ fn absent_policy_types_with_an_egress_section_isolate_both_directions() {
 }
 
 #[test]
+fn absent_policy_types_with_an_empty_egress_list_isolate_ingress_only() {
+    // The API server defaults policyTypes to [Egress] too only when `len(spec.egress) != 0`.
+    let policy = mk_policy(
+        "shop",
+        "empty-egress",
+        json!({"podSelector": {"matchLabels": {"app": "checkout"}}, "egress": []}),
+    );
+    let index = mk_world(&[policy]);
+    let verdict = index
+        .evaluate(&flow("shop/checkout", "ops/monitor", 9090, Protocol::Tcp))
+        .unwrap();
+    assert!(!verdict.egress.isolated && verdict.allowed, "{verdict:?}");
+    let verdict = index
+        .evaluate(&flow("ops/monitor", "shop/checkout", 80, Protocol::Tcp))
+        .unwrap();
+    assert!(verdict.ingress.isolated && !verdict.allowed, "{verdict:?}");
+}
+
+#[test]
 fn explicit_egress_policy_type_ignores_the_ingress_section() {
     let policy = mk_policy(
         "shop",
