@@ -1290,8 +1290,27 @@ fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgment {
 // ---------------------------------------------------------------- pod-network
 
 fn judge_pod_network(ev: &Evidence) -> Judgment {
-    if is_external_name(ev) {
-        return not_applicable("not applicable: an ExternalName Service");
+    if let Some(svc) = service(ev)
+        && let Some(host) = &svc.external_name
+    {
+        // The name resolving proves nothing about reaching the host behind it: say so rather
+        // than call it reachable, and give the check that does probe it.
+        let port = svc
+            .requested_port()
+            .map(|p| p.port.to_string())
+            .unwrap_or_else(|| svc.requested.to_string());
+        let host = host.trim_end_matches('.');
+        return undetermined(
+            format!(
+                "{} is an ExternalName for {host}, outside the cluster's Services: this check does not connect to it",
+                svc.key()
+            ),
+            vec![],
+            vec![format!(
+                "kubectl netdiag check --from {} --to {host}:{port}",
+                ev.from
+            )],
+        );
     }
     let live = live_endpoints(ev);
     if live.is_empty() {

@@ -473,6 +473,27 @@ fn nxdomain_for_an_existing_service_never_asked_by_its_full_name_names_the_searc
 }
 
 #[test]
+fn external_name_service_is_undetermined_and_gives_the_check_that_probes_its_host() {
+    let mut ev = healthy();
+    let svc = service_mut(&mut ev);
+    svc.service_type = "ExternalName".into();
+    svc.external_name = Some("payments.example.com".into());
+    svc.selector = None;
+    svc.selected_pods.clear();
+    ev.endpoints = EndpointsFacts::Known(vec![]);
+    ev.cluster_ip = None;
+    dns_mut(&mut ev).expected.clear();
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
+    assert_eq!(step(&report, Layer::Service).status, Status::Pass);
+    assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
+    assert_eq!(
+        report.fix,
+        ["kubectl netdiag check --from shop/checkout --to payments.example.com:80"]
+    );
+}
+
+#[test]
 fn dns_timeout_with_silent_dns_pods_is_the_dns_server_down() {
     let mut ev = healthy();
     let dns = dns_mut(&mut ev);
