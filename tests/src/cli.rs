@@ -102,23 +102,26 @@ pub fn main() -> ExitCode {
             agent_bin,
             no_agents,
         } => report(
-            up(&UpOptions {
-                scenario,
-                state: state.clone(),
-                agent_bin,
-                no_agents,
-            })
-            .map(|info| {
-                println!(
-                    "lab {} is up: {} nodes, {} pods, {} services; kubeconfig {}",
-                    info.scenario,
-                    info.nodes.len(),
-                    info.pods.len(),
-                    info.services.len(),
-                    state.join("kubeconfig").display()
-                );
-                true
-            }),
+            crate::signals::defer_stop_signals()
+                .and_then(|()| {
+                    up(&UpOptions {
+                        scenario,
+                        state: state.clone(),
+                        agent_bin,
+                        no_agents,
+                    })
+                })
+                .map(|info| {
+                    println!(
+                        "lab {} is up: {} nodes, {} pods, {} services; kubeconfig {}",
+                        info.scenario,
+                        info.nodes.len(),
+                        info.pods.len(),
+                        info.services.len(),
+                        state.join("kubeconfig").display()
+                    );
+                    true
+                }),
         ),
         Cmd::Down { state } => report(down(&state).map(|()| true)),
         Cmd::Run {

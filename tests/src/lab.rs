@@ -116,7 +116,8 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
         plan: &plan,
         agent_bin: agent_bin.as_deref(),
     }
-    .build(objects, &slices);
+    .build(objects, &slices)
+    .and_then(|info| crate::signals::check().map(|()| info));
     match built {
         Ok(info) => Ok(info),
         Err(e) => {
@@ -460,6 +461,7 @@ impl Builder<'_> {
         let plan = self.plan;
         let mut pending: Vec<usize> = (0..children.len()).collect();
         while !pending.is_empty() {
+            crate::signals::check()?;
             let mut still = Vec::new();
             for idx in pending {
                 let (k, child) = &mut children[idx];
@@ -675,27 +677,25 @@ pub fn down(dir: &Path) -> Result<()> {
         bail!("netdiag-lab down needs root: it deletes network namespaces and stops root processes");
     }
     let dir_str = path_str(&state.dir)?;
-    // First whatever names the state dir (the API stand-in, pod apps, dnsmasq, setup commands a
-    // killed `up` left running), until none is left, so nothing creates namespaces behind our back.
+    let journal = state.read_journal()?;
+    let names = journal.as_ref().map(|j| j.netns.clone()).unwrap_or_default();
+    // Stop, until a scan finds none: whatever names the state dir (the API stand-in, pod apps,
+    // dnsmasq, setup commands a killed `up` left running), `ip netns exec NAME` of a lab namespace
+    // that has not entered it yet, and everything inside the lab's namespaces (with what those
+    // forked meanwhile). Only then nothing creates namespaces or processes behind our back.
     let mut pids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let found: Vec<u32> = crate::state::pids_mentioning(&dir_str, LAB_PROGRAMS)
-            .into_iter()
-            .filter(|&p| is_alive(p))
-            .collect();
+        let mut found = crate::state::pids_mentioning(&dir_str, LAB_PROGRAMS);
+        found.extend(crate::state::pids_entering(&names));
+        found.extend(crate::state::pids_in_netns(&names));
+        found.retain(|&p| is_alive(p));
         if found.is_empty() || Instant::now() > deadline {
             break;
         }
         kill_all(&found);
         pids.extend(found);
         std::thread::sleep(Duration::from_millis(2));
-    }
-    let journal = state.read_journal()?;
-    if let Some(journal) = &journal {
-        let inside = crate::state::pids_in_netns(&journal.netns);
-        kill_all(&inside);
-        pids.extend(inside);
     }
     let Some(journal) = journal else {
         return Ok(());

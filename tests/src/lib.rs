@@ -13,4 +13,5 @@ pub mod plan;
 pub mod podapp;
 pub mod runner;
 pub mod scenario;
+pub mod signals;
 pub mod state;

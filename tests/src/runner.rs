@@ -109,6 +109,7 @@ fn run_owned(opts: &RunOptions, owned_state: bool) -> Result<bool> {
         "kubectl-netdiag",
         "build it with `cargo build -p kubectl-netdiag` or pass --netdiag-bin PATH",
     )?;
+    crate::signals::defer_stop_signals()?;
     let state = match &opts.state {
         Some(s) => s.clone(),
         None => fresh_state_dir()?,
@@ -137,12 +138,14 @@ fn run_owned(opts: &RunOptions, owned_state: bool) -> Result<bool> {
         .stdin(Stdio::null())
         .status()
         .with_context(|| format!("failed to run {}", netdiag.display()))?;
+    crate::signals::check()?;
     let out = check_command(&netdiag, &kubeconfig, check)
         .args(["-o", "json"])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("failed to run {}", netdiag.display()))?;
+    crate::signals::check()?;
     let got = parse_outcome(&out.stdout).with_context(|| {
         format!(
             "check exited {} (human output exited {human}); stdout was {:?}",

@@ -209,6 +209,22 @@ pub fn pids_mentioning(dir: &str, programs: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// `ip netns exec NAME ...` processes for one of the namespaces `netns`: started by `up` but maybe
+/// not inside the namespace yet, so [`pids_in_netns`] cannot see them.
+pub fn pids_entering(netns: &[String]) -> Vec<u32> {
+    proc_pids()
+        .filter(|pid| {
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            matches!(args.as_slice(), [ip, b"netns", b"exec", name, ..]
+                if ip.rsplit(|b| *b == b'/').next() == Some(b"ip")
+                    && netns.iter().any(|n| n.as_bytes() == *name))
+        })
+        .collect()
+}
+
 /// This process and its parents up to init.
 fn ancestors() -> Vec<u32> {
     let mut out = vec![std::process::id()];

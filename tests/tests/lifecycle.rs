@@ -220,6 +220,7 @@ fn down_cleans_up_after_a_killed_up() {
     let file = dir.0.join("scenario.yaml");
     std::fs::write(&file, format!("name: big\nnodes: [n0, n1, n2]\npods:\n{pods}")).unwrap();
     let state = dir.0.join("state");
+    let _down = common::DownOnDrop(state.clone());
     let mut up = Command::new(BIN)
         .args([
             "up",
@@ -261,6 +262,60 @@ fn down_cleans_up_after_a_killed_up() {
         live_processes_mentioning(&state),
         Vec::<u32>::new(),
         "processes left after killed up"
+    );
+}
+
+#[test]
+fn up_stopped_by_sigterm_takes_its_lab_down_and_fails() {
+    if !is_root() {
+        return;
+    }
+    let _lock = common::shared_lab_lock();
+    let dir = TempDir::new("sigterm");
+    let file = dir.0.join("scenario.yaml");
+    std::fs::write(&file, SMALL).unwrap();
+    // An agent that never answers /readyz keeps `up` waiting, so the signal surely lands mid-up.
+    let agent = dir.0.join("silent-agent");
+    std::fs::write(&agent, "#!/bin/sh\nsleep 600\n").unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let state = dir.0.join("state");
+    let _down = common::DownOnDrop(state.clone());
+    let up = Command::new(BIN)
+        .args(["up", file.to_str().unwrap(), "--state", state.to_str().unwrap()])
+        .arg("--agent-bin")
+        .arg(&agent)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `up` starts the API stand-in after every pod's process, then waits for them to be ready.
+    let api_log = state.join("logs/api.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !api_log.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(api_log.exists(), "up started every process");
+    let journal: netdiag_lab::state::Journal =
+        serde_json::from_slice(&std::fs::read(state.join("journal.json")).unwrap()).unwrap();
+    let inodes = common::netns_inodes(&journal.netns);
+    assert_eq!(inodes.len(), journal.netns.len(), "every namespace exists");
+    let pid = nix::unistd::Pid::from_raw(up.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = up.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("interrupted by a stop signal"), "{err}");
+    assert!(!state.join("journal.json").exists(), "down ran: {err}");
+    let left = netns_names();
+    assert!(
+        journal.netns.iter().all(|n| !left.contains(n)),
+        "namespaces left after SIGTERM"
+    );
+    assert_eq!(live_processes_mentioning(&state), Vec::<u32>::new());
+    assert_eq!(
+        common::live_processes_in(&inodes),
+        Vec::<u32>::new(),
+        "processes (the agents' own children too) left in the lab's namespaces"
     );
 }
 

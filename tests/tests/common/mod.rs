@@ -268,3 +268,38 @@ pub fn live_processes_mentioning(needle: &Path) -> Vec<u32> {
         .filter(|pid| netdiag_lab::lab::is_alive(*pid))
         .collect()
 }
+
+/// Inode numbers of the named network namespaces that exist now.
+pub fn netns_inodes(names: &[String]) -> std::collections::BTreeSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    names
+        .iter()
+        .filter_map(|n| std::fs::metadata(netdiag_lab::netns::named(n)).ok())
+        .map(|m| m.ino())
+        .collect()
+}
+
+/// Live processes inside one of the network namespaces with these inode numbers (which outlive
+/// their names while a process holds them).
+pub fn live_processes_in(inodes: &std::collections::BTreeSet<u64>) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| inodes.contains(&m.ino()))
+        })
+        .filter(|pid| netdiag_lab::lab::is_alive(*pid))
+        .collect()
+}
+
+/// Runs `netdiag-lab down` on the state dir when dropped, also on panic, for tests that run `up`
+/// themselves. Declare it after the [`TempDir`] holding the state dir, so it drops first.
+pub struct DownOnDrop(pub PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = lab_cmd(&["down", "--state", self.0.to_str().unwrap()]);
+    }
+}
