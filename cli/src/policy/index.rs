@@ -24,6 +24,8 @@ pub(crate) struct PodInfo {
     pub ips: Vec<IpAddr>,
     pub ports: Vec<NamedPort>,
     pub host_network: bool,
+    /// `Succeeded` or `Failed`: the pod runs nothing, and its IP (ignored) may be another pod's now.
+    pub terminal_phase: Option<String>,
 }
 
 /// Validated policies, pods and namespace labels, built once from objects; answers flows.
@@ -214,21 +216,31 @@ impl PolicyIndex {
                     .to_string(),
             );
         }
-        let mut host_network_pods: Vec<usize> = [from, to]
+        // Each pod end once (a pod to itself is one pod).
+        let mut pod_ends: Vec<usize> = [from, to]
             .into_iter()
             .filter_map(|end| match end {
-                Endpoint::Pod(i) if self.pods[i].host_network => Some(i),
-                _ => None,
+                Endpoint::Pod(i) => Some(i),
+                Endpoint::Ip(_) => None,
             })
             .collect();
-        host_network_pods.dedup();
-        for i in host_network_pods {
+        pod_ends.dedup();
+        for i in pod_ends {
             let pod = &self.pods[i];
-            notes.push(format!(
-                "{}/{} uses the host network: NetworkPolicy does not define how it applies, and most \
-                 CNIs do not enforce it on such pods",
-                pod.namespace, pod.name
-            ));
+            if pod.host_network {
+                notes.push(format!(
+                    "{}/{} uses the host network: NetworkPolicy does not define how it applies, and most \
+                     CNIs do not enforce it on such pods",
+                    pod.namespace, pod.name
+                ));
+            }
+            if let Some(phase) = &pod.terminal_phase {
+                notes.push(format!(
+                    "{}/{} is in phase {phase}: it runs no containers, so no traffic flows; its pod IP \
+                     is ignored (it may belong to another pod now)",
+                    pod.namespace, pod.name
+                ));
+            }
         }
         Ok(FlowVerdict {
             from: flow.from.clone(),
@@ -349,8 +361,13 @@ fn pod_info(pod: &Pod, findings: &mut Vec<Finding>) -> Option<PodInfo> {
         ));
         return None;
     };
+    let terminal_phase = pod
+        .status
+        .as_ref()
+        .and_then(|status| status.phase.clone())
+        .filter(|phase| phase == "Succeeded" || phase == "Failed");
     let mut ips = Vec::new();
-    if let Some(status) = &pod.status {
+    if let Some(status) = pod.status.as_ref().filter(|_| terminal_phase.is_none()) {
         let texts = status
             .pod_ips
             .iter()
@@ -396,6 +413,7 @@ fn pod_info(pod: &Pod, findings: &mut Vec<Finding>) -> Option<PodInfo> {
     }
     Some(PodInfo {
         host_network: pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false),
+        terminal_phase,
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         namespace,
         name,

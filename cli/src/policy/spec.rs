@@ -283,9 +283,10 @@ fn ip_block(block: &IPBlock, field: &str) -> Result<PeerSpec, SpecError> {
             .parse()
             .map_err(|_| invalid(format!("{field}.except[{i}]: {text:?} is not a CIDR")))?;
         let net = net.trunc();
-        if !cidr.contains(&net) {
+        // The API server wants a strict subset: an except equal to the cidr is rejected too.
+        if !cidr.contains(&net) || net.prefix_len() <= cidr.prefix_len() {
             return Err(invalid(format!(
-                "{field}.except[{i}]: {text} is not inside cidr {}",
+                "{field}.except[{i}]: {text} is not a strict subset of cidr {}",
                 block.cidr
             )));
         }
@@ -331,9 +332,10 @@ fn port_spec(port: &NetworkPolicyPort, field: &str) -> Result<PortSpec, SpecErro
                     "{field}.endPort requires a numeric port, not {name:?}"
                 )));
             }
-            if name.is_empty() || !name.chars().any(|c| c.is_ascii_alphabetic()) {
+            if !is_port_name(name) {
                 return Err(invalid(format!(
-                    "{field}.port: {name:?} is neither a port number nor a port name"
+                    "{field}.port: {name:?} is neither a port number nor a port name \
+                     (1-15 lowercase letters, digits and '-', with a letter)"
                 )));
             }
             PortMatch::Named(name.clone())
@@ -343,6 +345,19 @@ fn port_spec(port: &NetworkPolicyPort, field: &str) -> Result<PortSpec, SpecErro
         protocol,
         port: port_match,
     })
+}
+
+/// An IANA service name, as the API server checks `port` strings: at most 15 characters of
+/// `a-z`, `0-9` and `-`, at least one letter, no leading, trailing or doubled `-`.
+fn is_port_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
 }
 
 fn port_number(value: i32, field: &str) -> Result<u16, SpecError> {

@@ -571,7 +571,12 @@ fn invalid_policies_become_findings_and_the_rest_still_apply() {
     let bad_specs = [
         json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0/8"}}]}]}),
         json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}]}]}),
+        json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.0.0.0/8"]}}]}]}),
+        json!({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "fd00::/64", "except": ["fd00::/64"]}}]}]}),
         json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "Http"}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "a-very-long-port-name"}]}]}),
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "web--http"}]}]}),
         json!({"podSelector": {}, "ingress": [{"from": [{}]}]}),
         json!({"podSelector": {}, "ingress": [{"ports": [{"endPort": 90}]}]}),
         json!({"podSelector": {}, "ingress": [{"ports": [{"port": 90, "endPort": 80}]}]}),
@@ -852,4 +857,34 @@ fn host_network_pods_are_evaluated_with_a_note() {
         .evaluate(&flow("shop/payments", "shop/payments", 80, Protocol::Tcp))
         .unwrap();
     assert!(plain.notes.iter().all(|note| !note.contains("host network")));
+}
+
+#[test]
+fn a_finished_pods_stale_ip_neither_names_it_nor_matches_ip_blocks() {
+    // A Succeeded pod still shows its old IP, which the running pod now has.
+    let mut finished = mk_pod("ops", "job", "10.0.1.2", &[], &[]);
+    finished.status.as_mut().unwrap().phase = Some("Succeeded".to_string());
+    let pods = [finished, mk_pod("shop", "payments", "10.0.1.2", &[], &[])];
+    let allow_block = mk_policy(
+        "shop",
+        "from-block",
+        json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.1.2/32"}}]}]}),
+    );
+    let index = PolicyIndex::new(&[mk_ns("ops", &[]), mk_ns("shop", &[])], &pods, &[allow_block]);
+    assert_eq!(
+        index.pod_with_ip("10.0.1.2".parse().unwrap()),
+        Some(Peer::pod("shop", "payments"))
+    );
+    let verdict = index
+        .evaluate(&flow("ops/job", "shop/payments", 80, Protocol::Tcp))
+        .unwrap();
+    assert!(!verdict.allowed, "the ipBlock does not match the finished pod");
+    assert!(
+        verdict
+            .notes
+            .iter()
+            .any(|note| note.starts_with("ops/job is in phase Succeeded")),
+        "{:?}",
+        verdict.notes
+    );
 }
