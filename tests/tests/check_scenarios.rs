@@ -341,3 +341,87 @@ fn port_forward_the_api_server_cannot_make_is_undetermined_with_its_reason() {
         "{source}"
     );
 }
+
+/// The failing step names the fault the scenario injects, not only its layer: each expected
+/// word comes from the scenario file (the object, port, node or address that is broken).
+#[test]
+fn failing_steps_name_the_injected_fault() {
+    if !is_root() {
+        return;
+    }
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "dns-down.yaml",
+            "svc/payments.shop:80",
+            "dns",
+            &["kube-dns", "DNS pods down"],
+        ),
+        (
+            "nxdomain-typo.yaml",
+            "paymnts.shop:80",
+            "dns",
+            &["paymnts", "did you mean payments"],
+        ),
+        (
+            "selector-no-pods.yaml",
+            "svc/payments.shop:80",
+            "endpoints",
+            &["app=paymnts", "matches no pods"],
+        ),
+        (
+            "wrong-numeric-targetport.yaml",
+            "svc/payments.shop:80",
+            "service",
+            &["9090", "8080"],
+        ),
+        (
+            "app-loopback.yaml",
+            "svc/payments.shop:80",
+            "application",
+            &["127.0.0.1:8080"],
+        ),
+        (
+            "link-cut.yaml",
+            "svc/payments.shop:80",
+            "pod-network",
+            &["node-b", "cross-node"],
+        ),
+        (
+            "service-rules-missing.yaml",
+            "svc/payments.shop:80",
+            "service-proxy",
+            &["node-a"],
+        ),
+        (
+            "egress-denied.yaml",
+            "svc/payments.shop:80",
+            "network-policy",
+            &["egress", "shop/checkout-egress"],
+        ),
+    ];
+    let _lock = one_lab_at_a_time();
+    for (file, to, layer, words) in cases {
+        let lab = Lab::up(file);
+        let out = Command::new(netdiag_bin())
+            .args(["check", "--kubeconfig"])
+            .arg(lab.kubeconfig())
+            .args(["--from", "shop/checkout", "--to", to, "-o", "json"])
+            .output()
+            .unwrap();
+        let report = json(&out);
+        assert_eq!(report["failingLayer"], *layer, "{file}\n{}", show(&out));
+        let step = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["layer"] == *layer)
+            .unwrap();
+        let summary = step["summary"].as_str().unwrap();
+        for word in *words {
+            assert!(
+                summary.contains(word),
+                "{file}: {word:?} missing from {summary:?}"
+            );
+        }
+    }
+}
