@@ -323,18 +323,23 @@ fn matrix_table_prints_a_grid_of_sources_by_destinations() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
+    // Columns are numbered as the rows, so their width does not depend on the pod names.
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["1", "2", "3"]);
     assert_eq!(
-        lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["-", "default/tool", "shop/checkout", "shop/payments"]
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["1", "default/tool", ".", "X", "X"]
     );
     assert_eq!(
         lines[3].split_whitespace().collect::<Vec<_>>(),
-        ["shop/checkout", ".", "X", "."]
+        ["2", "shop/checkout", ".", "X", "."]
     );
     assert_eq!(
         lines[4].split_whitespace().collect::<Vec<_>>(),
-        ["shop/payments", ".", "X", "X"]
+        ["3", "shop/payments", ".", "X", "X"]
     );
+    // Every cell sits under its column number.
+    let header_end = lines[1].len();
+    assert_eq!(lines[4].len(), header_end, "{text}");
 }
 
 #[test]

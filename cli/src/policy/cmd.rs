@@ -389,30 +389,27 @@ pub fn write_matrix_json(matrix: &Matrix, out: &mut impl Write) -> std::io::Resu
     out.write_all(b"]}\n")
 }
 
-/// The human grid: rows are sources, columns destinations; `.` allowed, `X` denied.
+/// The human grid: rows are sources, numbered and named; columns are destinations, headed by the
+/// same numbers so a column stays as narrow as the largest number however long the pod names are.
+/// `.` allowed, `X` denied.
 pub fn write_matrix_table(matrix: &Matrix, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "port {}/{}: rows are sources, columns destinations; . allowed, X denied",
+        "port {}/{}: rows are sources, columns destinations (numbered as the rows); . allowed, X denied",
         matrix.port, matrix.protocol
     )?;
-    let width = matrix
-        .pods
-        .iter()
-        .map(|p| p.chars().count())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let mut line = format!("{:width$}", "-");
-    for pod in &matrix.pods {
-        let _ = write!(line, " {pod:width$}");
+    let digits = matrix.pods.len().to_string().len();
+    let name_width = matrix.pods.iter().map(|p| p.chars().count()).max().unwrap_or(0);
+    let mut line = " ".repeat(digits + 1 + name_width);
+    for column in 1..=matrix.pods.len() {
+        let _ = write!(line, " {column:>digits$}");
     }
     writeln!(out, "{}", line.trim_end())?;
-    let allowed_cell = format!(" {:width$}", ".");
-    let denied_cell = format!(" {:width$}", "X");
+    let allowed_cell = format!(" {:>digits$}", ".");
+    let denied_cell = format!(" {:>digits$}", "X");
     for (from, pod) in matrix.pods.iter().enumerate() {
         line.clear();
-        let _ = write!(line, "{pod:width$}");
+        let _ = write!(line, "{:>digits$} {pod:name_width$}", from + 1);
         for to in 0..matrix.pods.len() {
             line.push_str(if matrix.allowed(from, to) {
                 &allowed_cell
@@ -420,7 +417,7 @@ pub fn write_matrix_table(matrix: &Matrix, out: &mut impl Write) -> std::io::Res
                 &denied_cell
             });
         }
-        writeln!(out, "{}", line.trim_end())?;
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }
