@@ -250,58 +250,38 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
         }
         None => {
             let (client, namespace) = input.kube.client().await?;
-            let params = ListParams::default();
-            let namespace_api = Api::<Namespace>::all(client.clone());
-            let pod_api = Api::<Pod>::all(client.clone());
-            let policy_api = Api::<NetworkPolicy>::all(client);
             // The three lists are independent: ask for them at once.
             let (namespaces, pods, policies) = futures::try_join!(
-                async {
-                    namespace_api
-                        .list(&params)
-                        .await
-                        .map_err(|source| PolicyCmdError::List {
-                            what: "namespaces",
-                            source,
-                        })
-                },
-                async {
-                    pod_api
-                        .list(&params)
-                        .await
-                        .map_err(|source| PolicyCmdError::List { what: "pods", source })
-                },
-                async {
-                    policy_api
-                        .list(&params)
-                        .await
-                        .map_err(|source| PolicyCmdError::List {
-                            what: "networkpolicies",
-                            source,
-                        })
-                },
+                list_all::<Namespace>(&client, "namespaces"),
+                list_all::<Pod>(&client, "pods"),
+                list_all::<NetworkPolicy>(&client, "networkpolicies"),
             )?;
-            let mut objects = Objects {
-                namespaces: namespaces.items,
-                pods: pods.items,
-                policies: policies.items,
+            let objects = Objects {
+                namespaces,
+                pods,
+                policies,
                 skipped_kinds: Vec::new(),
             };
-            objects
-                .namespaces
-                .iter_mut()
-                .for_each(|o| o.metadata.managed_fields = None);
-            objects
-                .pods
-                .iter_mut()
-                .for_each(|o| o.metadata.managed_fields = None);
-            objects
-                .policies
-                .iter_mut()
-                .for_each(|o| o.metadata.managed_fields = None);
             Ok((objects, namespace))
         }
     }
+}
+
+/// Every object of kind `K` in the cluster, without managedFields (the evaluator does not read them).
+async fn list_all<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, PolicyCmdError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let list = Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| PolicyCmdError::List { what, source })?;
+    let mut items = list.items;
+    for item in &mut items {
+        item.meta_mut().managed_fields = None;
+    }
+    Ok(items)
 }
 
 /// The human form of `explain`: one line per side, then the verdict sentence.
