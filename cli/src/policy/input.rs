@@ -34,6 +34,8 @@ pub enum InputError {
     },
     #[error("document {document}: {what} has no kind")]
     NoKind { document: usize, what: String },
+    #[error("document {document}: {kind} has no items list")]
+    NoItems { document: usize, kind: String },
     #[error("the input holds no Kubernetes objects")]
     Empty,
 }
@@ -74,7 +76,9 @@ fn add_value(objects: &mut Objects, mut value: Value, document: usize, what: &st
         let api_version = value.get("apiVersion").cloned();
         let items = match value.get_mut("items") {
             Some(Value::Sequence(items)) => std::mem::take(items),
-            _ => Vec::new(),
+            // Go's nil slice: an empty list.
+            Some(Value::Null) => Vec::new(),
+            _ => return Err(InputError::NoItems { document, kind }),
         };
         for (i, mut item) in items.into_iter().enumerate() {
             // Typed lists (PodList, ...) from the API leave kind and apiVersion off their items.

@@ -734,6 +734,10 @@ fn input_errors_name_the_document_and_object() {
             .starts_with("document 2: Pod s/a is not a valid Pod"),
         "{err}"
     );
+    let err = parse_objects("kind: List\nitems: {kind: Pod}\n").unwrap_err();
+    assert_eq!(err.to_string(), "document 1: List has no items list");
+    let err = parse_objects("kind: Namespace\nmetadata: {name: a}\n---\nkind: PodList\n").unwrap_err();
+    assert_eq!(err.to_string(), "document 2: PodList has no items list");
     assert!(matches!(parse_objects("# nothing\n"), Err(InputError::Empty)));
 }
 
