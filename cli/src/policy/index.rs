@@ -147,11 +147,6 @@ impl PolicyIndex {
         self.pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str()))
     }
 
-    /// Namespaces known to the index (from the input, or implied by a pod).
-    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.keys().map(String::as_str)
-    }
-
     /// The pod that has `ip` as one of its pod IPs, when exactly one does.
     pub fn pod_with_ip(&self, ip: IpAddr) -> Option<Peer> {
         let mut found = self.pods.iter().filter(|p| p.ips.contains(&ip));
@@ -389,10 +384,14 @@ fn pod_info(pod: &Pod, findings: &mut Vec<Finding>) -> Option<PodInfo> {
     }
     let mut ports = Vec::new();
     if let Some(spec) = &pod.spec {
-        let containers = spec
-            .containers
+        // Regular init containers have exited by the time the pod serves; sidecars
+        // (init containers with restartPolicy Always) keep running and serve their ports.
+        let sidecars = spec
+            .init_containers
             .iter()
-            .chain(spec.init_containers.iter().flatten());
+            .flatten()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+        let containers = spec.containers.iter().chain(sidecars);
         for port in containers.flat_map(|c| c.ports.iter().flatten()) {
             let Some(port_name) = &port.name else { continue };
             let protocol = match port.protocol.as_deref() {

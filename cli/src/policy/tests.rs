@@ -892,3 +892,34 @@ fn a_finished_pods_stale_ip_neither_names_it_nor_matches_ip_blocks() {
         verdict.notes
     );
 }
+
+#[test]
+fn named_ports_of_sidecars_resolve_but_those_of_finished_init_containers_do_not() {
+    let init = |name: &str, port_name: &str, port: i32, restart_policy: Option<&str>| Container {
+        name: name.to_string(),
+        restart_policy: restart_policy.map(str::to_string),
+        ports: Some(vec![ContainerPort {
+            name: Some(port_name.to_string()),
+            container_port: port,
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let mut payments = mk_pod("shop", "payments", "10.0.1.2", &[], &[]);
+    payments.spec.as_mut().unwrap().init_containers = Some(vec![
+        init("proxy", "proxy", 15001, Some("Always")),
+        init("migrate", "migrate", 5000, None),
+    ]);
+    let policy = mk_policy(
+        "shop",
+        "named",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "proxy"}, {"port": "migrate"}]}]}),
+    );
+    let index = PolicyIndex::new(
+        &[mk_ns("shop", &[])],
+        &[mk_pod("shop", "checkout", "10.0.1.1", &[], &[]), payments],
+        &[policy],
+    );
+    assert!(allowed(&index, "shop/checkout", "shop/payments", 15001));
+    assert!(!allowed(&index, "shop/checkout", "shop/payments", 5000));
+}
