@@ -197,7 +197,8 @@ fn malformed_yaml_fails_with_exit_one_naming_the_input() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).starts_with("error: failed to parse -: document 1 is not valid YAML or JSON"),
+        stderr(&out)
+            .starts_with("error: failed to parse standard input: document 1 is not valid YAML or JSON"),
         "{}",
         stderr(&out)
     );

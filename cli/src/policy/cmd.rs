@@ -232,8 +232,13 @@ fn resolve_peer(
 async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
     match &input.from_file {
         Some(path) => {
-            let display = path.display().to_string();
-            let text = if display == "-" {
+            let stdin = path.as_os_str() == "-";
+            let display = if stdin {
+                "standard input".to_string()
+            } else {
+                path.display().to_string()
+            };
+            let text = if stdin {
                 std::io::read_to_string(std::io::stdin())
             } else {
                 std::fs::read_to_string(path)
