@@ -522,6 +522,18 @@ fn a_non_pod_end_has_no_policy_side() {
         .evaluate(&flow("ops/monitor", "203.0.113.9", 443, Protocol::Tcp))
         .unwrap();
     assert!(!to_ip.ingress.applies && to_ip.ingress.allowed && to_ip.allowed);
+    assert_eq!(
+        to_ip.explain(),
+        "allowed: no NetworkPolicy isolates ops/monitor (egress)"
+    );
+    let between_ips = index
+        .evaluate(&flow("198.51.100.1", "203.0.113.9", 443, Protocol::Tcp))
+        .unwrap();
+    assert!(between_ips.allowed);
+    assert_eq!(
+        between_ips.explain(),
+        "allowed: neither end is a pod, so NetworkPolicy does not apply"
+    );
     let from_ip = index
         .evaluate(&flow("203.0.113.9", "shop/payments", 8080, Protocol::Tcp))
         .unwrap();

@@ -251,10 +251,19 @@ impl FlowVerdict {
         }
         let head = if self.allowed { "allowed" } else { "denied" };
         if parts.is_empty() {
-            return format!(
-                "{head}: no NetworkPolicy isolates {} (egress) or {} (ingress)",
-                self.from, self.to
-            );
+            // Only pod ends can be isolated; an address outside the pod network is not mentioned.
+            let pods: Vec<String> = [
+                (&self.egress, &self.from, Direction::Egress),
+                (&self.ingress, &self.to, Direction::Ingress),
+            ]
+            .into_iter()
+            .filter(|(verdict, _, _)| verdict.applies)
+            .map(|(_, end, direction)| format!("{end} ({direction})"))
+            .collect();
+            if pods.is_empty() {
+                return format!("{head}: neither end is a pod, so NetworkPolicy does not apply");
+            }
+            return format!("{head}: no NetworkPolicy isolates {}", pods.join(" or "));
         }
         format!("{head}: {}", parts.join("; "))
     }
