@@ -145,9 +145,8 @@ impl PolicyIndex {
         }
 
         let mut allowed = Vec::with_capacity(n * n);
-        for egress in &egress_ok {
+        for (from, egress) in egress_ok.iter().enumerate() {
             for (to, ingress) in ingress_ok.iter().enumerate() {
-                let from = allowed.len() / n.max(1);
                 allowed.push(egress.get(to) && ingress.get(from));
             }
         }
