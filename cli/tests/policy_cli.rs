@@ -53,7 +53,11 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("binary starts");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A usage error exits before reading standard input; the pipe then breaks, which is fine.
+    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.expect("write the input to the binary's stdin"),
+    }
     child.wait_with_output().unwrap()
 }
 
