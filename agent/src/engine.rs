@@ -43,6 +43,7 @@ impl EngineError {
             EngineError::Locate(LocateError::NoNamespaceHasIp(_) | LocateError::NoSuchProcess { .. }) => {
                 (404, "namespaceNotFound")
             }
+            EngineError::Locate(LocateError::Ambiguous { .. }) => (409, "ambiguousNamespace"),
             EngineError::Locate(LocateError::Netns(e)) | EngineError::Netns(e) => netns_status(e),
             EngineError::Overloaded(_) => (503, "overloaded"),
         };

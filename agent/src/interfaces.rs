@@ -7,9 +7,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use netdiag_proto::{Interface, InterfacesResult, Route};
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteType,
 };
@@ -42,15 +47,78 @@ pub fn probe() -> InterfacesResult {
     }
 }
 
-/// Every address configured in the namespace.
-pub fn addresses() -> Result<Vec<IpAddr>, NetlinkError> {
-    Ok(dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?
+/// What one namespace says about a pod IP: every address it has, and whether the interface carrying
+/// `ip` (if it has `ip`) is attached to the node namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub addresses: Vec<IpAddr>,
+    /// `None` when the namespace does not have `ip`.
+    pub attached: Option<bool>,
+}
+
+/// Lists the namespace's addresses and, when it has `ip`, tells whether an interface carrying `ip` is
+/// linked to the namespace of `node` (an open network namespace file): a veth, ipvlan or macvlan
+/// whose peer or lower device lives there. Inside this namespace the link's `IFLA_LINK_NETNSID` is
+/// compared with the id this namespace gives `node` (`RTM_GETNSID` with `NETNSA_FD`). The link dump
+/// comes first because filling `IFLA_LINK_NETNSID` makes the kernel assign the peer namespace an id.
+pub fn holding(ip: IpAddr, node: BorrowedFd<'_>) -> Result<Holding, NetlinkError> {
+    let mut addresses = Vec::new();
+    let mut carriers = Vec::new();
+    for msg in dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))? {
+        if let RouteNetlinkMessage::NewAddress(a) = msg
+            && let Some((address, _)) = address_of(&a)
+        {
+            if address == ip {
+                carriers.push(a.header.index);
+            }
+            addresses.push(address);
+        }
+    }
+    if carriers.is_empty() {
+        return Ok(Holding {
+            addresses,
+            attached: None,
+        });
+    }
+    let link_nsids: Vec<i32> = dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?
         .into_iter()
         .filter_map(|m| match m {
-            RouteNetlinkMessage::NewAddress(a) => address_of(&a).map(|(ip, _)| ip),
+            RouteNetlinkMessage::NewLink(l) if carriers.contains(&l.header.index) => {
+                l.attributes.iter().find_map(|at| match at {
+                    LinkAttribute::LinkNetNsId(id) => Some(*id),
+                    _ => None,
+                })
+            }
             _ => None,
         })
-        .collect())
+        .collect();
+    let attached = !link_nsids.is_empty() && {
+        let node_nsid = nsid_of(node)?;
+        node_nsid >= 0 && link_nsids.contains(&node_nsid)
+    };
+    Ok(Holding {
+        addresses,
+        attached: Some(attached),
+    })
+}
+
+/// The id the current namespace gives the namespace open as `netns`; -1 when it has none.
+fn nsid_of(netns: BorrowedFd<'_>) -> Result<i32, NetlinkError> {
+    let mut request = NsidMessage::default();
+    request
+        .attributes
+        .push(NsidAttribute::Fd(netns.as_raw_fd() as u32));
+    let answers = exchange(RouteNetlinkMessage::GetNsId(request), NLM_F_REQUEST | NLM_F_ACK)?;
+    Ok(answers
+        .iter()
+        .find_map(|m| match m {
+            RouteNetlinkMessage::NewNsId(n) => n.attributes.iter().find_map(|at| match at {
+                NsidAttribute::Id(id) => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .unwrap_or(-1))
 }
 
 fn read() -> Result<(Vec<Interface>, Vec<Route>), NetlinkError> {
@@ -169,11 +237,16 @@ fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
 
 /// Sends one dump request and collects every answer up to NLMSG_DONE.
 fn dump(request: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    exchange(request, NLM_F_DUMP | NLM_F_REQUEST)
+}
+
+/// Sends one request and collects every answer up to NLMSG_DONE or the acknowledgement.
+fn exchange(request: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(request));
-    packet.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
+    packet.header.flags = flags;
     packet.header.sequence_number = 1;
     packet.finalize();
     let mut buf = vec![0; packet.buffer_len()];

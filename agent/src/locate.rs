@@ -3,10 +3,13 @@
 //! Namespaces are found by walking `/proc/*/ns/net` and the named namespaces in `/run/netns`. A pod IP
 //! is matched by entering each distinct namespace (through [`crate::netns`]) and listing its
 //! addresses; the addresses are cached by namespace inode and the cache is dropped for namespaces
-//! that no longer exist.
+//! that no longer exist. Several namespaces may have the IP (a leaked sandbox whose IP was reused,
+//! another node's pods when nodes share a machine): each one's interface carrying the IP is checked
+//! for a link into the node namespace, and [`choose`] picks the one on this node.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,7 +17,7 @@ use std::sync::Mutex;
 use netdiag_proto::{ProbeSource, ResolvedNetns};
 use thiserror::Error;
 
-use crate::interfaces;
+use crate::interfaces::{self, Holding};
 use crate::netns::{self, NetnsError, NetnsFile};
 
 /// Directory of named network namespaces (`ip netns add`).
@@ -24,6 +27,17 @@ pub const NAMED_NETNS_DIR: &str = "/run/netns";
 pub enum LocateError {
     #[error("no network namespace on this node has {0}")]
     NoNamespaceHasIp(IpAddr),
+    #[error(
+        "{} network namespaces on this node have {ip} (inodes {}) and {} attached to the node namespace",
+        inodes.len(),
+        join_inodes(inodes),
+        how_many_attached(*attached, inodes.len())
+    )]
+    Ambiguous {
+        ip: IpAddr,
+        inodes: Vec<u64>,
+        attached: usize,
+    },
     #[error("process {pid} does not exist on this node")]
     NoSuchProcess { pid: u32 },
     #[error(transparent)]
@@ -59,7 +73,7 @@ struct SeenNetns {
 pub struct Locator {
     node_netns: String,
     proc_root: String,
-    /// Addresses of each namespace, by inode.
+    /// Addresses of each namespace that has one besides loopback, by inode.
     addresses: Mutex<HashMap<u64, Vec<IpAddr>>>,
 }
 
@@ -103,67 +117,102 @@ impl Locator {
     }
 
     async fn by_ip(&self, ip: IpAddr) -> Result<Located, LocateError> {
-        let seen = self.scan();
-        let cached: Vec<u64> = {
+        let node = NetnsFile::open(&self.node_netns)?;
+        let node_inode = node.inode();
+        let mut seen = self.scan();
+        seen.entry(node_inode).or_insert_with(|| SeenNetns {
+            path: self.node_netns.clone(),
+            pids: vec![],
+        });
+        let (hits, unknown): (Vec<u64>, Vec<u64>) = {
             let mut cache = self.addresses.lock().expect("address cache lock");
             cache.retain(|inode, _| seen.contains_key(inode));
-            cache
+            let hits = cache
                 .iter()
                 .filter(|(_, addrs)| addrs.contains(&ip))
                 .map(|(inode, _)| *inode)
-                .collect()
+                .collect();
+            let unknown = seen.keys().filter(|i| !cache.contains_key(i)).copied().collect();
+            (hits, unknown)
         };
-        // A cached match is confirmed before it is trusted: the pod IP may have moved to another
-        // namespace, and the kernel reuses a destroyed namespace's inode number for a new one.
-        for inode in cached {
-            let Some(netns) = open_seen(&seen, inode) else {
-                continue;
-            };
-            let check = open_seen(&seen, inode).into_iter().collect();
-            let listed = netns::visit_each(check, |_| interfaces::addresses()).await?;
-            if matches!(listed.first(), Some(Ok(Ok(addrs))) if addrs.contains(&ip)) {
-                return Ok(Located {
-                    netns,
-                    pid: self.pick_pid(&seen[&inode].pids),
-                });
+        // Fast path: the cached holders are looked at again (the pod IP may have moved, and the
+        // kernel reuses a destroyed namespace's inode number for a new one), together with every
+        // namespace that appeared since the cache was filled. Only a clear answer is taken from it.
+        if !hits.is_empty() {
+            let look: Vec<u64> = hits.iter().chain(&unknown).copied().collect();
+            let found = self.examine(&seen, &look, ip, &node).await?;
+            self.remember(&found, false);
+            let confirmed = hits
+                .iter()
+                .all(|i| found.get(i).is_some_and(|h| h.attached.is_some()));
+            if confirmed
+                && let Ok(inode) = choose(ip, &candidates(&found, node_inode))
+                && let Some(located) = self.located(&seen, inode)
+            {
+                return Ok(located);
             }
         }
-        // A miss (or a stale hit) may be a namespace that got the address after it was cached: look
-        // at all of them again.
-        let fresh = self.refresh(&seen).await?;
-        let found = fresh
-            .iter()
-            .filter(|(_, addrs)| addrs.contains(&ip))
-            .find_map(|(inode, _)| open_seen(&seen, *inode).map(|netns| (netns, *inode)));
-        let Some((netns, inode)) = found else {
-            return Err(LocateError::NoNamespaceHasIp(ip));
-        };
-        Ok(Located {
-            netns,
+        // A miss, a stale hit or an unclear answer: look at every namespace again.
+        let all: Vec<u64> = seen.keys().copied().collect();
+        let found = self.examine(&seen, &all, ip, &node).await?;
+        self.remember(&found, true);
+        let inode = choose(ip, &candidates(&found, node_inode))?;
+        self.located(&seen, inode)
+            .ok_or(LocateError::NoNamespaceHasIp(ip))
+    }
+
+    fn located(&self, seen: &BTreeMap<u64, SeenNetns>, inode: u64) -> Option<Located> {
+        Some(Located {
+            netns: open_seen(seen, inode)?,
             pid: self.pick_pid(&seen[&inode].pids),
         })
     }
 
-    /// Enters every namespace in `seen`, lists its addresses and replaces the cache.
-    async fn refresh(
+    /// Enters each namespace of `inodes` (on one worker thread), lists its addresses and, where it
+    /// has `ip`, whether it is attached to `node`. Namespaces that vanished or cannot be read are left
+    /// out.
+    async fn examine(
         &self,
         seen: &BTreeMap<u64, SeenNetns>,
-    ) -> Result<HashMap<u64, Vec<IpAddr>>, LocateError> {
-        let files: Vec<NetnsFile> = seen.keys().filter_map(|inode| open_seen(seen, *inode)).collect();
-        let inodes: Vec<u64> = files.iter().map(NetnsFile::inode).collect();
-        let listed = netns::visit_each(files, |_| interfaces::addresses()).await?;
-        let mut fresh = HashMap::new();
-        for (inode, result) in inodes.into_iter().zip(listed) {
+        inodes: &[u64],
+        ip: IpAddr,
+        node: &NetnsFile,
+    ) -> Result<HashMap<u64, Holding>, LocateError> {
+        let files: Vec<NetnsFile> = inodes
+            .iter()
+            .filter_map(|inode| open_seen(seen, *inode))
+            .collect();
+        let opened: Vec<u64> = files.iter().map(NetnsFile::inode).collect();
+        let node = node.try_clone()?;
+        let listed = netns::visit_each(files, move |_| interfaces::holding(ip, node.as_fd())).await?;
+        let mut found = HashMap::new();
+        for (inode, result) in opened.into_iter().zip(listed) {
             match result {
-                Ok(Ok(addrs)) => {
-                    fresh.insert(inode, addrs);
+                Ok(Ok(holding)) => {
+                    found.insert(inode, holding);
                 }
-                Ok(Err(err)) => tracing::debug!(inode, %err, "cannot list addresses of network namespace"),
+                Ok(Err(err)) => tracing::debug!(inode, %err, "cannot read addresses of network namespace"),
                 Err(err) => tracing::debug!(inode, %err, "cannot enter network namespace"),
             }
         }
-        *self.addresses.lock().expect("address cache lock") = fresh.clone();
-        Ok(fresh)
+        Ok(found)
+    }
+
+    /// Caches the addresses of namespaces that have one besides loopback (`replace`: instead of the
+    /// whole cache). A namespace with loopback only is usually a pod sandbox its CNI plugin has not
+    /// configured yet; leaving it out makes every lookup look at it again.
+    fn remember(&self, found: &HashMap<u64, Holding>, replace: bool) {
+        let mut cache = self.addresses.lock().expect("address cache lock");
+        if replace {
+            cache.clear();
+        }
+        for (inode, holding) in found {
+            if holding.addresses.iter().any(|a| !a.is_loopback()) {
+                cache.insert(*inode, holding.addresses.clone());
+            } else {
+                cache.remove(inode);
+            }
+        }
     }
 
     /// Every distinct network namespace on the machine, by inode.
@@ -210,6 +259,65 @@ impl Locator {
     }
 }
 
+/// A namespace holding the pod IP, and whether it is attached to the node namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub inode: u64,
+    pub attached: bool,
+}
+
+/// The namespaces of `found` that have the IP. The node namespace itself (a hostNetwork pod's IP is
+/// the node's address) is attached by definition.
+fn candidates(found: &HashMap<u64, Holding>, node_inode: u64) -> Vec<Candidate> {
+    found
+        .iter()
+        .filter_map(|(inode, holding)| {
+            holding.attached.map(|attached| Candidate {
+                inode: *inode,
+                attached: attached || *inode == node_inode,
+            })
+        })
+        .collect()
+}
+
+/// Which namespace a pod IP names: the only one attached to the node namespace; else, when none is
+/// attached, the only one that has the IP; else none (ambiguous, or no namespace has it).
+pub fn choose(ip: IpAddr, candidates: &[Candidate]) -> Result<u64, LocateError> {
+    let attached: Vec<u64> = candidates
+        .iter()
+        .filter(|c| c.attached)
+        .map(|c| c.inode)
+        .collect();
+    match (attached.as_slice(), candidates) {
+        ([one], _) => Ok(*one),
+        ([], [only]) => Ok(only.inode),
+        ([], []) => Err(LocateError::NoNamespaceHasIp(ip)),
+        _ => {
+            let mut inodes: Vec<u64> = candidates.iter().map(|c| c.inode).collect();
+            inodes.sort_unstable();
+            Err(LocateError::Ambiguous {
+                ip,
+                inodes,
+                attached: attached.len(),
+            })
+        }
+    }
+}
+
+/// "none is", "both are", "all are", "2 are".
+fn how_many_attached(attached: usize, of: usize) -> String {
+    match attached {
+        0 => "none is".into(),
+        n if n == of && n == 2 => "both are".into(),
+        n if n == of => "all are".into(),
+        n => format!("{n} are"),
+    }
+}
+
+fn join_inodes(inodes: &[u64]) -> String {
+    inodes.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+}
+
 /// Opens the namespace `seen` knows as `inode`, unless its file now names another namespace (the
 /// process exited and its pid was reused) or none.
 fn open_seen(seen: &BTreeMap<u64, SeenNetns>, inode: u64) -> Option<NetnsFile> {
@@ -220,4 +328,75 @@ fn open_seen(seen: &BTreeMap<u64, SeenNetns>, inode: u64) -> Option<NetnsFile> {
 /// The resolv.conf a process sees.
 pub fn resolv_conf_path(pid: u32) -> String {
     format!("/proc/{pid}/root/etc/resolv.conf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip() -> IpAddr {
+        "10.244.1.2".parse().unwrap()
+    }
+
+    fn c(inode: u64, attached: bool) -> Candidate {
+        Candidate { inode, attached }
+    }
+
+    #[test]
+    fn the_only_attached_namespace_wins_over_unattached_ones() {
+        assert_eq!(choose(ip(), &[c(7, false), c(9, true), c(3, false)]).unwrap(), 9);
+    }
+
+    #[test]
+    fn a_single_unattached_namespace_is_chosen_when_it_is_the_only_one() {
+        assert_eq!(choose(ip(), &[c(5, false)]).unwrap(), 5);
+    }
+
+    #[test]
+    fn no_namespace_is_not_found() {
+        assert!(matches!(choose(ip(), &[]), Err(LocateError::NoNamespaceHasIp(a)) if a == ip()));
+    }
+
+    #[test]
+    fn two_unattached_namespaces_are_ambiguous_and_named_by_inode() {
+        let err = choose(ip(), &[c(20, false), c(10, false)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "2 network namespaces on this node have 10.244.1.2 (inodes 10, 20) and none is attached to the \
+             node namespace"
+        );
+    }
+
+    #[test]
+    fn two_attached_namespaces_are_ambiguous() {
+        let err = choose(ip(), &[c(1, true), c(2, true)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("(inodes 1, 2) and both are attached to the node namespace")
+        );
+        let err = choose(ip(), &[c(1, true), c(2, true), c(3, false)]).unwrap_err();
+        assert!(err.to_string().starts_with("3 network namespaces"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("and 2 are attached to the node namespace"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_node_namespace_holding_the_ip_counts_as_attached() {
+        let holding = |attached| Holding {
+            addresses: vec![ip()],
+            attached,
+        };
+        let found = HashMap::from([
+            (1, holding(Some(false))),
+            (2, holding(Some(false))),
+            (3, holding(None)),
+        ]);
+        let mut got = candidates(&found, 2);
+        got.sort_by_key(|c| c.inode);
+        assert_eq!(got, vec![c(1, false), c(2, true)]);
+        assert_eq!(choose(ip(), &got).unwrap(), 2);
+    }
 }

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::future::Future;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use nix::sched::{CloneFlags, setns};
@@ -90,7 +91,8 @@ impl NetnsFile {
         self.inode
     }
 
-    fn try_clone(&self) -> Result<Self, NetnsError> {
+    /// A second handle on the same namespace.
+    pub fn try_clone(&self) -> Result<Self, NetnsError> {
         let file = self.file.try_clone().map_err(|source| NetnsError::Open {
             path: self.path.clone(),
             source,
@@ -114,6 +116,14 @@ impl NetnsFile {
                 source,
             },
         })
+    }
+}
+
+/// The open namespace file, e.g. for `NETNSA_FD` in an `RTM_GETNSID` request. Holding it never
+/// enters the namespace.
+impl AsFd for NetnsFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

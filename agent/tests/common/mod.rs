@@ -191,6 +191,30 @@ pub fn veth(a: &Netns, a_ip: &str, b: &Netns, b_ip: &str) {
     b.ip(&["link", "set", &vb, "up"]);
 }
 
+/// Gives `pod` a calico-style routed interface: a veth whose pod end has `ip/32` and whose other end
+/// lives in `node` with a /32 route to the pod, as a CNI plugin sets up a pod on its node.
+pub fn routed_pod(pod: &Netns, ip: &str, node: &Netns) {
+    let (inside, outside) = (unique("vp"), unique("vn"));
+    run(
+        "ip",
+        &[
+            "link", "add", &inside, "netns", &pod.name, "type", "veth", "peer", "name", &outside, "netns",
+            &node.name,
+        ],
+    );
+    pod.ip(&["addr", "add", &format!("{ip}/32"), "dev", &inside]);
+    pod.ip(&["link", "set", &inside, "up"]);
+    node.ip(&["link", "set", &outside, "up"]);
+    node.ip(&["route", "add", &format!("{ip}/32"), "dev", &outside]);
+}
+
+/// The inode of a namespace file: what a report's `netns.inode` names.
+pub fn inode(path: &str) -> u64 {
+    std::fs::metadata(path)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap_or_else(|e| panic!("cannot stat {path}: {e}"))
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     pub child: Child,
@@ -251,16 +275,12 @@ impl Agent {
             }
             None => Command::new(AGENT),
         };
+        command.args(["serve", "--listen", "127.0.0.1:0", "--node", "test-node"]);
+        // The agent's own namespace is its node namespace unless the test names another.
+        if !extra.contains(&"--node-netns") {
+            command.args(["--node-netns", "/proc/self/ns/net"]);
+        }
         let child = command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--node",
-                "test-node",
-                "--node-netns",
-                "/proc/self/ns/net",
-            ])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
