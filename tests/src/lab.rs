@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -606,8 +607,6 @@ impl Builder<'_> {
         }
     }
 }
-
-use std::os::unix::process::CommandExt as _;
 
 fn path_str(p: &Path) -> Result<String> {
     p.to_str()

@@ -41,7 +41,8 @@ pub fn connect_tcp(path: &Path, addr: SocketAddr, timeout: Duration) -> io::Resu
     run_in(path, move || TcpStream::connect_timeout(&addr, timeout))?
 }
 
-/// Writes `value` to `/proc/sys/<key>` as seen from inside the namespace at `path`.
+/// Writes each `(key, value)` of `settings` to `/proc/sys/<key with dots as slashes>` as seen from
+/// inside the namespace at `path`.
 pub fn sysctl(path: &Path, settings: &[(&str, &str)]) -> io::Result<()> {
     let settings: Vec<(String, String)> = settings
         .iter()

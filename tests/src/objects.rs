@@ -254,16 +254,22 @@ fn namespace(name: &str, now: Timestamp) -> Namespace {
     }
 }
 
+/// This machine's architecture in Kubernetes' spelling (`amd64`, `arm64`).
+fn node_arch() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        other => other.into(),
+    }
+}
+
 fn node(plan: &Plan, n: usize, now: Timestamp) -> Node {
     let np = &plan.nodes[n];
     let mut metadata = meta("Node", None, &np.name, now);
     metadata.labels = Some(BTreeMap::from([
         ("kubernetes.io/hostname".into(), np.name.clone()),
         ("kubernetes.io/os".into(), "linux".into()),
-        (
-            "kubernetes.io/arch".into(),
-            std::env::consts::ARCH.replace("x86_64", "amd64"),
-        ),
+        ("kubernetes.io/arch".into(), node_arch()),
     ]));
     Node {
         metadata,
@@ -292,7 +298,7 @@ fn node(plan: &Plan, n: usize, now: Timestamp) -> Node {
                 last_heartbeat_time: Some(Time(now)),
             }]),
             node_info: Some(NodeSystemInfo {
-                architecture: "amd64".into(),
+                architecture: node_arch(),
                 container_runtime_version: "netdiag-lab://1".into(),
                 kernel_version: "lab".into(),
                 kubelet_version: "v1.34.0".into(),
