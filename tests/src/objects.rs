@@ -486,8 +486,9 @@ pub fn endpoint_slices(
 type ResolvedPort = (Option<String>, u16, &'static str);
 
 /// The EndpointSlices the EndpointSlice controller writes for `svc`: selected pods grouped by their
-/// resolved ports (a named targetPort resolves per pod; a pod lacking it is left out of that port),
-/// not-ready pods kept with `ready: false`, and one empty placeholder slice when nothing is selected.
+/// resolved ports (a named targetPort resolves per pod; a pod lacking it is left out of that port,
+/// so a pod resolving none sits in a slice with no ports, which routes nothing), not-ready pods kept
+/// with `ready: false`, and one empty placeholder slice when nothing is selected.
 pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Timestamp) -> Vec<EndpointSlice> {
     let Some(selector) = &svc.selector else {
         return Vec::new();
@@ -513,9 +514,6 @@ pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Time
                 Some((sp.name.clone(), target, sp.protocol.as_k8s()))
             })
             .collect();
-        if ports.is_empty() && !svc.ports.is_empty() {
-            continue;
-        }
         groups.entry(ports).or_default().push(p);
     }
     let mut labels = BTreeMap::from([
@@ -638,22 +636,32 @@ mod tests {
     }
 
     #[test]
-    fn named_target_port_resolves_per_pod_and_pods_without_it_are_left_out() {
+    fn named_target_port_resolves_per_pod_and_pods_without_it_get_no_port() {
         let slices = slices_of(SHOP, "pay");
-        assert_eq!(slices.len(), 2, "{slices:#?}");
+        assert_eq!(slices.len(), 3, "{slices:#?}");
         let mut by_port: Vec<_> = slices
             .iter()
-            .map(|s| (s.ports.as_ref().unwrap()[0].port.unwrap(), endpoints(s)))
+            .map(|s| {
+                let ports = s.ports.as_ref().unwrap();
+                (ports.first().and_then(|p| p.port), endpoints(s))
+            })
             .collect();
         by_port.sort();
         assert_eq!(
             by_port,
             [
-                (8080, vec![("p0".into(), Some(true))]),
-                (9090, vec![("p1".into(), Some(false))])
+                // As the controller does: p2 lacks the named port, so its slice has no ports.
+                (None, vec![("p2".into(), Some(true))]),
+                (Some(8080), vec![("p0".into(), Some(true))]),
+                (Some(9090), vec![("p1".into(), Some(false))])
             ]
         );
-        assert_eq!(slices[0].ports.as_ref().unwrap()[0].name.as_deref(), Some("web"));
+        let named: Vec<_> = slices
+            .iter()
+            .flat_map(|s| s.ports.iter().flatten())
+            .map(|p| p.name.as_deref())
+            .collect();
+        assert_eq!(named, [Some("web"), Some("web")]);
     }
 
     #[test]
