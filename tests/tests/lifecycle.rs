@@ -221,14 +221,7 @@ fn down_cleans_up_after_a_killed_up() {
     std::fs::write(&file, format!("name: big\nnodes: [n0, n1, n2]\npods:\n{pods}")).unwrap();
     let state = dir.0.join("state");
     let _down = common::DownOnDrop(state.clone());
-    let mut up = Command::new(BIN)
-        .args([
-            "up",
-            file.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--no-agents",
-        ])
+    let mut up = common::up_without_agents(&file, &state)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -67,6 +67,17 @@ pub fn shared_lab_lock() -> nix::fcntl::Flock<std::fs::File> {
         .expect("lock")
 }
 
+/// `netdiag-lab up SCENARIO --state STATE --no-agents`, to run.
+pub fn up_without_agents(scenario: &Path, state: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("up")
+        .arg(scenario)
+        .arg("--state")
+        .arg(state)
+        .arg("--no-agents");
+    cmd
+}
+
 pub fn lab_cmd(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run netdiag-lab")
 }
@@ -78,14 +89,7 @@ impl Lab {
         let file = dir.0.join("scenario.yaml");
         std::fs::write(&file, scenario).expect("write scenario");
         let state = dir.0.join("state");
-        let out = Command::new(BIN)
-            .args([
-                "up",
-                file.to_str().unwrap(),
-                "--state",
-                state.to_str().unwrap(),
-                "--no-agents",
-            ])
+        let out = up_without_agents(&file, &state)
             .output()
             .expect("run netdiag-lab up");
         if !out.status.success() {
