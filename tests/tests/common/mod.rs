@@ -44,6 +44,8 @@ impl Drop for TempDir {
 
 /// A running lab; `down` runs when it is dropped.
 pub struct Lab {
+    /// Declared first, so `down` runs before the state dir is removed and the lock released.
+    _down: DownOnDrop,
     pub dir: TempDir,
     pub info: LabInfo,
     /// Held while the lab is up (see [`shared_lab_lock`]); released after `down`.
@@ -89,16 +91,18 @@ impl Lab {
         let file = dir.0.join("scenario.yaml");
         std::fs::write(&file, scenario).expect("write scenario");
         let state = dir.0.join("state");
+        // From here on every panic takes the lab down (locals drop in reverse order: before `dir`).
+        let down = DownOnDrop(state.clone());
         let out = up_without_agents(&file, &state)
             .output()
             .expect("run netdiag-lab up");
         if !out.status.success() {
-            let _ = lab_cmd(&["down", "--state", state.to_str().unwrap()]);
             panic!("netdiag-lab up failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let info: LabInfo = serde_json::from_slice(&std::fs::read(state.join("lab.json")).expect("lab.json"))
             .expect("lab.json parses");
         Lab {
+            _down: down,
             dir,
             info,
             _lock: lock,
@@ -220,18 +224,6 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = lab_cmd(&["down", "--state", self.state().to_str().unwrap()]);
-        if !out.status.success() {
-            eprintln!(
-                "netdiag-lab down failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tcp {
     /// Connected; the pod app's greeting (`namespace/name`).
@@ -304,6 +296,12 @@ pub struct DownOnDrop(pub PathBuf);
 
 impl Drop for DownOnDrop {
     fn drop(&mut self) {
-        let _ = lab_cmd(&["down", "--state", self.0.to_str().unwrap()]);
+        let out = lab_cmd(&["down", "--state", self.0.to_str().unwrap()]);
+        if !out.status.success() {
+            eprintln!(
+                "netdiag-lab down failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
