@@ -283,37 +283,61 @@ pub fn parse_label_selector(s: &str) -> Result<Selector, String> {
         }
     }
     terms.push(&s[start..]);
+    let is_key = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+    let is_value = |v: &str| v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let value = |v: &str, term: &str| -> Result<String, String> {
+        let v = v.trim();
+        if is_value(v) {
+            Ok(v.to_string())
+        } else {
+            Err(format!(
+                "invalid label selector term {term:?}: {v:?} is not a label value"
+            ))
+        }
+    };
     let set = |rest: &str, term: &str| -> Result<std::collections::BTreeSet<String>, String> {
         let inner = rest
             .trim()
             .strip_prefix('(')
             .and_then(|r| r.strip_suffix(')'))
             .ok_or_else(|| format!("invalid label selector term {term:?}: expected a (value, ...) set"))?;
-        Ok(inner
+        inner
             .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect())
+            .map(|v| value(v, term))
+            .filter(|v| v.as_ref().map_or(true, |v| !v.is_empty()))
+            .collect()
     };
     let mut exprs = Vec::new();
     for term in terms.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
-        let expr = if let Some((k, v)) = term.split_once("!=") {
-            Expression::NotEqual(k.trim().into(), v.trim().into())
-        } else if let Some((k, v)) = term.split_once("==") {
-            Expression::Equal(k.trim().into(), v.trim().into())
-        } else if let Some((k, v)) = term.split_once('=') {
-            Expression::Equal(k.trim().into(), v.trim().into())
-        } else if let Some((k, rest)) = term.split_once(" notin ") {
-            Expression::NotIn(k.trim().into(), set(rest, term)?)
-        } else if let Some((k, rest)) = term.split_once(" in ") {
-            Expression::In(k.trim().into(), set(rest, term)?)
-        } else if let Some(k) = term.strip_prefix('!') {
-            Expression::DoesNotExist(k.trim().into())
-        } else if term
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        {
-            Expression::Exists(term.into())
+        // A key, then an operator (or nothing): the grammar of the API server's selector parser.
+        let (negated, body) = match term.strip_prefix('!') {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, term),
+        };
+        let key_end = body.find(|c: char| !is_key(c)).unwrap_or(body.len());
+        let (key, rest) = body.split_at(key_end);
+        let rest = rest.trim_start();
+        if key.is_empty() {
+            return Err(format!("invalid label selector term {term:?}: no label key"));
+        }
+        let key = key.to_string();
+        let expr = if negated {
+            if !rest.is_empty() {
+                return Err(format!(
+                    "invalid label selector term {term:?}: `!key` takes no operator"
+                ));
+            }
+            Expression::DoesNotExist(key)
+        } else if rest.is_empty() {
+            Expression::Exists(key)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            Expression::NotEqual(key, value(v, term)?)
+        } else if let Some(v) = rest.strip_prefix("==").or_else(|| rest.strip_prefix('=')) {
+            Expression::Equal(key, value(v, term)?)
+        } else if let Some(r) = rest.strip_prefix("notin") {
+            Expression::NotIn(key, set(r, term)?)
+        } else if let Some(r) = rest.strip_prefix("in") {
+            Expression::In(key, set(r, term)?)
         } else {
             return Err(format!("invalid label selector term {term:?}"));
         };
@@ -947,6 +971,15 @@ mod tests {
             );
         }
         assert!(parse_label_selector("app in pay").is_err());
+        for s in ["app=a=b", "=x", "app in (a b)", "!app=x", "app ~ x"] {
+            assert!(parse_label_selector(s).is_err(), "{s} is not a selector");
+        }
+        assert!(parse_label_selector("app in(pay)").unwrap().matches(&l));
+        assert!(
+            parse_label_selector("app.kubernetes.io/name notin (x),!missing")
+                .unwrap()
+                .matches(&l)
+        );
     }
 
     #[test]
