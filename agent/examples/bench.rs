@@ -2,6 +2,7 @@
 //!
 //! - TCP probe throughput from 10 pod-like namespaces to a listener in each;
 //! - DNS probe latency against dnsmasq in its own namespace, as the "pod" resolves;
+//! - `podIP` lookup latency (a listeners probe located by pod IP, against the same by netns path);
 //! - agent RSS idle and while serving 200 concurrent requests.
 //!
 //! Run: `cargo build --release -p netdiag-agent --bins --examples && target/release/examples/bench`
@@ -22,6 +23,7 @@ const PROBES_PER_REQUEST: usize = 50;
 const THROUGHPUT_SECONDS: u64 = 5;
 const DNS_QUERIES: usize = 300;
 const CONCURRENT_REQUESTS: usize = 200;
+const LOOKUPS: usize = 300;
 
 fn sh(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(cmd)
@@ -128,6 +130,29 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Distinct network namespaces reachable through `/proc/*/ns/net` and `/run/netns`.
+fn count_namespaces() -> usize {
+    let mut inodes = std::collections::BTreeSet::new();
+    let paths = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("ns/net"))
+        .chain(
+            std::fs::read_dir("/run/netns")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+    for path in paths {
+        if let Ok(meta) = std::fs::metadata(path) {
+            inodes.insert(std::os::unix::fs::MetadataExt::ino(&meta));
+        }
+    }
+    inodes.len()
+}
+
 fn main() -> anyhow::Result<()> {
     ensure!(
         nix::unistd::geteuid().is_root(),
@@ -205,6 +230,41 @@ fn main() -> anyhow::Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let tcp_per_s = done.load(Ordering::Relaxed) as f64 / elapsed;
+
+    // --- pod IP lookup latency: each namespace gets its own address on lo, so each lookup finds one
+    // unattached holder; the agent re-checks its cached holder and any namespace new since.
+    for (i, ns) in namespaces.iter().enumerate() {
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns.0,
+                "addr",
+                "add",
+                &format!("10.214.0.{}/32", i + 1),
+                "dev",
+                "lo",
+            ],
+        )?;
+    }
+    let machine_namespaces = count_namespaces();
+    let mut by_ip_us = Vec::new();
+    let mut by_path_us = Vec::new();
+    for round in 0..LOOKUPS {
+        let i = round % NAMESPACES;
+        let by_ip = json!({"source": {"kind": "podIP", "ip": format!("10.214.0.{}", i + 1)},
+            "probes": [{"kind": "listeners"}]});
+        let by_path = json!({"source": {"kind": "netns", "path": namespaces[i].path()},
+            "probes": [{"kind": "listeners"}]});
+        for (body, times) in [(&by_ip, &mut by_ip_us), (&by_path, &mut by_path_us)] {
+            let start = Instant::now();
+            let report = post(addr, body)?;
+            times.push(start.elapsed().as_micros() as u64);
+            ensure!(report["results"][0]["error"].is_null(), "lookup failed: {report}");
+        }
+    }
+    by_ip_us.sort_unstable();
+    by_path_us.sort_unstable();
 
     // --- DNS latency
     let (dns, pod) = (Netns::new(100)?, Netns::new(101)?);
@@ -329,6 +389,14 @@ fn main() -> anyhow::Result<()> {
         percentile(&query_us, 0.99),
         percentile(&request_us, 0.5),
         percentile(&request_us, 0.99)
+    );
+    println!(
+        "pod ip lookup: listeners by podIP p50 {} us, p99 {} us; by netns path p50 {} us, p99 {} us \
+         ({LOOKUPS} each, {machine_namespaces} network namespaces on the machine)",
+        percentile(&by_ip_us, 0.5),
+        percentile(&by_ip_us, 0.99),
+        percentile(&by_path_us, 0.5),
+        percentile(&by_path_us, 0.99)
     );
     println!("rss idle:     {:.1} MiB", idle_kib as f64 / 1024.0);
     println!(

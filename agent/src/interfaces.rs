@@ -59,8 +59,8 @@ pub struct Holding {
 /// Lists the namespace's addresses and, when it has `ip`, tells whether an interface carrying `ip` is
 /// linked to the namespace of `node` (an open network namespace file): a veth, ipvlan or macvlan
 /// whose peer or lower device lives there. Inside this namespace the link's `IFLA_LINK_NETNSID` is
-/// compared with the id this namespace gives `node` (`RTM_GETNSID` with `NETNSA_FD`). The link dump
-/// comes first because filling `IFLA_LINK_NETNSID` makes the kernel assign the peer namespace an id.
+/// compared with the id this namespace gives `node` (`RTM_GETNSID` with `NETNSA_FD`). The link is read
+/// first because filling `IFLA_LINK_NETNSID` makes the kernel assign the peer namespace an id.
 pub fn holding(ip: IpAddr, node: BorrowedFd<'_>) -> Result<Holding, NetlinkError> {
     let mut addresses = Vec::new();
     let mut carriers = Vec::new();
@@ -80,18 +80,19 @@ pub fn holding(ip: IpAddr, node: BorrowedFd<'_>) -> Result<Holding, NetlinkError
             attached: None,
         });
     }
-    let link_nsids: Vec<i32> = dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?
-        .into_iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) if carriers.contains(&l.header.index) => {
-                l.attributes.iter().find_map(|at| match at {
+    let mut link_nsids = Vec::new();
+    for index in carriers {
+        let mut request = LinkMessage::default();
+        request.header.index = index;
+        for msg in exchange(RouteNetlinkMessage::GetLink(request), NLM_F_REQUEST | NLM_F_ACK)? {
+            if let RouteNetlinkMessage::NewLink(l) = msg {
+                link_nsids.extend(l.attributes.iter().find_map(|at| match at {
                     LinkAttribute::LinkNetNsId(id) => Some(*id),
                     _ => None,
-                })
+                }));
             }
-            _ => None,
-        })
-        .collect();
+        }
+    }
     let attached = !link_nsids.is_empty() && {
         let node_nsid = nsid_of(node)?;
         node_nsid >= 0 && link_nsids.contains(&node_nsid)

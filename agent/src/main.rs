@@ -2,14 +2,20 @@ use clap::Parser;
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,netlink_packet_route=error".into()),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok()))
         .with_writer(std::io::stderr)
         .init();
     if let Err(err) = netdiag_agent::cli::run(netdiag_agent::cli::Cli::parse()) {
         eprintln!("netdiag-agent: {}", netdiag_agent::cli::error_chain(err.as_ref()));
         std::process::exit(1);
     }
+}
+
+/// `RUST_LOG` (default `info`), with netlink-packet-route's warnings about kernel attributes newer
+/// than it knows (one per link read) kept quiet unless `RUST_LOG` names that crate.
+fn log_filter(rust_log: Option<String>) -> tracing_subscriber::EnvFilter {
+    let spec = rust_log.unwrap_or_else(|| "info".into());
+    let quiet = (!spec.contains("netlink_packet_route")).then_some(",netlink_packet_route=error");
+    tracing_subscriber::EnvFilter::try_new(format!("{spec}{}", quiet.unwrap_or_default()))
+        .unwrap_or_else(|_| "info,netlink_packet_route=error".into())
 }
