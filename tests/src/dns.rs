@@ -1,6 +1,6 @@
 //! The cluster DNS server's configuration: dnsmasq answering as CoreDNS's kubernetes plugin does
-//! for `<service>.<namespace>.svc.cluster.local`, NXDOMAIN for any other name under the cluster
-//! domain, and no upstream. Pure.
+//! for `<service>.<namespace>.svc.cluster.local` (and SRV records for a ClusterIP Service's named
+//! ports), NXDOMAIN for any other name under the cluster domain, and no upstream. Pure.
 
 use std::fmt::Write as _;
 
@@ -21,6 +21,17 @@ pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice]) -> String {
         match svc.cluster_ip {
             Some(ip) => {
                 let _ = writeln!(out, "host-record={name},{ip}");
+                // CoreDNS's SRV record for each named port: _port._proto.svc.ns.svc.<domain>.
+                for port in &svc.ports {
+                    if let Some(port_name) = &port.name {
+                        let proto = port.protocol.as_iptables();
+                        let _ = writeln!(
+                            out,
+                            "srv-host=_{port_name}._{proto}.{name},{name},{},0,100",
+                            port.port
+                        );
+                    }
+                }
             }
             None => {
                 let mut ips: Vec<String> = slices
@@ -74,6 +85,16 @@ mod tests {
                 "host-record=pay.shop.svc.cluster.local,10.96.1.1",
                 "host-record=db.db.svc.cluster.local,10.244.1.2",
             ]
+        );
+        assert!(
+            conf.contains(
+                "srv-host=_dns._udp.kube-dns.kube-system.svc.cluster.local,kube-dns.kube-system.svc.cluster.local,53,0,100\n"
+            ),
+            "{conf}"
+        );
+        assert!(
+            !conf.contains("srv-host=_._"),
+            "unnamed ports get no SRV record: {conf}"
         );
         assert!(
             conf.contains("local=/cluster.local/\n"),

@@ -62,6 +62,15 @@ fn pod_resolves_service_names_through_its_search_list() {
         "pay must not resolve from namespace db: {}",
         stdout(&other_ns)
     );
+    let srv = lab.exec(
+        "shop/client",
+        &["dig", "+short", "SRV", "_http._tcp.pay.shop.svc.cluster.local"],
+    );
+    assert_eq!(
+        stdout(&srv).trim(),
+        "0 100 80 pay.shop.svc.cluster.local.",
+        "SRV for the named port, as CoreDNS answers it"
+    );
     let nx = lab.exec("shop/client", &["dig", "nope.shop.svc.cluster.local"]);
     assert!(stdout(&nx).contains("status: NXDOMAIN"), "{}", stdout(&nx));
     // No upstream: names outside the cluster domain get no answer.
