@@ -70,11 +70,18 @@ struct SeenNetns {
     pids: Vec<u32>,
 }
 
+/// What the cache knows of one namespace: the file it was found through and its addresses.
+#[derive(Debug)]
+struct Cached {
+    path: String,
+    addresses: Vec<IpAddr>,
+}
+
 pub struct Locator {
     node_netns: String,
     proc_root: String,
     /// Addresses of each namespace that has one besides loopback, by inode.
-    addresses: Mutex<HashMap<u64, Vec<IpAddr>>>,
+    addresses: Mutex<HashMap<u64, Cached>>,
 }
 
 impl Locator {
@@ -126,10 +133,12 @@ impl Locator {
         });
         let (hits, unknown): (Vec<u64>, Vec<u64>) = {
             let mut cache = self.addresses.lock().expect("address cache lock");
-            cache.retain(|inode, _| seen.contains_key(inode));
+            // An entry whose namespace is now found through another file may be a new namespace
+            // that got a destroyed one's inode number: it is looked at again.
+            cache.retain(|inode, cached| seen.get(inode).is_some_and(|s| s.path == cached.path));
             let hits = cache
                 .iter()
-                .filter(|(_, addrs)| addrs.contains(&ip))
+                .filter(|(_, cached)| cached.addresses.contains(&ip))
                 .map(|(inode, _)| *inode)
                 .collect();
             let unknown = seen.keys().filter(|i| !cache.contains_key(i)).copied().collect();
@@ -141,7 +150,7 @@ impl Locator {
         if !hits.is_empty() {
             let look: Vec<u64> = hits.iter().chain(&unknown).copied().collect();
             let found = self.examine(&seen, &look, ip, &node).await?;
-            self.remember(&found, false);
+            self.remember(&seen, &found, false);
             let confirmed = hits
                 .iter()
                 .all(|i| found.get(i).is_some_and(|h| h.attached.is_some()));
@@ -155,7 +164,7 @@ impl Locator {
         // A miss, a stale hit or an unclear answer: look at every namespace again.
         let all: Vec<u64> = seen.keys().copied().collect();
         let found = self.examine(&seen, &all, ip, &node).await?;
-        self.remember(&found, true);
+        self.remember(&seen, &found, true);
         let inode = choose(ip, &candidates(&found, node_inode))?;
         self.located(&seen, inode)
             .ok_or(LocateError::NoNamespaceHasIp(ip))
@@ -201,14 +210,20 @@ impl Locator {
     /// Caches the addresses of namespaces that have one besides loopback (`replace`: instead of the
     /// whole cache). A namespace with loopback only is usually a pod sandbox its CNI plugin has not
     /// configured yet; leaving it out makes every lookup look at it again.
-    fn remember(&self, found: &HashMap<u64, Holding>, replace: bool) {
+    fn remember(&self, seen: &BTreeMap<u64, SeenNetns>, found: &HashMap<u64, Holding>, replace: bool) {
         let mut cache = self.addresses.lock().expect("address cache lock");
         if replace {
             cache.clear();
         }
         for (inode, holding) in found {
-            if holding.addresses.iter().any(|a| !a.is_loopback()) {
-                cache.insert(*inode, holding.addresses.clone());
+            if let Some(s) = seen.get(inode)
+                && holding.addresses.iter().any(|a| !a.is_loopback())
+            {
+                let cached = Cached {
+                    path: s.path.clone(),
+                    addresses: holding.addresses.clone(),
+                };
+                cache.insert(*inode, cached);
             } else {
                 cache.remove(inode);
             }
