@@ -80,10 +80,24 @@ pub fn holding(ip: IpAddr, node: BorrowedFd<'_>) -> Result<Holding, NetlinkError
             attached: None,
         });
     }
+    // The namespace has the IP whatever happens next: a failure to tell its attachment leaves it a
+    // holder, not attached, rather than hiding it.
+    let attached = attached_to(&carriers, node).unwrap_or_else(|err| {
+        tracing::debug!(%err, "cannot tell whether the interface carrying {ip} is linked to the node namespace");
+        false
+    });
+    Ok(Holding {
+        addresses,
+        attached: Some(attached),
+    })
+}
+
+/// Whether one of the links `carriers` (interface indexes) has its peer in the namespace `node`.
+fn attached_to(carriers: &[u32], node: BorrowedFd<'_>) -> Result<bool, NetlinkError> {
     let mut link_nsids = Vec::new();
     for index in carriers {
         let mut request = LinkMessage::default();
-        request.header.index = index;
+        request.header.index = *index;
         for msg in exchange(RouteNetlinkMessage::GetLink(request), NLM_F_REQUEST | NLM_F_ACK)? {
             if let RouteNetlinkMessage::NewLink(l) = msg {
                 link_nsids.extend(l.attributes.iter().find_map(|at| match at {
@@ -93,14 +107,11 @@ pub fn holding(ip: IpAddr, node: BorrowedFd<'_>) -> Result<Holding, NetlinkError
             }
         }
     }
-    let attached = !link_nsids.is_empty() && {
-        let node_nsid = nsid_of(node)?;
-        node_nsid >= 0 && link_nsids.contains(&node_nsid)
-    };
-    Ok(Holding {
-        addresses,
-        attached: Some(attached),
-    })
+    if link_nsids.is_empty() {
+        return Ok(false);
+    }
+    let node_nsid = nsid_of(node)?;
+    Ok(node_nsid >= 0 && link_nsids.contains(&node_nsid))
 }
 
 /// The id the current namespace gives the namespace open as `netns`; -1 when it has none.
