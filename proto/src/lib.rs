@@ -476,8 +476,10 @@ pub struct AgentInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiError {
-    /// Machine-readable reason: `badRequest`, `namespaceNotFound`, `tooLarge`,
-    /// `overloaded`, `forbidden`, `internal`.
+    /// Machine-readable reason: `badRequest` (400), `namespaceNotFound` (404),
+    /// `ambiguousNamespace` (409: several namespaces on the node hold a pod IP and
+    /// attachment to the node does not decide), `tooLarge` (413),
+    /// `cannotEnterNamespace` (500), `internal` (500), `overloaded` (503).
     pub code: String,
     /// Human-readable message naming the problem.
     pub message: String,
