@@ -107,6 +107,8 @@ pub struct PodFacts {
     pub ready: bool,
     pub terminating: bool,
     pub container_ports: Vec<ContainerPortFacts>,
+    /// The pod's labels (what a NetworkPolicy selector can match it by).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl PodFacts {
@@ -277,10 +279,22 @@ pub enum PolicyCheck {
     },
     Denied {
         /// Why egress of the source is denied, when it is.
-        egress: Option<String>,
+        egress: Option<DeniedSide>,
         /// Why ingress of the destination is denied, when it is.
-        ingress: Option<String>,
+        ingress: Option<DeniedSide>,
     },
+}
+
+/// One direction (egress of the source or ingress of the destination) that NetworkPolicy denies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeniedSide {
+    /// The evaluator's explanation, naming the isolating policies.
+    pub why: String,
+    /// `(namespace, name)` of the policies that isolate the pod in this direction.
+    pub policies: Vec<(String, String)>,
+    /// The destination port and protocol (`TCP`, `UDP`, `SCTP`) of the denied flow.
+    pub port: u16,
+    pub protocol: String,
 }
 
 impl PolicyCheck {

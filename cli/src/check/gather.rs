@@ -132,6 +132,7 @@ fn pod_facts(pod: &Pod) -> PodFacts {
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         container_ports,
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
     }
 }
 
@@ -750,12 +751,21 @@ fn denied(v: &FlowVerdict) -> PolicyCheck {
     let side = |d: &crate::policy::DirectionVerdict, subject: &Peer, what: String| {
         (d.applies && !d.allowed).then(|| {
             let by: Vec<String> = d.isolating_policies.iter().map(ToString::to_string).collect();
-            format!(
-                "{subject} is isolated by {}; no rule allows {what} on {}/{}",
-                by.join(", "),
-                v.port,
-                v.protocol
-            )
+            DeniedSide {
+                why: format!(
+                    "{subject} is isolated by {}; no rule allows {what} on {}/{}",
+                    by.join(", "),
+                    v.port,
+                    v.protocol
+                ),
+                policies: d
+                    .isolating_policies
+                    .iter()
+                    .map(|p| (p.namespace.clone(), p.name.clone()))
+                    .collect(),
+                port: v.port,
+                protocol: v.protocol.to_string(),
+            }
         })
     };
     PolicyCheck::Denied {
@@ -1192,10 +1202,13 @@ mod tests {
             denied(&verdict),
             PolicyCheck::Denied {
                 egress: None,
-                ingress: Some(
-                    "shop/payments-0 is isolated by shop/default-deny; no rule allows from shop/checkout on 8080/TCP"
-                        .into()
-                ),
+                ingress: Some(DeniedSide {
+                    why: "shop/payments-0 is isolated by shop/default-deny; no rule allows from shop/checkout on 8080/TCP"
+                        .into(),
+                    policies: vec![("shop".into(), "default-deny".into())],
+                    port: 8080,
+                    protocol: "TCP".into(),
+                }),
             }
         );
     }

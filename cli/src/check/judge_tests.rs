@@ -31,6 +31,23 @@ fn pod(ns: &str, name: &str, node: &str, ip_: &str) -> PodFacts {
             port: 8080,
             protocol: "TCP".into(),
         }],
+        labels: BTreeMap::from([
+            (
+                "app".to_string(),
+                name.split('-').next().unwrap_or(name).to_string(),
+            ),
+            ("tier".to_string(), "backend".to_string()),
+        ]),
+    }
+}
+
+fn denied_side(why: &str, policy: &str, port: u16, protocol: &str) -> DeniedSide {
+    let (ns, name) = policy.split_once('/').unwrap();
+    DeniedSide {
+        why: why.into(),
+        policies: vec![(ns.into(), name.into())],
+        port,
+        protocol: protocol.into(),
     }
 }
 
@@ -64,10 +81,12 @@ fn allowed() -> PolicyCheck {
 fn ingress_denied() -> PolicyCheck {
     PolicyCheck::Denied {
         egress: None,
-        ingress: Some(
-            "shop/payments-0 is isolated by shop/default-deny; no rule allows from shop/checkout on 8080/TCP"
-                .into(),
-        ),
+        ingress: Some(denied_side(
+            "shop/payments-0 is isolated by shop/default-deny; no rule allows from shop/checkout on 8080/TCP",
+            "shop/default-deny",
+            8080,
+            "TCP",
+        )),
     }
 }
 
@@ -554,7 +573,12 @@ fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
     if let Fact::Known(c) = &mut dns.cluster_dns {
         c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
         c.pods[0].egress_policy = PolicyCheck::Denied {
-            egress: Some("shop/checkout is isolated by shop/egress-lockdown; no rule allows to kube-system/coredns-0 on 53/UDP".into()),
+            egress: Some(denied_side(
+                "shop/checkout is isolated by shop/egress-lockdown; no rule allows to kube-system/coredns-0 on 53/UDP",
+                "shop/egress-lockdown",
+                53,
+                "UDP",
+            )),
             ingress: None,
         };
     }
@@ -565,6 +589,14 @@ fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
     assert_eq!(step(&report, Layer::Service).status, Status::Pass);
     assert_eq!(step(&report, Layer::Endpoints).status, Status::Pass);
     assert!(summary(&report, Layer::NetworkPolicy).contains("shop/egress-lockdown"));
+    assert_eq!(
+        report.fix,
+        [
+            "allow egress to pods with k8s-app=kube-dns in namespace kube-system on port 53/UDP and 53/TCP in \
+             shop/egress-lockdown, or add a NetworkPolicy selecting app=checkout in namespace shop that allows it",
+            "kubectl -n shop get networkpolicy egress-lockdown -o yaml",
+        ]
+    );
     let evidence = &step(&report, Layer::NetworkPolicy).evidence;
     assert!(
         evidence.iter().any(|e| e.contains("@10.96.0.10:53 → timed out")),
@@ -580,7 +612,12 @@ fn dns_blocked_by_policy_stays_the_one_failing_layer_when_the_service_has_no_rea
     if let Fact::Known(c) = &mut dns.cluster_dns {
         c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
         c.pods[0].egress_policy = PolicyCheck::Denied {
-            egress: Some("shop/checkout is isolated by shop/egress-lockdown".into()),
+            egress: Some(denied_side(
+                "shop/checkout is isolated by shop/egress-lockdown",
+                "shop/egress-lockdown",
+                53,
+                "UDP",
+            )),
             ingress: None,
         };
     }
@@ -797,6 +834,14 @@ fn ingress_denied_and_probes_timing_out_fail_network_policy() {
         s.starts_with("ingress to shop/payments-0") && s.contains("shop/default-deny"),
         "{s}"
     );
+    assert_eq!(
+        report.fix,
+        [
+            "allow ingress from pods with app=checkout in namespace shop to port 8080/TCP in shop/default-deny, \
+             or add a NetworkPolicy selecting app=payments in namespace shop that allows it",
+            "kubectl -n shop get networkpolicy default-deny -o yaml",
+        ]
+    );
     assert!(
         step(&report, Layer::NetworkPolicy)
             .evidence
@@ -806,14 +851,60 @@ fn ingress_denied_and_probes_timing_out_fail_network_policy() {
 }
 
 #[test]
+fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_an_app_label() {
+    let mut ev = healthy();
+    if let SourceFacts::Found { pod, .. } = &mut ev.source {
+        pod.labels.clear();
+    }
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::Denied {
+            egress: None,
+            ingress: Some(DeniedSide {
+                why: "isolated".into(),
+                policies: vec![
+                    ("shop".into(), "a".into()),
+                    ("shop".into(), "b".into()),
+                    ("shop".into(), "c".into()),
+                    ("shop".into(), "d".into()),
+                ],
+                port: 8080,
+                protocol: "TCP".into(),
+            }),
+        };
+        e.tcp = timeout();
+        if let Some(p) = &mut e.pod {
+            p.labels = BTreeMap::from([
+                ("role".to_string(), "pay".to_string()),
+                ("tier".to_string(), "x".to_string()),
+            ]);
+        }
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert_eq!(
+        report.fix,
+        [
+            "allow ingress from pod shop/checkout (it has no labels to select it by) to port 8080/TCP in one of \
+             shop/a, shop/b, shop/c, shop/d, or add a NetworkPolicy selecting role=pay,tier=x in namespace shop \
+             that allows it",
+            "kubectl -n shop get networkpolicy a -o yaml",
+            "kubectl -n shop get networkpolicy b -o yaml",
+            "kubectl -n shop get networkpolicy c -o yaml",
+        ]
+    );
+}
+
+#[test]
 fn egress_denied_fails_network_policy_naming_the_source() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
         e.policy = PolicyCheck::Denied {
-            egress: Some(
-                "shop/checkout is isolated by shop/lockdown; no rule allows to shop/payments-0 on 8080/TCP"
-                    .into(),
-            ),
+            egress: Some(denied_side(
+                "shop/checkout is isolated by shop/lockdown; no rule allows to shop/payments-0 on 8080/TCP",
+                "shop/lockdown",
+                8080,
+                "TCP",
+            )),
             ingress: None,
         };
         e.tcp = timeout();
@@ -821,6 +912,14 @@ fn egress_denied_fails_network_policy_naming_the_source() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
     assert!(summary(&report, Layer::NetworkPolicy).starts_with("egress from shop/checkout denied"));
+    assert_eq!(
+        report.fix,
+        [
+            "allow egress to pods with app=payments in namespace shop on port 8080/TCP in shop/lockdown, \
+             or add a NetworkPolicy selecting app=checkout in namespace shop that allows it",
+            "kubectl -n shop get networkpolicy lockdown -o yaml",
+        ]
+    );
 }
 
 #[test]
