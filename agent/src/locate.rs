@@ -77,9 +77,11 @@ struct Cached {
     addresses: Vec<IpAddr>,
 }
 
+/// Where the node's processes are seen (the agent runs with hostPID).
+const PROC: &str = "/proc";
+
 pub struct Locator {
     node_netns: String,
-    proc_root: String,
     /// Addresses of each namespace that has one besides loopback, by inode.
     addresses: Mutex<HashMap<u64, Cached>>,
 }
@@ -88,7 +90,6 @@ impl Locator {
     pub fn new(node_netns: impl Into<String>) -> Self {
         Locator {
             node_netns: node_netns.into(),
-            proc_root: "/proc".into(),
             addresses: Mutex::default(),
         }
     }
@@ -102,8 +103,8 @@ impl Locator {
             ProbeSource::Netns { path } => self.by_path(path),
             ProbeSource::Node => self.by_path(&self.node_netns),
             ProbeSource::Pid { pid } => {
-                let path = format!("{}/{pid}/ns/net", self.proc_root);
-                if !Path::new(&format!("{}/{pid}", self.proc_root)).exists() {
+                let path = format!("{PROC}/{pid}/ns/net");
+                if !Path::new(&format!("{PROC}/{pid}")).exists() {
                     return Err(LocateError::NoSuchProcess { pid: *pid });
                 }
                 let netns = NetnsFile::open(&path)?;
@@ -233,12 +234,12 @@ impl Locator {
     /// Every distinct network namespace on the machine, by inode.
     fn scan(&self) -> BTreeMap<u64, SeenNetns> {
         let mut seen: BTreeMap<u64, SeenNetns> = BTreeMap::new();
-        if let Ok(dir) = std::fs::read_dir(&self.proc_root) {
+        if let Ok(dir) = std::fs::read_dir(PROC) {
             for entry in dir.flatten() {
                 let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                     continue;
                 };
-                let path = format!("{}/{pid}/ns/net", self.proc_root);
+                let path = format!("{PROC}/{pid}/ns/net");
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue;
                 };
