@@ -9,6 +9,7 @@ use netdiag_proto::{
 };
 
 use super::*;
+use crate::check::target::PortRef;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

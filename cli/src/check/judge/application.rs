@@ -1,0 +1,100 @@
+//! The `application` layer: the destination listens on the target port on its pod IP.
+
+use std::net::IpAddr;
+
+use netdiag_proto::{TcpOutcome, Transport};
+
+use super::*;
+
+pub(super) fn listener_summary(e: &EndpointFacts, port: u16) -> String {
+    let sockets = match &e.listeners {
+        Fact::Known(s) => s,
+        Fact::Unknown(reason) => return format!("its listening sockets are unknown ({reason})"),
+    };
+    let tcp: Vec<_> = sockets.iter().filter(|s| s.protocol == Transport::Tcp).collect();
+    let on_port: Vec<_> = tcp.iter().filter(|s| s.local_port == port).collect();
+    if !on_port.is_empty() && on_port.iter().all(|s| s.local_ip.is_loopback()) {
+        let ip: IpAddr = on_port[0].local_ip;
+        return format!("it listens on {}:{port} only, not on its pod IP", fmt_ip(ip));
+    }
+    if on_port.is_empty() {
+        let mut others: Vec<String> = tcp
+            .iter()
+            .map(|s| format!("{}:{}", fmt_ip(s.local_ip), s.local_port))
+            .collect();
+        others.sort();
+        others.dedup();
+        return if others.is_empty() {
+            format!("nothing in the pod listens on any TCP port (wanted {port})")
+        } else {
+            format!(
+                "nothing in the pod listens on {port}; it listens on {}",
+                others.join(", ")
+            )
+        };
+    }
+    format!(
+        "yet it listens on {port}: a reset from the path (a REJECT rule) or a full accept queue, not a missing listener"
+    )
+}
+
+pub(super) fn judge_application(ev: &Evidence) -> Judgment {
+    if is_external_name(ev) {
+        return not_applicable("not applicable: an ExternalName Service");
+    }
+    let live = live_endpoints(ev);
+    if live.is_empty() {
+        return not_applicable("not applicable: no destination address");
+    }
+    let mut refused = vec![];
+    let mut fix = vec![];
+    let mut connected = 0;
+    let mut unknown = vec![];
+    for e in &live {
+        let port = e.port.unwrap_or_default();
+        match &e.tcp {
+            Fact::Known(TcpOutcome::Connected { .. }) => connected += 1,
+            Fact::Known(TcpOutcome::Refused { .. }) => {
+                refused.push((e.label(), listener_summary(e, port)));
+                if let Some(pod) = &e.pod {
+                    fix.push(format!("kubectl -n {} logs {}", pod.namespace, pod.name));
+                    fix.push(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
+                }
+            }
+            Fact::Known(o) => unknown.push(format!("{}: {}", e.label(), describe_tcp(o))),
+            Fact::Unknown(reason) => unknown.push(format!("{}: not probed ({reason})", e.label())),
+        }
+    }
+    if let Some((label, why)) = refused.first() {
+        let count = if live.len() > 1 {
+            format!(" ({}/{} endpoints refuse)", refused.len(), live.len())
+        } else {
+            String::new()
+        };
+        let evidence = refused
+            .iter()
+            .map(|(l, w)| format!("TCP to {l} refused; {w}"))
+            .collect();
+        if why.contains("127.0.0.1") || why.contains("[::1]") {
+            fix.insert(
+                0,
+                "make the application listen on 0.0.0.0 (all addresses), not 127.0.0.1".into(),
+            );
+        }
+        return fail(
+            format!("{label} refuses the connection: {why}{count}"),
+            evidence,
+            fix,
+        );
+    }
+    if !unknown.is_empty() {
+        return undetermined("the application could not be checked", unknown, vec![]);
+    }
+    pass(
+        format!(
+            "{connected}/{} destination pods accept the connection",
+            live.len()
+        ),
+        vec![],
+    )
+}

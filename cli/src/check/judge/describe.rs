@@ -1,0 +1,114 @@
+//! Text and lookup helpers the layer judges share.
+
+use netdiag_proto::{DnsOutcome, TcpOutcome};
+
+use super::*;
+
+pub(super) fn describe_tcp(outcome: &TcpOutcome) -> String {
+    match outcome {
+        TcpOutcome::Connected { rtt_us } => format!("connected in {}", fmt_us(*rtt_us)),
+        TcpOutcome::Refused { .. } => "refused (RST)".into(),
+        TcpOutcome::Timeout { after_ms } => format!("timed out after {after_ms} ms"),
+        TcpOutcome::Unreachable { reason, detail, .. } => {
+            let reason = serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if detail.is_empty() {
+                format!("unreachable ({reason})")
+            } else {
+                format!("unreachable ({reason}: {detail})")
+            }
+        }
+        TcpOutcome::Error { detail } => format!("probe error: {detail}"),
+    }
+}
+
+pub(super) fn fmt_us(us: u64) -> String {
+    if us < 10_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{} ms", us / 1000)
+    }
+}
+
+pub(super) fn describe_dns(outcome: &DnsOutcome) -> String {
+    match outcome {
+        DnsOutcome::Resolved { addresses, .. } => {
+            let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            format!("resolved to {}", list.join(", "))
+        }
+        DnsOutcome::Nxdomain => "NXDOMAIN".into(),
+        DnsOutcome::Nodata => "no records (NODATA)".into(),
+        DnsOutcome::Servfail => "SERVFAIL".into(),
+        DnsOutcome::Refused => "REFUSED".into(),
+        DnsOutcome::Timeout => "timed out".into(),
+        DnsOutcome::Error { detail } => format!("error: {detail}"),
+    }
+}
+
+/// The network did not deliver the SYN (or its answer): the symptoms of a path or policy drop.
+pub(super) fn is_blocked(outcome: &TcpOutcome) -> bool {
+    matches!(
+        outcome,
+        TcpOutcome::Timeout { .. } | TcpOutcome::Unreachable { .. }
+    )
+}
+
+pub(super) fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+pub(super) fn source_pod(ev: &Evidence) -> Option<&PodFacts> {
+    match &ev.source {
+        SourceFacts::Found { pod, .. } => Some(pod),
+        _ => None,
+    }
+}
+
+pub(super) fn source_node(ev: &Evidence) -> Option<&str> {
+    source_pod(ev).and_then(|p| p.node.as_deref())
+}
+
+pub(super) fn endpoints(ev: &Evidence) -> &[EndpointFacts] {
+    match &ev.endpoints {
+        EndpointsFacts::Known(list) => list,
+        _ => &[],
+    }
+}
+
+/// The endpoints traffic would go to: ready ones (a Service) or the single destination.
+pub(super) fn live_endpoints(ev: &Evidence) -> Vec<&EndpointFacts> {
+    match ev.destination {
+        Destination::Service => endpoints(ev).iter().filter(|e| e.ready).collect(),
+        _ => endpoints(ev).iter().collect(),
+    }
+}
+
+pub(super) fn service(ev: &Evidence) -> Option<&ServiceSpecFacts> {
+    match &ev.service {
+        ServiceFacts::Found(svc) => Some(svc),
+        _ => None,
+    }
+}
+
+pub(super) fn is_external_name(ev: &Evidence) -> bool {
+    service(ev).is_some_and(|s| s.external_name.is_some())
+}
+
+pub(super) fn closest<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> {
+    names
+        .iter()
+        .filter(|n| n.as_str() != wanted)
+        .map(|n| (strsim::levenshtein(wanted, n), n))
+        .filter(|(d, n)| *d <= 2.max(wanted.len().min(n.len()) / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n.as_str())
+}

@@ -1,0 +1,351 @@
+//! The `dns` layer: the name resolves from the pod as its libc would, to the expected address.
+
+use std::net::IpAddr;
+
+use netdiag_proto::{DnsOutcome, DnsResult};
+
+use super::*;
+
+/// When DNS timed out and NetworkPolicy denies the source's egress to every DNS pod on 53/UDP,
+/// the failing layer is network-policy, not dns.
+pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<String> {
+    let dns = ev.dns.as_ref()?;
+    let result = dns.result.known()?;
+    if !matches!(result.answer.outcome, DnsOutcome::Timeout) {
+        return None;
+    }
+    let cluster = dns.cluster_dns.known()?;
+    if cluster.pods.is_empty() {
+        return None;
+    }
+    let mut reasons = Vec::new();
+    for pod in &cluster.pods {
+        match &pod.egress_policy {
+            PolicyCheck::Denied {
+                egress: Some(side), ..
+            }
+            | PolicyCheck::Denied {
+                ingress: Some(side), ..
+            } => reasons.push(side.why.clone()),
+            _ => return None,
+        }
+    }
+    reasons.dedup();
+    Some(reasons.join("; "))
+}
+
+pub(super) fn dns_evidence(result: &DnsResult) -> Vec<String> {
+    let rc = &result.resolv_conf;
+    let servers: Vec<String> = rc.nameservers.iter().map(ToString::to_string).collect();
+    let mut evidence = vec![format!(
+        "resolv.conf {}: nameserver {}, search {}, ndots {}",
+        rc.path,
+        servers.join(" "),
+        rc.search.join(" "),
+        rc.ndots
+    )];
+    for c in &result.candidates {
+        evidence.push(format!(
+            "{} @{} → {} ({})",
+            c.name,
+            c.server,
+            describe_dns(&c.outcome),
+            fmt_us(c.rtt_us)
+        ));
+    }
+    evidence
+}
+
+pub(super) fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
+    let Some(dns) = &ev.dns else {
+        return not_applicable(match ev.destination {
+            Destination::Pod => "not applicable: a pod target is reached at its IP, no name to resolve",
+            _ => "not applicable: the target is an address, no name to resolve",
+        });
+    };
+    let result = match &dns.result {
+        Fact::Known(result) => result,
+        Fact::Unknown(reason) => {
+            return undetermined(
+                format!("could not resolve {} as the pod: {reason}", dns.name),
+                vec![],
+                vec![],
+            );
+        }
+    };
+    let mut evidence = dns_evidence(result);
+    let name = &dns.name;
+    // The cluster's own answers decide: when every candidate under the cluster domain is NXDOMAIN
+    // and nothing resolved, the name does not exist in the cluster, whatever the upstream said
+    // about names outside it (REFUSED, SERVFAIL, ...).
+    let in_cluster: Vec<&DnsOutcome> = result
+        .candidates
+        .iter()
+        .filter(|c| c.name.trim_end_matches('.').ends_with(CLUSTER_DOMAIN))
+        .map(|c| &c.outcome)
+        .collect();
+    let cluster_nxdomain = !result.answer.outcome.is_resolved()
+        && !in_cluster.is_empty()
+        && in_cluster
+            .iter()
+            .all(|o| matches!(o, DnsOutcome::Nxdomain | DnsOutcome::Nodata));
+    let outcome = if cluster_nxdomain && !matches!(result.answer.outcome, DnsOutcome::Nodata) {
+        &DnsOutcome::Nxdomain
+    } else {
+        &result.answer.outcome
+    };
+    match outcome {
+        DnsOutcome::Resolved { addresses, .. } => {
+            let position = result.candidates.iter().position(|c| c.outcome.is_resolved());
+            let via = position.map(|i| &result.candidates[i]);
+            let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            if !dns.expected.is_empty() && !addresses.iter().any(|a| dns.expected.contains(a)) {
+                let expected: Vec<String> = dns.expected.iter().map(ToString::to_string).collect();
+                return fail(
+                    format!(
+                        "{name} resolves to {}, but the Service's address is {}",
+                        list.join(", "),
+                        expected.join(", ")
+                    ),
+                    evidence,
+                    vec![format!(
+                        "kubectl get svc -A -o wide | grep -e {}",
+                        expected.join(" -e ")
+                    )],
+                );
+            }
+            let detail = match (position, via) {
+                (Some(i), Some(c)) => format!(
+                    " ({} search candidate {}, {}, via {})",
+                    ordinal(i + 1),
+                    c.name,
+                    fmt_us(c.rtt_us),
+                    c.server.ip()
+                ),
+                _ => String::new(),
+            };
+            pass(format!("{name} → {}{detail}", list.join(", ")), evidence)
+        }
+        DnsOutcome::Nxdomain | DnsOutcome::Nodata => {
+            let what = describe_dns(outcome);
+            if let Some((ns, svc)) = &dns.service_guess
+                && dns.names_in_namespace.contains(svc)
+            {
+                return nxdomain_for_existing_service(ev, dns, result, (ns, svc), &what, evidence);
+            }
+            let mut fix = vec![];
+            let summary = match &dns.service_guess {
+                Some((ns, svc)) => {
+                    fix.push(format!("kubectl get svc -n {ns}"));
+                    let source_ns = source_pod(ev).map(|p| p.namespace.as_str());
+                    if !dns.same_name_elsewhere.is_empty() && source_ns == Some(ns.as_str()) {
+                        // Every namespace that has the Service: the tool cannot know which one was meant.
+                        for other in &dns.same_name_elsewhere {
+                            let other_ns = other.split('/').next().unwrap_or(other);
+                            evidence.push(format!(
+                                "Service {other} exists; a short name only resolves within its own namespace"
+                            ));
+                            fix.push(format!(
+                                "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
+                            ));
+                        }
+                        let which = match dns.same_name_elsewhere.as_slice() {
+                            [one] => format!("the Service is {one}"),
+                            many => format!("Services of that name: {}", many.join(", ")),
+                        };
+                        format!(
+                            "{name} is {what} from namespace {ns}: short name used across namespaces ({which})"
+                        )
+                    } else if let Some(close) = closest(svc, &dns.names_in_namespace) {
+                        evidence.push(format!(
+                            "Services in namespace {ns}: {}",
+                            dns.names_in_namespace.join(", ")
+                        ));
+                        fix.push(format!("did you mean {close}? use {close}.{ns}"));
+                        format!(
+                            "{name} is {what}: no Service {svc} in namespace {ns} (did you mean {close}?)"
+                        )
+                    } else {
+                        format!("{name} is {what}: no Service {svc} in namespace {ns}")
+                    }
+                }
+                None => format!("{name} is {what} for every search candidate"),
+            };
+            fail(summary, evidence, fix)
+        }
+        failure => judge_dns_failure(ev, dns, result, failure, blocked, evidence),
+    }
+}
+
+/// The cluster DNS Service IP, when the pod's resolv.conf names nameservers and none is it.
+pub(super) fn resolver_off_cluster(cluster: &ClusterDnsFacts, result: &DnsResult) -> Option<IpAddr> {
+    let vip = cluster.service_ip?;
+    let servers = &result.resolv_conf.nameservers;
+    (!servers.is_empty() && !servers.iter().any(|s| s.ip() == vip)).then_some(vip)
+}
+
+pub(super) fn dns_policy_command(ev: &Evidence) -> String {
+    let (ns, pod) = ev.from.split_once('/').unwrap_or(("", &ev.from));
+    format!("kubectl -n {ns} get pod {pod} -o jsonpath='{{.spec.dnsPolicy}} {{.spec.dnsConfig}}'")
+}
+
+/// NXDOMAIN for a name whose Service does exist: the pod's resolver or the DNS server is at fault,
+/// never the Service.
+pub(super) fn nxdomain_for_existing_service(
+    ev: &Evidence,
+    dns: &DnsFacts,
+    result: &DnsResult,
+    (ns, svc): (&str, &str),
+    what: &str,
+    evidence: Vec<String>,
+) -> Judgment {
+    let name = &dns.name;
+    let fqdn = format!("{svc}.{ns}.svc.{CLUSTER_DOMAIN}.");
+    if let Some(vip) = dns
+        .cluster_dns
+        .known()
+        .and_then(|c| resolver_off_cluster(c, result))
+    {
+        return fail(
+            format!(
+                "{name} is {what} although Service {ns}/{svc} exists: the pod's resolv.conf does not use the cluster DNS Service {vip}"
+            ),
+            evidence,
+            vec![dns_policy_command(ev)],
+        );
+    }
+    if !result
+        .candidates
+        .iter()
+        .any(|c| c.name.eq_ignore_ascii_case(&fqdn))
+    {
+        return fail(
+            format!(
+                "{name} is {what} although Service {ns}/{svc} exists: no query asked for {fqdn}; the pod's search list ({}) does not complete the name",
+                result.resolv_conf.search.join(" ")
+            ),
+            evidence,
+            vec![dns_policy_command(ev), format!("use {fqdn} from {}", ev.from)],
+        );
+    }
+    fail(
+        format!(
+            "cluster DNS answers {what} for {fqdn} although Service {ns}/{svc} exists: the DNS server does not serve the cluster zone (CoreDNS kubernetes plugin or its RBAC) or is stale"
+        ),
+        evidence,
+        vec![
+            "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50".into(),
+            "kubectl -n kube-system get configmap coredns -o yaml".into(),
+        ],
+    )
+}
+
+/// Timeout, SERVFAIL, REFUSED or an error: explain it from the cluster DNS facts.
+pub(super) fn judge_dns_failure(
+    ev: &Evidence,
+    dns: &DnsFacts,
+    result: &DnsResult,
+    failure: &DnsOutcome,
+    blocked: Option<&String>,
+    mut evidence: Vec<String>,
+) -> Judgment {
+    let name = &dns.name;
+    let what = describe_dns(failure);
+    if let Some(reason) = blocked {
+        return not_applicable(format!(
+            "{name} {what}: queries to cluster DNS are blocked by NetworkPolicy ({reason}); judged at network-policy"
+        ));
+    }
+    let fix = vec![
+        "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide".to_string(),
+        "kubectl -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns".to_string(),
+    ];
+    let cluster = match &dns.cluster_dns {
+        Fact::Known(cluster) => cluster,
+        Fact::Unknown(reason) => {
+            evidence.push(format!("cluster DNS could not be inspected: {reason}"));
+            return fail(format!("{name} {what} from {}", ev.from), evidence, fix);
+        }
+    };
+    if let Some(vip) = resolver_off_cluster(cluster, result) {
+        return fail(
+            format!("{name} {what}: the pod's resolv.conf does not use the cluster DNS Service {vip}"),
+            evidence,
+            vec![dns_policy_command(ev)],
+        );
+    }
+    let ready: Vec<&DnsPodFacts> = cluster.pods.iter().filter(|p| p.ready).collect();
+    if ready.is_empty() {
+        evidence.push(format!(
+            "kube-dns endpoints: {} listed, none ready",
+            cluster.pods.len()
+        ));
+        return fail(
+            format!("{name} {what}: the cluster DNS Service kube-dns has no ready endpoints (DNS pods down)"),
+            evidence,
+            fix,
+        );
+    }
+    let mut answered = 0;
+    for pod in &ready {
+        match &pod.direct {
+            Fact::Known(outcome) => {
+                evidence.push(format!(
+                    "direct query to DNS pod {} ({}): {}",
+                    pod.pod,
+                    pod.ip,
+                    describe_dns(outcome)
+                ));
+                if matches!(
+                    outcome,
+                    DnsOutcome::Resolved { .. } | DnsOutcome::Nxdomain | DnsOutcome::Nodata
+                ) {
+                    answered += 1;
+                }
+            }
+            Fact::Unknown(reason) => {
+                evidence.push(format!("direct query to DNS pod {}: not run ({reason})", pod.pod))
+            }
+        }
+    }
+    let unevaluated: Vec<String> = ready
+        .iter()
+        .filter_map(|p| match &p.egress_policy {
+            PolicyCheck::NotEvaluated(reason) => Some(format!("{}: {reason}", p.pod)),
+            _ => None,
+        })
+        .collect();
+    if matches!(failure, DnsOutcome::Timeout) && answered == 0 && !unevaluated.is_empty() {
+        evidence.extend(
+            unevaluated
+                .iter()
+                .map(|u| format!("NetworkPolicy for egress to DNS pod {u}: not evaluated")),
+        );
+        return undetermined(
+            format!(
+                "{name} {what} and NetworkPolicy for egress to cluster DNS could not be evaluated, so a policy drop cannot be ruled out"
+            ),
+            evidence,
+            vec!["kubectl auth can-i list networkpolicies -A".into()],
+        );
+    }
+    let summary = match failure {
+        DnsOutcome::Servfail => {
+            format!("{name}: the DNS server answers SERVFAIL (server failing: upstream, RBAC or config)")
+        }
+        // An rcode is an answer: the Service IP reached a server, which declined the name.
+        DnsOutcome::Refused => {
+            format!(
+                "{name}: the DNS server answers REFUSED (it declines to serve the name: server config or ACL)"
+            )
+        }
+        _ if answered > 0 => format!(
+            "{name} {what} via the kube-dns Service IP, but the DNS pods answer directly: the DNS Service IP is not proxied"
+        ),
+        _ if ready.iter().all(|p| p.direct.known().is_some()) => {
+            format!("{name} {what}: the DNS pods do not answer (DNS server down)")
+        }
+        _ => format!("{name} {what} from {}", ev.from),
+    };
+    fail(summary, evidence, fix)
+}

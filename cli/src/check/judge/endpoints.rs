@@ -1,0 +1,169 @@
+//! The `endpoints` layer: at least one ready endpoint backs the port.
+
+use super::*;
+
+pub(super) fn judge_endpoints(ev: &Evidence) -> Judgment {
+    match ev.destination {
+        Destination::External => {
+            return not_applicable("not applicable: the target belongs to no Service or pod");
+        }
+        Destination::Service if is_external_name(ev) => {
+            return not_applicable("not applicable: an ExternalName Service has no endpoints");
+        }
+        _ => {}
+    }
+    let list = match &ev.endpoints {
+        EndpointsFacts::Unknown(reason) => {
+            return undetermined(format!("could not read the endpoints: {reason}"), vec![], vec![]);
+        }
+        EndpointsFacts::TargetPodMissing { namespace, name } => {
+            return fail(
+                format!("pod {namespace}/{name} not found"),
+                vec![],
+                vec![format!("kubectl get pods -n {namespace}")],
+            );
+        }
+        EndpointsFacts::Known(list) => list,
+    };
+    if ev.destination == Destination::Pod {
+        let Some(e) = list.first() else {
+            return fail("the target pod has no address", vec![], vec![]);
+        };
+        let Some(pod) = &e.pod else {
+            return pass(format!("{} is a pod address", fmt_ip(e.ip)), vec![]);
+        };
+        let describe = format!("kubectl -n {} describe pod {}", pod.namespace, pod.name);
+        if pod.phase != "Running" {
+            return fail(
+                format!("{} is {}, not Running", pod.key(), pod.phase),
+                vec![],
+                vec![describe],
+            );
+        }
+        let Some(port) = e.port else {
+            let names: Vec<String> = pod
+                .container_ports
+                .iter()
+                .filter_map(|c| c.name.as_ref().map(|n| format!("{n}:{}", c.port)))
+                .collect();
+            return fail(
+                format!("{} declares no port of the requested name", pod.key()),
+                vec![format!(
+                    "named ports: {}",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                )],
+                vec![describe],
+            );
+        };
+        let mut evidence = vec![];
+        if !pod.ready {
+            evidence.push(
+                "the pod is not Ready: Services leave it out, but direct traffic still reaches it".into(),
+            );
+        }
+        return pass(
+            format!(
+                "{} Running on {} ({}:{port})",
+                pod.key(),
+                pod.node.as_deref().unwrap_or("?"),
+                fmt_ip(e.ip)
+            ),
+            evidence,
+        );
+    }
+    let Some(svc) = service(ev) else {
+        return not_applicable("not applicable: no Service");
+    };
+    let ready: Vec<&EndpointFacts> = list.iter().filter(|e| e.ready).collect();
+    let names = |eps: &[&EndpointFacts]| -> String {
+        eps.iter()
+            .map(|e| {
+                e.pod
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| e.ip.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !ready.is_empty() {
+        let mut evidence = vec![];
+        let not_ready: Vec<&EndpointFacts> = list.iter().filter(|e| !e.ready).collect();
+        if !not_ready.is_empty() {
+            evidence.push(format!("not ready: {}", names(&not_ready)));
+        }
+        return pass(
+            format!("{}/{} ready ({})", ready.len(), list.len(), names(&ready)),
+            evidence,
+        );
+    }
+    let key = svc.key();
+    let ns = &svc.namespace;
+    let selector = selector_text(svc);
+    if svc.selector.as_ref().is_none_or(|s| s.is_empty()) {
+        return fail(
+            format!("{key} has no selector and no ready endpoints"),
+            vec![],
+            vec![format!(
+                "kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={}",
+                svc.name
+            )],
+        );
+    }
+    let selected = &svc.selected_pods;
+    if selected.is_empty() {
+        return fail(
+            format!("{key} selector {selector} matches no pods in namespace {ns}"),
+            vec![],
+            vec![
+                format!("kubectl -n {ns} get pods --show-labels"),
+                format!("kubectl -n {ns} get svc {} -o yaml", svc.name),
+            ],
+        );
+    }
+    let describe = format!("kubectl -n {ns} describe pods -l {selector}");
+    let evidence: Vec<String> = selected
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {}, Ready={}{}",
+                p.key(),
+                p.phase,
+                if p.ready { "True" } else { "False" },
+                if p.terminating { ", terminating" } else { "" }
+            )
+        })
+        .collect();
+    if selected.iter().all(|p| p.terminating) {
+        return fail(
+            format!("{key}: the {} selected pods are all terminating", selected.len()),
+            evidence,
+            vec![describe],
+        );
+    }
+    if selected.iter().all(|p| !p.ready) {
+        return fail(
+            format!(
+                "{key}: {} pods selected by {selector}, none ready",
+                selected.len()
+            ),
+            evidence,
+            vec![describe],
+        );
+    }
+    fail(
+        format!(
+            "{key}: no ready endpoints although {} selected pods are ready (stale EndpointSlices?)",
+            selected.len()
+        ),
+        evidence,
+        vec![format!(
+            "kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={} -o yaml",
+            svc.name
+        )],
+    )
+}

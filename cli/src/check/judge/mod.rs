@@ -1,0 +1,191 @@
+//! The checklist judge: a pure function from [`Evidence`] to the [`Report`].
+//!
+//! Rules (DESIGN.md, "Rules of judgment"): layers are judged in causal order; the first
+//! layer proven at fault is the one failing layer and every later layer is "not judged";
+//! a layer that could not be checked is UNDETERMINED with the reason (a tool failure is
+//! never blamed on the network); live probes and policy analysis must agree, or the
+//! disagreement is reported.
+
+use super::evidence::*;
+use super::report::{Layer, Report, Status, Step, Verdict};
+
+mod application;
+mod describe;
+mod dns;
+mod endpoints;
+mod network_policy;
+mod pod_network;
+mod service;
+mod service_proxy;
+mod source;
+
+use application::*;
+use describe::*;
+use dns::*;
+use endpoints::*;
+use network_policy::*;
+use pod_network::*;
+use service::*;
+use service_proxy::*;
+use source::*;
+
+/// One layer's judgment before the walk decides what is reported.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Judgment {
+    Pass {
+        summary: String,
+        evidence: Vec<String>,
+    },
+    Fail {
+        summary: String,
+        evidence: Vec<String>,
+        fix: Vec<String>,
+    },
+    /// Not applicable to this target; the walk goes on.
+    NotApplicable(String),
+    Undetermined {
+        summary: String,
+        evidence: Vec<String>,
+        fix: Vec<String>,
+    },
+}
+
+pub(super) fn pass(summary: impl Into<String>, evidence: Vec<String>) -> Judgment {
+    Judgment::Pass {
+        summary: summary.into(),
+        evidence,
+    }
+}
+
+pub(super) fn fail(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<String>) -> Judgment {
+    Judgment::Fail {
+        summary: summary.into(),
+        evidence,
+        fix,
+    }
+}
+
+pub(super) fn undetermined(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<String>) -> Judgment {
+    Judgment::Undetermined {
+        summary: summary.into(),
+        evidence,
+        fix,
+    }
+}
+
+pub(super) fn not_applicable(summary: impl Into<String>) -> Judgment {
+    Judgment::NotApplicable(summary.into())
+}
+
+pub(super) const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Judges the evidence; `duration_ms` is copied into the report.
+pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
+    let mut steps = Vec::with_capacity(Layer::ALL.len());
+    let mut fix = Vec::new();
+    let mut stopped: Option<(Layer, Status)> = None;
+    let dns_blocked = dns_blocked_by_policy(ev);
+    for layer in Layer::ALL {
+        if let Some((at, status)) = stopped {
+            let why = if status == Status::Fail {
+                format!("not judged (blocked upstream at {})", at.id())
+            } else {
+                format!("not judged ({} could not be checked)", at.id())
+            };
+            steps.push(Step {
+                layer,
+                status: Status::Skip,
+                summary: why,
+                evidence: vec![],
+            });
+            continue;
+        }
+        let judgment = match layer {
+            Layer::Source => judge_source(ev),
+            Layer::Dns => judge_dns(ev, dns_blocked.as_ref()),
+            Layer::Service | Layer::Endpoints if dns_blocked.is_some() => behind_blocked_dns(layer, ev),
+            Layer::Service => judge_service(ev),
+            Layer::Endpoints => judge_endpoints(ev),
+            Layer::NetworkPolicy => judge_policy(ev, dns_blocked.as_ref()),
+            Layer::PodNetwork => judge_pod_network(ev),
+            Layer::ServiceProxy => judge_service_proxy(ev),
+            Layer::Application => judge_application(ev),
+        };
+        let step = match judgment {
+            Judgment::Pass { summary, evidence } => Step {
+                layer,
+                status: Status::Pass,
+                summary,
+                evidence,
+            },
+            Judgment::NotApplicable(summary) => Step {
+                layer,
+                status: Status::Skip,
+                summary,
+                evidence: vec![],
+            },
+            Judgment::Fail {
+                summary,
+                evidence,
+                fix: f,
+            } => {
+                stopped = Some((layer, Status::Fail));
+                fix.extend(f);
+                Step {
+                    layer,
+                    status: Status::Fail,
+                    summary,
+                    evidence,
+                }
+            }
+            Judgment::Undetermined {
+                summary,
+                evidence,
+                fix: f,
+            } => {
+                stopped = Some((layer, Status::Undetermined));
+                fix.extend(f);
+                Step {
+                    layer,
+                    status: Status::Undetermined,
+                    summary,
+                    evidence,
+                }
+            }
+        };
+        steps.push(step);
+    }
+    let (verdict, reachable, failing_layer) = match stopped {
+        None => (Verdict::Reachable, Some(true), None),
+        Some((layer, Status::Fail)) => (Verdict::Unreachable, Some(false), Some(layer)),
+        Some(_) => (Verdict::Undetermined, None, None),
+    };
+    Report {
+        verdict,
+        reachable,
+        failing_layer,
+        steps,
+        fix,
+        duration_ms,
+    }
+}
+
+/// The Service and endpoints layers while DNS lookups are dropped by NetworkPolicy: the client
+/// never gets past DNS, so the policy (judged at network-policy) is the one failing layer. A fault
+/// these layers would also show is kept in the summary, not reported as a second failing layer.
+fn behind_blocked_dns(layer: Layer, ev: &Evidence) -> Judgment {
+    let judgment = if layer == Layer::Service {
+        judge_service(ev)
+    } else {
+        judge_endpoints(ev)
+    };
+    match judgment {
+        Judgment::Fail { summary, .. } | Judgment::Undetermined { summary, .. } => not_applicable(format!(
+            "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {summary}"
+        )),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

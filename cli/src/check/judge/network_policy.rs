@@ -1,0 +1,299 @@
+//! The `network-policy` layer: egress of the source and ingress of the destination allow the flow.
+
+use std::net::IpAddr;
+
+use netdiag_proto::TcpOutcome;
+
+use super::*;
+
+pub(super) fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgment {
+    let src_ns = source_pod(ev).map(|p| p.namespace.clone()).unwrap_or_default();
+    if let Some(reason) = dns_blocked {
+        return fail(
+            format!(
+                "egress from {} to cluster DNS (port 53/UDP) is denied: {reason}",
+                ev.from
+            ),
+            {
+                let mut evidence = vec![
+                    "DNS queries from the pod time out while the policy evaluation denies them".to_string(),
+                ];
+                if let Some(Fact::Known(result)) = ev.dns.as_ref().map(|d| &d.result) {
+                    evidence.extend(dns_evidence(result));
+                }
+                evidence
+            },
+            dns_policy_fix(ev, &src_ns),
+        );
+    }
+    if is_external_name(ev) {
+        return not_applicable("not applicable: an ExternalName Service");
+    }
+    let live = live_endpoints(ev);
+    if live.is_empty() {
+        return not_applicable("not applicable: no destination address");
+    }
+    let mut denied = vec![];
+    let mut disagreements = vec![];
+    let mut unknown = vec![];
+    let mut allowed = vec![];
+    for e in &live {
+        match &e.policy {
+            PolicyCheck::Denied { egress, ingress } => {
+                let why: Vec<String> = [
+                    egress.as_ref().map(|w| format!("egress: {}", w.why)),
+                    ingress.as_ref().map(|w| format!("ingress: {}", w.why)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let line = format!("{}: {}", e.label(), why.join("; "));
+                match &e.tcp {
+                    Fact::Known(TcpOutcome::Connected { .. }) => disagreements.push(line),
+                    Fact::Known(outcome) => denied.push(format!("{line} — TCP {}", describe_tcp(outcome))),
+                    Fact::Unknown(_) => denied.push(line),
+                }
+            }
+            PolicyCheck::NotEvaluated(reason) => unknown.push((e, reason.clone())),
+            PolicyCheck::Allowed { detail } => allowed.push(format!("{}: {detail}", e.label())),
+        }
+    }
+    if !denied.is_empty() {
+        let first = live
+            .iter()
+            .find(|e| e.policy.is_denied() && !matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })));
+        let headline = match first.map(|e| &e.policy) {
+            Some(PolicyCheck::Denied {
+                ingress: Some(side), ..
+            }) => format!(
+                "ingress to {} denied: {}",
+                first.map(|e| e.label()).unwrap_or_default(),
+                side.why
+            ),
+            Some(PolicyCheck::Denied {
+                egress: Some(side), ..
+            }) => format!("egress from {} denied: {}", ev.from, side.why),
+            _ => "the flow is denied by NetworkPolicy".to_string(),
+        };
+        let count = if live.len() > 1 {
+            format!(" ({}/{} endpoints)", denied.len(), live.len())
+        } else {
+            String::new()
+        };
+        let mut evidence = denied;
+        evidence.extend(
+            disagreements
+                .into_iter()
+                .map(|d| format!("disagreement: {d}, yet TCP connected")),
+        );
+        return fail(
+            format!("{headline}{count}"),
+            evidence,
+            policy_fix(ev, &live, &src_ns),
+        );
+    }
+    if !unknown.is_empty() {
+        let blocked: Vec<String> = unknown
+            .iter()
+            .filter(|(e, _)| matches!(&e.tcp, Fact::Known(o) if is_blocked(o)))
+            .map(|(e, reason)| format!("{}: policy not evaluated ({reason})", e.label()))
+            .collect();
+        if !blocked.is_empty() {
+            return undetermined(
+                "connections fail and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
+                blocked,
+                vec![
+                    format!("kubectl auth can-i list networkpolicies -A"),
+                    format!("kubectl -n {src_ns} get networkpolicy"),
+                ],
+            );
+        }
+    }
+    let mut evidence = allowed;
+    evidence.extend(
+        unknown
+            .iter()
+            .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label())),
+    );
+    if !disagreements.is_empty() {
+        let n = disagreements.len();
+        evidence.extend(
+            disagreements
+                .into_iter()
+                .map(|d| format!("disagreement: {d}, yet TCP connected")),
+        );
+        return pass(
+            format!(
+                "NetworkPolicy denies {n} flow(s) but the connections succeed: the CNI does not enforce NetworkPolicy"
+            ),
+            evidence,
+        );
+    }
+    pass(
+        format!(
+            "egress of {} and ingress of the destination allow the flow",
+            ev.from
+        ),
+        evidence,
+    )
+}
+
+/// How a NetworkPolicy peer selector can name the pod: its `app` (or `app.kubernetes.io/name`)
+/// label when it has one, else all its labels; `None` when it has no labels.
+pub(super) fn pod_selector(pod: &PodFacts) -> Option<String> {
+    let preferred = ["app", "app.kubernetes.io/name"]
+        .iter()
+        .find_map(|k| pod.labels.get(*k).map(|v| format!("{k}={v}")));
+    preferred.or_else(|| {
+        (!pod.labels.is_empty()).then(|| {
+            let all: Vec<String> = pod.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            all.join(",")
+        })
+    })
+}
+
+/// The pod as a NetworkPolicy peer: `pods with app=checkout in namespace shop`.
+pub(super) fn peer_phrase(pod: &PodFacts) -> String {
+    match pod_selector(pod) {
+        Some(sel) => format!("pods with {sel} in namespace {}", pod.namespace),
+        None => format!("pod {} (it has no labels to select it by)", pod.key()),
+    }
+}
+
+/// The pod as the subject of a new policy: `app=payments in namespace shop`.
+pub(super) fn subject_phrase(pod: &PodFacts) -> String {
+    match pod_selector(pod) {
+        Some(sel) => format!("{sel} in namespace {}", pod.namespace),
+        None => format!("pod {} (it has no labels to select it by)", pod.key()),
+    }
+}
+
+pub(super) fn policies_phrase(policies: &[(String, String)]) -> String {
+    let names: Vec<String> = policies.iter().map(|(ns, name)| format!("{ns}/{name}")).collect();
+    match names.as_slice() {
+        [one] => one.clone(),
+        _ => format!("one of {}", names.join(", ")),
+    }
+}
+
+/// The `kubectl get networkpolicy` lines for the isolating policies (at most 3), or the
+/// namespace listing when no policy is named.
+pub(super) fn policy_get_lines(policies: &[(String, String)], fallback_ns: &str) -> Vec<String> {
+    let mut seen: Vec<&(String, String)> = Vec::new();
+    for p in policies {
+        if !seen.contains(&p) {
+            seen.push(p);
+        }
+    }
+    if seen.is_empty() {
+        return vec![format!("kubectl -n {fallback_ns} get networkpolicy -o yaml")];
+    }
+    seen.iter()
+        .take(3)
+        .map(|(ns, name)| format!("kubectl -n {ns} get networkpolicy {name} -o yaml"))
+        .collect()
+}
+
+pub(super) fn push_unique(lines: &mut Vec<String>, line: String) {
+    if !lines.contains(&line) {
+        lines.push(line);
+    }
+}
+
+/// What to change for the denied flows: which rule to add to which isolating policy, naming the
+/// peers by the labels a selector can match, then the commands that show those policies.
+pub(super) fn policy_fix(ev: &Evidence, live: &[&EndpointFacts], src_ns: &str) -> Vec<String> {
+    let src = source_pod(ev);
+    let mut advice = Vec::new();
+    let mut policies = Vec::new();
+    for e in live {
+        if matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })) {
+            continue;
+        }
+        let PolicyCheck::Denied { egress, ingress } = &e.policy else {
+            continue;
+        };
+        if let Some(side) = ingress {
+            let from = src.map(peer_phrase).unwrap_or_else(|| ev.from.clone());
+            let to = match &e.pod {
+                Some(pod) => subject_phrase(pod),
+                None => e.label(),
+            };
+            push_unique(
+                &mut advice,
+                format!(
+                    "allow ingress from {from} to port {}/{} in {}, or add a NetworkPolicy selecting {to} that allows it",
+                    side.port,
+                    side.protocol,
+                    policies_phrase(&side.policies)
+                ),
+            );
+            policies.extend(side.policies.iter().cloned());
+        }
+        if let Some(side) = egress {
+            let to = match &e.pod {
+                Some(pod) => peer_phrase(pod),
+                None => match e.ip {
+                    IpAddr::V4(ip) => format!("ipBlock {ip}/32"),
+                    IpAddr::V6(ip) => format!("ipBlock {ip}/128"),
+                },
+            };
+            let subject = src.map(subject_phrase).unwrap_or_else(|| ev.from.clone());
+            push_unique(
+                &mut advice,
+                format!(
+                    "allow egress to {to} on port {}/{} in {}, or add a NetworkPolicy selecting {subject} that allows it",
+                    side.port,
+                    side.protocol,
+                    policies_phrase(&side.policies)
+                ),
+            );
+            policies.extend(side.policies.iter().cloned());
+        }
+    }
+    advice.extend(policy_get_lines(&policies, src_ns));
+    advice
+}
+
+/// What to change when policy blocks the source's DNS queries: egress to the cluster DNS pods
+/// on port 53 (UDP and TCP) in the isolating policies, then the commands that show them.
+pub(super) fn dns_policy_fix(ev: &Evidence, src_ns: &str) -> Vec<String> {
+    let src = source_pod(ev);
+    let pods = ev
+        .dns
+        .as_ref()
+        .and_then(|d| d.cluster_dns.known())
+        .map(|c| c.pods.as_slice())
+        .unwrap_or_default();
+    let mut advice = Vec::new();
+    let mut policies = Vec::new();
+    for pod in pods {
+        let PolicyCheck::Denied { egress, ingress } = &pod.egress_policy else {
+            continue;
+        };
+        if let Some(side) = egress {
+            let subject = src.map(subject_phrase).unwrap_or_else(|| ev.from.clone());
+            push_unique(
+                &mut advice,
+                format!(
+                    "allow egress to pods with k8s-app=kube-dns in namespace kube-system on port 53/UDP and 53/TCP in {}, or add a NetworkPolicy selecting {subject} that allows it",
+                    policies_phrase(&side.policies)
+                ),
+            );
+            policies.extend(side.policies.iter().cloned());
+        }
+        if let Some(side) = ingress {
+            let from = src.map(peer_phrase).unwrap_or_else(|| ev.from.clone());
+            push_unique(
+                &mut advice,
+                format!(
+                    "allow ingress from {from} to port 53/UDP and 53/TCP in {}, or add a NetworkPolicy selecting k8s-app=kube-dns in namespace kube-system that allows it",
+                    policies_phrase(&side.policies)
+                ),
+            );
+            policies.extend(side.policies.iter().cloned());
+        }
+    }
+    advice.extend(policy_get_lines(&policies, src_ns));
+    advice
+}

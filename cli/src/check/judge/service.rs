@@ -1,0 +1,247 @@
+//! The `service` layer: the Service exists, exposes the port, and its targetPort resolves.
+
+use netdiag_proto::{TcpOutcome, Transport};
+
+use super::*;
+use crate::check::target::PortRef;
+
+pub(super) fn target_port_text(tp: &PortRef) -> String {
+    tp.to_string()
+}
+
+pub(super) fn judge_service(ev: &Evidence) -> Judgment {
+    let svc = match &ev.service {
+        ServiceFacts::NotApplicable => {
+            return not_applicable(match ev.destination {
+                Destination::Pod => "not applicable: the target is a pod",
+                _ => "not applicable: the target belongs to no Service",
+            });
+        }
+        ServiceFacts::Unknown(reason) => {
+            return undetermined(format!("could not read the Service: {reason}"), vec![], vec![]);
+        }
+        ServiceFacts::Missing {
+            namespace,
+            name,
+            names_in_namespace,
+        } => {
+            let hint = closest(name, names_in_namespace)
+                .map(|c| format!(" (did you mean {c}?)"))
+                .unwrap_or_default();
+            return fail(
+                format!("Service {namespace}/{name} not found{hint}"),
+                vec![format!(
+                    "Services in namespace {namespace}: {}",
+                    names_in_namespace.join(", ")
+                )],
+                vec![format!("kubectl get svc -n {namespace}")],
+            );
+        }
+        ServiceFacts::Found(svc) => svc,
+    };
+    let key = svc.key();
+    let get_svc = format!("kubectl -n {} get svc {} -o yaml", svc.namespace, svc.name);
+    if let Some(external) = &svc.external_name {
+        return pass(format!("{key} is an ExternalName Service for {external}"), vec![]);
+    }
+    let exposed: Vec<String> = svc
+        .ports
+        .iter()
+        .map(|p| match &p.name {
+            Some(n) => format!("{}/{} ({n})", p.port, p.protocol),
+            None => format!("{}/{}", p.port, p.protocol),
+        })
+        .collect();
+    let Some(port) = svc.requested_port() else {
+        return fail(
+            format!(
+                "{key} does not expose port {}; it exposes {}",
+                svc.requested,
+                exposed.join(", ")
+            ),
+            vec![],
+            vec![get_svc],
+        );
+    };
+    let port_text = format!("port {}/{}", port.port, port.protocol);
+    let selected = &svc.selected_pods;
+    match &port.target_port {
+        PortRef::Name(tp) => {
+            let declaring: Vec<&PodFacts> = selected
+                .iter()
+                .filter(|p| {
+                    p.container_ports
+                        .iter()
+                        .any(|c| c.name.as_deref() == Some(tp.as_str()))
+                })
+                .collect();
+            if !selected.is_empty() && declaring.is_empty() {
+                let declared: Vec<String> = selected
+                    .iter()
+                    .map(|p| {
+                        let ports: Vec<String> = p
+                            .container_ports
+                            .iter()
+                            .map(|c| format!("{}:{}", c.name.as_deref().unwrap_or("(unnamed)"), c.port))
+                            .collect();
+                        format!(
+                            "{} declares {}",
+                            p.key(),
+                            if ports.is_empty() {
+                                "no ports".into()
+                            } else {
+                                ports.join(", ")
+                            }
+                        )
+                    })
+                    .collect();
+                return fail(
+                    format!(
+                        "{key} {port_text} targets the port named {tp}, which none of the {} selected pods declares",
+                        selected.len()
+                    ),
+                    declared,
+                    vec![
+                        get_svc,
+                        format!(
+                            "kubectl -n {} get pods -l {} -o yaml",
+                            svc.namespace,
+                            selector_text(svc)
+                        ),
+                    ],
+                );
+            }
+            let numbers: Vec<String> = declaring
+                .iter()
+                .flat_map(|p| {
+                    p.container_ports
+                        .iter()
+                        .filter(|c| c.name.as_deref() == Some(tp.as_str()))
+                })
+                .map(|c| c.port.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let mut evidence = vec![];
+            if declaring.len() < selected.len() {
+                evidence.push(format!(
+                    "{} of {} selected pods declare {tp}",
+                    declaring.len(),
+                    selected.len()
+                ));
+            }
+            if selected.is_empty() {
+                return pass(
+                    format!("{port_text} → targetPort {tp} (no selected pod to resolve it on)"),
+                    evidence,
+                );
+            }
+            pass(
+                format!(
+                    "{port_text} → targetPort {tp} ({}) on {}",
+                    numbers.join(", "),
+                    selected_pods(declaring.len())
+                ),
+                evidence,
+            )
+        }
+        PortRef::Number(tp) => {
+            if let Some(listening) = wrong_numeric_target_port(ev, svc, *tp) {
+                let ports: Vec<String> = listening.iter().map(u16::to_string).collect();
+                let evidence = live_endpoints(ev)
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "TCP to {} refused; the pod listens on {}",
+                            e.label(),
+                            ports.join(", ")
+                        )
+                    })
+                    .collect();
+                let mut fix = vec![get_svc];
+                let index = svc
+                    .ports
+                    .iter()
+                    .position(|p| p.port == port.port && p.protocol == port.protocol);
+                if let ([only], Some(i)) = (listening.as_slice(), index) {
+                    fix.push(format!(
+                        "kubectl -n {} patch svc {} --type=json -p '[{{\"op\":\"replace\",\"path\":\"/spec/ports/{i}/targetPort\",\"value\":{only}}}]'",
+                        svc.namespace, svc.name
+                    ));
+                }
+                return fail(
+                    format!(
+                        "{key} {port_text} → targetPort {tp}, but nothing listens on {tp} in the selected pods; they listen on {}",
+                        ports.join(", ")
+                    ),
+                    evidence,
+                    fix,
+                );
+            }
+            pass(
+                format!(
+                    "{port_text} → targetPort {} on {}",
+                    target_port_text(&port.target_port),
+                    selected_pods(selected.len())
+                ),
+                vec![],
+            )
+        }
+    }
+}
+
+pub(super) fn selected_pods(n: usize) -> String {
+    if n == 1 {
+        "1 selected pod".into()
+    } else {
+        format!("{n} selected pods")
+    }
+}
+
+pub(super) fn selector_text(svc: &ServiceSpecFacts) -> String {
+    svc.selector
+        .as_ref()
+        .map(|s| {
+            s.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// A numeric targetPort is wrong when every live endpoint refuses it, no selected pod declares it,
+/// nothing listens on it, and the pods do listen on other ports. Returns those ports.
+pub(super) fn wrong_numeric_target_port(ev: &Evidence, svc: &ServiceSpecFacts, tp: u16) -> Option<Vec<u16>> {
+    let live = live_endpoints(ev);
+    let all_refused = live
+        .iter()
+        .all(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Refused { .. })));
+    if live.is_empty() || !all_refused {
+        return None;
+    }
+    if svc
+        .selected_pods
+        .iter()
+        .any(|p| p.container_ports.iter().any(|c| c.port == tp))
+    {
+        return None;
+    }
+    let mut listening = std::collections::BTreeSet::new();
+    for e in &live {
+        let sockets = e.listeners.known()?;
+        if sockets
+            .iter()
+            .any(|s| s.protocol == Transport::Tcp && s.local_port == tp)
+        {
+            return None;
+        }
+        listening.extend(
+            sockets
+                .iter()
+                .filter(|s| s.protocol == Transport::Tcp && !s.local_ip.is_loopback())
+                .map(|s| s.local_port),
+        );
+    }
+    (!listening.is_empty()).then(|| listening.into_iter().collect())
+}

@@ -1,0 +1,100 @@
+//! The `source` layer: the client pod exists, runs, and its agent probed from its netns.
+
+use super::*;
+
+pub(super) fn judge_source(ev: &Evidence) -> Judgment {
+    match &ev.source {
+        SourceFacts::Unknown(reason) => {
+            let fix = if reason.contains("forbidden") {
+                "kubectl auth can-i list pods --all-namespaces".to_string()
+            } else if reason.contains("kubeconfig") {
+                "kubectl config get-contexts".to_string()
+            } else {
+                "kubectl cluster-info".to_string()
+            };
+            undetermined(
+                format!("could not read the source pod {}: {reason}", ev.from),
+                vec![],
+                vec![fix],
+            )
+        }
+        SourceFacts::Missing {
+            namespace,
+            name,
+            elsewhere,
+        } => {
+            let mut evidence = vec![];
+            if !elsewhere.is_empty() {
+                evidence.push(format!(
+                    "a pod named {name} exists in namespace(s): {}",
+                    elsewhere.join(", ")
+                ));
+            }
+            fail(
+                format!("pod {namespace}/{name} not found"),
+                evidence,
+                vec![format!("kubectl get pods -n {namespace}")],
+            )
+        }
+        SourceFacts::Found { pod, agent } => {
+            let key = pod.key();
+            let describe = format!("kubectl -n {} describe pod {}", pod.namespace, pod.name);
+            let (Some(node), Some(ip)) = (&pod.node, pod.ip) else {
+                return fail(
+                    format!("{key} is {} without an IP; it cannot send traffic yet", pod.phase),
+                    vec![format!(
+                        "phase {}, node {}",
+                        pod.phase,
+                        pod.node.as_deref().unwrap_or("(unscheduled)")
+                    )],
+                    vec![describe],
+                );
+            };
+            if pod.phase != "Running" {
+                return fail(
+                    format!("{key} is {} on {node}, not Running", pod.phase),
+                    vec![format!("pod IP {ip}")],
+                    vec![describe],
+                );
+            }
+            match agent {
+                AgentFacts::Answered { agent_pod, netns } => pass(
+                    format!("{key} Running on {node} ({ip}), netns found by the agent on {node}"),
+                    vec![format!("agent {agent_pod} probed from {netns}")],
+                ),
+                AgentFacts::NotAsked => undetermined(
+                    format!("{key} Running on {node} but its agent was not asked"),
+                    vec![],
+                    agent_pods_fix(ev),
+                ),
+                AgentFacts::Failed(reason) => {
+                    let fix = match &ev.agents {
+                        Some(at) if reason.contains("forbidden") || reason.contains("Forbidden") => {
+                            vec![format!(
+                                "kubectl auth can-i create pods/portforward -n {}",
+                                at.namespace
+                            )]
+                        }
+                        _ => agent_pods_fix(ev),
+                    };
+                    undetermined(
+                        format!("cannot probe as {key} on {node}: {reason}"),
+                        vec!["no probe ran, so no network layer can be judged".into()],
+                        fix,
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Commands that show the agents where the check looked for them.
+pub(super) fn agent_pods_fix(ev: &Evidence) -> Vec<String> {
+    match &ev.agents {
+        Some(AgentPods { namespace, selector }) => vec![
+            format!("kubectl -n {namespace} get pods -l {selector} -o wide"),
+            format!("kubectl -n {namespace} get daemonsets"),
+        ],
+        None => vec![],
+    }
+}
