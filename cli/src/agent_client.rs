@@ -15,6 +15,10 @@ use netdiag_proto::{ApiError, DEFAULT_AGENT_PORT, PROBE_PATH, ProbeReport, Probe
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::check::evidence::AgentPods;
+use crate::check::probe::{AgentReply, AgentTransport};
+use crate::cluster::{ToolFailure, error_chain};
+
 /// Default namespace of the agent DaemonSet.
 pub const DEFAULT_AGENT_NAMESPACE: &str = "netdiag";
 /// Default label selector of the agent pods.
@@ -22,18 +26,15 @@ pub const DEFAULT_AGENT_SELECTOR: &str = "app.kubernetes.io/name=netdiag-agent";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// No agent to ask (none on the node, or the agent pods could not be listed).
+    #[error("{0}")]
+    Unavailable(Box<ToolFailure>),
     #[error("failed to list agent pods in namespace {namespace} with selector {selector}")]
     List {
         namespace: String,
         selector: String,
         #[source]
         source: kube::Error,
-    },
-    #[error("no running netdiag agent on node {node} (no pod with {selector} in namespace {namespace})")]
-    Missing {
-        node: String,
-        namespace: String,
-        selector: String,
     },
     #[error("failed to port-forward to agent pod {pod}")]
     PortForward {
@@ -84,8 +85,8 @@ enum Route {
         client: kube::Client,
         namespace: String,
         selector: String,
-        /// node → (agent pod name, control port)
-        by_node: BTreeMap<String, (String, u16)>,
+        /// node → (agent pod name, control port), or why the agents could not be listed.
+        by_node: Result<BTreeMap<String, (String, u16)>, ToolFailure>,
     },
     /// Every node's agent is this `host:port` (debugging override).
     Direct { addr: String },
@@ -98,8 +99,31 @@ pub struct Agents {
 }
 
 impl Agents {
-    /// Lists the running agent pods and indexes them by node.
-    pub async fn discover(client: kube::Client, namespace: &str, selector: &str) -> Result<Self, AgentError> {
+    /// Lists the running agent pods and indexes them by node. A failed list is remembered:
+    /// every probe then reports it.
+    pub async fn discover(client: kube::Client, namespace: &str, selector: &str) -> Self {
+        let by_node = Self::list(&client, namespace, selector).await.map_err(|err| {
+            let action = format!("list agent pods in namespace {namespace} with selector {selector}");
+            match err {
+                AgentError::List { source, .. } => ToolFailure::from_kube(&action, &source),
+                other => agent_failure(&other),
+            }
+        });
+        Agents {
+            route: Route::PortForward {
+                client,
+                namespace: namespace.to_string(),
+                selector: selector.to_string(),
+                by_node,
+            },
+        }
+    }
+
+    async fn list(
+        client: &kube::Client,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<BTreeMap<String, (String, u16)>, AgentError> {
         let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let pods = api
             .list(&ListParams::default().labels(selector))
@@ -131,14 +155,7 @@ impl Agents {
                 .unwrap_or(DEFAULT_AGENT_PORT);
             by_node.insert(node, (name, port));
         }
-        Ok(Agents {
-            route: Route::PortForward {
-                client,
-                namespace: namespace.to_string(),
-                selector: selector.to_string(),
-                by_node,
-            },
-        })
+        Ok(by_node)
     }
 
     /// Sends every request to one agent URL (`http://HOST:PORT` or `HOST:PORT`).
@@ -153,7 +170,7 @@ impl Agents {
     }
 
     /// The agent pod serving `node` (`namespace/name`), or the direct address.
-    pub fn agent_for(&self, node: &str) -> Result<String, AgentError> {
+    pub fn agent_for(&self, node: &str) -> Result<String, ToolFailure> {
         match &self.route {
             Route::Direct { addr } => Ok(addr.clone()),
             Route::PortForward {
@@ -161,9 +178,9 @@ impl Agents {
                 selector,
                 by_node,
                 ..
-            } => match by_node.get(node) {
+            } => match by_node.as_ref().map_err(Clone::clone)?.get(node) {
                 Some((pod, _)) => Ok(format!("{namespace}/{pod}")),
-                None => Err(AgentError::Missing {
+                None => Err(ToolFailure::AgentMissing {
                     node: node.to_string(),
                     namespace: namespace.clone(),
                     selector: selector.clone(),
@@ -173,13 +190,15 @@ impl Agents {
     }
 
     /// `POST /v1/probe` to the agent on `node`, giving up after `deadline`.
-    pub async fn probe(
+    pub async fn send_probe(
         &self,
         node: &str,
         request: &ProbeRequest,
         deadline: Duration,
     ) -> Result<ProbeReport, AgentError> {
-        let agent = self.agent_for(node)?;
+        let agent = self
+            .agent_for(node)
+            .map_err(|failure| AgentError::Unavailable(Box::new(failure)))?;
         let body = serde_json::to_vec(request).expect("a probe request always serializes");
         let exchange = async {
             match &self.route {
@@ -198,7 +217,9 @@ impl Agents {
                     by_node,
                     ..
                 } => {
-                    let (pod, port) = &by_node[node];
+                    let Some((pod, port)) = by_node.as_ref().ok().and_then(|m| m.get(node)) else {
+                        unreachable!("agent_for found the agent of {node}");
+                    };
                     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
                     let mut forwarder =
                         api.portforward(pod, &[*port])
@@ -256,6 +277,51 @@ impl Agents {
             });
         }
         decode(&agent, &bytes, "probe report")
+    }
+}
+
+/// What a failed agent exchange means to the check.
+fn agent_failure(err: &AgentError) -> ToolFailure {
+    match err {
+        AgentError::Unavailable(failure) => (**failure).clone(),
+        AgentError::PortForward {
+            pod,
+            source: kube::Error::Api(status),
+        } if status.code == 403 => ToolFailure::AgentForbidden {
+            agent: pod.clone(),
+            detail: status.message.clone(),
+        },
+        other => ToolFailure::Agent {
+            detail: error_chain(other),
+        },
+    }
+}
+
+impl AgentTransport for Agents {
+    async fn probe(
+        &self,
+        node: &str,
+        request: &ProbeRequest,
+        deadline: Duration,
+    ) -> Result<AgentReply, ToolFailure> {
+        let agent = self.agent_for(node)?;
+        let report = self
+            .send_probe(node, request, deadline)
+            .await
+            .map_err(|err| agent_failure(&err))?;
+        Ok(AgentReply { agent, report })
+    }
+
+    fn location(&self) -> Option<AgentPods> {
+        match &self.route {
+            Route::PortForward {
+                namespace, selector, ..
+            } => Some(AgentPods {
+                namespace: namespace.clone(),
+                selector: selector.clone(),
+            }),
+            Route::Direct { .. } => None,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod agent_client;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod kube_args;
 pub mod policy;
 pub mod render;

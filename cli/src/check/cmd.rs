@@ -1,15 +1,17 @@
-//! `check` command wiring: flags → plan → gather (I/O) → judge (pure) → output.
+//! The plugin's front end of the check: flags → [`CheckRequest`] → the engine → output.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use super::error_chain;
-use super::evidence::{Destination, EndpointsFacts, Evidence, ServiceFacts, SourceFacts};
-use super::gather::{AgentRoute, Plan, agent_deadline, gather};
-use super::judge::judge;
+use super::evidence::Evidence;
+use super::plan::CheckRequest;
+use super::probe::{NoAgents, agent_deadline};
+use super::snapshot::Snapshot;
 use super::target::{PodRef, Target, parse_agent_url, parse_timeout};
-use crate::agent_client::{DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
+use super::{collect, judge};
+use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
+use crate::cluster::{NamespacedName, ToolFailure, error_chain};
 use crate::kube_args::KubeArgs;
 use crate::render::{Progress, render_report};
 
@@ -59,101 +61,78 @@ pub struct CheckArgs {
     pub agent_url: Option<String>,
 }
 
-/// Evidence for a check that could not start: nothing could be looked at.
-fn unreachable_api(args: &CheckArgs, reason: String) -> Evidence {
-    let from_ns = args
-        .from
-        .namespace
-        .clone()
-        .or_else(|| args.namespace.clone())
-        .unwrap_or_else(|| "default".into());
-    Evidence {
-        from: format!("{from_ns}/{}", args.from.name),
-        to: target_text(&args.to),
-        destination: Destination::External,
-        timeout_ms: args.timeout.as_millis() as u64,
-        source: SourceFacts::Unknown(reason.clone()),
-        dns: None,
-        service: ServiceFacts::Unknown(reason.clone()),
-        endpoints: EndpointsFacts::Unknown(reason),
-        cluster_ip: None,
-        agents: None,
+impl CheckArgs {
+    /// The request, once the namespace a bare name means is known.
+    fn request(&self, default_ns: &str) -> CheckRequest {
+        let from_namespace = self
+            .from
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_ns.to_string());
+        CheckRequest {
+            target_namespace: self.namespace.clone().unwrap_or_else(|| from_namespace.clone()),
+            from: NamespacedName::new(from_namespace, self.from.name.clone()),
+            target: self.to.clone(),
+            to_text: self.to.to_string(),
+            timeout: self.timeout,
+        }
     }
 }
 
-fn target_text(target: &Target) -> String {
-    let ns = |n: &Option<String>| n.as_ref().map(|n| format!(".{n}")).unwrap_or_default();
-    match target {
-        Target::Service {
-            name,
-            namespace,
-            port,
-        } => format!("svc/{name}{}:{port}", ns(namespace)),
-        Target::Pod {
-            name,
-            namespace,
-            port,
-        } => format!("pod/{name}{}:{port}", ns(namespace)),
-        Target::Host { host, port } => format!("{host}:{port}"),
-        Target::Ip { ip, port } => format!("{}:{port}", super::evidence::fmt_ip(*ip)),
-    }
-}
-
-/// Collects the evidence (I/O), or explains why nothing could be collected.
-async fn collect(args: &CheckArgs) -> Evidence {
-    let mut config = match args.kube.config().await {
-        Ok(config) => config,
-        Err(err) => return unreachable_api(args, error_chain(&err)),
-    };
+/// A client whose every response, including an agent's answer over a port-forward, arrives
+/// within the agents' deadline, and the namespace a bare name means.
+async fn client(args: &CheckArgs) -> Result<(kube::Client, String), ToolFailure> {
+    let config_failure = |detail| ToolFailure::Config { detail };
+    let mut config = args
+        .kube
+        .config()
+        .await
+        .map_err(|e| config_failure(error_chain(&e)))?;
     config.connect_timeout = Some(Duration::from_secs(5));
     // kube leaves reads unbounded (for long-lived streams): an API server that accepts the
-    // connection and never answers would hang the check. Every response, including the agent's
-    // answer over a port-forward, must arrive within the agents' deadline.
+    // connection and never answers would hang the check.
     config.read_timeout = Some(agent_deadline(args.timeout));
     config.reset_reader_on_write = true;
     let default_ns = args
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = match kube::Client::try_from(config) {
-        Ok(client) => client,
-        Err(err) => {
-            return unreachable_api(
-                args,
-                format!("failed to create a Kubernetes client: {}", error_chain(&err)),
-            );
+    let client = kube::Client::try_from(config).map_err(|e| {
+        config_failure(format!(
+            "failed to create a Kubernetes client: {}",
+            error_chain(&e)
+        ))
+    })?;
+    Ok((client, default_ns))
+}
+
+/// Collects the evidence through the engine, or explains why nothing could be collected.
+async fn evidence(args: &CheckArgs) -> Evidence {
+    let (client, default_ns) = match client(args).await {
+        Ok(found) => found,
+        Err(failure) => {
+            let request = args.request(args.namespace.as_deref().unwrap_or("default"));
+            let agents = NoAgents(failure.clone());
+            return collect(&Snapshot::unread(failure), &agents, &request).await;
         }
     };
-    let from_namespace = args.from.namespace.clone().unwrap_or_else(|| default_ns.clone());
-    let target_namespace = args.namespace.clone().unwrap_or_else(|| from_namespace.clone());
-    let plan = Plan {
-        from: args.from.clone(),
-        from_namespace,
-        target: args.to.clone(),
-        target_namespace,
-        to_text: target_text(&args.to),
-        timeout: args.timeout,
+    let request = args.request(&default_ns);
+    let agents = async {
+        match &args.agent_url {
+            Some(url) => Agents::direct(url),
+            None => Agents::discover(client.clone(), &args.agent_namespace, &args.agent_selector).await,
+        }
     };
-    let route = match &args.agent_url {
-        Some(url) => AgentRoute::Url(url.clone()),
-        None => AgentRoute::PortForward {
-            namespace: args.agent_namespace.clone(),
-            selector: args.agent_selector.clone(),
-        },
-    };
-    gather(&client, &route, &plan).await
+    let (agents, snap) = tokio::join!(agents, Snapshot::read(&client));
+    collect(&snap, &agents, &request).await
 }
 
 pub async fn run(args: CheckArgs) -> ExitCode {
     let started = Instant::now();
-    let progress = Progress::start(format!(
-        "checking {} → {} …",
-        args.from.name,
-        target_text(&args.to)
-    ));
-    let evidence = collect(&args).await;
+    let progress = Progress::start(format!("checking {} → {} …", args.from.name, args.to));
+    let evidence = evidence(&args).await;
     progress.stop();
-    let report = judge(&evidence, started.elapsed().as_millis() as u64);
+    let report = judge::judge(&evidence, started.elapsed().as_millis() as u64);
     match args.output {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
@@ -161,7 +140,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             let _ = writeln!(out, "{json}");
         }
         OutputFormat::Table => {
-            let text = render_report(&evidence.from, &evidence.to, &report);
+            let text = render_report(&evidence.from.to_string(), &evidence.to, &report);
             let mut out = anstream::stdout().lock();
             let _ = write!(out, "{text}");
         }

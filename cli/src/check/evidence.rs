@@ -1,6 +1,6 @@
 //! What a check collected, as plain values: the input of the pure judge.
 //!
-//! The I/O side (`gather`) fills this from the API server and the agents; the judge
+//! The pure assembly (`assemble`) builds this from the plan and the agents' replies; the judge
 //! never does I/O, so every branch is tested by building one of these by hand.
 
 use std::collections::BTreeMap;
@@ -8,13 +8,16 @@ use std::net::IpAddr;
 
 use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome};
 
-use super::target::PortRef;
+use crate::cluster::endpoints::Conditions;
+pub use crate::cluster::pods::{PodFacts, ServingPort};
+pub use crate::cluster::{NamespacedName, PortRef, ToolFailure};
+use crate::policy::{PolicyRef, Protocol};
 
-/// A fact the tool either learned or could not learn (the reason names the tool failure).
+/// A fact the tool either learned or could not learn (the failure says why).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact<T> {
     Known(T),
-    Unknown(String),
+    Unknown(ToolFailure),
 }
 
 impl<T> Fact<T> {
@@ -39,8 +42,8 @@ pub enum Destination {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {
-    /// `NS/POD` of the source.
-    pub from: String,
+    /// The source pod.
+    pub from: NamespacedName,
     /// `--to` as given.
     pub to: String,
     pub destination: Destination,
@@ -66,7 +69,7 @@ pub struct AgentPods {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceFacts {
     /// The source pod could not be read (API unreachable, forbidden).
-    Unknown(String),
+    Unknown(ToolFailure),
     Missing {
         namespace: String,
         name: String,
@@ -87,34 +90,7 @@ pub enum AgentFacts {
     /// Not asked (the pod has no IP or node).
     NotAsked,
     /// The agent could not be used: missing on the node, unreachable, or it could not find the netns.
-    Failed(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerPortFacts {
-    pub name: Option<String>,
-    pub port: u16,
-    pub protocol: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodFacts {
-    pub namespace: String,
-    pub name: String,
-    pub phase: String,
-    pub node: Option<String>,
-    pub ip: Option<IpAddr>,
-    pub ready: bool,
-    pub terminating: bool,
-    pub container_ports: Vec<ContainerPortFacts>,
-    /// The pod's labels (what a NetworkPolicy selector can match it by).
-    pub labels: BTreeMap<String, String>,
-}
-
-impl PodFacts {
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
+    Failed(ToolFailure),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,10 +100,10 @@ pub struct DnsFacts {
     pub result: Fact<DnsResult>,
     /// The addresses the name should give, when the API says (ClusterIP, or pod IPs when headless).
     pub expected: Vec<IpAddr>,
-    /// The Service (namespace, name) the name designates under the cluster's naming rules.
-    pub service_guess: Option<(String, String)>,
-    /// `NS/NAME` of Services with the guessed name in other namespaces.
-    pub same_name_elsewhere: Vec<String>,
+    /// The Service the name designates under the cluster's naming rules.
+    pub service_guess: Option<NamespacedName>,
+    /// Services with the guessed name in other namespaces.
+    pub same_name_elsewhere: Vec<NamespacedName>,
     /// Service names in the guessed namespace (to suggest a correction for a typo).
     pub names_in_namespace: Vec<String>,
     pub cluster_dns: Fact<ClusterDnsFacts>,
@@ -142,9 +118,10 @@ pub struct ClusterDnsFacts {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsPodFacts {
-    /// `NS/NAME` of the DNS pod (or its IP when the endpoint names no pod).
-    pub pod: String,
+    /// The DNS pod, when the endpoint names one.
+    pub pod: Option<NamespacedName>,
     pub ip: IpAddr,
+    /// In service: kube-proxy sends new queries to it (ready, or the serving-terminating fallback).
     pub ready: bool,
     /// The same name asked of this DNS pod directly (bypassing the Service IP).
     pub direct: Fact<DnsOutcome>,
@@ -152,11 +129,21 @@ pub struct DnsPodFacts {
     pub egress_policy: PolicyCheck,
 }
 
+impl DnsPodFacts {
+    /// The pod's key, or its address when the endpoint names no pod.
+    pub fn label(&self) -> String {
+        match &self.pod {
+            Some(pod) => pod.to_string(),
+            None => self.ip.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServicePortFacts {
     pub name: Option<String>,
     pub port: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub target_port: PortRef,
 }
 
@@ -164,7 +151,7 @@ pub struct ServicePortFacts {
 pub enum ServiceFacts {
     /// The target is not a Service.
     NotApplicable,
-    Unknown(String),
+    Unknown(ToolFailure),
     Missing {
         namespace: String,
         name: String,
@@ -192,8 +179,8 @@ pub struct ServiceSpecFacts {
 }
 
 impl ServiceSpecFacts {
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+    pub fn key(&self) -> NamespacedName {
+        NamespacedName::new(self.namespace.clone(), self.name.clone())
     }
 
     /// The Service port the target asked for; the TCP one when a number is served on several protocols.
@@ -205,7 +192,7 @@ impl ServiceSpecFacts {
         self.ports
             .iter()
             .filter(matches)
-            .find(|p| p.protocol == "TCP")
+            .find(|p| p.protocol == Protocol::Tcp)
             .or_else(|| self.ports.iter().find(matches))
     }
 }
@@ -213,8 +200,8 @@ impl ServiceSpecFacts {
 /// The destination addresses: a Service's endpoints, the target pod, or the one external address.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EndpointsFacts {
-    /// They could not be read (the reason names the failed read).
-    Unknown(String),
+    /// They could not be read (the failure names the read).
+    Unknown(ToolFailure),
     /// A `pod/` target that does not exist.
     TargetPodMissing {
         namespace: String,
@@ -231,14 +218,20 @@ pub struct EndpointFacts {
     pub port: Option<u16>,
     /// The pod behind the address, when one is.
     pub pod: Option<PodFacts>,
-    pub ready: bool,
-    pub terminating: bool,
+    /// The EndpointSlice that lists the address (`None` for a pod or address target).
+    pub slice: Option<NamespacedName>,
+    /// The endpoint's conditions (a pod target's readiness; an address is taken as ready).
+    pub conditions: Conditions,
     pub tcp: Fact<TcpOutcome>,
     pub listeners: Fact<Vec<ListeningSocket>>,
     pub policy: PolicyCheck,
 }
 
 impl EndpointFacts {
+    pub fn ready(&self) -> bool {
+        self.conditions.ready
+    }
+
     pub fn label(&self) -> String {
         let addr = match self.port {
             Some(port) => format!("{}:{port}", fmt_ip(self.ip)),
@@ -272,8 +265,8 @@ pub struct ClusterIpFacts {
 /// What NetworkPolicy says about one flow.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicyCheck {
-    /// Policies could not be read or evaluated; the reason says why.
-    NotEvaluated(String),
+    /// Policies could not be read or evaluated; the failure says why.
+    NotEvaluated(ToolFailure),
     Allowed {
         detail: String,
     },
@@ -290,11 +283,11 @@ pub enum PolicyCheck {
 pub struct DeniedSide {
     /// The evaluator's explanation, naming the isolating policies.
     pub why: String,
-    /// `(namespace, name)` of the policies that isolate the pod in this direction.
-    pub policies: Vec<(String, String)>,
-    /// The destination port and protocol (`TCP`, `UDP`, `SCTP`) of the denied flow.
+    /// The policies that isolate the pod in this direction.
+    pub policies: Vec<PolicyRef>,
+    /// The destination port and protocol of the denied flow.
     pub port: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
 }
 
 impl PolicyCheck {

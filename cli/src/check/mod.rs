@@ -1,65 +1,80 @@
-//! `kubectl netdiag check`: the layered connectivity checklist.
+//! The check engine: walks the connectivity checklist from a pod to a target and names the
+//! failing layer. One library for every front end (the kubectl plugin today, the agent's
+//! in-cluster endpoint next): give it a Kubernetes client and an [`AgentTransport`].
 //!
-//! `target` parses the flags, `gather` collects the [`evidence::Evidence`] from the API server and
-//! the agents, `judge` (pure) turns it into the [`report::Report`], and `cmd` wires them together.
+//! The stages, in order, each in its own module:
+//! 1. [`snapshot`] reads each kind once from the API server (the only API I/O);
+//! 2. [`plan`] decides, purely, what the target is and which agent runs which probe;
+//! 3. [`probe`] executes the plan behind the [`AgentTransport`] trait (the only agent I/O);
+//! 4. [`assemble`] turns plan and replies into [`evidence::Evidence`], purely;
+//! 5. [`judge`] turns the evidence into the [`report::Report`], purely, layer by layer.
+//!
+//! `target` parses the flags and `cmd` is the plugin's front end.
 
+pub mod assemble;
 pub mod cmd;
 pub mod evidence;
-pub mod gather;
 pub mod judge;
+pub mod plan;
+pub mod probe;
 pub mod report;
+pub mod snapshot;
 pub mod target;
 
-/// An error and its sources as one line (`outer: inner: root`). A source whose text the line
-/// already ends with is left out: wrappers that repeat their source's message read once.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
+use std::time::Instant;
+
+use evidence::Evidence;
+use netdiag_proto::{DnsOutcome, ProbeResult};
+pub use plan::CheckRequest;
+pub use probe::{AgentReply, AgentTransport};
+pub use report::Report;
+use snapshot::Snapshot;
+
+use plan::ProbeKey;
+use probe::Replies;
+
+/// Runs one check: reads the cluster, probes through `agents`, judges.
+pub async fn run<A: AgentTransport>(
+    client: &kube::Client,
+    agents: &A,
+    request: &CheckRequest,
+) -> (Evidence, Report) {
+    let started = Instant::now();
+    let snap = Snapshot::read(client).await;
+    let evidence = collect(&snap, agents, request).await;
+    let report = judge::judge(&evidence, started.elapsed().as_millis() as u64);
+    (evidence, report)
+}
+
+/// Plans from `snap`, probes through `agents` (twice for a name the API ties to no Service:
+/// once to resolve it, once to probe what it resolved to), and assembles the evidence.
+pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &CheckRequest) -> Evidence {
+    let deadline = probe::agent_deadline(request.timeout);
+    let mut plan = plan::plan(snap, request);
+    let mut replies = probe::execute(agents, &plan.probes, deadline).await;
+    if plan.follow_dns
+        && let Some(resolved) = first_resolved(&replies)
+        && let Some((destination, probes)) = plan::follow_resolved(snap, request, &plan, resolved)
+    {
+        let more = probe::execute(agents, &probes, deadline).await;
+        plan.destination = destination;
+        plan.probes.extend(probes);
+        replies.extend(more);
     }
-    text
+    assemble::assemble(snap, request, plan, &replies, agents.location())
+}
+
+/// The first address the target name resolved to, as the pod's libc returned it.
+fn first_resolved(replies: &Replies) -> Option<std::net::IpAddr> {
+    match replies.result(ProbeKey::Resolve)? {
+        Ok(ProbeResult::Dns(result)) => match &result.answer.outcome {
+            DnsOutcome::Resolved { addresses, .. } => addresses.first().copied(),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    #[derive(Debug, thiserror::Error)]
-    #[error("{text}")]
-    struct Layered {
-        text: &'static str,
-        #[source]
-        source: Option<Box<Layered>>,
-    }
-
-    fn chain(texts: &[&'static str]) -> Layered {
-        texts
-            .iter()
-            .rev()
-            .fold(None, |source, text| {
-                Some(Layered {
-                    text,
-                    source: source.map(Box::new),
-                })
-            })
-            .unwrap()
-    }
-
-    #[test]
-    fn error_chain_joins_sources_and_reads_a_repeated_message_once() {
-        let err = chain(&[
-            "failed to list pods",
-            "client error (Connect)",
-            "client error (Connect)",
-            "connection refused",
-        ]);
-        assert_eq!(
-            super::error_chain(&err),
-            "failed to list pods: client error (Connect): connection refused"
-        );
-    }
-}
+#[path = "engine_tests.rs"]
+mod tests;

@@ -5,21 +5,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A port given by number or by name (`80`, `http`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PortRef {
-    Number(u16),
-    Name(String),
-}
-
-impl fmt::Display for PortRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PortRef::Number(n) => write!(f, "{n}"),
-            PortRef::Name(name) => f.write_str(name),
-        }
-    }
-}
+pub use crate::cluster::PortRef;
 
 /// What `--to` names, before anything is looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +26,27 @@ pub enum Target {
     Host { host: String, port: u16 },
     /// `IP:PORT` (IPv6 as `[::1]:80`).
     Ip { ip: IpAddr, port: u16 },
+}
+
+impl fmt::Display for Target {
+    /// The target as it would be typed, with the namespace where one was given.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = |n: &Option<String>| n.as_ref().map(|n| format!(".{n}")).unwrap_or_default();
+        match self {
+            Target::Service {
+                name,
+                namespace,
+                port,
+            } => write!(f, "svc/{name}{}:{port}", ns(namespace)),
+            Target::Pod {
+                name,
+                namespace,
+                port,
+            } => write!(f, "pod/{name}{}:{port}", ns(namespace)),
+            Target::Host { host, port } => write!(f, "{host}:{port}"),
+            Target::Ip { ip, port } => write!(f, "{}:{port}", super::evidence::fmt_ip(*ip)),
+        }
+    }
 }
 
 /// `--from NS/POD` (or `POD`, in the namespace of `-n`/the context).

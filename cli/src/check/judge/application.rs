@@ -38,11 +38,11 @@ pub(super) fn listener_summary(e: &EndpointFacts, port: u16) -> String {
     )
 }
 
-pub(super) fn judge_application(ev: &Evidence) -> Judgment {
-    if is_external_name(ev) {
+pub(super) fn judge_application(cx: &Context) -> Judgment {
+    if cx.is_external_name() {
         return not_applicable("not applicable: an ExternalName Service");
     }
-    let live = live_endpoints(ev);
+    let live = &cx.live;
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
@@ -50,7 +50,7 @@ pub(super) fn judge_application(ev: &Evidence) -> Judgment {
     let mut fix = vec![];
     let mut connected = 0;
     let mut unknown = vec![];
-    for e in &live {
+    for e in live {
         let port = e.port.unwrap_or_default();
         match &e.tcp {
             Fact::Known(TcpOutcome::Connected { .. }) => connected += 1,

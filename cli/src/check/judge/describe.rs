@@ -2,8 +2,6 @@
 
 use netdiag_proto::{DnsOutcome, TcpOutcome};
 
-use super::*;
-
 pub(super) fn describe_tcp(outcome: &TcpOutcome) -> String {
     match outcome {
         TcpOutcome::Connected { rtt_us } => format!("connected in {}", fmt_us(*rtt_us)),
@@ -64,43 +62,6 @@ pub(super) fn ordinal(n: usize) -> String {
         _ => "th",
     };
     format!("{n}{suffix}")
-}
-
-pub(super) fn source_pod(ev: &Evidence) -> Option<&PodFacts> {
-    match &ev.source {
-        SourceFacts::Found { pod, .. } => Some(pod),
-        _ => None,
-    }
-}
-
-pub(super) fn source_node(ev: &Evidence) -> Option<&str> {
-    source_pod(ev).and_then(|p| p.node.as_deref())
-}
-
-pub(super) fn endpoints(ev: &Evidence) -> &[EndpointFacts] {
-    match &ev.endpoints {
-        EndpointsFacts::Known(list) => list,
-        _ => &[],
-    }
-}
-
-/// The endpoints traffic would go to: ready ones (a Service) or the single destination.
-pub(super) fn live_endpoints(ev: &Evidence) -> Vec<&EndpointFacts> {
-    match ev.destination {
-        Destination::Service => endpoints(ev).iter().filter(|e| e.ready).collect(),
-        _ => endpoints(ev).iter().collect(),
-    }
-}
-
-pub(super) fn service(ev: &Evidence) -> Option<&ServiceSpecFacts> {
-    match &ev.service {
-        ServiceFacts::Found(svc) => Some(svc),
-        _ => None,
-    }
-}
-
-pub(super) fn is_external_name(ev: &Evidence) -> bool {
-    service(ev).is_some_and(|s| s.external_name.is_some())
 }
 
 pub(super) fn closest<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> {

@@ -56,9 +56,9 @@ pub(super) fn dns_evidence(result: &DnsResult) -> Vec<String> {
     evidence
 }
 
-pub(super) fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
-    let Some(dns) = &ev.dns else {
-        return not_applicable(match ev.destination {
+pub(super) fn judge_dns(cx: &Context) -> Judgment {
+    let Some(dns) = &cx.dns else {
+        return not_applicable(match cx.destination {
             Destination::Pod => "not applicable: a pod target is reached at its IP, no name to resolve",
             _ => "not applicable: the target is an address, no name to resolve",
         });
@@ -128,20 +128,23 @@ pub(super) fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
         }
         DnsOutcome::Nxdomain | DnsOutcome::Nodata => {
             let what = describe_dns(outcome);
-            if let Some((ns, svc)) = &dns.service_guess
-                && dns.names_in_namespace.contains(svc)
+            if let Some(guess) = &dns.service_guess
+                && dns.names_in_namespace.contains(&guess.name)
             {
-                return nxdomain_for_existing_service(ev, dns, result, (ns, svc), &what, evidence);
+                return nxdomain_for_existing_service(cx, dns, result, guess, &what, evidence);
             }
             let mut fix = vec![];
             let summary = match &dns.service_guess {
-                Some((ns, svc)) => {
+                Some(NamespacedName {
+                    namespace: ns,
+                    name: svc,
+                }) => {
                     fix.push(format!("kubectl get svc -n {ns}"));
-                    let source_ns = source_pod(ev).map(|p| p.namespace.as_str());
+                    let source_ns = cx.source_pod.map(|p| p.namespace.as_str());
                     if !dns.same_name_elsewhere.is_empty() && source_ns == Some(ns.as_str()) {
                         // Every namespace that has the Service: the tool cannot know which one was meant.
                         for other in &dns.same_name_elsewhere {
-                            let other_ns = other.split('/').next().unwrap_or(other);
+                            let other_ns = &other.namespace;
                             evidence.push(format!(
                                 "Service {other} exists; a short name only resolves within its own namespace"
                             ));
@@ -151,7 +154,13 @@ pub(super) fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
                         }
                         let which = match dns.same_name_elsewhere.as_slice() {
                             [one] => format!("the Service is {one}"),
-                            many => format!("Services of that name: {}", many.join(", ")),
+                            many => format!(
+                                "Services of that name: {}",
+                                many.iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
                         };
                         format!(
                             "{name} is {what} from namespace {ns}: short name used across namespaces ({which})"
@@ -173,7 +182,7 @@ pub(super) fn judge_dns(ev: &Evidence, blocked: Option<&String>) -> Judgment {
             };
             fail(summary, evidence, fix)
         }
-        failure => judge_dns_failure(ev, dns, result, failure, blocked, evidence),
+        failure => judge_dns_failure(cx, dns, result, failure, evidence),
     }
 }
 
@@ -184,22 +193,23 @@ pub(super) fn resolver_off_cluster(cluster: &ClusterDnsFacts, result: &DnsResult
     (!servers.is_empty() && !servers.iter().any(|s| s.ip() == vip)).then_some(vip)
 }
 
-pub(super) fn dns_policy_command(ev: &Evidence) -> String {
-    let (ns, pod) = ev.from.split_once('/').unwrap_or(("", &ev.from));
+pub(super) fn dns_policy_command(cx: &Context) -> String {
+    let (ns, pod) = (&cx.from.namespace, &cx.from.name);
     format!("kubectl -n {ns} get pod {pod} -o jsonpath='{{.spec.dnsPolicy}} {{.spec.dnsConfig}}'")
 }
 
 /// NXDOMAIN for a name whose Service does exist: the pod's resolver or the DNS server is at fault,
 /// never the Service.
 pub(super) fn nxdomain_for_existing_service(
-    ev: &Evidence,
+    cx: &Context,
     dns: &DnsFacts,
     result: &DnsResult,
-    (ns, svc): (&str, &str),
+    service: &NamespacedName,
     what: &str,
     evidence: Vec<String>,
 ) -> Judgment {
     let name = &dns.name;
+    let (ns, svc) = (&service.namespace, &service.name);
     let fqdn = format!("{svc}.{ns}.svc.{CLUSTER_DOMAIN}.");
     if let Some(vip) = dns
         .cluster_dns
@@ -211,7 +221,7 @@ pub(super) fn nxdomain_for_existing_service(
                 "{name} is {what} although Service {ns}/{svc} exists: the pod's resolv.conf does not use the cluster DNS Service {vip}"
             ),
             evidence,
-            vec![dns_policy_command(ev)],
+            vec![dns_policy_command(cx)],
         );
     }
     if !result
@@ -225,7 +235,7 @@ pub(super) fn nxdomain_for_existing_service(
                 result.resolv_conf.search.join(" ")
             ),
             evidence,
-            vec![dns_policy_command(ev), format!("use {fqdn} from {}", ev.from)],
+            vec![dns_policy_command(cx), format!("use {fqdn} from {}", cx.from)],
         );
     }
     fail(
@@ -242,16 +252,15 @@ pub(super) fn nxdomain_for_existing_service(
 
 /// Timeout, SERVFAIL, REFUSED or an error: explain it from the cluster DNS facts.
 pub(super) fn judge_dns_failure(
-    ev: &Evidence,
+    cx: &Context,
     dns: &DnsFacts,
     result: &DnsResult,
     failure: &DnsOutcome,
-    blocked: Option<&String>,
     mut evidence: Vec<String>,
 ) -> Judgment {
     let name = &dns.name;
     let what = describe_dns(failure);
-    if let Some(reason) = blocked {
+    if let Some(reason) = &cx.dns_blocked {
         return not_applicable(format!(
             "{name} {what}: queries to cluster DNS are blocked by NetworkPolicy ({reason}); judged at network-policy"
         ));
@@ -264,14 +273,14 @@ pub(super) fn judge_dns_failure(
         Fact::Known(cluster) => cluster,
         Fact::Unknown(reason) => {
             evidence.push(format!("cluster DNS could not be inspected: {reason}"));
-            return fail(format!("{name} {what} from {}", ev.from), evidence, fix);
+            return fail(format!("{name} {what} from {}", cx.from), evidence, fix);
         }
     };
     if let Some(vip) = resolver_off_cluster(cluster, result) {
         return fail(
             format!("{name} {what}: the pod's resolv.conf does not use the cluster DNS Service {vip}"),
             evidence,
-            vec![dns_policy_command(ev)],
+            vec![dns_policy_command(cx)],
         );
     }
     let ready: Vec<&DnsPodFacts> = cluster.pods.iter().filter(|p| p.ready).collect();
@@ -292,7 +301,7 @@ pub(super) fn judge_dns_failure(
             Fact::Known(outcome) => {
                 evidence.push(format!(
                     "direct query to DNS pod {} ({}): {}",
-                    pod.pod,
+                    pod.label(),
                     pod.ip,
                     describe_dns(outcome)
                 ));
@@ -303,15 +312,16 @@ pub(super) fn judge_dns_failure(
                     answered += 1;
                 }
             }
-            Fact::Unknown(reason) => {
-                evidence.push(format!("direct query to DNS pod {}: not run ({reason})", pod.pod))
-            }
+            Fact::Unknown(reason) => evidence.push(format!(
+                "direct query to DNS pod {}: not run ({reason})",
+                pod.label()
+            )),
         }
     }
     let unevaluated: Vec<String> = ready
         .iter()
         .filter_map(|p| match &p.egress_policy {
-            PolicyCheck::NotEvaluated(reason) => Some(format!("{}: {reason}", p.pod)),
+            PolicyCheck::NotEvaluated(reason) => Some(format!("{}: {reason}", p.label())),
             _ => None,
         })
         .collect();
@@ -345,7 +355,7 @@ pub(super) fn judge_dns_failure(
         _ if ready.iter().all(|p| p.direct.known().is_some()) => {
             format!("{name} {what}: the DNS pods do not answer (DNS server down)")
         }
-        _ => format!("{name} {what} from {}", ev.from),
+        _ => format!("{name} {what} from {}", cx.from),
     };
     fail(summary, evidence, fix)
 }

@@ -2,17 +2,17 @@
 
 use super::*;
 
-pub(super) fn judge_endpoints(ev: &Evidence) -> Judgment {
-    match ev.destination {
+pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
+    match cx.destination {
         Destination::External => {
             return not_applicable("not applicable: the target belongs to no Service or pod");
         }
-        Destination::Service if is_external_name(ev) => {
+        Destination::Service if cx.is_external_name() => {
             return not_applicable("not applicable: an ExternalName Service has no endpoints");
         }
         _ => {}
     }
-    let list = match &ev.endpoints {
+    let list = match &cx.endpoints {
         EndpointsFacts::Unknown(reason) => {
             return undetermined(format!("could not read the endpoints: {reason}"), vec![], vec![]);
         }
@@ -25,7 +25,7 @@ pub(super) fn judge_endpoints(ev: &Evidence) -> Judgment {
         }
         EndpointsFacts::Known(list) => list,
     };
-    if ev.destination == Destination::Pod {
+    if cx.destination == Destination::Pod {
         let Some(e) = list.first() else {
             return fail("the target pod has no address", vec![], vec![]);
         };
@@ -75,10 +75,10 @@ pub(super) fn judge_endpoints(ev: &Evidence) -> Judgment {
             evidence,
         );
     }
-    let Some(svc) = service(ev) else {
+    let Some(svc) = cx.target_service else {
         return not_applicable("not applicable: no Service");
     };
-    let ready: Vec<&EndpointFacts> = list.iter().filter(|e| e.ready).collect();
+    let ready: Vec<&EndpointFacts> = list.iter().filter(|e| e.ready()).collect();
     let names = |eps: &[&EndpointFacts]| -> String {
         eps.iter()
             .map(|e| {
@@ -92,13 +92,26 @@ pub(super) fn judge_endpoints(ev: &Evidence) -> Judgment {
     };
     if !ready.is_empty() {
         let mut evidence = vec![];
-        let not_ready: Vec<&EndpointFacts> = list.iter().filter(|e| !e.ready).collect();
+        let not_ready: Vec<&EndpointFacts> = list.iter().filter(|e| !e.ready()).collect();
         if !not_ready.is_empty() {
             evidence.push(format!("not ready: {}", names(&not_ready)));
         }
         return pass(
             format!("{}/{} ready ({})", ready.len(), list.len(), names(&ready)),
             evidence,
+        );
+    }
+    if !cx.live.is_empty() {
+        // kube-proxy's fallback: with nothing ready, connections still go to the endpoints that
+        // serve while they terminate — the Service works until they finish.
+        return pass(
+            format!(
+                "0/{} ready; kube-proxy falls back to {} serving-but-terminating ({}) until they stop",
+                list.len(),
+                cx.live.len(),
+                names(&cx.live)
+            ),
+            vec!["no endpoint is ready: once the terminating pods exit, the Service has no endpoints".into()],
         );
     }
     let key = svc.key();

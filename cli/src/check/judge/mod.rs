@@ -10,6 +10,7 @@ use super::evidence::*;
 use super::report::{Layer, Report, Status, Step, Verdict};
 
 mod application;
+mod context;
 mod describe;
 mod dns;
 mod endpoints;
@@ -20,6 +21,7 @@ mod service_proxy;
 mod source;
 
 use application::*;
+use context::Context;
 use describe::*;
 use dns::*;
 use endpoints::*;
@@ -84,7 +86,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
     let mut steps = Vec::with_capacity(Layer::ALL.len());
     let mut fix = Vec::new();
     let mut stopped: Option<(Layer, Status)> = None;
-    let dns_blocked = dns_blocked_by_policy(ev);
+    let cx = Context::new(ev);
     for layer in Layer::ALL {
         if let Some((at, status)) = stopped {
             let why = if status == Status::Fail {
@@ -101,15 +103,15 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
             continue;
         }
         let judgment = match layer {
-            Layer::Source => judge_source(ev),
-            Layer::Dns => judge_dns(ev, dns_blocked.as_ref()),
-            Layer::Service | Layer::Endpoints if dns_blocked.is_some() => behind_blocked_dns(layer, ev),
-            Layer::Service => judge_service(ev),
-            Layer::Endpoints => judge_endpoints(ev),
-            Layer::NetworkPolicy => judge_policy(ev, dns_blocked.as_ref()),
-            Layer::PodNetwork => judge_pod_network(ev),
-            Layer::ServiceProxy => judge_service_proxy(ev),
-            Layer::Application => judge_application(ev),
+            Layer::Source => judge_source(&cx),
+            Layer::Dns => judge_dns(&cx),
+            Layer::Service | Layer::Endpoints if cx.dns_blocked.is_some() => behind_blocked_dns(layer, &cx),
+            Layer::Service => judge_service(&cx),
+            Layer::Endpoints => judge_endpoints(&cx),
+            Layer::NetworkPolicy => judge_policy(&cx),
+            Layer::PodNetwork => judge_pod_network(&cx),
+            Layer::ServiceProxy => judge_service_proxy(&cx),
+            Layer::Application => judge_application(&cx),
         };
         let step = match judgment {
             Judgment::Pass { summary, evidence } => Step {
@@ -173,11 +175,11 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
 /// The Service and endpoints layers while DNS lookups are dropped by NetworkPolicy: the client
 /// never gets past DNS, so the policy (judged at network-policy) is the one failing layer. A fault
 /// these layers would also show is kept in the summary, not reported as a second failing layer.
-fn behind_blocked_dns(layer: Layer, ev: &Evidence) -> Judgment {
+fn behind_blocked_dns(layer: Layer, cx: &Context) -> Judgment {
     let judgment = if layer == Layer::Service {
-        judge_service(ev)
+        judge_service(cx)
     } else {
-        judge_endpoints(ev)
+        judge_endpoints(cx)
     };
     match judgment {
         Judgment::Fail { summary, .. } | Judgment::Undetermined { summary, .. } => not_applicable(format!(

@@ -5,31 +5,32 @@ use std::net::IpAddr;
 use netdiag_proto::TcpOutcome;
 
 use super::*;
+use crate::policy::PolicyRef;
 
-pub(super) fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgment {
-    let src_ns = source_pod(ev).map(|p| p.namespace.clone()).unwrap_or_default();
-    if let Some(reason) = dns_blocked {
+pub(super) fn judge_policy(cx: &Context) -> Judgment {
+    let src_ns = cx.source_pod.map(|p| p.namespace.clone()).unwrap_or_default();
+    if let Some(reason) = &cx.dns_blocked {
         return fail(
             format!(
                 "egress from {} to cluster DNS (port 53/UDP) is denied: {reason}",
-                ev.from
+                cx.from
             ),
             {
                 let mut evidence = vec![
                     "DNS queries from the pod time out while the policy evaluation denies them".to_string(),
                 ];
-                if let Some(Fact::Known(result)) = ev.dns.as_ref().map(|d| &d.result) {
+                if let Some(Fact::Known(result)) = cx.dns.as_ref().map(|d| &d.result) {
                     evidence.extend(dns_evidence(result));
                 }
                 evidence
             },
-            dns_policy_fix(ev, &src_ns),
+            dns_policy_fix(cx, &src_ns),
         );
     }
-    if is_external_name(ev) {
+    if cx.is_external_name() {
         return not_applicable("not applicable: an ExternalName Service");
     }
-    let live = live_endpoints(ev);
+    let live = &cx.live;
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
@@ -37,7 +38,7 @@ pub(super) fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgm
     let mut disagreements = vec![];
     let mut unknown = vec![];
     let mut allowed = vec![];
-    for e in &live {
+    for e in live {
         match &e.policy {
             PolicyCheck::Denied { egress, ingress } => {
                 let why: Vec<String> = [
@@ -72,7 +73,7 @@ pub(super) fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgm
             ),
             Some(PolicyCheck::Denied {
                 egress: Some(side), ..
-            }) => format!("egress from {} denied: {}", ev.from, side.why),
+            }) => format!("egress from {} denied: {}", cx.from, side.why),
             _ => "the flow is denied by NetworkPolicy".to_string(),
         };
         let count = if live.len() > 1 {
@@ -89,7 +90,7 @@ pub(super) fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgm
         return fail(
             format!("{headline}{count}"),
             evidence,
-            policy_fix(ev, &live, &src_ns),
+            policy_fix(cx, live, &src_ns),
         );
     }
     if !unknown.is_empty() {
@@ -132,7 +133,7 @@ pub(super) fn judge_policy(ev: &Evidence, dns_blocked: Option<&String>) -> Judgm
     pass(
         format!(
             "egress of {} and ingress of the destination allow the flow",
-            ev.from
+            cx.from
         ),
         evidence,
     )
@@ -168,8 +169,8 @@ pub(super) fn subject_phrase(pod: &PodFacts) -> String {
     }
 }
 
-pub(super) fn policies_phrase(policies: &[(String, String)]) -> String {
-    let names: Vec<String> = policies.iter().map(|(ns, name)| format!("{ns}/{name}")).collect();
+pub(super) fn policies_phrase(policies: &[PolicyRef]) -> String {
+    let names: Vec<String> = policies.iter().map(ToString::to_string).collect();
     match names.as_slice() {
         [one] => one.clone(),
         _ => format!("one of {}", names.join(", ")),
@@ -178,8 +179,8 @@ pub(super) fn policies_phrase(policies: &[(String, String)]) -> String {
 
 /// The `kubectl get networkpolicy` lines for the isolating policies (at most 3), or the
 /// namespace listing when no policy is named.
-pub(super) fn policy_get_lines(policies: &[(String, String)], fallback_ns: &str) -> Vec<String> {
-    let mut seen: Vec<&(String, String)> = Vec::new();
+pub(super) fn policy_get_lines(policies: &[PolicyRef], fallback_ns: &str) -> Vec<String> {
+    let mut seen: Vec<&PolicyRef> = Vec::new();
     for p in policies {
         if !seen.contains(&p) {
             seen.push(p);
@@ -190,7 +191,7 @@ pub(super) fn policy_get_lines(policies: &[(String, String)], fallback_ns: &str)
     }
     seen.iter()
         .take(3)
-        .map(|(ns, name)| format!("kubectl -n {ns} get networkpolicy {name} -o yaml"))
+        .map(|p| format!("kubectl -n {} get networkpolicy {} -o yaml", p.namespace, p.name))
         .collect()
 }
 
@@ -202,8 +203,8 @@ pub(super) fn push_unique(lines: &mut Vec<String>, line: String) {
 
 /// What to change for the denied flows: which rule to add to which isolating policy, naming the
 /// peers by the labels a selector can match, then the commands that show those policies.
-pub(super) fn policy_fix(ev: &Evidence, live: &[&EndpointFacts], src_ns: &str) -> Vec<String> {
-    let src = source_pod(ev);
+pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) -> Vec<String> {
+    let src = cx.source_pod;
     let mut advice = Vec::new();
     let mut policies = Vec::new();
     for e in live {
@@ -214,7 +215,7 @@ pub(super) fn policy_fix(ev: &Evidence, live: &[&EndpointFacts], src_ns: &str) -
             continue;
         };
         if let Some(side) = ingress {
-            let from = src.map(peer_phrase).unwrap_or_else(|| ev.from.clone());
+            let from = src.map(peer_phrase).unwrap_or_else(|| cx.from.to_string());
             let to = match &e.pod {
                 Some(pod) => subject_phrase(pod),
                 None => e.label(),
@@ -238,7 +239,7 @@ pub(super) fn policy_fix(ev: &Evidence, live: &[&EndpointFacts], src_ns: &str) -
                     IpAddr::V6(ip) => format!("ipBlock {ip}/128"),
                 },
             };
-            let subject = src.map(subject_phrase).unwrap_or_else(|| ev.from.clone());
+            let subject = src.map(subject_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
                 format!(
@@ -257,9 +258,9 @@ pub(super) fn policy_fix(ev: &Evidence, live: &[&EndpointFacts], src_ns: &str) -
 
 /// What to change when policy blocks the source's DNS queries: egress to the cluster DNS pods
 /// on port 53 (UDP and TCP) in the isolating policies, then the commands that show them.
-pub(super) fn dns_policy_fix(ev: &Evidence, src_ns: &str) -> Vec<String> {
-    let src = source_pod(ev);
-    let pods = ev
+pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
+    let src = cx.source_pod;
+    let pods = cx
         .dns
         .as_ref()
         .and_then(|d| d.cluster_dns.known())
@@ -272,7 +273,7 @@ pub(super) fn dns_policy_fix(ev: &Evidence, src_ns: &str) -> Vec<String> {
             continue;
         };
         if let Some(side) = egress {
-            let subject = src.map(subject_phrase).unwrap_or_else(|| ev.from.clone());
+            let subject = src.map(subject_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
                 format!(
@@ -283,7 +284,7 @@ pub(super) fn dns_policy_fix(ev: &Evidence, src_ns: &str) -> Vec<String> {
             policies.extend(side.policies.iter().cloned());
         }
         if let Some(side) = ingress {
-            let from = src.map(peer_phrase).unwrap_or_else(|| ev.from.clone());
+            let from = src.map(peer_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
                 format!(

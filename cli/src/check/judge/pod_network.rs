@@ -4,8 +4,8 @@ use netdiag_proto::TcpOutcome;
 
 use super::*;
 
-pub(super) fn judge_pod_network(ev: &Evidence) -> Judgment {
-    if let Some(svc) = service(ev)
+pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
+    if let Some(svc) = cx.target_service
         && let Some(host) = &svc.external_name
     {
         // The name resolving proves nothing about reaching the host behind it: say so rather
@@ -23,19 +23,19 @@ pub(super) fn judge_pod_network(ev: &Evidence) -> Judgment {
             vec![],
             vec![format!(
                 "kubectl netdiag check --from {} --to {host}:{port}",
-                ev.from
+                cx.from
             )],
         );
     }
-    let live = live_endpoints(ev);
+    let live = &cx.live;
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
-    let src_node = source_node(ev);
+    let src_node = cx.source_node();
     let mut failing = vec![];
     let mut ok = vec![];
     let mut unknown = vec![];
-    for e in &live {
+    for e in live {
         let place = match (e.node(), src_node) {
             (Some(n), Some(s)) if n == s => format!("same node {n}"),
             (Some(n), _) => format!("node {n}"),
@@ -53,7 +53,7 @@ pub(super) fn judge_pod_network(ev: &Evidence) -> Judgment {
     if !failing.is_empty() {
         let mut evidence: Vec<String> = failing
             .iter()
-            .map(|(e, place, what)| format!("TCP to {} [{place}] {what} from {}'s netns", e.label(), ev.from))
+            .map(|(e, place, what)| format!("TCP to {} [{place}] {what} from {}'s netns", e.label(), cx.from))
             .collect();
         evidence.extend(ok.iter().map(|o| format!("TCP to {o}")));
         let cross: Vec<&str> = failing
@@ -109,7 +109,7 @@ pub(super) fn judge_pod_network(ev: &Evidence) -> Judgment {
             "{}/{} destination addresses answer from {}'s netns",
             ok.len(),
             live.len(),
-            ev.from
+            cx.from
         ),
         ok,
     )

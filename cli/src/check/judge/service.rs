@@ -9,10 +9,10 @@ pub(super) fn target_port_text(tp: &PortRef) -> String {
     tp.to_string()
 }
 
-pub(super) fn judge_service(ev: &Evidence) -> Judgment {
-    let svc = match &ev.service {
+pub(super) fn judge_service(cx: &Context) -> Judgment {
+    let svc = match &cx.service {
         ServiceFacts::NotApplicable => {
-            return not_applicable(match ev.destination {
+            return not_applicable(match cx.destination {
                 Destination::Pod => "not applicable: the target is a pod",
                 _ => "not applicable: the target belongs to no Service",
             });
@@ -111,18 +111,32 @@ pub(super) fn judge_service(ev: &Evidence) -> Judgment {
                     ],
                 );
             }
-            let numbers: Vec<String> = declaring
+            let declared: Vec<&ServingPort> = declaring
                 .iter()
                 .flat_map(|p| {
                     p.container_ports
                         .iter()
                         .filter(|c| c.name.as_deref() == Some(tp.as_str()))
                 })
+                .collect();
+            let numbers: Vec<String> = declared
+                .iter()
                 .map(|c| c.port.to_string())
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
             let mut evidence = vec![];
+            let sidecars: std::collections::BTreeSet<&str> = declared
+                .iter()
+                .filter(|c| c.sidecar)
+                .map(|c| c.container.as_str())
+                .collect();
+            if !sidecars.is_empty() {
+                evidence.push(format!(
+                    "{tp} is declared by the native sidecar container {} (an init container with restartPolicy Always)",
+                    sidecars.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+            }
             if declaring.len() < selected.len() {
                 evidence.push(format!(
                     "{} of {} selected pods declare {tp}",
@@ -146,9 +160,10 @@ pub(super) fn judge_service(ev: &Evidence) -> Judgment {
             )
         }
         PortRef::Number(tp) => {
-            if let Some(listening) = wrong_numeric_target_port(ev, svc, *tp) {
+            if let Some(listening) = wrong_numeric_target_port(cx, svc, *tp) {
                 let ports: Vec<String> = listening.iter().map(u16::to_string).collect();
-                let evidence = live_endpoints(ev)
+                let evidence = cx
+                    .live
                     .iter()
                     .map(|e| {
                         format!(
@@ -212,8 +227,8 @@ pub(super) fn selector_text(svc: &ServiceSpecFacts) -> String {
 
 /// A numeric targetPort is wrong when every live endpoint refuses it, no selected pod declares it,
 /// nothing listens on it, and the pods do listen on other ports. Returns those ports.
-pub(super) fn wrong_numeric_target_port(ev: &Evidence, svc: &ServiceSpecFacts, tp: u16) -> Option<Vec<u16>> {
-    let live = live_endpoints(ev);
+pub(super) fn wrong_numeric_target_port(cx: &Context, svc: &ServiceSpecFacts, tp: u16) -> Option<Vec<u16>> {
+    let live = &cx.live;
     let all_refused = live
         .iter()
         .all(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Refused { .. })));
@@ -228,7 +243,7 @@ pub(super) fn wrong_numeric_target_port(ev: &Evidence, svc: &ServiceSpecFacts, t
         return None;
     }
     let mut listening = std::collections::BTreeSet::new();
-    for e in &live {
+    for e in live {
         let sockets = e.listeners.known()?;
         if sockets
             .iter()

@@ -4,9 +4,9 @@ use netdiag_proto::TcpOutcome;
 
 use super::*;
 
-pub(super) fn judge_service_proxy(ev: &Evidence) -> Judgment {
-    let Some(cip) = &ev.cluster_ip else {
-        return not_applicable(match (ev.destination, service(ev)) {
+pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
+    let Some(cip) = &cx.cluster_ip else {
+        return not_applicable(match (cx.destination, cx.target_service) {
             (Destination::Service, Some(s)) if s.headless => {
                 "not applicable: headless Service (no virtual IP)"
             }
@@ -25,7 +25,7 @@ pub(super) fn judge_service_proxy(ev: &Evidence) -> Judgment {
             );
         }
     };
-    let live = live_endpoints(ev);
+    let live = &cx.live;
     let any_connected = live
         .iter()
         .any(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })));
@@ -33,7 +33,7 @@ pub(super) fn judge_service_proxy(ev: &Evidence) -> Judgment {
         && live
             .iter()
             .all(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Refused { .. })));
-    let node = source_node(ev).unwrap_or("the source node");
+    let node = cx.source_node().unwrap_or("the source node");
     let proxy_fix = vec![
         format!(
             "kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide --field-selector spec.nodeName={node}"

@@ -2,18 +2,17 @@
 
 use super::*;
 
-pub(super) fn judge_source(ev: &Evidence) -> Judgment {
-    match &ev.source {
+pub(super) fn judge_source(cx: &Context) -> Judgment {
+    match &cx.source {
         SourceFacts::Unknown(reason) => {
-            let fix = if reason.contains("forbidden") {
-                "kubectl auth can-i list pods --all-namespaces".to_string()
-            } else if reason.contains("kubeconfig") {
-                "kubectl config get-contexts".to_string()
-            } else {
-                "kubectl cluster-info".to_string()
-            };
+            let fix = match reason {
+                ToolFailure::Forbidden { .. } => "kubectl auth can-i list pods --all-namespaces",
+                ToolFailure::Config { .. } => "kubectl config get-contexts",
+                _ => "kubectl cluster-info",
+            }
+            .to_string();
             undetermined(
-                format!("could not read the source pod {}: {reason}", ev.from),
+                format!("could not read the source pod {}: {reason}", cx.from),
                 vec![],
                 vec![fix],
             )
@@ -65,17 +64,20 @@ pub(super) fn judge_source(ev: &Evidence) -> Judgment {
                 AgentFacts::NotAsked => undetermined(
                     format!("{key} Running on {node} but its agent was not asked"),
                     vec![],
-                    agent_pods_fix(ev),
+                    agent_pods_fix(cx),
                 ),
                 AgentFacts::Failed(reason) => {
-                    let fix = match &ev.agents {
-                        Some(at) if reason.contains("forbidden") || reason.contains("Forbidden") => {
+                    let fix = match (&cx.agents, reason) {
+                        (Some(at), ToolFailure::AgentForbidden { .. }) => {
                             vec![format!(
                                 "kubectl auth can-i create pods/portforward -n {}",
                                 at.namespace
                             )]
                         }
-                        _ => agent_pods_fix(ev),
+                        (Some(at), ToolFailure::Forbidden { .. }) => {
+                            vec![format!("kubectl auth can-i list pods -n {}", at.namespace)]
+                        }
+                        _ => agent_pods_fix(cx),
                     };
                     undetermined(
                         format!("cannot probe as {key} on {node}: {reason}"),
@@ -89,8 +91,8 @@ pub(super) fn judge_source(ev: &Evidence) -> Judgment {
 }
 
 /// Commands that show the agents where the check looked for them.
-pub(super) fn agent_pods_fix(ev: &Evidence) -> Vec<String> {
-    match &ev.agents {
+pub(super) fn agent_pods_fix(cx: &Context) -> Vec<String> {
+    match &cx.agents {
         Some(AgentPods { namespace, selector }) => vec![
             format!("kubectl -n {namespace} get pods -l {selector} -o wide"),
             format!("kubectl -n {namespace} get daemonsets"),

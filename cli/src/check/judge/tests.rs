@@ -10,6 +10,23 @@ use netdiag_proto::{
 
 use super::*;
 use crate::check::target::PortRef;
+use crate::cluster::endpoints::Conditions;
+use crate::policy::{PolicyRef, Protocol};
+
+fn forbidden(action: &str) -> ToolFailure {
+    ToolFailure::Forbidden {
+        action: action.into(),
+        message: "forbidden".into(),
+    }
+}
+
+fn agent_missing(node: &str) -> ToolFailure {
+    ToolFailure::AgentMissing {
+        node: node.into(),
+        namespace: "netdiag".into(),
+        selector: "app.kubernetes.io/name=netdiag-agent".into(),
+    }
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -27,10 +44,13 @@ fn pod(ns: &str, name: &str, node: &str, ip_: &str) -> PodFacts {
         ip: Some(ip(ip_)),
         ready: true,
         terminating: false,
-        container_ports: vec![ContainerPortFacts {
+        host_network: false,
+        container_ports: vec![ServingPort {
             name: Some("http".into()),
             port: 8080,
-            protocol: "TCP".into(),
+            protocol: Protocol::Tcp,
+            container: "app".into(),
+            sidecar: false,
         }],
         labels: BTreeMap::from([
             (
@@ -46,9 +66,12 @@ fn denied_side(why: &str, policy: &str, port: u16, protocol: &str) -> DeniedSide
     let (ns, name) = policy.split_once('/').unwrap();
     DeniedSide {
         why: why.into(),
-        policies: vec![(ns.into(), name.into())],
+        policies: vec![PolicyRef {
+            namespace: ns.into(),
+            name: name.into(),
+        }],
         port,
-        protocol: protocol.into(),
+        protocol: protocol.parse().unwrap(),
     }
 }
 
@@ -96,8 +119,8 @@ fn endpoint(p: PodFacts) -> EndpointFacts {
         ip: p.ip.unwrap(),
         port: Some(8080),
         pod: Some(p),
-        ready: true,
-        terminating: false,
+        slice: Some(NamespacedName::new("shop", "payments-abcde")),
+        conditions: Conditions::READY,
         tcp: connected(),
         listeners: Fact::Known(vec![listening("0.0.0.0", 8080)]),
         policy: allowed(),
@@ -153,7 +176,7 @@ fn cluster_dns() -> ClusterDnsFacts {
     ClusterDnsFacts {
         service_ip: Some(ip(DNS_VIP)),
         pods: vec![DnsPodFacts {
-            pod: "kube-system/coredns-0".into(),
+            pod: Some(NamespacedName::new("kube-system", "coredns-0")),
             ip: ip("10.244.1.2"),
             ready: true,
             direct: Fact::Known(DnsOutcome::Resolved {
@@ -175,7 +198,7 @@ fn payments_service() -> ServiceSpecFacts {
         ports: vec![ServicePortFacts {
             name: Some("http".into()),
             port: 80,
-            protocol: "TCP".into(),
+            protocol: Protocol::Tcp,
             target_port: PortRef::Name("http".into()),
         }],
         requested: PortRef::Number(80),
@@ -192,7 +215,7 @@ fn healthy() -> Evidence {
     let svc = payments_service();
     let endpoints = svc.selected_pods.iter().cloned().map(endpoint).collect();
     Evidence {
-        from: "shop/checkout".into(),
+        from: NamespacedName::new("shop", "checkout"),
         to: "svc/payments.shop:80".into(),
         destination: Destination::Service,
         timeout_ms: 1000,
@@ -207,7 +230,7 @@ fn healthy() -> Evidence {
             name: "payments.shop".into(),
             result: Fact::Known(dns_result("payments.shop", resolved_vip())),
             expected: vec![ip(VIP)],
-            service_guess: Some(("shop".into(), "payments".into())),
+            service_guess: Some(NamespacedName::new("shop", "payments")),
             same_name_elsewhere: vec![],
             names_in_namespace: vec!["payments".into(), "checkout".into()],
             cluster_dns: Fact::Known(cluster_dns()),
@@ -325,11 +348,11 @@ fn pending_source_pod_without_ip_fails_the_source_layer() {
 fn missing_agent_on_the_source_node_is_undetermined_never_a_network_layer() {
     let mut ev = healthy();
     if let SourceFacts::Found { agent, .. } = &mut ev.source {
-        *agent = AgentFacts::Failed("no running netdiag agent on node node-a".into());
+        *agent = AgentFacts::Failed(agent_missing("node-a"));
     }
     // The probes did not run.
     for e in endpoints_mut(&mut ev) {
-        e.tcp = Fact::Unknown("no agent".into());
+        e.tcp = Fact::Unknown(agent_missing("node-a"));
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
@@ -345,7 +368,7 @@ fn missing_agent_on_the_source_node_is_undetermined_never_a_network_layer() {
 #[test]
 fn unreadable_api_is_undetermined() {
     let mut ev = healthy();
-    ev.source = SourceFacts::Unknown("forbidden to list pods in all namespaces".into());
+    ev.source = SourceFacts::Unknown(forbidden("list pods in all namespaces"));
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert!(summary(&report, Layer::Source).contains("forbidden"));
@@ -357,7 +380,7 @@ fn nxdomain_for_a_typo_fails_dns_and_suggests_the_close_service_name() {
     let mut ev = healthy();
     let dns = dns_mut(&mut ev);
     dns.name = "paymnts.shop".into();
-    dns.service_guess = Some(("shop".into(), "paymnts".into()));
+    dns.service_guess = Some(NamespacedName::new("shop", "paymnts"));
     dns.result = Fact::Known(dns_result("paymnts.shop", DnsOutcome::Nxdomain));
     ev.service = ServiceFacts::Missing {
         namespace: "shop".into(),
@@ -391,7 +414,7 @@ fn short_name_from_web() -> Evidence {
     };
     let dns = dns_mut(&mut ev);
     dns.name = "payments".into();
-    dns.service_guess = Some(("web".into(), "payments".into()));
+    dns.service_guess = Some(NamespacedName::new("web", "payments"));
     dns.names_in_namespace = vec!["frontend".into()];
     dns.result = Fact::Known(dns_result("payments", DnsOutcome::Nxdomain));
     ev
@@ -400,7 +423,7 @@ fn short_name_from_web() -> Evidence {
 #[test]
 fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
     let mut ev = short_name_from_web();
-    dns_mut(&mut ev).same_name_elsewhere = vec!["shop/payments".into()];
+    dns_mut(&mut ev).same_name_elsewhere = vec![NamespacedName::new("shop", "payments")];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
     assert!(summary(&report, Layer::Dns).contains("short name used across namespaces"));
@@ -414,7 +437,10 @@ fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
 #[test]
 fn short_name_whose_service_exists_in_several_namespaces_names_each_of_them() {
     let mut ev = short_name_from_web();
-    dns_mut(&mut ev).same_name_elsewhere = vec!["billing/payments".into(), "shop/payments".into()];
+    dns_mut(&mut ev).same_name_elsewhere = vec![
+        NamespacedName::new("billing", "payments"),
+        NamespacedName::new("shop", "payments"),
+    ];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
     let s = summary(&report, Layer::Dns);
@@ -623,7 +649,7 @@ fn dns_blocked_by_policy_stays_the_one_failing_layer_when_the_service_has_no_rea
         };
     }
     for e in endpoints_mut(&mut ev) {
-        e.ready = false;
+        e.conditions.ready = false;
     }
     for p in &mut service_mut(&mut ev).selected_pods {
         p.ready = false;
@@ -647,7 +673,7 @@ fn dns_timeout_with_unevaluated_dns_egress_policy_is_undetermined_not_dns_down()
     if let Fact::Known(c) = &mut dns.cluster_dns {
         c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
         c.pods[0].egress_policy =
-            PolicyCheck::NotEvaluated("forbidden to list networkpolicies in all namespaces".into());
+            PolicyCheck::NotEvaluated(forbidden("list networkpolicies in all namespaces"));
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
@@ -681,7 +707,9 @@ fn dns_answer_that_is_not_the_service_address_fails_dns() {
 #[test]
 fn dns_probe_that_could_not_run_is_undetermined() {
     let mut ev = healthy();
-    dns_mut(&mut ev).result = Fact::Unknown("agent timed out".into());
+    dns_mut(&mut ev).result = Fact::Unknown(ToolFailure::Agent {
+        detail: "agent timed out".into(),
+    });
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert_eq!(step(&report, Layer::Dns).status, Status::Undetermined);
@@ -794,7 +822,7 @@ fn pods_selected_but_not_ready_fail_endpoints() {
         p.ready = false;
     }
     for e in endpoints_mut(&mut ev) {
-        e.ready = false;
+        e.conditions.ready = false;
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
@@ -810,7 +838,7 @@ fn pods_selected_but_not_ready_fail_endpoints() {
 #[test]
 fn partially_ready_endpoints_pass_and_list_the_unready_ones() {
     let mut ev = healthy();
-    endpoints_mut(&mut ev)[1].ready = false;
+    endpoints_mut(&mut ev)[1].conditions.ready = false;
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
     assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
@@ -862,14 +890,14 @@ fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_a
             egress: None,
             ingress: Some(DeniedSide {
                 why: "isolated".into(),
-                policies: vec![
-                    ("shop".into(), "a".into()),
-                    ("shop".into(), "b".into()),
-                    ("shop".into(), "c".into()),
-                    ("shop".into(), "d".into()),
-                ],
+                policies: ["a", "b", "c", "d"]
+                    .map(|name| PolicyRef {
+                        namespace: "shop".into(),
+                        name: name.into(),
+                    })
+                    .to_vec(),
                 port: 8080,
-                protocol: "TCP".into(),
+                protocol: Protocol::Tcp,
             }),
         };
         e.tcp = timeout();
@@ -944,7 +972,7 @@ fn policy_denying_a_flow_that_connects_is_reported_as_a_disagreement() {
 fn unevaluated_policy_with_timeouts_is_undetermined_not_pod_network() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.policy = PolicyCheck::NotEvaluated("forbidden to list networkpolicies".into());
+        e.policy = PolicyCheck::NotEvaluated(forbidden("list networkpolicies"));
         e.tcp = timeout();
     }
     let report = judge(&ev, 0);
@@ -1046,7 +1074,7 @@ fn refusal_with_unknown_listeners_is_still_the_application() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
         e.tcp = refused();
-        e.listeners = Fact::Unknown("no running netdiag agent on node node-b".into());
+        e.listeners = Fact::Unknown(agent_missing("node-b"));
     }
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
@@ -1137,7 +1165,7 @@ fn cluster_nxdomain_decides_even_when_the_bare_name_is_refused_upstream() {
     };
     let dns = dns_mut(&mut ev);
     dns.name = "paymnts.shop".into();
-    dns.service_guess = Some(("shop".into(), "paymnts".into()));
+    dns.service_guess = Some(NamespacedName::new("shop", "paymnts"));
     dns.result = Fact::Known(result);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
@@ -1155,7 +1183,7 @@ fn a_port_number_served_on_udp_and_tcp_is_checked_on_tcp() {
         .map(|protocol| ServicePortFacts {
             name: Some(protocol.to_lowercase()),
             port: 53,
-            protocol: protocol.into(),
+            protocol: protocol.parse().unwrap(),
             target_port: PortRef::Number(53),
         })
         .to_vec();
@@ -1169,7 +1197,9 @@ fn a_port_number_served_on_udp_and_tcp_is_checked_on_tcp() {
 fn a_port_that_is_not_probed_leaves_the_live_layers_undetermined_with_the_reason() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = Fact::Unknown("UDP port 53: netdiag probes TCP only".into());
+        e.tcp = Fact::Unknown(ToolFailure::NotProbed(
+            "UDP port 53: netdiag probes TCP only".into(),
+        ));
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
@@ -1180,9 +1210,10 @@ fn a_port_that_is_not_probed_leaves_the_live_layers_undetermined_with_the_reason
 fn forbidden_port_forward_to_the_agent_is_undetermined_and_points_at_rbac() {
     let mut ev = healthy();
     if let SourceFacts::Found { agent, .. } = &mut ev.source {
-        *agent = AgentFacts::Failed(
-            "failed to port-forward to agent pod netdiag/netdiag-agent-x: pods \"netdiag-agent-x\" is forbidden".into(),
-        );
+        *agent = AgentFacts::Failed(ToolFailure::AgentForbidden {
+            agent: "netdiag/netdiag-agent-x".into(),
+            detail: "pods \"netdiag-agent-x\" is forbidden".into(),
+        });
     }
     let report = judge(&ev, 0);
     assert_eq!(report.exit_code(), 3);
@@ -1200,7 +1231,7 @@ fn agent_fix_commands_look_where_the_check_looked_for_the_agents() {
         selector: "app=probe".into(),
     });
     if let SourceFacts::Found { agent, .. } = &mut ev.source {
-        *agent = AgentFacts::Failed("no running netdiag agent on node node-a".into());
+        *agent = AgentFacts::Failed(agent_missing("node-a"));
     }
     let report = judge(&ev, 0);
     assert_eq!(report.exit_code(), 3);
@@ -1210,5 +1241,81 @@ fn agent_fix_commands_look_where_the_check_looked_for_the_agents() {
             "kubectl -n ops get pods -l app=probe -o wide",
             "kubectl -n ops get daemonsets"
         ]
+    );
+}
+
+fn terminating(serving: bool) -> Conditions {
+    Conditions {
+        ready: false,
+        serving,
+        terminating: true,
+    }
+}
+
+#[test]
+fn only_serving_terminating_endpoints_carry_the_service_as_kube_proxy_falls_back_to_them() {
+    let mut ev = healthy();
+    for p in &mut service_mut(&mut ev).selected_pods {
+        p.terminating = true;
+    }
+    for e in endpoints_mut(&mut ev) {
+        e.conditions = terminating(true);
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+    let s = summary(&report, Layer::Endpoints);
+    assert!(
+        s.contains("0/2 ready") && s.contains("2 serving-but-terminating"),
+        "{s}"
+    );
+    assert!(summary(&report, Layer::Application).starts_with("2/2"));
+}
+
+#[test]
+fn terminating_endpoints_that_no_longer_serve_fail_endpoints() {
+    let mut ev = healthy();
+    for p in &mut service_mut(&mut ev).selected_pods {
+        p.terminating = true;
+        p.ready = false;
+    }
+    for e in endpoints_mut(&mut ev) {
+        e.conditions = terminating(false);
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Endpoints);
+    assert!(summary(&report, Layer::Endpoints).contains("all terminating"));
+}
+
+#[test]
+fn ready_endpoints_are_used_and_serving_terminating_ones_are_not_probed_targets() {
+    let mut ev = healthy();
+    let list = endpoints_mut(&mut ev);
+    list[1].conditions = terminating(true);
+    list[1].tcp = refused();
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+    assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
+}
+
+#[test]
+fn a_named_target_port_declared_only_by_a_native_sidecar_resolves() {
+    let mut ev = healthy();
+    for p in &mut service_mut(&mut ev).selected_pods {
+        p.container_ports = vec![ServingPort {
+            name: Some("http".into()),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            container: "proxy".into(),
+            sidecar: true,
+        }];
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+    assert!(summary(&report, Layer::Service).contains("targetPort http (8080) on 2 selected pods"));
+    assert!(
+        step(&report, Layer::Service)
+            .evidence
+            .iter()
+            .any(|e| e.contains("native sidecar container proxy"))
     );
 }

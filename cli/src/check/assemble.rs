@@ -1,0 +1,294 @@
+//! The pure assembly: the plan's static facts, the agents' replies and NetworkPolicy's answers
+//! become the [`Evidence`] the judge decides on. Each fact is built once, from its own probe's
+//! result; a probe that was not run is an unknown fact saying why.
+
+use std::net::IpAddr;
+
+use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome};
+
+use super::evidence::*;
+use super::plan::{CheckPlan, CheckRequest, DnsPlan, EndpointTarget, ProbeKey, live_targets};
+use super::probe::Replies;
+use super::snapshot::Snapshot;
+use crate::policy::{DirectionVerdict, Flow, FlowVerdict, Peer, PolicyIndex, Protocol};
+
+/// Builds the evidence of one check.
+pub fn assemble(
+    snap: &Snapshot,
+    request: &CheckRequest,
+    plan: CheckPlan,
+    replies: &Replies,
+    agents: Option<AgentPods>,
+) -> Evidence {
+    let policy = PolicyEvaluation::new(snap, &plan.source);
+    let source = source(plan.source.clone(), &plan, replies);
+    let dest = &plan.destination;
+    let live: Vec<&EndpointTarget> = live_targets(dest);
+    let endpoints = match (&dest.missing_pod, &dest.endpoints) {
+        (Some(pod), _) => EndpointsFacts::TargetPodMissing {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+        },
+        (None, Fact::Unknown(failure)) => EndpointsFacts::Unknown(failure.clone()),
+        (None, Fact::Known(list)) => EndpointsFacts::Known(
+            list.iter()
+                .map(|e| {
+                    let probed = live.contains(&e);
+                    endpoint(
+                        e,
+                        probed,
+                        dest.not_probed.as_deref(),
+                        replies,
+                        &policy,
+                        &request.from,
+                    )
+                })
+                .collect(),
+        ),
+    };
+    let cluster_ip = dest.cluster_ip.map(|(ip, port)| ClusterIpFacts {
+        ip,
+        port,
+        tcp: tcp_fact(replies, ProbeKey::ClusterIp, dest.not_probed.as_deref()),
+    });
+    let dns = plan
+        .dns
+        .as_ref()
+        .map(|d| dns(d, &dest.expected_dns, replies, &policy, &request.from));
+    Evidence {
+        from: request.from.clone(),
+        to: request.to_text.clone(),
+        destination: dest.destination,
+        timeout_ms: request.timeout_ms(),
+        source,
+        dns,
+        service: dest.service.clone(),
+        endpoints,
+        cluster_ip,
+        agents,
+    }
+}
+
+/// The source facts with how asking its agent went.
+fn source(mut source: SourceFacts, plan: &CheckPlan, replies: &Replies) -> SourceFacts {
+    let at = plan.probe_source().map(|(node, ip)| (node.to_string(), ip));
+    if let SourceFacts::Found { agent, .. } = &mut source
+        && let Some(reply) = at.and_then(|at| replies.agents.get(&at))
+    {
+        *agent = match reply {
+            Ok((agent_pod, netns)) => AgentFacts::Answered {
+                agent_pod: agent_pod.clone(),
+                netns: netns.clone(),
+            },
+            Err(failure) => AgentFacts::Failed(failure.clone()),
+        };
+    }
+    source
+}
+
+fn not_run(key: ProbeKey, not_probed: Option<&str>) -> ToolFailure {
+    ToolFailure::NotProbed(match (key, not_probed) {
+        (_, Some(why)) => why.to_string(),
+        _ => "not probed".to_string(),
+    })
+}
+
+fn tcp_fact(replies: &Replies, key: ProbeKey, not_probed: Option<&str>) -> Fact<TcpOutcome> {
+    match replies.result(key) {
+        Some(Ok(ProbeResult::Tcp(t))) => Fact::Known(t.outcome.clone()),
+        Some(Ok(other)) => Fact::Unknown(unexpected(other, "tcp")),
+        Some(Err(failure)) => Fact::Unknown(failure.clone()),
+        None => Fact::Unknown(not_run(key, not_probed)),
+    }
+}
+
+fn listeners_fact(replies: &Replies, ip: IpAddr, node: Option<&str>) -> Fact<Vec<ListeningSocket>> {
+    let key = ProbeKey::Listeners(ip);
+    match replies.result(key) {
+        Some(Ok(ProbeResult::Listeners(l))) => match &l.error {
+            Some(err) => Fact::Unknown(ToolFailure::Agent {
+                detail: format!(
+                    "the agent on {} could not read the sockets: {err}",
+                    node.unwrap_or("the node")
+                ),
+            }),
+            None => Fact::Known(l.sockets.clone()),
+        },
+        Some(Ok(other)) => Fact::Unknown(unexpected(other, "listeners")),
+        Some(Err(failure)) => Fact::Unknown(failure.clone()),
+        None => Fact::Unknown(not_run(key, None)),
+    }
+}
+
+fn unexpected(result: &ProbeResult, asked: &str) -> ToolFailure {
+    let kind = match result {
+        ProbeResult::Dns(_) => "dns",
+        ProbeResult::Tcp(_) => "tcp",
+        ProbeResult::Listeners(_) => "listeners",
+        ProbeResult::Interfaces(_) => "interfaces",
+    };
+    ToolFailure::Agent {
+        detail: format!("the agent answered a {kind} result to a {asked} probe"),
+    }
+}
+
+fn endpoint(
+    e: &EndpointTarget,
+    probed: bool,
+    not_probed: Option<&str>,
+    replies: &Replies,
+    policy: &PolicyEvaluation,
+    from: &NamespacedName,
+) -> EndpointFacts {
+    let (tcp, listeners) = match (probed, e.port) {
+        (true, Some(port)) => (
+            tcp_fact(replies, ProbeKey::Endpoint(e.ip, port), not_probed),
+            listeners_fact(replies, e.ip, e.pod.as_ref().and_then(|p| p.node.as_deref())),
+        ),
+        _ => (
+            Fact::Unknown(not_run(ProbeKey::Netns, not_probed)),
+            Fact::Unknown(not_run(ProbeKey::Netns, None)),
+        ),
+    };
+    let peer = match &e.pod {
+        Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
+        None => Peer::Ip(e.ip),
+    };
+    let policy = match e.port {
+        Some(port) => policy.check(from, peer, port, Protocol::Tcp),
+        None => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
+            "the destination port did not resolve".into(),
+        )),
+    };
+    EndpointFacts {
+        ip: e.ip,
+        port: e.port,
+        pod: e.pod.clone(),
+        slice: e.slice.clone(),
+        conditions: e.conditions,
+        tcp,
+        listeners,
+        policy,
+    }
+}
+
+fn dns(
+    plan: &DnsPlan,
+    expected: &[IpAddr],
+    replies: &Replies,
+    policy: &PolicyEvaluation,
+    from: &NamespacedName,
+) -> DnsFacts {
+    let result = match replies.result(ProbeKey::Resolve) {
+        Some(Ok(ProbeResult::Dns(r))) => Fact::Known(r.clone()),
+        Some(Ok(other)) => Fact::Unknown(unexpected(other, "dns")),
+        Some(Err(failure)) => Fact::Unknown(failure.clone()),
+        None => Fact::Unknown(not_run(ProbeKey::Resolve, None)),
+    };
+    let cluster_dns = match (&plan.dns_service_ip, &plan.servers) {
+        (Fact::Unknown(failure), _) | (_, Fact::Unknown(failure)) => Fact::Unknown(failure.clone()),
+        (Fact::Known(service_ip), Fact::Known(servers)) => Fact::Known(ClusterDnsFacts {
+            service_ip: *service_ip,
+            pods: servers
+                .iter()
+                .map(|s| DnsPodFacts {
+                    pod: s.pod.clone(),
+                    ip: s.ip,
+                    ready: s.in_service,
+                    direct: match replies.result(ProbeKey::DirectDns(s.ip)) {
+                        Some(Ok(ProbeResult::Dns(r))) => Fact::Known(r.answer.outcome.clone()),
+                        Some(Ok(other)) => Fact::Unknown(unexpected(other, "dns")),
+                        Some(Err(failure)) => Fact::Unknown(failure.clone()),
+                        None => Fact::Unknown(not_run(ProbeKey::DirectDns(s.ip), None)),
+                    },
+                    egress_policy: {
+                        let to = match &s.pod {
+                            Some(pod) => Peer::pod(pod.namespace.clone(), pod.name.clone()),
+                            None => Peer::Ip(s.ip),
+                        };
+                        policy.check(from, to, 53, Protocol::Udp)
+                    },
+                })
+                .collect(),
+        }),
+    };
+    DnsFacts {
+        name: plan.name.clone(),
+        result,
+        expected: expected.to_vec(),
+        service_guess: plan.service_guess.clone(),
+        same_name_elsewhere: plan.same_name_elsewhere.clone(),
+        names_in_namespace: plan.names_in_namespace.clone(),
+        cluster_dns,
+    }
+}
+
+/// NetworkPolicy over the snapshot, evaluated only when the source pod was found.
+enum PolicyEvaluation {
+    Index(Box<PolicyIndex>),
+    Unavailable(ToolFailure),
+    NoSource,
+}
+
+impl PolicyEvaluation {
+    fn new(snap: &Snapshot, source: &SourceFacts) -> Self {
+        if !matches!(source, SourceFacts::Found { .. }) {
+            return PolicyEvaluation::NoSource;
+        }
+        match (&snap.namespaces, &snap.pods, &snap.policies) {
+            (Fact::Known(ns), Fact::Known(pods), Fact::Known(pols)) => {
+                PolicyEvaluation::Index(Box::new(PolicyIndex::new(ns, pods, pols)))
+            }
+            (Fact::Unknown(f), _, _) | (_, Fact::Unknown(f), _) | (_, _, Fact::Unknown(f)) => {
+                PolicyEvaluation::Unavailable(f.clone())
+            }
+        }
+    }
+
+    fn check(&self, from: &NamespacedName, to: Peer, port: u16, protocol: Protocol) -> PolicyCheck {
+        let index = match self {
+            PolicyEvaluation::Index(index) => index,
+            PolicyEvaluation::Unavailable(failure) => return PolicyCheck::NotEvaluated(failure.clone()),
+            PolicyEvaluation::NoSource => {
+                return PolicyCheck::NotEvaluated(ToolFailure::NotProbed("not probed".into()));
+            }
+        };
+        let flow = Flow {
+            from: Peer::pod(from.namespace.clone(), from.name.clone()),
+            to,
+            port,
+            protocol,
+        };
+        match index.evaluate(&flow) {
+            Ok(verdict) if verdict.allowed => PolicyCheck::Allowed {
+                detail: verdict.explain(),
+            },
+            Ok(verdict) => denied(&verdict),
+            Err(err) => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(err.to_string())),
+        }
+    }
+}
+
+/// The denying sides of a flow, naming the policies that isolate each.
+pub fn denied(v: &FlowVerdict) -> PolicyCheck {
+    let side = |d: &DirectionVerdict, subject: &Peer, what: String| {
+        (d.applies && !d.allowed).then(|| {
+            let by: Vec<String> = d.isolating_policies.iter().map(ToString::to_string).collect();
+            DeniedSide {
+                why: format!(
+                    "{subject} is isolated by {}; no rule allows {what} on {}/{}",
+                    by.join(", "),
+                    v.port,
+                    v.protocol
+                ),
+                policies: d.isolating_policies.clone(),
+                port: v.port,
+                protocol: v.protocol,
+            }
+        })
+    };
+    PolicyCheck::Denied {
+        egress: side(&v.egress, &v.from, format!("to {}", v.to)),
+        ingress: side(&v.ingress, &v.to, format!("from {}", v.from)),
+    }
+}

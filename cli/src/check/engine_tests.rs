@@ -1,0 +1,306 @@
+//! The engine end to end over a snapshot built by hand and a fake agent transport: execution
+//! groups the plan into one request per namespace, assembly puts each reply where it belongs,
+//! and the judge reads the result. No API server, no root.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use netdiag_proto::{
+    AgentIdentity, DnsAnswer, DnsOutcome, DnsResult, ListenersResult, ListeningSocket, Probe, ProbeReport,
+    ProbeRequest, ProbeResult, ProbeSource, RecordType, ResolvConfSummary, ResolvedNetns, TcpOutcome,
+    TcpResult, Transport,
+};
+use serde_json::json;
+
+use super::evidence::*;
+use super::report::{Layer, Verdict};
+use super::snapshot::Snapshot;
+use super::*;
+use crate::cluster::NamespacedName;
+
+/// Answers like agents would: each node's TCP outcome per destination IP, DNS answers per name.
+#[derive(Default)]
+struct FakeAgents {
+    tcp: BTreeMap<IpAddr, TcpOutcome>,
+    resolves_to: Vec<IpAddr>,
+    listening: Vec<(IpAddr, u16)>,
+    missing_on: Vec<String>,
+    requests: Mutex<Vec<(String, ProbeRequest)>>,
+}
+
+impl FakeAgents {
+    fn answer(&self, probe: &Probe) -> ProbeResult {
+        match probe {
+            Probe::Tcp(t) => ProbeResult::Tcp(TcpResult {
+                ip: t.ip,
+                port: t.port,
+                timeout_ms: t.timeout_ms,
+                outcome: self
+                    .tcp
+                    .get(&t.ip)
+                    .cloned()
+                    .unwrap_or(TcpOutcome::Connected { rtt_us: 100 }),
+            }),
+            Probe::Dns(d) => ProbeResult::Dns(DnsResult {
+                name: d.name.clone(),
+                record_type: RecordType::A,
+                resolv_conf: ResolvConfSummary {
+                    path: "/proc/7/root/etc/resolv.conf".into(),
+                    nameservers: vec!["10.96.0.10:53".parse().unwrap()],
+                    search: vec![],
+                    ndots: 5,
+                },
+                candidates: vec![],
+                answer: DnsAnswer {
+                    name: Some(d.name.clone()),
+                    outcome: DnsOutcome::Resolved {
+                        addresses: self.resolves_to.clone(),
+                        ttl: 30,
+                    },
+                },
+            }),
+            Probe::Listeners => ProbeResult::Listeners(ListenersResult {
+                sockets: self
+                    .listening
+                    .iter()
+                    .map(|(ip, port)| ListeningSocket {
+                        protocol: Transport::Tcp,
+                        local_ip: *ip,
+                        local_port: *port,
+                        inode: 1,
+                    })
+                    .collect(),
+                error: None,
+            }),
+            other => panic!("the check never sends {other:?}"),
+        }
+    }
+}
+
+impl AgentTransport for FakeAgents {
+    async fn probe(
+        &self,
+        node: &str,
+        request: &ProbeRequest,
+        _: Duration,
+    ) -> Result<AgentReply, ToolFailure> {
+        self.requests
+            .lock()
+            .unwrap()
+            .push((node.to_string(), request.clone()));
+        if self.missing_on.iter().any(|n| n == node) {
+            return Err(ToolFailure::AgentMissing {
+                node: node.into(),
+                namespace: "netdiag".into(),
+                selector: "app=agent".into(),
+            });
+        }
+        let ProbeSource::PodIp { ip } = request.source else {
+            panic!("the check finds namespaces by pod IP");
+        };
+        Ok(AgentReply {
+            agent: format!("netdiag/agent-{node}"),
+            report: ProbeReport {
+                agent: AgentIdentity {
+                    node: node.into(),
+                    version: "test".into(),
+                    pod: None,
+                },
+                netns: ResolvedNetns {
+                    inode: 1,
+                    path: format!("netns of {ip}"),
+                    pid: None,
+                },
+                results: request.probes.iter().map(|p| self.answer(p)).collect(),
+            },
+        })
+    }
+
+    fn location(&self) -> Option<AgentPods> {
+        Some(AgentPods {
+            namespace: "netdiag".into(),
+            selector: "app=agent".into(),
+        })
+    }
+}
+
+fn list<T: serde::de::DeserializeOwned>(items: serde_json::Value) -> Vec<T> {
+    serde_json::from_value(items).unwrap()
+}
+
+fn snapshot() -> Snapshot {
+    let pod = |name: &str, node: &str, ip: &str, app: &str| {
+        json!({"metadata": {"namespace": "shop", "name": name, "labels": {"app": app}},
+               "spec": {"nodeName": node, "containers": [{"name": "app",
+                        "ports": [{"name": "http", "containerPort": 8080}]}]},
+               "status": {"phase": "Running", "podIP": ip,
+                          "conditions": [{"type": "Ready", "status": "True"}]}})
+    };
+    Snapshot {
+        pods: Fact::Known(list(json!([
+            pod("checkout", "node-a", "10.244.1.2", "checkout"),
+            pod("payments-0", "node-b", "10.244.2.2", "payments"),
+            pod("payments-1", "node-b", "10.244.2.3", "payments"),
+        ]))),
+        services: Fact::Known(list(json!([{
+            "metadata": {"namespace": "shop", "name": "payments"},
+            "spec": {"clusterIP": "10.96.1.1", "selector": {"app": "payments"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}]))),
+        slices: Fact::Known(list(json!([{
+            "metadata": {"namespace": "shop", "name": "payments-x",
+                         "labels": {"kubernetes.io/service-name": "payments"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.244.2.2"], "targetRef": {"kind": "Pod", "name": "payments-0"}},
+                {"addresses": ["10.244.2.3"], "targetRef": {"kind": "Pod", "name": "payments-1"}}]}]))),
+        namespaces: Fact::Known(list(json!([{"metadata": {"name": "shop"}}]))),
+        policies: Fact::Known(vec![]),
+    }
+}
+
+fn request(to: &str) -> CheckRequest {
+    CheckRequest {
+        from: NamespacedName::new("shop", "checkout"),
+        target: to.parse().unwrap(),
+        target_namespace: "shop".into(),
+        to_text: to.into(),
+        timeout: Duration::from_secs(1),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn listening_everywhere() -> FakeAgents {
+    FakeAgents {
+        resolves_to: vec![ip("10.96.1.1")],
+        listening: vec![(ip("0.0.0.0"), 8080)],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn every_reply_lands_on_its_own_fact_and_a_healthy_service_is_reachable() {
+    let agents = listening_everywhere();
+    let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    assert!(matches!(
+        &ev.source,
+        SourceFacts::Found { agent: AgentFacts::Answered { agent_pod, .. }, .. } if agent_pod == "netdiag/agent-node-a"
+    ));
+    let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
+        panic!("{:?}", ev.endpoints)
+    };
+    assert_eq!(endpoints.len(), 2);
+    for e in endpoints {
+        assert!(
+            matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })),
+            "{e:?}"
+        );
+        assert!(matches!(&e.listeners, Fact::Known(l) if l.len() == 1), "{e:?}");
+        assert!(matches!(e.policy, PolicyCheck::Allowed { .. }), "{e:?}");
+    }
+    let report = judge::judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+}
+
+#[tokio::test]
+async fn one_request_goes_to_each_namespace_the_plan_probes_in() {
+    let agents = listening_everywhere();
+    collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    let mut asked: Vec<(String, String)> = agents
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(node, r)| (node.clone(), format!("{:?}", r.source)))
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            ("node-a".to_string(), "PodIp { ip: 10.244.1.2 }".to_string()),
+            ("node-b".to_string(), "PodIp { ip: 10.244.2.2 }".to_string()),
+            ("node-b".to_string(), "PodIp { ip: 10.244.2.3 }".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_failing_endpoint_keeps_its_own_outcome() {
+    let mut agents = listening_everywhere();
+    agents
+        .tcp
+        .insert(ip("10.244.2.3"), TcpOutcome::Refused { rtt_us: 80 });
+    let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
+        panic!()
+    };
+    let outcome = |addr: &str| endpoints.iter().find(|e| e.ip == ip(addr)).map(|e| e.tcp.clone());
+    assert!(matches!(
+        outcome("10.244.2.2"),
+        Some(Fact::Known(TcpOutcome::Connected { .. }))
+    ));
+    assert!(matches!(
+        outcome("10.244.2.3"),
+        Some(Fact::Known(TcpOutcome::Refused { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn a_missing_source_agent_makes_every_source_probe_unknown_with_that_failure() {
+    let agents = FakeAgents {
+        missing_on: vec!["node-a".into()],
+        ..listening_everywhere()
+    };
+    let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    let missing = |f: &ToolFailure| matches!(f, ToolFailure::AgentMissing { node, .. } if node == "node-a");
+    assert!(matches!(&ev.source, SourceFacts::Found { agent: AgentFacts::Failed(f), .. } if missing(f)));
+    assert!(matches!(&ev.cluster_ip, Some(c) if matches!(&c.tcp, Fact::Unknown(f) if missing(f))));
+    let report = judge::judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(report.steps[0].layer, Layer::Source);
+}
+
+#[tokio::test]
+async fn a_name_outside_the_cluster_is_followed_to_the_pod_it_resolves_to() {
+    let agents = FakeAgents {
+        resolves_to: vec![ip("10.244.2.3")],
+        ..listening_everywhere()
+    };
+    let ev = collect(&snapshot(), &agents, &request("payments.example.internal:8080")).await;
+    assert_eq!(ev.destination, Destination::Pod);
+    let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
+        panic!()
+    };
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(
+        endpoints[0].pod.as_ref().map(|p| p.name.as_str()),
+        Some("payments-1")
+    );
+    assert!(matches!(
+        endpoints[0].tcp,
+        Fact::Known(TcpOutcome::Connected { .. })
+    ));
+}
+
+#[tokio::test]
+async fn unreadable_policies_leave_each_flow_not_evaluated_with_the_failed_read() {
+    let mut snap = snapshot();
+    let failure = ToolFailure::Forbidden {
+        action: "list networkpolicies in all namespaces".into(),
+        message: "no".into(),
+    };
+    snap.policies = Fact::Unknown(failure.clone());
+    let ev = collect(&snap, &listening_everywhere(), &request("svc/payments:80")).await;
+    let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
+        panic!()
+    };
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e.policy == PolicyCheck::NotEvaluated(failure.clone()))
+    );
+}

@@ -1,0 +1,651 @@
+//! The pure planner: from the [`Snapshot`] and the [`CheckRequest`], what the target is in
+//! cluster terms (the static facts) and which probes which agent must run to judge it.
+//!
+//! No I/O: `probe` executes the plan, `assemble` turns plan and replies into evidence.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::core::{Selector, SelectorExt};
+use netdiag_proto::{DnsProbe, NameserverAddr, Probe, RecordType, TcpProbe};
+
+use super::evidence::*;
+use super::snapshot::Snapshot;
+use super::target::Target;
+use crate::cluster::endpoints::{self, Conditions};
+use crate::cluster::pods::{primary_ip, read_pod};
+use crate::cluster::{CLUSTER_DOMAIN, NamespacedName};
+use crate::policy::Protocol;
+
+/// Name of the query sent straight to each DNS pod: always answerable by a live cluster DNS.
+pub const DNS_LIVENESS_NAME: &str = "kube-dns.kube-system.svc.cluster.local.";
+
+/// What to check, with every default already applied.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    pub from: NamespacedName,
+    pub target: Target,
+    /// Namespace of a `svc/`/`pod/` target that names none.
+    pub target_namespace: String,
+    /// `--to` as typed.
+    pub to_text: String,
+    /// Per-probe timeout.
+    pub timeout: Duration,
+}
+
+impl CheckRequest {
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout.as_millis().max(1) as u64
+    }
+
+    /// A lookup that meets a silent server asks two queries (the first search candidate, then the
+    /// name as given) before giving up: each gets half the budget, so DNS costs one timeout too.
+    fn dns_timeout_ms(&self) -> u64 {
+        (self.timeout_ms() / 2).max(1)
+    }
+}
+
+/// What a probe's result is evidence of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeKey {
+    /// The target name, resolved as the source pod's libc would.
+    Resolve,
+    /// The liveness name asked of one DNS pod directly.
+    DirectDns(IpAddr),
+    ClusterIp,
+    /// TCP from the source to one destination address.
+    Endpoint(IpAddr, u16),
+    /// The listening sockets of the destination pod with this IP.
+    Listeners(IpAddr),
+    /// Nothing else to probe: confirms the agent finds the source pod's netns.
+    Netns,
+}
+
+/// One probe, and the pod whose network namespace it runs in (on that pod's node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedProbe {
+    pub key: ProbeKey,
+    pub node: String,
+    /// The pod IP the agent finds the namespace by.
+    pub netns_ip: IpAddr,
+    pub probe: Probe,
+}
+
+/// A destination address before probing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointTarget {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+    pub pod: Option<PodFacts>,
+    pub slice: Option<NamespacedName>,
+    pub conditions: Conditions,
+}
+
+/// The destination in cluster terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationPlan {
+    pub destination: Destination,
+    pub service: ServiceFacts,
+    pub endpoints: Fact<Vec<EndpointTarget>>,
+    /// A target pod that does not exist.
+    pub missing_pod: Option<NamespacedName>,
+    /// The virtual IP and port, when the Service has one.
+    pub cluster_ip: Option<(IpAddr, u16)>,
+    /// Why the live layers are not probed (a UDP/SCTP port), when they are not.
+    pub not_probed: Option<String>,
+    pub expected_dns: Vec<IpAddr>,
+}
+
+/// A cluster DNS server endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsServerTarget {
+    pub pod: Option<NamespacedName>,
+    pub ip: IpAddr,
+    pub in_service: bool,
+}
+
+/// The name to resolve and what the API says about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsPlan {
+    pub name: String,
+    pub service_guess: Option<NamespacedName>,
+    pub same_name_elsewhere: Vec<NamespacedName>,
+    pub names_in_namespace: Vec<String>,
+    pub dns_service_ip: Fact<Option<IpAddr>>,
+    pub servers: Fact<Vec<DnsServerTarget>>,
+}
+
+/// Everything the check knows before probing, and the probes to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckPlan {
+    pub source: SourceFacts,
+    pub dns: Option<DnsPlan>,
+    pub destination: DestinationPlan,
+    pub probes: Vec<PlannedProbe>,
+    /// A `HOST:PORT` name the API ties to no Service: once it resolves, plan the address it
+    /// resolved to ([`follow_resolved`]).
+    pub follow_dns: bool,
+}
+
+impl CheckPlan {
+    /// The source pod's node and IP, when it runs and can be probed from.
+    pub fn probe_source(&self) -> Option<(&str, IpAddr)> {
+        match &self.source {
+            SourceFacts::Found { pod, .. } if pod.phase == "Running" => Some((pod.node.as_deref()?, pod.ip?)),
+            _ => None,
+        }
+    }
+}
+
+/// Plans the check: the static facts and the probes, all from the snapshot.
+pub fn plan(snap: &Snapshot, request: &CheckRequest) -> CheckPlan {
+    let source = source_facts(snap, &request.from);
+    let (dns_name, key) = destination_key(snap, request);
+    let follow_dns = key.is_none();
+    let destination = plan_destination(snap, key.unwrap_or(DestKey::Nothing));
+    let dns = dns_name.map(|name| plan_dns(snap, request, name));
+    let mut plan = CheckPlan {
+        source,
+        dns,
+        destination,
+        probes: vec![],
+        follow_dns,
+    };
+    plan.probes = probes(&plan, request);
+    plan
+}
+
+/// The second pass of a `HOST:PORT` check: the destination is the address the name resolved
+/// to (a Service's ClusterIP, a pod, or an outside address), with its probes.
+pub fn follow_resolved(
+    snap: &Snapshot,
+    request: &CheckRequest,
+    first: &CheckPlan,
+    resolved: IpAddr,
+) -> Option<(DestinationPlan, Vec<PlannedProbe>)> {
+    let Target::Host { port, .. } = &request.target else {
+        return None;
+    };
+    let destination = plan_destination(
+        snap,
+        DestKey::Address {
+            ip: resolved,
+            port: *port,
+        },
+    );
+    let (node, ip) = first.probe_source()?;
+    let probes = destination_probes(&destination, request, node, ip);
+    Some((destination, probes))
+}
+
+fn source_facts(snap: &Snapshot, from: &NamespacedName) -> SourceFacts {
+    let pods = match &snap.pods {
+        Fact::Unknown(failure) => return SourceFacts::Unknown(failure.clone()),
+        Fact::Known(pods) => pods,
+    };
+    match pods.iter().find(|p| from.is(*p)) {
+        Some(pod) => SourceFacts::Found {
+            pod: read_pod(pod),
+            agent: AgentFacts::NotAsked,
+        },
+        None => SourceFacts::Missing {
+            namespace: from.namespace.clone(),
+            name: from.name.clone(),
+            elsewhere: pods
+                .iter()
+                .filter(|p| p.metadata.name.as_deref() == Some(from.name.as_str()))
+                .map(|p| p.metadata.namespace.clone().unwrap_or_default())
+                .collect(),
+        },
+    }
+}
+
+/// What the target is, in cluster terms, before probing.
+#[derive(Debug, Clone)]
+enum DestKey {
+    Service(NamespacedName, PortRef),
+    Pod(NamespacedName, PortRef),
+    Address {
+        ip: IpAddr,
+        port: u16,
+    },
+    /// A name that designates no Service: nothing to probe until it resolves.
+    Nothing,
+}
+
+/// The name to resolve (if any) and what the target designates (`None` until a name resolves).
+fn destination_key(snap: &Snapshot, request: &CheckRequest) -> (Option<String>, Option<DestKey>) {
+    let ns = |given: &Option<String>| given.clone().unwrap_or_else(|| request.target_namespace.clone());
+    match &request.target {
+        Target::Service {
+            name,
+            namespace,
+            port,
+        } => {
+            let key = NamespacedName::new(ns(namespace), name.clone());
+            (
+                Some(format!("{}.{}", key.name, key.namespace)),
+                Some(DestKey::Service(key, port.clone())),
+            )
+        }
+        Target::Pod {
+            name,
+            namespace,
+            port,
+        } => (
+            None,
+            Some(DestKey::Pod(
+                NamespacedName::new(ns(namespace), name.clone()),
+                port.clone(),
+            )),
+        ),
+        Target::Ip { ip, port } => (None, Some(DestKey::Address { ip: *ip, port: *port })),
+        Target::Host { host, port } => {
+            let key = service_guess(host, &request.from.namespace)
+                .filter(|svc| find_service(snap.services(), svc).is_some())
+                .map(|svc| DestKey::Service(svc, PortRef::Number(*port)));
+            (Some(host.clone()), key)
+        }
+    }
+}
+
+/// The Service a DNS name designates under the cluster's naming rules, seen from `source_ns`.
+pub fn service_guess(host: &str, source_ns: &str) -> Option<NamespacedName> {
+    let host = host.trim_end_matches('.');
+    let labels: Vec<&str> = host.split('.').collect();
+    let cluster_suffix: Vec<&str> = CLUSTER_DOMAIN.split('.').collect();
+    match labels.as_slice() {
+        [name] => Some(NamespacedName::new(source_ns, *name)),
+        [name, ns] | [name, ns, "svc"] => Some(NamespacedName::new(*ns, *name)),
+        [name, ns, "svc", rest @ ..] if rest == cluster_suffix.as_slice() => {
+            Some(NamespacedName::new(*ns, *name))
+        }
+        _ => None,
+    }
+}
+
+fn find_service<'a>(services: &'a [Service], key: &NamespacedName) -> Option<&'a Service> {
+    services.iter().find(|s| key.is(*s))
+}
+
+fn service_cluster_ip(svc: &Service) -> Option<IpAddr> {
+    svc.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()
+}
+
+fn plan_destination(snap: &Snapshot, key: DestKey) -> DestinationPlan {
+    match key {
+        DestKey::Nothing => external(Fact::Known(vec![])),
+        DestKey::Address { ip, port } => plan_address(snap, ip, port),
+        DestKey::Pod(key, port) => plan_pod(snap, key, port),
+        DestKey::Service(key, port) => plan_service(snap, key, port),
+    }
+}
+
+fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
+    DestinationPlan {
+        destination: Destination::External,
+        service: ServiceFacts::NotApplicable,
+        endpoints,
+        missing_pod: None,
+        cluster_ip: None,
+        not_probed: None,
+        expected_dns: vec![],
+    }
+}
+
+/// An address is a Service's ClusterIP, a pod's IP, or outside the cluster's objects.
+fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
+    if let Some(svc) = snap.services().iter().find(|s| service_cluster_ip(s) == Some(ip)) {
+        return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port));
+    }
+    let pod = snap.pods().iter().find(|p| {
+        primary_ip(p) == Some(ip) && !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    });
+    if let Some(pod) = pod {
+        return plan_pod(snap, NamespacedName::of(pod), PortRef::Number(port));
+    }
+    external(Fact::Known(vec![EndpointTarget {
+        ip,
+        port: Some(port),
+        pod: None,
+        slice: None,
+        conditions: Conditions::READY,
+    }]))
+}
+
+fn plan_pod(snap: &Snapshot, key: NamespacedName, port: PortRef) -> DestinationPlan {
+    let mut plan = external(Fact::Known(vec![]));
+    plan.destination = Destination::Pod;
+    match &snap.pods {
+        Fact::Unknown(failure) => plan.endpoints = Fact::Unknown(failure.clone()),
+        Fact::Known(pods) => match pods.iter().find(|p| key.is(*p)) {
+            None => plan.missing_pod = Some(key),
+            Some(pod) => {
+                let facts = read_pod(pod);
+                if let Some(ip) = facts.ip {
+                    let conditions = Conditions {
+                        ready: facts.ready && !facts.terminating,
+                        serving: facts.ready,
+                        terminating: facts.terminating,
+                    };
+                    plan.endpoints = Fact::Known(vec![EndpointTarget {
+                        ip,
+                        port: facts.resolve_port(&port, Protocol::Tcp),
+                        pod: Some(facts),
+                        slice: None,
+                        conditions,
+                    }]);
+                }
+            }
+        },
+    }
+    plan
+}
+
+fn service_ports(svc: &Service) -> Vec<ServicePortFacts> {
+    svc.spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = u16::try_from(p.port).ok()?;
+            let target_port = match &p.target_port {
+                Some(IntOrString::Int(n)) => PortRef::Number(u16::try_from(*n).ok()?),
+                Some(IntOrString::String(s)) => match s.parse::<u16>() {
+                    Ok(n) => PortRef::Number(n),
+                    Err(_) => PortRef::Name(s.clone()),
+                },
+                None => PortRef::Number(port),
+            };
+            Some(ServicePortFacts {
+                name: p.name.clone().filter(|n| !n.is_empty()),
+                port,
+                protocol: p.protocol.as_deref().unwrap_or("TCP").parse().ok()?,
+                target_port,
+            })
+        })
+        .collect()
+}
+
+fn service_spec(snap: &Snapshot, svc: &Service, key: &NamespacedName, port: PortRef) -> ServiceSpecFacts {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let selector = spec.selector.clone().filter(|s| !s.is_empty());
+    let selected_pods = match &selector {
+        Some(sel) => {
+            let matcher: Selector = sel.clone().into_iter().collect();
+            let none = BTreeMap::new();
+            snap.pods()
+                .iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
+                .filter(|p| matcher.matches(p.metadata.labels.as_ref().unwrap_or(&none)))
+                .map(read_pod)
+                .collect()
+        }
+        None => vec![],
+    };
+    ServiceSpecFacts {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        service_type: spec.type_.clone().unwrap_or_else(|| "ClusterIP".into()),
+        headless: spec.cluster_ip.as_deref() == Some("None"),
+        external_name: spec
+            .external_name
+            .clone()
+            .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
+        ports: service_ports(svc),
+        requested: port,
+        selector,
+        selected_pods,
+    }
+}
+
+fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> DestinationPlan {
+    let mut plan = external(Fact::Known(vec![]));
+    plan.destination = Destination::Service;
+    let services = match &snap.services {
+        Fact::Known(s) => s,
+        Fact::Unknown(failure) => {
+            plan.service = ServiceFacts::Unknown(failure.clone());
+            plan.endpoints = Fact::Unknown(failure.clone());
+            return plan;
+        }
+    };
+    let Some(svc) = find_service(services, &key) else {
+        plan.service = ServiceFacts::Missing {
+            names_in_namespace: names_in_namespace(services, &key.namespace),
+            namespace: key.namespace,
+            name: key.name,
+        };
+        return plan;
+    };
+    let facts = service_spec(snap, svc, &key, port);
+    let cluster_ip = service_cluster_ip(svc);
+    let requested = facts.requested_port().cloned();
+    if let Some(p) = requested.as_ref().filter(|p| p.protocol != Protocol::Tcp) {
+        plan.not_probed = Some(format!("{} port {}: netdiag probes TCP only", p.protocol, p.port));
+    }
+    if let (Some(p), Some(ip)) = (&requested, cluster_ip)
+        && facts.external_name.is_none()
+    {
+        plan.cluster_ip = Some((ip, p.port));
+    }
+    if let Some(p) = &requested {
+        plan.endpoints = match &snap.slices {
+            Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
+            Fact::Known(slices) => Fact::Known(service_endpoints(snap, slices, &key, p)),
+        };
+    }
+    plan.expected_dns = match (cluster_ip, &plan.endpoints) {
+        (Some(ip), _) => vec![ip],
+        (None, Fact::Known(list)) if facts.headless => {
+            list.iter().filter(|e| e.conditions.ready).map(|e| e.ip).collect()
+        }
+        _ => vec![],
+    };
+    plan.service = ServiceFacts::Found(Box::new(facts));
+    plan
+}
+
+fn names_in_namespace(services: &[Service], namespace: &str) -> Vec<String> {
+    services
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter_map(|s| s.metadata.name.clone())
+        .collect()
+}
+
+/// The endpoints of one Service port, with the pods behind them.
+fn service_endpoints(
+    snap: &Snapshot,
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+    key: &NamespacedName,
+    port: &ServicePortFacts,
+) -> Vec<EndpointTarget> {
+    endpoints::port_endpoints(slices, key, port.name.as_deref(), port.protocol)
+        .into_iter()
+        .map(|e| EndpointTarget {
+            ip: e.ip,
+            port: Some(e.port),
+            pod: e
+                .pod
+                .as_ref()
+                .and_then(|k| snap.pods().iter().find(|p| k.is(*p)))
+                .map(read_pod),
+            slice: Some(e.slice),
+            conditions: e.conditions,
+        })
+        .collect()
+}
+
+fn plan_dns(snap: &Snapshot, request: &CheckRequest, name: String) -> DnsPlan {
+    let service_guess = match &request.target {
+        Target::Service { name, namespace, .. } => Some(NamespacedName::new(
+            namespace
+                .clone()
+                .unwrap_or_else(|| request.target_namespace.clone()),
+            name.clone(),
+        )),
+        _ => service_guess(&name, &request.from.namespace),
+    };
+    let services = snap.services();
+    let (same_name_elsewhere, names_in_namespace) = match &service_guess {
+        Some(guess) => (
+            services
+                .iter()
+                .map(NamespacedName::of)
+                .filter(|s| s.name == guess.name && s.namespace != guess.namespace)
+                .collect(),
+            self::names_in_namespace(services, &guess.namespace),
+        ),
+        None => (vec![], vec![]),
+    };
+    let kube_dns = NamespacedName::new("kube-system", "kube-dns");
+    let dns_service_ip = match &snap.services {
+        Fact::Known(services) => Fact::Known(find_service(services, &kube_dns).and_then(service_cluster_ip)),
+        Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
+    };
+    let servers = match &snap.slices {
+        Fact::Known(slices) => Fact::Known(dns_servers(slices, &kube_dns)),
+        Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
+    };
+    DnsPlan {
+        name,
+        service_guess,
+        same_name_elsewhere,
+        names_in_namespace,
+        dns_service_ip,
+        servers,
+    }
+}
+
+/// The DNS pods behind kube-dns: its endpoints for 53/UDP (a slice that lists no ports is
+/// taken as serving DNS), one per address, marked as kube-proxy would use them.
+fn dns_servers(
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+    kube_dns: &NamespacedName,
+) -> Vec<DnsServerTarget> {
+    let mut listed = endpoints::endpoints_where(slices, kube_dns, |ports| {
+        if ports.is_empty() {
+            return Some(53);
+        }
+        ports
+            .iter()
+            .find(|p| p.protocol.as_deref() == Some("UDP") && p.port == Some(53))
+            .map(|_| 53)
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    listed.retain(|e| seen.insert(e.ip));
+    let used: Vec<IpAddr> = endpoints::in_service(&listed, |e| e.conditions)
+        .iter()
+        .map(|e| e.ip)
+        .collect();
+    listed
+        .into_iter()
+        .map(|e| DnsServerTarget {
+            in_service: used.contains(&e.ip),
+            pod: e.pod,
+            ip: e.ip,
+        })
+        .collect()
+}
+
+/// Every probe of the check: DNS as the pod, each DNS pod directly, the ClusterIP, every
+/// endpoint in service, and the listening sockets of each destination pod on its own node.
+fn probes(plan: &CheckPlan, request: &CheckRequest) -> Vec<PlannedProbe> {
+    let Some((node, ip)) = plan.probe_source() else {
+        return vec![];
+    };
+    let mut probes = vec![];
+    if let Some(dns) = &plan.dns {
+        let mut at_source = |key, name: &str, nameserver| {
+            probes.push(PlannedProbe {
+                key,
+                node: node.to_string(),
+                netns_ip: ip,
+                probe: Probe::Dns(DnsProbe {
+                    name: name.to_string(),
+                    record_type: RecordType::A,
+                    nameserver,
+                    timeout_ms: request.dns_timeout_ms(),
+                }),
+            })
+        };
+        at_source(ProbeKey::Resolve, &dns.name, None);
+        for server in dns.servers.known().into_iter().flatten().filter(|s| s.in_service) {
+            at_source(
+                ProbeKey::DirectDns(server.ip),
+                DNS_LIVENESS_NAME,
+                Some(NameserverAddr::Ip(server.ip)),
+            );
+        }
+    }
+    probes.extend(destination_probes(&plan.destination, request, node, ip));
+    if probes.is_empty() {
+        probes.push(PlannedProbe {
+            key: ProbeKey::Netns,
+            node: node.to_string(),
+            netns_ip: ip,
+            probe: Probe::Listeners,
+        });
+    }
+    probes
+}
+
+/// The destination addresses traffic goes to: a Service's endpoints in service (kube-proxy's
+/// rule), or the one pod or address.
+pub fn live_targets(dest: &DestinationPlan) -> Vec<&EndpointTarget> {
+    let all = dest.endpoints.known().map(Vec::as_slice).unwrap_or_default();
+    match dest.destination {
+        Destination::Service => endpoints::in_service(all, |e| e.conditions),
+        _ => all.iter().collect(),
+    }
+}
+
+fn destination_probes(
+    dest: &DestinationPlan,
+    request: &CheckRequest,
+    node: &str,
+    ip: IpAddr,
+) -> Vec<PlannedProbe> {
+    if dest.not_probed.is_some() {
+        return vec![];
+    }
+    let timeout_ms = request.timeout_ms();
+    let tcp = |key, to: IpAddr, port| PlannedProbe {
+        key,
+        node: node.to_string(),
+        netns_ip: ip,
+        probe: Probe::Tcp(TcpProbe {
+            ip: to,
+            port,
+            timeout_ms,
+        }),
+    };
+    let mut probes = vec![];
+    if let Some((vip, port)) = dest.cluster_ip {
+        probes.push(tcp(ProbeKey::ClusterIp, vip, port));
+    }
+    let live = live_targets(dest);
+    for e in &live {
+        if let Some(port) = e.port {
+            probes.push(tcp(ProbeKey::Endpoint(e.ip, port), e.ip, port));
+        }
+    }
+    for e in &live {
+        if let Some(dest_node) = e.pod.as_ref().and_then(|p| p.node.clone()) {
+            probes.push(PlannedProbe {
+                key: ProbeKey::Listeners(e.ip),
+                node: dest_node,
+                netns_ip: e.ip,
+                probe: Probe::Listeners,
+            });
+        }
+    }
+    probes
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

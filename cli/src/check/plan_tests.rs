@@ -1,0 +1,330 @@
+//! The planner's rules with snapshots built by hand: what each target designates and which
+//! agent gets which probe.
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde_json::json;
+
+use super::*;
+
+fn mk_pod(ns: &str, name: &str, node: &str, ip: &str, labels: serde_json::Value, ready: bool) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": ns, "name": name, "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "app",
+                 "ports": [{"name": "http", "containerPort": 8080}]}]},
+        "status": {"phase": "Running", "podIP": ip,
+                   "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+    }))
+    .unwrap()
+}
+
+fn mk_service(ns: &str, name: &str, cluster_ip: &str, ports: serde_json::Value) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {"clusterIP": cluster_ip, "selector": {"app": name}, "ports": ports}
+    }))
+    .unwrap()
+}
+
+fn mk_slice(
+    ns: &str,
+    service: &str,
+    ports: serde_json::Value,
+    endpoints: serde_json::Value,
+) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": ns, "name": format!("{service}-x1"),
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "ports": ports, "endpoints": endpoints
+    }))
+    .unwrap()
+}
+
+fn endpoint(ip: &str, pod: &str, conditions: serde_json::Value) -> serde_json::Value {
+    json!({"addresses": [ip], "conditions": conditions,
+           "targetRef": {"kind": "Pod", "name": pod}})
+}
+
+/// shop/checkout on node-a; payments-0 (node-b, ready), payments-1 (node-a, not ready) behind
+/// svc/payments; one CoreDNS pod behind kube-dns.
+fn shop() -> Snapshot {
+    let pods = vec![
+        mk_pod(
+            "shop",
+            "checkout",
+            "node-a",
+            "10.244.1.2",
+            json!({"app": "checkout"}),
+            true,
+        ),
+        mk_pod(
+            "shop",
+            "payments-0",
+            "node-b",
+            "10.244.2.2",
+            json!({"app": "payments"}),
+            true,
+        ),
+        mk_pod(
+            "shop",
+            "payments-1",
+            "node-a",
+            "10.244.1.3",
+            json!({"app": "payments"}),
+            false,
+        ),
+        mk_pod(
+            "kube-system",
+            "coredns-0",
+            "node-b",
+            "10.244.2.53",
+            json!({"app": "kube-dns"}),
+            true,
+        ),
+    ];
+    let services = vec![
+        mk_service(
+            "shop",
+            "payments",
+            "10.96.1.1",
+            json!([{"name": "http", "port": 80, "targetPort": "http"}]),
+        ),
+        mk_service(
+            "kube-system",
+            "kube-dns",
+            "10.96.0.10",
+            json!([{"name": "dns", "port": 53, "protocol": "UDP"}]),
+        ),
+    ];
+    let slices = vec![
+        mk_slice(
+            "shop",
+            "payments",
+            json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
+            json!([
+                endpoint("10.244.2.2", "payments-0", json!({"ready": true})),
+                endpoint("10.244.1.3", "payments-1", json!({"ready": false}))
+            ]),
+        ),
+        mk_slice(
+            "kube-system",
+            "kube-dns",
+            json!([{"name": "dns", "port": 53, "protocol": "UDP"}]),
+            json!([endpoint("10.244.2.53", "coredns-0", json!({"ready": true}))]),
+        ),
+    ];
+    Snapshot {
+        pods: Fact::Known(pods),
+        services: Fact::Known(services),
+        slices: Fact::Known(slices),
+        namespaces: Fact::Known(vec![]),
+        policies: Fact::Known(vec![]),
+    }
+}
+
+fn request(to: &str) -> CheckRequest {
+    CheckRequest {
+        from: NamespacedName::new("shop", "checkout"),
+        target: to.parse().unwrap(),
+        target_namespace: "shop".into(),
+        to_text: to.into(),
+        timeout: Duration::from_secs(1),
+    }
+}
+
+fn keys(plan: &CheckPlan) -> Vec<(ProbeKey, &str, String)> {
+    plan.probes
+        .iter()
+        .map(|p| (p.key, p.node.as_str(), p.netns_ip.to_string()))
+        .collect()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_service_target_probes_dns_the_vip_and_each_ready_endpoint_from_the_source_and_listeners_on_their_node() {
+    let plan = plan(&shop(), &request("svc/payments:80"));
+    assert_eq!(plan.dns.as_ref().map(|d| d.name.as_str()), Some("payments.shop"));
+    assert_eq!(
+        keys(&plan),
+        [
+            (ProbeKey::Resolve, "node-a", "10.244.1.2".into()),
+            (
+                ProbeKey::DirectDns(ip("10.244.2.53")),
+                "node-a",
+                "10.244.1.2".into()
+            ),
+            (ProbeKey::ClusterIp, "node-a", "10.244.1.2".into()),
+            (
+                ProbeKey::Endpoint(ip("10.244.2.2"), 8080),
+                "node-a",
+                "10.244.1.2".into()
+            ),
+            (
+                ProbeKey::Listeners(ip("10.244.2.2")),
+                "node-b",
+                "10.244.2.2".into()
+            ),
+        ]
+    );
+    assert_eq!(plan.destination.expected_dns, [ip("10.96.1.1")]);
+    assert!(!plan.follow_dns);
+}
+
+#[test]
+fn with_no_ready_endpoint_the_serving_terminating_ones_are_probed_as_kube_proxy_uses_them() {
+    let mut snap = shop();
+    if let Fact::Known(slices) = &mut snap.slices {
+        slices[0] = mk_slice(
+            "shop",
+            "payments",
+            json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
+            json!([
+                endpoint(
+                    "10.244.2.2",
+                    "payments-0",
+                    json!({"ready": false, "serving": true, "terminating": true})
+                ),
+                endpoint(
+                    "10.244.1.3",
+                    "payments-1",
+                    json!({"ready": false, "serving": false, "terminating": true})
+                )
+            ]),
+        );
+    }
+    let plan = plan(&snap, &request("svc/payments:80"));
+    let endpoints: Vec<ProbeKey> = plan
+        .probes
+        .iter()
+        .map(|p| p.key)
+        .filter(|k| matches!(k, ProbeKey::Endpoint(..)))
+        .collect();
+    assert_eq!(endpoints, [ProbeKey::Endpoint(ip("10.244.2.2"), 8080)]);
+}
+
+#[test]
+fn a_name_the_api_ties_to_no_service_is_resolved_first_and_followed_to_the_address() {
+    let snap = shop();
+    let req = request("db.example.internal:5432");
+    let first = plan(&snap, &req);
+    assert!(first.follow_dns);
+    assert_eq!(first.destination.destination, Destination::External);
+    assert!(
+        first
+            .probes
+            .iter()
+            .all(|p| matches!(p.key, ProbeKey::Resolve | ProbeKey::DirectDns(_)))
+    );
+
+    let (dest, probes) = follow_resolved(&snap, &req, &first, ip("10.244.2.2")).unwrap();
+    assert_eq!(dest.destination, Destination::Pod);
+    assert!(
+        probes
+            .iter()
+            .any(|p| p.key == ProbeKey::Endpoint(ip("10.244.2.2"), 5432))
+    );
+
+    let (dest, _) = follow_resolved(&snap, &req, &first, ip("10.96.1.1")).unwrap();
+    assert_eq!(dest.destination, Destination::Service);
+    assert_eq!(dest.cluster_ip, None, "the Service has no port 5432");
+}
+
+#[test]
+fn a_host_name_that_designates_an_existing_service_is_planned_as_that_service() {
+    let plan = plan(&shop(), &request("payments.shop.svc.cluster.local:80"));
+    assert!(!plan.follow_dns);
+    assert_eq!(plan.destination.cluster_ip, Some((ip("10.96.1.1"), 80)));
+}
+
+#[test]
+fn a_udp_service_port_is_not_probed_over_tcp_and_says_why() {
+    let plan = plan(&shop(), &request("svc/kube-dns.kube-system:53"));
+    assert_eq!(
+        plan.destination.not_probed.as_deref(),
+        Some("UDP port 53: netdiag probes TCP only")
+    );
+    assert!(
+        !plan
+            .probes
+            .iter()
+            .any(|p| matches!(p.key, ProbeKey::ClusterIp | ProbeKey::Endpoint(..)))
+    );
+}
+
+#[test]
+fn a_source_that_is_not_running_gets_no_probes() {
+    let mut snap = shop();
+    if let Fact::Known(pods) = &mut snap.pods {
+        pods[0].status.as_mut().unwrap().phase = Some("Pending".into());
+    }
+    assert!(plan(&snap, &request("svc/payments:80")).probes.is_empty());
+}
+
+#[test]
+fn with_nothing_to_probe_the_agent_is_still_asked_to_find_the_source_netns() {
+    let plan = plan(&shop(), &request("pod/payments-9:8080"));
+    assert_eq!(
+        plan.destination.missing_pod,
+        Some(NamespacedName::new("shop", "payments-9"))
+    );
+    assert_eq!(keys(&plan), [(ProbeKey::Netns, "node-a", "10.244.1.2".into())]);
+}
+
+#[test]
+fn a_pod_target_resolves_a_named_port_on_a_native_sidecar() {
+    let mut snap = shop();
+    let sidecar: Pod = serde_json::from_value(json!({
+        "metadata": {"namespace": "shop", "name": "meshed-0", "labels": {"app": "meshed"}},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "app"}],
+                 "initContainers": [{"name": "proxy", "restartPolicy": "Always",
+                                     "ports": [{"name": "admin", "containerPort": 15000}]}]},
+        "status": {"phase": "Running", "podIP": "10.244.2.9"}
+    }))
+    .unwrap();
+    if let Fact::Known(pods) = &mut snap.pods {
+        pods.push(sidecar);
+    }
+    let plan = plan(&snap, &request("pod/meshed-0:admin"));
+    assert!(
+        plan.probes
+            .iter()
+            .any(|p| p.key == ProbeKey::Endpoint(ip("10.244.2.9"), 15000))
+    );
+}
+
+#[test]
+fn an_address_that_is_a_cluster_ip_is_planned_as_its_service() {
+    let plan = plan(&shop(), &request("10.96.1.1:80"));
+    assert_eq!(plan.destination.destination, Destination::Service);
+    assert!(plan.dns.is_none());
+    assert!(plan.probes.iter().any(|p| p.key == ProbeKey::ClusterIp));
+}
+
+#[test]
+fn unreadable_services_leave_the_service_and_endpoints_unknown_with_the_failure() {
+    let mut snap = shop();
+    let failure = ToolFailure::Forbidden {
+        action: "list services in all namespaces".into(),
+        message: "no".into(),
+    };
+    snap.services = Fact::Unknown(failure.clone());
+    let plan = plan(&snap, &request("svc/payments:80"));
+    assert_eq!(plan.destination.service, ServiceFacts::Unknown(failure.clone()));
+    assert_eq!(plan.destination.endpoints, Fact::Unknown(failure));
+}
+
+#[test]
+fn service_names_follow_the_cluster_naming_rules() {
+    let key = |ns, name| Some(NamespacedName::new(ns, name));
+    assert_eq!(service_guess("payments", "web"), key("web", "payments"));
+    assert_eq!(service_guess("payments.shop", "web"), key("shop", "payments"));
+    assert_eq!(service_guess("payments.shop.svc", "web"), key("shop", "payments"));
+    assert_eq!(
+        service_guess("payments.shop.svc.cluster.local.", "web"),
+        key("shop", "payments")
+    );
+    assert_eq!(service_guess("www.example.com", "web"), None);
+}

@@ -1,0 +1,108 @@
+//! One reading of the cluster, shared by every command: the API reads ([`list_all`]), the one
+//! rule per object kind (a Pod's serving ports in [`pods`], EndpointSlice readiness as kube-proxy
+//! applies it in [`endpoints`]), typed object keys, and the tool failures that stop a look.
+//!
+//! Only [`list_all`] does I/O; everything else turns objects into plain values.
+
+pub mod endpoints;
+mod failure;
+mod names;
+pub mod pods;
+
+use std::fmt;
+
+use kube::api::{Api, ListParams};
+
+pub use failure::ToolFailure;
+pub use names::NamespacedName;
+
+/// The cluster's DNS domain (kubelet `--cluster-domain`), as nearly every cluster sets it.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// A port given by number or by name (`80`, `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Every object of kind `K` in the cluster, without managedFields (nothing here reads them).
+/// `action` names the read in the failure (`list pods in all namespaces`).
+pub async fn list_all<K>(client: &kube::Client, action: &str) -> Result<Vec<K>, ToolFailure>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug,
+    K::DynamicType: Default,
+{
+    let list = Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|err| ToolFailure::from_kube(action, &err))?;
+    let mut items = list.items;
+    for item in &mut items {
+        item.meta_mut().managed_fields = None;
+    }
+    Ok(items)
+}
+
+/// An error and its sources as one line (`outer: inner: root`). A source whose text the line
+/// already ends with is left out: wrappers that repeat their source's message read once.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layered {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layered>>,
+    }
+
+    fn chain(texts: &[&'static str]) -> Layered {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| {
+                Some(Layered {
+                    text,
+                    source: source.map(Box::new),
+                })
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn error_chain_joins_sources_and_reads_a_repeated_message_once() {
+        let err = chain(&[
+            "failed to list pods",
+            "client error (Connect)",
+            "client error (Connect)",
+            "connection refused",
+        ]);
+        assert_eq!(
+            super::error_chain(&err),
+            "failed to list pods: client error (Connect): connection refused"
+        );
+    }
+}
