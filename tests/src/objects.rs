@@ -324,16 +324,31 @@ fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
         PodRole::Dns => ("coredns", "registry.local/netdiag-lab/dnsmasq:v1"),
         PodRole::Agent => ("agent", "registry.local/netdiag/netdiag-agent:v1"),
     };
-    let ports: Vec<ContainerPort> = spec
-        .ports
-        .iter()
-        .map(|cp| ContainerPort {
-            name: cp.name.clone(),
-            container_port: i32::from(cp.container_port),
-            protocol: Some(cp.protocol.as_k8s().into()),
+    let container_ports = |ports: &[crate::scenario::ContainerPortSpec]| -> Vec<ContainerPort> {
+        ports
+            .iter()
+            .map(|cp| ContainerPort {
+                name: cp.name.clone(),
+                container_port: i32::from(cp.container_port),
+                protocol: Some(cp.protocol.as_k8s().into()),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let ports = container_ports(&spec.ports);
+    let sidecars = (!spec.sidecar_ports.is_empty()).then(|| {
+        vec![Container {
+            name: "sidecar".into(),
+            image: Some("registry.local/netdiag-lab/sidecar:v1".into()),
+            restart_policy: Some("Always".into()),
+            ports: Some(container_ports(&spec.sidecar_ports)),
             ..Default::default()
-        })
-        .collect();
+        }]
+    });
+    if spec.terminating {
+        metadata.deletion_timestamp = Some(Time(now));
+        metadata.deletion_grace_period_seconds = Some(30);
+    }
     let ready = if spec.ready { "True" } else { "False" };
     let condition = |type_: &str, status: &str| PodCondition {
         type_: type_.into(),
@@ -353,6 +368,7 @@ fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
                 ports: (!ports.is_empty()).then_some(ports),
                 ..Default::default()
             }],
+            init_containers: sidecars,
             ..Default::default()
         }),
         status: Some(PodStatus {
@@ -504,10 +520,12 @@ pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Time
             .filter_map(|sp| {
                 let target = match sp.effective_target() {
                     TargetPort::Number(n) => Some(n),
+                    // As upstream's FindPort: regular containers first, then native sidecars.
                     TargetPort::Name(name) => p
                         .spec
                         .ports
                         .iter()
+                        .chain(&p.spec.sidecar_ports)
                         .find(|cp| cp.name.as_deref() == Some(name.as_str()) && cp.protocol == sp.protocol)
                         .map(|cp| cp.container_port),
                 }?;
@@ -573,9 +591,9 @@ pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Time
                 .map(|p| Endpoint {
                     addresses: vec![p.ip.to_string()],
                     conditions: Some(EndpointConditions {
-                        ready: Some(p.spec.ready),
+                        ready: Some(p.spec.ready && !p.spec.terminating),
                         serving: Some(p.spec.ready),
-                        terminating: Some(false),
+                        terminating: Some(p.spec.terminating),
                     }),
                     node_name: Some(plan.nodes[p.node].name.clone()),
                     target_ref: Some(ObjectReference {
@@ -662,6 +680,27 @@ mod tests {
             .map(|p| p.name.as_deref())
             .collect();
         assert_eq!(named, [Some("web"), Some("web")]);
+    }
+
+    #[test]
+    fn sidecar_ports_resolve_named_targets_and_terminating_pods_keep_serving() {
+        let text = "name: t\nnodes: [a]\npods:\n\
+            - {namespace: shop, name: p0, node: a, labels: {app: pay}, terminating: true,\n\
+               sidecarPorts: [{name: metrics, containerPort: 9090}]}\n\
+            services:\n- {namespace: shop, name: pay, selector: {app: pay}, ports: [{name: m, port: 90, targetPort: metrics}]}\n";
+        let (_, plan) = setup(text);
+        let p0 = plan.pods.iter().find(|p| p.spec.name == "p0").unwrap();
+        let pod = pod(&plan, p0, Timestamp::UNIX_EPOCH);
+        let sidecar = &pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0];
+        assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+        assert!(pod.metadata.deletion_timestamp.is_some());
+        let slices = slices_of(text, "pay");
+        assert_eq!(slices[0].ports.as_ref().unwrap()[0].port, Some(9090));
+        let c = slices[0].endpoints[0].conditions.clone().unwrap();
+        assert_eq!(
+            (c.ready, c.serving, c.terminating),
+            (Some(false), Some(true), Some(true))
+        );
     }
 
     #[test]

@@ -262,6 +262,8 @@ fn dns_pod_spec(node: &str, down: bool) -> PodSpec {
         ready: !down,
         ip: None,
         ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
+        sidecar_ports: Vec::new(),
+        terminating: false,
         listen: if down {
             Vec::new()
         } else {
@@ -293,6 +295,8 @@ fn agent_pod_spec(node: &str) -> PodSpec {
             container_port: AGENT_PORT,
             protocol: Protocol::Tcp,
         }],
+        sidecar_ports: Vec::new(),
+        terminating: false,
         listen: vec![ListenSpec {
             port: AGENT_PORT,
             protocol: Protocol::Tcp,

@@ -68,6 +68,13 @@ pub struct PodSpec {
     pub ip: Option<Ipv4Addr>,
     #[serde(default)]
     pub ports: Vec<ContainerPortSpec>,
+    /// Ports of a native sidecar (an init container with `restartPolicy: Always`).
+    #[serde(default)]
+    pub sidecar_ports: Vec<ContainerPortSpec>,
+    /// Being deleted: the pod has a deletionTimestamp and its endpoints are terminating
+    /// (still `serving` while it passes readiness).
+    #[serde(default)]
+    pub terminating: bool,
     #[serde(default)]
     pub listen: Vec<ListenSpec>,
 }

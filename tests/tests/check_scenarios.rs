@@ -113,6 +113,8 @@ scenarios! {
     unenforced_policy_is_reachable_and_reported => "policy-not-enforced.yaml",
     cluster_ip_target_is_checked_as_its_service => "ip-target-cluster-ip.yaml",
     headless_service_is_reachable_without_a_virtual_ip => "headless-service.yaml",
+    named_target_port_declared_by_a_native_sidecar_is_reachable => "sidecar-named-targetport.yaml",
+    only_serving_terminating_endpoints_are_reachable_as_kube_proxy_falls_back => "serving-terminating-only.yaml",
 }
 
 #[test]
@@ -422,6 +424,51 @@ fn failing_steps_name_the_injected_fault() {
                 summary.contains(word),
                 "{file}: {word:?} missing from {summary:?}"
             );
+        }
+    }
+}
+
+/// Passing steps say why they pass where Kubernetes' own rules decide it: a named targetPort
+/// that only a native sidecar declares, and a Service carried by a terminating-but-serving pod.
+#[test]
+fn passing_steps_name_the_kubernetes_rule_that_makes_them_pass() {
+    if !is_root() {
+        return;
+    }
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "sidecar-named-targetport.yaml",
+            "svc/payments-metrics.shop:9090",
+            "service",
+            &["targetPort metrics (9090)", "native sidecar container sidecar"],
+        ),
+        (
+            "serving-terminating-only.yaml",
+            "svc/payments.shop:80",
+            "endpoints",
+            &["0/1 ready", "serving-but-terminating (payments-0)"],
+        ),
+    ];
+    let _lock = one_lab_at_a_time();
+    for (file, to, layer, words) in cases {
+        let lab = Lab::up(file);
+        let out = Command::new(netdiag_bin())
+            .args(["check", "--kubeconfig"])
+            .arg(lab.kubeconfig())
+            .args(["--from", "shop/checkout", "--to", to, "-o", "json"])
+            .output()
+            .unwrap();
+        let report = json(&out);
+        assert_eq!(report["verdict"], "reachable", "{file}\n{}", show(&out));
+        let step = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["layer"] == *layer)
+            .unwrap();
+        let text = format!("{} {}", step["summary"], step["evidence"]);
+        for word in *words {
+            assert!(text.contains(word), "{file}: {word:?} missing from {text}");
         }
     }
 }
