@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
 
-use crate::check::report::{Report, Status, Verdict};
+use crate::check::report::{EvidenceKind, Report, Status, Verdict};
 
 const GREEN: Style = AnsiColor::Green.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
@@ -47,8 +47,8 @@ pub fn render_report(from: &str, to: &str, report: &Report) -> String {
         );
         let show = matches!(step.status, Status::Fail | Status::Undetermined);
         for line in &step.evidence {
-            if show || line.starts_with("disagreement") {
-                let _ = writeln!(out, "     {DIM}evidence:{DIM:#} {line}");
+            if show || line.kind == EvidenceKind::Disagreement {
+                let _ = writeln!(out, "     {DIM}evidence:{DIM:#} {}", line.text);
             }
         }
     }
@@ -126,7 +126,7 @@ impl Drop for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::report::{Layer, Step};
+    use crate::check::report::{EvidenceLine, Layer, Step};
 
     fn report(verdict: Verdict, failing: Option<Layer>, statuses: &[(Layer, Status)]) -> Report {
         Report {
@@ -139,7 +139,7 @@ mod tests {
                     layer: *layer,
                     status: *status,
                     summary: format!("{} summary", layer.id()),
-                    evidence: vec![format!("{} proof", layer.id())],
+                    evidence: vec![format!("{} proof", layer.id()).into()],
                 })
                 .collect(),
             fix: vec!["kubectl -n shop get networkpolicy".into()],
@@ -169,6 +169,20 @@ mod tests {
         assert!(!text.contains("source proof"), "{text}");
         assert!(text.contains("verdict: UNREACHABLE — network-policy"), "{text}");
         assert!(text.contains("   kubectl -n shop get networkpolicy"), "{text}");
+    }
+
+    #[test]
+    fn a_disagreement_is_shown_under_a_passing_step_and_plain_evidence_is_not() {
+        let mut r = report(Verdict::Reachable, None, &[(Layer::NetworkPolicy, Status::Pass)]);
+        r.steps[0].evidence.push(EvidenceLine::disagreement(
+            "shop/a → shop/b denied, yet TCP connected",
+        ));
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r)).to_string();
+        assert!(
+            text.contains("evidence: shop/a → shop/b denied, yet TCP connected"),
+            "{text}"
+        );
+        assert!(!text.contains("network-policy proof"), "{text}");
     }
 
     #[test]

@@ -83,13 +83,60 @@ pub enum Verdict {
     Undetermined,
 }
 
+/// What kind of fact an evidence line states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceKind {
+    Observation,
+    /// Live probes and static analysis disagree: shown even on a passing step.
+    Disagreement,
+}
+
+/// One line of a step's evidence; serialized as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceLine {
+    pub kind: EvidenceKind,
+    pub text: String,
+}
+
+impl EvidenceLine {
+    pub fn disagreement(text: impl Into<String>) -> Self {
+        EvidenceLine {
+            kind: EvidenceKind::Disagreement,
+            text: text.into(),
+        }
+    }
+}
+
+impl From<String> for EvidenceLine {
+    fn from(text: String) -> Self {
+        EvidenceLine {
+            kind: EvidenceKind::Observation,
+            text,
+        }
+    }
+}
+
+impl std::ops::Deref for EvidenceLine {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for EvidenceLine {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
 /// One line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     pub layer: Layer,
     pub status: Status,
     pub summary: String,
-    pub evidence: Vec<String>,
+    pub evidence: Vec<EvidenceLine>,
 }
 
 /// The whole answer of a check.
@@ -147,7 +194,7 @@ mod tests {
                 layer: Layer::NetworkPolicy,
                 status: Status::Fail,
                 summary: "s".into(),
-                evidence: vec!["e".into()],
+                evidence: vec![String::from("e").into()],
             }],
             fix: vec!["kubectl get networkpolicy -n shop".into()],
             duration_ms: 12,

@@ -7,7 +7,7 @@
 //! disagreement is reported.
 
 use super::evidence::*;
-use super::report::{Layer, Report, Status, Step, Verdict};
+use super::report::{EvidenceLine, Layer, Report, Status, Step, Verdict};
 
 mod application;
 mod context;
@@ -36,33 +36,37 @@ use source::*;
 pub(super) enum Judgment {
     Pass {
         summary: String,
-        evidence: Vec<String>,
+        evidence: Vec<EvidenceLine>,
     },
     Fail {
         summary: String,
-        evidence: Vec<String>,
+        evidence: Vec<EvidenceLine>,
         fix: Vec<String>,
     },
     /// Not applicable to this target; the walk goes on.
     NotApplicable(String),
     Undetermined {
         summary: String,
-        evidence: Vec<String>,
+        evidence: Vec<EvidenceLine>,
         fix: Vec<String>,
     },
+}
+
+fn lines(evidence: Vec<String>) -> Vec<EvidenceLine> {
+    evidence.into_iter().map(Into::into).collect()
 }
 
 pub(super) fn pass(summary: impl Into<String>, evidence: Vec<String>) -> Judgment {
     Judgment::Pass {
         summary: summary.into(),
-        evidence,
+        evidence: lines(evidence),
     }
 }
 
 pub(super) fn fail(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<String>) -> Judgment {
     Judgment::Fail {
         summary: summary.into(),
-        evidence,
+        evidence: lines(evidence),
         fix,
     }
 }
@@ -70,7 +74,7 @@ pub(super) fn fail(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<S
 pub(super) fn undetermined(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<String>) -> Judgment {
     Judgment::Undetermined {
         summary: summary.into(),
-        evidence,
+        evidence: lines(evidence),
         fix,
     }
 }

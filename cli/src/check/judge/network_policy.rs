@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use netdiag_proto::TcpOutcome;
 
 use super::*;
+use crate::check::report::EvidenceLine;
 use crate::policy::PolicyRef;
 
 pub(super) fn judge_policy(cx: &Context) -> Judgment {
@@ -81,17 +82,13 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
         } else {
             String::new()
         };
-        let mut evidence = denied;
-        evidence.extend(
-            disagreements
-                .into_iter()
-                .map(|d| format!("disagreement: {d}, yet TCP connected")),
-        );
-        return fail(
-            format!("{headline}{count}"),
+        let mut evidence: Vec<EvidenceLine> = denied.into_iter().map(Into::into).collect();
+        evidence.extend(disagreements.into_iter().map(disagreement));
+        return Judgment::Fail {
+            summary: format!("{headline}{count}"),
             evidence,
-            policy_fix(cx, live, &src_ns),
-        );
+            fix: policy_fix(cx, live, &src_ns),
+        };
     }
     if !unknown.is_empty() {
         let blocked: Vec<String> = unknown
@@ -118,17 +115,14 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     );
     if !disagreements.is_empty() {
         let n = disagreements.len();
-        evidence.extend(
-            disagreements
-                .into_iter()
-                .map(|d| format!("disagreement: {d}, yet TCP connected")),
-        );
-        return pass(
-            format!(
+        let mut evidence: Vec<EvidenceLine> = evidence.into_iter().map(Into::into).collect();
+        evidence.extend(disagreements.into_iter().map(disagreement));
+        return Judgment::Pass {
+            summary: format!(
                 "NetworkPolicy denies {n} flow(s) but the connections succeed: the CNI does not enforce NetworkPolicy"
             ),
             evidence,
-        );
+        };
     }
     pass(
         format!(
@@ -297,4 +291,9 @@ pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
     }
     advice.extend(policy_get_lines(&policies, src_ns));
     advice
+}
+
+/// A denied flow that connected anyway: the CNI does not enforce the policy.
+fn disagreement(flow: String) -> EvidenceLine {
+    EvidenceLine::disagreement(format!("disagreement: {flow}, yet TCP connected"))
 }
