@@ -144,6 +144,7 @@ mod tests {
                 .collect(),
             fix: vec!["kubectl -n shop get networkpolicy".into()],
             duration_ms: 7,
+            endpoints: vec![],
         }
     }
 

@@ -115,6 +115,12 @@ scenarios! {
     headless_service_is_reachable_without_a_virtual_ip => "headless-service.yaml",
     named_target_port_declared_by_a_native_sidecar_is_reachable => "sidecar-named-targetport.yaml",
     only_serving_terminating_endpoints_are_reachable_as_kube_proxy_falls_back => "serving-terminating-only.yaml",
+    one_refusing_endpoint_of_three_fails_application => "partial-refusing-endpoint.yaml",
+    one_loopback_bound_endpoint_of_three_fails_application => "partial-loopback-endpoint.yaml",
+    one_not_ready_failing_pod_of_three_leaves_the_service_reachable => "partial-not-ready-failing.yaml",
+    one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
+    a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
+    a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
 }
 
 #[test]
@@ -470,5 +476,104 @@ fn passing_steps_name_the_kubernetes_rule_that_makes_them_pass() {
         for word in *words {
             assert!(text.contains(word), "{file}: {word:?} missing from {text}");
         }
+    }
+}
+
+/// Checks the lab of `file` ten times and requires the same verdict, failing layer and failing
+/// summary every time: a verdict must not depend on which endpoint one connection reached.
+/// Returns the one report's failing step summary (or the verdict when reachable).
+fn same_verdict_on_every_run(file: &str) -> String {
+    let lab = Lab::up(file);
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    for _ in 0..10 {
+        let out = Command::new(netdiag_bin())
+            .args(["check", "--kubeconfig"])
+            .arg(lab.kubeconfig())
+            .args(["--from", "shop/checkout", "--to", "svc/payments.shop:80"])
+            .args(["--timeout", "500ms", "-o", "json"])
+            .output()
+            .unwrap();
+        let report = json(&out);
+        let layer = report["failingLayer"].as_str().unwrap_or("").to_string();
+        let summary = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["layer"] == layer.as_str())
+            .map(|s| s["summary"].as_str().unwrap().to_string())
+            .unwrap_or_default();
+        seen.push((report["verdict"].as_str().unwrap().to_string(), layer, summary));
+    }
+    let first = seen[0].clone();
+    for (i, run) in seen.iter().enumerate() {
+        assert_eq!(run, &first, "{file}: run {i} differs from run 0");
+    }
+    format!("{} {} {}", first.0, first.1, first.2)
+}
+
+/// "1 in N connections fails": ten checks of each partial-failure lab give one verdict, and it
+/// names the failing endpoint, its layer and its share.
+#[test]
+fn partial_failures_give_the_same_true_verdict_on_every_run() {
+    if !is_root() {
+        return;
+    }
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "partial-refusing-endpoint.yaml",
+            &[
+                "unreachable application",
+                "1 of 3 endpoints refuses: shop/payments-2",
+                "about 1 in 3",
+            ],
+        ),
+        (
+            "partial-loopback-endpoint.yaml",
+            &[
+                "unreachable application",
+                "shop/payments-2",
+                "127.0.0.1:8080 only",
+                "about 1 in 3",
+            ],
+        ),
+        ("partial-not-ready-failing.yaml", &["reachable"]),
+        (
+            "partial-dropped-endpoint.yaml",
+            &[
+                "unreachable pod-network",
+                "1 of 5 endpoints fail: shop/payments-3",
+                "4 other endpoint(s) on node-b connect",
+            ],
+        ),
+        (
+            "single-port-drop.yaml",
+            &[
+                "unreachable pod-network",
+                "node-b itself answers",
+                "not the path between node-a and node-b",
+            ],
+        ),
+        (
+            "stale-selectorless-endpoint.yaml",
+            &[
+                "unreachable endpoints",
+                "EndpointSlice shop/payments-manual lists 10.244.2.99:8080",
+                "no pod holds",
+            ],
+        ),
+    ];
+    let _lock = one_lab_at_a_time();
+    for (file, words) in cases {
+        let verdict = same_verdict_on_every_run(file);
+        for word in *words {
+            assert!(
+                verdict.contains(word),
+                "{file}: {word:?} missing from {verdict:?}"
+            );
+        }
+        assert!(
+            !verdict.contains("broken") && !verdict.contains("stale)"),
+            "{file}: overclaims: {verdict}"
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome};
 
 use super::evidence::*;
-use super::plan::{CheckPlan, CheckRequest, DnsPlan, EndpointTarget, ProbeKey, live_targets};
+use super::plan::{
+    CheckPlan, CheckRequest, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, live_targets,
+    witness_nodes,
+};
 use super::probe::Replies;
 use super::snapshot::Snapshot;
 use crate::policy::{DirectionVerdict, Flow, FlowVerdict, Peer, PolicyIndex, Protocol};
@@ -55,6 +58,7 @@ pub fn assemble(
         .dns
         .as_ref()
         .map(|d| dns(d, &dest.expected_dns, replies, &policy, &request.from));
+    let node_witnesses = node_witnesses(&plan, &live, replies);
     Evidence {
         from: request.from.clone(),
         to: request.to_text.clone(),
@@ -66,7 +70,23 @@ pub fn assemble(
         endpoints,
         cluster_ip,
         agents,
+        node_witnesses,
     }
+}
+
+fn node_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Replies) -> Vec<NodeWitness> {
+    let Some((source_node, _)) = plan.probe_source() else {
+        return vec![];
+    };
+    witness_nodes(live, source_node)
+        .into_iter()
+        .map(|(node, ip)| NodeWitness {
+            node,
+            ip,
+            port: NODE_WITNESS_PORT,
+            tcp: tcp_fact(replies, ProbeKey::NodeWitness(ip), None),
+        })
+        .collect()
 }
 
 /// The source facts with how asking its agent went.

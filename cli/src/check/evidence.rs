@@ -57,6 +57,19 @@ pub struct Evidence {
     pub cluster_ip: Option<ClusterIpFacts>,
     /// Where the agent pods were looked for; `None` when `--agent-url` named one address.
     pub agents: Option<AgentPods>,
+    /// The destination pods' other nodes, probed from the source pod: the second witness that
+    /// tells a broken path between nodes from a drop of one pod or port.
+    pub node_witnesses: Vec<NodeWitness>,
+}
+
+/// TCP from the source pod to a destination node's own address (the kubelet port): an answer,
+/// connected or refused, proves the path to that node works.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeWitness {
+    pub node: String,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub tcp: Fact<TcpOutcome>,
 }
 
 /// The namespace and label selector the agent pods were looked for with.

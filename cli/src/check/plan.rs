@@ -20,6 +20,10 @@ use crate::cluster::pods::{primary_ip, read_pod};
 use crate::cluster::{CLUSTER_DOMAIN, NamespacedName};
 use crate::policy::Protocol;
 
+/// The port a node witness probe asks: the kubelet's, which every node listens on. A refusal
+/// proves the path just as well as a connection.
+pub const NODE_WITNESS_PORT: u16 = 10250;
+
 /// Name of the query sent straight to each DNS pod: always answerable by a live cluster DNS.
 pub const DNS_LIVENESS_NAME: &str = "kube-dns.kube-system.svc.cluster.local.";
 
@@ -60,6 +64,8 @@ pub enum ProbeKey {
     Endpoint(IpAddr, u16),
     /// The listening sockets of the destination pod with this IP.
     Listeners(IpAddr),
+    /// TCP from the source to a destination node's own address (its kubelet port).
+    NodeWitness(IpAddr),
     /// Nothing else to probe: confirms the agent finds the source pod's netns.
     Netns,
 }
@@ -296,15 +302,22 @@ fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
     }
 }
 
+/// The running pod whose network namespace holds `ip` (hostNetwork pods share their node's).
+fn pod_with_ip(snap: &Snapshot, ip: IpAddr) -> Option<&k8s_openapi::api::core::v1::Pod> {
+    snap.pods().iter().find(|p| {
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        primary_ip(p) == Some(ip)
+            && !matches!(phase, Some("Succeeded" | "Failed"))
+            && !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    })
+}
+
 /// An address is a Service's ClusterIP, a pod's IP, or outside the cluster's objects.
 fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
     if let Some(svc) = snap.services().iter().find(|s| service_cluster_ip(s) == Some(ip)) {
         return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port));
     }
-    let pod = snap.pods().iter().find(|p| {
-        primary_ip(p) == Some(ip) && !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
-    });
-    if let Some(pod) = pod {
+    if let Some(pod) = pod_with_ip(snap, ip) {
         return plan_pod(snap, NamespacedName::of(pod), PortRef::Number(port));
     }
     external(Fact::Known(vec![EndpointTarget {
@@ -468,11 +481,11 @@ fn service_endpoints(
         .map(|e| EndpointTarget {
             ip: e.ip,
             port: Some(e.port),
-            pod: e
-                .pod
-                .as_ref()
-                .and_then(|k| snap.pods().iter().find(|p| k.is(*p)))
-                .map(read_pod),
+            pod: match &e.pod {
+                Some(key) => snap.pods().iter().find(|p| key.is(*p)).map(read_pod),
+                // A hand-written slice may name no pod: the pod holding the address, if any.
+                None => pod_with_ip(snap, e.ip).map(read_pod),
+            },
             slice: Some(e.slice),
             conditions: e.conditions,
         })
@@ -643,7 +656,21 @@ fn destination_probes(
             });
         }
     }
+    for (_, host_ip) in witness_nodes(&live, node) {
+        probes.push(tcp(ProbeKey::NodeWitness(host_ip), host_ip, NODE_WITNESS_PORT));
+    }
     probes
+}
+
+/// The destination pods' nodes other than the source's, with their addresses, once each.
+pub fn witness_nodes(live: &[&EndpointTarget], source_node: &str) -> BTreeMap<String, IpAddr> {
+    live.iter()
+        .filter_map(|e| {
+            let pod = e.pod.as_ref()?;
+            let node = pod.node.clone().filter(|n| n != source_node)?;
+            Some((node, pod.host_ip?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

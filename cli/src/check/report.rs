@@ -150,6 +150,29 @@ pub struct Report {
     /// Commands that confirm or fix the finding.
     pub fix: Vec<String>,
     pub duration_ms: u64,
+    /// Each destination address traffic goes to, with its own verdict (absent when the check
+    /// reached no destination address).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointReport>,
+}
+
+/// One destination address and the first layer at which it fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointReport {
+    /// `IP:PORT` (`[IPv6]:PORT`).
+    pub address: String,
+    /// `namespace/name` of the pod holding the address, when one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `pass`, `fail` or `undetermined`.
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_layer: Option<Layer>,
+    /// What TCP from the source observed (`connected in 0.2 ms`, `refused (RST)`, ...).
+    pub tcp: String,
 }
 
 impl Report {
@@ -198,6 +221,7 @@ mod tests {
             }],
             fix: vec!["kubectl get networkpolicy -n shop".into()],
             duration_ms: 12,
+            endpoints: vec![],
         };
         assert_eq!(
             serde_json::to_value(&report).unwrap(),

@@ -30,6 +30,8 @@ pub struct PodFacts {
     pub phase: String,
     pub node: Option<String>,
     pub ip: Option<IpAddr>,
+    /// The address of the pod's node (`status.hostIP`).
+    pub host_ip: Option<IpAddr>,
     pub ready: bool,
     pub terminating: bool,
     pub host_network: bool,
@@ -80,6 +82,7 @@ pub fn read_pod(pod: &Pod) -> PodFacts {
             .unwrap_or_else(|| "Unknown".into()),
         node: spec.and_then(|s| s.node_name.clone()),
         ip: primary_ip(pod),
+        host_ip: status.and_then(|s| s.host_ip.as_deref()?.parse().ok()),
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),

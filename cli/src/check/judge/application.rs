@@ -6,16 +6,28 @@ use netdiag_proto::{TcpOutcome, Transport};
 
 use super::*;
 
-pub(super) fn listener_summary(e: &EndpointFacts, port: u16) -> String {
+/// What the destination pod's listening sockets say about a refused connection.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum ListenerFinding {
+    /// The sockets could not be read.
+    Unknown(ToolFailure),
+    /// It listens on the port, but only on a loopback address.
+    LoopbackOnly(IpAddr),
+    /// Nothing listens on the port; these are what it does listen on.
+    NotOnPort(Vec<String>),
+    /// It does listen: the reset came from the path or a full accept queue.
+    ListensAnyway,
+}
+
+pub(super) fn listener_finding(e: &EndpointFacts, port: u16) -> ListenerFinding {
     let sockets = match &e.listeners {
         Fact::Known(s) => s,
-        Fact::Unknown(reason) => return format!("its listening sockets are unknown ({reason})"),
+        Fact::Unknown(reason) => return ListenerFinding::Unknown(reason.clone()),
     };
     let tcp: Vec<_> = sockets.iter().filter(|s| s.protocol == Transport::Tcp).collect();
     let on_port: Vec<_> = tcp.iter().filter(|s| s.local_port == port).collect();
     if !on_port.is_empty() && on_port.iter().all(|s| s.local_ip.is_loopback()) {
-        let ip: IpAddr = on_port[0].local_ip;
-        return format!("it listens on {}:{port} only, not on its pod IP", fmt_ip(ip));
+        return ListenerFinding::LoopbackOnly(on_port[0].local_ip);
     }
     if on_port.is_empty() {
         let mut others: Vec<String> = tcp
@@ -24,18 +36,30 @@ pub(super) fn listener_summary(e: &EndpointFacts, port: u16) -> String {
             .collect();
         others.sort();
         others.dedup();
-        return if others.is_empty() {
+        return ListenerFinding::NotOnPort(others);
+    }
+    ListenerFinding::ListensAnyway
+}
+
+fn describe_finding(finding: &ListenerFinding, port: u16) -> String {
+    match finding {
+        ListenerFinding::Unknown(reason) => format!("its listening sockets are unknown ({reason})"),
+        ListenerFinding::LoopbackOnly(ip) => {
+            format!("it listens on {}:{port} only, not on its pod IP", fmt_ip(*ip))
+        }
+        ListenerFinding::NotOnPort(others) if others.is_empty() => {
             format!("nothing in the pod listens on any TCP port (wanted {port})")
-        } else {
+        }
+        ListenerFinding::NotOnPort(others) => {
             format!(
                 "nothing in the pod listens on {port}; it listens on {}",
                 others.join(", ")
             )
-        };
+        }
+        ListenerFinding::ListensAnyway => format!(
+            "yet it listens on {port}: a reset from the path (a REJECT rule) or a full accept queue, not a missing listener"
+        ),
     }
-    format!(
-        "yet it listens on {port}: a reset from the path (a REJECT rule) or a full accept queue, not a missing listener"
-    )
 }
 
 pub(super) fn judge_application(cx: &Context) -> Judgment {
@@ -55,7 +79,7 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
         match &e.tcp {
             Fact::Known(TcpOutcome::Connected { .. }) => connected += 1,
             Fact::Known(TcpOutcome::Refused { .. }) => {
-                refused.push((e.label(), listener_summary(e, port)));
+                refused.push((e.label(), listener_finding(e, port), port));
                 if let Some(pod) = &e.pod {
                     fix.push(format!("kubectl -n {} logs {}", pod.namespace, pod.name));
                     fix.push(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
@@ -65,27 +89,32 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
             Fact::Unknown(reason) => unknown.push(format!("{}: not probed ({reason})", e.label())),
         }
     }
-    if let Some((label, why)) = refused.first() {
-        let count = if live.len() > 1 {
-            format!(" ({}/{} endpoints refuse)", refused.len(), live.len())
-        } else {
-            String::new()
-        };
+    if let Some((label, finding, port)) = refused.first() {
+        let why = describe_finding(finding, *port);
         let evidence = refused
             .iter()
-            .map(|(l, w)| format!("TCP to {l} refused; {w}"))
+            .map(|(l, f, p)| format!("TCP to {l} refused; {}", describe_finding(f, *p)))
             .collect();
-        if why.contains("127.0.0.1") || why.contains("[::1]") {
+        if refused
+            .iter()
+            .any(|(_, f, _)| matches!(f, ListenerFinding::LoopbackOnly(_)))
+        {
             fix.insert(
                 0,
                 "make the application listen on 0.0.0.0 (all addresses), not 127.0.0.1".into(),
             );
         }
-        return fail(
-            format!("{label} refuses the connection: {why}{count}"),
-            evidence,
-            fix,
-        );
+        let summary = if live.len() > 1 {
+            format!(
+                "{} {}: {label}: {why}{}",
+                endpoints_of(refused.len(), live.len()),
+                if refused.len() == 1 { "refuses" } else { "refuse" },
+                connection_share(refused.len(), live.len())
+            )
+        } else {
+            format!("{label} refuses the connection: {why}")
+        };
+        return fail(summary, evidence, fix);
     }
     if !unknown.is_empty() {
         return undetermined("the application could not be checked", unknown, vec![]);

@@ -73,3 +73,22 @@ pub(super) fn closest<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> 
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n.as_str())
 }
+
+/// What a partial failure costs: `" — about 1 in 3 new connections fail"`, or nothing when
+/// every address fails (or there is only one).
+pub(super) fn connection_share(failing: usize, total: usize) -> String {
+    if total > 1 && failing < total {
+        format!(" — about {failing} in {total} new connections fail")
+    } else {
+        String::new()
+    }
+}
+
+/// `"1 of 3 endpoints"`, or `"the endpoint"` when there is one.
+pub(super) fn endpoints_of(failing: usize, total: usize) -> String {
+    match total {
+        1 => "the endpoint".into(),
+        _ if failing == total => format!("all {total} endpoints"),
+        _ => format!("{failing} of {total} endpoints"),
+    }
+}

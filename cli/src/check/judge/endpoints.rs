@@ -78,6 +78,9 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
     let Some(svc) = cx.target_service else {
         return not_applicable("not applicable: no Service");
     };
+    if let Some(stale) = stale_endpoints(cx, svc) {
+        return stale;
+    }
     let ready: Vec<&EndpointFacts> = list.iter().filter(|e| e.ready()).collect();
     let names = |eps: &[&EndpointFacts]| -> String {
         eps.iter()
@@ -179,4 +182,60 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             svc.name
         )],
     )
+}
+
+/// Endpoints that no pod holds and that do not answer: stale or hand-written EndpointSlice
+/// entries, named with their slice. Not a network fault: nothing is there to reach.
+fn stale_endpoints(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
+    let stale: Vec<&EndpointFacts> = cx
+        .live
+        .iter()
+        .copied()
+        .filter(|e| outcomes::is_stale(cx.destination, e))
+        .collect();
+    let first = stale.first()?;
+    let slice = |e: &EndpointFacts| {
+        e.slice
+            .as_ref()
+            .map(|s| format!("EndpointSlice {s}"))
+            .unwrap_or_else(|| "an EndpointSlice".into())
+    };
+    let evidence = stale
+        .iter()
+        .map(|e| {
+            let tcp = match &e.tcp {
+                Fact::Known(o) => describe_tcp(o),
+                Fact::Unknown(why) => why.to_string(),
+            };
+            format!(
+                "{} lists {}: no pod holds this address; TCP {tcp}",
+                slice(e),
+                e.label()
+            )
+        })
+        .collect();
+    let owner = if svc.selector.is_none() {
+        "the Service has no selector, so its slices are written by hand or by another controller"
+    } else {
+        "the slice was left behind by its controller"
+    };
+    let summary = format!(
+        "{} {} stale: {} lists {}, which no pod holds and which does not answer ({owner}){}",
+        endpoints_of(stale.len(), cx.live.len()),
+        if stale.len() == 1 { "is" } else { "are" },
+        slice(first),
+        first.label(),
+        connection_share(stale.len(), cx.live.len())
+    );
+    let mut fix: Vec<String> = stale
+        .iter()
+        .filter_map(|e| e.slice.as_ref())
+        .map(|s| format!("kubectl -n {} get endpointslice {} -o yaml", s.namespace, s.name))
+        .collect();
+    fix.dedup();
+    fix.push(format!(
+        "kubectl -n {} get svc {} -o yaml",
+        svc.namespace, svc.name
+    ));
+    Some(fail(summary, evidence, fix))
 }

@@ -15,6 +15,7 @@ mod describe;
 mod dns;
 mod endpoints;
 mod network_policy;
+mod outcomes;
 mod pod_network;
 mod service;
 mod service_proxy;
@@ -173,6 +174,11 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         steps,
         fix,
         duration_ms,
+        endpoints: cx
+            .live
+            .iter()
+            .map(|e| outcomes::endpoint_report(ev.destination, e))
+            .collect(),
     }
 }
 

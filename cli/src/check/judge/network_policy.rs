@@ -82,10 +82,11 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
         } else {
             String::new()
         };
+        let denied_count = denied.len();
         let mut evidence: Vec<EvidenceLine> = denied.into_iter().map(Into::into).collect();
         evidence.extend(disagreements.into_iter().map(disagreement));
         return Judgment::Fail {
-            summary: format!("{headline}{count}"),
+            summary: format!("{headline}{count}{}", connection_share(denied_count, live.len())),
             evidence,
             fix: policy_fix(cx, live, &src_ns),
         };

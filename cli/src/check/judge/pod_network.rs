@@ -42,11 +42,11 @@ pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
             _ => "outside the cluster's pods".into(),
         };
         match &e.tcp {
-            Fact::Known(o) if is_blocked(o) => failing.push((e, place, describe_tcp(o))),
+            Fact::Known(o) if is_blocked(o) => failing.push((*e, place, describe_tcp(o))),
             Fact::Known(TcpOutcome::Error { detail }) => {
                 unknown.push(format!("{}: probe error: {detail}", e.label()))
             }
-            Fact::Known(o) => ok.push(format!("{} [{place}]: {}", e.label(), describe_tcp(o))),
+            Fact::Known(o) => ok.push((*e, format!("{} [{place}]: {}", e.label(), describe_tcp(o)))),
             Fact::Unknown(reason) => unknown.push(format!("{}: not probed ({reason})", e.label())),
         }
     }
@@ -55,50 +55,10 @@ pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
             .iter()
             .map(|(e, place, what)| format!("TCP to {} [{place}] {what} from {}'s netns", e.label(), cx.from))
             .collect();
-        evidence.extend(ok.iter().map(|o| format!("TCP to {o}")));
-        let cross: Vec<&str> = failing
-            .iter()
-            .filter_map(|(e, _, _)| e.node())
-            .filter(|n| Some(*n) != src_node)
-            .collect();
-        let all_cross = cross.len() == failing.len();
-        let count = if live.len() > 1 {
-            format!(" ({}/{} endpoints)", failing.len(), live.len())
-        } else {
-            String::new()
-        };
-        let summary = match (src_node, all_cross) {
-            (Some(src), true) => {
-                let mut nodes: Vec<&str> = cross.clone();
-                nodes.sort();
-                nodes.dedup();
-                let same_ok = !ok.is_empty();
-                format!(
-                    "TCP from {src} to pods on {} fails ({}){count} {}: the cross-node pod network path is broken",
-                    nodes.join(", "),
-                    failing[0].2,
-                    if same_ok {
-                        "while same-node endpoints connect"
-                    } else {
-                        "and NetworkPolicy allows it"
-                    }
-                )
-            }
-            _ => format!(
-                "TCP to {} [{}] {} although NetworkPolicy allows it{count}",
-                failing[0].0.label(),
-                failing[0].1,
-                failing[0].2
-            ),
-        };
-        return fail(
-            summary,
-            evidence,
-            vec![
-                "kubectl get nodes -o wide".into(),
-                "kubectl -n kube-system get pods -o wide   # CNI pods on the affected nodes".into(),
-            ],
-        );
+        evidence.extend(ok.iter().map(|(_, o)| format!("TCP to {o}")));
+        evidence.extend(cx.node_witnesses.iter().map(witness_line));
+        let (summary, fix) = path_finding(cx, &failing, &ok);
+        return fail(summary, evidence, fix);
     }
     if !unknown.is_empty() {
         let summary = format!("the pod network could not be probed: {}", unknown[0]);
@@ -111,6 +71,101 @@ pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
             live.len(),
             cx.from
         ),
-        ok,
+        ok.into_iter().map(|(_, line)| line).collect(),
     )
+}
+
+/// A failing address, where it is, and what TCP saw.
+type Failing<'a> = (&'a EndpointFacts, String, String);
+
+fn witness_line(w: &NodeWitness) -> String {
+    let what = match &w.tcp {
+        Fact::Known(o) => describe_tcp(o),
+        Fact::Unknown(why) => format!("not probed ({why})"),
+    };
+    format!(
+        "TCP to node {} itself ({}:{}): {what}",
+        w.node,
+        fmt_ip(w.ip),
+        w.port
+    )
+}
+
+/// What the failing addresses show about the path, claiming no more than the witnesses do:
+/// a drop of one pod or port when other pods on that node, or the node itself, answer; a
+/// broken path between the nodes only when the node does not answer either.
+fn path_finding(cx: &Context, failing: &[Failing], ok: &[(&EndpointFacts, String)]) -> (String, Vec<String>) {
+    let total = cx.live.len();
+    let count = if total > 1 {
+        format!(" ({}/{total} endpoints)", failing.len())
+    } else {
+        String::new()
+    };
+    let share = connection_share(failing.len(), total);
+    let cni_fix = vec![
+        "kubectl get nodes -o wide".to_string(),
+        "kubectl -n kube-system get pods -o wide   # CNI pods on the affected nodes".to_string(),
+    ];
+    let (first, place, what) = &failing[0];
+    let src = cx.source_node();
+    let Some(node) = first.node().filter(|n| Some(*n) != src) else {
+        // The same node, or an address outside the cluster's pods: no cross-node claim.
+        let summary = format!(
+            "TCP to {} [{place}] {what} although NetworkPolicy allows it{count}{share}",
+            first.label()
+        );
+        return (summary, cni_fix);
+    };
+    let src = src.unwrap_or("the source node");
+    let on_node: Vec<String> = failing
+        .iter()
+        .filter(|(e, _, _)| e.node() == Some(node))
+        .map(|(e, _, _)| e.label())
+        .collect();
+    let pods = on_node.join(", ");
+    let pod_fix = |cx: &Context| -> Vec<String> {
+        let mut fix: Vec<String> = failing
+            .iter()
+            .filter_map(|(e, _, _)| e.pod.as_ref())
+            .map(|p| format!("kubectl -n {} get pod {} -o wide", p.namespace, p.name))
+            .take(3)
+            .collect();
+        fix.push(format!("kubectl -n {} get networkpolicy", cx.from.namespace));
+        fix
+    };
+    let answering = ok.iter().filter(|(e, _)| e.node() == Some(node)).count();
+    if answering > 0 {
+        let summary = format!(
+            "{} fail: {pods} on {node} {what} while {answering} other endpoint(s) on {node} connect, and NetworkPolicy allows it: a drop of that pod or port, not the path between {src} and {node}{share}",
+            endpoints_of(failing.len(), total)
+        );
+        return (summary, pod_fix(cx));
+    }
+    let witness = cx.node_witnesses.iter().find(|w| w.node == node);
+    match witness.map(|w| (w, &w.tcp)) {
+        Some((w, Fact::Known(o))) if !is_blocked(o) => {
+            let summary = format!(
+                "TCP to {pods} on {node} {what} although NetworkPolicy allows it{count}, while {node} itself answers from {} ({}:{} {}): a drop of that pod or port on {node}, not the path between {src} and {node}{share}",
+                cx.from,
+                fmt_ip(w.ip),
+                w.port,
+                describe_tcp(o)
+            );
+            (summary, pod_fix(cx))
+        }
+        Some((w, Fact::Known(o))) => {
+            let summary = format!(
+                "TCP from {src} to pods on {node} fails ({what}){count} and {node} itself ({}) does not answer either ({}): the cross-node path between {src} and {node} is broken{share}",
+                fmt_ip(w.ip),
+                describe_tcp(o)
+            );
+            (summary, cni_fix)
+        }
+        _ => {
+            let summary = format!(
+                "TCP to {pods} on {node} {what} although NetworkPolicy allows it{count}; no second witness tells whether the path to {node} or that pod drops it{share}"
+            );
+            (summary, cni_fix)
+        }
+    }
 }

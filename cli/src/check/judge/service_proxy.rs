@@ -26,9 +26,13 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
         }
     };
     let live = &cx.live;
-    let any_connected = live
+    let like_vip = live
         .iter()
-        .any(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })));
+        .filter(|e| matches!(&e.tcp, Fact::Known(o) if same_symptom(o, outcome)))
+        .count();
+    let any_answered = live
+        .iter()
+        .any(|e| matches!(&e.tcp, Fact::Known(o) if !matches!(o, TcpOutcome::Error { .. })));
     let all_refused = !live.is_empty()
         && live
             .iter()
@@ -41,37 +45,55 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
         "kubectl -n kube-system logs -l k8s-app=kube-proxy --tail=50".into(),
     ];
     let evidence = vec![format!("TCP to ClusterIP {vip}: {}", describe_tcp(outcome))];
+    let what = describe_tcp(outcome);
     match outcome {
-        TcpOutcome::Connected { .. } => pass(format!("ClusterIP {vip} {}", describe_tcp(outcome)), vec![]),
+        TcpOutcome::Error { detail } => {
+            undetermined(format!("ClusterIP {vip}: probe error: {detail}"), vec![], vec![])
+        }
+        // The VIP connection reached one endpoint: it behaves like some endpoint does, so the
+        // rules translate to the endpoints, whichever one this connection happened to reach.
+        TcpOutcome::Connected { .. } if like_vip == live.len() => {
+            pass(format!("ClusterIP {vip} {what}"), vec![])
+        }
         TcpOutcome::Refused { .. } if all_refused => pass(
             format!("ClusterIP {vip} refused, as its endpoints do (judged at application)"),
             evidence,
         ),
-        TcpOutcome::Refused { .. } if any_connected => fail(
+        _ if like_vip > 0 => pass(
             format!(
-                "ClusterIP {vip} is refused while the pod IPs connect: the Service rules on {node} act as if it had no endpoints (stale)"
+                "ClusterIP {vip} {what}, as {like_vip} of its {} endpoints do: the Service rules on {node} translate to the endpoints (each endpoint is judged at its own layer)",
+                live.len()
+            ),
+            evidence,
+        ),
+        TcpOutcome::Refused { .. } if any_answered => fail(
+            format!(
+                "ClusterIP {vip} is refused while no endpoint refuses: the Service rules on {node} act as if it had no endpoints (stale)"
             ),
             evidence,
             proxy_fix,
         ),
-        TcpOutcome::Error { detail } => {
-            undetermined(format!("ClusterIP {vip}: probe error: {detail}"), vec![], vec![])
-        }
-        _ if any_connected || all_refused => fail(
+        TcpOutcome::Timeout { .. } | TcpOutcome::Unreachable { .. } if any_answered => fail(
             format!(
-                "ClusterIP {vip} {} while the pod IPs answer: the Service's rules are missing on {node} (kube-proxy/dataplane)",
-                describe_tcp(outcome)
+                "ClusterIP {vip} {what} while the pod IPs answer: the Service's rules are missing on {node} (kube-proxy/dataplane)"
             ),
             evidence,
             proxy_fix,
         ),
         _ => undetermined(
-            format!(
-                "ClusterIP {vip} {} and no endpoint answered to compare with",
-                describe_tcp(outcome)
-            ),
+            format!("ClusterIP {vip} {what} and no endpoint answered alike to compare with"),
             evidence,
             vec![],
         ),
     }
+}
+
+/// Whether two TCP outcomes are the same symptom: both connected, both refused, or both
+/// dropped on the way (timeout or unreachable).
+fn same_symptom(a: &TcpOutcome, b: &TcpOutcome) -> bool {
+    use TcpOutcome::*;
+    matches!(
+        (a, b),
+        (Connected { .. }, Connected { .. }) | (Refused { .. }, Refused { .. })
+    ) || (is_blocked(a) && is_blocked(b))
 }

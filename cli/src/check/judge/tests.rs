@@ -42,6 +42,11 @@ fn pod(ns: &str, name: &str, node: &str, ip_: &str) -> PodFacts {
         phase: "Running".into(),
         node: Some(node.into()),
         ip: Some(ip(ip_)),
+        host_ip: Some(ip(if node == "node-a" {
+            "192.168.0.1"
+        } else {
+            "192.168.0.2"
+        })),
         ready: true,
         terminating: false,
         host_network: false,
@@ -246,6 +251,12 @@ fn healthy() -> Evidence {
             namespace: "netdiag".into(),
             selector: "app.kubernetes.io/name=netdiag-agent".into(),
         }),
+        node_witnesses: vec![NodeWitness {
+            node: "node-b".into(),
+            ip: ip("192.168.0.2"),
+            port: 10250,
+            tcp: refused(),
+        }],
     }
 }
 
@@ -794,7 +805,11 @@ fn numeric_target_port_the_pods_declare_but_nothing_listens_is_application() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
     let s = summary(&report, Layer::Application);
-    assert!(s.ends_with("refuses the connection: nothing in the pod listens on any TCP port (wanted 8080) (2/2 endpoints refuse)"), "{s}");
+    assert!(
+        s.starts_with("all 2 endpoints refuse: ")
+            && s.ends_with("nothing in the pod listens on any TCP port (wanted 8080)"),
+        "{s}"
+    );
     assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
 }
 
@@ -982,18 +997,74 @@ fn unevaluated_policy_with_timeouts_is_undetermined_not_pod_network() {
 }
 
 #[test]
-fn cross_node_timeouts_allowed_by_policy_fail_pod_network() {
+fn a_cross_node_timeout_while_that_node_answers_is_a_drop_of_the_pod_or_port_not_the_path() {
     let mut ev = healthy();
     endpoints_mut(&mut ev)[1].tcp = timeout();
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     let s = summary(&report, Layer::PodNetwork);
     assert!(
-        s.contains("from node-a to pods on node-b")
-            && s.contains("(1/2 endpoints)")
-            && s.contains("same-node endpoints connect"),
+        s.contains("shop/payments-1")
+            && s.contains("node-b itself answers")
+            && s.contains("a drop of that pod or port on node-b, not the path between node-a and node-b")
+            && s.contains("about 1 in 2 new connections fail")
+            && !s.contains("broken"),
         "{s}"
     );
+}
+
+#[test]
+fn a_cross_node_timeout_is_a_broken_path_only_when_the_node_does_not_answer_either() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].tcp = timeout();
+    ev.node_witnesses[0].tcp = timeout();
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.contains("from node-a to pods on node-b")
+            && s.contains("node-b itself (192.168.0.2) does not answer either")
+            && s.contains("cross-node path between node-a and node-b is broken"),
+        "{s}"
+    );
+    assert!(report.fix.iter().any(|f| f.contains("get nodes")));
+}
+
+#[test]
+fn without_a_second_witness_a_cross_node_timeout_claims_no_path_failure() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].tcp = timeout();
+    ev.node_witnesses[0].tcp = Fact::Unknown(agent_missing("node-a"));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(s.contains("no second witness") && !s.contains("broken"), "{s}");
+}
+
+#[test]
+fn one_dropped_endpoint_among_answering_ones_on_its_node_names_that_endpoint_only() {
+    let mut ev = healthy();
+    let mut third = pod("shop", "payments-2", "node-b", "10.244.2.15");
+    third.labels.insert("app".into(), "payments".into());
+    let mut dropped = endpoint(third);
+    dropped.tcp = timeout();
+    endpoints_mut(&mut ev).push(dropped);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.starts_with("1 of 3 endpoints fail: shop/payments-2")
+            && s.contains("while 1 other endpoint(s) on node-b connect")
+            && s.contains("about 1 in 3 new connections fail"),
+        "{s}"
+    );
+    let failing: Vec<_> = report
+        .endpoints
+        .iter()
+        .filter(|e| e.status == Status::Fail)
+        .map(|e| (e.pod.as_deref(), e.failing_layer))
+        .collect();
+    assert_eq!(failing, [(Some("shop/payments-2"), Some(Layer::PodNetwork))]);
 }
 
 #[test]
@@ -1318,4 +1389,84 @@ fn a_named_target_port_declared_only_by_a_native_sidecar_resolves() {
             .iter()
             .any(|e| e.contains("native sidecar container proxy"))
     );
+}
+
+/// One of two endpoints refuses; whichever endpoint the single VIP connection reached, the
+/// verdict is the same: the application of the refusing endpoint, with its share.
+#[test]
+fn one_refusing_endpoint_gives_the_same_verdict_whatever_the_vip_connection_reached() {
+    let mut summaries = vec![];
+    for vip in [connected(), refused()] {
+        let mut ev = healthy();
+        let bad = &mut endpoints_mut(&mut ev)[1];
+        bad.tcp = refused();
+        bad.listeners = Fact::Known(vec![]);
+        ev.cluster_ip.as_mut().unwrap().tcp = vip;
+        let report = judge(&ev, 0);
+        assert_fails_at(&report, Layer::Application);
+        assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
+        summaries.push(summary(&report, Layer::Application).to_string());
+    }
+    assert_eq!(summaries[0], summaries[1]);
+    assert!(
+        summaries[0].starts_with("1 of 2 endpoints refuses: shop/payments-1")
+            && summaries[0].contains("about 1 in 2 new connections fail"),
+        "{}",
+        summaries[0]
+    );
+}
+
+#[test]
+fn a_vip_refused_while_no_endpoint_refuses_is_stale_proxy_rules() {
+    let mut ev = healthy();
+    ev.cluster_ip.as_mut().unwrap().tcp = refused();
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    assert!(summary(&report, Layer::ServiceProxy).contains("while no endpoint refuses"));
+}
+
+#[test]
+fn an_endpoint_no_pod_holds_that_does_not_answer_is_stale_and_names_its_slice() {
+    let mut ev = healthy();
+    service_mut(&mut ev).selector = None;
+    let list = endpoints_mut(&mut ev);
+    list[1].pod = None;
+    list[1].ip = ip("10.244.9.9");
+    list[1].slice = Some(NamespacedName::new("shop", "payments-manual"));
+    list[1].tcp = timeout();
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Endpoints);
+    let s = summary(&report, Layer::Endpoints);
+    assert!(
+        s.starts_with("1 of 2 endpoints is stale: EndpointSlice shop/payments-manual lists 10.244.9.9:8080")
+            && s.contains("no selector"),
+        "{s}"
+    );
+    assert!(report.fix[0].contains("get endpointslice payments-manual"));
+}
+
+#[test]
+fn an_address_no_pod_holds_that_answers_is_a_healthy_external_backend() {
+    let mut ev = healthy();
+    let list = endpoints_mut(&mut ev);
+    list[1].pod = None;
+    list[1].ip = ip("192.0.2.10");
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+}
+
+#[test]
+fn the_report_lists_every_endpoint_with_its_own_layer() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[0].tcp = refused();
+    let report = judge(&ev, 0);
+    let json = serde_json::to_value(&report).unwrap();
+    let endpoints = json["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2);
+    assert_eq!(endpoints[0]["status"], "fail");
+    assert_eq!(endpoints[0]["failingLayer"], "application");
+    assert_eq!(endpoints[0]["tcp"], "refused (RST)");
+    assert_eq!(endpoints[1]["status"], "pass");
+    assert!(endpoints[1].get("failingLayer").is_none());
+    assert_eq!(endpoints[1]["node"], "node-b");
 }
