@@ -297,23 +297,17 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
             let namespace = config.default_namespace.clone();
             let client = kube::Client::try_from(config).map_err(KubeConfigError::Client)?;
             // The lists are independent: ask for them at once.
-            let (namespaces, pods, policies, cluster_network_policies, admin_network_policies, baseline) = futures::try_join!(
+            let (namespaces, pods, policies, admin) = futures::try_join!(
                 list_all::<Namespace>(&client, "namespaces"),
                 list_all::<Pod>(&client, "pods"),
                 list_all::<NetworkPolicy>(&client, "networkpolicies"),
-                list_optional::<ClusterNetworkPolicy>(&client, "clusternetworkpolicies"),
-                list_optional::<AdminNetworkPolicy>(&client, "adminnetworkpolicies"),
-                list_optional::<BaselineAdminNetworkPolicy>(&client, "baselineadminnetworkpolicies"),
+                read_admin_objects(&client),
             )?;
             let objects = Objects {
                 namespaces,
                 pods,
                 policies,
-                admin: AdminObjects {
-                    cluster_network_policies,
-                    admin_network_policies,
-                    baseline_admin_network_policies: baseline,
-                },
+                admin,
                 skipped_kinds: Vec::new(),
             };
             Ok((objects, namespace))
@@ -336,6 +330,22 @@ where
         item.meta_mut().managed_fields = None;
     }
     Ok(items)
+}
+
+/// Every ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy in the cluster,
+/// without managedFields. A kind whose CRD is not installed (404) has none; other errors (403, a
+/// timeout) are errors naming the resource. The one reader of these kinds for every consumer.
+pub async fn read_admin_objects(client: &kube::Client) -> Result<AdminObjects, PolicyCmdError> {
+    let (cluster_network_policies, admin_network_policies, baseline_admin_network_policies) = futures::try_join!(
+        list_optional::<ClusterNetworkPolicy>(client, "clusternetworkpolicies"),
+        list_optional::<AdminNetworkPolicy>(client, "adminnetworkpolicies"),
+        list_optional::<BaselineAdminNetworkPolicy>(client, "baselineadminnetworkpolicies"),
+    )?;
+    Ok(AdminObjects {
+        cluster_network_policies,
+        admin_network_policies,
+        baseline_admin_network_policies,
+    })
 }
 
 /// Every object of a CRD kind; a 404 (the CRD is not installed) means there are none.
