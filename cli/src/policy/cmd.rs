@@ -439,11 +439,16 @@ pub fn render_explain(tiered: &TieredVerdict) -> String {
         let _ = writeln!(out, "note     {note}");
     }
     let _ = writeln!(out, "verdict  {}", tiered.explain());
+    let rules = join(&tiered.deciding_admin_rules());
     if tiered.needs_cluster_admin() {
-        let rules = join(&tiered.deciding_admin_rules());
         let _ = writeln!(
             out,
             "fix      needs a cluster admin: {rules} is cluster-scoped; a namespace's NetworkPolicy cannot override it"
+        );
+    } else if tiered.decided_by_baseline() {
+        let _ = writeln!(
+            out,
+            "fix      a NetworkPolicy selecting the pod overrides the Baseline tier ({rules}); or a cluster admin changes that rule"
         );
     }
     out

@@ -189,6 +189,14 @@ fn baseline_decides_only_pods_no_network_policy_isolates() {
     assert!(!verdict.allowed);
     assert_eq!(verdict.ingress.decided_by, DecidingTier::Baseline);
     assert_eq!(verdict.ingress.passed_by.as_ref().unwrap().policy.name, "pass");
+    // A NetworkPolicy can override the Baseline tier: no cluster admin needed, and the sentence says so.
+    assert!(!verdict.needs_cluster_admin());
+    assert!(verdict.decided_by_baseline());
+    assert!(
+        verdict.explain().contains("would override the Baseline tier"),
+        "{}",
+        verdict.explain()
+    );
     let index = mk_world(&[allow_all_ingress_netpol()], cnps(vec![baseline, pass]));
     let verdict = tiers(&index, "ops/monitor", "shop/payments", 80);
     assert!(verdict.allowed);

@@ -146,9 +146,11 @@ impl TierVerdict {
         }
     }
 
-    /// Changing the outcome means changing a cluster-scoped object: a cluster admin's job.
+    /// An Admin-tier rule decided: only a cluster admin (who owns the cluster-scoped policy) can
+    /// change the outcome; no NetworkPolicy overrides it. A Baseline-tier decision is not one: a
+    /// NetworkPolicy selecting the pod overrides the Baseline tier.
     pub fn needs_cluster_admin(&self) -> bool {
-        matches!(self.decided_by, DecidingTier::Admin | DecidingTier::Baseline)
+        self.decided_by == DecidingTier::Admin
     }
 }
 
@@ -174,11 +176,19 @@ impl TieredVerdict {
             .collect()
     }
 
-    /// True when the decision rests on a cluster-scoped admin policy: only a cluster admin can change it.
+    /// True when an Admin-tier rule decided the answer: only a cluster admin can change it.
     pub fn needs_cluster_admin(&self) -> bool {
         self.sides()
             .into_iter()
             .any(|(side, _, _)| side.allowed == self.allowed && side.needs_cluster_admin())
+    }
+
+    /// True when a Baseline-tier rule decided the answer: a NetworkPolicy selecting the pod would
+    /// override it (or a cluster admin can change the rule).
+    pub fn decided_by_baseline(&self) -> bool {
+        self.sides()
+            .into_iter()
+            .any(|(side, _, _)| side.allowed == self.allowed && side.decided_by == DecidingTier::Baseline)
     }
 
     fn sides(&self) -> [(&TierVerdict, &DirectionVerdict, Direction); 2] {
@@ -230,6 +240,10 @@ impl TieredVerdict {
         let mut sentence = format!("{head}: {}", parts.join("; "));
         if self.needs_cluster_admin() {
             sentence.push_str("; changing this needs a cluster admin (cluster-scoped admin policy)");
+        } else if self.decided_by_baseline() {
+            sentence.push_str(
+                "; a NetworkPolicy selecting the pod would override the Baseline tier, or a cluster admin can change the rule",
+            );
         }
         sentence
     }
