@@ -1,8 +1,8 @@
 //! Benchmark of the NetworkPolicy evaluator on a synthetic cluster, and its generator.
 //!
 //! ```text
-//! cargo run --release -p kubectl-netdiag --example policy_bench -- --pods 2000 --policies 500
-//! cargo run --release -p kubectl-netdiag --example policy_bench -- --pods 2000 --policies 500 --write cluster.yaml
+//! cargo run --release -p kubectl-netdiag --example policy_bench -- --pods 2000 --policies 500 --admin-policies 50
+//! cargo run --release -p kubectl-netdiag --example policy_bench -- --pods 2000 --policies 500 --admin-policies 50 --write cluster.yaml
 //! time target/release/kubectl-netdiag policy matrix --from-file cluster.yaml --port 80 -o json > /dev/null
 //! ```
 //!
@@ -10,14 +10,18 @@
 //! `app`, `tier`, `version`, a pod IP and named containerPorts (`http` 8080, `metrics` 9090, `dns` 53/UDP).
 //! Policies cycle through the shapes found in real clusters: default-deny per namespace, allow from
 //! the same app, from other namespaces by namespace+pod selector, matchExpressions, named ports,
-//! endPort ranges, ipBlock with except, and egress policies. Deterministic for a given `--seed`.
+//! endPort ranges, ipBlock with except, and egress policies. Admin policies cycle through
+//! ClusterNetworkPolicy Admin-tier denies, passes and accepts (namespace and pod subjects, port
+//! numbers, ranges, named ports, `networks`), Baseline-tier ones, v1alpha1 AdminNetworkPolicies, and
+//! one BaselineAdminNetworkPolicy. Deterministic for a given `--seed`.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netdiag::policy::{Flow, Peer, PolicyIndex, Protocol};
+use netdiag::policy::admin::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
+use netdiag::policy::{AdminObjects, Flow, Peer, PolicyIndex, Protocol};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -28,6 +32,9 @@ struct Args {
     /// Number of NetworkPolicies.
     #[arg(long, default_value_t = 500)]
     policies: usize,
+    /// Number of admin policies (ClusterNetworkPolicy, AdminNetworkPolicy, one BaselineAdminNetworkPolicy).
+    #[arg(long, default_value_t = 50)]
+    admin_policies: usize,
     /// Number of namespaces.
     #[arg(long, default_value_t = 40)]
     namespaces: usize,
@@ -131,6 +138,83 @@ fn generate(args: &Args) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     (namespaces, pods, policies)
 }
 
+fn ns_is(name: &str) -> Value {
+    json!({"matchLabels": {"kubernetes.io/metadata.name": name}})
+}
+
+/// Admin policies in the shapes the API documents; priorities spread over 0-1000.
+fn generate_admin(args: &Args) -> Vec<Value> {
+    let mut rng = Rng(args.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+    let cnp = |name: String, tier: &str, priority: usize, spec: Value| {
+        let mut spec = spec;
+        spec["tier"] = tier.into();
+        spec["priority"] = (priority % 1001).into();
+        json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+               "metadata": {"name": name}, "spec": spec})
+    };
+    (0..args.admin_policies)
+        .map(|i| {
+            let name = format!("admin-{i}");
+            let team = json!({"matchLabels": {"team": format!("team-{}", rng.below(8))}});
+            let app = json!({"matchLabels": {"app": format!("app-{}", rng.below(APPS))}});
+            let ns = namespace_name(rng.below(args.namespaces));
+            let priority = i * 17 + 3;
+            if i + 1 == args.admin_policies {
+                return json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "BaselineAdminNetworkPolicy",
+                    "metadata": {"name": "default"}, "spec": {"subject": {"namespaces": {"matchLabels": {"env": "prod"}}},
+                    "ingress": [{"name": "dev-not-to-prod", "action": "Deny", "from": [{"namespaces": {"matchLabels": {"env": "dev"}}}]}]}});
+            }
+            match i % 6 {
+                0 => cnp(name, "Admin", priority, json!({"subject": {"namespaces": team},
+                    "ingress": [{"name": "pass-own-namespace", "action": "Pass", "from": [{"namespaces": ns_is(&ns)}]},
+                                {"name": "deny-ssh", "action": "Deny", "from": [{"namespaces": {}}],
+                                 "protocols": [{"tcp": {"destinationPort": {"range": {"start": 22, "end": 23}}}}]}]})),
+                1 => cnp(name, "Admin", priority, json!({"subject": {"pods": {"namespaceSelector": {}, "podSelector": app}},
+                    "egress": [{"name": "db", "action": "Accept",
+                                "to": [{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"tier": "db"}}}}],
+                                "protocols": [{"tcp": {"destinationPort": {"number": 5432}}}]},
+                               {"name": "no-internet", "action": "Deny", "to": [{"networks": ["0.0.0.0/5", "200.0.0.0/8"]}]}]})),
+                2 => cnp(name, "Admin", priority, json!({"subject": {"namespaces": {"matchLabels": {"env": "prod"}}},
+                    "ingress": [{"name": "monitoring", "action": "Accept", "from": [{"namespaces": team}],
+                                 "protocols": [{"destinationNamedPort": "metrics"}]},
+                                {"name": "quarantine", "action": "Deny",
+                                 "from": [{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"version": "v2"}}}}]}]})),
+                3 => cnp(name, "Baseline", priority, json!({"subject": {"namespaces": team},
+                    "ingress": [{"name": "same-team", "action": "Accept", "from": [{"namespaces": team}]},
+                                {"name": "others", "action": "Deny", "from": [{"namespaces": {}}]}],
+                    "egress": [{"name": "dns", "action": "Accept", "to": [{"namespaces": {}}],
+                                "protocols": [{"udp": {"destinationPort": {"number": 53}}}]}]})),
+                4 => json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+                    "metadata": {"name": name}, "spec": {"priority": priority % 1001, "subject": {"namespaces": ns_is(&ns)},
+                    "ingress": [{"name": "web", "action": "Allow", "from": [{"namespaces": {}}],
+                                 "ports": [{"portNumber": {"protocol": "TCP", "port": 80}}, {"namedPort": "http"}]},
+                                {"name": "rest", "action": "Deny", "from": [{"namespaces": team}],
+                                 "ports": [{"portRange": {"protocol": "TCP", "start": 1, "end": 1024}}]}]}}),
+                _ => cnp(name, "Admin", priority, json!({"subject": {"namespaces": {}},
+                    "egress": [{"name": "to-app", "action": "Pass", "to": [{"pods": {"namespaceSelector": team, "podSelector": app}}]}]})),
+            }
+        })
+        .collect()
+}
+
+fn admin_objects(values: Vec<Value>) -> anyhow::Result<AdminObjects> {
+    let mut admin = AdminObjects::default();
+    for value in values {
+        match value["kind"].as_str() {
+            Some("ClusterNetworkPolicy") => admin
+                .cluster_network_policies
+                .push(serde_json::from_value::<ClusterNetworkPolicy>(value)?),
+            Some("AdminNetworkPolicy") => admin
+                .admin_network_policies
+                .push(serde_json::from_value::<AdminNetworkPolicy>(value)?),
+            _ => admin
+                .baseline_admin_network_policies
+                .push(serde_json::from_value::<BaselineAdminNetworkPolicy>(value)?),
+        }
+    }
+    Ok(admin)
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -138,8 +222,14 @@ fn millis(duration: Duration) -> f64 {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (namespaces, pods, policies) = generate(&args);
+    let admin = generate_admin(&args);
     if let Some(path) = &args.write {
-        let items: Vec<&Value> = namespaces.iter().chain(&pods).chain(&policies).collect();
+        let items: Vec<&Value> = namespaces
+            .iter()
+            .chain(&pods)
+            .chain(&policies)
+            .chain(&admin)
+            .collect();
         let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
         std::fs::write(path, serde_yaml_ng::to_string(&list)?)?;
         println!("wrote {}", path.display());
@@ -156,13 +246,14 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .map(serde_json::from_value)
         .collect::<Result<_, _>>()?;
+    let admin = admin_objects(admin)?;
 
     // The machine may be shared: repeat and keep the fastest run of each measurement.
     let mut build = Duration::MAX;
     let mut index = None;
     for _ in 0..args.repeat.max(1) {
         let start = Instant::now();
-        let built = PolicyIndex::new(&namespaces, &pods, &policies);
+        let built = PolicyIndex::with_admin(&namespaces, &pods, &policies, &admin);
         build = build.min(start.elapsed());
         index = Some(built);
     }
@@ -201,15 +292,15 @@ fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let mut denied = 0;
     for flow in &flows {
-        if !index.evaluate(flow)?.allowed {
+        if !index.evaluate_tiers(flow)?.allowed {
             denied += 1;
         }
     }
     let explain_total = start.elapsed();
 
     println!(
-        "cluster: {} namespaces, {} pods, {} policies",
-        args.namespaces, args.pods, args.policies
+        "cluster: {} namespaces, {} pods, {} policies, {} admin policies",
+        args.namespaces, args.pods, args.policies, args.admin_policies
     );
     println!(
         "index build:        {:9.2} ms  (fastest of {})",
@@ -224,7 +315,7 @@ fn main() -> anyhow::Result<()> {
         allowed
     );
     println!(
-        "explain (evaluate): {:9.4} ms per flow  (mean of {}, {} denied)",
+        "explain (tiers):    {:9.4} ms per flow  (mean of {}, {} denied)",
         millis(explain_total) / args.flows.max(1) as f64,
         args.flows,
         denied

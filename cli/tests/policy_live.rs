@@ -1,5 +1,6 @@
-//! `policy explain|matrix` against an API server: a minimal loopback HTTP server answers the three
-//! list calls with real Kubernetes list JSON, and the binary reaches it through a kubeconfig.
+//! `policy explain|matrix` against an API server: a minimal loopback HTTP server answers the list
+//! calls with real Kubernetes list JSON (ClusterNetworkPolicy included; the v1alpha1 admin kinds
+//! answer 404 as when their CRDs are not installed), and the binary reaches it through a kubeconfig.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -46,6 +47,14 @@ fn serve(forbidden: &'static [&'static str]) -> u16 {
                     "/apis/networking.k8s.io/v1/networkpolicies" => (
                         "200 OK",
                         list("NetworkPolicyList", "networking.k8s.io/v1", policies()),
+                    ),
+                    "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies" => (
+                        "200 OK",
+                        list(
+                            "ClusterNetworkPolicyList",
+                            "policy.networking.k8s.io/v1alpha2",
+                            cluster_network_policies(),
+                        ),
                     ),
                     _ => (
                         "404 Not Found",
@@ -94,6 +103,28 @@ fn policies() -> Vec<serde_json::Value> {
         "spec": {"podSelector": {"matchLabels": {"app": "payments"}},
                  "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}}),
     ]
+}
+
+fn cluster_network_policies() -> Vec<serde_json::Value> {
+    vec![serde_json::json!({"metadata": {"name": "shop-not-to-ops"},
+        "spec": {"tier": "Admin", "priority": 10,
+                 "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}}},
+                 "egress": [{"name": "deny-to-ops", "action": "Deny",
+                             "to": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}]}]}})]
+}
+
+/// Accepts connections and never answers, like an API server that hangs.
+fn serve_silently() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            held.push(stream);
+        }
+    });
+    port
 }
 
 /// A kubeconfig for the loopback server, in a file unique to this test process and name.
@@ -200,4 +231,85 @@ fn forbidden_list_is_an_error_naming_the_resource() {
         stderr.starts_with("error: failed to list networkpolicies from the cluster"),
         "{stderr}"
     );
+}
+
+#[test]
+fn explain_names_the_cluster_network_policy_rule_that_denies_and_who_can_change_it() {
+    let kubeconfig = Kubeconfig::new(serve(&[]), "admin");
+    let out = run(
+        &kubeconfig,
+        &[
+            "explain",
+            "--from",
+            "checkout",
+            "--to",
+            "ops/monitor",
+            "--port",
+            "80",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["needsClusterAdmin"], true);
+    assert_eq!(v["egress"]["decidedBy"], "Admin");
+    assert_eq!(v["egress"]["rule"]["policy"]["name"], "shop-not-to-ops");
+    assert_eq!(v["egress"]["rule"]["name"], "deny-to-ops");
+    let out = run(
+        &kubeconfig,
+        &[
+            "explain",
+            "--from",
+            "checkout",
+            "--to",
+            "ops/monitor",
+            "--port",
+            "80",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cluster admin"), "{text}");
+    assert!(
+        text.contains("ClusterNetworkPolicy shop-not-to-ops egress[0]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn forbidden_admin_policy_list_is_an_error_naming_the_resource() {
+    let kubeconfig = Kubeconfig::new(
+        serve(&["/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies"]),
+        "admin-forbidden",
+    );
+    let out = run(&kubeconfig, &["matrix", "--port", "80"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: failed to list clusternetworkpolicies from the cluster"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_api_server_that_never_answers_is_an_error_not_a_hang() {
+    let kubeconfig = Kubeconfig::new(serve_silently(), "silent");
+    let out = run(
+        &kubeconfig,
+        &["matrix", "--port", "80", "--request-timeout", "1s"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: failed to list "), "{stderr}");
 }

@@ -172,24 +172,30 @@ fn discovery_resources(group: &str, version: &str) -> Option<APIResourceList> {
 }
 
 fn groups() -> APIGroupList {
-    let mut names: Vec<&str> = RESOURCES
-        .iter()
-        .map(|r| r.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    names.dedup();
+    // Each group with its versions in RESOURCES order; the first is the preferred one.
+    let mut versions: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        match versions.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version),
+            Some(_) => {}
+            None => versions.push((r.group, vec![r.version])),
+        }
+    }
     APIGroupList {
-        groups: names
+        groups: versions
             .into_iter()
-            .map(|g| {
-                let gv = GroupVersionForDiscovery {
-                    group_version: format!("{g}/v1"),
-                    version: "v1".into(),
-                };
+            .map(|(g, vs)| {
+                let versions: Vec<GroupVersionForDiscovery> = vs
+                    .into_iter()
+                    .map(|v| GroupVersionForDiscovery {
+                        group_version: format!("{g}/{v}"),
+                        version: v.into(),
+                    })
+                    .collect();
                 APIGroup {
                     name: g.into(),
-                    preferred_version: Some(gv.clone()),
-                    versions: vec![gv],
+                    preferred_version: versions.first().cloned(),
+                    versions,
                     server_address_by_client_cidrs: None,
                 }
             })
@@ -636,6 +642,9 @@ fn table_columns(rt: &ResourceType) -> Vec<(&'static str, &'static str, i32)> {
             ("Status", "string", 0),
             ("Age", "string", 0),
         ],
+        "clusternetworkpolicies" | "adminnetworkpolicies" | "baselineadminnetworkpolicies" => {
+            vec![("Name", "string", 0), ("Age", "string", 0)]
+        }
         _ => vec![
             ("Name", "string", 0),
             ("Status", "string", 0),
@@ -714,6 +723,9 @@ fn table_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             vec![name, selector_text(sel).into(), age(o).into()]
         }
         "namespaces" => vec![name, str_at(o, "/status/phase").into(), age(o).into()],
+        "clusternetworkpolicies" | "adminnetworkpolicies" | "baselineadminnetworkpolicies" => {
+            vec![name, age(o).into()]
+        }
         _ => {
             let ip = o
                 .pointer("/status/addresses")
@@ -1091,6 +1103,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn scenario_admin_policies_are_listed_cluster_wide() {
+        use tower::ServiceExt;
+        let scenario = crate::scenario::Scenario::parse(
+            "name: t\nnodes: [a]\npods:\n- {namespace: shop, name: p0, node: a}\nobjects:\n\
+             - apiVersion: policy.networking.k8s.io/v1alpha2\n  kind: ClusterNetworkPolicy\n  \
+             metadata: {name: deny-ops}\n  spec: {tier: Admin, priority: 1, subject: {namespaces: {}}}\n",
+        )
+        .unwrap();
+        let plan = crate::plan::Plan::new(&scenario, "nl000001", false).unwrap();
+        let objects =
+            crate::objects::all_objects(&scenario, &plan, k8s_openapi::jiff::Timestamp::UNIX_EPOCH).unwrap();
+        let pod_netns = plan.pods.iter().map(|p| (p.key(), p.netns.clone())).collect();
+        let store = Arc::new(Store::new(ApiData { objects, pod_netns }, "127.0.0.1:1".into()).unwrap());
+        let list = |uri: &'static str| {
+            let store = store.clone();
+            async move {
+                let req = axum::http::Request::get(uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let resp = router(store).oneshot(req).await.unwrap();
+                let code = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+                (code, serde_json::from_slice::<Value>(&bytes).unwrap())
+            }
+        };
+        let (code, cnps) = list("/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(cnps["kind"], "ClusterNetworkPolicyList");
+        assert_eq!(names(&cnps), ["deny-ops"]);
+        let (code, anps) = list("/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(names(&anps).is_empty());
+    }
+
+    #[tokio::test]
     async fn get_returns_the_object_or_a_not_found_status() {
         let (code, pod) = get("/api/v1/namespaces/shop/pods/p0", None).await;
         assert_eq!(code, StatusCode::OK);
@@ -1152,6 +1199,43 @@ mod tests {
         );
         assert!(discovery_resources("apps", "v1").is_none());
         let groups: Vec<String> = groups().groups.into_iter().map(|g| g.name).collect();
-        assert_eq!(groups, ["discovery.k8s.io", "networking.k8s.io"]);
+        assert_eq!(
+            groups,
+            [
+                "discovery.k8s.io",
+                "networking.k8s.io",
+                "policy.networking.k8s.io"
+            ]
+        );
+    }
+
+    #[test]
+    fn admin_policy_kinds_are_discoverable_in_both_versions_and_listed_from_scenario_objects() {
+        let group = groups()
+            .groups
+            .into_iter()
+            .find(|g| g.name == "policy.networking.k8s.io")
+            .unwrap();
+        let versions: Vec<&str> = group.versions.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(versions, ["v1alpha2", "v1alpha1"]);
+        assert_eq!(group.preferred_version.unwrap().version, "v1alpha2");
+        let names = |v| -> Vec<String> {
+            discovery_resources("policy.networking.k8s.io", v)
+                .unwrap()
+                .resources
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names("v1alpha2"), ["clusternetworkpolicies"]);
+        assert_eq!(
+            names("v1alpha1"),
+            ["adminnetworkpolicies", "baselineadminnetworkpolicies"]
+        );
+        let cnp = serde_json::json!({"apiVersion": "policy.networking.k8s.io/v1alpha2",
+            "kind": "ClusterNetworkPolicy", "metadata": {"name": "deny"}});
+        let rt = crate::objects::resource_of(&cnp).unwrap();
+        assert!(!rt.namespaced);
+        assert_eq!(rt.plural, "clusternetworkpolicies");
     }
 }

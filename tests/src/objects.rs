@@ -41,7 +41,7 @@ impl ResourceType {
     }
 }
 
-pub const RESOURCES: [ResourceType; 6] = [
+pub const RESOURCES: [ResourceType; 9] = [
     ResourceType {
         plural: "namespaces",
         singular: "namespace",
@@ -95,6 +95,34 @@ pub const RESOURCES: [ResourceType; 6] = [
         version: "v1",
         namespaced: true,
         short_names: &["netpol"],
+    },
+    // Cluster-wide admin policy (network-policy-api CRDs), served from scenario objects.
+    ResourceType {
+        plural: "clusternetworkpolicies",
+        singular: "clusternetworkpolicy",
+        kind: "ClusterNetworkPolicy",
+        group: "policy.networking.k8s.io",
+        version: "v1alpha2",
+        namespaced: false,
+        short_names: &["cnp"],
+    },
+    ResourceType {
+        plural: "adminnetworkpolicies",
+        singular: "adminnetworkpolicy",
+        kind: "AdminNetworkPolicy",
+        group: "policy.networking.k8s.io",
+        version: "v1alpha1",
+        namespaced: false,
+        short_names: &["anp"],
+    },
+    ResourceType {
+        plural: "baselineadminnetworkpolicies",
+        singular: "baselineadminnetworkpolicy",
+        kind: "BaselineAdminNetworkPolicy",
+        group: "policy.networking.k8s.io",
+        version: "v1alpha1",
+        namespaced: false,
+        short_names: &["banp"],
     },
 ];
 

@@ -2,28 +2,33 @@
 //!
 //! Exit codes: 0 when the question was answered (also when `explain` finds the flow denied; the
 //! answer is in the output), 1 when it could not be (unreadable input, unknown pod, API error),
-//! 2 for usage errors (clap).
+//! 2 for usage errors (clap). Every API read is bounded by `--request-timeout`.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
 
-use super::{EvalError, Flow, FlowVerdict, InputError, Matrix, Objects, Peer, PolicyIndex, Protocol};
+use super::admin::{AdminNetworkPolicy, AdminObjects, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
+use super::{
+    DecidingTier, EvalError, Flow, InputError, Matrix, Objects, Peer, PolicyIndex, Protocol, TierVerdict,
+    TieredVerdict,
+};
 use crate::kube_args::{KubeArgs, KubeConfigError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Explain whether one flow is allowed by NetworkPolicy, and which policies and rules decided it.
+    /// Explain whether one flow is allowed by the admin tiers and NetworkPolicy, and which policies and rules decided it.
     ///
     /// Exits 0 whether the flow is allowed or denied (the answer is in the output), 1 when the
     /// question cannot be answered (unknown pod, unreadable input, API error).
     Explain(ExplainArgs),
-    /// Print the NetworkPolicy truth table of every pod pair for one port and protocol.
+    /// Print the truth table (admin tiers and NetworkPolicy) of every pod pair for one port and protocol.
     Matrix(MatrixArgs),
 }
 
@@ -32,10 +37,34 @@ pub enum PolicyCommand {
 pub struct InputArgs {
     #[command(flatten)]
     pub kube: KubeArgs,
-    /// Read Namespaces, Pods and NetworkPolicies from a YAML/JSON stream or List (`-` for stdin),
-    /// e.g. the output of `kubectl get -A -o yaml namespaces,pods,networkpolicies`, instead of the cluster.
+    /// Read Namespaces, Pods, NetworkPolicies and admin policies (ClusterNetworkPolicy,
+    /// AdminNetworkPolicy, BaselineAdminNetworkPolicy) from a YAML/JSON stream or List (`-` for
+    /// stdin), e.g. the output of `kubectl get -A -o yaml namespaces,pods,networkpolicies`, instead of the cluster.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
+    /// How long to wait for each answer of the API server, e.g. 30s, 500ms, 1m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+}
+
+/// `500ms`, `30s`, `2m`, or a bare number of seconds; more than zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {text:?}: expected e.g. 30s, 500ms or 1m");
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number.parse().map_err(|_| err())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        _ => return Err(err()),
+    };
+    if duration.is_zero() {
+        return Err(err());
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -150,7 +179,7 @@ pub async fn run(command: PolicyCommand) -> ExitCode {
 
 /// A computed answer, written to stdout once the cluster I/O is over.
 enum Answer {
-    Explain(FlowVerdict, OutputFormat),
+    Explain(Box<TieredVerdict>, OutputFormat),
     Matrix(Matrix, OutputFormat),
 }
 
@@ -178,9 +207,9 @@ async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
         port: args.port,
         protocol: args.protocol,
     };
-    let mut verdict = index.evaluate(&flow)?;
-    verdict.notes.extend(notes);
-    Ok(Answer::Explain(verdict, args.output))
+    let mut verdict = index.evaluate_tiers(&flow)?;
+    verdict.network_policy.notes.extend(notes);
+    Ok(Answer::Explain(Box::new(verdict), args.output))
 }
 
 async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
@@ -192,7 +221,12 @@ async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
 
 /// Build the index; findings (skipped or completed objects) go to stderr as warnings.
 fn index_and_warn(objects: &Objects) -> PolicyIndex {
-    let index = PolicyIndex::new(&objects.namespaces, &objects.pods, &objects.policies);
+    let index = PolicyIndex::with_admin(
+        &objects.namespaces,
+        &objects.pods,
+        &objects.policies,
+        &objects.admin,
+    );
     for finding in index.findings() {
         eprintln!("warning: {finding}");
     }
@@ -254,17 +288,26 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
             Ok((objects, "default".to_string()))
         }
         None => {
-            let (client, namespace) = input.kube.client().await?;
-            // The three lists are independent: ask for them at once.
-            let (namespaces, pods, policies) = futures::try_join!(
+            let mut config = input.kube.config().await?;
+            // kube leaves reads unbounded (for watches): an API server that accepts the connection
+            // and never answers would hang the command.
+            config.connect_timeout = Some(input.request_timeout);
+            config.read_timeout = Some(input.request_timeout);
+            config.write_timeout = Some(input.request_timeout);
+            let namespace = config.default_namespace.clone();
+            let client = kube::Client::try_from(config).map_err(KubeConfigError::Client)?;
+            // The lists are independent: ask for them at once.
+            let (namespaces, pods, policies, admin) = futures::try_join!(
                 list_all::<Namespace>(&client, "namespaces"),
                 list_all::<Pod>(&client, "pods"),
                 list_all::<NetworkPolicy>(&client, "networkpolicies"),
+                read_admin_objects(&client),
             )?;
             let objects = Objects {
                 namespaces,
                 pods,
                 policies,
+                admin,
                 skipped_kinds: Vec::new(),
             };
             Ok((objects, namespace))
@@ -289,8 +332,40 @@ where
     Ok(items)
 }
 
+/// Every ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy in the cluster,
+/// without managedFields. A kind whose CRD is not installed (404) has none; other errors (403, a
+/// timeout) are errors naming the resource. The one reader of these kinds for every consumer.
+pub async fn read_admin_objects(client: &kube::Client) -> Result<AdminObjects, PolicyCmdError> {
+    let (cluster_network_policies, admin_network_policies, baseline_admin_network_policies) = futures::try_join!(
+        list_optional::<ClusterNetworkPolicy>(client, "clusternetworkpolicies"),
+        list_optional::<AdminNetworkPolicy>(client, "adminnetworkpolicies"),
+        list_optional::<BaselineAdminNetworkPolicy>(client, "baselineadminnetworkpolicies"),
+    )?;
+    Ok(AdminObjects {
+        cluster_network_policies,
+        admin_network_policies,
+        baseline_admin_network_policies,
+    })
+}
+
+/// Every object of a CRD kind; a 404 (the CRD is not installed) means there are none.
+async fn list_optional<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, PolicyCmdError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match list_all::<K>(client, what).await {
+        Err(PolicyCmdError::List {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 404 => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// The human form of `explain`: one line per side, then the verdict sentence.
-pub fn render_explain(verdict: &FlowVerdict) -> String {
+pub fn render_explain(tiered: &TieredVerdict) -> String {
+    let verdict = &tiered.network_policy;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -298,10 +373,33 @@ pub fn render_explain(verdict: &FlowVerdict) -> String {
         verdict.from, verdict.to, verdict.port, verdict.protocol
     );
     let sides = [
-        ("egress ", &verdict.egress, &verdict.from, &verdict.to, "to"),
-        ("ingress", &verdict.ingress, &verdict.to, &verdict.from, "from"),
+        (
+            "egress ",
+            &verdict.egress,
+            &tiered.egress,
+            &verdict.from,
+            &verdict.to,
+            "to",
+        ),
+        (
+            "ingress",
+            &verdict.ingress,
+            &tiered.ingress,
+            &verdict.to,
+            &verdict.from,
+            "from",
+        ),
     ];
-    for (label, side, subject, remote, preposition) in sides {
+    for (label, side, tier, subject, remote, preposition) in sides {
+        if let Some(line) = admin_line(tier) {
+            let _ = writeln!(out, "{label}  {line}");
+            continue;
+        }
+        let passed = tier
+            .passed_by
+            .as_ref()
+            .map(|rule| format!(" (passed on by {rule})"))
+            .unwrap_or_default();
         let (mark, detail) = if !side.applies {
             (
                 "n/a    ",
@@ -335,13 +433,41 @@ pub fn render_explain(verdict: &FlowVerdict) -> String {
                 )
             }
         };
-        let _ = writeln!(out, "{label}  {mark}  {detail}");
+        let _ = writeln!(out, "{label}  {mark}  {detail}{passed}");
     }
     for note in &verdict.notes {
         let _ = writeln!(out, "note     {note}");
     }
-    let _ = writeln!(out, "verdict  {}", verdict.explain());
+    let _ = writeln!(out, "verdict  {}", tiered.explain());
+    let rules = join(&tiered.deciding_admin_rules());
+    if tiered.needs_cluster_admin() {
+        let _ = writeln!(
+            out,
+            "fix      needs a cluster admin: {rules} is cluster-scoped; a namespace's NetworkPolicy cannot override it"
+        );
+    } else if tiered.decided_by_baseline() {
+        let _ = writeln!(
+            out,
+            "fix      a NetworkPolicy selecting the pod overrides the Baseline tier ({rules}); or a cluster admin changes that rule"
+        );
+    }
     out
+}
+
+/// The line of a side an admin or baseline rule decided, else `None`.
+fn admin_line(tier: &TierVerdict) -> Option<String> {
+    let rule = tier.rule.as_ref()?;
+    let mark = if tier.allowed { "allowed" } else { "denied " };
+    let name = match tier.decided_by {
+        DecidingTier::Baseline => "Baseline",
+        _ => "Admin",
+    };
+    let passed = tier
+        .passed_by
+        .as_ref()
+        .map(|rule| format!(", after {rule} passed it on"))
+        .unwrap_or_default();
+    Some(format!("{mark}  {rule}, {name} tier{passed}"))
 }
 
 /// `{"port":80,"protocol":"TCP","results":[{"from":"x/a","to":"y/b","allowed":true},...]}` on one

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::SelectorExt;
 
+use super::admin::{AdminIndex, AdminObjects};
 use super::spec::{NamedPort, PolicySpec, RuleSpec};
 use super::types::{
     Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, Peer, PolicyRef, Protocol, RuleRef,
@@ -38,6 +39,8 @@ pub struct PolicyIndex {
     pub(crate) policies: Vec<PolicySpec>,
     /// Policies by namespace, in input order (a policy only selects pods of its own namespace).
     policies_by_namespace: HashMap<String, Vec<usize>>,
+    /// Validated cluster-wide admin policies (empty for [`PolicyIndex::new`]).
+    pub(crate) admin: AdminIndex,
     findings: Vec<Finding>,
 }
 
@@ -49,7 +52,20 @@ pub(crate) enum Endpoint {
 }
 
 impl PolicyIndex {
+    /// NetworkPolicy only: no admin tiers.
     pub fn new(namespaces: &[Namespace], pods: &[Pod], policies: &[NetworkPolicy]) -> Self {
+        Self::with_admin(namespaces, pods, policies, &AdminObjects::default())
+    }
+
+    /// NetworkPolicy and the cluster-wide admin policies (ClusterNetworkPolicy, AdminNetworkPolicy,
+    /// BaselineAdminNetworkPolicy); [`PolicyIndex::evaluate_tiers`] and [`PolicyIndex::matrix`]
+    /// apply the tiers in order. Invalid admin policies become findings and are skipped.
+    pub fn with_admin(
+        namespaces: &[Namespace],
+        pods: &[Pod],
+        policies: &[NetworkPolicy],
+        admin: &AdminObjects,
+    ) -> Self {
         let mut findings = Vec::new();
 
         let mut namespace_labels = BTreeMap::new();
@@ -127,7 +143,9 @@ impl PolicyIndex {
                 .push(i);
         }
 
+        let admin = AdminIndex::new(admin, &mut findings);
         PolicyIndex {
+            admin,
             namespaces: namespace_labels,
             pods: pod_infos,
             pod_by_name,
@@ -172,7 +190,7 @@ impl PolicyIndex {
         self.pod_by_name.get(namespace)?.get(name).copied()
     }
 
-    fn endpoint(&self, peer: &Peer) -> Result<Endpoint, EvalError> {
+    pub(crate) fn endpoint(&self, peer: &Peer) -> Result<Endpoint, EvalError> {
         match peer {
             Peer::Ip(ip) => Ok(Endpoint::Ip(*ip)),
             Peer::Pod { namespace, name } => {
@@ -332,7 +350,7 @@ pub(crate) fn rule_ref(policy: &PolicyRef, direction: Direction, index: usize) -
     }
 }
 
-fn finding(kind: &str, namespace: Option<&str>, name: &str, message: &str) -> Finding {
+pub(crate) fn finding(kind: &str, namespace: Option<&str>, name: &str, message: &str) -> Finding {
     Finding {
         kind: kind.to_string(),
         namespace: namespace.map(str::to_string),

@@ -1,10 +1,13 @@
-//! Objects from text: a YAML or JSON stream of Namespaces, Pods and NetworkPolicies, or `List`s of
-//! them, as `kubectl get -A -o yaml namespaces,pods,networkpolicies` prints. Other kinds are skipped.
+//! Objects from text: a YAML or JSON stream of Namespaces, Pods, NetworkPolicies and the admin
+//! policy kinds (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy), or `List`s
+//! of them, as `kubectl get -A -o yaml namespaces,pods,networkpolicies` prints. Other kinds are skipped.
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
+
+use super::admin::{AdminNetworkPolicy, AdminObjects, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
 
 /// The objects the evaluator reads, with managedFields removed.
 #[derive(Debug, Clone, Default)]
@@ -12,6 +15,8 @@ pub struct Objects {
     pub namespaces: Vec<Namespace>,
     pub pods: Vec<Pod>,
     pub policies: Vec<NetworkPolicy>,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies.
+    pub admin: AdminObjects,
     /// Kinds present in the input that the evaluator does not use, e.g. `Service`.
     pub skipped_kinds: Vec<String>,
 }
@@ -115,6 +120,22 @@ fn add_value(objects: &mut Objects, mut value: Value, document: usize, what: &st
             let mut policy: NetworkPolicy = serde_yaml_ng::from_value(value).map_err(object_error)?;
             policy.metadata.managed_fields = None;
             objects.policies.push(policy);
+        }
+        "ClusterNetworkPolicy" => {
+            let mut policy: ClusterNetworkPolicy = serde_yaml_ng::from_value(value).map_err(object_error)?;
+            policy.metadata.managed_fields = None;
+            objects.admin.cluster_network_policies.push(policy);
+        }
+        "AdminNetworkPolicy" => {
+            let mut policy: AdminNetworkPolicy = serde_yaml_ng::from_value(value).map_err(object_error)?;
+            policy.metadata.managed_fields = None;
+            objects.admin.admin_network_policies.push(policy);
+        }
+        "BaselineAdminNetworkPolicy" => {
+            let mut policy: BaselineAdminNetworkPolicy =
+                serde_yaml_ng::from_value(value).map_err(object_error)?;
+            policy.metadata.managed_fields = None;
+            objects.admin.baseline_admin_network_policies.push(policy);
         }
         _ => {
             if !objects.skipped_kinds.contains(&kind) {

@@ -5,8 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use super::admin::{AdminAction, AdminPeerSpec, AdminRuleSpec, admin_rules};
 use super::index::{PolicyIndex, rules_for};
-use super::spec::{NamespaceMatch, PeerSpec, RuleSpec};
+use super::spec::{NamedPort, NamespaceMatch, PeerSpec, RuleSpec};
 use super::types::{Direction, EvalError, Protocol};
 use kube::core::SelectorExt;
 
@@ -46,6 +47,18 @@ impl Bits {
     fn or_with_and(&mut self, x: &Bits, y: &Bits) {
         for ((a, b), c) in self.0.iter_mut().zip(&x.0).zip(&y.0) {
             *a |= b & c;
+        }
+    }
+
+    fn and_with(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+        }
+    }
+
+    fn and_not(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= !b;
         }
     }
 }
@@ -134,6 +147,8 @@ impl PolicyIndex {
             peer_cache: HashMap::new(),
             ports_cache: HashMap::new(),
             selecting: HashMap::new(),
+            admin_peer_cache: HashMap::new(),
+            admin_ports_cache: HashMap::new(),
         };
 
         // Sources each destination admits (ingress), destinations each source may reach (egress).
@@ -174,11 +189,132 @@ struct Work<'a> {
     ports_cache: HashMap<(usize, Direction, usize), PortsOk>,
     /// Policies selecting each pod, computed once per pod for both directions.
     selecting: HashMap<usize, Vec<usize>>,
+    /// Remote pods each admin rule's peers match, by (admin policy, direction, rule).
+    admin_peer_cache: HashMap<(usize, Direction, usize), Bits>,
+    /// Destinations each admin rule's ports admit, by (admin policy, direction, rule).
+    admin_ports_cache: HashMap<(usize, Direction, usize), PortsOk>,
 }
 
 impl Work<'_> {
-    /// For the pod at matrix position `pos` (pod `i`): which remote positions the `direction` side admits.
+    /// For the pod at matrix position `pos` (pod `i`): which remote positions the `direction` side
+    /// admits over every tier (Admin, NetworkPolicy, Baseline, default allow).
     fn allowed_set(&mut self, i: usize, pos: usize, direction: Direction) -> Bits {
+        let (network_policy, isolated) = self.network_policy_set(i, pos, direction);
+        if self.index.admin.is_empty() {
+            return network_policy;
+        }
+        let n = self.members.len();
+        let mut allowed = Bits::empty(n);
+        let admin_order = self.index.admin.admin_order.clone();
+        let mut next = self.walk_tier(&admin_order, i, pos, direction, Bits::full(n), &mut allowed);
+        if isolated {
+            next.and_with(&network_policy);
+            allowed.or_with(&next);
+            return allowed;
+        }
+        let baseline_order = self.index.admin.baseline_order.clone();
+        let rest = self.walk_tier(&baseline_order, i, pos, direction, next, &mut allowed);
+        // Whatever no tier decided is allowed by default.
+        allowed.or_with(&rest);
+        allowed
+    }
+
+    /// Apply one tier's policies (in `order`) to the remote positions in `undecided`: Accept adds
+    /// to `allowed`, Deny drops, Pass hands on. Returns the positions the next tier decides.
+    fn walk_tier(
+        &mut self,
+        order: &[usize],
+        i: usize,
+        pos: usize,
+        direction: Direction,
+        mut undecided: Bits,
+        allowed: &mut Bits,
+    ) -> Bits {
+        let index = self.index;
+        let pod = &index.pods[i];
+        let n = self.members.len();
+        let mut passed = Bits::empty(n);
+        if pod.host_network {
+            return undecided;
+        }
+        let namespace_labels = &index.namespaces[&pod.namespace];
+        for &p in order {
+            let spec = &index.admin.policies[p];
+            if !spec.subject.selects(namespace_labels, &pod.labels) {
+                continue;
+            }
+            for (r, rule) in admin_rules(spec, direction).iter().enumerate() {
+                let key = (p, direction, r);
+                self.ensure_admin_cached(key, rule);
+                let mut matched = self.admin_peer_cache[&key].clone();
+                match (&self.admin_ports_cache[&key], direction) {
+                    (PortsOk::All, _) => {}
+                    (PortsOk::None, _) => continue,
+                    (PortsOk::Some(dests), Direction::Ingress) => {
+                        if !dests.get(pos) {
+                            continue;
+                        }
+                    }
+                    (PortsOk::Some(dests), Direction::Egress) => matched.and_with(dests),
+                }
+                matched.and_with(&undecided);
+                match rule.rule.action {
+                    AdminAction::Accept => allowed.or_with(&matched),
+                    AdminAction::Deny => {}
+                    AdminAction::Pass => passed.or_with(&matched),
+                }
+                undecided.and_not(&matched);
+            }
+        }
+        undecided.or_with(&passed);
+        undecided
+    }
+
+    fn ensure_admin_cached(&mut self, key: (usize, Direction, usize), rule: &AdminRuleSpec) {
+        if !self.admin_peer_cache.contains_key(&key) {
+            let peers = self.admin_peer_set(rule);
+            self.admin_peer_cache.insert(key, peers);
+        }
+        if !self.admin_ports_cache.contains_key(&key) {
+            let ports = match &rule.ports {
+                None => PortsOk::All,
+                Some(ports) => self.ports_ok_with(|dest_ports| {
+                    ports
+                        .iter()
+                        .any(|p| p.matches(self.port, self.protocol, dest_ports))
+                }),
+            };
+            self.admin_ports_cache.insert(key, ports);
+        }
+    }
+
+    fn admin_peer_set(&self, rule: &AdminRuleSpec) -> Bits {
+        let n = self.members.len();
+        let index = self.index;
+        let mut set = Bits::empty(n);
+        for peer in &rule.peers {
+            match peer {
+                AdminPeerSpec::Everything => return Bits::full(n),
+                AdminPeerSpec::Nothing => {}
+                AdminPeerSpec::Namespaces(_) | AdminPeerSpec::Pods { .. } | AdminPeerSpec::Networks(_) => {
+                    for (namespace, positions) in self.by_namespace {
+                        let namespace_labels = &index.namespaces[*namespace];
+                        for &pos in positions {
+                            let pod = &index.pods[self.members[pos]];
+                            if peer.matches_pod(namespace_labels, &pod.labels, &pod.ips, pod.host_network) {
+                                set.set(pos);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    /// The NetworkPolicy tier alone: the remote positions its rules admit, and whether any policy
+    /// isolates the pod for `direction` (else the set is full).
+    fn network_policy_set(&mut self, i: usize, pos: usize, direction: Direction) -> (Bits, bool) {
         let n = self.members.len();
         let index = self.index;
         let mut isolated = false;
@@ -206,7 +342,11 @@ impl Work<'_> {
                 }
             }
         }
-        if isolated { set } else { Bits::full(n) }
+        if isolated {
+            (set, true)
+        } else {
+            (Bits::full(n), false)
+        }
     }
 
     fn selected_by(&mut self, i: usize) -> &[usize] {
@@ -268,21 +408,24 @@ impl Work<'_> {
         let Some(ports) = &rule.ports else {
             return PortsOk::All;
         };
-        if ports
-            .iter()
-            .any(|p| p.matches(self.port, self.protocol, Some(&[])))
-        {
+        self.ports_ok_with(|dest_ports| {
+            ports
+                .iter()
+                .any(|p| p.matches(self.port, self.protocol, dest_ports))
+        })
+    }
+
+    /// Which destinations `admits` (given a destination's named ports) lets through; a match
+    /// without any named port admits every destination.
+    fn ports_ok_with(&self, admits: impl Fn(Option<&[NamedPort]>) -> bool) -> PortsOk {
+        if admits(Some(&[])) {
             return PortsOk::All;
         }
         let n = self.members.len();
         let mut set = Bits::empty(n);
         let mut any = false;
         for (pos, &i) in self.members.iter().enumerate() {
-            let dest_ports = Some(self.index.pods[i].ports.as_slice());
-            if ports
-                .iter()
-                .any(|p| p.matches(self.port, self.protocol, dest_ports))
-            {
+            if admits(Some(self.index.pods[i].ports.as_slice())) {
                 set.set(pos);
                 any = true;
             }

@@ -16,7 +16,7 @@ use super::types::{PolicyRef, Protocol};
 #[error("{0}")]
 pub struct SpecError(pub String);
 
-fn invalid(message: impl Into<String>) -> SpecError {
+pub(crate) fn invalid(message: impl Into<String>) -> SpecError {
     SpecError(message.into())
 }
 
@@ -349,7 +349,7 @@ fn port_spec(port: &NetworkPolicyPort, field: &str) -> Result<PortSpec, SpecErro
 
 /// An IANA service name, as the API server checks `port` strings: at most 15 characters of
 /// `a-z`, `0-9` and `-`, at least one letter, no leading, trailing or doubled `-`.
-fn is_port_name(name: &str) -> bool {
+pub(crate) fn is_port_name(name: &str) -> bool {
     (1..=15).contains(&name.len())
         && name
             .bytes()
@@ -368,7 +368,7 @@ fn port_number(value: i32, field: &str) -> Result<u16, SpecError> {
 }
 
 /// kube's selector, after the checks the API server makes that kube's conversion leaves out.
-fn selector(selector: Option<&LabelSelector>, field: &str) -> Result<Selector, SpecError> {
+pub(crate) fn selector(selector: Option<&LabelSelector>, field: &str) -> Result<Selector, SpecError> {
     let Some(selector) = selector else {
         return Ok(Selector::default());
     };

@@ -1,0 +1,280 @@
+//! Cluster-wide admin policy: `ClusterNetworkPolicy` (v1alpha2, tiers Admin and Baseline) and the
+//! v1alpha1 `AdminNetworkPolicy` / `BaselineAdminNetworkPolicy`, applied around NetworkPolicy.
+//!
+//! Order per side of a flow: Admin-tier rules by priority (lower first; within a policy, rule
+//! order) — Accept allows, Deny denies, Pass skips the rest of the tier; then NetworkPolicy, which
+//! decides when any policy isolates the pod for that direction; then Baseline-tier rules the same
+//! way; then Kubernetes' default, allow. Pure: `objects` are what is read, `spec` validates them
+//! once, this module indexes and evaluates; the matrix applies the same order with bitsets.
+
+mod objects;
+mod spec;
+mod verdict;
+
+pub use objects::{
+    AdminNetworkPolicy, AdminObjects, AdminPeer, AdminPolicySpecFields, AdminRule, AdminSubject,
+    BaselineAdminNetworkPolicy, ClusterNetworkPolicy, DestinationPort, GROUP, NamespacedPod,
+    PortMatchV1Alpha1, PortNumberOrRange, PortNumberV1Alpha1, PortRange, ProtocolMatch,
+};
+pub use verdict::{
+    AdminAction, AdminKind, AdminPolicyRef, AdminRuleRef, AdminTier, DecidingTier, TierVerdict, TieredVerdict,
+};
+
+pub(crate) use spec::{AdminPeerSpec, AdminPolicySpec, AdminRuleSpec};
+
+use super::index::{Endpoint, PolicyIndex, finding};
+use super::types::{Direction, DirectionVerdict, EvalError, Finding, Flow};
+
+/// Validated admin policies and their evaluation order per tier.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AdminIndex {
+    pub policies: Vec<AdminPolicySpec>,
+    /// Admin-tier policies in evaluation order: priority, then kind (ClusterNetworkPolicy before
+    /// AdminNetworkPolicy), then name — the API leaves equal priorities to the implementation.
+    pub admin_order: Vec<usize>,
+    /// Baseline-tier policies in evaluation order: ClusterNetworkPolicy by priority, then the
+    /// BaselineAdminNetworkPolicy.
+    pub baseline_order: Vec<usize>,
+}
+
+impl AdminIndex {
+    pub fn new(objects: &AdminObjects, findings: &mut Vec<Finding>) -> Self {
+        let mut policies = Vec::new();
+        let mut take = |kind: AdminKind, name: Option<&String>, spec: Result<AdminPolicySpec, _>| {
+            let name = name.map_or("<unnamed>", String::as_str);
+            match spec {
+                Ok(spec) => {
+                    for warning in &spec.warnings {
+                        findings.push(finding(kind.finding_kind(), None, name, warning));
+                    }
+                    policies.push(spec);
+                }
+                Err(err) => findings.push(finding(
+                    kind.finding_kind(),
+                    None,
+                    name,
+                    &format!("invalid, ignored: {err}"),
+                )),
+            }
+        };
+        for p in &objects.cluster_network_policies {
+            take(
+                AdminKind::ClusterNetworkPolicy,
+                p.metadata.name.as_ref(),
+                p.try_into(),
+            );
+        }
+        for p in &objects.admin_network_policies {
+            take(
+                AdminKind::AdminNetworkPolicy,
+                p.metadata.name.as_ref(),
+                p.try_into(),
+            );
+        }
+        for p in &objects.baseline_admin_network_policies {
+            take(
+                AdminKind::BaselineAdminNetworkPolicy,
+                p.metadata.name.as_ref(),
+                p.try_into(),
+            );
+        }
+        let order = |tier: AdminTier| {
+            let mut order: Vec<usize> = (0..policies.len())
+                .filter(|&i| policies[i].policy.tier == tier)
+                .collect();
+            order.sort_by_key(|&i| {
+                let p = &policies[i].policy;
+                (p.priority.map_or(u32::MAX, u32::from), p.kind, p.name.clone())
+            });
+            order
+        };
+        AdminIndex {
+            admin_order: order(AdminTier::Admin),
+            baseline_order: order(AdminTier::Baseline),
+            policies,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+pub(crate) fn admin_rules(spec: &AdminPolicySpec, direction: Direction) -> &[AdminRuleSpec] {
+    match direction {
+        Direction::Ingress => &spec.ingress,
+        Direction::Egress => &spec.egress,
+    }
+}
+
+/// The first rule of a tier's policies that matches, for one side: what it did.
+enum TierOutcome<'a> {
+    Decided(&'a AdminRuleSpec),
+    Passed(&'a AdminRuleSpec),
+    NoMatch,
+}
+
+impl PolicyIndex {
+    /// The admin policies in the index, Admin tier first, each tier in evaluation order.
+    pub fn admin_policies(&self) -> impl Iterator<Item = &AdminPolicyRef> {
+        let admin = &self.admin;
+        admin
+            .admin_order
+            .iter()
+            .chain(&admin.baseline_order)
+            .map(|&i| &admin.policies[i].policy)
+    }
+
+    /// Decide one flow over every tier: Admin, NetworkPolicy, Baseline, default allow. With no
+    /// admin policies this is [`PolicyIndex::evaluate`] with every side decided by NetworkPolicy
+    /// or the default. `Err` only when the flow cannot be evaluated (unknown pod, port 0).
+    pub fn evaluate_tiers(&self, flow: &Flow) -> Result<TieredVerdict, EvalError> {
+        let network_policy = self.evaluate(flow)?;
+        let from = self.endpoint(&flow.from)?;
+        let to = self.endpoint(&flow.to)?;
+        let egress = match from {
+            Endpoint::Pod(source) => {
+                self.tier_verdict(source, Direction::Egress, to, to, flow, &network_policy.egress)
+            }
+            Endpoint::Ip(_) => TierVerdict::not_applicable(),
+        };
+        let ingress = match to {
+            Endpoint::Pod(dest) => {
+                self.tier_verdict(dest, Direction::Ingress, from, to, flow, &network_policy.ingress)
+            }
+            Endpoint::Ip(_) => TierVerdict::not_applicable(),
+        };
+        let mut network_policy = network_policy;
+        if !self.admin.is_empty() {
+            for end in [from, to] {
+                if let Endpoint::Pod(i) = end
+                    && self.pods[i].host_network
+                {
+                    let pod = &self.pods[i];
+                    let note = format!(
+                        "{}/{} uses the host network: admin policies never select it as a subject or a \
+                         namespaces/pods peer (networks peers still match its IP)",
+                        pod.namespace, pod.name
+                    );
+                    if !network_policy.notes.contains(&note) {
+                        network_policy.notes.push(note);
+                    }
+                }
+            }
+        }
+        Ok(TieredVerdict {
+            allowed: egress.allowed && ingress.allowed,
+            network_policy,
+            egress,
+            ingress,
+        })
+    }
+
+    /// One side over the tiers: `subject` is the pod whose side is judged, `remote` the other end,
+    /// `dest` the destination whose containerPorts resolve named ports.
+    fn tier_verdict(
+        &self,
+        subject: usize,
+        direction: Direction,
+        remote: Endpoint,
+        dest: Endpoint,
+        flow: &Flow,
+        network_policy: &DirectionVerdict,
+    ) -> TierVerdict {
+        let mut passed_by = None;
+        match self.first_match(&self.admin.admin_order, subject, direction, remote, dest, flow) {
+            TierOutcome::Decided(rule) => return decided(rule, DecidingTier::Admin, None),
+            TierOutcome::Passed(rule) => passed_by = Some(rule.rule.clone()),
+            TierOutcome::NoMatch => {}
+        }
+        if network_policy.isolated {
+            return TierVerdict {
+                allowed: network_policy.allowed,
+                decided_by: DecidingTier::NetworkPolicy,
+                rule: None,
+                passed_by,
+            };
+        }
+        match self.first_match(&self.admin.baseline_order, subject, direction, remote, dest, flow) {
+            TierOutcome::Decided(rule) => decided(rule, DecidingTier::Baseline, passed_by),
+            // A Baseline-tier Pass leaves the flow to the default.
+            TierOutcome::Passed(_) | TierOutcome::NoMatch => TierVerdict {
+                allowed: true,
+                decided_by: DecidingTier::Default,
+                rule: None,
+                passed_by,
+            },
+        }
+    }
+
+    fn first_match(
+        &self,
+        order: &[usize],
+        subject: usize,
+        direction: Direction,
+        remote: Endpoint,
+        dest: Endpoint,
+        flow: &Flow,
+    ) -> TierOutcome<'_> {
+        let pod = &self.pods[subject];
+        if pod.host_network {
+            return TierOutcome::NoMatch;
+        }
+        let namespace_labels = &self.namespaces[&pod.namespace];
+        for &p in order {
+            let spec = &self.admin.policies[p];
+            if !spec.subject.selects(namespace_labels, &pod.labels) {
+                continue;
+            }
+            for rule in admin_rules(spec, direction) {
+                if self.admin_rule_matches(rule, remote, dest, flow) {
+                    return match rule.rule.action {
+                        AdminAction::Pass => TierOutcome::Passed(rule),
+                        AdminAction::Accept | AdminAction::Deny => TierOutcome::Decided(rule),
+                    };
+                }
+            }
+        }
+        TierOutcome::NoMatch
+    }
+
+    fn admin_rule_matches(
+        &self,
+        rule: &AdminRuleSpec,
+        remote: Endpoint,
+        dest: Endpoint,
+        flow: &Flow,
+    ) -> bool {
+        let dest_ports = match dest {
+            Endpoint::Pod(i) => Some(self.pods[i].ports.as_slice()),
+            Endpoint::Ip(_) => None,
+        };
+        if !rule.port_matches(flow.port, flow.protocol, dest_ports) {
+            return false;
+        }
+        rule.peers.iter().any(|peer| match remote {
+            Endpoint::Ip(ip) => peer.matches_ip(ip),
+            Endpoint::Pod(i) => {
+                let pod = &self.pods[i];
+                peer.matches_pod(
+                    &self.namespaces[&pod.namespace],
+                    &pod.labels,
+                    &pod.ips,
+                    pod.host_network,
+                )
+            }
+        })
+    }
+}
+
+fn decided(rule: &AdminRuleSpec, tier: DecidingTier, passed_by: Option<AdminRuleRef>) -> TierVerdict {
+    TierVerdict {
+        allowed: rule.rule.action == AdminAction::Accept,
+        decided_by: tier,
+        rule: Some(rule.rule.clone()),
+        passed_by,
+    }
+}
+
+#[cfg(test)]
+mod tests;
