@@ -64,6 +64,8 @@ impl ToolFailure {
     }
 }
 
+impl std::error::Error for ToolFailure {}
+
 impl fmt::Display for ToolFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

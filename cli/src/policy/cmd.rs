@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ListParams};
+use crate::cluster::ToolFailure;
 
 use super::admin::{AdminNetworkPolicy, AdminObjects, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
 use super::{
@@ -134,7 +134,7 @@ pub enum PolicyCmdError {
     List {
         what: &'static str,
         #[source]
-        source: kube::Error,
+        source: ToolFailure,
     },
     #[error(transparent)]
     Eval(#[from] EvalError),
@@ -321,15 +321,9 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let list = Api::<K>::all(client.clone())
-        .list(&ListParams::default())
+    crate::cluster::list_all(client, &format!("list {what}"))
         .await
-        .map_err(|source| PolicyCmdError::List { what, source })?;
-    let mut items = list.items;
-    for item in &mut items {
-        item.meta_mut().managed_fields = None;
-    }
-    Ok(items)
+        .map_err(|source| PolicyCmdError::List { what, source })
 }
 
 /// Every ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy in the cluster,
@@ -356,9 +350,9 @@ where
 {
     match list_all::<K>(client, what).await {
         Err(PolicyCmdError::List {
-            source: kube::Error::Api(status),
+            source: ToolFailure::ApiError { code: 404, .. },
             ..
-        }) if status.code == 404 => Ok(Vec::new()),
+        }) => Ok(Vec::new()),
         other => other,
     }
 }

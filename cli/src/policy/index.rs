@@ -400,34 +400,18 @@ fn pod_info(pod: &Pod, findings: &mut Vec<Finding>) -> Option<PodInfo> {
             }
         }
     }
-    let mut ports = Vec::new();
-    if let Some(spec) = &pod.spec {
-        // Regular init containers have exited by the time the pod serves; sidecars
-        // (init containers with restartPolicy Always) keep running and serve their ports.
-        let sidecars = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .filter(|c| c.restart_policy.as_deref() == Some("Always"));
-        let containers = spec.containers.iter().chain(sidecars);
-        for port in containers.flat_map(|c| c.ports.iter().flatten()) {
-            let Some(port_name) = &port.name else { continue };
-            let protocol = match port.protocol.as_deref() {
-                None | Some("TCP") => Protocol::Tcp,
-                Some("UDP") => Protocol::Udp,
-                Some("SCTP") => Protocol::Sctp,
-                Some(_) => continue,
-            };
-            let Ok(number) = u16::try_from(port.container_port) else {
-                continue;
-            };
-            ports.push(NamedPort {
-                name: port_name.clone(),
-                port: number,
-                protocol,
-            });
-        }
-    }
+    // The ports a named port can resolve to: those of the running containers and native
+    // sidecars, read as every other consumer reads them.
+    let ports = crate::cluster::pods::serving_ports(pod)
+        .into_iter()
+        .filter_map(|p| {
+            Some(NamedPort {
+                name: p.name?,
+                port: p.port,
+                protocol: p.protocol,
+            })
+        })
+        .collect();
     Some(PodInfo {
         host_network: pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false),
         terminal_phase,
