@@ -121,6 +121,8 @@ scenarios! {
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
+    an_admin_tier_deny_fails_network_policy_despite_an_allowing_networkpolicy => "admin-deny.yaml",
+    an_admin_tier_pass_hands_the_flow_to_an_allowing_networkpolicy => "admin-pass.yaml",
 }
 
 #[test]
@@ -405,6 +407,12 @@ fn failing_steps_name_the_injected_fault() {
             "svc/payments.shop:80",
             "network-policy",
             &["egress", "shop/checkout-egress"],
+        ),
+        (
+            "admin-deny.yaml",
+            "svc/payments.shop:80",
+            "network-policy",
+            &["ClusterNetworkPolicy quarantine-payments", "Admin tier"],
         ),
     ];
     let _lock = one_lab_at_a_time();

@@ -13,7 +13,8 @@ use super::plan::{
 };
 use super::probe::Replies;
 use super::snapshot::Snapshot;
-use crate::policy::{DirectionVerdict, Flow, FlowVerdict, Peer, PolicyIndex, Protocol};
+use crate::policy::admin::{DecidingTier, TierVerdict, TieredVerdict};
+use crate::policy::{DirectionVerdict, Flow, Peer, PolicyIndex, Protocol};
 
 /// Builds the evidence of one check.
 pub fn assemble(
@@ -255,13 +256,15 @@ impl PolicyEvaluation {
         if !matches!(source, SourceFacts::Found { .. }) {
             return PolicyEvaluation::NoSource;
         }
-        match (&snap.namespaces, &snap.pods, &snap.policies) {
-            (Fact::Known(ns), Fact::Known(pods), Fact::Known(pols)) => {
-                PolicyEvaluation::Index(Box::new(PolicyIndex::new(ns, pods, pols)))
+        let objects = (&snap.namespaces, &snap.pods, &snap.policies, &snap.admin);
+        match objects {
+            (Fact::Known(ns), Fact::Known(pods), Fact::Known(pols), Fact::Known(admin)) => {
+                PolicyEvaluation::Index(Box::new(PolicyIndex::with_admin(ns, pods, pols, admin)))
             }
-            (Fact::Unknown(f), _, _) | (_, Fact::Unknown(f), _) | (_, _, Fact::Unknown(f)) => {
-                PolicyEvaluation::Unavailable(f.clone())
-            }
+            (Fact::Unknown(f), ..)
+            | (_, Fact::Unknown(f), ..)
+            | (.., Fact::Unknown(f), _)
+            | (.., Fact::Unknown(f)) => PolicyEvaluation::Unavailable(f.clone()),
         }
     }
 
@@ -279,7 +282,7 @@ impl PolicyEvaluation {
             port,
             protocol,
         };
-        match index.evaluate(&flow) {
+        match index.evaluate_tiers(&flow) {
             Ok(verdict) if verdict.allowed => PolicyCheck::Allowed {
                 detail: verdict.explain(),
             },
@@ -289,26 +292,39 @@ impl PolicyEvaluation {
     }
 }
 
-/// The denying sides of a flow, naming the policies that isolate each.
-pub fn denied(v: &FlowVerdict) -> PolicyCheck {
-    let side = |d: &DirectionVerdict, subject: &Peer, what: String| {
-        (d.applies && !d.allowed).then(|| {
-            let by: Vec<String> = d.isolating_policies.iter().map(ToString::to_string).collect();
-            DeniedSide {
-                why: format!(
-                    "{subject} is isolated by {}; no rule allows {what} on {}/{}",
-                    by.join(", "),
-                    v.port,
-                    v.protocol
+/// The denying sides of a flow: the admin rule that decided, or the NetworkPolicies that
+/// isolate the pod with no rule allowing the flow.
+pub fn denied(v: &TieredVerdict) -> PolicyCheck {
+    let np = &v.network_policy;
+    let side = |tier: &TierVerdict, d: &DirectionVerdict, subject: &Peer, what: String| {
+        (!tier.allowed).then(|| {
+            let flow = format!("{what} on {}/{}", np.port, np.protocol);
+            let why = match (&tier.rule, tier.decided_by) {
+                (Some(rule), DecidingTier::Admin) => {
+                    format!("{subject} is denied {flow} by {rule} in the Admin tier, before any NetworkPolicy")
+                }
+                (Some(rule), _) => format!(
+                    "{subject} is denied {flow} by {rule} in the Baseline tier; no NetworkPolicy selecting it allows it"
                 ),
-                policies: d.isolating_policies.clone(),
-                port: v.port,
-                protocol: v.protocol,
+                (None, _) => {
+                    let by: Vec<String> = d.isolating_policies.iter().map(ToString::to_string).collect();
+                    format!("{subject} is isolated by {}; no rule allows {flow}", by.join(", "))
+                }
+            };
+            DeniedSide {
+                why,
+                policies: match tier.decided_by {
+                    DecidingTier::Admin => vec![],
+                    _ => d.isolating_policies.clone(),
+                },
+                port: np.port,
+                protocol: np.protocol,
+                admin_rule: tier.rule.clone(),
             }
         })
     };
     PolicyCheck::Denied {
-        egress: side(&v.egress, &v.from, format!("to {}", v.to)),
-        ingress: side(&v.ingress, &v.to, format!("from {}", v.from)),
+        egress: side(&v.egress, &np.egress, &np.from, format!("to {}", np.to)),
+        ingress: side(&v.ingress, &np.ingress, &np.to, format!("from {}", np.from)),
     }
 }

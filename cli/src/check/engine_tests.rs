@@ -157,6 +157,7 @@ fn snapshot() -> Snapshot {
                 {"addresses": ["10.244.2.3"], "targetRef": {"kind": "Pod", "name": "payments-1"}}]}]))),
         namespaces: Fact::Known(list(json!([{"metadata": {"name": "shop"}}]))),
         policies: Fact::Known(vec![]),
+        admin: Fact::Known(Default::default()),
     }
 }
 

@@ -11,6 +11,7 @@ use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome};
 use crate::cluster::endpoints::Conditions;
 pub use crate::cluster::pods::{PodFacts, ServingPort};
 pub use crate::cluster::{NamespacedName, PortRef, ToolFailure};
+use crate::policy::admin::AdminRuleRef;
 use crate::policy::{PolicyRef, Protocol};
 
 /// A fact the tool either learned or could not learn (the failure says why).
@@ -301,6 +302,18 @@ pub struct DeniedSide {
     /// The destination port and protocol of the denied flow.
     pub port: u16,
     pub protocol: Protocol,
+    /// The cluster-wide admin rule that denied it, when an Admin- or Baseline-tier rule decided
+    /// (then `policies` is empty for an Admin-tier decision: no NetworkPolicy can change it).
+    pub admin_rule: Option<AdminRuleRef>,
+}
+
+impl DeniedSide {
+    /// Only a cluster admin can change this side: an Admin-tier rule decided it.
+    pub fn needs_cluster_admin(&self) -> bool {
+        self.admin_rule
+            .as_ref()
+            .is_some_and(|r| r.policy.tier == crate::policy::admin::AdminTier::Admin)
+    }
 }
 
 impl PolicyCheck {

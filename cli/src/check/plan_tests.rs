@@ -119,6 +119,7 @@ fn shop() -> Snapshot {
         slices: Fact::Known(slices),
         namespaces: Fact::Known(vec![]),
         policies: Fact::Known(vec![]),
+        admin: Fact::Known(Default::default()),
     }
 }
 

@@ -9,6 +9,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::evidence::Fact;
 use crate::cluster::{ToolFailure, list_all};
+use crate::policy::admin::AdminObjects;
+use crate::policy::cmd::{PolicyCmdError, read_admin_objects};
 
 /// The objects a check depends on, each kind listed once for the whole cluster.
 #[derive(Debug, Clone)]
@@ -18,6 +20,8 @@ pub struct Snapshot {
     pub slices: Fact<Vec<EndpointSlice>>,
     pub namespaces: Fact<Vec<Namespace>>,
     pub policies: Fact<Vec<NetworkPolicy>>,
+    /// The cluster-wide admin policies (none when their CRDs are not installed).
+    pub admin: Fact<AdminObjects>,
 }
 
 fn fact<T>(result: Result<T, ToolFailure>) -> Fact<T> {
@@ -30,19 +34,25 @@ fn fact<T>(result: Result<T, ToolFailure>) -> Fact<T> {
 impl Snapshot {
     /// Lists the five kinds at once. A failed list is an unknown fact, never an error.
     pub async fn read(client: &kube::Client) -> Self {
-        let (pods, services, slices, namespaces, policies) = tokio::join!(
+        let (pods, services, slices, namespaces, policies, admin) = tokio::join!(
             list_all::<Pod>(client, "list pods in all namespaces"),
             list_all::<Service>(client, "list services in all namespaces"),
             list_all::<EndpointSlice>(client, "list endpointslices in all namespaces"),
             list_all::<Namespace>(client, "list namespaces"),
             list_all::<NetworkPolicy>(client, "list networkpolicies in all namespaces"),
+            read_admin_objects(client),
         );
+        let admin = admin.map_err(|err| match err {
+            PolicyCmdError::List { source, .. } => source,
+            other => ToolFailure::NotProbed(other.to_string()),
+        });
         Snapshot {
             pods: fact(pods),
             services: fact(services),
             slices: fact(slices),
             namespaces: fact(namespaces),
             policies: fact(policies),
+            admin: fact(admin),
         }
     }
 
@@ -53,7 +63,8 @@ impl Snapshot {
             services: Fact::Unknown(failure.clone()),
             slices: Fact::Unknown(failure.clone()),
             namespaces: Fact::Unknown(failure.clone()),
-            policies: Fact::Unknown(failure),
+            policies: Fact::Unknown(failure.clone()),
+            admin: Fact::Unknown(failure),
         }
     }
 

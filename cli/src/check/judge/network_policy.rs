@@ -209,7 +209,10 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
         let PolicyCheck::Denied { egress, ingress } = &e.policy else {
             continue;
         };
-        if let Some(side) = ingress {
+        for side in [ingress, egress].into_iter().flatten() {
+            admin_fix(side, &mut advice);
+        }
+        if let Some(side) = ingress.as_ref().filter(|s| !s.needs_cluster_admin()) {
             let from = src.map(peer_phrase).unwrap_or_else(|| cx.from.to_string());
             let to = match &e.pod {
                 Some(pod) => subject_phrase(pod),
@@ -226,7 +229,7 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
             );
             policies.extend(side.policies.iter().cloned());
         }
-        if let Some(side) = egress {
+        if let Some(side) = egress.as_ref().filter(|s| !s.needs_cluster_admin()) {
             let to = match &e.pod {
                 Some(pod) => peer_phrase(pod),
                 None => match e.ip {
@@ -247,8 +250,23 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
             policies.extend(side.policies.iter().cloned());
         }
     }
-    advice.extend(policy_get_lines(&policies, src_ns));
+    if !policies.is_empty() || !denied_by_admin_only(live.iter().map(|e| &e.policy)) {
+        advice.extend(policy_get_lines(&policies, src_ns));
+    }
     advice
+}
+
+/// Every denied side was decided by an Admin-tier rule: no NetworkPolicy is worth showing.
+fn denied_by_admin_only<'a>(checks: impl Iterator<Item = &'a PolicyCheck>) -> bool {
+    let mut sides = checks
+        .filter_map(|c| match c {
+            PolicyCheck::Denied { egress, ingress } => Some([egress, ingress]),
+            _ => None,
+        })
+        .flatten()
+        .flatten()
+        .peekable();
+    sides.peek().is_some() && sides.all(DeniedSide::needs_cluster_admin)
 }
 
 /// What to change when policy blocks the source's DNS queries: egress to the cluster DNS pods
@@ -267,7 +285,10 @@ pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
         let PolicyCheck::Denied { egress, ingress } = &pod.egress_policy else {
             continue;
         };
-        if let Some(side) = egress {
+        for side in [ingress, egress].into_iter().flatten() {
+            admin_fix(side, &mut advice);
+        }
+        if let Some(side) = egress.as_ref().filter(|s| !s.needs_cluster_admin()) {
             let subject = src.map(subject_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
@@ -278,7 +299,7 @@ pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
             );
             policies.extend(side.policies.iter().cloned());
         }
-        if let Some(side) = ingress {
+        if let Some(side) = ingress.as_ref().filter(|s| !s.needs_cluster_admin()) {
             let from = src.map(peer_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
@@ -297,4 +318,37 @@ pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
 /// A denied flow that connected anyway: the CNI does not enforce the policy.
 fn disagreement(flow: String) -> EvidenceLine {
     EvidenceLine::disagreement(format!("disagreement: {flow}, yet TCP connected"))
+}
+
+/// What to do about a side a cluster-wide admin rule denied: an Admin-tier rule only a cluster
+/// admin can change (no NetworkPolicy overrides it); a Baseline-tier one a NetworkPolicy
+/// selecting the pod overrides.
+fn admin_fix(side: &DeniedSide, advice: &mut Vec<String>) {
+    let Some(rule) = &side.admin_rule else {
+        return;
+    };
+    let policy = &rule.policy;
+    if side.needs_cluster_admin() {
+        push_unique(
+            advice,
+            format!(
+                "a cluster admin must change {rule}: the Admin tier is evaluated before NetworkPolicy, which cannot override it"
+            ),
+        );
+    } else {
+        push_unique(
+            advice,
+            format!(
+                "{rule} is a Baseline-tier default: a NetworkPolicy selecting the pod that allows the flow overrides it"
+            ),
+        );
+    }
+    push_unique(
+        advice,
+        format!(
+            "kubectl get {} {} -o yaml",
+            policy.kind.as_str().to_lowercase(),
+            policy.name
+        ),
+    );
 }

@@ -77,6 +77,7 @@ fn denied_side(why: &str, policy: &str, port: u16, protocol: &str) -> DeniedSide
         }],
         port,
         protocol: protocol.parse().unwrap(),
+        admin_rule: None,
     }
 }
 
@@ -913,6 +914,7 @@ fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_a
                     .to_vec(),
                 port: 8080,
                 protocol: Protocol::Tcp,
+                admin_rule: None,
             }),
         };
         e.tcp = timeout();
