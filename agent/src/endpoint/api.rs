@@ -119,10 +119,14 @@ impl IntoResponse for Failure {
             code: self.code.into(),
             message: self.message,
         });
-        if self.status == StatusCode::UNAUTHORIZED {
-            (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
-        } else {
-            (self.status, body).into_response()
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
+            }
+            _ => (self.status, body).into_response(),
         }
     }
 }
