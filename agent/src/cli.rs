@@ -29,14 +29,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the probe API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run one probe request (JSON from FILE, or `-` for stdin) and print the report as JSON.
     Probe(ProbeArgs),
     /// Exit 0 when the agent at URL answers ready (for exec probes).
     Healthcheck(HealthArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
     /// Name of this node (default: the hostname).
     #[arg(long, env = "NODE_NAME")]
@@ -62,6 +62,8 @@ pub struct ServeArgs {
     /// Largest accepted request body.
     #[arg(long, default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub endpoint: crate::endpoint::EndpointArgs,
 }
 
 #[derive(Debug, Args)]
@@ -80,7 +82,7 @@ pub struct HealthArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => runtime()?.block_on(serve(args)),
+        Command::Serve(args) => runtime()?.block_on(serve(*args)),
         Command::Probe(args) => runtime()?.block_on(probe_once(args)),
         Command::Healthcheck(args) => Ok(healthcheck::check(&args.url, Duration::from_secs(3))?),
     }
@@ -130,7 +132,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
     };
-    let engine = engine(args.node, args.pod, args.max_concurrent)?;
+    let engine = engine(args.node.clone(), args.pod.clone(), args.max_concurrent)?;
+    if let Some(listen) = args.endpoint.endpoint_listen {
+        let own = self::engine(args.node, args.pod.clone(), args.max_concurrent)?;
+        let pod = own.info().agent.pod;
+        let local = crate::endpoint::start(args.endpoint, listen, own, pod).await?;
+        println!("netdiag-agent endpoint on {local}");
+    }
     let info = engine.info();
     if !info.capabilities.setns {
         tracing::warn!(

@@ -2,11 +2,13 @@
 //!
 //! [`netns`] is the only module that changes namespaces; [`engine`] ties locating a namespace to
 //! running the probes ([`tcp`], [`dns`], [`listeners`], [`interfaces`]) on a worker that entered it;
-//! [`server`] and the one-shot mode in [`cli`] both go through [`engine::Engine::run`].
+//! [`server`] and the one-shot mode in [`cli`] both go through [`engine::Engine::run`]; the
+//! in-cluster [`endpoint`] runs the plugin's check engine with this node's probes in-process.
 
 pub mod caps;
 pub mod cli;
 pub mod dns;
+pub mod endpoint;
 pub mod engine;
 pub mod healthcheck;
 pub mod interfaces;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -73,6 +73,10 @@ fn every_manifest_parses_as_the_kubernetes_type_it_names() {
             "Role" => serde_yaml_ng::from_value::<Role>(doc).map(drop),
             "ClusterRoleBinding" => serde_yaml_ng::from_value::<ClusterRoleBinding>(doc).map(drop),
             "RoleBinding" => serde_yaml_ng::from_value::<RoleBinding>(doc).map(drop),
+            "Service" => serde_yaml_ng::from_value::<Service>(doc).map(drop),
+            "ConfigMap" => serde_yaml_ng::from_value::<ConfigMap>(doc).map(drop),
+            // A Prometheus Operator resource (no Rust type): it must at least name its API.
+            "Probe" if doc["apiVersion"].as_str() == Some("monitoring.coreos.com/v1") => Ok(()),
             other => panic!("{file}: unexpected kind {other}"),
         };
         parsed.unwrap_or_else(|e| panic!("{file}: {kind} does not parse: {e}"));
@@ -156,7 +160,8 @@ fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_ca
     assert_eq!(apparmor.map(|p| p.type_.as_str()), Some("Unconfined"));
 
     let ports = agent.ports.clone().unwrap();
-    assert_eq!(ports.len(), 1);
+    // The control port, and the in-cluster endpoint's.
+    assert_eq!(ports.len(), 2);
     assert_eq!(
         (ports[0].name.as_deref(), ports[0].container_port),
         (Some("control"), 9808)
@@ -322,4 +327,87 @@ fn dockerfile_builds_the_image_the_daemonset_runs_with_the_agent_on_path() {
             .unwrap();
         assert_eq!(command[0], "netdiag-agent");
     }
+}
+
+#[test]
+fn the_endpoint_rbac_gives_the_agent_reviews_reads_and_peer_probes_and_checkers_only_checks() {
+    let agent: ClusterRole = one("ClusterRole", "netdiag-agent-endpoint");
+    let rules = agent.rules.unwrap();
+    assert!(allows(&rules, "authentication.k8s.io", "tokenreviews", "create"));
+    assert!(allows(
+        &rules,
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "create"
+    ));
+    for (group, resource) in [
+        ("", "namespaces"),
+        ("", "pods"),
+        ("", "services"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("networking.k8s.io", "networkpolicies"),
+    ] {
+        assert!(allows(&rules, group, resource, "list"), "list {group}/{resource}");
+    }
+    assert!(allows(&rules, "netdiag.io", "probes", "create"));
+    assert!(
+        !allows(&rules, "netdiag.io", "checks", "create"),
+        "the agent checks nothing on its own"
+    );
+    let binding: ClusterRoleBinding = one("ClusterRoleBinding", "netdiag-agent-endpoint");
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (
+            subject.kind.as_str(),
+            subject.name.as_str(),
+            subject.namespace.as_deref()
+        ),
+        ("ServiceAccount", "netdiag-agent", Some("netdiag"))
+    );
+
+    let checker: ClusterRole = one("ClusterRole", "netdiag-checker");
+    let rules = checker.rules.unwrap();
+    assert!(allows(&rules, "netdiag.io", "checks", "create"));
+    assert_eq!(rules.len(), 1, "checkers get checks only");
+    let example: RoleBinding = one("RoleBinding", "netdiag-checks");
+    assert_eq!(example.role_ref.name, "netdiag-checker");
+    assert_eq!(example.metadata.namespace.as_deref(), Some("shop"));
+}
+
+#[test]
+fn daemonset_serves_the_endpoint_with_a_netdiag_audience_token_and_an_optional_certificate() {
+    let ds: DaemonSet = one("DaemonSet", "netdiag-agent");
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    let agent = &pod.containers[0];
+    let env = agent.env.clone().unwrap();
+    let listen = env.iter().find(|e| e.name == "NETDIAG_ENDPOINT_LISTEN");
+    assert_eq!(listen.and_then(|e| e.value.as_deref()), Some("0.0.0.0:9443"));
+    let ports = agent.ports.clone().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.name.as_deref() == Some("endpoint") && p.container_port == 9443)
+    );
+    let volumes = pod.volumes.unwrap();
+    let projected_audience = volumes
+        .iter()
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref())
+        .any(|t| t.audience.as_deref() == Some("netdiag") && t.path == "token");
+    assert!(projected_audience, "a projected token with audience netdiag");
+    let tls = volumes
+        .iter()
+        .find(|v| v.name == "tls")
+        .and_then(|v| v.secret.as_ref())
+        .unwrap();
+    assert_eq!(
+        tls.optional,
+        Some(true),
+        "the agent falls back to a self-signed certificate"
+    );
+
+    let svc: Service = one("Service", "netdiag-agent");
+    let port = &svc.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(port.port, 9443);
 }

@@ -35,6 +35,9 @@ pub struct Store {
     objects: Vec<(ResourceType, Value)>,
     pod_netns: BTreeMap<String, String>,
     address: String,
+    /// Bearer tokens and RBAC objects for the review APIs ([`crate::reviews`]).
+    pub(crate) tokens: Vec<crate::rbac::TokenSpec>,
+    pub(crate) rbac: crate::rbac::Rbac,
 }
 
 impl Store {
@@ -44,10 +47,13 @@ impl Store {
             .into_iter()
             .map(|o| Ok((resource_of(&o)?, o)))
             .collect::<Result<_, crate::objects::ObjectError>>()?;
+        let rbac = crate::rbac::Rbac::from_objects(&data.rbac).map_err(anyhow::Error::msg)?;
         Ok(Store {
             objects,
             pod_netns: data.pod_netns,
             address,
+            tokens: data.tokens,
+            rbac,
         })
     }
 }
@@ -65,7 +71,14 @@ pub fn serve(state_dir: PathBuf) -> Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
+        let cluster_listener = match &data.cluster_listen {
+            Some((netns, at)) => Some(bind_in(netns, at)?),
+            None => None,
+        };
         let store = Arc::new(Store::new(data, addr.to_string())?);
+        if let Some(listener) = cluster_listener {
+            tokio::spawn(axum::serve(listener, router(store.clone())).into_future());
+        }
         println!("http://{addr}");
         // Nothing more goes to stdout: `up` stops reading it.
         axum::serve(listener, router(store)).await?;
@@ -73,8 +86,27 @@ pub fn serve(state_dir: PathBuf) -> Result<()> {
     })
 }
 
+/// A listener on `addr` inside the named network namespace (where pods and agents reach it).
+fn bind_in(netns: &str, addr: &str) -> Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = addr.parse().context("bad cluster listen address")?;
+    let std = crate::netns::run_in(&crate::netns::named(netns), move || {
+        std::net::TcpListener::bind(addr)
+    })?
+    .with_context(|| format!("failed to listen on {addr} in {netns}"))?;
+    std.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(std)?)
+}
+
 pub fn router(store: Arc<Store>) -> Router {
     Router::new()
+        .route(
+            crate::reviews::TOKEN_REVIEW_PATH,
+            axum::routing::post(crate::reviews::token_review),
+        )
+        .route(
+            crate::reviews::ACCESS_REVIEW_PATH,
+            axum::routing::post(crate::reviews::access_review),
+        )
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
             any(portforward),
@@ -153,7 +185,7 @@ fn discovery_resources(group: &str, version: &str) -> Option<APIResourceList> {
         })
         .collect();
     if resources.is_empty() {
-        return None;
+        return crate::reviews::discovery(group, version);
     }
     if group.is_empty() {
         resources.push(APIResource {
@@ -181,6 +213,7 @@ fn groups() -> APIGroupList {
             None => versions.push((r.group, vec![r.version])),
         }
     }
+    versions.extend(crate::reviews::REVIEW_GROUPS.iter().map(|g| (*g, vec!["v1"])));
     APIGroupList {
         groups: versions
             .into_iter()
@@ -1031,7 +1064,19 @@ mod tests {
         let objects =
             crate::objects::all_objects(&scenario, &plan, k8s_openapi::jiff::Timestamp::UNIX_EPOCH).unwrap();
         let pod_netns = plan.pods.iter().map(|p| (p.key(), p.netns.clone())).collect();
-        Arc::new(Store::new(ApiData { objects, pod_netns }, "127.0.0.1:1".into()).unwrap())
+        Arc::new(
+            Store::new(
+                ApiData {
+                    objects,
+                    pod_netns,
+                    tokens: vec![],
+                    rbac: vec![],
+                    cluster_listen: None,
+                },
+                "127.0.0.1:1".into(),
+            )
+            .unwrap(),
+        )
     }
 
     async fn get(uri: &str, accept: Option<&str>) -> (StatusCode, Value) {
@@ -1115,7 +1160,14 @@ mod tests {
         let objects =
             crate::objects::all_objects(&scenario, &plan, k8s_openapi::jiff::Timestamp::UNIX_EPOCH).unwrap();
         let pod_netns = plan.pods.iter().map(|p| (p.key(), p.netns.clone())).collect();
-        let store = Arc::new(Store::new(ApiData { objects, pod_netns }, "127.0.0.1:1".into()).unwrap());
+        let data = ApiData {
+            objects,
+            pod_netns,
+            tokens: vec![],
+            rbac: vec![],
+            cluster_listen: None,
+        };
+        let store = Arc::new(Store::new(data, "127.0.0.1:1".into()).unwrap());
         let list = |uri: &'static str| {
             let store = store.clone();
             async move {
@@ -1204,9 +1256,14 @@ mod tests {
             [
                 "discovery.k8s.io",
                 "networking.k8s.io",
-                "policy.networking.k8s.io"
+                "policy.networking.k8s.io",
+                "authentication.k8s.io",
+                "authorization.k8s.io"
             ]
         );
+        let reviews = discovery_resources("authorization.k8s.io", "v1").unwrap();
+        assert_eq!(reviews.resources[0].name, "subjectaccessreviews");
+        assert_eq!(reviews.resources[0].verbs, ["create"]);
     }
 
     #[test]

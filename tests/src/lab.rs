@@ -37,6 +37,15 @@ pub struct ApiData {
     pub objects: Vec<serde_json::Value>,
     /// `namespace/name` of each pod → its network namespace name.
     pub pod_netns: BTreeMap<String, String>,
+    /// Tokens the TokenReview API accepts.
+    #[serde(default)]
+    pub tokens: Vec<crate::rbac::TokenSpec>,
+    /// RBAC objects the SubjectAccessReview API evaluates.
+    #[serde(default)]
+    pub rbac: Vec<serde_json::Value>,
+    /// A second listener (network namespace, address) where pods and agents reach the API.
+    #[serde(default)]
+    pub cluster_listen: Option<(String, String)>,
 }
 
 /// Where `netdiag-agent` is: the given path, or beside this executable.
@@ -200,6 +209,7 @@ impl Builder<'_> {
         self.link_faults()?;
         let ready_dir = self.state.path("ready");
         let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        let (tokens, rbac) = crate::endpoint_lab::write_agent_credentials(self.state, self.scenario)?;
         let mut children = self.start_pods(&me, slices, &ready_dir)?;
 
         std::fs::write(
@@ -212,6 +222,12 @@ impl Builder<'_> {
                     .iter()
                     .map(|p| (p.key(), p.netns.clone()))
                     .collect(),
+                tokens,
+                rbac,
+                cluster_listen: Some((
+                    self.plan.underlay_netns.clone(),
+                    crate::endpoint_lab::cluster_api_addr().to_string(),
+                )),
             })?,
         )?;
         let (api_pid, url) = start_api(&me, self.state)?;
@@ -284,6 +300,11 @@ impl Builder<'_> {
                 "link set {p} master br0\nlink set {p} up\n",
                 p = node.underlay_port
             );
+        }
+        // The router knows every node's pod CIDR (as a fabric peering with the nodes would), so
+        // pods reach the API server's cluster address and its answers find their way back.
+        for node in &plan.nodes {
+            underlay += &format!("route add {} via {}\n", node.pod_cidr(), node.ip);
         }
         configs.push((plan.underlay_netns.clone(), underlay));
         for (i, node) in plan.nodes.iter().enumerate() {
@@ -430,6 +451,7 @@ impl Builder<'_> {
                         "--pod".into(),
                         pod.key(),
                     ]);
+                    argv.extend(crate::endpoint_lab::agent_args(self.state)?);
                 }
                 _ => {
                     argv.extend([path_str(me)?, "pod-app".into(), "--pod".into(), pod.key()]);
@@ -447,6 +469,12 @@ impl Builder<'_> {
                 std::fs::File::create(logs.join(format!("{}_{}.log", pod.spec.namespace, pod.spec.name)))?;
             let child = Command::new("ip")
                 .args(&argv)
+                .envs(matches!(pod.role, PodRole::Agent).then(|| {
+                    (
+                        "KUBECONFIG",
+                        self.state.path(crate::endpoint_lab::AGENT_KUBECONFIG),
+                    )
+                }))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

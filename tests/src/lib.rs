@@ -5,12 +5,15 @@
 pub mod apiserver;
 pub mod cli;
 pub mod dns;
+pub mod endpoint_lab;
 pub mod kubeproxy;
 pub mod lab;
 pub mod netns;
 pub mod objects;
 pub mod plan;
 pub mod podapp;
+pub mod rbac;
+pub mod reviews;
 pub mod runner;
 pub mod scenario;
 pub mod signals;

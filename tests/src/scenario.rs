@@ -48,6 +48,12 @@ pub struct Scenario {
     pub objects: Vec<serde_json::Value>,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Bearer tokens the API stand-in's TokenReview accepts.
+    #[serde(default)]
+    pub tokens: Vec<crate::rbac::TokenSpec>,
+    /// Roles, ClusterRoles, RoleBindings and ClusterRoleBindings its SubjectAccessReview evaluates.
+    #[serde(default)]
+    pub rbac: Vec<serde_json::Value>,
     #[serde(default)]
     pub check: Option<Check>,
     #[serde(default)]
@@ -298,6 +304,13 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), ScenarioError> {
+        if let Some(other) = self.rbac.iter().find(|o| !crate::rbac::is_rbac_kind(o)) {
+            return Err(invalid(format!(
+                "rbac lists {} {}, which is not an rbac.authorization.k8s.io/v1 kind",
+                other["kind"], other["metadata"]["name"]
+            )));
+        }
+        crate::rbac::Rbac::from_objects(&self.rbac).map_err(|e| invalid(format!("rbac: {e}")))?;
         if self.nodes.is_empty() {
             return Err(invalid("has no nodes"));
         }

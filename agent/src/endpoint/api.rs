@@ -1,0 +1,489 @@
+//! The endpoint's HTTP API:
+//! - `POST /v1/check` `{"from": "NS/POD", "to": "TARGET", "timeoutMs": N}` → the report
+//!   `kubectl netdiag check -o json` prints (the same engine and serializer);
+//! - `GET /probe?from=NS/POD&to=TARGET[&timeout=1s]` → the same check as Prometheus text;
+//! - `POST /v1/probe` → this node's probes, for peer agents (`probes.netdiag.io`);
+//! - `GET /healthz`.
+//!
+//! Every request is authenticated ([`auth`]) and authorized, bounded ([`limits`]) and logged as
+//! one audit line (target `netdiag::audit`): caller, from, to, status, verdict, duration.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use netdiag::check::report::Verdict;
+use netdiag::check::snapshot::Snapshot;
+use netdiag::check::target::{PodRef, Target, parse_timeout};
+use netdiag::check::{CheckRequest, Report, judge};
+use netdiag::cluster::NamespacedName;
+use netdiag_proto::{ApiError, ProbeRequest, ProbeSource};
+use serde::Deserialize;
+
+use super::EndpointArgs;
+use super::auth::{self, Access, Authorizer, Caller, Denial};
+use super::limits::{FlightError, PerCaller, SingleFlight, Slot};
+use super::probe_metrics;
+use super::transport::{Peers, Transport};
+
+/// The longest per-probe timeout a caller may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// At most one running check per (from, to).
+type Key = (String, String);
+
+pub struct State {
+    auth: Authorizer,
+    client: Result<kube::Client, String>,
+    peers: Arc<Peers>,
+    per_caller: PerCaller,
+    flights: SingleFlight<Key, Arc<Report>>,
+}
+
+impl State {
+    pub fn new(args: &EndpointArgs, client: Result<kube::Client, String>, peers: Peers) -> Arc<Self> {
+        Arc::new(State {
+            auth: Authorizer::new(
+                client.clone(),
+                args.token_audiences.clone(),
+                Duration::from_secs(args.auth_cache_seconds),
+            ),
+            client,
+            peers: Arc::new(peers),
+            per_caller: PerCaller::new(args.max_checks_per_caller),
+            flights: SingleFlight::new(args.max_checks),
+        })
+    }
+}
+
+pub fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/check", post(check_json))
+        .route("/probe", get(check_metrics))
+        .route(netdiag_proto::PROBE_PATH, post(node_probe))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            Failure::new(StatusCode::NOT_FOUND, "notFound", "no such path".into()).into_response()
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// An answer other than a report: the status and an [`ApiError`] body.
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        Failure {
+            status,
+            code,
+            message,
+        }
+    }
+
+    fn bad_request(message: String) -> Self {
+        Failure::new(StatusCode::BAD_REQUEST, "badRequest", message)
+    }
+
+    fn too_many(message: String) -> Self {
+        Failure::new(StatusCode::TOO_MANY_REQUESTS, "tooManyRequests", message)
+    }
+}
+
+impl From<Denial> for Failure {
+    fn from(denial: Denial) -> Self {
+        match denial {
+            Denial::Unauthenticated(m) => Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Denial::Forbidden(m) => Failure::new(StatusCode::FORBIDDEN, "forbidden", m),
+            Denial::Unavailable(m) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = Json(ApiError {
+            code: self.code.into(),
+            message: self.message,
+        });
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
+            }
+            _ => (self.status, body).into_response(),
+        }
+    }
+}
+
+/// One audit line for a request that ended with `status`.
+fn audit(
+    what: &str,
+    caller: &str,
+    from: &str,
+    to: &str,
+    status: StatusCode,
+    verdict: &str,
+    started: Instant,
+) {
+    tracing::info!(
+        target: "netdiag::audit",
+        request = what,
+        caller,
+        from,
+        to,
+        status = status.as_u16(),
+        verdict,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "audit"
+    );
+}
+
+fn verdict_id(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Reachable => "reachable",
+        Verdict::Unreachable => "unreachable",
+        Verdict::Undetermined => "undetermined",
+    }
+}
+
+/// What a check asks, before it is authorized.
+struct Ask {
+    from: NamespacedName,
+    to: Target,
+    to_text: String,
+    timeout: Duration,
+}
+
+fn parse_ask(from: &str, to: &str, timeout: Option<Duration>) -> Result<Ask, Failure> {
+    let pod: PodRef = from
+        .parse()
+        .map_err(|e| Failure::bad_request(format!("invalid from {from:?}: {e}")))?;
+    let namespace = pod
+        .namespace
+        .ok_or_else(|| Failure::bad_request(format!("from {from:?} must be NAMESPACE/POD")))?;
+    let target: Target = to
+        .parse()
+        .map_err(|e| Failure::bad_request(format!("invalid to {to:?}: {e}")))?;
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err(Failure::bad_request(format!(
+            "timeout must be between 1 ms and {} s",
+            MAX_TIMEOUT.as_secs()
+        )));
+    }
+    Ok(Ask {
+        from: NamespacedName::new(namespace, pod.name),
+        to: target,
+        to_text: to.to_string(),
+        timeout,
+    })
+}
+
+async fn authenticate(state: &State, headers: &HeaderMap) -> Result<Caller, Failure> {
+    let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = auth::bearer(header)?;
+    Ok(state.auth.authenticate(token).await?)
+}
+
+fn slot(state: &State, caller: &Caller) -> Result<Slot, Failure> {
+    state.per_caller.try_acquire(&caller.user).ok_or_else(|| {
+        Failure::too_many(format!(
+            "user {} already has the most requests in flight this endpoint allows; retry shortly",
+            caller.user
+        ))
+    })
+}
+
+/// Authorizes `ask` for `caller` and runs it, or joins the identical check already running.
+async fn run_check(state: &State, caller: &Caller, ask: Ask) -> Result<Arc<Report>, Failure> {
+    let access = Access {
+        resource: "checks",
+        namespace: Some(ask.from.namespace.clone()),
+        name: Some(ask.from.name.clone()),
+    };
+    state.auth.authorize(caller, &access).await?;
+    let _slot = slot(state, caller)?;
+    let client = state
+        .client
+        .clone()
+        .map_err(|why| Failure::from(Denial::Unavailable(why)))?;
+    let key = (ask.from.to_string(), ask.to_text.clone());
+    let request = CheckRequest {
+        target_namespace: ask.from.namespace.clone(),
+        from: ask.from,
+        target: ask.to,
+        to_text: ask.to_text,
+        timeout: ask.timeout,
+    };
+    let peers = state.peers.clone();
+    let work = async move {
+        let started = Instant::now();
+        let snap = Snapshot::read(&client).await;
+        let transport = Transport::new(peers, &snap);
+        let evidence = netdiag::check::collect(&snap, &transport, &request).await;
+        Arc::new(judge::judge(&evidence, started.elapsed().as_millis() as u64))
+    };
+    match state.flights.run(key, work).await {
+        Ok((report, _joined)) => Ok(report),
+        Err(FlightError::Full) => Err(Failure::too_many(
+            "the agent is running the most distinct checks it allows; retry shortly".into(),
+        )),
+        Err(FlightError::Lost) => Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the check ended without a report".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckBody {
+    from: String,
+    to: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+fn read_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, Failure> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "tooLarge",
+                format!("request body is too large: {rejection}"),
+            )
+        } else {
+            Failure::bad_request(format!("cannot read the request body: {rejection}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Failure::bad_request(format!("invalid {what}: {e}")))
+}
+
+/// The caller's name for the audit line, or `-` when unknown.
+fn name_of(caller: &Option<Caller>) -> &str {
+    caller.as_ref().map_or("-", |c| c.user.as_str())
+}
+
+async fn check_json(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mut caller = None;
+    let mut shown = (String::from("-"), String::from("-"));
+    let result = async {
+        let who = authenticate(&state, &headers).await?;
+        caller = Some(who.clone());
+        let body: CheckBody = read_body(body, "check request")?;
+        shown = (body.from.clone(), body.to.clone());
+        let ask = parse_ask(&body.from, &body.to, body.timeout_ms.map(Duration::from_millis))?;
+        run_check(&state, &who, ask).await
+    }
+    .await;
+    let (from, to) = (&shown.0, &shown.1);
+    match result {
+        Ok(report) => {
+            audit(
+                "check",
+                name_of(&caller),
+                from,
+                to,
+                StatusCode::OK,
+                verdict_id(report.verdict),
+                started,
+            );
+            let mut json = serde_json::to_string_pretty(&*report).expect("a report always serializes");
+            json.push('\n');
+            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
+        Err(failure) => {
+            audit("check", name_of(&caller), from, to, failure.status, "-", started);
+            failure.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ProbeQuery {
+    from: Option<String>,
+    to: Option<String>,
+    timeout: Option<String>,
+}
+
+async fn check_metrics(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+    query: Result<Query<ProbeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mut caller = None;
+    let mut shown = (String::from("-"), String::from("-"));
+    let result = async {
+        let who = authenticate(&state, &headers).await?;
+        caller = Some(who.clone());
+        let Query(q) = query.map_err(|e| Failure::bad_request(format!("invalid query: {e}")))?;
+        let (Some(from), Some(to)) = (q.from, q.to) else {
+            return Err(Failure::bad_request(
+                "both from=NS/POD and to=TARGET are required".into(),
+            ));
+        };
+        shown = (from.clone(), to.clone());
+        let timeout = match q.timeout.as_deref() {
+            Some(t) => Some(parse_timeout(t).map_err(|e| Failure::bad_request(e.to_string()))?),
+            None => None,
+        };
+        run_check(&state, &who, parse_ask(&from, &to, timeout)?).await
+    }
+    .await;
+    let (from, to) = (&shown.0, &shown.1);
+    match result {
+        Ok(report) => {
+            audit(
+                "probe",
+                name_of(&caller),
+                from,
+                to,
+                StatusCode::OK,
+                verdict_id(report.verdict),
+                started,
+            );
+            let seconds = started.elapsed().as_secs_f64();
+            (
+                [(header::CONTENT_TYPE, probe_metrics::CONTENT_TYPE)],
+                probe_metrics::encode(&report, seconds),
+            )
+                .into_response()
+        }
+        Err(failure) => {
+            audit("probe", name_of(&caller), from, to, failure.status, "-", started);
+            failure.into_response()
+        }
+    }
+}
+
+/// A peer agent's probes on this node: `create` on `probes.netdiag.io` (cluster-scoped, named by
+/// this node), which only agents' ServiceAccount is granted. Sources are pod IPs or the node.
+async fn node_probe(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mut caller = None;
+    let mut source = String::from("-");
+    let result = async {
+        let who = authenticate(&state, &headers).await?;
+        caller = Some(who.clone());
+        let request: ProbeRequest = read_body(body, "probe request")?;
+        source = match &request.source {
+            ProbeSource::PodIp { ip } => ip.to_string(),
+            ProbeSource::Node => "node".into(),
+            _ => {
+                return Err(Failure::bad_request(
+                    "probe sources over the endpoint are podIP or node only".into(),
+                ));
+            }
+        };
+        let access = Access {
+            resource: "probes",
+            namespace: None,
+            name: Some(state.peers.node.clone()),
+        };
+        state.auth.authorize(&who, &access).await?;
+        let _slot = slot(&state, &who)?;
+        state.peers.engine.run(&request).await.map_err(|err| {
+            let (status, body) = err.to_api_error();
+            Failure {
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code: "probeFailed",
+                message: body.message,
+            }
+        })
+    }
+    .await;
+    let to = format!("node {}", state.peers.node);
+    match result {
+        Ok(report) => {
+            audit(
+                "node-probe",
+                name_of(&caller),
+                &source,
+                &to,
+                StatusCode::OK,
+                "-",
+                started,
+            );
+            Json(report).into_response()
+        }
+        Err(failure) => {
+            audit(
+                "node-probe",
+                name_of(&caller),
+                &source,
+                &to,
+                failure.status,
+                "-",
+                started,
+            );
+            failure.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_needs_a_namespaced_source_a_target_and_a_bounded_timeout() {
+        let ask = parse_ask("shop/checkout", "svc/payments:80", None)
+            .map_err(|f| f.message)
+            .unwrap();
+        assert_eq!(ask.from, NamespacedName::new("shop", "checkout"));
+        assert_eq!(ask.timeout, DEFAULT_TIMEOUT);
+        for (from, to, timeout) in [
+            ("checkout", "svc/payments:80", None),
+            ("shop/checkout", "svc/payments", None),
+            ("shop/checkout", "svc/payments:80", Some(Duration::from_secs(60))),
+            ("shop/checkout", "svc/payments:80", Some(Duration::ZERO)),
+        ] {
+            let failure = parse_ask(from, to, timeout).err().expect("refused");
+            assert_eq!(failure.status, StatusCode::BAD_REQUEST, "{}", failure.message);
+        }
+    }
+
+    #[test]
+    fn denials_map_to_401_403_and_503() {
+        let status = |d| Failure::from(d).status;
+        assert_eq!(
+            status(Denial::Unauthenticated("x".into())),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(status(Denial::Forbidden("x".into())), StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(Denial::Unavailable("x".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}
