@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::locate::{LocateError, Located, Locator, resolv_conf_path};
 use crate::metrics::Metrics;
 use crate::netns::{self, NetnsError};
-use crate::{dns, interfaces, listeners, tcp};
+use crate::{capture, dns, interfaces, listeners, noderules, pmtu, tcp};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -128,6 +128,7 @@ impl Engine {
             .then(|| pod_resolv_conf(&located));
         let probes = request.probes.clone();
         let net_raw = self.capabilities.net_raw;
+        let node_netns = self.locator.node_netns().to_string();
         let timed = netns::run_in(&located.netns, move || async move {
             let _permit = permit;
             // The inventory probes are synchronous reads: run them before the connects and queries
@@ -139,7 +140,7 @@ impl Engine {
                     let result = match probe {
                         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
                         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
-                        Probe::Tcp(_) | Probe::Dns(_) => return None,
+                        _ => return None,
                     };
                     Some((result, start.elapsed()))
                 })
@@ -150,9 +151,10 @@ impl Engine {
                 .filter(|(_, slot)| slot.is_none())
                 .map(|(probe, _)| {
                     let resolv_conf = resolv_conf.clone();
+                    let node_netns = node_netns.clone();
                     async move {
                         let start = Instant::now();
-                        let result = run_async(probe, resolv_conf, net_raw).await;
+                        let result = run_async(probe, resolv_conf, net_raw, &node_netns).await;
                         (result, start.elapsed())
                     }
                 });
@@ -195,16 +197,22 @@ fn pod_resolv_conf(located: &Located) -> Result<ResolvConfSummary, String> {
     dns::read_resolv_conf(&resolv_conf_path(pid)).map_err(|e| e.to_string())
 }
 
-/// Runs a network probe (`tcp` or `dns`); the inventory probes never get here.
+/// Runs a network probe (`tcp`, `dns`, or a datapath witness: path MTU and capture in the
+/// request's namespace, the node's dataplane state in the node namespace `node_netns`); the
+/// inventory probes never get here.
 async fn run_async(
     probe: &Probe,
     resolv_conf: Option<Result<ResolvConfSummary, String>>,
     net_raw: bool,
+    node_netns: &str,
 ) -> ProbeResult {
     match probe {
         Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, net_raw).await),
         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
+        Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p).await),
+        Probe::Capture(p) => ProbeResult::Capture(capture::probe(p, net_raw).await),
+        Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, node_netns).await),
         Probe::Dns(p) => {
             let conf = match resolv_conf.unwrap_or_else(|| Err("resolv.conf was not read".into())) {
                 Ok(conf) => conf,

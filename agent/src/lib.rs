@@ -6,6 +6,7 @@
 //! in-cluster [`endpoint`] runs the plugin's check engine with this node's probes in-process.
 
 pub mod caps;
+pub mod capture;
 pub mod cli;
 pub mod dns;
 pub mod endpoint;
@@ -16,5 +17,7 @@ pub mod listeners;
 pub mod locate;
 pub mod metrics;
 pub mod netns;
+pub mod noderules;
+pub mod pmtu;
 pub mod server;
 pub mod tcp;

@@ -89,6 +89,9 @@ fn result_kind(result: &ProbeResult) -> &'static str {
         ProbeResult::Tcp(_) => "tcp",
         ProbeResult::Listeners(_) => "listeners",
         ProbeResult::Interfaces(_) => "interfaces",
+        ProbeResult::PathMtu(_) => "pathMtu",
+        ProbeResult::Capture(_) => "capture",
+        ProbeResult::NodeDataplane(_) => "nodeDataplane",
     }
 }
 
@@ -120,6 +123,24 @@ pub fn outcome_label(result: &ProbeResult) -> String {
         }
         ProbeResult::Interfaces(i) => {
             if i.error.is_some() {
+                "error"
+            } else {
+                "ok"
+            }
+        }
+        ProbeResult::PathMtu(m) => match m.outcome {
+            netdiag_proto::PathMtuOutcome::Measured { .. } => "measured",
+            netdiag_proto::PathMtuOutcome::NotMeasured { .. } => "notMeasured",
+        },
+        ProbeResult::Capture(c) => {
+            if c.error.is_some() {
+                "error"
+            } else {
+                "ok"
+            }
+        }
+        ProbeResult::NodeDataplane(d) => {
+            if d.conntrack.error.is_some() {
                 "error"
             } else {
                 "ok"

@@ -20,10 +20,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Runs one TCP probe on the calling thread's namespace. `net_raw` says whether raw ICMP sockets
 /// may be opened.
 pub async fn probe(p: &TcpProbe, net_raw: bool) -> TcpResult {
+    let started_unix_us = crate::capture::unix_us();
+    let mut local_port = None;
     let outcome = connect(
         SocketAddr::new(p.ip, p.port),
         Duration::from_millis(p.timeout_ms),
         net_raw,
+        &mut local_port,
     )
     .await;
     TcpResult {
@@ -31,10 +34,18 @@ pub async fn probe(p: &TcpProbe, net_raw: bool) -> TcpResult {
         port: p.port,
         timeout_ms: p.timeout_ms,
         outcome,
+        local_port,
+        started_unix_us: Some(started_unix_us),
     }
 }
 
-async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool) -> TcpOutcome {
+/// Connects; `local_port` receives the source port the kernel chose, for the packet witness.
+async fn connect(
+    target: SocketAddr,
+    timeout: Duration,
+    net_raw: bool,
+    local_port: &mut Option<u16>,
+) -> TcpOutcome {
     let error = |what: &str, err: io::Error| TcpOutcome::Error {
         detail: format!("{what}: {err}"),
     };
@@ -56,7 +67,9 @@ async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool) -> TcpOut
     }
     let start = Instant::now();
     let elapsed_us = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    match socket.connect(&target.into()) {
+    let connected = socket.connect(&target.into());
+    *local_port = Some(local(&socket).port()).filter(|p| *p != 0);
+    match connected {
         Ok(()) => return TcpOutcome::Connected { rtt_us: elapsed_us() },
         Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
         Err(err) => return classify_error(&err, elapsed_us(), icmp.evidence(target, local(&socket))),

@@ -106,6 +106,61 @@ pub enum Probe {
     Listeners,
     /// The namespace's interfaces (addresses, MTU) and routes.
     Interfaces,
+    /// The largest packet that crosses the path to `ip:port` with DF set.
+    PathMtu(PathMtuProbe),
+    /// Watch the namespace's interfaces for TCP between `peer` and local port `port`.
+    Capture(CaptureProbe),
+    /// The node's dataplane state: Service rules for a VIP and conntrack fill. Always runs in
+    /// the node's own network namespace, whatever the request's source.
+    NodeDataplane(NodeDataplaneProbe),
+}
+
+/// Measure the path MTU to `ip:port` on TCP connections of the probe's own (works wherever the
+/// target port is admitted; no ICMP echo needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathMtuProbe {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Bound on the whole measurement (connects and searching).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// Capture TCP between `peer` and local port `port` (and ICMP to `peer`) on the namespace's
+/// interfaces for at most `durationMs` or `maxPackets` packets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureProbe {
+    pub peer: IpAddr,
+    pub port: u16,
+    pub duration_ms: u64,
+    #[serde(default = "default_max_packets")]
+    pub max_packets: u32,
+}
+
+fn default_max_packets() -> u32 {
+    256
+}
+
+/// Upper bound on a capture's packet budget.
+pub const MAX_CAPTURE_PACKETS: u32 = 4096;
+
+/// A Service's virtual address as kube-proxy programs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceVip {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub protocol: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeDataplaneProbe {
+    /// Read the node's rules for this VIP; `None` reads conntrack only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceVip>,
 }
 
 impl Probe {
@@ -116,6 +171,9 @@ impl Probe {
             Probe::Tcp(_) => "tcp",
             Probe::Listeners => "listeners",
             Probe::Interfaces => "interfaces",
+            Probe::PathMtu(_) => "pathMtu",
+            Probe::Capture(_) => "capture",
+            Probe::NodeDataplane(_) => "nodeDataplane",
         }
     }
 }
@@ -187,7 +245,22 @@ impl ProbeRequest {
                     }
                     dns.timeout_ms
                 }
-                Probe::Listeners | Probe::Interfaces => continue,
+                Probe::PathMtu(mtu) => {
+                    if mtu.port == 0 {
+                        return bad(format!("probes[{i}]: pathMtu port 0 is not a valid port"));
+                    }
+                    mtu.timeout_ms
+                }
+                Probe::Capture(capture) => {
+                    if capture.max_packets == 0 || capture.max_packets > MAX_CAPTURE_PACKETS {
+                        return bad(format!(
+                            "probes[{i}]: capture maxPackets {} is out of range 1..={MAX_CAPTURE_PACKETS}",
+                            capture.max_packets
+                        ));
+                    }
+                    capture.duration_ms
+                }
+                Probe::Listeners | Probe::Interfaces | Probe::NodeDataplane(_) => continue,
             };
             if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
                 return bad(format!(
@@ -243,6 +316,9 @@ pub enum ProbeResult {
     Tcp(TcpResult),
     Listeners(ListenersResult),
     Interfaces(InterfacesResult),
+    PathMtu(PathMtuResult),
+    Capture(CaptureResult),
+    NodeDataplane(NodeDataplaneResult),
 }
 
 // ---------------------------------------------------------------- tcp
@@ -254,6 +330,12 @@ pub struct TcpResult {
     pub port: u16,
     pub timeout_ms: u64,
     pub outcome: TcpOutcome,
+    /// The source port the connection used, so that a capture at the destination finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+    /// When the SYN was sent (the agent's clock, microseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_us: Option<u64>,
 }
 
 /// What a TCP connect observed. Symptoms are classified, never collapsed:
@@ -442,6 +524,115 @@ pub struct Route {
 pub struct InterfacesResult {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------- witnesses
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathMtuResult {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub outcome: PathMtuOutcome,
+    /// When the measurement's first SYN was sent (the agent's clock, microseconds since the Unix
+    /// epoch): a second SYN a capture at the destination can witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_syn_unix_us: Option<u64>,
+}
+
+/// What the path MTU measurement found. Sizes are IP packet sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum PathMtuOutcome {
+    #[serde(rename_all = "camelCase")]
+    Measured {
+        /// MTU of the interface the route to the target leaves by.
+        interface_mtu: u32,
+        /// The largest packet acknowledged.
+        largest_passed_bytes: u32,
+        /// The smallest packet never acknowledged; `None` when every size up to the interface
+        /// MTU passed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        smallest_dropped_bytes: Option<u32>,
+        /// A smaller path MTU the kernel learned from ICMP fragmentation-needed (no black hole).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        learned_pmtu_bytes: Option<u32>,
+    },
+    /// The measurement could not say (no connection, no time left, even small packets lost).
+    NotMeasured { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureResult {
+    pub peer: Option<IpAddr>,
+    pub port: u16,
+    /// Interfaces watched (`eth0`, or every interface of the namespace).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// When capturing started (the agent's clock, microseconds since the Unix epoch).
+    pub started_unix_us: u64,
+    pub duration_ms: u64,
+    /// Why capturing stopped: `window` (the duration passed), `answered` (a connection from the
+    /// peer was answered), `packetLimit`.
+    #[serde(default)]
+    pub stopped: String,
+    pub flows: Vec<CapturedFlow>,
+    /// Set when the capture could not run (e.g. no CAP_NET_RAW).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One connection from the peer as seen on the interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CapturedFlow {
+    pub peer_port: u16,
+    pub syn_seen: bool,
+    pub syn_ack_sent: bool,
+    pub rst_sent: bool,
+    /// An ICMP error about this connection left towards the peer: `type 3 code 13`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_sent: Option<String>,
+    /// The peer's ACK of the SYN-ACK arrived (the reply made it back).
+    pub peer_ack_seen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeDataplaneResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_rules: Option<ServiceRules>,
+    pub conntrack: ConntrackFill,
+}
+
+/// What the node programmed for one VIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRules {
+    /// `iptables` (kube-proxy iptables mode, read with iptables-save).
+    pub source: String,
+    /// A rule matches the VIP:port.
+    pub found: bool,
+    /// The rule rejects (kube-proxy's rule for a Service without endpoints).
+    #[serde(default)]
+    pub rejects: bool,
+    /// `ip:port` the VIP translates to.
+    pub endpoints: Vec<SocketAddr>,
+    /// Set when the rules could not be read; the other fields then say nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConntrackFill {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -667,6 +858,8 @@ mod tests {
                 port: 8080,
                 timeout_ms: 1000,
                 outcome: TcpOutcome::Timeout { after_ms: 1000 },
+                local_port: None,
+                started_unix_us: None,
             }),
             json!({"kind": "tcp", "ip": "10.0.0.1", "port": 8080, "timeoutMs": 1000,
                    "outcome": {"kind": "timeout", "afterMs": 1000}}),
@@ -753,6 +946,135 @@ mod tests {
             },
             json!({"code": "badRequest", "message": "m"}),
         );
+    }
+
+    #[test]
+    fn every_witness_probe_kind_round_trips() {
+        round_trip(
+            &Probe::PathMtu(PathMtuProbe {
+                ip: "10.244.2.5".parse().unwrap(),
+                port: 8080,
+                timeout_ms: 1000,
+            }),
+            json!({"kind": "pathMtu", "ip": "10.244.2.5", "port": 8080, "timeoutMs": 1000}),
+        );
+        round_trip(
+            &Probe::Capture(CaptureProbe {
+                peer: "10.244.1.5".parse().unwrap(),
+                port: 8080,
+                duration_ms: 1200,
+                max_packets: 64,
+            }),
+            json!({"kind": "capture", "peer": "10.244.1.5", "port": 8080, "durationMs": 1200, "maxPackets": 64}),
+        );
+        round_trip(
+            &Probe::NodeDataplane(NodeDataplaneProbe {
+                service: Some(ServiceVip {
+                    ip: "10.96.1.1".parse().unwrap(),
+                    port: 80,
+                    protocol: Transport::Tcp,
+                }),
+            }),
+            json!({"kind": "nodeDataplane", "service": {"ip": "10.96.1.1", "port": 80, "protocol": "tcp"}}),
+        );
+        round_trip(
+            &Probe::NodeDataplane(NodeDataplaneProbe::default()),
+            json!({"kind": "nodeDataplane"}),
+        );
+    }
+
+    #[test]
+    fn every_witness_result_kind_round_trips() {
+        round_trip(
+            &ProbeResult::PathMtu(PathMtuResult {
+                ip: "10.244.2.5".parse().unwrap(),
+                port: 8080,
+                outcome: PathMtuOutcome::Measured {
+                    interface_mtu: 1500,
+                    largest_passed_bytes: 1200,
+                    smallest_dropped_bytes: Some(1210),
+                    learned_pmtu_bytes: None,
+                },
+                first_syn_unix_us: None,
+            }),
+            json!({"kind": "pathMtu", "ip": "10.244.2.5", "port": 8080,
+                   "outcome": {"kind": "measured", "interfaceMtu": 1500, "largestPassedBytes": 1200,
+                               "smallestDroppedBytes": 1210}}),
+        );
+        round_trip(
+            &PathMtuOutcome::NotMeasured { reason: "r".into() },
+            json!({"kind": "notMeasured", "reason": "r"}),
+        );
+        round_trip(
+            &ProbeResult::Capture(CaptureResult {
+                peer: Some("10.244.1.5".parse().unwrap()),
+                port: 8080,
+                interfaces: vec!["eth0".into()],
+                started_unix_us: 7,
+                duration_ms: 1200,
+                stopped: "window".into(),
+                flows: vec![CapturedFlow {
+                    peer_port: 40000,
+                    syn_seen: true,
+                    syn_ack_sent: true,
+                    rst_sent: false,
+                    icmp_sent: None,
+                    peer_ack_seen: false,
+                }],
+                error: None,
+            }),
+            json!({"kind": "capture", "peer": "10.244.1.5", "port": 8080, "interfaces": ["eth0"],
+                   "startedUnixUs": 7, "durationMs": 1200, "stopped": "window",
+                   "flows": [{"peerPort": 40000, "synSeen": true, "synAckSent": true, "rstSent": false,
+                              "peerAckSeen": false}]}),
+        );
+        round_trip(
+            &ProbeResult::NodeDataplane(NodeDataplaneResult {
+                service_rules: Some(ServiceRules {
+                    source: "iptables".into(),
+                    found: true,
+                    rejects: false,
+                    endpoints: vec!["10.244.2.4:8080".parse().unwrap()],
+                    error: None,
+                }),
+                conntrack: ConntrackFill {
+                    count: Some(10),
+                    max: Some(262144),
+                    error: None,
+                },
+            }),
+            json!({"kind": "nodeDataplane",
+                   "serviceRules": {"source": "iptables", "found": true, "rejects": false,
+                                    "endpoints": ["10.244.2.4:8080"]},
+                   "conntrack": {"count": 10, "max": 262144}}),
+        );
+    }
+
+    #[test]
+    fn tcp_result_without_the_new_fields_still_reads() {
+        let old: ProbeResult = serde_json::from_value(json!({"kind": "tcp", "ip": "10.0.0.1", "port": 80,
+            "timeoutMs": 1000, "outcome": {"kind": "connected", "rttUs": 5}}))
+        .unwrap();
+        let ProbeResult::Tcp(t) = old else {
+            panic!("not tcp")
+        };
+        assert_eq!((t.local_port, t.started_unix_us), (None, None));
+    }
+
+    #[test]
+    fn capture_packet_budget_is_bounded() {
+        let capture = |max_packets| {
+            request(vec![Probe::Capture(CaptureProbe {
+                peer: "10.0.0.1".parse().unwrap(),
+                port: 80,
+                duration_ms: 100,
+                max_packets,
+            })])
+            .validate()
+        };
+        assert!(capture(64).is_ok());
+        assert!(capture(0).unwrap_err().to_string().contains("maxPackets"));
+        assert!(capture(MAX_CAPTURE_PACKETS + 1).is_err());
     }
 
     fn request(probes: Vec<Probe>) -> ProbeRequest {

@@ -96,7 +96,8 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
                 Some(n) => format!("{}:{n}", svc.key()),
                 None => svc.key(),
             };
-            let eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices);
+            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices);
+            eps.extend(stale_endpoints(plan, node_name, &svc.key(), &eps, faults));
             if eps.is_empty() {
                 let _ = writeln!(
                     filter,
@@ -193,7 +194,52 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
     }
     out.push_str(&filter);
     out.push_str(&deny_rules(plan, faults));
+    out.push_str(&reply_drop_rules(plan, faults));
     out.push_str("COMMIT\n");
+    out
+}
+
+/// The pods a `service-rule-stale` fault leaves in this node's rules for the Service, on the
+/// port its real endpoints use.
+fn stale_endpoints(
+    plan: &Plan,
+    node: &str,
+    service: &str,
+    eps: &[(Ipv4Addr, u16)],
+    faults: &[Fault],
+) -> Vec<(Ipv4Addr, u16)> {
+    let Some(&(_, port)) = eps.first() else {
+        return vec![];
+    };
+    faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::ServiceRuleStale { service: s, node: n, to } if s == service && n == node => {
+                Some(pod_ips(plan, to))
+            }
+            _ => None,
+        })
+        .flatten()
+        .filter(|ip| !eps.iter().any(|(e, _)| e == ip))
+        .map(|ip| (ip, port))
+        .collect()
+}
+
+/// Drops of the SYN-ACKs from one pod to another (`reply-drop` faults), on every node's
+/// forwarding path.
+fn reply_drop_rules(plan: &Plan, faults: &[Fault]) -> String {
+    let mut out = String::new();
+    for f in faults {
+        let Fault::ReplyDrop { from, to } = f else { continue };
+        for src in pod_ips(plan, from) {
+            for dst in pod_ips(plan, to) {
+                let _ = writeln!(
+                    out,
+                    "-A FORWARD -s {src}/32 -d {dst}/32 -p tcp --tcp-flags SYN,ACK SYN,ACK -m comment --comment \"reply drop {from} -> {to}\" -j DROP"
+                );
+            }
+        }
+    }
     out
 }
 
@@ -370,6 +416,32 @@ mod tests {
         let r = rules("", 1);
         assert!(r.contains("-A KUBE-SERVICES -d 10.96.0.10/32 -p udp"), "{r}");
         assert!(r.contains("-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp"), "{r}");
+    }
+
+    #[test]
+    fn stale_rule_fault_adds_the_pod_to_its_node_rules_only() {
+        let extra = "faults: [{kind: service-rule-stale, service: shop/pay, node: a, to: shop/c}]\n";
+        let dnat = |node| {
+            rules(extra, node)
+                .lines()
+                .filter(|l| l.contains("DNAT") && l.contains("shop/pay:web"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let on_a = dnat(0);
+        assert_eq!(on_a.len(), 3, "{on_a:?}");
+        assert!(on_a.iter().any(|l| l.ends_with("--to-destination 10.244.1.2:8080")), "{on_a:?}");
+        assert_eq!(dnat(1).len(), 2);
+    }
+
+    #[test]
+    fn reply_drop_fault_drops_syn_acks_only() {
+        let r = rules("faults: [{kind: reply-drop, from: shop/p1, to: shop/c}]\n", 0);
+        let line = r.lines().find(|l| l.contains("reply drop")).expect("a reply drop rule");
+        assert!(
+            line.starts_with("-A FORWARD -s 10.244.2.2/32 -d 10.244.1.2/32 -p tcp --tcp-flags SYN,ACK SYN,ACK"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -401,7 +401,37 @@ impl Builder<'_> {
             )
             .context("failed to apply link faults")?;
         }
+        if self
+            .scenario
+            .faults
+            .iter()
+            .any(|f| matches!(f, Fault::LinkMtu { .. }))
+        {
+            self.offloads_off()?;
+        }
         Ok(())
+    }
+
+    /// Segmentation and receive offloads off on both ends of every node link, so that TCP is sent
+    /// in segments the size of the path (with offloads a veth hands oversized aggregates through
+    /// a smaller MTU): a link-mtu fault then black-holes large TCP segments as a real link does.
+    fn offloads_off(&self) -> Result<()> {
+        let plan = self.plan;
+        let mut ends: Vec<(&str, &str)> = vec![];
+        for node in &plan.nodes {
+            ends.push((&node.netns, "eth0"));
+            ends.push((&plan.underlay_netns, &node.underlay_port));
+        }
+        parallel(&ends, |(ns, dev)| {
+            run(
+                "ip",
+                &[
+                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                ],
+                "",
+            )
+            .with_context(|| format!("failed to turn offloads off on {dev} in {ns} (is ethtool installed?)"))
+        })
     }
 
     /// Every pod's resolv.conf and process (pod app, dnsmasq or agent), started in the background.

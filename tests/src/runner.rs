@@ -55,6 +55,8 @@ fn fresh_state_dir() -> Result<PathBuf> {
 pub struct Outcome {
     pub verdict: String,
     pub failing_layer: Option<String>,
+    /// The whole JSON report, where the expected evidence words are looked for.
+    pub text: String,
 }
 
 /// Reads `verdict` and `failingLayer` from the check's JSON output.
@@ -70,16 +72,40 @@ pub fn parse_outcome(json: &[u8]) -> Result<Outcome> {
     Ok(Outcome {
         verdict,
         failing_layer,
+        text: String::from_utf8_lossy(json).into_owned(),
     })
 }
 
-/// Whether `got` is what `expect` asks for (the failing layer only when the expectation names one).
+/// Whether `got` is what `expect` asks for (the failing layer only when the expectation names one;
+/// every expected evidence word present, every absent one missing).
 pub fn matches(expect: &Expect, got: &Outcome) -> bool {
     got.verdict == expect.verdict.as_str()
         && expect
             .failing_layer
             .as_ref()
             .is_none_or(|layer| got.failing_layer.as_ref() == Some(layer))
+        && expect.evidence.iter().all(|w| got.text.contains(w.as_str()))
+        && !expect.absent.iter().any(|w| got.text.contains(w.as_str()))
+}
+
+/// The expected evidence words missing from `got`, and the absent ones present, for the message.
+fn evidence_mismatch(expect: &Expect, got: &Outcome) -> String {
+    let missing: Vec<&str> = expect
+        .evidence
+        .iter()
+        .filter(|w| !got.text.contains(w.as_str()))
+        .map(String::as_str)
+        .collect();
+    let present: Vec<&str> = expect
+        .absent
+        .iter()
+        .filter(|w| got.text.contains(w.as_str()))
+        .map(String::as_str)
+        .collect();
+    match (missing.is_empty(), present.is_empty()) {
+        (true, true) => String::new(),
+        _ => format!("evidence missing: {missing:?}; present but should not be: {present:?}\n"),
+    }
 }
 
 fn check_command(netdiag: &Path, kubeconfig: &Path, check: &Check) -> Command {
@@ -172,7 +198,8 @@ fn run_owned(opts: &RunOptions, owned_state: bool) -> Result<bool> {
     );
     let ok = matches(expect, &got);
     println!(
-        "expected: {want}\ngot:      {have}\n{}",
+        "expected: {want}\ngot:      {have}\n{}{}",
+        evidence_mismatch(expect, &got),
         if ok { "MATCH" } else { "MISMATCH" }
     );
     Ok(ok)
@@ -226,27 +253,55 @@ mod tests {
         let got = Outcome {
             verdict: "unreachable".into(),
             failing_layer: Some("dns".into()),
+            text: String::new(),
         };
         let any = Expect {
             verdict: Verdict::Unreachable,
             failing_layer: None,
+            evidence: vec![],
+            absent: vec![],
         };
         let dns = Expect {
             verdict: Verdict::Unreachable,
             failing_layer: Some("dns".into()),
+            evidence: vec![],
+            absent: vec![],
         };
         let policy = Expect {
             verdict: Verdict::Unreachable,
             failing_layer: Some("network-policy".into()),
+            evidence: vec![],
+            absent: vec![],
         };
         let reachable = Expect {
             verdict: Verdict::Reachable,
             failing_layer: None,
+            evidence: vec![],
+            absent: vec![],
         };
         assert!(matches(&any, &got));
         assert!(matches(&dns, &got));
         assert!(!matches(&policy, &got));
         assert!(!matches(&reachable, &got));
+    }
+
+    #[test]
+    fn expected_evidence_words_must_be_present_and_absent_ones_missing() {
+        let got = Outcome {
+            verdict: "unreachable".into(),
+            failing_layer: Some("pod-network".into()),
+            text: "packets > 1200 bytes: an MTU black hole".into(),
+        };
+        let expect = |evidence: &[&str], absent: &[&str]| Expect {
+            verdict: Verdict::Unreachable,
+            failing_layer: Some("pod-network".into()),
+            evidence: evidence.iter().map(|s| s.to_string()).collect(),
+            absent: absent.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(matches(&expect(&["MTU black hole"], &[]), &got));
+        assert!(!matches(&expect(&["SYN never reached"], &[]), &got));
+        assert!(!matches(&expect(&[], &["MTU black hole"]), &got));
+        assert!(evidence_mismatch(&expect(&["x"], &[]), &got).contains("\"x\""));
     }
 
     #[test]

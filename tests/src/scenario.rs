@@ -211,8 +211,15 @@ pub enum Fault {
     ServiceRulesMissing { service: String, node: String },
     /// The node's link to the other nodes is down.
     LinkCut { node: String },
-    /// The node's link to the other nodes carries at most `mtu` bytes; larger packets are dropped.
+    /// The node's link to the other nodes carries at most `mtu` bytes; larger packets are dropped
+    /// silently (no ICMP), TCP too: the lab's node links then run without segmentation offloads.
     LinkMtu { node: String, mtu: u32 },
+    /// Replies lost on the way back: the SYN from `to` reaches `from`, and `from`'s SYN-ACKs are
+    /// dropped on the nodes' forwarding path. `from`/`to` are `namespace/name`.
+    ReplyDrop { from: String, to: String },
+    /// A stale Service rule on one node: its rules for `service` also translate to the pod `to`,
+    /// which does not back the Service (kube-proxy on that node missed an update).
+    ServiceRuleStale { service: String, node: String, to: String },
 }
 
 fn drop_mode() -> DenyMode {
@@ -232,6 +239,12 @@ pub struct Expect {
     pub verdict: Verdict,
     #[serde(default)]
     pub failing_layer: Option<String>,
+    /// Words the check's output must contain (its evidence, e.g. "MTU black hole").
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// Words the check's output must not contain (e.g. no MTU finding on a healthy path).
+    #[serde(default)]
+    pub absent: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -495,6 +508,28 @@ impl Scenario {
                         return Err(invalid(format!(
                             "link-mtu fault on node {node}: mtu {mtu} is outside 576..=1500"
                         )));
+                    }
+                }
+                Fault::ReplyDrop { from, to } => {
+                    for end in [from, to] {
+                        if !pods.contains(end.as_str()) {
+                            return Err(invalid(format!("reply-drop fault names unknown pod {end}")));
+                        }
+                    }
+                }
+                Fault::ServiceRuleStale { service, node, to } => {
+                    if !services.contains(service.as_str()) {
+                        return Err(invalid(format!(
+                            "service-rule-stale fault names unknown service {service}"
+                        )));
+                    }
+                    if !nodes.contains(node.as_str()) {
+                        return Err(invalid(format!(
+                            "service-rule-stale fault names unknown node {node}"
+                        )));
+                    }
+                    if !pods.contains(to.as_str()) {
+                        return Err(invalid(format!("service-rule-stale fault names unknown pod {to}")));
                     }
                 }
             }

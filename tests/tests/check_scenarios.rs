@@ -123,6 +123,9 @@ scenarios! {
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
     an_admin_tier_deny_fails_network_policy_despite_an_allowing_networkpolicy => "admin-deny.yaml",
     an_admin_tier_pass_hands_the_flow_to_an_allowing_networkpolicy => "admin-pass.yaml",
+    an_mtu_black_hole_between_the_nodes_fails_pod_network_with_the_path_mtu => "link-mtu.yaml",
+    a_dropped_reply_is_seen_leaving_the_destination_pod_and_fails_pod_network => "reply-drop.yaml",
+    a_stale_vip_rule_to_a_pod_that_left_the_service_fails_service_proxy => "stale-vip-rule.yaml",
 }
 
 #[test]

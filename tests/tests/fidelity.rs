@@ -266,6 +266,66 @@ fn lowered_mtu_passes_small_df_packets_and_drops_large_ones() {
     );
 }
 
+/// Connects to `addr` from `pod`, reads the greeting, sends `bytes` bytes and says whether the
+/// pod app's echo of all of them came back within a second: "echoed" or "stalled".
+fn large_write(lab: &Lab, pod: &str, addr: &str, bytes: usize) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket\ns=socket.create_connection(('{host}',{port}),timeout=1)\ns.recv(100)\n\
+         s.sendall(b'x'*{bytes})\ngot=0\ntry:\n    while got<{bytes}:\n        d=s.recv(65536)\n\
+                 if not d: break\n        got+=len(d)\nexcept OSError:\n    pass\n\
+         print('echoed' if got>={bytes} else 'stalled')\n"
+    );
+    stdout(&lab.exec(pod, &["python3", "-c", &script])).trim().to_string()
+}
+
+#[test]
+fn lowered_mtu_black_holes_large_tcp_segments_after_the_handshake() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up(
+        "mtutcp",
+        &with_faults("  - {kind: link-mtu, node: node-b, mtu: 1200}\n"),
+    );
+    let remote = format!("{}:8080", lab.pod_ip("shop/pay-1"));
+    let local = format!("{}:8080", lab.pod_ip("shop/pay-0"));
+    assert_eq!(
+        lab.tcp("shop/client", &remote),
+        Tcp::Connected("shop/pay-1".into()),
+        "the handshake passes"
+    );
+    assert_eq!(large_write(&lab, "shop/client", &remote, 500), "echoed", "small segments pass");
+    assert_eq!(
+        large_write(&lab, "shop/client", &remote, 8000),
+        "stalled",
+        "full-size segments vanish"
+    );
+    assert_eq!(
+        large_write(&lab, "shop/client", &local, 8000),
+        "echoed",
+        "same-node traffic unaffected"
+    );
+}
+
+#[test]
+fn reply_drop_times_out_that_pair_while_the_syn_still_arrives() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up(
+        "replydrop",
+        &with_faults("  - {kind: reply-drop, from: shop/pay-1, to: shop/client}\n"),
+    );
+    let remote = format!("{}:8080", lab.pod_ip("shop/pay-1"));
+    assert_eq!(lab.tcp("shop/client", &remote), Tcp::TimedOut);
+    assert_eq!(
+        lab.tcp("db/db-1", &remote),
+        Tcp::Connected("shop/pay-1".into()),
+        "other clients are answered"
+    );
+}
+
 #[test]
 fn missing_service_rules_on_one_node_blackhole_the_cluster_ip_there_only() {
     if !is_root() {

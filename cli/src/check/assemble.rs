@@ -60,6 +60,7 @@ pub fn assemble(
         .as_ref()
         .map(|d| dns(d, &dest.expected_dns, replies, &policy, &request.from));
     let node_witnesses = node_witnesses(&plan, &live, replies);
+    let witnesses = datapath_witnesses(&plan, &live, replies);
     Evidence {
         from: request.from.clone(),
         to: request.to_text.clone(),
@@ -72,7 +73,63 @@ pub fn assemble(
         cluster_ip,
         agents,
         node_witnesses,
+        witnesses,
     }
+}
+
+/// The datapath witnesses' results, for the probes the plan asked (none when it asked none).
+fn datapath_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Replies) -> DatapathWitnesses {
+    let asked = |key: ProbeKey| plan.probes.iter().any(|p| p.key == key);
+    let mut w = DatapathWitnesses::default();
+    for e in live {
+        let Some(port) = e.port else { continue };
+        if asked(ProbeKey::PathMtu(e.ip, port)) {
+            w.path_mtu.push(PathMtuWitness {
+                ip: e.ip,
+                port,
+                node: e.pod.as_ref().and_then(|p| p.node.clone()),
+                outcome: match replies.result(ProbeKey::PathMtu(e.ip, port)) {
+                    Some(Ok(ProbeResult::PathMtu(m))) => Fact::Known(m.outcome.clone()),
+                    Some(Ok(other)) => Fact::Unknown(unexpected(other, "pathMtu")),
+                    Some(Err(failure)) => Fact::Unknown(failure.clone()),
+                    None => Fact::Unknown(not_run(ProbeKey::PathMtu(e.ip, port), None)),
+                },
+            });
+        }
+        if asked(ProbeKey::Capture(e.ip)) {
+            let tcp = match replies.result(ProbeKey::Endpoint(e.ip, port)) {
+                Some(Ok(ProbeResult::Tcp(t))) => Some(t),
+                _ => None,
+            };
+            w.captures.push(CaptureWitness {
+                ip: e.ip,
+                probe_port: tcp.and_then(|t| t.local_port),
+                probe_started_unix_us: tcp.and_then(|t| t.started_unix_us),
+                mtu_syn_unix_us: match replies.result(ProbeKey::PathMtu(e.ip, port)) {
+                    Some(Ok(ProbeResult::PathMtu(m))) => m.first_syn_unix_us,
+                    _ => None,
+                },
+                capture: match replies.result(ProbeKey::Capture(e.ip)) {
+                    Some(Ok(ProbeResult::Capture(c))) => Fact::Known(c.clone()),
+                    Some(Ok(other)) => Fact::Unknown(unexpected(other, "capture")),
+                    Some(Err(failure)) => Fact::Unknown(failure.clone()),
+                    None => Fact::Unknown(not_run(ProbeKey::Capture(e.ip), None)),
+                },
+            });
+        }
+    }
+    if let (true, Some((node, _))) = (asked(ProbeKey::NodeDataplane), plan.probe_source()) {
+        w.node_dataplane = Some(NodeDataplaneWitness {
+            node: node.to_string(),
+            result: match replies.result(ProbeKey::NodeDataplane) {
+                Some(Ok(ProbeResult::NodeDataplane(d))) => Fact::Known(d.clone()),
+                Some(Ok(other)) => Fact::Unknown(unexpected(other, "nodeDataplane")),
+                Some(Err(failure)) => Fact::Unknown(failure.clone()),
+                None => Fact::Unknown(not_run(ProbeKey::NodeDataplane, None)),
+            },
+        });
+    }
+    w
 }
 
 fn node_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Replies) -> Vec<NodeWitness> {
@@ -147,6 +204,9 @@ fn unexpected(result: &ProbeResult, asked: &str) -> ToolFailure {
         ProbeResult::Tcp(_) => "tcp",
         ProbeResult::Listeners(_) => "listeners",
         ProbeResult::Interfaces(_) => "interfaces",
+        ProbeResult::PathMtu(_) => "pathMtu",
+        ProbeResult::Capture(_) => "capture",
+        ProbeResult::NodeDataplane(_) => "nodeDataplane",
     };
     ToolFailure::Agent {
         detail: format!("the agent answered a {kind} result to a {asked} probe"),

@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use netdiag_proto::{
-    AgentIdentity, DnsAnswer, DnsOutcome, DnsResult, ListenersResult, ListeningSocket, Probe, ProbeReport,
-    ProbeRequest, ProbeResult, ProbeSource, RecordType, ResolvConfSummary, ResolvedNetns, TcpOutcome,
+    AgentIdentity, CaptureResult, ConntrackFill, DnsAnswer, DnsOutcome, DnsResult, ListenersResult,
+    ListeningSocket, NodeDataplaneResult, PathMtuOutcome, PathMtuResult, Probe, ProbeReport, ProbeRequest,
+    ProbeResult, ProbeSource, RecordType, ResolvConfSummary, ResolvedNetns, ServiceRules, TcpOutcome,
     TcpResult, Transport,
 };
 use serde_json::json;
@@ -42,6 +43,8 @@ impl FakeAgents {
                     .get(&t.ip)
                     .cloned()
                     .unwrap_or(TcpOutcome::Connected { rtt_us: 100 }),
+                local_port: None,
+                started_unix_us: None,
             }),
             Probe::Dns(d) => ProbeResult::Dns(DnsResult {
                 name: d.name.clone(),
@@ -73,6 +76,33 @@ impl FakeAgents {
                     })
                     .collect(),
                 error: None,
+            }),
+            // The witnesses answer as an agent without the capability would: the verdict must
+            // then rest on today's rules.
+            Probe::PathMtu(m) => ProbeResult::PathMtu(PathMtuResult {
+                ip: m.ip,
+                port: m.port,
+                outcome: PathMtuOutcome::NotMeasured {
+                    reason: "not measured in this test".into(),
+                },
+                first_syn_unix_us: None,
+            }),
+            Probe::Capture(c) => ProbeResult::Capture(CaptureResult {
+                peer: Some(c.peer),
+                port: c.port,
+                error: Some("the agent lacks CAP_NET_RAW".into()),
+                ..Default::default()
+            }),
+            Probe::NodeDataplane(_) => ProbeResult::NodeDataplane(NodeDataplaneResult {
+                service_rules: Some(ServiceRules {
+                    source: "iptables".into(),
+                    error: Some("cannot run iptables-save".into()),
+                    ..Default::default()
+                }),
+                conntrack: ConntrackFill {
+                    error: Some("nf_conntrack is not loaded".into()),
+                    ..Default::default()
+                },
             }),
             other => panic!("the check never sends {other:?}"),
         }

@@ -61,6 +61,46 @@ pub struct Evidence {
     /// The destination pods' other nodes, probed from the source pod: the second witness that
     /// tells a broken path between nodes from a drop of one pod or port.
     pub node_witnesses: Vec<NodeWitness>,
+    /// The datapath witnesses: path MTU, packet captures, the source node's dataplane.
+    pub witnesses: DatapathWitnesses,
+}
+
+/// What the witnesses on the path saw. Each is optional: an empty list or `None` means it was
+/// not asked (tests, a target without that part), a [`Fact::Unknown`] says why it could not run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DatapathWitnesses {
+    pub path_mtu: Vec<PathMtuWitness>,
+    pub captures: Vec<CaptureWitness>,
+    pub node_dataplane: Option<NodeDataplaneWitness>,
+}
+
+/// The path MTU from the source pod to one destination address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathMtuWitness {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// The destination's node, when it is a pod.
+    pub node: Option<String>,
+    pub outcome: Fact<netdiag_proto::PathMtuOutcome>,
+}
+
+/// A capture on a destination pod's interface during the TCP probe of that pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureWitness {
+    pub ip: IpAddr,
+    /// The source port and send time of the TCP probe to this address, when the agent said.
+    pub probe_port: Option<u16>,
+    pub probe_started_unix_us: Option<u64>,
+    /// When the path MTU measurement sent its first SYN to this address (a later, second SYN).
+    pub mtu_syn_unix_us: Option<u64>,
+    pub capture: Fact<netdiag_proto::CaptureResult>,
+}
+
+/// The source node's programming for the Service VIP and its conntrack fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDataplaneWitness {
+    pub node: String,
+    pub result: Fact<netdiag_proto::NodeDataplaneResult>,
 }
 
 /// TCP from the source pod to a destination node's own address (the kubelet port): an answer,

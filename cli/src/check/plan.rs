@@ -10,7 +10,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
-use netdiag_proto::{DnsProbe, NameserverAddr, Probe, RecordType, TcpProbe};
+use netdiag_proto::{
+    CaptureProbe, DnsProbe, NameserverAddr, NodeDataplaneProbe, PathMtuProbe, Probe, RecordType, ServiceVip,
+    TcpProbe, Transport,
+};
 
 use super::evidence::*;
 use super::snapshot::Snapshot;
@@ -68,6 +71,12 @@ pub enum ProbeKey {
     NodeWitness(IpAddr),
     /// Nothing else to probe: confirms the agent finds the source pod's netns.
     Netns,
+    /// The path MTU from the source to one destination address.
+    PathMtu(IpAddr, u16),
+    /// A capture on the interface of the destination pod with this IP.
+    Capture(IpAddr),
+    /// The source node's Service rules and conntrack fill.
+    NodeDataplane,
 }
 
 /// One probe, and the pod whose network namespace it runs in (on that pod's node).
@@ -659,7 +668,77 @@ fn destination_probes(
     for (_, host_ip) in witness_nodes(&live, node) {
         probes.push(tcp(ProbeKey::NodeWitness(host_ip), host_ip, NODE_WITNESS_PORT));
     }
+    probes.extend(datapath_witnesses(dest, &live, timeout_ms, node, ip));
     probes
+}
+
+/// How much longer than the TCP probes a capture watches: the capture's request may reach its
+/// agent a little after the source's, and it must still cover the SYN's whole timeout.
+pub const CAPTURE_MARGIN_MS: u64 = 150;
+/// Packets of the peer's connections a capture records at most.
+pub const CAPTURE_MAX_PACKETS: u32 = 256;
+
+/// The datapath witnesses, sent in the same round as the TCP probes: the path MTU to each
+/// endpoint, a capture on each destination pod's interface, and the source node's dataplane.
+fn datapath_witnesses(
+    dest: &DestinationPlan,
+    live: &[&EndpointTarget],
+    timeout_ms: u64,
+    node: &str,
+    ip: IpAddr,
+) -> Vec<PlannedProbe> {
+    let at_source = |key, probe| PlannedProbe {
+        key,
+        node: node.to_string(),
+        netns_ip: ip,
+        probe,
+    };
+    if live.is_empty() && dest.cluster_ip.is_none() {
+        return vec![];
+    }
+    let mut probes = vec![];
+    for e in live {
+        let Some(port) = e.port else { continue };
+        probes.push(at_source(
+            ProbeKey::PathMtu(e.ip, port),
+            Probe::PathMtu(PathMtuProbe {
+                ip: e.ip,
+                port,
+                timeout_ms,
+            }),
+        ));
+        if let Some(dest_node) = e.pod.as_ref().and_then(|p| p.node.clone()) {
+            probes.push(PlannedProbe {
+                key: ProbeKey::Capture(e.ip),
+                node: dest_node,
+                netns_ip: e.ip,
+                probe: Probe::Capture(CaptureProbe {
+                    peer: ip,
+                    port,
+                    duration_ms: timeout_ms + CAPTURE_MARGIN_MS,
+                    max_packets: CAPTURE_MAX_PACKETS,
+                }),
+            });
+        }
+    }
+    let service = dest.cluster_ip.map(|(vip, port)| ServiceVip {
+        ip: vip,
+        port,
+        protocol: Transport::Tcp,
+    });
+    probes.push(at_source(
+        ProbeKey::NodeDataplane,
+        Probe::NodeDataplane(NodeDataplaneProbe { service }),
+    ));
+    probes
+}
+
+/// Whether a probe is one of the datapath witnesses (they ride along with the TCP probes).
+pub fn is_witness(key: &ProbeKey) -> bool {
+    matches!(
+        key,
+        ProbeKey::PathMtu(..) | ProbeKey::Capture(_) | ProbeKey::NodeDataplane
+    )
 }
 
 /// The destination pods' nodes other than the source's, with their addresses, once each.

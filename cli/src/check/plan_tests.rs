@@ -133,9 +133,11 @@ fn request(to: &str) -> CheckRequest {
     }
 }
 
+/// The planned probes other than the datapath witnesses (planned alongside, tested apart).
 fn keys(plan: &CheckPlan) -> Vec<(ProbeKey, &str, String)> {
     plan.probes
         .iter()
+        .filter(|p| !is_witness(&p.key))
         .map(|p| (p.key, p.node.as_str(), p.netns_ip.to_string()))
         .collect()
 }
@@ -172,6 +174,47 @@ fn a_service_target_probes_dns_the_vip_and_each_ready_endpoint_from_the_source_a
     );
     assert_eq!(plan.destination.expected_dns, [ip("10.96.1.1")]);
     assert!(!plan.follow_dns);
+}
+
+#[test]
+fn witnesses_ride_along_mtu_and_dataplane_at_the_source_capture_at_each_destination_pod() {
+    let plan = plan(&shop(), &request("svc/payments:80"));
+    let witnesses: Vec<(ProbeKey, &str, String)> = plan
+        .probes
+        .iter()
+        .filter(|p| is_witness(&p.key))
+        .map(|p| (p.key, p.node.as_str(), p.netns_ip.to_string()))
+        .collect();
+    assert_eq!(
+        witnesses,
+        [
+            (
+                ProbeKey::PathMtu(ip("10.244.2.2"), 8080),
+                "node-a",
+                "10.244.1.2".into()
+            ),
+            (ProbeKey::Capture(ip("10.244.2.2")), "node-b", "10.244.2.2".into()),
+            (ProbeKey::NodeDataplane, "node-a", "10.244.1.2".into()),
+        ]
+    );
+    let capture = plan
+        .probes
+        .iter()
+        .find(|p| p.key == ProbeKey::Capture(ip("10.244.2.2")));
+    let Some(Probe::Capture(c)) = capture.map(|p| &p.probe) else {
+        panic!("no capture planned")
+    };
+    // The capture watches for the source's SYN for longer than the TCP probe waits.
+    assert_eq!((c.peer, c.port), (ip("10.244.1.2"), 8080));
+    assert!(c.duration_ms > 1000);
+    let dataplane = plan.probes.iter().find(|p| p.key == ProbeKey::NodeDataplane);
+    let Some(Probe::NodeDataplane(d)) = dataplane.map(|p| &p.probe) else {
+        panic!("no dataplane probe planned")
+    };
+    assert_eq!(
+        d.service.as_ref().map(|s| (s.ip, s.port)),
+        Some((ip("10.96.1.1"), 80))
+    );
 }
 
 #[test]

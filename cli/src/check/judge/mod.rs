@@ -20,6 +20,7 @@ mod pod_network;
 mod service;
 mod service_proxy;
 mod source;
+mod witnesses;
 
 use application::*;
 use context::Context;

@@ -1,10 +1,68 @@
-//! The `pod-network` layer: TCP from the source netns reaches each endpoint's pod IP.
+//! The `pod-network` layer: TCP from the source netns reaches each endpoint's pod IP, and the
+//! datapath witnesses (path MTU, captures at the destination pods, conntrack) explain or overrule.
 
 use netdiag_proto::TcpOutcome;
 
+use super::witnesses::{conntrack_line, gaps, mtu_black_hole, mtu_notes, packet_reading};
 use super::*;
 
 pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
+    with_witnesses(cx, connectivity(cx))
+}
+
+/// Adds what the datapath witnesses saw to the connect-based judgment: an MTU black hole fails a
+/// layer whose connections all succeed; a capture says where a failing connection's packets
+/// died; conntrack fill is evidence when the path fails; a witness that could not run says so.
+fn with_witnesses(cx: &Context, judgment: Judgment) -> Judgment {
+    match judgment {
+        Judgment::Pass {
+            summary,
+            mut evidence,
+        } => {
+            if let Some((mtu_summary, mtu_evidence)) = mtu_black_hole(cx) {
+                let mut lines: Vec<String> = evidence.into_iter().map(|l| l.text).collect();
+                lines.extend(mtu_evidence);
+                lines.extend(conntrack_line(cx));
+                let fix = vec![
+                    "kubectl get nodes -o wide   # compare the node interface MTUs on the path".to_string(),
+                    "set the CNI's MTU to the path MTU (e.g. Calico veth_mtu, Cilium --mtu) or fix the link MTU".into(),
+                ];
+                return fail(mtu_summary, lines, fix);
+            }
+            evidence.extend(mtu_notes(cx).into_iter().chain(gaps(cx)).map(Into::into));
+            Judgment::Pass { summary, evidence }
+        }
+        Judgment::Fail {
+            mut summary,
+            mut evidence,
+            fix,
+        } => {
+            let readings: Vec<String> = cx
+                .live
+                .iter()
+                .filter(|e| matches!(&e.tcp, Fact::Known(o) if is_blocked(o)))
+                .filter_map(|e| packet_reading(cx, e))
+                .collect();
+            if let Some(first) = readings.first() {
+                summary = format!("{summary}; packet witness: {first}");
+            }
+            let extra = readings
+                .iter()
+                .map(|r| format!("packet witness: {r}"))
+                .chain(conntrack_line(cx))
+                .chain(gaps(cx));
+            evidence.extend(extra.map(Into::into));
+            Judgment::Fail {
+                summary,
+                evidence,
+                fix,
+            }
+        }
+        other => other,
+    }
+}
+
+fn connectivity(cx: &Context) -> Judgment {
     if let Some(svc) = cx.target_service
         && let Some(host) = &svc.external_name
     {

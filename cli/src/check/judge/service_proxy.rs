@@ -1,10 +1,117 @@
-//! The `service-proxy` layer: the ClusterIP connects when the pod IPs do.
+//! The `service-proxy` layer: the ClusterIP connects when the pod IPs do, and what the source
+//! node programmed for the VIP agrees with the EndpointSlices.
+
+use std::net::SocketAddr;
 
 use netdiag_proto::TcpOutcome;
 
+use super::witnesses::{conntrack_line, service_rules};
 use super::*;
 
 pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
+    let judgment = differential(cx);
+    let Some(cip) = &cx.cluster_ip else {
+        return judgment;
+    };
+    let vip = format!("{}:{}/TCP", fmt_ip(cip.ip), cip.port);
+    let (node, rules) = match service_rules(cx) {
+        Ok(found) => found,
+        Err(why) if why == "not asked" => return judgment,
+        Err(why) => return amend(judgment, None, vec![why]),
+    };
+    let live: Vec<SocketAddr> = cx
+        .live
+        .iter()
+        .filter_map(|e| Some(SocketAddr::new(e.ip, e.port?)))
+        .collect();
+    let stale: Vec<String> = rules
+        .endpoints
+        .iter()
+        .filter(|a| !live.contains(a))
+        .map(|a| format!("{}:{}", fmt_ip(a.ip()), a.port()))
+        .collect();
+    let ready = format!("{} ready endpoints in the slice", live.len());
+    let line = match (rules.found, rules.rejects) {
+        (false, _) => format!("{node} has no rule for {vip} ({ready})"),
+        (true, true) => format!("{node} rejects {vip} as a Service without endpoints ({ready})"),
+        (true, false) => format!(
+            "{node} translates {vip} to {} ({ready})",
+            rules
+                .endpoints
+                .iter()
+                .map(|a| format!("{}:{}", fmt_ip(a.ip()), a.port()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    if !stale.is_empty() {
+        let summary = format!(
+            "{node} translates {vip} to {} which {} no longer an endpoint: stale Service rules (kube-proxy on {node} is not syncing)",
+            stale.join(", "),
+            if stale.len() == 1 { "is" } else { "are" }
+        );
+        let mut evidence = vec![line];
+        evidence.extend(conntrack_line(cx));
+        return fail(summary, evidence, proxy_fix(node));
+    }
+    // A missing rule explains a failing VIP; it never fails a working one (IPVS, nftables mode
+    // or an eBPF dataplane program the VIP elsewhere).
+    let explains = (!rules.found || (rules.rejects && !live.is_empty())).then(|| line.clone());
+    amend(judgment, explains, vec![line])
+}
+
+/// Adds the rules witness to a judgment: `explains` joins a failing summary, `lines` the evidence.
+fn amend(judgment: Judgment, explains: Option<String>, lines: Vec<String>) -> Judgment {
+    match judgment {
+        Judgment::Fail {
+            summary,
+            mut evidence,
+            fix,
+        } => {
+            evidence.extend(lines.into_iter().map(Into::into));
+            let summary = match explains {
+                Some(why) => format!("{summary}: {why}"),
+                None => summary,
+            };
+            Judgment::Fail {
+                summary,
+                evidence,
+                fix,
+            }
+        }
+        Judgment::Pass {
+            summary,
+            mut evidence,
+        } => {
+            evidence.extend(lines.into_iter().map(Into::into));
+            Judgment::Pass { summary, evidence }
+        }
+        Judgment::Undetermined {
+            summary,
+            mut evidence,
+            fix,
+        } => {
+            evidence.extend(lines.into_iter().map(Into::into));
+            Judgment::Undetermined {
+                summary,
+                evidence,
+                fix,
+            }
+        }
+        other => other,
+    }
+}
+
+fn proxy_fix(node: &str) -> Vec<String> {
+    vec![
+        format!(
+            "kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide --field-selector spec.nodeName={node}"
+        ),
+        "kubectl -n kube-system logs -l k8s-app=kube-proxy --tail=50".into(),
+    ]
+}
+
+fn differential(cx: &Context) -> Judgment {
     let Some(cip) = &cx.cluster_ip else {
         return not_applicable(match (cx.destination, cx.target_service) {
             (Destination::Service, Some(s)) if s.headless => {

@@ -258,6 +258,7 @@ fn healthy() -> Evidence {
             port: 10250,
             tcp: refused(),
         }],
+        witnesses: DatapathWitnesses::default(),
     }
 }
 
@@ -1471,4 +1472,228 @@ fn the_report_lists_every_endpoint_with_its_own_layer() {
     assert_eq!(endpoints[1]["status"], "pass");
     assert!(endpoints[1].get("failingLayer").is_none());
     assert_eq!(endpoints[1]["node"], "node-b");
+}
+
+// ---------------------------------------------------------------- datapath witnesses
+
+fn evidence_text(report: &Report, layer: Layer) -> String {
+    step(report, layer)
+        .evidence
+        .iter()
+        .map(|l| l.text.clone())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn mtu(ip_: &str, node: &str, outcome: netdiag_proto::PathMtuOutcome) -> PathMtuWitness {
+    PathMtuWitness {
+        ip: ip(ip_),
+        port: 8080,
+        node: Some(node.into()),
+        outcome: Fact::Known(outcome),
+    }
+}
+
+fn measured(passed: u32, dropped: Option<u32>, learned: Option<u32>) -> netdiag_proto::PathMtuOutcome {
+    netdiag_proto::PathMtuOutcome::Measured {
+        interface_mtu: 1500,
+        largest_passed_bytes: passed,
+        smallest_dropped_bytes: dropped,
+        learned_pmtu_bytes: learned,
+    }
+}
+
+#[test]
+fn an_mtu_black_hole_fails_pod_network_although_every_connection_succeeds() {
+    let mut ev = healthy();
+    ev.witnesses.path_mtu = vec![
+        mtu("10.244.1.14", "node-a", measured(1500, None, None)),
+        mtu("10.244.2.14", "node-b", measured(1200, Some(1210), None)),
+    ];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(
+        summary(&report, Layer::PodNetwork),
+        "packets > 1200 bytes to 10.244.2.14 are silently dropped (pod MTU 1500): an MTU black hole between node-a and node-b"
+    );
+    assert!(evidence_text(&report, Layer::PodNetwork).contains("1210-byte ones never are"));
+}
+
+#[test]
+fn a_smaller_path_mtu_learned_from_icmp_is_no_black_hole() {
+    let mut ev = healthy();
+    ev.witnesses.path_mtu = vec![mtu("10.244.2.14", "node-b", measured(1500, None, Some(1450)))];
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert!(evidence_text(&report, Layer::PodNetwork).contains("learned from ICMP"));
+}
+
+#[test]
+fn an_unmeasured_path_mtu_says_why_and_changes_no_verdict() {
+    let mut ev = healthy();
+    ev.witnesses.path_mtu = vec![PathMtuWitness {
+        ip: ip("10.244.2.14"),
+        port: 8080,
+        node: Some("node-b".into()),
+        outcome: Fact::Unknown(agent_missing("node-a")),
+    }];
+    ev.witnesses.captures = vec![capture("10.244.2.14", |c| {
+        c.error = Some("the agent lacks CAP_NET_RAW".into())
+    })];
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    let text = evidence_text(&report, Layer::PodNetwork);
+    assert!(text.contains("path MTU to 10.244.2.14 not measured"), "{text}");
+    assert!(text.contains("CAP_NET_RAW"), "{text}");
+}
+
+/// A capture at `ip_` that started at t=100 and ran its whole window, changed by `edit`; the TCP
+/// probe's SYN left port 40000 at t=200.
+fn capture(ip_: &str, edit: impl FnOnce(&mut netdiag_proto::CaptureResult)) -> CaptureWitness {
+    let mut c = netdiag_proto::CaptureResult {
+        peer: Some(ip("10.244.1.5")),
+        port: 8080,
+        interfaces: vec!["eth0".into()],
+        started_unix_us: 100,
+        duration_ms: 1150,
+        stopped: "window".into(),
+        flows: vec![],
+        error: None,
+    };
+    edit(&mut c);
+    CaptureWitness {
+        ip: ip(ip_),
+        probe_port: Some(40000),
+        probe_started_unix_us: Some(200),
+        mtu_syn_unix_us: None,
+        capture: Fact::Known(c),
+    }
+}
+
+fn flow(syn_ack: bool) -> netdiag_proto::CapturedFlow {
+    netdiag_proto::CapturedFlow {
+        peer_port: 40000,
+        syn_seen: true,
+        syn_ack_sent: syn_ack,
+        ..Default::default()
+    }
+}
+
+fn pod_network_with_capture(witness: CaptureWitness) -> (String, String) {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].tcp = timeout();
+    ev.witnesses.captures = vec![witness];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    (
+        summary(&report, Layer::PodNetwork),
+        evidence_text(&report, Layer::PodNetwork),
+    )
+}
+
+#[test]
+fn a_capture_that_saw_no_syn_says_it_never_reached_the_pod() {
+    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |_| {}));
+    assert!(
+        s.ends_with("packet witness: the SYN from checkout never reached payments-1's interface"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_capture_started_after_the_syn_claims_nothing() {
+    let (s, e) = pod_network_with_capture(capture("10.244.2.14", |c| c.started_unix_us = 300));
+    assert!(!s.contains("packet witness") && !e.contains("never reached"), "{s}\n{e}");
+}
+
+#[test]
+fn a_syn_that_arrived_unanswered_and_a_reply_that_never_came_back_are_told_apart() {
+    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(false)]));
+    assert!(s.contains("the SYN arrived at payments-1's interface and nothing answered it"), "{s}");
+    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(true)]));
+    assert!(
+        s.contains("a SYN-ACK left it, but the reply never came back to checkout"),
+        "{s}"
+    );
+}
+
+fn rules(found: bool, rejects: bool, endpoints: &[&str]) -> NodeDataplaneWitness {
+    NodeDataplaneWitness {
+        node: "node-a".into(),
+        result: Fact::Known(netdiag_proto::NodeDataplaneResult {
+            service_rules: Some(netdiag_proto::ServiceRules {
+                source: "iptables".into(),
+                found,
+                rejects,
+                endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
+                error: None,
+            }),
+            conntrack: netdiag_proto::ConntrackFill {
+                count: Some(950),
+                max: Some(1000),
+                error: None,
+            },
+        }),
+    }
+}
+
+#[test]
+fn a_vip_rule_to_an_address_that_is_no_endpoint_fails_service_proxy_even_when_the_vip_connects() {
+    let mut ev = healthy();
+    ev.witnesses.node_dataplane = Some(rules(
+        true,
+        false,
+        &["10.244.1.14:8080", "10.244.2.14:8080", "10.244.2.4:8080"],
+    ));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    let s = summary(&report, Layer::ServiceProxy);
+    assert!(
+        s.starts_with("node-a translates 10.96.12.7:80/TCP to 10.244.2.4:8080 which is no longer an endpoint"),
+        "{s}"
+    );
+    assert!(evidence_text(&report, Layer::ServiceProxy).contains("nearly full"));
+}
+
+#[test]
+fn a_missing_vip_rule_explains_a_vip_timeout() {
+    let mut ev = healthy();
+    ev.cluster_ip.as_mut().unwrap().tcp = timeout();
+    ev.witnesses.node_dataplane = Some(rules(false, false, &[]));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    let s = summary(&report, Layer::ServiceProxy);
+    assert!(
+        s.ends_with("node-a has no rule for 10.96.12.7:80/TCP (2 ready endpoints in the slice)"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_missing_vip_rule_never_fails_a_vip_that_connects() {
+    // IPVS, nftables mode or an eBPF dataplane program the VIP outside iptables.
+    let mut ev = healthy();
+    ev.witnesses.node_dataplane = Some(rules(false, false, &[]));
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+}
+
+#[test]
+fn unreadable_rules_fall_back_to_the_differential_and_say_why() {
+    let mut ev = healthy();
+    ev.cluster_ip.as_mut().unwrap().tcp = timeout();
+    ev.witnesses.node_dataplane = Some(NodeDataplaneWitness {
+        node: "node-a".into(),
+        result: Fact::Known(netdiag_proto::NodeDataplaneResult {
+            service_rules: Some(netdiag_proto::ServiceRules {
+                error: Some("cannot run iptables-save".into()),
+                ..Default::default()
+            }),
+            conntrack: Default::default(),
+        }),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing on node-a"));
+    assert!(evidence_text(&report, Layer::ServiceProxy).contains("cannot run iptables-save"));
 }

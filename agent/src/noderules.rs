@@ -1,0 +1,231 @@
+//! The `nodeDataplane` probe: what the node actually programmed for a Service VIP, and how full
+//! its conntrack table is.
+//!
+//! Runs in the node's own network namespace (on a worker of [`crate::netns`]), whatever namespace
+//! the request's other probes run in. kube-proxy's iptables mode is read with `iptables-save`
+//! (run as a child of the worker thread, so it sees the node's rules; with the nf_tables backend
+//! it reads the kernel's nftables rules through netlink); a node without the binary, or whose
+//! proxy uses IPVS or nftables mode, gets an error naming that, never a guess. Conntrack fill
+//! comes from `/proc/sys/net/netfilter/nf_conntrack_{count,max}`, which are per namespace and
+//! resolved for the reading thread. Parsing is pure and tested on fixtures.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+
+use netdiag_proto::{
+    ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, ServiceRules, ServiceVip, Transport,
+};
+
+use crate::netns::{self, NetnsFile};
+
+/// Runs the probe in the node namespace at `node_netns`.
+pub async fn probe(p: &NodeDataplaneProbe, node_netns: &str) -> NodeDataplaneResult {
+    let ns = match NetnsFile::open(node_netns) {
+        Ok(ns) => ns,
+        Err(err) => return failed(p, err.to_string()),
+    };
+    let service = p.service.clone();
+    let read = netns::run_in(&ns, move || async move {
+        NodeDataplaneResult {
+            service_rules: service.as_ref().map(read_rules),
+            conntrack: conntrack(),
+        }
+    })
+    .await;
+    read.unwrap_or_else(|err| failed(p, err.to_string()))
+}
+
+fn failed(p: &NodeDataplaneProbe, why: String) -> NodeDataplaneResult {
+    NodeDataplaneResult {
+        service_rules: p.service.as_ref().map(|_| ServiceRules {
+            source: "iptables".into(),
+            error: Some(why.clone()),
+            ..Default::default()
+        }),
+        conntrack: ConntrackFill {
+            error: Some(why),
+            ..Default::default()
+        },
+    }
+}
+
+/// The conntrack table's fill in the calling thread's namespace.
+pub fn conntrack() -> ConntrackFill {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+            .map_err(|err| format!("cannot read {name} (is nf_conntrack loaded?): {err}"))
+            .and_then(|s| s.trim().parse::<u64>().map_err(|err| format!("{name}: {err}")))
+    };
+    match (read("nf_conntrack_count"), read("nf_conntrack_max")) {
+        (Ok(count), Ok(max)) => ConntrackFill {
+            count: Some(count),
+            max: Some(max),
+            error: None,
+        },
+        (Err(err), _) | (_, Err(err)) => ConntrackFill {
+            error: Some(err),
+            ..Default::default()
+        },
+    }
+}
+
+fn read_rules(vip: &ServiceVip) -> ServiceRules {
+    let save = |table: &str| -> Result<String, String> {
+        let out = Command::new("iptables-save")
+            .args(["-t", table])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| {
+                format!(
+                    "cannot run iptables-save (the agent image needs it to read kube-proxy's rules): {err}"
+                )
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "iptables-save -t {table} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    match (save("nat"), save("filter")) {
+        (Ok(nat), Ok(filter)) => parse_rules(vip, &nat, &filter),
+        (Err(err), _) | (_, Err(err)) => ServiceRules {
+            source: "iptables".into(),
+            error: Some(err),
+            ..Default::default()
+        },
+    }
+}
+
+/// What kube-proxy's iptables mode programmed for `vip`, from `iptables-save` of the nat and
+/// filter tables: the `KUBE-SERVICES` rule for the VIP:port, the endpoint chains its
+/// `KUBE-SVC-*` chain jumps to and their DNAT targets; or the REJECT of a Service without
+/// endpoints in the filter table.
+pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ServiceRules {
+    let mut rules = ServiceRules {
+        source: "iptables".into(),
+        ..Default::default()
+    };
+    let mut chains: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
+    for line in nat.lines() {
+        if let Some(rest) = line.strip_prefix("-A ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if let Some((chain, args)) = words.split_first() {
+                chains.entry(chain).or_default().push(args.to_vec());
+            }
+        }
+    }
+    let services = chains.get("KUBE-SERVICES").cloned().unwrap_or_default();
+    let Some(svc_chain) = services
+        .iter()
+        .find(|args| matches_vip(args, vip))
+        .and_then(|args| arg(args, "-j"))
+    else {
+        rules.rejects = filter
+            .lines()
+            .filter_map(|l| l.strip_prefix("-A KUBE-SERVICES "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .any(|args| matches_vip(&args, vip) && arg(&args, "-j") == Some("REJECT"));
+        rules.found = rules.rejects;
+        return rules;
+    };
+    rules.found = true;
+    let seps: Vec<&str> = chains
+        .get(svc_chain)
+        .into_iter()
+        .flatten()
+        .filter_map(|args| arg(args, "-j"))
+        .filter(|j| j.starts_with("KUBE-SEP-"))
+        .collect();
+    for sep in seps {
+        for args in chains.get(sep).into_iter().flatten() {
+            if arg(args, "-j") == Some("DNAT")
+                && let Some(to) = arg(args, "--to-destination").and_then(|d| d.parse::<SocketAddr>().ok())
+                && !rules.endpoints.contains(&to)
+            {
+                rules.endpoints.push(to);
+            }
+        }
+    }
+    rules
+}
+
+/// The word after `flag`.
+fn arg<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1))
+        .copied()
+}
+
+fn matches_vip(args: &[&str], vip: &ServiceVip) -> bool {
+    let dest = arg(args, "-d").map(|d| d.trim_end_matches("/32"));
+    let proto = match vip.protocol {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    };
+    dest.and_then(|d| d.parse::<IpAddr>().ok()) == Some(vip.ip)
+        && arg(args, "-p") == Some(proto)
+        && arg(args, "--dport").and_then(|p| p.parse::<u16>().ok()) == Some(vip.port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAT: &str = r#"*nat
+:KUBE-SERVICES - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.1.1/32 -p tcp -m comment --comment "shop/payments:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-AAAA
+-A KUBE-SERVICES -d 10.96.1.2/32 -p tcp -m comment --comment "shop/other cluster IP" -m tcp --dport 80 -j KUBE-SVC-BBBB
+-A KUBE-SVC-AAAA -m comment --comment "shop/payments:http -> 10.244.2.4:8080" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-1
+-A KUBE-SVC-AAAA -m comment --comment "shop/payments:http -> 10.244.2.5:8080" -j KUBE-SEP-2
+-A KUBE-SEP-1 -s 10.244.2.4/32 -m comment --comment "shop/payments:http" -j KUBE-MARK-MASQ
+-A KUBE-SEP-1 -p tcp -m comment --comment "shop/payments:http" -m tcp -j DNAT --to-destination 10.244.2.4:8080
+-A KUBE-SEP-2 -p tcp -m comment --comment "shop/payments:http" -m tcp -j DNAT --to-destination 10.244.2.5:8080
+-A KUBE-SVC-BBBB -j KUBE-SEP-3
+-A KUBE-SEP-3 -p tcp -m tcp -j DNAT --to-destination 10.244.9.9:80
+COMMIT
+"#;
+    const FILTER: &str = r#"*filter
+-A KUBE-SERVICES -d 10.96.1.3/32 -p tcp -m comment --comment "shop/empty has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+"#;
+
+    fn vip(ip: &str, port: u16) -> ServiceVip {
+        ServiceVip {
+            ip: ip.parse().unwrap(),
+            port,
+            protocol: Transport::Tcp,
+        }
+    }
+
+    #[test]
+    fn a_vip_rule_is_followed_to_its_dnat_endpoints() {
+        let rules = parse_rules(&vip("10.96.1.1", 80), NAT, FILTER);
+        assert!(rules.found && !rules.rejects);
+        assert_eq!(
+            rules.endpoints,
+            vec![
+                "10.244.2.4:8080".parse::<SocketAddr>().unwrap(),
+                "10.244.2.5:8080".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vip_without_a_rule_is_not_found() {
+        let rules = parse_rules(&vip("10.96.1.1", 443), NAT, FILTER);
+        assert!(!rules.found && rules.endpoints.is_empty());
+        let rules = parse_rules(&vip("10.96.7.7", 80), NAT, FILTER);
+        assert!(!rules.found);
+    }
+
+    #[test]
+    fn a_service_without_endpoints_has_a_reject_rule() {
+        let rules = parse_rules(&vip("10.96.1.3", 80), NAT, FILTER);
+        assert!(rules.found && rules.rejects && rules.endpoints.is_empty());
+    }
+}

@@ -1,0 +1,270 @@
+//! The `pathMtu` probe: the largest packet that crosses the path to `ip:port` with DF set.
+//!
+//! Measured on TCP connections of the probe's own, so it works wherever the target port is
+//! admitted (a NetworkPolicy that allows only that port blocks ICMP echo). For each candidate size
+//! one connection is opened with `TCP_MAXSEG` = size − headers; two full segments are written and
+//! the connection is watched through `TCP_INFO` until they are acknowledged. Linux TCP sets DF
+//! (path MTU discovery is on by default), so a segment larger than a link on the path is either
+//! dropped silently (a black hole: never acknowledged) or answered by ICMP fragmentation-needed,
+//! after which the kernel resegments and the data is acknowledged with a smaller learned path MTU
+//! (`IP_MTU`): that is reported, but it is no black hole.
+//!
+//! The search is k-ary, one round of parallel connections at a time, each round narrowing the gap
+//! between the largest size acknowledged and the smallest lost; the whole probe is bounded by its
+//! `timeoutMs`. A size that was lost is tried again in the next round, so that one random loss
+//! does not become a finding. Sockets are created on the calling thread (the namespace worker).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use netdiag_proto::{PathMtuOutcome, PathMtuProbe, PathMtuResult};
+use nix::libc;
+use nix::sys::socket::{getsockopt, sockopt};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncWriteExt;
+
+/// IPv4 + TCP headers without options: a segment of MSS bytes makes a packet of MSS + 40.
+const HEADERS_V4: u32 = 40;
+/// The smallest size searched: every IPv4 host must accept 576-byte packets.
+const MIN_SIZE: u32 = 576;
+/// Sizes tried in parallel per round.
+const PER_ROUND: u32 = 8;
+/// How long a lost size is waited for at least: covers a delayed ACK on a real network.
+const MIN_WAIT: Duration = Duration::from_millis(60);
+/// The first connection waits this long, so that its SYN is sent after a capture started in the
+/// same round at the destination is surely running: a second SYN for the packet witness.
+pub const FIRST_SYN_DELAY: Duration = Duration::from_millis(100);
+
+/// What one candidate size showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SizeOutcome {
+    /// Acknowledged; the path MTU the socket knew afterwards.
+    Passed { pmtu: u32 },
+    /// Never acknowledged within the wait.
+    Lost,
+    /// The kernel already used smaller segments (a path MTU learned earlier): `pmtu`.
+    Capped { pmtu: u32 },
+    /// The connection itself failed.
+    Failed,
+}
+
+/// Runs one path MTU probe on the calling thread's namespace.
+pub async fn probe(p: &PathMtuProbe) -> PathMtuResult {
+    let mut first_syn_unix_us = None;
+    let outcome = match p.ip {
+        std::net::IpAddr::V4(_) => {
+            measure(
+                SocketAddr::new(p.ip, p.port),
+                p.timeout_ms,
+                &mut first_syn_unix_us,
+            )
+            .await
+        }
+        std::net::IpAddr::V6(_) => PathMtuOutcome::NotMeasured {
+            reason: "path MTU is measured for IPv4 only".into(),
+        },
+    };
+    PathMtuResult {
+        ip: p.ip,
+        port: p.port,
+        outcome,
+        first_syn_unix_us,
+    }
+}
+
+async fn measure(target: SocketAddr, timeout_ms: u64, first_syn_unix_us: &mut Option<u64>) -> PathMtuOutcome {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let not = |reason: String| PathMtuOutcome::NotMeasured { reason };
+    // A first connection: the interface MTU towards the target and the handshake time.
+    tokio::time::sleep(FIRST_SYN_DELAY.min(Duration::from_millis(timeout_ms / 4))).await;
+    *first_syn_unix_us = Some(crate::capture::unix_us());
+    let start = Instant::now();
+    let (interface_mtu, rtt) = match connect(target, None, deadline).await {
+        Ok(stream) => match getsockopt(&stream, sockopt::IpMtu) {
+            Ok(mtu) => (u32::try_from(mtu).unwrap_or(1500), start.elapsed()),
+            Err(err) => return not(format!("cannot read the route mtu to {target}: {err}")),
+        },
+        Err(err) => return not(format!("no tcp connection to {target}: {err}")),
+    };
+    let wait = MIN_WAIT.max(rtt * 10);
+    let mut passed = MIN_SIZE.min(interface_mtu);
+    let mut lost: Option<u32> = None;
+    let mut learned: Option<u32> = None;
+    let mut hi = interface_mtu;
+    let mut first = true;
+    let mut any_passed = false;
+    while hi > passed + 1 {
+        if Instant::now() + wait + rtt * 2 > deadline {
+            break;
+        }
+        let mut sizes = candidates(passed, hi, first);
+        if let Some(l) = lost {
+            sizes.push(l);
+        }
+        sizes.sort_unstable();
+        sizes.dedup();
+        let outcomes =
+            futures::future::join_all(sizes.iter().map(|&s| try_size(target, s, wait, deadline))).await;
+        let mut round_lost: Option<u32> = None;
+        for (&size, outcome) in sizes.iter().zip(&outcomes) {
+            match *outcome {
+                SizeOutcome::Passed { pmtu } => {
+                    any_passed = true;
+                    passed = passed.max(size);
+                    if pmtu < size {
+                        learned = Some(learned.map_or(pmtu, |l| l.min(pmtu)));
+                    }
+                }
+                SizeOutcome::Capped { pmtu } => learned = Some(learned.map_or(pmtu, |l| l.min(pmtu))),
+                SizeOutcome::Lost => round_lost = Some(round_lost.map_or(size, |l| l.min(size))),
+                SizeOutcome::Failed => {}
+            }
+        }
+        if round_lost.is_none() && outcomes.iter().all(|o| *o == SizeOutcome::Failed) {
+            return not(format!("the measuring connections to {target} failed"));
+        }
+        // A lost size below one that passed was a random loss, not the path.
+        lost = round_lost.filter(|&l| l > passed);
+        hi = lost.unwrap_or(passed);
+        first = false;
+        if learned.is_some() {
+            break;
+        }
+    }
+    if !any_passed && learned.is_none() {
+        return not(format!(
+            "no measuring segment to {target} was acknowledged in time, not even the smallest: loss or \
+             time, not size"
+        ));
+    }
+    PathMtuOutcome::Measured {
+        interface_mtu,
+        largest_passed_bytes: passed,
+        smallest_dropped_bytes: lost,
+        learned_pmtu_bytes: learned,
+    }
+}
+
+/// Sizes to try between `lo` (passed) and `hi` (lost, or the interface MTU on the first round,
+/// which is then tried too).
+fn candidates(lo: u32, hi: u32, include_hi: bool) -> Vec<u32> {
+    let top = if include_hi { hi } else { hi.saturating_sub(1) };
+    if top <= lo {
+        return vec![];
+    }
+    let span = top - lo;
+    let n = PER_ROUND.min(span);
+    (1..=n).map(|i| lo + span * i / n).collect()
+}
+
+/// Opens a connection, with `mss` when given, before `deadline`.
+async fn connect(
+    target: SocketAddr,
+    mss: Option<u32>,
+    deadline: Instant,
+) -> io::Result<tokio::net::TcpStream> {
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_linger(Some(Duration::ZERO))?;
+    if let Some(mss) = mss {
+        socket.set_tcp_mss(mss)?;
+    }
+    socket.set_nonblocking(true)?;
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(err) => return Err(err),
+    }
+    let stream = tokio::net::TcpStream::from_std(socket.into())?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout(left, stream.writable())
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    match stream.take_error()? {
+        Some(err) => Err(err),
+        None => Ok(stream),
+    }
+}
+
+async fn try_size(target: SocketAddr, size: u32, wait: Duration, deadline: Instant) -> SizeOutcome {
+    let mss = size.saturating_sub(HEADERS_V4);
+    let Ok(mut stream) = connect(target, Some(mss), deadline).await else {
+        return SizeOutcome::Failed;
+    };
+    let Ok(info) = tcp_info(stream.as_fd()) else {
+        return SizeOutcome::Failed;
+    };
+    if info.tcpi_snd_mss < mss {
+        return SizeOutcome::Capped {
+            pmtu: info.tcpi_snd_mss + HEADERS_V4,
+        };
+    }
+    let payload = vec![0u8; 2 * mss as usize];
+    let until = Instant::now() + wait;
+    if tokio::time::timeout_at(until.into(), stream.write_all(&payload))
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return SizeOutcome::Lost;
+    }
+    loop {
+        match tcp_info(stream.as_fd()) {
+            Ok(info) if info.tcpi_unacked == 0 => {
+                let pmtu = getsockopt(&stream, sockopt::IpMtu)
+                    .ok()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(size);
+                return SizeOutcome::Passed { pmtu };
+            }
+            Ok(_) if Instant::now() < until => tokio::time::sleep(Duration::from_millis(2)).await,
+            Ok(_) => return SizeOutcome::Lost,
+            Err(_) => return SizeOutcome::Failed,
+        }
+    }
+}
+
+/// The connection's `TCP_INFO`.
+fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is a plain C struct of integers, for which all-zero bytes are a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap_or(0);
+    // SAFETY: the pointer and length describe `info`, which outlives the call; the kernel writes
+    // at most `len` bytes. Neither nix nor socket2 exposes TCP_INFO (nix has no sockopt for it,
+    // socket2 none either), hence the direct call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(info)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_round_spans_the_range_and_includes_the_interface_mtu() {
+        let sizes = candidates(576, 1500, true);
+        assert_eq!(sizes.len(), 8);
+        assert_eq!(sizes.last(), Some(&1500));
+        assert!(sizes.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn later_rounds_stay_strictly_between_passed_and_lost() {
+        let sizes = candidates(1191, 1307, false);
+        assert!(sizes.iter().all(|&s| s > 1191 && s < 1307), "{sizes:?}");
+        assert!(candidates(1200, 1201, false).is_empty());
+        assert_eq!(candidates(1200, 1203, false), vec![1201, 1202]);
+    }
+}
