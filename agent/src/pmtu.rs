@@ -192,13 +192,11 @@ async fn try_size(target: SocketAddr, size: u32, wait: Duration, deadline: Insta
     let Ok(mut stream) = connect(target, Some(mss), deadline).await else {
         return SizeOutcome::Failed;
     };
-    let Ok(info) = tcp_info(stream.as_fd()) else {
-        return SizeOutcome::Failed;
-    };
-    if info.tcpi_snd_mss < mss {
-        return SizeOutcome::Capped {
-            pmtu: info.tcpi_snd_mss + HEADERS_V4,
-        };
+    // The kernel sizes segments by the path MTU it knows (which TCP_MAXSEG cannot raise); the
+    // MSS it reports excludes TCP options, so compare MTUs, not MSS.
+    let known = route_mtu(&stream).unwrap_or(size);
+    if known < size {
+        return SizeOutcome::Capped { pmtu: known };
     }
     let payload = vec![0u8; 2 * mss as usize];
     let until = Instant::now() + wait;
@@ -211,17 +209,20 @@ async fn try_size(target: SocketAddr, size: u32, wait: Duration, deadline: Insta
     loop {
         match tcp_info(stream.as_fd()) {
             Ok(info) if info.tcpi_unacked == 0 => {
-                let pmtu = getsockopt(&stream, sockopt::IpMtu)
-                    .ok()
-                    .and_then(|m| u32::try_from(m).ok())
-                    .unwrap_or(size);
-                return SizeOutcome::Passed { pmtu };
+                return SizeOutcome::Passed {
+                    pmtu: route_mtu(&stream).unwrap_or(size),
+                };
             }
             Ok(_) if Instant::now() < until => tokio::time::sleep(Duration::from_millis(2)).await,
             Ok(_) => return SizeOutcome::Lost,
             Err(_) => return SizeOutcome::Failed,
         }
     }
+}
+
+/// The path MTU the kernel knows for the connection (`IP_MTU`).
+fn route_mtu(stream: &tokio::net::TcpStream) -> Option<u32> {
+    getsockopt(stream, sockopt::IpMtu).ok().and_then(|m| u32::try_from(m).ok())
 }
 
 /// The connection's `TCP_INFO`.
