@@ -33,9 +33,10 @@ const MIN_SIZE: u32 = 576;
 const PER_ROUND: u32 = 8;
 /// How long a lost size is waited for at least: covers a delayed ACK on a real network.
 const MIN_WAIT: Duration = Duration::from_millis(60);
-/// The first connection waits this long, so that its SYN is sent after a capture started in the
-/// same round at the destination is surely running: a second SYN for the packet witness.
-pub const FIRST_SYN_DELAY: Duration = Duration::from_millis(100);
+/// While the first connection is not established, a fresh SYN leaves this often until the
+/// deadline: SYNs a capture started in the same round at the destination can witness even when
+/// its request arrived late.
+pub const SYN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What one candidate size showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,15 +53,10 @@ enum SizeOutcome {
 
 /// Runs one path MTU probe on the calling thread's namespace.
 pub async fn probe(p: &PathMtuProbe) -> PathMtuResult {
-    let mut first_syn_unix_us = None;
+    let mut last_syn_unix_us = None;
     let outcome = match p.ip {
         std::net::IpAddr::V4(_) => {
-            measure(
-                SocketAddr::new(p.ip, p.port),
-                p.timeout_ms,
-                &mut first_syn_unix_us,
-            )
-            .await
+            measure(SocketAddr::new(p.ip, p.port), p.timeout_ms, &mut last_syn_unix_us).await
         }
         std::net::IpAddr::V6(_) => PathMtuOutcome::NotMeasured {
             reason: "path MTU is measured for IPv4 only".into(),
@@ -70,20 +66,17 @@ pub async fn probe(p: &PathMtuProbe) -> PathMtuResult {
         ip: p.ip,
         port: p.port,
         outcome,
-        first_syn_unix_us,
+        last_syn_unix_us,
     }
 }
 
-async fn measure(target: SocketAddr, timeout_ms: u64, first_syn_unix_us: &mut Option<u64>) -> PathMtuOutcome {
+async fn measure(target: SocketAddr, timeout_ms: u64, last_syn_unix_us: &mut Option<u64>) -> PathMtuOutcome {
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let not = |reason: String| PathMtuOutcome::NotMeasured { reason };
     // A first connection: the interface MTU towards the target and the handshake time.
-    tokio::time::sleep(FIRST_SYN_DELAY.min(Duration::from_millis(timeout_ms / 4))).await;
-    *first_syn_unix_us = Some(crate::capture::unix_us());
-    let start = Instant::now();
-    let (interface_mtu, rtt) = match connect(target, None, deadline).await {
-        Ok(stream) => match getsockopt(&stream, sockopt::IpMtu) {
-            Ok(mtu) => (u32::try_from(mtu).unwrap_or(1500), start.elapsed()),
+    let (interface_mtu, rtt) = match first_connection(target, deadline, last_syn_unix_us).await {
+        Ok((stream, rtt)) => match getsockopt(&stream, sockopt::IpMtu) {
+            Ok(mtu) => (u32::try_from(mtu).unwrap_or(1500), rtt),
             Err(err) => return not(format!("cannot read the route mtu to {target}: {err}")),
         },
         Err(err) => return not(format!("no tcp connection to {target}: {err}")),
@@ -144,6 +137,43 @@ async fn measure(target: SocketAddr, timeout_ms: u64, first_syn_unix_us: &mut Op
         largest_passed_bytes: passed,
         smallest_dropped_bytes: lost,
         learned_pmtu_bytes: learned,
+    }
+}
+
+/// Connects, sending a fresh SYN every [`SYN_INTERVAL`] until one connection is established or
+/// the deadline passes; records when the last SYN left. Returns the stream and its handshake time.
+async fn first_connection(
+    target: SocketAddr,
+    deadline: Instant,
+    last_syn_unix_us: &mut Option<u64>,
+) -> io::Result<(tokio::net::TcpStream, Duration)> {
+    use futures::StreamExt;
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut last_error = io::Error::from(io::ErrorKind::TimedOut);
+    loop {
+        if Instant::now() < deadline {
+            *last_syn_unix_us = Some(crate::capture::unix_us());
+            let start = Instant::now();
+            pending.push(async move {
+                connect(target, None, deadline)
+                    .await
+                    .map(|s| (s, start.elapsed()))
+            });
+        }
+        let next_syn = (Instant::now() + SYN_INTERVAL).min(deadline);
+        loop {
+            match tokio::time::timeout_at(next_syn.into(), pending.next()).await {
+                Ok(Some(Ok(found))) => return Ok(found),
+                Ok(Some(Err(err))) => last_error = err,
+                Ok(None) if Instant::now() >= deadline => return Err(last_error),
+                Ok(None) => {
+                    tokio::time::sleep_until(next_syn.into()).await;
+                    break;
+                }
+                Err(_) if Instant::now() >= deadline => return Err(last_error),
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -222,7 +252,9 @@ async fn try_size(target: SocketAddr, size: u32, wait: Duration, deadline: Insta
 
 /// The path MTU the kernel knows for the connection (`IP_MTU`).
 fn route_mtu(stream: &tokio::net::TcpStream) -> Option<u32> {
-    getsockopt(stream, sockopt::IpMtu).ok().and_then(|m| u32::try_from(m).ok())
+    getsockopt(stream, sockopt::IpMtu)
+        .ok()
+        .and_then(|m| u32::try_from(m).ok())
 }
 
 /// The connection's `TCP_INFO`.

@@ -536,10 +536,11 @@ pub struct PathMtuResult {
     pub ip: IpAddr,
     pub port: u16,
     pub outcome: PathMtuOutcome,
-    /// When the measurement's first SYN was sent (the agent's clock, microseconds since the Unix
-    /// epoch): a second SYN a capture at the destination can witness.
+    /// When the measurement's last SYN was sent (the agent's clock, microseconds since the Unix
+    /// epoch): while its first connection is not established it sends a fresh SYN every 100 ms,
+    /// so a capture at the destination that started late still has one to witness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_syn_unix_us: Option<u64>,
+    pub last_syn_unix_us: Option<u64>,
 }
 
 /// What the path MTU measurement found. Sizes are IP packet sizes in bytes.
@@ -995,7 +996,7 @@ mod tests {
                     smallest_dropped_bytes: Some(1210),
                     learned_pmtu_bytes: None,
                 },
-                first_syn_unix_us: None,
+                last_syn_unix_us: None,
             }),
             json!({"kind": "pathMtu", "ip": "10.244.2.5", "port": 8080,
                    "outcome": {"kind": "measured", "interfaceMtu": 1500, "largestPassedBytes": 1200,

@@ -214,9 +214,11 @@ fn stale_endpoints(
     faults
         .iter()
         .filter_map(|f| match f {
-            Fault::ServiceRuleStale { service: s, node: n, to } if s == service && n == node => {
-                Some(pod_ips(plan, to))
-            }
+            Fault::ServiceRuleStale {
+                service: s,
+                node: n,
+                to,
+            } if s == service && n == node => Some(pod_ips(plan, to)),
             _ => None,
         })
         .flatten()
@@ -230,7 +232,9 @@ fn stale_endpoints(
 fn reply_drop_rules(plan: &Plan, faults: &[Fault]) -> String {
     let mut out = String::new();
     for f in faults {
-        let Fault::ReplyDrop { from, to } = f else { continue };
+        let Fault::ReplyDrop { from, to } = f else {
+            continue;
+        };
         for src in pod_ips(plan, from) {
             for dst in pod_ips(plan, to) {
                 let _ = writeln!(
@@ -430,16 +434,25 @@ mod tests {
         };
         let on_a = dnat(0);
         assert_eq!(on_a.len(), 3, "{on_a:?}");
-        assert!(on_a.iter().any(|l| l.ends_with("--to-destination 10.244.1.2:8080")), "{on_a:?}");
+        assert!(
+            on_a.iter()
+                .any(|l| l.ends_with("--to-destination 10.244.1.2:8080")),
+            "{on_a:?}"
+        );
         assert_eq!(dnat(1).len(), 2);
     }
 
     #[test]
     fn reply_drop_fault_drops_syn_acks_only() {
         let r = rules("faults: [{kind: reply-drop, from: shop/p1, to: shop/c}]\n", 0);
-        let line = r.lines().find(|l| l.contains("reply drop")).expect("a reply drop rule");
+        let line = r
+            .lines()
+            .find(|l| l.contains("reply drop"))
+            .expect("a reply drop rule");
         assert!(
-            line.starts_with("-A FORWARD -s 10.244.2.2/32 -d 10.244.1.2/32 -p tcp --tcp-flags SYN,ACK SYN,ACK"),
+            line.starts_with(
+                "-A FORWARD -s 10.244.2.2/32 -d 10.244.1.2/32 -p tcp --tcp-flags SYN,ACK SYN,ACK"
+            ),
             "{line}"
         );
     }

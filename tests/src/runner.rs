@@ -231,13 +231,14 @@ mod tests {
 
     #[test]
     fn outcome_reads_verdict_and_failing_layer() {
-        let got = parse_outcome(br#"{"verdict":"UNREACHABLE","failingLayer":"network-policy","layers":[]}"#)
-            .unwrap();
+        let json = r#"{"verdict":"UNREACHABLE","failingLayer":"network-policy","layers":[]}"#;
+        let got = parse_outcome(json.as_bytes()).unwrap();
         assert_eq!(
             got,
             Outcome {
                 verdict: "unreachable".into(),
-                failing_layer: Some("network-policy".into())
+                failing_layer: Some("network-policy".into()),
+                text: json.into(),
             }
         );
         assert!(

@@ -219,7 +219,11 @@ pub enum Fault {
     ReplyDrop { from: String, to: String },
     /// A stale Service rule on one node: its rules for `service` also translate to the pod `to`,
     /// which does not back the Service (kube-proxy on that node missed an update).
-    ServiceRuleStale { service: String, node: String, to: String },
+    ServiceRuleStale {
+        service: String,
+        node: String,
+        to: String,
+    },
 }
 
 fn drop_mode() -> DenyMode {
@@ -529,7 +533,9 @@ impl Scenario {
                         )));
                     }
                     if !pods.contains(to.as_str()) {
-                        return Err(invalid(format!("service-rule-stale fault names unknown pod {to}")));
+                        return Err(invalid(format!(
+                            "service-rule-stale fault names unknown pod {to}"
+                        )));
                     }
                 }
             }

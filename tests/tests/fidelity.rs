@@ -269,14 +269,28 @@ fn lowered_mtu_passes_small_df_packets_and_drops_large_ones() {
 /// Connects to `addr` from `pod`, reads the greeting, sends `bytes` bytes and says whether the
 /// pod app's echo of all of them came back within a second: "echoed" or "stalled".
 fn large_write(lab: &Lab, pod: &str, addr: &str, bytes: usize) -> String {
+    const SCRIPT: &str = r#"
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((host, port), timeout=1)
+s.recv(100)
+s.sendall(b"x" * n)
+got = 0
+try:
+    while got < n:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += len(d)
+except OSError:
+    pass
+print("echoed" if got >= n else "stalled")
+"#;
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let script = format!(
-        "import socket\ns=socket.create_connection(('{host}',{port}),timeout=1)\ns.recv(100)\n\
-         s.sendall(b'x'*{bytes})\ngot=0\ntry:\n    while got<{bytes}:\n        d=s.recv(65536)\n\
-                 if not d: break\n        got+=len(d)\nexcept OSError:\n    pass\n\
-         print('echoed' if got>={bytes} else 'stalled')\n"
-    );
-    stdout(&lab.exec(pod, &["python3", "-c", &script])).trim().to_string()
+    let n = bytes.to_string();
+    let out = lab.exec(pod, &["python3", "-c", SCRIPT, host, port, &n]);
+    assert!(out.status.success(), "{out:?}");
+    stdout(&out).trim().to_string()
 }
 
 #[test]
@@ -295,7 +309,11 @@ fn lowered_mtu_black_holes_large_tcp_segments_after_the_handshake() {
         Tcp::Connected("shop/pay-1".into()),
         "the handshake passes"
     );
-    assert_eq!(large_write(&lab, "shop/client", &remote, 500), "echoed", "small segments pass");
+    assert_eq!(
+        large_write(&lab, "shop/client", &remote, 500),
+        "echoed",
+        "small segments pass"
+    );
     assert_eq!(
         large_write(&lab, "shop/client", &remote, 8000),
         "stalled",

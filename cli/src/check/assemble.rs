@@ -106,7 +106,7 @@ fn datapath_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Repl
                 probe_port: tcp.and_then(|t| t.local_port),
                 probe_started_unix_us: tcp.and_then(|t| t.started_unix_us),
                 mtu_syn_unix_us: match replies.result(ProbeKey::PathMtu(e.ip, port)) {
-                    Some(Ok(ProbeResult::PathMtu(m))) => m.first_syn_unix_us,
+                    Some(Ok(ProbeResult::PathMtu(m))) => m.last_syn_unix_us,
                     _ => None,
                 },
                 capture: match replies.result(ProbeKey::Capture(e.ip)) {

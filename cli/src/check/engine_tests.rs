@@ -85,7 +85,7 @@ impl FakeAgents {
                 outcome: PathMtuOutcome::NotMeasured {
                     reason: "not measured in this test".into(),
                 },
-                first_syn_unix_us: None,
+                last_syn_unix_us: None,
             }),
             Probe::Capture(c) => ProbeResult::Capture(CaptureResult {
                 peer: Some(c.peer),

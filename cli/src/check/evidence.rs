@@ -91,7 +91,7 @@ pub struct CaptureWitness {
     /// The source port and send time of the TCP probe to this address, when the agent said.
     pub probe_port: Option<u16>,
     pub probe_started_unix_us: Option<u64>,
-    /// When the path MTU measurement sent its first SYN to this address (a later, second SYN).
+    /// When the path MTU measurement sent its last SYN to this address (a later one).
     pub mtu_syn_unix_us: Option<u64>,
     pub capture: Fact<netdiag_proto::CaptureResult>,
 }

@@ -1603,13 +1603,19 @@ fn a_capture_that_saw_no_syn_says_it_never_reached_the_pod() {
 #[test]
 fn a_capture_started_after_the_syn_claims_nothing() {
     let (s, e) = pod_network_with_capture(capture("10.244.2.14", |c| c.started_unix_us = 300));
-    assert!(!s.contains("packet witness") && !e.contains("never reached"), "{s}\n{e}");
+    assert!(
+        !s.contains("packet witness") && !e.contains("never reached"),
+        "{s}\n{e}"
+    );
 }
 
 #[test]
 fn a_syn_that_arrived_unanswered_and_a_reply_that_never_came_back_are_told_apart() {
     let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(false)]));
-    assert!(s.contains("the SYN arrived at payments-1's interface and nothing answered it"), "{s}");
+    assert!(
+        s.contains("the SYN arrived at payments-1's interface and nothing answered it"),
+        "{s}"
+    );
     let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(true)]));
     assert!(
         s.contains("a SYN-ACK left it, but the reply never came back to checkout"),
@@ -1649,7 +1655,9 @@ fn a_vip_rule_to_an_address_that_is_no_endpoint_fails_service_proxy_even_when_th
     assert_fails_at(&report, Layer::ServiceProxy);
     let s = summary(&report, Layer::ServiceProxy);
     assert!(
-        s.starts_with("node-a translates 10.96.12.7:80/TCP to 10.244.2.4:8080 which is no longer an endpoint"),
+        s.starts_with(
+            "node-a translates 10.96.12.7:80/TCP to 10.244.2.4:8080 which is no longer an endpoint"
+        ),
         "{s}"
     );
     assert!(evidence_text(&report, Layer::ServiceProxy).contains("nearly full"));
