@@ -23,6 +23,31 @@ use crate::cluster::{ToolFailure, error_chain};
 pub const DEFAULT_AGENT_NAMESPACE: &str = "netdiag";
 /// Default label selector of the agent pods.
 pub const DEFAULT_AGENT_SELECTOR: &str = "app.kubernetes.io/name=netdiag-agent";
+/// The DaemonSet that controls genuine agent pods, and the account they run as.
+pub const AGENT_DAEMONSET: &str = "netdiag-agent";
+pub const AGENT_SERVICE_ACCOUNT: &str = "netdiag-agent";
+
+/// Why a pod that carries the agent's label is not taken as an agent.
+fn not_genuine(pod: &Pod) -> Option<String> {
+    let controller = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true));
+    let owned = controller.is_some_and(|r| {
+        r.kind == "DaemonSet" && r.api_version.starts_with("apps/") && r.name == AGENT_DAEMONSET
+    });
+    let account = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref());
+    match (owned, account) {
+        (false, _) => Some(format!("it is not controlled by DaemonSet {AGENT_DAEMONSET}")),
+        (true, Some(AGENT_SERVICE_ACCOUNT)) => None,
+        (true, other) => Some(format!(
+            "it runs as service account {} instead of {AGENT_SERVICE_ACCOUNT}",
+            other.unwrap_or("default")
+        )),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -144,6 +169,11 @@ impl Agents {
                 continue;
             };
             if !running || deleting {
+                continue;
+            }
+            // Anyone who can create a pod with the agent's label must not receive probe requests.
+            if let Some(why) = not_genuine(&pod) {
+                tracing::warn!("skipping pod {namespace}/{name} on node {node} as a netdiag agent: {why}");
                 continue;
             }
             let port = spec
@@ -360,4 +390,36 @@ where
     .await;
     driver.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(owner: Option<(&str, &str)>, account: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "netdiag", "ownerReferences": owner.map(|(kind, name)| vec![
+                serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true})
+            ])},
+            "spec": {"containers": [], "serviceAccountName": account}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_pods_the_agent_daemonset_controls_running_as_its_account_are_agents() {
+        assert_eq!(
+            not_genuine(&pod(Some(("DaemonSet", "netdiag-agent")), Some("netdiag-agent"))),
+            None
+        );
+        let unowned = not_genuine(&pod(None, Some("netdiag-agent"))).unwrap();
+        assert!(
+            unowned.contains("not controlled by DaemonSet netdiag-agent"),
+            "{unowned}"
+        );
+        assert!(not_genuine(&pod(Some(("ReplicaSet", "netdiag-agent")), Some("netdiag-agent"))).is_some());
+        assert!(not_genuine(&pod(Some(("DaemonSet", "other")), Some("netdiag-agent"))).is_some());
+        let account = not_genuine(&pod(Some(("DaemonSet", "netdiag-agent")), None)).unwrap();
+        assert!(account.contains("service account default"), "{account}");
+    }
 }
