@@ -27,6 +27,32 @@ pub const DEFAULT_AGENT_SELECTOR: &str = "app.kubernetes.io/name=netdiag-agent";
 pub const AGENT_DAEMONSET: &str = "netdiag-agent";
 pub const AGENT_SERVICE_ACCOUNT: &str = "netdiag-agent";
 
+/// The genuine agent of each node among `pods`: Running, not being deleted, in `namespace`,
+/// controlled by the agent DaemonSet and running as its account. Anyone who can create a pod
+/// with the agent's label must not receive probe requests (nor, agent to agent, a token): other
+/// pods are skipped with a warning naming them.
+pub fn genuine_agents<'a>(pods: &'a [Pod], namespace: &str) -> BTreeMap<String, &'a Pod> {
+    let mut by_node = BTreeMap::new();
+    for pod in pods {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let (Some(node), true, false) = (node, running, deleting) else {
+            continue;
+        };
+        if pod.metadata.namespace.as_deref() != Some(namespace) {
+            continue;
+        }
+        if let Some(why) = not_genuine(pod) {
+            tracing::warn!("skipping pod {namespace}/{name} on node {node} as a netdiag agent: {why}");
+            continue;
+        }
+        by_node.insert(node, pod);
+    }
+    by_node
+}
+
 /// Why a pod that carries the agent's label is not taken as an agent.
 fn not_genuine(pod: &Pod) -> Option<String> {
     let controller = pod
@@ -159,31 +185,16 @@ impl Agents {
                 source,
             })?;
         let mut by_node = BTreeMap::new();
-        for pod in pods.items {
-            let (Some(name), Some(spec)) = (pod.metadata.name.clone(), pod.spec.as_ref()) else {
-                continue;
-            };
-            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            let deleting = pod.metadata.deletion_timestamp.is_some();
-            let Some(node) = spec.node_name.clone() else {
-                continue;
-            };
-            if !running || deleting {
-                continue;
-            }
-            // Anyone who can create a pod with the agent's label must not receive probe requests.
-            if let Some(why) = not_genuine(&pod) {
-                tracing::warn!("skipping pod {namespace}/{name} on node {node} as a netdiag agent: {why}");
-                continue;
-            }
-            let port = spec
-                .containers
+        for (node, pod) in genuine_agents(&pods.items, namespace) {
+            let port = pod
+                .spec
                 .iter()
+                .flat_map(|s| s.containers.iter())
                 .flat_map(|c| c.ports.iter().flatten())
                 .find(|p| p.name.as_deref() == Some("control"))
                 .and_then(|p| u16::try_from(p.container_port).ok())
                 .unwrap_or(DEFAULT_AGENT_PORT);
-            by_node.insert(node, (name, port));
+            by_node.insert(node, (pod.metadata.name.clone().unwrap_or_default(), port));
         }
         Ok(by_node)
     }
