@@ -106,6 +106,9 @@ pub enum Probe {
     Listeners,
     /// The namespace's interfaces (addresses, MTU) and routes.
     Interfaces,
+    /// The listening sockets of the pod holding `podIp` on this node, whatever the request's
+    /// source: one request reads every destination pod of a node. Answered as `listeners`.
+    PodListeners(PodListenersProbe),
     /// The largest packet that crosses the path to `ip:port` with DF set.
     PathMtu(PathMtuProbe),
     /// Watch the namespace's interfaces for TCP between `peer` and local port `port`.
@@ -163,6 +166,12 @@ pub struct NodeDataplaneProbe {
     pub service: Option<ServiceVip>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodListenersProbe {
+    pub pod_ip: IpAddr,
+}
+
 impl Probe {
     /// The `kind` tag of this probe, for metrics and messages.
     pub fn kind(&self) -> &'static str {
@@ -171,6 +180,7 @@ impl Probe {
             Probe::Tcp(_) => "tcp",
             Probe::Listeners => "listeners",
             Probe::Interfaces => "interfaces",
+            Probe::PodListeners(_) => "podListeners",
             Probe::PathMtu(_) => "pathMtu",
             Probe::Capture(_) => "capture",
             Probe::NodeDataplane(_) => "nodeDataplane",
@@ -245,6 +255,12 @@ impl ProbeRequest {
                     }
                     dns.timeout_ms
                 }
+                Probe::PodListeners(p) if p.pod_ip.is_unspecified() || p.pod_ip.is_multicast() => {
+                    return bad(format!(
+                        "probes[{i}]: podListeners podIp {} is not a unicast address",
+                        p.pod_ip
+                    ));
+                }
                 Probe::PathMtu(mtu) => {
                     if mtu.port == 0 {
                         return bad(format!("probes[{i}]: pathMtu port 0 is not a valid port"));
@@ -260,7 +276,9 @@ impl ProbeRequest {
                     }
                     capture.duration_ms
                 }
-                Probe::Listeners | Probe::Interfaces | Probe::NodeDataplane(_) => continue,
+                Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_) | Probe::NodeDataplane(_) => {
+                    continue;
+                }
             };
             if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
                 return bad(format!(
@@ -731,6 +749,12 @@ mod tests {
             json!({"kind": "tcp", "ip": "10.0.0.1", "port": 80, "timeoutMs": 1000}),
         );
         round_trip(&Probe::Listeners, json!({"kind": "listeners"}));
+        round_trip(
+            &Probe::PodListeners(PodListenersProbe {
+                pod_ip: "10.244.2.3".parse().unwrap(),
+            }),
+            json!({"kind": "podListeners", "podIp": "10.244.2.3"}),
+        );
         round_trip(&Probe::Interfaces, json!({"kind": "interfaces"}));
     }
 
