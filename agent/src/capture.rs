@@ -10,7 +10,9 @@
 //!
 //! Parsing is pure ([`Flows::observe`]) and tested on byte fixtures.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netdiag_proto::{CaptureProbe, CaptureResult, CapturedFlow};
@@ -21,6 +23,9 @@ use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::tcp::{TcpFlags, TcpPacket};
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::locate::Locator;
+use crate::netns::{self, NetnsFile};
 
 /// After a connection from the peer has been answered, how long to keep watching for the peer's
 /// ACK (the reply coming back) before stopping.
@@ -34,6 +39,56 @@ pub fn unix_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// The namespaces of the pods the request's captures name (`podIp`), located once before the
+/// probes start, or why one could not be found.
+#[derive(Debug, Default)]
+pub struct PodNamespaces(BTreeMap<IpAddr, Result<NetnsFile, String>>);
+
+impl PodNamespaces {
+    pub async fn locate(locator: &Locator, probes: &[netdiag_proto::Probe]) -> Arc<PodNamespaces> {
+        let mut found = BTreeMap::new();
+        for p in probes {
+            if let netdiag_proto::Probe::Capture(CaptureProbe { pod_ip: Some(ip), .. }) = p
+                && !found.contains_key(ip)
+            {
+                let ns = locator
+                    .locate(&netdiag_proto::ProbeSource::PodIp { ip: *ip })
+                    .await
+                    .map(|located| located.netns)
+                    .map_err(|e| format!("cannot find the pod with IP {ip} on this node: {e}"));
+                found.insert(*ip, ns);
+            }
+        }
+        Arc::new(PodNamespaces(found))
+    }
+}
+
+/// Runs one capture: in the namespace of the pod it names (on a worker of its own), else on the
+/// calling thread's namespace.
+pub async fn probe_in(p: &CaptureProbe, net_raw: bool, pods: &PodNamespaces) -> CaptureResult {
+    let Some(ip) = p.pod_ip else {
+        return probe(p, net_raw).await;
+    };
+    let failed = |why: String| CaptureResult {
+        peer: Some(p.peer),
+        port: p.port,
+        started_unix_us: unix_us(),
+        duration_ms: p.duration_ms,
+        error: Some(why),
+        ..Default::default()
+    };
+    match pods.0.get(&ip) {
+        Some(Ok(ns)) => {
+            let owned = p.clone();
+            netns::run_in(ns, move || async move { probe(&owned, net_raw).await })
+                .await
+                .unwrap_or_else(|e| failed(e.to_string()))
+        }
+        Some(Err(why)) => failed(why.clone()),
+        None => failed(format!("the namespace of {ip} was not looked up")),
+    }
 }
 
 /// Runs one capture on the calling thread's namespace. `net_raw` says whether packet sockets may

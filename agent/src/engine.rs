@@ -133,6 +133,7 @@ impl Engine {
         let pod_sockets = self.pod_listeners(&request.probes).await;
         let net_raw = self.capabilities.net_raw;
         let node_netns = self.locator.node_netns().to_string();
+        let capture_pods = capture::PodNamespaces::locate(&self.locator, &request.probes).await;
         let timed = netns::run_in(&located.netns, move || async move {
             let _permit = permit;
             // The inventory probes are synchronous reads: run them before the connects and queries
@@ -159,9 +160,11 @@ impl Engine {
                 .map(|(probe, _)| {
                     let resolv_conf = resolv_conf.clone();
                     let node_netns = node_netns.clone();
+                    let capture_pods = capture_pods.clone();
                     async move {
                         let start = Instant::now();
-                        let result = run_async(probe, resolv_conf, net_raw, &node_netns).await;
+                        let result =
+                            run_async(probe, resolv_conf, net_raw, (&node_netns, &capture_pods)).await;
                         (result, start.elapsed())
                     }
                 });
@@ -239,20 +242,20 @@ fn pod_resolv_conf(located: &Located) -> Result<ResolvConfSummary, String> {
 }
 
 /// Runs a network probe (`tcp`, `dns`, or a datapath witness: path MTU and capture in the
-/// request's namespace, the node's dataplane state in the node namespace `node_netns`); the
+/// request's namespace or a pod's, the node's dataplane state in the node namespace); the
 /// inventory probes never get here.
 async fn run_async(
     probe: &Probe,
     resolv_conf: Option<Result<ResolvConfSummary, String>>,
     net_raw: bool,
-    node_netns: &str,
+    (node_netns, capture_pods): (&str, &capture::PodNamespaces),
 ) -> ProbeResult {
     match probe {
         Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, net_raw).await),
         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
         Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p).await),
-        Probe::Capture(p) => ProbeResult::Capture(capture::probe(p, net_raw).await),
+        Probe::Capture(p) => ProbeResult::Capture(capture::probe_in(p, net_raw, capture_pods).await),
         Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, node_netns).await),
         // Read before the network probes start, in each pod's own namespace (`pod_listeners`).
         Probe::PodListeners(_) => ProbeResult::Listeners(ListenersResult::default()),

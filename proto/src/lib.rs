@@ -135,6 +135,10 @@ pub struct PathMtuProbe {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CaptureProbe {
+    /// Capture in the namespace of the pod holding this address on the node (so one request
+    /// serves every pod of a node); the request's own namespace when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<IpAddr>,
     pub peer: IpAddr,
     pub port: u16,
     pub duration_ms: u64,
@@ -985,12 +989,14 @@ mod tests {
         );
         round_trip(
             &Probe::Capture(CaptureProbe {
+                pod_ip: Some("10.244.2.5".parse().unwrap()),
                 peer: "10.244.1.5".parse().unwrap(),
                 port: 8080,
                 duration_ms: 1200,
                 max_packets: 64,
             }),
-            json!({"kind": "capture", "peer": "10.244.1.5", "port": 8080, "durationMs": 1200, "maxPackets": 64}),
+            json!({"kind": "capture", "podIp": "10.244.2.5", "peer": "10.244.1.5", "port": 8080,
+                   "durationMs": 1200, "maxPackets": 64}),
         );
         round_trip(
             &Probe::NodeDataplane(NodeDataplaneProbe {
@@ -1090,6 +1096,7 @@ mod tests {
     fn capture_packet_budget_is_bounded() {
         let capture = |max_packets| {
             request(vec![Probe::Capture(CaptureProbe {
+                pod_ip: None,
                 peer: "10.0.0.1".parse().unwrap(),
                 port: 80,
                 duration_ms: 100,

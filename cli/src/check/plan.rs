@@ -726,12 +726,13 @@ fn datapath_witnesses(
             }),
         ));
         if let Some(dest_node) = e.pod.as_ref().and_then(|p| p.node.clone()) {
-            // In the destination pod's own namespace: a request of its own, sent in the same round.
+            // In the destination node's one request, naming its pod like `podListeners`.
             probes.push(PlannedProbe {
                 key: ProbeKey::Capture(e.ip),
                 node: dest_node,
-                run_in: RunIn::Pod(e.ip),
+                run_in: RunIn::Node,
                 probe: Probe::Capture(CaptureProbe {
+                    pod_ip: Some(e.ip),
                     peer: ip,
                     port,
                     duration_ms: timeout_ms + CAPTURE_MARGIN_MS,

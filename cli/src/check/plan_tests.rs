@@ -201,7 +201,7 @@ fn witnesses_ride_along_mtu_and_dataplane_at_the_source_capture_at_each_destinat
                 "node-a",
                 "10.244.1.2".into()
             ),
-            (ProbeKey::Capture(ip("10.244.2.2")), "node-b", "10.244.2.2".into()),
+            (ProbeKey::Capture(ip("10.244.2.2")), "node-b", "node".into()),
             (ProbeKey::NodeDataplane, "node-a", "10.244.1.2".into()),
         ]
     );
