@@ -2,8 +2,10 @@
 //!
 //! [`netns`] is the only module that changes namespaces; [`engine`] ties locating a namespace to
 //! running the probes ([`tcp`], [`dns`], [`listeners`], [`interfaces`]) on a worker that entered it;
-//! [`server`] and the one-shot mode in [`cli`] both go through [`engine::Engine::run`].
+//! [`server`] and the one-shot mode in [`cli`] both go through [`engine::Engine::run`]. [`access`]
+//! decides which sources a caller may name; [`podfile`] reads files a pod controls as hostile input.
 
+pub mod access;
 pub mod caps;
 pub mod cli;
 pub mod dns;
@@ -14,5 +16,6 @@ pub mod listeners;
 pub mod locate;
 pub mod metrics;
 pub mod netns;
+pub mod podfile;
 pub mod server;
 pub mod tcp;

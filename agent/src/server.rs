@@ -1,42 +1,208 @@
-//! The HTTP API: `POST /v1/probe`, `GET /v1/info`, `/healthz`, `/readyz`, `/metrics`.
+//! The HTTP API: `POST /v1/probe`, `GET /v1/info`, `/healthz`, `/readyz`, `/metrics`, and the
+//! connection handling that keeps it answering under load.
 //!
-//! Bodies are limited in size (413 `tooLarge`), concurrent probe requests are bounded (503
-//! `overloaded` beyond the bound, answered at once rather than queued), and every error is an
-//! [`ApiError`] JSON body.
+//! Bounded everywhere a client could hold the agent's resources:
+//! - connections: at most `max_connections` at once; one more evicts the oldest connection that
+//!   is not inside a request (a slowloris client still sending its headers, an idle keep-alive
+//!   connection, a client not reading its answer), or is closed at once when all are busy;
+//! - headers must arrive within `header_timeout` (also the idle keep-alive limit), bodies within
+//!   `body_timeout` (408 `requestTimeout`) and be at most `max_body_bytes` (413 `tooLarge`);
+//! - probe requests and their sockets are bounded by the [`Engine`] (503 `overloaded`).
+//!
+//! Every error is an [`ApiError`] JSON body.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use netdiag_proto::{ApiError, INFO_PATH, PROBE_PATH, ProbeRequest};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use netdiag_proto::{ApiError, INFO_PATH, PROBE_PATH, ProbeRequest, error_code};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower::ServiceExt;
 
 use crate::engine::Engine;
 
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
+
+/// Largest read buffer of a connection: the request line and headers must fit in it (431
+/// otherwise), and a body is read through it in pieces.
+const MAX_READ_BUFFER: usize = 16 * 1024;
 
 struct AppState {
     engine: Engine,
+    config: ServerConfig,
 }
 
 pub fn router(engine: Engine, config: &ServerConfig) -> Router {
-    let state = Arc::new(AppState { engine });
+    let state = Arc::new(AppState {
+        engine,
+        config: config.clone(),
+    });
     Router::new()
         .route(PROBE_PATH, post(probe))
         .route(INFO_PATH, get(info))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .fallback(|| async { api_error(StatusCode::NOT_FOUND, "notFound", "no such path".into()) })
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .fallback(|| async {
+            api_error(
+                StatusCode::NOT_FOUND,
+                error_code::NOT_FOUND,
+                "no such path".into(),
+            )
+        })
         .with_state(state)
+}
+
+/// Serves `engine` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let router = router(engine, &config);
+    let connections = Arc::new(Connections::new(config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // EMFILE/ENFILE/ECONNABORTED: the connection stays in the backlog; try again
+                    // shortly rather than spin.
+                    tracing::warn!(%err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let Some(slot) = connections.admit() else {
+            // Every connection is inside a request: this one is closed unanswered.
+            continue;
+        };
+        let router = router.clone();
+        let header_timeout = config.header_timeout;
+        tokio::spawn(async move {
+            let entry = slot.entry.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let busy = BusyGuard::new(entry.clone());
+                let router = router.clone();
+                async move {
+                    let _busy = busy;
+                    router.oneshot(request).await
+                }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_READ_BUFFER);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = slot.entry.evict.notified() => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The open connections, oldest first, and whether each is inside a request.
+struct Connections {
+    max: usize,
+    next_id: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Connection>>>,
+}
+
+#[derive(Default)]
+struct Connection {
+    /// Requests of this connection being answered.
+    busy: AtomicUsize,
+    /// Notified to close the connection.
+    evict: Notify,
+}
+
+impl Connections {
+    fn new(max: usize) -> Self {
+        Connections {
+            max: max.max(1),
+            next_id: AtomicU64::new(0),
+            open: Mutex::default(),
+        }
+    }
+
+    /// A slot for a new connection, evicting the oldest idle one when all are taken; `None` when
+    /// every connection is inside a request.
+    fn admit(self: &Arc<Self>) -> Option<Slot> {
+        let mut open = self.open.lock().expect("connection table lock");
+        if open.len() >= self.max {
+            let idle = open
+                .iter()
+                .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+                .map(|(id, _)| *id)?;
+            if let Some(evicted) = open.remove(&idle) {
+                evicted.evict.notify_one();
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(Connection::default());
+        open.insert(id, entry.clone());
+        Some(Slot {
+            connections: self.clone(),
+            id,
+            entry,
+        })
+    }
+}
+
+/// A connection's place in [`Connections`], given back when the connection ends.
+struct Slot {
+    connections: Arc<Connections>,
+    id: u64,
+    entry: Arc<Connection>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.connections.open.lock() {
+            open.remove(&self.id);
+        }
+    }
+}
+
+/// Marks a connection as inside a request while it lives.
+struct BusyGuard(Arc<Connection>);
+
+impl BusyGuard {
+    fn new(connection: Arc<Connection>) -> Self {
+        connection.busy.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(connection)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn api_error(status: StatusCode, code: &str, message: String) -> Response {
@@ -50,38 +216,75 @@ fn api_error(status: StatusCode, code: &str, message: String) -> Response {
         .into_response()
 }
 
-async fn probe(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let metrics = state.engine.metrics();
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            metrics.request("tooLarge");
-            return api_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "tooLarge",
-                format!("request body is too large: {rejection}"),
-            );
+/// Reads a request body within the size and time limits, or answers why not.
+async fn read_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -> Result<Vec<u8>, Response> {
+    let too_large = |detail: String| {
+        api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            error_code::TOO_LARGE,
+            format!("request body is too large: {detail}"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared
+        && declared > config.max_body_bytes as u64
+    {
+        return Err(too_large(format!(
+            "{declared} bytes declared, at most {} accepted",
+            config.max_body_bytes
+        )));
+    }
+    let limited = Limited::new(body, config.max_body_bytes);
+    match tokio::time::timeout(config.body_timeout, limited.collect()).await {
+        Err(_) => Err(api_error(
+            StatusCode::REQUEST_TIMEOUT,
+            error_code::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} ms",
+                config.body_timeout.as_millis()
+            ),
+        )),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(too_large(format!("more than {} bytes", config.max_body_bytes)))
         }
-        Err(rejection) => {
-            metrics.request("badRequest");
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "badRequest",
-                format!("cannot read the request body: {rejection}"),
-            );
+        Ok(Err(err)) => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            error_code::BAD_REQUEST,
+            format!("cannot read the request body: {err}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+    }
+}
+
+async fn probe(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let metrics = state.engine.metrics();
+    let body = match read_body(&headers, body, &state.config).await {
+        Ok(body) => body,
+        Err(response) => {
+            let code = match response.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => error_code::TOO_LARGE,
+                StatusCode::REQUEST_TIMEOUT => error_code::REQUEST_TIMEOUT,
+                _ => error_code::BAD_REQUEST,
+            };
+            metrics.request(code);
+            return response;
         }
     };
     let request: ProbeRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(err) => {
-            metrics.request("badRequest");
+            metrics.request(error_code::BAD_REQUEST);
             return api_error(
                 StatusCode::BAD_REQUEST,
-                "badRequest",
+                error_code::BAD_REQUEST,
                 format!("invalid probe request: {err}"),
             );
         }
     };
+    drop(body);
     match state.engine.run(&request).await {
         Ok(report) => {
             metrics.request("ok");
@@ -107,7 +310,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         Ok(_) => "ok\n".into_response(),
         Err(err) => api_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "notReady",
+            error_code::NOT_READY,
             format!("cannot open the node network namespace {path}: {err}"),
         ),
     }
@@ -122,4 +325,30 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.engine.metrics().encode(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_evicts_its_oldest_idle_connection() {
+        let connections = Arc::new(Connections::new(2));
+        let first = connections.admit().unwrap();
+        let second = connections.admit().unwrap();
+        let busy = BusyGuard::new(first.entry.clone());
+        let third = connections
+            .admit()
+            .expect("the idle second connection makes room");
+        let open: Vec<u64> = connections.open.lock().unwrap().keys().copied().collect();
+        assert_eq!(open, vec![first.id, third.id]);
+        drop(second);
+        let _busy_too = BusyGuard::new(third.entry.clone());
+        assert!(
+            connections.admit().is_none(),
+            "every connection is inside a request"
+        );
+        drop(busy);
+        assert!(connections.admit().is_some());
+    }
 }
