@@ -259,6 +259,11 @@ async fn read_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -> Re
     }
 }
 
+/// Decodes a `POST /v1/probe` body; the error is the 400 answer's message.
+pub fn decode_request(body: &[u8]) -> Result<ProbeRequest, String> {
+    serde_json::from_slice(body).map_err(|err| format!("invalid probe request: {err}"))
+}
+
 async fn probe(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let metrics = state.engine.metrics();
     let body = match read_body(&headers, body, &state.config).await {
@@ -273,15 +278,11 @@ async fn probe(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
             return response;
         }
     };
-    let request: ProbeRequest = match serde_json::from_slice(&body) {
+    let request = match decode_request(&body) {
         Ok(r) => r,
-        Err(err) => {
+        Err(message) => {
             metrics.request(error_code::BAD_REQUEST);
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                error_code::BAD_REQUEST,
-                format!("invalid probe request: {err}"),
-            );
+            return api_error(StatusCode::BAD_REQUEST, error_code::BAD_REQUEST, message);
         }
     };
     drop(body);
