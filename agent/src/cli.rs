@@ -235,9 +235,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "CAP_NET_RAW is missing: host-unreachable and admin-prohibited cannot be told apart; add NET_RAW to securityContext.capabilities.add"
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = server::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     // One line on stdout so that whoever started the agent with port 0 learns the port.
     println!("netdiag-agent listening on {local}");

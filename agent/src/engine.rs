@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::{Access, AccessError};
 use crate::locate::{self, LocateError, Locator};
+use crate::memory::Activity;
 use crate::metrics::Metrics;
 use crate::netns::{self, NetnsError};
 use crate::{dns, interfaces, listeners, tcp};
@@ -106,6 +107,7 @@ pub struct Engine {
     permits: Arc<Semaphore>,
     sockets: Arc<Semaphore>,
     config: EngineConfig,
+    activity: Arc<Activity>,
 }
 
 impl Engine {
@@ -123,11 +125,17 @@ impl Engine {
             permits: Arc::new(Semaphore::new(config.max_concurrent)),
             sockets: Arc::new(Semaphore::new(config.socket_budget as usize)),
             config,
+            activity: Arc::default(),
         }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Counts the requests whose probes ran, for [`crate::memory::trim_after_work`].
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
     }
 
     pub fn info(&self) -> AgentInfo {
@@ -176,6 +184,7 @@ impl Engine {
             (pid, results)
         })
         .await?;
+        self.activity.record();
         let results = timed
             .into_iter()
             .map(|(result, took): (ProbeResult, Duration)| {

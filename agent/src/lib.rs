@@ -14,6 +14,7 @@ pub mod healthcheck;
 pub mod interfaces;
 pub mod listeners;
 pub mod locate;
+pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod podfile;

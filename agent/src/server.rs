@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tower::ServiceExt;
 
 use crate::engine::Engine;
+use crate::memory;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -40,6 +41,9 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
 }
+
+/// How often the agent gives freed memory back to the kernel when it has worked since.
+const TRIM_PERIOD: Duration = Duration::from_secs(5);
 
 /// Largest read buffer of a connection: the request line and headers must fit in it (431
 /// otherwise), and a body is read through it in pieces.
@@ -71,6 +75,25 @@ pub fn router(engine: Engine, config: &ServerConfig) -> Router {
         .with_state(state)
 }
 
+/// Connections the kernel completes before the agent accepts them (capped by
+/// `net.core.somaxconn`). Deep, so that a burst of connections does not overflow the queue and
+/// make a health check's SYN wait for its one-second retransmission.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` with a deep accept queue.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Serves `engine` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -78,6 +101,9 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
+    // Connections and probe workers come and go: give their freed memory back after them.
+    let activity = engine.activity();
+    tokio::spawn(memory::trim_after_work(activity.clone(), TRIM_PERIOD));
     let router = router(engine, &config);
     let connections = Arc::new(Connections::new(config.max_connections));
     tokio::pin!(shutdown);
@@ -99,8 +125,14 @@ pub async fn serve(
             // Every connection is inside a request: this one is closed unanswered.
             continue;
         };
+        if connections.full() {
+            // Under a flood of connections, let the ones just accepted be read before accepting
+            // more: a client that sent its request at once is then inside it, not evicted unread.
+            tokio::task::yield_now().await;
+        }
         let router = router.clone();
         let header_timeout = config.header_timeout;
+        let activity = activity.clone();
         tokio::spawn(async move {
             let entry = slot.entry.clone();
             let service = hyper::service::service_fn(move |request| {
@@ -116,12 +148,17 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(MAX_READ_BUFFER);
+            let stream = Polled {
+                inner: stream,
+                connection: slot.entry.clone(),
+            };
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 () = slot.entry.evict.notified() => {}
             }
             drop(slot);
+            activity.record();
         });
     }
 }
@@ -137,8 +174,59 @@ struct Connections {
 struct Connection {
     /// Requests of this connection being answered.
     busy: AtomicUsize,
+    /// The server has tried to read from it: a request already sent has been seen, so a connection
+    /// that is polled and not busy is one whose client has not sent a whole request.
+    polled: AtomicBool,
     /// Notified to close the connection.
     evict: Notify,
+}
+
+impl Connection {
+    /// Evictable: not inside a request, and (unless `unpolled_too`) read at least once.
+    fn idle(&self, unpolled_too: bool) -> bool {
+        self.busy.load(Ordering::Acquire) == 0 && (unpolled_too || self.polled.load(Ordering::Acquire))
+    }
+}
+
+/// A connection's stream that marks the connection polled on its first read.
+struct Polled {
+    inner: tokio::net::TcpStream,
+    connection: Arc<Connection>,
+}
+
+impl tokio::io::AsyncRead for Polled {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.connection.polled.store(true, Ordering::Release);
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Polled {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl Connections {
@@ -150,15 +238,20 @@ impl Connections {
         }
     }
 
+    fn full(&self) -> bool {
+        self.open.lock().is_ok_and(|open| open.len() >= self.max)
+    }
+
     /// A slot for a new connection, evicting the oldest idle one when all are taken; `None` when
-    /// every connection is inside a request.
+    /// every connection is inside a request. A connection not read from yet is spared while
+    /// another is idle: its client may have sent its whole request already (a health check
+    /// arriving in a flood of slow clients).
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut open = self.open.lock().expect("connection table lock");
         if open.len() >= self.max {
-            let idle = open
-                .iter()
-                .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
-                .map(|(id, _)| *id)?;
+            let oldest_idle =
+                |unpolled_too| open.iter().find(|(_, c)| c.idle(unpolled_too)).map(|(id, _)| *id);
+            let idle = oldest_idle(false).or_else(|| oldest_idle(true))?;
             if let Some(evicted) = open.remove(&idle) {
                 evicted.evict.notify_one();
             }
@@ -330,10 +423,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
+    fn open_ids(connections: &Connections) -> Vec<u64> {
+        connections.open.lock().unwrap().keys().copied().collect()
+    }
+
     #[test]
-    fn a_full_table_evicts_its_oldest_idle_connection() {
+    fn a_full_table_evicts_its_oldest_idle_connection_and_never_a_busy_one() {
         let connections = Arc::new(Connections::new(2));
         let first = connections.admit().unwrap();
         let second = connections.admit().unwrap();
@@ -341,9 +440,11 @@ mod tests {
         let third = connections
             .admit()
             .expect("the idle second connection makes room");
-        let open: Vec<u64> = connections.open.lock().unwrap().keys().copied().collect();
-        assert_eq!(open, vec![first.id, third.id]);
-        drop(second);
+        assert_eq!(open_ids(&connections), vec![first.id, third.id]);
+        assert!(
+            second.entry.evict.notified().now_or_never().is_some(),
+            "second was told to close"
+        );
         let _busy_too = BusyGuard::new(third.entry.clone());
         assert!(
             connections.admit().is_none(),
@@ -351,5 +452,15 @@ mod tests {
         );
         drop(busy);
         assert!(connections.admit().is_some());
+    }
+
+    #[test]
+    fn a_connection_read_from_is_evicted_before_an_older_one_not_read_yet() {
+        let connections = Arc::new(Connections::new(2));
+        let unread = connections.admit().unwrap();
+        let read = connections.admit().unwrap();
+        read.entry.polled.store(true, Ordering::Release);
+        let newest = connections.admit().unwrap();
+        assert_eq!(open_ids(&connections), vec![unread.id, newest.id]);
     }
 }
