@@ -148,7 +148,7 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(MAX_READ_BUFFER);
-            let stream = Polled {
+            let stream = Watched {
                 inner: stream,
                 connection: slot.entry.clone(),
             };
@@ -174,38 +174,42 @@ struct Connections {
 struct Connection {
     /// Requests of this connection being answered.
     busy: AtomicUsize,
-    /// The server has tried to read from it: a request already sent has been seen, so a connection
-    /// that is polled and not busy is one whose client has not sent a whole request.
-    polled: AtomicBool,
+    /// The client has sent bytes. A request arrives whole in one read, so a connection that sent
+    /// bytes and is not busy is one whose client sends a request slowly, or is done with it.
+    sent_bytes: AtomicBool,
     /// Notified to close the connection.
     evict: Notify,
 }
 
 impl Connection {
-    /// Evictable: not inside a request, and (unless `unpolled_too`) read at least once.
-    fn idle(&self, unpolled_too: bool) -> bool {
-        self.busy.load(Ordering::Acquire) == 0 && (unpolled_too || self.polled.load(Ordering::Acquire))
+    /// Evictable: not inside a request, and (unless `silent_too`) sent bytes.
+    fn idle(&self, silent_too: bool) -> bool {
+        self.busy.load(Ordering::Acquire) == 0 && (silent_too || self.sent_bytes.load(Ordering::Acquire))
     }
 }
 
-/// A connection's stream that marks the connection polled on its first read.
-struct Polled {
+/// A connection's stream that marks the connection once a read gave bytes.
+struct Watched {
     inner: tokio::net::TcpStream,
     connection: Arc<Connection>,
 }
 
-impl tokio::io::AsyncRead for Polled {
+impl tokio::io::AsyncRead for Watched {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        self.connection.polled.store(true, Ordering::Release);
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.connection.sent_bytes.store(true, Ordering::Release);
+        }
+        read
     }
 }
 
-impl tokio::io::AsyncWrite for Polled {
+impl tokio::io::AsyncWrite for Watched {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -243,14 +247,13 @@ impl Connections {
     }
 
     /// A slot for a new connection, evicting the oldest idle one when all are taken; `None` when
-    /// every connection is inside a request. A connection not read from yet is spared while
-    /// another is idle: its client may have sent its whole request already (a health check
-    /// arriving in a flood of slow clients).
+    /// every connection is inside a request. A connection that has not sent bytes yet is spared
+    /// while one that did is idle: its request may be on its way whole (a health check arriving in
+    /// a flood of slow clients), while the other's is being sent slowly or is done.
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut open = self.open.lock().expect("connection table lock");
         if open.len() >= self.max {
-            let oldest_idle =
-                |unpolled_too| open.iter().find(|(_, c)| c.idle(unpolled_too)).map(|(id, _)| *id);
+            let oldest_idle = |silent_too| open.iter().find(|(_, c)| c.idle(silent_too)).map(|(id, _)| *id);
             let idle = oldest_idle(false).or_else(|| oldest_idle(true))?;
             if let Some(evicted) = open.remove(&idle) {
                 evicted.evict.notify_one();
@@ -455,11 +458,11 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_read_from_is_evicted_before_an_older_one_not_read_yet() {
+    fn a_connection_that_sent_bytes_is_evicted_before_an_older_one_that_sent_none() {
         let connections = Arc::new(Connections::new(2));
         let unread = connections.admit().unwrap();
         let read = connections.admit().unwrap();
-        read.entry.polled.store(true, Ordering::Release);
+        read.entry.sent_bytes.store(true, Ordering::Release);
         let newest = connections.admit().unwrap();
         assert_eq!(open_ids(&connections), vec![unread.id, newest.id]);
     }
