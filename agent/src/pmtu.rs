@@ -37,6 +37,27 @@ const MIN_WAIT: Duration = Duration::from_millis(60);
 /// deadline: SYNs a capture started in the same round at the destination can witness even when
 /// its request arrived late.
 pub const SYN_INTERVAL: Duration = Duration::from_millis(100);
+/// SYNs the first connection sends at most (each a socket held until it connects or times out).
+const MAX_SYNS: u32 = 10;
+/// Sockets one path MTU probe holds at most at once: the first connection's attempts, or one
+/// round of sizes (plus the retried lost size).
+pub const MAX_SOCKETS: u32 = if MAX_SYNS > PER_ROUND + 1 {
+    MAX_SYNS
+} else {
+    PER_ROUND + 1
+};
+
+/// Sockets the path MTU probes of a request hold beyond the two every network probe is counted
+/// for (the engine's socket budget).
+pub fn extra_sockets(probes: &[netdiag_proto::Probe]) -> u32 {
+    let n = probes
+        .iter()
+        .filter(|p| matches!(p, netdiag_proto::Probe::PathMtu(_)))
+        .count();
+    u32::try_from(n)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(MAX_SOCKETS - 2)
+}
 
 /// What one candidate size showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +171,10 @@ async fn first_connection(
     use futures::StreamExt;
     let mut pending = futures::stream::FuturesUnordered::new();
     let mut last_error = io::Error::from(io::ErrorKind::TimedOut);
+    let mut syns = 0;
     loop {
-        if Instant::now() < deadline {
+        if Instant::now() < deadline && syns < MAX_SYNS {
+            syns += 1;
             *last_syn_unix_us = Some(crate::capture::unix_us());
             let start = Instant::now();
             pending.push(async move {
