@@ -313,4 +313,123 @@ mod tests {
         assert!(!plain.contains('\x1b'));
         assert!(plain.contains("verdict: REACHABLE"));
     }
+
+    /// A failing report as long as the real ones: a long summary, evidence, hints, commands
+    /// pinned to a context, and a suggested policy.
+    fn long_report() -> Report {
+        let mut r = report(
+            Verdict::Unreachable,
+            Some(Layer::NetworkPolicy),
+            &[
+                (Layer::Source, Status::Pass),
+                (Layer::NetworkPolicy, Status::Fail),
+            ],
+        );
+        r.steps[1].summary = "ingress to shop/payments-0 (10.244.2.2:8080) denied: shop/payments-0 is isolated by shop/payments-ingress; no rule allows from shop/checkout on 8080/TCP (2/2 endpoints)".into();
+        r.steps[1].evidence = vec![
+            "shop/payments-0 (10.244.2.2:8080): ingress: shop/payments-0 is isolated by shop/payments-ingress; no rule allows from shop/checkout on 8080/TCP — TCP timed out after 1000 ms".to_string().into(),
+        ];
+        r.hints = vec!["allow ingress from pods with app=checkout in namespace shop to port 8080/TCP in shop/payments-ingress, or add a NetworkPolicy selecting app=payments in namespace shop that allows it".into()];
+        r.commands = vec!["kubectl --kubeconfig=/home/oncall/.kube/prod-eu-west-1.yaml --context=prod-eu-west-1-admin -n shop get networkpolicy payments-ingress -o yaml".into()];
+        r.network_policy = Some(PolicySuggestion {
+            yaml: "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n".into(),
+            admits: vec!["shop/checkout → shop/payments-0:8080/TCP".into()],
+            verified: true,
+        });
+        r
+    }
+
+    #[test]
+    fn every_line_fits_80_and_120_columns_and_no_word_is_lost() {
+        let r = long_report();
+        let whole = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, Layout::default()))
+            .to_string();
+        for width in [80, 120] {
+            let layout = Layout {
+                width: Some(width),
+                wide: false,
+            };
+            let text =
+                anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, layout)).to_string();
+            for line in text.lines() {
+                assert!(
+                    line.chars().count() <= width,
+                    "{} columns at width {width}: {line:?}",
+                    line.chars().count()
+                );
+            }
+            // Wrapping only moves words (continuing commands with `\`, comments with `#`).
+            let words = |t: &str| {
+                t.replace(" \\\n", " ")
+                    .split_whitespace()
+                    .filter(|w| *w != "#")
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(words(&text), words(&whole), "width {width}");
+        }
+        // Piped: each fact stays on one line.
+        assert!(
+            whole
+                .lines()
+                .any(|l| l.contains("denied:") && l.contains("(2/2 endpoints)")),
+            "{whole}"
+        );
+    }
+
+    #[test]
+    fn a_wrapped_summary_continues_under_its_own_column() {
+        let layout = Layout {
+            width: Some(80),
+            wide: false,
+        };
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &long_report(), layout))
+            .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(" ✗ network-policy  ingress"))
+            .unwrap();
+        assert!(lines[at + 1].starts_with(&" ".repeat(19)), "{text}");
+        assert!(!lines[at + 1].starts_with(&" ".repeat(20)), "{text}");
+    }
+
+    #[test]
+    fn hints_and_commands_are_separate_sections_and_the_policy_follows() {
+        let text = anstream::adapter::strip_str(&render_report(
+            "shop/a",
+            "svc/b:80",
+            &long_report(),
+            Layout::default(),
+        ))
+        .to_string();
+        let fix = text.find(" fix:").unwrap();
+        let commands = text.find(" commands:").unwrap();
+        let policy = text.find("NetworkPolicy that admits this flow").unwrap();
+        assert!(fix < commands && commands < policy, "{text}");
+        assert!(text.contains("   kind: NetworkPolicy"), "{text}");
+    }
+
+    #[test]
+    fn wide_shows_every_steps_evidence_and_the_endpoint_table() {
+        let mut r = report(Verdict::Reachable, None, &[(Layer::Source, Status::Pass)]);
+        r.endpoints = vec![crate::check::report::EndpointReport {
+            address: "10.244.2.2:8080".into(),
+            pod: Some("shop/payments-0".into()),
+            node: Some("node-b".into()),
+            status: Status::Pass,
+            failing_layer: None,
+            tcp: "connected in 0.2 ms".into(),
+        }];
+        let layout = Layout {
+            width: None,
+            wide: true,
+        };
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, layout)).to_string();
+        assert!(text.contains("evidence: source proof"), "{text}");
+        assert!(
+            text.contains("ADDRESS") && text.contains("10.244.2.2:8080   shop/payments-0   node-b"),
+            "{text}"
+        );
+    }
 }
