@@ -31,7 +31,9 @@ pub fn wrap(text: &str, width: Option<usize>, first: &str, rest: &str) -> String
         .initial_indent(first)
         .subsequent_indent(rest)
         .break_words(false)
-        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        // Fill each line as far as it goes, as a terminal reader expects (not balanced lines).
+        .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit);
     textwrap::fill(text, options)
 }
 
