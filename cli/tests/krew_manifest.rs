@@ -131,13 +131,12 @@ fn the_release_workflow_builds_every_archive_and_file_the_manifest_names() {
         for file in p["files"].as_sequence().unwrap() {
             let from = str_of(file, "from");
             assert!(
-                workflow.contains(&format!(
-                    "-czf \"$name.tar.gz\" kubectl-netdiag kubectl_complete-netdiag LICENSE"
-                )) && ["kubectl-netdiag", "kubectl_complete-netdiag", "LICENSE"].contains(&from),
+                ["kubectl-netdiag", "kubectl_complete-netdiag", "LICENSE"].contains(&from),
                 "the archive holds no {from}"
             );
         }
     }
+    assert!(workflow.contains("-czf \"$name.tar.gz\" kubectl-netdiag kubectl_complete-netdiag LICENSE"));
     let cargo = std::fs::read_to_string(repo().join("cli/Cargo.toml")).unwrap();
     assert!(
         cargo.contains("name = \"kubectl_complete-netdiag\""),

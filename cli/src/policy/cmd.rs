@@ -71,6 +71,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub enum OutputFormat {
     Table,
     Json,
+    /// The JSON document as YAML.
+    Yaml,
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,6 +205,16 @@ fn write_answer(answer: &Answer, out: &mut impl Write) -> std::io::Result<()> {
         Answer::Explain(verdict, OutputFormat::Table) => out.write_all(render_explain(verdict).as_bytes()),
         Answer::Matrix(matrix, OutputFormat::Json) => write_matrix_json(matrix, out),
         Answer::Matrix(matrix, OutputFormat::Table) => write_matrix_table(matrix, out),
+        Answer::Explain(_, OutputFormat::Yaml) | Answer::Matrix(_, OutputFormat::Yaml) => {
+            let mut json = Vec::new();
+            match answer {
+                Answer::Explain(verdict, _) => serde_json::to_writer(&mut json, verdict)?,
+                Answer::Matrix(matrix, _) => write_matrix_json(matrix, &mut json)?,
+            }
+            let value: serde_json::Value = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
+            let yaml = serde_yaml_ng::to_string(&value).map_err(std::io::Error::other)?;
+            out.write_all(yaml.as_bytes())
+        }
     }
 }
 
