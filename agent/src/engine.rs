@@ -2,6 +2,8 @@
 //!
 //! The HTTP server and the one-shot mode both call [`Engine::run`], so they share one code path.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,8 @@ use futures::StreamExt;
 
 use netdiag_proto::{
     API_VERSION, AgentIdentity, AgentInfo, ApiError, Capabilities, DnsAnswer, DnsOutcome, DnsResult,
-    InvalidRequest, Probe, ProbeReport, ProbeRequest, ProbeResult, ResolvConfSummary,
+    InvalidRequest, ListenersResult, Probe, ProbeReport, ProbeRequest, ProbeResult, ProbeSource,
+    ResolvConfSummary,
 };
 use thiserror::Error;
 use tokio::sync::Semaphore;
@@ -127,6 +130,7 @@ impl Engine {
             .any(|p| matches!(p, Probe::Dns(_)))
             .then(|| pod_resolv_conf(&located));
         let probes = request.probes.clone();
+        let pod_sockets = self.pod_listeners(&request.probes).await;
         let net_raw = self.capabilities.net_raw;
         let timed = netns::run_in(&located.netns, move || async move {
             let _permit = permit;
@@ -139,6 +143,9 @@ impl Engine {
                     let result = match probe {
                         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
                         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
+                        Probe::PodListeners(p) => {
+                            ProbeResult::Listeners(pod_sockets.get(&p.pod_ip).cloned().unwrap_or_default())
+                        }
                         Probe::Tcp(_) | Probe::Dns(_) => return None,
                     };
                     Some((result, start.elapsed()))
@@ -182,6 +189,40 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The listening sockets of each pod a `podListeners` probe names, read in that pod's own
+    /// namespace, once per pod and a few pods at a time: one request covers a node's pods.
+    async fn pod_listeners(&self, probes: &[Probe]) -> BTreeMap<IpAddr, ListenersResult> {
+        let ips: BTreeSet<IpAddr> = probes
+            .iter()
+            .filter_map(|p| match p {
+                Probe::PodListeners(p) => Some(p.pod_ip),
+                _ => None,
+            })
+            .collect();
+        futures::stream::iter(ips)
+            .map(|ip| async move {
+                let failed = |why: String| ListenersResult {
+                    sockets: vec![],
+                    error: Some(why),
+                };
+                let result = match self.locator.locate(&ProbeSource::PodIp { ip }).await {
+                    Ok(located) => netns::run_in(&located.netns, || async { listeners::probe() })
+                        .await
+                        .unwrap_or_else(|e| failed(format!("cannot read the sockets of {ip}: {e}"))),
+                    Err(e) => failed(format!("cannot find the pod with IP {ip} on this node: {e}")),
+                };
+                (ip, result)
+            })
+            .buffer_unordered(POD_LISTENERS_IN_FLIGHT)
+            .collect()
+            .await
+    }
+}
+
+/// Pods whose sockets are read at once by one request.
+const POD_LISTENERS_IN_FLIGHT: usize = 16;
+
 /// The namespace's resolv.conf, or why there is none.
 fn pod_resolv_conf(located: &Located) -> Result<ResolvConfSummary, String> {
     let Some(pid) = located.pid else {
@@ -205,6 +246,8 @@ async fn run_async(
         Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, net_raw).await),
         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
+        // Read before the network probes start, in each pod's own namespace (`pod_listeners`).
+        Probe::PodListeners(_) => ProbeResult::Listeners(ListenersResult::default()),
         Probe::Dns(p) => {
             let conf = match resolv_conf.unwrap_or_else(|| Err("resolv.conf was not read".into())) {
                 Ok(conf) => conf,

@@ -1,35 +1,83 @@
 //! The `listeners` probe: listening TCP sockets and bound UDP sockets of the namespace.
 //!
-//! `/proc/thread-self/net/*` shows the socket tables of the calling thread's network namespace, so
-//! this must run on a namespace worker thread. Parsing is pure and tested on fixtures.
+//! Read through sock_diag netlink with the kernel filtering by state (listening TCP, unconnected
+//! UDP), as `ss -ltn` does: the cost is the listeners, not the whole socket table. Where the kernel
+//! lacks a diag module the `/proc/thread-self/net/*` table is read instead. Both show the calling
+//! thread's network namespace, so this runs on a namespace worker thread. Parsing is pure and
+//! tested on fixtures.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netdiag_proto::{ListenersResult, ListeningSocket, Transport};
+use netlink_packet_core_sock_diag::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
 /// `st` value of a listening TCP socket.
 const TCP_LISTEN: u8 = 0x0A;
 /// `st` value of an unconnected UDP socket.
 const UDP_UNCONNECTED: u8 = 0x07;
 
-const TABLES: [(&str, Transport); 4] = [
-    ("tcp", Transport::Tcp),
-    ("tcp6", Transport::Tcp),
-    ("udp", Transport::Udp),
-    ("udp6", Transport::Udp),
+/// One socket table: its `/proc` name, transport, and the sock_diag query for it.
+struct Table {
+    proc_name: &'static str,
+    transport: Transport,
+    family: u8,
+    protocol: u8,
+}
+
+const TABLES: [Table; 4] = [
+    Table {
+        proc_name: "tcp",
+        transport: Transport::Tcp,
+        family: AF_INET,
+        protocol: IPPROTO_TCP,
+    },
+    Table {
+        proc_name: "tcp6",
+        transport: Transport::Tcp,
+        family: AF_INET6,
+        protocol: IPPROTO_TCP,
+    },
+    Table {
+        proc_name: "udp",
+        transport: Transport::Udp,
+        family: AF_INET,
+        protocol: IPPROTO_UDP,
+    },
+    Table {
+        proc_name: "udp6",
+        transport: Transport::Udp,
+        family: AF_INET6,
+        protocol: IPPROTO_UDP,
+    },
 ];
 
 /// Reads the four socket tables of the calling thread's namespace.
 pub fn probe() -> ListenersResult {
     let mut sockets = Vec::new();
     let mut errors = Vec::new();
-    for (table, transport) in TABLES {
-        let path = format!("/proc/thread-self/net/{table}");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => sockets.extend(parse_table(&text, transport)),
-            // A kernel without IPv6 has no tcp6/udp6 table.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && table.ends_with('6') => {}
-            Err(err) => errors.push(format!("cannot read {path}: {err}")),
+    let mut diag = Socket::new(NETLINK_SOCK_DIAG).and_then(|mut s| {
+        s.bind_auto()?;
+        s.connect(&SocketAddr::new(0, 0))?;
+        Ok(s)
+    });
+    for table in &TABLES {
+        let dumped = match &mut diag {
+            Ok(socket) => dump(socket, table),
+            Err(err) => Err(io::Error::new(err.kind(), err.to_string())),
+        };
+        match dumped {
+            Ok(found) => sockets.extend(found),
+            Err(_) => match read_proc_table(table) {
+                Ok(found) => sockets.extend(found),
+                Err(err) => errors.push(err),
+            },
         }
     }
     sockets.sort_by_key(|s| (s.protocol == Transport::Udp, s.local_port, s.local_ip));
@@ -37,6 +85,80 @@ pub fn probe() -> ListenersResult {
     ListenersResult {
         sockets,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
+    }
+}
+
+/// The `/proc` fallback for one table (a kernel without IPv6 has no tcp6/udp6 table: empty).
+fn read_proc_table(table: &Table) -> Result<Vec<ListeningSocket>, String> {
+    let path = format!("/proc/thread-self/net/{}", table.proc_name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(parse_table(&text, table.transport)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound && table.family == AF_INET6 => Ok(vec![]),
+        Err(err) => Err(format!("cannot read {path}: {err}")),
+    }
+}
+
+/// One sock_diag dump of the table's sockets in the wanted state.
+fn dump(socket: &mut Socket, table: &Table) -> io::Result<Vec<ListeningSocket>> {
+    let states = match table.transport {
+        Transport::Tcp => StateFlags::LISTEN,
+        Transport::Udp => StateFlags::CLOSE,
+    };
+    let socket_id = match table.family {
+        AF_INET6 => SocketId::new_v6(),
+        _ => SocketId::new_v4(),
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut request = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family: table.family,
+            protocol: table.protocol,
+            extensions: ExtensionFlags::empty(),
+            states,
+            socket_id,
+        })
+        .into(),
+    );
+    request.finalize();
+    let mut bytes = vec![0; request.buffer_len()];
+    request.serialize(&mut bytes);
+    socket.send(&bytes, 0)?;
+    let mut found = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let size = socket.recv(&mut &mut buffer[..], 0)?;
+        let mut offset = 0;
+        while offset < size {
+            let message = <NetlinkMessage<SockDiagMessage>>::deserialize(&buffer[offset..size])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let length = message.header.length as usize;
+            match message.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                    found.push(listening_socket(&response, table.transport));
+                }
+                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Error(err) => {
+                    return Err(err.to_io());
+                }
+                _ => {}
+            }
+            if length == 0 {
+                break;
+            }
+            offset += length;
+        }
+    }
+}
+
+fn listening_socket(response: &InetResponse, transport: Transport) -> ListeningSocket {
+    let id = &response.header.socket_id;
+    ListeningSocket {
+        protocol: transport,
+        local_ip: id.source_address,
+        local_port: id.source_port,
+        inode: u64::from(response.header.inode),
     }
 }
 
@@ -93,6 +215,39 @@ fn parse_endpoint(field: &str) -> Option<(IpAddr, u16)> {
 #[cfg(all(test, target_endian = "little"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sock_diag_finds_what_the_proc_table_lists_and_only_listeners() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let connected = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp_port = udp.local_addr().unwrap().port();
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG).unwrap();
+        socket.bind_auto().unwrap();
+        socket.connect(&SocketAddr::new(0, 0)).unwrap();
+        let by_diag = dump(&mut socket, &TABLES[0]).unwrap();
+        let by_proc = read_proc_table(&TABLES[0]).unwrap();
+        let ours = |list: &[ListeningSocket]| -> Vec<(IpAddr, u16)> {
+            list.iter()
+                .filter(|s| s.local_port == port)
+                .map(|s| (s.local_ip, s.local_port))
+                .collect()
+        };
+        assert_eq!(ours(&by_diag), [("127.0.0.1".parse().unwrap(), port)]);
+        assert_eq!(ours(&by_diag), ours(&by_proc));
+        let client_port = connected.local_addr().unwrap().port();
+        assert!(
+            !by_diag.iter().any(|s| s.local_port == client_port),
+            "a connected socket is no listener"
+        );
+        let udp_found = dump(&mut socket, &TABLES[2]).unwrap();
+        assert!(
+            udp_found
+                .iter()
+                .any(|s| s.local_port == udp_port && s.protocol == Transport::Udp)
+        );
+    }
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 100 0 0 10 0

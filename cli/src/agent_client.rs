@@ -23,6 +23,57 @@ use crate::cluster::{ToolFailure, error_chain};
 pub const DEFAULT_AGENT_NAMESPACE: &str = "netdiag";
 /// Default label selector of the agent pods.
 pub const DEFAULT_AGENT_SELECTOR: &str = "app.kubernetes.io/name=netdiag-agent";
+/// The DaemonSet that controls genuine agent pods, and the account they run as.
+pub const AGENT_DAEMONSET: &str = "netdiag-agent";
+pub const AGENT_SERVICE_ACCOUNT: &str = "netdiag-agent";
+
+/// The genuine agent of each node among `pods`: Running, not being deleted, in `namespace`,
+/// controlled by the agent DaemonSet and running as its account. Anyone who can create a pod
+/// with the agent's label must not receive probe requests (nor, agent to agent, a token): other
+/// pods are skipped with a warning naming them.
+pub fn genuine_agents<'a>(pods: &'a [Pod], namespace: &str) -> BTreeMap<String, &'a Pod> {
+    let mut by_node = BTreeMap::new();
+    for pod in pods {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let (Some(node), true, false) = (node, running, deleting) else {
+            continue;
+        };
+        if pod.metadata.namespace.as_deref() != Some(namespace) {
+            continue;
+        }
+        if let Some(why) = not_genuine(pod) {
+            tracing::warn!("skipping pod {namespace}/{name} on node {node} as a netdiag agent: {why}");
+            continue;
+        }
+        by_node.insert(node, pod);
+    }
+    by_node
+}
+
+/// Why a pod that carries the agent's label is not taken as an agent.
+fn not_genuine(pod: &Pod) -> Option<String> {
+    let controller = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true));
+    let owned = controller.is_some_and(|r| {
+        r.kind == "DaemonSet" && r.api_version.starts_with("apps/") && r.name == AGENT_DAEMONSET
+    });
+    let account = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref());
+    match (owned, account) {
+        (false, _) => Some(format!("it is not controlled by DaemonSet {AGENT_DAEMONSET}")),
+        (true, Some(AGENT_SERVICE_ACCOUNT)) => None,
+        (true, other) => Some(format!(
+            "it runs as service account {} instead of {AGENT_SERVICE_ACCOUNT}",
+            other.unwrap_or("default")
+        )),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -134,26 +185,16 @@ impl Agents {
                 source,
             })?;
         let mut by_node = BTreeMap::new();
-        for pod in pods.items {
-            let (Some(name), Some(spec)) = (pod.metadata.name.clone(), pod.spec.as_ref()) else {
-                continue;
-            };
-            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            let deleting = pod.metadata.deletion_timestamp.is_some();
-            let Some(node) = spec.node_name.clone() else {
-                continue;
-            };
-            if !running || deleting {
-                continue;
-            }
-            let port = spec
-                .containers
+        for (node, pod) in genuine_agents(&pods.items, namespace) {
+            let port = pod
+                .spec
                 .iter()
+                .flat_map(|s| s.containers.iter())
                 .flat_map(|c| c.ports.iter().flatten())
                 .find(|p| p.name.as_deref() == Some("control"))
                 .and_then(|p| u16::try_from(p.container_port).ok())
                 .unwrap_or(DEFAULT_AGENT_PORT);
-            by_node.insert(node, (name, port));
+            by_node.insert(node, (pod.metadata.name.clone().unwrap_or_default(), port));
         }
         Ok(by_node)
     }
@@ -463,4 +504,36 @@ where
     .await;
     driver.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(owner: Option<(&str, &str)>, account: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "netdiag", "ownerReferences": owner.map(|(kind, name)| vec![
+                serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true})
+            ])},
+            "spec": {"containers": [], "serviceAccountName": account}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_pods_the_agent_daemonset_controls_running_as_its_account_are_agents() {
+        assert_eq!(
+            not_genuine(&pod(Some(("DaemonSet", "netdiag-agent")), Some("netdiag-agent"))),
+            None
+        );
+        let unowned = not_genuine(&pod(None, Some("netdiag-agent"))).unwrap();
+        assert!(
+            unowned.contains("not controlled by DaemonSet netdiag-agent"),
+            "{unowned}"
+        );
+        assert!(not_genuine(&pod(Some(("ReplicaSet", "netdiag-agent")), Some("netdiag-agent"))).is_some());
+        assert!(not_genuine(&pod(Some(("DaemonSet", "other")), Some("netdiag-agent"))).is_some());
+        let account = not_genuine(&pod(Some(("DaemonSet", "netdiag-agent")), None)).unwrap();
+        assert!(account.contains("service account default"), "{account}");
+    }
 }

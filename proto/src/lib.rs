@@ -106,6 +106,15 @@ pub enum Probe {
     Listeners,
     /// The namespace's interfaces (addresses, MTU) and routes.
     Interfaces,
+    /// The listening sockets of the pod holding `podIp` on this node, whatever the request's
+    /// source: one request reads every destination pod of a node. Answered as `listeners`.
+    PodListeners(PodListenersProbe),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodListenersProbe {
+    pub pod_ip: IpAddr,
 }
 
 impl Probe {
@@ -116,6 +125,7 @@ impl Probe {
             Probe::Tcp(_) => "tcp",
             Probe::Listeners => "listeners",
             Probe::Interfaces => "interfaces",
+            Probe::PodListeners(_) => "podListeners",
         }
     }
 }
@@ -187,7 +197,13 @@ impl ProbeRequest {
                     }
                     dns.timeout_ms
                 }
-                Probe::Listeners | Probe::Interfaces => continue,
+                Probe::PodListeners(p) if p.pod_ip.is_unspecified() || p.pod_ip.is_multicast() => {
+                    return bad(format!(
+                        "probes[{i}]: podListeners podIp {} is not a unicast address",
+                        p.pod_ip
+                    ));
+                }
+                Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_) => continue,
             };
             if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
                 return bad(format!(
@@ -539,6 +555,12 @@ mod tests {
             json!({"kind": "tcp", "ip": "10.0.0.1", "port": 80, "timeoutMs": 1000}),
         );
         round_trip(&Probe::Listeners, json!({"kind": "listeners"}));
+        round_trip(
+            &Probe::PodListeners(PodListenersProbe {
+                pod_ip: "10.244.2.3".parse().unwrap(),
+            }),
+            json!({"kind": "podListeners", "podIp": "10.244.2.3"}),
+        );
         round_trip(&Probe::Interfaces, json!({"kind": "interfaces"}));
     }
 

@@ -346,6 +346,19 @@ fn node(plan: &Plan, n: usize, now: Timestamp) -> Node {
 fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
     let spec = &p.spec;
     let mut metadata = meta("Pod", Some(&spec.namespace), &spec.name, now);
+    if p.role == PodRole::Agent {
+        // Controlled by the agent DaemonSet, as the DaemonSet controller writes it.
+        metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "DaemonSet".into(),
+                name: "netdiag-agent".into(),
+                uid: uid("DaemonSet", &spec.namespace, "netdiag-agent"),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+    }
     metadata.labels = (!spec.labels.is_empty()).then(|| spec.labels.clone());
     let (container, image) = match p.role {
         PodRole::App => ("app", "registry.local/netdiag-lab/pod-app:v1"),
@@ -390,6 +403,8 @@ fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
         spec: Some(K8sPodSpec {
             node_name: Some(node.name.clone()),
             host_pid: (p.role == PodRole::Agent).then_some(true),
+            // As the DaemonSet's pods: its own account (the CLI checks it).
+            service_account_name: (p.role == PodRole::Agent).then(|| "netdiag-agent".to_string()),
             containers: vec![Container {
                 name: container.into(),
                 image: Some(image.into()),

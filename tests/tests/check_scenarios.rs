@@ -123,6 +123,7 @@ scenarios! {
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
     an_admin_tier_deny_fails_network_policy_despite_an_allowing_networkpolicy => "admin-deny.yaml",
     an_admin_tier_pass_hands_the_flow_to_an_allowing_networkpolicy => "admin-pass.yaml",
+    an_impostor_agent_pod_is_skipped_and_the_genuine_agent_probes => "impostor-agent.yaml",
 }
 
 #[test]
@@ -318,14 +319,13 @@ fn missing_agent_on_the_source_node_is_undetermined_not_a_network_failure() {
 }
 
 #[test]
-fn port_forward_the_api_server_cannot_make_is_undetermined_with_its_reason() {
+fn pods_that_are_not_the_agent_daemonset_are_never_asked_and_the_check_is_undetermined() {
     if !is_root() {
         return;
     }
     let _lock = one_lab_at_a_time();
     let lab = Lab::up("healthy.yaml");
-    // "Agents" that are ordinary pods: nothing listens on the agent port in them, so the API
-    // server answers the port-forward on its error stream.
+    // "Agents" that are ordinary pods: no DaemonSet controls them, so none is taken as an agent.
     let out = Command::new(netdiag_bin())
         .args(["check", "--kubeconfig"])
         .arg(lab.kubeconfig())
@@ -347,8 +347,13 @@ fn port_forward_the_api_server_cannot_make_is_undetermined_with_its_reason() {
     assert_eq!(source["status"], "undetermined");
     let summary = source["summary"].as_str().unwrap();
     assert!(
-        summary.contains("could not forward port") && summary.contains("shop/checkout"),
+        summary.contains("no running netdiag agent on node node-a"),
         "{source}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipping pod shop/checkout") && stderr.contains("not controlled by DaemonSet"),
+        "{stderr}"
     );
 }
 
@@ -584,4 +589,39 @@ fn partial_failures_give_the_same_true_verdict_on_every_run() {
             "{file}: overclaims: {verdict}"
         );
     }
+}
+
+/// A pod with the agent's label that no DaemonSet controls gets no request: the check warns,
+/// naming it, and probes through the genuine agent of the node.
+#[test]
+fn an_impostor_agent_is_named_in_a_warning_and_never_asked() {
+    if !is_root() {
+        return;
+    }
+    let _lock = one_lab_at_a_time();
+    let lab = Lab::up("impostor-agent.yaml");
+    let out = Command::new(netdiag_bin())
+        .args(["check", "--kubeconfig"])
+        .arg(lab.kubeconfig())
+        .args([
+            "--from",
+            "shop/checkout",
+            "--to",
+            "svc/payments.shop:80",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("netdiag/zzz-impostor")
+            && stderr.contains("not controlled by DaemonSet netdiag-agent"),
+        "{}",
+        show(&out)
+    );
+    let report = json(&out);
+    assert_eq!(report["verdict"], "reachable", "{}", show(&out));
+    let source = report["steps"][0]["evidence"].to_string();
+    assert!(source.contains("netdiag/netdiag-agent-node-a"), "{source}");
 }

@@ -17,6 +17,7 @@ use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
+use netdiag::agent_client::genuine_agents;
 use netdiag::check::evidence::AgentPods;
 use netdiag::check::snapshot::Snapshot;
 use netdiag::check::{AgentReply, AgentTransport};
@@ -52,19 +53,6 @@ pub struct Transport {
     by_node: Result<BTreeMap<String, (String, SocketAddr)>, ToolFailure>,
 }
 
-fn selector_matches(selector: &str, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    selector
-        .split(',')
-        .filter(|t| !t.trim().is_empty())
-        .all(|term| match term.split_once('=') {
-            Some((k, v)) => {
-                labels.get(k.trim()).map(String::as_str) == Some(v.trim_start_matches('=').trim())
-            }
-            None => labels.contains_key(term.trim()),
-        })
-}
-
 impl Transport {
     pub fn new(peers: Arc<Peers>, snap: &Snapshot) -> Self {
         let by_node = match snap.pods.known() {
@@ -89,23 +77,18 @@ impl Transport {
     }
 }
 
-/// Running, not deleting agent pods with an IP, by node: (`namespace/name`, endpoint address).
+/// The genuine agent pods with an IP, by node: (`namespace/name`, endpoint address). The same
+/// rule as the plugin's: only pods the agent DaemonSet controls, running as its account.
 fn agent_pods(peers: &Peers, pods: &[Pod]) -> BTreeMap<String, (String, SocketAddr)> {
     let mut out = BTreeMap::new();
-    for pod in pods {
-        let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
-            continue;
-        };
-        if *ns != peers.namespace || !selector_matches(&peers.selector, pod) {
-            continue;
-        }
-        let status = pod.status.as_ref();
-        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
-        let ip = status
+    for (node, pod) in genuine_agents(pods, &peers.namespace) {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let Some(ip) = pod
+            .status
+            .as_ref()
             .and_then(|s| s.pod_ip.as_deref())
-            .and_then(|ip| ip.parse().ok());
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-        let (true, None, Some(ip), Some(node)) = (running, &pod.metadata.deletion_timestamp, ip, node) else {
+            .and_then(|ip| ip.parse().ok())
+        else {
             continue;
         };
         let port = pod
@@ -116,7 +99,10 @@ fn agent_pods(peers: &Peers, pods: &[Pod]) -> BTreeMap<String, (String, SocketAd
             .find(|p| p.name.as_deref() == Some("endpoint"))
             .and_then(|p| u16::try_from(p.container_port).ok())
             .unwrap_or(peers.port);
-        out.insert(node, (format!("{ns}/{name}"), SocketAddr::new(ip, port)));
+        out.insert(
+            node,
+            (format!("{}/{name}", peers.namespace), SocketAddr::new(ip, port)),
+        );
     }
     out
 }

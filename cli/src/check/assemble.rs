@@ -8,7 +8,7 @@ use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome};
 
 use super::evidence::*;
 use super::plan::{
-    CheckPlan, CheckRequest, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, live_targets,
+    CheckPlan, CheckRequest, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, RunIn, live_targets,
     witness_nodes,
 };
 use super::probe::Replies;
@@ -92,7 +92,9 @@ fn node_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Replies)
 
 /// The source facts with how asking its agent went.
 fn source(mut source: SourceFacts, plan: &CheckPlan, replies: &Replies) -> SourceFacts {
-    let at = plan.probe_source().map(|(node, ip)| (node.to_string(), ip));
+    let at = plan
+        .probe_source()
+        .map(|(node, ip)| (node.to_string(), RunIn::Pod(ip)));
     if let SourceFacts::Found { agent, .. } = &mut source
         && let Some(reply) = at.and_then(|at| replies.agents.get(&at))
     {

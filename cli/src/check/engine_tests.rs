@@ -61,7 +61,7 @@ impl FakeAgents {
                     },
                 },
             }),
-            Probe::Listeners => ProbeResult::Listeners(ListenersResult {
+            Probe::Listeners | Probe::PodListeners(_) => ProbeResult::Listeners(ListenersResult {
                 sockets: self
                     .listening
                     .iter()
@@ -97,8 +97,10 @@ impl AgentTransport for FakeAgents {
                 selector: "app=agent".into(),
             });
         }
-        let ProbeSource::PodIp { ip } = request.source else {
-            panic!("the check finds namespaces by pod IP");
+        let netns = match request.source {
+            ProbeSource::PodIp { ip } => ip.to_string(),
+            ProbeSource::Node => "the node".to_string(),
+            ref other => panic!("the check never probes from {other:?}"),
         };
         Ok(AgentReply {
             agent: format!("netdiag/agent-{node}"),
@@ -110,7 +112,7 @@ impl AgentTransport for FakeAgents {
                 },
                 netns: ResolvedNetns {
                     inode: 1,
-                    path: format!("netns of {ip}"),
+                    path: format!("netns of {netns}"),
                     pid: None,
                 },
                 results: request.probes.iter().map(|p| self.answer(p)).collect(),
@@ -208,23 +210,21 @@ async fn every_reply_lands_on_its_own_fact_and_a_healthy_service_is_reachable() 
 }
 
 #[tokio::test]
-async fn one_request_goes_to_each_namespace_the_plan_probes_in() {
+async fn the_source_pod_gets_one_request_and_each_destination_node_one_for_all_its_pods() {
     let agents = listening_everywhere();
     collect(&snapshot(), &agents, &request("svc/payments:80")).await;
-    let mut asked: Vec<(String, String)> = agents
-        .requests
-        .lock()
-        .unwrap()
+    let requests = agents.requests.lock().unwrap();
+    let mut asked: Vec<(String, String, usize)> = requests
         .iter()
-        .map(|(node, r)| (node.clone(), format!("{:?}", r.source)))
+        .map(|(node, r)| (node.clone(), format!("{:?}", r.source), r.probes.len()))
         .collect();
     asked.sort();
+    // node-a: DNS, the ClusterIP and the two endpoints; node-b: both pods' sockets in one request.
     assert_eq!(
         asked,
         [
-            ("node-a".to_string(), "PodIp { ip: 10.244.1.2 }".to_string()),
-            ("node-b".to_string(), "PodIp { ip: 10.244.2.2 }".to_string()),
-            ("node-b".to_string(), "PodIp { ip: 10.244.2.3 }".to_string()),
+            ("node-a".to_string(), "PodIp { ip: 10.244.1.2 }".to_string(), 4),
+            ("node-b".to_string(), "Node".to_string(), 2),
         ]
     );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
-use netdiag_proto::{DnsProbe, NameserverAddr, Probe, RecordType, TcpProbe};
+use netdiag_proto::{DnsProbe, NameserverAddr, PodListenersProbe, Probe, ProbeSource, RecordType, TcpProbe};
 
 use super::evidence::*;
 use super::snapshot::Snapshot;
@@ -70,13 +70,30 @@ pub enum ProbeKey {
     Netns,
 }
 
-/// One probe, and the pod whose network namespace it runs in (on that pod's node).
+/// The network namespace a request runs in, on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RunIn {
+    /// The pod with this IP (the agent finds its namespace by the address).
+    Pod(IpAddr),
+    /// The node's own namespace: for probes that name their pods themselves (`podListeners`).
+    Node,
+}
+
+impl RunIn {
+    pub fn source(self) -> ProbeSource {
+        match self {
+            RunIn::Pod(ip) => ProbeSource::PodIp { ip },
+            RunIn::Node => ProbeSource::Node,
+        }
+    }
+}
+
+/// One probe, and where it runs: the node whose agent runs it and the namespace there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedProbe {
     pub key: ProbeKey,
     pub node: String,
-    /// The pod IP the agent finds the namespace by.
-    pub netns_ip: IpAddr,
+    pub run_in: RunIn,
     pub probe: Probe,
 }
 
@@ -576,7 +593,7 @@ fn probes(plan: &CheckPlan, request: &CheckRequest) -> Vec<PlannedProbe> {
             probes.push(PlannedProbe {
                 key,
                 node: node.to_string(),
-                netns_ip: ip,
+                run_in: RunIn::Pod(ip),
                 probe: Probe::Dns(DnsProbe {
                     name: name.to_string(),
                     record_type: RecordType::A,
@@ -599,7 +616,7 @@ fn probes(plan: &CheckPlan, request: &CheckRequest) -> Vec<PlannedProbe> {
         probes.push(PlannedProbe {
             key: ProbeKey::Netns,
             node: node.to_string(),
-            netns_ip: ip,
+            run_in: RunIn::Pod(ip),
             probe: Probe::Listeners,
         });
     }
@@ -629,7 +646,7 @@ fn destination_probes(
     let tcp = |key, to: IpAddr, port| PlannedProbe {
         key,
         node: node.to_string(),
-        netns_ip: ip,
+        run_in: RunIn::Pod(ip),
         probe: Probe::Tcp(TcpProbe {
             ip: to,
             port,
@@ -648,11 +665,12 @@ fn destination_probes(
     }
     for e in &live {
         if let Some(dest_node) = e.pod.as_ref().and_then(|p| p.node.clone()) {
+            // Every destination pod of a node in one request to that node's agent.
             probes.push(PlannedProbe {
                 key: ProbeKey::Listeners(e.ip),
                 node: dest_node,
-                netns_ip: e.ip,
-                probe: Probe::Listeners,
+                run_in: RunIn::Node,
+                probe: Probe::PodListeners(PodListenersProbe { pod_ip: e.ip }),
             });
         }
     }

@@ -136,7 +136,13 @@ fn request(to: &str) -> CheckRequest {
 fn keys(plan: &CheckPlan) -> Vec<(ProbeKey, &str, String)> {
     plan.probes
         .iter()
-        .map(|p| (p.key, p.node.as_str(), p.netns_ip.to_string()))
+        .map(|p| {
+            let run_in = match p.run_in {
+                RunIn::Pod(ip) => ip.to_string(),
+                RunIn::Node => "node".to_string(),
+            };
+            (p.key, p.node.as_str(), run_in)
+        })
         .collect()
 }
 
@@ -163,11 +169,7 @@ fn a_service_target_probes_dns_the_vip_and_each_ready_endpoint_from_the_source_a
                 "node-a",
                 "10.244.1.2".into()
             ),
-            (
-                ProbeKey::Listeners(ip("10.244.2.2")),
-                "node-b",
-                "10.244.2.2".into()
-            ),
+            (ProbeKey::Listeners(ip("10.244.2.2")), "node-b", "node".into()),
         ]
     );
     assert_eq!(plan.destination.expected_dns, [ip("10.96.1.1")]);

@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::future::join_all;
-use netdiag_proto::{ProbeReport, ProbeRequest, ProbeResult, ProbeSource};
+use netdiag_proto::{ProbeReport, ProbeRequest, ProbeResult};
 
 use super::evidence::AgentPods;
-use super::plan::{PlannedProbe, ProbeKey};
+use super::plan::{PlannedProbe, ProbeKey, RunIn};
 use crate::cluster::ToolFailure;
 
 /// An agent's answer to one request.
@@ -54,8 +53,8 @@ impl AgentTransport for NoAgents {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Replies {
     pub results: BTreeMap<ProbeKey, Result<ProbeResult, ToolFailure>>,
-    /// By (node, pod IP): the agent that answered and the netns it probed from.
-    pub agents: BTreeMap<(String, IpAddr), Result<(String, String), ToolFailure>>,
+    /// By request (node, namespace): the agent that answered and the netns it probed from.
+    pub agents: BTreeMap<(String, RunIn), Result<(String, String), ToolFailure>>,
 }
 
 impl Replies {
@@ -75,15 +74,16 @@ pub fn agent_deadline(timeout: Duration) -> Duration {
     timeout * 4 + Duration::from_secs(5)
 }
 
-/// Sends every planned probe, grouped into one request per (node, namespace), concurrently.
+/// Sends every planned probe, grouped into one request per (node, namespace), concurrently: the
+/// source pod's probes in one, and each destination node's in one.
 pub async fn execute<A: AgentTransport>(agents: &A, probes: &[PlannedProbe], deadline: Duration) -> Replies {
-    let mut groups: BTreeMap<(String, IpAddr), Vec<&PlannedProbe>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, RunIn), Vec<&PlannedProbe>> = BTreeMap::new();
     for p in probes {
-        groups.entry((p.node.clone(), p.netns_ip)).or_default().push(p);
+        groups.entry((p.node.clone(), p.run_in)).or_default().push(p);
     }
     let asks = groups.into_iter().map(|(at, group)| async move {
         let request = ProbeRequest {
-            source: ProbeSource::PodIp { ip: at.1 },
+            source: at.1.source(),
             probes: group.iter().map(|p| p.probe.clone()).collect(),
         };
         let reply = agents.probe(&at.0, &request, deadline).await.and_then(|reply| {
