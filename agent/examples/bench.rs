@@ -180,7 +180,7 @@ fn main() -> anyhow::Result<()> {
             "--node-netns",
             "/proc/self/ns/net",
         ])
-        .args(["--max-concurrent", "512"])
+        .args(["--max-concurrent", "512", "--allow-sources", "podIP,node,netns"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()?;

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use netdiag_proto::{AgentIdentity, DEFAULT_AGENT_PORT, ProbeRequest};
 
-use crate::engine::Engine;
+use crate::access::{Access, DEFAULT_NETNS_ROOTS, SourceKind};
+use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerConfig};
 use crate::{caps, healthcheck};
@@ -62,8 +63,39 @@ pub struct ServeArgs {
     /// Largest accepted request body.
     #[arg(long, default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+    /// Source kinds callers may name (podIP, node, netns, pid). The plugin needs podIP and node;
+    /// netns and pid name arbitrary namespaces and processes of the node.
+    #[arg(
+        long,
+        env = "NETDIAG_ALLOW_SOURCES",
+        value_delimiter = ',',
+        default_value = "podIP,node"
+    )]
+    pub allow_sources: Vec<SourceKind>,
+    #[command(flatten)]
+    pub roots: RootsArgs,
+    /// Connections open at once; one more closes the oldest connection not inside a request.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Sockets the probes of all requests may hold at once (default: what the open-files limit
+    /// leaves after connections, at most 4096). A request that would exceed it is answered 503.
+    #[arg(long)]
+    pub socket_budget: Option<u32>,
+    /// Time a client has to send a request's headers (also how long an idle connection stays open).
+    #[arg(long, default_value_t = 5000)]
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's body once its headers arrived.
+    #[arg(long, default_value_t = 5000)]
+    pub body_timeout_ms: u64,
     #[command(flatten)]
     pub endpoint: crate::endpoint::EndpointArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RootsArgs {
+    /// Namespace files a `netns` source may name: patterns where `*` is one path component.
+    #[arg(long, env = "NETDIAG_NETNS_ROOTS", value_delimiter = ',', default_value = DEFAULT_NETNS_ROOTS)]
+    pub netns_roots: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +104,8 @@ pub struct ProbeArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub roots: RootsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +129,39 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn engine(node: NodeArgs, pod: Option<String>, max_concurrent: usize) -> anyhow::Result<Engine> {
+/// File descriptors kept out of the socket budget for everything else: the runtime, namespace
+/// files and netlink sockets of lookups, /proc reads, logs.
+const FD_RESERVE: u64 = 256;
+/// The socket budget when the open-files limit is generous.
+const DEFAULT_SOCKET_BUDGET: u64 = 4096;
+
+/// Raises the soft open-files limit to the hard one and returns the socket budget that fits in it
+/// beside `max_connections` connections; an explicit `wanted` budget that does not fit is refused.
+fn socket_budget(wanted: Option<u32>, max_connections: usize) -> anyhow::Result<u32> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("cannot read the open-files limit")?;
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let room = limit.saturating_sub(max_connections as u64 + FD_RESERVE);
+    match wanted {
+        Some(w) if u64::from(w) > room => bail!(
+            "--socket-budget {w} does not fit in the open-files limit {limit} beside --max-connections \
+             {max_connections} and {FD_RESERVE} descriptors for the agent itself (at most {room})"
+        ),
+        Some(0) => bail!("--socket-budget must be at least 1"),
+        Some(w) => Ok(w),
+        None if room < 2 => bail!(
+            "the open-files limit {limit} leaves no room for probe sockets beside --max-connections \
+             {max_connections}; raise it or lower --max-connections"
+        ),
+        None => Ok(u32::try_from(room.min(DEFAULT_SOCKET_BUDGET)).unwrap_or(u32::MAX)),
+    }
+}
+
+fn engine(node: NodeArgs, pod: Option<String>, limits: EngineLimits) -> anyhow::Result<Engine> {
     let node_name = match node.node {
         Some(n) if !n.is_empty() => n,
         _ => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -116,13 +182,26 @@ fn engine(node: NodeArgs, pod: Option<String>, max_concurrent: usize) -> anyhow:
         version: env!("CARGO_PKG_VERSION").into(),
         pod,
     };
+    let config = EngineConfig {
+        node_netns: node.node_netns,
+        max_concurrent: limits.max_concurrent,
+        socket_budget: limits.socket_budget,
+        access: limits.access,
+    };
     Ok(Engine::new(
         identity,
         caps::discover(),
-        node.node_netns,
         Arc::new(Metrics::default()),
-        max_concurrent,
+        config,
     ))
+}
+
+/// What [`engine`] needs besides the node.
+#[derive(Clone)]
+struct EngineLimits {
+    max_concurrent: usize,
+    socket_budget: u32,
+    access: Access,
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -131,10 +210,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
+        max_connections: args.max_connections.max(1),
+        header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
     };
-    let engine = engine(args.node.clone(), args.pod.clone(), args.max_concurrent)?;
+    let limits = EngineLimits {
+        max_concurrent: args.max_concurrent,
+        socket_budget: socket_budget(args.socket_budget, config.max_connections)?,
+        access: Access::new(&args.allow_sources, &args.roots.netns_roots).map_err(anyhow::Error::msg)?,
+    };
+    let sources = limits
+        .access
+        .allowed()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    let budget = limits.socket_budget;
+    let endpoint_limits = limits.clone();
+    let engine = engine(args.node.clone(), args.pod.clone(), limits)?;
     if let Some(listen) = args.endpoint.endpoint_listen {
-        let own = self::engine(args.node, args.pod.clone(), args.max_concurrent)?;
+        // Its own engine: checks from the endpoint never take the control listener's slots.
+        let own = self::engine(args.node, args.pod.clone(), endpoint_limits)?;
         let pod = own.info().agent.pod;
         let local = crate::endpoint::start(args.endpoint, listen, own, pod).await?;
         println!("netdiag-agent endpoint on {local}");
@@ -150,17 +246,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "CAP_NET_RAW is missing: host-unreachable and admin-prohibited cannot be told apart; add NET_RAW to securityContext.capabilities.add"
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = server::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     // One line on stdout so that whoever started the agent with port 0 learns the port.
     println!("netdiag-agent listening on {local}");
-    tracing::info!(%local, node = %info.agent.node, "serving the probe api");
-    axum::serve(listener, server::router(engine, &config))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("the http server failed")
+    tracing::info!(%local, node = %info.agent.node, sources = %sources.join(","), socket_budget = budget, "serving the probe api");
+    server::serve(listener, engine, config, shutdown()).await;
+    Ok(())
 }
 
 async fn shutdown() {
@@ -187,7 +279,13 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<()> {
     };
     let request: ProbeRequest =
         serde_json::from_slice(&bytes).map_err(|err| anyhow::anyhow!("invalid probe request: {err}"))?;
-    let engine = engine(args.node, None, 1)?;
+    // The one-shot mode is run by whoever already has a root shell on the node: every source kind.
+    let limits = EngineLimits {
+        max_concurrent: 1,
+        socket_budget: socket_budget(None, 0)?,
+        access: Access::new(&SourceKind::ALL, &args.roots.netns_roots).map_err(anyhow::Error::msg)?,
+    };
+    let engine = engine(args.node, None, limits)?;
     let report = engine.run(&request).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -18,14 +18,12 @@ use netdiag_proto::{
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::podfile::{self, PodFileError};
+
 #[derive(Debug, Error)]
 pub enum ResolvConfError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] PodFileError),
     #[error("cannot parse {path}: {detail}")]
     Parse { path: String, detail: String },
 }
@@ -35,13 +33,19 @@ const GLIBC_MAXNS: usize = 3;
 /// glibc's RES_MAXNDOTS: a larger `ndots` option counts as this.
 const GLIBC_MAXNDOTS: usize = 15;
 
-/// Reads and parses a resolv.conf file.
-pub fn read_resolv_conf(path: &str) -> Result<ResolvConfSummary, ResolvConfError> {
-    let bytes = std::fs::read(path).map_err(|source| ResolvConfError::Read {
-        path: path.into(),
-        source,
-    })?;
-    parse_resolv_conf(path, &bytes)
+/// Where a process's resolver configuration is, as the process sees it.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Reads and parses the resolv.conf of process `pid`, confined to its root and capped in size
+/// (see [`crate::podfile`]). Blocking: call it on a namespace worker thread.
+pub fn read_resolv_conf(pid: u32) -> Result<ResolvConfSummary, ResolvConfError> {
+    let bytes = podfile::read_in_root(pid, RESOLV_CONF, podfile::RESOLV_CONF_MAX_BYTES)?;
+    parse_resolv_conf(&resolv_conf_path(pid), &bytes)
+}
+
+/// The resolv.conf of process `pid` as the report names it.
+pub fn resolv_conf_path(pid: u32) -> String {
+    format!("/proc/{pid}/root{RESOLV_CONF}")
 }
 
 /// Parses resolv.conf bytes with hickory's parser into the summary the probe reports.

@@ -11,13 +11,15 @@ use futures::StreamExt;
 
 use netdiag_proto::{
     API_VERSION, AgentIdentity, AgentInfo, ApiError, Capabilities, DnsAnswer, DnsOutcome, DnsResult,
-    InvalidRequest, ListenersResult, Probe, ProbeReport, ProbeRequest, ProbeResult, ProbeSource,
-    ResolvConfSummary,
+    InterfacesResult, InvalidRequest, ListenersResult, Probe, ProbeReport, ProbeRequest, ProbeResult,
+    ProbeSource, ResolvConfSummary, error_code,
 };
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::locate::{LocateError, Located, Locator, resolv_conf_path};
+use crate::access::{Access, AccessError};
+use crate::locate::{self, LocateError, Locator};
+use crate::memory::Activity;
 use crate::metrics::Metrics;
 use crate::netns::{self, NetnsError};
 use crate::{dns, interfaces, listeners, tcp};
@@ -27,28 +29,42 @@ pub enum EngineError {
     #[error("{0}")]
     BadRequest(#[from] InvalidRequest),
     #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
     Locate(#[from] LocateError),
     #[error(transparent)]
     Netns(#[from] NetnsError),
     #[error("the agent is already running {0} probe requests; retry shortly")]
     Overloaded(usize),
+    #[error(
+        "the request needs {need} sockets at once and the agent's budget of {budget} sockets in flight \
+         is in use by other requests; retry shortly"
+    )]
+    SocketBudget { need: u32, budget: u32 },
 }
 
 /// Network probes of one request in flight at once on its worker; the rest wait their turn. Bounds
 /// the sockets one request holds (a TCP probe holds two: its own and a raw ICMP one).
 pub const MAX_PROBES_IN_FLIGHT: usize = 256;
+/// Sockets a network probe holds at most at once: a TCP probe its own and a raw ICMP one, a DNS
+/// probe one query socket (UDP, or the TCP retry after it).
+const SOCKETS_PER_PROBE: u32 = 2;
 
 impl EngineError {
     /// The HTTP status and wire error for this failure.
     pub fn to_api_error(&self) -> (u16, ApiError) {
         let (status, code) = match self {
-            EngineError::BadRequest(_) => (400, "badRequest"),
+            EngineError::BadRequest(_) => (400, error_code::BAD_REQUEST),
+            EngineError::Access(AccessError::InvalidPath { .. }) => (400, error_code::INVALID_PATH),
+            EngineError::Access(AccessError::InvalidPid { .. }) => (400, error_code::INVALID_PID),
+            EngineError::Access(AccessError::NotAllowed { .. }) => (403, error_code::SOURCE_NOT_ALLOWED),
+            EngineError::Access(AccessError::NetnsRejected { .. }) => (404, error_code::NETNS_REJECTED),
             EngineError::Locate(LocateError::NoNamespaceHasIp(_) | LocateError::NoSuchProcess { .. }) => {
-                (404, "namespaceNotFound")
+                (404, error_code::NAMESPACE_NOT_FOUND)
             }
-            EngineError::Locate(LocateError::Ambiguous { .. }) => (409, "ambiguousNamespace"),
+            EngineError::Locate(LocateError::Ambiguous { .. }) => (409, error_code::AMBIGUOUS_NAMESPACE),
             EngineError::Locate(LocateError::Netns(e)) | EngineError::Netns(e) => netns_status(e),
-            EngineError::Overloaded(_) => (503, "overloaded"),
+            EngineError::Overloaded(_) | EngineError::SocketBudget { .. } => (503, error_code::OVERLOADED),
         };
         (
             status,
@@ -60,16 +76,29 @@ impl EngineError {
     }
 }
 
+/// A namespace the agent itself chose (the node's, a pid's, a pod IP's) that cannot be used: the
+/// agent is missing a capability, or is misconfigured. Caller-named paths never get here.
 fn netns_status(err: &NetnsError) -> (u16, &'static str) {
     match err {
-        NetnsError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            (404, "namespaceNotFound")
+        NetnsError::Open { .. } | NetnsError::NotNetns { .. } | NetnsError::Enter { .. } => {
+            (500, error_code::CANNOT_ENTER_NAMESPACE)
         }
-        NetnsError::NotNetns { .. } => (400, "badRequest"),
-        NetnsError::Open { .. } | NetnsError::Enter { .. } => (500, "cannotEnterNamespace"),
-        NetnsError::Spawn { .. } | NetnsError::Runtime { .. } => (503, "overloaded"),
-        NetnsError::WorkerDied { .. } => (500, "internal"),
+        NetnsError::Spawn { .. } | NetnsError::Runtime { .. } => (503, error_code::OVERLOADED),
+        NetnsError::WorkerDied { .. } => (500, error_code::INTERNAL),
     }
+}
+
+/// How an [`Engine`] is bounded and what it accepts.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The node's network namespace file, entered for `node` sources.
+    pub node_netns: String,
+    /// Probe requests served at once.
+    pub max_concurrent: usize,
+    /// Sockets all requests' probes may hold at once.
+    pub socket_budget: u32,
+    /// Source kinds and namespace files callers may name.
+    pub access: Access,
 }
 
 pub struct Engine {
@@ -78,29 +107,37 @@ pub struct Engine {
     locator: Locator,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
-    max_concurrent: usize,
+    sockets: Arc<Semaphore>,
+    config: EngineConfig,
+    activity: Arc<Activity>,
 }
 
 impl Engine {
     pub fn new(
         identity: AgentIdentity,
         capabilities: Capabilities,
-        node_netns: String,
         metrics: Arc<Metrics>,
-        max_concurrent: usize,
+        config: EngineConfig,
     ) -> Self {
         Engine {
             identity,
             capabilities,
-            locator: Locator::new(node_netns),
+            locator: Locator::new(config.node_netns.clone()),
             metrics,
-            permits: Arc::new(Semaphore::new(max_concurrent)),
-            max_concurrent,
+            permits: Arc::new(Semaphore::new(config.max_concurrent)),
+            sockets: Arc::new(Semaphore::new(config.socket_budget as usize)),
+            config,
+            activity: Arc::default(),
         }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Counts the requests whose probes ran, for [`crate::memory::trim_after_work`].
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
     }
 
     pub fn info(&self) -> AgentInfo {
@@ -113,67 +150,44 @@ impl Engine {
     }
 
     /// Runs every probe of `request` in the namespace it names; results come in request order.
-    /// More than `max_concurrent` requests at once are refused with [`EngineError::Overloaded`].
+    /// More than `max_concurrent` requests at once, or a request whose sockets would exceed the
+    /// socket budget, are refused ([`EngineError::Overloaded`], [`EngineError::SocketBudget`]).
     pub async fn run(&self, request: &ProbeRequest) -> Result<ProbeReport, EngineError> {
         request.validate()?;
-        // The permit lives as long as the worker thread's work, not the caller's future: a caller
+        self.config.access.check(&request.source)?;
+        // The permits live as long as the worker thread's work, not the caller's future: a caller
         // that goes away (client disconnect) does not free the slot while its probes still run.
         let permit = self
             .permits
             .clone()
             .try_acquire_owned()
-            .map_err(|_| EngineError::Overloaded(self.max_concurrent))?;
-        let located = self.locator.locate(&request.source).await?;
-        let resolv_conf = request
-            .probes
-            .iter()
-            .any(|p| matches!(p, Probe::Dns(_)))
-            .then(|| pod_resolv_conf(&located));
+            .map_err(|_| EngineError::Overloaded(self.config.max_concurrent))?;
+        let (in_flight, sockets) = self.reserve_sockets(&request.probes)?;
+        let located = match (&request.source, self.locator.locate(&request.source).await) {
+            (_, Ok(located)) => located,
+            // Whatever went wrong with a caller-named file, the answer is the same.
+            (ProbeSource::Netns { path }, Err(_)) => {
+                return Err(self.config.access.netns_rejected(path).into());
+            }
+            (_, Err(err)) => return Err(err.into()),
+        };
         let probes = request.probes.clone();
         let pod_sockets = self.pod_listeners(&request.probes).await;
         let net_raw = self.capabilities.net_raw;
-        let timed = netns::run_in(&located.netns, move || async move {
-            let _permit = permit;
-            // The inventory probes are synchronous reads: run them before the connects and queries
-            // start, so that they do not delay reading connect and query results (and inflate rtts).
-            let mut slots: Vec<Option<(ProbeResult, Duration)>> = probes
+        let pids = located.pids.clone();
+        let netns_name = format!("{} (inode {})", located.netns.path(), located.netns.inode());
+        let (pid, timed) = netns::run_in(&located.netns, move || async move {
+            let _held = (permit, sockets);
+            let pid = locate::pick_pid(&pids);
+            let resolv_conf = probes
                 .iter()
-                .map(|probe| {
-                    let start = Instant::now();
-                    let result = match probe {
-                        Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
-                        Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
-                        Probe::PodListeners(p) => {
-                            ProbeResult::Listeners(pod_sockets.get(&p.pod_ip).cloned().unwrap_or_default())
-                        }
-                        Probe::Tcp(_) | Probe::Dns(_) => return None,
-                    };
-                    Some((result, start.elapsed()))
-                })
-                .collect();
-            let runs = probes
-                .iter()
-                .zip(&slots)
-                .filter(|(_, slot)| slot.is_none())
-                .map(|(probe, _)| {
-                    let resolv_conf = resolv_conf.clone();
-                    async move {
-                        let start = Instant::now();
-                        let result = run_async(probe, resolv_conf, net_raw).await;
-                        (result, start.elapsed())
-                    }
-                });
-            let mut done = futures::stream::iter(runs)
-                .buffered(MAX_PROBES_IN_FLIGHT)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter();
-            for slot in slots.iter_mut().filter(|s| s.is_none()) {
-                *slot = done.next();
-            }
-            slots.into_iter().flatten().collect::<Vec<_>>()
+                .any(|p| matches!(p, Probe::Dns(_)))
+                .then(|| pod_resolv_conf(pid, &netns_name));
+            let results = run_probes(&probes, &pod_sockets, resolv_conf, in_flight, net_raw).await;
+            (pid, results)
         })
         .await?;
+        self.activity.record();
         let results = timed
             .into_iter()
             .map(|(result, took): (ProbeResult, Duration)| {
@@ -183,9 +197,38 @@ impl Engine {
             .collect();
         Ok(ProbeReport {
             agent: self.identity.clone(),
-            netns: located.resolved(),
+            netns: located.resolved(pid),
             results,
         })
+    }
+
+    /// Takes the sockets the request's network probes may hold at once from the global budget:
+    /// returns how many probes may be in flight and the permit. Refused rather than queued, so a
+    /// flood is answered at once and the agent never runs out of file descriptors.
+    fn reserve_sockets(
+        &self,
+        probes: &[Probe],
+    ) -> Result<(usize, Option<OwnedSemaphorePermit>), EngineError> {
+        let network = probes
+            .iter()
+            .filter(|p| matches!(p, Probe::Tcp(_) | Probe::Dns(_)))
+            .count();
+        if network == 0 {
+            return Ok((1, None));
+        }
+        let budget = self.config.socket_budget;
+        let most = usize::try_from((budget / SOCKETS_PER_PROBE).max(1)).unwrap_or(MAX_PROBES_IN_FLIGHT);
+        let in_flight = network.min(MAX_PROBES_IN_FLIGHT).min(most);
+        let need = u32::try_from(in_flight)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(SOCKETS_PER_PROBE)
+            .min(budget.max(1));
+        let permit = self
+            .sockets
+            .clone()
+            .try_acquire_many_owned(need)
+            .map_err(|_| EngineError::SocketBudget { need, budget })?;
+        Ok((in_flight, Some(permit)))
     }
 }
 
@@ -223,17 +266,78 @@ impl Engine {
 /// Pods whose sockets are read at once by one request.
 const POD_LISTENERS_IN_FLIGHT: usize = 16;
 
-/// The namespace's resolv.conf, or why there is none.
-fn pod_resolv_conf(located: &Located) -> Result<ResolvConfSummary, String> {
-    let Some(pid) = located.pid else {
+/// Runs the probes on the namespace worker thread: takes the inventories once however often they
+/// are asked for, then runs the network probes, `in_flight` at a time, the DNS ones with
+/// `resolv_conf`. Results in request order, each with its duration.
+async fn run_probes(
+    probes: &[Probe],
+    pod_sockets: &BTreeMap<IpAddr, ListenersResult>,
+    resolv_conf: Option<Result<ResolvConfSummary, String>>,
+    in_flight: usize,
+    net_raw: bool,
+) -> Vec<(ProbeResult, Duration)> {
+    // The inventory probes are synchronous reads: run them before the connects and queries start,
+    // so that they do not delay reading connect and query results (and inflate rtts). A request
+    // asking for the same inventory many times gets one read, copied: they all run in one namespace.
+    let mut listeners: Option<(ListenersResult, Duration)> = None;
+    let mut interfaces: Option<(InterfacesResult, Duration)> = None;
+    let mut slots: Vec<Option<(ProbeResult, Duration)>> = probes
+        .iter()
+        .map(|probe| match probe {
+            Probe::Listeners => {
+                let (r, took) = listeners.get_or_insert_with(|| timed(listeners::probe));
+                Some((ProbeResult::Listeners(r.clone()), *took))
+            }
+            Probe::Interfaces => {
+                let (r, took) = interfaces.get_or_insert_with(|| timed(interfaces::probe));
+                Some((ProbeResult::Interfaces(r.clone()), *took))
+            }
+            Probe::PodListeners(p) => Some((
+                ProbeResult::Listeners(pod_sockets.get(&p.pod_ip).cloned().unwrap_or_default()),
+                Duration::ZERO,
+            )),
+            Probe::Tcp(_) | Probe::Dns(_) => None,
+        })
+        .collect();
+    let runs = probes
+        .iter()
+        .zip(&slots)
+        .filter(|(_, slot)| slot.is_none())
+        .map(|(probe, _)| {
+            let resolv_conf = resolv_conf.clone();
+            async move {
+                let start = Instant::now();
+                let result = run_async(probe, resolv_conf, net_raw).await;
+                (result, start.elapsed())
+            }
+        });
+    let mut done = futures::stream::iter(runs)
+        .buffered(in_flight.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter();
+    for slot in slots.iter_mut().filter(|s| s.is_none()) {
+        *slot = done.next();
+    }
+    slots.into_iter().flatten().collect()
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}
+
+/// The resolv.conf of the namespace's process, or why there is none (the reason becomes the DNS
+/// probe's `error` outcome). Blocking: runs on the namespace worker.
+fn pod_resolv_conf(pid: Option<u32>, netns: &str) -> Result<ResolvConfSummary, String> {
+    let Some(pid) = pid else {
         return Err(format!(
-            "no process lives in network namespace {} (inode {}), so there is no resolv.conf to read; \
-             give a pid or pod IP source, or a nameserver",
-            located.netns.path(),
-            located.netns.inode()
+            "no process lives in network namespace {netns}, so there is no resolv.conf to read; \
+             give a pid or pod IP source, or a nameserver"
         ));
     };
-    dns::read_resolv_conf(&resolv_conf_path(pid)).map_err(|e| e.to_string())
+    dns::read_resolv_conf(pid).map_err(|e| e.to_string())
 }
 
 /// Runs a network probe (`tcp` or `dns`); the inventory probes never get here.

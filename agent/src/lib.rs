@@ -4,7 +4,10 @@
 //! running the probes ([`tcp`], [`dns`], [`listeners`], [`interfaces`]) on a worker that entered it;
 //! [`server`] and the one-shot mode in [`cli`] both go through [`engine::Engine::run`]; the
 //! in-cluster [`endpoint`] runs the plugin's check engine with this node's probes in-process.
+//! [`access`] decides which sources a caller may name; [`podfile`] reads files a pod controls as
+//! hostile input.
 
+pub mod access;
 pub mod caps;
 pub mod cli;
 pub mod dns;
@@ -14,7 +17,9 @@ pub mod healthcheck;
 pub mod interfaces;
 pub mod listeners;
 pub mod locate;
+pub mod memory;
 pub mod metrics;
 pub mod netns;
+pub mod podfile;
 pub mod server;
 pub mod tcp;

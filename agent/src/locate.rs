@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::interfaces::{self, Holding};
 use crate::netns::{self, NetnsError, NetnsFile};
+use crate::{dns, podfile};
 
 /// Directory of named network namespaces (`ip netns add`).
 pub const NAMED_NETNS_DIR: &str = "/run/netns";
@@ -44,19 +45,21 @@ pub enum LocateError {
     Netns(#[from] NetnsError),
 }
 
-/// A located namespace: the open file to enter, and a process in it if one was found.
+/// A located namespace: the open file to enter, and the processes living in it (ascending; the
+/// one a `pid` source names, alone), among which [`pick_pid`] chooses on the namespace worker.
 #[derive(Debug)]
 pub struct Located {
     pub netns: NetnsFile,
-    pub pid: Option<u32>,
+    pub pids: Vec<u32>,
 }
 
 impl Located {
-    pub fn resolved(&self) -> ResolvedNetns {
+    /// What the report says the probes ran in, with the process [`pick_pid`] chose.
+    pub fn resolved(&self, pid: Option<u32>) -> ResolvedNetns {
         ResolvedNetns {
             inode: self.netns.inode(),
             path: self.netns.path().to_string(),
-            pid: self.pid,
+            pid,
         }
     }
 }
@@ -107,10 +110,16 @@ impl Locator {
                 if !Path::new(&format!("{PROC}/{pid}")).exists() {
                     return Err(LocateError::NoSuchProcess { pid: *pid });
                 }
-                let netns = NetnsFile::open(&path)?;
+                let netns = NetnsFile::open(&path).map_err(|err| match err {
+                    // The process ended between the two looks.
+                    NetnsError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                        LocateError::NoSuchProcess { pid: *pid }
+                    }
+                    err => err.into(),
+                })?;
                 Ok(Located {
                     netns,
-                    pid: Some(*pid),
+                    pids: vec![*pid],
                 })
             }
             ProbeSource::PodIp { ip } => self.by_ip(*ip).await,
@@ -120,8 +129,11 @@ impl Locator {
     fn by_path(&self, path: &str) -> Result<Located, LocateError> {
         let netns = NetnsFile::open(path)?;
         let seen = self.scan();
-        let pid = seen.get(&netns.inode()).and_then(|s| self.pick_pid(&s.pids));
-        Ok(Located { netns, pid })
+        let pids = seen
+            .get(&netns.inode())
+            .map(|s| s.pids.clone())
+            .unwrap_or_default();
+        Ok(Located { netns, pids })
     }
 
     async fn by_ip(&self, ip: IpAddr) -> Result<Located, LocateError> {
@@ -174,7 +186,7 @@ impl Locator {
     fn located(&self, seen: &BTreeMap<u64, SeenNetns>, inode: u64) -> Option<Located> {
         Some(Located {
             netns: open_seen(seen, inode)?,
-            pid: self.pick_pid(&seen[&inode].pids),
+            pids: seen[&inode].pids.clone(),
         })
     }
 
@@ -264,15 +276,16 @@ impl Locator {
         }
         seen
     }
+}
 
-    /// The process whose root filesystem gives the namespace's resolv.conf: the lowest pid that has
-    /// one (a pod's sandbox "pause" process usually has none), else the lowest pid.
-    fn pick_pid(&self, pids: &[u32]) -> Option<u32> {
-        pids.iter()
-            .copied()
-            .find(|pid| Path::new(&resolv_conf_path(*pid)).is_file())
-            .or_else(|| pids.first().copied())
-    }
+/// The process whose root filesystem gives the namespace's resolv.conf: the lowest pid that has
+/// one as a regular file inside its own root (a pod's sandbox "pause" process usually has none),
+/// else the lowest pid. Looks into pod filesystems: call it on a namespace worker thread.
+pub fn pick_pid(pids: &[u32]) -> Option<u32> {
+    pids.iter()
+        .copied()
+        .find(|pid| podfile::is_regular_in_root(*pid, dns::RESOLV_CONF))
+        .or_else(|| pids.first().copied())
 }
 
 /// A namespace holding the pod IP, and whether it is attached to the node namespace.
@@ -339,11 +352,6 @@ fn join_inodes(inodes: &[u64]) -> String {
 fn open_seen(seen: &BTreeMap<u64, SeenNetns>, inode: u64) -> Option<NetnsFile> {
     let netns = NetnsFile::open(&seen.get(&inode)?.path).ok()?;
     (netns.inode() == inode).then_some(netns)
-}
-
-/// The resolv.conf a process sees.
-pub fn resolv_conf_path(pid: u32) -> String {
-    format!("/proc/{pid}/root/etc/resolv.conf")
 }
 
 #[cfg(test)]

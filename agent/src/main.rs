@@ -1,3 +1,5 @@
+//! The `netdiag-agent` binary: parse the command line, set up logging, run.
+
 use clap::Parser;
 
 fn main() {

@@ -9,10 +9,13 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
 
+use nix::fcntl::OFlag;
 use nix::sched::{CloneFlags, setns};
+use nix::sys::stat::Mode;
+use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
 use thiserror::Error;
 
 /// Stack size of a namespace worker thread. Probe futures live on the runtime's heap; the stack only
@@ -36,7 +39,7 @@ pub enum NetnsError {
         #[source]
         source: nix::Error,
     },
-    #[error("{path} is not a network namespace file")]
+    #[error("{path} is not a network namespace file on nsfs")]
     NotNetns { path: String },
     #[error("cannot start a worker thread for network namespace {path}: {source}")]
     Spawn {
@@ -63,19 +66,39 @@ pub struct NetnsFile {
 }
 
 impl NetnsFile {
-    /// Opens a namespace file such as `/run/netns/x` or `/proc/123/ns/net`.
+    /// Opens a namespace file such as `/run/netns/x` or `/proc/123/ns/net`, after verifying that it
+    /// is a network namespace: the path is first opened `O_PATH` (which runs no driver's or FIFO's
+    /// open) and must be on nsfs (`fstatfs`); only then is that same inode opened (opening an nsfs
+    /// file has no side effect) and its type must be a network namespace (`NS_GET_NSTYPE`).
     pub fn open(path: &str) -> Result<Self, NetnsError> {
-        let open_err = |source| NetnsError::Open {
+        let open_err = |source: nix::Error| NetnsError::Open {
+            path: path.to_string(),
+            source: source.into(),
+        };
+        let not_netns = || NetnsError::NotNetns {
+            path: path.to_string(),
+        };
+        let located =
+            nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(open_err)?;
+        if fstatfs(&located).map_err(open_err)?.filesystem_type() != NSFS_MAGIC {
+            return Err(not_netns());
+        }
+        // Reopening the O_PATH descriptor opens exactly the inode checked above.
+        let fd_link = format!("/proc/self/fd/{}", located.as_raw_fd());
+        let file = std::fs::File::open(&fd_link).map_err(|source| NetnsError::Open {
             path: path.to_string(),
             source,
-        };
-        // Non-blocking, so that a path naming a FIFO cannot hang the caller in open(2).
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(path)
-            .map_err(open_err)?;
-        let inode = file.metadata().map_err(open_err)?.ino();
+        })?;
+        if namespace_type(&file) != Some(CloneFlags::CLONE_NEWNET.bits()) {
+            return Err(not_netns());
+        }
+        let inode = file
+            .metadata()
+            .map_err(|source| NetnsError::Open {
+                path: path.to_string(),
+                source,
+            })?
+            .ino();
         Ok(NetnsFile {
             file,
             path: path.to_string(),
@@ -117,6 +140,21 @@ impl NetnsFile {
             },
         })
     }
+}
+
+nix::ioctl_none!(
+    /// `NS_GET_NSTYPE` (`_IO(0xb7, 0x3)`, linux/nsfs.h): the `CLONE_NEW*` type of a namespace file.
+    ns_get_nstype,
+    0xb7,
+    0x3
+);
+
+/// The `CLONE_NEW*` type of the namespace `file` refers to; `None` when it is not a namespace file.
+fn namespace_type(file: &std::fs::File) -> Option<i32> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the namespace the descriptor refers
+    // to; `file` is an open descriptor owned for the duration of the call. Neither std nor nix
+    // offers a safe wrapper for this nsfs ioctl.
+    unsafe { ns_get_nstype(file.as_raw_fd()) }.ok()
 }
 
 /// The open namespace file, e.g. for `NETNSA_FD` in an `RTM_GETNSID` request. Holding it never

@@ -71,19 +71,18 @@ fn malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests() {
 }
 
 #[test]
-fn a_netns_path_that_is_not_a_network_namespace_is_a_bad_request() {
-    if !root_or_skip("a_netns_path_that_is_not_a_network_namespace_is_a_bad_request") {
+fn a_namespace_file_of_another_kind_is_rejected_like_any_other_path() {
+    if !root_or_skip("a_namespace_file_of_another_kind_is_rejected_like_any_other_path") {
         return;
     }
-    let agent = Agent::start(&[]);
-    // A namespace file, but of another kind: entering it as a network namespace must fail.
-    let (status, error) = agent.probe(&json!({"source": {"kind": "netns", "path": "/proc/self/ns/uts"},
+    let agent = Agent::start(&["--netns-roots", "/proc/*/ns/*"]);
+    // A namespace file, inside the (widened) roots, but of another kind.
+    let path = format!("/proc/{}/ns/uts", std::process::id());
+    let (status, error) = agent.probe(&json!({"source": {"kind": "netns", "path": path},
         "probes": [{"kind": "listeners"}]}));
-    assert_eq!(status, 400, "{error}");
-    assert_eq!(
-        error,
-        json!({"code": "badRequest", "message": "/proc/self/ns/uts is not a network namespace file"})
-    );
+    assert_eq!(status, 404, "{error}");
+    let message = format!("{path:?} is not a network namespace this agent may enter (allowed: /proc/*/ns/*)");
+    assert_eq!(error, json!({"code": "netnsRejected", "message": message}));
 }
 
 #[test]
@@ -392,6 +391,20 @@ fn pid_and_node_sources_run_in_the_process_and_node_namespaces() {
 
     let (status, error) = agent
         .probe(&json!({"source": {"kind": "pid", "pid": 999_999_999u32}, "probes": [{"kind": "listeners"}]}));
-    assert_eq!(status, 404);
-    assert_eq!(error["message"], "process 999999999 does not exist on this node");
+    assert_eq!(status, 400);
+    assert_eq!(
+        error,
+        json!({"code": "invalidPid", "message": "source pid 999999999 is not a process id (at most 4194304)"})
+    );
+    // A pid in range whose process does not exist.
+    let gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    let _ = gone.wait_with_output();
+    let (status, error) =
+        agent.probe(&json!({"source": {"kind": "pid", "pid": pid}, "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(
+        error["message"],
+        format!("process {pid} does not exist on this node")
+    );
 }

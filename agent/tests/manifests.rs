@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -68,6 +68,7 @@ fn every_manifest_parses_as_the_kubernetes_type_it_names() {
         let parsed = match kind.as_str() {
             "Namespace" => serde_yaml_ng::from_value::<Namespace>(doc).map(drop),
             "ServiceAccount" => serde_yaml_ng::from_value::<ServiceAccount>(doc).map(drop),
+            "ResourceQuota" => serde_yaml_ng::from_value::<ResourceQuota>(doc).map(drop),
             "DaemonSet" => serde_yaml_ng::from_value::<DaemonSet>(doc).map(drop),
             "ClusterRole" => serde_yaml_ng::from_value::<ClusterRole>(doc).map(drop),
             "Role" => serde_yaml_ng::from_value::<Role>(doc).map(drop),
@@ -133,7 +134,18 @@ fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_ca
     assert_eq!(pod.containers.len(), 1);
     let agent = &pod.containers[0];
     let args = agent.args.clone().unwrap_or_default();
-    assert_eq!(args, ["serve", "--listen", "127.0.0.1:9808"]);
+    assert_eq!(
+        args,
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:9808",
+            "--allow-sources",
+            "podIP,node"
+        ],
+        "the DaemonSet accepts only the sources the plugin needs"
+    );
+    assert_eq!(pod.priority_class_name.as_deref(), Some("system-node-critical"));
 
     let caps = agent
         .security_context
@@ -148,7 +160,11 @@ fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_ca
         added,
         BTreeSet::from(["SYS_ADMIN".into(), "SYS_PTRACE".into(), "NET_RAW".into()])
     );
-    assert_ne!(agent.security_context.as_ref().unwrap().privileged, Some(true));
+    let security = agent.security_context.as_ref().unwrap();
+    assert_ne!(security.privileged, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    // The API server refuses allowPrivilegeEscalation: false beside "CAP_SYS_ADMIN" spelled so.
+    assert!(!added.iter().any(|c| c.starts_with("CAP_")), "{added:?}");
     // Not privileged, so AppArmor confines it unless told otherwise; the default profile forbids
     // reading the namespaces of processes outside it (the node's among them).
     let apparmor = agent
@@ -222,22 +238,46 @@ fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool
     })
 }
 
-#[test]
-fn cli_users_can_read_the_path_objects_and_port_forward_to_agents_only() {
-    let cluster: ClusterRole = one("ClusterRole", "netdiag-user");
-    let rules = cluster.rules.unwrap();
-    for (group, resource) in [
-        ("", "namespaces"),
-        ("", "nodes"),
-        ("", "pods"),
-        ("", "services"),
-        ("discovery.k8s.io", "endpointslices"),
-        ("networking.k8s.io", "networkpolicies"),
-    ] {
-        for verb in ["get", "list", "watch"] {
-            assert!(allows(&rules, group, resource, verb), "{verb} {group}/{resource}");
+/// Every (group, resource, verb) the rules grant, one per entry.
+fn grants(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in rules {
+        for group in rule.api_groups.clone().unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    out.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
         }
     }
+    out
+}
+
+fn grant(group: &str, resource: &str, verb: &str) -> (String, String, String) {
+    (group.into(), resource.into(), verb.into())
+}
+
+#[test]
+fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
+    let cluster: ClusterRole = one("ClusterRole", "netdiag-user");
+    let rules = cluster.rules.unwrap();
+    assert!(
+        rules
+            .iter()
+            .all(|r| r.resource_names.is_none() && r.non_resource_urls.is_none())
+    );
+    // The plugin lists these kinds; it gets none by name, watches none and reads no nodes.
+    let expected = BTreeSet::from([
+        grant("", "namespaces", "list"),
+        grant("", "pods", "list"),
+        grant("", "services", "list"),
+        grant("discovery.k8s.io", "endpointslices", "list"),
+        grant("networking.k8s.io", "networkpolicies", "list"),
+        grant("policy.networking.k8s.io", "clusternetworkpolicies", "list"),
+        grant("policy.networking.k8s.io", "adminnetworkpolicies", "list"),
+        grant("policy.networking.k8s.io", "baselineadminnetworkpolicies", "list"),
+    ]);
+    assert_eq!(grants(&rules), expected);
     assert!(
         !allows(&rules, "", "pods/portforward", "create"),
         "port-forward must stay namespaced"
@@ -245,10 +285,9 @@ fn cli_users_can_read_the_path_objects_and_port_forward_to_agents_only() {
 
     let role: Role = one("Role", "netdiag-user");
     assert_eq!(role.metadata.namespace.as_deref(), Some("netdiag"));
-    let rules = role.rules.unwrap();
-    assert!(allows(&rules, "", "pods/portforward", "create"));
-    assert!(allows(&rules, "", "pods", "get"));
-    assert!(allows(&rules, "", "pods", "list"));
+    // Find the agent pod by label, port-forward to it.
+    let expected = BTreeSet::from([grant("", "pods", "list"), grant("", "pods/portforward", "create")]);
+    assert_eq!(grants(&role.rules.unwrap()), expected);
 
     let crb: ClusterRoleBinding = one("ClusterRoleBinding", "netdiag-user");
     assert_eq!(
@@ -261,6 +300,148 @@ fn cli_users_can_read_the_path_objects_and_port_forward_to_agents_only() {
         (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
         ("Role", "netdiag-user")
     );
+}
+
+/// A tool installed by `tests/scripts/install-deps` (in its tools venv), or `None` after a loud
+/// SKIP line. In CI (`CI` set) a missing tool fails the test instead.
+fn installed_tool(name: &str, env: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        let dir = std::env::var_os("NETDIAG_TOOLS_DIR").unwrap_or_else(|| "/opt/netdiag-tools".into());
+        PathBuf::from(dir).join("bin").join(name)
+    });
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: tests/scripts/install-deps installs it",
+        path.display()
+    );
+    eprintln!(
+        "SKIP: {} is missing; run tests/scripts/install-deps",
+        path.display()
+    );
+    None
+}
+
+/// Runs kubernetes-validate strictly against Kubernetes `version` on `files` (offline: the
+/// package ships the schemas).
+fn validate(validator: &Path, version: &str, files: &[PathBuf]) {
+    let out = std::process::Command::new(validator)
+        .args(["--strict", "--quiet", "--kubernetes-version", version])
+        .args(files)
+        .output()
+        .expect("run kubernetes-validate");
+    assert!(
+        out.status.success(),
+        "manifests do not validate against Kubernetes {version}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The manifest files (`deploy/*.yaml` and `deploy/examples/*.yaml`, not kustomizations).
+fn manifest_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [deploy_dir(), deploy_dir().join("examples")] {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "yaml") && !path.ends_with("kustomization.yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn the_critical_priority_quota_covers_the_agents_priority_class_in_its_namespace() {
+    let quota: ResourceQuota = one("ResourceQuota", "netdiag-critical-pods");
+    assert_eq!(quota.metadata.namespace.as_deref(), Some("netdiag"));
+    let scope = quota
+        .spec
+        .unwrap()
+        .scope_selector
+        .unwrap()
+        .match_expressions
+        .unwrap();
+    assert_eq!(scope.len(), 1);
+    assert_eq!(
+        (scope[0].scope_name.as_str(), scope[0].operator.as_str()),
+        ("PriorityClass", "In")
+    );
+    assert_eq!(scope[0].values.clone().unwrap(), ["system-node-critical"]);
+}
+
+#[test]
+fn manifests_validate_strictly_against_kubernetes_1_30_through_1_34() {
+    let Some(validator) = installed_tool("kubernetes-validate", "NETDIAG_KUBERNETES_VALIDATE") else {
+        return;
+    };
+    let files = manifest_files();
+    assert!(files.len() >= 6, "{files:?}");
+    for version in ["1.30", "1.31", "1.32", "1.33", "1.34"] {
+        validate(&validator, version, &files);
+    }
+}
+
+/// `to` relative to the directory `from` (both absolute): kustomize takes relative paths only.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for part in &to[common..] {
+        out.push(part);
+    }
+    out
+}
+
+#[test]
+fn the_kubernetes_1_29_component_renders_manifests_that_validate_strictly_against_1_29() {
+    let Some(validator) = installed_tool("kubernetes-validate", "NETDIAG_KUBERNETES_VALIDATE") else {
+        return;
+    };
+    let Some(kubectl) = installed_tool("kubectl", "NETDIAG_KUBECTL") else {
+        return;
+    };
+    // An overlay as a 1.29 user writes it, outside deploy/.
+    let overlay = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("k8s-1.29-{}", std::process::id()));
+    std::fs::create_dir_all(&overlay).unwrap();
+    let deploy = deploy_dir().canonicalize().unwrap();
+    let base = relative(&overlay, &deploy);
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "resources: [{}]\ncomponents: [{}]\n",
+            base.display(),
+            base.join("compat/k8s-1.29").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(kubectl)
+        .args(["kustomize"])
+        .arg(&overlay)
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = overlay.join("rendered.yaml");
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("container.apparmor.security.beta.kubernetes.io/agent: unconfined"),
+        "{text}"
+    );
+    assert!(!text.contains("appArmorProfile"), "{text}");
+    validate(
+        &validator,
+        "1.29",
+        &[rendered, deploy.join("examples/user-bindings.yaml")],
+    );
+    std::fs::remove_dir_all(&overlay).unwrap();
 }
 
 #[test]

@@ -45,6 +45,18 @@ pub enum ProbeSource {
     Node,
 }
 
+impl ProbeSource {
+    /// The `kind` tag of this source as it appears in JSON (`netns`, `pid`, `podIP`, `node`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeSource::Netns { .. } => "netns",
+            ProbeSource::Pid { .. } => "pid",
+            ProbeSource::PodIp { .. } => "podIP",
+            ProbeSource::Node => "node",
+        }
+    }
+}
+
 /// DNS record type a [`DnsProbe`] asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum RecordType {
@@ -488,14 +500,55 @@ pub struct AgentInfo {
     pub node_netns: String,
 }
 
+/// The `code` of an [`ApiError`], with the HTTP status each comes with. A client
+/// should treat an unknown code by its HTTP status class.
+pub mod error_code {
+    /// 400: malformed JSON, unknown `kind`, anything [`super::ProbeRequest::validate`] rejects.
+    pub const BAD_REQUEST: &str = "badRequest";
+    /// 400: a `netns` source path that cannot name a file: empty, not absolute, holding a NUL
+    /// byte, a `.` or `..` component, longer than PATH_MAX or with a component longer than
+    /// NAME_MAX. Judged from the string alone, before the agent touches the filesystem.
+    pub const INVALID_PATH: &str = "invalidPath";
+    /// 400: a `pid` source that cannot be a process id (0, or above the kernel's PID_MAX_LIMIT).
+    pub const INVALID_PID: &str = "invalidPid";
+    /// 403: the source kind (`netns`, `pid`, `podIP`, `node`) is not enabled on this agent
+    /// (`--allow-sources`).
+    pub const SOURCE_NOT_ALLOWED: &str = "sourceNotAllowed";
+    /// 404: a `netns` source path that is not a network namespace the agent may enter: outside
+    /// the allowed roots, missing, unreadable, a symlink loop, or not a network namespace file on
+    /// nsfs. Every such rejection has the same status, code and message (the path as given and
+    /// the allowed roots), so the answer tells nothing about the node's files.
+    pub const NETNS_REJECTED: &str = "netnsRejected";
+    /// 404: no namespace on the node holds the pod IP, or the process does not exist.
+    pub const NAMESPACE_NOT_FOUND: &str = "namespaceNotFound";
+    /// 409: several namespaces on the node hold a pod IP and attachment to the node does not decide.
+    pub const AMBIGUOUS_NAMESPACE: &str = "ambiguousNamespace";
+    /// 408: the request body did not arrive within the agent's body read timeout.
+    pub const REQUEST_TIMEOUT: &str = "requestTimeout";
+    /// 413: body larger than the agent accepts.
+    pub const TOO_LARGE: &str = "tooLarge";
+    /// 500: the namespace file cannot be opened or entered although it is one (a capability is missing).
+    pub const CANNOT_ENTER_NAMESPACE: &str = "cannotEnterNamespace";
+    /// 500: a bug in the agent (a worker thread died).
+    pub const INTERNAL: &str = "internal";
+    /// 503: too many probe requests in flight, or the request would take the agent past its
+    /// budget of sockets in flight; retry shortly.
+    pub const OVERLOADED: &str = "overloaded";
+    /// 503 (`/readyz` only): the node network namespace cannot be opened.
+    pub const NOT_READY: &str = "notReady";
+    /// 404: no such API path.
+    pub const NOT_FOUND: &str = "notFound";
+}
+
 /// Body of every non-2xx agent response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiError {
-    /// Machine-readable reason: `badRequest` (400), `namespaceNotFound` (404),
-    /// `ambiguousNamespace` (409: several namespaces on the node hold a pod IP and
-    /// attachment to the node does not decide), `tooLarge` (413),
-    /// `cannotEnterNamespace` (500), `internal` (500), `overloaded` (503).
+    /// Machine-readable reason, one of [`error_code`]: `badRequest` (400), `invalidPath` (400),
+    /// `invalidPid` (400), `sourceNotAllowed` (403), `netnsRejected` (404),
+    /// `namespaceNotFound` (404), `requestTimeout` (408), `ambiguousNamespace` (409: several
+    /// namespaces on the node hold a pod IP and attachment to the node does not decide),
+    /// `tooLarge` (413), `cannotEnterNamespace` (500), `internal` (500), `overloaded` (503).
     pub code: String,
     /// Human-readable message naming the problem.
     pub message: String,
@@ -514,6 +567,22 @@ mod tests {
         assert_eq!(json, expected);
         let back: T = serde_json::from_value(json).unwrap();
         assert_eq!(&back, value);
+    }
+
+    #[test]
+    fn source_kind_is_the_json_tag() {
+        for source in [
+            ProbeSource::Netns {
+                path: "/run/netns/x".into(),
+            },
+            ProbeSource::Pid { pid: 7 },
+            ProbeSource::PodIp {
+                ip: "10.0.0.1".parse().unwrap(),
+            },
+            ProbeSource::Node,
+        ] {
+            assert_eq!(serde_json::to_value(&source).unwrap()["kind"], source.kind());
+        }
     }
 
     #[test]

@@ -67,9 +67,9 @@ pub struct EndpointArgs {
     /// Distinct checks running at once; more are answered 429.
     #[arg(long, default_value_t = 32)]
     pub max_checks: usize,
-    /// Connections served at once; more are closed at once.
+    /// Connections the endpoint serves at once; more are closed at once.
     #[arg(long, default_value_t = 256)]
-    pub max_connections: usize,
+    pub endpoint_max_connections: usize,
     /// Largest accepted request body of the endpoint.
     #[arg(long, default_value_t = 16 * 1024)]
     pub endpoint_max_body_bytes: usize,
@@ -119,7 +119,7 @@ pub async fn start(
     for (name, value) in [
         ("max-checks-per-caller", args.max_checks_per_caller),
         ("max-checks", args.max_checks),
-        ("max-connections", args.max_connections),
+        ("endpoint-max-connections", args.endpoint_max_connections),
     ] {
         if value == 0 {
             return Err(EndpointError::Zero(name));
@@ -164,7 +164,7 @@ pub async fn start(
     let router = api::router(state, args.endpoint_max_body_bytes);
     tracing::info!(%local, certificate = ?source, "serving the in-cluster endpoint");
     let acceptor = TlsAcceptor::from(Arc::new(server));
-    tokio::spawn(accept_loop(listener, acceptor, router, args.max_connections));
+    tokio::spawn(accept_loop(listener, acceptor, router, args.endpoint_max_connections));
     Ok(local)
 }
 

@@ -280,6 +280,10 @@ impl Agent {
         if !extra.contains(&"--node-netns") {
             command.args(["--node-netns", "/proc/self/ns/net"]);
         }
+        // The tests name namespaces by path and process; the DaemonSet enables podIP and node only.
+        if !extra.contains(&"--allow-sources") {
+            command.args(["--allow-sources", "podIP,node,netns,pid"]);
+        }
         let child = command
             .args(extra)
             .env("RUST_LOG", "warn")

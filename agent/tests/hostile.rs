@@ -1,0 +1,297 @@
+//! Hostile input from pods and callers, against the real binary: a pod's resolv.conf that is huge,
+//! a device, a FIFO or a symlink out of its root; `netns` paths that are not network namespaces
+//! (all rejected alike, so the answers are no oracle of the node's files); unusable paths and pids;
+//! source kinds the agent was not configured to accept.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Agent, Netns, Proc, root_or_skip, unique};
+use serde_json::{Value, json};
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("ndh"));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A "pod": a namespace whose process runs chrooted into `root`, so that the process's
+/// `/proc/PID/root/etc/resolv.conf` is `root/etc/resolv.conf`, whatever that is.
+fn chrooted_pod(root: &Path) -> (Netns, Proc) {
+    const SCRIPT: &str = "import os, sys, time\nos.chroot(sys.argv[1])\nos.chdir('/')\nprint('ready', flush=True)\ntime.sleep(3600)\n";
+    let pod = Netns::new();
+    let mut process = pod.spawn(&["python3", "-c", SCRIPT, root.to_str().unwrap()]);
+    process.wait_for_line("ready");
+    (pod, process)
+}
+
+fn dns_request(pid: u32) -> Value {
+    json!({"source": {"kind": "pid", "pid": pid},
+        "probes": [{"kind": "dns", "name": "web", "timeoutMs": 200}]})
+}
+
+/// The DNS probe's final outcome for a pod whose `etc/resolv.conf` was made by `make`.
+fn resolv_conf_outcome(agent: &Agent, make: impl FnOnce(&Path)) -> Value {
+    let root = TempDir::new();
+    std::fs::create_dir_all(root.0.join("etc")).unwrap();
+    make(&root.0);
+    let (_pod, process) = chrooted_pod(&root.0);
+    let results = agent.results(&dns_request(process.pid()));
+    results[0].clone()
+}
+
+fn error_detail(result: &Value) -> String {
+    let outcome = &result["answer"]["outcome"];
+    assert_eq!(outcome["kind"], "error", "{result}");
+    outcome["detail"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn hostile_resolv_conf_files_are_error_outcomes_and_the_pods_own_file_is_read_in_its_root() {
+    if !root_or_skip("hostile_resolv_conf_files_are_error_outcomes_and_the_pods_own_file_is_read_in_its_root")
+    {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    // A file outside every pod's root that a symlink tries to reach.
+    let secret = TempDir::new();
+    let secret_file = secret.0.join("resolv.conf");
+    std::fs::write(&secret_file, "nameserver 192.0.2.53\nsearch leaked.example\n").unwrap();
+    let secret_path = secret_file.to_str().unwrap().to_string();
+
+    // The pod's own file, read inside its root.
+    let own = resolv_conf_outcome(&agent, |root| {
+        std::fs::write(
+            root.join("etc/resolv.conf"),
+            "nameserver 127.0.0.1\nsearch pod.example\n",
+        )
+        .unwrap();
+    });
+    assert_eq!(own["resolvConf"]["search"], json!(["pod.example"]), "{own}");
+
+    // A sparse file of 1 GiB: costs no disk, and must cost the agent nothing either.
+    let huge = resolv_conf_outcome(&agent, |root| {
+        let file = std::fs::File::create(root.join("etc/resolv.conf")).unwrap();
+        file.set_len(1 << 30).unwrap();
+    });
+    assert!(
+        error_detail(&huge).ends_with("has 1073741824 bytes, more than the 65536 the agent reads"),
+        "{huge}"
+    );
+
+    // A symlink to /dev/zero resolves to the pod's own /dev/zero: a device, never read.
+    let zero = resolv_conf_outcome(&agent, |root| {
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        common::run("mknod", &[root.join("dev/zero").to_str().unwrap(), "c", "1", "5"]);
+        std::os::unix::fs::symlink("/dev/zero", root.join("etc/resolv.conf")).unwrap();
+    });
+    assert!(
+        error_detail(&zero).ends_with("is a character device, not a regular file"),
+        "{zero}"
+    );
+
+    // An absolute symlink and a `..` symlink out of the root stay inside it: the file is not there.
+    let absolute = resolv_conf_outcome(&agent, |root| {
+        std::os::unix::fs::symlink(&secret_path, root.join("etc/resolv.conf")).unwrap();
+    });
+    let dotdot = resolv_conf_outcome(&agent, |root| {
+        let up = "../".repeat(root.components().count() + 2);
+        std::os::unix::fs::symlink(format!("{up}{}", &secret_path[1..]), root.join("etc/resolv.conf"))
+            .unwrap();
+    });
+    for escaped in [&absolute, &dotdot] {
+        assert!(
+            error_detail(escaped).contains("No such file or directory"),
+            "{escaped}"
+        );
+        assert!(!escaped.to_string().contains("leaked.example"), "{escaped}");
+    }
+    assert_eq!(agent.http("GET", "/healthz", b"").0, 200);
+}
+
+#[test]
+fn a_fifo_resolv_conf_is_an_error_outcome_and_never_freezes_the_agent() {
+    if !root_or_skip("a_fifo_resolv_conf_is_an_error_outcome_and_never_freezes_the_agent") {
+        return;
+    }
+    let agent = std::sync::Arc::new(Agent::start(&[]));
+    let root = TempDir::new();
+    std::fs::create_dir_all(root.0.join("etc")).unwrap();
+    common::run("mkfifo", &[root.0.join("etc/resolv.conf").to_str().unwrap()]);
+    let (_pod, process) = chrooted_pod(&root.0);
+    // More requests at once than the agent has async workers.
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let agent = agent.clone();
+            let request = dns_request(process.pid());
+            std::thread::spawn(move || agent.results(&request))
+        })
+        .collect();
+    for request in requests {
+        let result = request.join().unwrap();
+        assert!(
+            error_detail(&result[0]).ends_with("is a FIFO, not a regular file"),
+            "{result:?}"
+        );
+    }
+    assert_eq!(agent.http("GET", "/healthz", b"").0, 200);
+    // The same request again, while nobody writes to the FIFO, still answers.
+    let again = agent.results(&dns_request(process.pid()));
+    assert!(error_detail(&again[0]).contains("FIFO"));
+}
+
+fn rejected(path: &str) -> Value {
+    let message = format!(
+        "{path:?} is not a network namespace this agent may enter (allowed: /proc/*/ns/net, /run/netns/*)"
+    );
+    json!({"code": "netnsRejected", "message": message})
+}
+
+#[test]
+fn netns_paths_that_are_not_network_namespaces_are_all_rejected_alike() {
+    if !root_or_skip("netns_paths_that_are_not_network_namespaces_are_all_rejected_alike") {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let real = Netns::new();
+    let name = unique("ndf");
+    let in_run_netns = |what: &str| format!("/run/netns/{name}{what}");
+    // Files in the allowed directory that are no network namespace.
+    std::fs::write(in_run_netns("file"), "x").unwrap();
+    common::run("mkfifo", &[&in_run_netns("fifo")]);
+    std::os::unix::fs::symlink("/dev/zero", in_run_netns("zero")).unwrap();
+    std::os::unix::fs::symlink(in_run_netns("loop"), in_run_netns("loop")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", in_run_netns("passwd")).unwrap();
+    let gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    let _ = gone.wait_with_output();
+    let paths = [
+        "/etc/passwd".to_string(),
+        "/etc/no-such-file".to_string(),
+        format!("/proc/{}/root/etc/passwd", std::process::id()),
+        format!("/proc/{}/ns/uts", std::process::id()),
+        format!("/proc/{gone_pid}/ns/net"),
+        in_run_netns("missing"),
+        in_run_netns("file"),
+        in_run_netns("fifo"),
+        in_run_netns("zero"),
+        in_run_netns("loop"),
+        in_run_netns("passwd"),
+    ];
+    for path in &paths {
+        let (status, error) = agent
+            .probe(&json!({"source": {"kind": "netns", "path": path}, "probes": [{"kind": "listeners"}]}));
+        assert_eq!((status, &error), (404, &rejected(path)), "{path}");
+    }
+    for what in ["file", "fifo", "zero", "loop", "passwd"] {
+        let _ = std::fs::remove_file(in_run_netns(what));
+    }
+    // A real one in the same directory works.
+    let (status, report) = agent
+        .probe(&json!({"source": {"kind": "netns", "path": real.path()}, "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 200, "{report}");
+}
+
+#[test]
+fn unusable_paths_and_pids_are_client_errors_that_say_what_is_wrong() {
+    if !root_or_skip("unusable_paths_and_pids_are_client_errors_that_say_what_is_wrong") {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let cases = [
+        (
+            json!({"kind": "netns", "path": "/run/netns/a\u{0}b"}),
+            400,
+            "invalidPath",
+            "holds a NUL byte",
+        ),
+        (
+            json!({"kind": "netns", "path": format!("/run/netns/{}", "n".repeat(300))}),
+            400,
+            "invalidPath",
+            "NAME_MAX",
+        ),
+        (
+            json!({"kind": "netns", "path": "/x".repeat(3000)}),
+            400,
+            "invalidPath",
+            "PATH_MAX",
+        ),
+        (
+            json!({"kind": "netns", "path": "/run/netns/../../proc/1/ns/net"}),
+            400,
+            "invalidPath",
+            ".. component",
+        ),
+        (
+            json!({"kind": "netns", "path": "run/netns/x"}),
+            400,
+            "invalidPath",
+            "not absolute",
+        ),
+        (
+            json!({"kind": "pid", "pid": 0}),
+            400,
+            "badRequest",
+            "source pid 0 is not a process",
+        ),
+        (
+            json!({"kind": "pid", "pid": 4_194_305}),
+            400,
+            "invalidPid",
+            "at most 4194304",
+        ),
+    ];
+    for (source, status, code, says) in cases {
+        let (got, error) = agent.probe(&json!({"source": source, "probes": [{"kind": "listeners"}]}));
+        assert_eq!(
+            (got, error["code"].as_str().unwrap()),
+            (status, code),
+            "{source}: {error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains(says),
+            "{source}: {error}"
+        );
+    }
+}
+
+#[test]
+fn source_kinds_the_agent_does_not_allow_are_forbidden() {
+    if !root_or_skip("source_kinds_the_agent_does_not_allow_are_forbidden") {
+        return;
+    }
+    let agent = Agent::start(&["--allow-sources", "podIP,node"]);
+    let pod = Netns::new();
+    let process = pod.spawn(&["sleep", "600"]);
+    for source in [
+        json!({"kind": "netns", "path": pod.path()}),
+        json!({"kind": "pid", "pid": process.pid()}),
+    ] {
+        let (status, error) = agent.probe(&json!({"source": source, "probes": [{"kind": "listeners"}]}));
+        assert_eq!(status, 403, "{error}");
+        assert_eq!(error["code"], "sourceNotAllowed");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("is not enabled on this agent (enabled: podIP, node)"),
+            "{error}"
+        );
+    }
+    let (status, report) =
+        agent.probe(&json!({"source": {"kind": "node"}, "probes": [{"kind": "listeners"}]}));
+    assert_eq!(status, 200, "{report}");
+}
