@@ -113,8 +113,8 @@ pub fn plan(words: &[String]) -> Plan {
     let mut cmd = &root;
     let mut expecting: Option<&clap::Arg> = None;
     for word in done {
-        if let Some(arg) = expecting.take() {
-            let _ = arg;
+        // The value of the flag before it: nothing to walk.
+        if expecting.take().is_some() {
             continue;
         }
         if word.starts_with('-') {

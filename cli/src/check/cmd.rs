@@ -14,7 +14,7 @@ use super::report::{EXIT_CONFIG, EXIT_UNDETERMINED, Layer};
 use super::snapshot::Snapshot;
 use super::target::{SourceRef, Target, parse_agent_url, parse_timeout};
 use super::workload::{self, WorkloadError};
-use super::{collect, judge, snippet};
+use super::{collect, verdict};
 use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
 use crate::cluster::NamespacedName;
 use crate::kube_args::{KubeArgs, KubeConfigError, scoped_command};
@@ -174,10 +174,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     let progress = Progress::start(format!("checking {} → {} …", request.from, args.to));
     let (snap, evidence) = evidence(&args, &client, &request).await;
     progress.stop();
-    let mut report = judge::judge(&evidence, started.elapsed().as_millis() as u64);
-    if report.failing_layer == Some(Layer::NetworkPolicy) {
-        report.network_policy = snippet::suggest(&snap, &evidence);
-    }
+    let mut report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
     let flags = args.kube.command_flags(context.as_deref());
     report.scope_commands(|command| scoped_command(command, &flags));
     tracing::info!(verdict = ?report.verdict, ms = report.duration_ms, "judged");

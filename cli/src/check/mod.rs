@@ -45,11 +45,18 @@ pub async fn run<A: AgentTransport>(
     let started = Instant::now();
     let snap = Snapshot::read(client).await;
     let evidence = collect(&snap, agents, request).await;
-    let mut report = judge::judge(&evidence, started.elapsed().as_millis() as u64);
-    if report.failing_layer == Some(report::Layer::NetworkPolicy) {
-        report.network_policy = snippet::suggest(&snap, &evidence);
-    }
+    let report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
     (evidence, report)
+}
+
+/// The report of `evidence` collected from `snap`: the judge's verdict and, when policy is the
+/// failing layer, the NetworkPolicy that admits the flow (every front end answers the same).
+pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report {
+    let mut report = judge::judge(evidence, duration_ms);
+    if report.failing_layer == Some(report::Layer::NetworkPolicy) {
+        report.network_policy = snippet::suggest(snap, evidence);
+    }
+    report
 }
 
 /// Plans from `snap`, probes through `agents` (twice for a name the API ties to no Service:
