@@ -164,7 +164,12 @@ pub async fn start(
     let router = api::router(state, args.endpoint_max_body_bytes);
     tracing::info!(%local, certificate = ?source, "serving the in-cluster endpoint");
     let acceptor = TlsAcceptor::from(Arc::new(server));
-    tokio::spawn(accept_loop(listener, acceptor, router, args.endpoint_max_connections));
+    tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        router,
+        args.endpoint_max_connections,
+    ));
     Ok(local)
 }
 
