@@ -23,8 +23,17 @@ use crate::{caps, healthcheck};
     about = "netdiag node agent: runs probes inside pod network namespaces"
 )]
 pub struct Cli {
+    /// Log format on stderr: text (coloured only on a terminal) or json (one object per line).
+    #[arg(long, global = true, env = "NETDIAG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +61,10 @@ pub struct ServeArgs {
     /// Address of the control listener.
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_AGENT_PORT)))]
     pub listen: SocketAddr,
+    /// Also serve `/metrics` (and `/healthz`, nothing else) on this address, e.g. 0.0.0.0:9809,
+    /// for Prometheus to scrape on the pod IP.
+    #[arg(long, env = "NETDIAG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub node: NodeArgs,
     /// The agent's own pod as NAMESPACE/NAME (default: from POD_NAMESPACE and POD_NAME).
@@ -245,6 +258,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(
             "CAP_NET_RAW is missing: host-unreachable and admin-prohibited cannot be told apart; add NET_RAW to securityContext.capabilities.add"
         );
+    }
+    if let Some(addr) = args.metrics_listen {
+        let listener = server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(local = %listener.local_addr()?, "serving /metrics");
+        let router = server::metrics_router(engine.metrics_handle());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, router).await {
+                tracing::error!(%err, "the metrics listener stopped");
+            }
+        });
     }
     let listener = server::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;

@@ -131,6 +131,11 @@ impl Engine {
         }
     }
 
+    /// The metrics, shared (for the metrics listener).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -1,13 +1,23 @@
 //! The `netdiag-agent` binary: parse the command line, set up logging, run.
 
+//! `netdiag-agent`: parse the flags, set up logging, run the subcommand.
+
+use std::io::IsTerminal;
+
 use clap::Parser;
+use netdiag_agent::cli::{Cli, LogFormat};
 
 fn main() {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter(std::env::var("RUST_LOG").ok()))
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(err) = netdiag_agent::cli::run(netdiag_agent::cli::Cli::parse()) {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        // Colour only on a terminal: a container log or a file gets plain text.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+    if let Err(err) = netdiag_agent::cli::run(cli) {
         eprintln!("netdiag-agent: {}", netdiag_agent::cli::error_chain(err.as_ref()));
         std::process::exit(1);
     }

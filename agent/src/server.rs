@@ -73,6 +73,47 @@ pub fn router(engine: Engine, config: &ServerConfig) -> Router {
             )
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn(audit))
+}
+
+/// The metrics listener's routes: `/metrics` (and `/healthz`) only, for Prometheus on the pod
+/// IP; the probe API stays on the control listener, reachable only through `pods/portforward`.
+pub fn metrics_router(metrics: Arc<crate::metrics::Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics_response(&metrics) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            api_error(
+                StatusCode::NOT_FOUND,
+                error_code::NOT_FOUND,
+                "only /metrics and /healthz are served here".into(),
+            )
+        })
+        .layer(axum::middleware::from_fn(audit))
+}
+
+/// The audit log: one line per request (target `netdiag_agent::audit`) with its method, path,
+/// status and duration. Kubelet's health probes and metrics scrapes are logged at debug, every
+/// other request at info.
+pub async fn audit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(target: "netdiag_agent::audit", %method, %path, status, ms, "request");
+    } else {
+        tracing::info!(target: "netdiag_agent::audit", %method, %path, status, ms, "request");
+    }
+    response
 }
 
 /// Connections the kernel completes before the agent accepts them (capped by
@@ -414,12 +455,16 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    metrics_response(state.engine.metrics())
+}
+
+fn metrics_response(metrics: &crate::metrics::Metrics) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.engine.metrics().encode(),
+        metrics.encode(),
     )
         .into_response()
 }
@@ -429,6 +474,64 @@ mod tests {
     use futures::FutureExt;
 
     use super::*;
+
+    /// A writer the test reads back: what a log subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn status_of(router: Router, path: &str) -> StatusCode {
+        let request = axum::http::Request::get(path).body(Body::empty()).unwrap();
+        router.oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn every_request_writes_one_audit_line_with_method_path_and_status() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let router = Router::new()
+            .route(INFO_PATH, get(|| async { "info" }))
+            .layer(axum::middleware::from_fn(audit));
+        assert_eq!(status_of(router.clone(), INFO_PATH).await, StatusCode::OK);
+        assert_eq!(status_of(router, "/nope").await, StatusCode::NOT_FOUND);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["target"], "netdiag_agent::audit");
+        assert_eq!(lines[0]["fields"]["path"], INFO_PATH);
+        assert_eq!(lines[0]["fields"]["method"], "GET");
+        assert_eq!(lines[0]["fields"]["status"], 200);
+        assert_eq!(lines[1]["fields"]["status"], 404);
+    }
+
+    #[tokio::test]
+    async fn the_metrics_listener_serves_metrics_and_never_the_probe_api() {
+        let router = metrics_router(Arc::new(crate::metrics::Metrics::default()));
+        assert_eq!(status_of(router.clone(), "/metrics").await, StatusCode::OK);
+        assert_eq!(status_of(router.clone(), INFO_PATH).await, StatusCode::NOT_FOUND);
+        let probe = axum::http::Request::post(PROBE_PATH)
+            .body(Body::from("{}"))
+            .unwrap();
+        assert_eq!(
+            router.oneshot(probe).await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+    }
 
     fn open_ids(connections: &Connections) -> Vec<u64> {
         connections.open.lock().unwrap().keys().copied().collect()

@@ -176,8 +176,8 @@ fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_ca
     assert_eq!(apparmor.map(|p| p.type_.as_str()), Some("Unconfined"));
 
     let ports = agent.ports.clone().unwrap();
-    // The control port, and the in-cluster endpoint's.
-    assert_eq!(ports.len(), 2);
+    // The control port, the in-cluster endpoint's, and the metrics listener's.
+    assert_eq!(ports.len(), 3);
     assert_eq!(
         (ports[0].name.as_deref(), ports[0].container_port),
         (Some("control"), 9808)
@@ -591,4 +591,65 @@ fn daemonset_serves_the_endpoint_with_a_netdiag_audience_token_and_an_optional_c
     let svc: Service = one("Service", "netdiag-agent");
     let port = &svc.spec.unwrap().ports.unwrap()[0];
     assert_eq!(port.port, 9443);
+}
+
+#[test]
+fn daemonset_runs_on_linux_nodes_with_recommended_labels_and_a_scrapeable_metrics_port() {
+    let ds: DaemonSet = one("DaemonSet", "netdiag-agent");
+    let template = ds.spec.as_ref().unwrap().template.clone();
+    let pod = template.spec.unwrap();
+    assert_eq!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|s| s.get("kubernetes.io/os"))
+            .map(String::as_str),
+        Some("linux")
+    );
+    for labels in [
+        ds.metadata.labels.as_ref().unwrap(),
+        template.metadata.as_ref().unwrap().labels.as_ref().unwrap(),
+    ] {
+        for key in ["name", "instance", "component", "part-of", "version"] {
+            assert!(
+                labels.contains_key(&format!("app.kubernetes.io/{key}")),
+                "app.kubernetes.io/{key} missing: {labels:?}"
+            );
+        }
+    }
+    let agent = &pod.containers[0];
+    let env = |name: &str| {
+        agent
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    let listen: std::net::SocketAddr = env("NETDIAG_METRICS_LISTEN")
+        .expect("a metrics listener")
+        .parse()
+        .unwrap();
+    assert!(
+        listen.ip().is_unspecified(),
+        "Prometheus scrapes the pod IP: {listen}"
+    );
+    let port = agent
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .expect("a named metrics port");
+    assert_eq!(port.container_port, i32::from(listen.port()));
+    let annotations = template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("prometheus.io/port"),
+        Some(&listen.port().to_string())
+    );
+    assert_eq!(env("NETDIAG_LOG_FORMAT").as_deref(), Some("json"));
 }

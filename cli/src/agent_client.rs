@@ -403,6 +403,109 @@ where
     result
 }
 
+// ---------------------------------------------------------------- agent info (version, status)
+
+impl Agents {
+    /// The nodes with a running agent (empty when the agent pods could not be listed, or for
+    /// `--agent-url`).
+    pub fn nodes(&self) -> Vec<String> {
+        match &self.route {
+            Route::PortForward { by_node: Ok(map), .. } => map.keys().cloned().collect(),
+            _ => vec![],
+        }
+    }
+
+    /// `GET /v1/info` of the agent on `node` (its version and capabilities), giving up after
+    /// `deadline`.
+    pub async fn info(&self, node: &str, deadline: Duration) -> Result<netdiag_proto::AgentInfo, AgentError> {
+        let agent = self
+            .agent_for(node)
+            .map_err(|failure| AgentError::Unavailable(Box::new(failure)))?;
+        let exchange = async {
+            match &self.route {
+                Route::Direct { addr } => {
+                    let stream = tokio::net::TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(|source| AgentError::Connect {
+                            addr: addr.clone(),
+                            source,
+                        })?;
+                    get_json(stream, &agent, netdiag_proto::INFO_PATH).await
+                }
+                Route::PortForward {
+                    client,
+                    namespace,
+                    by_node,
+                    ..
+                } => {
+                    let Some((pod, port)) = by_node.as_ref().ok().and_then(|m| m.get(node)) else {
+                        unreachable!("agent_for found the agent of {node}");
+                    };
+                    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                    let mut forwarder =
+                        api.portforward(pod, &[*port])
+                            .await
+                            .map_err(|source| AgentError::PortForward {
+                                pod: agent.clone(),
+                                source,
+                            })?;
+                    let stream = forwarder.take_stream(*port).ok_or_else(|| AgentError::NoStream {
+                        pod: agent.clone(),
+                        port: *port,
+                    })?;
+                    let result = get_json(stream, &agent, netdiag_proto::INFO_PATH).await;
+                    forwarder.abort();
+                    result
+                }
+            }
+        };
+        let (status, bytes) =
+            tokio::time::timeout(deadline, exchange)
+                .await
+                .map_err(|_| AgentError::Timeout {
+                    agent: agent.clone(),
+                    after: deadline,
+                })??;
+        if !(200..300).contains(&status) {
+            return Err(AgentError::Api {
+                agent,
+                status,
+                code: None,
+                message: String::from_utf8_lossy(&bytes).trim().to_string(),
+            });
+        }
+        decode(&agent, &bytes, "agent info")
+    }
+}
+
+/// One HTTP/1.1 `GET` of `path` over `io`; returns the status and the whole body.
+async fn get_json<S>(io: S, agent: &str, path: &'static str) -> Result<(u16, Bytes), AgentError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let http = |source| AgentError::Http {
+        agent: agent.to_string(),
+        source,
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(http)?;
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .body(Full::new(Bytes::new()))
+        .expect("a request with a static path and headers is valid");
+    let result = async {
+        let response = sender.send_request(request).await.map_err(http)?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.map_err(http)?.to_bytes();
+        Ok((status, bytes))
+    }
+    .await;
+    driver.abort();
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

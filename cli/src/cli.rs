@@ -1,13 +1,43 @@
-//! Command-line surface of `kubectl netdiag`.
+//! Command-line surface of `kubectl netdiag`, and the logging it sets up (`-v N` as kubectl's
+//! levels; colour only on a terminal).
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
+const EXAMPLES: &str = "\
+Examples:
+  # Which layer breaks checkout's connection to the payments Service?
+  kubectl netdiag check --from shop/checkout --to svc/payments.shop:80
+
+  # Is NetworkPolicy the reason? (no agent needed)
+  kubectl netdiag policy explain -n shop --from checkout --to payments-0 --port 8080
+
+  # Which nodes have a healthy agent, and what can it probe there?
+  kubectl netdiag status
+
+  # Shell completion
+  source <(kubectl netdiag completion bash)";
+
 /// Narrow a Kubernetes connectivity failure to one layer, with the evidence.
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-netdiag", bin_name = "kubectl netdiag", version, about)]
+#[command(
+    name = "kubectl-netdiag",
+    bin_name = "kubectl netdiag",
+    version,
+    about,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
-    /// More log output on stderr (-v info, -vv debug, -vvv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// Log level on stderr, as kubectl's -v: 2 what the check does, 4 debug, 6 every API
+    /// request, 8 trace, 9 trace of every library (e.g. -v=6).
+    #[arg(
+        short = 'v',
+        long = "v",
+        global = true,
+        value_name = "LEVEL",
+        default_value_t = 0
+    )]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -20,24 +50,82 @@ pub enum Command {
     /// Evaluate NetworkPolicy for a flow or for every pod pair.
     #[command(subcommand)]
     Policy(crate::policy::cmd::PolicyCommand),
-    /// Print the version.
-    Version,
+    /// Print the client's version and each node's agent version.
+    Version(crate::status::VersionArgs),
+    /// Show the agent on each node: ready, version, capabilities, what it can probe there.
+    Status(crate::status::StatusArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    #[command(after_help = "\
+Examples:
+  source <(kubectl netdiag completion bash)
+  kubectl netdiag completion zsh > \"${fpath[1]}/_kubectl-netdiag\"
+  kubectl netdiag completion fish > ~/.config/fish/completions/kubectl-netdiag.fish
+
+kubectl 1.26 and later complete plugin arguments through the kubectl_complete-netdiag
+executable shipped beside kubectl-netdiag: put both on PATH and `kubectl netdiag <TAB>` works
+in kubectl's own completion, with namespaces, pods and services read from the cluster.")]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
-/// Logs go to stderr so that `-o json` on stdout stays clean.
-pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
+/// The log filter for a kubectl-style `-v` level.
+pub fn log_filter(level: u8) -> &'static str {
+    match level {
         // kube's client logs every failed request at ERROR; the check already reports the failure
         // with the object it was reading, so by default those duplicates stay quiet.
-        0 => "warn,kube_client::client::builder=off",
-        1 => "info",
-        2 => "debug",
+        0 | 1 => "warn,kube_client::client::builder=off",
+        2 | 3 => "warn,netdiag=info,kubectl_netdiag=info,kube_client::client::builder=off",
+        4 | 5 => "info,netdiag=debug,kubectl_netdiag=debug",
+        6 | 7 => "info,netdiag=debug,kubectl_netdiag=debug,kube_client=debug,tower_http=debug",
+        8 => "debug,netdiag=trace,kubectl_netdiag=trace,kube_client=trace",
         _ => "trace",
-    };
+    }
+}
+
+/// Logs go to stderr so that `-o json` on stdout stays clean; colour only on a terminal and
+/// without `NO_COLOR`. `NETDIAG_LOG` (a tracing filter) wins over `-v`.
+pub fn init_tracing(level: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NETDIAG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(level)));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_takes_kubectl_level_forms() {
+        for args in [
+            &["kubectl-netdiag", "-v=6", "version"][..],
+            &["kubectl-netdiag", "version", "-v", "6"],
+            &["kubectl-netdiag", "--v=6", "version"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.verbose, 6, "{args:?}");
+        }
+        assert!(log_filter(6).contains("kube_client=debug"));
+        assert!(!log_filter(2).contains("debug"));
+    }
+
+    #[test]
+    fn help_has_examples() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd.render_long_help().to_string();
+        assert!(help.contains("Examples:"), "{help}");
+        let check = cmd
+            .find_subcommand_mut("check")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(check.contains("--from deploy/checkout"), "{check}");
+    }
 }

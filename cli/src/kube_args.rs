@@ -1,10 +1,12 @@
-//! kubectl's connection flags (`--kubeconfig`, `--context`, `-n`), and the client they build.
+//! kubectl's connection flags (`--kubeconfig`, `--context`), the client they build, and the same
+//! flags written back into the commands a check suggests (so a pasted command talks to the
+//! cluster the check looked at).
 
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Connection flags shared by every command that talks to the API server.
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args, Default, PartialEq, Eq)]
 pub struct KubeArgs {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, global = true, value_name = "FILE")]
@@ -14,48 +16,215 @@ pub struct KubeArgs {
     pub context: Option<String>,
 }
 
+/// Why no client could be configured; each message is kubectl's one line after `error: `.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeConfigError {
-    #[error("failed to read kubeconfig {path}")]
+    #[error("cannot read kubeconfig {path}: {reason}")]
     Read {
         path: String,
+        reason: String,
         #[source]
         source: kube::config::KubeconfigError,
     },
-    #[error("failed to load kubeconfig")]
-    Load(#[source] kube::config::KubeconfigError),
-    #[error("failed to create a Kubernetes client")]
-    Client(#[source] kube::Error),
+    #[error("no kubeconfig found: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config")]
+    Missing(#[source] kube::config::KubeconfigError),
+    #[error("context \"{0}\" does not exist in the kubeconfig")]
+    NoSuchContext(String),
+    #[error("the kubeconfig has no current-context: pass --context")]
+    NoCurrentContext,
+    #[error("failed to load kubeconfig: {0}")]
+    Load(String),
+    #[error("failed to create a Kubernetes client: {0}")]
+    Client(String),
+}
+
+/// The client configuration and the name of the context it came from.
+pub struct Resolved {
+    pub config: kube::Config,
+    pub context: Option<String>,
+}
+
+/// Every cause of `err`, joined by `: ` (kube's errors put the useful part in their sources).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
 }
 
 impl KubeArgs {
+    /// The kubeconfig these flags designate, read and checked as kubectl would.
+    fn kubeconfig(&self) -> Result<Kubeconfig, KubeConfigError> {
+        let kubeconfig = match &self.kubeconfig {
+            Some(path) => Kubeconfig::read_from(path).map_err(|source| KubeConfigError::Read {
+                path: path.display().to_string(),
+                reason: match &source {
+                    kube::config::KubeconfigError::ReadConfig(io, _) => io.to_string(),
+                    other => chain(other),
+                },
+                source,
+            })?,
+            None => Kubeconfig::read().map_err(KubeConfigError::Missing)?,
+        };
+        match &self.context {
+            Some(name) if !kubeconfig.contexts.iter().any(|c| &c.name == name) => {
+                Err(KubeConfigError::NoSuchContext(name.clone()))
+            }
+            None if kubeconfig.current_context.as_deref().is_none_or(str::is_empty) => {
+                Err(KubeConfigError::NoCurrentContext)
+            }
+            _ => Ok(kubeconfig),
+        }
+    }
+
     /// The client configuration kubectl would use with the same flags and environment.
-    pub async fn config(&self) -> Result<kube::Config, KubeConfigError> {
+    pub async fn resolve(&self) -> Result<Resolved, KubeConfigError> {
+        let kubeconfig = self.kubeconfig()?;
+        let context = self
+            .context
+            .clone()
+            .or_else(|| kubeconfig.current_context.clone());
         let options = KubeConfigOptions {
             context: self.context.clone(),
             ..Default::default()
         };
-        match &self.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path).map_err(|source| KubeConfigError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                    .await
-                    .map_err(KubeConfigError::Load)
-            }
-            None => kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(KubeConfigError::Load),
-        }
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| KubeConfigError::Load(chain(&e)))?;
+        Ok(Resolved { config, context })
+    }
+
+    /// The client configuration kubectl would use with the same flags and environment.
+    pub async fn config(&self) -> Result<kube::Config, KubeConfigError> {
+        Ok(self.resolve().await?.config)
     }
 
     /// A client and the namespace a bare name refers to (the context's, else `default`).
     pub async fn client(&self) -> Result<(kube::Client, String), KubeConfigError> {
         let config = self.config().await?;
         let namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config).map_err(KubeConfigError::Client)?;
+        let client = kube::Client::try_from(config).map_err(|e| KubeConfigError::Client(chain(&e)))?;
         Ok((client, namespace))
+    }
+
+    /// The flags that pin a suggested command to this cluster: `--kubeconfig` when one was given,
+    /// and the context the check used (given, or the kubeconfig's current one at the time).
+    pub fn command_flags(&self, context: Option<&str>) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(path) = &self.kubeconfig {
+            flags.push(format!(
+                "--kubeconfig={}",
+                shell_quote(&path.display().to_string())
+            ));
+        }
+        if let Some(context) = context.or(self.context.as_deref()) {
+            flags.push(format!("--context={}", shell_quote(context)));
+        }
+        flags
+    }
+}
+
+/// `word` as one shell word: unchanged when it needs no quoting, else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// `command` with `flags` added where kubectl reads them: after `kubectl` for kubectl's own
+/// commands, after the subcommand for `kubectl netdiag SUBCOMMAND` (the plugin's flags belong
+/// to its subcommands). Other commands are returned unchanged.
+pub fn scoped_command(command: &str, flags: &[String]) -> String {
+    if flags.is_empty() {
+        return command.to_string();
+    }
+    let flags = flags.join(" ");
+    if let Some(rest) = command.strip_prefix("kubectl netdiag ") {
+        let (sub, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        return format!("kubectl netdiag {sub} {flags} {args}")
+            .trim_end()
+            .to_string();
+    }
+    match command.strip_prefix("kubectl ") {
+        Some(rest) => format!("kubectl {flags} {rest}"),
+        None => command.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(kubeconfig: Option<&str>, context: Option<&str>) -> KubeArgs {
+        KubeArgs {
+            kubeconfig: kubeconfig.map(Into::into),
+            context: context.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn kubectl_commands_get_the_flags_right_after_kubectl() {
+        let flags = args(Some("/tmp/lab config"), None).command_flags(Some("lab"));
+        assert_eq!(
+            scoped_command("kubectl -n shop get networkpolicy payments -o yaml", &flags),
+            "kubectl --kubeconfig='/tmp/lab config' --context=lab -n shop get networkpolicy payments -o yaml"
+        );
+    }
+
+    #[test]
+    fn netdiag_commands_get_the_flags_after_their_subcommand() {
+        let flags = args(None, Some("prod")).command_flags(None);
+        assert_eq!(
+            scoped_command("kubectl netdiag check --from shop/a --to example.com:443", &flags),
+            "kubectl netdiag check --context=prod --from shop/a --to example.com:443"
+        );
+    }
+
+    #[test]
+    fn without_flags_a_command_is_unchanged() {
+        assert_eq!(scoped_command("kubectl get nodes", &[]), "kubectl get nodes");
+    }
+
+    #[test]
+    fn quoting_survives_a_single_quote() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("kind-lab"), "kind-lab");
+    }
+
+    #[test]
+    fn an_unknown_context_is_named_in_one_line() {
+        let dir = std::env::temp_dir().join(format!("netdiag-kubeconfig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: lab\nclusters:\n- name: lab\n  cluster: {server: 'https://127.0.0.1:1'}\ncontexts:\n- name: lab\n  context: {cluster: lab, user: lab}\nusers:\n- name: lab\n  user: {}\n",
+        )
+        .unwrap();
+        let err = args(path.to_str(), Some("prod")).kubeconfig().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "context \"prod\" does not exist in the kubeconfig"
+        );
+        let missing = args(Some("/nonexistent/kubeconfig"), None)
+            .kubeconfig()
+            .unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("cannot read kubeconfig /nonexistent/kubeconfig: "),
+            "{missing}"
+        );
+        assert!(!missing.to_string().contains('\n'));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

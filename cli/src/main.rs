@@ -1,11 +1,22 @@
+//! `kubectl-netdiag`: parse the flags, set up logging, run the subcommand.
+
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use netdiag::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     netdiag::cli::init_tracing(cli.verbose);
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "kubectl-netdiag",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -17,10 +28,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(args) => netdiag::check::cmd::run(args).await,
             Command::Policy(command) => netdiag::policy::cmd::run(command).await,
-            Command::Version => {
-                println!("kubectl-netdiag {}", env!("CARGO_PKG_VERSION"));
-                ExitCode::SUCCESS
-            }
+            Command::Version(args) => netdiag::status::version(args).await,
+            Command::Status(args) => netdiag::status::status(args).await,
+            Command::Completion { .. } => unreachable!("handled before the runtime starts"),
         }
     })
 }

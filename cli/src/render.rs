@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
 
-use crate::check::report::{EvidenceKind, Report, Status, Verdict};
+use crate::check::report::{EvidenceKind, PolicySuggestion, Report, Status, Verdict};
+use crate::output::{wrap, wrap_command};
 
 const GREEN: Style = AnsiColor::Green.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
@@ -27,8 +28,23 @@ fn mark(status: Status) -> (char, Style) {
     }
 }
 
-/// The checklist as text with ANSI styles.
-pub fn render_report(from: &str, to: &str, report: &Report) -> String {
+/// How human output is laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Wrap to this many columns; `None` keeps every line whole (stdout is not a terminal).
+    pub width: Option<usize>,
+    /// `-o wide`: evidence under every step, and a table of the destination addresses.
+    pub wide: bool,
+}
+
+/// Column where a step's summary starts: ` ✓ network-policy  `.
+const SUMMARY_INDENT: &str = "                   ";
+/// Column where an evidence line's text starts: `     evidence: `.
+const EVIDENCE_INDENT: &str = "               ";
+
+/// The checklist as text with ANSI styles, wrapped as `layout` says.
+pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> String {
+    let width = layout.width;
     let mut out = String::new();
     let _ = writeln!(out, "{BOLD}kubectl netdiag check --from {from} --to {to}{BOLD:#}");
     let _ = writeln!(out);
@@ -39,18 +55,23 @@ pub fn render_report(from: &str, to: &str, report: &Report) -> String {
         } else {
             Style::new()
         };
-        let _ = writeln!(
-            out,
-            " {style}{symbol}{style:#} {text_style}{:<15} {}{text_style:#}",
-            step.layer.id(),
-            step.summary
+        let first = format!(
+            " {style}{symbol}{style:#} {text_style}{:<15}{text_style:#} ",
+            step.layer.id()
         );
-        let show = matches!(step.status, Status::Fail | Status::Undetermined);
+        let summary = format!("{text_style}{}{text_style:#}", step.summary);
+        let _ = writeln!(out, "{}", wrap(&summary, width, &first, SUMMARY_INDENT));
+        let show = layout.wide || matches!(step.status, Status::Fail | Status::Undetermined);
         for line in &step.evidence {
             if show || line.kind == EvidenceKind::Disagreement {
-                let _ = writeln!(out, "     {DIM}evidence:{DIM:#} {}", line.text);
+                let first = format!("     {DIM}evidence:{DIM:#} ");
+                let _ = writeln!(out, "{}", wrap(&line.text, width, &first, EVIDENCE_INDENT));
             }
         }
+    }
+    if layout.wide && !report.endpoints.is_empty() {
+        let _ = writeln!(out);
+        out.push_str(&endpoints_table(report));
     }
     let _ = writeln!(out);
     let verdict = match (report.verdict, report.failing_layer) {
@@ -72,11 +93,87 @@ pub fn render_report(from: &str, to: &str, report: &Report) -> String {
         " {BOLD}verdict:{BOLD:#} {verdict}  ({} ms)",
         report.duration_ms
     );
-    if !report.fix.is_empty() {
-        let _ = writeln!(out, " {BOLD}confirm / fix:{BOLD:#}");
-        for line in &report.fix {
-            let _ = writeln!(out, "   {line}");
+    if !report.hints.is_empty() {
+        let _ = writeln!(out, " {BOLD}fix:{BOLD:#}");
+        for hint in &report.hints {
+            let _ = writeln!(out, "{}", wrap(hint, width, "   ", "     "));
         }
+    }
+    if !report.commands.is_empty() {
+        let _ = writeln!(out, " {BOLD}commands:{BOLD:#}");
+        for command in &report.commands {
+            let _ = writeln!(out, "{}", wrap_command(command, width, "   "));
+        }
+    }
+    if let Some(suggestion) = &report.network_policy {
+        out.push_str(&policy_suggestion(suggestion, width));
+    }
+    out
+}
+
+/// The NetworkPolicy that admits the flow, as YAML to pipe into `kubectl apply -f -`.
+fn policy_suggestion(suggestion: &PolicySuggestion, width: Option<usize>) -> String {
+    let mut out = String::new();
+    let verified = if suggestion.verified {
+        format!(
+            "verified with the cluster's policies: it admits {}",
+            suggestion.admits.join(", ")
+        )
+    } else {
+        "NOT verified: the evaluator still denies the flow with it added".to_string()
+    };
+    let _ = writeln!(
+        out,
+        " {BOLD}NetworkPolicy that admits this flow{BOLD:#} ({DIM}apply with kubectl apply -f -{DIM:#}):"
+    );
+    let _ = writeln!(out, "{}", wrap(&verified, width, "   # ", "   # "));
+    for line in suggestion.yaml.lines() {
+        let _ = writeln!(out, "   {line}");
+    }
+    out
+}
+
+/// `-o wide`: one row per destination address with its own verdict.
+fn endpoints_table(report: &Report) -> String {
+    let rows: Vec<[String; 5]> = report
+        .endpoints
+        .iter()
+        .map(|e| {
+            let status = match e.status {
+                Status::Pass => "pass",
+                Status::Fail => "fail",
+                Status::Skip => "skip",
+                Status::Undetermined => "undetermined",
+            };
+            [
+                e.address.clone(),
+                e.pod.clone().unwrap_or_else(|| "-".into()),
+                e.node.clone().unwrap_or_else(|| "-".into()),
+                e.failing_layer
+                    .map(|l| format!("{status} ({})", l.id()))
+                    .unwrap_or_else(|| status.to_string()),
+                e.tcp.clone(),
+            ]
+        })
+        .collect();
+    let header = ["ADDRESS", "POD", "NODE", "STATUS", "TCP"].map(String::from);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::from(" ");
+        for (i, (w, cell)) in widths.iter().zip(row).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}   ");
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }
@@ -143,6 +240,9 @@ mod tests {
                 })
                 .collect(),
             fix: vec!["kubectl -n shop get networkpolicy".into()],
+            commands: vec!["kubectl -n shop get networkpolicy".into()],
+            hints: vec![],
+            network_policy: None,
             duration_ms: 7,
             endpoints: vec![],
         }
@@ -159,7 +259,8 @@ mod tests {
                 (Layer::PodNetwork, Status::Skip),
             ],
         );
-        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r)).to_string();
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, Layout::default()))
+            .to_string();
         assert!(text.contains(" ✓ source          source summary"), "{text}");
         assert!(
             text.contains(" ✗ network-policy  network-policy summary"),
@@ -178,7 +279,8 @@ mod tests {
         r.steps[0].evidence.push(EvidenceLine::disagreement(
             "shop/a → shop/b denied, yet TCP connected",
         ));
-        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r)).to_string();
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, Layout::default()))
+            .to_string();
         assert!(
             text.contains("evidence: shop/a → shop/b denied, yet TCP connected"),
             "{text}"
@@ -193,7 +295,8 @@ mod tests {
             None,
             &[(Layer::Source, Status::Undetermined)],
         );
-        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r)).to_string();
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, Layout::default()))
+            .to_string();
         assert!(text.contains(" ? source"), "{text}");
         assert!(
             text.contains("verdict: UNDETERMINED — source could not be checked"),
@@ -204,10 +307,129 @@ mod tests {
     #[test]
     fn styles_are_ansi_sequences_that_the_stripping_writer_removes() {
         let r = report(Verdict::Reachable, None, &[(Layer::Source, Status::Pass)]);
-        let styled = render_report("shop/a", "svc/b:80", &r);
+        let styled = render_report("shop/a", "svc/b:80", &r, Layout::default());
         assert!(styled.contains("\x1b["), "styled output carries ANSI codes");
         let plain = anstream::adapter::strip_str(&styled).to_string();
         assert!(!plain.contains('\x1b'));
         assert!(plain.contains("verdict: REACHABLE"));
+    }
+
+    /// A failing report as long as the real ones: a long summary, evidence, hints, commands
+    /// pinned to a context, and a suggested policy.
+    fn long_report() -> Report {
+        let mut r = report(
+            Verdict::Unreachable,
+            Some(Layer::NetworkPolicy),
+            &[
+                (Layer::Source, Status::Pass),
+                (Layer::NetworkPolicy, Status::Fail),
+            ],
+        );
+        r.steps[1].summary = "ingress to shop/payments-0 (10.244.2.2:8080) denied: shop/payments-0 is isolated by shop/payments-ingress; no rule allows from shop/checkout on 8080/TCP (2/2 endpoints)".into();
+        r.steps[1].evidence = vec![
+            "shop/payments-0 (10.244.2.2:8080): ingress: shop/payments-0 is isolated by shop/payments-ingress; no rule allows from shop/checkout on 8080/TCP — TCP timed out after 1000 ms".to_string().into(),
+        ];
+        r.hints = vec!["allow ingress from pods with app=checkout in namespace shop to port 8080/TCP in shop/payments-ingress, or add a NetworkPolicy selecting app=payments in namespace shop that allows it".into()];
+        r.commands = vec!["kubectl --kubeconfig=/home/oncall/.kube/prod-eu-west-1.yaml --context=prod-eu-west-1-admin -n shop get networkpolicy payments-ingress -o yaml".into()];
+        r.network_policy = Some(PolicySuggestion {
+            yaml: "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n".into(),
+            admits: vec!["shop/checkout → shop/payments-0:8080/TCP".into()],
+            verified: true,
+        });
+        r
+    }
+
+    #[test]
+    fn every_line_fits_80_and_120_columns_and_no_word_is_lost() {
+        let r = long_report();
+        let whole = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, Layout::default()))
+            .to_string();
+        for width in [80, 120] {
+            let layout = Layout {
+                width: Some(width),
+                wide: false,
+            };
+            let text =
+                anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, layout)).to_string();
+            for line in text.lines() {
+                assert!(
+                    line.chars().count() <= width,
+                    "{} columns at width {width}: {line:?}",
+                    line.chars().count()
+                );
+            }
+            // Wrapping only moves words (continuing commands with `\`, comments with `#`).
+            let words = |t: &str| {
+                t.replace(" \\\n", " ")
+                    .split_whitespace()
+                    .filter(|w| *w != "#")
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(words(&text), words(&whole), "width {width}");
+        }
+        // Piped: each fact stays on one line.
+        assert!(
+            whole
+                .lines()
+                .any(|l| l.contains("denied:") && l.contains("(2/2 endpoints)")),
+            "{whole}"
+        );
+    }
+
+    #[test]
+    fn a_wrapped_summary_continues_under_its_own_column() {
+        let layout = Layout {
+            width: Some(80),
+            wide: false,
+        };
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &long_report(), layout))
+            .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(" ✗ network-policy  ingress"))
+            .unwrap();
+        assert!(lines[at + 1].starts_with(&" ".repeat(19)), "{text}");
+        assert!(!lines[at + 1].starts_with(&" ".repeat(20)), "{text}");
+    }
+
+    #[test]
+    fn hints_and_commands_are_separate_sections_and_the_policy_follows() {
+        let text = anstream::adapter::strip_str(&render_report(
+            "shop/a",
+            "svc/b:80",
+            &long_report(),
+            Layout::default(),
+        ))
+        .to_string();
+        let fix = text.find(" fix:").unwrap();
+        let commands = text.find(" commands:").unwrap();
+        let policy = text.find("NetworkPolicy that admits this flow").unwrap();
+        assert!(fix < commands && commands < policy, "{text}");
+        assert!(text.contains("   kind: NetworkPolicy"), "{text}");
+    }
+
+    #[test]
+    fn wide_shows_every_steps_evidence_and_the_endpoint_table() {
+        let mut r = report(Verdict::Reachable, None, &[(Layer::Source, Status::Pass)]);
+        r.endpoints = vec![crate::check::report::EndpointReport {
+            address: "10.244.2.2:8080".into(),
+            pod: Some("shop/payments-0".into()),
+            node: Some("node-b".into()),
+            status: Status::Pass,
+            failing_layer: None,
+            tcp: "connected in 0.2 ms".into(),
+        }];
+        let layout = Layout {
+            width: None,
+            wide: true,
+        };
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, layout)).to_string();
+        assert!(text.contains("evidence: source proof"), "{text}");
+        assert!(
+            text.contains("ADDRESS") && text.contains("10.244.2.2:8080   shop/payments-0   node-b"),
+            "{text}"
+        );
     }
 }

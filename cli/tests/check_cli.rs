@@ -59,7 +59,7 @@ fn malformed_source_timeout_and_output_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown unit"), "{}", stderr(&out));
 
-    let out = check(&["--from", "shop/checkout", "--to", "svc/payments:80", "-o", "yaml"]);
+    let out = check(&["--from", "shop/checkout", "--to", "svc/payments:80", "-o", "xml"]);
     assert_eq!(out.status.code(), Some(2));
 
     let out = check(&["--to", "svc/payments:80"]);
@@ -136,8 +136,10 @@ fn unreachable_api_server_is_undetermined_with_the_reason() {
     assert!(steps[1..].iter().all(|s| s["status"] == "skip"));
 }
 
+/// A configuration error is kubectl's one line `error: …` naming the file, exit 4 — not a
+/// checklist blaming a layer.
 #[test]
-fn kubeconfig_that_does_not_exist_is_undetermined_and_named() {
+fn kubeconfig_that_does_not_exist_is_a_one_line_configuration_error() {
     let out = check(&[
         "--kubeconfig",
         "/nonexistent/netdiag/kubeconfig",
@@ -146,13 +148,34 @@ fn kubeconfig_that_does_not_exist_is_undetermined_and_named() {
         "--to",
         "10.96.0.10:53",
     ]);
-    assert_eq!(out.status.code(), Some(3));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("/nonexistent/netdiag/kubeconfig"), "{text}");
-    assert!(text.contains("verdict: UNDETERMINED"), "{text}");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        !text.contains('\x1b'),
-        "NO_COLOR and a pipe mean no color: {text}"
+        err.starts_with("error: cannot read kubeconfig /nonexistent/netdiag/kubeconfig"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_context_is_a_one_line_configuration_error() {
+    let kubeconfig = dead_kubeconfig();
+    let out = check(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "no-such-context",
+        "--from",
+        "shop/checkout",
+        "--to",
+        "10.96.0.10:53",
+    ]);
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: context \"no-such-context\" does not exist in the kubeconfig"
     );
 }
 

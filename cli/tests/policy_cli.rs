@@ -368,3 +368,70 @@ fn matrix_of_an_unknown_namespace_fails_with_exit_one() {
         "error: namespace nope not found in the input"
     );
 }
+
+#[test]
+fn explain_takes_n_for_bare_pod_names_and_yaml_output() {
+    let args = [
+        "-n", "shop", "--from", "checkout", "--to", "payments", "--port", "8080",
+    ];
+    let mut with_json = args.to_vec();
+    with_json.extend(["-o", "json"]);
+    let out = explain(&with_json, WORLD);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let from_json = json(&out);
+    assert_eq!(from_json["allowed"], true, "{from_json}");
+    let mut with_yaml = args.to_vec();
+    with_yaml.extend(["-o", "yaml"]);
+    let out = explain(&with_yaml, WORLD);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let from_yaml: serde_json::Value = serde_yaml_ng::from_slice(&out.stdout).expect("stdout is YAML");
+    assert_eq!(from_yaml, from_json);
+}
+
+#[test]
+fn matrix_takes_a_for_every_namespace_and_refuses_it_with_n() {
+    let all = run(
+        &[
+            "policy",
+            "matrix",
+            "--from-file",
+            "-",
+            "--port",
+            "8080",
+            "-A",
+            "-o",
+            "json",
+        ],
+        WORLD,
+    );
+    assert_eq!(all.status.code(), Some(0), "{}", stderr(&all));
+    let default = run(
+        &[
+            "policy",
+            "matrix",
+            "--from-file",
+            "-",
+            "--port",
+            "8080",
+            "-o",
+            "json",
+        ],
+        WORLD,
+    );
+    assert_eq!(json(&all), json(&default));
+    let both = run(
+        &[
+            "policy",
+            "matrix",
+            "--from-file",
+            "-",
+            "--port",
+            "8080",
+            "-A",
+            "-n",
+            "shop",
+        ],
+        WORLD,
+    );
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+}

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use netdiag::check::report::Verdict;
 use netdiag::check::snapshot::Snapshot;
 use netdiag::check::target::{PodRef, Target, parse_timeout};
-use netdiag::check::{CheckRequest, Report, judge};
+use netdiag::check::{CheckRequest, Report};
 use netdiag::cluster::NamespacedName;
 use netdiag_proto::{ApiError, ProbeRequest, ProbeSource};
 use serde::Deserialize;
@@ -237,7 +237,11 @@ async fn run_check(state: &State, caller: &Caller, ask: Ask) -> Result<Arc<Repor
         let snap = Snapshot::read(&client).await;
         let transport = Transport::new(peers, &snap);
         let evidence = netdiag::check::collect(&snap, &transport, &request).await;
-        Arc::new(judge::judge(&evidence, started.elapsed().as_millis() as u64))
+        Arc::new(netdiag::check::verdict(
+            &snap,
+            &evidence,
+            started.elapsed().as_millis() as u64,
+        ))
     };
     match state.flights.run(key, work).await {
         Ok((report, _joined)) => Ok(report),

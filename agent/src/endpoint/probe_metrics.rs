@@ -119,6 +119,9 @@ mod tests {
                 step(Layer::PodNetwork, Status::Skip),
             ],
             fix: vec![],
+            commands: vec![],
+            hints: vec![],
+            network_policy: None,
             duration_ms: 1200,
             endpoints: vec![],
         };

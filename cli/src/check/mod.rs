@@ -9,7 +9,8 @@
 //! 4. [`assemble`] turns plan and replies into [`evidence::Evidence`], purely;
 //! 5. [`judge`] turns the evidence into the [`report::Report`], purely, layer by layer.
 //!
-//! `target` parses the flags and `cmd` is the plugin's front end.
+//! `target` parses the flags, `workload` picks the pod behind `--from deploy/NAME`, `snippet`
+//! writes the NetworkPolicy that admits a denied flow, and `cmd` is the plugin's front end.
 
 pub mod assemble;
 pub mod cmd;
@@ -19,7 +20,9 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod snapshot;
+pub mod snippet;
 pub mod target;
+pub mod workload;
 
 use std::time::Instant;
 
@@ -42,8 +45,18 @@ pub async fn run<A: AgentTransport>(
     let started = Instant::now();
     let snap = Snapshot::read(client).await;
     let evidence = collect(&snap, agents, request).await;
-    let report = judge::judge(&evidence, started.elapsed().as_millis() as u64);
+    let report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
     (evidence, report)
+}
+
+/// The report of `evidence` collected from `snap`: the judge's verdict and, when policy is the
+/// failing layer, the NetworkPolicy that admits the flow (every front end answers the same).
+pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report {
+    let mut report = judge::judge(evidence, duration_ms);
+    if report.failing_layer == Some(report::Layer::NetworkPolicy) {
+        report.network_policy = snippet::suggest(snap, evidence);
+    }
+    report
 }
 
 /// Plans from `snap`, probes through `agents` (twice for a name the API ties to no Service:

@@ -63,6 +63,8 @@ pub const EXIT_REACHABLE: u8 = 0;
 pub const EXIT_UNDETERMINED: u8 = 3;
 /// Exit code of a usage error (bad flags, malformed `--from`/`--to`).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of a configuration error: no kubeconfig, an unknown context (kubectl's `error: …`).
+pub const EXIT_CONFIG: u8 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,13 +149,52 @@ pub struct Report {
     pub reachable: Option<bool>,
     pub failing_layer: Option<Layer>,
     pub steps: Vec<Step>,
-    /// Commands that confirm or fix the finding.
+    /// Every line of advice, commands and hints in the order the judge gave them (kept for
+    /// readers of the first schema; `commands` and `hints` split it).
     pub fix: Vec<String>,
+    /// Shell commands that confirm or fix the finding, paste-ready: each `kubectl` command
+    /// carries the `--context`/`--kubeconfig` the check ran with.
+    pub commands: Vec<String>,
+    /// What to change, in words (never a command).
+    pub hints: Vec<String>,
+    /// The minimal NetworkPolicy that admits the denied flow, when policy is the failing layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<PolicySuggestion>,
     pub duration_ms: u64,
     /// Each destination address traffic goes to, with its own verdict (absent when the check
     /// reached no destination address).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointReport>,
+}
+
+/// One line of advice: a command to run, or a change described in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FixLine {
+    /// A shell command (`kubectl ...`); the front end adds the connection flags.
+    Command(String),
+    /// Prose: what to change.
+    Hint(String),
+}
+
+impl FixLine {
+    pub fn text(&self) -> &str {
+        match self {
+            FixLine::Command(text) | FixLine::Hint(text) => text,
+        }
+    }
+}
+
+/// A NetworkPolicy that would admit the denied flow, checked by re-running the evaluator over
+/// the cluster's objects with it added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySuggestion {
+    /// One YAML document per policy (`---`-separated), ready for `kubectl apply -f -`.
+    pub yaml: String,
+    /// The flows it was verified to admit: `shop/checkout → shop/payments-0:8080/TCP`.
+    pub admits: Vec<String>,
+    /// The evaluator admits every denied flow once the policies are added.
+    pub verified: bool,
 }
 
 /// One destination address and the first layer at which it fails.
@@ -176,6 +217,37 @@ pub struct EndpointReport {
 }
 
 impl Report {
+    /// Sets the advice: `fix` in the given order, split into `commands` and `hints`.
+    pub fn set_fix(&mut self, lines: Vec<FixLine>) {
+        self.fix = lines.iter().map(|l| l.text().to_string()).collect();
+        self.commands = lines
+            .iter()
+            .filter_map(|l| match l {
+                FixLine::Command(c) => Some(c.clone()),
+                FixLine::Hint(_) => None,
+            })
+            .collect();
+        self.hints = lines
+            .iter()
+            .filter_map(|l| match l {
+                FixLine::Hint(h) => Some(h.clone()),
+                FixLine::Command(_) => None,
+            })
+            .collect();
+    }
+
+    /// Every command rewritten by `scope` (in `fix` too), e.g. to add `--context`.
+    pub fn scope_commands(&mut self, scope: impl Fn(&str) -> String) {
+        for line in &mut self.fix {
+            if self.commands.contains(line) {
+                *line = scope(line);
+            }
+        }
+        for command in &mut self.commands {
+            *command = scope(command);
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match (self.verdict, self.failing_layer) {
             (Verdict::Reachable, _) => EXIT_REACHABLE,
@@ -200,7 +272,7 @@ mod tests {
     #[test]
     fn every_layer_has_its_own_exit_code_distinct_from_usage_and_undetermined() {
         let mut codes: Vec<u8> = Layer::ALL.iter().map(|l| l.exit_code()).collect();
-        codes.extend([EXIT_REACHABLE, EXIT_USAGE, EXIT_UNDETERMINED, 1]);
+        codes.extend([EXIT_REACHABLE, EXIT_USAGE, EXIT_UNDETERMINED, EXIT_CONFIG, 1]);
         let n = codes.len();
         codes.sort();
         codes.dedup();
@@ -219,15 +291,25 @@ mod tests {
                 summary: "s".into(),
                 evidence: vec![String::from("e").into()],
             }],
-            fix: vec!["kubectl get networkpolicy -n shop".into()],
+            fix: vec![],
+            commands: vec![],
+            hints: vec![],
+            network_policy: None,
             duration_ms: 12,
             endpoints: vec![],
         };
+        let mut report = report;
+        report.set_fix(vec![
+            FixLine::Hint("allow it".into()),
+            FixLine::Command("kubectl get networkpolicy -n shop".into()),
+        ]);
         assert_eq!(
             serde_json::to_value(&report).unwrap(),
             json!({"verdict": "unreachable", "reachable": false, "failingLayer": "network-policy",
                    "steps": [{"layer": "network-policy", "status": "fail", "summary": "s", "evidence": ["e"]}],
-                   "fix": ["kubectl get networkpolicy -n shop"], "durationMs": 12})
+                   "fix": ["allow it", "kubectl get networkpolicy -n shop"],
+                   "commands": ["kubectl get networkpolicy -n shop"], "hints": ["allow it"],
+                   "durationMs": 12})
         );
         assert_eq!(report.exit_code(), 14);
     }

@@ -235,6 +235,102 @@ impl FromStr for PodRef {
     }
 }
 
+/// What kind of object `--from` names: the pod itself, or a workload one of whose pods is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Pod,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+}
+
+impl SourceKind {
+    /// The kind as kubectl's `TYPE/NAME` forms accept it (`deploy`, `deployment`, `deployments`, ...).
+    pub fn from_alias(alias: &str) -> Option<Self> {
+        Some(match alias.to_ascii_lowercase().as_str() {
+            "po" | "pod" | "pods" => SourceKind::Pod,
+            "deploy" | "deployment" | "deployments" => SourceKind::Deployment,
+            "sts" | "statefulset" | "statefulsets" => SourceKind::StatefulSet,
+            "ds" | "daemonset" | "daemonsets" => SourceKind::DaemonSet,
+            "rs" | "replicaset" | "replicasets" => SourceKind::ReplicaSet,
+            _ => return None,
+        })
+    }
+
+    /// The short form kubectl prints: `deployment/checkout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Pod => "pod",
+            SourceKind::Deployment => "deployment",
+            SourceKind::StatefulSet => "statefulset",
+            SourceKind::DaemonSet => "daemonset",
+            SourceKind::ReplicaSet => "replicaset",
+        }
+    }
+}
+
+/// `--from` in kubectl's forms: `POD`, `NS/POD`, `TYPE/NAME` (`pod/`, `deploy/`, `sts/`, `ds/`,
+/// `rs/`) or `NS/TYPE/NAME`. A first part that is a type word is the type, never a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    pub kind: SourceKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ns) = &self.namespace {
+            write!(f, "{ns}/")?;
+        }
+        match self.kind {
+            SourceKind::Pod => f.write_str(&self.name),
+            kind => write!(f, "{}/{}", kind.as_str(), self.name),
+        }
+    }
+}
+
+impl FromStr for SourceRef {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let what = format!("--from {s:?}");
+        let parts: Vec<&str> = s.split('/').collect();
+        let (namespace, kind, name) = match parts.as_slice() {
+            [name] => (None, SourceKind::Pod, *name),
+            [first, name] => match SourceKind::from_alias(first) {
+                Some(kind) => (None, kind, *name),
+                None => (Some(*first), SourceKind::Pod, *name),
+            },
+            [ns, kind, name] => match SourceKind::from_alias(kind) {
+                Some(kind) => (Some(*ns), kind, *name),
+                None => return invalid(format!("{what}: {kind:?} is not a pod, deploy, sts, ds or rs")),
+            },
+            _ => return invalid(format!("{what}: expected POD, NS/POD, TYPE/NAME or NS/TYPE/NAME")),
+        };
+        if name.is_empty() {
+            return invalid(format!(
+                "{what}: the {} name is missing; expected NS/POD or TYPE/NAME",
+                kind.as_str()
+            ));
+        }
+        if let Some(ns) = namespace
+            && !is_dns_label(ns)
+        {
+            return invalid(format!("{what}: {ns:?} is not a valid namespace name"));
+        }
+        if !is_dns_subdomain(name) {
+            return invalid(format!("{what}: {name:?} is not a valid {} name", kind.as_str()));
+        }
+        Ok(SourceRef {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        })
+    }
+}
+
 /// Parses `--timeout`: `1s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds.
 pub fn parse_timeout(s: &str) -> Result<Duration, ParseError> {
     let what = format!("--timeout {s:?}");
@@ -284,6 +380,35 @@ pub fn parse_agent_url(s: &str) -> Result<String, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn from_takes_kubectl_type_name_forms_before_a_namespace() {
+        let parse = |s: &str| s.parse::<SourceRef>().unwrap();
+        assert_eq!(
+            parse("pod/checkout"),
+            SourceRef {
+                kind: SourceKind::Pod,
+                namespace: None,
+                name: "checkout".into()
+            }
+        );
+        assert_eq!(parse("deploy/checkout").kind, SourceKind::Deployment);
+        assert_eq!(parse("sts/db").kind, SourceKind::StatefulSet);
+        assert_eq!(parse("daemonset/agent").kind, SourceKind::DaemonSet);
+        let namespaced = parse("shop/checkout");
+        assert_eq!(
+            (namespaced.kind, namespaced.namespace.as_deref()),
+            (SourceKind::Pod, Some("shop"))
+        );
+        let full = parse("shop/deploy/checkout");
+        assert_eq!(
+            (full.kind, full.namespace.as_deref(), full.name.as_str()),
+            (SourceKind::Deployment, Some("shop"), "checkout")
+        );
+        assert_eq!(full.to_string(), "shop/deployment/checkout");
+        assert!("shop/widget/x".parse::<SourceRef>().is_err());
+        assert!("deploy/".parse::<SourceRef>().is_err());
+    }
+
     use super::*;
 
     fn target(s: &str) -> Target {

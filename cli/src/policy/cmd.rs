@@ -71,6 +71,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub enum OutputFormat {
     Table,
     Json,
+    /// The JSON document as YAML.
+    Yaml,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +91,9 @@ pub struct ExplainArgs {
     /// TCP, UDP or SCTP.
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
+    /// Namespace of a bare POD in --from/--to (default: the context's namespace).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
@@ -104,8 +109,16 @@ pub struct MatrixArgs {
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
     /// Only pods in this namespace (repeatable); every namespace when absent.
-    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NS",
+        conflicts_with = "all_namespaces"
+    )]
     pub namespaces: Vec<String>,
+    /// Every namespace (the default; as kubectl's -A).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
@@ -192,11 +205,22 @@ fn write_answer(answer: &Answer, out: &mut impl Write) -> std::io::Result<()> {
         Answer::Explain(verdict, OutputFormat::Table) => out.write_all(render_explain(verdict).as_bytes()),
         Answer::Matrix(matrix, OutputFormat::Json) => write_matrix_json(matrix, out),
         Answer::Matrix(matrix, OutputFormat::Table) => write_matrix_table(matrix, out),
+        Answer::Explain(_, OutputFormat::Yaml) | Answer::Matrix(_, OutputFormat::Yaml) => {
+            let mut json = Vec::new();
+            match answer {
+                Answer::Explain(verdict, _) => serde_json::to_writer(&mut json, verdict)?,
+                Answer::Matrix(matrix, _) => write_matrix_json(matrix, &mut json)?,
+            }
+            let value: serde_json::Value = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
+            let yaml = serde_yaml_ng::to_string(&value).map_err(std::io::Error::other)?;
+            out.write_all(yaml.as_bytes())
+        }
     }
 }
 
 async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
-    let (objects, default_namespace) = load(&args.input).await?;
+    let (objects, context_namespace) = load(&args.input).await?;
+    let default_namespace = args.namespace.clone().unwrap_or(context_namespace);
     let index = index_and_warn(&objects);
     let mut notes = Vec::new();
     let from = resolve_peer(&index, &args.from, "from", &default_namespace, &mut notes)?;
@@ -295,7 +319,8 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
             config.read_timeout = Some(input.request_timeout);
             config.write_timeout = Some(input.request_timeout);
             let namespace = config.default_namespace.clone();
-            let client = kube::Client::try_from(config).map_err(KubeConfigError::Client)?;
+            let client =
+                kube::Client::try_from(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
             // The lists are independent: ask for them at once.
             let (namespaces, pods, policies, admin) = futures::try_join!(
                 list_all::<Namespace>(&client, "namespaces"),

@@ -81,8 +81,11 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
             Fact::Known(TcpOutcome::Refused { .. }) => {
                 refused.push((e.label(), listener_finding(e, port), port));
                 if let Some(pod) = &e.pod {
-                    fix.push(format!("kubectl -n {} logs {}", pod.namespace, pod.name));
-                    fix.push(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
+                    fix.push(cmd(format!("kubectl -n {} logs {}", pod.namespace, pod.name)));
+                    fix.push(cmd(format!(
+                        "kubectl -n {} describe pod {}",
+                        pod.namespace, pod.name
+                    )));
                 }
             }
             Fact::Known(o) => unknown.push(format!("{}: {}", e.label(), describe_tcp(o))),
@@ -101,7 +104,7 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
         {
             fix.insert(
                 0,
-                "make the application listen on 0.0.0.0 (all addresses), not 127.0.0.1".into(),
+                hint("make the application listen on 0.0.0.0 (all addresses), not 127.0.0.1"),
             );
         }
         let summary = if live.len() > 1 {

@@ -108,10 +108,10 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
                         expected.join(", ")
                     ),
                     evidence,
-                    vec![format!(
+                    cmds(vec![format!(
                         "kubectl get svc -A -o wide | grep -e {}",
                         expected.join(" -e ")
-                    )],
+                    )]),
                 );
             }
             let detail = match (position, via) {
@@ -139,7 +139,7 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
                     namespace: ns,
                     name: svc,
                 }) => {
-                    fix.push(format!("kubectl get svc -n {ns}"));
+                    fix.push(cmd(format!("kubectl get svc -n {ns}")));
                     let source_ns = cx.source_pod.map(|p| p.namespace.as_str());
                     if !dns.same_name_elsewhere.is_empty() && source_ns == Some(ns.as_str()) {
                         // Every namespace that has the Service: the tool cannot know which one was meant.
@@ -148,9 +148,9 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
                             evidence.push(format!(
                                 "Service {other} exists; a short name only resolves within its own namespace"
                             ));
-                            fix.push(format!(
+                            fix.push(hint(format!(
                                 "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
-                            ));
+                            )));
                         }
                         let which = match dns.same_name_elsewhere.as_slice() {
                             [one] => format!("the Service is {one}"),
@@ -170,7 +170,7 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
                             "Services in namespace {ns}: {}",
                             dns.names_in_namespace.join(", ")
                         ));
-                        fix.push(format!("did you mean {close}? use {close}.{ns}"));
+                        fix.push(hint(format!("did you mean {close}? use {close}.{ns}")));
                         format!(
                             "{name} is {what}: no Service {svc} in namespace {ns} (did you mean {close}?)"
                         )
@@ -221,7 +221,7 @@ pub(super) fn nxdomain_for_existing_service(
                 "{name} is {what} although Service {ns}/{svc} exists: the pod's resolv.conf does not use the cluster DNS Service {vip}"
             ),
             evidence,
-            vec![dns_policy_command(cx)],
+            vec![cmd(dns_policy_command(cx))],
         );
     }
     if !result
@@ -235,7 +235,10 @@ pub(super) fn nxdomain_for_existing_service(
                 result.resolv_conf.search.join(" ")
             ),
             evidence,
-            vec![dns_policy_command(cx), format!("use {fqdn} from {}", cx.from)],
+            vec![
+                cmd(dns_policy_command(cx)),
+                hint(format!("use {fqdn} from {}", cx.from)),
+            ],
         );
     }
     fail(
@@ -244,8 +247,8 @@ pub(super) fn nxdomain_for_existing_service(
         ),
         evidence,
         vec![
-            "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50".into(),
-            "kubectl -n kube-system get configmap coredns -o yaml".into(),
+            cmd("kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50"),
+            cmd("kubectl -n kube-system get configmap coredns -o yaml"),
         ],
     )
 }
@@ -266,8 +269,8 @@ pub(super) fn judge_dns_failure(
         ));
     }
     let fix = vec![
-        "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide".to_string(),
-        "kubectl -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns".to_string(),
+        cmd("kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide"),
+        cmd("kubectl -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns"),
     ];
     let cluster = match &dns.cluster_dns {
         Fact::Known(cluster) => cluster,
@@ -280,7 +283,7 @@ pub(super) fn judge_dns_failure(
         return fail(
             format!("{name} {what}: the pod's resolv.conf does not use the cluster DNS Service {vip}"),
             evidence,
-            vec![dns_policy_command(cx)],
+            vec![cmd(dns_policy_command(cx))],
         );
     }
     let ready: Vec<&DnsPodFacts> = cluster.pods.iter().filter(|p| p.ready).collect();
@@ -336,7 +339,7 @@ pub(super) fn judge_dns_failure(
                 "{name} {what} and NetworkPolicy for egress to cluster DNS could not be evaluated, so a policy drop cannot be ruled out"
             ),
             evidence,
-            vec!["kubectl auth can-i list networkpolicies -A".into()],
+            vec![cmd("kubectl auth can-i list networkpolicies -A")],
         );
     }
     let summary = match failure {

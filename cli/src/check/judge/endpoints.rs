@@ -20,7 +20,7 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             return fail(
                 format!("pod {namespace}/{name} not found"),
                 vec![],
-                vec![format!("kubectl get pods -n {namespace}")],
+                vec![cmd(format!("kubectl get pods -n {namespace}"))],
             );
         }
         EndpointsFacts::Known(list) => list,
@@ -32,7 +32,7 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
         let Some(pod) = &e.pod else {
             return pass(format!("{} is a pod address", fmt_ip(e.ip)), vec![]);
         };
-        let describe = format!("kubectl -n {} describe pod {}", pod.namespace, pod.name);
+        let describe = cmd(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
         if pod.phase != "Running" {
             return fail(
                 format!("{} is {}, not Running", pod.key(), pod.phase),
@@ -124,10 +124,10 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
         return fail(
             format!("{key} has no selector and no ready endpoints"),
             vec![],
-            vec![format!(
+            cmds(vec![format!(
                 "kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={}",
                 svc.name
-            )],
+            )]),
         );
     }
     let selected = &svc.selected_pods;
@@ -136,12 +136,12 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             format!("{key} selector {selector} matches no pods in namespace {ns}"),
             vec![],
             vec![
-                format!("kubectl -n {ns} get pods --show-labels"),
-                format!("kubectl -n {ns} get svc {} -o yaml", svc.name),
+                cmd(format!("kubectl -n {ns} get pods --show-labels")),
+                cmd(format!("kubectl -n {ns} get svc {} -o yaml", svc.name)),
             ],
         );
     }
-    let describe = format!("kubectl -n {ns} describe pods -l {selector}");
+    let describe = cmd(format!("kubectl -n {ns} describe pods -l {selector}"));
     let evidence: Vec<String> = selected
         .iter()
         .map(|p| {
@@ -177,10 +177,10 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             selected.len()
         ),
         evidence,
-        vec![format!(
+        cmds(vec![format!(
             "kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={} -o yaml",
             svc.name
-        )],
+        )]),
     )
 }
 
@@ -237,5 +237,5 @@ fn stale_endpoints(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
         "kubectl -n {} get svc {} -o yaml",
         svc.namespace, svc.name
     ));
-    Some(fail(summary, evidence, fix))
+    Some(fail(summary, evidence, cmds(fix)))
 }

@@ -7,7 +7,7 @@
 //! disagreement is reported.
 
 use super::evidence::*;
-use super::report::{EvidenceLine, Layer, Report, Status, Step, Verdict};
+use super::report::{EvidenceLine, FixLine, Layer, Report, Status, Step, Verdict};
 
 mod application;
 mod context;
@@ -43,14 +43,14 @@ pub(super) enum Judgment {
     Fail {
         summary: String,
         evidence: Vec<EvidenceLine>,
-        fix: Vec<String>,
+        fix: Vec<FixLine>,
     },
     /// Not applicable to this target; the walk goes on.
     NotApplicable(String),
     Undetermined {
         summary: String,
         evidence: Vec<EvidenceLine>,
-        fix: Vec<String>,
+        fix: Vec<FixLine>,
     },
 }
 
@@ -65,7 +65,7 @@ pub(super) fn pass(summary: impl Into<String>, evidence: Vec<String>) -> Judgmen
     }
 }
 
-pub(super) fn fail(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<String>) -> Judgment {
+pub(super) fn fail(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
     Judgment::Fail {
         summary: summary.into(),
         evidence: lines(evidence),
@@ -73,12 +73,27 @@ pub(super) fn fail(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<S
     }
 }
 
-pub(super) fn undetermined(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<String>) -> Judgment {
+pub(super) fn undetermined(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
     Judgment::Undetermined {
         summary: summary.into(),
         evidence: lines(evidence),
         fix,
     }
+}
+
+/// A command that confirms or fixes a finding (`kubectl ...`, without connection flags).
+pub(super) fn cmd(line: impl Into<String>) -> FixLine {
+    FixLine::Command(line.into())
+}
+
+/// Commands, each a [`cmd`].
+pub(super) fn cmds(lines: Vec<String>) -> Vec<FixLine> {
+    lines.into_iter().map(FixLine::Command).collect()
+}
+
+/// What to change, in words.
+pub(super) fn hint(line: impl Into<String>) -> FixLine {
+    FixLine::Hint(line.into())
 }
 
 pub(super) fn not_applicable(summary: impl Into<String>) -> Judgment {
@@ -168,19 +183,24 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         Some((layer, Status::Fail)) => (Verdict::Unreachable, Some(false), Some(layer)),
         Some(_) => (Verdict::Undetermined, None, None),
     };
-    Report {
+    let mut report = Report {
         verdict,
         reachable,
         failing_layer,
         steps,
-        fix,
+        fix: vec![],
+        commands: vec![],
+        hints: vec![],
+        network_policy: None,
         duration_ms,
         endpoints: cx
             .live
             .iter()
             .map(|e| outcomes::endpoint_report(ev.destination, e))
             .collect(),
-    }
+    };
+    report.set_fix(fix);
+    report
 }
 
 /// The Service and endpoints layers while DNS lookups are dropped by NetworkPolicy: the client

@@ -102,8 +102,8 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
                 "connections fail and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
                 blocked,
                 vec![
-                    format!("kubectl auth can-i list networkpolicies -A"),
-                    format!("kubectl -n {src_ns} get networkpolicy"),
+                    cmd("kubectl auth can-i list networkpolicies -A"),
+                    cmd(format!("kubectl -n {src_ns} get networkpolicy")),
                 ],
             );
         }
@@ -174,7 +174,7 @@ pub(super) fn policies_phrase(policies: &[PolicyRef]) -> String {
 
 /// The `kubectl get networkpolicy` lines for the isolating policies (at most 3), or the
 /// namespace listing when no policy is named.
-pub(super) fn policy_get_lines(policies: &[PolicyRef], fallback_ns: &str) -> Vec<String> {
+pub(super) fn policy_get_lines(policies: &[PolicyRef], fallback_ns: &str) -> Vec<FixLine> {
     let mut seen: Vec<&PolicyRef> = Vec::new();
     for p in policies {
         if !seen.contains(&p) {
@@ -182,15 +182,20 @@ pub(super) fn policy_get_lines(policies: &[PolicyRef], fallback_ns: &str) -> Vec
         }
     }
     if seen.is_empty() {
-        return vec![format!("kubectl -n {fallback_ns} get networkpolicy -o yaml")];
+        return vec![cmd(format!("kubectl -n {fallback_ns} get networkpolicy -o yaml"))];
     }
     seen.iter()
         .take(3)
-        .map(|p| format!("kubectl -n {} get networkpolicy {} -o yaml", p.namespace, p.name))
+        .map(|p| {
+            cmd(format!(
+                "kubectl -n {} get networkpolicy {} -o yaml",
+                p.namespace, p.name
+            ))
+        })
         .collect()
 }
 
-pub(super) fn push_unique(lines: &mut Vec<String>, line: String) {
+pub(super) fn push_unique(lines: &mut Vec<FixLine>, line: FixLine) {
     if !lines.contains(&line) {
         lines.push(line);
     }
@@ -198,7 +203,7 @@ pub(super) fn push_unique(lines: &mut Vec<String>, line: String) {
 
 /// What to change for the denied flows: which rule to add to which isolating policy, naming the
 /// peers by the labels a selector can match, then the commands that show those policies.
-pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) -> Vec<String> {
+pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) -> Vec<FixLine> {
     let src = cx.source_pod;
     let mut advice = Vec::new();
     let mut policies = Vec::new();
@@ -220,12 +225,12 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
             };
             push_unique(
                 &mut advice,
-                format!(
+                hint(format!(
                     "allow ingress from {from} to port {}/{} in {}, or add a NetworkPolicy selecting {to} that allows it",
                     side.port,
                     side.protocol,
                     policies_phrase(&side.policies)
-                ),
+                )),
             );
             policies.extend(side.policies.iter().cloned());
         }
@@ -240,12 +245,12 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
             let subject = src.map(subject_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
-                format!(
+                hint(format!(
                     "allow egress to {to} on port {}/{} in {}, or add a NetworkPolicy selecting {subject} that allows it",
                     side.port,
                     side.protocol,
                     policies_phrase(&side.policies)
-                ),
+                )),
             );
             policies.extend(side.policies.iter().cloned());
         }
@@ -271,7 +276,7 @@ fn denied_by_admin_only<'a>(checks: impl Iterator<Item = &'a PolicyCheck>) -> bo
 
 /// What to change when policy blocks the source's DNS queries: egress to the cluster DNS pods
 /// on port 53 (UDP and TCP) in the isolating policies, then the commands that show them.
-pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
+pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<FixLine> {
     let src = cx.source_pod;
     let pods = cx
         .dns
@@ -292,10 +297,10 @@ pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
             let subject = src.map(subject_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
-                format!(
+                hint(format!(
                     "allow egress to pods with k8s-app=kube-dns in namespace kube-system on port 53/UDP and 53/TCP in {}, or add a NetworkPolicy selecting {subject} that allows it",
                     policies_phrase(&side.policies)
-                ),
+                )),
             );
             policies.extend(side.policies.iter().cloned());
         }
@@ -303,10 +308,10 @@ pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<String> {
             let from = src.map(peer_phrase).unwrap_or_else(|| cx.from.to_string());
             push_unique(
                 &mut advice,
-                format!(
+                hint(format!(
                     "allow ingress from {from} to port 53/UDP and 53/TCP in {}, or add a NetworkPolicy selecting k8s-app=kube-dns in namespace kube-system that allows it",
                     policies_phrase(&side.policies)
-                ),
+                )),
             );
             policies.extend(side.policies.iter().cloned());
         }
@@ -323,7 +328,7 @@ fn disagreement(flow: String) -> EvidenceLine {
 /// What to do about a side a cluster-wide admin rule denied: an Admin-tier rule only a cluster
 /// admin can change (no NetworkPolicy overrides it); a Baseline-tier one a NetworkPolicy
 /// selecting the pod overrides.
-fn admin_fix(side: &DeniedSide, advice: &mut Vec<String>) {
+fn admin_fix(side: &DeniedSide, advice: &mut Vec<FixLine>) {
     let Some(rule) = &side.admin_rule else {
         return;
     };
@@ -331,24 +336,24 @@ fn admin_fix(side: &DeniedSide, advice: &mut Vec<String>) {
     if side.needs_cluster_admin() {
         push_unique(
             advice,
-            format!(
+            hint(format!(
                 "a cluster admin must change {rule}: the Admin tier is evaluated before NetworkPolicy, which cannot override it"
-            ),
+            )),
         );
     } else {
         push_unique(
             advice,
-            format!(
+            hint(format!(
                 "{rule} is a Baseline-tier default: a NetworkPolicy selecting the pod that allows the flow overrides it"
-            ),
+            )),
         );
     }
     push_unique(
         advice,
-        format!(
+        cmd(format!(
             "kubectl get {} {} -o yaml",
             policy.kind.as_str().to_lowercase(),
             policy.name
-        ),
+        )),
     );
 }

@@ -79,10 +79,10 @@ fn connectivity(cx: &Context) -> Judgment {
                 svc.key()
             ),
             vec![],
-            vec![format!(
+            cmds(vec![format!(
                 "kubectl netdiag check --from {} --to {host}:{port}",
                 cx.from
-            )],
+            )]),
         );
     }
     let live = &cx.live;
@@ -116,7 +116,7 @@ fn connectivity(cx: &Context) -> Judgment {
         evidence.extend(ok.iter().map(|(_, o)| format!("TCP to {o}")));
         evidence.extend(cx.node_witnesses.iter().map(witness_line));
         let (summary, fix) = path_finding(cx, &failing, &ok);
-        return fail(summary, evidence, fix);
+        return fail(summary, evidence, cmds(fix));
     }
     if !unknown.is_empty() {
         let summary = format!("the pod network could not be probed: {}", unknown[0]);

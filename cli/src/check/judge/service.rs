@@ -34,13 +34,16 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
                     "Services in namespace {namespace}: {}",
                     names_in_namespace.join(", ")
                 )],
-                vec![format!("kubectl get svc -n {namespace}")],
+                vec![cmd(format!("kubectl get svc -n {namespace}"))],
             );
         }
         ServiceFacts::Found(svc) => svc,
     };
     let key = svc.key();
-    let get_svc = format!("kubectl -n {} get svc {} -o yaml", svc.namespace, svc.name);
+    let get_svc = cmd(format!(
+        "kubectl -n {} get svc {} -o yaml",
+        svc.namespace, svc.name
+    ));
     if let Some(external) = &svc.external_name {
         return pass(format!("{key} is an ExternalName Service for {external}"), vec![]);
     }
@@ -103,11 +106,11 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
                     declared,
                     vec![
                         get_svc,
-                        format!(
+                        cmd(format!(
                             "kubectl -n {} get pods -l {} -o yaml",
                             svc.namespace,
                             selector_text(svc)
-                        ),
+                        )),
                     ],
                 );
             }
@@ -179,10 +182,10 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
                     .iter()
                     .position(|p| p.port == port.port && p.protocol == port.protocol);
                 if let ([only], Some(i)) = (listening.as_slice(), index) {
-                    fix.push(format!(
+                    fix.push(cmd(format!(
                         "kubectl -n {} patch svc {} --type=json -p '[{{\"op\":\"replace\",\"path\":\"/spec/ports/{i}/targetPort\",\"value\":{only}}}]'",
                         svc.namespace, svc.name
-                    ));
+                    )));
                 }
                 return fail(
                     format!(

@@ -178,14 +178,14 @@ fn differential(cx: &Context) -> Judgment {
                 "ClusterIP {vip} is refused while no endpoint refuses: the Service rules on {node} act as if it had no endpoints (stale)"
             ),
             evidence,
-            proxy_fix,
+            cmds(proxy_fix.clone()),
         ),
         TcpOutcome::Timeout { .. } | TcpOutcome::Unreachable { .. } if any_answered => fail(
             format!(
                 "ClusterIP {vip} {what} while the pod IPs answer: the Service's rules are missing on {node} (kube-proxy/dataplane)"
             ),
             evidence,
-            proxy_fix,
+            cmds(proxy_fix.clone()),
         ),
         _ => undetermined(
             format!("ClusterIP {vip} {what} and no endpoint answered alike to compare with"),

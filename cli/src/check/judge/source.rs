@@ -14,7 +14,7 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
             undetermined(
                 format!("could not read the source pod {}: {reason}", cx.from),
                 vec![],
-                vec![fix],
+                vec![cmd(fix)],
             )
         }
         SourceFacts::Missing {
@@ -32,12 +32,12 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
             fail(
                 format!("pod {namespace}/{name} not found"),
                 evidence,
-                vec![format!("kubectl get pods -n {namespace}")],
+                vec![cmd(format!("kubectl get pods -n {namespace}"))],
             )
         }
         SourceFacts::Found { pod, agent } => {
             let key = pod.key();
-            let describe = format!("kubectl -n {} describe pod {}", pod.namespace, pod.name);
+            let describe = cmd(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
             let (Some(node), Some(ip)) = (&pod.node, pod.ip) else {
                 return fail(
                     format!("{key} is {} without an IP; it cannot send traffic yet", pod.phase),
@@ -53,7 +53,7 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
                 return fail(
                     format!("{key} is {} on {node}, not Running", pod.phase),
                     vec![format!("pod IP {ip}")],
-                    vec![describe],
+                    vec![describe.clone()],
                 );
             }
             match agent {
@@ -69,13 +69,13 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
                 AgentFacts::Failed(reason) => {
                     let fix = match (&cx.agents, reason) {
                         (Some(at), ToolFailure::AgentForbidden { .. }) => {
-                            vec![format!(
+                            vec![cmd(format!(
                                 "kubectl auth can-i create pods/portforward -n {}",
                                 at.namespace
-                            )]
+                            ))]
                         }
                         (Some(at), ToolFailure::Forbidden { .. }) => {
-                            vec![format!("kubectl auth can-i list pods -n {}", at.namespace)]
+                            vec![cmd(format!("kubectl auth can-i list pods -n {}", at.namespace))]
                         }
                         _ => agent_pods_fix(cx),
                     };
@@ -91,11 +91,11 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
 }
 
 /// Commands that show the agents where the check looked for them.
-pub(super) fn agent_pods_fix(cx: &Context) -> Vec<String> {
+pub(super) fn agent_pods_fix(cx: &Context) -> Vec<FixLine> {
     match &cx.agents {
         Some(AgentPods { namespace, selector }) => vec![
-            format!("kubectl -n {namespace} get pods -l {selector} -o wide"),
-            format!("kubectl -n {namespace} get daemonsets"),
+            cmd(format!("kubectl -n {namespace} get pods -l {selector} -o wide")),
+            cmd(format!("kubectl -n {namespace} get daemonsets")),
         ],
         None => vec![],
     }

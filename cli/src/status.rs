@@ -1,0 +1,416 @@
+//! `kubectl netdiag version` and `kubectl netdiag status`: the client's version, and the agent on
+//! each node (ready, version, capabilities, what it can and cannot probe there).
+//!
+//! I/O: lists Nodes and the agent pods, then asks each running agent `GET /v1/info` through a
+//! port-forward. [`probe_abilities`] and the renderers are pure.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::ListParams;
+use netdiag_proto::Capabilities;
+use serde::Serialize;
+
+use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
+use crate::check::cmd::config_error;
+use crate::check::report::EXIT_UNDETERMINED;
+use crate::kube_args::KubeArgs;
+
+/// How long one agent has to answer `GET /v1/info`.
+const INFO_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// Where the agents are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Namespace of the netdiag agent DaemonSet.
+    #[arg(long, default_value = DEFAULT_AGENT_NAMESPACE, value_name = "NAMESPACE")]
+    pub agent_namespace: String,
+    /// Label selector of the agent pods.
+    #[arg(long, default_value = DEFAULT_AGENT_SELECTOR, value_name = "SELECTOR")]
+    pub agent_selector: String,
+}
+
+/// Print the client's version and each node's agent version.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kubectl netdiag version\n  kubectl netdiag version --client -o json")]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub agents: AgentArgs,
+    /// Only the client's version (no cluster access).
+    #[arg(long)]
+    pub client: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// Show the agent on each node.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  kubectl netdiag status\n  kubectl netdiag status -o wide\n  kubectl netdiag status -o json"
+)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub agents: AgentArgs,
+    /// Output format (wide adds the agent pod and the reason a node cannot be probed).
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// One node and its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub node: String,
+    /// `namespace/name` of the agent pod on the node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The agent pod is Running and Ready and answered `/v1/info`.
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    pub can_probe: Vec<String>,
+    pub cannot_probe: Vec<String>,
+    /// Why the agent could not be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What an agent with `caps` can and cannot probe on its node.
+pub fn probe_abilities(caps: &Capabilities) -> (Vec<String>, Vec<String>) {
+    let (mut can, mut cannot) = (vec![], vec![]);
+    if caps.setns && caps.ptrace {
+        can.push("pods (dns, tcp, listening sockets)".to_string());
+    } else if caps.setns {
+        cannot.push("pods found by their processes (no SYS_PTRACE)".to_string());
+    } else {
+        cannot.push("pods: cannot enter network namespaces (no SYS_ADMIN)".to_string());
+    }
+    if caps.setns {
+        can.push("node".to_string());
+    }
+    if caps.net_raw {
+        can.push("icmp".to_string());
+    } else {
+        cannot.push("icmp evidence (no NET_RAW)".to_string());
+    }
+    (can, cannot)
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Every node (or, when Nodes cannot be listed, every node with an agent pod) and its agent.
+async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatus>, String> {
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &args.agent_namespace);
+    let params = ListParams::default().labels(&args.agent_selector);
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let all = ListParams::default();
+    let (nodes, pods) = tokio::join!(nodes_api.list(&all), pods_api.list(&params));
+    let pods = pods.map_err(|e| {
+        format!(
+            "failed to list agent pods in namespace {} with selector {}: {e}",
+            args.agent_namespace, args.agent_selector
+        )
+    })?;
+    let mut names: Vec<String> = match nodes {
+        Ok(nodes) => nodes
+            .items
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect(),
+        Err(err) => {
+            tracing::warn!("cannot list nodes ({err}); showing the nodes that run an agent pod");
+            pods.items
+                .iter()
+                .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+                .collect()
+        }
+    };
+    names.sort();
+    names.dedup();
+    let agents = Agents::discover(client.clone(), &args.agent_namespace, &args.agent_selector).await;
+    let rows = names.into_iter().map(|node| {
+        let pod = pods
+            .items
+            .iter()
+            .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()));
+        let agents = &agents;
+        async move {
+            let mut row = NodeStatus {
+                agent: pod
+                    .and_then(|p| p.metadata.name.clone())
+                    .map(|n| format!("{}/{n}", args.agent_namespace)),
+                node: node.clone(),
+                ready: false,
+                version: None,
+                capabilities: None,
+                can_probe: vec![],
+                cannot_probe: vec!["anything: no agent runs on this node".to_string()],
+                error: None,
+            };
+            let Some(pod) = pod else { return row };
+            match agents.info(&node, INFO_DEADLINE).await {
+                Ok(info) => {
+                    let (can, cannot) = probe_abilities(&info.capabilities);
+                    row.ready = pod_ready(pod);
+                    row.version = Some(info.agent.version);
+                    row.capabilities = Some(info.capabilities);
+                    row.can_probe = can;
+                    row.cannot_probe = cannot;
+                }
+                Err(err) => {
+                    row.cannot_probe = vec!["anything: the agent does not answer".to_string()];
+                    row.error = Some(crate::cluster::error_chain(&err));
+                }
+            }
+            row
+        }
+    });
+    Ok(futures::future::join_all(rows).await)
+}
+
+fn caps_text(caps: &Option<Capabilities>) -> String {
+    let Some(caps) = caps else { return "-".into() };
+    let names: Vec<&str> = [
+        (caps.setns, "setns"),
+        (caps.ptrace, "ptrace"),
+        (caps.net_raw, "net_raw"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(",")
+    }
+}
+
+/// The status table (`wide` adds the agent pod and the error).
+pub fn render_status(rows: &[NodeStatus], wide: bool) -> String {
+    let mut header = vec![
+        "NODE",
+        "READY",
+        "VERSION",
+        "CAPABILITIES",
+        "CAN PROBE",
+        "CANNOT PROBE",
+    ];
+    if wide {
+        header.extend(["AGENT", "ERROR"]);
+    }
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for r in rows {
+        let dash = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join("; ")
+            }
+        };
+        let mut line = vec![
+            r.node.clone(),
+            if r.ready { "True" } else { "False" }.to_string(),
+            r.version.clone().unwrap_or_else(|| "-".into()),
+            caps_text(&r.capabilities),
+            dash(&r.can_probe),
+            dash(&r.cannot_probe),
+        ];
+        if wide {
+            line.push(r.agent.clone().unwrap_or_else(|| "-".into()));
+            line.push(r.error.clone().unwrap_or_else(|| "-".into()));
+        }
+        table.push(line);
+    }
+    let mut widths = vec![0; table[0].len()];
+    for line in &table {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &table {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<width$}", width = *w))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("   ").trim_end());
+    }
+    out
+}
+
+fn print_data<T: Serialize>(value: &T, format: Format) {
+    match format {
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(value).expect("serializes")),
+        _ => println!("{}", serde_json::to_string_pretty(value).expect("serializes")),
+    }
+}
+
+async fn client(args: &AgentArgs) -> Result<kube::Client, crate::kube_args::KubeConfigError> {
+    let mut config = args.kube.config().await?;
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(15));
+    kube::Client::try_from(config).map_err(|e| crate::kube_args::KubeConfigError::Client(e.to_string()))
+}
+
+pub async fn status(args: StatusArgs) -> ExitCode {
+    let client = match client(&args.agents).await {
+        Ok(client) => client,
+        Err(err) => return config_error(&err),
+    };
+    let rows = match gather(&client, &args.agents).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(EXIT_UNDETERMINED);
+        }
+    };
+    match args.output {
+        Format::Table | Format::Wide => print!("{}", render_status(&rows, args.output == Format::Wide)),
+        format => print_data(&rows, format),
+    }
+    if rows.iter().all(|r| r.ready) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_UNDETERMINED)
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Versions {
+    client_version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_versions: Option<Vec<AgentVersion>>,
+}
+
+#[derive(Debug, Serialize)]
+struct AgentVersion {
+    node: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub async fn version(args: VersionArgs) -> ExitCode {
+    let client_version = env!("CARGO_PKG_VERSION");
+    let mut versions = Versions {
+        client_version,
+        agent_versions: None,
+    };
+    let mut code = ExitCode::SUCCESS;
+    if !args.client {
+        match client(&args.agents).await {
+            Ok(client) => match gather(&client, &args.agents).await {
+                Ok(rows) => {
+                    versions.agent_versions = Some(
+                        rows.into_iter()
+                            .map(|r| AgentVersion {
+                                error: r
+                                    .version
+                                    .is_none()
+                                    .then(|| r.error.unwrap_or_else(|| "no agent".into())),
+                                node: r.node,
+                                version: r.version,
+                            })
+                            .collect(),
+                    );
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    code = ExitCode::from(EXIT_UNDETERMINED);
+                }
+            },
+            Err(err) => {
+                println!("Client Version: v{client_version}");
+                return config_error(&err);
+            }
+        }
+    }
+    match args.output {
+        Format::Table | Format::Wide => {
+            println!("Client Version: v{client_version}");
+            if let Some(agents) = &versions.agent_versions {
+                println!("Agent Versions:");
+                for a in agents {
+                    match (&a.version, &a.error) {
+                        (Some(v), _) => println!("  {}: v{v}", a.node),
+                        (None, e) => println!("  {}: unknown ({})", a.node, e.as_deref().unwrap_or("-")),
+                    }
+                }
+            }
+        }
+        format => print_data(&versions, format),
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_say_what_can_and_cannot_be_probed() {
+        let full = Capabilities {
+            setns: true,
+            net_raw: true,
+            ptrace: true,
+        };
+        let (can, cannot) = probe_abilities(&full);
+        assert!(can.iter().any(|c| c.starts_with("pods")), "{can:?}");
+        assert!(cannot.is_empty(), "{cannot:?}");
+        let (can, cannot) = probe_abilities(&Capabilities {
+            setns: true,
+            net_raw: false,
+            ptrace: true,
+        });
+        assert!(!can.contains(&"icmp".to_string()));
+        assert!(cannot.iter().any(|c| c.contains("NET_RAW")), "{cannot:?}");
+        let (can, cannot) = probe_abilities(&Capabilities::default());
+        assert!(can.is_empty());
+        assert!(cannot.iter().any(|c| c.contains("SYS_ADMIN")), "{cannot:?}");
+    }
+
+    #[test]
+    fn a_node_without_an_agent_is_not_ready_and_says_so() {
+        let rows = [NodeStatus {
+            node: "node-c".into(),
+            agent: None,
+            ready: false,
+            version: None,
+            capabilities: None,
+            can_probe: vec![],
+            cannot_probe: vec!["anything: no agent runs on this node".into()],
+            error: None,
+        }];
+        let text = render_status(&rows, false);
+        let line = text.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("node-c") && line.contains("False") && line.contains("no agent"),
+            "{text}"
+        );
+    }
+}
