@@ -39,6 +39,8 @@ impl AgentTransport for DroppingAgents {
                     port: t.port,
                     timeout_ms: t.timeout_ms,
                     outcome: TcpOutcome::Timeout { after_ms: 1000 },
+                    local_port: None,
+                    started_unix_us: None,
                 }),
                 Probe::Dns(d) => ProbeResult::Dns(DnsResult {
                     name: d.name.clone(),

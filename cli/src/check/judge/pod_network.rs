@@ -24,8 +24,10 @@ fn with_witnesses(cx: &Context, judgment: Judgment) -> Judgment {
                 lines.extend(mtu_evidence);
                 lines.extend(conntrack_line(cx));
                 let fix = vec![
-                    "kubectl get nodes -o wide   # compare the node interface MTUs on the path".to_string(),
-                    "set the CNI's MTU to the path MTU (e.g. Calico veth_mtu, Cilium --mtu) or fix the link MTU".into(),
+                    cmd("kubectl get nodes -o wide   # compare the node interface MTUs on the path"),
+                    hint(
+                        "set the CNI's MTU to the path MTU (e.g. Calico veth_mtu, Cilium --mtu) or fix the link MTU",
+                    ),
                 ];
                 return fail(mtu_summary, lines, fix);
             }

@@ -52,7 +52,7 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
         );
         let mut evidence = vec![line];
         evidence.extend(conntrack_line(cx));
-        return fail(summary, evidence, proxy_fix(node));
+        return fail(summary, evidence, cmds(proxy_fix(node)));
     }
     // A missing rule explains a failing VIP; it never fails a working one (IPVS, nftables mode
     // or an eBPF dataplane program the VIP elsewhere).
