@@ -241,6 +241,25 @@ impl Agents {
             .agent_for(node)
             .map_err(|failure| AgentError::Unavailable(Box::new(failure)))?;
         let body = serde_json::to_vec(request).expect("a probe request always serializes");
+        let bytes = self
+            .exchange(&agent, node, hyper::Method::POST, PROBE_PATH, body, deadline)
+            .await?;
+        decode(&agent, &bytes, "probe report")
+    }
+}
+
+impl Agents {
+    /// One HTTP exchange (`method path`, with `body`) with the agent on `node`, through the route,
+    /// within `deadline`; a status other than 2xx is an [`AgentError::Api`] with the agent's words.
+    async fn exchange(
+        &self,
+        agent: &str,
+        node: &str,
+        method: hyper::Method,
+        path: &'static str,
+        body: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Bytes, AgentError> {
         let exchange = async {
             match &self.route {
                 Route::Direct { addr } => {
@@ -250,7 +269,7 @@ impl Agents {
                             addr: addr.clone(),
                             source,
                         })?;
-                    post_json(stream, &agent, body).await
+                    send_json(stream, agent, method, path, body).await
                 }
                 Route::PortForward {
                     client,
@@ -266,25 +285,25 @@ impl Agents {
                         api.portforward(pod, &[*port])
                             .await
                             .map_err(|source| AgentError::PortForward {
-                                pod: agent.clone(),
+                                pod: agent.to_string(),
                                 source,
                             })?;
                     let stream = forwarder.take_stream(*port).ok_or_else(|| AgentError::NoStream {
-                        pod: agent.clone(),
+                        pod: agent.to_string(),
                         port: *port,
                     })?;
                     // The API server explains a forward it could not make (nothing listening on the
                     // port in the agent pod, pod gone) on the port's error stream, then closes the
                     // data stream: report its words rather than the bare closed connection.
                     let errors = forwarder.take_error(*port);
-                    let exchange = post_json(stream, &agent, body);
+                    let exchange = send_json(stream, agent, method, path, body);
                     let result = match errors {
                         Some(errors) => {
                             tokio::pin!(exchange);
                             tokio::select! {
                                 biased;
                                 Some(message) = errors => Err(AgentError::PortForwardStream {
-                                    pod: agent.clone(),
+                                    pod: agent.to_string(),
                                     port: *port,
                                     message,
                                 }),
@@ -302,7 +321,7 @@ impl Agents {
             tokio::time::timeout(deadline, exchange)
                 .await
                 .map_err(|_| AgentError::Timeout {
-                    agent: agent.clone(),
+                    agent: agent.to_string(),
                     after: deadline,
                 })??;
         if !(200..300).contains(&status) {
@@ -311,13 +330,13 @@ impl Agents {
                 Err(_) => (None, String::from_utf8_lossy(&bytes).trim().to_string()),
             };
             return Err(AgentError::Api {
-                agent,
+                agent: agent.to_string(),
                 status,
                 code,
                 message,
             });
         }
-        decode(&agent, &bytes, "probe report")
+        Ok(bytes)
     }
 }
 
@@ -374,8 +393,15 @@ fn decode<T: DeserializeOwned>(agent: &str, bytes: &[u8], what: &'static str) ->
     })
 }
 
-/// One HTTP/1.1 `POST` of a JSON body over `io`; returns the status and the whole body.
-async fn post_json<S>(io: S, agent: &str, body: Vec<u8>) -> Result<(u16, Bytes), AgentError>
+/// One HTTP/1.1 request (`method path`, a JSON body unless empty) over `io`; returns the status
+/// and the whole body.
+async fn send_json<S>(
+    io: S,
+    agent: &str,
+    method: hyper::Method,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<(u16, Bytes), AgentError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -387,9 +413,14 @@ where
         .await
         .map_err(http)?;
     let driver = tokio::spawn(connection);
-    let request = hyper::Request::post(PROBE_PATH)
-        .header(hyper::header::HOST, "localhost")
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, "localhost");
+    if !body.is_empty() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .expect("a request with a static path and headers is valid");
     let result = async {
@@ -421,89 +452,18 @@ impl Agents {
         let agent = self
             .agent_for(node)
             .map_err(|failure| AgentError::Unavailable(Box::new(failure)))?;
-        let exchange = async {
-            match &self.route {
-                Route::Direct { addr } => {
-                    let stream = tokio::net::TcpStream::connect(addr.as_str())
-                        .await
-                        .map_err(|source| AgentError::Connect {
-                            addr: addr.clone(),
-                            source,
-                        })?;
-                    get_json(stream, &agent, netdiag_proto::INFO_PATH).await
-                }
-                Route::PortForward {
-                    client,
-                    namespace,
-                    by_node,
-                    ..
-                } => {
-                    let Some((pod, port)) = by_node.as_ref().ok().and_then(|m| m.get(node)) else {
-                        unreachable!("agent_for found the agent of {node}");
-                    };
-                    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-                    let mut forwarder =
-                        api.portforward(pod, &[*port])
-                            .await
-                            .map_err(|source| AgentError::PortForward {
-                                pod: agent.clone(),
-                                source,
-                            })?;
-                    let stream = forwarder.take_stream(*port).ok_or_else(|| AgentError::NoStream {
-                        pod: agent.clone(),
-                        port: *port,
-                    })?;
-                    let result = get_json(stream, &agent, netdiag_proto::INFO_PATH).await;
-                    forwarder.abort();
-                    result
-                }
-            }
-        };
-        let (status, bytes) =
-            tokio::time::timeout(deadline, exchange)
-                .await
-                .map_err(|_| AgentError::Timeout {
-                    agent: agent.clone(),
-                    after: deadline,
-                })??;
-        if !(200..300).contains(&status) {
-            return Err(AgentError::Api {
-                agent,
-                status,
-                code: None,
-                message: String::from_utf8_lossy(&bytes).trim().to_string(),
-            });
-        }
+        let bytes = self
+            .exchange(
+                &agent,
+                node,
+                hyper::Method::GET,
+                netdiag_proto::INFO_PATH,
+                vec![],
+                deadline,
+            )
+            .await?;
         decode(&agent, &bytes, "agent info")
     }
-}
-
-/// One HTTP/1.1 `GET` of `path` over `io`; returns the status and the whole body.
-async fn get_json<S>(io: S, agent: &str, path: &'static str) -> Result<(u16, Bytes), AgentError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let http = |source| AgentError::Http {
-        agent: agent.to_string(),
-        source,
-    };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(http)?;
-    let driver = tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, "localhost")
-        .body(Full::new(Bytes::new()))
-        .expect("a request with a static path and headers is valid");
-    let result = async {
-        let response = sender.send_request(request).await.map_err(http)?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.map_err(http)?.to_bytes();
-        Ok((status, bytes))
-    }
-    .await;
-    driver.abort();
-    result
 }
 
 #[cfg(test)]
