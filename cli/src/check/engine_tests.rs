@@ -28,6 +28,8 @@ struct FakeAgents {
     resolves_to: Vec<IpAddr>,
     listening: Vec<(IpAddr, u16)>,
     missing_on: Vec<String>,
+    /// Requests with a capture answer after this long, like an agent watching its window.
+    capture_window: Option<Duration>,
     requests: Mutex<Vec<(String, ProbeRequest)>>,
 }
 
@@ -120,6 +122,11 @@ impl AgentTransport for FakeAgents {
             .lock()
             .unwrap()
             .push((node.to_string(), request.clone()));
+        if let Some(window) = self.capture_window
+            && request.probes.iter().any(|p| matches!(p, Probe::Capture(_)))
+        {
+            tokio::time::sleep(window).await;
+        }
         if self.missing_on.iter().any(|n| n == node) {
             return Err(ToolFailure::AgentMissing {
                 node: node.into(),
@@ -241,7 +248,11 @@ async fn every_reply_lands_on_its_own_fact_and_a_healthy_service_is_reachable() 
 
 #[tokio::test]
 async fn the_source_pod_gets_one_request_and_each_destination_node_one_for_all_its_pods() {
-    let agents = listening_everywhere();
+    // One connection fails, so that the speculative captures are wanted too.
+    let mut agents = listening_everywhere();
+    agents
+        .tcp
+        .insert(ip("10.244.2.3"), TcpOutcome::Timeout { after_ms: 1000 });
     collect(&snapshot(), &agents, &request("svc/payments:80")).await;
     let requests = agents.requests.lock().unwrap();
     let mut asked: Vec<(String, String, usize)> = requests
@@ -259,9 +270,57 @@ async fn the_source_pod_gets_one_request_and_each_destination_node_one_for_all_i
                 "PodIp { ip: 10.244.1.2 }".to_string(),
                 4 + 3
             ),
-            ("node-b".to_string(), "Node".to_string(), 2 + 2),
+            // The pods' sockets, and the speculative captures in a request of their own.
+            ("node-b".to_string(), "Node".to_string(), 2),
+            ("node-b".to_string(), "Node".to_string(), 2),
         ]
     );
+}
+
+/// The capture facts of `ev`, by endpoint address.
+fn captures(ev: &Evidence) -> Vec<(IpAddr, Fact<CaptureResult>)> {
+    ev.witnesses
+        .captures
+        .iter()
+        .map(|c| (c.ip, c.capture.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_healthy_check_does_not_wait_for_the_captures() {
+    let agents = FakeAgents {
+        capture_window: Some(Duration::from_secs(3600)),
+        ..listening_everywhere()
+    };
+    let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    let abandoned = captures(&ev);
+    assert_eq!(abandoned.len(), 2);
+    for (ip, capture) in abandoned {
+        assert!(
+            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(why)) if why.contains("not needed")),
+            "{ip}: {capture:?}"
+        );
+    }
+    assert_eq!(judge::judge(&ev, 0).verdict, Verdict::Reachable);
+}
+
+#[tokio::test]
+async fn a_failed_connection_keeps_the_capture_of_its_node() {
+    let mut agents = FakeAgents {
+        capture_window: Some(Duration::from_millis(20)),
+        ..listening_everywhere()
+    };
+    agents
+        .tcp
+        .insert(ip("10.244.2.3"), TcpOutcome::Timeout { after_ms: 1000 });
+    let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    // Both pods share node-b's capture request: it is awaited for the one that failed.
+    for (ip, capture) in captures(&ev) {
+        assert!(
+            matches!(&capture, Fact::Known(c) if c.port == 8080),
+            "{ip}: {capture:?}"
+        );
+    }
 }
 
 #[tokio::test]

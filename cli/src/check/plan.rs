@@ -753,6 +753,17 @@ fn datapath_witnesses(
     probes
 }
 
+/// For a speculative probe, the probe whose failure it would explain: a capture at a destination
+/// pod watches for the SYN of the TCP probe to that pod. It is started with the probes so that it
+/// sees their packets, and abandoned once that probe connected, since it has nothing to tell then
+/// (a healthy check does not wait for it). `None` for every other probe.
+pub fn explains(p: &PlannedProbe) -> Option<ProbeKey> {
+    match (&p.key, &p.probe) {
+        (ProbeKey::Capture(ip), Probe::Capture(c)) => Some(ProbeKey::Endpoint(*ip, c.port)),
+        _ => None,
+    }
+}
+
 /// Whether a probe is one of the datapath witnesses (they ride along with the TCP probes).
 pub fn is_witness(key: &ProbeKey) -> bool {
     matches!(

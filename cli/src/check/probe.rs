@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{AbortHandle, Abortable, Aborted, join_all};
 use netdiag_proto::{ProbeReport, ProbeRequest, ProbeResult};
 
 use super::evidence::AgentPods;
-use super::plan::{PlannedProbe, ProbeKey, RunIn};
+use super::plan::{PlannedProbe, ProbeKey, RunIn, explains};
 use crate::cluster::ToolFailure;
 
 /// An agent's answer to one request.
@@ -62,6 +62,29 @@ impl Replies {
         self.results.get(&key)
     }
 
+    /// Whether the probe ran and succeeded: a TCP connection was established.
+    pub fn succeeded(&self, key: ProbeKey) -> bool {
+        matches!(self.results.get(&key), Some(Ok(ProbeResult::Tcp(t))) if t.outcome.is_connected())
+    }
+
+    /// One request's reply, spread over its probes.
+    fn record(
+        &mut self,
+        at: (String, RunIn),
+        group: &[&PlannedProbe],
+        reply: Result<AgentReply, ToolFailure>,
+    ) {
+        for (i, p) in group.iter().enumerate() {
+            let result = match &reply {
+                Ok(r) => Ok(r.report.results[i].clone()),
+                Err(failure) => Err(failure.clone()),
+            };
+            self.results.insert(p.key, result);
+        }
+        let agent = reply.map(|r| (r.agent, r.report.netns.path));
+        self.agents.insert(at, agent);
+    }
+
     pub fn extend(&mut self, other: Replies) {
         self.results.extend(other.results);
         self.agents.extend(other.agents);
@@ -75,44 +98,87 @@ pub fn agent_deadline(timeout: Duration) -> Duration {
 }
 
 /// Sends every planned probe, grouped into one request per (node, namespace), concurrently: the
-/// source pod's probes in one, and each destination node's in one.
+/// source pod's probes in one, and each destination node's in one. Speculative probes (captures,
+/// see [`explains`]) go in a second request per node, sent at the same time; once the other
+/// requests have answered, a node's speculative request is awaited only if some probe it would
+/// explain did not succeed, and dropped otherwise (the agent stops when its caller goes away).
 pub async fn execute<A: AgentTransport>(agents: &A, probes: &[PlannedProbe], deadline: Duration) -> Replies {
+    let (speculative, direct): (Vec<&PlannedProbe>, Vec<&PlannedProbe>) =
+        probes.iter().partition(|p| explains(p).is_some());
+    let speculative = groups(speculative);
+    let (handles, abortable): (Vec<_>, Vec<_>) = speculative
+        .iter()
+        .map(|(at, group)| {
+            let (handle, registration) = AbortHandle::new_pair();
+            (
+                handle,
+                Abortable::new(ask(agents, at, group, deadline), registration),
+            )
+        })
+        .unzip();
+    let direct = async {
+        let direct = groups(direct);
+        let asked = join_all(direct.iter().map(|(at, g)| ask(agents, at, g, deadline))).await;
+        let mut replies = Replies::default();
+        for ((at, group), reply) in direct.iter().zip(asked) {
+            replies.record(at.clone(), group, reply);
+        }
+        for ((_, group), handle) in speculative.iter().zip(&handles) {
+            if !group
+                .iter()
+                .any(|p| explains(p).is_some_and(|k| !replies.succeeded(k)))
+            {
+                handle.abort();
+            }
+        }
+        replies
+    };
+    let (mut replies, speculated) = futures::join!(direct, join_all(abortable));
+    for ((at, group), reply) in speculative.iter().zip(speculated) {
+        let reply = reply.unwrap_or_else(|Aborted| {
+            Err(ToolFailure::NotProbed(
+                "not needed: every connection it would have explained was answered".into(),
+            ))
+        });
+        replies.record(at.clone(), group, reply);
+    }
+    replies
+}
+
+type Group<'a> = ((String, RunIn), Vec<&'a PlannedProbe>);
+
+/// The probes by where they run, one request each.
+fn groups<'a>(probes: Vec<&'a PlannedProbe>) -> Vec<Group<'a>> {
     let mut groups: BTreeMap<(String, RunIn), Vec<&PlannedProbe>> = BTreeMap::new();
     for p in probes {
         groups.entry((p.node.clone(), p.run_in)).or_default().push(p);
     }
-    let asks = groups.into_iter().map(|(at, group)| async move {
-        let request = ProbeRequest {
-            source: at.1.source(),
-            probes: group.iter().map(|p| p.probe.clone()).collect(),
-        };
-        let reply = agents.probe(&at.0, &request, deadline).await.and_then(|reply| {
-            if reply.report.results.len() == request.probes.len() {
-                Ok(reply)
-            } else {
-                Err(ToolFailure::Agent {
-                    detail: format!(
-                        "agent {} returned {} results for {} probes",
-                        reply.agent,
-                        reply.report.results.len(),
-                        request.probes.len()
-                    ),
-                })
-            }
-        });
-        (at, group, reply)
-    });
-    let mut replies = Replies::default();
-    for (at, group, reply) in join_all(asks).await {
-        for (i, p) in group.iter().enumerate() {
-            let result = match &reply {
-                Ok(r) => Ok(r.report.results[i].clone()),
-                Err(failure) => Err(failure.clone()),
-            };
-            replies.results.insert(p.key, result);
+    groups.into_iter().collect()
+}
+
+/// One request: the group's probes, to the agent of the group's node, in its namespace.
+async fn ask<A: AgentTransport>(
+    agents: &A,
+    at: &(String, RunIn),
+    group: &[&PlannedProbe],
+    deadline: Duration,
+) -> Result<AgentReply, ToolFailure> {
+    let request = ProbeRequest {
+        source: at.1.source(),
+        probes: group.iter().map(|p| p.probe.clone()).collect(),
+    };
+    agents.probe(&at.0, &request, deadline).await.and_then(|reply| {
+        if reply.report.results.len() == request.probes.len() {
+            Ok(reply)
+        } else {
+            Err(ToolFailure::Agent {
+                detail: format!(
+                    "agent {} returned {} results for {} probes",
+                    reply.agent,
+                    reply.report.results.len(),
+                    request.probes.len()
+                ),
+            })
         }
-        let agent = reply.map(|r| (r.agent, r.report.netns.path));
-        replies.agents.insert(at, agent);
-    }
-    replies
+    })
 }
