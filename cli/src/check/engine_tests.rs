@@ -260,15 +260,15 @@ async fn the_source_pod_gets_one_request_and_each_destination_node_one_for_all_i
         .map(|(node, r)| (node.clone(), format!("{:?}", r.source), r.probes.len()))
         .collect();
     asked.sort();
-    // node-a: DNS, the ClusterIP and the two endpoints, with the witnesses at the source (a path
-    // MTU per endpoint, the node's dataplane); node-b: both pods' sockets and captures in one request.
+    // node-a: DNS, the ClusterIP and the two endpoints, with the witnesses at the source (the
+    // path MTU to node-b, the node's dataplane); node-b: both pods' sockets in one request.
     assert_eq!(
         asked,
         [
             (
                 "node-a".to_string(),
                 "PodIp { ip: 10.244.1.2 }".to_string(),
-                4 + 3
+                4 + 2
             ),
             // The pods' sockets, and the speculative captures in a request of their own.
             ("node-b".to_string(), "Node".to_string(), 2),

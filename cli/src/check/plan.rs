@@ -717,14 +717,16 @@ fn datapath_witnesses(
     let mut probes = vec![];
     for e in live {
         let Some(port) = e.port else { continue };
-        probes.push(at_source(
-            ProbeKey::PathMtu(e.ip, port),
-            Probe::PathMtu(PathMtuProbe {
-                ip: e.ip,
-                port,
-                timeout_ms,
-            }),
-        ));
+        if measures_path_mtu(e, live) {
+            probes.push(at_source(
+                ProbeKey::PathMtu(e.ip, port),
+                Probe::PathMtu(PathMtuProbe {
+                    ip: e.ip,
+                    port,
+                    timeout_ms,
+                }),
+            ));
+        }
         if let Some(dest_node) = e.pod.as_ref().and_then(|p| p.node.clone()) {
             // In the destination node's one request, naming its pod like `podListeners`.
             probes.push(PlannedProbe {
@@ -751,6 +753,20 @@ fn datapath_witnesses(
         Probe::NodeDataplane(NodeDataplaneProbe { service }),
     ));
     probes
+}
+
+/// Whether the path MTU is measured to endpoint `e`: the path MTU belongs to the path between
+/// two nodes, so one endpoint per destination node is measured (the lowest address, so that
+/// every run picks the same), and each endpoint that is no pod. A measurement opens a round of
+/// connections, which at hundreds of endpoints would be most of the check's cost.
+fn measures_path_mtu(e: &EndpointTarget, live: &[&EndpointTarget]) -> bool {
+    let node = |t: &EndpointTarget| t.pod.as_ref().and_then(|p| p.node.clone());
+    let Some(own) = node(e) else { return true };
+    live.iter()
+        .filter(|t| t.port.is_some() && node(t).as_ref() == Some(&own))
+        .map(|t| t.ip)
+        .min()
+        == Some(e.ip)
 }
 
 /// For a speculative probe, the probe whose failure it would explain: a capture at a destination

@@ -179,6 +179,41 @@ fn a_service_target_probes_dns_the_vip_and_each_ready_endpoint_from_the_source_a
 }
 
 #[test]
+fn the_path_mtu_is_measured_once_per_destination_node_to_its_lowest_address() {
+    let mut snap = shop();
+    let Fact::Known(pods) = &mut snap.pods else { unreachable!() };
+    pods.push(mk_pod("shop", "payments-2", "node-b", "10.244.2.9", json!({"app": "payments"}), true));
+    pods.push(mk_pod("shop", "payments-3", "node-b", "10.244.2.1", json!({"app": "payments"}), true));
+    pods.push(mk_pod("shop", "payments-4", "node-c", "10.244.3.7", json!({"app": "payments"}), true));
+    let Fact::Known(slices) = &mut snap.slices else { unreachable!() };
+    slices[0] = mk_slice(
+        "shop",
+        "payments",
+        json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
+        json!([
+            endpoint("10.244.2.2", "payments-0", json!({"ready": true})),
+            endpoint("10.244.2.9", "payments-2", json!({"ready": true})),
+            endpoint("10.244.2.1", "payments-3", json!({"ready": true})),
+            endpoint("10.244.3.7", "payments-4", json!({"ready": true}))
+        ]),
+    );
+    let plan = plan(&snap, &request("svc/payments:80"));
+    let mut measured: Vec<IpAddr> = plan
+        .probes
+        .iter()
+        .filter_map(|p| match p.key {
+            ProbeKey::PathMtu(ip, _) => Some(ip),
+            _ => None,
+        })
+        .collect();
+    measured.sort();
+    assert_eq!(measured, [ip("10.244.2.1"), ip("10.244.3.7")]);
+    // Every destination pod still gets its capture.
+    let captures = plan.probes.iter().filter(|p| matches!(p.key, ProbeKey::Capture(_))).count();
+    assert_eq!(captures, 4);
+}
+
+#[test]
 fn witnesses_ride_along_mtu_and_dataplane_at_the_source_capture_at_each_destination_pod() {
     let plan = plan(&shop(), &request("svc/payments:80"));
     let witnesses: Vec<(ProbeKey, &str, String)> = plan
