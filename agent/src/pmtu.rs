@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use netdiag_proto::{PathMtuOutcome, PathMtuProbe, PathMtuResult};
@@ -260,7 +260,7 @@ async fn try_size(target: SocketAddr, size: u32, wait: Duration, deadline: Insta
         return SizeOutcome::Lost;
     }
     loop {
-        match tcp_info(stream.as_fd()) {
+        match crate::tcp::tcp_info(stream.as_fd()) {
             Ok(info) if info.tcpi_unacked == 0 => {
                 return SizeOutcome::Passed {
                     pmtu: route_mtu(&stream).unwrap_or(size),
@@ -278,30 +278,6 @@ fn route_mtu(stream: &tokio::net::TcpStream) -> Option<u32> {
     getsockopt(stream, sockopt::IpMtu)
         .ok()
         .and_then(|m| u32::try_from(m).ok())
-}
-
-/// The connection's `TCP_INFO`.
-fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<libc::tcp_info> {
-    // SAFETY: tcp_info is a plain C struct of integers, for which all-zero bytes are a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap_or(0);
-    // SAFETY: the pointer and length describe `info`, which outlives the call; the kernel writes
-    // at most `len` bytes. Neither nix nor socket2 exposes TCP_INFO (nix has no sockopt for it,
-    // socket2 none either), hence the direct call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(info)
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

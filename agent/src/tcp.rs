@@ -7,9 +7,11 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use netdiag_proto::{TcpOutcome, TcpProbe, TcpResult, UnreachableReason};
+use nix::libc;
 use pnet_packet::Packet;
 use pnet_packet::icmp::IcmpTypes;
 use pnet_packet::icmp::destination_unreachable::DestinationUnreachablePacket;
@@ -93,6 +95,30 @@ async fn connect(
                 Err(err) => error("cannot read the socket error", err),
             }
         }
+    }
+}
+
+/// The connection's `TCP_INFO`.
+pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is a plain C struct of integers, for which all-zero bytes are a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap_or(0);
+    // SAFETY: the pointer and length describe `info`, which outlives the call; the kernel writes
+    // at most `len` bytes. Neither nix nor socket2 exposes TCP_INFO (nix has no sockopt for it,
+    // socket2 none either), hence the direct call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(info)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

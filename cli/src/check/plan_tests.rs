@@ -181,11 +181,36 @@ fn a_service_target_probes_dns_the_vip_and_each_ready_endpoint_from_the_source_a
 #[test]
 fn the_path_mtu_is_measured_once_per_destination_node_to_its_lowest_address() {
     let mut snap = shop();
-    let Fact::Known(pods) = &mut snap.pods else { unreachable!() };
-    pods.push(mk_pod("shop", "payments-2", "node-b", "10.244.2.9", json!({"app": "payments"}), true));
-    pods.push(mk_pod("shop", "payments-3", "node-b", "10.244.2.1", json!({"app": "payments"}), true));
-    pods.push(mk_pod("shop", "payments-4", "node-c", "10.244.3.7", json!({"app": "payments"}), true));
-    let Fact::Known(slices) = &mut snap.slices else { unreachable!() };
+    let Fact::Known(pods) = &mut snap.pods else {
+        unreachable!()
+    };
+    pods.push(mk_pod(
+        "shop",
+        "payments-2",
+        "node-b",
+        "10.244.2.9",
+        json!({"app": "payments"}),
+        true,
+    ));
+    pods.push(mk_pod(
+        "shop",
+        "payments-3",
+        "node-b",
+        "10.244.2.1",
+        json!({"app": "payments"}),
+        true,
+    ));
+    pods.push(mk_pod(
+        "shop",
+        "payments-4",
+        "node-c",
+        "10.244.3.7",
+        json!({"app": "payments"}),
+        true,
+    ));
+    let Fact::Known(slices) = &mut snap.slices else {
+        unreachable!()
+    };
     slices[0] = mk_slice(
         "shop",
         "payments",
@@ -209,7 +234,11 @@ fn the_path_mtu_is_measured_once_per_destination_node_to_its_lowest_address() {
     measured.sort();
     assert_eq!(measured, [ip("10.244.2.1"), ip("10.244.3.7")]);
     // Every destination pod still gets its capture.
-    let captures = plan.probes.iter().filter(|p| matches!(p.key, ProbeKey::Capture(_))).count();
+    let captures = plan
+        .probes
+        .iter()
+        .filter(|p| matches!(p.key, ProbeKey::Capture(_)))
+        .count();
     assert_eq!(captures, 4);
 }
 
