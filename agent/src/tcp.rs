@@ -90,7 +90,9 @@ async fn connect(
         Ok(Ok(())) => {
             let rtt_us = elapsed_us();
             match stream.take_error() {
-                Ok(None) => TcpOutcome::Connected { rtt_us },
+                Ok(None) => TcpOutcome::Connected {
+                    rtt_us: handshake_rtt_us(&stream).unwrap_or(rtt_us),
+                },
                 Ok(Some(err)) => classify_error(&err, rtt_us, icmp.evidence(target, local)),
                 Err(err) => error("cannot read the socket error", err),
             }
@@ -120,6 +122,15 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<libc::tcp_info> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The handshake's round trip as the kernel timed it (SYN sent to SYN-ACK received, in
+/// softirq): unlike the wall clock around `connect`, it does not grow while the agent's threads
+/// wait for a CPU, which at hundreds of probes in one request would inflate every latency shown.
+fn handshake_rtt_us(stream: &tokio::net::TcpStream) -> Option<u64> {
+    use std::os::fd::AsFd;
+    let info = tcp_info(stream.as_fd()).ok()?;
+    (info.tcpi_rtt > 0).then_some(u64::from(info.tcpi_rtt))
 }
 
 /// The socket's bound address (unspecified before the kernel picked one).
