@@ -769,13 +769,16 @@ fn measures_path_mtu(e: &EndpointTarget, live: &[&EndpointTarget]) -> bool {
         == Some(e.ip)
 }
 
-/// For a speculative probe, the probe whose failure it would explain: a capture at a destination
-/// pod watches for the SYN of the TCP probe to that pod. It is started with the probes so that it
-/// sees their packets, and abandoned once that probe connected, since it has nothing to tell then
-/// (a healthy check does not wait for it). `None` for every other probe.
-pub fn explains(p: &PlannedProbe) -> Option<ProbeKey> {
+/// For a speculative probe, the destination address whose probes' failure it would explain: a
+/// destination pod's listening sockets explain a refused connection, a capture on its interface
+/// a lost one. They are started with the other probes (the capture must see their packets) and
+/// abandoned once every connection to that address was established, since they have nothing to
+/// tell then: a healthy check does not wait for them. `None` for every other probe.
+pub fn explains(p: &PlannedProbe) -> Option<IpAddr> {
     match (&p.key, &p.probe) {
-        (ProbeKey::Capture(ip), Probe::Capture(c)) => Some(ProbeKey::Endpoint(*ip, c.port)),
+        (ProbeKey::Capture(ip), Probe::Capture(_)) | (ProbeKey::Listeners(ip), Probe::PodListeners(_)) => {
+            Some(*ip)
+        }
         _ => None,
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, Aborted, join_all};
@@ -62,9 +63,15 @@ impl Replies {
         self.results.get(&key)
     }
 
-    /// Whether the probe ran and succeeded: a TCP connection was established.
-    pub fn succeeded(&self, key: ProbeKey) -> bool {
-        matches!(self.results.get(&key), Some(Ok(ProbeResult::Tcp(t))) if t.outcome.is_connected())
+    /// Whether the source probed `ip` and every connection to it was established.
+    pub fn all_connected(&self, ip: IpAddr) -> bool {
+        let mut to_ip = self
+            .results
+            .iter()
+            .filter(|(key, _)| matches!(key, ProbeKey::Endpoint(at, _) if *at == ip))
+            .peekable();
+        to_ip.peek().is_some()
+            && to_ip.all(|(_, result)| matches!(result, Ok(ProbeResult::Tcp(t)) if t.outcome.is_connected()))
     }
 
     /// One request's reply, spread over its probes.
@@ -97,11 +104,11 @@ pub fn agent_deadline(timeout: Duration) -> Duration {
     timeout * 4 + Duration::from_secs(5)
 }
 
-/// Sends every planned probe, grouped into one request per (node, namespace), concurrently: the
-/// source pod's probes in one, and each destination node's in one. Speculative probes (captures,
-/// see [`explains`]) go in a second request per node, sent at the same time; once the other
-/// requests have answered, a node's speculative request is awaited only if some probe it would
-/// explain did not succeed, and dropped otherwise (the agent stops when its caller goes away).
+/// Sends every planned probe, grouped into one request per (node, namespace), all at once: the
+/// source pod's probes in one, and each destination node's in one. A destination node's probes
+/// are speculative (listening sockets and captures, see [`explains`]): once the other requests
+/// have answered, its request is awaited only if some connection to one of its pods failed, and
+/// dropped otherwise (the agent stops when its caller goes away).
 pub async fn execute<A: AgentTransport>(agents: &A, probes: &[PlannedProbe], deadline: Duration) -> Replies {
     let (speculative, direct): (Vec<&PlannedProbe>, Vec<&PlannedProbe>) =
         probes.iter().partition(|p| explains(p).is_some());
@@ -126,7 +133,7 @@ pub async fn execute<A: AgentTransport>(agents: &A, probes: &[PlannedProbe], dea
         for ((_, group), handle) in speculative.iter().zip(&handles) {
             if !group
                 .iter()
-                .any(|p| explains(p).is_some_and(|k| !replies.succeeded(k)))
+                .any(|p| explains(p).is_some_and(|ip| !replies.all_connected(ip)))
             {
                 handle.abort();
             }
@@ -167,7 +174,11 @@ async fn ask<A: AgentTransport>(
         source: at.1.source(),
         probes: group.iter().map(|p| p.probe.clone()).collect(),
     };
-    agents.probe(&at.0, &request, deadline).await.and_then(|reply| {
+    let started = std::time::Instant::now();
+    let reply = agents.probe(&at.0, &request, deadline).await;
+    tracing::debug!(node = %at.0, netns = ?at.1, probes = request.probes.len(), ok = reply.is_ok(),
+        ms = started.elapsed().as_millis() as u64, "agent request");
+    reply.and_then(|reply| {
         if reply.report.results.len() == request.probes.len() {
             Ok(reply)
         } else {
