@@ -18,13 +18,12 @@ use crate::policy::{DirectionVerdict, Flow, Peer, PolicyIndex, Protocol};
 
 /// Builds the evidence of one check.
 pub fn assemble(
-    snap: &Snapshot,
     request: &CheckRequest,
     plan: CheckPlan,
     replies: &Replies,
+    policy: &PolicyEvaluation,
     agents: Option<AgentPods>,
 ) -> Evidence {
-    let policy = PolicyEvaluation::new(snap, &plan.source);
     let source = source(plan.source.clone(), &plan, replies);
     let dest = &plan.destination;
     let live: Vec<&EndpointTarget> = live_targets(dest);
@@ -43,7 +42,7 @@ pub fn assemble(
                         probed,
                         dest.not_probed.as_deref(),
                         replies,
-                        &policy,
+                        policy,
                         &request.from,
                     )
                 })
@@ -58,7 +57,7 @@ pub fn assemble(
     let dns = plan
         .dns
         .as_ref()
-        .map(|d| dns(d, &dest.expected_dns, replies, &policy, &request.from));
+        .map(|d| dns(d, &dest.expected_dns, replies, policy, &request.from));
     let node_witnesses = node_witnesses(&plan, &live, replies);
     let witnesses = datapath_witnesses(&plan, &live, replies);
     Evidence {
@@ -233,16 +232,7 @@ fn endpoint(
             Fact::Unknown(not_run(ProbeKey::Netns, None)),
         ),
     };
-    let peer = match &e.pod {
-        Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
-        None => Peer::Ip(e.ip),
-    };
-    let policy = match e.port {
-        Some(port) => policy.check(from, peer, port, Protocol::Tcp),
-        None => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
-            "the destination port did not resolve".into(),
-        )),
-    };
+    let policy = policy.endpoint(from, e);
     EndpointFacts {
         ip: e.ip,
         port: e.port,
@@ -306,15 +296,16 @@ fn dns(
     }
 }
 
-/// NetworkPolicy over the snapshot, evaluated only when the source pod was found.
-enum PolicyEvaluation {
+/// NetworkPolicy over the snapshot, evaluated only when the source pod was found. Built once per
+/// check: the engine asks it before probing too (a denied flow needs no witness to explain it).
+pub enum PolicyEvaluation {
     Index(Box<PolicyIndex>),
     Unavailable(ToolFailure),
     NoSource,
 }
 
 impl PolicyEvaluation {
-    fn new(snap: &Snapshot, source: &SourceFacts) -> Self {
+    pub fn new(snap: &Snapshot, source: &SourceFacts) -> Self {
         if !matches!(source, SourceFacts::Found { .. }) {
             return PolicyEvaluation::NoSource;
         }
@@ -327,6 +318,20 @@ impl PolicyEvaluation {
             | (_, Fact::Unknown(f), ..)
             | (.., Fact::Unknown(f), _)
             | (.., Fact::Unknown(f)) => PolicyEvaluation::Unavailable(f.clone()),
+        }
+    }
+
+    /// The flow from `from` to endpoint `e` on its port.
+    pub fn endpoint(&self, from: &NamespacedName, e: &EndpointTarget) -> PolicyCheck {
+        let peer = match &e.pod {
+            Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
+            None => Peer::Ip(e.ip),
+        };
+        match e.port {
+            Some(port) => self.check(from, peer, port, Protocol::Tcp),
+            None => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
+                "the destination port did not resolve".into(),
+            )),
         }
     }
 

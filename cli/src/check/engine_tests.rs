@@ -410,3 +410,28 @@ async fn unreadable_policies_leave_each_flow_not_evaluated_with_the_failed_read(
             .all(|e| e.policy == PolicyCheck::NotEvaluated(failure.clone()))
     );
 }
+
+#[tokio::test]
+async fn a_connection_policy_denies_does_not_wait_for_the_witnesses_at_its_pod() {
+    let mut snap = snapshot();
+    snap.policies = Fact::Known(list(json!([{
+        "metadata": {"namespace": "shop", "name": "default-deny"},
+        "spec": {"podSelector": {"matchLabels": {"app": "payments"}}, "policyTypes": ["Ingress"]}
+    }])));
+    let mut agents = FakeAgents {
+        capture_window: Some(Duration::from_secs(3600)),
+        ..listening_everywhere()
+    };
+    for pod in ["10.244.2.2", "10.244.2.3"] {
+        agents.tcp.insert(ip(pod), TcpOutcome::Timeout { after_ms: 1000 });
+    }
+    let ev = collect(&snap, &agents, &request("svc/payments:80")).await;
+    for (ip, capture) in captures(&ev) {
+        assert!(
+            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(why)) if why.contains("not needed")),
+            "{ip}: {capture:?}"
+        );
+    }
+    let report = judge::judge(&ev, 0);
+    assert_eq!(report.failing_layer, Some(Layer::NetworkPolicy), "{report:#?}");
+}

@@ -24,6 +24,8 @@ pub mod snippet;
 pub mod target;
 pub mod workload;
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use evidence::Evidence;
@@ -64,17 +66,39 @@ pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report
 pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &CheckRequest) -> Evidence {
     let deadline = probe::agent_deadline(request.timeout);
     let mut plan = plan::plan(snap, request);
-    let mut replies = probe::execute(agents, &plan.probes, deadline).await;
+    let policy = assemble::PolicyEvaluation::new(snap, &plan.source);
+    let denied = denied_endpoints(&plan.destination, &policy, request);
+    let mut replies = probe::execute(agents, &plan.probes, deadline, &denied).await;
     if plan.follow_dns
         && let Some(resolved) = first_resolved(&replies)
         && let Some((destination, probes)) = plan::follow_resolved(snap, request, &plan, resolved)
     {
-        let more = probe::execute(agents, &probes, deadline).await;
+        let denied = denied_endpoints(&destination, &policy, request);
+        let more = probe::execute(agents, &probes, deadline, &denied).await;
         plan.destination = destination;
         plan.probes.extend(probes);
         replies.extend(more);
     }
-    assemble::assemble(snap, request, plan, &replies, agents.location())
+    assemble::assemble(request, plan, &replies, &policy, agents.location())
+}
+
+/// The destination addresses NetworkPolicy denies the source: a failed connection to one is
+/// already explained, so the witnesses at its pod are not waited for.
+fn denied_endpoints(
+    dest: &plan::DestinationPlan,
+    policy: &assemble::PolicyEvaluation,
+    request: &CheckRequest,
+) -> BTreeSet<IpAddr> {
+    plan::live_targets(dest)
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                policy.endpoint(&request.from, e),
+                evidence::PolicyCheck::Denied { .. }
+            )
+        })
+        .map(|e| e.ip)
+        .collect()
 }
 
 /// The first address the target name resolved to, as the pod's libc returned it.

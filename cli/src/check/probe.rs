@@ -2,7 +2,7 @@
 //! one request per (node, pod namespace), all at once. The plugin's transport port-forwards
 //! through the API server (`agent_client`); tests use a fake.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -107,9 +107,15 @@ pub fn agent_deadline(timeout: Duration) -> Duration {
 /// Sends every planned probe, grouped into one request per (node, namespace), all at once: the
 /// source pod's probes in one, and each destination node's in one. A destination node's probes
 /// are speculative (listening sockets and captures, see [`explains`]): once the other requests
-/// have answered, its request is awaited only if some connection to one of its pods failed, and
-/// dropped otherwise (the agent stops when its caller goes away).
-pub async fn execute<A: AgentTransport>(agents: &A, probes: &[PlannedProbe], deadline: Duration) -> Replies {
+/// have answered, its request is awaited only if some connection to one of its pods failed that
+/// is not `explained` already (NetworkPolicy denies it), and dropped otherwise (the agent stops
+/// when its caller goes away).
+pub async fn execute<A: AgentTransport>(
+    agents: &A,
+    probes: &[PlannedProbe],
+    deadline: Duration,
+    explained: &BTreeSet<IpAddr>,
+) -> Replies {
     let (speculative, direct): (Vec<&PlannedProbe>, Vec<&PlannedProbe>) =
         probes.iter().partition(|p| explains(p).is_some());
     let speculative = groups(speculative);
@@ -133,7 +139,7 @@ pub async fn execute<A: AgentTransport>(agents: &A, probes: &[PlannedProbe], dea
         for ((_, group), handle) in speculative.iter().zip(&handles) {
             if !group
                 .iter()
-                .any(|p| explains(p).is_some_and(|ip| !replies.all_connected(ip)))
+                .any(|p| explains(p).is_some_and(|ip| !explained.contains(&ip) && !replies.all_connected(ip)))
             {
                 handle.abort();
             }
@@ -144,7 +150,7 @@ pub async fn execute<A: AgentTransport>(agents: &A, probes: &[PlannedProbe], dea
     for ((at, group), reply) in speculative.iter().zip(speculated) {
         let reply = reply.unwrap_or_else(|Aborted| {
             Err(ToolFailure::NotProbed(
-                "not needed: every connection it would have explained was answered".into(),
+                "not needed: every connection to the pod was established, or NetworkPolicy denies it".into(),
             ))
         });
         replies.record(at.clone(), group, reply);
