@@ -690,9 +690,11 @@ fn destination_probes(
     probes
 }
 
-/// How much longer than the TCP probes a capture watches: the capture's request may reach its
-/// agent a little after the source's, and it must still cover the SYN's whole timeout.
-pub const CAPTURE_MARGIN_MS: u64 = 150;
+/// How much longer than the TCP probes a capture watches. A capture whose request reached its
+/// agent after the source's still sees SYNs: the path MTU probe sends a fresh one every 100 ms
+/// until the timeout. The margin only covers the last SYN's way across the path, and it is paid
+/// by every check whose connection is lost, so it stays small.
+pub const CAPTURE_MARGIN_MS: u64 = 50;
 /// Packets of the peer's connections a capture records at most.
 pub const CAPTURE_MAX_PACKETS: u32 = 256;
 
