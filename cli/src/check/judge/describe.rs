@@ -22,6 +22,15 @@ pub(super) fn describe_tcp(outcome: &TcpOutcome) -> String {
     }
 }
 
+/// Names of things that pass, shortened past `shown`: "a, b, c and 87 more". Lists of failing
+/// things are never shortened (the summary must name each).
+pub(super) fn passing_names(names: &[String], shown: usize) -> String {
+    match names.len().checked_sub(shown) {
+        Some(more) if more > 1 => format!("{} and {more} more", names[..shown].join(", ")),
+        _ => names.join(", "),
+    }
+}
+
 pub(super) fn fmt_us(us: u64) -> String {
     if us < 10_000 {
         format!("{:.1} ms", us as f64 / 1000.0)

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Ready endpoints named in a passing summary; the JSON report lists every one.
+const SHOWN_READY: usize = 5;
+
 pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
     match cx.destination {
         Destination::External => {
@@ -82,7 +85,7 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
         return stale;
     }
     let ready: Vec<&EndpointFacts> = list.iter().filter(|e| e.ready()).collect();
-    let names = |eps: &[&EndpointFacts]| -> String {
+    let labels = |eps: &[&EndpointFacts]| -> Vec<String> {
         eps.iter()
             .map(|e| {
                 e.pod
@@ -90,9 +93,9 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
                     .map(|p| p.name.clone())
                     .unwrap_or_else(|| e.ip.to_string())
             })
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect()
     };
+    let names = |eps: &[&EndpointFacts]| labels(eps).join(", ");
     if !ready.is_empty() {
         let mut evidence = vec![];
         let not_ready: Vec<&EndpointFacts> = list.iter().filter(|e| !e.ready()).collect();
@@ -100,7 +103,12 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             evidence.push(format!("not ready: {}", names(&not_ready)));
         }
         return pass(
-            format!("{}/{} ready ({})", ready.len(), list.len(), names(&ready)),
+            format!(
+                "{}/{} ready ({})",
+                ready.len(),
+                list.len(),
+                passing_names(&labels(&ready), SHOWN_READY)
+            ),
             evidence,
         );
     }

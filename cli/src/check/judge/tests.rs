@@ -1705,3 +1705,15 @@ fn unreadable_rules_fall_back_to_the_differential_and_say_why() {
     assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing on node-a"));
     assert!(evidence_text(&report, Layer::ServiceProxy).contains("cannot run iptables-save"));
 }
+
+#[test]
+fn passing_lists_are_shortened_and_say_how_many_more() {
+    let names: Vec<String> = (0..90).map(|i| format!("payments-{i}")).collect();
+    assert_eq!(
+        describe::passing_names(&names, 5),
+        "payments-0, payments-1, payments-2, payments-3, payments-4 and 85 more"
+    );
+    // Never "and 1 more": the one name fits as well.
+    assert_eq!(describe::passing_names(&names[..6], 5), names[..6].join(", "));
+    assert_eq!(describe::passing_names(&names[..2], 5), "payments-0, payments-1");
+}
