@@ -7,20 +7,26 @@ use std::process::{Command, Stdio};
 
 use netdiag_proto::{ServiceRules, ServiceVip, Transport};
 
-pub fn read_rules(vip: &ServiceVip) -> ServiceRules {
+use super::ModeReading;
+
+const SOURCE: &str = "iptables";
+
+/// kube-proxy's iptables rules for `vip`, read in the calling thread's namespace.
+pub fn read(vip: &ServiceVip) -> ModeReading {
+    let binary = if vip.ip.is_ipv6() {
+        "ip6tables-save"
+    } else {
+        "iptables-save"
+    };
     let save = |table: &str| -> Result<String, String> {
-        let out = Command::new("iptables-save")
+        let out = Command::new(binary)
             .args(["-t", table])
             .stdin(Stdio::null())
             .output()
-            .map_err(|err| {
-                format!(
-                    "cannot run iptables-save (the agent image needs it to read kube-proxy's rules): {err}"
-                )
-            })?;
+            .map_err(|err| format!("cannot run {binary}: {err}"))?;
         if !out.status.success() {
             return Err(format!(
-                "iptables-save -t {table} failed: {}",
+                "{binary} -t {table} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
@@ -28,11 +34,7 @@ pub fn read_rules(vip: &ServiceVip) -> ServiceRules {
     };
     match (save("nat"), save("filter")) {
         (Ok(nat), Ok(filter)) => parse_rules(vip, &nat, &filter),
-        (Err(err), _) | (_, Err(err)) => ServiceRules {
-            source: "iptables".into(),
-            error: Some(err),
-            ..Default::default()
-        },
+        (Err(err), _) | (_, Err(err)) => ModeReading::Unread(err),
     }
 }
 
@@ -40,9 +42,11 @@ pub fn read_rules(vip: &ServiceVip) -> ServiceRules {
 /// filter tables: the `KUBE-SERVICES` rule for the VIP:port, the endpoint chains its
 /// `KUBE-SVC-*` chain jumps to and their DNAT targets; or the REJECT of a Service without
 /// endpoints in the filter table.
-pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ServiceRules {
+/// A nat table without `KUBE-SERVICES` is no kube-proxy iptables mode at all: then nothing is
+/// concluded from the missing rule.
+pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ModeReading {
     let mut rules = ServiceRules {
-        source: "iptables".into(),
+        source: SOURCE.into(),
         ..Default::default()
     };
     let mut chains: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
@@ -54,7 +58,11 @@ pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ServiceRules {
             }
         }
     }
-    let services = chains.get("KUBE-SERVICES").cloned().unwrap_or_default();
+    let Some(services) = chains.get("KUBE-SERVICES").cloned() else {
+        return ModeReading::Absent(format!(
+            "no KUBE-SERVICES chain in the nat table ({SOURCE} mode not in use)"
+        ));
+    };
     let Some(svc_chain) = services
         .iter()
         .find(|args| matches_vip(args, vip))
@@ -66,7 +74,7 @@ pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ServiceRules {
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
             .any(|args| matches_vip(&args, vip) && arg(&args, "-j") == Some("REJECT"));
         rules.found = rules.rejects;
-        return rules;
+        return ModeReading::Programmed(rules);
     };
     rules.found = true;
     let seps: Vec<&str> = chains
@@ -86,7 +94,7 @@ pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ServiceRules {
             }
         }
     }
-    rules
+    ModeReading::Programmed(rules)
 }
 
 /// The word after `flag`.
@@ -98,7 +106,7 @@ fn arg<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
 }
 
 fn matches_vip(args: &[&str], vip: &ServiceVip) -> bool {
-    let dest = arg(args, "-d").map(|d| d.trim_end_matches("/32"));
+    let dest = arg(args, "-d").map(|d| d.trim_end_matches("/32").trim_end_matches("/128"));
     let proto = match vip.protocol {
         Transport::Tcp => "tcp",
         Transport::Udp => "udp",
@@ -139,9 +147,16 @@ COMMIT
         }
     }
 
+    fn programmed(reading: ModeReading) -> ServiceRules {
+        match reading {
+            ModeReading::Programmed(rules) => rules,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_vip_rule_is_followed_to_its_dnat_endpoints() {
-        let rules = parse_rules(&vip("10.96.1.1", 80), NAT, FILTER);
+        let rules = programmed(parse_rules(&vip("10.96.1.1", 80), NAT, FILTER));
         assert!(rules.found && !rules.rejects);
         assert_eq!(
             rules.endpoints,
@@ -154,15 +169,21 @@ COMMIT
 
     #[test]
     fn a_vip_without_a_rule_is_not_found() {
-        let rules = parse_rules(&vip("10.96.1.1", 443), NAT, FILTER);
+        let rules = programmed(parse_rules(&vip("10.96.1.1", 443), NAT, FILTER));
         assert!(!rules.found && rules.endpoints.is_empty());
-        let rules = parse_rules(&vip("10.96.7.7", 80), NAT, FILTER);
+        let rules = programmed(parse_rules(&vip("10.96.7.7", 80), NAT, FILTER));
         assert!(!rules.found);
     }
 
     #[test]
     fn a_service_without_endpoints_has_a_reject_rule() {
-        let rules = parse_rules(&vip("10.96.1.3", 80), NAT, FILTER);
+        let rules = programmed(parse_rules(&vip("10.96.1.3", 80), NAT, FILTER));
         assert!(rules.found && rules.rejects && rules.endpoints.is_empty());
+    }
+
+    #[test]
+    fn a_nat_table_without_kube_services_concludes_nothing() {
+        let reading = parse_rules(&vip("10.96.1.1", 80), "*nat\nCOMMIT\n", FILTER);
+        assert!(matches!(reading, ModeReading::Absent(why) if why.contains("KUBE-SERVICES")));
     }
 }

@@ -2,16 +2,20 @@
 //! its conntrack table is.
 //!
 //! Runs in the node's own network namespace (on a worker of [`crate::netns`]), whatever namespace
-//! the request's other probes run in. kube-proxy's iptables mode is read with `iptables-save`
-//! (run as a child of the worker thread, so it sees the node's rules; with the nf_tables backend
-//! it reads the kernel's nftables rules through netlink); a node without the binary, or whose
-//! proxy uses IPVS or nftables mode, gets an error naming that, never a guess. Conntrack fill
-//! comes from `/proc/sys/net/netfilter/nf_conntrack_{count,max}`, which are per namespace and
-//! resolved for the reading thread. Parsing is pure and tested on fixtures.
+//! the request's other probes run in. Each of kube-proxy's modes is read where the node has it:
+//! IPVS from `/proc/net/ip_vs`, nftables mode with `nft list table ip kube-proxy`, iptables mode
+//! with `iptables-save` (children of the worker thread, so they see the node's rules). The first
+//! mode with a rule for the VIP answers; a mode that is present but has no rule says "no rule";
+//! when no mode is present or readable the reading is an error naming each, never a guess (a
+//! node whose Services are handled elsewhere, e.g. by an eBPF dataplane, is not "missing rules").
+//! Conntrack fill comes from `/proc/sys/net/netfilter/nf_conntrack_{count,max}`, which are per
+//! namespace and resolved for the reading thread. Parsing is pure and tested on fixtures.
 
 mod iptables;
+mod ipvs;
+mod nftables;
 
-use netdiag_proto::{ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, ServiceRules};
+use netdiag_proto::{ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, ServiceRules, ServiceVip};
 
 use crate::netns::{self, NetnsFile};
 
@@ -24,7 +28,7 @@ pub async fn probe(p: &NodeDataplaneProbe, node_netns: &str) -> NodeDataplaneRes
     let service = p.service.clone();
     let read = netns::run_in(&ns, move || async move {
         NodeDataplaneResult {
-            service_rules: service.as_ref().map(iptables::read_rules),
+            service_rules: service.as_ref().map(read_rules),
             conntrack: conntrack(),
         }
     })
@@ -32,10 +36,52 @@ pub async fn probe(p: &NodeDataplaneProbe, node_netns: &str) -> NodeDataplaneRes
     read.unwrap_or_else(|err| failed(p, err.to_string()))
 }
 
+/// What one of kube-proxy's modes showed for a VIP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeReading {
+    /// The mode is in use on the node; the rules say whether the VIP has one.
+    Programmed(ServiceRules),
+    /// The mode is not in use on the node (no table, no chain): why.
+    Absent(String),
+    /// The mode's rules could not be read: why.
+    Unread(String),
+}
+
+/// The node's programming for `vip`: IPVS, then nftables mode, then iptables mode.
+fn read_rules(vip: &ServiceVip) -> ServiceRules {
+    combine(vec![ipvs::read(vip), nftables::read(vip), iptables::read(vip)])
+}
+
+/// The first mode with a rule for the VIP; else a mode in use without one; else an error that
+/// says, mode by mode, why nothing was concluded.
+pub fn combine(readings: Vec<ModeReading>) -> ServiceRules {
+    let programmed = || {
+        readings.iter().filter_map(|r| match r {
+            ModeReading::Programmed(rules) => Some(rules),
+            _ => None,
+        })
+    };
+    if let Some(rules) = programmed().find(|r| r.found).or_else(|| programmed().next()) {
+        return rules.clone();
+    }
+    let why: Vec<&str> = readings
+        .iter()
+        .filter_map(|r| match r {
+            ModeReading::Absent(why) | ModeReading::Unread(why) => Some(why.as_str()),
+            ModeReading::Programmed(_) => None,
+        })
+        .collect();
+    ServiceRules {
+        source: "none".into(),
+        error: Some(format!("no kube-proxy rules were read: {}", why.join("; "))),
+        ..Default::default()
+    }
+}
+
 fn failed(p: &NodeDataplaneProbe, why: String) -> NodeDataplaneResult {
     NodeDataplaneResult {
         service_rules: p.service.as_ref().map(|_| ServiceRules {
-            source: "iptables".into(),
+            source: "none".into(),
             error: Some(why.clone()),
             ..Default::default()
         }),
@@ -63,5 +109,52 @@ pub fn conntrack() -> ConntrackFill {
             error: Some(err),
             ..Default::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(source: &str, found: bool) -> ModeReading {
+        ModeReading::Programmed(ServiceRules {
+            source: source.into(),
+            found,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn the_mode_with_a_rule_for_the_vip_answers() {
+        let r = combine(vec![
+            rules("ipvs", false),
+            rules("nftables", true),
+            rules("iptables", false),
+        ]);
+        assert_eq!((r.source.as_str(), r.found), ("nftables", true));
+    }
+
+    #[test]
+    fn a_mode_in_use_without_a_rule_says_no_rule() {
+        let r = combine(vec![
+            ModeReading::Absent("no ip_vs".into()),
+            ModeReading::Unread("cannot run nft".into()),
+            rules("iptables", false),
+        ]);
+        assert_eq!((r.source.as_str(), r.found, r.error), ("iptables", false, None));
+    }
+
+    #[test]
+    fn no_mode_in_use_is_an_error_naming_each_never_a_missing_rule() {
+        let r = combine(vec![
+            ModeReading::Absent("no ip_vs".into()),
+            ModeReading::Absent("no table ip kube-proxy".into()),
+            ModeReading::Unread("cannot run iptables-save".into()),
+        ]);
+        let error = r.error.expect("an error");
+        assert!(
+            error.contains("no ip_vs") && error.contains("kube-proxy") && error.contains("iptables-save")
+        );
+        assert!(!r.found);
     }
 }
