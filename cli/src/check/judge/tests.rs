@@ -87,6 +87,7 @@ fn listening(addr: &str, port: u16) -> ListeningSocket {
         local_ip: ip(addr),
         local_port: port,
         inode: 1,
+        v6_only: None,
     }
 }
 
