@@ -42,11 +42,11 @@ fn pod(ns: &str, name: &str, node: &str, ip_: &str) -> PodFacts {
         phase: "Running".into(),
         node: Some(node.into()),
         ip: Some(ip(ip_)),
-        host_ip: Some(ip(if node == "node-a" {
+        host_ips: vec![ip(if node == "node-a" {
             "192.168.0.1"
         } else {
             "192.168.0.2"
-        })),
+        })],
         ready: true,
         terminating: false,
         host_network: false,
@@ -253,6 +253,7 @@ fn healthy() -> Evidence {
             namespace: "netdiag".into(),
             selector: "app.kubernetes.io/name=netdiag-agent".into(),
         }),
+        secondary: None,
         node_witnesses: vec![NodeWitness {
             node: "node-b".into(),
             ip: ip("192.168.0.2"),
@@ -1706,3 +1707,7 @@ fn unreadable_rules_fall_back_to_the_differential_and_say_why() {
     assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing on node-a"));
     assert!(evidence_text(&report, Layer::ServiceProxy).contains("cannot run iptables-save"));
 }
+
+/// The per-family judgment of dual-stack targets (`check::family`), on this module's evidence.
+#[path = "family_tests.rs"]
+mod family;
