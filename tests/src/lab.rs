@@ -261,8 +261,20 @@ impl Builder<'_> {
             .chain(plan.nodes.iter().map(|n| n.netns.as_str()))
             .collect();
         parallel(&routers, |ns| Ok(netns::sysctl(&netns::named(ns), &forwarding)?))?;
+        if plan.has(IpFamily::V6) {
+            // No duplicate address detection on the links made next: a tentative link-local
+            // address delays neighbour discovery, and the first connections, by a second or two.
+            let no_dad = [
+                ("net.ipv6.conf.all.accept_dad", "0"),
+                ("net.ipv6.conf.default.accept_dad", "0"),
+            ];
+            parallel(&all, |ns| Ok(netns::sysctl(&netns::named(ns), &no_dad)?))?;
+        }
 
-        let mut links = format!("link add br0 netns {} type bridge\n", plan.underlay_netns);
+        let mut links = format!(
+            "link add br0 netns {} type bridge mcast_snooping 0\n",
+            plan.underlay_netns
+        );
         for node in &plan.nodes {
             links += &format!(
                 "link add eth0 netns {} type veth peer name {} netns {}\n",
