@@ -68,19 +68,23 @@ pub fn combine(target: &str, reports: &[(IpFamily, Report); 2]) -> Report {
     let (family, first) = &reports[shown];
     let (other_family, other) = &reports[1 - shown];
     let mut report = first.clone();
+    let does = |verdict| match verdict {
+        Verdict::Reachable => "works",
+        Verdict::Unreachable => "fails",
+        Verdict::Undetermined => "could not be checked",
+    };
     let headline = match (first.verdict, other.verdict) {
         (Verdict::Reachable, _) => None,
-        (_, Verdict::Reachable) => Some(format!(
-            "{} path to {target} fails, {} works",
+        (Verdict::Unreachable, Verdict::Unreachable) => {
+            Some(format!("both the IPv4 and the IPv6 path to {target} fail"))
+        }
+        (mine, theirs) => Some(format!(
+            "{} path to {target} {}, {} {}",
             family.label(),
-            other_family.label()
+            does(mine),
+            other_family.label(),
+            does(theirs)
         )),
-        (_, Verdict::Undetermined) => Some(format!(
-            "{} path to {target} fails, {} could not be checked",
-            family.label(),
-            other_family.label()
-        )),
-        (_, Verdict::Unreachable) => Some(format!("both the IPv4 and the IPv6 path to {target} fail")),
     };
     match headline {
         Some(headline) => {

@@ -149,6 +149,27 @@ fn both_families_failing_says_so() {
 }
 
 #[test]
+fn a_family_that_could_not_be_checked_is_not_called_failing() {
+    let mut ev = dual_stack();
+    for e in endpoints_mut(&mut ev).iter_mut().filter(|e| e.ip.is_ipv6()) {
+        e.tcp = Fact::Unknown(agent_missing("node-b"));
+    }
+    ev.secondary.as_mut().unwrap().cluster_ip.as_mut().unwrap().tcp = Fact::Unknown(agent_missing("node-a"));
+    let report = family::judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
+    let headed = report
+        .steps
+        .iter()
+        .find(|s| s.status == Status::Undetermined)
+        .map(|s| s.summary.clone())
+        .unwrap();
+    assert!(
+        headed.starts_with("IPv6 path to shop/payments could not be checked, IPv4 works"),
+        "{headed}"
+    );
+}
+
+#[test]
 fn ipv6_refused_by_an_ipv4_only_listener_names_the_family() {
     let mut ev = family::view(&dual_stack(), IpFamily::V6);
     for e in endpoints_mut(&mut ev) {
