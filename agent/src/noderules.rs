@@ -3,7 +3,7 @@
 //!
 //! Runs in the node's own network namespace (on a worker of [`crate::netns`]), whatever namespace
 //! the request's other probes run in. kube-proxy's iptables mode is read with `iptables-save`
-//! (run as a child of the worker thread, so it sees the node's rules; with the nf_tables backend
+//! (`ip6tables-save` for an IPv6 VIP: kube-proxy programs each family in its own tables; run as a child of the worker thread, so it sees the node's rules; with the nf_tables backend
 //! it reads the kernel's nftables rules through netlink); a node without the binary, or whose
 //! proxy uses IPVS or nftables mode, gets an error naming that, never a guess. Conntrack fill
 //! comes from `/proc/sys/net/netfilter/nf_conntrack_{count,max}`, which are per namespace and
@@ -36,10 +36,18 @@ pub async fn probe(p: &NodeDataplaneProbe, node_netns: &str) -> NodeDataplaneRes
     read.unwrap_or_else(|err| failed(p, err.to_string()))
 }
 
+/// The rule tables kube-proxy programs `vip` in: `iptables` or, for IPv6, `ip6tables`.
+fn rules_source(vip: &ServiceVip) -> &'static str {
+    match vip.ip {
+        IpAddr::V4(_) => "iptables",
+        IpAddr::V6(_) => "ip6tables",
+    }
+}
+
 fn failed(p: &NodeDataplaneProbe, why: String) -> NodeDataplaneResult {
     NodeDataplaneResult {
-        service_rules: p.service.as_ref().map(|_| ServiceRules {
-            source: "iptables".into(),
+        service_rules: p.service.as_ref().map(|vip| ServiceRules {
+            source: rules_source(vip).into(),
             error: Some(why.clone()),
             ..Default::default()
         }),
@@ -71,19 +79,18 @@ pub fn conntrack() -> ConntrackFill {
 }
 
 fn read_rules(vip: &ServiceVip) -> ServiceRules {
+    let program = format!("{}-save", rules_source(vip));
     let save = |table: &str| -> Result<String, String> {
-        let out = Command::new("iptables-save")
+        let out = Command::new(&program)
             .args(["-t", table])
             .stdin(Stdio::null())
             .output()
             .map_err(|err| {
-                format!(
-                    "cannot run iptables-save (the agent image needs it to read kube-proxy's rules): {err}"
-                )
+                format!("cannot run {program} (the agent image needs it to read kube-proxy's rules): {err}")
             })?;
         if !out.status.success() {
             return Err(format!(
-                "iptables-save -t {table} failed: {}",
+                "{program} -t {table} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
@@ -92,20 +99,20 @@ fn read_rules(vip: &ServiceVip) -> ServiceRules {
     match (save("nat"), save("filter")) {
         (Ok(nat), Ok(filter)) => parse_rules(vip, &nat, &filter),
         (Err(err), _) | (_, Err(err)) => ServiceRules {
-            source: "iptables".into(),
+            source: rules_source(vip).into(),
             error: Some(err),
             ..Default::default()
         },
     }
 }
 
-/// What kube-proxy's iptables mode programmed for `vip`, from `iptables-save` of the nat and
-/// filter tables: the `KUBE-SERVICES` rule for the VIP:port, the endpoint chains its
+/// What kube-proxy's iptables mode programmed for `vip`, from `iptables-save` (or
+/// `ip6tables-save`) of the nat and filter tables: the `KUBE-SERVICES` rule for the VIP:port, the endpoint chains its
 /// `KUBE-SVC-*` chain jumps to and their DNAT targets; or the REJECT of a Service without
 /// endpoints in the filter table.
 pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ServiceRules {
     let mut rules = ServiceRules {
-        source: "iptables".into(),
+        source: rules_source(vip).into(),
         ..Default::default()
     };
     let mut chains: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
@@ -161,7 +168,7 @@ fn arg<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
 }
 
 fn matches_vip(args: &[&str], vip: &ServiceVip) -> bool {
-    let dest = arg(args, "-d").map(|d| d.trim_end_matches("/32"));
+    let dest = arg(args, "-d").map(|d| d.trim_end_matches("/32").trim_end_matches("/128"));
     let proto = match vip.protocol {
         Transport::Tcp => "tcp",
         Transport::Udp => "udp",
@@ -221,6 +228,21 @@ COMMIT
         assert!(!rules.found && rules.endpoints.is_empty());
         let rules = parse_rules(&vip("10.96.7.7", 80), NAT, FILTER);
         assert!(!rules.found);
+    }
+
+    #[test]
+    fn an_ipv6_vip_rule_from_ip6tables_is_followed_to_its_dnat_endpoints() {
+        let nat = "*nat\n\
+            -A KUBE-SERVICES -d fd00:10:96::101/128 -p tcp -m comment --comment \"shop/payments:http cluster IP\" -m tcp --dport 80 -j KUBE-SVC-AAAA\n\
+            -A KUBE-SVC-AAAA -j KUBE-SEP-1\n\
+            -A KUBE-SEP-1 -p tcp -m tcp -j DNAT --to-destination [fd00:10:244:2::2]:8080\nCOMMIT\n";
+        let rules = parse_rules(&vip("fd00:10:96::101", 80), nat, "");
+        assert!(rules.found, "{rules:?}");
+        assert_eq!(rules.source, "ip6tables");
+        assert_eq!(
+            rules.endpoints,
+            vec!["[fd00:10:244:2::2]:8080".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]
