@@ -134,6 +134,17 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
                 hint("make the application listen on 0.0.0.0 (all addresses), not 127.0.0.1"),
             );
         }
+        if refused
+            .iter()
+            .any(|(_, f, _)| matches!(f, ListenerFinding::OtherFamilyOnly(_)))
+        {
+            fix.insert(
+                0,
+                hint(
+                    "make the application listen on [::] with IPV6_V6ONLY off (both families), or on each family's address",
+                ),
+            );
+        }
         let summary = if live.len() > 1 {
             format!(
                 "{} {}: {label}: {why}{}",

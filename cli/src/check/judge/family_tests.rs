@@ -183,6 +183,11 @@ fn ipv6_refused_by_an_ipv4_only_listener_names_the_family() {
         s.contains("only on 0.0.0.0:8080, which takes no connections of this address family"),
         "{s}"
     );
+    assert!(
+        report.hints[0].contains("[::] with IPV6_V6ONLY off"),
+        "{:?}",
+        report.hints
+    );
 }
 
 #[test]
