@@ -15,6 +15,7 @@ use netlink_packet_core_sock_diag::{
 };
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use netlink_packet_sock_diag::inet::nlas::Nla;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
@@ -154,11 +155,17 @@ fn dump(socket: &mut Socket, table: &Table) -> io::Result<Vec<ListeningSocket>> 
 
 fn listening_socket(response: &InetResponse, transport: Transport) -> ListeningSocket {
     let id = &response.header.socket_id;
+    // The kernel adds INET_DIAG_SKV6ONLY to every IPv6 socket's record.
+    let v6_only = response.nlas.iter().find_map(|nla| match nla {
+        Nla::SkV6Only(only) => Some(*only),
+        _ => None,
+    });
     ListeningSocket {
         protocol: transport,
         local_ip: id.source_address,
         local_port: id.source_port,
         inode: u64::from(response.header.inode),
+        v6_only: v6_only.filter(|_| id.source_address.is_ipv6()),
     }
 }
 
@@ -183,6 +190,8 @@ pub fn parse_table(text: &str, transport: Transport) -> Vec<ListeningSocket> {
                 local_ip: ip,
                 local_port: port,
                 inode: inode.parse().ok()?,
+                // The /proc tables do not say; unknown.
+                v6_only: None,
             })
         })
         .collect()
@@ -247,6 +256,35 @@ mod tests {
                 .iter()
                 .any(|s| s.local_port == udp_port && s.protocol == Transport::Udp)
         );
+    }
+
+    #[test]
+    fn sock_diag_reads_ipv6_listeners_and_whether_they_are_v6_only() {
+        use socket2::{Domain, Protocol, Socket as Sock, Type};
+        let listen = |v6_only: bool| {
+            let s = Sock::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
+            s.set_only_v6(v6_only).unwrap();
+            s.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into())
+                .unwrap();
+            s.listen(1).unwrap();
+            let port = s.local_addr().unwrap().as_socket().unwrap().port();
+            (s, port)
+        };
+        let (_dual, dual_port) = listen(false);
+        let (_only, only_port) = listen(true);
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG).unwrap();
+        socket.bind_auto().unwrap();
+        socket.connect(&SocketAddr::new(0, 0)).unwrap();
+        let found = dump(&mut socket, &TABLES[1]).unwrap();
+        let v6_only_of = |port: u16| {
+            found
+                .iter()
+                .find(|s| s.local_port == port)
+                .map(|s| (s.local_ip, s.v6_only))
+        };
+        let any: IpAddr = "::".parse().unwrap();
+        assert_eq!(v6_only_of(dual_port), Some((any, Some(false))));
+        assert_eq!(v6_only_of(only_port), Some((any, Some(true))));
     }
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

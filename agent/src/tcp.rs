@@ -1,12 +1,12 @@
 //! The `tcp` probe: open a connection, classify what answered, close it with RST.
 //!
 //! Linux reports ICMP host-unreachable and admin-prohibited both as `EHOSTUNREACH` to a TCP socket.
-//! With CAP_NET_RAW a raw ICMP socket is opened in the namespace before connecting, and the
-//! destination-unreachable message whose embedded TCP header carries this probe's ports tells the
-//! two apart. Without it the reason stays `host`, with a detail that says why.
+//! With CAP_NET_RAW a raw ICMP (for IPv6 targets ICMPv6) socket is opened in the namespace before
+//! connecting, and the destination-unreachable message whose embedded TCP header carries this
+//! probe's ports tells the two apart. Without it the reason stays `host`, with a detail that says why.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,10 @@ use nix::libc;
 use pnet_packet::Packet;
 use pnet_packet::icmp::IcmpTypes;
 use pnet_packet::icmp::destination_unreachable::DestinationUnreachablePacket;
+use pnet_packet::icmpv6::{Icmpv6Packet, Icmpv6Types};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::Ipv4Packet;
+use pnet_packet::ipv6::Ipv6Packet;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Runs one TCP probe on the calling thread's namespace. `net_raw` says whether raw ICMP sockets
@@ -51,10 +53,9 @@ async fn connect(
     let error = |what: &str, err: io::Error| TcpOutcome::Error {
         detail: format!("{what}: {err}"),
     };
-    let icmp = match (net_raw, target) {
-        (true, SocketAddr::V4(_)) => IcmpWatch::open(),
-        (false, SocketAddr::V4(_)) => IcmpWatch::Unavailable("the agent lacks CAP_NET_RAW".into()),
-        (_, SocketAddr::V6(_)) => IcmpWatch::Unavailable("icmpv6 codes are not inspected".into()),
+    let icmp = match net_raw {
+        true => IcmpWatch::open(target.is_ipv6()),
+        false => IcmpWatch::Unavailable("the agent lacks CAP_NET_RAW".into()),
     };
     let socket = match Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP)) {
         Ok(s) => s,
@@ -149,8 +150,8 @@ pub enum IcmpEvidence {
     Unavailable(String),
     /// The socket was open but held no matching destination-unreachable message.
     NoneMatched,
-    /// ICMP destination unreachable with this code, sent by `from`.
-    Unreachable { code: u8, from: Ipv4Addr },
+    /// ICMP (for an IPv6 `from`, ICMPv6) destination unreachable with this code, sent by `from`.
+    Unreachable { code: u8, from: IpAddr },
 }
 
 enum IcmpWatch {
@@ -159,9 +160,13 @@ enum IcmpWatch {
 }
 
 impl IcmpWatch {
-    fn open() -> Self {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
-            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+    fn open(v6: bool) -> Self {
+        let (domain, protocol) = match v6 {
+            false => (Domain::IPV4, Protocol::ICMPV4),
+            true => (Domain::IPV6, Protocol::ICMPV6),
+        };
+        let socket =
+            Socket::new(domain, Type::RAW, Some(protocol)).and_then(|s| s.set_nonblocking(true).map(|()| s));
         match socket {
             // A raw socket is read with plain recv; std's UdpSocket offers that on any datagram fd.
             Ok(s) => IcmpWatch::Open(s.into()),
@@ -176,17 +181,63 @@ impl IcmpWatch {
             IcmpWatch::Open(s) => s,
             IcmpWatch::Unavailable(why) => return IcmpEvidence::Unavailable(why.clone()),
         };
-        let (SocketAddr::V4(target), SocketAddr::V4(local)) = (target, local) else {
-            return IcmpEvidence::Unavailable("icmpv6 codes are not inspected".into());
-        };
         let mut buf = [0u8; 1500];
-        while let Ok(n) = socket.recv(&mut buf) {
-            if let Some(found) = match_unreachable(&buf[..n], local, target) {
+        // A raw IPv4 socket hands over the IP header too; a raw ICMPv6 socket only the message,
+        // with the sender in the socket address.
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let found = match (target, local, from) {
+                (SocketAddr::V4(t), SocketAddr::V4(l), _) => match_unreachable(&buf[..n], l, t),
+                (SocketAddr::V6(t), SocketAddr::V6(l), SocketAddr::V6(f)) => {
+                    match_unreachable6(&buf[..n], *f.ip(), l, t)
+                }
+                // An IPv6 socket not yet bound reports an unspecified IPv4 local address.
+                (SocketAddr::V6(t), SocketAddr::V4(_), SocketAddr::V6(f)) => match_unreachable6(
+                    &buf[..n],
+                    *f.ip(),
+                    SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
+                    t,
+                ),
+                _ => None,
+            };
+            if let Some(found) = found {
                 return found;
             }
         }
         IcmpEvidence::NoneMatched
     }
+}
+
+/// Parses an ICMPv6 message from a raw ICMPv6 socket (sent by `from`) and returns the evidence if
+/// it is a destination-unreachable about a TCP segment from `local` to `target`. The quoted packet
+/// is taken to carry TCP right after its fixed header, as a SYN from Linux does.
+pub fn match_unreachable6(
+    message: &[u8],
+    from: Ipv6Addr,
+    local: SocketAddrV6,
+    target: SocketAddrV6,
+) -> Option<IcmpEvidence> {
+    let icmp = Icmpv6Packet::new(message)?;
+    if icmp.get_icmpv6_type() != Icmpv6Types::DestinationUnreachable {
+        return None;
+    }
+    // Four unused bytes, then as much of the invoking packet as fits.
+    let quoted = icmp.payload().get(4..)?;
+    let inner = Ipv6Packet::new(quoted)?;
+    if inner.get_destination() != *target.ip()
+        || inner.get_next_header() != IpNextHeaderProtocols::Tcp
+        || (!local.ip().is_unspecified() && inner.get_source() != *local.ip())
+    {
+        return None;
+    }
+    let ports = quoted.get(40..44)?;
+    let (sport, dport) = (
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    );
+    (sport == local.port() && dport == target.port()).then(|| IcmpEvidence::Unreachable {
+        code: icmp.get_icmpv6_code().0,
+        from: IpAddr::V6(from),
+    })
 }
 
 /// Parses an IPv4 packet from a raw ICMP socket and returns the evidence if it is a
@@ -217,7 +268,7 @@ pub fn match_unreachable(packet: &[u8], local: SocketAddrV4, target: SocketAddrV
     );
     (sport == local.port() && dport == target.port()).then(|| IcmpEvidence::Unreachable {
         code: icmp.get_icmp_code().0,
-        from: ip.get_source(),
+        from: IpAddr::V4(ip.get_source()),
     })
 }
 
@@ -229,6 +280,27 @@ pub fn icmp_reason(code: u8) -> UnreachableReason {
         2 => UnreachableReason::Protocol,
         9 | 10 | 13 => UnreachableReason::AdminProhibited,
         _ => UnreachableReason::Other,
+    }
+}
+
+/// The reason an ICMPv6 destination-unreachable code gives (RFC 4443).
+pub fn icmp6_reason(code: u8) -> UnreachableReason {
+    match code {
+        0 => UnreachableReason::Network,
+        3 => UnreachableReason::Host,
+        1 | 5 | 6 => UnreachableReason::AdminProhibited,
+        _ => UnreachableReason::Other,
+    }
+}
+
+/// The reason and the words for an ICMP or ICMPv6 destination-unreachable code from `from`.
+fn icmp_explained(code: u8, from: IpAddr) -> (UnreachableReason, String) {
+    match from {
+        IpAddr::V4(_) => (icmp_reason(code), format!("icmp type 3 code {code} from {from}")),
+        IpAddr::V6(_) => (
+            icmp6_reason(code),
+            format!("icmpv6 type 1 code {code} from {from}"),
+        ),
     }
 }
 
@@ -248,12 +320,16 @@ pub fn classify_error(err: &io::Error, rtt_us: u64, icmp: IcmpEvidence) -> TcpOu
     match (errno, icmp) {
         (Errno::ECONNREFUSED, _) => TcpOutcome::Refused { rtt_us },
         // The kernel folds several ICMP codes into one errno (net-prohibited, code 9, arrives as
-        // ENETUNREACH; host-prohibited and filtered, 10 and 13, as EHOSTUNREACH): the message about
-        // this connection decides when there is one.
+        // ENETUNREACH; host-prohibited and filtered, 10 and 13, as EHOSTUNREACH; ICMPv6
+        // admin-prohibited and reject-route as EACCES): the message about this connection decides
+        // when there is one.
         (
-            Errno::ENETUNREACH | Errno::EHOSTUNREACH | Errno::EHOSTDOWN | Errno::ENONET,
+            Errno::ENETUNREACH | Errno::EHOSTUNREACH | Errno::EHOSTDOWN | Errno::ENONET | Errno::EACCES,
             IcmpEvidence::Unreachable { code, from },
-        ) => unreachable(icmp_reason(code), format!("icmp type 3 code {code} from {from}")),
+        ) => {
+            let (reason, detail) = icmp_explained(code, from);
+            unreachable(reason, detail)
+        }
         (Errno::ENETUNREACH, _) => unreachable(
             UnreachableReason::Network,
             "network is unreachable (ENETUNREACH)".into(),
@@ -318,7 +394,10 @@ mod tests {
         let target = SocketAddrV4::new(dst, 8080);
         assert_eq!(
             match_unreachable(&packet, SocketAddrV4::new(src, 40000), target),
-            Some(IcmpEvidence::Unreachable { code: 13, from: dst })
+            Some(IcmpEvidence::Unreachable {
+                code: 13,
+                from: IpAddr::V4(dst)
+            })
         );
         let local = SocketAddrV4::new(src, 40000);
         assert_eq!(
@@ -340,6 +419,58 @@ mod tests {
         // Same port, another source address of the namespace: another connection's message.
         let other_source = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 40000);
         assert_eq!(match_unreachable(&packet, other_source, target), None);
+    }
+
+    /// An ICMPv6 destination-unreachable (code 1, admin prohibited) quoting a SYN from
+    /// [fd00::1]:40000 to [fd00::2]:8080, as a raw ICMPv6 socket delivers it (no IPv6 header).
+    fn icmp6_admin_prohibited_fixture() -> Vec<u8> {
+        let src: Ipv6Addr = "fd00::1".parse().unwrap();
+        let dst: Ipv6Addr = "fd00::2".parse().unwrap();
+        let mut inner = vec![0x60, 0, 0, 0, 0, 20, 6, 64]; // IPv6, payload 20, next header TCP
+        inner.extend_from_slice(&src.octets());
+        inner.extend_from_slice(&dst.octets());
+        inner.extend_from_slice(&40000u16.to_be_bytes());
+        inner.extend_from_slice(&8080u16.to_be_bytes());
+        inner.extend_from_slice(&[0, 0, 0, 1]);
+        let mut icmp = vec![1, 1, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&inner);
+        icmp
+    }
+
+    #[test]
+    fn icmpv6_about_our_syn_is_matched_by_ports_and_classified() {
+        let message = icmp6_admin_prohibited_fixture();
+        let router: Ipv6Addr = "fd00::fe".parse().unwrap();
+        let local = SocketAddrV6::new("fd00::1".parse().unwrap(), 40000, 0, 0);
+        let target = SocketAddrV6::new("fd00::2".parse().unwrap(), 8080, 0, 0);
+        let found = match_unreachable6(&message, router, local, target);
+        assert_eq!(
+            found,
+            Some(IcmpEvidence::Unreachable {
+                code: 1,
+                from: IpAddr::V6(router)
+            })
+        );
+        let other_port = SocketAddrV6::new(*local.ip(), 40001, 0, 0);
+        assert_eq!(match_unreachable6(&message, router, other_port, target), None);
+        let other_target = SocketAddrV6::new("fd00::3".parse().unwrap(), 8080, 0, 0);
+        assert_eq!(match_unreachable6(&message, router, local, other_target), None);
+
+        let err = io::Error::from_raw_os_error(nix::errno::Errno::EACCES as i32);
+        let TcpOutcome::Unreachable { reason, detail, .. } = classify_error(&err, 2, found.unwrap()) else {
+            panic!("not unreachable")
+        };
+        assert_eq!(reason, UnreachableReason::AdminProhibited);
+        assert_eq!(detail, "icmpv6 type 1 code 1 from fd00::fe");
+    }
+
+    #[test]
+    fn icmpv6_codes_map_to_reasons() {
+        assert_eq!(icmp6_reason(0), UnreachableReason::Network);
+        assert_eq!(icmp6_reason(1), UnreachableReason::AdminProhibited);
+        assert_eq!(icmp6_reason(3), UnreachableReason::Host);
+        assert_eq!(icmp6_reason(6), UnreachableReason::AdminProhibited);
+        assert_eq!(icmp6_reason(2), UnreachableReason::Other);
     }
 
     #[test]
@@ -374,7 +505,7 @@ mod tests {
             3,
             IcmpEvidence::Unreachable {
                 code: 9,
-                from: router,
+                from: IpAddr::V4(router),
             },
         );
         let TcpOutcome::Unreachable { reason, detail, .. } = outcome else {

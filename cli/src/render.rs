@@ -93,6 +93,9 @@ pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> S
         " {BOLD}verdict:{BOLD:#} {verdict}  ({} ms)",
         report.duration_ms
     );
+    if !report.families.is_empty() {
+        let _ = writeln!(out, " {BOLD}families:{BOLD:#} {}", families_line(report));
+    }
     if !report.hints.is_empty() {
         let _ = writeln!(out, " {BOLD}fix:{BOLD:#}");
         for hint in &report.hints {
@@ -109,6 +112,26 @@ pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> S
         out.push_str(&policy_suggestion(suggestion, width));
     }
     out
+}
+
+/// Each family's verdict of a dual-stack target: `IPv4 reachable, IPv6 unreachable (pod-network)`.
+fn families_line(report: &Report) -> String {
+    report
+        .families
+        .iter()
+        .map(|f| {
+            let verdict = match f.verdict {
+                Verdict::Reachable => "reachable",
+                Verdict::Unreachable => "unreachable",
+                Verdict::Undetermined => "undetermined",
+            };
+            match f.failing_layer {
+                Some(layer) => format!("{} {verdict} ({})", f.family.label(), layer.id()),
+                None => format!("{} {verdict}", f.family.label()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The NetworkPolicy that admits the flow, as YAML to pipe into `kubectl apply -f -`.
@@ -245,6 +268,7 @@ mod tests {
             network_policy: None,
             duration_ms: 7,
             endpoints: vec![],
+            families: vec![],
         }
     }
 

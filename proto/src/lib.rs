@@ -516,6 +516,10 @@ pub struct ListeningSocket {
     /// Socket inode, to find the owning process through `/proc/<pid>/fd`.
     #[serde(default)]
     pub inode: u64,
+    /// For an IPv6 socket: whether it is IPv6-only (`IPV6_V6ONLY`), so a `::` wildcard does not
+    /// take IPv4 connections. Absent when not known (or not IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6_only: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -969,6 +973,7 @@ mod tests {
                     local_ip: "127.0.0.1".parse().unwrap(),
                     local_port: 8080,
                     inode: 99,
+                    v6_only: None,
                 }],
                 error: None,
             }),

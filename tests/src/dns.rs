@@ -1,6 +1,7 @@
 //! The cluster DNS server's configuration: dnsmasq answering as CoreDNS's kubernetes plugin does
 //! for `<service>.<namespace>.svc.cluster.local` (and SRV records for a ClusterIP Service's named
-//! ports), NXDOMAIN for any other name under the cluster domain, and no upstream. Pure.
+//! ports), NXDOMAIN for any other name under the cluster domain, and no upstream. A Service has an
+//! A record per IPv4 ClusterIP and an AAAA per IPv6 one (headless: per ready pod address). Pure.
 
 use std::fmt::Write as _;
 
@@ -11,16 +12,21 @@ use crate::plan::{CLUSTER_DOMAIN, Plan};
 /// dnsmasq's configuration file for the lab's cluster DNS pod.
 pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice]) -> String {
     let dns = plan.dns_pod();
+    let listen: Vec<String> = std::iter::once(dns.ip.into())
+        .chain(dns.ip6.map(std::net::IpAddr::V6))
+        .map(|ip: std::net::IpAddr| ip.to_string())
+        .collect();
     let mut out = format!(
         "no-resolv\nno-hosts\nno-poll\nkeep-in-foreground\nbind-interfaces\nlisten-address={}\nport=53\n\
          user=root\npid-file=\nlocal=/{CLUSTER_DOMAIN}/\nlocal-ttl=30\n",
-        dns.ip
+        listen.join(",")
     );
     for svc in &plan.services {
         let name = format!("{}.{}.svc.{CLUSTER_DOMAIN}", svc.name, svc.namespace);
         match svc.cluster_ip {
-            Some(ip) => {
-                let _ = writeln!(out, "host-record={name},{ip}");
+            Some(_) => {
+                let ips: Vec<String> = svc.vips().iter().map(|ip| ip.to_string()).collect();
+                let _ = writeln!(out, "host-record={name},{}", ips.join(","));
                 // CoreDNS's SRV record for each named port: _port._proto.svc.ns.svc.<domain>.
                 for port in &svc.ports {
                     if let Some(port_name) = &port.name {
@@ -65,6 +71,34 @@ mod tests {
     use crate::objects::endpoint_slices;
     use crate::scenario::Scenario;
     use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn dual_stack_services_get_a_and_aaaa_and_dns_listens_on_both() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [a]\nipFamilies: [IPv4, IPv6]\npods:\n- {namespace: db, name: d0, node: a, labels: {app: db}}\n\
+             services:\n- {namespace: shop, name: pay, ports: [{port: 80}]}\n\
+             - {namespace: shop, name: old, ipFamilies: [IPv4], ports: [{port: 80}]}\n\
+             - {namespace: db, name: db, headless: true, selector: {app: db}, ports: [{port: 5432}]}\n",
+        )
+        .unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let conf = dnsmasq_conf(&plan, &endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap());
+        let records: Vec<&str> = conf.lines().filter(|l| l.starts_with("host-record=")).collect();
+        assert_eq!(
+            records,
+            [
+                "host-record=kube-dns.kube-system.svc.cluster.local,10.96.0.10,fd00:10:96::a",
+                "host-record=pay.shop.svc.cluster.local,10.96.1.1,fd00:10:96::101",
+                "host-record=old.shop.svc.cluster.local,10.96.1.2",
+                "host-record=db.db.svc.cluster.local,10.244.1.2",
+                "host-record=db.db.svc.cluster.local,fd00:10:244:1::2",
+            ]
+        );
+        assert!(
+            conf.contains("listen-address=10.244.1.3,fd00:10:244:1::3\n"),
+            "{conf}"
+        );
+    }
 
     #[test]
     fn services_resolve_to_cluster_ip_and_headless_ones_to_ready_pod_ips() {

@@ -1,14 +1,16 @@
-//! The iptables rules of one lab node, as `iptables-restore` input: Services the way kube-proxy's
-//! iptables mode writes them, and the scenario's deny rules on the forwarding path. Pure.
+//! The iptables rules of one lab node, as `iptables-restore` (or, for IPv6, `ip6tables-restore`)
+//! input: Services the way kube-proxy's iptables mode writes them — one rule set per family, from
+//! that family's ClusterIP and EndpointSlices — and the scenario's deny rules on the forwarding
+//! path. Pure.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::plan::{Plan, ServicePlan};
-use crate::scenario::{DenyMode, Fault, Protocol, split_ref};
+use crate::scenario::{DenyMode, Fault, IpFamily, Protocol, split_ref};
 
 /// The chain the lab's NetworkPolicy stand-in rules live in, jumped to first from FORWARD.
 pub const POLICY_CHAIN: &str = "NETDIAG-LAB-POLICY";
@@ -17,15 +19,16 @@ fn chain_hash(s: &str) -> String {
     crate::objects::uid("chain", "", s).replace('-', "")[..16].to_uppercase()
 }
 
-/// The endpoints (address, port) kube-proxy sends one Service port to, from the Service's IPv4
-/// slices: the ready ones (a missing `ready` counts as ready), or, when none is ready, the serving
-/// ones that are terminating (kube-proxy's fallback for terminating endpoints).
+/// The endpoints (address, port) kube-proxy sends one Service port to, from the Service's slices
+/// of `family`: the ready ones (a missing `ready` counts as ready), or, when none is ready, the
+/// serving ones that are terminating (kube-proxy's fallback for terminating endpoints).
 pub fn ready_endpoints(
     svc: &ServicePlan,
     port_name: Option<&str>,
     protocol: Protocol,
     slices: &[EndpointSlice],
-) -> Vec<(Ipv4Addr, u16)> {
+    family: IpFamily,
+) -> Vec<(IpAddr, u16)> {
     let mut ready = BTreeSet::new();
     let mut terminating = BTreeSet::new();
     for slice in slices {
@@ -33,7 +36,7 @@ pub fn ready_endpoints(
         let owner = labels.and_then(|l| l.get("kubernetes.io/service-name"));
         if slice.metadata.namespace.as_deref() != Some(&svc.namespace)
             || owner != Some(&svc.name)
-            || slice.address_type != "IPv4"
+            || slice.address_type != family.as_k8s()
         {
             continue;
         }
@@ -56,7 +59,9 @@ pub fn ready_endpoints(
                 continue;
             };
             for addr in &ep.addresses {
-                if let Ok(ip) = addr.parse::<Ipv4Addr>() {
+                if let Ok(ip) = addr.parse::<IpAddr>()
+                    && IpFamily::of(ip) == family
+                {
                     set.insert((ip, port));
                 }
             }
@@ -69,6 +74,40 @@ pub fn ready_endpoints(
 
 /// The `iptables-restore` input for node `node` (an index into `plan.nodes`).
 pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[Fault]) -> String {
+    family_rules(plan, node, slices, faults, IpFamily::V4)
+}
+
+/// The `ip6tables-restore` input for node `node`: the same rules for the IPv6 family.
+pub fn node_rules6(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[Fault]) -> String {
+    family_rules(plan, node, slices, faults, IpFamily::V6)
+}
+
+/// The host prefix length of `family` (`/32`, `/128`).
+fn host_len(family: IpFamily) -> u8 {
+    match family {
+        IpFamily::V4 => 32,
+        IpFamily::V6 => 128,
+    }
+}
+
+/// The REJECT target with the ICMP type of `family` (`port` or `admin` unreachable).
+fn reject(family: IpFamily, admin: bool) -> &'static str {
+    match (family, admin) {
+        (IpFamily::V4, false) => "REJECT --reject-with icmp-port-unreachable",
+        (IpFamily::V4, true) => "REJECT --reject-with icmp-admin-prohibited",
+        (IpFamily::V6, false) => "REJECT --reject-with icmp6-port-unreachable",
+        (IpFamily::V6, true) => "REJECT --reject-with icmp6-adm-prohibited",
+    }
+}
+
+fn family_rules(
+    plan: &Plan,
+    node: usize,
+    slices: &[EndpointSlice],
+    faults: &[Fault],
+    family: IpFamily,
+) -> String {
+    let hl = host_len(family);
     let node_name = &plan.nodes[node].name;
     let skipped: BTreeSet<&str> = faults
         .iter()
@@ -86,7 +125,7 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
     let mut nat = String::new();
     let mut filter = String::new();
     for svc in &plan.services {
-        let Some(vip) = svc.cluster_ip else { continue };
+        let Some(vip) = svc.vip(family) else { continue };
         if skipped.contains(svc.key().as_str()) {
             continue;
         }
@@ -96,14 +135,15 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
                 Some(n) => format!("{}:{n}", svc.key()),
                 None => svc.key(),
             };
-            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices);
-            eps.extend(stale_endpoints(plan, node_name, &svc.key(), &eps, faults));
+            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family);
+            eps.extend(stale_endpoints(plan, node_name, &svc.key(), &eps, faults, family));
             if eps.is_empty() {
                 let _ = writeln!(
                     filter,
-                    "-A KUBE-SERVICES -d {vip}/32 -p {proto} -m comment --comment \"{port_id} has no endpoints\" \
-                     -m {proto} --dport {} -j REJECT --reject-with icmp-port-unreachable",
-                    sp.port
+                    "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no endpoints\" \
+                     -m {proto} --dport {} -j {}",
+                    sp.port,
+                    reject(family, false)
                 );
                 continue;
             }
@@ -111,12 +151,13 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
             nat_chains.push(svc_chain.clone());
             let _ = writeln!(
                 nat,
-                "-A KUBE-SERVICES -d {vip}/32 -p {proto} -m comment --comment \"{port_id} cluster IP\" \
+                "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} cluster IP\" \
                  -m {proto} --dport {} -j {svc_chain}",
                 sp.port
             );
             let n = eps.len();
-            for (i, (ip, port)) in eps.iter().enumerate() {
+            for (i, &(ip, port)) in eps.iter().enumerate() {
+                let to = SocketAddr::new(ip, port);
                 let sep = format!(
                     "KUBE-SEP-{}",
                     chain_hash(&format!("{port_id}/{proto}/{ip}:{port}"))
@@ -132,15 +173,15 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
                 };
                 let _ = writeln!(
                     nat,
-                    "-A {svc_chain} -m comment --comment \"{port_id} -> {ip}:{port}\"{statistic} -j {sep}"
+                    "-A {svc_chain} -m comment --comment \"{port_id} -> {to}\"{statistic} -j {sep}"
                 );
                 let _ = writeln!(
                     nat,
-                    "-A {sep} -s {ip}/32 -m comment --comment \"{port_id}\" -j KUBE-MARK-MASQ"
+                    "-A {sep} -s {ip}/{hl} -m comment --comment \"{port_id}\" -j KUBE-MARK-MASQ"
                 );
                 let _ = writeln!(
                     nat,
-                    "-A {sep} -p {proto} -m comment --comment \"{port_id}\" -m {proto} -j DNAT --to-destination {ip}:{port}"
+                    "-A {sep} -p {proto} -m comment --comment \"{port_id}\" -m {proto} -j DNAT --to-destination {to}"
                 );
             }
         }
@@ -193,10 +234,35 @@ pub fn node_rules(plan: &Plan, node: usize, slices: &[EndpointSlice], faults: &[
         );
     }
     out.push_str(&filter);
-    out.push_str(&deny_rules(plan, faults));
-    out.push_str(&reply_drop_rules(plan, faults));
+    out.push_str(&deny_rules(plan, faults, family));
+    out.push_str(&reply_drop_rules(plan, faults, family));
+    out.push_str(&family_cut_rules(node_name, faults, family));
     out.push_str("COMMIT\n");
     out
+}
+
+/// A `link-cut` fault for one family: that family's traffic through the node's uplink dropped
+/// both ways (forwarded and the node's own), the other family untouched.
+fn family_cut_rules(node: &str, faults: &[Fault], family: IpFamily) -> String {
+    let cut = faults
+        .iter()
+        .any(|f| matches!(f, Fault::LinkCut { node: n, family: Some(cf) } if n == node && *cf == family));
+    if !cut {
+        return String::new();
+    }
+    let comment = format!(
+        "-m comment --comment \"link cut for {}\" -j DROP",
+        family.as_k8s()
+    );
+    [
+        "FORWARD -i eth0",
+        "FORWARD -o eth0",
+        "INPUT -i eth0",
+        "OUTPUT -o eth0",
+    ]
+    .iter()
+    .map(|m| format!("-A {m} {comment}\n"))
+    .collect()
 }
 
 /// The pods a `service-rule-stale` fault leaves in this node's rules for the Service, on the
@@ -205,9 +271,10 @@ fn stale_endpoints(
     plan: &Plan,
     node: &str,
     service: &str,
-    eps: &[(Ipv4Addr, u16)],
+    eps: &[(IpAddr, u16)],
     faults: &[Fault],
-) -> Vec<(Ipv4Addr, u16)> {
+    family: IpFamily,
+) -> Vec<(IpAddr, u16)> {
     let Some(&(_, port)) = eps.first() else {
         return vec![];
     };
@@ -218,7 +285,7 @@ fn stale_endpoints(
                 service: s,
                 node: n,
                 to,
-            } if s == service && n == node => Some(pod_ips(plan, to)),
+            } if s == service && n == node => Some(pod_ips(plan, to, family)),
             _ => None,
         })
         .flatten()
@@ -229,17 +296,18 @@ fn stale_endpoints(
 
 /// Drops of the SYN-ACKs from one pod to another (`reply-drop` faults), on every node's
 /// forwarding path.
-fn reply_drop_rules(plan: &Plan, faults: &[Fault]) -> String {
+fn reply_drop_rules(plan: &Plan, faults: &[Fault], family: IpFamily) -> String {
+    let hl = host_len(family);
     let mut out = String::new();
     for f in faults {
         let Fault::ReplyDrop { from, to } = f else {
             continue;
         };
-        for src in pod_ips(plan, from) {
-            for dst in pod_ips(plan, to) {
+        for src in pod_ips(plan, from, family) {
+            for dst in pod_ips(plan, to, family) {
                 let _ = writeln!(
                     out,
-                    "-A FORWARD -s {src}/32 -d {dst}/32 -p tcp --tcp-flags SYN,ACK SYN,ACK -m comment --comment \"reply drop {from} -> {to}\" -j DROP"
+                    "-A FORWARD -s {src}/{hl} -d {dst}/{hl} -p tcp --tcp-flags SYN,ACK SYN,ACK -m comment --comment \"reply drop {from} -> {to}\" -j DROP"
                 );
             }
         }
@@ -247,18 +315,19 @@ fn reply_drop_rules(plan: &Plan, faults: &[Fault]) -> String {
     out
 }
 
-fn pod_ips(plan: &Plan, end: &str) -> Vec<Ipv4Addr> {
+fn pod_ips(plan: &Plan, end: &str, family: IpFamily) -> Vec<IpAddr> {
     let Some((ns, name)) = split_ref(end) else {
         return Vec::new();
     };
     plan.pods
         .iter()
         .filter(|p| p.spec.namespace == ns && (name == "*" || p.spec.name == name))
-        .map(|p| p.ip)
+        .filter_map(|p| p.addr(family))
         .collect()
 }
 
-fn deny_rules(plan: &Plan, faults: &[Fault]) -> String {
+fn deny_rules(plan: &Plan, faults: &[Fault], family: IpFamily) -> String {
+    let hl = host_len(family);
     let mut out = String::new();
     for f in faults {
         let Fault::Deny {
@@ -267,10 +336,14 @@ fn deny_rules(plan: &Plan, faults: &[Fault]) -> String {
             port,
             protocol,
             mode,
+            family: only,
         } = f
         else {
             continue;
         };
+        if only.is_some_and(|only| only != family) {
+            continue;
+        }
         let proto = match (protocol, port) {
             (Some(p), _) => Some(*p),
             (None, Some(_)) => Some(Protocol::Tcp),
@@ -286,13 +359,13 @@ fn deny_rules(plan: &Plan, faults: &[Fault]) -> String {
         }
         let target = match mode {
             DenyMode::Drop => "DROP".to_string(),
-            DenyMode::Reject => "REJECT --reject-with icmp-admin-prohibited".to_string(),
+            DenyMode::Reject => reject(family, true).to_string(),
         };
-        for src in pod_ips(plan, from) {
-            for dst in pod_ips(plan, to) {
+        for src in pod_ips(plan, from, family) {
+            for dst in pod_ips(plan, to, family) {
                 let _ = writeln!(
                     out,
-                    "-A {POLICY_CHAIN} -s {src}/32 -d {dst}/32{matcher} -m comment --comment \"deny {from} -> {to}\" -j {target}"
+                    "-A {POLICY_CHAIN} -s {src}/{hl} -d {dst}/{hl}{matcher} -m comment --comment \"deny {from} -> {to}\" -j {target}"
                 );
             }
         }
@@ -407,6 +480,74 @@ mod tests {
         assert!(
             !with_ready.contains("10.244.2.50"),
             "a ready endpoint wins: {with_ready}"
+        );
+    }
+
+    fn rules6(extra: &str, node: usize) -> String {
+        let s = Scenario::parse(&format!("{TEXT}ipFamilies: [IPv4, IPv6]\n{extra}")).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        node_rules6(&plan, node, &slices, &s.faults)
+    }
+
+    #[test]
+    fn ipv6_rules_use_the_ipv6_cluster_ip_slices_and_icmp6() {
+        let r = rules6(
+            "faults: [{kind: deny, from: shop/c, to: shop/p1, mode: reject}]\n",
+            0,
+        );
+        let dnat: Vec<&str> = r
+            .lines()
+            .filter(|l| l.contains("DNAT") && l.contains("shop/pay:web"))
+            .collect();
+        assert_eq!(dnat.len(), 2, "{r}");
+        assert!(
+            dnat[0].ends_with("--to-destination [fd00:10:244:1::3]:8080"),
+            "{}",
+            dnat[0]
+        );
+        assert!(
+            r.contains("-A KUBE-SERVICES -d fd00:10:96::101/128 -p tcp"),
+            "{r}"
+        );
+        assert!(
+            r.contains("-d fd00:10:96::102/128 -p tcp -m comment --comment \"shop/empty has no endpoints\"")
+        );
+        assert!(
+            r.contains("-j REJECT --reject-with icmp6-port-unreachable"),
+            "{r}"
+        );
+        assert!(
+            r.contains("-s fd00:10:244:1::2/128 -d fd00:10:244:2::2/128 -m comment --comment \"deny shop/c -> shop/p1\" -j REJECT --reject-with icmp6-adm-prohibited"),
+            "{r}"
+        );
+        assert!(!r.contains("10.244."), "no IPv4 address in IPv6 rules:\n{r}");
+    }
+
+    #[test]
+    fn family_deny_is_written_for_its_family_only() {
+        let deny = "faults: [{kind: deny, from: shop/c, to: shop/p1, family: IPv6}]\n";
+        assert!(rules6(deny, 0).contains("deny shop/c -> shop/p1"));
+        let s = Scenario::parse(&format!("{TEXT}ipFamilies: [IPv4, IPv6]\n{deny}")).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        assert!(!node_rules(&plan, 0, &slices, &s.faults).contains("deny shop/c"));
+    }
+
+    #[test]
+    fn family_link_cut_drops_only_that_family_on_the_nodes_uplink() {
+        let cut = "faults: [{kind: link-cut, node: b, family: IPv6}]\n";
+        let v6 = rules6(cut, 1);
+        let drops: Vec<&str> = v6.lines().filter(|l| l.contains("link cut for IPv6")).collect();
+        assert_eq!(drops.len(), 4, "{v6}");
+        assert!(drops.iter().any(|l| l.starts_with("-A FORWARD -i eth0 ")));
+        assert!(!rules6(cut, 0).contains("link cut"), "only node b's uplink");
+        let s = Scenario::parse(&format!("{TEXT}ipFamilies: [IPv4, IPv6]\n{cut}")).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        assert!(
+            !node_rules(&plan, 1, &slices, &s.faults).contains("link cut"),
+            "IPv4 untouched"
         );
     }
 

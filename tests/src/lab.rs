@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::netns;
 use crate::objects::{all_objects, endpoint_slices};
 use crate::plan::{self, AGENT_PORT, Plan, PodPlan, PodRole, UNDERLAY_ROUTER_IP};
-use crate::scenario::{Fault, Protocol, Scenario, TargetPort};
+use crate::scenario::{Fault, IpFamily, Protocol, Scenario, TargetPort};
 use crate::state::{
     AgentInfo, ApiInfo, DnsInfo, Journal, LabInfo, NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, StateDir,
 };
@@ -255,13 +255,26 @@ impl Builder<'_> {
             ("net.ipv4.conf.default.proxy_arp", "1"),
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv6.conf.all.forwarding", "1"),
         ];
         let routers: Vec<&str> = std::iter::once(plan.underlay_netns.as_str())
             .chain(plan.nodes.iter().map(|n| n.netns.as_str()))
             .collect();
         parallel(&routers, |ns| Ok(netns::sysctl(&netns::named(ns), &forwarding)?))?;
+        if plan.has(IpFamily::V6) {
+            // No duplicate address detection on the links made next: a tentative link-local
+            // address delays neighbour discovery, and the first connections, by a second or two.
+            let no_dad = [
+                ("net.ipv6.conf.all.accept_dad", "0"),
+                ("net.ipv6.conf.default.accept_dad", "0"),
+            ];
+            parallel(&all, |ns| Ok(netns::sysctl(&netns::named(ns), &no_dad)?))?;
+        }
 
-        let mut links = format!("link add br0 netns {} type bridge\n", plan.underlay_netns);
+        let mut links = format!(
+            "link add br0 netns {} type bridge mcast_snooping 0\n",
+            plan.underlay_netns
+        );
         for node in &plan.nodes {
             links += &format!(
                 "link add eth0 netns {} type veth peer name {} netns {}\n",
@@ -339,6 +352,11 @@ impl Builder<'_> {
                 ),
             ));
         }
+        if plan.has(IpFamily::V6) {
+            for (ns, batch) in &mut configs {
+                batch.push_str(&network6(plan, ns));
+            }
+        }
         parallel(&configs, |(ns, batch)| {
             self.run_file(&format!("{ns}.batch"), batch, "ip", &["-n", ns, "-batch"])
                 .with_context(|| format!("failed to configure namespace {ns}"))
@@ -371,6 +389,39 @@ impl Builder<'_> {
                 &["netns", "exec", ns, "iptables-restore"],
             )
             .with_context(|| format!("failed to program iptables in node namespace {ns}"))
+        })?;
+        if plan.has(IpFamily::V6) {
+            self.rules6(slices)?;
+        }
+        Ok(())
+    }
+
+    /// kube-proxy's IPv6 rules (and the IPv6 deny rules), with `ip6tables-restore`.
+    fn rules6(&self, slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]) -> Result<()> {
+        let plan = self.plan;
+        let rules: Vec<(String, String)> = (0..plan.nodes.len())
+            .map(|i| {
+                (
+                    plan.nodes[i].netns.clone(),
+                    crate::kubeproxy::node_rules6(plan, i, slices, &self.scenario.faults),
+                )
+            })
+            .collect();
+        std::fs::write(
+            self.state.path("ip6tables.txt"),
+            rules
+                .iter()
+                .map(|(ns, r)| format!("# {ns}\n{r}"))
+                .collect::<String>(),
+        )?;
+        parallel(&rules, |(ns, text)| {
+            self.run_file(
+                &format!("{ns}.ip6tables"),
+                text,
+                "ip",
+                &["netns", "exec", ns, "ip6tables-restore"],
+            )
+            .with_context(|| format!("failed to program ip6tables in node namespace {ns}"))
         })
     }
 
@@ -387,7 +438,8 @@ impl Builder<'_> {
                     .unwrap_or_default()
             };
             match fault {
-                Fault::LinkCut { node } => faults += &format!("link set {} down\n", port(node)),
+                // A cut of one family is an ip6tables/iptables drop on the node (see kubeproxy).
+                Fault::LinkCut { node, family: None } => faults += &format!("link set {} down\n", port(node)),
                 Fault::LinkMtu { node, mtu } => faults += &format!("link set {} mtu {mtu}\n", port(node)),
                 _ => {}
             }
@@ -445,7 +497,8 @@ impl Builder<'_> {
         for pod in &plan.pods {
             let dir = Path::new("/etc/netns").join(&pod.netns);
             std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-            std::fs::write(dir.join("resolv.conf"), plan::resolv_conf(&pod.spec.namespace))
+            let conf = plan::resolv_conf_via(&pod.spec.namespace, plan.dns_nameserver());
+            std::fs::write(dir.join("resolv.conf"), conf)
                 .with_context(|| format!("failed to write {}/resolv.conf", dir.display()))?;
         }
         let dnsmasq_conf = self.state.path("dnsmasq.conf");
@@ -491,7 +544,8 @@ impl Builder<'_> {
                             Protocol::Tcp => "tcp",
                             Protocol::Udp => "udp",
                         };
-                        argv.extend(["--listen".into(), format!("{proto}:{}:{}", l.address, l.port)]);
+                        let at = SocketAddr::new(l.bind_address(&plan.families), l.port);
+                        argv.extend(["--listen".into(), format!("{proto}:{at}")]);
                     }
                 }
             }
@@ -612,6 +666,7 @@ impl Builder<'_> {
                     node: plan.nodes[p.node].name.clone(),
                     netns: p.netns.clone(),
                     ip: p.ip.to_string(),
+                    ip6: p.ip6.map(|ip| ip.to_string()),
                     ready: p.spec.ready,
                     role: role(p.role).into(),
                     pid: pids[&k],
@@ -624,6 +679,7 @@ impl Builder<'_> {
                     namespace: s.namespace.clone(),
                     name: s.name.clone(),
                     cluster_ip: s.cluster_ip.map(|ip| ip.to_string()),
+                    cluster_ips: s.vips().iter().map(|ip| ip.to_string()).collect(),
                     ports: s
                         .ports
                         .iter()
@@ -663,6 +719,47 @@ impl Builder<'_> {
                 pid: api_pid,
             },
         }
+    }
+}
+
+/// The IPv6 half of a namespace's `ip -batch` configuration: the same layout as IPv4, with a
+/// link-local gateway on every host-side veth in place of proxy ARP. Addresses skip duplicate
+/// address detection so they are usable at once.
+fn network6(plan: &Plan, ns: &str) -> String {
+    let router = plan::UNDERLAY_ROUTER_IP6;
+    let gw = plan::POD_GATEWAY_IP6;
+    if ns == plan.underlay_netns {
+        let mut c = format!(
+            "addr add {router}/64 dev br0 nodad\nroute add blackhole {}\n",
+            plan::SERVICE_CIDR6
+        );
+        for node in &plan.nodes {
+            c += &format!("route add {} via {}\n", node.pod_cidr6(), node.ip6);
+        }
+        return c;
+    }
+    if let Some((i, node)) = plan.nodes.iter().enumerate().find(|(_, n)| n.netns == ns) {
+        let mut c = format!(
+            "addr add {}/64 dev eth0 nodad\nroute add ::/0 via {router}\nroute add blackhole {}\n",
+            node.ip6,
+            node.pod_cidr6()
+        );
+        for other in plan.nodes.iter().filter(|o| o.name != node.name) {
+            c += &format!("route add {} via {}\n", other.pod_cidr6(), other.ip6);
+        }
+        for pod in plan.pods.iter().filter(|p| p.node == i) {
+            if let Some(ip6) = pod.ip6 {
+                c += &format!(
+                    "addr add {gw}/64 dev {h} nodad\nroute add {ip6}/128 dev {h}\n",
+                    h = pod.host_if
+                );
+            }
+        }
+        return c;
+    }
+    match plan.pods.iter().find(|p| p.netns == ns).and_then(|p| p.ip6) {
+        Some(ip6) => format!("addr add {ip6}/128 dev eth0 nodad\nroute add ::/0 via {gw} dev eth0\n"),
+        None => String::new(),
     }
 }
 
@@ -721,6 +818,8 @@ const LAB_PROGRAMS: &[&str] = &[
     "dnsmasq",
     "iptables-restore",
     "iptables-nft-restore",
+    "ip6tables-restore",
+    "ip6tables-nft-restore",
     "xtables-nft-multi",
 ];
 

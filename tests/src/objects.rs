@@ -16,7 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use crate::plan::{Plan, PodPlan, PodRole, ServicePlan};
-use crate::scenario::{Scenario, TargetPort};
+use crate::scenario::{IpFamily, Scenario, TargetPort};
 
 /// A resource type the API stand-in serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,21 +302,24 @@ fn node(plan: &Plan, n: usize, now: Timestamp) -> Node {
     Node {
         metadata,
         spec: Some(NodeSpec {
-            pod_cidr: Some(np.pod_cidr()),
-            pod_cidrs: Some(vec![np.pod_cidr()]),
+            pod_cidr: Some(node_cidrs(plan, np)[0].clone()),
+            pod_cidrs: Some(node_cidrs(plan, np)),
             ..Default::default()
         }),
         status: Some(NodeStatus {
-            addresses: Some(vec![
-                NodeAddress {
-                    type_: "InternalIP".into(),
-                    address: np.ip.to_string(),
-                },
-                NodeAddress {
-                    type_: "Hostname".into(),
-                    address: np.name.clone(),
-                },
-            ]),
+            addresses: Some(
+                node_ips(plan, np)
+                    .into_iter()
+                    .map(|ip| NodeAddress {
+                        type_: "InternalIP".into(),
+                        address: ip.to_string(),
+                    })
+                    .chain([NodeAddress {
+                        type_: "Hostname".into(),
+                        address: np.name.clone(),
+                    }])
+                    .collect(),
+            ),
             conditions: Some(vec![NodeCondition {
                 type_: "Ready".into(),
                 status: "True".into(),
@@ -341,6 +344,28 @@ fn node(plan: &Plan, n: usize, now: Timestamp) -> Node {
             ..Default::default()
         }),
     }
+}
+
+/// A node's pod CIDRs, one per cluster family, primary first.
+fn node_cidrs(plan: &Plan, np: &crate::plan::NodePlan) -> Vec<String> {
+    plan.families
+        .iter()
+        .map(|f| match f {
+            IpFamily::V4 => np.pod_cidr(),
+            IpFamily::V6 => np.pod_cidr6(),
+        })
+        .collect()
+}
+
+/// A node's InternalIPs, one per cluster family, primary first.
+fn node_ips(plan: &Plan, np: &crate::plan::NodePlan) -> Vec<std::net::IpAddr> {
+    plan.families
+        .iter()
+        .map(|f| match f {
+            IpFamily::V4 => np.ip.into(),
+            IpFamily::V6 => np.ip6.into(),
+        })
+        .collect()
 }
 
 fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
@@ -416,12 +441,15 @@ fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
         }),
         status: Some(PodStatus {
             phase: Some("Running".into()),
-            pod_ip: Some(p.ip.to_string()),
-            pod_ips: Some(vec![PodIP { ip: p.ip.to_string() }]),
-            host_ip: Some(node.ip.to_string()),
-            host_ips: Some(vec![HostIP {
-                ip: node.ip.to_string(),
-            }]),
+            pod_ip: p.addrs().first().map(|ip| ip.to_string()),
+            pod_ips: Some(p.addrs().iter().map(|ip| PodIP { ip: ip.to_string() }).collect()),
+            host_ip: Some(node_ips(plan, node)[0].to_string()),
+            host_ips: Some(
+                node_ips(plan, node)
+                    .iter()
+                    .map(|ip| HostIP { ip: ip.to_string() })
+                    .collect(),
+            ),
             start_time: Some(Time(now)),
             qos_class: Some("BestEffort".into()),
             conditions: Some(vec![
@@ -452,18 +480,26 @@ fn pod(plan: &Plan, p: &PodPlan, now: Timestamp) -> Pod {
 }
 
 fn service(s: &ServicePlan, now: Timestamp) -> Service {
-    let cluster_ip = s
-        .cluster_ip
-        .map_or_else(|| "None".to_string(), |ip| ip.to_string());
+    let cluster_ips: Vec<String> = match s.cluster_ip {
+        Some(_) => s.vips().iter().map(|ip| ip.to_string()).collect(),
+        None => vec!["None".to_string()],
+    };
+    // As the API server defaults it: one family is SingleStack; two were asked for by
+    // PreferDualStack (the lab's default in a dual-stack cluster).
+    let policy = if s.families.len() > 1 {
+        "PreferDualStack"
+    } else {
+        "SingleStack"
+    };
     Service {
         metadata: meta("Service", Some(&s.namespace), &s.name, now),
         spec: Some(K8sServiceSpec {
             type_: Some("ClusterIP".into()),
-            cluster_ip: Some(cluster_ip.clone()),
-            cluster_ips: Some(vec![cluster_ip]),
+            cluster_ip: Some(cluster_ips[0].clone()),
+            cluster_ips: Some(cluster_ips),
             selector: s.selector.clone(),
-            ip_families: Some(vec!["IPv4".into()]),
-            ip_family_policy: Some("SingleStack".into()),
+            ip_families: Some(s.families.iter().map(|f| f.as_k8s().to_string()).collect()),
+            ip_family_policy: Some(policy.into()),
             session_affinity: Some("None".into()),
             internal_traffic_policy: Some("Cluster".into()),
             ports: Some(
@@ -544,11 +580,26 @@ pub fn endpoint_slices(
 /// A Service port resolved for one pod: (port name, target port, protocol).
 type ResolvedPort = (Option<String>, u16, &'static str);
 
-/// The EndpointSlices the EndpointSlice controller writes for `svc`: selected pods grouped by their
-/// resolved ports (a named targetPort resolves per pod; a pod lacking it is left out of that port,
-/// so a pod resolving none sits in a slice with no ports, which routes nothing), not-ready pods kept
-/// with `ready: false`, and one empty placeholder slice when nothing is selected.
+/// The EndpointSlices the EndpointSlice controller writes for `svc`: a set per family of the
+/// Service (slices hold one address type each).
 pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Timestamp) -> Vec<EndpointSlice> {
+    svc.families
+        .iter()
+        .flat_map(|&f| derive_family_slices(svc, pods, plan, now, f))
+        .collect()
+}
+
+/// One family's slices: selected pods grouped by their resolved ports (a named targetPort
+/// resolves per pod; a pod lacking it is left out of that port, so a pod resolving none sits in a
+/// slice with no ports, which routes nothing), not-ready pods kept with `ready: false`, and one
+/// empty placeholder slice when nothing is selected.
+fn derive_family_slices(
+    svc: &ServicePlan,
+    pods: &[PodPlan],
+    plan: &Plan,
+    now: Timestamp,
+    family: IpFamily,
+) -> Vec<EndpointSlice> {
     let Some(selector) = &svc.selector else {
         return Vec::new();
     };
@@ -588,11 +639,11 @@ pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Time
         labels.insert("service.kubernetes.io/headless".into(), String::new());
     }
     let slice = |ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>, index: usize| {
-        let name = format!(
-            "{}-{}",
-            svc.name,
-            &uid("slice", &svc.key(), &index.to_string())[..5]
-        );
+        let seed = match family {
+            IpFamily::V4 => index.to_string(),
+            IpFamily::V6 => format!("{index}-v6"),
+        };
+        let name = format!("{}-{}", svc.name, &uid("slice", &svc.key(), &seed)[..5]);
         let mut metadata = meta("EndpointSlice", Some(&svc.namespace), &name, now);
         metadata.labels = Some(labels.clone());
         metadata.generate_name = Some(format!("{}-", svc.name));
@@ -607,7 +658,7 @@ pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Time
             },
         ]);
         EndpointSlice {
-            address_type: "IPv4".into(),
+            address_type: family.as_k8s().into(),
             endpoints,
             metadata,
             ports: Some(ports),
@@ -631,8 +682,9 @@ pub fn derive_slices(svc: &ServicePlan, pods: &[PodPlan], plan: &Plan, now: Time
                 .collect();
             let endpoints = members
                 .into_iter()
-                .map(|p| Endpoint {
-                    addresses: vec![p.ip.to_string()],
+                .filter_map(|p| Some((p, p.addr(family)?)))
+                .map(|(p, ip)| Endpoint {
+                    addresses: vec![ip.to_string()],
                     conditions: Some(EndpointConditions {
                         ready: Some(p.spec.ready && !p.spec.terminating),
                         serving: Some(p.spec.ready),
@@ -760,6 +812,63 @@ mod tests {
         let slices = slices_of(SHOP, "none");
         assert_eq!(slices.len(), 1);
         assert!(slices[0].endpoints.is_empty());
+    }
+
+    #[test]
+    fn dual_stack_objects_list_both_families_primary_first() {
+        let text = "name: t\nnodes: [a]\nipFamilies: [IPv6, IPv4]\npods:\n\
+             - {namespace: shop, name: p0, node: a, labels: {app: pay}}\n\
+             services:\n- {namespace: shop, name: pay, selector: {app: pay}, ports: [{port: 80}]}\n\
+             - {namespace: shop, name: v4, ipFamilies: [IPv4], selector: {app: pay}, ports: [{port: 80}]}\n";
+        let (s, plan) = setup(text);
+        let objs = all_objects(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let find = |kind: &str, name: &str| {
+            objs.iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let pod = find("Pod", "p0");
+        assert_eq!(pod["status"]["podIP"], "fd00:10:244:1::2");
+        assert_eq!(
+            pod["status"]["podIPs"],
+            serde_json::json!([{"ip": "fd00:10:244:1::2"}, {"ip": "10.244.1.2"}])
+        );
+        let svc = find("Service", "pay");
+        assert_eq!(
+            svc["spec"]["clusterIPs"],
+            serde_json::json!(["fd00:10:96::101", "10.96.1.1"])
+        );
+        assert_eq!(svc["spec"]["ipFamilies"], serde_json::json!(["IPv6", "IPv4"]));
+        assert_eq!(svc["spec"]["ipFamilyPolicy"], "PreferDualStack");
+        let single = find("Service", "v4");
+        assert_eq!(single["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+        assert_eq!(single["spec"]["ipFamilyPolicy"], "SingleStack");
+        let node = find("Node", "a");
+        assert_eq!(
+            node["spec"]["podCIDRs"],
+            serde_json::json!(["fd00:10:244:1::/64", "10.244.1.0/24"])
+        );
+
+        let slices = slices_of(text, "pay");
+        let by_type: Vec<(String, Vec<String>)> = slices
+            .iter()
+            .map(|s| {
+                (
+                    s.address_type.clone(),
+                    s.endpoints.iter().flat_map(|e| e.addresses.clone()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_type,
+            [
+                ("IPv6".to_string(), vec!["fd00:10:244:1::2".to_string()]),
+                ("IPv4".to_string(), vec!["10.244.1.2".to_string()])
+            ]
+        );
+        assert_ne!(slices[0].metadata.name, slices[1].metadata.name);
+        assert_eq!(slices_of(text, "v4").len(), 1);
     }
 
     #[test]

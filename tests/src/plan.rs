@@ -2,10 +2,10 @@
 //! addresses, the lab's own pods (cluster DNS, agents) and Service ClusterIPs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::scenario::{
-    ContainerPortSpec, ListenSpec, PodSpec, Protocol, Scenario, ServicePortSpec, TargetPort,
+    ContainerPortSpec, IpFamily, ListenSpec, PodSpec, Protocol, Scenario, ServicePortSpec, TargetPort,
 };
 
 /// ClusterIP of `kube-system/kube-dns`.
@@ -15,6 +15,16 @@ pub const UNDERLAY_ROUTER_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
 /// The link-local gateway every pod routes through (answered by proxy ARP on the node side).
 pub const POD_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// ClusterIP of `kube-system/kube-dns` in the IPv6 family.
+pub const DNS_SERVICE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0xa);
+/// The underlay router's IPv6 address.
+pub const UNDERLAY_ROUTER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x172, 0x18, 0, 0, 0, 0, 1);
+/// The link-local IPv6 gateway every pod routes through (an address of every host-side veth).
+pub const POD_GATEWAY_IP6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+/// The IPv6 Service CIDR: a Service's IPv6 ClusterIP carries the low 16 bits of its IPv4 one.
+pub const SERVICE_CIDR6: &str = "fd00:10:96::/112";
+/// The IPv6 pod CIDR, one /64 per node.
+pub const POD_CIDR6: &str = "fd00:10:244::/56";
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 pub const DNS_POD_NAMESPACE: &str = "kube-system";
 pub const DNS_POD_NAME: &str = "coredns-0";
@@ -41,12 +51,39 @@ pub struct NodePlan {
     pub cidr_octet: u8,
     /// Name of the node's uplink port inside the underlay namespace.
     pub underlay_port: String,
+    /// The node's IPv6 underlay address (used when the cluster has IPv6).
+    pub ip6: Ipv6Addr,
 }
 
 impl NodePlan {
     pub fn pod_cidr(&self) -> String {
         format!("10.244.{}.0/24", self.cidr_octet)
     }
+
+    /// The node's IPv6 pod CIDR, `fd00:10:244:N::/64`.
+    pub fn pod_cidr6(&self) -> String {
+        format!("{}/64", pod_ip6(self.cidr_octet, 0))
+    }
+}
+
+/// A pod's IPv6 address: the node's /64 with the host number of its IPv4 address.
+pub fn pod_ip6(cidr_octet: u8, host: u8) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfd00,
+        0x10,
+        0x244,
+        u16::from(cidr_octet),
+        0,
+        0,
+        0,
+        u16::from(host),
+    )
+}
+
+/// A Service's IPv6 ClusterIP, derived from its IPv4 one (the low 16 bits).
+pub fn service_ip6(v4: Ipv4Addr) -> Ipv6Addr {
+    let o = v4.octets();
+    Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, u16::from_be_bytes([o[2], o[3]]))
 }
 
 #[derive(Debug, Clone)]
@@ -58,11 +95,32 @@ pub struct PodPlan {
     pub ip: Ipv4Addr,
     /// The host side of the pod's veth, inside the node namespace.
     pub host_if: String,
+    /// The pod's IPv6 address, when the cluster has IPv6.
+    pub ip6: Option<Ipv6Addr>,
+    /// The cluster's families, primary first: which of the pod's addresses Kubernetes shows.
+    /// (In an IPv6-only cluster the IPv4 address stays as lab plumbing no object mentions.)
+    pub families: Vec<IpFamily>,
 }
 
 impl PodPlan {
     pub fn key(&self) -> String {
         format!("{}/{}", self.spec.namespace, self.spec.name)
+    }
+
+    /// The pod's address in `family`, if the cluster has that family.
+    pub fn addr(&self, family: IpFamily) -> Option<IpAddr> {
+        match family {
+            IpFamily::V4 => self
+                .families
+                .contains(&IpFamily::V4)
+                .then_some(IpAddr::V4(self.ip)),
+            IpFamily::V6 => self.ip6.map(IpAddr::V6),
+        }
+    }
+
+    /// The pod's addresses as `status.podIPs` lists them, primary first.
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        self.families.iter().filter_map(|f| self.addr(*f)).collect()
     }
 }
 
@@ -71,14 +129,31 @@ pub struct ServicePlan {
     pub namespace: String,
     pub name: String,
     pub selector: Option<BTreeMap<String, String>>,
-    /// `None` for a headless Service.
+    /// `None` for a headless Service. In a Service without IPv4 it is lab bookkeeping only: the
+    /// IPv6 ClusterIP derives from it.
     pub cluster_ip: Option<Ipv4Addr>,
     pub ports: Vec<ServicePortSpec>,
+    /// The Service's families, primary first.
+    pub families: Vec<IpFamily>,
 }
 
 impl ServicePlan {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The Service's ClusterIP in `family`, if it has one there.
+    pub fn vip(&self, family: IpFamily) -> Option<IpAddr> {
+        let v4 = self.cluster_ip?;
+        self.families.contains(&family).then(|| match family {
+            IpFamily::V4 => IpAddr::V4(v4),
+            IpFamily::V6 => IpAddr::V6(service_ip6(v4)),
+        })
+    }
+
+    /// `spec.clusterIPs`, primary first (empty for a headless Service).
+    pub fn vips(&self) -> Vec<IpAddr> {
+        self.families.iter().filter_map(|f| self.vip(*f)).collect()
     }
 }
 
@@ -90,6 +165,8 @@ pub struct Plan {
     pub pods: Vec<PodPlan>,
     pub services: Vec<ServicePlan>,
     pub dns_down: bool,
+    /// The cluster's families, primary first.
+    pub families: Vec<IpFamily>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +197,7 @@ impl Plan {
                 ip: Ipv4Addr::new(172, 18, 0, 2 + i as u8),
                 cidr_octet: 1 + i as u8,
                 underlay_port: format!("node{i}"),
+                ip6: Ipv6Addr::new(0xfd00, 0x172, 0x18, 0, 0, 0, 0, 2 + i as u16),
             })
             .collect();
         let node_index: BTreeMap<&str, usize> = nodes
@@ -131,6 +209,8 @@ impl Plan {
         let mut specs: Vec<(PodSpec, PodRole)> =
             scenario.pods.iter().map(|p| (p.clone(), PodRole::App)).collect();
         specs.push((dns_pod_spec(&nodes[0].name, scenario.dns_down()), PodRole::Dns));
+        let families = scenario.ip_families.clone();
+        let has_v6 = families.contains(&IpFamily::V6);
         if agents {
             for node in &nodes {
                 specs.push((agent_pod_spec(&node.name), PodRole::Agent));
@@ -177,13 +257,15 @@ impl Plan {
                 netns: format!("{prefix}-p{k}"),
                 ip,
                 host_if: format!("cali{k}"),
+                ip6: has_v6.then(|| pod_ip6(node.cidr_octet, ip.octets()[3])),
+                families: families.clone(),
             });
         }
 
         let mut taken: BTreeSet<Ipv4Addr> = scenario.services.iter().filter_map(|s| s.cluster_ip).collect();
         taken.insert(DNS_SERVICE_IP);
         let mut next_ip = u32::from(Ipv4Addr::new(10, 96, 1, 0));
-        let mut services = vec![dns_service()];
+        let mut services = vec![dns_service(&families)];
         for svc in &scenario.services {
             let cluster_ip = if svc.headless {
                 None
@@ -207,6 +289,7 @@ impl Plan {
                 selector: svc.selector.clone(),
                 cluster_ip,
                 ports: svc.ports.clone(),
+                families: svc.ip_families.clone().unwrap_or_else(|| families.clone()),
             });
         }
 
@@ -217,6 +300,7 @@ impl Plan {
             pods,
             services,
             dns_down: scenario.dns_down(),
+            families,
         })
     }
 
@@ -225,6 +309,19 @@ impl Plan {
             .iter()
             .find(|p| p.role == PodRole::Dns)
             .expect("every plan has a dns pod")
+    }
+
+    pub fn has(&self, family: IpFamily) -> bool {
+        self.families.contains(&family)
+    }
+
+    /// The cluster DNS ClusterIP pods are told to use: the primary family's, as kubelet's
+    /// `clusterDNS` lists it first.
+    pub fn dns_nameserver(&self) -> IpAddr {
+        match self.families[0] {
+            IpFamily::V4 => IpAddr::V4(DNS_SERVICE_IP),
+            IpFamily::V6 => IpAddr::V6(DNS_SERVICE_IP6),
+        }
     }
 
     pub fn pod(&self, key: &str) -> Option<&PodPlan> {
@@ -271,7 +368,7 @@ fn dns_pod_spec(node: &str, down: bool) -> PodSpec {
                 .map(|protocol| ListenSpec {
                     port: 53,
                     protocol,
-                    address: Ipv4Addr::UNSPECIFIED,
+                    address: None,
                 })
                 .to_vec()
         },
@@ -300,12 +397,12 @@ fn agent_pod_spec(node: &str) -> PodSpec {
         listen: vec![ListenSpec {
             port: AGENT_PORT,
             protocol: Protocol::Tcp,
-            address: Ipv4Addr::LOCALHOST,
+            address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         }],
     }
 }
 
-fn dns_service() -> ServicePlan {
+fn dns_service(families: &[IpFamily]) -> ServicePlan {
     let port = |name: &str, protocol| ServicePortSpec {
         name: Some(name.to_string()),
         port: 53,
@@ -318,13 +415,19 @@ fn dns_service() -> ServicePlan {
         selector: Some(BTreeMap::from([("k8s-app".into(), "kube-dns".into())])),
         cluster_ip: Some(DNS_SERVICE_IP),
         ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
+        families: families.to_vec(),
     }
 }
 
-/// The kubelet-style resolv.conf of a pod in `namespace`.
+/// The kubelet-style resolv.conf of a pod in `namespace` of an IPv4 cluster.
 pub fn resolv_conf(namespace: &str) -> String {
+    resolv_conf_via(namespace, IpAddr::V4(DNS_SERVICE_IP))
+}
+
+/// The kubelet-style resolv.conf of a pod in `namespace`, with `nameserver` as cluster DNS.
+pub fn resolv_conf_via(namespace: &str, nameserver: IpAddr) -> String {
     format!(
-        "nameserver {DNS_SERVICE_IP}\nsearch {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} \
+        "nameserver {nameserver}\nsearch {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} \
          {CLUSTER_DOMAIN}\noptions ndots:5\n"
     )
 }
@@ -437,6 +540,36 @@ mod tests {
         {
             assert!(name.len() <= 15, "{name} is longer than 15 bytes");
         }
+    }
+
+    #[test]
+    fn ipv6_addresses_follow_the_node_cidr_and_the_ipv4_allocation() {
+        let s = scenario(
+            "name: t\nnodes: [a, b]\nipFamilies: [IPv4, IPv6]\npods:\n- {namespace: x, name: p, node: b}\n\
+             services:\n- {namespace: x, name: s, ports: [{port: 80}]}\n\
+             - {namespace: x, name: v4, ipFamilies: [IPv4], ports: [{port: 80}]}\n",
+        );
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let p = plan.pod("x/p").unwrap();
+        let addrs: Vec<String> = p.addrs().iter().map(|a| a.to_string()).collect();
+        assert_eq!(addrs, ["10.244.2.2", "fd00:10:244:2::2"]);
+        assert_eq!(plan.nodes[1].pod_cidr6(), "fd00:10:244:2::/64");
+        let vips =
+            |i: usize| -> Vec<String> { plan.services[i].vips().iter().map(|a| a.to_string()).collect() };
+        assert_eq!(vips(0), ["10.96.0.10", "fd00:10:96::a"]);
+        assert_eq!(vips(1), ["10.96.1.1", "fd00:10:96::101"]);
+        assert_eq!(vips(2), ["10.96.1.2"]);
+        assert_eq!(plan.dns_nameserver(), IpAddr::V4(DNS_SERVICE_IP));
+    }
+
+    #[test]
+    fn ipv6_only_cluster_shows_no_ipv4_and_uses_the_ipv6_dns() {
+        let s =
+            scenario("name: t\nnodes: [a]\nipFamilies: [IPv6]\npods:\n- {namespace: x, name: p, node: a}\n");
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        assert_eq!(plan.pod("x/p").unwrap().addrs(), [IpAddr::V6(pod_ip6(1, 2))]);
+        assert_eq!(plan.services[0].vips(), [IpAddr::V6(DNS_SERVICE_IP6)]);
+        assert!(resolv_conf_via("x", plan.dns_nameserver()).starts_with("nameserver fd00:10:96::a\n"));
     }
 
     #[test]

@@ -4,15 +4,15 @@
 //! container.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
-    Tcp(SocketAddrV4),
-    Udp(SocketAddrV4),
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
 }
 
 impl std::str::FromStr for Listen {
@@ -23,7 +23,7 @@ impl std::str::FromStr for Listen {
         let (proto, addr) = s
             .split_once(':')
             .ok_or_else(|| format!("listen spec {s:?} is not PROTO:ADDR:PORT"))?;
-        let addr: SocketAddrV4 = addr
+        let addr: SocketAddr = addr
             .parse()
             .map_err(|_| format!("listen spec {s:?} has a bad ADDR:PORT"))?;
         match proto {
@@ -122,6 +122,10 @@ mod tests {
                 .parse::<Listen>()
                 .unwrap_err()
                 .contains("expected tcp or udp")
+        );
+        assert_eq!(
+            "tcp:[::]:8080".parse(),
+            Ok(Listen::Tcp("[::]:8080".parse().unwrap()))
         );
         assert!("tcp:nope".parse::<Listen>().is_err());
     }

@@ -4,7 +4,7 @@
 //! a [`ScenarioError`] naming the problem. The format is documented in the lab's README.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,10 @@ pub struct Scenario {
     #[serde(default)]
     pub description: String,
     pub nodes: Vec<String>,
+    /// The cluster's address families, the primary first: `[IPv4]` (default), `[IPv6]`, or
+    /// dual-stack `[IPv4, IPv6]` / `[IPv6, IPv4]`.
+    #[serde(default = "ipv4_only")]
+    pub ip_families: Vec<IpFamily>,
     #[serde(default)]
     pub pods: Vec<PodSpec>,
     #[serde(default)]
@@ -89,6 +93,33 @@ fn yes() -> bool {
     true
 }
 
+/// An address family, spelled as Kubernetes spells it in `ipFamilies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum IpFamily {
+    #[serde(rename = "IPv4")]
+    V4,
+    #[serde(rename = "IPv6")]
+    V6,
+}
+
+impl IpFamily {
+    /// The Kubernetes spelling (`IPv4`, `IPv6`).
+    pub fn as_k8s(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        }
+    }
+
+    pub fn of(ip: IpAddr) -> IpFamily {
+        if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 }
+    }
+}
+
+fn ipv4_only() -> Vec<IpFamily> {
+    vec![IpFamily::V4]
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub enum Protocol {
     #[default]
@@ -132,12 +163,21 @@ pub struct ListenSpec {
     pub port: u16,
     #[serde(default)]
     pub protocol: Protocol,
-    #[serde(default = "any_addr")]
-    pub address: Ipv4Addr,
+    /// Where the process binds; absent means the wildcard: `0.0.0.0` in an IPv4-only cluster,
+    /// `[::]` (dual-stack socket, serving IPv4 too) when the cluster has IPv6.
+    #[serde(default)]
+    pub address: Option<IpAddr>,
 }
 
-fn any_addr() -> Ipv4Addr {
-    Ipv4Addr::UNSPECIFIED
+impl ListenSpec {
+    /// The address the pod's process binds in a cluster with `families`.
+    pub fn bind_address(&self, families: &[IpFamily]) -> IpAddr {
+        self.address.unwrap_or(if families.contains(&IpFamily::V6) {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::from(Ipv4Addr::UNSPECIFIED)
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +193,10 @@ pub struct ServiceSpec {
     /// A fixed ClusterIP inside 10.96.0.0/16; allocated when absent.
     #[serde(default, rename = "clusterIP")]
     pub cluster_ip: Option<Ipv4Addr>,
+    /// The Service's families (a subset of the cluster's); absent means all of the cluster's
+    /// (`PreferDualStack` in a dual-stack cluster).
+    #[serde(default)]
+    pub ip_families: Option<Vec<IpFamily>>,
     #[serde(default)]
     pub ports: Vec<ServicePortSpec>,
 }
@@ -204,13 +248,22 @@ pub enum Fault {
         protocol: Option<Protocol>,
         #[serde(default = "drop_mode")]
         mode: DenyMode,
+        /// Only this family's traffic (a policy that admits the pod by one family's ipBlock);
+        /// absent: both.
+        #[serde(default)]
+        family: Option<IpFamily>,
     },
     /// The cluster DNS server is not running (its pod is not ready).
     DnsDown,
     /// A Service's kube-proxy rules are missing on one node (stale kube-proxy).
     ServiceRulesMissing { service: String, node: String },
-    /// The node's link to the other nodes is down.
-    LinkCut { node: String },
+    /// The node's link to the other nodes is down; with `family`, only that family's traffic
+    /// crosses it no more (dropped on the node's uplink).
+    LinkCut {
+        node: String,
+        #[serde(default)]
+        family: Option<IpFamily>,
+    },
     /// The node's link to the other nodes carries at most `mtu` bytes; larger packets are dropped
     /// silently (no ICMP), TCP too: the lab's node links then run without segmentation offloads.
     LinkMtu { node: String, mtu: u32 },
@@ -287,6 +340,21 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// A families list: one or two distinct families, each one of `allowed`.
+fn check_families(what: &str, families: &[IpFamily], allowed: &[IpFamily]) -> Result<(), ScenarioError> {
+    let distinct: BTreeSet<&IpFamily> = families.iter().collect();
+    if families.is_empty() || distinct.len() != families.len() {
+        return Err(invalid(format!("{what} must list IPv4, IPv6 or both, each once")));
+    }
+    if let Some(f) = families.iter().find(|f| !allowed.contains(f)) {
+        return Err(invalid(format!(
+            "{what} lists {}, which the cluster lacks",
+            f.as_k8s()
+        )));
+    }
+    Ok(())
+}
+
 impl Scenario {
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
@@ -331,6 +399,7 @@ impl Scenario {
         if self.nodes.is_empty() {
             return Err(invalid("has no nodes"));
         }
+        check_families("ipFamilies", &self.ip_families, &[IpFamily::V4, IpFamily::V6])?;
         if self.nodes.len() > 200 {
             return Err(invalid("has more than 200 nodes"));
         }
@@ -406,6 +475,9 @@ impl Scenario {
             }
             if !services.insert(id.clone()) {
                 return Err(invalid(format!("lists service {id} twice")));
+            }
+            if let Some(families) = &svc.ip_families {
+                check_families(&format!("service {id} ipFamilies"), families, &self.ip_families)?;
             }
             if svc.headless && svc.cluster_ip.is_some() {
                 return Err(invalid(format!("service {id} is headless and has a clusterIP")));
@@ -499,7 +571,15 @@ impl Scenario {
                         )));
                     }
                 }
-                Fault::LinkCut { node } => {
+                Fault::LinkCut { node, family } => {
+                    if let Some(f) = family
+                        && !self.ip_families.contains(f)
+                    {
+                        return Err(invalid(format!(
+                            "link-cut fault on node {node} names family {}, which the cluster lacks",
+                            f.as_k8s()
+                        )));
+                    }
                     if !nodes.contains(node.as_str()) {
                         return Err(invalid(format!("link-cut fault names unknown node {node}")));
                     }
@@ -562,7 +642,11 @@ mod tests {
         .unwrap();
         let pod = &s.pods[0];
         assert!(pod.ready);
-        assert_eq!(pod.listen[0].address, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            pod.listen[0].bind_address(&s.ip_families),
+            IpAddr::from(Ipv4Addr::UNSPECIFIED)
+        );
+        assert_eq!(s.ip_families, [IpFamily::V4]);
         assert_eq!(pod.listen[0].protocol, Protocol::Tcp);
         assert_eq!(
             s.namespaces().into_iter().collect::<Vec<_>>(),
@@ -590,7 +674,8 @@ mod tests {
                 to: "shop/b".into(),
                 port: Some(8080),
                 protocol: Some(Protocol::Tcp),
-                mode: DenyMode::Reject
+                mode: DenyMode::Reject,
+                family: None
             }
         );
         assert_eq!(
@@ -679,6 +764,42 @@ mod tests {
             e,
             "scenario service b/t clusterIP 10.96.5.5 is already the clusterIP of service a/s"
         );
+    }
+
+    #[test]
+    fn families_parse_in_kubernetes_spelling_and_wildcards_follow_them() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [n]\nipFamilies: [IPv6, IPv4]\npods:\n\
+             - {namespace: a, name: p, node: n, listen: [{port: 80}, {port: 81, address: 0.0.0.0}]}\n\
+             services:\n- {namespace: a, name: s, ipFamilies: [IPv4], ports: [{port: 80}]}\n\
+             faults: [{kind: link-cut, node: n, family: IPv6}]\n",
+        )
+        .unwrap();
+        assert_eq!(s.ip_families, [IpFamily::V6, IpFamily::V4]);
+        assert_eq!(s.services[0].ip_families, Some(vec![IpFamily::V4]));
+        let listen = &s.pods[0].listen;
+        assert_eq!(
+            listen[0].bind_address(&s.ip_families),
+            "::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            listen[1].bind_address(&s.ip_families),
+            "0.0.0.0".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn families_outside_the_cluster_or_repeated_are_rejected() {
+        let e = err("name: t\nnodes: [n]\nipFamilies: [IPv4, IPv4]\n");
+        assert!(e.contains("must list IPv4, IPv6 or both"), "{e}");
+        let e = err("name: t\nnodes: [n]\nservices:\n\
+             - {namespace: a, name: s, ipFamilies: [IPv6], ports: [{port: 80}]}\n");
+        assert_eq!(
+            e,
+            "scenario service a/s ipFamilies lists IPv6, which the cluster lacks"
+        );
+        let e = err("name: t\nnodes: [n]\nfaults: [{kind: link-cut, node: n, family: IPv6}]\n");
+        assert!(e.contains("names family IPv6, which the cluster lacks"), "{e}");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct PodInfo {
     pub node: String,
     pub netns: String,
     pub ip: String,
+    /// The pod's IPv6 address, when the cluster has IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
     pub ready: bool,
     /// `app`, `dns` or `agent`.
     pub role: String,
@@ -60,6 +63,9 @@ pub struct ServiceInfo {
     /// `None` for a headless Service.
     #[serde(rename = "clusterIP")]
     pub cluster_ip: Option<String>,
+    /// `spec.clusterIPs`: one per family of the Service, primary first.
+    #[serde(default, rename = "clusterIPs")]
+    pub cluster_ips: Vec<String>,
     pub ports: Vec<ServicePortInfo>,
 }
 

@@ -127,6 +127,11 @@ scenarios! {
     an_mtu_black_hole_between_the_nodes_fails_pod_network_with_the_path_mtu => "link-mtu.yaml",
     a_dropped_reply_is_seen_leaving_the_destination_pod_and_fails_pod_network => "reply-drop.yaml",
     a_stale_vip_rule_to_a_pod_that_left_the_service_fails_service_proxy => "stale-vip-rule.yaml",
+    an_ipv6_only_service_is_reachable_resolved_by_aaaa => "ipv6-only-healthy.yaml",
+    a_dual_stack_service_is_reachable_in_both_families => "dual-stack-healthy.yaml",
+    a_cut_ipv6_path_fails_pod_network_for_ipv6_while_ipv4_works => "dual-stack-ipv6-cut.yaml",
+    an_ipv4_only_ip_block_fails_network_policy_for_ipv6_only => "dual-stack-ipblock-v4-only.yaml",
+    an_ipv4_only_listener_fails_application_for_ipv6_only => "dual-stack-ipv4-only-listener.yaml",
 }
 
 #[test]

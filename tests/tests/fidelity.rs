@@ -383,3 +383,73 @@ fn dns_down_times_out_or_refuses_lookups() {
             .success()
     );
 }
+
+const DUAL_STACK: &str = "name: dual
+nodes: [node-a, node-b]
+ipFamilies: [IPv4, IPv6]
+pods:
+  - {namespace: shop, name: client, node: node-a, labels: {app: client}}
+  - {namespace: shop, name: pay-0, node: node-a, labels: {app: pay}, ports: [{name: http, containerPort: 8080}], listen: [{port: 8080}]}
+  - {namespace: shop, name: pay-1, node: node-b, labels: {app: pay}, ports: [{name: http, containerPort: 8080}], listen: [{port: 8080}]}
+  - {namespace: shop, name: pay-2, node: node-b, labels: {app: pay}, ready: false, ports: [{name: http, containerPort: 8080}], listen: [{port: 8080}]}
+services:
+  - {namespace: shop, name: pay, selector: {app: pay}, ports: [{name: http, port: 80, targetPort: http}]}
+  - {namespace: shop, name: old, ipFamilies: [IPv4], selector: {app: pay}, ports: [{name: http, port: 80, targetPort: http}]}
+";
+
+#[test]
+fn dual_stack_names_resolve_to_both_families_as_libc_asks_and_each_vip_lands_on_ready_pods() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up("dual", DUAL_STACK);
+    let svc = lab.info.services.iter().find(|s| s.name == "pay").unwrap();
+    let (v4, v6) = (svc.cluster_ips[0].clone(), svc.cluster_ips[1].clone());
+    assert_eq!(v6, "fd00:10:96::101");
+    // getent ahosts asks with AF_UNSPEC: A and AAAA.
+    let ahosts = stdout(&lab.exec("shop/client", &["getent", "ahosts", "pay"]));
+    assert!(ahosts.contains(&v4) && ahosts.contains(&v6), "{ahosts}");
+    // A single-stack Service has no AAAA (NODATA), as its ipFamilies say.
+    let old = lab.exec("shop/client", &["dig", "AAAA", "old.shop.svc.cluster.local"]);
+    assert!(stdout(&old).contains("ANSWER: 0"), "{}", stdout(&old));
+    let vip6 = format!("[{v6}]:80");
+    let mut seen = BTreeSet::new();
+    for _ in 0..24 {
+        match lab.tcp("shop/client", &vip6) {
+            Tcp::Connected(pod) => {
+                seen.insert(pod);
+            }
+            other => panic!("connect to {vip6} gave {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["shop/pay-0".to_string(), "shop/pay-1".to_string()])
+    );
+}
+
+#[test]
+fn ipv6_only_pods_resolve_through_the_ipv6_dns_and_reach_pods_across_nodes() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up(
+        "v6only",
+        &DUAL_STACK.replace("ipFamilies: [IPv4, IPv6]", "ipFamilies: [IPv6]").replace(
+            "  - {namespace: shop, name: old, ipFamilies: [IPv4], selector: {app: pay}, ports: [{name: http, port: 80, targetPort: http}]}\n",
+            "",
+        ),
+    );
+    let pod = lab.info.pods.iter().find(|p| p.name == "client").unwrap();
+    let conf = std::fs::read_to_string(format!("/proc/{}/root/etc/resolv.conf", pod.pid)).unwrap();
+    assert!(conf.starts_with("nameserver fd00:10:96::a\n"), "{conf}");
+    let ahosts = stdout(&lab.exec("shop/client", &["getent", "ahosts", "pay"]));
+    assert!(ahosts.contains("fd00:10:96::101"), "{ahosts}");
+    assert!(
+        !ahosts.contains("10.96."),
+        "no IPv4 in an IPv6-only cluster: {ahosts}"
+    );
+    let remote = lab.info.pods.iter().find(|p| p.name == "pay-1").unwrap();
+    let addr = format!("[{}]:8080", remote.ip6.as_ref().unwrap());
+    assert_eq!(lab.tcp("shop/client", &addr), Tcp::Connected("shop/pay-1".into()));
+}

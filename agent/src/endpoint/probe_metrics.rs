@@ -124,6 +124,7 @@ mod tests {
             network_policy: None,
             duration_ms: 1200,
             endpoints: vec![],
+            families: vec![],
         };
         let text = encode(&report, 1.2);
         assert!(text.contains("\nprobe_success 0\n"), "{text}");

@@ -176,6 +176,20 @@ COMMIT
     }
 
     #[test]
+    fn an_ipv6_vip_rule_from_ip6tables_is_followed_to_its_dnat_endpoints() {
+        let nat = "*nat\n\
+            -A KUBE-SERVICES -d fd00:10:96::101/128 -p tcp -m comment --comment \"shop/payments:http cluster IP\" -m tcp --dport 80 -j KUBE-SVC-AAAA\n\
+            -A KUBE-SVC-AAAA -j KUBE-SEP-1\n\
+            -A KUBE-SEP-1 -p tcp -m tcp -j DNAT --to-destination [fd00:10:244:2::2]:8080\nCOMMIT\n";
+        let rules = programmed(parse_rules(&vip("fd00:10:96::101", 80), nat, ""));
+        assert!(rules.found, "{rules:?}");
+        assert_eq!(
+            rules.endpoints,
+            vec!["[fd00:10:244:2::2]:8080".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
     fn a_service_without_endpoints_has_a_reject_rule() {
         let rules = programmed(parse_rules(&vip("10.96.1.3", 80), NAT, FILTER));
         assert!(rules.found && rules.rejects && rules.endpoints.is_empty());

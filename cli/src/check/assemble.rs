@@ -60,6 +60,7 @@ pub fn assemble(
         .map(|d| dns(d, &dest.expected_dns, replies, policy, &request.from));
     let node_witnesses = node_witnesses(&plan, &live, replies);
     let witnesses = datapath_witnesses(&plan, &live, replies);
+    let secondary = secondary(&plan, replies);
     Evidence {
         from: request.from.clone(),
         to: request.to_text.clone(),
@@ -73,6 +74,47 @@ pub fn assemble(
         agents,
         node_witnesses,
         witnesses,
+        secondary,
+    }
+}
+
+/// The second family of a dual-stack target: present when the addresses the target stands for
+/// (ClusterIPs, the addresses its name should resolve to, its endpoints) span both families.
+fn secondary(plan: &CheckPlan, replies: &Replies) -> Option<SecondaryFamily> {
+    let dest = &plan.destination;
+    let endpoints = dest.endpoints.known().into_iter().flatten().map(|e| e.ip);
+    let mut families: Vec<IpFamily> = Vec::new();
+    let addresses = dest
+        .cluster_ip
+        .map(|(ip, _)| ip)
+        .into_iter()
+        .chain(dest.expected_dns.iter().copied())
+        .chain(endpoints);
+    for ip in addresses {
+        if !families.contains(&IpFamily::of(ip)) {
+            families.push(IpFamily::of(ip));
+        }
+    }
+    let family = *families.get(1)?;
+    let asked = |key: ProbeKey| plan.probes.iter().any(|p| p.key == key);
+    Some(SecondaryFamily {
+        family,
+        cluster_ip: dest.secondary_cluster_ip.map(|(ip, port)| ClusterIpFacts {
+            ip,
+            port,
+            tcp: tcp_fact(replies, ProbeKey::ClusterIpSecondary, dest.not_probed.as_deref()),
+        }),
+        dns: asked(ProbeKey::ResolveSecondary).then(|| dns_result(replies, ProbeKey::ResolveSecondary)),
+    })
+}
+
+/// The result of one resolution of the target name.
+fn dns_result(replies: &Replies, key: ProbeKey) -> Fact<netdiag_proto::DnsResult> {
+    match replies.result(key) {
+        Some(Ok(ProbeResult::Dns(r))) => Fact::Known(r.clone()),
+        Some(Ok(other)) => Fact::Unknown(unexpected(other, "dns")),
+        Some(Err(failure)) => Fact::Unknown(failure.clone()),
+        None => Fact::Unknown(not_run(key, None)),
     }
 }
 
@@ -252,12 +294,7 @@ fn dns(
     policy: &PolicyEvaluation,
     from: &NamespacedName,
 ) -> DnsFacts {
-    let result = match replies.result(ProbeKey::Resolve) {
-        Some(Ok(ProbeResult::Dns(r))) => Fact::Known(r.clone()),
-        Some(Ok(other)) => Fact::Unknown(unexpected(other, "dns")),
-        Some(Err(failure)) => Fact::Unknown(failure.clone()),
-        None => Fact::Unknown(not_run(ProbeKey::Resolve, None)),
-    };
+    let result = dns_result(replies, ProbeKey::Resolve);
     let cluster_dns = match (&plan.dns_service_ip, &plan.servers) {
         (Fact::Unknown(failure), _) | (_, Fact::Unknown(failure)) => Fact::Unknown(failure.clone()),
         (Fact::Known(service_ip), Fact::Known(servers)) => Fact::Known(ClusterDnsFacts {
@@ -279,7 +316,7 @@ fn dns(
                             Some(pod) => Peer::pod(pod.namespace.clone(), pod.name.clone()),
                             None => Peer::Ip(s.ip),
                         };
-                        policy.check(from, to, 53, Protocol::Udp)
+                        policy.check(from, to, s.ip, 53, Protocol::Udp)
                     },
                 })
                 .collect(),
@@ -296,10 +333,14 @@ fn dns(
     }
 }
 
-/// NetworkPolicy over the snapshot, evaluated only when the source pod was found. Built once per
+/// NetworkPolicy over the snapshot, evaluated only when the source pod was found; one index per
+/// address family, as each family's packets carry only that family's addresses. Built once per
 /// check: the engine asks it before probing too (a denied flow needs no witness to explain it).
 pub enum PolicyEvaluation {
-    Index(Box<PolicyIndex>),
+    Index {
+        v4: Box<PolicyIndex>,
+        v6: Box<PolicyIndex>,
+    },
     Unavailable(ToolFailure),
     NoSource,
 }
@@ -312,7 +353,11 @@ impl PolicyEvaluation {
         let objects = (&snap.namespaces, &snap.pods, &snap.policies, &snap.admin);
         match objects {
             (Fact::Known(ns), Fact::Known(pods), Fact::Known(pols), Fact::Known(admin)) => {
-                PolicyEvaluation::Index(Box::new(PolicyIndex::with_admin(ns, pods, pols, admin)))
+                let index = PolicyIndex::with_admin(ns, pods, pols, admin);
+                PolicyEvaluation::Index {
+                    v4: Box::new(index.for_family_of(IpAddr::from([0, 0, 0, 0]))),
+                    v6: Box::new(index.for_family_of(IpAddr::from([0u16; 8]))),
+                }
             }
             (Fact::Unknown(f), ..)
             | (_, Fact::Unknown(f), ..)
@@ -328,16 +373,25 @@ impl PolicyEvaluation {
             None => Peer::Ip(e.ip),
         };
         match e.port {
-            Some(port) => self.check(from, peer, port, Protocol::Tcp),
+            Some(port) => self.check(from, peer, e.ip, port, Protocol::Tcp),
             None => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
                 "the destination port did not resolve".into(),
             )),
         }
     }
 
-    fn check(&self, from: &NamespacedName, to: Peer, port: u16, protocol: Protocol) -> PolicyCheck {
+    /// The verdict on the flow to `to`, whose address is `to_ip` (its family decides the index).
+    fn check(
+        &self,
+        from: &NamespacedName,
+        to: Peer,
+        to_ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    ) -> PolicyCheck {
         let index = match self {
-            PolicyEvaluation::Index(index) => index,
+            PolicyEvaluation::Index { v4, .. } if to_ip.is_ipv4() => v4,
+            PolicyEvaluation::Index { v6, .. } => v6,
             PolicyEvaluation::Unavailable(failure) => return PolicyCheck::NotEvaluated(failure.clone()),
             PolicyEvaluation::NoSource => {
                 return PolicyCheck::NotEvaluated(ToolFailure::NotProbed("not probed".into()));

@@ -75,6 +75,7 @@ impl FakeAgents {
                         local_ip: *ip,
                         local_port: *port,
                         inode: 1,
+                        v6_only: None,
                     })
                     .collect(),
                 error: None,

@@ -63,6 +63,52 @@ pub struct Evidence {
     pub node_witnesses: Vec<NodeWitness>,
     /// The datapath witnesses: path MTU, packet captures, the source node's dataplane.
     pub witnesses: DatapathWitnesses,
+    /// The second family of a dual-stack target, when it has one: the facts above are the
+    /// primary family's (endpoints and witnesses carry both, each with its own address).
+    pub secondary: Option<SecondaryFamily>,
+}
+
+/// An address family, as Kubernetes spells it in `ipFamilies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum IpFamily {
+    #[serde(rename = "IPv4")]
+    V4,
+    #[serde(rename = "IPv6")]
+    V6,
+}
+
+impl IpFamily {
+    pub fn of(ip: IpAddr) -> IpFamily {
+        match ip {
+            IpAddr::V4(_) => IpFamily::V4,
+            IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        }
+    }
+
+    pub fn other(self) -> IpFamily {
+        match self {
+            IpFamily::V4 => IpFamily::V6,
+            IpFamily::V6 => IpFamily::V4,
+        }
+    }
+}
+
+/// What was probed for the second family of a dual-stack target, besides its endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondaryFamily {
+    pub family: IpFamily,
+    /// The Service's ClusterIP of this family.
+    pub cluster_ip: Option<ClusterIpFacts>,
+    /// The name resolved for this family's record type (AAAA for IPv6), as the pod's libc asks
+    /// it beside the primary one.
+    pub dns: Option<Fact<DnsResult>>,
 }
 
 /// What the witnesses on the path saw. Each is optional: an empty list or `None` means it was

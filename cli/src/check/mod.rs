@@ -7,7 +7,8 @@
 //! 2. [`plan`] decides, purely, what the target is and which agent runs which probe;
 //! 3. [`probe`] executes the plan behind the [`AgentTransport`] trait (the only agent I/O);
 //! 4. [`assemble`] turns plan and replies into [`evidence::Evidence`], purely;
-//! 5. [`judge`] turns the evidence into the [`report::Report`], purely, layer by layer.
+//! 5. [`judge`] turns the evidence into the [`report::Report`], purely, layer by layer
+//!    ([`family`] judges each address family of a dual-stack target on its own and combines).
 //!
 //! `target` parses the flags, `workload` picks the pod behind `--from deploy/NAME`, `snippet`
 //! writes the NetworkPolicy that admits a denied flow, and `cmd` is the plugin's front end.
@@ -15,6 +16,7 @@
 pub mod assemble;
 pub mod cmd;
 pub mod evidence;
+pub mod family;
 pub mod judge;
 pub mod plan;
 pub mod probe;
@@ -54,7 +56,7 @@ pub async fn run<A: AgentTransport>(
 /// The report of `evidence` collected from `snap`: the judge's verdict and, when policy is the
 /// failing layer, the NetworkPolicy that admits the flow (every front end answers the same).
 pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report {
-    let mut report = judge::judge(evidence, duration_ms);
+    let mut report = family::judge(evidence, duration_ms);
     if report.failing_layer == Some(report::Layer::NetworkPolicy) {
         report.network_policy = snippet::suggest(snap, evidence);
     }

@@ -3,7 +3,7 @@
 //!
 //! No I/O: `probe` executes the plan, `assemble` turns plan and replies into evidence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use super::evidence::*;
 use super::snapshot::Snapshot;
 use super::target::Target;
 use crate::cluster::endpoints::{self, Conditions};
-use crate::cluster::pods::{primary_ip, read_pod};
+use crate::cluster::pods::{pod_ips, read_pod};
 use crate::cluster::{CLUSTER_DOMAIN, NamespacedName};
 use crate::policy::Protocol;
 
@@ -60,9 +60,14 @@ impl CheckRequest {
 pub enum ProbeKey {
     /// The target name, resolved as the source pod's libc would.
     Resolve,
+    /// The target name resolved for the second family of a dual-stack target (libc asks A and
+    /// AAAA alike).
+    ResolveSecondary,
     /// The liveness name asked of one DNS pod directly.
     DirectDns(IpAddr),
     ClusterIp,
+    /// The ClusterIP of the second family of a dual-stack Service.
+    ClusterIpSecondary,
     /// TCP from the source to one destination address.
     Endpoint(IpAddr, u16),
     /// The listening sockets of the destination pod with this IP.
@@ -126,6 +131,8 @@ pub struct DestinationPlan {
     pub missing_pod: Option<NamespacedName>,
     /// The virtual IP and port, when the Service has one.
     pub cluster_ip: Option<(IpAddr, u16)>,
+    /// The second family's virtual IP and port, for a dual-stack Service.
+    pub secondary_cluster_ip: Option<(IpAddr, u16)>,
     /// Why the live layers are not probed (a UDP/SCTP port), when they are not.
     pub not_probed: Option<String>,
     pub expected_dns: Vec<IpAddr>,
@@ -307,6 +314,20 @@ fn service_cluster_ip(svc: &Service) -> Option<IpAddr> {
     svc.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()
 }
 
+/// `spec.clusterIPs` (with `spec.clusterIP`): one virtual IP per family, the primary first.
+fn service_cluster_ips(svc: &Service) -> Vec<IpAddr> {
+    let Some(spec) = &svc.spec else {
+        return vec![];
+    };
+    let mut ips: Vec<IpAddr> = service_cluster_ip(svc).into_iter().collect();
+    for ip in spec.cluster_ips.iter().flatten().filter_map(|ip| ip.parse().ok()) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
 fn plan_destination(snap: &Snapshot, key: DestKey) -> DestinationPlan {
     match key {
         DestKey::Nothing => external(Fact::Known(vec![])),
@@ -323,6 +344,7 @@ fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
         endpoints,
         missing_pod: None,
         cluster_ip: None,
+        secondary_cluster_ip: None,
         not_probed: None,
         expected_dns: vec![],
     }
@@ -332,7 +354,7 @@ fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
 fn pod_with_ip(snap: &Snapshot, ip: IpAddr) -> Option<&k8s_openapi::api::core::v1::Pod> {
     snap.pods().iter().find(|p| {
         let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-        primary_ip(p) == Some(ip)
+        pod_ips(p).contains(&ip)
             && !matches!(phase, Some("Succeeded" | "Failed"))
             && !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
     })
@@ -340,7 +362,11 @@ fn pod_with_ip(snap: &Snapshot, ip: IpAddr) -> Option<&k8s_openapi::api::core::v
 
 /// An address is a Service's ClusterIP, a pod's IP, or outside the cluster's objects.
 fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
-    if let Some(svc) = snap.services().iter().find(|s| service_cluster_ip(s) == Some(ip)) {
+    if let Some(svc) = snap
+        .services()
+        .iter()
+        .find(|s| service_cluster_ips(s).contains(&ip))
+    {
         return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port));
     }
     if let Some(pod) = pod_with_ip(snap, ip) {
@@ -460,7 +486,8 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
         return plan;
     };
     let facts = service_spec(snap, svc, &key, port);
-    let cluster_ip = service_cluster_ip(svc);
+    let cluster_ips = service_cluster_ips(svc);
+    let cluster_ip = cluster_ips.first().copied();
     let requested = facts.requested_port().cloned();
     if let Some(p) = requested.as_ref().filter(|p| p.protocol != Protocol::Tcp) {
         plan.not_probed = Some(format!("{} port {}: netdiag probes TCP only", p.protocol, p.port));
@@ -469,6 +496,7 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
         && facts.external_name.is_none()
     {
         plan.cluster_ip = Some((ip, p.port));
+        plan.secondary_cluster_ip = cluster_ips.get(1).map(|ip| (*ip, p.port));
     }
     if let Some(p) = &requested {
         plan.endpoints = match &snap.slices {
@@ -477,7 +505,7 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
         };
     }
     plan.expected_dns = match (cluster_ip, &plan.endpoints) {
-        (Some(ip), _) => vec![ip],
+        (Some(_), _) => cluster_ips,
         (None, Fact::Known(list)) if facts.headless => {
             list.iter().filter(|e| e.conditions.ready).map(|e| e.ip).collect()
         }
@@ -598,25 +626,30 @@ fn probes(plan: &CheckPlan, request: &CheckRequest) -> Vec<PlannedProbe> {
     };
     let mut probes = vec![];
     if let Some(dns) = &plan.dns {
-        let mut at_source = |key, name: &str, nameserver| {
+        let (primary, secondary) = dns_record_types(dns, &plan.destination);
+        let mut at_source = |key, name: &str, nameserver, record_type| {
             probes.push(PlannedProbe {
                 key,
                 node: node.to_string(),
                 run_in: RunIn::Pod(ip),
                 probe: Probe::Dns(DnsProbe {
                     name: name.to_string(),
-                    record_type: RecordType::A,
+                    record_type,
                     nameserver,
                     timeout_ms: request.dns_timeout_ms(),
                 }),
             })
         };
-        at_source(ProbeKey::Resolve, &dns.name, None);
+        at_source(ProbeKey::Resolve, &dns.name, None, primary);
+        if let Some(record_type) = secondary {
+            at_source(ProbeKey::ResolveSecondary, &dns.name, None, record_type);
+        }
         for server in dns.servers.known().into_iter().flatten().filter(|s| s.in_service) {
             at_source(
                 ProbeKey::DirectDns(server.ip),
                 DNS_LIVENESS_NAME,
                 Some(NameserverAddr::Ip(server.ip)),
+                RecordType::A,
             );
         }
     }
@@ -630,6 +663,30 @@ fn probes(plan: &CheckPlan, request: &CheckRequest) -> Vec<PlannedProbe> {
         });
     }
     probes
+}
+
+/// The record types the target name is asked for: the family of the first address the name
+/// should resolve to (for a name the API ties to nothing, the cluster DNS Service's family), and
+/// for a dual-stack target the other family's as well (what getaddrinfo with AF_UNSPEC asks).
+pub fn dns_record_types(dns: &DnsPlan, dest: &DestinationPlan) -> (RecordType, Option<RecordType>) {
+    let record = |family| match family {
+        IpFamily::V4 => RecordType::A,
+        IpFamily::V6 => RecordType::Aaaa,
+    };
+    let mut families: Vec<IpFamily> = Vec::new();
+    for ip in &dest.expected_dns {
+        if !families.contains(&IpFamily::of(*ip)) {
+            families.push(IpFamily::of(*ip));
+        }
+    }
+    match families.as_slice() {
+        [first, second, ..] => (record(*first), Some(record(*second))),
+        [only] => (record(*only), None),
+        [] => match dns.dns_service_ip.known().copied().flatten() {
+            Some(ip) => (record(IpFamily::of(ip)), None),
+            None => (RecordType::A, None),
+        },
+    }
 }
 
 /// The destination addresses traffic goes to: a Service's endpoints in service (kube-proxy's
@@ -665,6 +722,9 @@ fn destination_probes(
     let mut probes = vec![];
     if let Some((vip, port)) = dest.cluster_ip {
         probes.push(tcp(ProbeKey::ClusterIp, vip, port));
+    }
+    if let Some((vip, port)) = dest.secondary_cluster_ip {
+        probes.push(tcp(ProbeKey::ClusterIpSecondary, vip, port));
     }
     let live = live_targets(dest);
     for e in &live {
@@ -719,6 +779,11 @@ fn datapath_witnesses(
     let mut probes = vec![];
     for e in live {
         let Some(port) = e.port else { continue };
+        // Path MTU and the packet witness watch IPv4 only: an IPv6 endpoint gets neither,
+        // rather than a witness that would see nothing and seem to accuse the path.
+        if !(e.ip.is_ipv4() && ip.is_ipv4()) {
+            continue;
+        }
         if measures_path_mtu(e, live) {
             probes.push(at_source(
                 ProbeKey::PathMtu(e.ip, port),
@@ -765,7 +830,7 @@ fn measures_path_mtu(e: &EndpointTarget, live: &[&EndpointTarget]) -> bool {
     let node = |t: &EndpointTarget| t.pod.as_ref().and_then(|p| p.node.clone());
     let Some(own) = node(e) else { return true };
     live.iter()
-        .filter(|t| t.port.is_some() && node(t).as_ref() == Some(&own))
+        .filter(|t| t.port.is_some() && t.ip.is_ipv4() == e.ip.is_ipv4() && node(t).as_ref() == Some(&own))
         .map(|t| t.ip)
         .min()
         == Some(e.ip)
@@ -793,13 +858,15 @@ pub fn is_witness(key: &ProbeKey) -> bool {
     )
 }
 
-/// The destination pods' nodes other than the source's, with their addresses, once each.
-pub fn witness_nodes(live: &[&EndpointTarget], source_node: &str) -> BTreeMap<String, IpAddr> {
+/// The destination pods' nodes other than the source's, with their address in the family of
+/// the endpoint (a dual-stack endpoint's node is witnessed per family), once each.
+pub fn witness_nodes(live: &[&EndpointTarget], source_node: &str) -> BTreeSet<(String, IpAddr)> {
     live.iter()
         .filter_map(|e| {
             let pod = e.pod.as_ref()?;
             let node = pod.node.clone().filter(|n| n != source_node)?;
-            Some((node, pod.host_ip?))
+            let host = pod.host_ips.iter().find(|h| h.is_ipv4() == e.ip.is_ipv4());
+            Some((node, *host?))
         })
         .collect()
 }

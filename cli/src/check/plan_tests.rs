@@ -444,3 +444,7 @@ fn service_names_follow_the_cluster_naming_rules() {
     );
     assert_eq!(service_guess("www.example.com", "web"), None);
 }
+
+/// Planning for IPv6 and dual-stack targets.
+#[path = "plan_family_tests.rs"]
+mod family;

@@ -165,6 +165,22 @@ pub struct Report {
     /// reached no destination address).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointReport>,
+    /// For a dual-stack target: each family's own verdict, the primary first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<FamilyReport>,
+}
+
+/// One address family's verdict on a dual-stack target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyReport {
+    pub family: super::evidence::IpFamily,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_layer: Option<Layer>,
+    /// The failing (or undetermined) layer's summary; empty when the family is reachable.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
 }
 
 /// One line of advice: a command to run, or a change described in words.
@@ -297,6 +313,7 @@ mod tests {
             network_policy: None,
             duration_ms: 12,
             endpoints: vec![],
+            families: vec![],
         };
         let mut report = report;
         report.set_fix(vec![

@@ -30,8 +30,9 @@ pub struct PodFacts {
     pub phase: String,
     pub node: Option<String>,
     pub ip: Option<IpAddr>,
-    /// The address of the pod's node (`status.hostIP`).
-    pub host_ip: Option<IpAddr>,
+    /// The addresses of the pod's node, one per family, the primary first (`status.hostIPs`,
+    /// or `status.hostIP` where that list is missing).
+    pub host_ips: Vec<IpAddr>,
     pub ready: bool,
     pub terminating: bool,
     pub host_network: bool,
@@ -41,6 +42,11 @@ pub struct PodFacts {
 }
 
 impl PodFacts {
+    /// The address of the pod's node in the primary family (`status.hostIP`).
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        self.host_ips.first().copied()
+    }
+
     pub fn key(&self) -> NamespacedName {
         NamespacedName::new(self.namespace.clone(), self.name.clone())
     }
@@ -82,13 +88,40 @@ pub fn read_pod(pod: &Pod) -> PodFacts {
             .unwrap_or_else(|| "Unknown".into()),
         node: spec.and_then(|s| s.node_name.clone()),
         ip: primary_ip(pod),
-        host_ip: status.and_then(|s| s.host_ip.as_deref()?.parse().ok()),
+        host_ips: host_ips(pod),
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         container_ports: serving_ports(pod),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
     }
+}
+
+fn host_ips(pod: &Pod) -> Vec<IpAddr> {
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
+    let mut ips: Vec<IpAddr> = status.host_ip.iter().filter_map(|ip| ip.parse().ok()).collect();
+    for ip in status.host_ips.iter().flatten().filter_map(|h| h.ip.parse().ok()) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
+/// `status.podIPs` (with `status.podIP`): one address per family, the primary first.
+pub fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
+    let mut ips: Vec<IpAddr> = status.pod_ip.iter().filter_map(|ip| ip.parse().ok()).collect();
+    for ip in status.pod_ips.iter().flatten().filter_map(|p| p.ip.parse().ok()) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
 }
 
 /// `status.podIP`, the address Services and the agent know the pod by.

@@ -52,6 +52,17 @@ pub(crate) enum Endpoint {
 }
 
 impl PolicyIndex {
+    /// The index as traffic of `family_of`'s address family sees it: every pod keeps only its
+    /// addresses of that family. A packet carries one family's addresses, so in a dual-stack
+    /// cluster an IPv4 ipBlock never admits a pod's IPv6 traffic, nor an IPv6 one its IPv4.
+    pub fn for_family_of(&self, family_of: IpAddr) -> PolicyIndex {
+        let mut index = self.clone();
+        for pod in &mut index.pods {
+            pod.ips.retain(|ip| ip.is_ipv4() == family_of.is_ipv4());
+        }
+        index
+    }
+
     /// NetworkPolicy only: no admin tiers.
     pub fn new(namespaces: &[Namespace], pods: &[Pod], policies: &[NetworkPolicy]) -> Self {
         Self::with_admin(namespaces, pods, policies, &AdminObjects::default())

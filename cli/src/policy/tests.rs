@@ -1,6 +1,7 @@
 //! Unit tests: one behaviour of `networking.k8s.io/v1` semantics per test, with plain values.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodStatus};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -386,6 +387,69 @@ fn ip_block_matches_pods_by_their_pod_ip() {
     let index = mk_world(&[policy]);
     assert!(allowed(&index, "shop/checkout", "ops/monitor", 9090));
     assert!(!allowed(&index, "shop/checkout", "shop/payments", 8080));
+}
+
+/// A dual-stack pod: `ip4` as status.podIP, both in status.podIPs.
+fn mk_dual_pod(ns: &str, name: &str, ip4: &str, ip6: &str) -> Pod {
+    let mut pod = mk_pod(ns, name, ip4, &[], &[("http", 8080, "TCP")]);
+    let status = pod.status.as_mut().unwrap();
+    status.pod_ips = Some(
+        [ip4, ip6]
+            .iter()
+            .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.to_string() })
+            .collect(),
+    );
+    pod
+}
+
+#[test]
+fn ip_block_admits_a_dual_stack_pod_only_in_the_family_of_its_cidr() {
+    let pods = [
+        mk_dual_pod("shop", "checkout", "10.0.1.1", "fd00:1::1"),
+        mk_dual_pod("shop", "payments", "10.0.1.2", "fd00:1::2"),
+    ];
+    let policy = mk_policy(
+        "shop",
+        "from-ipv4-pods",
+        json!({"podSelector": {"matchLabels": {"app": "payments"}},
+               "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/16"}}]}]}),
+    );
+    let index = PolicyIndex::new(&[mk_ns("shop", &[])], &pods, &[policy]);
+    let v4: IpAddr = "10.0.1.2".parse().unwrap();
+    let v6: IpAddr = "fd00:1::2".parse().unwrap();
+    assert!(allowed(
+        &index.for_family_of(v4),
+        "shop/checkout",
+        "shop/payments",
+        8080
+    ));
+    assert!(!allowed(
+        &index.for_family_of(v6),
+        "shop/checkout",
+        "shop/payments",
+        8080
+    ));
+}
+
+#[test]
+fn ipv6_ip_block_except_carves_ipv6_addresses_out_and_never_matches_ipv4() {
+    let pods = [
+        mk_dual_pod("shop", "checkout", "10.0.1.1", "fd00:1::1"),
+        mk_dual_pod("shop", "batch", "10.0.1.3", "fd00:2::3"),
+        mk_dual_pod("shop", "payments", "10.0.1.2", "fd00:1::2"),
+    ];
+    let policy = mk_policy(
+        "shop",
+        "from-ipv6-pods",
+        json!({"podSelector": {"matchLabels": {"app": "payments"}},
+               "ingress": [{"from": [{"ipBlock": {"cidr": "fd00::/16", "except": ["fd00:2::/32"]}}]}]}),
+    );
+    let index = PolicyIndex::new(&[mk_ns("shop", &[])], &pods, &[policy]);
+    let v6 = index.for_family_of("fd00:1::2".parse().unwrap());
+    assert!(allowed(&v6, "shop/checkout", "shop/payments", 8080));
+    assert!(!allowed(&v6, "shop/batch", "shop/payments", 8080));
+    let v4 = index.for_family_of("10.0.1.2".parse().unwrap());
+    assert!(!allowed(&v4, "shop/checkout", "shop/payments", 8080));
 }
 
 #[test]

@@ -15,6 +15,9 @@ pub(super) enum ListenerFinding {
     LoopbackOnly(IpAddr),
     /// Nothing listens on the port; these are what it does listen on.
     NotOnPort(Vec<String>),
+    /// It listens on the port only on addresses that do not take this address's family (an
+    /// IPv4 wildcard asked over IPv6, an IPv6-only wildcard asked over IPv4): these.
+    OtherFamilyOnly(Vec<String>),
     /// It does listen: the reset came from the path or a full accept queue.
     ListensAnyway,
 }
@@ -38,7 +41,27 @@ pub(super) fn listener_finding(e: &EndpointFacts, port: u16) -> ListenerFinding 
         others.dedup();
         return ListenerFinding::NotOnPort(others);
     }
+    if !on_port.iter().any(|s| takes_family_of(s, e.ip)) {
+        let mut bound: Vec<String> = on_port
+            .iter()
+            .map(|s| format!("{}:{}", fmt_ip(s.local_ip), s.local_port))
+            .collect();
+        bound.sort();
+        bound.dedup();
+        return ListenerFinding::OtherFamilyOnly(bound);
+    }
     ListenerFinding::ListensAnyway
+}
+
+/// Whether a listening socket can take connections to `ip` by its address family: the same
+/// family, or an IPv6 socket not IPv6-only (a dual-stack `[::]` takes IPv4 as mapped addresses).
+/// Loopback and specific addresses are left to the other findings.
+fn takes_family_of(socket: &netdiag_proto::ListeningSocket, ip: IpAddr) -> bool {
+    match (socket.local_ip, ip) {
+        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => true,
+        (IpAddr::V6(local), IpAddr::V4(_)) => local.is_unspecified() && socket.v6_only != Some(true),
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
 }
 
 fn describe_finding(finding: &ListenerFinding, port: u16) -> String {
@@ -56,6 +79,10 @@ fn describe_finding(finding: &ListenerFinding, port: u16) -> String {
                 others.join(", ")
             )
         }
+        ListenerFinding::OtherFamilyOnly(bound) => format!(
+            "it listens on {port} only on {}, which takes no connections of this address family",
+            bound.join(", ")
+        ),
         ListenerFinding::ListensAnyway => format!(
             "yet it listens on {port}: a reset from the path (a REJECT rule) or a full accept queue, not a missing listener"
         ),
@@ -105,6 +132,17 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
             fix.insert(
                 0,
                 hint("make the application listen on 0.0.0.0 (all addresses), not 127.0.0.1"),
+            );
+        }
+        if refused
+            .iter()
+            .any(|(_, f, _)| matches!(f, ListenerFinding::OtherFamilyOnly(_)))
+        {
+            fix.insert(
+                0,
+                hint(
+                    "make the application listen on [::] with IPV6_V6ONLY off (both families), or on each family's address",
+                ),
             );
         }
         let summary = if live.len() > 1 {

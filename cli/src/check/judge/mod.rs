@@ -198,6 +198,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
             .iter()
             .map(|e| outcomes::endpoint_report(ev.destination, e))
             .collect(),
+        families: vec![],
     };
     report.set_fix(fix);
     report

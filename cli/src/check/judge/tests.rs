@@ -42,11 +42,11 @@ fn pod(ns: &str, name: &str, node: &str, ip_: &str) -> PodFacts {
         phase: "Running".into(),
         node: Some(node.into()),
         ip: Some(ip(ip_)),
-        host_ip: Some(ip(if node == "node-a" {
+        host_ips: vec![ip(if node == "node-a" {
             "192.168.0.1"
         } else {
             "192.168.0.2"
-        })),
+        })],
         ready: true,
         terminating: false,
         host_network: false,
@@ -87,6 +87,7 @@ fn listening(addr: &str, port: u16) -> ListeningSocket {
         local_ip: ip(addr),
         local_port: port,
         inode: 1,
+        v6_only: None,
     }
 }
 
@@ -252,6 +253,7 @@ fn healthy() -> Evidence {
             namespace: "netdiag".into(),
             selector: "app.kubernetes.io/name=netdiag-agent".into(),
         }),
+        secondary: None,
         node_witnesses: vec![NodeWitness {
             node: "node-b".into(),
             ip: ip("192.168.0.2"),
@@ -1717,3 +1719,7 @@ fn passing_lists_are_shortened_and_say_how_many_more() {
     assert_eq!(describe::passing_names(&names[..6], 5), names[..6].join(", "));
     assert_eq!(describe::passing_names(&names[..2], 5), "payments-0, payments-1");
 }
+
+/// The per-family judgment of dual-stack targets (`check::family`), on this module's evidence.
+#[path = "family_tests.rs"]
+mod family;
