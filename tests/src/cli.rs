@@ -94,6 +94,7 @@ fn report(result: anyhow::Result<bool>) -> ExitCode {
 }
 
 pub fn main() -> ExitCode {
+    crate::signals::no_inherited_fds_for_children();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Up {

@@ -50,3 +50,28 @@ pub fn check() -> Result<()> {
     }
     Ok(())
 }
+
+/// Marks every file descriptor this process inherited (beyond stdin, stdout and stderr) close-on-
+/// exec, so that the lab's long-lived processes (pods, agents, the API stand-in, dnsmasq) never
+/// hold what the caller had open: a shell's `flock` on fd 9 would otherwise stay locked for as
+/// long as the lab is up. Called first thing, before any thread or descriptor of our own exists.
+pub fn no_inherited_fds_for_children() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: `fd` was listed open in /proc/self/fd by this single-threaded process just now
+        // (the directory's own descriptor is closed again, and then fcntl fails harmlessly with
+        // EBADF); the borrow lives for this one call. Neither nix nor std offers close_range or
+        // a way to mark descriptors they did not open close-on-exec.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = nix::fcntl::fcntl(
+            borrowed,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+}

@@ -444,3 +444,37 @@ fn pod_app_greets_tcp_clients_with_its_pod_name_then_echoes() {
     child.wait().unwrap();
     result.unwrap();
 }
+
+#[test]
+fn a_kept_lab_holds_none_of_its_callers_descriptors() {
+    if !is_root() {
+        return;
+    }
+    let _shared = common::shared_lab_lock();
+    let dir = TempDir::new("fds");
+    let scenario = dir.0.join("scenario.yaml");
+    std::fs::write(&scenario, SMALL).unwrap();
+    let state = dir.0.join("state");
+    let _down = common::DownOnDrop(state.clone());
+    // A caller that holds an exclusive lock on fd 9 (not close-on-exec, as a shell opens it)
+    // while it brings the lab up, then exits.
+    let held = dir.0.join("caller.lock");
+    let up = format!(
+        "exec 9>{held}; flock -x 9; exec {BIN} up {scenario} --state {state} --no-agents",
+        held = held.display(),
+        scenario = scenario.display(),
+        state = state.display()
+    );
+    let out = Command::new("bash").args(["-c", &up]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The lab is still up; the caller's lock must be free.
+    assert!(!live_processes_mentioning(&state).is_empty());
+    let free = Command::new("flock")
+        .args(["-n", "-x", held.to_str().unwrap(), "true"])
+        .status()
+        .unwrap();
+    assert!(
+        free.success(),
+        "a process of the kept lab still holds the caller's lock"
+    );
+}
