@@ -273,8 +273,12 @@ fn endpoint_authenticates_authorizes_and_answers_what_the_plugin_answers() {
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&report), keys(&plugin), "the same schema");
 
-    // payments-0 runs on node-b: node-a's agent asked node-b's over the endpoint, as its
-    // ServiceAccount, and the caller itself may not.
+    // A check from payments-0, which runs on node-b, asked of node-a's endpoint: node-a's agent
+    // asks node-b's for the source pod's probes over the endpoint, as its ServiceAccount, and the
+    // caller itself may not. (The check above needed nothing of node-b: its connections are
+    // denied by policy, so the witnesses at node-b's pods were not waited for.)
+    let from_b = lab.check(Some("ci-token"), "shop/payments-0", SHOP);
+    assert_eq!(from_b.status, 200, "{from_b:?}");
     let b = lab.agent_log("node-b");
     assert!(
         b.lines().any(|l| l.contains("node-probe")
@@ -294,7 +298,7 @@ fn endpoint_authenticates_authorizes_and_answers_what_the_plugin_answers() {
     );
     let a = lab.agent_log("node-a");
     let audits: Vec<&str> = a.lines().filter(|l| l.contains("netdiag::audit")).collect();
-    assert_eq!(audits.len(), 6, "one audit line per request:\n{a}");
+    assert_eq!(audits.len(), 7, "one audit line per request:\n{a}");
     assert_eq!(audits.iter().filter(|l| l.contains("status=401")).count(), 3);
     assert!(
         audits
