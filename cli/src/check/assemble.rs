@@ -4,12 +4,12 @@
 
 use std::net::IpAddr;
 
-use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome};
+use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome, UdpOutcome};
 
 use super::evidence::*;
 use super::plan::{
-    CheckPlan, CheckRequest, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, RunIn, live_targets,
-    witness_nodes,
+    CheckPlan, CheckRequest, DestinationPlan, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, RunIn,
+    live_targets, witness_nodes,
 };
 use super::probe::Replies;
 use super::snapshot::Snapshot;
@@ -38,22 +38,14 @@ pub fn assemble(
             list.iter()
                 .map(|e| {
                     let probed = live.contains(&e);
-                    endpoint(
-                        e,
-                        probed,
-                        dest.not_probed.as_deref(),
-                        replies,
-                        &policy,
-                        &request.from,
-                    )
+                    endpoint(e, probed, dest, replies, &policy, &request.from)
                 })
                 .collect(),
         ),
     };
-    let cluster_ip = dest.cluster_ip.map(|(ip, port)| ClusterIpFacts {
-        ip,
-        port,
-        tcp: tcp_fact(replies, ProbeKey::ClusterIp, dest.not_probed.as_deref()),
+    let cluster_ip = dest.cluster_ip.map(|(ip, port)| {
+        let (tcp, udp) = live_facts(replies, ProbeKey::ClusterIp, dest);
+        ClusterIpFacts { ip, port, tcp, udp }
     });
     let dns = plan
         .dns
@@ -182,6 +174,29 @@ fn tcp_fact(replies: &Replies, key: ProbeKey, not_probed: Option<&str>) -> Fact<
     }
 }
 
+/// The TCP and UDP facts of a VIP or endpoint probe: the Service port's protocol was probed,
+/// the other was not.
+fn live_facts(
+    replies: &Replies,
+    key: ProbeKey,
+    dest: &DestinationPlan,
+) -> (Fact<TcpOutcome>, Option<Fact<UdpOutcome>>) {
+    let not_probed = dest.not_probed.as_deref();
+    if dest.udp.is_none() {
+        return (tcp_fact(replies, key, not_probed), None);
+    }
+    let tcp = Fact::Unknown(ToolFailure::NotProbed(
+        "a UDP port: probed with datagrams, not TCP".into(),
+    ));
+    let udp = match replies.result(key) {
+        Some(Ok(ProbeResult::Udp(u))) => Fact::Known(u.outcome.clone()),
+        Some(Ok(other)) => Fact::Unknown(unexpected(other, "udp")),
+        Some(Err(failure)) => Fact::Unknown(failure.clone()),
+        None => Fact::Unknown(not_run(key, not_probed)),
+    };
+    (tcp, Some(udp))
+}
+
 fn listeners_fact(replies: &Replies, ip: IpAddr, node: Option<&str>) -> Fact<Vec<ListeningSocket>> {
     let key = ProbeKey::Listeners(ip);
     match replies.result(key) {
@@ -204,6 +219,7 @@ fn unexpected(result: &ProbeResult, asked: &str) -> ToolFailure {
     let kind = match result {
         ProbeResult::Dns(_) => "dns",
         ProbeResult::Tcp(_) => "tcp",
+        ProbeResult::Udp(_) => "udp",
         ProbeResult::Listeners(_) => "listeners",
         ProbeResult::Interfaces(_) => "interfaces",
         ProbeResult::PathMtu(_) => "pathMtu",
@@ -218,27 +234,36 @@ fn unexpected(result: &ProbeResult, asked: &str) -> ToolFailure {
 fn endpoint(
     e: &EndpointTarget,
     probed: bool,
-    not_probed: Option<&str>,
+    dest: &DestinationPlan,
     replies: &Replies,
     policy: &PolicyEvaluation,
     from: &NamespacedName,
 ) -> EndpointFacts {
-    let (tcp, listeners) = match (probed, e.port) {
+    let not_probed = dest.not_probed.as_deref();
+    let ((tcp, udp), listeners) = match (probed, e.port) {
         (true, Some(port)) => (
-            tcp_fact(replies, ProbeKey::Endpoint(e.ip, port), not_probed),
+            live_facts(replies, ProbeKey::Endpoint(e.ip, port), dest),
             listeners_fact(replies, e.ip, e.pod.as_ref().and_then(|p| p.node.as_deref())),
         ),
         _ => (
-            Fact::Unknown(not_run(ProbeKey::Netns, not_probed)),
+            (
+                Fact::Unknown(not_run(ProbeKey::Netns, not_probed)),
+                dest.udp
+                    .map(|_| Fact::Unknown(not_run(ProbeKey::Netns, not_probed))),
+            ),
             Fact::Unknown(not_run(ProbeKey::Netns, None)),
         ),
+    };
+    let protocol = match dest.udp {
+        Some(_) => Protocol::Udp,
+        None => Protocol::Tcp,
     };
     let peer = match &e.pod {
         Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
         None => Peer::Ip(e.ip),
     };
     let policy = match e.port {
-        Some(port) => policy.check(from, peer, port, Protocol::Tcp),
+        Some(port) => policy.check(from, peer, port, protocol),
         None => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
             "the destination port did not resolve".into(),
         )),
@@ -250,6 +275,7 @@ fn endpoint(
         slice: e.slice.clone(),
         conditions: e.conditions,
         tcp,
+        udp,
         listeners,
         policy,
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome};
+use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, UdpOutcome};
 
 use crate::cluster::endpoints::Conditions;
 pub use crate::cluster::pods::{PodFacts, ServingPort};
@@ -277,6 +277,8 @@ pub struct EndpointFacts {
     /// The endpoint's conditions (a pod target's readiness; an address is taken as ready).
     pub conditions: Conditions,
     pub tcp: Fact<TcpOutcome>,
+    /// The datagram probe, when the port is UDP (then `tcp` is not probed).
+    pub udp: Option<Fact<UdpOutcome>>,
     pub listeners: Fact<Vec<ListeningSocket>>,
     pub policy: PolicyCheck,
 }
@@ -314,6 +316,8 @@ pub struct ClusterIpFacts {
     pub ip: IpAddr,
     pub port: u16,
     pub tcp: Fact<TcpOutcome>,
+    /// The datagram probe, when the Service port is UDP (then `tcp` is not probed).
+    pub udp: Option<Fact<UdpOutcome>>,
 }
 
 /// What NetworkPolicy says about one flow.

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
 use netdiag_proto::{
     CaptureProbe, DnsProbe, NameserverAddr, NodeDataplaneProbe, PathMtuProbe, PodListenersProbe, Probe,
-    ProbeSource, RecordType, ServiceVip, TcpProbe, Transport,
+    ProbeSource, RecordType, ServiceVip, TcpProbe, Transport, UdpPayload, UdpProbe,
 };
 
 use super::evidence::*;
@@ -126,8 +126,10 @@ pub struct DestinationPlan {
     pub missing_pod: Option<NamespacedName>,
     /// The virtual IP and port, when the Service has one.
     pub cluster_ip: Option<(IpAddr, u16)>,
-    /// Why the live layers are not probed (a UDP/SCTP port), when they are not.
+    /// Why the live layers are not probed (an SCTP port), when they are not.
     pub not_probed: Option<String>,
+    /// The live probes are UDP datagrams with this payload (a UDP Service port); TCP when `None`.
+    pub udp: Option<UdpPayload>,
     pub expected_dns: Vec<IpAddr>,
 }
 
@@ -324,6 +326,7 @@ fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
         missing_pod: None,
         cluster_ip: None,
         not_probed: None,
+        udp: None,
         expected_dns: vec![],
     }
 }
@@ -462,8 +465,12 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
     let facts = service_spec(snap, svc, &key, port);
     let cluster_ip = service_cluster_ip(svc);
     let requested = facts.requested_port().cloned();
-    if let Some(p) = requested.as_ref().filter(|p| p.protocol != Protocol::Tcp) {
-        plan.not_probed = Some(format!("{} port {}: netdiag probes TCP only", p.protocol, p.port));
+    match requested.as_ref().map(|p| (p.protocol, p)) {
+        Some((Protocol::Udp, p)) => plan.udp = Some(udp_payload(p)),
+        Some((Protocol::Sctp, p)) => {
+            plan.not_probed = Some(format!("SCTP port {}: netdiag probes TCP and UDP only", p.port))
+        }
+        _ => {}
     }
     if let (Some(p), Some(ip)) = (&requested, cluster_ip)
         && facts.external_name.is_none()
@@ -485,6 +492,16 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
     };
     plan.service = ServiceFacts::Found(Box::new(facts));
     plan
+}
+
+/// What the datagrams to a UDP Service port carry: a DNS query where the Service port or its
+/// numeric targetPort is 53, else what the agent picks for the port it sends to.
+fn udp_payload(port: &ServicePortFacts) -> UdpPayload {
+    if port.port == 53 || port.target_port == PortRef::Number(53) {
+        UdpPayload::DnsQuery
+    } else {
+        UdpPayload::Auto
+    }
 }
 
 fn names_in_namespace(services: &[Service], namespace: &str) -> Vec<String> {
@@ -662,14 +679,27 @@ fn destination_probes(
             timeout_ms,
         }),
     };
+    // The VIP and the endpoints are probed over the Service port's protocol.
+    let live_probe = |key, to: IpAddr, port| match dest.udp {
+        Some(payload) => PlannedProbe {
+            probe: Probe::Udp(UdpProbe {
+                ip: to,
+                port,
+                payload,
+                timeout_ms,
+            }),
+            ..tcp(key, to, port)
+        },
+        None => tcp(key, to, port),
+    };
     let mut probes = vec![];
     if let Some((vip, port)) = dest.cluster_ip {
-        probes.push(tcp(ProbeKey::ClusterIp, vip, port));
+        probes.push(live_probe(ProbeKey::ClusterIp, vip, port));
     }
     let live = live_targets(dest);
     for e in &live {
         if let Some(port) = e.port {
-            probes.push(tcp(ProbeKey::Endpoint(e.ip, port), e.ip, port));
+            probes.push(live_probe(ProbeKey::Endpoint(e.ip, port), e.ip, port));
         }
     }
     for e in &live {
@@ -715,7 +745,9 @@ fn datapath_witnesses(
         return vec![];
     }
     let mut probes = vec![];
-    for e in live {
+    // The path MTU and the capture witness TCP segments: a UDP port has neither.
+    let tcp_live = if dest.udp.is_some() { &[][..] } else { live };
+    for e in tcp_live {
         let Some(port) = e.port else { continue };
         probes.push(at_source(
             ProbeKey::PathMtu(e.ip, port),
@@ -744,7 +776,10 @@ fn datapath_witnesses(
     let service = dest.cluster_ip.map(|(vip, port)| ServiceVip {
         ip: vip,
         port,
-        protocol: Transport::Tcp,
+        protocol: match dest.udp {
+            Some(_) => Transport::Udp,
+            None => Transport::Tcp,
+        },
     });
     probes.push(at_source(
         ProbeKey::NodeDataplane,

@@ -66,6 +66,9 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
             vec![get_svc],
         );
     };
+    if let Some(mismatch) = service_protocol::protocol_mismatch(port, &svc.selected_pods, &cx.live) {
+        return service_protocol::mismatch_judgment(svc, port, mismatch);
+    }
     let port_text = format!("port {}/{}", port.port, port.protocol);
     let selected = &svc.selected_pods;
     match &port.target_port {

@@ -128,6 +128,7 @@ fn endpoint(p: PodFacts) -> EndpointFacts {
         slice: Some(NamespacedName::new("shop", "payments-abcde")),
         conditions: Conditions::READY,
         tcp: connected(),
+        udp: None,
         listeners: Fact::Known(vec![listening("0.0.0.0", 8080)]),
         policy: allowed(),
     }
@@ -247,6 +248,7 @@ fn healthy() -> Evidence {
             ip: ip(VIP),
             port: 80,
             tcp: connected(),
+            udp: None,
         }),
         agents: Some(AgentPods {
             namespace: "netdiag".into(),
@@ -477,6 +479,7 @@ fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener()
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -750,6 +753,7 @@ fn named_target_port_no_selected_pod_declares_fails_service() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
@@ -773,6 +777,7 @@ fn wrong_numeric_target_port_fails_service_when_pods_listen_elsewhere() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
@@ -803,6 +808,7 @@ fn numeric_target_port_the_pods_declare_but_nothing_listens_is_application() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -824,6 +830,7 @@ fn selector_matching_no_pods_fails_endpoints() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
@@ -872,6 +879,7 @@ fn ingress_denied_and_probes_timing_out_fail_network_policy() {
         ip: ip(VIP),
         port: 80,
         tcp: timeout(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
@@ -1105,6 +1113,7 @@ fn cluster_ip_timing_out_while_pod_ips_connect_fails_service_proxy() {
         ip: ip(VIP),
         port: 80,
         tcp: timeout(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
@@ -1118,6 +1127,7 @@ fn cluster_ip_refused_while_pod_ips_connect_is_stale_service_rules() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
@@ -1135,6 +1145,7 @@ fn app_bound_to_loopback_fails_application_and_says_so() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -1154,6 +1165,7 @@ fn refusal_with_unknown_listeners_is_still_the_application() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -1705,3 +1717,6 @@ fn unreadable_rules_fall_back_to_the_differential_and_say_why() {
     assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing on node-a"));
     assert!(evidence_text(&report, Layer::ServiceProxy).contains("cannot run iptables-save"));
 }
+
+#[path = "udp/tests.rs"]
+mod udp_tests;
