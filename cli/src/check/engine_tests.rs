@@ -422,7 +422,8 @@ async fn one_refusing_udp_endpoint_of_two_fails_application_with_its_share() {
         .find(|s| s.layer == Layer::Application)
         .unwrap();
     assert!(
-        step.summary.starts_with("1 of 2 endpoints refuses"),
+        step.summary
+            .starts_with("1 of 2 endpoints has nothing bound to the port: shop/payments-1"),
         "{}",
         step.summary
     );

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use netdiag_proto::{Transport, UdpOutcome};
 
-use super::reading::{describe_udp, outcome};
+use super::reading::{describe_udp, nothing_bound, outcome};
 use crate::check::judge::*;
 
 /// What the pod's UDP sockets say about an ICMP port-unreachable.
@@ -50,7 +50,7 @@ fn bound_finding(e: &EndpointFacts, port: u16) -> String {
 
 pub(in crate::check::judge) fn judge_udp_application(cx: &Context) -> Judgment {
     let live = &cx.live;
-    let mut refused = vec![];
+    let mut unbound = vec![];
     let mut fix = vec![];
     let mut answered = 0;
     let mut unknown = vec![];
@@ -58,8 +58,8 @@ pub(in crate::check::judge) fn judge_udp_application(cx: &Context) -> Judgment {
         let port = e.port.unwrap_or_default();
         match outcome(e) {
             Some(UdpOutcome::Answered { .. }) => answered += 1,
-            Some(UdpOutcome::Refused { .. }) => {
-                refused.push((e.label(), bound_finding(e, port)));
+            Some(o) if nothing_bound(e) => {
+                unbound.push((e.label(), bound_finding(e, port), o));
                 if let Some(pod) = &e.pod {
                     fix.push(cmd(format!("kubectl -n {} logs {}", pod.namespace, pod.name)));
                     fix.push(cmd(format!(
@@ -72,20 +72,31 @@ pub(in crate::check::judge) fn judge_udp_application(cx: &Context) -> Judgment {
             None => unknown.push(format!("{}: not probed", e.label())),
         }
     }
-    if let Some((label, why)) = refused.first() {
-        let evidence = refused
+    if let Some((label, why, _)) = unbound.first() {
+        let mut evidence: Vec<String> = unbound
             .iter()
-            .map(|(l, w)| format!("UDP to {l} refused (ICMP port unreachable); {w}"))
+            .map(|(l, w, o)| format!("UDP to {l}: {}; {w}", describe_udp(o)))
             .collect();
+        if unbound
+            .iter()
+            .any(|(_, _, o)| matches!(o, UdpOutcome::Silent { .. }))
+        {
+            evidence.push(
+                "no ICMP port-unreachable came back where nothing is bound: the pod's kernel rate-limits ICMP errors \
+                 (a burst of 6, then one a second per client), or the path drops them; the pod's sockets decide"
+                    .into(),
+            );
+        }
+        // The same summary whether the port-unreachable came back or was rate-limited away.
         let summary = if live.len() > 1 {
             format!(
-                "{} {}: {label}: {why}{} (certain: ICMP port unreachable)",
-                endpoints_of(refused.len(), live.len()),
-                if refused.len() == 1 { "refuses" } else { "refuse" },
-                connection_share(refused.len(), live.len())
+                "{} {} nothing bound to the port: {label}: {why}{}",
+                endpoints_of(unbound.len(), live.len()),
+                if unbound.len() == 1 { "has" } else { "have" },
+                connection_share(unbound.len(), live.len())
             )
         } else {
-            format!("{label} refuses the datagram with ICMP port unreachable: {why}")
+            format!("{label} has nothing bound to the port: {why}")
         };
         return fail(summary, evidence, fix);
     }

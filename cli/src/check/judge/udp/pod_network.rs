@@ -1,7 +1,11 @@
 //! `pod-network` for a UDP port: datagrams from the source netns reach each endpoint's pod IP.
+//!
+//! Only an ICMP unreachable fails this layer over UDP (it proves the path rejected the datagram);
+//! silence from a pod with a bound socket is `undetermined`, and silence from a pod with nothing
+//! bound is left to `application`, which that alone proves at fault.
 
 use super::Certainty;
-use super::reading::{describe_udp, outcome, silence_unexplained, udp_reading};
+use super::reading::{describe_udp, nothing_bound, outcome, silence_unexplained, udp_reading};
 use crate::check::judge::outcomes::EndpointStatus;
 use crate::check::judge::*;
 use crate::check::report::Layer;
@@ -10,7 +14,8 @@ pub(in crate::check::judge) fn judge_udp_pod_network(cx: &Context) -> Judgment {
     let live = &cx.live;
     let src_node = cx.source_node();
     let mut failing = vec![];
-    let mut answering = vec![];
+    let mut answered = vec![];
+    let mut unbound = vec![];
     let mut unknown = vec![];
     for e in live {
         let place = match (e.node(), src_node) {
@@ -24,40 +29,33 @@ pub(in crate::check::judge) fn judge_udp_pod_network(cx: &Context) -> Judgment {
             None => "not probed".into(),
         };
         let line = format!("UDP to {} [{place}]: {what}", e.label());
-        match udp_reading(e) {
-            (EndpointStatus::Fail(Layer::PodNetwork), certainty) => failing.push((*e, line, certainty)),
-            (EndpointStatus::Undetermined, _) if outcome(e).is_some() => {
+        match udp_reading(e).0 {
+            EndpointStatus::Fail(Layer::PodNetwork) => failing.push(line),
+            EndpointStatus::Fail(Layer::Application) if nothing_bound(e) => unbound.push(format!(
+                "{line}; nothing is bound to the port there (judged at application)"
+            )),
+            EndpointStatus::Undetermined if outcome(e).is_some() => {
                 unknown.push((e.label(), format!("{line}; {}", silence_unexplained(e))))
             }
-            (EndpointStatus::Undetermined, _) => unknown.push((e.label(), line)),
-            _ => answering.push(line),
+            EndpointStatus::Undetermined => unknown.push((e.label(), line)),
+            _ => answered.push(line),
         }
     }
-    if let Some((first, line, _)) = failing.first() {
-        // One rejected address makes the finding certain; silence alone keeps it likely.
-        let certainty = if failing.iter().any(|(_, _, c)| *c == Certainty::Certain) {
-            Certainty::Certain
-        } else {
-            Certainty::Likely
-        };
-        let why = match outcome(first) {
-            Some(netdiag_proto::UdpOutcome::Silent { .. }) => format!(
-                "; {}, so the kernel there would have answered port-unreachable: the datagram or that answer was dropped on the way",
-                silence_unexplained(first)
-            ),
-            _ => String::new(),
-        };
+    if let Some(first) = failing.first() {
         let summary = format!(
-            "{} {} although NetworkPolicy allows it: {line}{why}{} ({})",
+            "{} {} although NetworkPolicy allows it: {first}{} ({})",
             endpoints_of(failing.len(), live.len()),
             if failing.len() == 1 { "fails" } else { "fail" },
             connection_share(failing.len(), live.len()),
-            certainty.text()
+            Certainty::Certain.text()
         );
-        let mut evidence: Vec<String> = failing.iter().map(|(_, l, _)| l.clone()).collect();
-        evidence.extend(answering);
+        let mut evidence = failing;
+        evidence.extend(answered);
         evidence.extend(cx.node_witnesses.iter().map(node_witness_line));
-        evidence.push(format!("certainty: {}", certainty.text()));
+        evidence.push(format!(
+            "certainty: {} — an ICMP unreachable answered the datagram",
+            Certainty::Certain.text()
+        ));
         return fail(
             summary,
             evidence,
@@ -81,15 +79,18 @@ pub(in crate::check::judge) fn judge_udp_pod_network(cx: &Context) -> Judgment {
             )],
         );
     }
-    pass(
-        format!(
-            "{}/{} destination addresses answer a datagram (or refuse it with ICMP) from {}'s netns",
-            answering.len(),
-            live.len(),
-            cx.from
-        ),
-        answering,
-    )
+    let rest = match unbound.len() {
+        0 => String::new(),
+        n => format!("; {n} with nothing bound to the port (judged at application)"),
+    };
+    let summary = format!(
+        "{}/{} destination addresses answer a datagram from {}'s netns{rest}",
+        answered.len(),
+        live.len(),
+        cx.from
+    );
+    answered.extend(unbound);
+    pass(summary, answered)
 }
 
 fn node_witness_line(w: &NodeWitness) -> String {

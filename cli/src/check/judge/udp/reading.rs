@@ -46,6 +46,15 @@ pub(crate) fn outcome(e: &EndpointFacts) -> Option<&UdpOutcome> {
     e.udp.as_ref().and_then(Fact::known)
 }
 
+/// Nothing bound to the port: refused, or silent where the pod's sockets show nothing bound.
+pub(crate) fn nothing_bound(e: &EndpointFacts) -> bool {
+    match outcome(e) {
+        Some(UdpOutcome::Refused { .. }) => true,
+        Some(UdpOutcome::Silent { .. }) => bound(e) == Some(false) && !e.policy.is_denied(),
+        _ => false,
+    }
+}
+
 /// Dropped on the way or rejected: silence or an ICMP unreachable other than port-unreachable.
 pub(crate) fn not_delivered(o: &UdpOutcome) -> bool {
     matches!(o, UdpOutcome::Silent { .. } | UdpOutcome::Unreachable { .. })
@@ -64,12 +73,13 @@ pub(crate) fn udp_reading(e: &EndpointFacts) -> (EndpointStatus, Certainty) {
         UdpOutcome::Unreachable { .. } if denied => (EndpointStatus::Fail(Layer::NetworkPolicy), Certain),
         UdpOutcome::Silent { .. } if denied => (EndpointStatus::Fail(Layer::NetworkPolicy), Likely),
         UdpOutcome::Unreachable { .. } if evaluated => (EndpointStatus::Fail(Layer::PodNetwork), Certain),
-        // Nothing bound: the pod's kernel would have answered port-unreachable, so the datagram
-        // or that answer was lost on the way.
-        UdpOutcome::Silent { .. } if evaluated && bound(e) == Some(false) => {
-            (EndpointStatus::Fail(Layer::PodNetwork), Likely)
-        }
         UdpOutcome::Refused { .. } => (EndpointStatus::Fail(Layer::Application), Certain),
+        // Nothing bound, so nothing can answer: the pod's sockets prove the application layer at
+        // fault whether or not its kernel's port-unreachable came back (the kernel rate-limits
+        // ICMP errors, so a check repeated within seconds meets silence where it met a refusal).
+        UdpOutcome::Silent { .. } if evaluated && bound(e) == Some(false) => {
+            (EndpointStatus::Fail(Layer::Application), Certain)
+        }
         _ => (EndpointStatus::Undetermined, CannotTell),
     }
 }

@@ -2,7 +2,7 @@
 
 use netdiag_proto::UdpOutcome;
 
-use super::reading::{describe_udp, outcome};
+use super::reading::{describe_udp, nothing_bound, outcome};
 use crate::check::judge::*;
 
 /// The VIP-versus-pod-IP differential over UDP (the caller adds the node's rules witness).
@@ -24,10 +24,8 @@ pub(in crate::check::judge) fn udp_differential(cx: &Context, cip: &ClusterIpFac
         .iter()
         .filter(|e| matches!(outcome(e), Some(UdpOutcome::Answered { .. })))
         .count();
-    let all_refused = !live.is_empty()
-        && live
-            .iter()
-            .all(|e| matches!(outcome(e), Some(UdpOutcome::Refused { .. })));
+    // Endpoints with nothing bound refuse, or stay silent when their kernel rate-limits ICMP.
+    let unbound = live.iter().filter(|e| nothing_bound(e)).count();
     let node = cx.source_node().unwrap_or("the source node");
     let what = describe_udp(vip_outcome);
     let evidence = vec![format!("UDP to ClusterIP {vip}: {what}")];
@@ -47,8 +45,11 @@ pub(in crate::check::judge) fn udp_differential(cx: &Context, cip: &ClusterIpFac
             ),
             vec![],
         ),
-        UdpOutcome::Refused { .. } if all_refused => pass(
-            format!("ClusterIP {vip} refused, as its endpoints do (judged at application)"),
+        UdpOutcome::Refused { .. } | UdpOutcome::Silent { .. } if unbound > 0 => pass(
+            format!(
+                "ClusterIP {vip} {what}, as the {unbound} of its {} endpoints with nothing bound do (judged at application)",
+                live.len()
+            ),
             evidence,
         ),
         UdpOutcome::Refused { .. } if answered > 0 => fail(

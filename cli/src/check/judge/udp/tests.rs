@@ -155,7 +155,7 @@ fn icmp_port_unreachable_fails_application_naming_what_is_bound() {
     let text = summary(&report, Layer::Application);
     assert!(text.contains("nothing in the pod is bound to 5353/UDP"), "{text}");
     assert!(text.contains("0.0.0.0:9999"), "{text}");
-    assert!(summary(&report, Layer::ServiceProxy).contains("refused, as its endpoints do"));
+    assert!(summary(&report, Layer::ServiceProxy).contains("with nothing bound do"));
 }
 
 #[test]
@@ -225,17 +225,62 @@ fn silence_from_a_bound_socket_with_policy_allowing_is_undetermined() {
 }
 
 #[test]
-fn silence_where_nothing_is_bound_is_a_likely_drop_on_the_path() {
+fn silence_where_nothing_is_bound_fails_application_like_a_refusal_would() {
+    let refused = {
+        let mut ev = healthy_udp();
+        set_udp(&mut ev, port_unreachable());
+        for e in endpoints_mut(&mut ev) {
+            e.listeners = Fact::Known(vec![]);
+        }
+        judge(&ev, 0)
+    };
     let mut ev = healthy_udp();
     set_udp(&mut ev, silent());
     for e in endpoints_mut(&mut ev) {
         e.listeners = Fact::Known(vec![]);
     }
     let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    // A rate-limited port-unreachable gives the same verdict and summary as one that came back.
+    assert_eq!(
+        summary(&report, Layer::Application),
+        summary(&refused, Layer::Application)
+    );
+    let evidence = &step(&report, Layer::Application).evidence;
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.text.contains("rate-limits ICMP errors"))
+    );
+    assert!(summary(&report, Layer::PodNetwork).contains("2 with nothing bound"));
+}
+
+#[test]
+fn an_icmp_unreachable_with_policy_allowing_fails_pod_network_for_certain() {
+    let mut ev = healthy_udp();
+    endpoints_mut(&mut ev)[1].udp = Some(Fact::Known(UdpOutcome::Unreachable {
+        reason: UnreachableReason::AdminProhibited,
+        detail: "icmp type 3 code 13 from 192.168.0.2".into(),
+        rtt_us: 40,
+    }));
+    let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     let text = summary(&report, Layer::PodNetwork);
-    assert!(text.contains("would have answered port-unreachable"), "{text}");
-    assert!(text.ends_with("(likely, not proven)"), "{text}");
+    assert!(text.starts_with("1 of 2 endpoints fails"), "{text}");
+    assert!(text.ends_with("(certain)"), "{text}");
+}
+
+#[test]
+fn a_vip_meeting_an_endpoint_with_nothing_bound_passes_service_proxy() {
+    let mut ev = healthy_udp();
+    endpoints_mut(&mut ev)[1].udp = Some(port_unreachable());
+    endpoints_mut(&mut ev)[1].listeners = Fact::Known(vec![]);
+    for vip in [silent(), port_unreachable(), answered()] {
+        ev.cluster_ip.as_mut().unwrap().udp = Some(vip);
+        let report = judge(&ev, 0);
+        assert_fails_at(&report, Layer::Application);
+        assert!(summary(&report, Layer::Application).starts_with("1 of 2 endpoints has nothing bound"));
+    }
 }
 
 #[test]
