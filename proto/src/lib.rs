@@ -128,7 +128,8 @@ pub enum UdpPayload {
     /// A DNS query when the port is 53, else an empty datagram.
     #[default]
     Auto,
-    /// A DNS query for the root NS records (any DNS server answers it, if only with REFUSED).
+    /// A DNS query (A `kube-dns.kube-system.svc.cluster.local.`): cluster DNS answers it from its
+    /// own data, any other DNS server at least with NXDOMAIN or REFUSED.
     DnsQuery,
     /// An empty datagram.
     Empty,
