@@ -125,6 +125,7 @@ scenarios! {
     udp_rejected_on_the_path_without_policy_fails_pod_network_for_certain => "udp-path-reject.yaml",
     udp_silence_from_a_bound_socket_without_policy_is_undetermined => "udp-path-drop.yaml",
     one_udp_endpoint_of_three_with_nothing_bound_fails_application => "udp-partial-nothing-bound.yaml",
+    the_udp_port_of_kube_dns_is_checked_with_a_dns_query => "udp-dns-service.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",

@@ -226,6 +226,8 @@ pub struct ServiceSpecFacts {
     pub ports: Vec<ServicePortFacts>,
     /// The port the target asked for.
     pub requested: PortRef,
+    /// The protocol the target asked for (`svc/NAME:PORT/UDP`), when it named one.
+    pub requested_protocol: Option<Protocol>,
     /// `None` or empty: the Service has no selector.
     pub selector: Option<BTreeMap<String, String>>,
     /// Pods the selector matches (any readiness).
@@ -237,11 +239,15 @@ impl ServiceSpecFacts {
         NamespacedName::new(self.namespace.clone(), self.name.clone())
     }
 
-    /// The Service port the target asked for; the TCP one when a number is served on several protocols.
+    /// The Service port the target asked for: of the asked protocol when it named one, else the
+    /// TCP one when a number is served on several protocols.
     pub fn requested_port(&self) -> Option<&ServicePortFacts> {
-        let matches = |p: &&ServicePortFacts| match &self.requested {
-            PortRef::Number(n) => p.port == *n,
-            PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+        let matches = |p: &&ServicePortFacts| {
+            let port = match &self.requested {
+                PortRef::Number(n) => p.port == *n,
+                PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+            };
+            port && self.requested_protocol.is_none_or(|asked| p.protocol == asked)
         };
         self.ports
             .iter()

@@ -240,7 +240,8 @@ fn source_facts(snap: &Snapshot, from: &NamespacedName) -> SourceFacts {
 /// What the target is, in cluster terms, before probing.
 #[derive(Debug, Clone)]
 enum DestKey {
-    Service(NamespacedName, PortRef),
+    /// A Service port, and the protocol the target asked for when it named one.
+    Service(NamespacedName, PortRef, Option<Protocol>),
     Pod(NamespacedName, PortRef),
     Address {
         ip: IpAddr,
@@ -258,11 +259,12 @@ fn destination_key(snap: &Snapshot, request: &CheckRequest) -> (Option<String>, 
             name,
             namespace,
             port,
+            protocol,
         } => {
             let key = NamespacedName::new(ns(namespace), name.clone());
             (
                 Some(format!("{}.{}", key.name, key.namespace)),
-                Some(DestKey::Service(key, port.clone())),
+                Some(DestKey::Service(key, port.clone(), *protocol)),
             )
         }
         Target::Pod {
@@ -280,7 +282,7 @@ fn destination_key(snap: &Snapshot, request: &CheckRequest) -> (Option<String>, 
         Target::Host { host, port } => {
             let key = service_guess(host, &request.from.namespace)
                 .filter(|svc| find_service(snap.services(), svc).is_some())
-                .map(|svc| DestKey::Service(svc, PortRef::Number(*port)));
+                .map(|svc| DestKey::Service(svc, PortRef::Number(*port), None));
             (Some(host.clone()), key)
         }
     }
@@ -314,7 +316,7 @@ fn plan_destination(snap: &Snapshot, key: DestKey) -> DestinationPlan {
         DestKey::Nothing => external(Fact::Known(vec![])),
         DestKey::Address { ip, port } => plan_address(snap, ip, port),
         DestKey::Pod(key, port) => plan_pod(snap, key, port),
-        DestKey::Service(key, port) => plan_service(snap, key, port),
+        DestKey::Service(key, port, protocol) => plan_service(snap, key, port, protocol),
     }
 }
 
@@ -344,7 +346,7 @@ fn pod_with_ip(snap: &Snapshot, ip: IpAddr) -> Option<&k8s_openapi::api::core::v
 /// An address is a Service's ClusterIP, a pod's IP, or outside the cluster's objects.
 fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
     if let Some(svc) = snap.services().iter().find(|s| service_cluster_ip(s) == Some(ip)) {
-        return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port));
+        return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port), None);
     }
     if let Some(pod) = pod_with_ip(snap, ip) {
         return plan_pod(snap, NamespacedName::of(pod), PortRef::Number(port));
@@ -411,7 +413,13 @@ fn service_ports(svc: &Service) -> Vec<ServicePortFacts> {
         .collect()
 }
 
-fn service_spec(snap: &Snapshot, svc: &Service, key: &NamespacedName, port: PortRef) -> ServiceSpecFacts {
+fn service_spec(
+    snap: &Snapshot,
+    svc: &Service,
+    key: &NamespacedName,
+    port: PortRef,
+    protocol: Option<Protocol>,
+) -> ServiceSpecFacts {
     let spec = svc.spec.clone().unwrap_or_default();
     let selector = spec.selector.clone().filter(|s| !s.is_empty());
     let selected_pods = match &selector {
@@ -438,12 +446,18 @@ fn service_spec(snap: &Snapshot, svc: &Service, key: &NamespacedName, port: Port
             .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
         ports: service_ports(svc),
         requested: port,
+        requested_protocol: protocol,
         selector,
         selected_pods,
     }
 }
 
-fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> DestinationPlan {
+fn plan_service(
+    snap: &Snapshot,
+    key: NamespacedName,
+    port: PortRef,
+    protocol: Option<Protocol>,
+) -> DestinationPlan {
     let mut plan = external(Fact::Known(vec![]));
     plan.destination = Destination::Service;
     let services = match &snap.services {
@@ -462,7 +476,7 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
         };
         return plan;
     };
-    let facts = service_spec(snap, svc, &key, port);
+    let facts = service_spec(snap, svc, &key, port, protocol);
     let cluster_ip = service_cluster_ip(svc);
     let requested = facts.requested_port().cloned();
     match requested.as_ref().map(|p| (p.protocol, p)) {

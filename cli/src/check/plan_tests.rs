@@ -326,6 +326,32 @@ fn a_udp_service_port_is_probed_with_datagrams_carrying_a_dns_query_on_53() {
 }
 
 #[test]
+fn a_port_served_over_udp_and_tcp_is_checked_over_the_protocol_the_target_names() {
+    let mut snap = shop();
+    if let Fact::Known(services) = &mut snap.services {
+        services[1] = mk_service(
+            "kube-system",
+            "kube-dns",
+            "10.96.0.10",
+            json!([{"name": "dns", "port": 53, "protocol": "UDP"},
+                   {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]),
+        );
+    }
+    assert_eq!(
+        plan(&snap, &request("svc/kube-dns.kube-system:53"))
+            .destination
+            .udp,
+        None
+    );
+    let udp = plan(&snap, &request("svc/kube-dns.kube-system:53/udp"));
+    assert_eq!(udp.destination.udp, Some(UdpPayload::DnsQuery));
+    let ServiceFacts::Found(svc) = &udp.destination.service else {
+        panic!("{:?}", udp.destination.service)
+    };
+    assert_eq!(svc.requested_port().map(|p| p.protocol), Some(Protocol::Udp));
+}
+
+#[test]
 fn an_sctp_service_port_is_not_probed_and_says_why() {
     let mut snap = shop();
     if let Fact::Known(services) = &mut snap.services {

@@ -58,8 +58,11 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
     let Some(port) = svc.requested_port() else {
         return fail(
             format!(
-                "{key} does not expose port {}; it exposes {}",
+                "{key} does not expose port {}{}; it exposes {}",
                 svc.requested,
+                svc.requested_protocol
+                    .map(|p| format!("/{p}"))
+                    .unwrap_or_default(),
                 exposed.join(", ")
             ),
             vec![],

@@ -209,6 +209,7 @@ fn payments_service() -> ServiceSpecFacts {
             target_port: PortRef::Name("http".into()),
         }],
         requested: PortRef::Number(80),
+        requested_protocol: None,
         selector: Some(BTreeMap::from([("app".to_string(), "payments".to_string())])),
         selected_pods: vec![
             pod("shop", "payments-0", "node-a", "10.244.1.14"),

@@ -303,3 +303,15 @@ fn cluster_ip_silent_while_pod_ips_answer_fails_service_proxy() {
     assert_fails_at(&report, Layer::ServiceProxy);
     assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing"));
 }
+
+#[test]
+fn a_protocol_the_service_port_is_not_served_over_fails_service_naming_it() {
+    let mut ev = healthy();
+    service_mut(&mut ev).requested_protocol = Some(Protocol::Udp);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Service);
+    assert_eq!(
+        summary(&report, Layer::Service),
+        "shop/payments does not expose port 80/UDP; it exposes 80/TCP (http)"
+    );
+}
