@@ -118,6 +118,12 @@ fn certainty_line(e: &EndpointFacts, certainty: Certainty) -> String {
             e.label(),
             describe_udp(o)
         ),
+        (_, Some(UdpOutcome::Refused { .. })) => format!(
+            "certainty: {} — the policy evaluation denies the flow, yet {} answered port-unreachable: the \
+             datagram got through, so the CNI may not enforce the policy, and nothing is bound there",
+            certainty.text(),
+            e.label()
+        ),
         _ => format!(
             "certainty: {} — the policy evaluation denies the flow and the datagrams got no answer, as a drop \
              gives; UDP silence alone is not proof",

@@ -70,8 +70,9 @@ pub(crate) fn udp_reading(e: &EndpointFacts) -> (EndpointStatus, Certainty) {
     let evaluated = !matches!(e.policy, PolicyCheck::NotEvaluated(_));
     match o {
         UdpOutcome::Answered { .. } => (EndpointStatus::Pass, Certain),
+        // A rejection the policy explains is proof; silence or a refusal only agrees with it.
         UdpOutcome::Unreachable { .. } if denied => (EndpointStatus::Fail(Layer::NetworkPolicy), Certain),
-        UdpOutcome::Silent { .. } if denied => (EndpointStatus::Fail(Layer::NetworkPolicy), Likely),
+        _ if denied => (EndpointStatus::Fail(Layer::NetworkPolicy), Likely),
         UdpOutcome::Unreachable { .. } if evaluated => (EndpointStatus::Fail(Layer::PodNetwork), Certain),
         UdpOutcome::Refused { .. } => (EndpointStatus::Fail(Layer::Application), Certain),
         // Nothing bound, so nothing can answer: the pod's sockets prove the application layer at

@@ -315,3 +315,27 @@ fn a_protocol_the_service_port_is_not_served_over_fails_service_naming_it() {
         "shop/payments does not expose port 80/UDP; it exposes 80/TCP (http)"
     );
 }
+
+#[test]
+fn a_refusal_despite_a_denying_policy_is_judged_at_network_policy_and_says_it_got_through() {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, port_unreachable());
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+        e.listeners = Fact::Known(vec![]);
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert!(
+        report
+            .endpoints
+            .iter()
+            .all(|e| e.failing_layer == Some(Layer::NetworkPolicy))
+    );
+    let evidence = &step(&report, Layer::NetworkPolicy).evidence;
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.text.contains("the datagram got through"))
+    );
+}
