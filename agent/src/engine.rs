@@ -22,7 +22,7 @@ use crate::locate::{self, LocateError, Locator};
 use crate::memory::Activity;
 use crate::metrics::Metrics;
 use crate::netns::{self, NetnsError};
-use crate::{capture, dns, interfaces, listeners, noderules, pmtu, tcp};
+use crate::{capture, dns, interfaces, listeners, noderules, pmtu, tcp, udp};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -372,6 +372,7 @@ async fn run_async(
         Probe::Capture(p) => ProbeResult::Capture(capture::probe_in(p, net_raw, &witness.capture_pods).await),
         Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, &witness.node_netns).await),
         Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, net_raw).await),
+        Probe::Udp(p) => ProbeResult::Udp(udp::probe(p).await),
         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
         // Read before the network probes start, in each pod's own namespace (`pod_listeners`).

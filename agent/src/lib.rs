@@ -26,3 +26,4 @@ pub mod pmtu;
 pub mod podfile;
 pub mod server;
 pub mod tcp;
+pub mod udp;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use netdiag_proto::{DnsOutcome, ProbeResult, TcpOutcome};
+use netdiag_proto::{DnsOutcome, ProbeResult, TcpOutcome, UdpOutcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -87,6 +87,7 @@ fn result_kind(result: &ProbeResult) -> &'static str {
     match result {
         ProbeResult::Dns(_) => "dns",
         ProbeResult::Tcp(_) => "tcp",
+        ProbeResult::Udp(_) => "udp",
         ProbeResult::Listeners(_) => "listeners",
         ProbeResult::Interfaces(_) => "interfaces",
         ProbeResult::PathMtu(_) => "pathMtu",
@@ -104,6 +105,13 @@ pub fn outcome_label(result: &ProbeResult) -> String {
             TcpOutcome::Timeout { .. } => "timeout",
             TcpOutcome::Unreachable { .. } => "unreachable",
             TcpOutcome::Error { .. } => "error",
+        },
+        ProbeResult::Udp(u) => match u.outcome {
+            UdpOutcome::Answered { .. } => "answered",
+            UdpOutcome::Refused { .. } => "refused",
+            UdpOutcome::Unreachable { .. } => "unreachable",
+            UdpOutcome::Silent { .. } => "silent",
+            UdpOutcome::Error { .. } => "error",
         },
         ProbeResult::Dns(d) => match d.answer.outcome {
             DnsOutcome::Resolved { .. } => "resolved",

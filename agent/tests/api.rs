@@ -51,13 +51,13 @@ fn malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests() {
         "{error}"
     );
 
-    let (status, error) = agent.probe(&json!({"source": {"kind": "node"}, "probes": [{"kind": "udp"}]}));
+    let (status, error) = agent.probe(&json!({"source": {"kind": "node"}, "probes": [{"kind": "sctp"}]}));
     assert_eq!(status, 400);
     assert!(
         error["message"]
             .as_str()
             .unwrap()
-            .contains("unknown variant `udp`"),
+            .contains("unknown variant `sctp`"),
         "{error}"
     );
 

@@ -175,11 +175,16 @@ fn endpoints_table(report: &Report) -> String {
                 e.failing_layer
                     .map(|l| format!("{status} ({})", l.id()))
                     .unwrap_or_else(|| status.to_string()),
-                e.tcp.clone(),
+                e.udp.clone().unwrap_or_else(|| e.tcp.clone()),
             ]
         })
         .collect();
-    let header = ["ADDRESS", "POD", "NODE", "STATUS", "TCP"].map(String::from);
+    let probe = if report.endpoints.iter().any(|e| e.udp.is_some()) {
+        "UDP"
+    } else {
+        "TCP"
+    };
+    let header = ["ADDRESS", "POD", "NODE", "STATUS", probe].map(String::from);
     let mut widths = [0usize; 5];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -444,6 +449,7 @@ mod tests {
             status: Status::Pass,
             failing_layer: None,
             tcp: "connected in 0.2 ms".into(),
+            udp: None,
         }];
         let layout = Layout {
             width: None,

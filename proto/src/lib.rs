@@ -108,12 +108,40 @@ pub struct TcpProbe {
     pub timeout_ms: u64,
 }
 
+/// Send one datagram (and the same again at half the timeout) and classify what came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UdpProbe {
+    pub ip: IpAddr,
+    pub port: u16,
+    #[serde(default)]
+    pub payload: UdpPayload,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// What a [`UdpProbe`] sends: an application that ignores what it cannot parse stays silent, so
+/// where the port is well known the datagram is one its servers answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum UdpPayload {
+    /// A DNS query when the port is 53, else an empty datagram.
+    #[default]
+    Auto,
+    /// A DNS query (A `kube-dns.kube-system.svc.cluster.local.`): cluster DNS answers it from its
+    /// own data, any other DNS server at least with NXDOMAIN or REFUSED.
+    DnsQuery,
+    /// An empty datagram.
+    Empty,
+}
+
 /// One probe to run in the namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Probe {
     Dns(DnsProbe),
     Tcp(TcpProbe),
+    Udp(UdpProbe),
     /// The namespace's listening TCP sockets and bound UDP sockets.
     Listeners,
     /// The namespace's interfaces (addresses, MTU) and routes.
@@ -194,6 +222,7 @@ impl Probe {
         match self {
             Probe::Dns(_) => "dns",
             Probe::Tcp(_) => "tcp",
+            Probe::Udp(_) => "udp",
             Probe::Listeners => "listeners",
             Probe::Interfaces => "interfaces",
             Probe::PodListeners(_) => "podListeners",
@@ -254,6 +283,15 @@ impl ProbeRequest {
                         return bad(format!("probes[{i}]: tcp ip {} is not a unicast address", tcp.ip));
                     }
                     tcp.timeout_ms
+                }
+                Probe::Udp(udp) => {
+                    if udp.port == 0 {
+                        return bad(format!("probes[{i}]: udp port 0 is not a valid port"));
+                    }
+                    if udp.ip.is_unspecified() || udp.ip.is_multicast() {
+                        return bad(format!("probes[{i}]: udp ip {} is not a unicast address", udp.ip));
+                    }
+                    udp.timeout_ms
                 }
                 Probe::Dns(dns) => {
                     let name = dns.name.trim_end_matches('.');
@@ -348,6 +386,7 @@ pub struct ProbeReport {
 pub enum ProbeResult {
     Dns(DnsResult),
     Tcp(TcpResult),
+    Udp(UdpResult),
     Listeners(ListenersResult),
     Interfaces(InterfacesResult),
     PathMtu(PathMtuResult),
@@ -419,6 +458,50 @@ pub enum UnreachableReason {
     /// Unreachable, but the kernel did not say which kind.
     #[serde(other)]
     Other,
+}
+
+// ---------------------------------------------------------------- udp
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UdpResult {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub timeout_ms: u64,
+    /// What was sent (never `auto`: the payload the agent chose).
+    pub payload: UdpPayload,
+    pub outcome: UdpOutcome,
+    /// The source port the datagrams used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+}
+
+/// What a UDP probe observed. Unlike TCP, silence is not a symptom by itself: a server may
+/// ignore a datagram it does not understand, so `silent` is judged with the destination's
+/// sockets and NetworkPolicy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum UdpOutcome {
+    /// A datagram came back from the target.
+    #[serde(rename_all = "camelCase")]
+    Answered { rtt_us: u64, bytes: u32 },
+    /// ICMP port-unreachable came back: nothing is bound to the port there (or a REJECT rule
+    /// with that code, as kube-proxy's for a Service without endpoints).
+    #[serde(rename_all = "camelCase")]
+    Refused { rtt_us: u64 },
+    /// No route, or ICMP unreachable other than port-unreachable (admin-prohibited: a REJECT).
+    #[serde(rename_all = "camelCase")]
+    Unreachable {
+        reason: UnreachableReason,
+        #[serde(default)]
+        detail: String,
+        rtt_us: u64,
+    },
+    /// Neither an answer nor an ICMP error within the timeout.
+    #[serde(rename_all = "camelCase")]
+    Silent { after_ms: u64 },
+    /// The probe could not be carried out (e.g. socket creation failed).
+    Error { detail: String },
 }
 
 // ---------------------------------------------------------------- dns
@@ -806,6 +889,68 @@ mod tests {
     }
 
     #[test]
+    fn every_udp_outcome_round_trips() {
+        round_trip(
+            &UdpOutcome::Answered { rtt_us: 5, bytes: 12 },
+            json!({"kind": "answered", "rttUs": 5, "bytes": 12}),
+        );
+        round_trip(
+            &UdpOutcome::Unreachable {
+                reason: UnreachableReason::AdminProhibited,
+                detail: "icmp type 3 code 13 from 10.0.0.2".into(),
+                rtt_us: 9,
+            },
+            json!({"kind": "unreachable", "reason": "admin-prohibited",
+                   "detail": "icmp type 3 code 13 from 10.0.0.2", "rttUs": 9}),
+        );
+        round_trip(
+            &UdpOutcome::Silent { after_ms: 1000 },
+            json!({"kind": "silent", "afterMs": 1000}),
+        );
+        round_trip(
+            &UdpOutcome::Error { detail: "x".into() },
+            json!({"kind": "error", "detail": "x"}),
+        );
+    }
+
+    #[test]
+    fn udp_probe_payload_defaults_to_auto_and_port_zero_is_rejected() {
+        let probe: Probe =
+            serde_json::from_value(json!({"kind": "udp", "ip": "10.0.0.1", "port": 53})).unwrap();
+        let Probe::Udp(udp) = &probe else {
+            panic!("{probe:?}")
+        };
+        assert_eq!(
+            (udp.payload, udp.timeout_ms),
+            (UdpPayload::Auto, DEFAULT_TIMEOUT_MS)
+        );
+        let request = |probe| ProbeRequest {
+            source: ProbeSource::Node,
+            probes: vec![probe],
+        };
+        let zero = Probe::Udp(UdpProbe {
+            port: 0,
+            ..udp.clone()
+        });
+        assert_eq!(
+            request(zero).validate().unwrap_err().to_string(),
+            "probes[0]: udp port 0 is not a valid port"
+        );
+        let any = Probe::Udp(UdpProbe {
+            ip: "0.0.0.0".parse().unwrap(),
+            ..udp.clone()
+        });
+        assert!(
+            request(any)
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not a unicast address")
+        );
+        assert!(request(probe).validate().is_ok());
+    }
+
+    #[test]
     fn every_probe_kind_round_trips() {
         round_trip(
             &Probe::Dns(DnsProbe {
@@ -824,6 +969,15 @@ mod tests {
                 timeout_ms: 1000,
             }),
             json!({"kind": "tcp", "ip": "10.0.0.1", "port": 80, "timeoutMs": 1000}),
+        );
+        round_trip(
+            &Probe::Udp(UdpProbe {
+                ip: "10.96.0.10".parse().unwrap(),
+                port: 53,
+                payload: UdpPayload::DnsQuery,
+                timeout_ms: 1000,
+            }),
+            json!({"kind": "udp", "ip": "10.96.0.10", "port": 53, "payload": "dnsQuery", "timeoutMs": 1000}),
         );
         round_trip(&Probe::Listeners, json!({"kind": "listeners"}));
         round_trip(
@@ -863,8 +1017,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(req.source, ProbeSource::Node);
-        let err = serde_json::from_value::<Probe>(json!({"kind": "udp"})).unwrap_err();
-        assert!(err.to_string().contains("unknown variant `udp`"), "{err}");
+        let err = serde_json::from_value::<Probe>(json!({"kind": "sctp"})).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `sctp`"), "{err}");
     }
 
     #[test]
@@ -965,6 +1119,18 @@ mod tests {
             }),
             json!({"kind": "tcp", "ip": "10.0.0.1", "port": 8080, "timeoutMs": 1000,
                    "outcome": {"kind": "timeout", "afterMs": 1000}}),
+        );
+        round_trip(
+            &ProbeResult::Udp(UdpResult {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 5353,
+                timeout_ms: 1000,
+                payload: UdpPayload::Empty,
+                outcome: UdpOutcome::Refused { rtt_us: 120 },
+                local_port: Some(40000),
+            }),
+            json!({"kind": "udp", "ip": "10.0.0.1", "port": 5353, "timeoutMs": 1000, "payload": "empty",
+                   "outcome": {"kind": "refused", "rttUs": 120}, "localPort": 40000}),
         );
         round_trip(
             &ProbeResult::Listeners(ListenersResult {

@@ -118,6 +118,14 @@ scenarios! {
     one_refusing_endpoint_of_three_fails_application => "partial-refusing-endpoint.yaml",
     one_loopback_bound_endpoint_of_three_fails_application => "partial-loopback-endpoint.yaml",
     one_not_ready_failing_pod_of_three_leaves_the_service_reachable => "partial-not-ready-failing.yaml",
+    udp_service_whose_pods_answer_datagrams_is_reachable => "udp-healthy.yaml",
+    udp_service_over_pods_serving_tcp_fails_service_with_a_protocol_mismatch => "udp-protocol-mismatch.yaml",
+    udp_port_with_nothing_bound_is_refused_by_icmp_and_fails_application => "udp-nothing-bound.yaml",
+    udp_dropped_by_a_denying_policy_fails_network_policy_as_likely => "udp-ingress-denied.yaml",
+    udp_rejected_on_the_path_without_policy_fails_pod_network_for_certain => "udp-path-reject.yaml",
+    udp_silence_from_a_bound_socket_without_policy_is_undetermined => "udp-path-drop.yaml",
+    one_udp_endpoint_of_three_with_nothing_bound_fails_application => "udp-partial-nothing-bound.yaml",
+    the_udp_port_of_kube_dns_is_checked_with_a_dns_query => "udp-dns-service.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
@@ -596,6 +604,69 @@ fn partial_failures_give_the_same_true_verdict_on_every_run() {
             !verdict.contains("broken") && !verdict.contains("stale)"),
             "{file}: overclaims: {verdict}"
         );
+    }
+}
+
+/// UDP verdicts rest on answers, ICMP errors and silence, and the kernel rate-limits ICMP: ten
+/// checks in a row of each UDP lab (more ICMP than the limit's burst) give one verdict and summary.
+#[test]
+fn udp_verdicts_are_the_same_on_every_run_despite_icmp_rate_limits() {
+    if !is_root() {
+        return;
+    }
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "udp-partial-nothing-bound.yaml",
+            &[
+                "unreachable application",
+                "1 of 3 endpoints has nothing bound",
+                "shop/stats-2",
+            ],
+        ),
+        (
+            "udp-ingress-denied.yaml",
+            &[
+                "unreachable network-policy",
+                "shop/stats-ingress",
+                "likely, not proven",
+            ],
+        ),
+        ("udp-path-drop.yaml", &["undetermined", "cannot tell"]),
+    ];
+    let _lock = one_lab_at_a_time();
+    for (file, words) in cases {
+        let lab = Lab::up(file);
+        let mut seen: Vec<String> = Vec::new();
+        for _ in 0..10 {
+            let out = Command::new(netdiag_bin())
+                .args(["check", "--kubeconfig"])
+                .arg(lab.kubeconfig())
+                .args(["--from", "shop/checkout", "--to", "svc/stats.shop:8125"])
+                .args(["--timeout", "500ms", "-o", "json"])
+                .output()
+                .unwrap();
+            let report = json(&out);
+            // The failing (or, when undetermined, the undetermined) step.
+            let step = report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["status"] == "fail" || s["status"] == "undetermined")
+                .map(|s| format!("{} {}", s["layer"], s["summary"]))
+                .unwrap_or_default();
+            let layer = report["failingLayer"].as_str().unwrap_or("");
+            seen.push(format!("{} {layer} {step}", report["verdict"].as_str().unwrap()));
+        }
+        for (i, run) in seen.iter().enumerate() {
+            assert_eq!(run, &seen[0], "{file}: run {i} differs from run 0");
+        }
+        for word in *words {
+            assert!(
+                seen[0].contains(word),
+                "{file}: {word:?} missing from {:?}",
+                seen[0]
+            );
+        }
     }
 }
 

@@ -4,12 +4,12 @@
 
 use std::net::IpAddr;
 
-use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome};
+use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome, UdpOutcome};
 
 use super::evidence::*;
 use super::plan::{
-    CheckPlan, CheckRequest, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, RunIn, live_targets,
-    witness_nodes,
+    CheckPlan, CheckRequest, DestinationPlan, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, RunIn,
+    live_targets, witness_nodes,
 };
 use super::probe::Replies;
 use super::snapshot::Snapshot;
@@ -37,22 +37,14 @@ pub fn assemble(
             list.iter()
                 .map(|e| {
                     let probed = live.contains(&e);
-                    endpoint(
-                        e,
-                        probed,
-                        dest.not_probed.as_deref(),
-                        replies,
-                        policy,
-                        &request.from,
-                    )
+                    endpoint(e, probed, dest, replies, policy, &request.from)
                 })
                 .collect(),
         ),
     };
-    let cluster_ip = dest.cluster_ip.map(|(ip, port)| ClusterIpFacts {
-        ip,
-        port,
-        tcp: tcp_fact(replies, ProbeKey::ClusterIp, dest.not_probed.as_deref()),
+    let cluster_ip = dest.cluster_ip.map(|(ip, port)| {
+        let (tcp, udp) = live_facts(replies, ProbeKey::ClusterIp, dest);
+        ClusterIpFacts { ip, port, tcp, udp }
     });
     let dns = plan
         .dns
@@ -99,10 +91,9 @@ fn secondary(plan: &CheckPlan, replies: &Replies) -> Option<SecondaryFamily> {
     let asked = |key: ProbeKey| plan.probes.iter().any(|p| p.key == key);
     Some(SecondaryFamily {
         family,
-        cluster_ip: dest.secondary_cluster_ip.map(|(ip, port)| ClusterIpFacts {
-            ip,
-            port,
-            tcp: tcp_fact(replies, ProbeKey::ClusterIpSecondary, dest.not_probed.as_deref()),
+        cluster_ip: dest.secondary_cluster_ip.map(|(ip, port)| {
+            let (tcp, udp) = live_facts(replies, ProbeKey::ClusterIpSecondary, dest);
+            ClusterIpFacts { ip, port, tcp, udp }
         }),
         dns: asked(ProbeKey::ResolveSecondary).then(|| dns_result(replies, ProbeKey::ResolveSecondary)),
     })
@@ -223,6 +214,29 @@ fn tcp_fact(replies: &Replies, key: ProbeKey, not_probed: Option<&str>) -> Fact<
     }
 }
 
+/// The TCP and UDP facts of a VIP or endpoint probe: the Service port's protocol was probed,
+/// the other was not.
+fn live_facts(
+    replies: &Replies,
+    key: ProbeKey,
+    dest: &DestinationPlan,
+) -> (Fact<TcpOutcome>, Option<Fact<UdpOutcome>>) {
+    let not_probed = dest.not_probed.as_deref();
+    if dest.udp.is_none() {
+        return (tcp_fact(replies, key, not_probed), None);
+    }
+    let tcp = Fact::Unknown(ToolFailure::NotProbed(
+        "a UDP port: probed with datagrams, not TCP".into(),
+    ));
+    let udp = match replies.result(key) {
+        Some(Ok(ProbeResult::Udp(u))) => Fact::Known(u.outcome.clone()),
+        Some(Ok(other)) => Fact::Unknown(unexpected(other, "udp")),
+        Some(Err(failure)) => Fact::Unknown(failure.clone()),
+        None => Fact::Unknown(not_run(key, not_probed)),
+    };
+    (tcp, Some(udp))
+}
+
 fn listeners_fact(replies: &Replies, ip: IpAddr, node: Option<&str>) -> Fact<Vec<ListeningSocket>> {
     let key = ProbeKey::Listeners(ip);
     match replies.result(key) {
@@ -245,6 +259,7 @@ fn unexpected(result: &ProbeResult, asked: &str) -> ToolFailure {
     let kind = match result {
         ProbeResult::Dns(_) => "dns",
         ProbeResult::Tcp(_) => "tcp",
+        ProbeResult::Udp(_) => "udp",
         ProbeResult::Listeners(_) => "listeners",
         ProbeResult::Interfaces(_) => "interfaces",
         ProbeResult::PathMtu(_) => "pathMtu",
@@ -259,22 +274,27 @@ fn unexpected(result: &ProbeResult, asked: &str) -> ToolFailure {
 fn endpoint(
     e: &EndpointTarget,
     probed: bool,
-    not_probed: Option<&str>,
+    dest: &DestinationPlan,
     replies: &Replies,
     policy: &PolicyEvaluation,
     from: &NamespacedName,
 ) -> EndpointFacts {
-    let (tcp, listeners) = match (probed, e.port) {
+    let not_probed = dest.not_probed.as_deref();
+    let ((tcp, udp), listeners) = match (probed, e.port) {
         (true, Some(port)) => (
-            tcp_fact(replies, ProbeKey::Endpoint(e.ip, port), not_probed),
+            live_facts(replies, ProbeKey::Endpoint(e.ip, port), dest),
             listeners_fact(replies, e.ip, e.pod.as_ref().and_then(|p| p.node.as_deref())),
         ),
         _ => (
-            Fact::Unknown(not_run(ProbeKey::Netns, not_probed)),
+            (
+                Fact::Unknown(not_run(ProbeKey::Netns, not_probed)),
+                dest.udp
+                    .map(|_| Fact::Unknown(not_run(ProbeKey::Netns, not_probed))),
+            ),
             Fact::Unknown(not_run(ProbeKey::Netns, None)),
         ),
     };
-    let policy = policy.endpoint(from, e);
+    let policy = policy.endpoint(from, e, dest.protocol());
     EndpointFacts {
         ip: e.ip,
         port: e.port,
@@ -282,6 +302,7 @@ fn endpoint(
         slice: e.slice.clone(),
         conditions: e.conditions,
         tcp,
+        udp,
         listeners,
         policy,
     }
@@ -366,14 +387,14 @@ impl PolicyEvaluation {
         }
     }
 
-    /// The flow from `from` to endpoint `e` on its port.
-    pub fn endpoint(&self, from: &NamespacedName, e: &EndpointTarget) -> PolicyCheck {
+    /// The flow from `from` to endpoint `e` on its port over `protocol`.
+    pub fn endpoint(&self, from: &NamespacedName, e: &EndpointTarget, protocol: Protocol) -> PolicyCheck {
         let peer = match &e.pod {
             Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
             None => Peer::Ip(e.ip),
         };
         match e.port {
-            Some(port) => self.check(from, peer, e.ip, port, Protocol::Tcp),
+            Some(port) => self.check(from, peer, e.ip, port, protocol),
             None => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
                 "the destination port did not resolve".into(),
             )),

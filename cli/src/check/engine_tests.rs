@@ -11,7 +11,7 @@ use netdiag_proto::{
     AgentIdentity, CaptureResult, ConntrackFill, DnsAnswer, DnsOutcome, DnsResult, ListenersResult,
     ListeningSocket, NodeDataplaneResult, PathMtuOutcome, PathMtuResult, Probe, ProbeReport, ProbeRequest,
     ProbeResult, ProbeSource, RecordType, ResolvConfSummary, ResolvedNetns, ServiceRules, TcpOutcome,
-    TcpResult, Transport,
+    TcpResult, Transport, UdpOutcome, UdpPayload, UdpResult,
 };
 use serde_json::json;
 
@@ -25,6 +25,7 @@ use crate::cluster::NamespacedName;
 #[derive(Default)]
 struct FakeAgents {
     tcp: BTreeMap<IpAddr, TcpOutcome>,
+    udp: BTreeMap<IpAddr, UdpOutcome>,
     resolves_to: Vec<IpAddr>,
     listening: Vec<(IpAddr, u16)>,
     missing_on: Vec<String>,
@@ -47,6 +48,17 @@ impl FakeAgents {
                     .unwrap_or(TcpOutcome::Connected { rtt_us: 100 }),
                 local_port: None,
                 started_unix_us: None,
+            }),
+            Probe::Udp(u) => ProbeResult::Udp(UdpResult {
+                ip: u.ip,
+                port: u.port,
+                timeout_ms: u.timeout_ms,
+                payload: UdpPayload::Empty,
+                outcome: self.udp.get(&u.ip).cloned().unwrap_or(UdpOutcome::Answered {
+                    rtt_us: 100,
+                    bytes: 8,
+                }),
+                local_port: None,
             }),
             Probe::Dns(d) => ProbeResult::Dns(DnsResult {
                 name: d.name.clone(),
@@ -435,4 +447,85 @@ async fn a_connection_policy_denies_does_not_wait_for_the_witnesses_at_its_pod()
     }
     let report = judge::judge(&ev, 0);
     assert_eq!(report.failing_layer, Some(Layer::NetworkPolicy), "{report:#?}");
+}
+
+/// The snapshot plus `svc/stats`: port 8125/UDP over the payments pods.
+fn with_udp_service() -> Snapshot {
+    let mut snap = snapshot();
+    if let Fact::Known(services) = &mut snap.services {
+        services.extend(list::<k8s_openapi::api::core::v1::Service>(json!([{
+            "metadata": {"namespace": "shop", "name": "stats"},
+            "spec": {"clusterIP": "10.96.1.2", "selector": {"app": "payments"},
+                     "ports": [{"port": 8125, "targetPort": 8125, "protocol": "UDP"}]}}])));
+    }
+    if let Fact::Known(slices) = &mut snap.slices {
+        slices.extend(list::<k8s_openapi::api::discovery::v1::EndpointSlice>(json!([{
+            "metadata": {"namespace": "shop", "name": "stats-x",
+                         "labels": {"kubernetes.io/service-name": "stats"}},
+            "addressType": "IPv4", "ports": [{"port": 8125, "protocol": "UDP"}],
+            "endpoints": [
+                {"addresses": ["10.244.2.2"], "targetRef": {"kind": "Pod", "name": "payments-0"}},
+                {"addresses": ["10.244.2.3"], "targetRef": {"kind": "Pod", "name": "payments-1"}}]}])));
+    }
+    snap
+}
+
+#[tokio::test]
+async fn a_udp_service_port_is_probed_with_datagrams_and_their_replies_land_on_udp_facts() {
+    let agents = FakeAgents {
+        resolves_to: vec![ip("10.96.1.2")],
+        ..Default::default()
+    };
+    let ev = collect(&with_udp_service(), &agents, &request("svc/stats:8125")).await;
+    let sent: Vec<Probe> = agents
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, r)| r.probes.clone())
+        .collect();
+    assert!(!sent.iter().any(|p| matches!(p, Probe::Tcp(t) if t.port == 8125)));
+    assert_eq!(sent.iter().filter(|p| matches!(p, Probe::Udp(_))).count(), 3);
+    let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
+        panic!("{:?}", ev.endpoints)
+    };
+    for e in endpoints {
+        assert!(
+            matches!(e.udp, Some(Fact::Known(UdpOutcome::Answered { .. }))),
+            "{e:?}"
+        );
+        assert!(matches!(e.tcp, Fact::Unknown(_)), "{e:?}");
+    }
+    let cip = ev.cluster_ip.as_ref().unwrap();
+    assert!(matches!(cip.udp, Some(Fact::Known(UdpOutcome::Answered { .. }))));
+    let report = judge::judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+}
+
+#[tokio::test]
+async fn one_refusing_udp_endpoint_of_two_fails_application_with_its_share() {
+    let agents = FakeAgents {
+        resolves_to: vec![ip("10.96.1.2")],
+        udp: BTreeMap::from([(ip("10.244.2.3"), UdpOutcome::Refused { rtt_us: 50 })]),
+        ..Default::default()
+    };
+    let ev = collect(&with_udp_service(), &agents, &request("svc/stats:8125")).await;
+    let report = judge::judge(&ev, 0);
+    assert_eq!(report.failing_layer, Some(Layer::Application), "{report:#?}");
+    let step = report
+        .steps
+        .iter()
+        .find(|s| s.layer == Layer::Application)
+        .unwrap();
+    assert!(
+        step.summary
+            .starts_with("1 of 2 endpoints has nothing bound to the port: shop/payments-1"),
+        "{}",
+        step.summary
+    );
+    assert!(
+        step.summary.contains("about 1 in 2 new connections fail"),
+        "{}",
+        step.summary
+    );
 }

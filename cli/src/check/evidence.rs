@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome};
+use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, UdpOutcome};
 
 use crate::cluster::endpoints::Conditions;
 pub use crate::cluster::pods::{PodFacts, ServingPort};
@@ -272,6 +272,8 @@ pub struct ServiceSpecFacts {
     pub ports: Vec<ServicePortFacts>,
     /// The port the target asked for.
     pub requested: PortRef,
+    /// The protocol the target asked for (`svc/NAME:PORT/UDP`), when it named one.
+    pub requested_protocol: Option<Protocol>,
     /// `None` or empty: the Service has no selector.
     pub selector: Option<BTreeMap<String, String>>,
     /// Pods the selector matches (any readiness).
@@ -283,11 +285,15 @@ impl ServiceSpecFacts {
         NamespacedName::new(self.namespace.clone(), self.name.clone())
     }
 
-    /// The Service port the target asked for; the TCP one when a number is served on several protocols.
+    /// The Service port the target asked for: of the asked protocol when it named one, else the
+    /// TCP one when a number is served on several protocols.
     pub fn requested_port(&self) -> Option<&ServicePortFacts> {
-        let matches = |p: &&ServicePortFacts| match &self.requested {
-            PortRef::Number(n) => p.port == *n,
-            PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+        let matches = |p: &&ServicePortFacts| {
+            let port = match &self.requested {
+                PortRef::Number(n) => p.port == *n,
+                PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+            };
+            port && self.requested_protocol.is_none_or(|asked| p.protocol == asked)
         };
         self.ports
             .iter()
@@ -323,6 +329,8 @@ pub struct EndpointFacts {
     /// The endpoint's conditions (a pod target's readiness; an address is taken as ready).
     pub conditions: Conditions,
     pub tcp: Fact<TcpOutcome>,
+    /// The datagram probe, when the port is UDP (then `tcp` is not probed).
+    pub udp: Option<Fact<UdpOutcome>>,
     pub listeners: Fact<Vec<ListeningSocket>>,
     pub policy: PolicyCheck,
 }
@@ -360,6 +368,8 @@ pub struct ClusterIpFacts {
     pub ip: IpAddr,
     pub port: u16,
     pub tcp: Fact<TcpOutcome>,
+    /// The datagram probe, when the Service port is UDP (then `tcp` is not probed).
+    pub udp: Option<Fact<UdpOutcome>>,
 }
 
 /// What NetworkPolicy says about one flow.

@@ -95,7 +95,7 @@ fn denied_endpoints(
         .into_iter()
         .filter(|e| {
             matches!(
-                policy.endpoint(&request.from, e),
+                policy.endpoint(&request.from, e, dest.protocol()),
                 evidence::PolicyCheck::Denied { .. }
             )
         })

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
 use netdiag_proto::{
     CaptureProbe, DnsProbe, NameserverAddr, NodeDataplaneProbe, PathMtuProbe, PodListenersProbe, Probe,
-    ProbeSource, RecordType, ServiceVip, TcpProbe, Transport,
+    ProbeSource, RecordType, ServiceVip, TcpProbe, Transport, UdpPayload, UdpProbe,
 };
 
 use super::evidence::*;
@@ -133,9 +133,21 @@ pub struct DestinationPlan {
     pub cluster_ip: Option<(IpAddr, u16)>,
     /// The second family's virtual IP and port, for a dual-stack Service.
     pub secondary_cluster_ip: Option<(IpAddr, u16)>,
-    /// Why the live layers are not probed (a UDP/SCTP port), when they are not.
+    /// Why the live layers are not probed (an SCTP port), when they are not.
     pub not_probed: Option<String>,
+    /// The live probes are UDP datagrams with this payload (a UDP Service port); TCP when `None`.
+    pub udp: Option<UdpPayload>,
     pub expected_dns: Vec<IpAddr>,
+}
+
+impl DestinationPlan {
+    /// The protocol the live probes use.
+    pub fn protocol(&self) -> Protocol {
+        match self.udp {
+            Some(_) => Protocol::Udp,
+            None => Protocol::Tcp,
+        }
+    }
 }
 
 /// A cluster DNS server endpoint.
@@ -245,7 +257,8 @@ fn source_facts(snap: &Snapshot, from: &NamespacedName) -> SourceFacts {
 /// What the target is, in cluster terms, before probing.
 #[derive(Debug, Clone)]
 enum DestKey {
-    Service(NamespacedName, PortRef),
+    /// A Service port, and the protocol the target asked for when it named one.
+    Service(NamespacedName, PortRef, Option<Protocol>),
     Pod(NamespacedName, PortRef),
     Address {
         ip: IpAddr,
@@ -263,11 +276,12 @@ fn destination_key(snap: &Snapshot, request: &CheckRequest) -> (Option<String>, 
             name,
             namespace,
             port,
+            protocol,
         } => {
             let key = NamespacedName::new(ns(namespace), name.clone());
             (
                 Some(format!("{}.{}", key.name, key.namespace)),
-                Some(DestKey::Service(key, port.clone())),
+                Some(DestKey::Service(key, port.clone(), *protocol)),
             )
         }
         Target::Pod {
@@ -285,7 +299,7 @@ fn destination_key(snap: &Snapshot, request: &CheckRequest) -> (Option<String>, 
         Target::Host { host, port } => {
             let key = service_guess(host, &request.from.namespace)
                 .filter(|svc| find_service(snap.services(), svc).is_some())
-                .map(|svc| DestKey::Service(svc, PortRef::Number(*port)));
+                .map(|svc| DestKey::Service(svc, PortRef::Number(*port), None));
             (Some(host.clone()), key)
         }
     }
@@ -333,7 +347,7 @@ fn plan_destination(snap: &Snapshot, key: DestKey) -> DestinationPlan {
         DestKey::Nothing => external(Fact::Known(vec![])),
         DestKey::Address { ip, port } => plan_address(snap, ip, port),
         DestKey::Pod(key, port) => plan_pod(snap, key, port),
-        DestKey::Service(key, port) => plan_service(snap, key, port),
+        DestKey::Service(key, port, protocol) => plan_service(snap, key, port, protocol),
     }
 }
 
@@ -346,6 +360,7 @@ fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
         cluster_ip: None,
         secondary_cluster_ip: None,
         not_probed: None,
+        udp: None,
         expected_dns: vec![],
     }
 }
@@ -367,7 +382,7 @@ fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
         .iter()
         .find(|s| service_cluster_ips(s).contains(&ip))
     {
-        return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port));
+        return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port), None);
     }
     if let Some(pod) = pod_with_ip(snap, ip) {
         return plan_pod(snap, NamespacedName::of(pod), PortRef::Number(port));
@@ -434,7 +449,13 @@ fn service_ports(svc: &Service) -> Vec<ServicePortFacts> {
         .collect()
 }
 
-fn service_spec(snap: &Snapshot, svc: &Service, key: &NamespacedName, port: PortRef) -> ServiceSpecFacts {
+fn service_spec(
+    snap: &Snapshot,
+    svc: &Service,
+    key: &NamespacedName,
+    port: PortRef,
+    protocol: Option<Protocol>,
+) -> ServiceSpecFacts {
     let spec = svc.spec.clone().unwrap_or_default();
     let selector = spec.selector.clone().filter(|s| !s.is_empty());
     let selected_pods = match &selector {
@@ -461,12 +482,18 @@ fn service_spec(snap: &Snapshot, svc: &Service, key: &NamespacedName, port: Port
             .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
         ports: service_ports(svc),
         requested: port,
+        requested_protocol: protocol,
         selector,
         selected_pods,
     }
 }
 
-fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> DestinationPlan {
+fn plan_service(
+    snap: &Snapshot,
+    key: NamespacedName,
+    port: PortRef,
+    protocol: Option<Protocol>,
+) -> DestinationPlan {
     let mut plan = external(Fact::Known(vec![]));
     plan.destination = Destination::Service;
     let services = match &snap.services {
@@ -485,12 +512,16 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
         };
         return plan;
     };
-    let facts = service_spec(snap, svc, &key, port);
+    let facts = service_spec(snap, svc, &key, port, protocol);
     let cluster_ips = service_cluster_ips(svc);
     let cluster_ip = cluster_ips.first().copied();
     let requested = facts.requested_port().cloned();
-    if let Some(p) = requested.as_ref().filter(|p| p.protocol != Protocol::Tcp) {
-        plan.not_probed = Some(format!("{} port {}: netdiag probes TCP only", p.protocol, p.port));
+    match requested.as_ref().map(|p| (p.protocol, p)) {
+        Some((Protocol::Udp, p)) => plan.udp = Some(udp_payload(p)),
+        Some((Protocol::Sctp, p)) => {
+            plan.not_probed = Some(format!("SCTP port {}: netdiag probes TCP and UDP only", p.port))
+        }
+        _ => {}
     }
     if let (Some(p), Some(ip)) = (&requested, cluster_ip)
         && facts.external_name.is_none()
@@ -513,6 +544,16 @@ fn plan_service(snap: &Snapshot, key: NamespacedName, port: PortRef) -> Destinat
     };
     plan.service = ServiceFacts::Found(Box::new(facts));
     plan
+}
+
+/// What the datagrams to a UDP Service port carry: a DNS query where the Service port or its
+/// numeric targetPort is 53, else what the agent picks for the port it sends to.
+fn udp_payload(port: &ServicePortFacts) -> UdpPayload {
+    if port.port == 53 || port.target_port == PortRef::Number(53) {
+        UdpPayload::DnsQuery
+    } else {
+        UdpPayload::Auto
+    }
 }
 
 fn names_in_namespace(services: &[Service], namespace: &str) -> Vec<String> {
@@ -719,17 +760,30 @@ fn destination_probes(
             timeout_ms,
         }),
     };
+    // The VIP and the endpoints are probed over the Service port's protocol.
+    let live_probe = |key, to: IpAddr, port| match dest.udp {
+        Some(payload) => PlannedProbe {
+            probe: Probe::Udp(UdpProbe {
+                ip: to,
+                port,
+                payload,
+                timeout_ms,
+            }),
+            ..tcp(key, to, port)
+        },
+        None => tcp(key, to, port),
+    };
     let mut probes = vec![];
     if let Some((vip, port)) = dest.cluster_ip {
-        probes.push(tcp(ProbeKey::ClusterIp, vip, port));
+        probes.push(live_probe(ProbeKey::ClusterIp, vip, port));
     }
     if let Some((vip, port)) = dest.secondary_cluster_ip {
-        probes.push(tcp(ProbeKey::ClusterIpSecondary, vip, port));
+        probes.push(live_probe(ProbeKey::ClusterIpSecondary, vip, port));
     }
     let live = live_targets(dest);
     for e in &live {
         if let Some(port) = e.port {
-            probes.push(tcp(ProbeKey::Endpoint(e.ip, port), e.ip, port));
+            probes.push(live_probe(ProbeKey::Endpoint(e.ip, port), e.ip, port));
         }
     }
     for e in &live {
@@ -777,7 +831,9 @@ fn datapath_witnesses(
         return vec![];
     }
     let mut probes = vec![];
-    for e in live {
+    // The path MTU and the capture witness TCP segments: a UDP port has neither.
+    let tcp_live = if dest.udp.is_some() { &[][..] } else { live };
+    for e in tcp_live {
         let Some(port) = e.port else { continue };
         // Path MTU and the packet witness watch IPv4 only: an IPv6 endpoint gets neither,
         // rather than a witness that would see nothing and seem to accuse the path.
@@ -813,7 +869,10 @@ fn datapath_witnesses(
     let service = dest.cluster_ip.map(|(vip, port)| ServiceVip {
         ip: vip,
         port,
-        protocol: Transport::Tcp,
+        protocol: match dest.udp {
+            Some(_) => Transport::Udp,
+            None => Transport::Tcp,
+        },
     });
     probes.push(at_source(
         ProbeKey::NodeDataplane,

@@ -356,11 +356,80 @@ fn a_host_name_that_designates_an_existing_service_is_planned_as_that_service() 
 }
 
 #[test]
-fn a_udp_service_port_is_not_probed_over_tcp_and_says_why() {
+fn a_udp_service_port_is_probed_with_datagrams_carrying_a_dns_query_on_53() {
     let plan = plan(&shop(), &request("svc/kube-dns.kube-system:53"));
+    assert_eq!(plan.destination.not_probed, None);
+    assert_eq!(plan.destination.udp, Some(UdpPayload::DnsQuery));
+    let udp: Vec<(ProbeKey, IpAddr)> = plan
+        .probes
+        .iter()
+        .filter_map(|p| match &p.probe {
+            Probe::Udp(u) => Some((p.key, u.ip)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        udp,
+        vec![
+            (ProbeKey::ClusterIp, ip("10.96.0.10")),
+            (ProbeKey::Endpoint(ip("10.244.2.53"), 53), ip("10.244.2.53"))
+        ]
+    );
+    assert!(
+        !plan
+            .probes
+            .iter()
+            .any(|p| matches!(p.key, ProbeKey::PathMtu(..) | ProbeKey::Capture(_))),
+        "the TCP-only witnesses are not planned for a UDP port"
+    );
+    let rules = plan.probes.iter().find_map(|p| match &p.probe {
+        Probe::NodeDataplane(d) => d.service.clone(),
+        _ => None,
+    });
+    assert_eq!(rules.map(|r| r.protocol), Some(Transport::Udp));
+}
+
+#[test]
+fn a_port_served_over_udp_and_tcp_is_checked_over_the_protocol_the_target_names() {
+    let mut snap = shop();
+    if let Fact::Known(services) = &mut snap.services {
+        services[1] = mk_service(
+            "kube-system",
+            "kube-dns",
+            "10.96.0.10",
+            json!([{"name": "dns", "port": 53, "protocol": "UDP"},
+                   {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]),
+        );
+    }
+    assert_eq!(
+        plan(&snap, &request("svc/kube-dns.kube-system:53"))
+            .destination
+            .udp,
+        None
+    );
+    let udp = plan(&snap, &request("svc/kube-dns.kube-system:53/udp"));
+    assert_eq!(udp.destination.udp, Some(UdpPayload::DnsQuery));
+    let ServiceFacts::Found(svc) = &udp.destination.service else {
+        panic!("{:?}", udp.destination.service)
+    };
+    assert_eq!(svc.requested_port().map(|p| p.protocol), Some(Protocol::Udp));
+}
+
+#[test]
+fn an_sctp_service_port_is_not_probed_and_says_why() {
+    let mut snap = shop();
+    if let Fact::Known(services) = &mut snap.services {
+        services.push(mk_service(
+            "shop",
+            "signal",
+            "10.96.1.9",
+            json!([{"port": 3868, "protocol": "SCTP"}]),
+        ));
+    }
+    let plan = plan(&snap, &request("svc/signal:3868"));
     assert_eq!(
         plan.destination.not_probed.as_deref(),
-        Some("UDP port 53: netdiag probes TCP only")
+        Some("SCTP port 3868: netdiag probes TCP and UDP only")
     );
     assert!(
         !plan

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, Aborted, join_all};
-use netdiag_proto::{ProbeReport, ProbeRequest, ProbeResult};
+use netdiag_proto::{ProbeReport, ProbeRequest, ProbeResult, UdpOutcome};
 
 use super::evidence::AgentPods;
 use super::plan::{PlannedProbe, ProbeKey, RunIn, explains};
@@ -63,7 +63,8 @@ impl Replies {
         self.results.get(&key)
     }
 
-    /// Whether the source probed `ip` and every connection to it was established.
+    /// Whether the source probed `ip` and every connection to it was established (or, for UDP,
+    /// every datagram answered).
     pub fn all_connected(&self, ip: IpAddr) -> bool {
         let mut to_ip = self
             .results
@@ -71,7 +72,11 @@ impl Replies {
             .filter(|(key, _)| matches!(key, ProbeKey::Endpoint(at, _) if *at == ip))
             .peekable();
         to_ip.peek().is_some()
-            && to_ip.all(|(_, result)| matches!(result, Ok(ProbeResult::Tcp(t)) if t.outcome.is_connected()))
+            && to_ip.all(|(_, result)| match result {
+                Ok(ProbeResult::Tcp(t)) => t.outcome.is_connected(),
+                Ok(ProbeResult::Udp(u)) => matches!(u.outcome, UdpOutcome::Answered { .. }),
+                _ => false,
+            })
     }
 
     /// One request's reply, spread over its probes.

@@ -230,6 +230,10 @@ pub struct EndpointReport {
     pub failing_layer: Option<Layer>,
     /// What TCP from the source observed (`connected in 0.2 ms`, `refused (RST)`, ...).
     pub tcp: String,
+    /// What a datagram from the source observed, for a UDP port (`answered (12 bytes in 0.3 ms)`,
+    /// `refused (ICMP port unreachable)`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<String>,
 }
 
 impl Report {

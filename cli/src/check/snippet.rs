@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netdiag_proto::{DnsOutcome, TcpOutcome};
+use netdiag_proto::{DnsOutcome, TcpOutcome, UdpOutcome};
 use serde_json::{Value, json};
 
 use super::evidence::{DeniedSide, EndpointsFacts, Evidence, Fact, PolicyCheck};
@@ -72,8 +72,13 @@ fn denied_flows(ev: &Evidence) -> Vec<(Flow, PolicyCheck)> {
             let (Some(port), PolicyCheck::Denied { .. }) = (e.port, &e.policy) else {
                 continue;
             };
-            // Probed and not connected: a not-ready endpoint is never probed or blamed.
-            if !matches!(&e.tcp, Fact::Known(o) if !matches!(o, TcpOutcome::Connected { .. })) {
+            // Probed and not connected (not answered, for UDP): a not-ready endpoint is never
+            // probed or blamed.
+            let failed = match &e.udp {
+                Some(udp) => matches!(udp, Fact::Known(o) if !matches!(o, UdpOutcome::Answered { .. })),
+                None => matches!(&e.tcp, Fact::Known(o) if !matches!(o, TcpOutcome::Connected { .. })),
+            };
+            if !failed {
                 continue;
             }
             let to = match &e.pod {

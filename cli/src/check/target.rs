@@ -6,15 +6,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use crate::cluster::PortRef;
+use crate::policy::Protocol;
 
 /// What `--to` names, before anything is looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// `svc/NAME[.NS]:PORT`; `namespace` is `None` when the flag did not give one.
+    /// `svc/NAME[.NS]:PORT[/PROTOCOL]`; `namespace` is `None` when the flag did not give one.
+    /// `protocol` picks the Service port of that protocol when the port is served over several
+    /// (as kube-dns serves 53 over UDP and TCP); without it the TCP one is checked.
     Service {
         name: String,
         namespace: Option<String>,
         port: PortRef,
+        protocol: Option<Protocol>,
     },
     /// `pod/NAME[.NS]:PORT`.
     Pod {
@@ -37,7 +41,11 @@ impl fmt::Display for Target {
                 name,
                 namespace,
                 port,
-            } => write!(f, "svc/{name}{}:{port}", ns(namespace)),
+                protocol,
+            } => {
+                let protocol = protocol.map(|p| format!("/{p}")).unwrap_or_default();
+                write!(f, "svc/{name}{}:{port}{protocol}", ns(namespace))
+            }
             Target::Pod {
                 name,
                 namespace,
@@ -88,6 +96,12 @@ fn parse_port_number(s: &str, what: &str) -> Result<u16, ParseError> {
         Ok(port) => Ok(port),
         Err(_) => invalid(format!("{what}: port {s:?} is not a number between 1 and 65535")),
     }
+}
+
+/// `TCP`, `UDP` or `SCTP`, in any case.
+fn parse_protocol(s: &str, what: &str) -> Result<Protocol, ParseError> {
+    s.parse()
+        .or_else(|_| invalid(format!("{what}: protocol {s:?} is not TCP, UDP or SCTP")))
 }
 
 fn parse_port_ref(s: &str, what: &str) -> Result<PortRef, ParseError> {
@@ -145,6 +159,15 @@ impl FromStr for Target {
                     return invalid(format!("{what}: the port is missing (e.g. {prefix}NAME.NS:80)"));
                 };
                 let (name, namespace) = split_name_namespace(object, kind, &what)?;
+                let (port, protocol) = match port.split_once('/') {
+                    Some(_) if kind == "pod" => {
+                        return invalid(format!(
+                            "{what}: a /PROTOCOL after the port is accepted on svc/ targets only"
+                        ));
+                    }
+                    Some((port, protocol)) => (port, Some(parse_protocol(protocol, &what)?)),
+                    None => (port, None),
+                };
                 let port = parse_port_ref(port, &what)?;
                 return Ok(if kind == "pod" {
                     Target::Pod {
@@ -157,6 +180,7 @@ impl FromStr for Target {
                         name,
                         namespace,
                         port,
+                        protocol,
                     }
                 });
             }
@@ -420,13 +444,39 @@ mod tests {
     }
 
     #[test]
+    fn service_targets_take_an_optional_protocol_after_the_port() {
+        assert_eq!(
+            target("svc/kube-dns.kube-system:53/udp"),
+            Target::Service {
+                name: "kube-dns".into(),
+                namespace: Some("kube-system".into()),
+                port: PortRef::Number(53),
+                protocol: Some(Protocol::Udp),
+            }
+        );
+        assert_eq!(
+            target("svc/kube-dns.kube-system:dns/UDP").to_string(),
+            "svc/kube-dns.kube-system:dns/UDP"
+        );
+        assert_eq!(
+            error("svc/dns:53/icmp"),
+            "--to \"svc/dns:53/icmp\": protocol \"icmp\" is not TCP, UDP or SCTP"
+        );
+        assert_eq!(
+            error("pod/dns-0:53/udp"),
+            "--to \"pod/dns-0:53/udp\": a /PROTOCOL after the port is accepted on svc/ targets only"
+        );
+    }
+
+    #[test]
     fn service_targets_take_an_optional_namespace_and_a_port_number_or_name() {
         assert_eq!(
             target("svc/payments.shop:80"),
             Target::Service {
                 name: "payments".into(),
                 namespace: Some("shop".into()),
-                port: PortRef::Number(80)
+                port: PortRef::Number(80),
+                protocol: None,
             }
         );
         assert_eq!(
@@ -434,7 +484,8 @@ mod tests {
             Target::Service {
                 name: "payments".into(),
                 namespace: None,
-                port: PortRef::Name("http".into())
+                port: PortRef::Name("http".into()),
+                protocol: None,
             }
         );
         assert_eq!(

@@ -97,6 +97,9 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
+    if udp::probed_over_udp(cx) {
+        return udp::judge_udp_application(cx);
+    }
     let mut refused = vec![];
     let mut fix = vec![];
     let mut connected = 0;

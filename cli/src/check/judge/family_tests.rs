@@ -35,6 +35,7 @@ fn dual_stack() -> Evidence {
             ip: ip(VIP6),
             port: 80,
             tcp: connected(),
+            udp: None,
         }),
         dns: Some(Fact::Known(DnsResult {
             record_type: RecordType::Aaaa,

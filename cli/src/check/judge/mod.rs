@@ -18,8 +18,10 @@ mod network_policy;
 mod outcomes;
 mod pod_network;
 mod service;
+mod service_protocol;
 mod service_proxy;
 mod source;
+mod udp;
 mod witnesses;
 
 use application::*;

@@ -35,6 +35,9 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
+    if udp::probed_over_udp(cx) {
+        return udp::judge_udp_policy(cx);
+    }
     let mut denied = vec![];
     let mut disagreements = vec![];
     let mut unknown = vec![];

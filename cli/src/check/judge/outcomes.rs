@@ -29,6 +29,9 @@ pub(crate) fn endpoint_status(destination: Destination, e: &EndpointFacts) -> En
     if is_stale(destination, e) {
         return EndpointStatus::Fail(Layer::Endpoints);
     }
+    if e.udp.is_some() {
+        return super::udp::udp_endpoint_status(e);
+    }
     let connected = matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. }));
     match (&e.tcp, &e.policy) {
         _ if connected => EndpointStatus::Pass,
@@ -60,5 +63,9 @@ pub(crate) fn endpoint_report(destination: Destination, e: &EndpointFacts) -> En
             Fact::Known(o) => super::describe::describe_tcp(o),
             Fact::Unknown(why) => format!("not probed: {why}"),
         },
+        udp: e.udp.as_ref().map(|udp| match udp {
+            Fact::Known(o) => super::udp::describe_udp(o),
+            Fact::Unknown(why) => format!("not probed: {why}"),
+        }),
     }
 }

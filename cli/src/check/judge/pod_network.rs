@@ -91,6 +91,9 @@ fn connectivity(cx: &Context) -> Judgment {
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
+    if udp::probed_over_udp(cx) {
+        return udp::judge_udp_pod_network(cx);
+    }
     let src_node = cx.source_node();
     let mut failing = vec![];
     let mut ok = vec![];

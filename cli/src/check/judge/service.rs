@@ -29,14 +29,20 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
             .collect();
         return fail(
             format!(
-                "{key} does not expose port {}; it exposes {}",
+                "{key} does not expose port {}{}; it exposes {}",
                 svc.requested,
+                svc.requested_protocol
+                    .map(|p| format!("/{p}"))
+                    .unwrap_or_default(),
                 exposed.join(", ")
             ),
             vec![],
             vec![get_svc(svc)],
         );
     };
+    if let Some(mismatch) = service_protocol::protocol_mismatch(port, &svc.selected_pods, &cx.live) {
+        return service_protocol::mismatch_judgment(svc, port, mismatch);
+    }
     match &port.target_port {
         PortRef::Name(tp) => named_target_port(svc, port, tp.as_str()),
         PortRef::Number(tp) => numeric_target_port(cx, svc, port, tp.to_owned()),

@@ -13,7 +13,8 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
     let Some(cip) = &cx.cluster_ip else {
         return judgment;
     };
-    let vip = format!("{}:{}/TCP", fmt_ip(cip.ip), cip.port);
+    let protocol = if udp::probed_over_udp(cx) { "UDP" } else { "TCP" };
+    let vip = format!("{}:{}/{protocol}", fmt_ip(cip.ip), cip.port);
     let (node, rules) = match service_rules(cx) {
         Ok(found) => found,
         Err(why) if why == "not asked" => return judgment,
@@ -121,6 +122,9 @@ fn differential(cx: &Context) -> Judgment {
             _ => "not applicable: no Service virtual IP on the path",
         });
     };
+    if udp::probed_over_udp(cx) {
+        return udp::udp_differential(cx, cip);
+    }
     let vip = format!("{}:{}", fmt_ip(cip.ip), cip.port);
     let outcome = match &cip.tcp {
         Fact::Known(o) => o,

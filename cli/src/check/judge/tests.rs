@@ -129,6 +129,7 @@ fn endpoint(p: PodFacts) -> EndpointFacts {
         slice: Some(NamespacedName::new("shop", "payments-abcde")),
         conditions: Conditions::READY,
         tcp: connected(),
+        udp: None,
         listeners: Fact::Known(vec![listening("0.0.0.0", 8080)]),
         policy: allowed(),
     }
@@ -209,6 +210,7 @@ fn payments_service() -> ServiceSpecFacts {
             target_port: PortRef::Name("http".into()),
         }],
         requested: PortRef::Number(80),
+        requested_protocol: None,
         selector: Some(BTreeMap::from([("app".to_string(), "payments".to_string())])),
         selected_pods: vec![
             pod("shop", "payments-0", "node-a", "10.244.1.14"),
@@ -248,6 +250,7 @@ fn healthy() -> Evidence {
             ip: ip(VIP),
             port: 80,
             tcp: connected(),
+            udp: None,
         }),
         agents: Some(AgentPods {
             namespace: "netdiag".into(),
@@ -479,6 +482,7 @@ fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener()
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -752,6 +756,7 @@ fn named_target_port_no_selected_pod_declares_fails_service() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
@@ -775,6 +780,7 @@ fn wrong_numeric_target_port_fails_service_when_pods_listen_elsewhere() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
@@ -805,6 +811,7 @@ fn numeric_target_port_the_pods_declare_but_nothing_listens_is_application() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -826,6 +833,7 @@ fn selector_matching_no_pods_fails_endpoints() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
@@ -874,6 +882,7 @@ fn ingress_denied_and_probes_timing_out_fail_network_policy() {
         ip: ip(VIP),
         port: 80,
         tcp: timeout(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
@@ -1107,6 +1116,7 @@ fn cluster_ip_timing_out_while_pod_ips_connect_fails_service_proxy() {
         ip: ip(VIP),
         port: 80,
         tcp: timeout(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
@@ -1120,6 +1130,7 @@ fn cluster_ip_refused_while_pod_ips_connect_is_stale_service_rules() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
@@ -1137,6 +1148,7 @@ fn app_bound_to_loopback_fails_application_and_says_so() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -1156,6 +1168,7 @@ fn refusal_with_unknown_listeners_is_still_the_application() {
         ip: ip(VIP),
         port: 80,
         tcp: refused(),
+        udp: None,
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -1723,3 +1736,6 @@ fn passing_lists_are_shortened_and_say_how_many_more() {
 /// The per-family judgment of dual-stack targets (`check::family`), on this module's evidence.
 #[path = "family_tests.rs"]
 mod family;
+
+#[path = "udp/tests.rs"]
+mod udp_tests;
