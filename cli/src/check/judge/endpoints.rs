@@ -29,54 +29,7 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
         EndpointsFacts::Known(list) => list,
     };
     if cx.destination == Destination::Pod {
-        let Some(e) = list.first() else {
-            return fail("the target pod has no address", vec![], vec![]);
-        };
-        let Some(pod) = &e.pod else {
-            return pass(format!("{} is a pod address", fmt_ip(e.ip)), vec![]);
-        };
-        let describe = cmd(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
-        if pod.phase != "Running" {
-            return fail(
-                format!("{} is {}, not Running", pod.key(), pod.phase),
-                vec![],
-                vec![describe],
-            );
-        }
-        let Some(port) = e.port else {
-            let names: Vec<String> = pod
-                .container_ports
-                .iter()
-                .filter_map(|c| c.name.as_ref().map(|n| format!("{n}:{}", c.port)))
-                .collect();
-            return fail(
-                format!("{} declares no port of the requested name", pod.key()),
-                vec![format!(
-                    "named ports: {}",
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                )],
-                vec![describe],
-            );
-        };
-        let mut evidence = vec![];
-        if !pod.ready {
-            evidence.push(
-                "the pod is not Ready: Services leave it out, but direct traffic still reaches it".into(),
-            );
-        }
-        return pass(
-            format!(
-                "{} Running on {} ({}:{port})",
-                pod.key(),
-                pod.node.as_deref().unwrap_or("?"),
-                fmt_ip(e.ip)
-            ),
-            evidence,
-        );
+        return pod_endpoint(list);
     }
     let Some(svc) = cx.target_service else {
         return not_applicable("not applicable: no Service");
@@ -125,6 +78,61 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             vec!["no endpoint is ready: once the terminating pods exit, the Service has no endpoints".into()],
         );
     }
+    no_ready_endpoints(svc)
+}
+
+/// A pod target: the pod exists, runs, and declares the named port.
+fn pod_endpoint(list: &[EndpointFacts]) -> Judgment {
+    let Some(e) = list.first() else {
+        return fail("the target pod has no address", vec![], vec![]);
+    };
+    let Some(pod) = &e.pod else {
+        return pass(format!("{} is a pod address", fmt_ip(e.ip)), vec![]);
+    };
+    let describe = cmd(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
+    if pod.phase != "Running" {
+        return fail(
+            format!("{} is {}, not Running", pod.key(), pod.phase),
+            vec![],
+            vec![describe],
+        );
+    }
+    let Some(port) = e.port else {
+        let names: Vec<String> = pod
+            .container_ports
+            .iter()
+            .filter_map(|c| c.name.as_ref().map(|n| format!("{n}:{}", c.port)))
+            .collect();
+        return fail(
+            format!("{} declares no port of the requested name", pod.key()),
+            vec![format!(
+                "named ports: {}",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            )],
+            vec![describe],
+        );
+    };
+    let mut evidence = vec![];
+    if !pod.ready {
+        evidence
+            .push("the pod is not Ready: Services leave it out, but direct traffic still reaches it".into());
+    }
+    pass(
+        format!(
+            "{} Running on {} ({}:{port})",
+            pod.key(),
+            pod.node.as_deref().unwrap_or("?"),
+            fmt_ip(e.ip)
+        ),
+        evidence,
+    )
+}
+/// Why a Service with a selector (or without one) has no endpoint to send traffic to.
+fn no_ready_endpoints(svc: &ServiceSpecFacts) -> Judgment {
     let key = svc.key();
     let ns = &svc.namespace;
     let selector = selector_text(svc);
