@@ -11,22 +11,7 @@ use crate::policy::PolicyRef;
 pub(super) fn judge_policy(cx: &Context) -> Judgment {
     let src_ns = cx.source_pod.map(|p| p.namespace.clone()).unwrap_or_default();
     if let Some(reason) = &cx.dns_blocked {
-        return fail(
-            format!(
-                "egress from {} to cluster DNS (port 53/UDP) is denied: {reason}",
-                cx.from
-            ),
-            {
-                let mut evidence = vec![
-                    "DNS queries from the pod time out while the policy evaluation denies them".to_string(),
-                ];
-                if let Some(Fact::Known(result)) = cx.dns.as_ref().map(|d| &d.result) {
-                    evidence.extend(dns_evidence(result));
-                }
-                evidence
-            },
-            dns_policy_fix(cx, &src_ns),
-        );
+        return dns_denied(cx, reason, &src_ns);
     }
     if cx.is_external_name() {
         return not_applicable("not applicable: an ExternalName Service");
@@ -38,89 +23,145 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     if udp::probed_over_udp(cx) {
         return udp::judge_udp_policy(cx);
     }
-    let mut denied = vec![];
-    let mut disagreements = vec![];
-    let mut unknown = vec![];
-    let mut allowed = vec![];
-    for e in live {
-        match &e.policy {
-            PolicyCheck::Denied { egress, ingress } => {
-                let why: Vec<String> = [
-                    egress.as_ref().map(|w| format!("egress: {}", w.why)),
-                    ingress.as_ref().map(|w| format!("ingress: {}", w.why)),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                let line = format!("{}: {}", e.label(), why.join("; "));
-                match &e.tcp {
-                    Fact::Known(TcpOutcome::Connected { .. }) => disagreements.push(line),
-                    Fact::Known(outcome) => denied.push(format!("{line} — TCP {}", describe_tcp(outcome))),
-                    Fact::Unknown(_) => denied.push(line),
+    let tally = Tally::of(live);
+    if !tally.denied.is_empty() {
+        return flow_denied(cx, tally, &src_ns);
+    }
+    if let Some(undetermined) = unevaluated_and_blocked(&tally, &src_ns) {
+        return undetermined;
+    }
+    not_denied(cx, tally)
+}
+
+fn dns_denied(cx: &Context, reason: &str, src_ns: &str) -> Judgment {
+    let mut evidence =
+        vec!["DNS queries from the pod time out while the policy evaluation denies them".to_string()];
+    if let Some(Fact::Known(result)) = cx.dns.as_ref().map(|d| &d.result) {
+        evidence.extend(dns_evidence(result));
+    }
+    fail(
+        format!(
+            "egress from {} to cluster DNS (port 53/UDP) is denied: {reason}",
+            cx.from
+        ),
+        evidence,
+        dns_policy_fix(cx, src_ns),
+    )
+}
+
+/// The endpoints sorted by what policy says of their flow, as evidence lines.
+struct Tally<'a> {
+    /// Denied, and the connection did not succeed.
+    denied: Vec<String>,
+    /// Denied, yet the connection succeeded (policy not enforced).
+    disagreements: Vec<String>,
+    unknown: Vec<(&'a EndpointFacts, ToolFailure)>,
+    allowed: Vec<String>,
+}
+
+impl<'a> Tally<'a> {
+    fn of(live: &[&'a EndpointFacts]) -> Self {
+        let mut t = Tally {
+            denied: vec![],
+            disagreements: vec![],
+            unknown: vec![],
+            allowed: vec![],
+        };
+        for e in live {
+            match &e.policy {
+                PolicyCheck::Denied { egress, ingress } => {
+                    let why: Vec<String> = [
+                        egress.as_ref().map(|w| format!("egress: {}", w.why)),
+                        ingress.as_ref().map(|w| format!("ingress: {}", w.why)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    let line = format!("{}: {}", e.label(), why.join("; "));
+                    match &e.tcp {
+                        Fact::Known(TcpOutcome::Connected { .. }) => t.disagreements.push(line),
+                        Fact::Known(outcome) => {
+                            t.denied.push(format!("{line} — TCP {}", describe_tcp(outcome)))
+                        }
+                        Fact::Unknown(_) => t.denied.push(line),
+                    }
                 }
+                PolicyCheck::NotEvaluated(reason) => t.unknown.push((e, reason.clone())),
+                PolicyCheck::Allowed { detail } => t.allowed.push(format!("{}: {detail}", e.label())),
             }
-            PolicyCheck::NotEvaluated(reason) => unknown.push((e, reason.clone())),
-            PolicyCheck::Allowed { detail } => allowed.push(format!("{}: {detail}", e.label())),
         }
+        t
     }
-    if !denied.is_empty() {
-        let first = live
-            .iter()
-            .find(|e| e.policy.is_denied() && !matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })));
-        let headline = match first.map(|e| &e.policy) {
-            Some(PolicyCheck::Denied {
-                ingress: Some(side), ..
-            }) => format!(
-                "ingress to {} denied: {}",
-                first.map(|e| e.label()).unwrap_or_default(),
-                side.why
-            ),
-            Some(PolicyCheck::Denied {
-                egress: Some(side), ..
-            }) => format!("egress from {} denied: {}", cx.from, side.why),
-            _ => "the flow is denied by NetworkPolicy".to_string(),
-        };
-        let count = if live.len() > 1 {
-            format!(" ({}/{} endpoints)", denied.len(), live.len())
-        } else {
-            String::new()
-        };
-        let denied_count = denied.len();
-        let mut evidence: Vec<EvidenceLine> = denied.into_iter().map(Into::into).collect();
-        evidence.extend(disagreements.into_iter().map(disagreement));
-        return Judgment::Fail {
-            summary: format!("{headline}{count}{}", connection_share(denied_count, live.len())),
-            evidence,
-            fix: policy_fix(cx, live, &src_ns),
-        };
+}
+
+/// Some flow is denied and its connection fails: the layer fails, headed by the first such
+/// endpoint's denying side.
+fn flow_denied(cx: &Context, tally: Tally, src_ns: &str) -> Judgment {
+    let live = &cx.live;
+    let first = live
+        .iter()
+        .find(|e| e.policy.is_denied() && !matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })));
+    let headline = match first.map(|e| &e.policy) {
+        Some(PolicyCheck::Denied {
+            ingress: Some(side), ..
+        }) => format!(
+            "ingress to {} denied: {}",
+            first.map(|e| e.label()).unwrap_or_default(),
+            side.why
+        ),
+        Some(PolicyCheck::Denied {
+            egress: Some(side), ..
+        }) => format!("egress from {} denied: {}", cx.from, side.why),
+        _ => "the flow is denied by NetworkPolicy".to_string(),
+    };
+    let count = if live.len() > 1 {
+        format!(" ({}/{} endpoints)", tally.denied.len(), live.len())
+    } else {
+        String::new()
+    };
+    let denied_count = tally.denied.len();
+    let mut evidence: Vec<EvidenceLine> = tally.denied.into_iter().map(Into::into).collect();
+    evidence.extend(tally.disagreements.into_iter().map(disagreement));
+    Judgment::Fail {
+        summary: format!("{headline}{count}{}", connection_share(denied_count, live.len())),
+        evidence,
+        fix: policy_fix(cx, live, src_ns),
     }
-    if !unknown.is_empty() {
-        let blocked: Vec<String> = unknown
-            .iter()
-            .filter(|(e, _)| matches!(&e.tcp, Fact::Known(o) if is_blocked(o)))
-            .map(|(e, reason)| format!("{}: policy not evaluated ({reason})", e.label()))
-            .collect();
-        if !blocked.is_empty() {
-            return undetermined(
-                "connections fail and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
-                blocked,
-                vec![
-                    cmd("kubectl auth can-i list networkpolicies -A"),
-                    cmd(format!("kubectl -n {src_ns} get networkpolicy")),
-                ],
-            );
-        }
-    }
-    let mut evidence = allowed;
+}
+
+/// Connections fail to endpoints whose policy could not be evaluated: policy cannot be ruled out.
+fn unevaluated_and_blocked(tally: &Tally, src_ns: &str) -> Option<Judgment> {
+    let blocked: Vec<String> = tally
+        .unknown
+        .iter()
+        .filter(|(e, _)| matches!(&e.tcp, Fact::Known(o) if is_blocked(o)))
+        .map(|(e, reason)| format!("{}: policy not evaluated ({reason})", e.label()))
+        .collect();
+    (!blocked.is_empty()).then(|| {
+        undetermined(
+            "connections fail and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
+            blocked,
+            vec![
+                cmd("kubectl auth can-i list networkpolicies -A"),
+                cmd(format!("kubectl -n {src_ns} get networkpolicy")),
+            ],
+        )
+    })
+}
+
+/// Nothing denied fails: the layer passes, saying so when policy denies flows that still connect.
+fn not_denied(cx: &Context, tally: Tally) -> Judgment {
+    let mut evidence = tally.allowed;
     evidence.extend(
-        unknown
+        tally
+            .unknown
             .iter()
             .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label())),
     );
-    if !disagreements.is_empty() {
-        let n = disagreements.len();
+    if !tally.disagreements.is_empty() {
+        let n = tally.disagreements.len();
         let mut evidence: Vec<EvidenceLine> = evidence.into_iter().map(Into::into).collect();
-        evidence.extend(disagreements.into_iter().map(disagreement));
+        evidence.extend(tally.disagreements.into_iter().map(disagreement));
         return Judgment::Pass {
             summary: format!(
                 "NetworkPolicy denies {n} flow(s) but the connections succeed: the CNI does not enforce NetworkPolicy"
