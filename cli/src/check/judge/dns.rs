@@ -73,11 +73,20 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
             );
         }
     };
-    let mut evidence = dns_evidence(result);
-    let name = &dns.name;
-    // The cluster's own answers decide: when every candidate under the cluster domain is NXDOMAIN
-    // and nothing resolved, the name does not exist in the cluster, whatever the upstream said
-    // about names outside it (REFUSED, SERVFAIL, ...).
+    let evidence = dns_evidence(result);
+    match effective_outcome(result) {
+        DnsOutcome::Resolved { addresses, .. } => resolved(dns, result, addresses, evidence),
+        outcome @ (DnsOutcome::Nxdomain | DnsOutcome::Nodata) => {
+            name_not_found(cx, dns, result, outcome, evidence)
+        }
+        failure => judge_dns_failure(cx, dns, result, failure, evidence),
+    }
+}
+
+/// The outcome that decides. The cluster's own answers do: when every candidate under the cluster
+/// domain is NXDOMAIN and nothing resolved, the name does not exist in the cluster, whatever the
+/// upstream said about names outside it (REFUSED, SERVFAIL, ...).
+fn effective_outcome(result: &DnsResult) -> &DnsOutcome {
     let in_cluster: Vec<&DnsOutcome> = result
         .candidates
         .iter()
@@ -89,101 +98,106 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
         && in_cluster
             .iter()
             .all(|o| matches!(o, DnsOutcome::Nxdomain | DnsOutcome::Nodata));
-    let outcome = if cluster_nxdomain && !matches!(result.answer.outcome, DnsOutcome::Nodata) {
+    if cluster_nxdomain && !matches!(result.answer.outcome, DnsOutcome::Nodata) {
         &DnsOutcome::Nxdomain
     } else {
         &result.answer.outcome
-    };
-    match outcome {
-        DnsOutcome::Resolved { addresses, .. } => {
-            let position = result.candidates.iter().position(|c| c.outcome.is_resolved());
-            let via = position.map(|i| &result.candidates[i]);
-            let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
-            if !dns.expected.is_empty() && !addresses.iter().any(|a| dns.expected.contains(a)) {
-                let expected: Vec<String> = dns.expected.iter().map(ToString::to_string).collect();
-                return fail(
-                    format!(
-                        "{name} resolves to {}, but the Service's address is {}",
-                        list.join(", "),
-                        expected.join(", ")
-                    ),
-                    evidence,
-                    cmds(vec![format!(
-                        "kubectl get svc -A -o wide | grep -e {}",
-                        expected.join(" -e ")
-                    )]),
-                );
-            }
-            let detail = match (position, via) {
-                (Some(i), Some(c)) => format!(
-                    " ({} search candidate {}, {}, via {})",
-                    ordinal(i + 1),
-                    c.name,
-                    fmt_us(c.rtt_us),
-                    c.server.ip()
-                ),
-                _ => String::new(),
-            };
-            pass(format!("{name} → {}{detail}", list.join(", ")), evidence)
-        }
-        DnsOutcome::Nxdomain | DnsOutcome::Nodata => {
-            let what = describe_dns(outcome);
-            if let Some(guess) = &dns.service_guess
-                && dns.names_in_namespace.contains(&guess.name)
-            {
-                return nxdomain_for_existing_service(cx, dns, result, guess, &what, evidence);
-            }
-            let mut fix = vec![];
-            let summary = match &dns.service_guess {
-                Some(NamespacedName {
-                    namespace: ns,
-                    name: svc,
-                }) => {
-                    fix.push(cmd(format!("kubectl get svc -n {ns}")));
-                    let source_ns = cx.source_pod.map(|p| p.namespace.as_str());
-                    if !dns.same_name_elsewhere.is_empty() && source_ns == Some(ns.as_str()) {
-                        // Every namespace that has the Service: the tool cannot know which one was meant.
-                        for other in &dns.same_name_elsewhere {
-                            let other_ns = &other.namespace;
-                            evidence.push(format!(
-                                "Service {other} exists; a short name only resolves within its own namespace"
-                            ));
-                            fix.push(hint(format!(
-                                "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
-                            )));
-                        }
-                        let which = match dns.same_name_elsewhere.as_slice() {
-                            [one] => format!("the Service is {one}"),
-                            many => format!(
-                                "Services of that name: {}",
-                                many.iter()
-                                    .map(ToString::to_string)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        };
-                        format!(
-                            "{name} is {what} from namespace {ns}: short name used across namespaces ({which})"
-                        )
-                    } else if let Some(close) = closest(svc, &dns.names_in_namespace) {
-                        evidence.push(format!(
-                            "Services in namespace {ns}: {}",
-                            dns.names_in_namespace.join(", ")
-                        ));
-                        fix.push(hint(format!("did you mean {close}? use {close}.{ns}")));
-                        format!(
-                            "{name} is {what}: no Service {svc} in namespace {ns} (did you mean {close}?)"
-                        )
-                    } else {
-                        format!("{name} is {what}: no Service {svc} in namespace {ns}")
-                    }
-                }
-                None => format!("{name} is {what} for every search candidate"),
-            };
-            fail(summary, evidence, fix)
-        }
-        failure => judge_dns_failure(cx, dns, result, failure, evidence),
     }
+}
+
+/// The name resolved: it passes unless the answer is not the Service's address.
+fn resolved(dns: &DnsFacts, result: &DnsResult, addresses: &[IpAddr], evidence: Vec<String>) -> Judgment {
+    let name = &dns.name;
+    let position = result.candidates.iter().position(|c| c.outcome.is_resolved());
+    let via = position.map(|i| &result.candidates[i]);
+    let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    if !dns.expected.is_empty() && !addresses.iter().any(|a| dns.expected.contains(a)) {
+        let expected: Vec<String> = dns.expected.iter().map(ToString::to_string).collect();
+        return fail(
+            format!(
+                "{name} resolves to {}, but the Service's address is {}",
+                list.join(", "),
+                expected.join(", ")
+            ),
+            evidence,
+            cmds(vec![format!(
+                "kubectl get svc -A -o wide | grep -e {}",
+                expected.join(" -e ")
+            )]),
+        );
+    }
+    let detail = match (position, via) {
+        (Some(i), Some(c)) => format!(
+            " ({} search candidate {}, {}, via {})",
+            ordinal(i + 1),
+            c.name,
+            fmt_us(c.rtt_us),
+            c.server.ip()
+        ),
+        _ => String::new(),
+    };
+    pass(format!("{name} → {}{detail}", list.join(", ")), evidence)
+}
+
+/// NXDOMAIN or NODATA: which Service was meant, and why the name did not reach it.
+fn name_not_found(
+    cx: &Context,
+    dns: &DnsFacts,
+    result: &DnsResult,
+    outcome: &DnsOutcome,
+    mut evidence: Vec<String>,
+) -> Judgment {
+    let name = &dns.name;
+    let what = describe_dns(outcome);
+    if let Some(guess) = &dns.service_guess
+        && dns.names_in_namespace.contains(&guess.name)
+    {
+        return nxdomain_for_existing_service(cx, dns, result, guess, &what, evidence);
+    }
+    let mut fix = vec![];
+    let summary = match &dns.service_guess {
+        Some(NamespacedName {
+            namespace: ns,
+            name: svc,
+        }) => {
+            fix.push(cmd(format!("kubectl get svc -n {ns}")));
+            let source_ns = cx.source_pod.map(|p| p.namespace.as_str());
+            if !dns.same_name_elsewhere.is_empty() && source_ns == Some(ns.as_str()) {
+                // Every namespace that has the Service: the tool cannot know which one was meant.
+                for other in &dns.same_name_elsewhere {
+                    let other_ns = &other.namespace;
+                    evidence.push(format!(
+                        "Service {other} exists; a short name only resolves within its own namespace"
+                    ));
+                    fix.push(hint(format!(
+                        "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
+                    )));
+                }
+                let which = match dns.same_name_elsewhere.as_slice() {
+                    [one] => format!("the Service is {one}"),
+                    many => format!(
+                        "Services of that name: {}",
+                        many.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                format!("{name} is {what} from namespace {ns}: short name used across namespaces ({which})")
+            } else if let Some(close) = closest(svc, &dns.names_in_namespace) {
+                evidence.push(format!(
+                    "Services in namespace {ns}: {}",
+                    dns.names_in_namespace.join(", ")
+                ));
+                fix.push(hint(format!("did you mean {close}? use {close}.{ns}")));
+                format!("{name} is {what}: no Service {svc} in namespace {ns} (did you mean {close}?)")
+            } else {
+                format!("{name} is {what}: no Service {svc} in namespace {ns}")
+            }
+        }
+        None => format!("{name} is {what} for every search candidate"),
+    };
+    fail(summary, evidence, fix)
 }
 
 /// The cluster DNS Service IP, when the pod's resolv.conf names nameservers and none is it.
