@@ -119,6 +119,7 @@ fn matches_vip(args: &[&str], vip: &ServiceVip) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noderules::fixtures::{self, programmed};
 
     const NAT: &str = r#"*nat
 :KUBE-SERVICES - [0:0]
@@ -140,18 +141,7 @@ COMMIT
 "#;
 
     fn vip(ip: &str, port: u16) -> ServiceVip {
-        ServiceVip {
-            ip: ip.parse().unwrap(),
-            port,
-            protocol: Transport::Tcp,
-        }
-    }
-
-    fn programmed(reading: ModeReading) -> ServiceRules {
-        match reading {
-            ModeReading::Programmed(rules) => rules,
-            other => panic!("{other:?}"),
-        }
+        fixtures::vip(ip, port, Transport::Tcp)
     }
 
     #[test]

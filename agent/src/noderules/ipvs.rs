@@ -81,6 +81,7 @@ fn hex_socket_addr(text: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noderules::fixtures::{programmed, vip};
 
     const TABLE: &str = "IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
@@ -94,21 +95,6 @@ TCP  0A600103:0050 rr
 TCP  [FD00:0010:0096:0000:0000:0000:0000:0001]:0050 rr
   -> [FD00:0010:0244:0002:0000:0000:0000:0004]:1F90      Masq    1      0          0
 ";
-
-    fn vip(ip: &str, port: u16, protocol: Transport) -> ServiceVip {
-        ServiceVip {
-            ip: ip.parse().unwrap(),
-            port,
-            protocol,
-        }
-    }
-
-    fn programmed(reading: ModeReading) -> ServiceRules {
-        match reading {
-            ModeReading::Programmed(rules) => rules,
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn a_virtual_server_lists_its_real_servers() {

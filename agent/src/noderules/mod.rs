@@ -112,6 +112,30 @@ pub fn conntrack() -> ConntrackFill {
     }
 }
 
+/// What the modes' parser tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use netdiag_proto::{ServiceRules, ServiceVip, Transport};
+
+    use super::ModeReading;
+
+    pub fn vip(ip: &str, port: u16, protocol: Transport) -> ServiceVip {
+        ServiceVip {
+            ip: ip.parse().unwrap(),
+            port,
+            protocol,
+        }
+    }
+
+    /// The rules of a mode in use; panics on any other reading.
+    pub fn programmed(reading: ModeReading) -> ServiceRules {
+        match reading {
+            ModeReading::Programmed(rules) => rules,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,6 +174,7 @@ fn dnat_target(body: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noderules::fixtures::{programmed, vip};
 
     /// The shape `nft list table ip kube-proxy` prints in kube-proxy's nftables mode.
     const TABLE: &str = r#"table ip kube-proxy {
@@ -211,21 +212,6 @@ mod tests {
 	}
 }
 "#;
-
-    fn vip(ip: &str, port: u16, protocol: Transport) -> ServiceVip {
-        ServiceVip {
-            ip: ip.parse().unwrap(),
-            port,
-            protocol,
-        }
-    }
-
-    fn programmed(reading: ModeReading) -> ServiceRules {
-        match reading {
-            ModeReading::Programmed(rules) => rules,
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn a_vip_element_is_followed_through_its_service_chain_to_each_dnat() {
