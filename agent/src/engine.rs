@@ -44,8 +44,10 @@ pub enum EngineError {
 }
 
 /// Network probes of one request in flight at once on its worker; the rest wait their turn. Bounds
-/// the sockets one request holds (a TCP probe holds two: its own and a raw ICMP one).
-pub const MAX_PROBES_IN_FLIGHT: usize = 256;
+/// the sockets one request holds (a TCP probe holds two: its own and a raw ICMP one). High enough
+/// that a check's every endpoint is probed in one wave (a failing check then costs one timeout,
+/// not one per wave); the global socket budget still bounds what all requests hold together.
+pub const MAX_PROBES_IN_FLIGHT: usize = 1024;
 /// Sockets a network probe holds at most at once: a TCP probe its own and a raw ICMP one, a DNS
 /// probe one query socket (UDP, or the TCP retry after it).
 const SOCKETS_PER_PROBE: u32 = 2;

@@ -98,8 +98,8 @@ fn a_flood_of_probes_to_a_dropped_port_is_refused_by_the_socket_budget_never_emf
         &format!("10.{net}.7.2/24"),
     );
     server.iptables("-A INPUT -p tcp --dport 9 -j DROP");
-    // 512 descriptors: without the budget, 6 requests × 256 probes in flight × 2 sockets would
-    // need 3,072 of them.
+    // 512 descriptors: without the budget, 6 requests × 300 probes in flight × 2 sockets would
+    // need 3,600 of them.
     let agent = std::sync::Arc::new(Agent::start_via(
         &["prlimit", "--nofile=512:512"],
         &["--max-connections", "64"],
