@@ -363,65 +363,48 @@ impl Builder<'_> {
         })
     }
 
-    /// kube-proxy's rules and the deny rules, in every node namespace.
+    /// kube-proxy's rules and the deny rules, in every node namespace, per address family.
     fn rules(&self, slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]) -> Result<()> {
-        let plan = self.plan;
-        let rules: Vec<(String, String)> = (0..plan.nodes.len())
-            .map(|i| {
-                (
-                    plan.nodes[i].netns.clone(),
-                    crate::kubeproxy::node_rules(plan, i, slices, &self.scenario.faults),
-                )
-            })
-            .collect();
-        std::fs::write(
-            self.state.path("iptables.txt"),
-            rules
-                .iter()
-                .map(|(ns, r)| format!("# {ns}\n{r}"))
-                .collect::<String>(),
-        )?;
-        parallel(&rules, |(ns, text)| {
-            self.run_file(
-                &format!("{ns}.iptables"),
-                text,
-                "ip",
-                &["netns", "exec", ns, "iptables-restore"],
-            )
-            .with_context(|| format!("failed to program iptables in node namespace {ns}"))
-        })?;
-        if plan.has(IpFamily::V6) {
-            self.rules6(slices)?;
+        self.family_rules(slices, "iptables", crate::kubeproxy::node_rules)?;
+        if self.plan.has(IpFamily::V6) {
+            self.family_rules(slices, "ip6tables", crate::kubeproxy::node_rules6)?;
         }
         Ok(())
     }
 
-    /// kube-proxy's IPv6 rules (and the IPv6 deny rules), with `ip6tables-restore`.
-    fn rules6(&self, slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]) -> Result<()> {
+    /// One family's rules (`tool` is `iptables` or `ip6tables`), rendered by `render` for each
+    /// node, kept in the state dir as `TOOL.txt` and loaded with `TOOL-restore`.
+    fn family_rules(
+        &self,
+        slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+        tool: &str,
+        render: fn(&Plan, usize, &[k8s_openapi::api::discovery::v1::EndpointSlice], &[Fault]) -> String,
+    ) -> Result<()> {
         let plan = self.plan;
         let rules: Vec<(String, String)> = (0..plan.nodes.len())
             .map(|i| {
                 (
                     plan.nodes[i].netns.clone(),
-                    crate::kubeproxy::node_rules6(plan, i, slices, &self.scenario.faults),
+                    render(plan, i, slices, &self.scenario.faults),
                 )
             })
             .collect();
         std::fs::write(
-            self.state.path("ip6tables.txt"),
+            self.state.path(&format!("{tool}.txt")),
             rules
                 .iter()
                 .map(|(ns, r)| format!("# {ns}\n{r}"))
                 .collect::<String>(),
         )?;
+        let restore = format!("{tool}-restore");
         parallel(&rules, |(ns, text)| {
             self.run_file(
-                &format!("{ns}.ip6tables"),
+                &format!("{ns}.{tool}"),
                 text,
                 "ip",
-                &["netns", "exec", ns, "ip6tables-restore"],
+                &["netns", "exec", ns, &restore],
             )
-            .with_context(|| format!("failed to program ip6tables in node namespace {ns}"))
+            .with_context(|| format!("failed to program {tool} in node namespace {ns}"))
         })
     }
 
