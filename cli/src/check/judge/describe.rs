@@ -7,18 +7,21 @@ pub(super) fn describe_tcp(outcome: &TcpOutcome) -> String {
         TcpOutcome::Connected { rtt_us } => format!("connected in {}", fmt_us(*rtt_us)),
         TcpOutcome::Refused { .. } => "refused (RST)".into(),
         TcpOutcome::Timeout { after_ms } => format!("timed out after {after_ms} ms"),
-        TcpOutcome::Unreachable { reason, detail, .. } => {
-            let reason = serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            if detail.is_empty() {
-                format!("unreachable ({reason})")
-            } else {
-                format!("unreachable ({reason}: {detail})")
-            }
-        }
+        TcpOutcome::Unreachable { reason, detail, .. } => describe_unreachable(*reason, detail),
         TcpOutcome::Error { detail } => format!("probe error: {detail}"),
+    }
+}
+
+/// `unreachable (admin-prohibited: ICMP type 3 code 13 from 10.0.0.1)`, for TCP and UDP alike.
+pub(crate) fn describe_unreachable(reason: netdiag_proto::UnreachableReason, detail: &str) -> String {
+    let reason = serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if detail.is_empty() {
+        format!("unreachable ({reason})")
+    } else {
+        format!("unreachable ({reason}: {detail})")
     }
 }
 

@@ -70,14 +70,7 @@ impl<'a> Tally<'a> {
         for e in live {
             match &e.policy {
                 PolicyCheck::Denied { egress, ingress } => {
-                    let why: Vec<String> = [
-                        egress.as_ref().map(|w| format!("egress: {}", w.why)),
-                        ingress.as_ref().map(|w| format!("ingress: {}", w.why)),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                    let line = format!("{}: {}", e.label(), why.join("; "));
+                    let line = denied_line(e, egress, ingress);
                     match &e.tcp {
                         Fact::Known(TcpOutcome::Connected { .. }) => t.disagreements.push(line),
                         Fact::Known(outcome) => {
@@ -92,6 +85,22 @@ impl<'a> Tally<'a> {
         }
         t
     }
+}
+
+/// `shop/payments-0 (10.244.2.2:8080): ingress: … ; egress: …`, the sides that deny the flow.
+pub(super) fn denied_line(
+    e: &EndpointFacts,
+    egress: &Option<DeniedSide>,
+    ingress: &Option<DeniedSide>,
+) -> String {
+    let why: Vec<String> = [
+        egress.as_ref().map(|w| format!("egress: {}", w.why)),
+        ingress.as_ref().map(|w| format!("ingress: {}", w.why)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    format!("{}: {}", e.label(), why.join("; "))
 }
 
 /// Some flow is denied and its connection fails: the layer fails, headed by the first such

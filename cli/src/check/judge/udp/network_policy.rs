@@ -4,7 +4,7 @@ use netdiag_proto::UdpOutcome;
 
 use super::Certainty;
 use super::reading::{describe_udp, not_delivered, outcome, udp_reading};
-use crate::check::judge::network_policy::policy_fix;
+use crate::check::judge::network_policy::{denied_line, policy_fix};
 use crate::check::judge::*;
 use crate::check::report::EvidenceLine;
 
@@ -18,14 +18,7 @@ pub(in crate::check::judge) fn judge_udp_policy(cx: &Context) -> Judgment {
     for e in live {
         match &e.policy {
             PolicyCheck::Denied { egress, ingress } => {
-                let why: Vec<String> = [
-                    egress.as_ref().map(|w| format!("egress: {}", w.why)),
-                    ingress.as_ref().map(|w| format!("ingress: {}", w.why)),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                let line = format!("{}: {}", e.label(), why.join("; "));
+                let line = denied_line(e, egress, ingress);
                 match outcome(e) {
                     Some(UdpOutcome::Answered { .. }) => lines.push(EvidenceLine::disagreement(format!(
                         "disagreement: {line}, yet the datagram was answered"

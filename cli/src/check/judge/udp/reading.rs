@@ -5,7 +5,7 @@ use netdiag_proto::{Transport, UdpOutcome};
 
 use super::Certainty;
 use crate::check::evidence::*;
-use crate::check::judge::describe::fmt_us;
+use crate::check::judge::describe::{describe_unreachable, fmt_us};
 use crate::check::judge::outcomes::EndpointStatus;
 use crate::check::report::Layer;
 
@@ -13,17 +13,7 @@ pub(crate) fn describe_udp(outcome: &UdpOutcome) -> String {
     match outcome {
         UdpOutcome::Answered { rtt_us, bytes } => format!("answered ({bytes} bytes in {})", fmt_us(*rtt_us)),
         UdpOutcome::Refused { .. } => "refused (ICMP port unreachable)".into(),
-        UdpOutcome::Unreachable { reason, detail, .. } => {
-            let reason = serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            if detail.is_empty() {
-                format!("unreachable ({reason})")
-            } else {
-                format!("unreachable ({reason}: {detail})")
-            }
-        }
+        UdpOutcome::Unreachable { reason, detail, .. } => describe_unreachable(*reason, detail),
         UdpOutcome::Silent { after_ms } => format!("no answer and no ICMP error within {after_ms} ms"),
         UdpOutcome::Error { detail } => format!("probe error: {detail}"),
     }
