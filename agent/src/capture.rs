@@ -24,7 +24,6 @@ use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::tcp::{TcpFlags, TcpPacket};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::locate::Locator;
 use crate::netns::{self, NetnsFile};
 
 /// After a connection from the peer has been answered, how long to keep watching for the peer's
@@ -47,21 +46,31 @@ pub fn unix_us() -> u64 {
 pub struct PodNamespaces(BTreeMap<IpAddr, Result<NetnsFile, String>>);
 
 impl PodNamespaces {
-    pub async fn locate(locator: &Locator, probes: &[netdiag_proto::Probe]) -> Arc<PodNamespaces> {
+    /// From the pods the request located (see [`crate::locate::Locator::locate_pods`]).
+    pub fn of(
+        pods: &BTreeMap<IpAddr, Result<crate::locate::Located, String>>,
+        probes: &[netdiag_proto::Probe],
+    ) -> Arc<Self> {
         let mut found = BTreeMap::new();
         for p in probes {
-            if let netdiag_proto::Probe::Capture(CaptureProbe { pod_ip: Some(ip), .. }) = p
-                && !found.contains_key(ip)
-            {
-                let ns = locator
-                    .locate(&netdiag_proto::ProbeSource::PodIp { ip: *ip })
-                    .await
-                    .map(|located| located.netns)
-                    .map_err(|e| format!("cannot find the pod with IP {ip} on this node: {e}"));
+            if let netdiag_proto::Probe::Capture(CaptureProbe { pod_ip: Some(ip), .. }) = p {
+                let ns = match pods.get(ip) {
+                    Some(Ok(located)) => located.netns.try_clone().map_err(|e| e.to_string()),
+                    Some(Err(why)) => Err(why.clone()),
+                    None => Err(format!("the namespace of {ip} was not looked up")),
+                };
                 found.insert(*ip, ns);
             }
         }
         Arc::new(PodNamespaces(found))
+    }
+
+    /// The pod addresses the request's captures name.
+    pub fn named(probes: &[netdiag_proto::Probe]) -> impl Iterator<Item = IpAddr> + '_ {
+        probes.iter().filter_map(|p| match p {
+            netdiag_proto::Probe::Capture(CaptureProbe { pod_ip, .. }) => *pod_ip,
+            _ => None,
+        })
     }
 }
 

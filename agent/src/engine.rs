@@ -179,11 +179,16 @@ impl Engine {
             (_, Err(err)) => return Err(err.into()),
         };
         let probes = request.probes.clone();
-        let pod_sockets = self.pod_listeners(&request.probes).await;
+        // The pods the destination-side probes name, found with one look at the node.
+        let named: BTreeSet<IpAddr> = listener_pods(&request.probes)
+            .chain(capture::PodNamespaces::named(&request.probes))
+            .collect();
+        let pods = self.locator.locate_pods(named).await;
+        let pod_sockets = pod_listeners(&pods, &request.probes).await;
         let net_raw = self.capabilities.net_raw;
         let witness = Witness {
             node_netns: self.locator.node_netns().to_string(),
-            capture_pods: capture::PodNamespaces::locate(&self.locator, &request.probes).await,
+            capture_pods: capture::PodNamespaces::of(&pods, &request.probes),
         };
         let pids = located.pids.clone();
         let netns_name = format!("{} (inode {})", located.netns.path(), located.netns.inode());
@@ -245,35 +250,39 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// The listening sockets of each pod a `podListeners` probe names, read in that pod's own
-    /// namespace, once per pod and a few pods at a time: one request covers a node's pods.
-    async fn pod_listeners(&self, probes: &[Probe]) -> BTreeMap<IpAddr, ListenersResult> {
-        let ips: BTreeSet<IpAddr> = probes
-            .iter()
-            .filter_map(|p| match p {
-                Probe::PodListeners(p) => Some(p.pod_ip),
-                _ => None,
-            })
-            .collect();
-        futures::stream::iter(ips)
-            .map(|ip| async move {
-                let failed = |why: String| ListenersResult {
-                    sockets: vec![],
-                    error: Some(why),
-                };
-                let result = match self.locator.locate(&ProbeSource::PodIp { ip }).await {
-                    Ok(located) => netns::run_in(&located.netns, || async { listeners::probe() })
-                        .await
-                        .unwrap_or_else(|e| failed(format!("cannot read the sockets of {ip}: {e}"))),
-                    Err(e) => failed(format!("cannot find the pod with IP {ip} on this node: {e}")),
-                };
-                (ip, result)
-            })
-            .buffer_unordered(POD_LISTENERS_IN_FLIGHT)
-            .collect()
-            .await
-    }
+/// The pod addresses the request's `podListeners` probes name.
+fn listener_pods(probes: &[Probe]) -> impl Iterator<Item = IpAddr> + '_ {
+    probes.iter().filter_map(|p| match p {
+        Probe::PodListeners(p) => Some(p.pod_ip),
+        _ => None,
+    })
+}
+
+/// The listening sockets of each pod a `podListeners` probe names, read in that pod's own
+/// namespace, once per pod and a few pods at a time: one request covers a node's pods.
+async fn pod_listeners(
+    pods: &BTreeMap<IpAddr, Result<locate::Located, String>>,
+    probes: &[Probe],
+) -> BTreeMap<IpAddr, ListenersResult> {
+    let ips: BTreeSet<IpAddr> = listener_pods(probes).collect();
+    futures::stream::iter(ips)
+        .map(|ip| async move {
+            let failed = |why: String| ListenersResult {
+                sockets: vec![],
+                error: Some(why),
+            };
+            let result = match pods.get(&ip) {
+                Some(Ok(located)) => netns::run_in(&located.netns, || async { listeners::probe() })
+                    .await
+                    .unwrap_or_else(|e| failed(format!("cannot read the sockets of {ip}: {e}"))),
+                Some(Err(why)) => failed(why.clone()),
+                None => failed(format!("the namespace of {ip} was not looked up")),
+            };
+            (ip, result)
+        })
+        .buffer_unordered(POD_LISTENERS_IN_FLIGHT)
+        .collect()
+        .await
 }
 
 /// Pods whose sockets are read at once by one request.

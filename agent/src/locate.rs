@@ -136,14 +136,50 @@ impl Locator {
         Ok(Located { netns, pids })
     }
 
-    async fn by_ip(&self, ip: IpAddr) -> Result<Located, LocateError> {
+    /// The namespaces of the pods with these addresses, from one look at the machine's
+    /// processes: a request naming a node's hundred pods walks `/proc` once, not a hundred times.
+    pub async fn locate_pods(
+        &self,
+        ips: impl IntoIterator<Item = IpAddr>,
+    ) -> BTreeMap<IpAddr, Result<Located, String>> {
+        let found = |ip: IpAddr, err: &dyn std::fmt::Display| {
+            format!("cannot find the pod with IP {ip} on this node: {err}")
+        };
+        let (node, seen) = match self.scan_with_node() {
+            Ok(scanned) => scanned,
+            Err(err) => return ips.into_iter().map(|ip| (ip, Err(found(ip, &err)))).collect(),
+        };
+        let mut out = BTreeMap::new();
+        for ip in ips {
+            let located = self.by_ip_seen(ip, &node, &seen).await;
+            out.insert(ip, located.map_err(|err| found(ip, &err)));
+        }
+        out
+    }
+
+    /// The node's namespace, and every namespace on the machine including it.
+    fn scan_with_node(&self) -> Result<(NetnsFile, BTreeMap<u64, SeenNetns>), LocateError> {
         let node = NetnsFile::open(&self.node_netns)?;
-        let node_inode = node.inode();
         let mut seen = self.scan();
-        seen.entry(node_inode).or_insert_with(|| SeenNetns {
+        seen.entry(node.inode()).or_insert_with(|| SeenNetns {
             path: self.node_netns.clone(),
             pids: vec![],
         });
+        Ok((node, seen))
+    }
+
+    async fn by_ip(&self, ip: IpAddr) -> Result<Located, LocateError> {
+        let (node, seen) = self.scan_with_node()?;
+        self.by_ip_seen(ip, &node, &seen).await
+    }
+
+    async fn by_ip_seen(
+        &self,
+        ip: IpAddr,
+        node: &NetnsFile,
+        seen: &BTreeMap<u64, SeenNetns>,
+    ) -> Result<Located, LocateError> {
+        let node_inode = node.inode();
         let (hits, unknown): (Vec<u64>, Vec<u64>) = {
             let mut cache = self.addresses.lock().expect("address cache lock");
             // An entry whose namespace is now found through another file may be a new namespace
@@ -162,25 +198,24 @@ impl Locator {
         // namespace that appeared since the cache was filled. Only a clear answer is taken from it.
         if !hits.is_empty() {
             let look: Vec<u64> = hits.iter().chain(&unknown).copied().collect();
-            let found = self.examine(&seen, &look, ip, &node).await?;
-            self.remember(&seen, &found, false);
+            let found = self.examine(seen, &look, ip, node).await?;
+            self.remember(seen, &found, false);
             let confirmed = hits
                 .iter()
                 .all(|i| found.get(i).is_some_and(|h| h.attached.is_some()));
             if confirmed
                 && let Ok(inode) = choose(ip, &candidates(&found, node_inode))
-                && let Some(located) = self.located(&seen, inode)
+                && let Some(located) = self.located(seen, inode)
             {
                 return Ok(located);
             }
         }
         // A miss, a stale hit or an unclear answer: look at every namespace again.
         let all: Vec<u64> = seen.keys().copied().collect();
-        let found = self.examine(&seen, &all, ip, &node).await?;
-        self.remember(&seen, &found, true);
+        let found = self.examine(seen, &all, ip, node).await?;
+        self.remember(seen, &found, true);
         let inode = choose(ip, &candidates(&found, node_inode))?;
-        self.located(&seen, inode)
-            .ok_or(LocateError::NoNamespaceHasIp(ip))
+        self.located(seen, inode).ok_or(LocateError::NoNamespaceHasIp(ip))
     }
 
     fn located(&self, seen: &BTreeMap<u64, SeenNetns>, inode: u64) -> Option<Located> {
