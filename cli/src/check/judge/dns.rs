@@ -312,29 +312,7 @@ pub(super) fn judge_dns_failure(
             fix,
         );
     }
-    let mut answered = 0;
-    for pod in &ready {
-        match &pod.direct {
-            Fact::Known(outcome) => {
-                evidence.push(format!(
-                    "direct query to DNS pod {} ({}): {}",
-                    pod.label(),
-                    pod.ip,
-                    describe_dns(outcome)
-                ));
-                if matches!(
-                    outcome,
-                    DnsOutcome::Resolved { .. } | DnsOutcome::Nxdomain | DnsOutcome::Nodata
-                ) {
-                    answered += 1;
-                }
-            }
-            Fact::Unknown(reason) => evidence.push(format!(
-                "direct query to DNS pod {}: not run ({reason})",
-                pod.label()
-            )),
-        }
-    }
+    let answered = direct_answers(&ready, &mut evidence);
     let unevaluated: Vec<String> = ready
         .iter()
         .filter_map(|p| match &p.egress_policy {
@@ -356,7 +334,49 @@ pub(super) fn judge_dns_failure(
             vec![cmd("kubectl auth can-i list networkpolicies -A")],
         );
     }
-    let summary = match failure {
+    let summary = failure_summary(cx, name, failure, answered, &ready);
+    fail(summary, evidence, fix)
+}
+
+/// Puts each ready DNS pod's direct answer into `evidence`; returns how many answered the name
+/// (resolved, NXDOMAIN or NODATA).
+fn direct_answers(ready: &[&DnsPodFacts], evidence: &mut Vec<String>) -> usize {
+    let mut answered = 0;
+    for pod in ready {
+        match &pod.direct {
+            Fact::Known(outcome) => {
+                evidence.push(format!(
+                    "direct query to DNS pod {} ({}): {}",
+                    pod.label(),
+                    pod.ip,
+                    describe_dns(outcome)
+                ));
+                if matches!(
+                    outcome,
+                    DnsOutcome::Resolved { .. } | DnsOutcome::Nxdomain | DnsOutcome::Nodata
+                ) {
+                    answered += 1;
+                }
+            }
+            Fact::Unknown(reason) => evidence.push(format!(
+                "direct query to DNS pod {}: not run ({reason})",
+                pod.label()
+            )),
+        }
+    }
+    answered
+}
+
+/// What a failed lookup says, given how the DNS pods answered directly.
+fn failure_summary(
+    cx: &Context,
+    name: &str,
+    failure: &DnsOutcome,
+    answered: usize,
+    ready: &[&DnsPodFacts],
+) -> String {
+    let what = describe_dns(failure);
+    match failure {
         DnsOutcome::Servfail => {
             format!("{name}: the DNS server answers SERVFAIL (server failing: upstream, RBAC or config)")
         }
@@ -373,6 +393,5 @@ pub(super) fn judge_dns_failure(
             format!("{name} {what}: the DNS pods do not answer (DNS server down)")
         }
         _ => format!("{name} {what} from {}", cx.from),
-    };
-    fail(summary, evidence, fix)
+    }
 }
