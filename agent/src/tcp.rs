@@ -25,12 +25,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// may be opened.
 pub async fn probe(p: &TcpProbe, net_raw: bool) -> TcpResult {
     let started_unix_us = crate::capture::unix_us();
-    let mut local_port = None;
+    let mut sent = SentSyns::default();
     let outcome = connect(
         SocketAddr::new(p.ip, p.port),
         Duration::from_millis(p.timeout_ms),
         net_raw,
-        &mut local_port,
+        &mut sent,
     )
     .await;
     TcpResult {
@@ -38,18 +38,35 @@ pub async fn probe(p: &TcpProbe, net_raw: bool) -> TcpResult {
         port: p.port,
         timeout_ms: p.timeout_ms,
         outcome,
-        local_port,
+        local_port: sent.local_port,
         started_unix_us: Some(started_unix_us),
+        last_syn_unix_us: sent.last_beacon_unix_us,
     }
 }
 
-/// Connects; `local_port` receives the source port the kernel chose, for the packet witness.
-async fn connect(
-    target: SocketAddr,
-    timeout: Duration,
-    net_raw: bool,
-    local_port: &mut Option<u16>,
-) -> TcpOutcome {
+/// What the probe sent: the source port of its connection (for the packet witness), and when the
+/// last beacon SYN left.
+#[derive(Debug, Default)]
+struct SentSyns {
+    local_port: Option<u16>,
+    last_beacon_unix_us: Option<u64>,
+}
+
+/// A SYN from a socket of its own, closed at once (a socket closed in SYN-SENT sends nothing
+/// more): while the probe's connection is not established, one leaves every
+/// [`crate::pmtu::SYN_INTERVAL`], so a packet capture at the destination that started after the
+/// probe's own SYN still sees one. A connection that is established at once sends none.
+fn beacon(target: SocketAddr) {
+    if let Ok(socket) = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))
+        && socket.set_nonblocking(true).is_ok()
+    {
+        let _ = socket.connect(&target.into());
+    }
+}
+
+/// Connects; `sent` receives the source port the kernel chose and the last beacon's time, for
+/// the packet witness.
+async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool, sent: &mut SentSyns) -> TcpOutcome {
     let error = |what: &str, err: io::Error| TcpOutcome::Error {
         detail: format!("{what}: {err}"),
     };
@@ -71,7 +88,7 @@ async fn connect(
     let start = Instant::now();
     let elapsed_us = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     let connected = socket.connect(&target.into());
-    *local_port = Some(local(&socket).port()).filter(|p| *p != 0);
+    sent.local_port = Some(local(&socket).port()).filter(|p| *p != 0);
     match connected {
         Ok(()) => return TcpOutcome::Connected { rtt_us: elapsed_us() },
         Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
@@ -83,12 +100,25 @@ async fn connect(
         Ok(s) => s,
         Err(err) => return error("cannot register the tcp socket", err),
     };
-    match tokio::time::timeout(timeout, stream.writable()).await {
-        Err(_) => TcpOutcome::Timeout {
-            after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        },
-        Ok(Err(err)) => error("waiting for the connection failed", err),
-        Ok(Ok(())) => {
+    let deadline = tokio::time::Instant::from_std(start + timeout);
+    let writable = loop {
+        let next_beacon = (tokio::time::Instant::now() + crate::pmtu::SYN_INTERVAL).min(deadline);
+        match tokio::time::timeout_at(next_beacon, stream.writable()).await {
+            Ok(ready) => break ready,
+            Err(_) if next_beacon >= deadline => {
+                return TcpOutcome::Timeout {
+                    after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                };
+            }
+            Err(_) => {
+                beacon(target);
+                sent.last_beacon_unix_us = Some(crate::capture::unix_us());
+            }
+        }
+    };
+    match writable {
+        Err(err) => error("waiting for the connection failed", err),
+        Ok(()) => {
             let rtt_us = elapsed_us();
             match stream.take_error() {
                 Ok(None) => TcpOutcome::Connected {

@@ -126,3 +126,44 @@ fn without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given()
         "{outcome}"
     );
 }
+
+#[test]
+fn a_connection_not_established_sends_a_fresh_syn_every_100_ms_and_says_when_the_last_left() {
+    if !root_or_skip(
+        "a_connection_not_established_sends_a_fresh_syn_every_100_ms_and_says_when_the_last_left",
+    ) {
+        return;
+    }
+    let (client, server) = (Netns::new(), Netns::new());
+    let net = common::random_byte();
+    let (client_ip, server_ip) = (format!("10.{net}.9.1"), format!("10.{net}.9.2"));
+    veth(
+        &client,
+        &format!("{client_ip}/24"),
+        &server,
+        &format!("{server_ip}/24"),
+    );
+    let _listener = server.listen("0.0.0.0", 8080);
+    server.iptables("-A INPUT -p tcp --syn --dport 8082 -j DROP");
+    let agent = Agent::start(&[]);
+    let results = agent.results(&json!({
+        "source": {"kind": "netns", "path": client.path()},
+        "probes": [tcp(&server_ip, 8080, 10000), tcp(&server_ip, 8082, 550)]
+    }));
+    // Established at once: no beacon.
+    assert_eq!(results[0]["outcome"]["kind"], "connected");
+    assert!(results[0].get("lastSynUnixUs").is_none(), "{}", results[0]);
+    // Dropped for 550 ms: the probe's SYN and one every 100 ms after it, the last after the first.
+    assert_eq!(results[1]["outcome"]["kind"], "timeout");
+    let started = results[1]["startedUnixUs"].as_u64().unwrap();
+    let last = results[1]["lastSynUnixUs"].as_u64().expect("a beacon time");
+    assert!(last >= started + 400_000, "{}", results[1]);
+    let counters = server.exec(&["iptables", "-L", "INPUT", "-v", "-x", "-n"]);
+    let dropped: u64 = counters
+        .lines()
+        .find(|l| l.contains("dpt:8082"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped >= 5, "SYNs dropped: {dropped}\n{counters}");
+}

@@ -409,6 +409,11 @@ pub struct TcpResult {
     /// When the SYN was sent (the agent's clock, microseconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_unix_us: Option<u64>,
+    /// While the connection was not established, a fresh SYN left every 100 ms from a socket of its
+    /// own: when the last one did (same clock), so that a capture at the destination that started
+    /// late still has one to witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_syn_unix_us: Option<u64>,
 }
 
 /// What a TCP connect observed. Symptoms are classified, never collapsed:
@@ -1116,6 +1121,7 @@ mod tests {
                 outcome: TcpOutcome::Timeout { after_ms: 1000 },
                 local_port: None,
                 started_unix_us: None,
+                last_syn_unix_us: None,
             }),
             json!({"kind": "tcp", "ip": "10.0.0.1", "port": 8080, "timeoutMs": 1000,
                    "outcome": {"kind": "timeout", "afterMs": 1000}}),

@@ -137,6 +137,7 @@ fn datapath_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Repl
                 ip: e.ip,
                 probe_port: tcp.and_then(|t| t.local_port),
                 probe_started_unix_us: tcp.and_then(|t| t.started_unix_us),
+                probe_last_syn_unix_us: tcp.and_then(|t| t.last_syn_unix_us),
                 mtu_syn_unix_us: match replies.result(ProbeKey::PathMtu(e.ip, port)) {
                     Some(Ok(ProbeResult::PathMtu(m))) => m.last_syn_unix_us,
                     _ => None,

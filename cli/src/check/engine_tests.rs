@@ -48,6 +48,7 @@ impl FakeAgents {
                     .unwrap_or(TcpOutcome::Connected { rtt_us: 100 }),
                 local_port: None,
                 started_unix_us: None,
+                last_syn_unix_us: None,
             }),
             Probe::Udp(u) => ProbeResult::Udp(UdpResult {
                 ip: u.ip,

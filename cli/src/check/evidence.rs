@@ -137,6 +137,8 @@ pub struct CaptureWitness {
     /// The source port and send time of the TCP probe to this address, when the agent said.
     pub probe_port: Option<u16>,
     pub probe_started_unix_us: Option<u64>,
+    /// When the TCP probe's last beacon SYN left (it sends one every 100 ms while not connected).
+    pub probe_last_syn_unix_us: Option<u64>,
     /// When the path MTU measurement sent its last SYN to this address (a later one).
     pub mtu_syn_unix_us: Option<u64>,
     pub capture: Fact<netdiag_proto::CaptureResult>,

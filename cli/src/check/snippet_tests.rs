@@ -41,6 +41,7 @@ impl AgentTransport for DroppingAgents {
                     outcome: TcpOutcome::Timeout { after_ms: 1000 },
                     local_port: None,
                     started_unix_us: None,
+                    last_syn_unix_us: None,
                 }),
                 Probe::Dns(d) => ProbeResult::Dns(DnsResult {
                     name: d.name.clone(),

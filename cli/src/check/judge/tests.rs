@@ -1580,6 +1580,7 @@ fn capture(ip_: &str, edit: impl FnOnce(&mut netdiag_proto::CaptureResult)) -> C
         ip: ip(ip_),
         probe_port: Some(40000),
         probe_started_unix_us: Some(200),
+        probe_last_syn_unix_us: None,
         mtu_syn_unix_us: None,
         capture: Fact::Known(c),
     }
@@ -1621,6 +1622,17 @@ fn a_capture_started_after_the_syn_claims_nothing() {
     assert!(
         !s.contains("packet witness") && !e.contains("never reached"),
         "{s}\n{e}"
+    );
+}
+
+#[test]
+fn a_capture_started_after_the_syn_but_before_a_later_beacon_says_it_never_reached_the_pod() {
+    let mut late = capture("10.244.2.14", |c| c.started_unix_us = 300);
+    late.probe_last_syn_unix_us = Some(900);
+    let (s, _) = pod_network_with_capture(late);
+    assert!(
+        s.ends_with("packet witness: the SYN from checkout never reached payments-1's interface"),
+        "{s}"
     );
 }
 

@@ -95,10 +95,14 @@ pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<String> 
     let arrived: Vec<_> = c.flows.iter().filter(|f| f.syn_seen).collect();
     if arrived.is_empty() {
         // Claim "never" only if the capture watched its whole window from before a SYN was sent.
-        let covered = [w.probe_started_unix_us, w.mtu_syn_unix_us]
-            .into_iter()
-            .flatten()
-            .any(|sent| c.started_unix_us <= sent);
+        let covered = [
+            w.probe_started_unix_us,
+            w.probe_last_syn_unix_us,
+            w.mtu_syn_unix_us,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|sent| c.started_unix_us <= sent);
         return (covered && c.stopped == "window")
             .then(|| format!("the SYN from {from} never reached {pod}'s interface"));
     }
