@@ -632,6 +632,8 @@ fn udp_verdicts_are_the_same_on_every_run_despite_icmp_rate_limits() {
             ],
         ),
         ("udp-path-drop.yaml", &["undetermined", "cannot tell"]),
+        // The lab does not rate-limit ICMP: the REJECT answers every run.
+        ("udp-path-reject.yaml", &["unreachable pod-network", "certain"]),
     ];
     let _lock = one_lab_at_a_time();
     for (file, words) in cases {
