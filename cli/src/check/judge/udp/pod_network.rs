@@ -7,6 +7,7 @@
 use super::Certainty;
 use super::reading::{describe_udp, nothing_bound, outcome, silence_unexplained, udp_reading};
 use crate::check::judge::outcomes::EndpointStatus;
+use crate::check::judge::pod_network::witness_line;
 use crate::check::judge::*;
 use crate::check::report::Layer;
 
@@ -51,7 +52,7 @@ pub(in crate::check::judge) fn judge_udp_pod_network(cx: &Context) -> Judgment {
         );
         let mut evidence = failing;
         evidence.extend(answered);
-        evidence.extend(cx.node_witnesses.iter().map(node_witness_line));
+        evidence.extend(cx.node_witnesses.iter().map(witness_line));
         evidence.push(format!(
             "certainty: {} — an ICMP unreachable answered the datagram",
             Certainty::Certain.text()
@@ -91,17 +92,4 @@ pub(in crate::check::judge) fn judge_udp_pod_network(cx: &Context) -> Judgment {
     );
     answered.extend(unbound);
     pass(summary, answered)
-}
-
-fn node_witness_line(w: &NodeWitness) -> String {
-    let what = match &w.tcp {
-        Fact::Known(o) => describe_tcp(o),
-        Fact::Unknown(why) => format!("not probed ({why})"),
-    };
-    format!(
-        "TCP to node {} itself ({}:{}): {what}",
-        w.node,
-        fmt_ip(w.ip),
-        w.port
-    )
 }
