@@ -607,6 +607,50 @@ fn partial_failures_give_the_same_true_verdict_on_every_run() {
     }
 }
 
+/// Per-family judgment and the datapath witnesses read the same state the same way every time:
+/// ten checks of each of these labs give one verdict and summary.
+#[test]
+fn family_and_witness_verdicts_are_the_same_on_every_run() {
+    if !is_root() {
+        return;
+    }
+    let cases: &[(&str, &[&str])] = &[
+        ("ipv6-only-healthy.yaml", &["reachable"]),
+        ("dual-stack-healthy.yaml", &["reachable"]),
+        (
+            "dual-stack-ipv6-cut.yaml",
+            &[
+                "unreachable pod-network",
+                "IPv6 path to shop/payments fails, IPv4 works",
+            ],
+        ),
+        (
+            "dual-stack-ipblock-v4-only.yaml",
+            &[
+                "unreachable network-policy",
+                "IPv6 path to shop/payments fails, IPv4 works",
+            ],
+        ),
+        ("dual-stack-ipv4-only-listener.yaml", &["unreachable application"]),
+        ("reply-drop.yaml", &["unreachable pod-network", "never came back"]),
+        ("link-mtu.yaml", &["unreachable pod-network", "MTU black hole"]),
+        (
+            "stale-vip-rule.yaml",
+            &["unreachable service-proxy", "no longer an endpoint"],
+        ),
+    ];
+    let _lock = one_lab_at_a_time();
+    for (file, words) in cases {
+        let verdict = same_verdict_on_every_run(file);
+        for word in *words {
+            assert!(
+                verdict.contains(word),
+                "{file}: {word:?} missing from {verdict:?}"
+            );
+        }
+    }
+}
+
 /// UDP verdicts rest on answers, ICMP errors and silence, and the kernel rate-limits ICMP: ten
 /// checks in a row of each UDP lab (more ICMP than the limit's burst) give one verdict and summary.
 #[test]
