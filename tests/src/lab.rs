@@ -241,14 +241,10 @@ impl Builder<'_> {
         Ok(info)
     }
 
-    /// Namespaces, forwarding sysctls, links, addresses and routes.
-    fn network(&self) -> Result<()> {
+    /// The lab's sysctls: forwarding on the routers, no per-destination ICMP rate limit anywhere,
+    /// and no duplicate address detection where IPv6 is used.
+    fn kernel_settings(&self, all: &[String]) -> Result<()> {
         let plan = self.plan;
-        let all = plan.all_netns();
-        let batch: String = all.iter().map(|n| format!("netns add {n}\n")).collect();
-        self.run_file("netns.batch", &batch, "ip", &["-batch"])
-            .context("failed to create the lab's network namespaces")?;
-
         let forwarding = [
             ("net.ipv4.ip_forward", "1"),
             ("net.ipv4.conf.all.forwarding", "1"),
@@ -266,7 +262,7 @@ impl Builder<'_> {
         // silence once the kernel's burst for that peer is spent (real nodes do limit them; the
         // judge reads silence as such, but the lab must give the same answer every run).
         let icmp = [("net.ipv4.icmp_ratelimit", "0"), ("net.ipv6.icmp.ratelimit", "0")];
-        parallel(&all, |ns| Ok(netns::sysctl(&netns::named(ns), &icmp)?))?;
+        parallel(all, |ns| Ok(netns::sysctl(&netns::named(ns), &icmp)?))?;
         if plan.has(IpFamily::V6) {
             // No duplicate address detection on the links made next: a tentative link-local
             // address delays neighbour discovery, and the first connections, by a second or two.
@@ -274,8 +270,20 @@ impl Builder<'_> {
                 ("net.ipv6.conf.all.accept_dad", "0"),
                 ("net.ipv6.conf.default.accept_dad", "0"),
             ];
-            parallel(&all, |ns| Ok(netns::sysctl(&netns::named(ns), &no_dad)?))?;
+            parallel(all, |ns| Ok(netns::sysctl(&netns::named(ns), &no_dad)?))?;
         }
+        Ok(())
+    }
+
+    /// Namespaces, forwarding sysctls, links, addresses and routes.
+    fn network(&self) -> Result<()> {
+        let plan = self.plan;
+        let all = plan.all_netns();
+        let batch: String = all.iter().map(|n| format!("netns add {n}\n")).collect();
+        self.run_file("netns.batch", &batch, "ip", &["-batch"])
+            .context("failed to create the lab's network namespaces")?;
+
+        self.kernel_settings(&all)?;
 
         let mut links = format!(
             "link add br0 netns {} type bridge mcast_snooping 0\n",
