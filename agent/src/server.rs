@@ -135,6 +135,14 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Sends each write at once. With Nagle's algorithm on, the last segment of a response waits for
+/// the ACK of the one before, which the peer delays (up to 40 ms on Linux): on every request.
+pub fn no_delay(stream: &tokio::net::TcpStream) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, "cannot set TCP_NODELAY on a connection");
+    }
+}
+
 /// Serves `engine` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -151,7 +159,10 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    no_delay(&stream);
+                    stream
+                }
                 Err(err) => {
                     // EMFILE/ENFILE/ECONNABORTED: the connection stays in the backlog; try again
                     // shortly rather than spin.

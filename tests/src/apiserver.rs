@@ -17,6 +17,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::serve::ListenerExt;
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
@@ -77,13 +78,19 @@ pub fn serve(state_dir: PathBuf) -> Result<()> {
         };
         let store = Arc::new(Store::new(data, addr.to_string())?);
         if let Some(listener) = cluster_listener {
-            tokio::spawn(axum::serve(listener, router(store.clone())).into_future());
+            tokio::spawn(axum::serve(listener.tap_io(no_delay), router(store.clone())).into_future());
         }
         println!("http://{addr}");
         // Nothing more goes to stdout: `up` stops reading it.
-        axum::serve(listener, router(store)).await?;
+        axum::serve(listener.tap_io(no_delay), router(store)).await?;
         Ok(())
     })
+}
+
+/// Like the Kubernetes API server (Go sets TCP_NODELAY on every connection), each write leaves
+/// at once instead of waiting for the ACK of the one before.
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
 }
 
 /// A listener on `addr` inside the named network namespace (where pods and agents reach it).
@@ -891,6 +898,8 @@ async fn relay(socket: WebSocket, ports: Vec<u16>, netns: PathBuf, pod: String) 
             tokio::task::spawn_blocking(move || crate::netns::connect_tcp(&ns, addr, Duration::from_secs(5)))
                 .await?
                 .and_then(|s| {
+                    // As kubelet's Go dialer does.
+                    s.set_nodelay(true)?;
                     s.set_nonblocking(true)?;
                     tokio::net::TcpStream::from_std(s)
                 });

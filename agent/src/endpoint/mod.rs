@@ -186,6 +186,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, router: axum:
                 continue;
             }
         };
+        crate::server::no_delay(&stream);
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "closing a connection: {max} connections are open");
             drop(stream);
