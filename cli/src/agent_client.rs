@@ -269,6 +269,8 @@ impl Agents {
                             addr: addr.clone(),
                             source,
                         })?;
+                    // Each write leaves at once (see `kube_args::client`).
+                    let _ = stream.set_nodelay(true);
                     send_json(stream, agent, method, path, body).await
                 }
                 Route::PortForward {

@@ -297,7 +297,7 @@ async fn read_names(plan: &Plan) -> Names {
     config.connect_timeout = Some(Duration::from_secs(2));
     config.read_timeout = Some(Duration::from_secs(5));
     let default_ns = config.default_namespace.clone();
-    let Ok(client) = kube::Client::try_from(config) else {
+    let Ok(client) = crate::kube_args::client(config) else {
         return names;
     };
     // `NS/POD`: a first part that is not a type word is the namespace to read pods from.

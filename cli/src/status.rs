@@ -272,7 +272,7 @@ async fn client(args: &AgentArgs) -> Result<kube::Client, crate::kube_args::Kube
     let mut config = args.kube.config().await?;
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(15));
-    kube::Client::try_from(config).map_err(|e| crate::kube_args::KubeConfigError::Client(e.to_string()))
+    crate::kube_args::client(config).map_err(|e| crate::kube_args::KubeConfigError::Client(e.to_string()))
 }
 
 pub async fn status(args: StatusArgs) -> ExitCode {

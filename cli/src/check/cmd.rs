@@ -122,7 +122,7 @@ async fn client(args: &CheckArgs) -> Result<(kube::Client, String, Option<String
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     tracing::info!(context = ?resolved.context, server = %config.cluster_url, namespace = %default_ns, "using the cluster");
-    let client = kube::Client::try_from(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
+    let client = crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
     Ok((client, default_ns, resolved.context))
 }
 

@@ -320,7 +320,7 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
             config.write_timeout = Some(input.request_timeout);
             let namespace = config.default_namespace.clone();
             let client =
-                kube::Client::try_from(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
+                crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
             // The lists are independent: ask for them at once.
             let (namespaces, pods, policies, admin) = futures::try_join!(
                 list_all::<Namespace>(&client, "namespaces"),
