@@ -160,6 +160,35 @@ pub fn scoped_command(command: &str, flags: &[String]) -> String {
     }
 }
 
+/// A client for `config` whose connections send each write at once (`TCP_NODELAY`), as kubectl's
+/// do. kube's own builder leaves Nagle's algorithm on: a port-forwarded agent request then waits
+/// for the API server's delayed ACK (40 ms on Linux) on its way in and on its answer's way out.
+/// Through a proxy the connection is the proxy connector's, and kube's builder is used.
+pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+    if config.proxy_url.is_some() {
+        return kube::Client::try_from(config);
+    }
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(config.rustls_https_connector_with_connector(http)?);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let hyper =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        .service(hyper);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,31 +256,4 @@ mod tests {
         assert!(!missing.to_string().contains('\n'));
         std::fs::remove_dir_all(dir).unwrap();
     }
-}
-
-/// A client for `config` whose connections send each write at once (`TCP_NODELAY`), as kubectl's
-/// do. kube's own builder leaves Nagle's algorithm on: a port-forwarded agent request then waits
-/// for the API server's delayed ACK (40 ms on Linux) on its way in and on its answer's way out.
-/// Through a proxy the connection is the proxy connector's, and kube's builder is used.
-pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use kube::client::ConfigExt;
-    if config.proxy_url.is_some() {
-        return kube::Client::try_from(config);
-    }
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let mut connector = hyper_timeout::TimeoutConnector::new(config.rustls_https_connector_with_connector(http)?);
-    connector.set_connect_timeout(config.connect_timeout);
-    connector.set_read_timeout(config.read_timeout);
-    connector.set_write_timeout(config.write_timeout);
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let service = tower::ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .option_layer(config.auth_layer()?)
-        .layer(config.extra_headers_layer()?)
-        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-        .service(hyper);
-    Ok(kube::Client::new(service, config.default_namespace))
 }
