@@ -31,10 +31,24 @@ struct FakeAgents {
     missing_on: Vec<String>,
     /// Requests with a capture answer after this long, like an agent watching its window.
     capture_window: Option<Duration>,
+    /// How long the source's request takes besides waiting out its probes' timeouts.
+    source_delay: Duration,
     requests: Mutex<Vec<(String, ProbeRequest)>>,
 }
 
 impl FakeAgents {
+    /// The longest timeout the request's TCP probes wait out.
+    fn longest_timeout(&self, request: &ProbeRequest) -> Duration {
+        let waited = |p: &Probe| match p {
+            Probe::Tcp(t) => match self.tcp.get(&t.ip) {
+                Some(TcpOutcome::Timeout { after_ms }) => *after_ms,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        Duration::from_millis(request.probes.iter().map(waited).max().unwrap_or(0))
+    }
+
     fn answer(&self, probe: &Probe) -> ProbeResult {
         match probe {
             Probe::Tcp(t) => ProbeResult::Tcp(TcpResult {
@@ -140,6 +154,10 @@ impl AgentTransport for FakeAgents {
             && request.probes.iter().any(|p| matches!(p, Probe::Capture(_)))
         {
             tokio::time::sleep(window).await;
+        }
+        if let ProbeSource::PodIp { .. } = request.source {
+            // Like an agent: the request answers once its slowest probe has.
+            tokio::time::sleep(self.source_delay + self.longest_timeout(request)).await;
         }
         if self.missing_on.iter().any(|n| n == node) {
             return Err(ToolFailure::AgentMissing {
@@ -264,7 +282,7 @@ async fn every_reply_lands_on_its_own_fact_and_a_healthy_service_is_reachable() 
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_source_pod_gets_one_request_and_each_destination_node_one_for_all_its_pods() {
     // One connection fails, so that the speculative captures are wanted too.
     let mut agents = listening_everywhere();
@@ -321,7 +339,7 @@ async fn a_healthy_check_does_not_wait_for_the_captures() {
     assert_eq!(judge::judge(&ev, 0).verdict, Verdict::Reachable);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_connection_keeps_the_sockets_and_captures_of_its_node() {
     let mut agents = FakeAgents {
         capture_window: Some(Duration::from_millis(20)),
@@ -425,7 +443,7 @@ async fn unreadable_policies_leave_each_flow_not_evaluated_with_the_failed_read(
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_connection_policy_denies_does_not_wait_for_the_witnesses_at_its_pod() {
     let mut snap = snapshot();
     snap.policies = Fact::Known(list(json!([{
@@ -442,12 +460,135 @@ async fn a_connection_policy_denies_does_not_wait_for_the_witnesses_at_its_pod()
     let ev = collect(&snap, &agents, &request("svc/payments:80")).await;
     for (ip, capture) in captures(&ev) {
         assert!(
+            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(why)) if why.contains("NetworkPolicy denies")),
+            "{ip}: {capture:?}"
+        );
+    }
+    // Not even started: node-b's agent is never asked.
+    assert_eq!(asked_nodes(&agents), ["node-a"]);
+    let report = judge::judge(&ev, 0);
+    assert_eq!(report.failing_layer, Some(Layer::NetworkPolicy), "{report:#?}");
+}
+
+/// The nodes asked, in order, and for node-b what each request held.
+fn asked_nodes(agents: &FakeAgents) -> Vec<String> {
+    agents
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(node, _)| node.clone())
+        .collect()
+}
+
+/// The probes of each request to `node`, by kind and address.
+fn requests_to(agents: &FakeAgents, node: &str) -> Vec<Vec<String>> {
+    let described = |p: &Probe| match p {
+        Probe::PodListeners(l) => format!("podListeners {}", l.pod_ip),
+        Probe::Capture(c) => format!("capture {}", c.pod_ip.map(|i| i.to_string()).unwrap_or_default()),
+        other => other.kind().to_string(),
+    };
+    agents
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| n == node)
+        .map(|(_, r)| r.probes.iter().map(described).collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_healthy_check_asks_only_the_source_agent() {
+    let agents = listening_everywhere();
+    collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    assert_eq!(asked_nodes(&agents), ["node-a"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_asks_only_its_pods_sockets_once_the_source_answered() {
+    let mut agents = FakeAgents {
+        capture_window: Some(Duration::from_secs(3600)),
+        ..listening_everywhere()
+    };
+    agents
+        .tcp
+        .insert(ip("10.244.2.3"), TcpOutcome::Refused { rtt_us: 80 });
+    let started = tokio::time::Instant::now();
+    let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(requests_to(&agents, "node-b"), [["podListeners 10.244.2.3"]]);
+    let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
+        panic!("{:?}", ev.endpoints)
+    };
+    let listeners = |addr: &str| {
+        endpoints
+            .iter()
+            .find(|e| e.ip == ip(addr))
+            .map(|e| e.listeners.clone())
+    };
+    assert!(matches!(listeners("10.244.2.3"), Some(Fact::Known(l)) if l.len() == 1));
+    assert!(matches!(
+        listeners("10.244.2.2"),
+        Some(Fact::Unknown(ToolFailure::NotProbed(_)))
+    ));
+    for (ip, capture) in captures(&ev) {
+        assert!(
+            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(_))),
+            "{ip}: {capture:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_source_starts_the_witnesses_and_drops_them_once_every_connection_was_made() {
+    let agents = FakeAgents {
+        capture_window: Some(Duration::from_secs(3600)),
+        source_delay: Duration::from_millis(400),
+        ..listening_everywhere()
+    };
+    let started = tokio::time::Instant::now();
+    let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Started at the grace, while the source was still probing, then abandoned.
+    assert_eq!(requests_to(&agents, "node-b").len(), 1);
+    for (ip, capture) in captures(&ev) {
+        assert!(
             matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(why)) if why.contains("not needed")),
             "{ip}: {capture:?}"
         );
     }
-    let report = judge::judge(&ev, 0);
-    assert_eq!(report.failing_layer, Some(Layer::NetworkPolicy), "{report:#?}");
+    assert_eq!(judge::judge(&ev, 0).verdict, Verdict::Reachable);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_source_with_a_refused_connection_asks_its_pods_sockets_on_their_own() {
+    let mut agents = FakeAgents {
+        capture_window: Some(Duration::from_secs(3600)),
+        source_delay: Duration::from_millis(400),
+        ..listening_everywhere()
+    };
+    agents
+        .tcp
+        .insert(ip("10.244.2.3"), TcpOutcome::Refused { rtt_us: 80 });
+    let started = tokio::time::Instant::now();
+    collect(&snapshot(), &agents, &request("svc/payments:80")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let to_b = requests_to(&agents, "node-b");
+    assert_eq!(to_b.len(), 2, "{to_b:?}");
+    assert_eq!(to_b[1], ["podListeners 10.244.2.3"]);
 }
 
 /// The snapshot plus `svc/stats`: port 8125/UDP over the payments pods.

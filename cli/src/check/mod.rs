@@ -70,13 +70,13 @@ pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &C
     let mut plan = plan::plan(snap, request);
     let policy = assemble::PolicyEvaluation::new(snap, &plan.source);
     let denied = denied_endpoints(&plan.destination, &policy, request);
-    let mut replies = probe::execute(agents, &plan.probes, deadline, &denied).await;
+    let mut replies = probe::execute(agents, &plan.probes, deadline, &denied, request.witness_grace()).await;
     if plan.follow_dns
         && let Some(resolved) = first_resolved(&replies)
         && let Some((destination, probes)) = plan::follow_resolved(snap, request, &plan, resolved)
     {
         let denied = denied_endpoints(&destination, &policy, request);
-        let more = probe::execute(agents, &probes, deadline, &denied).await;
+        let more = probe::execute(agents, &probes, deadline, &denied, request.witness_grace()).await;
         plan.destination = destination;
         plan.probes.extend(probes);
         replies.extend(more);

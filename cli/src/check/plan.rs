@@ -53,7 +53,26 @@ impl CheckRequest {
     fn dns_timeout_ms(&self) -> u64 {
         (self.timeout_ms() / 2).max(1)
     }
+
+    /// How long the source's probes may take before the witnesses at the destination pods start
+    /// ([`super::probe::execute`]): a healthy check answers within it and never asks for them.
+    /// A quarter of the timeout at most, so that a capture started then still sees the probes'
+    /// SYNs (a new one leaves every 100 ms until the timeout).
+    pub fn witness_grace(&self) -> Duration {
+        WITNESS_GRACE.min(self.timeout / 4)
+    }
+
+    /// How long a capture watches: it starts at [`Self::witness_grace`] at the earliest and
+    /// watches until the probes' timeout plus [`CAPTURE_MARGIN_MS`].
+    fn capture_ms(&self) -> u64 {
+        let grace_ms = self.witness_grace().as_millis() as u64;
+        self.timeout_ms().saturating_sub(grace_ms) + CAPTURE_MARGIN_MS
+    }
 }
+
+/// See [`CheckRequest::witness_grace`]. A healthy check of hundreds of endpoints takes a few tens
+/// of milliseconds; a lost connection takes the whole timeout.
+const WITNESS_GRACE: Duration = Duration::from_millis(250);
 
 /// What a probe's result is evidence of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -800,14 +819,14 @@ fn destination_probes(
     for (_, host_ip) in witness_nodes(&live, node) {
         probes.push(tcp(ProbeKey::NodeWitness(host_ip), host_ip, NODE_WITNESS_PORT));
     }
-    probes.extend(datapath_witnesses(dest, &live, timeout_ms, node, ip));
+    probes.extend(datapath_witnesses(dest, &live, request, node, ip));
     probes
 }
 
 /// How much longer than the TCP probes a capture watches. A capture whose request reached its
-/// agent after the source's still sees SYNs: the path MTU probe sends a fresh one every 100 ms
-/// until the timeout. The margin only covers the last SYN's way across the path, and it is paid
-/// by every check whose connection is lost, so it stays small.
+/// agent after the source's still sees SYNs: a probe not yet connected sends a fresh one every
+/// 100 ms until the timeout. The margin only covers the last SYN's way across the path, and it
+/// is paid by every check whose connection is lost, so it stays small.
 pub const CAPTURE_MARGIN_MS: u64 = 50;
 /// Packets of the peer's connections a capture records at most.
 pub const CAPTURE_MAX_PACKETS: u32 = 256;
@@ -817,7 +836,7 @@ pub const CAPTURE_MAX_PACKETS: u32 = 256;
 fn datapath_witnesses(
     dest: &DestinationPlan,
     live: &[&EndpointTarget],
-    timeout_ms: u64,
+    request: &CheckRequest,
     node: &str,
     ip: IpAddr,
 ) -> Vec<PlannedProbe> {
@@ -846,7 +865,7 @@ fn datapath_witnesses(
                 Probe::PathMtu(PathMtuProbe {
                     ip: e.ip,
                     port,
-                    timeout_ms,
+                    timeout_ms: request.timeout_ms(),
                 }),
             ));
         }
@@ -860,7 +879,7 @@ fn datapath_witnesses(
                     pod_ip: Some(e.ip),
                     peer: ip,
                     port,
-                    duration_ms: timeout_ms + CAPTURE_MARGIN_MS,
+                    duration_ms: request.capture_ms(),
                     max_packets: CAPTURE_MAX_PACKETS,
                 }),
             });
@@ -897,9 +916,9 @@ fn measures_path_mtu(e: &EndpointTarget, live: &[&EndpointTarget]) -> bool {
 
 /// For a speculative probe, the destination address whose probes' failure it would explain: a
 /// destination pod's listening sockets explain a refused connection, a capture on its interface
-/// a lost one. They are started with the other probes (the capture must see their packets) and
-/// abandoned once every connection to that address was established, since they have nothing to
-/// tell then: a healthy check does not wait for them. `None` for every other probe.
+/// a lost one. They have nothing to tell when every connection to that address was established,
+/// so a healthy check never waits for them ([`super::probe::execute`] says when they are sent).
+/// `None` for every other probe.
 pub fn explains(p: &PlannedProbe) -> Option<IpAddr> {
     match (&p.key, &p.probe) {
         (ProbeKey::Capture(ip), Probe::Capture(_)) | (ProbeKey::Listeners(ip), Probe::PodListeners(_)) => {

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use futures::future::{AbortHandle, Abortable, Aborted, join_all};
-use netdiag_proto::{ProbeReport, ProbeRequest, ProbeResult, UdpOutcome};
+use futures::future::{AbortHandle, Abortable, join_all};
+use netdiag_proto::{Probe, ProbeReport, ProbeRequest, ProbeResult, TcpOutcome, UdpOutcome};
 
 use super::evidence::AgentPods;
 use super::plan::{PlannedProbe, ProbeKey, RunIn, explains};
@@ -79,6 +79,14 @@ impl Replies {
             })
     }
 
+    /// Whether some TCP connection the source opened to `ip` waited out its timeout.
+    pub fn lost(&self, ip: IpAddr) -> bool {
+        self.results.iter().any(|(key, result)| {
+            matches!(key, ProbeKey::Endpoint(at, _) if *at == ip)
+                && matches!(result, Ok(ProbeResult::Tcp(t)) if matches!(t.outcome, TcpOutcome::Timeout { .. }))
+        })
+    }
+
     /// One request's reply, spread over its probes.
     fn record(
         &mut self,
@@ -109,22 +117,61 @@ pub fn agent_deadline(timeout: Duration) -> Duration {
     timeout * 4 + Duration::from_secs(5)
 }
 
-/// Sends every planned probe, grouped into one request per (node, namespace), all at once: the
-/// source pod's probes in one, and each destination node's in one. A destination node's probes
-/// are speculative (listening sockets and captures, see [`explains`]): once the other requests
-/// have answered, its request is awaited only if some connection to one of its pods failed that
-/// is not `explained` already (NetworkPolicy denies it), and dropped otherwise (the agent stops
-/// when its caller goes away).
+/// Sends every planned probe, grouped into one request per (node, namespace). The source's
+/// requests go first. A destination node's probes are speculative (its pods' listening sockets
+/// and captures, see [`explains`]) and only explain a connection that failed, so a healthy check
+/// does not pay for them:
+/// - a probe at a pod NetworkPolicy denies (`explained`) is never sent: the policy explains it;
+/// - if the source answers within `grace`, the listening sockets of the pods whose connection
+///   failed are asked afterwards (a capture would see nothing: no connection waited out its
+///   timeout, which is longer than the grace);
+/// - otherwise each destination node's request starts at `grace`, so that its captures watch
+///   while the probes still send SYNs. Once the source answers it is awaited where a connection
+///   to one of its pods was lost, and dropped elsewhere (the agent stops when its caller goes
+///   away); the sockets of pods whose connection failed otherwise are then asked on their own.
 pub async fn execute<A: AgentTransport>(
     agents: &A,
     probes: &[PlannedProbe],
     deadline: Duration,
     explained: &BTreeSet<IpAddr>,
+    grace: Duration,
 ) -> Replies {
     let (speculative, direct): (Vec<&PlannedProbe>, Vec<&PlannedProbe>) =
         probes.iter().partition(|p| explains(p).is_some());
-    let speculative = groups(speculative);
-    let (handles, abortable): (Vec<_>, Vec<_>) = speculative
+    let (denied, speculative): (Vec<&PlannedProbe>, Vec<&PlannedProbe>) = speculative
+        .into_iter()
+        .partition(|p| explains(p).is_some_and(|ip| explained.contains(&ip)));
+    let direct = groups(direct);
+    let mut source = std::pin::pin!(ask_all(agents, &direct, deadline));
+    let mut replies = match tokio::time::timeout(grace, source.as_mut()).await {
+        Ok(mut replies) => {
+            let late = needed_sockets(&replies, &speculative, &BTreeSet::new());
+            replies.extend(ask_all(agents, &groups(late), deadline).await);
+            replies
+        }
+        Err(_) => witnessed(agents, source, &speculative, deadline).await,
+    };
+    not_needed(&mut replies, &denied, "NetworkPolicy denies the connection");
+    not_needed(
+        &mut replies,
+        &speculative,
+        "every connection to the pod was established, or none was lost",
+    );
+    replies
+}
+
+/// The source's replies (`source`, still running) together with the destination nodes'
+/// speculative requests, started now: each is awaited if it watches a lost connection's pod,
+/// else dropped once the source answered; the sockets it would have read for a failed connection
+/// are then asked on their own.
+async fn witnessed<A: AgentTransport>(
+    agents: &A,
+    source: impl Future<Output = Replies>,
+    speculative: &[&PlannedProbe],
+    deadline: Duration,
+) -> Replies {
+    let started = groups(speculative.to_vec());
+    let (handles, abortable): (Vec<_>, Vec<_>) = started
         .iter()
         .map(|(at, group)| {
             let (handle, registration) = AbortHandle::new_pair();
@@ -134,33 +181,63 @@ pub async fn execute<A: AgentTransport>(
             )
         })
         .unzip();
-    let direct = async {
-        let direct = groups(direct);
-        let asked = join_all(direct.iter().map(|(at, g)| ask(agents, at, g, deadline))).await;
-        let mut replies = Replies::default();
-        for ((at, group), reply) in direct.iter().zip(asked) {
-            replies.record(at.clone(), group, reply);
-        }
-        for ((_, group), handle) in speculative.iter().zip(&handles) {
-            if !group
-                .iter()
-                .any(|p| explains(p).is_some_and(|ip| !explained.contains(&ip) && !replies.all_connected(ip)))
-            {
+    let decide = async {
+        let mut replies = source.await;
+        let mut kept = BTreeSet::new();
+        for ((_, group), handle) in started.iter().zip(&handles) {
+            if group.iter().any(|p| {
+                matches!(p.probe, Probe::Capture(_)) && explains(p).is_some_and(|ip| replies.lost(ip))
+            }) {
+                kept.extend(group.iter().map(|p| p.key));
+            } else {
                 handle.abort();
             }
         }
+        let late = needed_sockets(&replies, speculative, &kept);
+        replies.extend(ask_all(agents, &groups(late), deadline).await);
         replies
     };
-    let (mut replies, speculated) = futures::join!(direct, join_all(abortable));
-    for ((at, group), reply) in speculative.iter().zip(speculated) {
-        let reply = reply.unwrap_or_else(|Aborted| {
-            Err(ToolFailure::NotProbed(
-                "not needed: every connection to the pod was established, or NetworkPolicy denies it".into(),
-            ))
-        });
+    let (mut replies, speculated) = futures::join!(decide, join_all(abortable));
+    for ((at, group), reply) in started.iter().zip(speculated) {
+        if let Ok(reply) = reply {
+            replies.record(at.clone(), group, reply);
+        }
+    }
+    replies
+}
+
+/// The listening-socket probes of the pods whose connection failed, except those in `kept`.
+fn needed_sockets<'a>(
+    replies: &Replies,
+    speculative: &[&'a PlannedProbe],
+    kept: &BTreeSet<ProbeKey>,
+) -> Vec<&'a PlannedProbe> {
+    speculative
+        .iter()
+        .filter(|p| matches!(p.probe, Probe::PodListeners(_)) && !kept.contains(&p.key))
+        .filter(|p| explains(p).is_some_and(|ip| !replies.all_connected(ip)))
+        .copied()
+        .collect()
+}
+
+/// Every group's request at once, their replies spread over their probes.
+async fn ask_all<A: AgentTransport>(agents: &A, groups: &[Group<'_>], deadline: Duration) -> Replies {
+    let asked = join_all(groups.iter().map(|(at, g)| ask(agents, at, g, deadline))).await;
+    let mut replies = Replies::default();
+    for ((at, group), reply) in groups.iter().zip(asked) {
         replies.record(at.clone(), group, reply);
     }
     replies
+}
+
+/// Records the `probes` that got no result as not sent, because they were not needed (`why`).
+fn not_needed(replies: &mut Replies, probes: &[&PlannedProbe], why: &str) {
+    for p in probes {
+        replies
+            .results
+            .entry(p.key)
+            .or_insert_with(|| Err(ToolFailure::NotProbed(format!("not needed: {why}"))));
+    }
 }
 
 type Group<'a> = ((String, RunIn), Vec<&'a PlannedProbe>);
