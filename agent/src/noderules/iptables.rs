@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use tokio::process::Command;
 
 use netdiag_proto::{ServiceRules, ServiceVip, Transport};
 
@@ -12,17 +14,18 @@ use super::ModeReading;
 const SOURCE: &str = "iptables";
 
 /// kube-proxy's iptables rules for `vip`, read in the calling thread's namespace.
-pub fn read(vip: &ServiceVip) -> ModeReading {
+pub async fn read(vip: &ServiceVip) -> ModeReading {
     let binary = if vip.ip.is_ipv6() {
         "ip6tables-save"
     } else {
         "iptables-save"
     };
-    let save = |table: &str| -> Result<String, String> {
+    let save = async |table: &str| -> Result<String, String> {
         let out = Command::new(binary)
             .args(["-t", table])
             .stdin(Stdio::null())
             .output()
+            .await
             .map_err(|err| format!("cannot run {binary}: {err}"))?;
         if !out.status.success() {
             return Err(format!(
@@ -32,7 +35,7 @@ pub fn read(vip: &ServiceVip) -> ModeReading {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    match (save("nat"), save("filter")) {
+    match tokio::join!(save("nat"), save("filter")) {
         (Ok(nat), Ok(filter)) => parse_rules(vip, &nat, &filter),
         (Err(err), _) | (_, Err(err)) => ModeReading::Unread(err),
     }

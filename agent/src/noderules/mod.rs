@@ -28,7 +28,10 @@ pub async fn probe(p: &NodeDataplaneProbe, node_netns: &str) -> NodeDataplaneRes
     let service = p.service.clone();
     let read = netns::run_in(&ns, move || async move {
         NodeDataplaneResult {
-            service_rules: service.as_ref().map(read_rules),
+            service_rules: match &service {
+                Some(vip) => Some(read_rules(vip).await),
+                None => None,
+            },
             conntrack: conntrack(),
         }
     })
@@ -47,9 +50,12 @@ pub enum ModeReading {
     Unread(String),
 }
 
-/// The node's programming for `vip`: IPVS, then nftables mode, then iptables mode.
-fn read_rules(vip: &ServiceVip) -> ServiceRules {
-    combine(vec![ipvs::read(vip), nftables::read(vip), iptables::read(vip)])
+/// The node's programming for `vip`: IPVS, then nftables mode, then iptables mode. The rule
+/// listings run at once (each is a process of its own, and each takes tens of milliseconds on a
+/// node with thousands of rules).
+async fn read_rules(vip: &ServiceVip) -> ServiceRules {
+    let (nftables, iptables) = tokio::join!(nftables::read(vip), iptables::read(vip));
+    combine(vec![ipvs::read(vip), nftables, iptables])
 }
 
 /// The first mode with a rule for the VIP; else a mode in use without one; else an error that

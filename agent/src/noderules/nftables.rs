@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use tokio::process::Command;
 
 use netdiag_proto::{ServiceRules, ServiceVip, Transport};
 
@@ -16,12 +18,13 @@ use super::ModeReading;
 const SOURCE: &str = "nftables";
 
 /// kube-proxy's nftables table for the VIP's family, read in the calling thread's namespace.
-pub fn read(vip: &ServiceVip) -> ModeReading {
+pub async fn read(vip: &ServiceVip) -> ModeReading {
     let family = if vip.ip.is_ipv6() { "ip6" } else { "ip" };
     let out = match Command::new("nft")
         .args(["list", "table", family, "kube-proxy"])
         .stdin(Stdio::null())
         .output()
+        .await
     {
         Ok(out) => out,
         Err(err) => return ModeReading::Unread(format!("cannot run nft: {err}")),
