@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use netdiag_proto::{
-    API_VERSION, AgentIdentity, AgentInfo, ApiError, Capabilities, DnsAnswer, DnsOutcome, DnsResult,
-    InterfacesResult, InvalidRequest, ListenersResult, Probe, ProbeReport, ProbeRequest, ProbeResult,
-    ProbeSource, ResolvConfSummary, error_code,
+    API_VERSION, AgentIdentity, AgentInfo, ApiError, Capabilities, DnsAnswer, DnsOutcome, DnsProbe,
+    DnsResult, InterfacesResult, InvalidRequest, ListenersResult, Probe, ProbeReport, ProbeRequest,
+    ProbeResult, ProbeSource, ResolvConfSummary, error_code,
 };
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -43,14 +43,121 @@ pub enum EngineError {
     SocketBudget { need: u32, budget: u32 },
 }
 
-/// Network probes of one request in flight at once on its worker; the rest wait their turn. Bounds
-/// the sockets one request holds (a TCP probe holds two: its own and a raw ICMP one). High enough
+/// Runs `probes` in the `located` namespace, results in request order, with the process whose
+/// files stand for the pod's. The DNS probes run on a worker of their own: on the worker of the
+/// connects, a query's answer waited for hundreds of connects to be made before it was read (at
+/// 300 endpoints, 50 to 80 ms for a 1 ms answer). `held` (the request's permits) lives as long
+/// as the workers' work.
+async fn run_located(
+    located: &locate::Located,
+    probes: Vec<Probe>,
+    pod_sockets: BTreeMap<IpAddr, ListenersResult>,
+    in_flight: usize,
+    (net_raw, witness): (bool, Witness),
+    held: impl Send + Sync + 'static,
+) -> Result<(Option<u32>, Vec<(ProbeResult, Duration)>), NetnsError> {
+    let pids = located.pids.clone();
+    // Looks into pod filesystems: blocking.
+    let pid = tokio::task::spawn_blocking(move || locate::pick_pid(&pids))
+        .await
+        .ok()
+        .flatten();
+    let (dns, lanes) = lanes(probes, connect_lanes(in_flight));
+    let netns_name = format!("{} (inode {})", located.netns.path(), located.netns.inode());
+    let held = Arc::new(held);
+    let held_by_dns = held.clone();
+    let dns_worker = async {
+        if dns.is_empty() {
+            return Ok(vec![]);
+        }
+        netns::run_in(&located.netns, move || async move {
+            let _held = held_by_dns;
+            let conf = pod_resolv_conf(pid, &netns_name);
+            let runs = dns.iter().map(|(i, probe)| {
+                let conf = Some(conf.clone());
+                async move {
+                    let start = Instant::now();
+                    let result = dns_probe(probe, conf).await;
+                    (*i, (result, start.elapsed()))
+                }
+            });
+            futures::future::join_all(runs).await
+        })
+        .await
+    };
+    let per_lane = in_flight.div_ceil(lanes.len().max(1));
+    let lane_workers = lanes.into_iter().enumerate().map(|(k, lane)| {
+        let (held, witness) = (held.clone(), witness.clone());
+        // The listening sockets go with the first lane, which has the inventory probes.
+        let pod_sockets = if k == 0 {
+            pod_sockets.clone()
+        } else {
+            BTreeMap::new()
+        };
+        netns::run_in(&located.netns, move || async move {
+            let _held = held;
+            let only: Vec<Probe> = lane.iter().map(|(_, p)| p.clone()).collect();
+            let results = run_probes(&only, &pod_sockets, per_lane, (net_raw, &witness)).await;
+            lane.into_iter().map(|(i, _)| i).zip(results).collect::<Vec<_>>()
+        })
+    });
+    let (dns, lanes) = futures::future::join(dns_worker, futures::future::join_all(lane_workers)).await;
+    let mut all: Vec<(usize, (ProbeResult, Duration))> = dns?;
+    for lane in lanes {
+        all.extend(lane?);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok((pid, all.into_iter().map(|(_, timed)| timed).collect()))
+}
+
+/// The request's probes by the worker that runs them: the DNS probes on one of their own, and
+/// the rest over `connects` workers, the connects (`tcp`, `udp`) spread evenly and every other
+/// probe (inventories, witnesses) on the first. Each with its index in the request.
+type Lanes = (Vec<(usize, DnsProbe)>, Vec<Vec<(usize, Probe)>>);
+
+fn lanes(probes: Vec<Probe>, connects: usize) -> Lanes {
+    let mut dns = vec![];
+    let mut lanes: Vec<Vec<(usize, Probe)>> = vec![vec![]; connects.max(1)];
+    let mut next = 0;
+    for (i, probe) in probes.into_iter().enumerate() {
+        match probe {
+            Probe::Dns(p) => dns.push((i, p)),
+            p @ (Probe::Tcp(_) | Probe::Udp(_)) => {
+                let n = lanes.len();
+                lanes[next % n].push((i, p));
+                next += 1;
+            }
+            other => lanes[0].push((i, other)),
+        }
+    }
+    lanes.retain(|lane| !lane.is_empty());
+    (dns, lanes)
+}
+
+/// How many workers share a request's connects: one per [`CONNECTS_PER_LANE`] probes in flight,
+/// at most one per CPU and [`MAX_CONNECT_LANES`]. Each connect makes the kernel do the handshake's
+/// work on the connecting thread; hundreds of them on one thread take tens of milliseconds.
+fn connect_lanes(in_flight: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    in_flight
+        .div_ceil(CONNECTS_PER_LANE)
+        .clamp(1, cpus.clamp(1, MAX_CONNECT_LANES))
+}
+
+const CONNECTS_PER_LANE: usize = 100;
+const MAX_CONNECT_LANES: usize = 4;
+
+/// Network probes of one request in flight at once on its workers; the rest wait their turn. Bounds
+/// the sockets one request holds. High enough
 /// that a check's every endpoint is probed in one wave (a failing check then costs one timeout,
 /// not one per wave); the global socket budget still bounds what all requests hold together.
 pub const MAX_PROBES_IN_FLIGHT: usize = 1024;
-/// Sockets a network probe holds at most at once: a TCP probe its own and a raw ICMP one, a DNS
-/// probe one query socket (UDP, or the TCP retry after it).
-const SOCKETS_PER_PROBE: u32 = 2;
+/// Sockets a network probe holds at most at once: a TCP probe its own (a beacon SYN's socket is
+/// closed as soon as it is opened), a DNS probe one query socket (UDP, or the TCP retry after it).
+const SOCKETS_PER_PROBE: u32 = 1;
+/// Sockets a request's workers hold besides their probes': each connecting worker's raw ICMP and
+/// ICMPv6 sockets ([`tcp::IcmpInbox`]).
+const WORKER_SOCKETS: u32 = 2 * MAX_CONNECT_LANES as u32;
 
 impl EngineError {
     /// The HTTP status and wire error for this failure.
@@ -178,7 +285,6 @@ impl Engine {
             }
             (_, Err(err)) => return Err(err.into()),
         };
-        let probes = request.probes.clone();
         // The pods the destination-side probes name, found with one look at the node.
         let named: BTreeSet<IpAddr> = listener_pods(&request.probes)
             .chain(capture::PodNamespaces::named(&request.probes))
@@ -190,19 +296,14 @@ impl Engine {
             node_netns: self.locator.node_netns().to_string(),
             capture_pods: capture::PodNamespaces::of(&pods, &request.probes),
         };
-        let pids = located.pids.clone();
-        let netns_name = format!("{} (inode {})", located.netns.path(), located.netns.inode());
-        let (pid, timed) = netns::run_in(&located.netns, move || async move {
-            let _held = (permit, sockets);
-            let pid = locate::pick_pid(&pids);
-            let resolv_conf = probes
-                .iter()
-                .any(|p| matches!(p, Probe::Dns(_)))
-                .then(|| pod_resolv_conf(pid, &netns_name));
-            let results =
-                run_probes(&probes, &pod_sockets, resolv_conf, in_flight, (net_raw, &witness)).await;
-            (pid, results)
-        })
+        let (pid, timed) = run_located(
+            &located,
+            request.probes.clone(),
+            pod_sockets,
+            in_flight,
+            (net_raw, witness),
+            (permit, sockets),
+        )
         .await?;
         self.activity.record();
         let results = timed
@@ -239,6 +340,7 @@ impl Engine {
         let need = u32::try_from(in_flight)
             .unwrap_or(u32::MAX)
             .saturating_mul(SOCKETS_PER_PROBE)
+            .saturating_add(WORKER_SOCKETS)
             .saturating_add(pmtu::extra_sockets(probes))
             .min(budget.max(1));
         let permit = self
@@ -289,12 +391,11 @@ async fn pod_listeners(
 const POD_LISTENERS_IN_FLIGHT: usize = 16;
 
 /// Runs the probes on the namespace worker thread: takes the inventories once however often they
-/// are asked for, then runs the network probes, `in_flight` at a time, the DNS ones with
-/// `resolv_conf`. Results in request order, each with its duration.
+/// are asked for, then runs the network probes, `in_flight` at a time (DNS probes run on a worker
+/// of their own, see [`run_located`]). Results in request order, each with its duration.
 async fn run_probes(
     probes: &[Probe],
     pod_sockets: &BTreeMap<IpAddr, ListenersResult>,
-    resolv_conf: Option<Result<ResolvConfSummary, String>>,
     in_flight: usize,
     (net_raw, witness): (bool, &Witness),
 ) -> Vec<(ProbeResult, Duration)> {
@@ -321,17 +422,17 @@ async fn run_probes(
             _ => None,
         })
         .collect();
+    // Opened before any probe connects, so that it holds every ICMP error about their SYNs.
+    let icmp = tcp::IcmpInbox::open(net_raw);
+    let icmp = &icmp;
     let runs = probes
         .iter()
         .zip(&slots)
         .filter(|(_, slot)| slot.is_none())
-        .map(|(probe, _)| {
-            let resolv_conf = resolv_conf.clone();
-            async move {
-                let start = Instant::now();
-                let result = run_async(probe, resolv_conf, net_raw, witness).await;
-                (result, start.elapsed())
-            }
+        .map(|(probe, _)| async move {
+            let start = Instant::now();
+            let result = run_async(probe, net_raw, witness, icmp).await;
+            (result, start.elapsed())
         });
     let mut done = futures::stream::iter(runs)
         .buffered(in_flight.max(1))
@@ -364,53 +465,52 @@ fn pod_resolv_conf(pid: Option<u32>, netns: &str) -> Result<ResolvConfSummary, S
 
 /// What the datapath witnesses need besides the request's namespace: the node's namespace (for
 /// `nodeDataplane`) and the namespaces of the pods the captures name.
+#[derive(Clone)]
 struct Witness {
     node_netns: String,
     capture_pods: std::sync::Arc<capture::PodNamespaces>,
 }
 
-/// Runs a network probe (`tcp`, `dns`, or a datapath witness: path MTU in the request's
+/// Runs a network probe (`tcp`, `udp`, or a datapath witness: path MTU in the request's
 /// namespace, a capture in its pod's, the node's dataplane state in the node's); the inventory
-/// probes never get here.
-async fn run_async(
-    probe: &Probe,
-    resolv_conf: Option<Result<ResolvConfSummary, String>>,
-    net_raw: bool,
-    witness: &Witness,
-) -> ProbeResult {
+/// probes never get here, nor do the DNS ones ([`dns_probe`]).
+async fn run_async(probe: &Probe, net_raw: bool, witness: &Witness, icmp: &tcp::IcmpInbox) -> ProbeResult {
     match probe {
         Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p).await),
         Probe::Capture(p) => ProbeResult::Capture(capture::probe_in(p, net_raw, &witness.capture_pods).await),
         Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, &witness.node_netns).await),
-        Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, net_raw).await),
+        Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, icmp).await),
         Probe::Udp(p) => ProbeResult::Udp(udp::probe(p).await),
         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
         // Read before the network probes start, in each pod's own namespace (`pod_listeners`).
         Probe::PodListeners(_) => ProbeResult::Listeners(ListenersResult::default()),
-        Probe::Dns(p) => {
-            let conf = match resolv_conf.unwrap_or_else(|| Err("resolv.conf was not read".into())) {
-                Ok(conf) => conf,
-                // An explicit nameserver still answers; the search list is then empty.
-                Err(why) if p.nameserver.is_some() => ResolvConfSummary {
-                    path: format!("(none: {why})"),
-                    ndots: 1,
-                    ..Default::default()
-                },
-                Err(why) => {
-                    return ProbeResult::Dns(DnsResult {
-                        name: p.name.clone(),
-                        record_type: p.record_type,
-                        resolv_conf: ResolvConfSummary::default(),
-                        candidates: vec![],
-                        answer: DnsAnswer {
-                            name: None,
-                            outcome: DnsOutcome::Error { detail: why },
-                        },
-                    });
-                }
-            };
-            ProbeResult::Dns(dns::probe(p, conf).await)
-        }
+        Probe::Dns(p) => dns_probe(p, None).await,
     }
+}
+
+/// Runs a `dns` probe with the namespace's resolv.conf (`resolv_conf`), or the reason it has none.
+async fn dns_probe(p: &DnsProbe, resolv_conf: Option<Result<ResolvConfSummary, String>>) -> ProbeResult {
+    let conf = match resolv_conf.unwrap_or_else(|| Err("resolv.conf was not read".into())) {
+        Ok(conf) => conf,
+        // An explicit nameserver still answers; the search list is then empty.
+        Err(why) if p.nameserver.is_some() => ResolvConfSummary {
+            path: format!("(none: {why})"),
+            ndots: 1,
+            ..Default::default()
+        },
+        Err(why) => {
+            return ProbeResult::Dns(DnsResult {
+                name: p.name.clone(),
+                record_type: p.record_type,
+                resolv_conf: ResolvConfSummary::default(),
+                candidates: vec![],
+                answer: DnsAnswer {
+                    name: None,
+                    outcome: DnsOutcome::Error { detail: why },
+                },
+            });
+        }
+    };
+    ProbeResult::Dns(dns::probe(p, conf).await)
 }

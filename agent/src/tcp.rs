@@ -1,9 +1,10 @@
 //! The `tcp` probe: open a connection, classify what answered, close it with RST.
 //!
 //! Linux reports ICMP host-unreachable and admin-prohibited both as `EHOSTUNREACH` to a TCP socket.
-//! With CAP_NET_RAW a raw ICMP (for IPv6 targets ICMPv6) socket is opened in the namespace before
-//! connecting, and the destination-unreachable message whose embedded TCP header carries this
-//! probe's ports tells the two apart. Without it the reason stays `host`, with a detail that says why.
+//! With CAP_NET_RAW raw ICMP and ICMPv6 sockets are opened in the namespace before the probes
+//! connect (an [`IcmpInbox`], one per worker), and the destination-unreachable message whose
+//! embedded TCP header carries a probe's ports tells the two apart. Without it the reason stays
+//! `host`, with a detail that says why.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -21,15 +22,15 @@ use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::ipv6::Ipv6Packet;
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Runs one TCP probe on the calling thread's namespace. `net_raw` says whether raw ICMP sockets
-/// may be opened.
-pub async fn probe(p: &TcpProbe, net_raw: bool) -> TcpResult {
+/// Runs one TCP probe on the calling thread's namespace; `icmp` is the inbox of that namespace's
+/// ICMP errors, opened before the probe.
+pub async fn probe(p: &TcpProbe, icmp: &IcmpInbox) -> TcpResult {
     let started_unix_us = crate::capture::unix_us();
     let mut sent = SentSyns::default();
     let outcome = connect(
         SocketAddr::new(p.ip, p.port),
         Duration::from_millis(p.timeout_ms),
-        net_raw,
+        icmp,
         &mut sent,
     )
     .await;
@@ -66,13 +67,9 @@ fn beacon(target: SocketAddr) {
 
 /// Connects; `sent` receives the source port the kernel chose and the last beacon's time, for
 /// the packet witness.
-async fn connect(target: SocketAddr, timeout: Duration, net_raw: bool, sent: &mut SentSyns) -> TcpOutcome {
+async fn connect(target: SocketAddr, timeout: Duration, icmp: &IcmpInbox, sent: &mut SentSyns) -> TcpOutcome {
     let error = |what: &str, err: io::Error| TcpOutcome::Error {
         detail: format!("{what}: {err}"),
-    };
-    let icmp = match net_raw {
-        true => IcmpWatch::open(target.is_ipv6()),
-        false => IcmpWatch::Unavailable("the agent lacks CAP_NET_RAW".into()),
     };
     let socket = match Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP)) {
         Ok(s) => s,
@@ -184,56 +181,92 @@ pub enum IcmpEvidence {
     Unreachable { code: u8, from: IpAddr },
 }
 
-enum IcmpWatch {
+/// The ICMP and ICMPv6 errors that reached one namespace, read through raw sockets opened once
+/// for all the probes of a worker (a socket per probe cost as much as the connect itself at
+/// hundreds of probes). Each probe that failed drains the sockets into the inbox, then looks for
+/// the message about its own SYN: a message drained by another probe stays there for it.
+pub struct IcmpInbox {
+    v4: IcmpSocket,
+    v6: IcmpSocket,
+    /// Messages read so far: the IPv4 packet (with its IP header) or the ICMPv6 message, and
+    /// its sender.
+    seen: std::cell::RefCell<Vec<(Vec<u8>, SocketAddr)>>,
+}
+
+enum IcmpSocket {
     Open(std::net::UdpSocket),
     Unavailable(String),
 }
 
-impl IcmpWatch {
-    fn open(v6: bool) -> Self {
-        let (domain, protocol) = match v6 {
-            false => (Domain::IPV4, Protocol::ICMPV4),
-            true => (Domain::IPV6, Protocol::ICMPV6),
+/// Messages an inbox keeps at most; older ones are dropped first.
+const INBOX_MESSAGES: usize = 4096;
+
+impl IcmpInbox {
+    /// Opens the raw sockets in the calling thread's namespace, when `net_raw` allows it.
+    pub fn open(net_raw: bool) -> Self {
+        let socket = |domain, protocol| match net_raw {
+            false => IcmpSocket::Unavailable("the agent lacks CAP_NET_RAW".into()),
+            true => match Socket::new(domain, Type::RAW, Some(protocol))
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            {
+                // A raw socket is read with plain recv; std's UdpSocket offers that on any datagram fd.
+                Ok(s) => IcmpSocket::Open(s.into()),
+                Err(err) => IcmpSocket::Unavailable(format!("cannot open a raw icmp socket: {err}")),
+            },
         };
-        let socket =
-            Socket::new(domain, Type::RAW, Some(protocol)).and_then(|s| s.set_nonblocking(true).map(|()| s));
-        match socket {
-            // A raw socket is read with plain recv; std's UdpSocket offers that on any datagram fd.
-            Ok(s) => IcmpWatch::Open(s.into()),
-            Err(err) => IcmpWatch::Unavailable(format!("cannot open a raw icmp socket: {err}")),
+        IcmpInbox {
+            v4: socket(Domain::IPV4, Protocol::ICMPV4),
+            v6: socket(Domain::IPV6, Protocol::ICMPV6),
+            seen: std::cell::RefCell::default(),
         }
     }
 
-    /// Drains the raw socket looking for the message about our SYN. ICMP reaches raw sockets before
-    /// TCP hears about it, so by the time connect fails the message is already queued.
+    /// The message about the SYN from `local` to `target`. ICMP reaches raw sockets before TCP
+    /// hears about it, so by the time connect fails the message is already queued.
     fn evidence(&self, target: SocketAddr, local: SocketAddr) -> IcmpEvidence {
-        let socket = match self {
-            IcmpWatch::Open(s) => s,
-            IcmpWatch::Unavailable(why) => return IcmpEvidence::Unavailable(why.clone()),
-        };
-        let mut buf = [0u8; 1500];
-        // A raw IPv4 socket hands over the IP header too; a raw ICMPv6 socket only the message,
-        // with the sender in the socket address.
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let found = match (target, local, from) {
-                (SocketAddr::V4(t), SocketAddr::V4(l), _) => match_unreachable(&buf[..n], l, t),
-                (SocketAddr::V6(t), SocketAddr::V6(l), SocketAddr::V6(f)) => {
-                    match_unreachable6(&buf[..n], *f.ip(), l, t)
-                }
-                // An IPv6 socket not yet bound reports an unspecified IPv4 local address.
-                (SocketAddr::V6(t), SocketAddr::V4(_), SocketAddr::V6(f)) => match_unreachable6(
-                    &buf[..n],
-                    *f.ip(),
-                    SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
-                    t,
-                ),
-                _ => None,
-            };
-            if let Some(found) = found {
-                return found;
+        let socket = match (&self.v4, &self.v6, target) {
+            (IcmpSocket::Open(s), _, SocketAddr::V4(_)) | (_, IcmpSocket::Open(s), SocketAddr::V6(_)) => s,
+            (IcmpSocket::Unavailable(why), _, SocketAddr::V4(_))
+            | (_, IcmpSocket::Unavailable(why), SocketAddr::V6(_)) => {
+                return IcmpEvidence::Unavailable(why.clone());
             }
+        };
+        let mut seen = self.seen.borrow_mut();
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            if seen.len() == INBOX_MESSAGES {
+                seen.remove(0);
+            }
+            seen.push((buf[..n].to_vec(), from));
         }
-        IcmpEvidence::NoneMatched
+        seen.iter()
+            .find_map(|(message, from)| about_syn(message, *from, target, local))
+            .unwrap_or(IcmpEvidence::NoneMatched)
+    }
+}
+
+/// The evidence in one message read from a raw socket, if it is about the SYN from `local` to
+/// `target`. A raw IPv4 socket hands over the IP header too; a raw ICMPv6 socket only the
+/// message, with the sender in the socket address.
+fn about_syn(
+    message: &[u8],
+    from: SocketAddr,
+    target: SocketAddr,
+    local: SocketAddr,
+) -> Option<IcmpEvidence> {
+    match (target, local, from) {
+        (SocketAddr::V4(t), SocketAddr::V4(l), SocketAddr::V4(_)) => match_unreachable(message, l, t),
+        (SocketAddr::V6(t), SocketAddr::V6(l), SocketAddr::V6(f)) => {
+            match_unreachable6(message, *f.ip(), l, t)
+        }
+        // An IPv6 socket not yet bound reports an unspecified IPv4 local address.
+        (SocketAddr::V6(t), SocketAddr::V4(_), SocketAddr::V6(f)) => match_unreachable6(
+            message,
+            *f.ip(),
+            SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
+            t,
+        ),
+        _ => None,
     }
 }
 

@@ -78,6 +78,40 @@ fn refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart(
 }
 
 #[test]
+fn probes_sharing_a_worker_each_find_the_icmp_error_about_their_own_syn() {
+    if !root_or_skip("probes_sharing_a_worker_each_find_the_icmp_error_about_their_own_syn") {
+        return;
+    }
+    let (client, server) = (Netns::new(), Netns::new());
+    let net = common::random_byte();
+    let (client_ip, server_ip) = (format!("10.{net}.9.1"), format!("10.{net}.9.2"));
+    veth(
+        &client,
+        &format!("{client_ip}/24"),
+        &server,
+        &format!("{server_ip}/24"),
+    );
+    server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
+    server.iptables("-A INPUT -p tcp --dport 8084 -j REJECT --reject-with icmp-host-unreachable");
+    // Every SYN gets its error: the kernel would otherwise send one per second to the client.
+    server.exec(&["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"]);
+    // Interleaved, in one request: one probe reading the raw socket reads the others' errors too.
+    let probes: Vec<Value> = (0..40)
+        .map(|i| tcp(&server_ip, if i % 2 == 0 { 8083 } else { 8084 }, 10000))
+        .collect();
+    let agent = Agent::start(&[]);
+    let results = agent.results(&json!({
+        "source": {"kind": "netns", "path": client.path()},
+        "probes": probes,
+    }));
+    for (i, result) in results.iter().enumerate() {
+        let reason = if i % 2 == 0 { "admin-prohibited" } else { "host" };
+        assert_eq!(result["outcome"]["kind"], "unreachable", "{i}: {result}");
+        assert_eq!(result["outcome"]["reason"], reason, "{i}: {result}");
+    }
+}
+
+#[test]
 fn probes_leave_no_time_wait_sockets_behind() {
     if !root_or_skip("probes_leave_no_time_wait_sockets_behind") {
         return;
