@@ -58,12 +58,17 @@ struct SentSyns {
 /// [`crate::pmtu::SYN_INTERVAL`], so a packet capture at the destination that started after the
 /// probe's own SYN still sees one. A connection that is established at once sends none.
 fn beacon(target: SocketAddr) {
-    if let Ok(socket) = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))
-        && socket.set_nonblocking(true).is_ok()
-    {
+    if let Ok(socket) = Socket::new(
+        Domain::for_address(target),
+        NONBLOCKING_STREAM,
+        Some(Protocol::TCP),
+    ) {
         let _ = socket.connect(&target.into());
     }
 }
+
+/// A TCP socket created non-blocking (one system call, not three).
+const NONBLOCKING_STREAM: Type = Type::STREAM.nonblocking();
 
 /// Connects; `sent` receives the source port the kernel chose and the last beacon's time, for
 /// the packet witness.
@@ -71,28 +76,29 @@ async fn connect(target: SocketAddr, timeout: Duration, icmp: &IcmpInbox, sent: 
     let error = |what: &str, err: io::Error| TcpOutcome::Error {
         detail: format!("{what}: {err}"),
     };
-    let socket = match Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP)) {
+    let socket = match Socket::new(
+        Domain::for_address(target),
+        NONBLOCKING_STREAM,
+        Some(Protocol::TCP),
+    ) {
         Ok(s) => s,
         Err(err) => return error("cannot create a tcp socket", err),
     };
     // Linger 0: closing sends RST, so thousands of probes leave no TIME_WAIT behind.
-    if let Err(err) = socket
-        .set_linger(Some(Duration::ZERO))
-        .and_then(|()| socket.set_nonblocking(true))
-    {
+    if let Err(err) = socket.set_linger(Some(Duration::ZERO)) {
         return error("cannot configure the tcp socket", err);
     }
     let start = Instant::now();
     let elapsed_us = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     let connected = socket.connect(&target.into());
-    sent.local_port = Some(local(&socket).port()).filter(|p| *p != 0);
+    // Read now: after a failed handshake the kernel may have released the port.
+    let local = local(&socket);
+    sent.local_port = Some(local.port()).filter(|p| *p != 0);
     match connected {
         Ok(()) => return TcpOutcome::Connected { rtt_us: elapsed_us() },
         Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
-        Err(err) => return classify_error(&err, elapsed_us(), icmp.evidence(target, local(&socket))),
+        Err(err) => return classify_error(&err, elapsed_us(), icmp.evidence(target, local)),
     }
-    // Read now: after a failed handshake the kernel may have released the port.
-    let local = local(&socket);
     let stream = match tokio::net::TcpStream::from_std(socket.into()) {
         Ok(s) => s,
         Err(err) => return error("cannot register the tcp socket", err),
