@@ -66,11 +66,7 @@ impl Replies {
     /// Whether the source probed `ip` and every connection to it was established (or, for UDP,
     /// every datagram answered).
     pub fn all_connected(&self, ip: IpAddr) -> bool {
-        let mut to_ip = self
-            .results
-            .iter()
-            .filter(|(key, _)| matches!(key, ProbeKey::Endpoint(at, _) if *at == ip))
-            .peekable();
+        let mut to_ip = self.to(ip).peekable();
         to_ip.peek().is_some()
             && to_ip.all(|(_, result)| match result {
                 Ok(ProbeResult::Tcp(t)) => t.outcome.is_connected(),
@@ -81,10 +77,15 @@ impl Replies {
 
     /// Whether some TCP connection the source opened to `ip` waited out its timeout.
     pub fn lost(&self, ip: IpAddr) -> bool {
-        self.results.iter().any(|(key, result)| {
-            matches!(key, ProbeKey::Endpoint(at, _) if *at == ip)
-                && matches!(result, Ok(ProbeResult::Tcp(t)) if matches!(t.outcome, TcpOutcome::Timeout { .. }))
-        })
+        self.to(ip).any(
+            |(_, result)| matches!(result, Ok(ProbeResult::Tcp(t)) if matches!(t.outcome, TcpOutcome::Timeout { .. })),
+        )
+    }
+
+    /// The results of the source's probes to `ip`, one per port (keys sort by address, then port).
+    fn to(&self, ip: IpAddr) -> impl Iterator<Item = (&ProbeKey, &Result<ProbeResult, ToolFailure>)> {
+        self.results
+            .range(ProbeKey::Endpoint(ip, 0)..=ProbeKey::Endpoint(ip, u16::MAX))
     }
 
     /// One request's reply, spread over its probes.
