@@ -62,7 +62,7 @@ async fn run_located(
         .await
         .ok()
         .flatten();
-    let (dns, lanes) = lanes(probes, connect_lanes(in_flight));
+    let (dns, lanes) = lanes(probes, connect_lanes(in_flight, cpus()));
     let netns_name = format!("{} (inode {})", located.netns.path(), located.netns.inode());
     let held = Arc::new(held);
     let held_by_dns = held.clone();
@@ -137,11 +137,14 @@ fn lanes(probes: Vec<Probe>, connects: usize) -> Lanes {
 /// How many workers share a request's connects: one per [`CONNECTS_PER_LANE`] probes in flight,
 /// at most one per CPU and [`MAX_CONNECT_LANES`]. Each connect makes the kernel do the handshake's
 /// work on the connecting thread; hundreds of them on one thread take tens of milliseconds.
-fn connect_lanes(in_flight: usize) -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+fn connect_lanes(in_flight: usize, cpus: usize) -> usize {
     in_flight
         .div_ceil(CONNECTS_PER_LANE)
         .clamp(1, cpus.clamp(1, MAX_CONNECT_LANES))
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 const CONNECTS_PER_LANE: usize = 100;
@@ -513,4 +516,72 @@ async fn dns_probe(p: &DnsProbe, resolv_conf: Option<Result<ResolvConfSummary, S
         }
     };
     ProbeResult::Dns(dns::probe(p, conf).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use netdiag_proto::{RecordType, TcpProbe, UdpPayload, UdpProbe};
+
+    use super::*;
+
+    fn tcp(last: u8) -> Probe {
+        Probe::Tcp(TcpProbe {
+            ip: IpAddr::from(Ipv4Addr::new(10, 0, 0, last)),
+            port: 80,
+            timeout_ms: 1000,
+        })
+    }
+
+    fn indexes(lane: &[(usize, Probe)]) -> Vec<usize> {
+        lane.iter().map(|(i, _)| *i).collect()
+    }
+
+    #[test]
+    fn dns_gets_a_worker_of_its_own_connects_are_dealt_out_and_the_rest_stays_on_the_first() {
+        let probes = vec![
+            Probe::Dns(DnsProbe {
+                name: "payments".into(),
+                record_type: RecordType::A,
+                nameserver: None,
+                timeout_ms: 500,
+            }),
+            tcp(1),
+            Probe::Listeners,
+            tcp(2),
+            Probe::Udp(UdpProbe {
+                ip: IpAddr::from(Ipv4Addr::new(10, 0, 0, 3)),
+                port: 53,
+                payload: UdpPayload::Empty,
+                timeout_ms: 1000,
+            }),
+            tcp(4),
+        ];
+        let (dns, lanes) = lanes(probes, 2);
+        assert_eq!(dns.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(indexes(&lanes[0]), [1, 2, 4]);
+        assert_eq!(indexes(&lanes[1]), [3, 5]);
+    }
+
+    #[test]
+    fn a_request_without_connects_runs_on_one_worker_and_no_empty_worker_starts() {
+        let (dns, lanes) = lanes(vec![Probe::Listeners, Probe::Interfaces], 4);
+        assert!(dns.is_empty());
+        assert_eq!(lanes.len(), 1);
+        assert_eq!(indexes(&lanes[0]), [0, 1]);
+        let (_, one) = super::lanes(vec![tcp(1)], 3);
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn connects_share_one_worker_per_hundred_at_most_one_per_cpu_and_four() {
+        assert_eq!(connect_lanes(0, 8), 1);
+        assert_eq!(connect_lanes(100, 8), 1);
+        assert_eq!(connect_lanes(101, 8), 2);
+        assert_eq!(connect_lanes(300, 2), 2);
+        assert_eq!(connect_lanes(1024, 8), 4);
+        assert_eq!(connect_lanes(1024, 1), 1);
+    }
 }
