@@ -280,7 +280,11 @@ fn witnesses_ride_along_mtu_and_dataplane_at_the_source_capture_at_each_destinat
     // timeout.
     assert_eq!((c.peer, c.port), (ip("10.244.1.2"), 8080));
     let grace_ms = request("svc/payments:80").witness_grace().as_millis() as u64;
-    assert!(grace_ms > 0 && grace_ms + c.duration_ms > 1000, "{grace_ms} + {}", c.duration_ms);
+    assert!(
+        grace_ms > 0 && grace_ms + c.duration_ms > 1000,
+        "{grace_ms} + {}",
+        c.duration_ms
+    );
     let dataplane = plan.probes.iter().find(|p| p.key == ProbeKey::NodeDataplane);
     let Some(Probe::NodeDataplane(d)) = dataplane.map(|p| &p.probe) else {
         panic!("no dataplane probe planned")
