@@ -163,7 +163,9 @@ pub fn scoped_command(command: &str, flags: &[String]) -> String {
 /// A client for `config` whose connections send each write at once (`TCP_NODELAY`), as kubectl's
 /// do. kube's own builder leaves Nagle's algorithm on: a port-forwarded agent request then waits
 /// for the API server's delayed ACK (40 ms on Linux) on its way in and on its answer's way out.
-/// Through a proxy the connection is the proxy connector's, and kube's builder is used.
+/// Through a proxy the connection is the proxy connector's, and kube's builder is used. A plain
+/// `http://` server gets no TLS stack (kube's builds one anyway, and without a CA in the
+/// kubeconfig that means reading every system root certificate: about 5 ms per run).
 pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
     use hyper_util::client::legacy::connect::HttpConnector;
     use kube::client::ConfigExt;
@@ -173,8 +175,25 @@ pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let mut connector =
-        hyper_timeout::TimeoutConnector::new(config.rustls_https_connector_with_connector(http)?);
+    if config.cluster_url.scheme_str() == Some("http") {
+        return client_over(http, config);
+    }
+    let https = config.rustls_https_connector_with_connector(http)?;
+    client_over(https, config)
+}
+
+/// kube's service stack (base URI, auth, extra headers) over `connector`, with the config's
+/// timeouts.
+fn client_over<C>(connector: C, config: kube::Config) -> Result<kube::Client, kube::Error>
+where
+    C: tower::Service<hyper::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + hyper_util::client::legacy::connect::Connection,
+    C::Response: Send + Unpin + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use kube::client::ConfigExt;
+    let mut connector = hyper_timeout::TimeoutConnector::new(connector);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
