@@ -590,13 +590,21 @@ fn service_endpoints(
     key: &NamespacedName,
     port: &ServicePortFacts,
 ) -> Vec<EndpointTarget> {
+    // By namespace and name, once: a Service of hundreds of endpoints looks each one up.
+    let pods: BTreeMap<(&str, &str), &k8s_openapi::api::core::v1::Pod> = snap
+        .pods()
+        .iter()
+        .filter_map(|p| Some(((p.metadata.namespace.as_deref()?, p.metadata.name.as_deref()?), p)))
+        .collect();
     endpoints::port_endpoints(slices, key, port.name.as_deref(), port.protocol)
         .into_iter()
         .map(|e| EndpointTarget {
             ip: e.ip,
             port: Some(e.port),
             pod: match &e.pod {
-                Some(key) => snap.pods().iter().find(|p| key.is(*p)).map(read_pod),
+                Some(key) => pods
+                    .get(&(key.namespace.as_str(), key.name.as_str()))
+                    .map(|p| read_pod(p)),
                 // A hand-written slice may name no pod: the pod holding the address, if any.
                 None => pod_with_ip(snap, e.ip).map(read_pod),
             },
