@@ -10,6 +10,21 @@ fn tcp(ip: &str, port: u16, timeout_ms: u64) -> Value {
     json!({"kind": "tcp", "ip": ip, "port": port, "timeoutMs": timeout_ms})
 }
 
+/// A client and a server namespace linked by a veth pair on 10.NET.SUBNET.0/24 (NET random),
+/// with their addresses and NET.
+fn linked_pair(subnet: u8) -> (Netns, Netns, String, u8) {
+    let (client, server) = (Netns::new(), Netns::new());
+    let net = common::random_byte();
+    let server_ip = format!("10.{net}.{subnet}.2");
+    veth(
+        &client,
+        &format!("10.{net}.{subnet}.1/24"),
+        &server,
+        &format!("{server_ip}/24"),
+    );
+    (client, server, server_ip, net)
+}
+
 #[test]
 fn loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only() {
     if !root_or_skip("loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only") {
@@ -30,15 +45,7 @@ fn refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart(
     if !root_or_skip("refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart") {
         return;
     }
-    let (client, server) = (Netns::new(), Netns::new());
-    let net = common::random_byte();
-    let (client_ip, server_ip) = (format!("10.{net}.7.1"), format!("10.{net}.7.2"));
-    veth(
-        &client,
-        &format!("{client_ip}/24"),
-        &server,
-        &format!("{server_ip}/24"),
-    );
+    let (client, server, server_ip, net) = linked_pair(7);
     let _listener = server.listen("0.0.0.0", 8080);
     server.iptables("-A INPUT -p tcp --dport 8081 -j REJECT --reject-with tcp-reset");
     server.iptables("-A INPUT -p tcp --dport 8082 -j DROP");
@@ -82,15 +89,7 @@ fn probes_sharing_a_worker_each_find_the_icmp_error_about_their_own_syn() {
     if !root_or_skip("probes_sharing_a_worker_each_find_the_icmp_error_about_their_own_syn") {
         return;
     }
-    let (client, server) = (Netns::new(), Netns::new());
-    let net = common::random_byte();
-    let (client_ip, server_ip) = (format!("10.{net}.9.1"), format!("10.{net}.9.2"));
-    veth(
-        &client,
-        &format!("{client_ip}/24"),
-        &server,
-        &format!("{server_ip}/24"),
-    );
+    let (client, server, server_ip, _) = linked_pair(9);
     server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
     server.iptables("-A INPUT -p tcp --dport 8084 -j REJECT --reject-with icmp-host-unreachable");
     // Every SYN gets its error: the kernel would otherwise send one per second to the client.
@@ -134,14 +133,7 @@ fn without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given()
     if !root_or_skip("without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given") {
         return;
     }
-    let (client, server) = (Netns::new(), Netns::new());
-    let net = common::random_byte();
-    veth(
-        &client,
-        &format!("10.{net}.7.1/24"),
-        &server,
-        &format!("10.{net}.7.2/24"),
-    );
+    let (client, server, server_ip, _) = linked_pair(7);
     server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
     // Root's capabilities after exec are limited by the bounding set.
     let agent = Agent::start_via(&["setpriv", "--bounding-set", "-net_raw"], &[]);
@@ -151,7 +143,7 @@ fn without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given()
     assert_eq!(info["capabilities"]["netRaw"], false, "{info}");
     assert_eq!(info["capabilities"]["setns"], true, "{info}");
     let results = agent.results(&json!({"source": {"kind": "netns", "path": client.path()},
-        "probes": [tcp(&format!("10.{net}.7.2"), 8083, 2000)]}));
+        "probes": [tcp(&server_ip, 8083, 2000)]}));
     let outcome = &results[0]["outcome"];
     assert_eq!(outcome["kind"], "unreachable", "{outcome}");
     assert_eq!(outcome["reason"], "host", "{outcome}");
@@ -168,15 +160,7 @@ fn a_connection_not_established_sends_a_fresh_syn_every_100_ms_and_says_when_the
     ) {
         return;
     }
-    let (client, server) = (Netns::new(), Netns::new());
-    let net = common::random_byte();
-    let (client_ip, server_ip) = (format!("10.{net}.9.1"), format!("10.{net}.9.2"));
-    veth(
-        &client,
-        &format!("{client_ip}/24"),
-        &server,
-        &format!("{server_ip}/24"),
-    );
+    let (client, server, server_ip, _) = linked_pair(9);
     let _listener = server.listen("0.0.0.0", 8080);
     server.iptables("-A INPUT -p tcp --syn --dport 8082 -j DROP");
     let agent = Agent::start(&[]);

@@ -312,6 +312,16 @@ async fn the_source_pod_gets_one_request_and_each_destination_node_one_for_all_i
     );
 }
 
+/// Every capture of `ev` was not sent, for a reason that says `why`.
+fn assert_no_capture(ev: &Evidence, why: &str) {
+    for (ip, capture) in captures(ev) {
+        assert!(
+            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(reason)) if reason.contains(why)),
+            "{ip}: {capture:?}"
+        );
+    }
+}
+
 /// The capture facts of `ev`, by endpoint address.
 fn captures(ev: &Evidence) -> Vec<(IpAddr, Fact<CaptureResult>)> {
     ev.witnesses
@@ -328,14 +338,8 @@ async fn a_healthy_check_does_not_wait_for_the_captures() {
         ..listening_everywhere()
     };
     let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
-    let abandoned = captures(&ev);
-    assert_eq!(abandoned.len(), 2);
-    for (ip, capture) in abandoned {
-        assert!(
-            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(why)) if why.contains("not needed")),
-            "{ip}: {capture:?}"
-        );
-    }
+    assert_eq!(captures(&ev).len(), 2);
+    assert_no_capture(&ev, "not needed");
     assert_eq!(judge::judge(&ev, 0).verdict, Verdict::Reachable);
 }
 
@@ -458,12 +462,7 @@ async fn a_connection_policy_denies_does_not_wait_for_the_witnesses_at_its_pod()
         agents.tcp.insert(ip(pod), TcpOutcome::Timeout { after_ms: 1000 });
     }
     let ev = collect(&snap, &agents, &request("svc/payments:80")).await;
-    for (ip, capture) in captures(&ev) {
-        assert!(
-            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(why)) if why.contains("NetworkPolicy denies")),
-            "{ip}: {capture:?}"
-        );
-    }
+    assert_no_capture(&ev, "NetworkPolicy denies");
     // Not even started: node-b's agent is never asked.
     assert_eq!(asked_nodes(&agents), ["node-a"]);
     let report = judge::judge(&ev, 0);
@@ -536,12 +535,7 @@ async fn a_refused_connection_asks_only_its_pods_sockets_once_the_source_answere
         listeners("10.244.2.2"),
         Some(Fact::Unknown(ToolFailure::NotProbed(_)))
     ));
-    for (ip, capture) in captures(&ev) {
-        assert!(
-            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(_))),
-            "{ip}: {capture:?}"
-        );
-    }
+    assert_no_capture(&ev, "");
 }
 
 #[tokio::test(start_paused = true)]
@@ -560,12 +554,7 @@ async fn a_slow_source_starts_the_witnesses_and_drops_them_once_every_connection
     );
     // Started at the grace, while the source was still probing, then abandoned.
     assert_eq!(requests_to(&agents, "node-b").len(), 1);
-    for (ip, capture) in captures(&ev) {
-        assert!(
-            matches!(&capture, Fact::Unknown(ToolFailure::NotProbed(why)) if why.contains("not needed")),
-            "{ip}: {capture:?}"
-        );
-    }
+    assert_no_capture(&ev, "not needed");
     assert_eq!(judge::judge(&ev, 0).verdict, Verdict::Reachable);
 }
 
