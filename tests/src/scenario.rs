@@ -389,6 +389,19 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), ScenarioError> {
+        self.validate_rbac()?;
+        let nodes = self.validate_nodes()?;
+        let pods = self.validate_pods(&nodes)?;
+        let services = self.validate_services()?;
+        self.validate_objects(&services)?;
+        self.validate_faults(&nodes, &pods, &services)?;
+        if self.expect.is_some() && self.check.is_none() {
+            return Err(invalid("has expect but no check"));
+        }
+        Ok(())
+    }
+
+    fn validate_rbac(&self) -> Result<(), ScenarioError> {
         if let Some(other) = self.rbac.iter().find(|o| !crate::rbac::is_rbac_kind(o)) {
             return Err(invalid(format!(
                 "rbac lists {} {}, which is not an rbac.authorization.k8s.io/v1 kind",
@@ -396,6 +409,11 @@ impl Scenario {
             )));
         }
         crate::rbac::Rbac::from_objects(&self.rbac).map_err(|e| invalid(format!("rbac: {e}")))?;
+        Ok(())
+    }
+
+    /// The node names, each a DNS label, listed once.
+    fn validate_nodes(&self) -> Result<BTreeSet<&str>, ScenarioError> {
         if self.nodes.is_empty() {
             return Err(invalid("has no nodes"));
         }
@@ -414,6 +432,11 @@ impl Scenario {
                 return Err(invalid(format!("lists node {node} twice")));
             }
         }
+        Ok(nodes)
+    }
+
+    /// The pods as `namespace/name`, each on a known node, with distinct addresses and ports.
+    fn validate_pods(&self, nodes: &BTreeSet<&str>) -> Result<BTreeSet<String>, ScenarioError> {
         let mut pods = BTreeSet::new();
         let mut ips = BTreeSet::new();
         for pod in &self.pods {
@@ -459,6 +482,11 @@ impl Scenario {
                 }
             }
         }
+        Ok(pods)
+    }
+
+    /// The Services as `namespace/name`, with valid, distinct ClusterIPs and ports.
+    fn validate_services(&self) -> Result<BTreeSet<String>, ScenarioError> {
         let mut services = BTreeSet::new();
         let mut cluster_ips = BTreeMap::new();
         for svc in &self.services {
@@ -512,6 +540,11 @@ impl Scenario {
                 }
             }
         }
+        Ok(services)
+    }
+
+    /// The extra objects are served kinds and each EndpointSlice belongs to a known Service.
+    fn validate_objects(&self, services: &BTreeSet<String>) -> Result<(), ScenarioError> {
         for (i, obj) in self.objects.iter().enumerate() {
             crate::objects::resource_of(obj).map_err(|e| invalid(format!("objects[{i}]: {e}")))?;
         }
@@ -537,6 +570,16 @@ impl Scenario {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Each fault names nodes, pods and Services the scenario has.
+    fn validate_faults(
+        &self,
+        nodes: &BTreeSet<&str>,
+        pods: &BTreeSet<String>,
+        services: &BTreeSet<String>,
+    ) -> Result<(), ScenarioError> {
         for fault in &self.faults {
             match fault {
                 Fault::Deny { from, to, .. } => {
@@ -619,9 +662,6 @@ impl Scenario {
                     }
                 }
             }
-        }
-        if self.expect.is_some() && self.check.is_none() {
-            return Err(invalid("has expect but no check"));
         }
         Ok(())
     }
