@@ -420,73 +420,98 @@ async fn get_handler(
     }
     let path = uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segs.as_slice() {
-        ["version"] => {
-            return json_response(
-                StatusCode::OK,
-                &Info {
-                    major: "1".into(),
-                    minor: "34".into(),
-                    git_version: "v1.34.0-netdiag-lab".into(),
-                    git_commit: "0000000000000000000000000000000000000000".into(),
-                    git_tree_state: "clean".into(),
-                    build_date: "2025-08-27T00:00:00Z".into(),
-                    go_version: "go1.24".into(),
-                    compiler: "gc".into(),
-                    platform: "linux/amd64".into(),
-                    ..Default::default()
-                },
-            );
-        }
-        ["healthz"] | ["readyz"] | ["livez"] => return (StatusCode::OK, "ok").into_response(),
-        ["api"] => {
-            return json_response(
-                StatusCode::OK,
-                &APIVersions {
-                    versions: vec!["v1".into()],
-                    server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
-                        client_cidr: "0.0.0.0/0".into(),
-                        server_address: store.address.clone(),
-                    }],
-                },
-            );
-        }
-        ["apis"] => return json_response(StatusCode::OK, &groups()),
-        ["apis", group] => {
-            return match groups().groups.into_iter().find(|g| g.name == *group) {
-                Some(g) => json_response(StatusCode::OK, &g),
-                None => status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("api group {group} not found"),
-                    None,
-                ),
-            };
-        }
-        _ => {}
+    if let Some(response) = discovery(&store, &segs) {
+        return response;
     }
-    let (group, version, rest) = match segs.as_slice() {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => {
-            return status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("the server could not find {path}"),
-                None,
-            );
-        }
+    let ResourceRoute { rt, namespace, name } = match resource_route(&segs, path) {
+        Ok(route) => route,
+        Err(response) => return *response,
     };
-    if rest.is_empty() {
-        return match discovery_resources(group, version) {
-            Some(list) => json_response(StatusCode::OK, &list),
+    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        return bad_request("watch is not supported by the lab's api stand-in".into());
+    }
+    let as_table = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
+    match name {
+        Some(name) => get_one(&store, &rt, namespace, name, as_table),
+        None => list(&store, &rt, namespace, &query, as_table),
+    }
+}
+
+/// The version, health and API group discovery paths; `None` for every other path.
+fn discovery(store: &Store, segs: &[&str]) -> Option<Response> {
+    let response = match segs {
+        ["version"] => json_response(
+            StatusCode::OK,
+            &Info {
+                major: "1".into(),
+                minor: "34".into(),
+                git_version: "v1.34.0-netdiag-lab".into(),
+                git_commit: "0000000000000000000000000000000000000000".into(),
+                git_tree_state: "clean".into(),
+                build_date: "2025-08-27T00:00:00Z".into(),
+                go_version: "go1.24".into(),
+                compiler: "gc".into(),
+                platform: "linux/amd64".into(),
+                ..Default::default()
+            },
+        ),
+        ["healthz"] | ["readyz"] | ["livez"] => (StatusCode::OK, "ok").into_response(),
+        ["api"] => json_response(
+            StatusCode::OK,
+            &APIVersions {
+                versions: vec!["v1".into()],
+                server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
+                    client_cidr: "0.0.0.0/0".into(),
+                    server_address: store.address.clone(),
+                }],
+            },
+        ),
+        ["apis"] => json_response(StatusCode::OK, &groups()),
+        ["apis", group] => match groups().groups.into_iter().find(|g| g.name == *group) {
+            Some(g) => json_response(StatusCode::OK, &g),
             None => status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
-                format!("the server could not find {path}"),
+                format!("api group {group} not found"),
                 None,
             ),
-        };
+        },
+        _ => return None,
+    };
+    Some(response)
+}
+
+/// What a resource path names: objects of one type, in one namespace or all, or one by name.
+struct ResourceRoute<'a> {
+    rt: ResourceType,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+/// The resource type, namespace and name a resource path names, or the response for a path that
+/// names none (a group version's resource list, or not found).
+fn resource_route<'a>(segs: &[&'a str], path: &str) -> Result<ResourceRoute<'a>, Box<Response>> {
+    let not_found = || {
+        Box::new(status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find {path}"),
+            None,
+        ))
+    };
+    let (group, version, rest) = match segs {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(not_found()),
+    };
+    if rest.is_empty() {
+        return Err(match discovery_resources(group, version) {
+            Some(list) => Box::new(json_response(StatusCode::OK, &list)),
+            None => not_found(),
+        });
     }
     let find = |plural: &str| {
         RESOURCES
@@ -504,46 +529,46 @@ async fn get_handler(
         },
         _ => (None, None, None),
     };
-    let Some(rt) = rt.copied() else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("the server could not find {path}"),
-            None,
-        );
-    };
-    if namespace.is_some() && !rt.namespaced {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("the server could not find {path}"),
-            None,
-        );
+    match rt.copied() {
+        Some(rt) if namespace.is_none() || rt.namespaced => Ok(ResourceRoute { rt, namespace, name }),
+        _ => Err(not_found()),
     }
-    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-        return bad_request("watch is not supported by the lab's api stand-in".into());
+}
+
+/// Whether `o` is an object of `rt` in `namespace` (any, when `None`).
+fn in_scope(rt: &ResourceType, namespace: Option<&str>, o: &(ResourceType, Value)) -> bool {
+    o.0 == *rt
+        && namespace.is_none_or(|ns| o.1.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
+}
+
+/// One object by name.
+fn get_one(
+    store: &Store,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    as_table: bool,
+) -> Response {
+    let found = store
+        .objects
+        .iter()
+        .filter(|o| in_scope(rt, namespace, o))
+        .find(|o| o.1.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
+    match found {
+        Some((_, obj)) if as_table => table_response(rt, &[obj]),
+        Some((_, obj)) => json_response(StatusCode::OK, obj),
+        None => not_found(rt, name),
     }
-    let in_scope = |o: &&(ResourceType, Value)| {
-        o.0 == rt
-            && namespace
-                .is_none_or(|ns| o.1.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
-    };
-    let as_table = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
-    if let Some(name) = name {
-        let found = store
-            .objects
-            .iter()
-            .filter(in_scope)
-            .find(|o| o.1.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
-        return match found {
-            Some((_, obj)) if as_table => table_response(&rt, &[obj]),
-            Some((_, obj)) => json_response(StatusCode::OK, obj),
-            None => not_found(&rt, name),
-        };
-    }
+}
+
+/// The objects of `rt` in `namespace` that the label and field selectors of `query` select.
+fn list(
+    store: &Store,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    query: &HashMap<String, String>,
+    as_table: bool,
+) -> Response {
     let labels = match query
         .get("labelSelector")
         .map(|s| parse_label_selector(s))
@@ -554,7 +579,7 @@ async fn get_handler(
     };
     let fields = match query
         .get("fieldSelector")
-        .map(|s| parse_field_selector(&rt, s))
+        .map(|s| parse_field_selector(rt, s))
         .transpose()
     {
         Ok(f) => f.unwrap_or_default(),
@@ -563,7 +588,7 @@ async fn get_handler(
     let items: Vec<&Value> = store
         .objects
         .iter()
-        .filter(in_scope)
+        .filter(|o| in_scope(rt, namespace, o))
         .map(|(_, o)| o)
         .filter(|o| labels.as_ref().is_none_or(|s| s.matches(&labels_of(o))))
         .filter(|o| {
@@ -578,7 +603,7 @@ async fn get_handler(
         })
         .collect();
     if as_table {
-        return table_response(&rt, &items);
+        return table_response(rt, &items);
     }
     // As the API server does, list items carry no apiVersion and kind: the List names them.
     let items: Vec<Value> = items
