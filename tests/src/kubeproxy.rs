@@ -107,86 +107,12 @@ fn family_rules(
     faults: &[Fault],
     family: IpFamily,
 ) -> String {
-    let hl = host_len(family);
     let node_name = &plan.nodes[node].name;
-    let skipped: BTreeSet<&str> = faults
-        .iter()
-        .filter_map(|f| match f {
-            Fault::ServiceRulesMissing { service, node } if node == node_name => Some(service.as_str()),
-            _ => None,
-        })
-        .collect();
-
-    let mut nat_chains = vec![
-        "KUBE-SERVICES".to_string(),
-        "KUBE-POSTROUTING".into(),
-        "KUBE-MARK-MASQ".into(),
-    ];
-    let mut nat = String::new();
-    let mut filter = String::new();
-    for svc in &plan.services {
-        let Some(vip) = svc.vip(family) else { continue };
-        if skipped.contains(svc.key().as_str()) {
-            continue;
-        }
-        for sp in &svc.ports {
-            let proto = sp.protocol.as_iptables();
-            let port_id = match &sp.name {
-                Some(n) => format!("{}:{n}", svc.key()),
-                None => svc.key(),
-            };
-            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family);
-            eps.extend(stale_endpoints(plan, node_name, &svc.key(), &eps, faults, family));
-            if eps.is_empty() {
-                let _ = writeln!(
-                    filter,
-                    "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no endpoints\" \
-                     -m {proto} --dport {} -j {}",
-                    sp.port,
-                    reject(family, false)
-                );
-                continue;
-            }
-            let svc_chain = format!("KUBE-SVC-{}", chain_hash(&format!("{port_id}/{proto}")));
-            nat_chains.push(svc_chain.clone());
-            let _ = writeln!(
-                nat,
-                "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} cluster IP\" \
-                 -m {proto} --dport {} -j {svc_chain}",
-                sp.port
-            );
-            let n = eps.len();
-            for (i, &(ip, port)) in eps.iter().enumerate() {
-                let to = SocketAddr::new(ip, port);
-                let sep = format!(
-                    "KUBE-SEP-{}",
-                    chain_hash(&format!("{port_id}/{proto}/{ip}:{port}"))
-                );
-                nat_chains.push(sep.clone());
-                let statistic = if i + 1 < n {
-                    format!(
-                        " -m statistic --mode random --probability {:.10}",
-                        1.0 / (n - i) as f64
-                    )
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    nat,
-                    "-A {svc_chain} -m comment --comment \"{port_id} -> {to}\"{statistic} -j {sep}"
-                );
-                let _ = writeln!(
-                    nat,
-                    "-A {sep} -s {ip}/{hl} -m comment --comment \"{port_id}\" -j KUBE-MARK-MASQ"
-                );
-                let _ = writeln!(
-                    nat,
-                    "-A {sep} -p {proto} -m comment --comment \"{port_id}\" -m {proto} -j DNAT --to-destination {to}"
-                );
-            }
-        }
-    }
-
+    let ServicePortRules {
+        nat_chains,
+        nat,
+        filter,
+    } = service_port_rules(plan, node_name, slices, faults, family);
     let mut out = String::from(
         "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n",
     );
@@ -239,6 +165,119 @@ fn family_rules(
     out.push_str(&family_cut_rules(node_name, faults, family));
     out.push_str("COMMIT\n");
     out
+}
+
+/// What kube-proxy on one node programs for the Services' ports of one family: the nat chains
+/// it declares, the nat rules (VIP → service chain → endpoint chains → DNAT) and the filter
+/// rules (REJECT for a port without endpoints).
+#[derive(Default)]
+struct ServicePortRules {
+    nat_chains: Vec<String>,
+    nat: String,
+    filter: String,
+}
+
+fn service_port_rules(
+    plan: &Plan,
+    node_name: &str,
+    slices: &[EndpointSlice],
+    faults: &[Fault],
+    family: IpFamily,
+) -> ServicePortRules {
+    let hl = host_len(family);
+    let skipped: BTreeSet<&str> = faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::ServiceRulesMissing { service, node } if node == node_name => Some(service.as_str()),
+            _ => None,
+        })
+        .collect();
+
+    let mut rules = ServicePortRules {
+        nat_chains: vec![
+            "KUBE-SERVICES".to_string(),
+            "KUBE-POSTROUTING".into(),
+            "KUBE-MARK-MASQ".into(),
+        ],
+        ..Default::default()
+    };
+    for svc in &plan.services {
+        let Some(vip) = svc.vip(family) else { continue };
+        if skipped.contains(svc.key().as_str()) {
+            continue;
+        }
+        for sp in &svc.ports {
+            let proto = sp.protocol.as_iptables();
+            let port_id = match &sp.name {
+                Some(n) => format!("{}:{n}", svc.key()),
+                None => svc.key(),
+            };
+            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family);
+            eps.extend(stale_endpoints(plan, node_name, &svc.key(), &eps, faults, family));
+            if eps.is_empty() {
+                let _ = writeln!(
+                    rules.filter,
+                    "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no endpoints\" \
+                     -m {proto} --dport {} -j {}",
+                    sp.port,
+                    reject(family, false)
+                );
+                continue;
+            }
+            let svc_chain = format!("KUBE-SVC-{}", chain_hash(&format!("{port_id}/{proto}")));
+            rules.nat_chains.push(svc_chain.clone());
+            let _ = writeln!(
+                rules.nat,
+                "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} cluster IP\" \
+                 -m {proto} --dport {} -j {svc_chain}",
+                sp.port
+            );
+            endpoint_rules(&mut rules, &port_id, proto, &svc_chain, &eps, hl);
+        }
+    }
+
+    rules
+}
+
+/// One port's endpoint chains: the service chain's jump to each (with kube-proxy's random
+/// probabilities), the masquerade mark for hairpin traffic and the DNAT.
+fn endpoint_rules(
+    rules: &mut ServicePortRules,
+    port_id: &str,
+    proto: &str,
+    svc_chain: &str,
+    eps: &[(IpAddr, u16)],
+    hl: u8,
+) {
+    let n = eps.len();
+    for (i, &(ip, port)) in eps.iter().enumerate() {
+        let to = SocketAddr::new(ip, port);
+        let sep = format!(
+            "KUBE-SEP-{}",
+            chain_hash(&format!("{port_id}/{proto}/{ip}:{port}"))
+        );
+        rules.nat_chains.push(sep.clone());
+        let statistic = if i + 1 < n {
+            format!(
+                " -m statistic --mode random --probability {:.10}",
+                1.0 / (n - i) as f64
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            rules.nat,
+            "-A {svc_chain} -m comment --comment \"{port_id} -> {to}\"{statistic} -j {sep}"
+        );
+        let _ = writeln!(
+            rules.nat,
+            "-A {sep} -s {ip}/{hl} -m comment --comment \"{port_id}\" -j KUBE-MARK-MASQ"
+        );
+        let _ = writeln!(
+            rules.nat,
+            "-A {sep} -p {proto} -m comment --comment \"{port_id}\" -m {proto} -j DNAT --to-destination {to}"
+        );
+    }
 }
 
 /// A `link-cut` fault for one family: that family's traffic through the node's uplink dropped
