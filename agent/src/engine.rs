@@ -46,8 +46,10 @@ pub enum EngineError {
 /// Runs `probes` in the `located` namespace, results in request order, with the process whose
 /// files stand for the pod's. The DNS probes run on a worker of their own: on the worker of the
 /// connects, a query's answer waited for hundreds of connects to be made before it was read (at
-/// 300 endpoints, 50 to 80 ms for a 1 ms answer). `held` (the request's permits) lives as long
-/// as the workers' work.
+/// 300 endpoints, 50 to 80 ms for a 1 ms answer). So do the inventories and witnesses: behind
+/// a hundred and fifty connects, the node's rules and the path MTU started 35 ms late and the
+/// connects waited for the inventories. `held` (the request's permits) lives as long as the
+/// workers' work.
 async fn run_located(
     located: &locate::Located,
     probes: Vec<Probe>,
@@ -63,6 +65,7 @@ async fn run_located(
         .ok()
         .flatten();
     let (dns, lanes) = lanes(probes, connect_lanes(in_flight, cpus()));
+    let network = dns.len() + lanes.iter().map(|lane| network_probes(lane)).sum::<usize>();
     let netns_name = format!("{} (inode {})", located.netns.path(), located.netns.inode());
     let held = Arc::new(held);
     let held_by_dns = held.clone();
@@ -85,9 +88,9 @@ async fn run_located(
         })
         .await
     };
-    let per_lane = in_flight.div_ceil(lanes.len().max(1));
     let lane_workers = lanes.into_iter().enumerate().map(|(k, lane)| {
         let (held, witness) = (held.clone(), witness.clone());
+        let bound = lane_bound(network_probes(&lane), network, in_flight);
         // The listening sockets go with the first lane, which has the inventory probes.
         let pod_sockets = if k == 0 {
             pod_sockets.clone()
@@ -97,7 +100,7 @@ async fn run_located(
         netns::run_in(&located.netns, move || async move {
             let _held = held;
             let only: Vec<Probe> = lane.iter().map(|(_, p)| p.clone()).collect();
-            let results = run_probes(&only, &pod_sockets, per_lane, (net_raw, &witness)).await;
+            let results = run_probes(&only, &pod_sockets, bound, (net_raw, &witness)).await;
             lane.into_iter().map(|(i, _)| i).zip(results).collect::<Vec<_>>()
         })
     });
@@ -110,28 +113,49 @@ async fn run_located(
     Ok((pid, all.into_iter().map(|(_, timed)| timed).collect()))
 }
 
-/// The request's probes by the worker that runs them: the DNS probes on one of their own, and
-/// the rest over `connects` workers, the connects (`tcp`, `udp`) spread evenly and every other
-/// probe (inventories, witnesses) on the first. Each with its index in the request.
+/// The request's probes by the worker that runs them: the DNS probes on one of their own, every
+/// probe that is neither DNS nor a connect (inventories, witnesses) on the first of the rest, and
+/// the connects (`tcp`, `udp`) dealt out evenly over `connects` workers after it. Each with its
+/// index in the request; no worker is empty.
 type Lanes = (Vec<(usize, DnsProbe)>, Vec<Vec<(usize, Probe)>>);
 
 fn lanes(probes: Vec<Probe>, connects: usize) -> Lanes {
     let mut dns = vec![];
-    let mut lanes: Vec<Vec<(usize, Probe)>> = vec![vec![]; connects.max(1)];
+    let mut others = vec![];
+    let mut connect_lanes: Vec<Vec<(usize, Probe)>> = vec![vec![]; connects.max(1)];
     let mut next = 0;
     for (i, probe) in probes.into_iter().enumerate() {
         match probe {
             Probe::Dns(p) => dns.push((i, p)),
             p @ (Probe::Tcp(_) | Probe::Udp(_)) => {
-                let n = lanes.len();
-                lanes[next % n].push((i, p));
+                let n = connect_lanes.len();
+                connect_lanes[next % n].push((i, p));
                 next += 1;
             }
-            other => lanes[0].push((i, other)),
+            other => others.push((i, other)),
         }
     }
+    let mut lanes = vec![others];
+    lanes.extend(connect_lanes);
     lanes.retain(|lane| !lane.is_empty());
     (dns, lanes)
+}
+
+/// The probes of `lane` that hold sockets (the inventories are reads).
+fn network_probes(lane: &[(usize, Probe)]) -> usize {
+    lane.iter()
+        .filter(|(_, p)| !matches!(p, Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_)))
+        .count()
+}
+
+/// How many of a worker's `lane` network probes run at once when the request's `network`
+/// probes may have `in_flight` at once: all of them when the whole request fits (one wave, so a
+/// failing check costs one timeout), else the lane's share, at least one.
+fn lane_bound(lane: usize, network: usize, in_flight: usize) -> usize {
+    if in_flight >= network {
+        return lane.max(1);
+    }
+    (lane * in_flight / network.max(1)).max(1)
 }
 
 /// How many workers share a request's connects: one per [`CONNECTS_PER_LANE`] probes in flight,
@@ -159,7 +183,7 @@ pub const MAX_PROBES_IN_FLIGHT: usize = 1024;
 /// closed as soon as it is opened), a DNS probe one query socket (UDP, or the TCP retry after it).
 const SOCKETS_PER_PROBE: u32 = 1;
 /// Sockets a request's workers hold besides their probes': each connecting worker's raw ICMP and
-/// ICMPv6 sockets ([`tcp::IcmpInbox`]).
+/// ICMPv6 sockets ([`tcp::IcmpInbox`]; the worker of the inventories and witnesses opens none).
 const WORKER_SOCKETS: u32 = 2 * MAX_CONNECT_LANES as u32;
 
 impl EngineError {
@@ -426,7 +450,8 @@ async fn run_probes(
         })
         .collect();
     // Opened before any probe connects, so that it holds every ICMP error about their SYNs.
-    let icmp = tcp::IcmpInbox::open(net_raw);
+    let connects = probes.iter().any(|p| matches!(p, Probe::Tcp(_)));
+    let icmp = tcp::IcmpInbox::open(net_raw && connects);
     let icmp = &icmp;
     let runs = probes
         .iter()
@@ -539,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn dns_gets_a_worker_of_its_own_connects_are_dealt_out_and_the_rest_stays_on_the_first() {
+    fn dns_and_the_other_probes_get_a_worker_each_and_connects_are_dealt_out() {
         let probes = vec![
             Probe::Dns(DnsProbe {
                 name: "payments".into(),
@@ -560,9 +585,10 @@ mod tests {
         ];
         let (dns, lanes) = lanes(probes, 2);
         assert_eq!(dns.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
-        assert_eq!(lanes.len(), 2);
-        assert_eq!(indexes(&lanes[0]), [1, 2, 4]);
-        assert_eq!(indexes(&lanes[1]), [3, 5]);
+        assert_eq!(lanes.len(), 3);
+        assert_eq!(indexes(&lanes[0]), [2]);
+        assert_eq!(indexes(&lanes[1]), [1, 4]);
+        assert_eq!(indexes(&lanes[2]), [3, 5]);
     }
 
     #[test]
@@ -573,6 +599,15 @@ mod tests {
         assert_eq!(indexes(&lanes[0]), [0, 1]);
         let (_, one) = super::lanes(vec![tcp(1)], 3);
         assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn a_worker_runs_all_its_probes_at_once_when_the_request_fits_else_its_share() {
+        assert_eq!(lane_bound(150, 309, 309), 150);
+        assert_eq!(lane_bound(3, 309, 1024), 3);
+        assert_eq!(lane_bound(0, 0, 1), 1);
+        assert_eq!(lane_bound(600, 1200, 1024), 512);
+        assert_eq!(lane_bound(1, 1200, 1024), 1);
     }
 
     #[test]
