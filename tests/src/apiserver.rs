@@ -605,27 +605,43 @@ fn list(
     if as_table {
         return table_response(rt, &items);
     }
-    // As the API server does, list items carry no apiVersion and kind: the List names them.
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|o| {
-            let mut o = o.clone();
-            if let Some(map) = o.as_object_mut() {
-                map.remove("apiVersion");
-                map.remove("kind");
-            }
-            o
-        })
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "apiVersion": rt.api_version(),
-            "kind": format!("{}List", rt.kind),
-            "metadata": {"resourceVersion": "1"},
-            "items": items,
-        }),
-    )
+    let body = ListBody {
+        api_version: rt.api_version(),
+        kind: format!("{}List", rt.kind),
+        metadata: json!({"resourceVersion": "1"}),
+        items: items.into_iter().map(ListItem).collect(),
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// A list response, its items written from the stored objects without copying them (at
+/// hundreds of pods the copies cost the stand-in milliseconds a list).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListBody<'a> {
+    api_version: String,
+    kind: String,
+    metadata: Value,
+    items: Vec<ListItem<'a>>,
+}
+
+/// A stored object as a list item: as the API server does, without apiVersion and kind (the
+/// List names them).
+struct ListItem<'a>(&'a Value);
+
+impl serde::Serialize for ListItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(fields) = self.0.as_object() else {
+            return self.0.serialize(serializer);
+        };
+        let kept = fields.iter().filter(|(k, _)| *k != "apiVersion" && *k != "kind");
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in kept {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 fn age(obj: &Value) -> String {
