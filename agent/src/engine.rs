@@ -453,13 +453,18 @@ async fn run_probes(
     let connects = probes.iter().any(|p| matches!(p, Probe::Tcp(_)));
     let icmp = tcp::IcmpInbox::open(net_raw && connects);
     let icmp = &icmp;
+    // In one wave, every connect's timeout counts from the wave's start: the last of hundreds
+    // of SYNs leaves tens of milliseconds after the first, and the request still ends one
+    // timeout after it started. Probes that wait their turn count from their own start.
+    let waiting = slots.iter().filter(|s| s.is_none()).count();
+    let since = (waiting <= in_flight).then(Instant::now);
     let runs = probes
         .iter()
         .zip(&slots)
         .filter(|(_, slot)| slot.is_none())
         .map(|(probe, _)| async move {
             let start = Instant::now();
-            let result = run_async(probe, net_raw, witness, icmp).await;
+            let result = run_async(probe, net_raw, witness, (icmp, since)).await;
             (result, start.elapsed())
         });
     let mut done = futures::stream::iter(runs)
@@ -502,13 +507,18 @@ struct Witness {
 /// Runs a network probe (`tcp`, `udp`, or a datapath witness: path MTU in the request's
 /// namespace, a capture in its pod's, the node's dataplane state in the node's); the inventory
 /// probes never get here, nor do the DNS ones ([`dns_probe`]).
-async fn run_async(probe: &Probe, net_raw: bool, witness: &Witness, icmp: &tcp::IcmpInbox) -> ProbeResult {
+async fn run_async(
+    probe: &Probe,
+    net_raw: bool,
+    witness: &Witness,
+    (icmp, since): (&tcp::IcmpInbox, Option<Instant>),
+) -> ProbeResult {
     match probe {
         Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p).await),
         Probe::Capture(p) => ProbeResult::Capture(capture::probe_in(p, net_raw, &witness.capture_pods).await),
         Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, &witness.node_netns).await),
-        Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, icmp).await),
-        Probe::Udp(p) => ProbeResult::Udp(udp::probe(p).await),
+        Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, icmp, since).await),
+        Probe::Udp(p) => ProbeResult::Udp(udp::probe(p, since).await),
         Probe::Listeners => ProbeResult::Listeners(listeners::probe()),
         Probe::Interfaces => ProbeResult::Interfaces(interfaces::probe()),
         // Read before the network probes start, in each pod's own namespace (`pod_listeners`).

@@ -23,13 +23,16 @@ use pnet_packet::ipv6::Ipv6Packet;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Runs one TCP probe on the calling thread's namespace; `icmp` is the inbox of that namespace's
-/// ICMP errors, opened before the probe.
-pub async fn probe(p: &TcpProbe, icmp: &IcmpInbox) -> TcpResult {
+/// ICMP errors, opened before the probe. The timeout counts from `since` (the start of the
+/// probe's wave, see [`crate::engine`]), else from the probe's own start.
+pub async fn probe(p: &TcpProbe, icmp: &IcmpInbox, since: Option<Instant>) -> TcpResult {
     let started_unix_us = crate::capture::unix_us();
     let mut sent = SentSyns::default();
+    let timeout = Duration::from_millis(p.timeout_ms);
+    let deadline = since.unwrap_or_else(Instant::now) + timeout;
     let outcome = connect(
         SocketAddr::new(p.ip, p.port),
-        Duration::from_millis(p.timeout_ms),
+        (deadline, timeout),
         icmp,
         &mut sent,
     )
@@ -70,9 +73,14 @@ fn beacon(target: SocketAddr) {
 /// A TCP socket created non-blocking (one system call, not three).
 const NONBLOCKING_STREAM: Type = Type::STREAM.nonblocking();
 
-/// Connects; `sent` receives the source port the kernel chose and the last beacon's time, for
-/// the packet witness.
-async fn connect(target: SocketAddr, timeout: Duration, icmp: &IcmpInbox, sent: &mut SentSyns) -> TcpOutcome {
+/// Connects, waiting until `deadline` (`timeout` after the wave's start); `sent` receives the
+/// source port the kernel chose and the last beacon's time, for the packet witness.
+async fn connect(
+    target: SocketAddr,
+    (deadline, timeout): (Instant, Duration),
+    icmp: &IcmpInbox,
+    sent: &mut SentSyns,
+) -> TcpOutcome {
     let error = |what: &str, err: io::Error| TcpOutcome::Error {
         detail: format!("{what}: {err}"),
     };
@@ -103,7 +111,7 @@ async fn connect(target: SocketAddr, timeout: Duration, icmp: &IcmpInbox, sent: 
         Ok(s) => s,
         Err(err) => return error("cannot register the tcp socket", err),
     };
-    let deadline = tokio::time::Instant::from_std(start + timeout);
+    let deadline = tokio::time::Instant::from_std(deadline);
     let writable = loop {
         let next_beacon = (tokio::time::Instant::now() + crate::pmtu::SYN_INTERVAL).min(deadline);
         match tokio::time::timeout_at(next_beacon, stream.writable()).await {
@@ -436,6 +444,44 @@ pub fn classify_error(err: &io::Error, rtt_us: u64, icmp: IcmpEvidence) -> TcpOu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listener on loopback whose accept queue is full (backlog 0, one connection waiting):
+    /// the kernel drops every further SYN to it, so a connect there waits out its timeout.
+    fn full_listener() -> (Socket, std::net::TcpStream, SocketAddr) {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        listener
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let waiting = std::net::TcpStream::connect(addr).unwrap();
+        (listener, waiting, addr)
+    }
+
+    #[tokio::test]
+    async fn the_timeout_counts_from_the_start_of_the_probes_wave() {
+        let (_listener, _waiting, addr) = full_listener();
+        let hour = Duration::from_secs(3600);
+        let dropped = TcpProbe {
+            ip: addr.ip(),
+            port: addr.port(),
+            timeout_ms: u64::try_from(hour.as_millis()).unwrap(),
+        };
+        // The wave started an hour (less 200 ms) ago: the probe has 200 ms left, not an hour.
+        let since = Instant::now()
+            .checked_sub(hour - Duration::from_millis(200))
+            .unwrap();
+        let icmp = IcmpInbox::open(false);
+        let result = tokio::time::timeout(Duration::from_secs(30), probe(&dropped, &icmp, Some(since)))
+            .await
+            .expect("the probe waited past its wave's deadline");
+        assert_eq!(
+            result.outcome,
+            TcpOutcome::Timeout {
+                after_ms: dropped.timeout_ms
+            }
+        );
+    }
 
     /// An IPv4/ICMP destination-unreachable (code 13) from 10.0.0.2 quoting a SYN from
     /// 10.0.0.1:40000 to 10.0.0.2:8080.

@@ -26,14 +26,17 @@ pub const DNS_PAYLOAD_NAME: &str = "kube-dns.kube-system.svc.cluster.local.";
 const SO_EE_ORIGIN_ICMP: u8 = 2;
 const SO_EE_ORIGIN_ICMP6: u8 = 3;
 
-/// Runs one UDP probe on the calling thread's namespace.
-pub async fn probe(p: &UdpProbe) -> UdpResult {
+/// Runs one UDP probe on the calling thread's namespace. The timeout counts from `since` (the
+/// start of the probe's wave, see [`crate::engine`]), else from the probe's own start.
+pub async fn probe(p: &UdpProbe, since: Option<Instant>) -> UdpResult {
     let payload = resolve_payload(p.payload, p.port);
     let mut local_port = None;
+    let timeout = Duration::from_millis(p.timeout_ms);
+    let since = since.unwrap_or_else(Instant::now);
     let outcome = exchange(
         SocketAddr::new(p.ip, p.port),
         &payload_bytes(payload),
-        Duration::from_millis(p.timeout_ms),
+        (since, timeout),
         &mut local_port,
     )
     .await;
@@ -70,11 +73,11 @@ pub fn payload_bytes(payload: UdpPayload) -> Vec<u8> {
     }
 }
 
-/// Connects, sends, and waits for an answer or an ICMP error until `timeout`.
+/// Connects, sends, and waits for an answer or an ICMP error until `timeout` after `since`.
 async fn exchange(
     target: SocketAddr,
     payload: &[u8],
-    timeout: Duration,
+    (since, timeout): (Instant, Duration),
     local_port: &mut Option<u16>,
 ) -> UdpOutcome {
     let error = |what: &str, err: io::Error| UdpOutcome::Error {
@@ -98,8 +101,8 @@ async fn exchange(
         Ok(s) => s,
         Err(err) => return error("cannot register the udp socket", err),
     };
-    let deadline = tokio::time::Instant::now() + timeout;
-    let resend_at = tokio::time::Instant::now() + timeout / 2;
+    let deadline = tokio::time::Instant::from_std(since + timeout);
+    let resend_at = tokio::time::Instant::from_std(since + timeout / 2);
     let mut resent = false;
     let mut buf = vec![0u8; 2048];
     if let Err(err) = socket.send(payload).await {
@@ -347,7 +350,7 @@ mod tests {
             payload: UdpPayload::Auto,
             timeout_ms: 2000,
         };
-        let answered = super::probe(&probe(port)).await;
+        let answered = super::probe(&probe(port), None).await;
         assert!(
             matches!(answered.outcome, UdpOutcome::Answered { bytes: 4, .. }),
             "{answered:?}"
@@ -356,7 +359,7 @@ mod tests {
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let closed_port = closed.local_addr().unwrap().port();
         drop(closed);
-        let refused = super::probe(&probe(closed_port)).await;
+        let refused = super::probe(&probe(closed_port), None).await;
         assert!(
             matches!(refused.outcome, UdpOutcome::Refused { .. }),
             "{refused:?}"

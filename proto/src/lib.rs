@@ -104,6 +104,8 @@ impl NameserverAddr {
 pub struct TcpProbe {
     pub ip: IpAddr,
     pub port: u16,
+    /// How long the connect is awaited, counted from the start of the request's probes (from the
+    /// probe's own start when the request's probes run in waves).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
 }
@@ -116,6 +118,7 @@ pub struct UdpProbe {
     pub port: u16,
     #[serde(default)]
     pub payload: UdpPayload,
+    /// How long an answer is awaited, counted as a [`TcpProbe`]'s is.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
 }
