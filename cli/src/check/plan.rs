@@ -858,6 +858,7 @@ fn datapath_witnesses(
         return vec![];
     }
     let mut probes = vec![];
+    let measured = path_mtu_measured(live);
     // The path MTU and the capture witness TCP segments: a UDP port has neither.
     let tcp_live = if dest.udp.is_some() { &[][..] } else { live };
     for e in tcp_live {
@@ -867,7 +868,7 @@ fn datapath_witnesses(
         if !(e.ip.is_ipv4() && ip.is_ipv4()) {
             continue;
         }
-        if measures_path_mtu(e, live) {
+        if measured.contains(&e.ip) {
             probes.push(at_source(
                 ProbeKey::PathMtu(e.ip, port),
                 Probe::PathMtu(PathMtuProbe {
@@ -908,18 +909,26 @@ fn datapath_witnesses(
     probes
 }
 
-/// Whether the path MTU is measured to endpoint `e`: the path MTU belongs to the path between
-/// two nodes, so one endpoint per destination node is measured (the lowest address, so that
-/// every run picks the same), and each endpoint that is no pod. A measurement opens a round of
+/// The endpoints whose path MTU is measured: the path MTU belongs to the path between two nodes,
+/// so one endpoint per destination node and address family (the lowest address, so that every run
+/// picks the same), and each endpoint that is no pod. A measurement opens a round of
 /// connections, which at hundreds of endpoints would be most of the check's cost.
-fn measures_path_mtu(e: &EndpointTarget, live: &[&EndpointTarget]) -> bool {
-    let node = |t: &EndpointTarget| t.pod.as_ref().and_then(|p| p.node.clone());
-    let Some(own) = node(e) else { return true };
-    live.iter()
-        .filter(|t| t.port.is_some() && t.ip.is_ipv4() == e.ip.is_ipv4() && node(t).as_ref() == Some(&own))
-        .map(|t| t.ip)
-        .min()
-        == Some(e.ip)
+fn path_mtu_measured(live: &[&EndpointTarget]) -> BTreeSet<IpAddr> {
+    let mut lowest: BTreeMap<(&str, bool), IpAddr> = BTreeMap::new();
+    let mut measured = BTreeSet::new();
+    for e in live.iter().filter(|e| e.port.is_some()) {
+        match e.pod.as_ref().and_then(|p| p.node.as_deref()) {
+            Some(node) => {
+                let low = lowest.entry((node, e.ip.is_ipv4())).or_insert(e.ip);
+                *low = (*low).min(e.ip);
+            }
+            None => {
+                measured.insert(e.ip);
+            }
+        }
+    }
+    measured.extend(lowest.into_values());
+    measured
 }
 
 /// For a speculative probe, the destination address whose probes' failure it would explain: a
