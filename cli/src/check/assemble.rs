@@ -2,6 +2,7 @@
 //! become the [`Evidence`] the judge decides on. Each fact is built once, from its own probe's
 //! result; a probe that was not run is an unknown fact saying why.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome, UdpOutcome};
@@ -111,7 +112,9 @@ fn dns_result(replies: &Replies, key: ProbeKey) -> Fact<netdiag_proto::DnsResult
 
 /// The datapath witnesses' results, for the probes the plan asked (none when it asked none).
 fn datapath_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Replies) -> DatapathWitnesses {
-    let asked = |key: ProbeKey| plan.probes.iter().any(|p| p.key == key);
+    // Looked up for each endpoint: a set, not a walk of the plan's probes (hundreds of each).
+    let planned: BTreeSet<ProbeKey> = plan.probes.iter().map(|p| p.key).collect();
+    let asked = |key: ProbeKey| planned.contains(&key);
     let mut w = DatapathWitnesses::default();
     for e in live {
         let Some(port) = e.port else { continue };
