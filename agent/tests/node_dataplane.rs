@@ -118,3 +118,39 @@ fn kube_proxy_iptables_mode_is_read_and_a_node_without_any_mode_concludes_nothin
         "{absent}"
     );
 }
+
+#[test]
+fn a_change_to_the_rules_is_seen_by_the_next_reading() {
+    if !root_or_skip("a_change_to_the_rules_is_seen_by_the_next_reading") {
+        return;
+    }
+    let node = Netns::new();
+    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SERVICES"]);
+    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SVC-X"]);
+    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SEP-X"]);
+    node.iptables("-t nat -A KUBE-SERVICES -d 10.96.1.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-X");
+    node.iptables("-t nat -A KUBE-SVC-X -j KUBE-SEP-X");
+    node.iptables("-t nat -A KUBE-SEP-X -p tcp -m tcp -j DNAT --to-destination 10.244.2.4:8080");
+    let agent = agent_for(&node);
+    let endpoints = || rules_for(&agent, "10.96.1.1")["endpoints"].clone();
+    assert_eq!(endpoints(), json!(["10.244.2.4:8080"]));
+    // Unchanged rules read twice give the same answer (the second may be the kept listing).
+    assert_eq!(endpoints(), json!(["10.244.2.4:8080"]));
+    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SEP-Y"]);
+    node.iptables("-t nat -A KUBE-SEP-Y -p tcp -m tcp -j DNAT --to-destination 10.244.3.9:8080");
+    node.iptables("-t nat -I KUBE-SVC-X -m statistic --mode random --probability 0.5 -j KUBE-SEP-Y");
+    assert_eq!(endpoints(), json!(["10.244.3.9:8080", "10.244.2.4:8080"]));
+    node.iptables("-t nat -D KUBE-SVC-X -j KUBE-SEP-X");
+    assert_eq!(endpoints(), json!(["10.244.3.9:8080"]));
+
+    // The same in nftables mode: a new table replaces the old one's answer at once.
+    let file = std::env::temp_dir().join(format!("{}.nft", unique("kp")));
+    std::fs::write(&file, KUBE_PROXY_NFT).unwrap();
+    node.exec(&["nft", "-f", file.to_str().unwrap()]);
+    assert_eq!(endpoints(), json!(["10.244.2.4:8080", "10.244.2.5:8080"]));
+    let moved = KUBE_PROXY_NFT.replace("10.244.2.5", "10.244.2.6");
+    std::fs::write(&file, format!("delete table ip kube-proxy\n{moved}")).unwrap();
+    node.exec(&["nft", "-f", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).ok();
+    assert_eq!(endpoints(), json!(["10.244.2.4:8080", "10.244.2.6:8080"]));
+}

@@ -3,37 +3,32 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
-
-use tokio::process::Command;
 
 use netdiag_proto::{ServiceRules, ServiceVip, Transport};
 
 use super::ModeReading;
+use super::listing::{self, Listing};
 
 const SOURCE: &str = "iptables";
 
-/// kube-proxy's iptables rules for `vip`, read in the calling thread's namespace with one
-/// `iptables-save` of every table: with the nf_tables backend each run fetches the whole ruleset,
-/// so the nat and filter tables read apart cost nearly twice as much as both read at once.
-pub async fn read(vip: &ServiceVip) -> ModeReading {
+/// kube-proxy's iptables rules for `vip`, read in the calling thread's namespace (`netns`, its
+/// inode) with one `iptables-save` of every table: with the nf_tables backend each run fetches the
+/// whole ruleset, so the nat and filter tables read apart cost nearly twice as much as both read
+/// at once.
+pub async fn read(vip: &ServiceVip, netns: u64) -> ModeReading {
     let binary = if vip.ip.is_ipv6() {
         "ip6tables-save"
     } else {
         "iptables-save"
     };
-    let out = match Command::new(binary).stdin(Stdio::null()).output().await {
+    let out = match listing::list(netns, binary, &[], Listing::is_of_nftables_backend).await {
         Ok(out) => out,
         Err(err) => return ModeReading::Unread(format!("cannot run {binary}: {err}")),
     };
-    if !out.status.success() {
-        return ModeReading::Unread(format!(
-            "{binary} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+    if !out.success {
+        return ModeReading::Unread(format!("{binary} failed: {}", out.stderr.trim()));
     }
-    let save = String::from_utf8_lossy(&out.stdout);
-    parse_rules(vip, table(&save, "nat"), table(&save, "filter"))
+    parse_rules(vip, table(&out.stdout, "nat"), table(&out.stdout, "filter"))
 }
 
 /// The lines of `table` in an `iptables-save` of several tables (from its `*table` line to its

@@ -13,6 +13,7 @@
 
 mod iptables;
 mod ipvs;
+mod listing;
 mod nftables;
 
 use netdiag_proto::{ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, ServiceRules, ServiceVip};
@@ -26,10 +27,11 @@ pub async fn probe(p: &NodeDataplaneProbe, node_netns: &str) -> NodeDataplaneRes
         Err(err) => return failed(p, err.to_string()),
     };
     let service = p.service.clone();
+    let inode = ns.inode();
     let read = netns::run_in(&ns, move || async move {
         NodeDataplaneResult {
             service_rules: match &service {
-                Some(vip) => Some(read_rules(vip).await),
+                Some(vip) => Some(read_rules(vip, inode).await),
                 None => None,
             },
             conntrack: conntrack(),
@@ -50,11 +52,12 @@ pub enum ModeReading {
     Unread(String),
 }
 
-/// The node's programming for `vip`: IPVS, then nftables mode, then iptables mode. The rule
-/// listings run at once (each is a process of its own, and each takes tens of milliseconds on a
-/// node with thousands of rules).
-async fn read_rules(vip: &ServiceVip) -> ServiceRules {
-    let (nftables, iptables) = tokio::join!(nftables::read(vip), iptables::read(vip));
+/// The node's programming for `vip`, in the calling thread's namespace (`netns`, its inode):
+/// IPVS, then nftables mode, then iptables mode. The rule listings run at once (each is a process
+/// of its own, and each takes tens of milliseconds on a node with thousands of rules), and are
+/// reused while the ruleset is unchanged ([`listing`]).
+async fn read_rules(vip: &ServiceVip, netns: u64) -> ServiceRules {
+    let (nftables, iptables) = tokio::join!(nftables::read(vip, netns), iptables::read(vip, netns));
     combine(vec![ipvs::read(vip), nftables, iptables])
 }
 

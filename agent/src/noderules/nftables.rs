@@ -7,41 +7,33 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
-
-use tokio::process::Command;
 
 use netdiag_proto::{ServiceRules, ServiceVip, Transport};
 
-use super::ModeReading;
+use super::{ModeReading, listing};
 
 const SOURCE: &str = "nftables";
 
-/// kube-proxy's nftables table for the VIP's family, read in the calling thread's namespace.
-pub async fn read(vip: &ServiceVip) -> ModeReading {
+/// kube-proxy's nftables table for the VIP's family, read in the calling thread's namespace
+/// (`netns`, its inode).
+pub async fn read(vip: &ServiceVip, netns: u64) -> ModeReading {
     let family = if vip.ip.is_ipv6() { "ip6" } else { "ip" };
-    let out = match Command::new("nft")
-        .args(["list", "table", family, "kube-proxy"])
-        .stdin(Stdio::null())
-        .output()
-        .await
-    {
+    let out = match listing::list(netns, "nft", &["list", "table", family, "kube-proxy"], |_| true).await {
         Ok(out) => out,
         Err(err) => return ModeReading::Unread(format!("cannot run nft: {err}")),
     };
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.success {
         // nft says "No such file or directory" for a table that does not exist.
-        return if stderr.contains("No such file or directory") {
+        return if out.stderr.contains("No such file or directory") {
             ModeReading::Absent(format!("no table {family} kube-proxy ({SOURCE} mode not in use)"))
         } else {
             ModeReading::Unread(format!(
                 "nft list table {family} kube-proxy failed: {}",
-                stderr.trim()
+                out.stderr.trim()
             ))
         };
     }
-    parse_table(vip, &String::from_utf8_lossy(&out.stdout))
+    parse_table(vip, &out.stdout)
 }
 
 /// What the `kube-proxy` table (as `nft list table` prints it) programs for `vip`.
