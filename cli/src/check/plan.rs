@@ -833,9 +833,11 @@ fn destination_probes(
 
 /// How much longer than the TCP probes a capture watches. A capture whose request reached its
 /// agent after the source's still sees SYNs: a probe not yet connected sends a fresh one every
-/// 100 ms until the timeout. The margin only covers the last SYN's way across the path, and it
-/// is paid by every check whose connection is lost, so it stays small.
-pub const CAPTURE_MARGIN_MS: u64 = 50;
+/// 100 ms until the timeout, so what a capture sees does not hang on its last moments. The
+/// margin only covers the last SYN's way across the path (the capture also starts a few
+/// milliseconds after its request leaves), and it is paid by every check whose connection is
+/// lost, so it stays small.
+pub const CAPTURE_MARGIN_MS: u64 = 10;
 /// Packets of the peer's connections a capture records at most.
 pub const CAPTURE_MAX_PACKETS: u32 = 256;
 
