@@ -55,7 +55,7 @@ async fn run_located(
     probes: Vec<Probe>,
     pod_sockets: BTreeMap<IpAddr, ListenersResult>,
     in_flight: usize,
-    (net_raw, witness): (bool, Witness),
+    (net_raw, witness, received): (bool, Witness, Instant),
     held: impl Send + Sync + 'static,
 ) -> Result<(Option<u32>, Vec<(ProbeResult, Duration)>), NetnsError> {
     let pids = located.pids.clone();
@@ -100,7 +100,7 @@ async fn run_located(
         netns::run_in(&located.netns, move || async move {
             let _held = held;
             let only: Vec<Probe> = lane.iter().map(|(_, p)| p.clone()).collect();
-            let results = run_probes(&only, &pod_sockets, bound, (net_raw, &witness)).await;
+            let results = run_probes(&only, &pod_sockets, bound, (net_raw, &witness, received)).await;
             lane.into_iter().map(|(i, _)| i).zip(results).collect::<Vec<_>>()
         })
     });
@@ -294,6 +294,7 @@ impl Engine {
     /// More than `max_concurrent` requests at once, or a request whose sockets would exceed the
     /// socket budget, are refused ([`EngineError::Overloaded`], [`EngineError::SocketBudget`]).
     pub async fn run(&self, request: &ProbeRequest) -> Result<ProbeReport, EngineError> {
+        let received = Instant::now();
         request.validate()?;
         self.config.access.check(&request.source)?;
         // The permits live as long as the worker thread's work, not the caller's future: a caller
@@ -328,7 +329,7 @@ impl Engine {
             request.probes.clone(),
             pod_sockets,
             in_flight,
-            (net_raw, witness),
+            (net_raw, witness, received),
             (permit, sockets),
         )
         .await?;
@@ -424,7 +425,7 @@ async fn run_probes(
     probes: &[Probe],
     pod_sockets: &BTreeMap<IpAddr, ListenersResult>,
     in_flight: usize,
-    (net_raw, witness): (bool, &Witness),
+    (net_raw, witness, received): (bool, &Witness, Instant),
 ) -> Vec<(ProbeResult, Duration)> {
     // The inventory probes are synchronous reads: run them before the connects and queries start,
     // so that they do not delay reading connect and query results (and inflate rtts). A request
@@ -457,7 +458,7 @@ async fn run_probes(
     // of SYNs leaves tens of milliseconds after the first, and the request still ends one
     // timeout after it started. Probes that wait their turn count from their own start.
     let waiting = slots.iter().filter(|s| s.is_none()).count();
-    let since = (waiting <= in_flight).then(Instant::now);
+    let since = (waiting <= in_flight).then(|| wave_start(received, Instant::now()));
     let runs = probes
         .iter()
         .zip(&slots)
@@ -477,6 +478,18 @@ async fn run_probes(
     }
     slots.into_iter().flatten().collect()
 }
+
+/// When a wave's timeouts start counting: when the request arrived, so that it is answered one
+/// timeout after it was asked, unless the agent's own preparation (finding the namespace,
+/// reading pod sockets) took longer than [`MAX_PREPARATION`]: then only that much of it counts.
+fn wave_start(received: Instant, started: Instant) -> Instant {
+    started
+        .checked_sub(MAX_PREPARATION)
+        .map_or(received, |earliest| received.max(earliest))
+}
+
+/// See [`wave_start`]: a few milliseconds on a quiet node.
+const MAX_PREPARATION: Duration = Duration::from_millis(50);
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
@@ -618,6 +631,15 @@ mod tests {
         assert_eq!(lane_bound(0, 0, 1), 1);
         assert_eq!(lane_bound(600, 1200, 1024), 512);
         assert_eq!(lane_bound(1, 1200, 1024), 1);
+    }
+
+    #[test]
+    fn a_wave_counts_from_the_request_unless_preparing_it_took_long() {
+        let received = Instant::now();
+        let quick = received + Duration::from_millis(6);
+        assert_eq!(wave_start(received, quick), received);
+        let slow = received + Duration::from_millis(500);
+        assert_eq!(wave_start(received, slow), slow - MAX_PREPARATION);
     }
 
     #[test]

@@ -104,8 +104,8 @@ impl NameserverAddr {
 pub struct TcpProbe {
     pub ip: IpAddr,
     pub port: u16,
-    /// How long the connect is awaited, counted from the start of the request's probes (from the
-    /// probe's own start when the request's probes run in waves).
+    /// How long the connect is awaited, counted from the request's arrival at the agent (at most
+    /// 50 ms before its probes start; from the probe's own start when they run in waves).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
 }
