@@ -441,22 +441,23 @@ pub fn classify_error(err: &io::Error, rtt_us: u64, icmp: IcmpEvidence) -> TcpOu
     }
 }
 
+/// A listener on loopback whose accept queue is full (backlog 0, one connection waiting):
+/// the kernel drops every further SYN to it, so a connect there waits out its timeout. For tests.
+#[cfg(test)]
+pub(crate) fn full_listener() -> (Socket, std::net::TcpStream, SocketAddr) {
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    listener
+        .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let waiting = std::net::TcpStream::connect(addr).unwrap();
+    (listener, waiting, addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A listener on loopback whose accept queue is full (backlog 0, one connection waiting):
-    /// the kernel drops every further SYN to it, so a connect there waits out its timeout.
-    fn full_listener() -> (Socket, std::net::TcpStream, SocketAddr) {
-        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-        listener
-            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-            .unwrap();
-        listener.listen(0).unwrap();
-        let addr = listener.local_addr().unwrap().as_socket().unwrap();
-        let waiting = std::net::TcpStream::connect(addr).unwrap();
-        (listener, waiting, addr)
-    }
 
     #[tokio::test]
     async fn the_timeout_counts_from_the_start_of_the_probes_wave() {
