@@ -527,7 +527,7 @@ async fn run_async(
     (icmp, since): (&tcp::IcmpInbox, Option<Instant>),
 ) -> ProbeResult {
     match probe {
-        Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p).await),
+        Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p, since).await),
         Probe::Capture(p) => ProbeResult::Capture(capture::probe_in(p, net_raw, &witness.capture_pods).await),
         Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, &witness.node_netns).await),
         Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, icmp, since).await),

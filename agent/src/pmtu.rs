@@ -72,12 +72,14 @@ enum SizeOutcome {
     Failed,
 }
 
-/// Runs one path MTU probe on the calling thread's namespace.
-pub async fn probe(p: &PathMtuProbe) -> PathMtuResult {
+/// Runs one path MTU probe on the calling thread's namespace. Its timeout counts from `since`
+/// (the start of the probe's wave, see [`crate::engine`]), else from the probe's own start.
+pub async fn probe(p: &PathMtuProbe, since: Option<Instant>) -> PathMtuResult {
     let mut last_syn_unix_us = None;
+    let deadline = since.unwrap_or_else(Instant::now) + Duration::from_millis(p.timeout_ms);
     let outcome = match p.ip {
         std::net::IpAddr::V4(_) => {
-            measure(SocketAddr::new(p.ip, p.port), p.timeout_ms, &mut last_syn_unix_us).await
+            measure(SocketAddr::new(p.ip, p.port), deadline, &mut last_syn_unix_us).await
         }
         std::net::IpAddr::V6(_) => PathMtuOutcome::NotMeasured {
             reason: "path MTU is measured for IPv4 only".into(),
@@ -91,8 +93,11 @@ pub async fn probe(p: &PathMtuProbe) -> PathMtuResult {
     }
 }
 
-async fn measure(target: SocketAddr, timeout_ms: u64, last_syn_unix_us: &mut Option<u64>) -> PathMtuOutcome {
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+async fn measure(
+    target: SocketAddr,
+    deadline: Instant,
+    last_syn_unix_us: &mut Option<u64>,
+) -> PathMtuOutcome {
     let not = |reason: String| PathMtuOutcome::NotMeasured { reason };
     // A first connection: the interface MTU towards the target and the handshake time.
     let (interface_mtu, rtt) = match first_connection(target, deadline, last_syn_unix_us).await {
@@ -283,6 +288,28 @@ fn route_mtu(stream: &tokio::net::TcpStream) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_measurement_ends_at_its_waves_deadline() {
+        let (_listener, _waiting, addr) = crate::tcp::full_listener();
+        let hour = Duration::from_secs(3600);
+        let dropped = PathMtuProbe {
+            ip: addr.ip(),
+            port: addr.port(),
+            timeout_ms: u64::try_from(hour.as_millis()).unwrap(),
+        };
+        // The wave started an hour (less 200 ms) ago: 200 ms are left, not an hour.
+        let since = Instant::now()
+            .checked_sub(hour - Duration::from_millis(200))
+            .unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(30), probe(&dropped, Some(since)))
+            .await
+            .expect("the measurement waited past its wave's deadline");
+        assert!(
+            matches!(&result.outcome, PathMtuOutcome::NotMeasured { reason } if reason.contains("no tcp connection")),
+            "{result:?}"
+        );
+    }
 
     #[test]
     fn first_round_spans_the_range_and_includes_the_interface_mtu() {

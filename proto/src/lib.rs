@@ -168,7 +168,7 @@ pub enum Probe {
 pub struct PathMtuProbe {
     pub ip: IpAddr,
     pub port: u16,
-    /// Bound on the whole measurement (connects and searching).
+    /// Bound on the whole measurement (connects and searching), counted as a [`TcpProbe`]'s is.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
 }
