@@ -5,13 +5,13 @@
 //! Needs root (network namespaces); skips loudly otherwise. The labs of this file run one at a
 //! time (a file lock), because every lab uses the same pod addresses.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use nix::fcntl::{Flock, FlockArg};
+use std::path::Path;
+use std::process::Command;
 
-const LAB: &str = env!("CARGO_BIN_EXE_netdiag-lab");
+use common::BIN as LAB;
+use common::checklab::{CheckLab, json, netdiag_bin, one_lab_at_a_time, scenario, show};
 
 fn is_root() -> bool {
     if nix::unistd::Uid::effective().is_root() {
@@ -19,46 +19,6 @@ fn is_root() -> bool {
     }
     eprintln!("SKIP: the check scenarios need root (network namespaces, iptables); run as root");
     false
-}
-
-fn scenario(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/check")
-        .join(file)
-}
-
-/// `kubectl-netdiag`, built beside the lab binary (`cargo build --workspace --bins`).
-fn netdiag_bin() -> PathBuf {
-    let bin = Path::new(LAB).with_file_name("kubectl-netdiag");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p kubectl-netdiag` first",
-        bin.display()
-    );
-    bin
-}
-
-/// Holds the lock that makes this file's labs run one at a time.
-fn one_lab_at_a_time() -> Flock<File> {
-    let path = std::env::temp_dir().join("netdiag-check-scenarios.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("open lock file");
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn run_scenario(file: &str) {
@@ -156,57 +116,6 @@ fn every_scenario_file_has_a_test() {
     assert!(files.len() >= 14);
 }
 
-/// A lab that is brought down when dropped (also on panic).
-struct Lab {
-    state: PathBuf,
-}
-
-impl Lab {
-    fn up(file: &str) -> Lab {
-        let state = std::env::temp_dir().join(format!(
-            "netdiag-check-e2e-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let out = Command::new(LAB)
-            .arg("up")
-            .arg(scenario(file))
-            .arg("--state")
-            .arg(&state)
-            .output()
-            .unwrap();
-        let lab = Lab { state };
-        assert!(
-            out.status.success(),
-            "netdiag-lab up {file} failed\n{}",
-            show(&out)
-        );
-        lab
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.state.join("kubeconfig")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(LAB)
-            .arg("down")
-            .arg("--state")
-            .arg(&self.state)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not json ({e})\n{}", show(out)))
-}
-
 #[test]
 fn check_runs_as_a_kubectl_plugin_through_real_kubectl() {
     if !is_root() {
@@ -225,7 +134,7 @@ fn check_runs_as_a_kubectl_plugin_through_real_kubectl() {
         std::env::var("PATH").unwrap_or_default()
     );
     let _lock = one_lab_at_a_time();
-    let lab = Lab::up("ingress-denied.yaml");
+    let lab = CheckLab::up(&scenario("ingress-denied.yaml"));
     // kubectl finds `kubectl-netdiag` on PATH and passes the environment (KUBECONFIG) through.
     let out = Command::new(&kubectl)
         .args([
@@ -296,7 +205,7 @@ fn missing_agent_on_the_source_node_is_undetermined_not_a_network_failure() {
         return;
     }
     let _lock = one_lab_at_a_time();
-    let lab = Lab::up("healthy.yaml");
+    let lab = CheckLab::up(&scenario("healthy.yaml"));
     let out = Command::new(netdiag_bin())
         .args(["check", "--kubeconfig"])
         .arg(lab.kubeconfig())
@@ -340,7 +249,7 @@ fn pods_that_are_not_the_agent_daemonset_are_never_asked_and_the_check_is_undete
         return;
     }
     let _lock = one_lab_at_a_time();
-    let lab = Lab::up("healthy.yaml");
+    let lab = CheckLab::up(&scenario("healthy.yaml"));
     // "Agents" that are ordinary pods: no DaemonSet controls them, so none is taken as an agent.
     let out = Command::new(netdiag_bin())
         .args(["check", "--kubeconfig"])
@@ -438,7 +347,7 @@ fn failing_steps_name_the_injected_fault() {
     ];
     let _lock = one_lab_at_a_time();
     for (file, to, layer, words) in cases {
-        let lab = Lab::up(file);
+        let lab = CheckLab::up(&scenario(file));
         let out = Command::new(netdiag_bin())
             .args(["check", "--kubeconfig"])
             .arg(lab.kubeconfig())
@@ -486,7 +395,7 @@ fn passing_steps_name_the_kubernetes_rule_that_makes_them_pass() {
     ];
     let _lock = one_lab_at_a_time();
     for (file, to, layer, words) in cases {
-        let lab = Lab::up(file);
+        let lab = CheckLab::up(&scenario(file));
         let out = Command::new(netdiag_bin())
             .args(["check", "--kubeconfig"])
             .arg(lab.kubeconfig())
@@ -512,7 +421,7 @@ fn passing_steps_name_the_kubernetes_rule_that_makes_them_pass() {
 /// summary every time: a verdict must not depend on which endpoint one connection reached.
 /// Returns the one report's failing step summary (or the verdict when reachable).
 fn same_verdict_on_every_run(file: &str) -> String {
-    let lab = Lab::up(file);
+    let lab = CheckLab::up(&scenario(file));
     let mut seen: Vec<(String, String, String)> = Vec::new();
     for _ in 0..10 {
         let out = Command::new(netdiag_bin())
@@ -681,7 +590,7 @@ fn udp_verdicts_are_the_same_on_every_run_despite_icmp_rate_limits() {
     ];
     let _lock = one_lab_at_a_time();
     for (file, words) in cases {
-        let lab = Lab::up(file);
+        let lab = CheckLab::up(&scenario(file));
         let mut seen: Vec<String> = Vec::new();
         for _ in 0..10 {
             let out = Command::new(netdiag_bin())
@@ -724,7 +633,7 @@ fn an_impostor_agent_is_named_in_a_warning_and_never_asked() {
         return;
     }
     let _lock = one_lab_at_a_time();
-    let lab = Lab::up("impostor-agent.yaml");
+    let lab = CheckLab::up(&scenario("impostor-agent.yaml"));
     let out = Command::new(netdiag_bin())
         .args(["check", "--kubeconfig"])
         .arg(lab.kubeconfig())

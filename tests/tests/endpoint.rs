@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::checklab::one_lab_at_a_time;
 use common::{BIN, DownOnDrop, TempDir};
 use netdiag_lab::state::LabInfo;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde_json::Value;
 
 const SHOP: &str = "svc/payments.shop:80";
@@ -39,22 +40,9 @@ struct Lab {
     _lock: Flock<std::fs::File>,
 }
 
-fn exclusive_lock() -> Flock<std::fs::File> {
-    let path = std::env::temp_dir().join("netdiag-check-scenarios.lock");
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("open lock file");
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock")
-}
-
 impl Lab {
     fn up(tag: &str) -> Lab {
-        let lock = exclusive_lock();
+        let lock = one_lab_at_a_time();
         let dir = TempDir::new(tag);
         let state = dir.0.join("state");
         let down = DownOnDrop(state.clone());

@@ -5,14 +5,14 @@
 //! Needs root (network namespaces); skips loudly otherwise. Shares the lock of
 //! `check_scenarios.rs`: every lab uses the same pod addresses.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use nix::fcntl::{Flock, FlockArg};
+use std::path::Path;
+use std::process::Command;
+
 use serde_json::Value;
 
-const LAB: &str = env!("CARGO_BIN_EXE_netdiag-lab");
+use common::checklab::{CheckLab, bin, json, one_lab_at_a_time, scenario, show};
 
 fn is_root() -> bool {
     if nix::unistd::Uid::effective().is_root() {
@@ -20,22 +20,6 @@ fn is_root() -> bool {
     }
     eprintln!("SKIP: the kubectl tests need root (network namespaces, iptables); run as root");
     false
-}
-
-fn scenario(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/check")
-        .join(file)
-}
-
-fn bin(name: &str) -> PathBuf {
-    let bin = Path::new(LAB).with_file_name(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        bin.display()
-    );
-    bin
 }
 
 fn kubectl() -> String {
@@ -46,86 +30,6 @@ fn kubectl() -> String {
         "real kubectl not found at {kubectl} (set NETDIAG_KUBECTL)"
     );
     kubectl
-}
-
-fn one_lab_at_a_time() -> Flock<File> {
-    let path = std::env::temp_dir().join("netdiag-check-scenarios.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("open lock file");
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not json ({e})\n{}", show(out)))
-}
-
-/// A lab brought down when dropped (also on panic).
-struct Lab {
-    state: PathBuf,
-}
-
-impl Lab {
-    fn up(scenario_file: &Path) -> Lab {
-        let state = std::env::temp_dir().join(format!(
-            "netdiag-ux-e2e-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let out = Command::new(LAB)
-            .arg("up")
-            .arg(scenario_file)
-            .arg("--state")
-            .arg(&state)
-            .output()
-            .unwrap();
-        let lab = Lab { state };
-        assert!(out.status.success(), "netdiag-lab up failed\n{}", show(&out));
-        lab
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.state.join("kubeconfig")
-    }
-
-    /// `kubectl-netdiag ARGS --kubeconfig LAB`.
-    fn netdiag(&self, args: &[&str]) -> Output {
-        Command::new(bin("kubectl-netdiag"))
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(LAB)
-            .arg("down")
-            .arg("--state")
-            .arg(&self.state)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -144,7 +48,7 @@ fn fix_commands_carry_the_context_and_kubeconfig_and_the_policy_admits_the_flow_
     let _lock = one_lab_at_a_time();
     let file = scenario("ingress-denied.yaml");
     let suggested = {
-        let lab = Lab::up(&file);
+        let lab = CheckLab::up(&file);
         let kubeconfig = lab.kubeconfig().display().to_string();
         let out = lab.netdiag(&[
             "check",
@@ -218,7 +122,7 @@ fn fix_commands_carry_the_context_and_kubeconfig_and_the_policy_admits_the_flow_
     doc["expect"] = serde_yaml_ng::from_str("{verdict: reachable}").unwrap();
     let copy = std::env::temp_dir().join(format!("netdiag-ux-admitted-{}.yaml", std::process::id()));
     std::fs::write(&copy, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
-    let lab = Lab::up(&copy);
+    let lab = CheckLab::up(&copy);
     let out = lab.netdiag(&[
         "check",
         "--from",
@@ -242,7 +146,7 @@ fn plugin_completion_through_real_kubectl_reads_the_cluster() {
         return;
     }
     let _lock = one_lab_at_a_time();
-    let lab = Lab::up(&scenario("ingress-denied.yaml"));
+    let lab = CheckLab::up(&scenario("ingress-denied.yaml"));
     let path = format!(
         "{}:{}",
         bin("kubectl_complete-netdiag").parent().unwrap().display(),
@@ -286,7 +190,7 @@ fn a_selector_source_picks_a_pod_and_status_and_version_show_every_agent() {
         return;
     }
     let _lock = one_lab_at_a_time();
-    let lab = Lab::up(&scenario("healthy.yaml"));
+    let lab = CheckLab::up(&scenario("healthy.yaml"));
     let out = lab.netdiag(&[
         "check",
         "-n",

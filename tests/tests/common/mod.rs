@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use netdiag_lab::state::LabInfo;
 
+pub mod checklab;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_netdiag-lab");
 
 /// False (with a loud SKIP line) when not root: the lab needs network namespaces.

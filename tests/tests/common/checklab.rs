@@ -1,0 +1,123 @@
+//! Helpers for the end-to-end check tests (`check_scenarios.rs`, `kubectl_ux.rs`): a scenario of
+//! `scenarios/check/` brought up with its agents, and taken down when dropped (also on panic);
+//! the lock that lets one such lab be up at a time; the built binaries.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::BIN;
+
+/// A scenario file of `scenarios/check/`.
+pub fn scenario(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/check")
+        .join(file)
+}
+
+/// A binary built beside the lab's (`cargo build --workspace --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let bin = Path::new(BIN).with_file_name(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+/// `kubectl-netdiag`, built beside the lab binary.
+pub fn netdiag_bin() -> PathBuf {
+    bin("kubectl-netdiag")
+}
+
+/// Holds the lock that makes the labs with agents run one at a time: every lab uses the same pod
+/// addresses, and an agent finds a pod's namespace by IP across the whole machine.
+pub fn one_lab_at_a_time() -> Flock<File> {
+    let path = std::env::temp_dir().join("netdiag-check-scenarios.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("open lock file");
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock")
+}
+
+/// A process's exit code and output, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A process's stdout as JSON.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not json ({e})\n{}", show(out)))
+}
+
+/// A lab with its agents, brought down when dropped (also on panic).
+pub struct CheckLab {
+    state: PathBuf,
+}
+
+impl CheckLab {
+    pub fn up(scenario_file: &Path) -> CheckLab {
+        let state = std::env::temp_dir().join(format!(
+            "netdiag-check-e2e-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let out = Command::new(BIN)
+            .arg("up")
+            .arg(scenario_file)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap();
+        let lab = CheckLab { state };
+        assert!(
+            out.status.success(),
+            "netdiag-lab up {} failed\n{}",
+            scenario_file.display(),
+            show(&out)
+        );
+        lab
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state.join("kubeconfig")
+    }
+
+    /// `kubectl-netdiag ARGS --kubeconfig LAB`.
+    pub fn netdiag(&self, args: &[&str]) -> Output {
+        Command::new(netdiag_bin())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for CheckLab {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .arg("down")
+            .arg("--state")
+            .arg(&self.state)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
