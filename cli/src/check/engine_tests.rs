@@ -246,6 +246,14 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+impl FakeAgents {
+    /// The same agents, with the TCP probe to `pod` ending in `outcome`.
+    fn with_tcp(mut self, pod: &str, outcome: TcpOutcome) -> FakeAgents {
+        self.tcp.insert(ip(pod), outcome);
+        self
+    }
+}
+
 fn listening_everywhere() -> FakeAgents {
     FakeAgents {
         resolves_to: vec![ip("10.96.1.1")],
@@ -285,10 +293,7 @@ async fn every_reply_lands_on_its_own_fact_and_a_healthy_service_is_reachable() 
 #[tokio::test(start_paused = true)]
 async fn the_source_pod_gets_one_request_and_each_destination_node_one_for_all_its_pods() {
     // One connection fails, so that the speculative captures are wanted too.
-    let mut agents = listening_everywhere();
-    agents
-        .tcp
-        .insert(ip("10.244.2.3"), TcpOutcome::Timeout { after_ms: 1000 });
+    let agents = listening_everywhere().with_tcp("10.244.2.3", TcpOutcome::Timeout { after_ms: 1000 });
     collect(&snapshot(), &agents, &request("svc/payments:80")).await;
     let requests = agents.requests.lock().unwrap();
     let mut asked: Vec<(String, String, usize)> = requests
@@ -345,13 +350,11 @@ async fn a_healthy_check_does_not_wait_for_the_captures() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_connection_keeps_the_sockets_and_captures_of_its_node() {
-    let mut agents = FakeAgents {
+    let agents = FakeAgents {
         capture_window: Some(Duration::from_millis(20)),
         ..listening_everywhere()
-    };
-    agents
-        .tcp
-        .insert(ip("10.244.2.3"), TcpOutcome::Timeout { after_ms: 1000 });
+    }
+    .with_tcp("10.244.2.3", TcpOutcome::Timeout { after_ms: 1000 });
     let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
     // Both pods share node-b's request: it is awaited for the one that failed.
     for (ip, capture) in captures(&ev) {
@@ -372,10 +375,7 @@ async fn a_failed_connection_keeps_the_sockets_and_captures_of_its_node() {
 
 #[tokio::test]
 async fn the_failing_endpoint_keeps_its_own_outcome() {
-    let mut agents = listening_everywhere();
-    agents
-        .tcp
-        .insert(ip("10.244.2.3"), TcpOutcome::Refused { rtt_us: 80 });
+    let agents = listening_everywhere().with_tcp("10.244.2.3", TcpOutcome::Refused { rtt_us: 80 });
     let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
     let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
         panic!()
@@ -506,13 +506,11 @@ async fn a_healthy_check_asks_only_the_source_agent() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_connection_asks_only_its_pods_sockets_once_the_source_answered() {
-    let mut agents = FakeAgents {
+    let agents = FakeAgents {
         capture_window: Some(Duration::from_secs(3600)),
         ..listening_everywhere()
-    };
-    agents
-        .tcp
-        .insert(ip("10.244.2.3"), TcpOutcome::Refused { rtt_us: 80 });
+    }
+    .with_tcp("10.244.2.3", TcpOutcome::Refused { rtt_us: 80 });
     let started = tokio::time::Instant::now();
     let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
     assert!(
@@ -560,14 +558,12 @@ async fn a_slow_source_starts_the_witnesses_and_drops_them_once_every_connection
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_source_with_a_refused_connection_asks_its_pods_sockets_on_their_own() {
-    let mut agents = FakeAgents {
+    let agents = FakeAgents {
         capture_window: Some(Duration::from_secs(3600)),
         source_delay: Duration::from_millis(400),
         ..listening_everywhere()
-    };
-    agents
-        .tcp
-        .insert(ip("10.244.2.3"), TcpOutcome::Refused { rtt_us: 80 });
+    }
+    .with_tcp("10.244.2.3", TcpOutcome::Refused { rtt_us: 80 });
     let started = tokio::time::Instant::now();
     collect(&snapshot(), &agents, &request("svc/payments:80")).await;
     assert!(
