@@ -49,6 +49,18 @@ fn rules_for(agent: &Agent, vip: &str) -> Value {
     results[0]["serviceRules"].clone()
 }
 
+/// A node namespace with kube-proxy's iptables rules for 10.96.1.1:80/TCP → 10.244.2.4:8080.
+fn iptables_mode_node() -> Netns {
+    let node = Netns::new();
+    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SERVICES"]);
+    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SVC-X"]);
+    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SEP-X"]);
+    node.iptables("-t nat -A KUBE-SERVICES -d 10.96.1.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-X");
+    node.iptables("-t nat -A KUBE-SVC-X -j KUBE-SEP-X");
+    node.iptables("-t nat -A KUBE-SEP-X -p tcp -m tcp -j DNAT --to-destination 10.244.2.4:8080");
+    node
+}
+
 fn agent_for(node: &Netns) -> Agent {
     Agent::start(&["--node-netns", &node.path()])
 }
@@ -100,13 +112,7 @@ fn kube_proxy_iptables_mode_is_read_and_a_node_without_any_mode_concludes_nothin
         "{rules}"
     );
 
-    let node = Netns::new();
-    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SERVICES"]);
-    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SVC-X"]);
-    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SEP-X"]);
-    node.iptables("-t nat -A KUBE-SERVICES -d 10.96.1.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-X");
-    node.iptables("-t nat -A KUBE-SVC-X -j KUBE-SEP-X");
-    node.iptables("-t nat -A KUBE-SEP-X -p tcp -m tcp -j DNAT --to-destination 10.244.2.4:8080");
+    let node = iptables_mode_node();
     let agent = agent_for(&node);
     let rules = rules_for(&agent, "10.96.1.1");
     assert_eq!(rules["source"], "iptables", "{rules}");
@@ -124,13 +130,7 @@ fn a_change_to_the_rules_is_seen_by_the_next_reading() {
     if !root_or_skip("a_change_to_the_rules_is_seen_by_the_next_reading") {
         return;
     }
-    let node = Netns::new();
-    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SERVICES"]);
-    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SVC-X"]);
-    node.exec(&["iptables", "-t", "nat", "-N", "KUBE-SEP-X"]);
-    node.iptables("-t nat -A KUBE-SERVICES -d 10.96.1.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-X");
-    node.iptables("-t nat -A KUBE-SVC-X -j KUBE-SEP-X");
-    node.iptables("-t nat -A KUBE-SEP-X -p tcp -m tcp -j DNAT --to-destination 10.244.2.4:8080");
+    let node = iptables_mode_node();
     let agent = agent_for(&node);
     let endpoints = || rules_for(&agent, "10.96.1.1")["endpoints"].clone();
     assert_eq!(endpoints(), json!(["10.244.2.4:8080"]));
