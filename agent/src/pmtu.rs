@@ -291,18 +291,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_measurement_ends_at_its_waves_deadline() {
-        let (_listener, _waiting, addr) = crate::tcp::full_listener();
-        let hour = Duration::from_secs(3600);
+        let wave = crate::tcp::LateWave::new();
         let dropped = PathMtuProbe {
-            ip: addr.ip(),
-            port: addr.port(),
-            timeout_ms: u64::try_from(hour.as_millis()).unwrap(),
+            ip: wave.addr.ip(),
+            port: wave.addr.port(),
+            timeout_ms: wave.timeout_ms,
         };
-        // The wave started an hour (less 200 ms) ago: 200 ms are left, not an hour.
-        let since = Instant::now()
-            .checked_sub(hour - Duration::from_millis(200))
-            .unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(30), probe(&dropped, Some(since)))
+        let result = tokio::time::timeout(Duration::from_secs(30), probe(&dropped, Some(wave.since)))
             .await
             .expect("the measurement waited past its wave's deadline");
         assert!(

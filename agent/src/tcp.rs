@@ -441,18 +441,40 @@ pub fn classify_error(err: &io::Error, rtt_us: u64, icmp: IcmpEvidence) -> TcpOu
     }
 }
 
-/// A listener on loopback whose accept queue is full (backlog 0, one connection waiting):
-/// the kernel drops every further SYN to it, so a connect there waits out its timeout. For tests.
+/// For tests: a target whose SYNs are dropped (a loopback listener whose accept queue is full:
+/// backlog 0, one connection waiting), and a wave that started an hour less 200 ms ago for
+/// probes with a one-hour timeout. A probe that counts from the wave has 200 ms left; one that
+/// counts from its own start, an hour.
 #[cfg(test)]
-pub(crate) fn full_listener() -> (Socket, std::net::TcpStream, SocketAddr) {
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    listener
-        .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let waiting = std::net::TcpStream::connect(addr).unwrap();
-    (listener, waiting, addr)
+pub(crate) struct LateWave {
+    pub addr: SocketAddr,
+    pub timeout_ms: u64,
+    pub since: Instant,
+    _listener: Socket,
+    _waiting: std::net::TcpStream,
+}
+
+#[cfg(test)]
+impl LateWave {
+    pub(crate) fn new() -> LateWave {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        listener
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let waiting = std::net::TcpStream::connect(addr).unwrap();
+        let hour = Duration::from_secs(3600);
+        LateWave {
+            addr,
+            timeout_ms: u64::try_from(hour.as_millis()).unwrap(),
+            since: Instant::now()
+                .checked_sub(hour - Duration::from_millis(200))
+                .unwrap(),
+            _listener: listener,
+            _waiting: waiting,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -461,19 +483,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_timeout_counts_from_the_start_of_the_probes_wave() {
-        let (_listener, _waiting, addr) = full_listener();
-        let hour = Duration::from_secs(3600);
+        let wave = LateWave::new();
         let dropped = TcpProbe {
-            ip: addr.ip(),
-            port: addr.port(),
-            timeout_ms: u64::try_from(hour.as_millis()).unwrap(),
+            ip: wave.addr.ip(),
+            port: wave.addr.port(),
+            timeout_ms: wave.timeout_ms,
         };
-        // The wave started an hour (less 200 ms) ago: the probe has 200 ms left, not an hour.
-        let since = Instant::now()
-            .checked_sub(hour - Duration::from_millis(200))
-            .unwrap();
         let icmp = IcmpInbox::open(false);
-        let result = tokio::time::timeout(Duration::from_secs(30), probe(&dropped, &icmp, Some(since)))
+        let result = tokio::time::timeout(Duration::from_secs(30), probe(&dropped, &icmp, Some(wave.since)))
             .await
             .expect("the probe waited past its wave's deadline");
         assert_eq!(
