@@ -279,14 +279,18 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
     ]);
     assert_eq!(grants(&rules), expected);
     assert!(
-        !allows(&rules, "", "pods/portforward", "create"),
+        !allows(&rules, "", "pods/portforward", "create") && !allows(&rules, "", "pods/portforward", "get"),
         "port-forward must stay namespaced"
     );
 
     let role: Role = one("Role", "netdiag-user");
     assert_eq!(role.metadata.namespace.as_deref(), Some("netdiag"));
     // Find the agent pod by label, port-forward to it.
-    let expected = BTreeSet::from([grant("", "pods", "list"), grant("", "pods/portforward", "create")]);
+    let expected = BTreeSet::from([
+        grant("", "pods", "list"),
+        grant("", "pods/portforward", "get"),
+        grant("", "pods/portforward", "create"),
+    ]);
     assert_eq!(grants(&role.rules.unwrap()), expected);
 
     let crb: ClusterRoleBinding = one("ClusterRoleBinding", "netdiag-user");

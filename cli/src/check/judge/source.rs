@@ -70,7 +70,7 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
                     let fix = match (&cx.agents, reason) {
                         (Some(at), ToolFailure::AgentForbidden { .. }) => {
                             vec![cmd(format!(
-                                "kubectl auth can-i create pods/portforward -n {}",
+                                "kubectl auth can-i get pods/portforward -n {}",
                                 at.namespace
                             ))]
                         }

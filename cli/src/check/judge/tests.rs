@@ -1306,10 +1306,7 @@ fn forbidden_port_forward_to_the_agent_is_undetermined_and_points_at_rbac() {
     }
     let report = judge(&ev, 0);
     assert_eq!(report.exit_code(), 3);
-    assert_eq!(
-        report.fix,
-        ["kubectl auth can-i create pods/portforward -n netdiag"]
-    );
+    assert_eq!(report.fix, ["kubectl auth can-i get pods/portforward -n netdiag"]);
 }
 
 #[test]
