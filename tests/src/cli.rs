@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::lab::{UpOptions, down, up};
+use crate::lab::{ControlPlane, UpOptions, down, up};
 use crate::podapp::Listen;
 use crate::runner::{RunOptions, demo, run};
 
@@ -34,6 +34,9 @@ pub enum Cmd {
         /// Start no agents (for testing the lab itself).
         #[arg(long, conflicts_with = "agent_bin")]
         no_agents: bool,
+        /// What serves the API and programs Services: the real components or the stand-in.
+        #[arg(long, value_enum, default_value_t, env = "NETDIAG_LAB_CONTROL_PLANE")]
+        control_plane: ControlPlane,
     },
     /// Remove everything a lab made, also after a partial or crashed `up`.
     Down {
@@ -54,6 +57,8 @@ pub enum Cmd {
         /// Leave the lab up afterwards.
         #[arg(long)]
         keep: bool,
+        #[arg(long, value_enum, default_value_t, env = "NETDIAG_LAB_CONTROL_PLANE")]
+        control_plane: ControlPlane,
     },
     /// The quick start: bring up the demo scenario (shop/checkout denied by a NetworkPolicy) and diagnose it.
     Demo {
@@ -80,6 +85,16 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
     },
+    /// Relays a host loopback port to the real API server in the lab in DIR.
+    #[command(hide = true)]
+    Relay {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long)]
+        netns: PathBuf,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+    },
 }
 
 fn report(result: anyhow::Result<bool>) -> ExitCode {
@@ -102,6 +117,7 @@ pub fn main() -> ExitCode {
             state,
             agent_bin,
             no_agents,
+            control_plane,
         } => report(
             crate::signals::defer_stop_signals()
                 .and_then(|()| {
@@ -110,6 +126,7 @@ pub fn main() -> ExitCode {
                         state: state.clone(),
                         agent_bin,
                         no_agents,
+                        control_plane,
                     })
                 })
                 .map(|info| {
@@ -131,12 +148,14 @@ pub fn main() -> ExitCode {
             agent_bin,
             state,
             keep,
+            control_plane,
         } => report(run(&RunOptions {
             scenario,
             netdiag_bin,
             agent_bin,
             state,
             keep,
+            control_plane,
         })),
         Cmd::Demo {
             netdiag_bin,
@@ -149,5 +168,6 @@ pub fn main() -> ExitCode {
             ready_file,
         } => report(crate::podapp::run(&pod, &listen, ready_file).map(|()| true)),
         Cmd::ApiServe { state } => report(crate::apiserver::serve(state).map(|()| true)),
+        Cmd::Relay { netns, to, .. } => report(crate::cluster::relay::serve(netns, to).map(|()| true)),
     }
 }

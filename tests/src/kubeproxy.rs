@@ -167,6 +167,20 @@ fn family_rules(
     out
 }
 
+/// The scenario's dataplane faults alone, for a node whose Services real kube-proxy programs:
+/// `iptables-restore --noflush` (or `ip6tables-restore`) input for the filter table holding the
+/// deny chain (jumped to from FORWARD), reply drops and a one-family link cut.
+pub fn fault_rules(plan: &Plan, node: usize, faults: &[Fault], family: IpFamily) -> String {
+    let mut out = format!(
+        "*filter\n:{POLICY_CHAIN} - [0:0]\n-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}\n"
+    );
+    out.push_str(&deny_rules(plan, faults, family));
+    out.push_str(&reply_drop_rules(plan, faults, family));
+    out.push_str(&family_cut_rules(&plan.nodes[node].name, faults, family));
+    out.push_str("COMMIT\n");
+    out
+}
+
 /// What kube-proxy on one node programs for the Services' ports of one family: the nat chains
 /// it declares, the nat rules (VIP → service chain → endpoint chains → DNAT) and the filter
 /// rules (REJECT for a port without endpoints).

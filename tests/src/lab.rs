@@ -28,6 +28,18 @@ pub struct UpOptions {
     pub state: PathBuf,
     pub agent_bin: Option<PathBuf>,
     pub no_agents: bool,
+    pub control_plane: ControlPlane,
+}
+
+/// What serves the lab's Kubernetes API and programs its Services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlPlane {
+    /// etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy and CoreDNS,
+    /// built from their Go modules (the first time takes minutes; then cached).
+    Real,
+    /// The lab's API stand-in, kube-proxy-style rules written by the lab, and dnsmasq.
+    #[default]
+    StandIn,
 }
 
 /// What the API stand-in serves: read by `netdiag-lab api-serve` from `api.json`.
@@ -66,6 +78,10 @@ pub fn find_sibling(given: Option<&Path>, name: &str, hint: &str) -> Result<Path
 
 pub fn up(opts: &UpOptions) -> Result<LabInfo> {
     let scenario = Scenario::load(&opts.scenario)?;
+    let bins = match opts.control_plane {
+        ControlPlane::Real => Some(crate::cluster::bins::binaries()?),
+        ControlPlane::StandIn => None,
+    };
     let agent_bin = if opts.no_agents {
         None
     } else {
@@ -120,13 +136,16 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
             netns: plan.all_netns(),
         },
     )?;
-    let built = Builder {
+    let builder = Builder {
         state: &state,
         scenario: &scenario,
         plan: &plan,
         agent_bin: agent_bin.as_deref(),
+    };
+    let built = match &bins {
+        Some(bins) => builder.build_real(bins, objects),
+        None => builder.build(objects, &slices),
     }
-    .build(objects, &slices)
     .and_then(|info| crate::signals::check().map(|()| info));
     match built {
         Ok(info) => Ok(info),
@@ -139,11 +158,11 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
     }
 }
 
-struct Builder<'a> {
-    state: &'a StateDir,
-    scenario: &'a Scenario,
-    plan: &'a Plan,
-    agent_bin: Option<&'a Path>,
+pub(crate) struct Builder<'a> {
+    pub(crate) state: &'a StateDir,
+    pub(crate) scenario: &'a Scenario,
+    pub(crate) plan: &'a Plan,
+    pub(crate) agent_bin: Option<&'a Path>,
 }
 
 /// Runs `program args` feeding `stdin`, failing with its stderr.
@@ -188,7 +207,7 @@ fn parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Res
 impl Builder<'_> {
     /// Writes `content` to a file in the state dir and runs `program args FILE`. The path in the
     /// command line lets `down` find and stop setup commands a killed `up` left running.
-    fn run_file(&self, name: &str, content: &str, program: &str, args: &[&str]) -> Result<()> {
+    pub(crate) fn run_file(&self, name: &str, content: &str, program: &str, args: &[&str]) -> Result<()> {
         let dir = self.state.path("setup");
         std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
         let file = dir.join(name);
@@ -276,7 +295,7 @@ impl Builder<'_> {
     }
 
     /// Namespaces, forwarding sysctls, links, addresses and routes.
-    fn network(&self) -> Result<()> {
+    pub(crate) fn network(&self) -> Result<()> {
         let plan = self.plan;
         let all = plan.all_netns();
         let batch: String = all.iter().map(|n| format!("netns add {n}\n")).collect();
@@ -423,7 +442,7 @@ impl Builder<'_> {
     }
 
     /// The link-cut and link-mtu faults, on the nodes' ports in the underlay.
-    fn link_faults(&self) -> Result<()> {
+    pub(crate) fn link_faults(&self) -> Result<()> {
         let plan = self.plan;
         let mut faults = String::new();
         for fault in &self.scenario.faults {
@@ -483,13 +502,9 @@ impl Builder<'_> {
         })
     }
 
-    /// Every pod's resolv.conf and process (pod app, dnsmasq or agent), started in the background.
-    fn start_pods(
-        &self,
-        me: &Path,
-        slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
-        ready_dir: &Path,
-    ) -> Result<Vec<(usize, Child)>> {
+    /// Every pod's kubelet-style resolv.conf (under `/etc/netns`, which `ip netns exec` mounts
+    /// over `/etc`), and empty logs and ready-file directories.
+    pub(crate) fn write_resolv_confs(&self, ready_dir: &Path) -> Result<()> {
         let plan = self.plan;
         for pod in &plan.pods {
             let dir = Path::new("/etc/netns").join(&pod.netns);
@@ -498,23 +513,45 @@ impl Builder<'_> {
             std::fs::write(dir.join("resolv.conf"), conf)
                 .with_context(|| format!("failed to write {}/resolv.conf", dir.display()))?;
         }
-        let dnsmasq_conf = self.state.path("dnsmasq.conf");
-        std::fs::write(&dnsmasq_conf, crate::dns::dnsmasq_conf(plan, slices))?;
-
-        let logs = self.state.path("logs");
-        std::fs::create_dir_all(&logs)?;
+        std::fs::create_dir_all(self.state.path("logs"))?;
         let _ = std::fs::remove_dir_all(ready_dir);
         std::fs::create_dir_all(ready_dir)?;
+        Ok(())
+    }
 
+    /// Every pod's resolv.conf and process (pod app, dnsmasq or agent), started in the background.
+    fn start_pods(
+        &self,
+        me: &Path,
+        slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+        ready_dir: &Path,
+    ) -> Result<Vec<(usize, Child)>> {
+        let plan = self.plan;
+        self.write_resolv_confs(ready_dir)?;
+        let dnsmasq_conf = self.state.path("dnsmasq.conf");
+        std::fs::write(&dnsmasq_conf, crate::dns::dnsmasq_conf(plan, slices))?;
+        self.spawn_pods(me, &dnsmasq_conf, ready_dir, |_| true)
+    }
+
+    /// Starts the process of each pod `which` selects (pod app, dnsmasq or agent).
+    pub(crate) fn spawn_pods(
+        &self,
+        me: &Path,
+        dnsmasq_conf: &Path,
+        ready_dir: &Path,
+        which: impl Fn(&PodPlan) -> bool,
+    ) -> Result<Vec<(usize, Child)>> {
+        let plan = self.plan;
+        let logs = self.state.path("logs");
         let mut children: Vec<(usize, Child)> = Vec::new();
-        for (k, pod) in plan.pods.iter().enumerate() {
+        for (k, pod) in plan.pods.iter().enumerate().filter(|(_, p)| which(p)) {
             let mut argv: Vec<String> = vec!["netns".into(), "exec".into(), pod.netns.clone()];
             match (pod.role, self.agent_bin) {
                 (PodRole::Dns, _) if !plan.dns_down => {
                     argv.extend([
                         "dnsmasq".into(),
                         "-C".into(),
-                        path_str(&dnsmasq_conf)?,
+                        path_str(dnsmasq_conf)?,
                         "--log-facility=-".into(),
                     ]);
                 }
@@ -567,7 +604,12 @@ impl Builder<'_> {
         Ok(children)
     }
 
-    fn wait_ready(&self, children: &mut [(usize, Child)], ready_dir: &Path, deadline: Instant) -> Result<()> {
+    pub(crate) fn wait_ready(
+        &self,
+        children: &mut [(usize, Child)],
+        ready_dir: &Path,
+        deadline: Instant,
+    ) -> Result<()> {
         let plan = self.plan;
         let mut pending: Vec<usize> = (0..children.len()).collect();
         while !pending.is_empty() {
@@ -631,7 +673,7 @@ impl Builder<'_> {
             .join(format!("{}_{}.log", pod.spec.namespace, pod.spec.name))
     }
 
-    fn info(&self, pids: &BTreeMap<usize, u32>, api_pid: u32, url: &str) -> LabInfo {
+    pub(crate) fn info(&self, pids: &BTreeMap<usize, u32>, api_pid: u32, url: &str) -> LabInfo {
         let plan = self.plan;
         let role = |r: PodRole| match r {
             PodRole::App => "app",

@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod cluster;
 pub mod dns;
 pub mod endpoint_lab;
 pub mod kubeproxy;

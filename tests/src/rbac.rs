@@ -28,6 +28,26 @@ pub struct TokenSpec {
     pub audiences: Vec<String>,
 }
 
+impl TokenSpec {
+    /// The user name and groups the token stands for (without `system:authenticated`).
+    pub fn identity(&self) -> Option<(String, Vec<String>)> {
+        let mut groups = self.groups.clone();
+        let username = match (&self.service_account, &self.user) {
+            (Some(sa), _) => {
+                let (ns, name) = sa.split_once('/').unwrap_or(("default", sa));
+                groups.extend([
+                    "system:serviceaccounts".to_string(),
+                    format!("system:serviceaccounts:{ns}"),
+                ]);
+                format!("system:serviceaccount:{ns}:{name}")
+            }
+            (None, Some(user)) => user.clone(),
+            (None, None) => return None,
+        };
+        Some((username, groups))
+    }
+}
+
 /// An authenticated user, as TokenReview's `status.user` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
@@ -64,19 +84,9 @@ pub fn authenticate(
             spec.audiences, requested
         ));
     }
-    let mut groups = spec.groups.clone();
-    let username = match (&spec.service_account, &spec.user) {
-        (Some(sa), _) => {
-            let (ns, name) = sa.split_once('/').unwrap_or(("default", sa));
-            groups.extend([
-                "system:serviceaccounts".to_string(),
-                format!("system:serviceaccounts:{ns}"),
-            ]);
-            format!("system:serviceaccount:{ns}:{name}")
-        }
-        (None, Some(user)) => user.clone(),
-        (None, None) => return Err("the token names no user".into()),
-    };
+    let (username, mut groups) = spec
+        .identity()
+        .ok_or_else(|| "the token names no user".to_string())?;
     groups.push("system:authenticated".into());
     let uid = format!("uid-{username}");
     Ok((

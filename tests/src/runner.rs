@@ -18,6 +18,7 @@ pub struct RunOptions {
     pub agent_bin: Option<PathBuf>,
     pub state: Option<PathBuf>,
     pub keep: bool,
+    pub control_plane: crate::lab::ControlPlane,
 }
 
 /// Calls `down` when dropped unless kept, so a failed check still cleans up.
@@ -150,6 +151,7 @@ fn run_owned(opts: &RunOptions, owned_state: bool) -> Result<bool> {
         state: state.clone(),
         agent_bin: opts.agent_bin.clone(),
         no_agents: false,
+        control_plane: opts.control_plane,
     })?;
     println!(
         "lab {} is up: {} nodes, {} pods, {} services (state {})",
@@ -219,9 +221,17 @@ pub fn demo(netdiag_bin: Option<PathBuf>, agent_bin: Option<PathBuf>, keep: bool
             agent_bin,
             state: Some(state),
             keep,
+            control_plane: crate::lab::ControlPlane::StandIn,
         },
         true,
     )
+}
+
+/// Real kubectl: `$NETDIAG_KUBECTL`, else where `tests/scripts/install-deps` puts it.
+pub fn kubectl_path() -> PathBuf {
+    std::env::var_os("NETDIAG_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/netdiag-tools/bin/kubectl"))
 }
 
 #[cfg(test)]

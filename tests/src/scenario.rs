@@ -39,6 +39,9 @@ pub struct Scenario {
     /// dual-stack `[IPv4, IPv6]` / `[IPv6, IPv4]`.
     #[serde(default = "ipv4_only")]
     pub ip_families: Vec<IpFamily>,
+    /// How real kube-proxy programs Services when the lab runs the real dataplane.
+    #[serde(default)]
+    pub proxy_mode: ProxyMode,
     #[serde(default)]
     pub pods: Vec<PodSpec>,
     #[serde(default)]
@@ -277,6 +280,24 @@ pub enum Fault {
         node: String,
         to: String,
     },
+}
+
+/// kube-proxy's mode (`iptables`, the default, or `nftables`; this kernel has no IPVS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    #[default]
+    Iptables,
+    Nftables,
+}
+
+impl ProxyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        }
+    }
 }
 
 fn drop_mode() -> DenyMode {

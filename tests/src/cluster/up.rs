@@ -1,0 +1,584 @@
+//! `up` on the real control plane: the same namespaces, links and fault rules as the stand-in
+//! lab, then etcd, kube-apiserver, kube-controller-manager and kube-scheduler; the scenario's
+//! objects created through the API (EndpointSlices come from the controller); `deploy/` applied
+//! as shipped (the DaemonSet controller makes the agents' pods); the lab kubelet's part — each
+//! pod's process, its status, the port-forward server — and kube-proxy and CoreDNS on top.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use super::api::{API_TIMEOUT, Cluster};
+use super::bins::Binaries;
+use super::components::{self as c, Layout};
+use super::kubelet;
+use super::pki::{Identity, Pki};
+use crate::lab::Builder;
+use crate::plan::{self, PodRole};
+use crate::scenario::{Fault, IpFamily};
+use crate::state::{ApiInfo, LabInfo};
+
+/// The user the plugin runs as in the real lab: bound only by `deploy/rbac-user.yaml`.
+pub const LAB_USER: &str = "netdiag-lab-user";
+
+impl Builder<'_> {
+    pub(crate) fn build_real(&self, bins: &Binaries, objects: Vec<Value>) -> Result<LabInfo> {
+        self.network()?;
+        self.link_faults()?;
+        self.real_fault_rules()?;
+        let at = Layout {
+            dir: self.state.dir.clone(),
+        };
+        std::fs::create_dir_all(at.path("logs"))?;
+        let pki = self.write_pki(&at)?;
+        self.write_static_tokens(&at)?;
+        let mut control = vec![
+            ("etcd", c::etcd(bins, self.plan, &at)?),
+            ("kube-apiserver", c::apiserver(bins, self.plan, &pki, &at)?),
+            (
+                "kube-controller-manager",
+                c::controller_manager(bins, self.plan, &pki, &at)?,
+            ),
+            ("kube-scheduler", c::scheduler(bins, self.plan, &at)?),
+        ];
+        let (relay_pid, url) = self.start_relay()?;
+        pki.kubeconfig(&self.state.path("kubeconfig"), &url, "user")?;
+        pki.kubeconfig(&self.state.path("admin.kubeconfig"), &url, "admin")?;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the lab's async runtime")?;
+        let populated = runtime.block_on(self.populate(bins, &pki, &at, objects));
+        // A component that died explains a failure better than the wait that noticed it.
+        c::check_running(&mut control, &at)?;
+        let (pids, agent_names) = populated?;
+        let mut info = self.info(&pids, relay_pid, &url);
+        info.api = ApiInfo { url, pid: relay_pid };
+        // The DaemonSet named the agents' pods; the plan's names were placeholders.
+        for (slot, name) in agent_names {
+            let planned = self.plan.pods[slot].key();
+            let real = format!("{}/{name}", plan::AGENT_NAMESPACE);
+            for agent in info.agents.iter_mut().filter(|a| a.pod == planned) {
+                agent.pod = real.clone();
+            }
+            for pod in info
+                .pods
+                .iter_mut()
+                .filter(|p| format!("{}/{}", p.namespace, p.name) == planned)
+            {
+                pod.name = name.clone();
+            }
+        }
+        self.state.write_json("lab.json", &info)?;
+        Ok(info)
+    }
+
+    /// Everything after the API server: objects, kubelet work, kube-proxy, CoreDNS, agents.
+    async fn populate(
+        &self,
+        bins: &Binaries,
+        pki: &Pki,
+        at: &Layout,
+        objects: Vec<Value>,
+    ) -> Result<(BTreeMap<usize, u32>, Vec<(usize, String)>)> {
+        let mut cluster = Cluster::connect(&self.state.path("admin.kubeconfig")).await?;
+        cluster.wait_ready(Instant::now() + API_TIMEOUT).await?;
+        self.install_crds(&mut cluster, bins).await?;
+        let late = self.late_services();
+        let own_slices: Vec<String> = self
+            .scenario
+            .endpoint_slices
+            .iter()
+            .filter_map(|s| {
+                s.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .collect();
+        let (nodes, pods, rest) = sort_objects(objects, &late, &own_slices);
+        for node in &nodes {
+            cluster.create(node).await?;
+            cluster.write_status(node, &kubelet::node_status(node)).await?;
+        }
+        for obj in &rest.early {
+            cluster.create(obj).await?;
+        }
+        for (i, _) in self.plan.nodes.iter().enumerate() {
+            c::kubelet_streaming(bins, self.plan, i, pki, at)?;
+        }
+        self.apply_deploy().await?;
+
+        // The kubelet's part: run each pod bound to a node, then report it Running.
+        let mut children: Vec<(usize, Child)> = Vec::new();
+        for pod in &pods {
+            cluster.create(pod).await?;
+        }
+        children.extend(self.start_app_pods(bins, at)?);
+        let agents = kubelet::run_agents(self, &mut cluster, at, pki).await?;
+        let names: Vec<(usize, String)> = agents.iter().map(|a| (a.slot, a.name.clone())).collect();
+        children.extend(agents.into_iter().map(|a| (a.slot, a.child)));
+        let ready_dir = self.state.path("ready");
+        self.wait_ready(&mut children, &ready_dir, Instant::now() + API_TIMEOUT)?;
+        for pod in &pods {
+            cluster.write_status(pod, &pod["status"]).await?;
+            if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                cluster.delete(pod, 30).await?;
+            }
+        }
+        kubelet::report_agents(self, &mut cluster, &names).await?;
+
+        // The dataplane: kube-proxy on every node, then the Services a fault needs it to miss.
+        let mut proxies = BTreeMap::new();
+        for (i, _) in self.plan.nodes.iter().enumerate() {
+            proxies.insert(
+                i,
+                c::kube_proxy(bins, self.plan, i, self.scenario.proxy_mode, at)?,
+            );
+        }
+        self.wait_proxies(&cluster, &[]).await?;
+        let stopped = self.stop_proxies_for_faults(&mut proxies)?;
+        for obj in &rest.late {
+            cluster.create(obj).await?;
+        }
+        self.wait_proxies(&cluster, &stopped).await?;
+
+        let pids: BTreeMap<usize, u32> = children.iter().map(|(k, c)| (*k, c.id())).collect();
+        Ok((pids, names))
+    }
+
+    /// The certificates of the API server, each component, the lab's users and each kubelet,
+    /// and the components' kubeconfigs (inside the underlay the API is at 127.0.0.1; from nodes
+    /// and pods at the cluster address).
+    fn write_pki(&self, at: &Layout) -> Result<Pki> {
+        let pki = Pki::create(&at.path("pki"))?;
+        let mut ips: Vec<IpAddr> = vec![
+            plan::UNDERLAY_ROUTER_IP.into(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::Ipv4Addr::new(10, 96, 0, 1).into(),
+        ];
+        if self.plan.has(IpFamily::V6) {
+            ips.push("fd00:10:96::1".parse::<IpAddr>()?);
+        }
+        pki.serving(
+            "apiserver",
+            "kube-apiserver",
+            &[
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ],
+            &ips,
+        )?;
+        for (file, user, group) in [
+            ("admin", "netdiag-lab-admin", Some("system:masters")),
+            // In the group deploy/examples/user-bindings.yaml binds.
+            ("user", LAB_USER, Some("netdiag-users")),
+            (
+                "kubelet-client",
+                "kube-apiserver-kubelet-client",
+                Some("system:masters"),
+            ),
+            // The controller manager runs its controllers under its own name (no per-controller
+            // accounts), which needs more than the bootstrap role of that name grants.
+            (
+                "kube-controller-manager",
+                "system:kube-controller-manager",
+                Some("system:masters"),
+            ),
+            ("kube-scheduler", "system:kube-scheduler", None),
+            ("kube-proxy", "system:kube-proxy", None),
+            ("coredns", "system:coredns", None),
+        ] {
+            pki.client(&Identity { file, user, group })?;
+        }
+        for node in &self.plan.nodes {
+            let mut ips: Vec<IpAddr> = vec![node.ip.into()];
+            if self.plan.has(IpFamily::V6) {
+                ips.push(node.ip6.into());
+            }
+            pki.serving(&format!("kubelet-{}", node.name), &node.name, &[&node.name], &ips)?;
+        }
+        let inside = format!("https://127.0.0.1:{}", c::APISERVER_PORT);
+        let cluster = format!("https://{}:{}", plan::UNDERLAY_ROUTER_IP, c::APISERVER_PORT);
+        pki.kubeconfig(
+            &at.path("kube-controller-manager.kubeconfig"),
+            &inside,
+            "kube-controller-manager",
+        )?;
+        pki.kubeconfig(&at.path("kube-scheduler.kubeconfig"), &inside, "kube-scheduler")?;
+        pki.kubeconfig(&at.path("kube-proxy.kubeconfig"), &cluster, "kube-proxy")?;
+        pki.kubeconfig(&at.path("coredns.kubeconfig"), &cluster, "coredns")?;
+        Ok(pki)
+    }
+
+    /// The scenario's bearer tokens as kube-apiserver's static token file: user tokens as
+    /// they are, ServiceAccount tokens as that account's user and groups.
+    fn write_static_tokens(&self, at: &Layout) -> Result<()> {
+        let mut csv = String::new();
+        for (n, t) in self.scenario.tokens.iter().enumerate() {
+            let Some((user, mut groups)) = t.identity() else {
+                bail!("token {n} of the scenario names no user or ServiceAccount");
+            };
+            groups.push("system:authenticated".into());
+            csv += &format!("{},{user},lab-token-{n},\"{}\"\n", t.token, groups.join(","));
+        }
+        std::fs::write(at.path("tokens.csv"), csv).context("failed to write the static token file")
+    }
+
+    /// The relay from a host loopback port to the API server in the underlay; returns its pid
+    /// and the URL the host uses.
+    fn start_relay(&self) -> Result<(u32, String)> {
+        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        let to = SocketAddr::from((plan::UNDERLAY_ROUTER_IP, c::APISERVER_PORT));
+        let mut child = Command::new(me)
+            .args(["relay", "--state"])
+            .arg(&self.state.dir)
+            .arg("--netns")
+            .arg(crate::netns::named(&self.plan.underlay_netns))
+            .args(["--to", &to.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("failed to start the API relay")?;
+        let mut line = String::new();
+        BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow!("relay without stdout"))?,
+        )
+        .read_line(&mut line)
+        .context("failed to read the API relay's port")?;
+        let port: u16 = line
+            .trim()
+            .parse()
+            .with_context(|| format!("the API relay printed {line:?}, not a port"))?;
+        Ok((child.id(), format!("https://127.0.0.1:{port}")))
+    }
+
+    /// The deny, reply-drop and one-family link-cut faults as filter rules of their own; real
+    /// kube-proxy writes the Service rules.
+    fn real_fault_rules(&self) -> Result<()> {
+        for (i, node) in self.plan.nodes.iter().enumerate() {
+            for family in &self.plan.families {
+                let (tool, ext) = match family {
+                    IpFamily::V4 => ("iptables-restore", "faults.iptables"),
+                    IpFamily::V6 => ("ip6tables-restore", "faults.ip6tables"),
+                };
+                let text = crate::kubeproxy::fault_rules(self.plan, i, &self.scenario.faults, *family);
+                self.run_file(
+                    &format!("{}.{ext}", node.netns),
+                    &text,
+                    "ip",
+                    &["netns", "exec", &node.netns, tool, "--noflush"],
+                )
+                .with_context(|| format!("failed to program the fault rules of {}", node.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn install_crds(&self, cluster: &mut Cluster, bins: &Binaries) -> Result<()> {
+        let mut kinds = Vec::new();
+        for entry in
+            std::fs::read_dir(&bins.crds).with_context(|| format!("no CRDs in {}", bins.crds.display()))?
+        {
+            let path = entry?.path();
+            let text = std::fs::read_to_string(&path)?;
+            let crd: Value =
+                serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not a CRD", path.display()))?;
+            cluster.create(&crd).await?;
+            let group = crd
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let kind = crd
+                .pointer("/spec/names/kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            for v in crd
+                .pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if v["served"] == json!(true) {
+                    kinds.push(json!({"apiVersion": format!("{group}/{}", v["name"].as_str().unwrap_or("")), "kind": kind}));
+                }
+            }
+        }
+        // Served once discovery lists them.
+        let deadline = Instant::now() + API_TIMEOUT;
+        for kind in kinds {
+            while cluster.list(&kind, None, "").await.is_err() {
+                if Instant::now() > deadline {
+                    bail!(
+                        "the CRD of {} was not served within {}s",
+                        kind,
+                        API_TIMEOUT.as_secs()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `kubectl apply -k deploy/` as the administrator, validated by the server.
+    async fn apply_deploy(&self) -> Result<()> {
+        let kubectl = crate::runner::kubectl_path();
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        // The manifests, then the example bindings of the plugin's users (the lab's user is in
+        // their group), both as shipped.
+        for (how, what) in [
+            ("-k", deploy.clone()),
+            ("-f", deploy.join("examples/user-bindings.yaml")),
+        ] {
+            let out = tokio::process::Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(self.state.path("admin.kubeconfig"))
+                .args(["apply", "--validate=strict", how])
+                .arg(&what)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .with_context(|| format!("failed to run {}", kubectl.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "kubectl apply {how} {} failed: {}",
+                    what.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        // CoreDNS's read access, as a cluster's DNS add-on brings it.
+        let bindings = String::from(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: system:coredns}\n\
+             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:coredns}\n\
+             subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: system:coredns}]\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: system:coredns}\n\
+             rules:\n- {apiGroups: [\"\"], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}\n\
+             - {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}\n",
+        );
+        let mut child = tokio::process::Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(self.state.path("admin.kubeconfig"))
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        use tokio::io::AsyncWriteExt as _;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(bindings.as_bytes()).await?;
+        }
+        let out = child.wait_with_output().await?;
+        if !out.status.success() {
+            bail!(
+                "binding the lab's users failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Services that must be created after a node's kube-proxy stopped (`service-rules-missing`).
+    fn late_services(&self) -> Vec<String> {
+        self.scenario
+            .faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::ServiceRulesMissing { service, .. } => Some(service.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Stops the kube-proxy of each node a `service-rules-missing` fault names; returns them.
+    fn stop_proxies_for_faults(&self, proxies: &mut BTreeMap<usize, Child>) -> Result<Vec<usize>> {
+        let mut stopped = Vec::new();
+        for f in &self.scenario.faults {
+            let Fault::ServiceRulesMissing { node, .. } = f else {
+                continue;
+            };
+            let Some(i) = self.plan.nodes.iter().position(|n| &n.name == node) else {
+                continue;
+            };
+            if let Some(mut child) = proxies.remove(&i) {
+                kill_tree(&mut child);
+                stopped.push(i);
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Waits until every running kube-proxy has synced and programmed each Service's ClusterIPs.
+    async fn wait_proxies(&self, cluster: &Cluster, stopped: &[usize]) -> Result<()> {
+        let _ = cluster;
+        let deadline = Instant::now() + API_TIMEOUT;
+        for (i, node) in self.plan.nodes.iter().enumerate() {
+            if stopped.contains(&i) {
+                continue;
+            }
+            let ns = crate::netns::named(&node.netns);
+            let health = SocketAddr::from((node.ip, c::KUBE_PROXY_HEALTHZ_PORT));
+            loop {
+                let healthy = matches!(
+                    crate::netns::http_get_status(&ns, health, "/healthz", Duration::from_millis(300)),
+                    Ok(200)
+                );
+                if healthy && self.vips_programmed(&node.netns)? {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "kube-proxy on {} did not program the Services within {}s; its log: {}",
+                        node.name,
+                        API_TIMEOUT.as_secs(),
+                        self.state
+                            .path(&format!("logs/kube-proxy-{}.log", node.name))
+                            .display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the node's ruleset mentions every ClusterIP of the scenario's Services that are
+    /// not created late.
+    fn vips_programmed(&self, netns: &str) -> Result<bool> {
+        let late = self.late_services();
+        let rules = node_ruleset(netns, self.scenario.proxy_mode)?;
+        Ok(self
+            .plan
+            .services
+            .iter()
+            .filter(|s| !late.contains(&s.key()))
+            .flat_map(|s| s.vips())
+            .all(|vip| rules.contains(&vip.to_string())))
+    }
+
+    /// Starts the process of every application and DNS pod (agents are the DaemonSet's) and
+    /// tells the node's port-forward server where each pod's namespace is.
+    fn start_app_pods(&self, bins: &Binaries, at: &Layout) -> Result<Vec<(usize, Child)>> {
+        for pod in &self.plan.pods {
+            kubelet::register_pod(at, &self.plan.nodes[pod.node].name, pod)?;
+        }
+        let ready_dir = self.state.path("ready");
+        self.write_resolv_confs(&ready_dir)?;
+        let coredns = (!self.plan.dns_down)
+            .then(|| c::coredns(bins, self.plan, at))
+            .transpose()?;
+        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        // With DNS down the DNS pod runs the idle pod app, as in the stand-in lab.
+        let mut children = self.spawn_pods(&me, Path::new("/dev/null"), &ready_dir, |p| {
+            p.role == PodRole::App || (p.role == PodRole::Dns && self.plan.dns_down)
+        })?;
+        if let Some(child) = coredns {
+            let k = self
+                .plan
+                .pods
+                .iter()
+                .position(|p| p.role == PodRole::Dns)
+                .ok_or_else(|| anyhow!("the plan has no DNS pod"))?;
+            children.push((k, child));
+        }
+        Ok(children)
+    }
+}
+
+/// The node's Service rules as text: `iptables-save` and `ip6tables-save`, or the nftables ruleset.
+fn node_ruleset(netns: &str, mode: crate::scenario::ProxyMode) -> Result<String> {
+    let commands: &[&[&str]] = match mode {
+        crate::scenario::ProxyMode::Iptables => {
+            &[&["iptables-save", "-t", "nat"], &["ip6tables-save", "-t", "nat"]]
+        }
+        crate::scenario::ProxyMode::Nftables => &[&["nft", "list", "ruleset"]],
+    };
+    let mut text = String::new();
+    for cmd in commands {
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(*cmd)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .with_context(|| format!("failed to run {}", cmd.join(" ")))?;
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(text)
+}
+
+/// Kills a component started with `ip netns exec` (its own process group) and reaps it.
+pub fn kill_tree(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+/// The scenario's objects sorted into what `up` creates when: Nodes, Pods (the lab's own agents
+/// left out: the DaemonSet makes them), and the rest — early, or late for the Services a fault
+/// needs created after a kube-proxy stopped. Derived EndpointSlices are left out: the
+/// controller makes them; a scenario's own slices stay.
+struct Rest {
+    early: Vec<Value>,
+    late: Vec<Value>,
+}
+
+fn sort_objects(
+    objects: Vec<Value>,
+    late: &[String],
+    own_slices: &[String],
+) -> (Vec<Value>, Vec<Value>, Rest) {
+    let mut nodes = Vec::new();
+    let mut pods = Vec::new();
+    let mut rest = Rest {
+        early: Vec::new(),
+        late: Vec::new(),
+    };
+    let mut ordered: Vec<Value> = Vec::new();
+    for obj in objects {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let key = super::api::describe(&obj);
+        match kind.as_str() {
+            "Node" => nodes.push(obj),
+            "Pod" if obj.pointer("/metadata/namespace") == Some(&json!(plan::AGENT_NAMESPACE)) => {}
+            "Pod" => pods.push(with_hold(obj)),
+            "EndpointSlice"
+                if !own_slices
+                    .iter()
+                    .any(|n| obj.pointer("/metadata/name") == Some(&json!(n))) => {}
+            "Service" if late.contains(&key) => rest.late.push(obj),
+            _ => ordered.push(obj),
+        }
+    }
+    // Namespaces first; the API server refuses objects in a namespace that does not exist.
+    ordered.sort_by_key(|o| o["kind"] != json!("Namespace"));
+    rest.early = ordered;
+    (nodes, pods, rest)
+}
+
+/// A terminating pod is a pod deleted while a finalizer holds it; the lab's finalizer.
+pub const HOLD_FINALIZER: &str = "lab.netdiag.dev/hold";
+
+fn with_hold(mut pod: Value) -> Value {
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        pod["metadata"]["finalizers"] = json!([HOLD_FINALIZER]);
+    }
+    pod
+}
