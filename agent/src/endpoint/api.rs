@@ -19,6 +19,7 @@ use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use netdiag::agent_identity::read_agent_daemonset;
 use netdiag::check::report::Verdict;
 use netdiag::check::snapshot::Snapshot;
 use netdiag::check::target::{PodRef, Target, parse_timeout};
@@ -234,8 +235,11 @@ async fn run_check(state: &State, caller: &Caller, ask: Ask) -> Result<Arc<Repor
     let peers = state.peers.clone();
     let work = async move {
         let started = Instant::now();
-        let snap = Snapshot::read(&client).await;
-        let transport = Transport::new(peers, &snap);
+        let (snap, daemonset) = tokio::join!(
+            Snapshot::read(&client),
+            read_agent_daemonset(&client, &peers.namespace)
+        );
+        let transport = Transport::new(peers, &snap, daemonset);
         let evidence = netdiag::check::collect(&snap, &transport, &request).await;
         Arc::new(netdiag::check::verdict(
             &snap,
