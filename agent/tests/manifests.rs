@@ -285,13 +285,17 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
 
     let role: Role = one("Role", "netdiag-user");
     assert_eq!(role.metadata.namespace.as_deref(), Some("netdiag"));
-    // Find the agent pod by label, port-forward to it.
+    // Find the agent pod by label, read the agent DaemonSet (its uid makes a pod genuine),
+    // port-forward to it.
+    let rules = role.rules.unwrap();
     let expected = BTreeSet::from([
         grant("", "pods", "list"),
+        grant("apps", "daemonsets", "get"),
         grant("", "pods/portforward", "get"),
         grant("", "pods/portforward", "create"),
     ]);
-    assert_eq!(grants(&role.rules.unwrap()), expected);
+    assert_eq!(grants(&rules), expected);
+    assert_daemonset_read_by_name_only(&rules);
 
     let crb: ClusterRoleBinding = one("ClusterRoleBinding", "netdiag-user");
     assert_eq!(
@@ -304,6 +308,20 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
         (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
         ("Role", "netdiag-user")
     );
+}
+
+/// The rules read DaemonSets only as `get` of the agent's, by name.
+fn assert_daemonset_read_by_name_only(rules: &[PolicyRule]) {
+    for rule in rules
+        .iter()
+        .filter(|r| r.resources.iter().flatten().any(|res| res == "daemonsets"))
+    {
+        assert_eq!(rule.verbs, ["get"]);
+        assert_eq!(
+            rule.resource_names.as_deref(),
+            Some(&["netdiag-agent".to_string()][..])
+        );
+    }
 }
 
 /// A tool installed by `tests/scripts/install-deps` (in its tools venv), or `None` after a loud
@@ -539,6 +557,11 @@ fn the_endpoint_rbac_gives_the_agent_reviews_reads_and_peer_probes_and_checkers_
         !allows(&rules, "netdiag.io", "checks", "create"),
         "the agent checks nothing on its own"
     );
+    assert!(
+        allows(&rules, "apps", "daemonsets", "get"),
+        "peers are genuine by the DaemonSet's uid"
+    );
+    assert_daemonset_read_by_name_only(&rules);
     let binding: ClusterRoleBinding = one("ClusterRoleBinding", "netdiag-agent-endpoint");
     let subject = &binding.subjects.unwrap()[0];
     assert_eq!(
@@ -554,6 +577,15 @@ fn the_endpoint_rbac_gives_the_agent_reviews_reads_and_peer_probes_and_checkers_
     let rules = checker.rules.unwrap();
     assert!(allows(&rules, "netdiag.io", "checks", "create"));
     assert_eq!(rules.len(), 1, "checkers get checks only");
+    assert!(
+        !allows(&rules, "netdiag.io", "checks/hostnetwork", "create"),
+        "probing as a node is a grant of its own"
+    );
+    let host: ClusterRole = one("ClusterRole", "netdiag-checker-hostnetwork");
+    assert_eq!(
+        grants(&host.rules.unwrap()),
+        BTreeSet::from([grant("netdiag.io", "checks/hostnetwork", "create")])
+    );
     let example: RoleBinding = one("RoleBinding", "netdiag-checks");
     assert_eq!(example.role_ref.name, "netdiag-checker");
     assert_eq!(example.metadata.namespace.as_deref(), Some("shop"));

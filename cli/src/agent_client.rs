@@ -15,6 +15,7 @@ use netdiag_proto::{ApiError, DEFAULT_AGENT_PORT, PROBE_PATH, ProbeReport, Probe
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::agent_identity::{genuine_agents, read_agent_daemonset};
 use crate::check::evidence::AgentPods;
 use crate::check::probe::{AgentReply, AgentTransport};
 use crate::cluster::{ToolFailure, error_chain};
@@ -23,57 +24,6 @@ use crate::cluster::{ToolFailure, error_chain};
 pub const DEFAULT_AGENT_NAMESPACE: &str = "netdiag";
 /// Default label selector of the agent pods.
 pub const DEFAULT_AGENT_SELECTOR: &str = "app.kubernetes.io/name=netdiag-agent";
-/// The DaemonSet that controls genuine agent pods, and the account they run as.
-pub const AGENT_DAEMONSET: &str = "netdiag-agent";
-pub const AGENT_SERVICE_ACCOUNT: &str = "netdiag-agent";
-
-/// The genuine agent of each node among `pods`: Running, not being deleted, in `namespace`,
-/// controlled by the agent DaemonSet and running as its account. Anyone who can create a pod
-/// with the agent's label must not receive probe requests (nor, agent to agent, a token): other
-/// pods are skipped with a warning naming them.
-pub fn genuine_agents<'a>(pods: &'a [Pod], namespace: &str) -> BTreeMap<String, &'a Pod> {
-    let mut by_node = BTreeMap::new();
-    for pod in pods {
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-        let deleting = pod.metadata.deletion_timestamp.is_some();
-        let (Some(node), true, false) = (node, running, deleting) else {
-            continue;
-        };
-        if pod.metadata.namespace.as_deref() != Some(namespace) {
-            continue;
-        }
-        if let Some(why) = not_genuine(pod) {
-            tracing::warn!("skipping pod {namespace}/{name} on node {node} as a netdiag agent: {why}");
-            continue;
-        }
-        by_node.insert(node, pod);
-    }
-    by_node
-}
-
-/// Why a pod that carries the agent's label is not taken as an agent.
-fn not_genuine(pod: &Pod) -> Option<String> {
-    let controller = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true));
-    let owned = controller.is_some_and(|r| {
-        r.kind == "DaemonSet" && r.api_version.starts_with("apps/") && r.name == AGENT_DAEMONSET
-    });
-    let account = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref());
-    match (owned, account) {
-        (false, _) => Some(format!("it is not controlled by DaemonSet {AGENT_DAEMONSET}")),
-        (true, Some(AGENT_SERVICE_ACCOUNT)) => None,
-        (true, other) => Some(format!(
-            "it runs as service account {} instead of {AGENT_SERVICE_ACCOUNT}",
-            other.unwrap_or("default")
-        )),
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -176,16 +126,16 @@ impl Agents {
         selector: &str,
     ) -> Result<BTreeMap<String, (String, u16)>, AgentError> {
         let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let pods = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map_err(|source| AgentError::List {
-                namespace: namespace.to_string(),
-                selector: selector.to_string(),
-                source,
-            })?;
+        let params = ListParams::default().labels(selector);
+        let (pods, daemonset) = tokio::join!(api.list(&params), read_agent_daemonset(client, namespace));
+        let pods = pods.map_err(|source| AgentError::List {
+            namespace: namespace.to_string(),
+            selector: selector.to_string(),
+            source,
+        })?;
+        let daemonset = daemonset.map_err(|failure| AgentError::Unavailable(Box::new(failure)))?;
         let mut by_node = BTreeMap::new();
-        for (node, pod) in genuine_agents(&pods.items, namespace) {
+        for (node, pod) in genuine_agents(&pods.items, &daemonset) {
             let port = pod
                 .spec
                 .iter()
@@ -465,37 +415,5 @@ impl Agents {
             )
             .await?;
         decode(&agent, &bytes, "agent info")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(owner: Option<(&str, &str)>, account: Option<&str>) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "a", "namespace": "netdiag", "ownerReferences": owner.map(|(kind, name)| vec![
-                serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true})
-            ])},
-            "spec": {"containers": [], "serviceAccountName": account}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn only_pods_the_agent_daemonset_controls_running_as_its_account_are_agents() {
-        assert_eq!(
-            not_genuine(&pod(Some(("DaemonSet", "netdiag-agent")), Some("netdiag-agent"))),
-            None
-        );
-        let unowned = not_genuine(&pod(None, Some("netdiag-agent"))).unwrap();
-        assert!(
-            unowned.contains("not controlled by DaemonSet netdiag-agent"),
-            "{unowned}"
-        );
-        assert!(not_genuine(&pod(Some(("ReplicaSet", "netdiag-agent")), Some("netdiag-agent"))).is_some());
-        assert!(not_genuine(&pod(Some(("DaemonSet", "other")), Some("netdiag-agent"))).is_some());
-        let account = not_genuine(&pod(Some(("DaemonSet", "netdiag-agent")), None)).unwrap();
-        assert!(account.contains("service account default"), "{account}");
     }
 }

@@ -2,6 +2,7 @@
 //! and the I/O around them (cluster reads, agent calls, rendering).
 
 pub mod agent_client;
+pub mod agent_identity;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -274,6 +274,7 @@ mod tests {
             duration_ms: 7,
             endpoints: vec![],
             families: vec![],
+            withheld: false,
         }
     }
 

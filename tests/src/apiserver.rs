@@ -726,6 +726,13 @@ fn table_columns(rt: &ResourceType) -> Vec<(&'static str, &'static str, i32)> {
         "clusternetworkpolicies" | "adminnetworkpolicies" | "baselineadminnetworkpolicies" => {
             vec![("Name", "string", 0), ("Age", "string", 0)]
         }
+        "daemonsets" => vec![
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+        ],
         _ => vec![
             ("Name", "string", 0),
             ("Status", "string", 0),
@@ -807,6 +814,17 @@ fn table_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
         "clusternetworkpolicies" | "adminnetworkpolicies" | "baselineadminnetworkpolicies" => {
             vec![name, age(o).into()]
         }
+        "daemonsets" => vec![
+            name,
+            o.pointer("/status/desiredNumberScheduled")
+                .cloned()
+                .unwrap_or_default(),
+            o.pointer("/status/currentNumberScheduled")
+                .cloned()
+                .unwrap_or_default(),
+            o.pointer("/status/numberReady").cloned().unwrap_or_default(),
+            age(o).into(),
+        ],
         _ => {
             let ip = o
                 .pointer("/status/addresses")
@@ -1299,13 +1317,17 @@ mod tests {
             discovery_resources("networking.k8s.io", "v1").unwrap().resources[0].name,
             "networkpolicies"
         );
-        assert!(discovery_resources("apps", "v1").is_none());
+        assert_eq!(
+            discovery_resources("apps", "v1").unwrap().resources[0].name,
+            "daemonsets"
+        );
         let groups: Vec<String> = groups().groups.into_iter().map(|g| g.name).collect();
         assert_eq!(
             groups,
             [
                 "discovery.k8s.io",
                 "networking.k8s.io",
+                "apps",
                 "policy.networking.k8s.io",
                 "authentication.k8s.io",
                 "authorization.k8s.io"

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetStatus};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, ContainerState, ContainerStateRunning, ContainerStatus, HostIP, Namespace,
     NamespaceStatus, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference,
@@ -10,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     ServiceSpec as K8sServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
@@ -41,7 +43,7 @@ impl ResourceType {
     }
 }
 
-pub const RESOURCES: [ResourceType; 9] = [
+pub const RESOURCES: [ResourceType; 10] = [
     ResourceType {
         plural: "namespaces",
         singular: "namespace",
@@ -95,6 +97,16 @@ pub const RESOURCES: [ResourceType; 9] = [
         version: "v1",
         namespaced: true,
         short_names: &["netpol"],
+    },
+    // The agent DaemonSet: genuine agent pods are the ones it controls, by uid.
+    ResourceType {
+        plural: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        group: "apps",
+        version: "v1",
+        namespaced: true,
+        short_names: &["ds"],
     },
     // Cluster-wide admin policy (network-policy-api CRDs), served from scenario objects.
     ResourceType {
@@ -228,6 +240,9 @@ pub fn all_objects(scenario: &Scenario, plan: &Plan, now: Timestamp) -> Result<V
     for p in &plan.pods {
         out.push(json(serde_json::to_value(pod(plan, p, now))));
     }
+    if let Some(daemonset) = agent_daemonset(plan, now) {
+        out.push(json(serde_json::to_value(daemonset)));
+    }
     for s in &plan.services {
         out.push(json(serde_json::to_value(service(s, now))));
     }
@@ -264,6 +279,52 @@ pub fn all_objects(scenario: &Scenario, plan: &Plan, now: Timestamp) -> Result<V
         out.push(obj);
     }
     Ok(out)
+}
+
+/// The agent DaemonSet, when the lab runs agents: its uid is the one the agent pods' controller
+/// references carry, as the DaemonSet controller writes them.
+fn agent_daemonset(plan: &Plan, now: Timestamp) -> Option<DaemonSet> {
+    let agents: Vec<&PodPlan> = plan.pods.iter().filter(|p| p.role == PodRole::Agent).collect();
+    let namespace = agents.first()?.spec.namespace.as_str();
+    let labels = BTreeMap::from([("app.kubernetes.io/name".to_string(), "netdiag-agent".to_string())]);
+    let count = i32::try_from(agents.len()).unwrap_or(i32::MAX);
+    let mut metadata = meta("DaemonSet", Some(namespace), "netdiag-agent", now);
+    metadata.labels = Some(labels.clone());
+    Some(DaemonSet {
+        metadata,
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(K8sPodSpec {
+                    service_account_name: Some("netdiag-agent".into()),
+                    containers: vec![Container {
+                        name: "agent".into(),
+                        image: Some("registry.local/netdiag/netdiag-agent:v1".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: Some(DaemonSetStatus {
+            current_number_scheduled: count,
+            desired_number_scheduled: count,
+            number_available: Some(count),
+            number_misscheduled: 0,
+            number_ready: count,
+            updated_number_scheduled: Some(count),
+            observed_generation: Some(1),
+            ..Default::default()
+        }),
+    })
 }
 
 fn namespace(name: &str, now: Timestamp) -> Namespace {

@@ -92,6 +92,8 @@ scenarios! {
     an_admin_tier_deny_fails_network_policy_despite_an_allowing_networkpolicy => "admin-deny.yaml",
     an_admin_tier_pass_hands_the_flow_to_an_allowing_networkpolicy => "admin-pass.yaml",
     an_impostor_agent_pod_is_skipped_and_the_genuine_agent_probes => "impostor-agent.yaml",
+    an_impostor_with_a_forged_daemonset_owner_is_skipped_and_the_genuine_agent_probes =>
+        "impostor-agent-forged-owner.yaml",
     an_mtu_black_hole_between_the_nodes_fails_pod_network_with_the_path_mtu => "link-mtu.yaml",
     a_dropped_reply_is_seen_leaving_the_destination_pod_and_fails_pod_network => "reply-drop.yaml",
     a_stale_vip_rule_to_a_pod_that_left_the_service_fails_service_proxy => "stale-vip-rule.yaml",
@@ -629,11 +631,25 @@ fn udp_verdicts_are_the_same_on_every_run_despite_icmp_rate_limits() {
 /// naming it, and probes through the genuine agent of the node.
 #[test]
 fn an_impostor_agent_is_named_in_a_warning_and_never_asked() {
+    impostor_is_named_and_never_asked("impostor-agent.yaml", "not controlled by DaemonSet netdiag-agent");
+}
+
+/// An impostor that claims the agent DaemonSet as its controller (an invented uid) and runs as
+/// the agent's account gets no request either: the owner's uid is compared with the real one.
+#[test]
+fn an_impostor_with_a_forged_owner_reference_is_named_in_a_warning_and_never_asked() {
+    impostor_is_named_and_never_asked(
+        "impostor-agent-forged-owner.yaml",
+        "with uid 0badc0de-0000-4000-8000-000000000000, which is not the uid of that DaemonSet",
+    );
+}
+
+fn impostor_is_named_and_never_asked(file: &str, why: &str) {
     if !is_root() {
         return;
     }
     let _lock = one_lab_at_a_time();
-    let lab = CheckLab::up(&scenario("impostor-agent.yaml"));
+    let lab = CheckLab::up(&scenario(file));
     let out = Command::new(netdiag_bin())
         .args(["check", "--kubeconfig"])
         .arg(lab.kubeconfig())
@@ -649,8 +665,7 @@ fn an_impostor_agent_is_named_in_a_warning_and_never_asked() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("netdiag/zzz-impostor")
-            && stderr.contains("not controlled by DaemonSet netdiag-agent"),
+        stderr.contains("netdiag/zzz-impostor") && stderr.contains(why),
         "{}",
         show(&out)
     );

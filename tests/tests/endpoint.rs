@@ -274,6 +274,13 @@ fn endpoint_authenticates_authorizes_and_answers_what_the_plugin_answers() {
             && l.contains("status=200")),
         "node-b's audit log has no agent-to-agent probe:\n{b}"
     );
+    // The pod that claims to be node-b's agent with a forged owner uid was never the peer.
+    assert!(
+        lab.agent_log("node-a")
+            .contains("skipping pod netdiag/zzz-impostor on node node-b"),
+        "{}",
+        lab.agent_log("node-a")
+    );
     let peer = lab.curl(
         "shop/frontend",
         Some("ci-token"),
@@ -300,6 +307,77 @@ fn endpoint_authenticates_authorizes_and_answers_what_the_plugin_answers() {
                 && l.contains("verdict=\"unreachable\"")
                 && l.contains("status=200"))
     );
+}
+
+/// A pod in namespace admin that NetworkPolicy isolates from shop's pods.
+const VAULT: &str = "pod/vault-0.admin:9999";
+
+#[test]
+fn endpoint_shows_another_namespaces_details_only_to_callers_who_may_read_there() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::up("endpoint-disclosure");
+    let vault_ip = lab.pod("admin/vault-0").ip.clone();
+    let named_in_admin = [vault_ip.as_str(), "node-b", "vault-ingress", "admin", "vault"];
+
+    // Bound only in shop: the verdict and each layer's status, nothing named from admin.
+    let bound = lab.check(Some("ci-token"), "shop/checkout", VAULT);
+    assert_eq!(bound.status, 200, "{bound:?}");
+    let reduced = bound.json();
+    assert_eq!(reduced["verdict"], "unreachable", "{bound:?}");
+    assert_eq!(reduced["failingLayer"], "network-policy");
+    assert_eq!(reduced["withheld"], true);
+    for detail in named_in_admin {
+        assert!(!bound.body.contains(detail), "{detail} shown: {}", bound.body);
+    }
+    let url = format!(
+        "{}/probe?from=shop/checkout&to={VAULT}&timeout=1s",
+        lab.endpoint("node-a")
+    );
+    let metrics = lab.curl("shop/frontend", Some("ci-token"), &url, None);
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert_eq!(
+        scrape(&metrics.body)["netdiag_check_failing_layer{layer=network-policy}"],
+        1.0
+    );
+    for detail in named_in_admin {
+        assert!(!metrics.body.contains(detail), "{detail} in {}", metrics.body);
+    }
+
+    // Also allowed to list pods, services and networkpolicies in admin: the whole report.
+    let reader = lab.check(Some("reader-token"), "shop/checkout", VAULT);
+    assert_eq!(reader.status, 200, "{reader:?}");
+    let full = reader.json();
+    assert_eq!(full["withheld"], Value::Null);
+    assert_eq!(outline(&full), outline(&reduced), "the same finding");
+    for detail in [vault_ip.as_str(), "admin/vault-ingress"] {
+        assert!(reader.body.contains(detail), "{detail} missing: {}", reader.body);
+    }
+    assert!(full["networkPolicy"]["yaml"].is_string(), "{full}");
+}
+
+#[test]
+fn endpoint_checks_from_a_hostnetwork_pod_need_their_own_grant() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::up("endpoint-hostnetwork");
+    let denied = lab.check(Some("ci-token"), "shop/node-agent", SHOP);
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let message = denied.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with(
+            "user system:serviceaccount:shop:ci cannot create checks/hostnetwork.netdiag.io \
+             in namespace shop (name node-agent)"
+        ),
+        "{message}"
+    );
+
+    let granted = lab.check(Some("ops-token"), "shop/node-agent", SHOP);
+    assert_eq!(granted.status, 200, "{granted:?}");
+    let report = granted.json();
+    assert_eq!(report["steps"][0]["status"], "pass", "{report}");
 }
 
 fn scrape(text: &str) -> BTreeMap<String, f64> {

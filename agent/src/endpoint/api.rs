@@ -19,16 +19,18 @@ use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use netdiag::agent_identity::read_agent_daemonset;
+use netdiag::check::CheckRequest;
 use netdiag::check::report::Verdict;
 use netdiag::check::snapshot::Snapshot;
 use netdiag::check::target::{PodRef, Target, parse_timeout};
-use netdiag::check::{CheckRequest, Report};
 use netdiag::cluster::NamespacedName;
 use netdiag_proto::{ApiError, ProbeRequest, ProbeSource};
 use serde::Deserialize;
 
 use super::EndpointArgs;
 use super::auth::{self, Access, Authorizer, Caller, Denial};
+use super::disclosure::{self, Checked, Ran, Shown};
 use super::limits::{FlightError, PerCaller, SingleFlight, Slot};
 use super::probe_metrics;
 use super::transport::{Peers, Transport};
@@ -37,15 +39,15 @@ use super::transport::{Peers, Transport};
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// At most one running check per (from, to).
-type Key = (String, String);
+/// At most one running check per (from, to, whether a hostNetwork source may be probed).
+type Key = (String, String, bool);
 
 pub struct State {
     auth: Authorizer,
     client: Result<kube::Client, String>,
     peers: Arc<Peers>,
     per_caller: PerCaller,
-    flights: SingleFlight<Key, Arc<Report>>,
+    flights: SingleFlight<Key, Ran>,
 }
 
 impl State {
@@ -210,49 +212,80 @@ fn slot(state: &State, caller: &Caller) -> Result<Slot, Failure> {
     })
 }
 
-/// Authorizes `ask` for `caller` and runs it, or joins the identical check already running.
-async fn run_check(state: &State, caller: &Caller, ask: Ask) -> Result<Arc<Report>, Failure> {
-    let access = Access {
-        resource: "checks",
-        namespace: Some(ask.from.namespace.clone()),
-        name: Some(ask.from.name.clone()),
-    };
+/// Authorizes `ask` for `caller` and runs it, or joins the identical check already running; the
+/// report is shown as the caller may see it ([`disclosure`]).
+async fn run_check(state: &State, caller: &Caller, ask: Ask) -> Result<Shown, Failure> {
+    let access = Access::create(
+        "checks",
+        Some(ask.from.namespace.clone()),
+        Some(ask.from.name.clone()),
+    );
     state.auth.authorize(caller, &access).await?;
     let _slot = slot(state, caller)?;
+    let checked = match run_flight(state, &ask, false).await? {
+        Ran::Checked(checked) => checked,
+        // Nothing was probed: the grant is asked only of callers whose source needs it.
+        Ran::HostNetworkSource => {
+            let access = disclosure::host_network_access(&ask.from);
+            state
+                .auth
+                .authorize(caller, &access)
+                .await
+                .map_err(|denial| disclosure::host_network_denial(denial, &ask.from))?;
+            match run_flight(state, &ask, true).await? {
+                Ran::Checked(checked) => checked,
+                Ran::HostNetworkSource => return Err(lost()),
+            }
+        }
+    };
+    Ok(disclosure::disclose(&state.auth, caller, &checked).await)
+}
+
+fn lost() -> Failure {
+    Failure::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the check ended without a report".into(),
+    )
+}
+
+/// Runs the check of `ask` once for every caller asking it at the same time. Unless
+/// `host_network` (the caller may check from a hostNetwork pod), a check whose source is one
+/// stops before probing.
+async fn run_flight(state: &State, ask: &Ask, host_network: bool) -> Result<Ran, Failure> {
     let client = state
         .client
         .clone()
         .map_err(|why| Failure::from(Denial::Unavailable(why)))?;
-    let key = (ask.from.to_string(), ask.to_text.clone());
+    let key = (ask.from.to_string(), ask.to_text.clone(), host_network);
     let request = CheckRequest {
         target_namespace: ask.from.namespace.clone(),
-        from: ask.from,
-        target: ask.to,
-        to_text: ask.to_text,
+        from: ask.from.clone(),
+        target: ask.to.clone(),
+        to_text: ask.to_text.clone(),
         timeout: ask.timeout,
     };
     let peers = state.peers.clone();
     let work = async move {
         let started = Instant::now();
-        let snap = Snapshot::read(&client).await;
-        let transport = Transport::new(peers, &snap);
+        let (snap, daemonset) = tokio::join!(
+            Snapshot::read(&client),
+            read_agent_daemonset(&client, &peers.namespace)
+        );
+        if !host_network && disclosure::host_network_source(&snap, &request.from) {
+            return Ran::HostNetworkSource;
+        }
+        let transport = Transport::new(peers, &snap, daemonset);
         let evidence = netdiag::check::collect(&snap, &transport, &request).await;
-        Arc::new(netdiag::check::verdict(
-            &snap,
-            &evidence,
-            started.elapsed().as_millis() as u64,
-        ))
+        let report = netdiag::check::verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
+        Ran::Checked(Arc::new(Checked::new(report, &evidence)))
     };
     match state.flights.run(key, work).await {
-        Ok((report, _joined)) => Ok(report),
+        Ok((ran, _joined)) => Ok(ran),
         Err(FlightError::Full) => Err(Failure::too_many(
             "the agent is running the most distinct checks it allows; retry shortly".into(),
         )),
-        Err(FlightError::Lost) => Err(Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the check ended without a report".into(),
-        )),
+        Err(FlightError::Lost) => Err(lost()),
     }
 }
 
@@ -307,7 +340,8 @@ async fn check_json(
     .await;
     let (from, to) = (&shown.0, &shown.1);
     match result {
-        Ok(report) => {
+        Ok(shown) => {
+            let report = shown.report();
             audit(
                 "check",
                 name_of(&caller),
@@ -317,7 +351,7 @@ async fn check_json(
                 verdict_id(report.verdict),
                 started,
             );
-            let mut json = serde_json::to_string_pretty(&*report).expect("a report always serializes");
+            let mut json = serde_json::to_string_pretty(report).expect("a report always serializes");
             json.push('\n');
             ([(header::CONTENT_TYPE, "application/json")], json).into_response()
         }
@@ -362,7 +396,8 @@ async fn check_metrics(
     .await;
     let (from, to) = (&shown.0, &shown.1);
     match result {
-        Ok(report) => {
+        Ok(shown) => {
+            let report = shown.report();
             audit(
                 "probe",
                 name_of(&caller),
@@ -375,7 +410,7 @@ async fn check_metrics(
             let seconds = started.elapsed().as_secs_f64();
             (
                 [(header::CONTENT_TYPE, probe_metrics::CONTENT_TYPE)],
-                probe_metrics::encode(&report, seconds),
+                probe_metrics::encode(report, seconds),
             )
                 .into_response()
         }
@@ -409,11 +444,7 @@ async fn node_probe(
                 ));
             }
         };
-        let access = Access {
-            resource: "probes",
-            namespace: None,
-            name: Some(state.peers.node.clone()),
-        };
+        let access = Access::create("probes", None, Some(state.peers.node.clone()));
         state.auth.authorize(&who, &access).await?;
         let _slot = slot(&state, &who)?;
         state.peers.engine.run(&request).await.map_err(|err| {

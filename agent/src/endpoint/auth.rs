@@ -35,15 +35,32 @@ pub enum Denial {
     Unavailable(String),
 }
 
-/// What a caller asks to do: `create` on `resource` of `netdiag.io`, in `namespace`, on `name`.
+/// What a caller asks to do: `verb` on `resource` (and `subresource`) of API `group`, in
+/// `namespace`, on `name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
+    pub verb: &'static str,
+    /// The API group; empty for the core group.
+    pub group: &'static str,
     pub resource: &'static str,
+    pub subresource: Option<&'static str>,
     pub namespace: Option<String>,
     pub name: Option<String>,
 }
 
 impl Access {
+    /// `create` on a virtual resource of `netdiag.io`.
+    pub fn create(resource: &'static str, namespace: Option<String>, name: Option<String>) -> Self {
+        Access {
+            verb: "create",
+            group: GROUP,
+            resource,
+            subresource: None,
+            namespace,
+            name,
+        }
+    }
+
     /// The sentence a 403 says.
     pub fn missing(&self, caller: &Caller) -> String {
         let place = match &self.namespace {
@@ -55,9 +72,15 @@ impl Access {
             .as_deref()
             .map(|n| format!(" (name {n})"))
             .unwrap_or_default();
+        let sub = self.subresource.map(|s| format!("/{s}")).unwrap_or_default();
+        let group = if self.group.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", self.group)
+        };
         format!(
-            "user {} cannot create {}.{GROUP}{place}{name}",
-            caller.user, self.resource
+            "user {} cannot {} {}{sub}{group}{place}{name}",
+            caller.user, self.verb, self.resource
         )
     }
 }
@@ -208,9 +231,10 @@ impl Authorizer {
                 groups: Some(caller.groups.clone()),
                 extra: (!caller.extra.is_empty()).then(|| caller.extra.clone()),
                 resource_attributes: Some(ResourceAttributes {
-                    verb: Some("create".into()),
-                    group: Some(GROUP.into()),
+                    verb: Some(access.verb.into()),
+                    group: Some(access.group.into()),
                     resource: Some(access.resource.into()),
+                    subresource: access.subresource.map(String::from),
                     namespace: access.namespace.clone(),
                     name: access.name.clone(),
                     ..Default::default()
@@ -261,14 +285,30 @@ mod tests {
 
     #[test]
     fn a_forbidden_check_names_user_resource_and_namespace() {
-        let access = Access {
-            resource: "checks",
-            namespace: Some("shop".into()),
-            name: Some("checkout".into()),
-        };
+        let access = Access::create("checks", Some("shop".into()), Some("checkout".into()));
         assert_eq!(
             access.missing(&caller("alice")),
             "user alice cannot create checks.netdiag.io in namespace shop (name checkout)"
+        );
+        let host = Access {
+            subresource: Some("hostnetwork"),
+            ..access
+        };
+        assert_eq!(
+            host.missing(&caller("alice")),
+            "user alice cannot create checks/hostnetwork.netdiag.io in namespace shop (name checkout)"
+        );
+        let read = Access {
+            verb: "list",
+            group: "",
+            resource: "pods",
+            subresource: None,
+            namespace: Some("admin".into()),
+            name: None,
+        };
+        assert_eq!(
+            read.missing(&caller("alice")),
+            "user alice cannot list pods in namespace admin"
         );
     }
 
@@ -298,11 +338,7 @@ mod tests {
             matches!(denied, Denial::Unavailable(ref m) if m.contains("no kubeconfig")),
             "{denied:?}"
         );
-        let access = Access {
-            resource: "checks",
-            namespace: None,
-            name: None,
-        };
+        let access = Access::create("checks", None, None);
         assert!(matches!(
             auth.authorize(&caller("a"), &access).await,
             Err(Denial::Unavailable(_))

@@ -3,12 +3,14 @@
 //! SubjectAccessReview, running the same check engine as the kubectl plugin.
 //!
 //! [`tls`] makes the certificates, [`auth`] asks the API server who calls and what they may do,
+//! [`disclosure`] what a report shows them and from which sources they may check,
 //! [`limits`] bounds the work, [`api`] holds the handlers, [`transport`] reaches this node's probe
 //! engine in-process and other nodes' agents over this same endpoint, [`probe_metrics`] renders
 //! `/probe` for Prometheus. [`start`] binds the listener and runs the accept loop.
 
 pub mod api;
 pub mod auth;
+pub mod disclosure;
 pub mod limits;
 pub mod probe_metrics;
 pub mod tls;

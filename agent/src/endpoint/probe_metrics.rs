@@ -125,6 +125,7 @@ mod tests {
             duration_ms: 1200,
             endpoints: vec![],
             families: vec![],
+            withheld: false,
         };
         let text = encode(&report, 1.2);
         assert!(text.contains("\nprobe_success 0\n"), "{text}");

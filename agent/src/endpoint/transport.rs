@@ -17,7 +17,7 @@ use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
-use netdiag::agent_client::genuine_agents;
+use netdiag::agent_identity::{AgentDaemonSet, genuine_agents};
 use netdiag::check::evidence::AgentPods;
 use netdiag::check::snapshot::Snapshot;
 use netdiag::check::{AgentReply, AgentTransport};
@@ -54,12 +54,15 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(peers: Arc<Peers>, snap: &Snapshot) -> Self {
-        let by_node = match snap.pods.known() {
-            Some(pods) => Ok(agent_pods(&peers, pods)),
-            None => Err(ToolFailure::Agent {
+    /// `daemonset` is the agent DaemonSet read for this check (or why it could not be): only
+    /// the pods it controls are peers.
+    pub fn new(peers: Arc<Peers>, snap: &Snapshot, daemonset: Result<AgentDaemonSet, ToolFailure>) -> Self {
+        let by_node = match (snap.pods.known(), daemonset) {
+            (Some(pods), Ok(daemonset)) => Ok(agent_pods(&peers, pods, &daemonset)),
+            (None, _) => Err(ToolFailure::Agent {
                 detail: "the agent pods could not be listed".into(),
             }),
+            (_, Err(failure)) => Err(failure),
         };
         Transport { peers, by_node }
     }
@@ -77,11 +80,15 @@ impl Transport {
     }
 }
 
-/// The genuine agent pods with an IP, by node: (`namespace/name`, endpoint address). The same
-/// rule as the plugin's: only pods the agent DaemonSet controls, running as its account.
-fn agent_pods(peers: &Peers, pods: &[Pod]) -> BTreeMap<String, (String, SocketAddr)> {
+/// The genuine agent pods with an IP, by node: (`namespace/name`, endpoint address). The
+/// plugin's rule ([`genuine_agents`]): only pods `daemonset` controls, running as its account.
+fn agent_pods(
+    peers: &Peers,
+    pods: &[Pod],
+    daemonset: &AgentDaemonSet,
+) -> BTreeMap<String, (String, SocketAddr)> {
     let mut out = BTreeMap::new();
-    for (node, pod) in genuine_agents(pods, &peers.namespace) {
+    for (node, pod) in genuine_agents(pods, daemonset) {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let Some(ip) = pod
             .status

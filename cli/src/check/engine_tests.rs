@@ -656,3 +656,52 @@ async fn one_refusing_udp_endpoint_of_two_fails_application_with_its_share() {
         step.summary
     );
 }
+
+/// The shop snapshot with a pod `admin/vault-0` on node-c that an `admin/deny-all` policy isolates.
+fn with_admin_vault() -> Snapshot {
+    let mut snap = snapshot();
+    let Fact::Known(pods) = &mut snap.pods else {
+        unreachable!()
+    };
+    pods.extend(list::<k8s_openapi::api::core::v1::Pod>(json!([{
+        "metadata": {"namespace": "admin", "name": "vault-0", "labels": {"app": "vault"}},
+        "spec": {"nodeName": "node-c", "containers": [{"name": "vault"}]},
+        "status": {"phase": "Running", "podIP": "10.244.3.9",
+                   "conditions": [{"type": "Ready", "status": "True"}]}}])));
+    snap.namespaces = Fact::Known(list(json!([{"metadata": {"name": "shop"}},
+                                              {"metadata": {"name": "admin"}}])));
+    snap.policies = Fact::Known(list(json!([{
+        "metadata": {"namespace": "admin", "name": "deny-all"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}])));
+    snap
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_into_another_namespace_names_it_foreign_and_its_withheld_report_names_nothing_there() {
+    let agents = listening_everywhere().with_tcp("10.244.3.9", TcpOutcome::Timeout { after_ms: 1000 });
+    let snap = with_admin_vault();
+    let ev = collect(&snap, &agents, &request("pod/vault-0.admin:9999")).await;
+    assert_eq!(
+        disclose::foreign_namespaces(&ev).into_iter().collect::<Vec<_>>(),
+        ["admin"]
+    );
+    let full = verdict(&snap, &ev, 0);
+    assert_eq!(full.failing_layer, Some(Layer::NetworkPolicy), "{full:#?}");
+    let full_json = serde_json::to_string(&full).unwrap();
+    for detail in ["10.244.3.9", "node-c", "deny-all"] {
+        assert!(
+            full_json.contains(detail),
+            "the full report names {detail}: {full_json}"
+        );
+    }
+    let reduced = serde_json::to_string(&disclose::withheld(&full)).unwrap();
+    for detail in ["10.244.3.9", "node-c", "deny-all", "admin", "vault"] {
+        assert!(!reduced.contains(detail), "{detail} in {reduced}");
+    }
+}
+
+#[tokio::test]
+async fn a_check_within_the_source_namespace_has_no_foreign_namespace() {
+    let ev = collect(&snapshot(), &listening_everywhere(), &request("svc/payments:80")).await;
+    assert!(disclose::foreign_namespaces(&ev).is_empty());
+}

@@ -15,6 +15,7 @@
 
 pub mod assemble;
 pub mod cmd;
+pub mod disclose;
 pub mod evidence;
 pub mod family;
 pub mod judge;

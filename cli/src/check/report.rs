@@ -168,6 +168,10 @@ pub struct Report {
     /// For a dual-stack target: each family's own verdict, the primary first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub families: Vec<FamilyReport>,
+    /// The report was reduced for a caller who may not read the destination's namespace
+    /// ([`super::disclose::withheld`]); absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
 }
 
 /// One address family's verdict on a dual-stack target.
@@ -318,6 +322,7 @@ mod tests {
             duration_ms: 12,
             endpoints: vec![],
             families: vec![],
+            withheld: false,
         };
         let mut report = report;
         report.set_fix(vec![

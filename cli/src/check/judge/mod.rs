@@ -201,6 +201,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
             .map(|e| outcomes::endpoint_report(ev.destination, e))
             .collect(),
         families: vec![],
+        withheld: false,
     };
     report.set_fix(fix);
     report

@@ -1,6 +1,7 @@
 //! The `source` layer: the client pod exists, runs, and its agent probed from its netns.
 
 use super::*;
+use crate::agent_identity::AGENT_DAEMONSET;
 
 pub(super) fn judge_source(cx: &Context) -> Judgment {
     match &cx.source {
@@ -74,9 +75,14 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
                                 at.namespace
                             ))]
                         }
-                        (Some(at), ToolFailure::Forbidden { .. }) => {
-                            vec![cmd(format!("kubectl auth can-i list pods -n {}", at.namespace))]
-                        }
+                        // Finding the agents lists their pods and reads their DaemonSet.
+                        (Some(at), ToolFailure::Forbidden { .. }) => vec![
+                            cmd(format!("kubectl auth can-i list pods -n {}", at.namespace)),
+                            cmd(format!(
+                                "kubectl auth can-i get daemonsets.apps/{AGENT_DAEMONSET} -n {}",
+                                at.namespace
+                            )),
+                        ],
                         _ => agent_pods_fix(cx),
                     };
                     undetermined(
