@@ -26,7 +26,7 @@ pub async fn read(vip: &ServiceVip, netns: u64) -> ModeReading {
         Err(err) => return ModeReading::Unread(format!("cannot run {binary}: {err}")),
     };
     if !out.success {
-        return ModeReading::Unread(format!("{binary} failed: {}", out.stderr.trim()));
+        return ModeReading::Unread(format!("{binary} failed: {}", out.failure()));
     }
     parse_rules(vip, table(&out.stdout, "nat"), table(&out.stdout, "filter"))
 }

@@ -25,6 +25,28 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// Why the command failed, on one line (its stderr's lines joined), naming the capability when
+    /// the kernel refused: reading netfilter rules takes CAP_NET_ADMIN.
+    pub fn failure(&self) -> String {
+        let text = self
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let refused = ["Permission denied", "Operation not permitted", "you must be root"]
+            .iter()
+            .any(|w| text.contains(w));
+        if refused {
+            format!(
+                "{text} (reading the node's netfilter rules needs CAP_NET_ADMIN in the agent's securityContext)"
+            )
+        } else {
+            text
+        }
+    }
+
     /// An `iptables-save` of the nf_tables backend says so in its first line.
     pub fn is_of_nftables_backend(&self) -> bool {
         self.stdout
@@ -188,6 +210,25 @@ mod tests {
         no_id[0..4].copy_from_slice(&28u32.to_ne_bytes());
         assert!(parse_generation(&no_id).unwrap_err().contains("no generation id"));
         assert!(parse_generation(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_refused_listing_fails_on_one_line_naming_the_capability() {
+        let refused = Listing {
+            success: false,
+            stdout: String::new(),
+            stderr: "iptables-save v1.8.9 (nf_tables): Could not fetch rule set generation id: \
+                     Permission denied (you must be root)\n\n"
+                .into(),
+        };
+        let why = refused.failure();
+        assert!(!why.contains('\n'), "{why:?}");
+        assert!(why.contains("CAP_NET_ADMIN"), "{why}");
+        let other = Listing {
+            stderr: "line one\nline two\n".into(),
+            ..refused
+        };
+        assert_eq!(other.failure(), "line one; line two");
     }
 
     #[test]

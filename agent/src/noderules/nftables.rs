@@ -29,7 +29,7 @@ pub async fn read(vip: &ServiceVip, netns: u64) -> ModeReading {
         } else {
             ModeReading::Unread(format!(
                 "nft list table {family} kube-proxy failed: {}",
-                out.stderr.trim()
+                out.failure()
             ))
         };
     }
