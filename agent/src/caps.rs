@@ -2,6 +2,7 @@
 
 use netdiag_proto::Capabilities;
 
+const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -25,6 +26,7 @@ pub fn from_status(status: &str) -> Capabilities {
         setns: has(CAP_SYS_ADMIN),
         net_raw: has(CAP_NET_RAW),
         ptrace: has(CAP_SYS_PTRACE),
+        net_admin: has(CAP_NET_ADMIN),
     }
 }
 
@@ -41,9 +43,11 @@ mod tests {
             Capabilities {
                 setns: true,
                 net_raw: true,
-                ptrace: false
+                ptrace: false,
+                net_admin: false,
             }
         );
         assert_eq!(from_status("Name:\tx\n"), Capabilities::default());
+        assert!(from_status("CapEff:\t0000000000001000\n").net_admin);
     }
 }

@@ -254,6 +254,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "CAP_SYS_ADMIN is missing: entering pod network namespaces will fail; add SYS_ADMIN to securityContext.capabilities.add"
         );
     }
+    if !info.capabilities.net_admin {
+        tracing::warn!(
+            "CAP_NET_ADMIN is missing: the node's Service rules (iptables, nftables) cannot be read; add NET_ADMIN to securityContext.capabilities.add"
+        );
+    }
     if !info.capabilities.net_raw {
         tracing::warn!(
             "CAP_NET_RAW is missing: host-unreachable and admin-prohibited cannot be told apart; add NET_RAW to securityContext.capabilities.add"

@@ -158,7 +158,12 @@ fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_ca
     let added: BTreeSet<String> = caps.add.clone().unwrap().into_iter().collect();
     assert_eq!(
         added,
-        BTreeSet::from(["SYS_ADMIN".into(), "SYS_PTRACE".into(), "NET_RAW".into()])
+        BTreeSet::from([
+            "SYS_ADMIN".into(),
+            "SYS_PTRACE".into(),
+            "NET_RAW".into(),
+            "NET_ADMIN".into()
+        ])
     );
     let security = agent.security_context.as_ref().unwrap();
     assert_ne!(security.privileged, Some(true));

@@ -109,6 +109,11 @@ pub fn probe_abilities(caps: &Capabilities) -> (Vec<String>, Vec<String>) {
     } else {
         cannot.push("icmp evidence (no NET_RAW)".to_string());
     }
+    if caps.net_admin {
+        can.push("service rules".to_string());
+    } else {
+        cannot.push("the node's Service rules (no NET_ADMIN)".to_string());
+    }
     (can, cannot)
 }
 
@@ -378,6 +383,7 @@ mod tests {
             setns: true,
             net_raw: true,
             ptrace: true,
+            net_admin: true,
         };
         let (can, cannot) = probe_abilities(&full);
         assert!(can.iter().any(|c| c.starts_with("pods")), "{can:?}");
@@ -386,7 +392,9 @@ mod tests {
             setns: true,
             net_raw: false,
             ptrace: true,
+            net_admin: false,
         });
+        assert!(cannot.iter().any(|c| c.contains("NET_ADMIN")), "{cannot:?}");
         assert!(!can.contains(&"icmp".to_string()));
         assert!(cannot.iter().any(|c| c.contains("NET_RAW")), "{cannot:?}");
         let (can, cannot) = probe_abilities(&Capabilities::default());

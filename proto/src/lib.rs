@@ -780,6 +780,9 @@ pub struct Capabilities {
     /// The agent can read other processes' namespace links (CAP_SYS_PTRACE or same user).
     #[serde(default)]
     pub ptrace: bool,
+    /// The agent can read the node's netfilter rules (CAP_NET_ADMIN): the Service-rule witness.
+    #[serde(default)]
+    pub net_admin: bool,
 }
 
 /// `GET /v1/info` response.
@@ -1210,11 +1213,12 @@ mod tests {
                     setns: true,
                     net_raw: false,
                     ptrace: true,
+                    net_admin: true,
                 },
                 node_netns: "/proc/1/ns/net".into(),
             },
             json!({"agent": {"node": "n", "version": "v", "pod": "netdiag/agent-x"}, "apiVersion": "v1",
-                   "capabilities": {"setns": true, "netRaw": false, "ptrace": true},
+                   "capabilities": {"setns": true, "netRaw": false, "ptrace": true, "netAdmin": true},
                    "nodeNetns": "/proc/1/ns/net"}),
         );
         round_trip(
