@@ -78,10 +78,6 @@ pub fn find_sibling(given: Option<&Path>, name: &str, hint: &str) -> Result<Path
 
 pub fn up(opts: &UpOptions) -> Result<LabInfo> {
     let scenario = Scenario::load(&opts.scenario)?;
-    let bins = match opts.control_plane {
-        ControlPlane::Real => Some(crate::cluster::bins::binaries()?),
-        ControlPlane::StandIn => None,
-    };
     let agent_bin = if opts.no_agents {
         None
     } else {
@@ -110,6 +106,10 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
     let now = k8s_openapi::jiff::Timestamp::now();
     let objects = all_objects(&scenario, &plan, now)?;
     let slices = endpoint_slices(&scenario, &plan, now)?;
+    let bins = match opts.control_plane {
+        ControlPlane::Real => Some(crate::cluster::bins::binaries()?),
+        ControlPlane::StandIn => None,
+    };
     if !nix::unistd::Uid::effective().is_root() {
         bail!("netdiag-lab up needs root: it creates network namespaces, veths and iptables rules");
     }

@@ -214,6 +214,20 @@ pub fn demo(netdiag_bin: Option<PathBuf>, agent_bin: Option<PathBuf>, keep: bool
     std::fs::write(&scenario, DEMO_SCENARIO)?;
     let parsed = Scenario::parse(DEMO_SCENARIO)?;
     println!("demo scenario {}: {}", parsed.name, parsed.description);
+    // The real components take minutes to build the first time: until they are, the demo runs on
+    // the stand-in at once and says so.
+    let control_plane = if crate::cluster::bins::cached() {
+        println!(
+            "control plane: kube-apiserver, etcd, kube-controller-manager, kube-proxy and CoreDNS (real)"
+        );
+        crate::lab::ControlPlane::Real
+    } else {
+        println!(
+            "control plane: the lab's API stand-in, because the real components are not built yet \
+             (tests/scripts/build-cluster builds them once; tests/scripts/test does too)"
+        );
+        crate::lab::ControlPlane::StandIn
+    };
     run_owned(
         &RunOptions {
             scenario,
@@ -221,7 +235,7 @@ pub fn demo(netdiag_bin: Option<PathBuf>, agent_bin: Option<PathBuf>, keep: bool
             agent_bin,
             state: Some(state),
             keep,
-            control_plane: crate::lab::ControlPlane::StandIn,
+            control_plane,
         },
         true,
     )

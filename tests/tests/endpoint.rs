@@ -52,6 +52,8 @@ impl Lab {
             .arg(&scenario)
             .arg("--state")
             .arg(&state)
+            // Tokens with audiences and a stoppable API: the stand-in's (tests/README.md).
+            .args(["--control-plane", "stand-in"])
             .output()
             .expect("run netdiag-lab up");
         assert!(

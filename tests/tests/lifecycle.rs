@@ -44,7 +44,7 @@ fn real_kubectl_reads_pods_services_slices_and_policies() {
         return;
     }
     let Some(kubectl) = kubectl() else { return };
-    let lab = Lab::up("kubectl", SMALL);
+    let lab = Lab::up_stand_in("kubectl", SMALL);
     let run = |args: &[&str]| {
         Command::new(&kubectl)
             .arg("--kubeconfig")
@@ -104,7 +104,7 @@ fn kube_rs_lists_with_selectors_and_portforwards_into_a_pods_loopback() {
     if !is_root() {
         return;
     }
-    let lab = Lab::up("portforward", SMALL);
+    let lab = Lab::up_stand_in("portforward", SMALL);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -170,7 +170,7 @@ fn down_leaves_no_namespaces_processes_or_etc_netns_entries() {
     if !is_root() {
         return;
     }
-    let lab = Lab::up("down", SMALL);
+    let lab = Lab::up_stand_in("down", SMALL);
     let state = lab.state();
     let mut names: Vec<String> = lab.info.pods.iter().map(|p| p.netns.clone()).collect();
     names.extend(lab.info.nodes.iter().map(|n| n.netns.clone()));
@@ -221,7 +221,7 @@ fn down_cleans_up_after_a_killed_up() {
     std::fs::write(&file, format!("name: big\nnodes: [n0, n1, n2]\npods:\n{pods}")).unwrap();
     let state = dir.0.join("state");
     let _down = common::DownOnDrop(state.clone());
-    let mut up = common::up_without_agents(&file, &state)
+    let mut up = common::up_stand_in_without_agents(&file, &state)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -275,6 +275,7 @@ fn up_stopped_by_sigterm_takes_its_lab_down_and_fails() {
     let _down = common::DownOnDrop(state.clone());
     let up = Command::new(BIN)
         .args(["up", file.to_str().unwrap(), "--state", state.to_str().unwrap()])
+        .args(["--control-plane", "stand-in"])
         .arg("--agent-bin")
         .arg(&agent)
         .stdout(Stdio::null())
@@ -318,8 +319,8 @@ fn two_labs_up_at_once_do_not_collide() {
         return;
     }
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| Lab::up("twin-a", SMALL));
-        let b = s.spawn(|| Lab::up("twin-b", SMALL));
+        let a = s.spawn(|| Lab::up_stand_in("twin-a", SMALL));
+        let b = s.spawn(|| Lab::up_stand_in("twin-b", SMALL));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_ne!(a.info.prefix, b.info.prefix);
@@ -351,6 +352,7 @@ fn up_without_the_agent_binary_fails_clearly_and_leaves_nothing() {
     let state = dir.0.join("state");
     let out = Command::new(BIN)
         .args(["up", file.to_str().unwrap(), "--state", state.to_str().unwrap()])
+        .args(["--control-plane", "stand-in"])
         .args(["--agent-bin", "/nonexistent/netdiag-agent"])
         .output()
         .unwrap();

@@ -162,6 +162,19 @@ impl Cluster {
         Ok(())
     }
 
+    /// Merge-patches `obj` (e.g. its labels), as a user's `kubectl patch --type merge` does.
+    pub async fn patch(&mut self, obj: &Value, patch: &Value) -> Result<()> {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let api = self.api_for(obj).await?;
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .with_context(|| format!("failed to patch {}", describe(obj)))?;
+        Ok(())
+    }
+
     /// Deletes `obj` with the given grace period (a pod held by a finalizer stays, terminating).
     pub async fn delete(&mut self, obj: &Value, grace_seconds: u32) -> Result<()> {
         let name = obj

@@ -20,6 +20,17 @@ fn build_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-cluster")
 }
 
+/// Whether the binaries of these sources are already built (nothing is built to find out).
+pub fn cached() -> bool {
+    Command::new(build_script())
+        .arg("--check")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The cached binaries, built now if missing (the build's progress and errors go to stderr).
 pub fn binaries() -> Result<Binaries> {
     let script = build_script();

@@ -89,6 +89,14 @@ fn cluster_cidrs(plan: &Plan) -> String {
         .join(",")
 }
 
+/// The underlay router's address of the cluster's primary family.
+pub fn advertise_address(plan: &Plan) -> std::net::IpAddr {
+    match plan.families.first() {
+        Some(IpFamily::V6) => plan::UNDERLAY_ROUTER_IP6.into(),
+        _ => plan::UNDERLAY_ROUTER_IP.into(),
+    }
+}
+
 pub fn etcd(bins: &Binaries, plan: &Plan, at: &Layout) -> Result<Child> {
     let data = at.path("etcd");
     let args = [
@@ -116,8 +124,11 @@ pub fn apiserver(bins: &Binaries, plan: &Plan, pki: &Pki, at: &Layout) -> Result
         "kube-apiserver".to_string(),
         "--etcd-servers=http://127.0.0.1:2379".into(),
         format!("--secure-port={APISERVER_PORT}"),
-        "--bind-address=0.0.0.0".into(),
-        format!("--advertise-address={}", plan::UNDERLAY_ROUTER_IP),
+        // Both families (a dual-stack socket), for IPv6 clusters and the IPv4 relay alike.
+        "--bind-address=::".into(),
+        // The `kubernetes` Service's endpoint: of the primary Service family, as the API server
+        // requires.
+        format!("--advertise-address={}", advertise_address(plan)),
         format!("--tls-cert-file={}", p("apiserver.crt")),
         format!("--tls-private-key-file={}", p("apiserver.key")),
         format!("--client-ca-file={}", p("ca.crt")),
@@ -216,12 +227,13 @@ pub fn kube_proxy(bins: &Binaries, plan: &Plan, i: usize, mode: ProxyMode, at: &
     )
 }
 
-/// The kubelet's port-forward server for node `i`, on the node's address.
+/// The kubelet's port-forward server for node `i`, on the node's addresses.
 pub fn kubelet_streaming(bins: &Binaries, plan: &Plan, i: usize, pki: &Pki, at: &Layout) -> Result<Child> {
     let node = &plan.nodes[i];
     let args = vec![
         "lab-kubelet".to_string(),
-        format!("--listen={}:{KUBELET_PORT}", node.ip),
+        // Every address of the node (the API server dials the primary family's InternalIP).
+        format!("--listen=[::]:{KUBELET_PORT}"),
         format!(
             "--tls-cert-file={}",
             s(&pki.path(&format!("kubelet-{}.crt", node.name)))

@@ -31,7 +31,6 @@ pub const LAB_USER: &str = "netdiag-lab-user";
 impl Builder<'_> {
     pub(crate) fn build_real(&self, bins: &Binaries, objects: Vec<Value>) -> Result<LabInfo> {
         self.network()?;
-        self.link_faults()?;
         self.real_fault_rules()?;
         let at = Layout {
             dir: self.state.dir.clone(),
@@ -60,6 +59,8 @@ impl Builder<'_> {
         // A component that died explains a failure better than the wait that noticed it.
         c::check_running(&mut control, &at)?;
         let (pids, agent_names) = populated?;
+        // A cut or shrunk link happens to a running cluster: after every component synced over it.
+        self.link_faults()?;
         let mut info = self.info(&pids, relay_pid, &url);
         info.api = ApiInfo { url, pid: relay_pid };
         // The DaemonSet named the agents' pods; the plan's names were placeholders.
@@ -103,7 +104,14 @@ impl Builder<'_> {
                     .map(String::from)
             })
             .collect();
-        let (nodes, pods, rest) = sort_objects(objects, &late, &own_slices);
+        let agents: Vec<String> = self
+            .plan
+            .pods
+            .iter()
+            .filter(|p| p.role == PodRole::Agent)
+            .map(|p| p.key())
+            .collect();
+        let (nodes, pods, rest) = sort_objects(objects, &late, &own_slices, &agents);
         for node in &nodes {
             cluster.create(node).await?;
             cluster.write_status(node, &kubelet::node_status(node)).await?;
@@ -118,8 +126,9 @@ impl Builder<'_> {
 
         // The kubelet's part: run each pod bound to a node, then report it Running.
         let mut children: Vec<(usize, Child)> = Vec::new();
+        let stale = self.stale_endpoints();
         for pod in &pods {
-            cluster.create(pod).await?;
+            cluster.create(&with_stale_labels(pod, &stale)).await?;
         }
         children.extend(self.start_app_pods(bins, at)?);
         let agents = kubelet::run_agents(self, &mut cluster, at, pki).await?;
@@ -144,10 +153,14 @@ impl Builder<'_> {
             );
         }
         self.wait_proxies(&cluster, &[]).await?;
-        let stopped = self.stop_proxies_for_faults(&mut proxies)?;
+        let mut stopped = self.stop_proxies_for_faults(&mut proxies)?;
         for obj in &rest.late {
             cluster.create(obj).await?;
         }
+        stopped.extend(
+            self.leave_stale_rules(&mut cluster, &mut proxies, &stale, &pods)
+                .await?,
+        );
         self.wait_proxies(&cluster, &stopped).await?;
 
         let pids: BTreeMap<usize, u32> = children.iter().map(|(k, c)| (*k, c.id())).collect();
@@ -166,6 +179,7 @@ impl Builder<'_> {
         ];
         if self.plan.has(IpFamily::V6) {
             ips.push("fd00:10:96::1".parse::<IpAddr>()?);
+            ips.push(plan::UNDERLAY_ROUTER_IP6.into());
         }
         pki.serving(
             "apiserver",
@@ -394,6 +408,98 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// The `service-rule-stale` faults as (node index, the pod that leaves, the Service's
+    /// selector): the pod starts as the Service's endpoint and leaves it once the node's
+    /// kube-proxy is stopped, so that node keeps the rule to it, as a kube-proxy that missed the
+    /// update does.
+    fn stale_endpoints(&self) -> Vec<StaleEndpoint> {
+        let mut out = Vec::new();
+        for f in &self.scenario.faults {
+            let Fault::ServiceRuleStale { service, node, to } = f else {
+                continue;
+            };
+            let Some(node) = self.plan.nodes.iter().position(|n| &n.name == node) else {
+                continue;
+            };
+            let Some(svc) = self.plan.services.iter().find(|s| &s.key() == service) else {
+                continue;
+            };
+            let Some(pod) = self.plan.pod(to) else { continue };
+            out.push(StaleEndpoint {
+                node,
+                pod: pod.key(),
+                ips: pod.addrs(),
+                selector: svc.selector.clone().unwrap_or_default(),
+                labels: pod.spec.labels.clone(),
+            });
+        }
+        out
+    }
+
+    /// For each stale endpoint: once its node's rules translate to it, stop that kube-proxy and
+    /// give the pod its own labels back (it leaves the Service). Returns the stopped nodes.
+    async fn leave_stale_rules(
+        &self,
+        cluster: &mut Cluster,
+        proxies: &mut BTreeMap<usize, Child>,
+        stale: &[StaleEndpoint],
+        pods: &[Value],
+    ) -> Result<Vec<usize>> {
+        let mut stopped = Vec::new();
+        let deadline = Instant::now() + API_TIMEOUT;
+        for s in stale {
+            let netns = &self.plan.nodes[s.node].netns;
+            while !s.ips.iter().all(|ip| {
+                node_ruleset(netns, self.scenario.proxy_mode).is_ok_and(|r| r.contains(&ip.to_string()))
+            }) {
+                if Instant::now() > deadline {
+                    bail!(
+                        "kube-proxy on {} never sent the Service to {}",
+                        self.plan.nodes[s.node].name,
+                        s.pod
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if let Some(mut child) = proxies.remove(&s.node) {
+                kill_tree(&mut child);
+                stopped.push(s.node);
+            }
+            let Some(pod) = pods.iter().find(|p| super::api::describe(p) == s.pod) else {
+                continue;
+            };
+            let mut labels = serde_json::Map::new();
+            for key in s.selector.keys() {
+                labels.insert(key.clone(), s.labels.get(key).map_or(Value::Null, |v| json!(v)));
+            }
+            cluster
+                .patch(pod, &json!({"metadata": {"labels": labels}}))
+                .await?;
+        }
+        // The running kube-proxies drop the pod from their rules.
+        for (i, node) in self.plan.nodes.iter().enumerate() {
+            if stopped.contains(&i) {
+                continue;
+            }
+            for s in stale {
+                while s.ips.iter().any(|ip| {
+                    node_ruleset(&node.netns, self.scenario.proxy_mode)
+                        .is_ok_and(|r| r.contains(&format!("{ip}:")) || r.contains(&format!("{ip} ")))
+                }) {
+                    if Instant::now() > deadline {
+                        bail!(
+                            "kube-proxy on {} kept sending the Service to {} after it left",
+                            node.name,
+                            s.pod
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Ok(stopped)
+    }
+
     /// Services that must be created after a node's kube-proxy stopped (`service-rules-missing`).
     fn late_services(&self) -> Vec<String> {
         self.scenario
@@ -459,7 +565,7 @@ impl Builder<'_> {
     }
 
     /// Whether the node's ruleset mentions every ClusterIP of the scenario's Services that are
-    /// not created late.
+    /// not created late (a port without endpoints has its REJECT in the filter table).
     fn vips_programmed(&self, netns: &str) -> Result<bool> {
         let late = self.late_services();
         let rules = node_ruleset(netns, self.scenario.proxy_mode)?;
@@ -504,9 +610,7 @@ impl Builder<'_> {
 /// The node's Service rules as text: `iptables-save` and `ip6tables-save`, or the nftables ruleset.
 fn node_ruleset(netns: &str, mode: crate::scenario::ProxyMode) -> Result<String> {
     let commands: &[&[&str]] = match mode {
-        crate::scenario::ProxyMode::Iptables => {
-            &[&["iptables-save", "-t", "nat"], &["ip6tables-save", "-t", "nat"]]
-        }
+        crate::scenario::ProxyMode::Iptables => &[&["iptables-save"], &["ip6tables-save"]],
         crate::scenario::ProxyMode::Nftables => &[&["nft", "list", "ruleset"]],
     };
     let mut text = String::new();
@@ -544,6 +648,7 @@ fn sort_objects(
     objects: Vec<Value>,
     late: &[String],
     own_slices: &[String],
+    agents: &[String],
 ) -> (Vec<Value>, Vec<Value>, Rest) {
     let mut nodes = Vec::new();
     let mut pods = Vec::new();
@@ -557,7 +662,7 @@ fn sort_objects(
         let key = super::api::describe(&obj);
         match kind.as_str() {
             "Node" => nodes.push(obj),
-            "Pod" if obj.pointer("/metadata/namespace") == Some(&json!(plan::AGENT_NAMESPACE)) => {}
+            "Pod" if agents.contains(&key) => {}
             "Pod" => pods.push(with_hold(obj)),
             "EndpointSlice"
                 if !own_slices
@@ -571,6 +676,27 @@ fn sort_objects(
     ordered.sort_by_key(|o| o["kind"] != json!("Namespace"));
     rest.early = ordered;
     (nodes, pods, rest)
+}
+
+/// A pod that backs a Service only until a kube-proxy has stopped (`service-rule-stale`).
+struct StaleEndpoint {
+    node: usize,
+    pod: String,
+    ips: Vec<IpAddr>,
+    selector: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+}
+
+/// `pod` with the selector labels of every stale Service it must first back.
+fn with_stale_labels(pod: &Value, stale: &[StaleEndpoint]) -> Value {
+    let key = super::api::describe(pod);
+    let mut pod = pod.clone();
+    for s in stale.iter().filter(|s| key == s.pod) {
+        for (k, v) in &s.selector {
+            pod["metadata"]["labels"][k] = json!(v);
+        }
+    }
+    pod
 }
 
 /// A terminating pod is a pod deleted while a finalizer holds it; the lab's finalizer.

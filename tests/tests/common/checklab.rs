@@ -70,6 +70,11 @@ pub struct CheckLab {
 
 impl CheckLab {
     pub fn up(scenario_file: &Path) -> CheckLab {
+        Self::up_with(scenario_file, &[])
+    }
+
+    /// `up` with more `netdiag-lab up` arguments (e.g. `--control-plane real`).
+    pub fn up_with(scenario_file: &Path, args: &[&str]) -> CheckLab {
         let state = std::env::temp_dir().join(format!(
             "netdiag-check-e2e-{}-{}",
             std::process::id(),
@@ -83,6 +88,7 @@ impl CheckLab {
             .arg(scenario_file)
             .arg("--state")
             .arg(&state)
+            .args(args)
             .output()
             .unwrap();
         let lab = CheckLab { state };
@@ -97,6 +103,11 @@ impl CheckLab {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.state.join("kubeconfig")
+    }
+
+    /// The lab's state directory (`lab.json`, `admin.kubeconfig` on the real control plane).
+    pub fn state(&self) -> &Path {
+        &self.state
     }
 
     /// `kubectl-netdiag ARGS --kubeconfig LAB`.

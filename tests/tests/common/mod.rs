@@ -82,12 +82,29 @@ pub fn up_without_agents(scenario: &Path, state: &Path) -> Command {
     cmd
 }
 
+/// `up_without_agents` on the lab's API stand-in, whatever `NETDIAG_LAB_CONTROL_PLANE` says: for
+/// the tests of the stand-in itself and of the lab's own mechanics.
+pub fn up_stand_in_without_agents(scenario: &Path, state: &Path) -> Command {
+    let mut cmd = up_without_agents(scenario, state);
+    cmd.args(["--control-plane", "stand-in"]);
+    cmd
+}
+
 pub fn lab_cmd(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run netdiag-lab")
 }
 
 impl Lab {
     pub fn up(tag: &str, scenario: &str) -> Lab {
+        Self::up_with(tag, scenario, up_without_agents)
+    }
+
+    /// A lab on the API stand-in (see `up_stand_in_without_agents`).
+    pub fn up_stand_in(tag: &str, scenario: &str) -> Lab {
+        Self::up_with(tag, scenario, up_stand_in_without_agents)
+    }
+
+    fn up_with(tag: &str, scenario: &str, up: fn(&Path, &Path) -> Command) -> Lab {
         let lock = shared_lab_lock();
         let dir = TempDir::new(tag);
         let file = dir.0.join("scenario.yaml");
@@ -95,9 +112,7 @@ impl Lab {
         let state = dir.0.join("state");
         // From here on every panic takes the lab down (locals drop in reverse order: before `dir`).
         let down = DownOnDrop(state.clone());
-        let out = up_without_agents(&file, &state)
-            .output()
-            .expect("run netdiag-lab up");
+        let out = up(&file, &state).output().expect("run netdiag-lab up");
         if !out.status.success() {
             panic!("netdiag-lab up failed: {}", String::from_utf8_lossy(&out.stderr));
         }

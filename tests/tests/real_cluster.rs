@@ -1,0 +1,168 @@
+//! The lab on the real control plane, where it differs from the stand-in: the agent runs as
+//! `deploy/` ships it (exactly the DaemonSet's capabilities, no_new_privs, its projected tokens at
+//! the standard paths, its pod made by the DaemonSet controller), and `pods/portforward` goes
+//! through the real kube-apiserver to the lab kubelet's upstream streaming server, for kubectl's
+//! SPDY as well as the plugin's WebSocket.
+//!
+//! Needs root; skips loudly otherwise. Builds the real components first if the cache has none.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::checklab::{CheckLab, one_lab_at_a_time, scenario, show};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use netdiag_lab::state::LabInfo;
+
+fn is_root() -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    eprintln!("SKIP: the real control plane's tests need root (network namespaces); run as root");
+    false
+}
+
+fn real_lab(file: &str) -> CheckLab {
+    CheckLab::up_with(&scenario(file), &["--control-plane", "real"])
+}
+
+fn lab_info(lab: &CheckLab) -> LabInfo {
+    let text = std::fs::read_to_string(lab.state().join("lab.json")).expect("lab.json");
+    serde_json::from_str(&text).expect("lab.json parses")
+}
+
+/// The agent DaemonSet as `deploy/daemonset.yaml` ships it.
+fn shipped_daemonset() -> DaemonSet {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/daemonset.yaml");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("daemonset.yaml")).expect("a DaemonSet")
+}
+
+/// Linux capability numbers (include/uapi/linux/capability.h) of the names a manifest uses.
+fn cap_number(name: &str) -> u32 {
+    match name {
+        "CHOWN" => 0,
+        "DAC_OVERRIDE" => 1,
+        "FOWNER" => 3,
+        "FSETID" => 4,
+        "KILL" => 5,
+        "SETGID" => 6,
+        "SETUID" => 7,
+        "SETPCAP" => 8,
+        "NET_BIND_SERVICE" => 10,
+        "NET_ADMIN" => 12,
+        "NET_RAW" => 13,
+        "SYS_CHROOT" => 18,
+        "SYS_PTRACE" => 19,
+        "SYS_ADMIN" => 21,
+        "MKNOD" => 27,
+        "AUDIT_WRITE" => 29,
+        "SETFCAP" => 31,
+        other => panic!("capability {other} is not in this test's table"),
+    }
+}
+
+/// A `/proc/PID/status` line's value.
+fn status_field(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("agent process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn agents_run_as_the_daemonset_ships_them() {
+    if !is_root() {
+        return;
+    }
+    let _lock = one_lab_at_a_time();
+    let lab = real_lab("healthy.yaml");
+    let info = lab_info(&lab);
+    let ds = shipped_daemonset();
+    let container = &ds.spec.unwrap().template.spec.unwrap().containers[0];
+    let security = container.security_context.clone().unwrap();
+    let granted: BTreeSet<String> = netdiag_lab::cluster::kubelet::granted_caps(&security);
+    let expected_mask: u64 = granted.iter().map(|c| 1u64 << cap_number(c)).sum();
+
+    assert_eq!(info.agents.len(), info.nodes.len(), "one agent per node");
+    for agent in &info.agents {
+        // Named by the DaemonSet controller, not by the lab.
+        let name = agent
+            .pod
+            .strip_prefix("netdiag/netdiag-agent-")
+            .expect("an agent pod");
+        assert!(
+            !info.nodes.iter().any(|n| n.name == name),
+            "{} was named by the lab",
+            agent.pod
+        );
+        let bounding = u64::from_str_radix(&status_field(agent.pid, "CapBnd"), 16).unwrap();
+        assert_eq!(bounding, expected_mask, "{}: bounding set", agent.pod);
+        let effective = u64::from_str_radix(&status_field(agent.pid, "CapEff"), 16).unwrap();
+        assert_eq!(effective, expected_mask, "{}: effective set", agent.pod);
+        assert_eq!(
+            status_field(agent.pid, "NoNewPrivs"),
+            if security.allow_privilege_escalation == Some(false) {
+                "1"
+            } else {
+                "0"
+            }
+        );
+        // The projected token and CA, seen at the standard path from inside the agent's mounts.
+        let root = format!("/proc/{}/root/var/run/secrets", agent.pid);
+        let token = std::fs::read_to_string(format!("{root}/kubernetes.io/serviceaccount/token")).unwrap();
+        assert_eq!(token.split('.').count(), 3, "a JWT");
+        let ca = std::fs::read_to_string(format!("{root}/kubernetes.io/serviceaccount/ca.crt")).unwrap();
+        assert!(ca.contains("BEGIN CERTIFICATE"));
+        let peer = std::fs::read_to_string(format!("{root}/netdiag/token")).unwrap();
+        assert_ne!(peer, token, "the netdiag-audience token is a token of its own");
+    }
+}
+
+#[test]
+fn kubectl_port_forward_reaches_a_pod_through_the_real_api_server() {
+    if !is_root() {
+        return;
+    }
+    let _lock = one_lab_at_a_time();
+    let lab = real_lab("healthy.yaml");
+    let mut child = Command::new(netdiag_lab::runner::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(lab.state().join("admin.kubeconfig"))
+        .args(["port-forward", "-n", "shop", "pod/payments-0", ":8080"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("kubectl port-forward printed {line:?}"));
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(b"hello\n").unwrap();
+    let mut got = [0u8; 64];
+    let n = conn.read(&mut got).unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    // The pod app answers each connection with its own name.
+    assert!(
+        String::from_utf8_lossy(&got[..n]).starts_with("shop/payments-0"),
+        "{:?}\n{}",
+        String::from_utf8_lossy(&got[..n]),
+        show(&out)
+    );
+}
