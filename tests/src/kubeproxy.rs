@@ -168,13 +168,16 @@ fn family_rules(
 }
 
 /// The scenario's dataplane faults alone, for a node whose Services real kube-proxy programs:
-/// `iptables-restore --noflush` (or `ip6tables-restore`) input for the filter table holding the
-/// deny chain (jumped to from FORWARD), reply drops and a one-family link cut.
+/// `iptables-restore --noflush` (or `ip6tables-restore`) input. The deny chain is jumped to from
+/// the filter table's FORWARD, where a new connection meets it; reply drops and a one-family link
+/// cut go in the mangle table, which every packet passes before kube-proxy's filter rules accept
+/// the established ones.
 pub fn fault_rules(plan: &Plan, node: usize, faults: &[Fault], family: IpFamily) -> String {
     let mut out = format!(
         "*filter\n:{POLICY_CHAIN} - [0:0]\n-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}\n"
     );
     out.push_str(&deny_rules(plan, faults, family));
+    out.push_str("COMMIT\n*mangle\n");
     out.push_str(&reply_drop_rules(plan, faults, family));
     out.push_str(&family_cut_rules(&plan.nodes[node].name, faults, family));
     out.push_str("COMMIT\n");

@@ -114,8 +114,9 @@ fn agents_run_as_the_daemonset_ships_them() {
                 "0"
             }
         );
-        // The projected token and CA, seen at the standard path from inside the agent's mounts.
-        let root = format!("/proc/{}/root/var/run/secrets", agent.pid);
+        // The projected token and CA, seen at the standard path from inside the agent's mounts
+        // (`/var/run` is a link to `/run`, which would resolve outside them through /proc).
+        let root = format!("/proc/{}/root/run/secrets", agent.pid);
         let token = std::fs::read_to_string(format!("{root}/kubernetes.io/serviceaccount/token")).unwrap();
         assert_eq!(token.split('.').count(), 3, "a JWT");
         let ca = std::fs::read_to_string(format!("{root}/kubernetes.io/serviceaccount/ca.crt")).unwrap();
@@ -141,10 +142,10 @@ fn kubectl_port_forward_reaches_a_pod_through_the_real_api_server() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl port-forward");
+    // Kept open to the end: kubectl writes a line per connection, and a closed pipe ends it.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stdout.read_line(&mut line).unwrap();
     let port: u16 = line
         .split("127.0.0.1:")
         .nth(1)
@@ -157,6 +158,7 @@ fn kubectl_port_forward_reaches_a_pod_through_the_real_api_server() {
     let mut got = [0u8; 64];
     let n = conn.read(&mut got).unwrap();
     let _ = child.kill();
+    drop(stdout);
     let out = child.wait_with_output().unwrap();
     // The pod app answers each connection with its own name.
     assert!(
