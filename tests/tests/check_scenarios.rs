@@ -100,6 +100,7 @@ scenarios! {
     a_cut_ipv6_path_fails_pod_network_for_ipv6_while_ipv4_works => "dual-stack-ipv6-cut.yaml",
     an_ipv4_only_ip_block_fails_network_policy_for_ipv6_only => "dual-stack-ipblock-v4-only.yaml",
     an_ipv4_only_listener_fails_application_for_ipv6_only => "dual-stack-ipv4-only-listener.yaml",
+    an_ipv4_only_udp_socket_refusing_ipv6_is_named_as_tcp_names_it => "udp-ipv6-ipv4-wildcard.yaml",
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod pod_network;
 mod service;
 mod service_protocol;
 mod service_proxy;
+mod sockets;
 mod source;
 mod udp;
 mod witnesses;
