@@ -13,6 +13,7 @@ use super::plan::{
     live_targets, witness_nodes,
 };
 use super::probe::Replies;
+use super::prose::NonEmpty;
 use super::snapshot::Snapshot;
 use crate::policy::admin::{DecidingTier, TierVerdict, TieredVerdict};
 use crate::policy::{DirectionVerdict, Flow, Peer, PolicyIndex, Protocol};
@@ -445,23 +446,22 @@ pub fn denied(v: &TieredVerdict) -> PolicyCheck {
     let side = |tier: &TierVerdict, d: &DirectionVerdict, subject: &Peer, what: String| {
         (!tier.allowed).then(|| {
             let flow = format!("{what} on {}/{}", np.port, np.protocol);
-            let why = match (&tier.rule, tier.decided_by) {
-                (Some(rule), DecidingTier::Admin) => {
+            let isolating = NonEmpty::from_vec(d.isolating_policies.clone());
+            let why = match (&tier.rule, tier.decided_by, &isolating) {
+                (Some(rule), DecidingTier::Admin, _) => {
                     format!("{subject} is denied {flow} by {rule} in the Admin tier, before any NetworkPolicy")
                 }
-                (Some(rule), _) => format!(
+                (Some(rule), _, _) => format!(
                     "{subject} is denied {flow} by {rule} in the Baseline tier; no NetworkPolicy selecting it allows it"
                 ),
-                (None, _) => {
-                    let by: Vec<String> = d.isolating_policies.iter().map(ToString::to_string).collect();
-                    format!("{subject} is isolated by {}; no rule allows {flow}", by.join(", "))
-                }
+                (None, _, Some(by)) => format!("{subject} is isolated by {}; no rule allows {flow}", by.joined()),
+                (None, _, None) => format!("{subject} is denied {flow}"),
             };
             DeniedSide {
                 why,
                 policies: match tier.decided_by {
-                    DecidingTier::Admin => vec![],
-                    _ => d.isolating_policies.clone(),
+                    DecidingTier::Admin => None,
+                    _ => isolating,
                 },
                 port: np.port,
                 protocol: np.protocol,

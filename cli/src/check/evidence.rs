@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, UdpOutcome};
 
+use crate::check::prose::NonEmpty;
 use crate::cluster::endpoints::Conditions;
 pub use crate::cluster::pods::{PodFacts, ServingPort};
 pub use crate::cluster::{NamespacedName, PortRef, ToolFailure};
@@ -395,13 +396,14 @@ pub enum PolicyCheck {
 pub struct DeniedSide {
     /// The evaluator's explanation, naming the isolating policies.
     pub why: String,
-    /// The policies that isolate the pod in this direction.
-    pub policies: Vec<PolicyRef>,
+    /// The NetworkPolicies that isolate the pod in this direction; `None` when none does (a
+    /// Baseline-tier rule decided) or an Admin-tier rule decided (no NetworkPolicy can change it).
+    pub policies: Option<NonEmpty<PolicyRef>>,
     /// The destination port and protocol of the denied flow.
     pub port: u16,
     pub protocol: Protocol,
     /// The cluster-wide admin rule that denied it, when an Admin- or Baseline-tier rule decided
-    /// (then `policies` is empty for an Admin-tier decision: no NetworkPolicy can change it).
+    /// (then `policies` is `None` for an Admin-tier decision: no NetworkPolicy can change it).
     pub admin_rule: Option<AdminRuleRef>,
 }
 

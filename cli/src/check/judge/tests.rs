@@ -9,6 +9,7 @@ use netdiag_proto::{
 };
 
 use super::*;
+use crate::check::prose::NonEmpty;
 use crate::check::target::PortRef;
 use crate::cluster::endpoints::Conditions;
 use crate::policy::{PolicyRef, Protocol};
@@ -71,10 +72,10 @@ fn denied_side(why: &str, policy: &str, port: u16, protocol: &str) -> DeniedSide
     let (ns, name) = policy.split_once('/').unwrap();
     DeniedSide {
         why: why.into(),
-        policies: vec![PolicyRef {
+        policies: Some(NonEmpty::new(PolicyRef {
             namespace: ns.into(),
             name: name.into(),
-        }],
+        })),
         port,
         protocol: protocol.parse().unwrap(),
         admin_rule: None,
@@ -918,12 +919,14 @@ fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_a
             egress: None,
             ingress: Some(DeniedSide {
                 why: "isolated".into(),
-                policies: ["a", "b", "c", "d"]
-                    .map(|name| PolicyRef {
-                        namespace: "shop".into(),
-                        name: name.into(),
-                    })
-                    .to_vec(),
+                policies: NonEmpty::from_vec(
+                    ["a", "b", "c", "d"]
+                        .map(|name| PolicyRef {
+                            namespace: "shop".into(),
+                            name: name.into(),
+                        })
+                        .to_vec(),
+                ),
                 port: 8080,
                 protocol: Protocol::Tcp,
                 admin_rule: None,
@@ -977,6 +980,56 @@ fn egress_denied_fails_network_policy_naming_the_source() {
              or add a NetworkPolicy selecting app=checkout in namespace shop that allows it",
             "kubectl -n shop get networkpolicy lockdown -o yaml",
         ]
+    );
+}
+
+#[test]
+fn a_baseline_deny_with_no_isolating_policy_advises_a_new_policy_never_an_empty_list() {
+    use crate::policy::{AdminAction, AdminKind, AdminPolicyRef, AdminRuleRef, AdminTier, Direction};
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        let mut side = denied_side(
+            "shop/checkout is denied to shop/payments-0 on 8080/TCP by BaselineAdminNetworkPolicy default egress[0] in the Baseline tier",
+            "shop/unused",
+            8080,
+            "TCP",
+        );
+        side.policies = None;
+        side.admin_rule = Some(AdminRuleRef {
+            policy: AdminPolicyRef {
+                kind: AdminKind::BaselineAdminNetworkPolicy,
+                name: "default".into(),
+                tier: AdminTier::Baseline,
+                priority: None,
+            },
+            direction: Direction::Egress,
+            index: 0,
+            name: None,
+            action: AdminAction::Deny,
+        });
+        e.policy = PolicyCheck::Denied {
+            egress: Some(side),
+            ingress: None,
+        };
+        e.tcp = timeout();
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    let advice = report
+        .fix
+        .iter()
+        .find(|line| line.contains("8080/TCP"))
+        .expect("advice for the denied port");
+    assert_eq!(
+        advice,
+        "add a NetworkPolicy selecting app=checkout in namespace shop that allows egress to pods with \
+         app=payments in namespace shop on port 8080/TCP"
+    );
+    assert!(
+        report
+            .fix
+            .iter()
+            .all(|line| !line.contains("one of ,") && !line.contains(" in ,"))
     );
 }
 
