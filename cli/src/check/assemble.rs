@@ -359,14 +359,12 @@ fn dns(
     }
 }
 
-/// NetworkPolicy over the snapshot, evaluated only when the source pod was found; one index per
-/// address family, as each family's packets carry only that family's addresses. Built once per
-/// check: the engine asks it before probing too (a denied flow needs no witness to explain it).
+/// NetworkPolicy over the snapshot, evaluated only when the source pod was found; each flow is
+/// decided for the family of the address its packets go to (an ipBlock admits only its own
+/// family's addresses). Built once per check: the engine asks it before probing too (a denied
+/// flow needs no witness to explain it).
 pub enum PolicyEvaluation {
-    Index {
-        v4: Box<PolicyIndex>,
-        v6: Box<PolicyIndex>,
-    },
+    Index(Box<PolicyIndex>),
     Unavailable(ToolFailure),
     NoSource,
 }
@@ -379,11 +377,7 @@ impl PolicyEvaluation {
         let objects = (&snap.namespaces, &snap.pods, &snap.policies, &snap.admin);
         match objects {
             (Fact::Known(ns), Fact::Known(pods), Fact::Known(pols), Fact::Known(admin)) => {
-                let index = PolicyIndex::with_admin(ns, pods, pols, admin);
-                PolicyEvaluation::Index {
-                    v4: Box::new(index.for_family_of(IpAddr::from([0, 0, 0, 0]))),
-                    v6: Box::new(index.for_family_of(IpAddr::from([0u16; 8]))),
-                }
+                PolicyEvaluation::Index(Box::new(PolicyIndex::with_admin(ns, pods, pols, admin)))
             }
             (Fact::Unknown(f), ..)
             | (_, Fact::Unknown(f), ..)
@@ -416,8 +410,7 @@ impl PolicyEvaluation {
         protocol: Protocol,
     ) -> PolicyCheck {
         let index = match self {
-            PolicyEvaluation::Index { v4, .. } if to_ip.is_ipv4() => v4,
-            PolicyEvaluation::Index { v6, .. } => v6,
+            PolicyEvaluation::Index(index) => index,
             PolicyEvaluation::Unavailable(failure) => return PolicyCheck::NotEvaluated(failure.clone()),
             PolicyEvaluation::NoSource => {
                 return PolicyCheck::NotEvaluated(ToolFailure::NotProbed("not probed".into()));
@@ -429,7 +422,7 @@ impl PolicyEvaluation {
             port,
             protocol,
         };
-        match index.evaluate_tiers(&flow) {
+        match index.evaluate_tiers_in(&flow, Some(IpFamily::of(to_ip))) {
             Ok(verdict) if verdict.allowed => PolicyCheck::Allowed {
                 detail: verdict.explain(),
             },

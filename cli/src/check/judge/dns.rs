@@ -6,20 +6,48 @@ use netdiag_proto::{DnsOutcome, DnsResult};
 
 use super::*;
 
-/// When DNS timed out and NetworkPolicy denies the source's egress to every DNS pod on 53/UDP,
-/// the failing layer is network-policy, not dns.
-pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<String> {
+/// The pod's DNS queries time out because NetworkPolicy denies them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DnsBlocked {
+    /// The family the queries travel in, when the DNS pods also have addresses of the other
+    /// family (whose flows the policy may allow: an ipBlock admits only its own family).
+    pub family: Option<IpFamily>,
+    /// The denying sides' explanations, deduplicated, joined by "; ".
+    pub reasons: String,
+}
+
+/// The DNS pods the pod's queries can reach: those of the families of its resolv.conf
+/// nameservers (a query to an IPv6 Service IP reaches the DNS pods' IPv6 addresses only); every
+/// DNS pod when the resolv.conf names no nameserver.
+pub(super) fn queried_dns_pods<'a>(cluster: &'a ClusterDnsFacts, result: &DnsResult) -> Vec<&'a DnsPodFacts> {
+    let families: Vec<IpFamily> = result
+        .resolv_conf
+        .nameservers
+        .iter()
+        .map(|s| IpFamily::of(s.ip()))
+        .collect();
+    cluster
+        .pods
+        .iter()
+        .filter(|p| families.is_empty() || families.contains(&IpFamily::of(p.ip)))
+        .collect()
+}
+
+/// When DNS timed out and NetworkPolicy denies the source's egress to every DNS pod it queries
+/// (on 53/UDP, in the queries' address family), the failing layer is network-policy, not dns.
+pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<DnsBlocked> {
     let dns = ev.dns.as_ref()?;
     let result = dns.result.known()?;
     if !matches!(result.answer.outcome, DnsOutcome::Timeout) {
         return None;
     }
     let cluster = dns.cluster_dns.known()?;
-    if cluster.pods.is_empty() {
+    let queried = queried_dns_pods(cluster, result);
+    if queried.is_empty() {
         return None;
     }
     let mut reasons = Vec::new();
-    for pod in &cluster.pods {
+    for pod in &queried {
         match &pod.egress_policy {
             PolicyCheck::Denied {
                 egress: Some(side), ..
@@ -31,7 +59,13 @@ pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<String> {
         }
     }
     reasons.dedup();
-    Some(reasons.join("; "))
+    let family = IpFamily::of(queried[0].ip);
+    let other_family = cluster.pods.iter().any(|p| IpFamily::of(p.ip) != family);
+    let one_family = queried.iter().all(|p| IpFamily::of(p.ip) == family);
+    Some(DnsBlocked {
+        family: (one_family && other_family).then_some(family),
+        reasons: reasons.join("; "),
+    })
 }
 
 pub(super) fn dns_evidence(result: &DnsResult) -> Vec<String> {
@@ -277,9 +311,10 @@ pub(super) fn judge_dns_failure(
 ) -> Judgment {
     let name = &dns.name;
     let what = describe_dns(failure);
-    if let Some(reason) = &cx.dns_blocked {
+    if let Some(blocked) = &cx.dns_blocked {
         return not_applicable(format!(
-            "{name} {what}: queries to cluster DNS are blocked by NetworkPolicy ({reason}); judged at network-policy"
+            "{name} {what}: queries to cluster DNS are blocked by NetworkPolicy ({}); judged at network-policy",
+            blocked.reasons
         ));
     }
     let fix = vec![
@@ -300,7 +335,11 @@ pub(super) fn judge_dns_failure(
             vec![cmd(dns_policy_command(cx))],
         );
     }
-    let ready: Vec<&DnsPodFacts> = cluster.pods.iter().filter(|p| p.ready).collect();
+    // Only the DNS pods of the queries' family say whether the queries could be answered.
+    let ready: Vec<&DnsPodFacts> = queried_dns_pods(cluster, result)
+        .into_iter()
+        .filter(|p| p.ready)
+        .collect();
     if ready.is_empty() {
         evidence.push(format!(
             "kube-dns endpoints: {} listed, none ready",

@@ -11,8 +11,8 @@ use crate::policy::PolicyRef;
 
 pub(super) fn judge_policy(cx: &Context) -> Judgment {
     let src_ns = cx.source_pod.map(|p| p.namespace.clone()).unwrap_or_default();
-    if let Some(reason) = &cx.dns_blocked {
-        return dns_denied(cx, reason, &src_ns);
+    if let Some(blocked) = &cx.dns_blocked {
+        return dns_denied(cx, blocked, &src_ns);
     }
     if cx.is_external_name() {
         return not_applicable("not applicable: an ExternalName Service");
@@ -34,16 +34,27 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     not_denied(cx, tally)
 }
 
-fn dns_denied(cx: &Context, reason: &str, src_ns: &str) -> Judgment {
+fn dns_denied(cx: &Context, blocked: &DnsBlocked, src_ns: &str) -> Judgment {
     let mut evidence =
         vec!["DNS queries from the pod time out while the policy evaluation denies them".to_string()];
+    let over = match blocked.family {
+        Some(family) => {
+            evidence.push(format!(
+                "the pod's resolv.conf sends its queries over {0}: NetworkPolicy denies egress to the DNS pods' {0} addresses, whatever it allows to their {1} ones (an ipBlock admits only addresses of its own family)",
+                family.label(),
+                family.other().label()
+            ));
+            format!(" for {}", family.label())
+        }
+        None => String::new(),
+    };
     if let Some(Fact::Known(result)) = cx.dns.as_ref().map(|d| &d.result) {
         evidence.extend(dns_evidence(result));
     }
     fail(
         format!(
-            "egress from {} to cluster DNS (port 53/UDP) is denied: {reason}",
-            cx.from
+            "egress from {} to cluster DNS (port 53/UDP) is denied{over}: {}",
+            cx.from, blocked.reasons
         ),
         evidence,
         dns_policy_fix(cx, src_ns),
