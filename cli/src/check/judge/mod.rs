@@ -199,7 +199,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         endpoints: cx
             .live
             .iter()
-            .map(|e| outcomes::endpoint_report(ev.destination, e))
+            .map(|e| outcomes::endpoint_report(&cx, e))
             .collect(),
         families: vec![],
     };

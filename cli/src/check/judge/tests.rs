@@ -1582,9 +1582,55 @@ fn an_mtu_black_hole_fails_pod_network_although_every_connection_succeeds() {
     assert_fails_at(&report, Layer::PodNetwork);
     assert_eq!(
         summary(&report, Layer::PodNetwork),
-        "packets > 1200 bytes to 10.244.2.14 are silently dropped (pod MTU 1500): an MTU black hole between node-a and node-b"
+        "1 of 2 endpoints (shop/payments-1): packets > 1200 bytes are silently dropped (pod MTU 1500): an MTU \
+         black hole between node-a and node-b — about 1 in 2 new connections hang once a large packet is sent"
     );
     assert!(evidence_text(&report, Layer::PodNetwork).contains("1210-byte ones never are"));
+}
+
+#[test]
+fn an_mtu_black_hole_on_the_source_link_fails_each_endpoint_behind_it_and_names_every_node_pair() {
+    let mut ev = healthy();
+    let more = [
+        pod("shop", "payments-2", "node-c", "10.244.3.14"),
+        pod("shop", "payments-3", "node-c", "10.244.3.15"),
+    ];
+    endpoints_mut(&mut ev).extend(more.into_iter().map(endpoint));
+    // Measured once per node (node-c's lowest address): the same path serves payments-3.
+    ev.witnesses.path_mtu = vec![
+        mtu("10.244.1.14", "node-a", measured(1500, None, None)),
+        mtu("10.244.2.14", "node-b", measured(1200, Some(1210), None)),
+        mtu("10.244.3.14", "node-c", measured(1200, Some(1210), None)),
+    ];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.starts_with(
+            "3 of 4 endpoints (shop/payments-1, shop/payments-2, shop/payments-3): packets > 1200 bytes"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("an MTU black hole between node-a and node-b and between node-a and node-c"),
+        "{s}"
+    );
+    assert!(s.contains("about 3 in 4 new connections hang"), "{s}");
+    let statuses: Vec<(Status, Option<Layer>, bool)> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.status, e.failing_layer, e.path_mtu.is_some()))
+        .collect();
+    let behind = (Status::Fail, Some(Layer::PodNetwork), true);
+    assert_eq!(statuses, [(Status::Pass, None, false), behind, behind, behind]);
+    assert!(
+        report.endpoints[3]
+            .path_mtu
+            .as_deref()
+            .is_some_and(|m| m.contains("between node-a and node-c")),
+        "{:?}",
+        report.endpoints[3]
+    );
 }
 
 #[test]
