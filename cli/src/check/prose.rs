@@ -24,6 +24,11 @@ impl<T> NonEmpty<T> {
         self.items.len() == 1
     }
 
+    /// The items, never empty.
+    pub fn as_slice(&self) -> &[T] {
+        &self.items
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter()
     }
@@ -43,6 +48,11 @@ impl<T: fmt::Display> NonEmpty<T> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// `a b c`, as resolv.conf lists.
+    pub fn spaced(&self) -> String {
+        self.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
     }
 
     /// `a`, or `one of a, b` for more than one.

@@ -70,12 +70,13 @@ pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<DnsBlocked> {
 
 pub(super) fn dns_evidence(result: &DnsResult) -> Vec<String> {
     let rc = &result.resolv_conf;
-    let servers: Vec<String> = rc.nameservers.iter().map(ToString::to_string).collect();
+    let servers = NonEmpty::from_vec(rc.nameservers.iter().map(ToString::to_string).collect());
+    let search = NonEmpty::from_vec(rc.search.clone());
     let mut evidence = vec![format!(
-        "resolv.conf {}: nameserver {}, search {}, ndots {}",
+        "resolv.conf {}: {}, {}, ndots {}",
         rc.path,
-        servers.join(" "),
-        rc.search.join(" "),
+        servers.map_or("no nameserver".into(), |s| format!("nameserver {}", s.spaced())),
+        search.map_or("no search list".into(), |s| format!("search {}", s.spaced())),
         rc.ndots
     )];
     for c in &result.candidates {
@@ -277,10 +278,16 @@ pub(super) fn nxdomain_for_existing_service(
         .iter()
         .any(|c| c.name.eq_ignore_ascii_case(&fqdn))
     {
+        let search = match NonEmpty::from_vec(result.resolv_conf.search.clone()) {
+            Some(list) => format!(
+                "the pod's search list ({}) does not complete the name",
+                list.spaced()
+            ),
+            None => "the pod's resolv.conf has no search list to complete the name".into(),
+        };
         return fail(
             format!(
-                "{name} is {what} although Service {ns}/{svc} exists: no query asked for {fqdn}; the pod's search list ({}) does not complete the name",
-                result.resolv_conf.search.join(" ")
+                "{name} is {what} although Service {ns}/{svc} exists: no query asked for {fqdn}; {search}"
             ),
             evidence,
             vec![

@@ -7,6 +7,7 @@
 //! disagreement is reported.
 
 use super::evidence::*;
+use super::prose::NonEmpty;
 use super::report::{EvidenceLine, FixLine, Layer, Report, Status, Step, Verdict};
 
 mod application;

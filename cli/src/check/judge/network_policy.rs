@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use netdiag_proto::TcpOutcome;
 
 use super::*;
-use crate::check::prose::NonEmpty;
 use crate::check::report::EvidenceLine;
 use crate::policy::PolicyRef;
 

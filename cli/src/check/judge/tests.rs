@@ -9,7 +9,6 @@ use netdiag_proto::{
 };
 
 use super::*;
-use crate::check::prose::NonEmpty;
 use crate::check::target::PortRef;
 use crate::cluster::endpoints::Conditions;
 use crate::policy::{PolicyRef, Protocol};
@@ -1287,6 +1286,40 @@ fn a_service_without_a_named_port_match_in_a_missing_service_fails_service() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
     assert!(summary(&report, Layer::Service).contains("did you mean payments?"));
+}
+
+#[test]
+fn a_missing_service_in_a_namespace_without_services_says_so_not_an_empty_list() {
+    let mut ev = healthy();
+    ev.dns = None;
+    ev.service = ServiceFacts::Missing {
+        namespace: "shop".into(),
+        name: "payments".into(),
+        names_in_namespace: vec![],
+    };
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Service);
+    let evidence = evidence_text(&report, Layer::Service);
+    assert!(evidence.contains("namespace shop has no Services"), "{evidence}");
+    assert!(!evidence.contains("Services in namespace shop:"), "{evidence}");
+}
+
+#[test]
+fn a_resolv_conf_without_a_search_list_or_nameserver_is_said_in_words() {
+    let mut result = dns_result("payments.shop", DnsOutcome::Timeout);
+    result.resolv_conf.search.clear();
+    result.resolv_conf.nameservers.clear();
+    let line = &dns_evidence(&result)[0];
+    assert!(
+        line.contains(": no nameserver, no search list, ndots 5"),
+        "{line}"
+    );
+    result.resolv_conf.search = vec!["shop.svc.cluster.local".into(), "cluster.local".into()];
+    let line = &dns_evidence(&result)[0];
+    assert!(
+        line.contains("search shop.svc.cluster.local cluster.local, ndots"),
+        "{line}"
+    );
 }
 
 #[test]
