@@ -20,6 +20,11 @@ impl<T> NonEmpty<T> {
         (!items.is_empty()).then_some(NonEmpty { items })
     }
 
+    pub fn first(&self) -> &T {
+        // Never out of bounds: the constructors keep one item at least.
+        &self.items[0]
+    }
+
     pub fn is_single(&self) -> bool {
         self.items.len() == 1
     }

@@ -32,6 +32,20 @@ impl MtuBlackHole<'_> {
     }
 }
 
+impl MtuBlackHole<'_> {
+    /// The measurement as an evidence line.
+    fn evidence(&self, source_node: Option<&str>) -> String {
+        format!(
+            "path MTU to {}:{} {}: {}-byte TCP segments with DF are acknowledged, {}-byte ones never are and no ICMP fragmentation-needed came back",
+            fmt_ip(self.witness.ip),
+            self.witness.port,
+            self.between(source_node),
+            self.largest_passed_bytes,
+            self.smallest_dropped_bytes
+        )
+    }
+}
+
 /// The witness's black hole, when it found one.
 fn black_hole(w: &PathMtuWitness) -> Option<MtuBlackHole<'_>> {
     let Fact::Known(PathMtuOutcome::Measured {
@@ -68,8 +82,8 @@ pub(crate) fn black_hole_behind<'a>(
 /// endpoints behind it and every node pair it lies between, and its evidence lines.
 pub(super) fn mtu_black_hole(cx: &Context) -> Option<(String, Vec<String>)> {
     let witnesses = &cx.witnesses.path_mtu;
-    let holes: Vec<MtuBlackHole> = witnesses.iter().filter_map(black_hole).collect();
-    let first = holes.first()?;
+    let holes = NonEmpty::from_vec(witnesses.iter().filter_map(black_hole).collect())?;
+    let first = holes.first();
     let src = cx.source_node();
     let behind: Vec<&EndpointFacts> = cx
         .live
@@ -83,32 +97,11 @@ pub(super) fn mtu_black_hole(cx: &Context) -> Option<(String, Vec<String>)> {
             pairs.push(pair);
         }
     }
+    let pairs = pairs.join(" and ");
     let total = cx.live.len();
-    let single = total <= 1 || behind.is_empty();
-    let to = if single {
-        format!(" to {}", fmt_ip(first.witness.ip))
-    } else {
-        String::new()
-    };
-    let size = |h: &MtuBlackHole| (h.largest_passed_bytes, h.interface_mtu);
-    let drop = if holes.iter().all(|h| size(h) == size(first)) {
-        format!(
-            "packets > {} bytes{to} are silently dropped (pod MTU {})",
-            first.largest_passed_bytes, first.interface_mtu
-        )
-    } else {
-        let sizes: Vec<String> = holes
-            .iter()
-            .map(|h| format!("> {} bytes {}", h.largest_passed_bytes, h.between(src)))
-            .collect();
-        format!(
-            "packets {} are silently dropped (pod MTU {})",
-            sizes.join(", "),
-            first.interface_mtu
-        )
-    };
-    let summary = if single {
-        format!("{drop}: an MTU black hole {}", pairs.join(" and "))
+    let summary = if total <= 1 || behind.is_empty() {
+        let to = format!(" to {}", fmt_ip(first.witness.ip));
+        format!("{}: an MTU black hole {pairs}", dropped(&holes, src, &to))
     } else {
         let names: Vec<String> = behind
             .iter()
@@ -128,26 +121,35 @@ pub(super) fn mtu_black_hole(cx: &Context) -> Option<(String, Vec<String>)> {
             String::new()
         };
         format!(
-            "{} ({}): {drop}: an MTU black hole {}{share}",
+            "{} ({}): {}: an MTU black hole {pairs}{share}",
             endpoints_of(behind.len(), total),
             names.join(", "),
-            pairs.join(" and ")
+            dropped(&holes, src, "")
         )
     };
-    let evidence = holes
+    Some((summary, holes.iter().map(|h| h.evidence(src)).collect()))
+}
+
+/// `packets > 1200 bytes{to} are silently dropped (pod MTU 1500)`, each pair's size when the
+/// black holes differ.
+fn dropped(holes: &NonEmpty<MtuBlackHole>, src: Option<&str>, to: &str) -> String {
+    let size = |h: &MtuBlackHole| (h.largest_passed_bytes, h.interface_mtu);
+    let first = holes.first();
+    if holes.iter().all(|h| size(h) == size(first)) {
+        return format!(
+            "packets > {} bytes{to} are silently dropped (pod MTU {})",
+            first.largest_passed_bytes, first.interface_mtu
+        );
+    }
+    let sizes: Vec<String> = holes
         .iter()
-        .map(|h| {
-            format!(
-                "path MTU to {}:{} {}: {}-byte TCP segments with DF are acknowledged, {}-byte ones never are and no ICMP fragmentation-needed came back",
-                fmt_ip(h.witness.ip),
-                h.witness.port,
-                h.between(src),
-                h.largest_passed_bytes,
-                h.smallest_dropped_bytes
-            )
-        })
+        .map(|h| format!("> {} bytes {}", h.largest_passed_bytes, h.between(src)))
         .collect();
-    Some((summary, evidence))
+    format!(
+        "packets {} are silently dropped (pod MTU {})",
+        sizes.join(", "),
+        first.interface_mtu
+    )
 }
 
 /// Lines for witnesses that could not run, so that the step says which is missing.
