@@ -386,7 +386,7 @@ pub(super) fn judge_dns_failure(
 
 /// Puts each ready DNS pod's direct answer into `evidence`; returns how many answered the name
 /// (resolved, NXDOMAIN or NODATA).
-fn direct_answers(ready: &[&DnsPodFacts], evidence: &mut Vec<String>) -> usize {
+pub(super) fn direct_answers(ready: &[&DnsPodFacts], evidence: &mut Vec<String>) -> usize {
     let mut answered = 0;
     for pod in ready {
         match &pod.direct {

@@ -266,6 +266,12 @@ fn dns_denied_in_the_family_the_queries_use_fails_network_policy_for_that_family
             "{s}"
         );
         assert!(!summary(&report, Layer::Dns).contains("not proxied"));
+        let evidence = evidence_text(&report, Layer::NetworkPolicy);
+        assert!(
+            evidence.contains("direct query to DNS pod kube-system/coredns-0 (fd00:10:244:1::2): timed out"),
+            "{evidence}"
+        );
+        assert!(!evidence.contains("(10.244.1.2)"), "{evidence}");
         assert!(
             report.fix[0].contains("k8s-app=kube-dns") && report.fix[0].contains("shop/checkout-egress"),
             "{:?}",

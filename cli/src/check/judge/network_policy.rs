@@ -47,8 +47,18 @@ fn dns_denied(cx: &Context, blocked: &DnsBlocked, src_ns: &str) -> Judgment {
         }
         None => String::new(),
     };
-    if let Some(Fact::Known(result)) = cx.dns.as_ref().map(|d| &d.result) {
+    if let Some(dns) = cx.dns.as_ref()
+        && let Fact::Known(result) = &dns.result
+    {
         evidence.extend(dns_evidence(result));
+        // What the DNS pods the queries go to said when asked directly, past the Service IP.
+        if let Some(cluster) = dns.cluster_dns.known() {
+            let queried: Vec<&DnsPodFacts> = queried_dns_pods(cluster, result)
+                .into_iter()
+                .filter(|p| p.ready)
+                .collect();
+            direct_answers(&queried, &mut evidence);
+        }
     }
     fail(
         format!(
