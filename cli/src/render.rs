@@ -451,6 +451,7 @@ mod tests {
             failing_layer: None,
             tcp: "connected in 0.2 ms".into(),
             udp: None,
+            path_mtu: None,
         }];
         let layout = Layout {
             width: None,

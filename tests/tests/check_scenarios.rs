@@ -102,6 +102,10 @@ scenarios! {
     a_cut_ipv6_path_fails_pod_network_for_ipv6_while_ipv4_works => "dual-stack-ipv6-cut.yaml",
     an_ipv4_only_ip_block_fails_network_policy_for_ipv6_only => "dual-stack-ipblock-v4-only.yaml",
     an_ipv4_only_listener_fails_application_for_ipv6_only => "dual-stack-ipv4-only-listener.yaml",
+    an_ipv4_only_udp_socket_refusing_ipv6_is_named_as_tcp_names_it => "udp-ipv6-ipv4-wildcard.yaml",
+    a_baseline_deny_without_an_isolating_policy_advises_a_new_policy => "baseline-egress-deny.yaml",
+    dns_admitted_by_an_ipv4_ip_block_only_fails_network_policy_for_ipv6_queries => "dual-stack-dns-egress-ipv4-ipblock.yaml",
+    an_mtu_black_hole_on_the_source_link_names_the_share_and_every_node_pair => "link-mtu-source-node-of-three.yaml",
 }
 
 #[test]

@@ -13,6 +13,7 @@ use super::plan::{
     live_targets, witness_nodes,
 };
 use super::probe::Replies;
+use super::prose::NonEmpty;
 use super::snapshot::Snapshot;
 use crate::policy::admin::{DecidingTier, TierVerdict, TieredVerdict};
 use crate::policy::{DirectionVerdict, Flow, Peer, PolicyIndex, Protocol};
@@ -358,14 +359,12 @@ fn dns(
     }
 }
 
-/// NetworkPolicy over the snapshot, evaluated only when the source pod was found; one index per
-/// address family, as each family's packets carry only that family's addresses. Built once per
-/// check: the engine asks it before probing too (a denied flow needs no witness to explain it).
+/// NetworkPolicy over the snapshot, evaluated only when the source pod was found; each flow is
+/// decided for the family of the address its packets go to (an ipBlock admits only its own
+/// family's addresses). Built once per check: the engine asks it before probing too (a denied
+/// flow needs no witness to explain it).
 pub enum PolicyEvaluation {
-    Index {
-        v4: Box<PolicyIndex>,
-        v6: Box<PolicyIndex>,
-    },
+    Index(Box<PolicyIndex>),
     Unavailable(ToolFailure),
     NoSource,
 }
@@ -378,11 +377,7 @@ impl PolicyEvaluation {
         let objects = (&snap.namespaces, &snap.pods, &snap.policies, &snap.admin);
         match objects {
             (Fact::Known(ns), Fact::Known(pods), Fact::Known(pols), Fact::Known(admin)) => {
-                let index = PolicyIndex::with_admin(ns, pods, pols, admin);
-                PolicyEvaluation::Index {
-                    v4: Box::new(index.for_family_of(IpAddr::from([0, 0, 0, 0]))),
-                    v6: Box::new(index.for_family_of(IpAddr::from([0u16; 8]))),
-                }
+                PolicyEvaluation::Index(Box::new(PolicyIndex::with_admin(ns, pods, pols, admin)))
             }
             (Fact::Unknown(f), ..)
             | (_, Fact::Unknown(f), ..)
@@ -415,8 +410,7 @@ impl PolicyEvaluation {
         protocol: Protocol,
     ) -> PolicyCheck {
         let index = match self {
-            PolicyEvaluation::Index { v4, .. } if to_ip.is_ipv4() => v4,
-            PolicyEvaluation::Index { v6, .. } => v6,
+            PolicyEvaluation::Index(index) => index,
             PolicyEvaluation::Unavailable(failure) => return PolicyCheck::NotEvaluated(failure.clone()),
             PolicyEvaluation::NoSource => {
                 return PolicyCheck::NotEvaluated(ToolFailure::NotProbed("not probed".into()));
@@ -428,7 +422,7 @@ impl PolicyEvaluation {
             port,
             protocol,
         };
-        match index.evaluate_tiers(&flow) {
+        match index.evaluate_tiers_in(&flow, Some(IpFamily::of(to_ip))) {
             Ok(verdict) if verdict.allowed => PolicyCheck::Allowed {
                 detail: verdict.explain(),
             },
@@ -445,23 +439,22 @@ pub fn denied(v: &TieredVerdict) -> PolicyCheck {
     let side = |tier: &TierVerdict, d: &DirectionVerdict, subject: &Peer, what: String| {
         (!tier.allowed).then(|| {
             let flow = format!("{what} on {}/{}", np.port, np.protocol);
-            let why = match (&tier.rule, tier.decided_by) {
-                (Some(rule), DecidingTier::Admin) => {
+            let isolating = NonEmpty::from_vec(d.isolating_policies.clone());
+            let why = match (&tier.rule, tier.decided_by, &isolating) {
+                (Some(rule), DecidingTier::Admin, _) => {
                     format!("{subject} is denied {flow} by {rule} in the Admin tier, before any NetworkPolicy")
                 }
-                (Some(rule), _) => format!(
+                (Some(rule), _, _) => format!(
                     "{subject} is denied {flow} by {rule} in the Baseline tier; no NetworkPolicy selecting it allows it"
                 ),
-                (None, _) => {
-                    let by: Vec<String> = d.isolating_policies.iter().map(ToString::to_string).collect();
-                    format!("{subject} is isolated by {}; no rule allows {flow}", by.join(", "))
-                }
+                (None, _, Some(by)) => format!("{subject} is isolated by {}; no rule allows {flow}", by.joined()),
+                (None, _, None) => format!("{subject} is denied {flow}"),
             };
             DeniedSide {
                 why,
                 policies: match tier.decided_by {
-                    DecidingTier::Admin => vec![],
-                    _ => d.isolating_policies.clone(),
+                    DecidingTier::Admin => None,
+                    _ => isolating,
                 },
                 port: np.port,
                 protocol: np.protocol,

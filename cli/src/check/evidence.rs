@@ -8,9 +8,11 @@ use std::net::IpAddr;
 
 use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, UdpOutcome};
 
+use crate::check::prose::NonEmpty;
 use crate::cluster::endpoints::Conditions;
 pub use crate::cluster::pods::{PodFacts, ServingPort};
 pub use crate::cluster::{NamespacedName, PortRef, ToolFailure};
+pub use crate::policy::IpFamily;
 use crate::policy::admin::AdminRuleRef;
 use crate::policy::{PolicyRef, Protocol};
 
@@ -66,38 +68,6 @@ pub struct Evidence {
     /// The second family of a dual-stack target, when it has one: the facts above are the
     /// primary family's (endpoints and witnesses carry both, each with its own address).
     pub secondary: Option<SecondaryFamily>,
-}
-
-/// An address family, as Kubernetes spells it in `ipFamilies`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub enum IpFamily {
-    #[serde(rename = "IPv4")]
-    V4,
-    #[serde(rename = "IPv6")]
-    V6,
-}
-
-impl IpFamily {
-    pub fn of(ip: IpAddr) -> IpFamily {
-        match ip {
-            IpAddr::V4(_) => IpFamily::V4,
-            IpAddr::V6(_) => IpFamily::V6,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            IpFamily::V4 => "IPv4",
-            IpFamily::V6 => "IPv6",
-        }
-    }
-
-    pub fn other(self) -> IpFamily {
-        match self {
-            IpFamily::V4 => IpFamily::V6,
-            IpFamily::V6 => IpFamily::V4,
-        }
-    }
 }
 
 /// What was probed for the second family of a dual-stack target, besides its endpoints.
@@ -395,13 +365,14 @@ pub enum PolicyCheck {
 pub struct DeniedSide {
     /// The evaluator's explanation, naming the isolating policies.
     pub why: String,
-    /// The policies that isolate the pod in this direction.
-    pub policies: Vec<PolicyRef>,
+    /// The NetworkPolicies that isolate the pod in this direction; `None` when none does (a
+    /// Baseline-tier rule decided) or an Admin-tier rule decided (no NetworkPolicy can change it).
+    pub policies: Option<NonEmpty<PolicyRef>>,
     /// The destination port and protocol of the denied flow.
     pub port: u16,
     pub protocol: Protocol,
     /// The cluster-wide admin rule that denied it, when an Admin- or Baseline-tier rule decided
-    /// (then `policies` is empty for an Admin-tier decision: no NetworkPolicy can change it).
+    /// (then `policies` is `None` for an Admin-tier decision: no NetworkPolicy can change it).
     pub admin_rule: Option<AdminRuleRef>,
 }
 

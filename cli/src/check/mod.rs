@@ -21,6 +21,7 @@ pub mod family;
 pub mod judge;
 pub mod plan;
 pub mod probe;
+pub mod prose;
 pub mod report;
 pub mod snapshot;
 pub mod snippet;

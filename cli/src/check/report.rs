@@ -238,6 +238,10 @@ pub struct EndpointReport {
     /// `refused (ICMP port unreachable)`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub udp: Option<String>,
+    /// The MTU black hole on the path to this address, when the path MTU witness found one
+    /// (its connection succeeds, its large packets vanish).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_mtu: Option<String>,
 }
 
 impl Report {

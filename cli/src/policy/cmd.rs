@@ -16,8 +16,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::admin::{AdminNetworkPolicy, AdminObjects, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
 use super::{
-    DecidingTier, EvalError, Flow, InputError, Matrix, Objects, Peer, PolicyIndex, Protocol, TierVerdict,
-    TieredVerdict,
+    DecidingTier, EvalError, Flow, InputError, IpFamily, Matrix, Objects, Peer, PolicyIndex, Protocol,
+    TierVerdict, TieredVerdict,
 };
 use crate::kube_args::{KubeArgs, KubeConfigError};
 
@@ -225,13 +225,21 @@ async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
     let mut notes = Vec::new();
     let from = resolve_peer(&index, &args.from, "from", &default_namespace, &mut notes)?;
     let to = resolve_peer(&index, &args.to, "to", &default_namespace, &mut notes)?;
+    // An address typed for either end fixes the family of the packets, even when it is a pod's.
+    let typed_family = [&args.from, &args.to]
+        .into_iter()
+        .find_map(|text| text.parse::<std::net::IpAddr>().ok())
+        .map(IpFamily::of);
     let flow = Flow {
         from,
         to,
         port: args.port,
         protocol: args.protocol,
     };
-    let mut verdict = index.evaluate_tiers(&flow)?;
+    let mut verdict = match typed_family {
+        Some(family) => index.evaluate_tiers_in(&flow, Some(family))?,
+        None => index.evaluate_tiers(&flow)?,
+    };
     verdict.network_policy.notes.extend(notes);
     Ok(Answer::Explain(Box::new(verdict), args.output))
 }
@@ -388,8 +396,15 @@ pub fn render_explain(tiered: &TieredVerdict) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "flow     {} → {} port {}/{}",
-        verdict.from, verdict.to, verdict.port, verdict.protocol
+        "flow     {} → {} port {}/{}{}",
+        verdict.from,
+        verdict.to,
+        verdict.port,
+        verdict.protocol,
+        verdict
+            .family
+            .map(|f| format!(" over {}", f.label()))
+            .unwrap_or_default()
     );
     let sides = [
         (

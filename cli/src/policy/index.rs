@@ -8,9 +8,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::SelectorExt;
 
 use super::admin::{AdminIndex, AdminObjects};
-use super::spec::{NamedPort, PolicySpec, RuleSpec};
+use super::spec::{NamedPort, PodAddrs, PolicySpec, RuleSpec};
 use super::types::{
-    Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, Peer, PolicyRef, Protocol, RuleRef,
+    Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, IpFamily, Peer, PolicyRef, RuleRef,
 };
 
 /// The label every namespace carries since Kubernetes 1.22 (set by the API server).
@@ -27,6 +27,67 @@ pub(crate) struct PodInfo {
     pub host_network: bool,
     /// `Succeeded` or `Failed`: the pod runs nothing, and its IP (ignored) may be another pod's now.
     pub terminal_phase: Option<String>,
+}
+
+impl PodInfo {
+    /// The pod's addresses of `family`, as ipBlocks see its packets of that family.
+    pub(crate) fn addrs(&self, family: Option<IpFamily>) -> PodAddrs<'_> {
+        PodAddrs::new(&self.ips, family)
+    }
+}
+
+/// Of two families' verdicts on one flow: the first when they agree, else the denying one,
+/// with a note saying what the other family gets.
+pub(crate) fn pick_family<V>(
+    first: V,
+    second: V,
+    allowed: impl Fn(&V) -> bool,
+    notes: impl Fn(&mut V) -> &mut Vec<String>,
+    explain: impl Fn(&V) -> String,
+) -> V
+where
+    V: HasFamily,
+{
+    if allowed(&first) == allowed(&second) {
+        return first;
+    }
+    let (mut shown, other) = if allowed(&first) {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    let note = format!(
+        "{} is {} for {}, {} for {} ({}): an ipBlock applies to the addresses of its own family",
+        shown.flow_text(),
+        if allowed(&shown) { "allowed" } else { "denied" },
+        label(shown.family()),
+        if allowed(&other) { "allowed" } else { "denied" },
+        label(other.family()),
+        explain(&other),
+    );
+    notes(&mut shown).push(note);
+    shown
+}
+
+fn label(family: Option<IpFamily>) -> &'static str {
+    family.map(IpFamily::label).unwrap_or("no family")
+}
+
+/// A verdict on one family's packets of a flow.
+pub(crate) trait HasFamily {
+    fn family(&self) -> Option<IpFamily>;
+    /// `shop/a → shop/b port 53/UDP`.
+    fn flow_text(&self) -> String;
+}
+
+impl HasFamily for FlowVerdict {
+    fn family(&self) -> Option<IpFamily> {
+        self.family
+    }
+
+    fn flow_text(&self) -> String {
+        format!("{} → {} port {}/{}", self.from, self.to, self.port, self.protocol)
+    }
 }
 
 /// Validated policies, pods and namespace labels, built once from objects; answers flows.
@@ -52,17 +113,6 @@ pub(crate) enum Endpoint {
 }
 
 impl PolicyIndex {
-    /// The index as traffic of `family_of`'s address family sees it: every pod keeps only its
-    /// addresses of that family. A packet carries one family's addresses, so in a dual-stack
-    /// cluster an IPv4 ipBlock never admits a pod's IPv6 traffic, nor an IPv6 one its IPv4.
-    pub fn for_family_of(&self, family_of: IpAddr) -> PolicyIndex {
-        let mut index = self.clone();
-        for pod in &mut index.pods {
-            pod.ips.retain(|ip| ip.is_ipv4() == family_of.is_ipv4());
-        }
-        index
-    }
-
     /// NetworkPolicy only: no admin tiers.
     pub fn new(namespaces: &[Namespace], pods: &[Pod], policies: &[NetworkPolicy]) -> Self {
         Self::with_admin(namespaces, pods, policies, &AdminObjects::default())
@@ -215,19 +265,72 @@ impl PolicyIndex {
         }
     }
 
+    /// The address families the flow's packets can carry: an address end's family; else the
+    /// families both pods have an address of (primary first, as the source lists them); else
+    /// those either has. Empty when no end has an address.
+    pub(crate) fn flow_families(&self, from: Endpoint, to: Endpoint) -> Vec<IpFamily> {
+        let families = |end: Endpoint| -> Vec<IpFamily> {
+            match end {
+                Endpoint::Ip(ip) => vec![IpFamily::of(ip)],
+                Endpoint::Pod(i) => {
+                    let mut out: Vec<IpFamily> = Vec::new();
+                    for ip in &self.pods[i].ips {
+                        if !out.contains(&IpFamily::of(*ip)) {
+                            out.push(IpFamily::of(*ip));
+                        }
+                    }
+                    out
+                }
+            }
+        };
+        let (a, b) = (families(from), families(to));
+        let shared: Vec<IpFamily> = a.iter().copied().filter(|f| b.contains(f)).collect();
+        if !shared.is_empty() {
+            return shared;
+        }
+        let extra: Vec<IpFamily> = b.into_iter().filter(|f| !a.contains(f)).collect();
+        let mut either = a;
+        either.extend(extra);
+        either
+    }
+
     /// Decide one flow. `Err` only when the flow cannot be evaluated (unknown pod, port 0).
+    /// Between dual-stack pods each family is decided on its own (an ipBlock admits the addresses
+    /// of its own family only): the flow is allowed when every family is, and the verdict shown is
+    /// a denying family's, with a note on the other.
     pub fn evaluate(&self, flow: &Flow) -> Result<FlowVerdict, EvalError> {
+        let (from, to) = (self.endpoint(&flow.from)?, self.endpoint(&flow.to)?);
+        let families = self.flow_families(from, to);
+        match families.as_slice() {
+            [] => self.evaluate_in(flow, None),
+            [one] => self.evaluate_in(flow, Some(*one)),
+            [first, second, ..] => {
+                let a = self.evaluate_in(flow, Some(*first))?;
+                let b = self.evaluate_in(flow, Some(*second))?;
+                Ok(pick_family(
+                    a,
+                    b,
+                    |v| v.allowed,
+                    |v| &mut v.notes,
+                    FlowVerdict::explain,
+                ))
+            }
+        }
+    }
+
+    /// Decide one flow for the packets of one address family (`None`: no end has an address).
+    pub fn evaluate_in(&self, flow: &Flow, family: Option<IpFamily>) -> Result<FlowVerdict, EvalError> {
         if flow.port == 0 {
             return Err(EvalError::PortZero);
         }
         let from = self.endpoint(&flow.from)?;
         let to = self.endpoint(&flow.to)?;
         let egress = match from {
-            Endpoint::Pod(source) => self.direction_verdict(source, Direction::Egress, to, to, flow),
+            Endpoint::Pod(source) => self.direction_verdict(source, Direction::Egress, to, to, flow, family),
             Endpoint::Ip(_) => DirectionVerdict::not_applicable(),
         };
         let ingress = match to {
-            Endpoint::Pod(dest) => self.direction_verdict(dest, Direction::Ingress, from, to, flow),
+            Endpoint::Pod(dest) => self.direction_verdict(dest, Direction::Ingress, from, to, flow, family),
             Endpoint::Ip(_) => DirectionVerdict::not_applicable(),
         };
         let mut notes = Vec::new();
@@ -271,6 +374,7 @@ impl PolicyIndex {
             to: flow.to.clone(),
             port: flow.port,
             protocol: flow.protocol,
+            family,
             allowed: egress.allowed && ingress.allowed,
             egress,
             ingress,
@@ -287,6 +391,7 @@ impl PolicyIndex {
         remote: Endpoint,
         dest: Endpoint,
         flow: &Flow,
+        family: Option<IpFamily>,
     ) -> DirectionVerdict {
         let mut isolating_policies = Vec::new();
         let mut allowing_rules = Vec::new();
@@ -297,7 +402,7 @@ impl PolicyIndex {
             };
             isolating_policies.push(spec.policy.clone());
             for (index, rule) in rules.iter().enumerate() {
-                if self.rule_admits(rule, remote, dest, flow.port, flow.protocol) {
+                if self.rule_admits(rule, remote, dest, flow, family) {
                     allowing_rules.push(rule_ref(&spec.policy, direction, index));
                 }
             }
@@ -317,14 +422,14 @@ impl PolicyIndex {
         rule: &RuleSpec,
         remote: Endpoint,
         dest: Endpoint,
-        port: u16,
-        protocol: Protocol,
+        flow: &Flow,
+        family: Option<IpFamily>,
     ) -> bool {
         let dest_ports = match dest {
             Endpoint::Pod(i) => Some(self.pods[i].ports.as_slice()),
             Endpoint::Ip(_) => None,
         };
-        if !rule.port_matches(port, protocol, dest_ports) {
+        if !rule.port_matches(flow.port, flow.protocol, dest_ports) {
             return false;
         }
         match &rule.peers {
@@ -337,7 +442,7 @@ impl PolicyIndex {
                         &pod.namespace,
                         &self.namespaces[&pod.namespace],
                         &pod.labels,
-                        &pod.ips,
+                        pod.addrs(family),
                     )
                 }
             }),

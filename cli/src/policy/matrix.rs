@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::admin::{AdminAction, AdminPeerSpec, AdminRuleSpec, admin_rules};
 use super::index::{PolicyIndex, rules_for};
 use super::spec::{NamedPort, NamespaceMatch, PeerSpec, RuleSpec};
-use super::types::{Direction, EvalError, Protocol};
+use super::types::{Direction, EvalError, IpFamily, Protocol};
 use kube::core::SelectorExt;
 
 /// A fixed-size set of pod positions (positions in the matrix's pod list).
@@ -138,31 +138,53 @@ impl PolicyIndex {
                 .push(pos);
         }
 
-        let mut work = Work {
-            index: self,
-            members: &members,
-            by_namespace: &by_namespace,
-            port,
-            protocol,
-            peer_cache: HashMap::new(),
-            ports_cache: HashMap::new(),
-            selecting: HashMap::new(),
-            admin_peer_cache: HashMap::new(),
-            admin_ports_cache: HashMap::new(),
+        // A family's packets carry only that family's addresses, and an ipBlock admits only its
+        // own family's: each family present is a table of its own, and a pair is allowed when
+        // every family its packets can carry is (as `evaluate` decides a flow).
+        let bit = |f: IpFamily| match f {
+            IpFamily::V4 => 1u8,
+            IpFamily::V6 => 2u8,
         };
-
-        // Sources each destination admits (ingress), destinations each source may reach (egress).
-        let mut ingress_ok = Vec::with_capacity(n);
-        let mut egress_ok = Vec::with_capacity(n);
-        for (pos, &i) in members.iter().enumerate() {
-            ingress_ok.push(work.allowed_set(i, pos, Direction::Ingress));
-            egress_ok.push(work.allowed_set(i, pos, Direction::Egress));
-        }
-
+        let masks: Vec<u8> = members
+            .iter()
+            .map(|&i| {
+                self.pods[i]
+                    .ips
+                    .iter()
+                    .fold(0, |m, ip| m | bit(IpFamily::of(*ip)))
+            })
+            .collect();
+        let present = masks.iter().fold(0, |m, x| m | x);
+        let tables: Vec<(u8, Vec<bool>)> = [IpFamily::V4, IpFamily::V6]
+            .into_iter()
+            .filter(|&f| present & bit(f) != 0)
+            .map(|f| {
+                (
+                    bit(f),
+                    self.table(&members, &by_namespace, port, protocol, Some(f)),
+                )
+            })
+            .collect();
+        let tables = if tables.is_empty() {
+            vec![(0, self.table(&members, &by_namespace, port, protocol, None))]
+        } else {
+            tables
+        };
         let mut allowed = Vec::with_capacity(n * n);
-        for (from, egress) in egress_ok.iter().enumerate() {
-            for (to, ingress) in ingress_ok.iter().enumerate() {
-                allowed.push(egress.get(to) && ingress.get(from));
+        for from in 0..n {
+            for to in 0..n {
+                // The families this pair's packets can carry, as `PolicyIndex::flow_families` says.
+                let shared = masks[from] & masks[to];
+                let carried = if shared != 0 {
+                    shared
+                } else {
+                    masks[from] | masks[to]
+                };
+                let cell = tables
+                    .iter()
+                    .filter(|(f, _)| carried == 0 || *f == 0 || carried & f != 0)
+                    .all(|(_, table)| table[from * n + to]);
+                allowed.push(cell);
             }
         }
         Ok(Matrix {
@@ -177,12 +199,55 @@ impl PolicyIndex {
     }
 }
 
+impl PolicyIndex {
+    /// The truth table of one address family's packets (`None`: no pod has an address).
+    fn table(
+        &self,
+        members: &[usize],
+        by_namespace: &HashMap<&str, Vec<usize>>,
+        port: u16,
+        protocol: Protocol,
+        family: Option<IpFamily>,
+    ) -> Vec<bool> {
+        let n = members.len();
+        let mut work = Work {
+            index: self,
+            members,
+            by_namespace,
+            port,
+            protocol,
+            family,
+            peer_cache: HashMap::new(),
+            ports_cache: HashMap::new(),
+            selecting: HashMap::new(),
+            admin_peer_cache: HashMap::new(),
+            admin_ports_cache: HashMap::new(),
+        };
+        // Sources each destination admits (ingress), destinations each source may reach (egress).
+        let mut ingress_ok = Vec::with_capacity(n);
+        let mut egress_ok = Vec::with_capacity(n);
+        for (pos, &i) in members.iter().enumerate() {
+            ingress_ok.push(work.allowed_set(i, pos, Direction::Ingress));
+            egress_ok.push(work.allowed_set(i, pos, Direction::Egress));
+        }
+        let mut allowed = Vec::with_capacity(n * n);
+        for (from, egress) in egress_ok.iter().enumerate() {
+            for (to, ingress) in ingress_ok.iter().enumerate() {
+                allowed.push(egress.get(to) && ingress.get(from));
+            }
+        }
+        allowed
+    }
+}
+
 struct Work<'a> {
     index: &'a PolicyIndex,
     members: &'a [usize],
     by_namespace: &'a HashMap<&'a str, Vec<usize>>,
     port: u16,
     protocol: Protocol,
+    /// The address family whose packets the table decides.
+    family: Option<IpFamily>,
     /// Remote pods each rule's peers match, by (policy, direction, rule).
     peer_cache: HashMap<(usize, Direction, usize), Bits>,
     /// Destinations each rule's ports admit, by (policy, direction, rule).
@@ -301,7 +366,12 @@ impl Work<'_> {
                         let namespace_labels = &index.namespaces[*namespace];
                         for &pos in positions {
                             let pod = &index.pods[self.members[pos]];
-                            if peer.matches_pod(namespace_labels, &pod.labels, &pod.ips, pod.host_network) {
+                            if peer.matches_pod(
+                                namespace_labels,
+                                &pod.labels,
+                                pod.addrs(self.family),
+                                pod.host_network,
+                            ) {
                                 set.set(pos);
                             }
                         }
@@ -394,7 +464,11 @@ impl Work<'_> {
                 }
                 PeerSpec::IpBlock { .. } => {
                     for (pos, &i) in self.members.iter().enumerate() {
-                        if index.pods[i].ips.iter().any(|ip| peer.matches_ip(*ip)) {
+                        if index.pods[i]
+                            .addrs(self.family)
+                            .iter()
+                            .any(|ip| peer.matches_ip(ip))
+                        {
                             set.set(pos);
                         }
                     }

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
 
-use super::types::{PolicyRef, Protocol};
+use super::types::{IpFamily, PolicyRef, Protocol};
 
 /// Why a NetworkPolicy was rejected; the message names the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +75,30 @@ pub(crate) enum PortMatch {
     Named(String),
 }
 
+/// A pod's addresses as one packet carries them: only those of the flow's address family. An
+/// ipBlock is compared with these, never with every address of a dual-stack pod: an IPv4 block
+/// admits a pod's IPv4 traffic, not its IPv6 (NetworkPolicy applies ipBlocks per address).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PodAddrs<'a> {
+    ips: &'a [IpAddr],
+    /// `None` only when the flow has no address at all (no pod end has an IP).
+    family: Option<IpFamily>,
+}
+
+impl<'a> PodAddrs<'a> {
+    pub fn new(ips: &'a [IpAddr], family: Option<IpFamily>) -> Self {
+        PodAddrs { ips, family }
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = IpAddr> + 'a {
+        let family = self.family;
+        self.ips
+            .iter()
+            .copied()
+            .filter(move |ip| family.is_none_or(|f| IpFamily::of(*ip) == f))
+    }
+}
+
 impl PeerSpec {
     pub fn matches_ip(&self, ip: IpAddr) -> bool {
         match self {
@@ -90,13 +114,13 @@ impl PeerSpec {
         namespace: &str,
         namespace_labels: &BTreeMap<String, String>,
         pod_labels: &BTreeMap<String, String>,
-        pod_ips: &[IpAddr],
+        pod_ips: PodAddrs,
     ) -> bool {
         match self {
             PeerSpec::Pods { namespaces, pods } => {
                 namespaces.matches(namespace, namespace_labels) && pods.matches(pod_labels)
             }
-            PeerSpec::IpBlock { .. } => pod_ips.iter().any(|ip| self.matches_ip(*ip)),
+            PeerSpec::IpBlock { .. } => pod_ips.iter().any(|ip| self.matches_ip(ip)),
         }
     }
 }

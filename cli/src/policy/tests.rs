@@ -1,7 +1,6 @@
 //! Unit tests: one behaviour of `networking.k8s.io/v1` semantics per test, with plain values.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodStatus};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -415,20 +414,76 @@ fn ip_block_admits_a_dual_stack_pod_only_in_the_family_of_its_cidr() {
                "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/16"}}]}]}),
     );
     let index = PolicyIndex::new(&[mk_ns("shop", &[])], &pods, &[policy]);
-    let v4: IpAddr = "10.0.1.2".parse().unwrap();
-    let v6: IpAddr = "fd00:1::2".parse().unwrap();
-    assert!(allowed(
-        &index.for_family_of(v4),
-        "shop/checkout",
-        "shop/payments",
-        8080
-    ));
-    assert!(!allowed(
-        &index.for_family_of(v6),
-        "shop/checkout",
-        "shop/payments",
-        8080
-    ));
+    let flow = flow("shop/checkout", "shop/payments", 8080, Protocol::Tcp);
+    assert!(index.evaluate_in(&flow, Some(IpFamily::V4)).unwrap().allowed);
+    assert!(!index.evaluate_in(&flow, Some(IpFamily::V6)).unwrap().allowed);
+}
+
+/// Dual-stack checkout and DNS pods; checkout's egress admits 53/UDP only to the IPv4 pod CIDR.
+fn dns_admitted_over_ipv4_only() -> PolicyIndex {
+    let pods = [
+        mk_dual_pod("shop", "checkout", "10.0.1.1", "fd00:1::1"),
+        mk_dual_pod("kube-system", "coredns", "10.0.3.5", "fd00:3::5"),
+    ];
+    let policy = mk_policy(
+        "shop",
+        "checkout-egress",
+        json!({"podSelector": {"matchLabels": {"app": "checkout"}}, "policyTypes": ["Egress"],
+               "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                           "ports": [{"port": 53, "protocol": "UDP"}]}]}),
+    );
+    let namespaces = [mk_ns("shop", &[]), mk_ns("kube-system", &[])];
+    PolicyIndex::new(&namespaces, &pods, &[policy])
+}
+
+#[test]
+fn a_flow_between_dual_stack_pods_is_denied_when_one_family_is_and_says_which() {
+    let index = dns_admitted_over_ipv4_only();
+    let flow = flow("shop/checkout", "kube-system/coredns", 53, Protocol::Udp);
+    let verdict = index.evaluate(&flow).unwrap();
+    assert!(
+        !verdict.allowed,
+        "one IPv4 address of the DNS pod does not admit its IPv6 traffic"
+    );
+    assert_eq!(verdict.family, Some(IpFamily::V6));
+    assert!(
+        verdict
+            .notes
+            .iter()
+            .any(|n| n.contains("is denied for IPv6, allowed for IPv4")),
+        "{:?}",
+        verdict.notes
+    );
+    let tiered = index.evaluate_tiers(&flow).unwrap();
+    assert!(!tiered.allowed);
+    assert_eq!(tiered.network_policy.family, Some(IpFamily::V6));
+    let text = cmd::render_explain(&tiered);
+    assert!(text.contains("over IPv6"), "{text}");
+    assert!(text.contains("denied for IPv6, allowed for IPv4"), "{text}");
+}
+
+#[test]
+fn an_address_end_decides_its_own_family_only() {
+    let index = dns_admitted_over_ipv4_only();
+    let to_v4 = flow("shop/checkout", "10.0.3.5", 53, Protocol::Udp);
+    let to_v6 = flow("shop/checkout", "fd00:3::5", 53, Protocol::Udp);
+    assert!(index.evaluate(&to_v4).unwrap().allowed);
+    assert!(!index.evaluate(&to_v6).unwrap().allowed);
+}
+
+#[test]
+fn the_matrix_denies_a_dual_stack_pair_that_one_family_denies() {
+    let index = dns_admitted_over_ipv4_only();
+    let matrix = index.matrix(53, Protocol::Udp, &[]).unwrap();
+    let at = |name: &str| matrix.pods.iter().position(|p| p == name).unwrap();
+    assert!(!matrix.allowed(at("shop/checkout"), at("kube-system/coredns")));
+    assert_eq!(
+        matrix.allowed(at("shop/checkout"), at("kube-system/coredns")),
+        index
+            .evaluate(&flow("shop/checkout", "kube-system/coredns", 53, Protocol::Udp))
+            .unwrap()
+            .allowed
+    );
 }
 
 #[test]
@@ -445,11 +500,14 @@ fn ipv6_ip_block_except_carves_ipv6_addresses_out_and_never_matches_ipv4() {
                "ingress": [{"from": [{"ipBlock": {"cidr": "fd00::/16", "except": ["fd00:2::/32"]}}]}]}),
     );
     let index = PolicyIndex::new(&[mk_ns("shop", &[])], &pods, &[policy]);
-    let v6 = index.for_family_of("fd00:1::2".parse().unwrap());
-    assert!(allowed(&v6, "shop/checkout", "shop/payments", 8080));
-    assert!(!allowed(&v6, "shop/batch", "shop/payments", 8080));
-    let v4 = index.for_family_of("10.0.1.2".parse().unwrap());
-    assert!(!allowed(&v4, "shop/checkout", "shop/payments", 8080));
+    let v6 = |from: &str| {
+        let flow = flow(from, "shop/payments", 8080, Protocol::Tcp);
+        index.evaluate_in(&flow, Some(IpFamily::V6)).unwrap().allowed
+    };
+    assert!(v6("shop/checkout"));
+    assert!(!v6("shop/batch"));
+    let flow = flow("shop/checkout", "shop/payments", 8080, Protocol::Tcp);
+    assert!(!index.evaluate_in(&flow, Some(IpFamily::V4)).unwrap().allowed);
 }
 
 #[test]

@@ -60,6 +60,38 @@ impl FromStr for Peer {
     }
 }
 
+/// An address family, as Kubernetes spells it in `ipFamilies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum IpFamily {
+    #[serde(rename = "IPv4")]
+    V4,
+    #[serde(rename = "IPv6")]
+    V6,
+}
+
+impl IpFamily {
+    pub fn of(ip: IpAddr) -> IpFamily {
+        match ip {
+            IpAddr::V4(_) => IpFamily::V4,
+            IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        }
+    }
+
+    pub fn other(self) -> IpFamily {
+        match self {
+            IpFamily::V4 => IpFamily::V6,
+            IpFamily::V6 => IpFamily::V4,
+        }
+    }
+}
+
 /// Transport protocol of a flow; NetworkPolicy ports default to TCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum Protocol {
@@ -213,6 +245,10 @@ pub struct FlowVerdict {
     pub to: Peer,
     pub port: u16,
     pub protocol: Protocol,
+    /// The address family of the packets decided (an ipBlock admits only its own family's
+    /// addresses); `None` when no end of the flow has an address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<IpFamily>,
     pub allowed: bool,
     pub egress: DirectionVerdict,
     pub ingress: DirectionVerdict,

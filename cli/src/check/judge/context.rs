@@ -3,7 +3,7 @@
 
 use std::ops::Deref;
 
-use super::dns::dns_blocked_by_policy;
+use super::dns::{DnsBlocked, dns_blocked_by_policy};
 use crate::check::evidence::*;
 use crate::cluster::endpoints::in_service;
 
@@ -18,7 +18,7 @@ pub(crate) struct Context<'a> {
     /// picks them (ready; else serving-and-terminating), or the one pod or address.
     pub live: Vec<&'a EndpointFacts>,
     /// When the pod's DNS queries time out because NetworkPolicy denies them: why.
-    pub dns_blocked: Option<String>,
+    pub dns_blocked: Option<DnsBlocked>,
 }
 
 impl<'a> Context<'a> {

@@ -6,20 +6,48 @@ use netdiag_proto::{DnsOutcome, DnsResult};
 
 use super::*;
 
-/// When DNS timed out and NetworkPolicy denies the source's egress to every DNS pod on 53/UDP,
-/// the failing layer is network-policy, not dns.
-pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<String> {
+/// The pod's DNS queries time out because NetworkPolicy denies them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DnsBlocked {
+    /// The family the queries travel in, when the DNS pods also have addresses of the other
+    /// family (whose flows the policy may allow: an ipBlock admits only its own family).
+    pub family: Option<IpFamily>,
+    /// The denying sides' explanations, deduplicated, joined by "; ".
+    pub reasons: String,
+}
+
+/// The DNS pods the pod's queries can reach: those of the families of its resolv.conf
+/// nameservers (a query to an IPv6 Service IP reaches the DNS pods' IPv6 addresses only); every
+/// DNS pod when the resolv.conf names no nameserver.
+pub(super) fn queried_dns_pods<'a>(cluster: &'a ClusterDnsFacts, result: &DnsResult) -> Vec<&'a DnsPodFacts> {
+    let families: Vec<IpFamily> = result
+        .resolv_conf
+        .nameservers
+        .iter()
+        .map(|s| IpFamily::of(s.ip()))
+        .collect();
+    cluster
+        .pods
+        .iter()
+        .filter(|p| families.is_empty() || families.contains(&IpFamily::of(p.ip)))
+        .collect()
+}
+
+/// When DNS timed out and NetworkPolicy denies the source's egress to every DNS pod it queries
+/// (on 53/UDP, in the queries' address family), the failing layer is network-policy, not dns.
+pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<DnsBlocked> {
     let dns = ev.dns.as_ref()?;
     let result = dns.result.known()?;
     if !matches!(result.answer.outcome, DnsOutcome::Timeout) {
         return None;
     }
     let cluster = dns.cluster_dns.known()?;
-    if cluster.pods.is_empty() {
+    let queried = queried_dns_pods(cluster, result);
+    if queried.is_empty() {
         return None;
     }
     let mut reasons = Vec::new();
-    for pod in &cluster.pods {
+    for pod in &queried {
         match &pod.egress_policy {
             PolicyCheck::Denied {
                 egress: Some(side), ..
@@ -31,17 +59,24 @@ pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<String> {
         }
     }
     reasons.dedup();
-    Some(reasons.join("; "))
+    let family = IpFamily::of(queried[0].ip);
+    let other_family = cluster.pods.iter().any(|p| IpFamily::of(p.ip) != family);
+    let one_family = queried.iter().all(|p| IpFamily::of(p.ip) == family);
+    Some(DnsBlocked {
+        family: (one_family && other_family).then_some(family),
+        reasons: reasons.join("; "),
+    })
 }
 
 pub(super) fn dns_evidence(result: &DnsResult) -> Vec<String> {
     let rc = &result.resolv_conf;
-    let servers: Vec<String> = rc.nameservers.iter().map(ToString::to_string).collect();
+    let servers = NonEmpty::from_vec(rc.nameservers.iter().map(ToString::to_string).collect());
+    let search = NonEmpty::from_vec(rc.search.clone());
     let mut evidence = vec![format!(
-        "resolv.conf {}: nameserver {}, search {}, ndots {}",
+        "resolv.conf {}: {}, {}, ndots {}",
         rc.path,
-        servers.join(" "),
-        rc.search.join(" "),
+        servers.map_or("no nameserver".into(), |s| format!("nameserver {}", s.spaced())),
+        search.map_or("no search list".into(), |s| format!("search {}", s.spaced())),
         rc.ndots
     )];
     for c in &result.candidates {
@@ -243,10 +278,16 @@ pub(super) fn nxdomain_for_existing_service(
         .iter()
         .any(|c| c.name.eq_ignore_ascii_case(&fqdn))
     {
+        let search = match NonEmpty::from_vec(result.resolv_conf.search.clone()) {
+            Some(list) => format!(
+                "the pod's search list ({}) does not complete the name",
+                list.spaced()
+            ),
+            None => "the pod's resolv.conf has no search list to complete the name".into(),
+        };
         return fail(
             format!(
-                "{name} is {what} although Service {ns}/{svc} exists: no query asked for {fqdn}; the pod's search list ({}) does not complete the name",
-                result.resolv_conf.search.join(" ")
+                "{name} is {what} although Service {ns}/{svc} exists: no query asked for {fqdn}; {search}"
             ),
             evidence,
             vec![
@@ -277,9 +318,10 @@ pub(super) fn judge_dns_failure(
 ) -> Judgment {
     let name = &dns.name;
     let what = describe_dns(failure);
-    if let Some(reason) = &cx.dns_blocked {
+    if let Some(blocked) = &cx.dns_blocked {
         return not_applicable(format!(
-            "{name} {what}: queries to cluster DNS are blocked by NetworkPolicy ({reason}); judged at network-policy"
+            "{name} {what}: queries to cluster DNS are blocked by NetworkPolicy ({}); judged at network-policy",
+            blocked.reasons
         ));
     }
     let fix = vec![
@@ -300,7 +342,11 @@ pub(super) fn judge_dns_failure(
             vec![cmd(dns_policy_command(cx))],
         );
     }
-    let ready: Vec<&DnsPodFacts> = cluster.pods.iter().filter(|p| p.ready).collect();
+    // Only the DNS pods of the queries' family say whether the queries could be answered.
+    let ready: Vec<&DnsPodFacts> = queried_dns_pods(cluster, result)
+        .into_iter()
+        .filter(|p| p.ready)
+        .collect();
     if ready.is_empty() {
         evidence.push(format!(
             "kube-dns endpoints: {} listed, none ready",
@@ -340,7 +386,7 @@ pub(super) fn judge_dns_failure(
 
 /// Puts each ready DNS pod's direct answer into `evidence`; returns how many answered the name
 /// (resolved, NXDOMAIN or NODATA).
-fn direct_answers(ready: &[&DnsPodFacts], evidence: &mut Vec<String>) -> usize {
+pub(super) fn direct_answers(ready: &[&DnsPodFacts], evidence: &mut Vec<String>) -> usize {
     let mut answered = 0;
     for pod in ready {
         match &pod.direct {

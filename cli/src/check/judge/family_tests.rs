@@ -210,3 +210,86 @@ fn a_dual_stack_wildcard_serves_ipv4_unless_it_is_v6_only() {
     let s = summary(&judge(&ev, 0), Layer::Application);
     assert!(s.contains("yet it listens on 8080"), "{s}");
 }
+
+/// Dual-stack, IPv6 primary: the pod's resolv.conf names the IPv6 kube-dns address and its
+/// lookups time out. The DNS pod has an IPv4 address (policy allows egress to it, and it answers
+/// a direct query) and an IPv6 one (policy denies egress to it; the direct query times out).
+fn dns_over_ipv6_denied_over_ipv4_allowed() -> Evidence {
+    let mut ev = dual_stack();
+    let dns = dns_mut(&mut ev);
+    let mut result = dns_result("payments.shop", DnsOutcome::Timeout);
+    let server: std::net::SocketAddr = "[fd00:10:96::a]:53".parse().unwrap();
+    result.resolv_conf.nameservers = vec![server];
+    for c in &mut result.candidates {
+        c.server = server;
+        c.outcome = DnsOutcome::Timeout;
+    }
+    dns.result = Fact::Known(result.clone());
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.service_ip = Some(server.ip());
+        let v4 = c.pods[0].clone();
+        c.pods.push(DnsPodFacts {
+            ip: ip("fd00:10:244:1::2"),
+            direct: Fact::Known(DnsOutcome::Timeout),
+            egress_policy: PolicyCheck::Denied {
+                egress: Some(denied_side(
+                    "shop/checkout is isolated by shop/checkout-egress; no rule allows to kube-system/coredns-0 on 53/UDP",
+                    "shop/checkout-egress",
+                    53,
+                    "UDP",
+                )),
+                ingress: None,
+            },
+            ..v4
+        });
+    }
+    // The AAAA lookup beside it goes to the same nameserver and times out too.
+    if let Some(second) = ev.secondary.as_mut() {
+        second.dns = Some(Fact::Known(DnsResult {
+            record_type: RecordType::Aaaa,
+            ..result
+        }));
+    }
+    ev
+}
+
+#[test]
+fn dns_denied_in_the_family_the_queries_use_fails_network_policy_for_that_family() {
+    let ev = dns_over_ipv6_denied_over_ipv4_allowed();
+    for family in [IpFamily::V4, IpFamily::V6] {
+        let report = judge(&family::view(&ev, family), 0);
+        assert_fails_at(&report, Layer::NetworkPolicy);
+        let s = summary(&report, Layer::NetworkPolicy);
+        assert!(
+            s.contains("to cluster DNS (port 53/UDP) is denied for IPv6: ")
+                && s.contains("shop/checkout-egress"),
+            "{s}"
+        );
+        assert!(!summary(&report, Layer::Dns).contains("not proxied"));
+        let evidence = evidence_text(&report, Layer::NetworkPolicy);
+        assert!(
+            evidence.contains("direct query to DNS pod kube-system/coredns-0 (fd00:10:244:1::2): timed out"),
+            "{evidence}"
+        );
+        assert!(!evidence.contains("(10.244.1.2)"), "{evidence}");
+        assert!(
+            report.fix[0].contains("k8s-app=kube-dns") && report.fix[0].contains("shop/checkout-egress"),
+            "{:?}",
+            report.fix
+        );
+    }
+    assert_eq!(family::judge(&ev, 0).failing_layer, Some(Layer::NetworkPolicy));
+}
+
+#[test]
+fn a_direct_answer_in_another_family_does_not_make_a_dns_timeout_an_unproxied_service_ip() {
+    let mut ev = dns_over_ipv6_denied_over_ipv4_allowed();
+    // Policy allows both families; the IPv6 DNS address just does not answer.
+    if let Some(Fact::Known(c)) = ev.dns.as_mut().map(|d| &mut d.cluster_dns) {
+        c.pods[1].egress_policy = c.pods[0].egress_policy.clone();
+    }
+    let report = judge(&family::view(&ev, IpFamily::V6), 0);
+    assert_fails_at(&report, Layer::Dns);
+    let s = summary(&report, Layer::Dns);
+    assert!(s.contains("DNS server down") && !s.contains("not proxied"), "{s}");
+}

@@ -7,6 +7,7 @@
 //! disagreement is reported.
 
 use super::evidence::*;
+use super::prose::NonEmpty;
 use super::report::{EvidenceLine, FixLine, Layer, Report, Status, Step, Verdict};
 
 mod application;
@@ -20,6 +21,7 @@ mod pod_network;
 mod service;
 mod service_protocol;
 mod service_proxy;
+mod sockets;
 mod source;
 mod udp;
 mod witnesses;
@@ -198,7 +200,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         endpoints: cx
             .live
             .iter()
-            .map(|e| outcomes::endpoint_report(ev.destination, e))
+            .map(|e| outcomes::endpoint_report(&cx, e))
             .collect(),
         families: vec![],
         withheld: false,

@@ -10,8 +10,8 @@ use crate::policy::PolicyRef;
 
 pub(super) fn judge_policy(cx: &Context) -> Judgment {
     let src_ns = cx.source_pod.map(|p| p.namespace.clone()).unwrap_or_default();
-    if let Some(reason) = &cx.dns_blocked {
-        return dns_denied(cx, reason, &src_ns);
+    if let Some(blocked) = &cx.dns_blocked {
+        return dns_denied(cx, blocked, &src_ns);
     }
     if cx.is_external_name() {
         return not_applicable("not applicable: an ExternalName Service");
@@ -33,16 +33,37 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     not_denied(cx, tally)
 }
 
-fn dns_denied(cx: &Context, reason: &str, src_ns: &str) -> Judgment {
+fn dns_denied(cx: &Context, blocked: &DnsBlocked, src_ns: &str) -> Judgment {
     let mut evidence =
         vec!["DNS queries from the pod time out while the policy evaluation denies them".to_string()];
-    if let Some(Fact::Known(result)) = cx.dns.as_ref().map(|d| &d.result) {
+    let over = match blocked.family {
+        Some(family) => {
+            evidence.push(format!(
+                "the pod's resolv.conf sends its queries over {0}: NetworkPolicy denies egress to the DNS pods' {0} addresses, whatever it allows to their {1} ones (an ipBlock admits only addresses of its own family)",
+                family.label(),
+                family.other().label()
+            ));
+            format!(" for {}", family.label())
+        }
+        None => String::new(),
+    };
+    if let Some(dns) = cx.dns.as_ref()
+        && let Fact::Known(result) = &dns.result
+    {
         evidence.extend(dns_evidence(result));
+        // What the DNS pods the queries go to said when asked directly, past the Service IP.
+        if let Some(cluster) = dns.cluster_dns.known() {
+            let queried: Vec<&DnsPodFacts> = queried_dns_pods(cluster, result)
+                .into_iter()
+                .filter(|p| p.ready)
+                .collect();
+            direct_answers(&queried, &mut evidence);
+        }
     }
     fail(
         format!(
-            "egress from {} to cluster DNS (port 53/UDP) is denied: {reason}",
-            cx.from
+            "egress from {} to cluster DNS (port 53/UDP) is denied{over}: {}",
+            cx.from, blocked.reasons
         ),
         evidence,
         dns_policy_fix(cx, src_ns),
@@ -217,11 +238,17 @@ pub(super) fn subject_phrase(pod: &PodFacts) -> String {
     }
 }
 
-pub(super) fn policies_phrase(policies: &[PolicyRef]) -> String {
-    let names: Vec<String> = policies.iter().map(ToString::to_string).collect();
-    match names.as_slice() {
-        [one] => one.clone(),
-        _ => format!("one of {}", names.join(", ")),
+/// The advice for one denied side: allow `rule` in an isolating policy, or, when no
+/// NetworkPolicy isolates the pod (a Baseline-tier rule denied it), add one that allows it.
+pub(super) fn allow_hint(rule: &str, subject: &str, isolating: Option<&NonEmpty<PolicyRef>>) -> FixLine {
+    match isolating {
+        Some(policies) => hint(format!(
+            "allow {rule} in {}, or add a NetworkPolicy selecting {subject} that allows it",
+            policies.one_of()
+        )),
+        None => hint(format!(
+            "add a NetworkPolicy selecting {subject} that allows {rule}"
+        )),
     }
 }
 
@@ -276,16 +303,9 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
                 Some(pod) => subject_phrase(pod),
                 None => e.label(),
             };
-            push_unique(
-                &mut advice,
-                hint(format!(
-                    "allow ingress from {from} to port {}/{} in {}, or add a NetworkPolicy selecting {to} that allows it",
-                    side.port,
-                    side.protocol,
-                    policies_phrase(&side.policies)
-                )),
-            );
-            policies.extend(side.policies.iter().cloned());
+            let rule = format!("ingress from {from} to port {}/{}", side.port, side.protocol);
+            push_unique(&mut advice, allow_hint(&rule, &to, side.policies.as_ref()));
+            policies.extend(side.policies.iter().flat_map(NonEmpty::to_vec));
         }
         if let Some(side) = egress.as_ref().filter(|s| !s.needs_cluster_admin()) {
             let to = match &e.pod {
@@ -296,16 +316,9 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
                 },
             };
             let subject = src.map(subject_phrase).unwrap_or_else(|| cx.from.to_string());
-            push_unique(
-                &mut advice,
-                hint(format!(
-                    "allow egress to {to} on port {}/{} in {}, or add a NetworkPolicy selecting {subject} that allows it",
-                    side.port,
-                    side.protocol,
-                    policies_phrase(&side.policies)
-                )),
-            );
-            policies.extend(side.policies.iter().cloned());
+            let rule = format!("egress to {to} on port {}/{}", side.port, side.protocol);
+            push_unique(&mut advice, allow_hint(&rule, &subject, side.policies.as_ref()));
+            policies.extend(side.policies.iter().flat_map(NonEmpty::to_vec));
         }
     }
     if !policies.is_empty() || !denied_by_admin_only(live.iter().map(|e| &e.policy)) {
@@ -348,25 +361,17 @@ pub(super) fn dns_policy_fix(cx: &Context, src_ns: &str) -> Vec<FixLine> {
         }
         if let Some(side) = egress.as_ref().filter(|s| !s.needs_cluster_admin()) {
             let subject = src.map(subject_phrase).unwrap_or_else(|| cx.from.to_string());
-            push_unique(
-                &mut advice,
-                hint(format!(
-                    "allow egress to pods with k8s-app=kube-dns in namespace kube-system on port 53/UDP and 53/TCP in {}, or add a NetworkPolicy selecting {subject} that allows it",
-                    policies_phrase(&side.policies)
-                )),
-            );
-            policies.extend(side.policies.iter().cloned());
+            let rule =
+                "egress to pods with k8s-app=kube-dns in namespace kube-system on port 53/UDP and 53/TCP";
+            push_unique(&mut advice, allow_hint(rule, &subject, side.policies.as_ref()));
+            policies.extend(side.policies.iter().flat_map(NonEmpty::to_vec));
         }
         if let Some(side) = ingress.as_ref().filter(|s| !s.needs_cluster_admin()) {
             let from = src.map(peer_phrase).unwrap_or_else(|| cx.from.to_string());
-            push_unique(
-                &mut advice,
-                hint(format!(
-                    "allow ingress from {from} to port 53/UDP and 53/TCP in {}, or add a NetworkPolicy selecting k8s-app=kube-dns in namespace kube-system that allows it",
-                    policies_phrase(&side.policies)
-                )),
-            );
-            policies.extend(side.policies.iter().cloned());
+            let rule = format!("ingress from {from} to port 53/UDP and 53/TCP");
+            let dns_pods = "k8s-app=kube-dns in namespace kube-system";
+            push_unique(&mut advice, allow_hint(&rule, dns_pods, side.policies.as_ref()));
+            policies.extend(side.policies.iter().flat_map(NonEmpty::to_vec));
         }
     }
     advice.extend(policy_get_lines(&policies, src_ns));

@@ -4,7 +4,9 @@
 
 use netdiag_proto::TcpOutcome;
 
+use super::context::Context;
 use super::describe::is_blocked;
+use super::witnesses::black_hole_behind;
 use crate::check::evidence::*;
 use crate::check::report::{EndpointReport, Layer, Status};
 
@@ -24,8 +26,13 @@ pub(crate) fn is_stale(destination: Destination, e: &EndpointFacts) -> bool {
         && matches!(&e.tcp, Fact::Known(o) if is_blocked(o))
 }
 
-/// The first layer at which `e` fails, if it does.
-pub(crate) fn endpoint_status(destination: Destination, e: &EndpointFacts) -> EndpointStatus {
+/// The first layer at which `e` fails, if it does. A connection that succeeds behind an MTU
+/// black hole fails at pod-network: its first large packet vanishes.
+pub(crate) fn endpoint_status(
+    destination: Destination,
+    path_mtu: &[PathMtuWitness],
+    e: &EndpointFacts,
+) -> EndpointStatus {
     if is_stale(destination, e) {
         return EndpointStatus::Fail(Layer::Endpoints);
     }
@@ -34,6 +41,7 @@ pub(crate) fn endpoint_status(destination: Destination, e: &EndpointFacts) -> En
     }
     let connected = matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. }));
     match (&e.tcp, &e.policy) {
+        _ if connected && black_hole_behind(path_mtu, e).is_some() => EndpointStatus::Fail(Layer::PodNetwork),
         _ if connected => EndpointStatus::Pass,
         (_, PolicyCheck::Denied { .. }) => EndpointStatus::Fail(Layer::NetworkPolicy),
         (Fact::Known(o), PolicyCheck::NotEvaluated(_)) if is_blocked(o) => EndpointStatus::Undetermined,
@@ -44,8 +52,9 @@ pub(crate) fn endpoint_status(destination: Destination, e: &EndpointFacts) -> En
 }
 
 /// The report's line for one destination address.
-pub(crate) fn endpoint_report(destination: Destination, e: &EndpointFacts) -> EndpointReport {
-    let (status, layer) = match endpoint_status(destination, e) {
+pub(crate) fn endpoint_report(cx: &Context, e: &EndpointFacts) -> EndpointReport {
+    let path_mtu = &cx.witnesses.path_mtu;
+    let (status, layer) = match endpoint_status(cx.destination, path_mtu, e) {
         EndpointStatus::Pass => (Status::Pass, None),
         EndpointStatus::Fail(layer) => (Status::Fail, Some(layer)),
         EndpointStatus::Undetermined => (Status::Undetermined, None),
@@ -66,6 +75,14 @@ pub(crate) fn endpoint_report(destination: Destination, e: &EndpointFacts) -> En
         udp: e.udp.as_ref().map(|udp| match udp {
             Fact::Known(o) => super::udp::describe_udp(o),
             Fact::Unknown(why) => format!("not probed: {why}"),
+        }),
+        path_mtu: black_hole_behind(path_mtu, e).map(|h| {
+            format!(
+                "packets > {} bytes are silently dropped (pod MTU {}): an MTU black hole {}",
+                h.largest_passed_bytes,
+                h.interface_mtu,
+                h.between(cx.source_node())
+            )
         }),
     }
 }

@@ -34,7 +34,7 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
                 svc.requested_protocol
                     .map(|p| format!("/{p}"))
                     .unwrap_or_default(),
-                exposed.join(", ")
+                NonEmpty::from_vec(exposed).map_or("no port".into(), |ports| ports.joined())
             ),
             vec![],
             vec![get_svc(svc)],
@@ -71,10 +71,10 @@ fn found_service<'a>(cx: &'a Context) -> Result<&'a ServiceSpecFacts, Judgment> 
                 .unwrap_or_default();
             Err(fail(
                 format!("Service {namespace}/{name} not found{hint}"),
-                vec![format!(
-                    "Services in namespace {namespace}: {}",
-                    names_in_namespace.join(", ")
-                )],
+                vec![match NonEmpty::from_vec(names_in_namespace.clone()) {
+                    Some(names) => format!("Services in namespace {namespace}: {}", names.joined()),
+                    None => format!("namespace {namespace} has no Services"),
+                }],
                 vec![cmd(format!("kubectl get svc -n {namespace}"))],
             ))
         }
@@ -203,17 +203,11 @@ fn numeric_target_port(cx: &Context, svc: &ServiceSpecFacts, port: &ServicePortF
             vec![],
         );
     };
-    let ports: Vec<String> = listening.iter().map(u16::to_string).collect();
+    let ports = listening.joined();
     let evidence = cx
         .live
         .iter()
-        .map(|e| {
-            format!(
-                "TCP to {} refused; the pod listens on {}",
-                e.label(),
-                ports.join(", ")
-            )
-        })
+        .map(|e| format!("TCP to {} refused; the pod listens on {ports}", e.label(),))
         .collect();
     let mut fix = vec![get_svc(svc)];
     let index = svc
@@ -228,9 +222,8 @@ fn numeric_target_port(cx: &Context, svc: &ServiceSpecFacts, port: &ServicePortF
     }
     fail(
         format!(
-            "{} {port_text} → targetPort {tp}, but nothing listens on {tp} in the selected pods; they listen on {}",
+            "{} {port_text} → targetPort {tp}, but nothing listens on {tp} in the selected pods; they listen on {ports}",
             svc.key(),
-            ports.join(", ")
         ),
         evidence,
         fix,
@@ -259,7 +252,11 @@ pub(super) fn selector_text(svc: &ServiceSpecFacts) -> String {
 
 /// A numeric targetPort is wrong when every live endpoint refuses it, no selected pod declares it,
 /// nothing listens on it, and the pods do listen on other ports. Returns those ports.
-pub(super) fn wrong_numeric_target_port(cx: &Context, svc: &ServiceSpecFacts, tp: u16) -> Option<Vec<u16>> {
+pub(super) fn wrong_numeric_target_port(
+    cx: &Context,
+    svc: &ServiceSpecFacts,
+    tp: u16,
+) -> Option<NonEmpty<u16>> {
     let live = &cx.live;
     let all_refused = live
         .iter()
@@ -290,5 +287,5 @@ pub(super) fn wrong_numeric_target_port(cx: &Context, svc: &ServiceSpecFacts, tp
                 .map(|s| s.local_port),
         );
     }
-    (!listening.is_empty()).then(|| listening.into_iter().collect())
+    NonEmpty::from_vec(listening.into_iter().collect())
 }

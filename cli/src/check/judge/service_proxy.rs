@@ -37,12 +37,14 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
         (true, true) => format!("{node} rejects {vip} as a Service without endpoints ({ready})"),
         (true, false) => format!(
             "{node} translates {vip} to {} ({ready})",
-            rules
-                .endpoints
-                .iter()
-                .map(|a| format!("{}:{}", fmt_ip(a.ip()), a.port()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            NonEmpty::from_vec(
+                rules
+                    .endpoints
+                    .iter()
+                    .map(|a| format!("{}:{}", fmt_ip(a.ip()), a.port()))
+                    .collect()
+            )
+            .map_or("no endpoint".into(), |to| to.joined())
         ),
     };
     if !stale.is_empty() {

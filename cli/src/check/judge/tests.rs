@@ -71,10 +71,10 @@ fn denied_side(why: &str, policy: &str, port: u16, protocol: &str) -> DeniedSide
     let (ns, name) = policy.split_once('/').unwrap();
     DeniedSide {
         why: why.into(),
-        policies: vec![PolicyRef {
+        policies: Some(NonEmpty::new(PolicyRef {
             namespace: ns.into(),
             name: name.into(),
-        }],
+        })),
         port,
         protocol: protocol.parse().unwrap(),
         admin_rule: None,
@@ -918,12 +918,14 @@ fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_a
             egress: None,
             ingress: Some(DeniedSide {
                 why: "isolated".into(),
-                policies: ["a", "b", "c", "d"]
-                    .map(|name| PolicyRef {
-                        namespace: "shop".into(),
-                        name: name.into(),
-                    })
-                    .to_vec(),
+                policies: NonEmpty::from_vec(
+                    ["a", "b", "c", "d"]
+                        .map(|name| PolicyRef {
+                            namespace: "shop".into(),
+                            name: name.into(),
+                        })
+                        .to_vec(),
+                ),
                 port: 8080,
                 protocol: Protocol::Tcp,
                 admin_rule: None,
@@ -977,6 +979,56 @@ fn egress_denied_fails_network_policy_naming_the_source() {
              or add a NetworkPolicy selecting app=checkout in namespace shop that allows it",
             "kubectl -n shop get networkpolicy lockdown -o yaml",
         ]
+    );
+}
+
+#[test]
+fn a_baseline_deny_with_no_isolating_policy_advises_a_new_policy_never_an_empty_list() {
+    use crate::policy::{AdminAction, AdminKind, AdminPolicyRef, AdminRuleRef, AdminTier, Direction};
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        let mut side = denied_side(
+            "shop/checkout is denied to shop/payments-0 on 8080/TCP by BaselineAdminNetworkPolicy default egress[0] in the Baseline tier",
+            "shop/unused",
+            8080,
+            "TCP",
+        );
+        side.policies = None;
+        side.admin_rule = Some(AdminRuleRef {
+            policy: AdminPolicyRef {
+                kind: AdminKind::BaselineAdminNetworkPolicy,
+                name: "default".into(),
+                tier: AdminTier::Baseline,
+                priority: None,
+            },
+            direction: Direction::Egress,
+            index: 0,
+            name: None,
+            action: AdminAction::Deny,
+        });
+        e.policy = PolicyCheck::Denied {
+            egress: Some(side),
+            ingress: None,
+        };
+        e.tcp = timeout();
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    let advice = report
+        .fix
+        .iter()
+        .find(|line| line.contains("8080/TCP"))
+        .expect("advice for the denied port");
+    assert_eq!(
+        advice,
+        "add a NetworkPolicy selecting app=checkout in namespace shop that allows egress to pods with \
+         app=payments in namespace shop on port 8080/TCP"
+    );
+    assert!(
+        report
+            .fix
+            .iter()
+            .all(|line| !line.contains("one of ,") && !line.contains(" in ,"))
     );
 }
 
@@ -1234,6 +1286,40 @@ fn a_service_without_a_named_port_match_in_a_missing_service_fails_service() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
     assert!(summary(&report, Layer::Service).contains("did you mean payments?"));
+}
+
+#[test]
+fn a_missing_service_in_a_namespace_without_services_says_so_not_an_empty_list() {
+    let mut ev = healthy();
+    ev.dns = None;
+    ev.service = ServiceFacts::Missing {
+        namespace: "shop".into(),
+        name: "payments".into(),
+        names_in_namespace: vec![],
+    };
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Service);
+    let evidence = evidence_text(&report, Layer::Service);
+    assert!(evidence.contains("namespace shop has no Services"), "{evidence}");
+    assert!(!evidence.contains("Services in namespace shop:"), "{evidence}");
+}
+
+#[test]
+fn a_resolv_conf_without_a_search_list_or_nameserver_is_said_in_words() {
+    let mut result = dns_result("payments.shop", DnsOutcome::Timeout);
+    result.resolv_conf.search.clear();
+    result.resolv_conf.nameservers.clear();
+    let line = &dns_evidence(&result)[0];
+    assert!(
+        line.contains(": no nameserver, no search list, ndots 5"),
+        "{line}"
+    );
+    result.resolv_conf.search = vec!["shop.svc.cluster.local".into(), "cluster.local".into()];
+    let line = &dns_evidence(&result)[0];
+    assert!(
+        line.contains("search shop.svc.cluster.local cluster.local, ndots"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -1526,9 +1612,55 @@ fn an_mtu_black_hole_fails_pod_network_although_every_connection_succeeds() {
     assert_fails_at(&report, Layer::PodNetwork);
     assert_eq!(
         summary(&report, Layer::PodNetwork),
-        "packets > 1200 bytes to 10.244.2.14 are silently dropped (pod MTU 1500): an MTU black hole between node-a and node-b"
+        "1 of 2 endpoints (shop/payments-1): packets > 1200 bytes are silently dropped (pod MTU 1500): an MTU \
+         black hole between node-a and node-b — about 1 in 2 new connections hang once a large packet is sent"
     );
     assert!(evidence_text(&report, Layer::PodNetwork).contains("1210-byte ones never are"));
+}
+
+#[test]
+fn an_mtu_black_hole_on_the_source_link_fails_each_endpoint_behind_it_and_names_every_node_pair() {
+    let mut ev = healthy();
+    let more = [
+        pod("shop", "payments-2", "node-c", "10.244.3.14"),
+        pod("shop", "payments-3", "node-c", "10.244.3.15"),
+    ];
+    endpoints_mut(&mut ev).extend(more.into_iter().map(endpoint));
+    // Measured once per node (node-c's lowest address): the same path serves payments-3.
+    ev.witnesses.path_mtu = vec![
+        mtu("10.244.1.14", "node-a", measured(1500, None, None)),
+        mtu("10.244.2.14", "node-b", measured(1200, Some(1210), None)),
+        mtu("10.244.3.14", "node-c", measured(1200, Some(1210), None)),
+    ];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.starts_with(
+            "3 of 4 endpoints (shop/payments-1, shop/payments-2, shop/payments-3): packets > 1200 bytes"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("an MTU black hole between node-a and node-b and between node-a and node-c"),
+        "{s}"
+    );
+    assert!(s.contains("about 3 in 4 new connections hang"), "{s}");
+    let statuses: Vec<(Status, Option<Layer>, bool)> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.status, e.failing_layer, e.path_mtu.is_some()))
+        .collect();
+    let behind = (Status::Fail, Some(Layer::PodNetwork), true);
+    assert_eq!(statuses, [(Status::Pass, None, false), behind, behind, behind]);
+    assert!(
+        report.endpoints[3]
+            .path_mtu
+            .as_deref()
+            .is_some_and(|m| m.contains("between node-a and node-c")),
+        "{:?}",
+        report.endpoints[3]
+    );
 }
 
 #[test]

@@ -9,35 +9,147 @@ use super::*;
 /// Conntrack fill from which the table counts as nearly full.
 const CONNTRACK_NEARLY_FULL_PERCENT: u64 = 90;
 
-/// An MTU black hole on the path to some endpoint that connects: the summary, its evidence lines.
-pub(super) fn mtu_black_hole(cx: &Context) -> Option<(String, Vec<String>)> {
-    let src = cx.source_node().unwrap_or("the source node");
-    cx.witnesses.path_mtu.iter().find_map(|w| {
-        let Fact::Known(PathMtuOutcome::Measured {
-            interface_mtu,
-            largest_passed_bytes,
-            smallest_dropped_bytes: Some(dropped),
-            learned_pmtu_bytes: None,
-        }) = &w.outcome
-        else {
-            return None;
-        };
-        let between = match w.node.as_deref() {
+/// A path MTU measurement that found a black hole: DF packets above `largest_passed_bytes`
+/// vanish with no ICMP fragmentation-needed. The path belongs to the pair of nodes, so the
+/// finding holds for every endpoint on the measured endpoint's node ([`black_hole_behind`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MtuBlackHole<'a> {
+    pub witness: &'a PathMtuWitness,
+    pub interface_mtu: u32,
+    pub largest_passed_bytes: u32,
+    pub smallest_dropped_bytes: u32,
+}
+
+impl MtuBlackHole<'_> {
+    /// `between node-a and node-b`, `on node-a` (same node), or `between node-a and 10.0.0.9`.
+    pub fn between(&self, source_node: Option<&str>) -> String {
+        let src = source_node.unwrap_or("the source node");
+        match self.witness.node.as_deref() {
             Some(n) if n != src => format!("between {src} and {n}"),
             Some(n) => format!("on {n}"),
-            None => format!("between {src} and {}", fmt_ip(w.ip)),
-        };
-        let summary = format!(
-            "packets > {largest_passed_bytes} bytes to {} are silently dropped (pod MTU {interface_mtu}): an MTU black hole {between}",
-            fmt_ip(w.ip)
-        );
-        let evidence = vec![format!(
-            "path MTU to {}:{}: {largest_passed_bytes}-byte TCP segments with DF are acknowledged, {dropped}-byte ones never are and no ICMP fragmentation-needed came back",
-            fmt_ip(w.ip),
-            w.port
-        )];
-        Some((summary, evidence))
+            None => format!("between {src} and {}", fmt_ip(self.witness.ip)),
+        }
+    }
+}
+
+impl MtuBlackHole<'_> {
+    /// The measurement as an evidence line.
+    fn evidence(&self, source_node: Option<&str>) -> String {
+        format!(
+            "path MTU to {}:{} {}: {}-byte TCP segments with DF are acknowledged, {}-byte ones never are and no ICMP fragmentation-needed came back",
+            fmt_ip(self.witness.ip),
+            self.witness.port,
+            self.between(source_node),
+            self.largest_passed_bytes,
+            self.smallest_dropped_bytes
+        )
+    }
+}
+
+/// The witness's black hole, when it found one.
+fn black_hole(w: &PathMtuWitness) -> Option<MtuBlackHole<'_>> {
+    let Fact::Known(PathMtuOutcome::Measured {
+        interface_mtu,
+        largest_passed_bytes,
+        smallest_dropped_bytes: Some(dropped),
+        learned_pmtu_bytes: None,
+    }) = &w.outcome
+    else {
+        return None;
+    };
+    Some(MtuBlackHole {
+        witness: w,
+        interface_mtu: *interface_mtu,
+        largest_passed_bytes: *largest_passed_bytes,
+        smallest_dropped_bytes: *dropped,
     })
+}
+
+/// The black hole on the path to endpoint `e`: measured to `e` itself, or to another endpoint
+/// of the same address family on `e`'s node (the path MTU is measured once per node and family).
+pub(crate) fn black_hole_behind<'a>(
+    witnesses: &'a [PathMtuWitness],
+    e: &EndpointFacts,
+) -> Option<MtuBlackHole<'a>> {
+    let same_path = |w: &&PathMtuWitness| {
+        w.ip == e.ip
+            || (w.node.is_some() && w.node.as_deref() == e.node() && w.ip.is_ipv4() == e.ip.is_ipv4())
+    };
+    witnesses.iter().filter(same_path).find_map(black_hole)
+}
+
+/// An MTU black hole on the path to endpoints that connect: the summary naming the share of
+/// endpoints behind it and every node pair it lies between, and its evidence lines.
+pub(super) fn mtu_black_hole(cx: &Context) -> Option<(String, Vec<String>)> {
+    let witnesses = &cx.witnesses.path_mtu;
+    let holes = NonEmpty::from_vec(witnesses.iter().filter_map(black_hole).collect())?;
+    let first = holes.first();
+    let src = cx.source_node();
+    let behind: Vec<&EndpointFacts> = cx
+        .live
+        .iter()
+        .copied()
+        .filter(|e| black_hole_behind(witnesses, e).is_some())
+        .collect();
+    let mut pairs: Vec<String> = Vec::new();
+    for pair in holes.iter().map(|h| h.between(src)) {
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
+    let pairs = pairs.join(" and ");
+    let total = cx.live.len();
+    let summary = if total <= 1 || behind.is_empty() {
+        let to = format!(" to {}", fmt_ip(first.witness.ip));
+        format!("{}: an MTU black hole {pairs}", dropped(&holes, src, &to))
+    } else {
+        let names: Vec<String> = behind
+            .iter()
+            .map(|e| {
+                e.pod
+                    .as_ref()
+                    .map(|p| p.key().to_string())
+                    .unwrap_or_else(|| e.label())
+            })
+            .collect();
+        let share = if behind.len() < total {
+            format!(
+                " — about {} in {total} new connections hang once a large packet is sent",
+                behind.len()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} ({}): {}: an MTU black hole {pairs}{share}",
+            endpoints_of(behind.len(), total),
+            names.join(", "),
+            dropped(&holes, src, "")
+        )
+    };
+    Some((summary, holes.iter().map(|h| h.evidence(src)).collect()))
+}
+
+/// `packets > 1200 bytes{to} are silently dropped (pod MTU 1500)`, each pair's size when the
+/// black holes differ.
+fn dropped(holes: &NonEmpty<MtuBlackHole>, src: Option<&str>, to: &str) -> String {
+    let size = |h: &MtuBlackHole| (h.largest_passed_bytes, h.interface_mtu);
+    let first = holes.first();
+    if holes.iter().all(|h| size(h) == size(first)) {
+        return format!(
+            "packets > {} bytes{to} are silently dropped (pod MTU {})",
+            first.largest_passed_bytes, first.interface_mtu
+        );
+    }
+    let sizes: Vec<String> = holes
+        .iter()
+        .map(|h| format!("> {} bytes {}", h.largest_passed_bytes, h.between(src)))
+        .collect();
+    format!(
+        "packets {} are silently dropped (pod MTU {})",
+        sizes.join(", "),
+        first.interface_mtu
+    )
 }
 
 /// Lines for witnesses that could not run, so that the step says which is missing.

@@ -22,8 +22,18 @@ pub use verdict::{
 
 pub(crate) use spec::{AdminPeerSpec, AdminPolicySpec, AdminRuleSpec};
 
-use super::index::{Endpoint, PolicyIndex, finding};
-use super::types::{Direction, DirectionVerdict, EvalError, Finding, Flow};
+use super::index::{Endpoint, HasFamily, PolicyIndex, finding, pick_family};
+use super::types::{Direction, DirectionVerdict, EvalError, Finding, Flow, IpFamily};
+
+impl HasFamily for TieredVerdict {
+    fn family(&self) -> Option<IpFamily> {
+        self.network_policy.family
+    }
+
+    fn flow_text(&self) -> String {
+        self.network_policy.flow_text()
+    }
+}
 
 /// Validated admin policies and their evaluation order per tier.
 #[derive(Debug, Clone, Default)]
@@ -107,6 +117,13 @@ pub(crate) fn admin_rules(spec: &AdminPolicySpec, direction: Direction) -> &[Adm
     }
 }
 
+/// The flow and the address family whose packets a tier decides.
+#[derive(Debug, Clone, Copy)]
+struct Sides<'a> {
+    flow: &'a Flow,
+    family: Option<IpFamily>,
+}
+
 /// The first rule of a tier's policies that matches, for one side: what it did.
 enum TierOutcome<'a> {
     Decided(&'a AdminRuleSpec),
@@ -128,19 +145,46 @@ impl PolicyIndex {
     /// Decide one flow over every tier: Admin, NetworkPolicy, Baseline, default allow. With no
     /// admin policies this is [`PolicyIndex::evaluate`] with every side decided by NetworkPolicy
     /// or the default. `Err` only when the flow cannot be evaluated (unknown pod, port 0).
+    /// Between dual-stack pods each family is decided on its own, as [`PolicyIndex::evaluate`] does.
     pub fn evaluate_tiers(&self, flow: &Flow) -> Result<TieredVerdict, EvalError> {
-        let network_policy = self.evaluate(flow)?;
+        let (from, to) = (self.endpoint(&flow.from)?, self.endpoint(&flow.to)?);
+        match self.flow_families(from, to).as_slice() {
+            [] => self.evaluate_tiers_in(flow, None),
+            [one] => self.evaluate_tiers_in(flow, Some(*one)),
+            [first, second, ..] => {
+                let a = self.evaluate_tiers_in(flow, Some(*first))?;
+                let b = self.evaluate_tiers_in(flow, Some(*second))?;
+                Ok(pick_family(
+                    a,
+                    b,
+                    |v| v.allowed,
+                    |v| &mut v.network_policy.notes,
+                    TieredVerdict::explain,
+                ))
+            }
+        }
+    }
+
+    /// [`PolicyIndex::evaluate_tiers`] for the packets of one address family (`None`: no end of
+    /// the flow has an address).
+    pub fn evaluate_tiers_in(
+        &self,
+        flow: &Flow,
+        family: Option<IpFamily>,
+    ) -> Result<TieredVerdict, EvalError> {
+        let network_policy = self.evaluate_in(flow, family)?;
         let from = self.endpoint(&flow.from)?;
         let to = self.endpoint(&flow.to)?;
+        let sides = Sides { flow, family };
         let egress = match from {
             Endpoint::Pod(source) => {
-                self.tier_verdict(source, Direction::Egress, to, to, flow, &network_policy.egress)
+                self.tier_verdict(source, Direction::Egress, to, to, sides, &network_policy.egress)
             }
             Endpoint::Ip(_) => TierVerdict::not_applicable(),
         };
         let ingress = match to {
             Endpoint::Pod(dest) => {
-                self.tier_verdict(dest, Direction::Ingress, from, to, flow, &network_policy.ingress)
+                self.tier_verdict(dest, Direction::Ingress, from, to, sides, &network_policy.ingress)
             }
             Endpoint::Ip(_) => TierVerdict::not_applicable(),
         };
@@ -178,7 +222,7 @@ impl PolicyIndex {
         direction: Direction,
         remote: Endpoint,
         dest: Endpoint,
-        flow: &Flow,
+        flow: Sides,
         network_policy: &DirectionVerdict,
     ) -> TierVerdict {
         let mut passed_by = None;
@@ -214,7 +258,7 @@ impl PolicyIndex {
         direction: Direction,
         remote: Endpoint,
         dest: Endpoint,
-        flow: &Flow,
+        flow: Sides,
     ) -> TierOutcome<'_> {
         let pod = &self.pods[subject];
         if pod.host_network {
@@ -243,7 +287,7 @@ impl PolicyIndex {
         rule: &AdminRuleSpec,
         remote: Endpoint,
         dest: Endpoint,
-        flow: &Flow,
+        Sides { flow, family }: Sides,
     ) -> bool {
         let dest_ports = match dest {
             Endpoint::Pod(i) => Some(self.pods[i].ports.as_slice()),
@@ -259,7 +303,7 @@ impl PolicyIndex {
                 peer.matches_pod(
                     &self.namespaces[&pod.namespace],
                     &pod.labels,
-                    &pod.ips,
+                    pod.addrs(family),
                     pod.host_network,
                 )
             }

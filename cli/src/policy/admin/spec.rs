@@ -16,7 +16,7 @@ use super::objects::{
     ClusterNetworkPolicy, NamespacedPod, PortMatchV1Alpha1, PortRange, ProtocolMatch,
 };
 use super::verdict::{AdminAction, AdminKind, AdminPolicyRef, AdminRuleRef, AdminTier};
-use crate::policy::spec::{NamedPort, SpecError, invalid, is_port_name, selector};
+use crate::policy::spec::{NamedPort, PodAddrs, SpecError, invalid, is_port_name, selector};
 use crate::policy::types::{Direction, Protocol};
 
 /// An admin policy that passed validation.
@@ -92,7 +92,7 @@ impl AdminPeerSpec {
         &self,
         namespace_labels: &BTreeMap<String, String>,
         pod_labels: &BTreeMap<String, String>,
-        pod_ips: &[IpAddr],
+        pod_ips: PodAddrs,
         host_network: bool,
     ) -> bool {
         match self {
@@ -100,7 +100,7 @@ impl AdminPeerSpec {
             AdminPeerSpec::Pods { namespaces, pods } => {
                 !host_network && namespaces.matches(namespace_labels) && pods.matches(pod_labels)
             }
-            AdminPeerSpec::Networks(_) => pod_ips.iter().any(|ip| self.matches_ip(*ip)),
+            AdminPeerSpec::Networks(_) => pod_ips.iter().any(|ip| self.matches_ip(ip)),
             AdminPeerSpec::Nothing => false,
             AdminPeerSpec::Everything => true,
         }

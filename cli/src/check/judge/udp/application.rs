@@ -1,52 +1,10 @@
 //! `application` for a UDP port: something in the destination pod is bound to the port.
 
-use std::net::IpAddr;
-
 use netdiag_proto::{Transport, UdpOutcome};
 
 use super::reading::{describe_udp, nothing_bound, outcome};
+use crate::check::judge::sockets::{ListenerFinding, binding_hints, describe_finding, listener_finding};
 use crate::check::judge::*;
-
-/// What the pod's UDP sockets say about an ICMP port-unreachable.
-fn bound_finding(e: &EndpointFacts, port: u16) -> String {
-    let sockets = match &e.listeners {
-        Fact::Known(sockets) => sockets,
-        Fact::Unknown(reason) => return format!("its sockets are unknown ({reason})"),
-    };
-    let udp: Vec<_> = sockets.iter().filter(|s| s.protocol == Transport::Udp).collect();
-    let on_port: Vec<IpAddr> = udp
-        .iter()
-        .filter(|s| s.local_port == port)
-        .map(|s| s.local_ip)
-        .collect();
-    if let Some(ip) = on_port.iter().find(|ip| ip.is_loopback())
-        && on_port.iter().all(|ip| ip.is_loopback())
-    {
-        return format!(
-            "it is bound to {}:{port}/UDP only, not on its pod IP",
-            fmt_ip(*ip)
-        );
-    }
-    if !on_port.is_empty() {
-        return format!(
-            "yet a socket is bound to {port}/UDP: an ICMP port-unreachable from the path (a REJECT rule), not a missing socket"
-        );
-    }
-    let mut others: Vec<String> = udp
-        .iter()
-        .map(|s| format!("{}:{}", fmt_ip(s.local_ip), s.local_port))
-        .collect();
-    others.sort();
-    others.dedup();
-    if others.is_empty() {
-        format!("nothing in the pod is bound to any UDP port (wanted {port})")
-    } else {
-        format!(
-            "nothing in the pod is bound to {port}/UDP; it has UDP sockets on {}",
-            others.join(", ")
-        )
-    }
-}
 
 pub(in crate::check::judge) fn judge_udp_application(cx: &Context) -> Judgment {
     let live = &cx.live;
@@ -59,7 +17,7 @@ pub(in crate::check::judge) fn judge_udp_application(cx: &Context) -> Judgment {
         match outcome(e) {
             Some(UdpOutcome::Answered { .. }) => answered += 1,
             Some(o) if nothing_bound(e) => {
-                unbound.push((e.label(), bound_finding(e, port), o));
+                unbound.push((e.label(), listener_finding(e, port, Transport::Udp), port, o));
                 if let Some(pod) = &e.pod {
                     fix.push(cmd(format!("kubectl -n {} logs {}", pod.namespace, pod.name)));
                     fix.push(cmd(format!(
@@ -72,14 +30,23 @@ pub(in crate::check::judge) fn judge_udp_application(cx: &Context) -> Judgment {
             None => unknown.push(format!("{}: not probed", e.label())),
         }
     }
-    if let Some((label, why, _)) = unbound.first() {
+    if let Some((label, finding, port, _)) = unbound.first() {
+        let why = describe_finding(finding, *port, Transport::Udp);
         let mut evidence: Vec<String> = unbound
             .iter()
-            .map(|(l, w, o)| format!("UDP to {l}: {}; {w}", describe_udp(o)))
+            .map(|(l, f, p, o)| {
+                format!(
+                    "UDP to {l}: {}; {}",
+                    describe_udp(o),
+                    describe_finding(f, *p, Transport::Udp)
+                )
+            })
             .collect();
+        let findings: Vec<&ListenerFinding> = unbound.iter().map(|(_, f, _, _)| f).collect();
+        fix.splice(0..0, binding_hints(&findings));
         if unbound
             .iter()
-            .any(|(_, _, o)| matches!(o, UdpOutcome::Silent { .. }))
+            .any(|(_, _, _, o)| matches!(o, UdpOutcome::Silent { .. }))
         {
             evidence.push(
                 "no ICMP port-unreachable came back where nothing is bound: the pod's kernel rate-limits ICMP errors \

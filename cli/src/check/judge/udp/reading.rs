@@ -7,6 +7,7 @@ use super::Certainty;
 use crate::check::evidence::*;
 use crate::check::judge::describe::{describe_unreachable, fmt_us};
 use crate::check::judge::outcomes::EndpointStatus;
+use crate::check::judge::sockets::{ListenerFinding, listener_finding};
 use crate::check::report::Layer;
 
 pub(crate) fn describe_udp(outcome: &UdpOutcome) -> String {
@@ -20,15 +21,15 @@ pub(crate) fn describe_udp(outcome: &UdpOutcome) -> String {
 }
 
 /// Whether the destination pod has a UDP socket bound to `port` that a datagram to its pod IP
-/// reaches (not loopback only); `None` when its sockets are unknown.
+/// reaches (not loopback only, of a family that takes the address); `None` when its sockets are
+/// unknown. The same reading of the sockets as the application layer's finding.
 pub(crate) fn bound(e: &EndpointFacts) -> Option<bool> {
     let port = e.port?;
-    let sockets = e.listeners.known()?;
-    Some(
-        sockets
-            .iter()
-            .any(|s| s.protocol == Transport::Udp && s.local_port == port && !s.local_ip.is_loopback()),
-    )
+    match listener_finding(e, port, Transport::Udp) {
+        ListenerFinding::Unknown(_) => None,
+        ListenerFinding::ListensAnyway => Some(true),
+        _ => Some(false),
+    }
 }
 
 /// The datagram probe's outcome, when it ran.

@@ -339,3 +339,45 @@ fn a_refusal_despite_a_denying_policy_is_judged_at_network_policy_and_says_it_go
             .any(|l| l.text.contains("the datagram got through"))
     );
 }
+
+/// `healthy_udp()` over IPv6: every endpoint has an IPv6 pod address, and each pod binds only
+/// `0.0.0.0:5353`, which takes no IPv6 datagrams.
+fn ipv6_to_an_ipv4_wildcard(outcome: Fact<UdpOutcome>) -> Evidence {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, outcome);
+    for (i, e) in endpoints_mut(&mut ev).iter_mut().enumerate() {
+        e.ip = ip(&format!("fd00:10:244:2::{}", i + 2));
+        e.listeners = Fact::Known(vec![bound("0.0.0.0", 5353)]);
+    }
+    ev
+}
+
+#[test]
+fn ipv6_refused_by_an_ipv4_only_udp_socket_names_the_family_as_tcp_does() {
+    let report = judge(&ipv6_to_an_ipv4_wildcard(port_unreachable()), 0);
+    assert_fails_at(&report, Layer::Application);
+    let text = summary(&report, Layer::Application);
+    assert!(
+        text.contains(
+            "bound to 5353/UDP only on 0.0.0.0:5353, which takes no datagrams of this address family"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("REJECT rule"), "{text}");
+    assert!(
+        report.hints[0].contains("[::] with IPV6_V6ONLY off"),
+        "{:?}",
+        report.hints
+    );
+}
+
+#[test]
+fn ipv6_silence_at_an_ipv4_only_udp_socket_is_nothing_bound_not_undetermined() {
+    let report = judge(&ipv6_to_an_ipv4_wildcard(silent()), 0);
+    assert_fails_at(&report, Layer::Application);
+    let text = summary(&report, Layer::Application);
+    assert!(
+        text.contains("which takes no datagrams of this address family"),
+        "{text}"
+    );
+}
