@@ -119,6 +119,10 @@ async fn kube_client(timeout: Duration) -> Result<kube::Client, String> {
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
+    // kube retries a 429/503/504 up to 15 times with backoff: one caller's review would become
+    // many, and wait far past `timeout`. The endpoint answers at once instead (503, or an
+    // undetermined layer).
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| {
         format!(
             "cannot build a kubernetes client: {}",
