@@ -336,6 +336,10 @@ fn random_and_repeated_bad_tokens_cost_a_bounded_number_of_token_reviews() {
     }
     let earned = started.elapsed().as_secs_f64() / 7.5;
     let reviews = api.state.token_reviews.total();
+    eprintln!(
+        "MEASURE 100 random tokens from one address: {reviews} token reviews in {} ms",
+        started.elapsed().as_millis()
+    );
     assert!(
         reviews as f64 <= 2.0 + earned.ceil(),
         "100 random tokens from one address cost {reviews} reviews"

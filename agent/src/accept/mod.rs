@@ -1,9 +1,9 @@
 //! The one accept loop of the agent's listeners (the control listener, the metrics listener and
 //! the in-cluster endpoint), with one set of bounds:
-//! - a connection table ([`table`]) of at most `max_connections`, at most
-//!   `max_unauthenticated_per_source` of them not yet authenticated from one client address; a
-//!   newcomer evicts the connection that matters least (see [`table`]), or is refused (503 on plain
-//!   HTTP) when every connection is inside an authenticated request;
+//! - a connection table ([`table`]) of at most `max_connections`; once it is full, a newcomer
+//!   evicts the connection that matters least (see [`table`]; an address holding
+//!   `max_unauthenticated_per_source` connections that never authenticated evicts its own), or is
+//!   refused (503 on plain HTTP) when every connection is inside an authenticated request;
 //! - the TLS handshake and each request head within `header_timeout` (also the idle keep-alive
 //!   limit), each body within `body_timeout` ([`body`], answered 408 by the handlers), heads within
 //!   [`MAX_READ_BUFFER`] (431);

@@ -4,7 +4,10 @@
 //!
 //! A connection is *protected* while it is inside an authenticated request (on the control and
 //! metrics listeners every request counts as authenticated: reaching them is the authorization).
-//! Everything else can be evicted, in this order:
+//! While the table has room every connection is admitted (a burst of callers from one pod is
+//! served). Once it is full, a newcomer from an address that already holds its share
+//! (`per_source`) of connections that never authenticated makes room from that address's own;
+//! any other newcomer evicts, in this order:
 //! 1. connections that never authenticated, taken from the client address that holds the most of
 //!    them (so a flood from one address evicts its own connections, not another caller's), the most
 //!    stuck first: the one whose last step forward (accepted, TLS done, request begun or ended) is
@@ -24,8 +27,8 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-/// A listener's table: at most `max` connections, at most `per_source` not yet authenticated from
-/// one client address.
+/// A listener's table: at most `max` connections; once full, an address holding `per_source`
+/// connections that never authenticated makes room only from its own.
 pub struct Table {
     max: usize,
     per_source: usize,
@@ -117,22 +120,18 @@ impl Table {
     }
 
     /// A slot for a new connection from `source`, evicting (notifying) a connection when the
-    /// address's share or the table is full; refused when nothing may be evicted.
+    /// table is full; refused when nothing may be evicted.
     pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Slot, Refusal> {
         let now = self.now_ms();
         let mut inner = self.inner.lock().map_err(|_| Refusal::Full)?;
-        let unauthenticated = |e: &Entry| !e.authenticated() && e.evictable();
-        let same_source = inner
-            .open
-            .values()
-            .filter(|e| e.source == source && unauthenticated(e))
-            .count();
-        if same_source >= self.per_source {
-            let victim = self.victim(&inner, now, Some(source));
-            self.evict(&mut inner, victim.ok_or(Refusal::Full)?);
-        }
         if inner.open.len() >= self.max {
-            let victim = self.victim(&inner, now, None);
+            let own = inner
+                .open
+                .values()
+                .filter(|e| e.source == source && !e.authenticated() && e.evictable())
+                .count();
+            let only = (own >= self.per_source).then_some(source);
+            let victim = self.victim(&inner, now, only);
             self.evict(&mut inner, victim.ok_or(Refusal::Full)?);
         }
         let id = inner.next_id;
@@ -373,8 +372,24 @@ mod tests {
         assert!(!evicted(&caller), "the lone caller keeps its connection");
         assert!(open_ids(&table).contains(&caller.id));
         let live = flood.iter().filter(|s| !evicted(s)).count();
-        assert_eq!(live, 4, "the flooding address holds its share, no more");
-        assert_eq!(table.len(), 5);
+        assert_eq!(live, 7, "the flood fills the room there is, no more");
+        assert_eq!(table.len(), 8);
+    }
+
+    #[test]
+    fn while_the_table_has_room_one_address_may_hold_more_than_its_share() {
+        let table = Arc::new(Table::new(8, 2, false));
+        let burst: Vec<Slot> = (0..8).map(|_| table.admit(ip(1)).unwrap()).collect();
+        assert!(
+            burst.iter().all(|s| !evicted(s)),
+            "a burst of callers from one pod is admitted"
+        );
+        let other = table.admit(ip(2)).expect("room made from the crowd");
+        assert!(evicted(&burst[0]));
+        let second = table.admit(ip(2)).unwrap();
+        let third = table.admit(ip(2)).unwrap();
+        assert!(evicted(&other), "an address at its share makes room from its own");
+        assert!(!evicted(&second) && !evicted(&third));
     }
 
     #[test]

@@ -75,8 +75,8 @@ pub struct EndpointArgs {
     /// (see the README), or is closed when all are inside authenticated requests.
     #[arg(long, default_value_t = 256)]
     pub endpoint_max_connections: usize,
-    /// Connections one client address may hold before they authenticate; one more closes that
-    /// address's most stuck one.
+    /// An address's share of a full connection table: once full, an address holding this many
+    /// connections that never authenticated makes room only by closing its own most stuck one.
     #[arg(long, default_value_t = 64)]
     pub endpoint_max_connections_per_source: usize,
     /// Longest bearer token sent to a TokenReview; longer ones are refused (401) unread.
