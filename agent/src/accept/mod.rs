@@ -119,9 +119,8 @@ pub async fn serve(
         options.max_unauthenticated_per_source,
         tls.is_none(),
     ));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
-    let overloaded = overloaded_answer(options.max_connections);
-    let (refused_log, accept_log) = (Throttle::new(WARN_PERIOD), Throttle::new(WARN_PERIOD));
+    let refusals = Refusals::new(&options, tls.is_none());
+    let accept_log = Throttle::new(WARN_PERIOD);
     let options = Arc::new(options);
     tokio::pin!(shutdown);
     loop {
@@ -141,29 +140,9 @@ pub async fn serve(
             () = &mut shutdown => return,
         };
         no_delay(&stream);
-        let slot = match table.admit(peer.ip()) {
-            Ok(slot) => slot,
-            Err(_) => {
-                if let Some(left_out) = refused_log.allow(Instant::now()) {
-                    tracing::warn!(
-                        listener = options.name,
-                        %peer,
-                        left_out,
-                        "refusing connections: all {} are inside authenticated requests",
-                        options.max_connections
-                    );
-                }
-                if tls.is_none()
-                    && let Ok(permit) = refusals.clone().try_acquire_owned()
-                {
-                    let answer = overloaded.clone();
-                    tokio::spawn(async move {
-                        refuse(stream, &answer, REFUSAL_TIMEOUT).await;
-                        drop(permit);
-                    });
-                }
-                continue;
-            }
+        let Ok(slot) = table.admit(peer.ip()) else {
+            refusals.refuse(stream, peer);
+            continue;
         };
         if table.full() {
             // Under a flood of connections, let the ones just accepted be read before accepting
@@ -180,6 +159,49 @@ pub async fn serve(
             connection.run(stream, slot, tls).await;
             after();
         });
+    }
+}
+
+/// What becomes of connections the table refuses: a warning (one per [`WARN_PERIOD`]) and, on
+/// plain HTTP, a 503 answer (at most [`MAX_REFUSALS_IN_FLIGHT`] at once; more are closed).
+struct Refusals {
+    name: &'static str,
+    max: usize,
+    /// The raw answer, on plain HTTP only.
+    answer: Option<Arc<[u8]>>,
+    in_flight: Arc<Semaphore>,
+    log: Throttle,
+}
+
+impl Refusals {
+    fn new(options: &Options, plain: bool) -> Self {
+        Refusals {
+            name: options.name,
+            max: options.max_connections,
+            answer: plain.then(|| overloaded_answer(options.max_connections)),
+            in_flight: Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT)),
+            log: Throttle::new(WARN_PERIOD),
+        }
+    }
+
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr) {
+        if let Some(left_out) = self.log.allow(Instant::now()) {
+            tracing::warn!(
+                listener = self.name,
+                %peer,
+                left_out,
+                "refusing connections: all {} are inside authenticated requests",
+                self.max
+            );
+        }
+        if let Some(answer) = self.answer.clone()
+            && let Ok(permit) = self.in_flight.clone().try_acquire_owned()
+        {
+            tokio::spawn(async move {
+                refuse(stream, &answer, REFUSAL_TIMEOUT).await;
+                drop(permit);
+            });
+        }
     }
 }
 
