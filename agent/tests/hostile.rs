@@ -365,9 +365,20 @@ fn oversized_tokens_are_refused_without_a_review() {
     let agent = EndpointAgent::start(&api, &[], "warn", false);
     for size in [8 * 1024, 64 * 1024] {
         let token = "t".repeat(size);
-        let (status, body) = check(loopback(1), &agent, &token, "checkout");
-        // 401 from the size cap, or 431 when the head does not even fit the read buffer.
-        assert!(status == 401 || status == 431, "{size} bytes: {status} {body}");
+        let body = check_body("checkout");
+        match https(
+            loopback(1),
+            agent.endpoint,
+            "POST",
+            "/v1/check",
+            Some(&token),
+            &body,
+        ) {
+            // 401 from the size cap, 431 when the head does not even fit the read buffer.
+            Ok((status, body)) => assert!(status == 401 || status == 431, "{size} bytes: {status} {body}"),
+            // Past the read buffer the connection may be closed before the 431 is read.
+            Err(err) => assert!(size > 16 * 1024, "{size} bytes: {err}"),
+        }
     }
     assert_eq!(
         api.state.token_reviews.total(),

@@ -334,9 +334,11 @@ pub fn https(
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
     let mut tls = tls_from(from, addr)?;
-    tls.write_all(head(method, path, token, body.len()).as_bytes())?;
-    tls.write_all(body)?;
-    tls.flush()?;
+    // The server may answer (e.g. 431) and close before reading everything: read the answer then.
+    let _ = tls
+        .write_all(head(method, path, token, body.len()).as_bytes())
+        .and_then(|()| tls.write_all(body))
+        .and_then(|()| tls.flush());
     answer(&mut tls)
 }
 
