@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use netdiag_proto::{AgentIdentity, DEFAULT_AGENT_PORT, ProbeRequest};
 
+use crate::accept;
 use crate::access::{Access, DEFAULT_NETNS_ROOTS, SourceKind};
 use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
@@ -245,7 +246,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Its own engine: checks from the endpoint never take the control listener's slots.
         let own = self::engine(args.node, args.pod.clone(), endpoint_limits)?;
         let pod = own.info().agent.pod;
-        let local = crate::endpoint::start(args.endpoint, listen, own, pod).await?;
+        let local = crate::endpoint::start(args.endpoint, listen, own, pod, &config).await?;
         println!("netdiag-agent endpoint on {local}");
     }
     let info = engine.info();
@@ -265,16 +266,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(addr) = args.metrics_listen {
-        let listener = server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = accept::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(local = %listener.local_addr()?, "serving /metrics");
         let router = server::metrics_router(engine.metrics_handle());
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, router).await {
-                tracing::error!(%err, "the metrics listener stopped");
-            }
-        });
+        let options = server::metrics_options(&config);
+        tokio::spawn(accept::serve(
+            listener,
+            None,
+            router,
+            options,
+            std::future::pending(),
+            || {},
+        ));
     }
-    let listener = server::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = accept::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     // One line on stdout so that whoever started the agent with port 0 learns the port.
     println!("netdiag-agent listening on {local}");

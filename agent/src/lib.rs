@@ -7,6 +7,7 @@
 //! [`access`] decides which sources a caller may name; [`podfile`] reads files a pod controls as
 //! hostile input.
 
+pub mod accept;
 pub mod access;
 pub mod caps;
 pub mod capture;

@@ -1,20 +1,16 @@
-//! The HTTP API: `POST /v1/probe`, `GET /v1/info`, `/healthz`, `/readyz`, `/metrics`, and the
-//! connection handling that keeps it answering under load.
+//! The control listener's HTTP API: `POST /v1/probe`, `GET /v1/info`, `/healthz`, `/readyz`,
+//! `/metrics`, and the metrics listener's routes.
 //!
 //! Bounded everywhere a client could hold the agent's resources:
-//! - connections: at most `max_connections` at once; one more evicts the oldest connection that
-//!   is not inside a request (a slowloris client still sending its headers, an idle keep-alive
-//!   connection, a client not reading its answer), or is closed at once when all are busy;
-//! - headers must arrive within `header_timeout` (also the idle keep-alive limit), bodies within
-//!   `body_timeout` (408 `requestTimeout`) and be at most `max_body_bytes` (413 `tooLarge`);
+//! - connections, head and body times: the shared accept loop ([`crate::accept`]); a body that
+//!   does not arrive in time is answered 408 `requestTimeout`, one over `max_body_bytes` 413
+//!   `tooLarge`, a connection beyond the table when all are inside requests 503 `overloaded`;
 //! - probe requests and their sockets are bounded by the [`Engine`] (503 `overloaded`).
 //!
 //! Every error is an [`ApiError`] JSON body.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -25,12 +21,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use netdiag_proto::{ApiError, INFO_PATH, PROBE_PATH, ProbeRequest, error_code};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tower::ServiceExt;
 
+use crate::accept::body::body_timeout;
+use crate::accept::{self, Authentication, ConnectionInfo};
 use crate::engine::Engine;
 use crate::memory;
 
@@ -44,10 +39,6 @@ pub struct ServerConfig {
 
 /// How often the agent gives freed memory back to the kernel when it has worked since.
 const TRIM_PERIOD: Duration = Duration::from_secs(5);
-
-/// Largest read buffer of a connection: the request line and headers must fit in it (431
-/// otherwise), and a body is read through it in pieces.
-const MAX_READ_BUFFER: usize = 16 * 1024;
 
 struct AppState {
     engine: Engine,
@@ -99,47 +90,48 @@ pub fn metrics_router(metrics: Arc<crate::metrics::Metrics>) -> Router {
 }
 
 /// The audit log: one line per request (target `netdiag_agent::audit`) with its method, path,
-/// status and duration. Kubelet's health probes and metrics scrapes are logged at debug, every
-/// other request at info.
+/// client address, status and duration. Kubelet's health probes and metrics scrapes are logged at
+/// debug, every other request at info.
 pub async fn audit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let client = request
+        .extensions()
+        .get::<ConnectionInfo>()
+        .map_or_else(|| "-".to_string(), |c| c.peer.to_string());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
-        tracing::debug!(target: "netdiag_agent::audit", %method, %path, status, ms, "request");
+        tracing::debug!(target: "netdiag_agent::audit", %method, %path, %client, status, ms, "request");
     } else {
-        tracing::info!(target: "netdiag_agent::audit", %method, %path, status, ms, "request");
+        tracing::info!(target: "netdiag_agent::audit", %method, %path, %client, status, ms, "request");
     }
     response
 }
 
-/// Connections the kernel completes before the agent accepts them (capped by
-/// `net.core.somaxconn`). Deep, so that a burst of connections does not overflow the queue and
-/// make a health check's SYN wait for its one-second retransmission.
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// A listening socket on `addr` with a deep accept queue.
-pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
+/// The control listener's bounds for `config`.
+pub fn control_options(config: &ServerConfig) -> accept::Options {
+    accept::Options {
+        name: "control",
+        max_connections: config.max_connections,
+        // Every client is 127.0.0.1 behind `pods/portforward`: no share per address.
+        max_unauthenticated_per_source: config.max_connections,
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        authentication: Authentication::Listener,
+    }
 }
 
-/// Sends each write at once. With Nagle's algorithm on, the last segment of a response waits for
-/// the ACK of the one before, which the peer delays (up to 40 ms on Linux): on every request.
-pub fn no_delay(stream: &tokio::net::TcpStream) {
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%err, "cannot set TCP_NODELAY on a connection");
+/// The metrics listener's bounds: few connections (a Prometheus or two scrape it), the control
+/// listener's times.
+pub fn metrics_options(config: &ServerConfig) -> accept::Options {
+    accept::Options {
+        name: "metrics",
+        max_connections: 64,
+        max_unauthenticated_per_source: 16,
+        ..control_options(config)
     }
 }
 
@@ -154,203 +146,11 @@ pub async fn serve(
     let activity = engine.activity();
     tokio::spawn(memory::trim_after_work(activity.clone(), TRIM_PERIOD));
     let router = router(engine, &config);
-    let connections = Arc::new(Connections::new(config.max_connections));
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    no_delay(&stream);
-                    stream
-                }
-                Err(err) => {
-                    // EMFILE/ENFILE/ECONNABORTED: the connection stays in the backlog; try again
-                    // shortly rather than spin.
-                    tracing::warn!(%err, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let Some(slot) = connections.admit() else {
-            // Every connection is inside a request: this one is closed unanswered.
-            continue;
-        };
-        if connections.full() {
-            // Under a flood of connections, let the ones just accepted be read before accepting
-            // more: a client that sent its request at once is then inside it, not evicted unread.
-            tokio::task::yield_now().await;
-        }
-        let router = router.clone();
-        let header_timeout = config.header_timeout;
-        let activity = activity.clone();
-        tokio::spawn(async move {
-            let entry = slot.entry.clone();
-            let service = hyper::service::service_fn(move |request| {
-                let busy = BusyGuard::new(entry.clone());
-                let router = router.clone();
-                async move {
-                    let _busy = busy;
-                    router.oneshot(request).await
-                }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_READ_BUFFER);
-            let stream = Watched {
-                inner: stream,
-                connection: slot.entry.clone(),
-            };
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                () = slot.entry.evict.notified() => {}
-            }
-            drop(slot);
-            activity.record();
-        });
-    }
-}
-
-/// The open connections, oldest first, and whether each is inside a request.
-struct Connections {
-    max: usize,
-    next_id: AtomicU64,
-    open: Mutex<BTreeMap<u64, Arc<Connection>>>,
-}
-
-#[derive(Default)]
-struct Connection {
-    /// Requests of this connection being answered.
-    busy: AtomicUsize,
-    /// The client has sent bytes. A request arrives whole in one read, so a connection that sent
-    /// bytes and is not busy is one whose client sends a request slowly, or is done with it.
-    sent_bytes: AtomicBool,
-    /// Notified to close the connection.
-    evict: Notify,
-}
-
-impl Connection {
-    /// Evictable: not inside a request, and (unless `silent_too`) sent bytes.
-    fn idle(&self, silent_too: bool) -> bool {
-        self.busy.load(Ordering::Acquire) == 0 && (silent_too || self.sent_bytes.load(Ordering::Acquire))
-    }
-}
-
-/// A connection's stream that marks the connection once a read gave bytes.
-struct Watched {
-    inner: tokio::net::TcpStream,
-    connection: Arc<Connection>,
-}
-
-impl tokio::io::AsyncRead for Watched {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let read = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.connection.sent_bytes.store(true, Ordering::Release);
-        }
-        read
-    }
-}
-
-impl tokio::io::AsyncWrite for Watched {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl Connections {
-    fn new(max: usize) -> Self {
-        Connections {
-            max: max.max(1),
-            next_id: AtomicU64::new(0),
-            open: Mutex::default(),
-        }
-    }
-
-    fn full(&self) -> bool {
-        self.open.lock().is_ok_and(|open| open.len() >= self.max)
-    }
-
-    /// A slot for a new connection, evicting the oldest idle one when all are taken; `None` when
-    /// every connection is inside a request. A connection that has not sent bytes yet is spared
-    /// while one that did is idle: its request may be on its way whole (a health check arriving in
-    /// a flood of slow clients), while the other's is being sent slowly or is done.
-    fn admit(self: &Arc<Self>) -> Option<Slot> {
-        let mut open = self.open.lock().expect("connection table lock");
-        if open.len() >= self.max {
-            let oldest_idle = |silent_too| open.iter().find(|(_, c)| c.idle(silent_too)).map(|(id, _)| *id);
-            let idle = oldest_idle(false).or_else(|| oldest_idle(true))?;
-            if let Some(evicted) = open.remove(&idle) {
-                evicted.evict.notify_one();
-            }
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::new(Connection::default());
-        open.insert(id, entry.clone());
-        Some(Slot {
-            connections: self.clone(),
-            id,
-            entry,
-        })
-    }
-}
-
-/// A connection's place in [`Connections`], given back when the connection ends.
-struct Slot {
-    connections: Arc<Connections>,
-    id: u64,
-    entry: Arc<Connection>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.connections.open.lock() {
-            open.remove(&self.id);
-        }
-    }
-}
-
-/// Marks a connection as inside a request while it lives.
-struct BusyGuard(Arc<Connection>);
-
-impl BusyGuard {
-    fn new(connection: Arc<Connection>) -> Self {
-        connection.busy.fetch_add(1, Ordering::AcqRel);
-        BusyGuard(connection)
-    }
-}
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
-    }
+    let options = control_options(&config);
+    accept::serve(listener, None, router, options, shutdown, move || {
+        activity.record()
+    })
+    .await;
 }
 
 fn api_error(status: StatusCode, code: &str, message: String) -> Response {
@@ -385,25 +185,24 @@ async fn read_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -> Re
             config.max_body_bytes
         )));
     }
-    let limited = Limited::new(body, config.max_body_bytes);
-    match tokio::time::timeout(config.body_timeout, limited.collect()).await {
-        Err(_) => Err(api_error(
-            StatusCode::REQUEST_TIMEOUT,
-            error_code::REQUEST_TIMEOUT,
-            format!(
-                "the request body did not arrive within {} ms",
-                config.body_timeout.as_millis()
-            ),
-        )),
-        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+    // The accept loop bounds the body's time (`crate::accept::body`).
+    match Limited::new(body, config.max_body_bytes).collect().await {
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             Err(too_large(format!("more than {} bytes", config.max_body_bytes)))
         }
-        Ok(Err(err)) => Err(api_error(
-            StatusCode::BAD_REQUEST,
-            error_code::BAD_REQUEST,
-            format!("cannot read the request body: {err}"),
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Err(err) => match body_timeout(err.as_ref()) {
+            Some(limit) => Err(api_error(
+                StatusCode::REQUEST_TIMEOUT,
+                error_code::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {} ms", limit.as_millis()),
+            )),
+            None => Err(api_error(
+                StatusCode::BAD_REQUEST,
+                error_code::BAD_REQUEST,
+                format!("cannot read the request body: {err}"),
+            )),
+        },
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
     }
 }
 
@@ -482,7 +281,9 @@ fn metrics_response(metrics: &crate::metrics::Metrics) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use futures::FutureExt;
+    use std::sync::Mutex;
+
+    use tower::ServiceExt;
 
     use super::*;
 
@@ -542,42 +343,5 @@ mod tests {
             router.oneshot(probe).await.unwrap().status(),
             StatusCode::NOT_FOUND
         );
-    }
-
-    fn open_ids(connections: &Connections) -> Vec<u64> {
-        connections.open.lock().unwrap().keys().copied().collect()
-    }
-
-    #[test]
-    fn a_full_table_evicts_its_oldest_idle_connection_and_never_a_busy_one() {
-        let connections = Arc::new(Connections::new(2));
-        let first = connections.admit().unwrap();
-        let second = connections.admit().unwrap();
-        let busy = BusyGuard::new(first.entry.clone());
-        let third = connections
-            .admit()
-            .expect("the idle second connection makes room");
-        assert_eq!(open_ids(&connections), vec![first.id, third.id]);
-        assert!(
-            second.entry.evict.notified().now_or_never().is_some(),
-            "second was told to close"
-        );
-        let _busy_too = BusyGuard::new(third.entry.clone());
-        assert!(
-            connections.admit().is_none(),
-            "every connection is inside a request"
-        );
-        drop(busy);
-        assert!(connections.admit().is_some());
-    }
-
-    #[test]
-    fn a_connection_that_sent_bytes_is_evicted_before_an_older_one_that_sent_none() {
-        let connections = Arc::new(Connections::new(2));
-        let unread = connections.admit().unwrap();
-        let read = connections.admit().unwrap();
-        read.entry.sent_bytes.store(true, Ordering::Release);
-        let newest = connections.admit().unwrap();
-        assert_eq!(open_ids(&connections), vec![unread.id, newest.id]);
     }
 }

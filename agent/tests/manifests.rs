@@ -104,6 +104,85 @@ fn kustomization_lists_every_top_level_manifest_and_nothing_missing() {
     assert_eq!(namespace.metadata.name.as_deref(), Some("netdiag"));
 }
 
+/// Every file under `dir`, as a path relative to `deploy/`.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            let relative = path.strip_prefix(deploy_dir()).unwrap();
+            out.push(relative.to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readme_file_table_names_every_file_in_deploy() {
+    let readme = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
+    let table: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+    for file in files_under(&deploy_dir()) {
+        if file == "README.md" {
+            continue;
+        }
+        let name = Path::new(&file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let dir = Path::new(&file)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned());
+        let named = table.iter().any(|row| {
+            row.contains(&format!("`{file}`"))
+                || dir.as_ref().is_some_and(|d| {
+                    !d.is_empty() && row.contains(&format!("`{d}/")) && row.contains(&format!("`{name}`"))
+                })
+        });
+        assert!(named, "deploy/README.md's file table does not name {file}");
+    }
+}
+
+#[test]
+fn the_docs_say_the_agent_mounts_a_token_as_the_daemonset_does() {
+    let ds: DaemonSet = one("DaemonSet", "netdiag-agent");
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    let projected_tokens = pod
+        .volumes
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.clone().unwrap_or_default())
+        .filter(|s| s.service_account_token.is_some())
+        .count();
+    assert_eq!(
+        projected_tokens, 2,
+        "one token for the API server, one for peer agents"
+    );
+    let account = std::fs::read_to_string(deploy_dir().join("serviceaccount.yaml")).unwrap();
+    let readme = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
+    for (file, text) in [("serviceaccount.yaml", &account), ("README.md", &readme)] {
+        for claim in [
+            "no token is mounted",
+            "reads nothing from the API server",
+            "the agent has no token",
+        ] {
+            assert!(!text.contains(claim), "{file} still says {claim:?}");
+        }
+    }
+    for said in [
+        "TokenReview",
+        "SubjectAccessReview",
+        "9443",
+        "9809",
+        "cluster-wide",
+    ] {
+        assert!(readme.contains(said), "the threat model does not mention {said}");
+    }
+}
+
 #[test]
 fn daemonset_runs_the_agent_with_host_pid_its_own_network_and_only_the_needed_capabilities() {
     let ds: DaemonSet = one("DaemonSet", "netdiag-agent");

@@ -5,35 +5,40 @@
 //! - `POST /v1/probe` → this node's probes, for peer agents (`probes.netdiag.io`);
 //! - `GET /healthz`.
 //!
-//! Every request is authenticated ([`auth`]) and authorized, bounded ([`limits`]) and logged as
-//! one audit line (target `netdiag::audit`): caller, from, to, status, verdict, duration.
+//! Every request but `/healthz` is authenticated from its head before its body is read
+//! ([`gate`]), authorized ([`auth`]) and bounded ([`limits`]); every request is one audit line
+//! ([`audit`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, Query};
+use axum::http::{StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use netdiag::agent_identity::read_agent_daemonset;
 use netdiag::check::CheckRequest;
 use netdiag::check::report::Verdict;
 use netdiag::check::snapshot::Snapshot;
 use netdiag::check::target::{PodRef, Target, parse_timeout};
 use netdiag::cluster::NamespacedName;
-use netdiag_proto::{ApiError, ProbeRequest, ProbeSource};
+use netdiag_proto::{ProbeRequest, ProbeSource};
 use serde::Deserialize;
 
 use super::EndpointArgs;
-use super::auth::{self, Access, Authorizer, Caller, Denial};
+use super::audit::{self, Note, noted};
+use super::auth::{Access, AuthLimits, Authorizer, Caller, Denial};
 use super::disclosure::{self, Checked, Ran, Shown};
+use super::failure::Failure;
+use super::gate::{self, Answer, Gate};
 use super::limits::{FlightError, PerCaller, SingleFlight, Slot};
 use super::probe_metrics;
 use super::transport::{Peers, Transport};
+use crate::accept::body::body_timeout;
 
 /// The longest per-probe timeout a caller may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +48,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 type Key = (String, String, bool);
 
 pub struct State {
-    auth: Authorizer,
+    auth: Arc<Authorizer>,
     client: Result<kube::Client, String>,
     peers: Arc<Peers>,
     per_caller: PerCaller,
@@ -53,11 +58,16 @@ pub struct State {
 impl State {
     pub fn new(args: &EndpointArgs, client: Result<kube::Client, String>, peers: Peers) -> Arc<Self> {
         Arc::new(State {
-            auth: Authorizer::new(
+            auth: Arc::new(Authorizer::new(
                 client.clone(),
                 args.token_audiences.clone(),
                 Duration::from_secs(args.auth_cache_seconds),
-            ),
+                &AuthLimits {
+                    max_token_bytes: args.max_token_bytes,
+                    reviews_in_flight: args.max_reviews_in_flight,
+                    token_reviews_per_source_per_minute: args.token_reviews_per_source,
+                },
+            )),
             client,
             peers: Arc::new(peers),
             per_caller: PerCaller::new(args.max_checks_per_caller),
@@ -66,94 +76,27 @@ impl State {
     }
 }
 
-pub fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
+/// The routes; `max_per_caller` bounds the connections one caller's requests protect.
+pub fn router(state: Arc<State>, max_body_bytes: usize, max_per_caller: usize) -> Router {
+    let protected = Arc::new(PerCaller::new(max_per_caller));
+    let gate = |answer| {
+        let gate = Gate::new(state.auth.clone(), answer, protected.clone());
+        from_fn_with_state(gate, gate::authenticate)
+    };
     Router::new()
-        .route("/v1/check", post(check_json))
-        .route("/probe", get(check_metrics))
-        .route(netdiag_proto::PROBE_PATH, post(node_probe))
+        .route("/v1/check", post(check_json).route_layer(gate(Answer::Json)))
+        .route("/probe", get(check_metrics).route_layer(gate(Answer::Metrics)))
+        .route(
+            netdiag_proto::PROBE_PATH,
+            post(node_probe).route_layer(gate(Answer::Json)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "notFound", "no such path".into()).into_response()
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(from_fn(audit::audit))
         .with_state(state)
-}
-
-/// An answer other than a report: the status and an [`ApiError`] body.
-#[derive(Debug)]
-pub struct Failure {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: StatusCode, code: &'static str, message: String) -> Self {
-        Failure {
-            status,
-            code,
-            message,
-        }
-    }
-
-    fn bad_request(message: String) -> Self {
-        Failure::new(StatusCode::BAD_REQUEST, "badRequest", message)
-    }
-
-    fn too_many(message: String) -> Self {
-        Failure::new(StatusCode::TOO_MANY_REQUESTS, "tooManyRequests", message)
-    }
-}
-
-impl From<Denial> for Failure {
-    fn from(denial: Denial) -> Self {
-        match denial {
-            Denial::Unauthenticated(m) => Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
-            Denial::Forbidden(m) => Failure::new(StatusCode::FORBIDDEN, "forbidden", m),
-            Denial::Unavailable(m) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
-        }
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let body = Json(ApiError {
-            code: self.code.into(),
-            message: self.message,
-        });
-        match self.status {
-            StatusCode::UNAUTHORIZED => {
-                (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
-            }
-            StatusCode::TOO_MANY_REQUESTS => {
-                (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
-            }
-            _ => (self.status, body).into_response(),
-        }
-    }
-}
-
-/// One audit line for a request that ended with `status`.
-fn audit(
-    what: &str,
-    caller: &str,
-    from: &str,
-    to: &str,
-    status: StatusCode,
-    verdict: &str,
-    started: Instant,
-) {
-    tracing::info!(
-        target: "netdiag::audit",
-        request = what,
-        caller,
-        from,
-        to,
-        status = status.as_u16(),
-        verdict,
-        duration_ms = started.elapsed().as_millis() as u64,
-        "audit"
-    );
 }
 
 fn verdict_id(verdict: Verdict) -> &'static str {
@@ -195,12 +138,6 @@ fn parse_ask(from: &str, to: &str, timeout: Option<Duration>) -> Result<Ask, Fai
         to_text: to.to_string(),
         timeout,
     })
-}
-
-async fn authenticate(state: &State, headers: &HeaderMap) -> Result<Caller, Failure> {
-    let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let token = auth::bearer(header)?;
-    Ok(state.auth.authenticate(token).await?)
 }
 
 fn slot(state: &State, caller: &Caller) -> Result<Slot, Failure> {
@@ -253,10 +190,11 @@ fn lost() -> Failure {
 /// `host_network` (the caller may check from a hostNetwork pod), a check whose source is one
 /// stops before probing.
 async fn run_flight(state: &State, ask: &Ask, host_network: bool) -> Result<Ran, Failure> {
-    let client = state
-        .client
-        .clone()
-        .map_err(|why| Failure::from(Denial::Unavailable(why)))?;
+    let client = state.client.clone().map_err(|why| {
+        Failure::from(Denial::Unavailable(format!(
+            "the agent has no kubernetes client: {why}"
+        )))
+    })?;
     let key = (ask.from.to_string(), ask.to_text.clone(), host_network);
     let request = CheckRequest {
         target_namespace: ask.from.namespace.clone(),
@@ -303,7 +241,13 @@ fn read_body<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, Failure> {
     let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(limit) = body_timeout(&rejection) {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "requestTimeout",
+                format!("the request body did not arrive within {} ms", limit.as_millis()),
+            )
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "tooLarge",
@@ -316,49 +260,34 @@ fn read_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| Failure::bad_request(format!("invalid {what}: {e}")))
 }
 
-/// The caller's name for the audit line, or `-` when unknown.
-fn name_of(caller: &Option<Caller>) -> &str {
-    caller.as_ref().map_or("-", |c| c.user.as_str())
-}
-
 async fn check_json(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let mut caller = None;
-    let mut shown = (String::from("-"), String::from("-"));
+    let mut note = Note {
+        request: "check",
+        ..Note::default()
+    };
     let result = async {
-        let who = authenticate(&state, &headers).await?;
-        caller = Some(who.clone());
         let body: CheckBody = read_body(body, "check request")?;
-        shown = (body.from.clone(), body.to.clone());
+        (note.from, note.to) = (body.from.clone(), body.to.clone());
         let ask = parse_ask(&body.from, &body.to, body.timeout_ms.map(Duration::from_millis))?;
         run_check(&state, &who, ask).await
     }
     .await;
-    let (from, to) = (&shown.0, &shown.1);
     match result {
         Ok(shown) => {
             let report = shown.report();
-            audit(
-                "check",
-                name_of(&caller),
-                from,
-                to,
-                StatusCode::OK,
-                verdict_id(report.verdict),
-                started,
-            );
+            note.verdict = verdict_id(report.verdict);
             let mut json = serde_json::to_string_pretty(report).expect("a report always serializes");
             json.push('\n');
-            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+            noted(
+                ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+                note,
+            )
         }
-        Err(failure) => {
-            audit("check", name_of(&caller), from, to, failure.status, "-", started);
-            failure.into_response()
-        }
+        Err(failure) => noted(failure.into_response(), note),
     }
 }
 
@@ -371,22 +300,22 @@ struct ProbeQuery {
 
 async fn check_metrics(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     query: Result<Query<ProbeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let started = Instant::now();
-    let mut caller = None;
-    let mut shown = (String::from("-"), String::from("-"));
+    let mut note = Note {
+        request: "probe",
+        ..Note::default()
+    };
     let result = async {
-        let who = authenticate(&state, &headers).await?;
-        caller = Some(who.clone());
         let Query(q) = query.map_err(|e| Failure::bad_request(format!("invalid query: {e}")))?;
         let (Some(from), Some(to)) = (q.from, q.to) else {
             return Err(Failure::bad_request(
                 "both from=NS/POD and to=TARGET are required".into(),
             ));
         };
-        shown = (from.clone(), to.clone());
+        (note.from, note.to) = (from.clone(), to.clone());
         let timeout = match q.timeout.as_deref() {
             Some(t) => Some(parse_timeout(t).map_err(|e| Failure::bad_request(e.to_string()))?),
             None => None,
@@ -394,30 +323,18 @@ async fn check_metrics(
         run_check(&state, &who, parse_ask(&from, &to, timeout)?).await
     }
     .await;
-    let (from, to) = (&shown.0, &shown.1);
+    let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(shown) => {
             let report = shown.report();
-            audit(
-                "probe",
-                name_of(&caller),
-                from,
-                to,
-                StatusCode::OK,
-                verdict_id(report.verdict),
-                started,
-            );
-            let seconds = started.elapsed().as_secs_f64();
-            (
-                [(header::CONTENT_TYPE, probe_metrics::CONTENT_TYPE)],
-                probe_metrics::encode(report, seconds),
+            note.verdict = verdict_id(report.verdict);
+            let text = probe_metrics::encode(report, seconds);
+            noted(
+                ([(header::CONTENT_TYPE, probe_metrics::CONTENT_TYPE)], text).into_response(),
+                note,
             )
-                .into_response()
         }
-        Err(failure) => {
-            audit("probe", name_of(&caller), from, to, failure.status, "-", started);
-            failure.into_response()
-        }
+        Err(failure) => noted(failure.into_probe_answer(seconds), note),
     }
 }
 
@@ -425,17 +342,17 @@ async fn check_metrics(
 /// this node), which only agents' ServiceAccount is granted. Sources are pod IPs or the node.
 async fn node_probe(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let mut caller = None;
-    let mut source = String::from("-");
+    let mut note = Note {
+        request: "node-probe",
+        to: format!("node {}", state.peers.node),
+        ..Note::default()
+    };
     let result = async {
-        let who = authenticate(&state, &headers).await?;
-        caller = Some(who.clone());
         let request: ProbeRequest = read_body(body, "probe request")?;
-        source = match &request.source {
+        note.from = match &request.source {
             ProbeSource::PodIp { ip } => ip.to_string(),
             ProbeSource::Node => "node".into(),
             _ => {
@@ -449,40 +366,14 @@ async fn node_probe(
         let _slot = slot(&state, &who)?;
         state.peers.engine.run(&request).await.map_err(|err| {
             let (status, body) = err.to_api_error();
-            Failure {
-                status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                code: "probeFailed",
-                message: body.message,
-            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Failure::new(status, "probeFailed", body.message)
         })
     }
     .await;
-    let to = format!("node {}", state.peers.node);
     match result {
-        Ok(report) => {
-            audit(
-                "node-probe",
-                name_of(&caller),
-                &source,
-                &to,
-                StatusCode::OK,
-                "-",
-                started,
-            );
-            Json(report).into_response()
-        }
-        Err(failure) => {
-            audit(
-                "node-probe",
-                name_of(&caller),
-                &source,
-                &to,
-                failure.status,
-                "-",
-                started,
-            );
-            failure.into_response()
-        }
+        Ok(report) => noted(Json(report).into_response(), note),
+        Err(failure) => noted(failure.into_response(), note),
     }
 }
 
@@ -506,19 +397,5 @@ mod tests {
             let failure = parse_ask(from, to, timeout).err().expect("refused");
             assert_eq!(failure.status, StatusCode::BAD_REQUEST, "{}", failure.message);
         }
-    }
-
-    #[test]
-    fn denials_map_to_401_403_and_503() {
-        let status = |d| Failure::from(d).status;
-        assert_eq!(
-            status(Denial::Unauthenticated("x".into())),
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(status(Denial::Forbidden("x".into())), StatusCode::FORBIDDEN);
-        assert_eq!(
-            status(Denial::Unavailable("x".into())),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
     }
 }

@@ -1,11 +1,15 @@
-//! The endpoint's bounds: how many requests one caller may have in flight, and at most one running
-//! check per (from, to) — a second identical request waits for the running one and shares its
-//! result (single-flight). Beyond either bound the answer is 429. Pure in-memory state.
+//! The endpoint's bounds: how many requests one caller may have in flight, at most one running
+//! piece of work per key (a check per (from, to), a review per token) — a second identical request
+//! waits for the running one and shares its result (single-flight) — and how often one client
+//! address may cost the API server a review ([`SourceRate`]). Beyond a bound the answer is 429.
+//! Pure in-memory state.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -121,6 +125,72 @@ where
     pub fn running(&self) -> usize {
         self.running.lock().expect("single-flight lock").len()
     }
+
+    /// Whether work for `key` is running now (a call would join it).
+    pub fn is_running(&self, key: &K) -> bool {
+        self.running.lock().expect("single-flight lock").contains_key(key)
+    }
+}
+
+/// A token bucket per client address: `burst` at once, then one per `every`. At most
+/// `max_sources` addresses are remembered; beyond, full buckets are forgotten first (they are what
+/// a forgotten address gets anyway).
+pub struct SourceRate {
+    burst: f64,
+    every: Duration,
+    max_sources: usize,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl SourceRate {
+    /// `per_minute` takes from one address, a quarter of them at once.
+    pub fn per_minute(per_minute: u32, max_sources: usize) -> Self {
+        let per_minute = per_minute.max(1);
+        SourceRate {
+            burst: f64::from((per_minute / 4).max(1)),
+            every: Duration::from_secs(60) / per_minute,
+            max_sources: max_sources.max(1),
+            buckets: Mutex::default(),
+        }
+    }
+
+    fn level(&self, bucket: Bucket, now: Instant) -> f64 {
+        let earned = now.saturating_duration_since(bucket.at).as_secs_f64() / self.every.as_secs_f64();
+        (bucket.tokens + earned).min(self.burst)
+    }
+
+    /// Takes one from `source`'s bucket; false when it is empty.
+    pub fn try_take(&self, source: IpAddr, now: Instant) -> bool {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return false;
+        };
+        if buckets.len() >= self.max_sources && !buckets.contains_key(&source) {
+            buckets.retain(|_, b| self.level(*b, now) < self.burst);
+            if buckets.len() >= self.max_sources {
+                buckets.clear();
+            }
+        }
+        let full = Bucket {
+            tokens: self.burst,
+            at: now,
+        };
+        let bucket = buckets.entry(source).or_insert(full);
+        let tokens = self.level(*bucket, now);
+        if tokens < 1.0 {
+            return false;
+        }
+        *bucket = Bucket {
+            tokens: tokens - 1.0,
+            at: now,
+        };
+        true
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +207,43 @@ mod tests {
         assert!(limits.try_acquire("bob").is_some(), "callers are counted apart");
         drop(a1);
         assert!(limits.try_acquire("alice").is_some());
+    }
+
+    #[test]
+    fn an_address_gets_a_quarter_of_its_minute_at_once_then_one_per_share_of_the_minute() {
+        let rate = SourceRate::per_minute(60, 16);
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let now = Instant::now();
+        let taken = (0..100).filter(|_| rate.try_take(a, now)).count();
+        assert_eq!(taken, 15, "a quarter of 60 at once");
+        assert!(rate.try_take(b, now), "addresses are counted apart");
+        assert!(!rate.try_take(a, now + Duration::from_millis(900)));
+        assert!(
+            rate.try_take(a, now + Duration::from_secs(1)),
+            "one a second after"
+        );
+        assert!(!rate.try_take(a, now + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn remembered_addresses_are_bounded_and_full_buckets_are_forgotten_first() {
+        let rate = SourceRate::per_minute(8, 2);
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let now = Instant::now();
+        let later = now + Duration::from_millis(7500);
+        assert!(rate.try_take(ip(1), now) && rate.try_take(ip(1), now));
+        assert!(!rate.try_take(ip(1), now), "two at once");
+        assert!(rate.try_take(ip(2), now));
+        assert!(
+            rate.try_take(ip(3), later),
+            "ip 2's bucket is full again: forgotten"
+        );
+        assert_eq!(rate.buckets.lock().unwrap().len(), 2);
+        assert!(rate.try_take(ip(1), later));
+        assert!(
+            !rate.try_take(ip(1), later),
+            "ip 1 was remembered: one earned since"
+        );
     }
 
     #[tokio::test]

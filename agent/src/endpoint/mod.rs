@@ -2,15 +2,21 @@
 //! (CI jobs, bots, Prometheus), authenticated with TokenReview and authorized per request with a
 //! SubjectAccessReview, running the same check engine as the kubectl plugin.
 //!
-//! [`tls`] makes the certificates, [`auth`] asks the API server who calls and what they may do,
-//! [`disclosure`] what a report shows them and from which sources they may check,
-//! [`limits`] bounds the work, [`api`] holds the handlers, [`transport`] reaches this node's probe
-//! engine in-process and other nodes' agents over this same endpoint, [`probe_metrics`] renders
-//! `/probe` for Prometheus. [`start`] binds the listener and runs the accept loop.
+//! [`tls`] makes the certificates, [`auth`] asks the API server who calls and what they may do
+//! (within bounds on what that costs it), [`gate`] authenticates each request from its head,
+//! [`disclosure`] decides what a report shows a caller and from which sources they may check,
+//! [`limits`] bounds the work, [`api`] holds the handlers, [`audit`] writes one line per request,
+//! [`failure`] is every answer other than a report, [`transport`] reaches this node's probe engine
+//! in-process and other nodes' agents over this same endpoint, [`probe_metrics`] renders `/probe`
+//! for Prometheus. [`start`] binds the listener and serves it with the agent's shared accept loop
+//! ([`crate::accept`]).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod disclosure;
+pub mod failure;
+pub mod gate;
 pub mod limits;
 pub mod probe_metrics;
 pub mod tls;
@@ -21,14 +27,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use thiserror::Error;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::accept::{self, Authentication};
 use crate::engine::Engine;
+use crate::server::ServerConfig;
 
 /// The endpoint's default port.
 pub const DEFAULT_ENDPOINT_PORT: u16 = 9443;
@@ -69,9 +73,24 @@ pub struct EndpointArgs {
     /// Distinct checks running at once; more are answered 429.
     #[arg(long, default_value_t = 32)]
     pub max_checks: usize,
-    /// Connections the endpoint serves at once; more are closed at once.
+    /// Connections the endpoint serves at once; one more closes an unauthenticated or idle one
+    /// (see the README), or is closed when all are inside authenticated requests.
     #[arg(long, default_value_t = 256)]
     pub endpoint_max_connections: usize,
+    /// An address's share of a full connection table: once full, an address holding this many
+    /// connections that never authenticated makes room only by closing its own most stuck one.
+    #[arg(long, default_value_t = 64)]
+    pub endpoint_max_connections_per_source: usize,
+    /// Longest bearer token sent to a TokenReview; longer ones are refused (401) unread.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub max_token_bytes: usize,
+    /// TokenReviews in flight at once, and as many SubjectAccessReviews; beyond, 429 at once.
+    #[arg(long, default_value_t = 16)]
+    pub max_reviews_in_flight: usize,
+    /// TokenReviews of unknown tokens one client address may cause per minute (a quarter of
+    /// them at once); beyond, 429.
+    #[arg(long, default_value_t = 60, value_name = "PER_MINUTE")]
+    pub token_reviews_per_source: u32,
     /// Largest accepted request body of the endpoint.
     #[arg(long, default_value_t = 16 * 1024)]
     pub endpoint_max_body_bytes: usize,
@@ -102,6 +121,10 @@ async fn kube_client(timeout: Duration) -> Result<kube::Client, String> {
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
+    // kube retries a 429/503/504 up to 15 times with backoff: one caller's review would become
+    // many, and wait far past `timeout`. The endpoint answers at once instead (503, or an
+    // undetermined layer).
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| {
         format!(
             "cannot build a kubernetes client: {}",
@@ -111,17 +134,26 @@ async fn kube_client(timeout: Duration) -> Result<kube::Client, String> {
 }
 
 /// Binds the endpoint and serves it on a task; `engine` runs this node's probes, `pod` is this
-/// agent's `namespace/name`. Returns the bound address.
+/// agent's `namespace/name`, `config` gives the head and body times of every listener. Returns the
+/// bound address.
 pub async fn start(
     args: EndpointArgs,
     listen: SocketAddr,
     engine: Engine,
     pod: Option<String>,
+    config: &ServerConfig,
 ) -> Result<SocketAddr, EndpointError> {
     for (name, value) in [
         ("max-checks-per-caller", args.max_checks_per_caller),
         ("max-checks", args.max_checks),
         ("endpoint-max-connections", args.endpoint_max_connections),
+        (
+            "endpoint-max-connections-per-source",
+            args.endpoint_max_connections_per_source,
+        ),
+        ("max-token-bytes", args.max_token_bytes),
+        ("max-reviews-in-flight", args.max_reviews_in_flight),
+        ("token-reviews-per-source", args.token_reviews_per_source as usize),
     ] {
         if value == 0 {
             return Err(EndpointError::Zero(name));
@@ -131,9 +163,7 @@ pub async fn start(
     names.extend(std::env::var("POD_IP").ok().filter(|ip| !ip.is_empty()));
     let (server, source) = tls::server_config(&args.tls_cert_file, &args.tls_key_file, names)?;
     let peer_tls = tls::peer_client_config(args.peer_ca_file.as_deref())?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| EndpointError::Bind { addr: listen, source })?;
+    let listener = accept::bind(listen).map_err(|source| EndpointError::Bind { addr: listen, source })?;
     let local = listener
         .local_addr()
         .map_err(|source| EndpointError::Bind { addr: listen, source })?;
@@ -163,57 +193,24 @@ pub async fn start(
         token_file: args.peer_token_file.clone(),
     };
     let state = api::State::new(&args, client, peers);
-    let router = api::router(state, args.endpoint_max_body_bytes);
+    let router = api::router(state, args.endpoint_max_body_bytes, args.max_checks_per_caller);
     tracing::info!(%local, certificate = ?source, "serving the in-cluster endpoint");
+    let options = accept::Options {
+        name: "endpoint",
+        max_connections: args.endpoint_max_connections,
+        max_unauthenticated_per_source: args.endpoint_max_connections_per_source,
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        authentication: Authentication::Middleware,
+    };
     let acceptor = TlsAcceptor::from(Arc::new(server));
-    tokio::spawn(accept_loop(
+    tokio::spawn(accept::serve(
         listener,
-        acceptor,
+        Some(acceptor),
         router,
-        args.endpoint_max_connections,
+        options,
+        std::future::pending(),
+        || {},
     ));
     Ok(local)
-}
-
-/// Accepts connections while fewer than `max` are open (closing the rest at once), each with a
-/// bounded TLS handshake and request-head read.
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, router: axum::Router, max: usize) {
-    let open = Arc::new(Semaphore::new(max));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!("the in-cluster endpoint failed to accept a connection: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        crate::server::no_delay(&stream);
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "closing a connection: {max} connections are open");
-            drop(stream);
-            continue;
-        };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, "tls handshake failed: {err}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let service = TowerToHyperService::new(router);
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
-            if let Err(err) = served {
-                tracing::debug!(%peer, "connection ended with an error: {err}");
-            }
-        });
-    }
 }

@@ -1,6 +1,8 @@
 //! `GET /probe`'s answer: a check report as Prometheus text exposition in the blackbox-exporter
 //! convention (`probe_success`, `probe_duration_seconds`), plus one series per checklist layer
-//! with its status and one for the verdict. Pure.
+//! with its status and one for the verdict. A check the agent could not run (the API server could
+//! not be asked, a bound was reached) still answers `probe_success 0`, so that an alert on it
+//! fires rather than losing its series. Pure.
 
 use std::fmt::Write as _;
 
@@ -40,6 +42,44 @@ fn family(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} gauge");
 }
 
+fn verdicts(out: &mut String, given: Verdict) {
+    family(
+        out,
+        "netdiag_check_verdict",
+        "The check's verdict (1 for the one it gave).",
+    );
+    for verdict in [Verdict::Reachable, Verdict::Unreachable, Verdict::Undetermined] {
+        let value = u8::from(given == verdict);
+        let _ = writeln!(
+            out,
+            "netdiag_check_verdict{{verdict=\"{}\"}} {value}",
+            verdict_id(verdict)
+        );
+    }
+}
+
+/// The exposition for a check the agent could not run, for the reason `code` (an error code such
+/// as `unavailable` or `tooManyRequests`), after `seconds`.
+pub fn encode_not_run(code: &str, seconds: f64) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "probe_success",
+        "Whether the target is reachable from the source pod.",
+    );
+    let _ = writeln!(out, "probe_success 0");
+    family(&mut out, "probe_duration_seconds", "How long the check took.");
+    let _ = writeln!(out, "probe_duration_seconds {seconds:.6}");
+    verdicts(&mut out, Verdict::Undetermined);
+    family(
+        &mut out,
+        "netdiag_check_not_run",
+        "Why the agent could not run the check (1 for the reason).",
+    );
+    let _ = writeln!(out, "netdiag_check_not_run{{reason=\"{}\"}} 1", escape(code));
+    out
+}
+
 /// The exposition for `report`, a check that took `seconds`.
 pub fn encode(report: &Report, seconds: f64) -> String {
     let mut out = String::new();
@@ -52,19 +92,7 @@ pub fn encode(report: &Report, seconds: f64) -> String {
     let _ = writeln!(out, "probe_success {success}");
     family(&mut out, "probe_duration_seconds", "How long the check took.");
     let _ = writeln!(out, "probe_duration_seconds {seconds:.6}");
-    family(
-        &mut out,
-        "netdiag_check_verdict",
-        "The check's verdict (1 for the one it gave).",
-    );
-    for verdict in [Verdict::Reachable, Verdict::Unreachable, Verdict::Undetermined] {
-        let value = u8::from(report.verdict == verdict);
-        let _ = writeln!(
-            out,
-            "netdiag_check_verdict{{verdict=\"{}\"}} {value}",
-            verdict_id(verdict)
-        );
-    }
+    verdicts(&mut out, report.verdict);
     family(
         &mut out,
         "netdiag_check_layer",
@@ -135,6 +163,15 @@ mod tests {
         assert!(text.contains("netdiag_check_verdict{verdict=\"unreachable\"} 1\n"));
         assert!(text.contains("netdiag_check_failing_layer{layer=\"network-policy\"} 1\n"));
         assert!(text.contains("probe_duration_seconds 1.200000\n"));
+    }
+
+    #[test]
+    fn a_check_not_run_fails_the_probe_and_says_why() {
+        let text = encode_not_run("unavailable", 0.01);
+        assert!(text.contains("\nprobe_success 0\n"), "{text}");
+        assert!(text.contains("netdiag_check_verdict{verdict=\"undetermined\"} 1\n"));
+        assert!(text.contains("netdiag_check_not_run{reason=\"unavailable\"} 1\n"));
+        assert!(!text.contains("netdiag_check_layer"));
     }
 
     #[test]

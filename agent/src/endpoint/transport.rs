@@ -169,7 +169,7 @@ async fn call_peer(
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("failed to connect to agent {agent} at {addr}: {e}"))?;
-    crate::server::no_delay(&tcp);
+    crate::accept::no_delay(&tcp);
     let tls = TlsConnector::from(peers.tls.clone())
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
         .await

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod endpoint;
+
 pub const AGENT: &str = env!("CARGO_BIN_EXE_netdiag-agent");
 
 /// True when the test may run; prints a loud SKIP line otherwise.
@@ -225,6 +227,23 @@ impl Proc {
         self.child.id()
     }
 
+    /// Reads stdout lines until one contains `needle`; returns every line read, that one last.
+    pub fn wait_for_lines(&mut self, needle: &str) -> Vec<String> {
+        let stdout = self.child.stdout.as_mut().expect("piped stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("reading child stdout");
+            assert!(n > 0, "process ended before printing {needle:?}");
+            let found = line.contains(needle);
+            lines.push(line.trim().to_string());
+            if found {
+                return lines;
+            }
+        }
+    }
+
     /// Reads stdout lines until one contains `needle`; returns that line.
     pub fn wait_for_line(&mut self, needle: &str) -> String {
         let stdout = self.child.stdout.as_mut().expect("piped stdout");
@@ -267,6 +286,11 @@ impl Agent {
 
     /// Starts the agent through a wrapper command (e.g. `setpriv ...`), which must exec it.
     pub fn start_via(wrapper: &[&str], extra: &[&str]) -> Agent {
+        Agent::start_logging(wrapper, extra, Stdio::inherit())
+    }
+
+    /// Starts the agent with its stderr (warnings and errors) going to `log`.
+    pub fn start_logging(wrapper: &[&str], extra: &[&str], log: impl Into<Stdio>) -> Agent {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -289,7 +313,7 @@ impl Agent {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start netdiag-agent");
         let mut proc = Proc { child };
