@@ -215,7 +215,17 @@ mod tests {
 
     #[tokio::test]
     async fn without_an_api_server_a_foreign_namespace_is_withheld_and_none_shows_all() {
-        let auth = Authorizer::new(Err("no client".into()), vec![], std::time::Duration::from_secs(1));
+        let limits = super::super::auth::AuthLimits {
+            max_token_bytes: 4096,
+            reviews_in_flight: 4,
+            token_reviews_per_source_per_minute: 60,
+        };
+        let auth = Authorizer::new(
+            Err("no client".into()),
+            vec![],
+            std::time::Duration::from_secs(1),
+            &limits,
+        );
         let caller = Caller {
             user: "ci".into(),
             uid: None,

@@ -69,7 +69,12 @@ fn dns_namespaces(dns: &DnsFacts, out: &mut BTreeSet<String>) {
 fn policy_namespaces(check: &PolicyCheck, out: &mut BTreeSet<String>) {
     if let PolicyCheck::Denied { egress, ingress } = check {
         for side in egress.iter().chain(ingress) {
-            out.extend(side.policies.iter().flat_map(|ps| ps.iter()).map(|p| p.namespace.clone()));
+            out.extend(
+                side.policies
+                    .iter()
+                    .flat_map(|ps| ps.iter())
+                    .map(|p| p.namespace.clone()),
+            );
         }
     }
 }

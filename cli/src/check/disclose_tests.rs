@@ -43,6 +43,7 @@ fn marked_report() -> Report {
             failing_layer: Some(Layer::NetworkPolicy),
             tcp: MARK.into(),
             udp: Some(MARK.into()),
+            path_mtu: Some(MARK.into()),
         }],
         families: vec![FamilyReport {
             family: IpFamily::V4,
