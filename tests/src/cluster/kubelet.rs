@@ -108,23 +108,38 @@ pub(crate) async fn run_agents(
     Ok(running)
 }
 
-/// The agent DaemonSet's pods once every node has one bound to it.
+/// The agent DaemonSet's pods once every node has one bound to it. Only the pods its controller
+/// made (controlled by the DaemonSet of that uid, running as its ServiceAccount): a scenario's
+/// impostors carry the label too — the DaemonSet controller even adopts one that has no owner —
+/// and a lab kubelet has no image to run them from.
 async fn agent_pods(b: &Builder<'_>, cluster: &mut Cluster) -> Result<Vec<Pod>> {
     let like = json!({"apiVersion": "v1", "kind": "Pod"});
+    let daemonsets = json!({"apiVersion": "apps/v1", "kind": "DaemonSet"});
+    let label = "app.kubernetes.io/name=netdiag-agent";
     let deadline = Instant::now() + API_TIMEOUT;
     loop {
+        let owner = cluster
+            .list(&daemonsets, Some(plan::AGENT_NAMESPACE), label)
+            .await?
+            .into_iter()
+            .find_map(|ds| ds.metadata.uid);
         let pods: Vec<Pod> = cluster
-            .list(
-                &like,
-                Some(plan::AGENT_NAMESPACE),
-                "app.kubernetes.io/name=netdiag-agent",
-            )
+            .list(&like, Some(plan::AGENT_NAMESPACE), label)
             .await?
             .into_iter()
             .filter_map(|p| {
                 serde_json::to_value(p)
                     .ok()
                     .and_then(|v| serde_json::from_value(v).ok())
+            })
+            .filter(|p: &Pod| {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.controller == Some(true) && Some(&o.uid) == owner.as_ref())
+                    && p.spec.as_ref().and_then(|s| s.service_account_name.as_deref())
+                        == Some("netdiag-agent")
             })
             .collect();
         let bound: BTreeSet<String> = pods
