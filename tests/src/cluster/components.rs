@@ -260,14 +260,14 @@ pub fn pods_dir(at: &Layout, node: &str) -> PathBuf {
 }
 
 /// CoreDNS in its pod's namespace, serving the cluster domain from the API with the
-/// `kubernetes` plugin; names outside it get NXDOMAIN (the lab has no upstream).
+/// `kubernetes` plugin. The lab has no upstream: a name outside the zones it serves is REFUSED,
+/// CoreDNS's own answer for a zone it has no server block for.
 pub fn coredns(bins: &Binaries, plan: &Plan, at: &Layout) -> Result<Child> {
     let corefile = at.path("Corefile");
     let text = format!(
         "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {{\n    errors\n    ready 127.0.0.1:8181\n    \
          kubernetes cluster.local in-addr.arpa ip6.arpa {{\n        kubeconfig {kubeconfig} netdiag-lab\n        \
-         pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n        ttl 5\n    }}\n    cache 5\n}}\n\
-         .:53 {{\n    errors\n    template ANY ANY {{\n        rcode NXDOMAIN\n    }}\n}}\n",
+         pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n        ttl 5\n    }}\n    cache 5\n}}\n",
         kubeconfig = s(&at.path("coredns.kubeconfig")),
     );
     std::fs::write(&corefile, text).with_context(|| format!("failed to write {}", corefile.display()))?;
