@@ -350,17 +350,22 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
             .iter()
             .all(|r| r.resource_names.is_none() && r.non_resource_urls.is_none())
     );
-    // The plugin lists these kinds; it gets none by name, watches none and reads no nodes.
-    let expected = BTreeSet::from([
-        grant("", "namespaces", "list"),
-        grant("", "pods", "list"),
-        grant("", "services", "list"),
-        grant("discovery.k8s.io", "endpointslices", "list"),
-        grant("networking.k8s.io", "networkpolicies", "list"),
-        grant("policy.networking.k8s.io", "clusternetworkpolicies", "list"),
-        grant("policy.networking.k8s.io", "adminnetworkpolicies", "list"),
-        grant("policy.networking.k8s.io", "baselineadminnetworkpolicies", "list"),
-    ]);
+    // The plugin lists these kinds, watches none and reads no nodes; `get` of the same kinds lets
+    // the read commands it prints be pasted (list already reveals every object).
+    let kinds = [
+        ("", "namespaces"),
+        ("", "pods"),
+        ("", "services"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("policy.networking.k8s.io", "clusternetworkpolicies"),
+        ("policy.networking.k8s.io", "adminnetworkpolicies"),
+        ("policy.networking.k8s.io", "baselineadminnetworkpolicies"),
+    ];
+    let expected: BTreeSet<_> = kinds
+        .iter()
+        .flat_map(|(group, kind)| [grant(group, kind, "list"), grant(group, kind, "get")])
+        .collect();
     assert_eq!(grants(&rules), expected);
     assert!(
         !allows(&rules, "", "pods/portforward", "create") && !allows(&rules, "", "pods/portforward", "get"),
