@@ -166,8 +166,11 @@ async fn measure(
     }
 }
 
-/// Connects, sending a fresh SYN every [`SYN_INTERVAL`] until one connection is established or
-/// the deadline passes; records when the last SYN left. Returns the stream and its handshake time.
+/// Connects, sending a fresh SYN every [`SYN_INTERVAL`] while the path stays silent, until one
+/// connection is established or the deadline passes; records when the last SYN left. Returns the
+/// stream and its handshake time. An answer that is no connection (a reset, an ICMP error, no
+/// route) ends it at once: the path answered, so there is no silence for a capture to witness
+/// and no black hole to measure, and the request is not held for its timeout.
 async fn first_connection(
     target: SocketAddr,
     deadline: Instant,
@@ -192,7 +195,8 @@ async fn first_connection(
         loop {
             match tokio::time::timeout_at(next_syn.into(), pending.next()).await {
                 Ok(Some(Ok(found))) => return Ok(found),
-                Ok(Some(Err(err))) => last_error = err,
+                Ok(Some(Err(err))) if err.kind() == io::ErrorKind::TimedOut => last_error = err,
+                Ok(Some(Err(answered))) => return Err(answered),
                 Ok(None) if Instant::now() >= deadline => return Err(last_error),
                 Ok(None) => {
                     tokio::time::sleep_until(next_syn.into()).await;
@@ -302,6 +306,28 @@ mod tests {
             .expect("the measurement waited past its wave's deadline");
         assert!(
             matches!(&result.outcome, PathMtuOutcome::NotMeasured { reason } if reason.contains("no tcp connection")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_connection_ends_the_measurement_without_waiting_for_the_timeout() {
+        // Bound but not listening: every SYN is answered by a reset.
+        let closed = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        closed
+            .bind(&SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)).into())
+            .unwrap();
+        let addr = closed.local_addr().unwrap().as_socket().unwrap();
+        let refused = PathMtuProbe {
+            ip: addr.ip(),
+            port: addr.port(),
+            timeout_ms: 3_600_000,
+        };
+        let result = tokio::time::timeout(Duration::from_secs(30), probe(&refused, None))
+            .await
+            .expect("the measurement waited for its timeout after its connection was refused");
+        assert!(
+            matches!(&result.outcome, PathMtuOutcome::NotMeasured { reason } if reason.contains("refused")),
             "{result:?}"
         );
     }

@@ -666,8 +666,9 @@ pub struct PathMtuResult {
     pub port: u16,
     pub outcome: PathMtuOutcome,
     /// When the measurement's last SYN was sent (the agent's clock, microseconds since the Unix
-    /// epoch): while its first connection is not established it sends a fresh SYN every 100 ms,
-    /// so a capture at the destination that started late still has one to witness.
+    /// epoch): while its first SYNs go unanswered it sends a fresh one every 100 ms, so a capture
+    /// at the destination that started late still has one to witness (a reset or an ICMP error
+    /// ends the measurement at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_syn_unix_us: Option<u64>,
 }
