@@ -257,9 +257,11 @@ fn pods_that_are_not_the_agent_daemonset_are_never_asked_and_the_check_is_undete
     let _lock = one_lab_at_a_time();
     let lab = CheckLab::up(&scenario("healthy.yaml"));
     // "Agents" that are ordinary pods: no DaemonSet controls them, so none is taken as an agent.
+    // As an administrator: the shipped user role reads the agent DaemonSet in its own namespace
+    // only, so real RBAC would stop the plugin's user before it looked at these pods.
     let out = Command::new(netdiag_bin())
         .args(["check", "--kubeconfig"])
-        .arg(lab.kubeconfig())
+        .arg(lab.admin_kubeconfig())
         .args([
             "--from",
             "shop/checkout",

@@ -105,6 +105,13 @@ impl CheckLab {
         self.state.join("kubeconfig")
     }
 
+    /// A cluster administrator's kubeconfig: the real control plane's `admin.kubeconfig`; the
+    /// stand-in authorizes every read, so there its one kubeconfig.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        let admin = self.state.join("admin.kubeconfig");
+        if admin.exists() { admin } else { self.kubeconfig() }
+    }
+
     /// The lab's state directory (`lab.json`, `admin.kubeconfig` on the real control plane).
     pub fn state(&self) -> &Path {
         &self.state
