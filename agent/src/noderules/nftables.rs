@@ -54,6 +54,13 @@ pub fn parse_table(vip: &ServiceVip, table: &str) -> ModeReading {
             .get(&format!("chain {chain}"))
             .map(String::as_str)
             .unwrap_or("");
+        // Since Kubernetes 1.35 the service chain translates itself (`dnat ip to numgen random
+        // mod N map { 0 : ADDR . PORT, … }`); before, it jumped to one endpoint chain each.
+        for to in inline_dnat_targets(service) {
+            if !rules.endpoints.contains(&to) {
+                rules.endpoints.push(to);
+            }
+        }
         for endpoint in gotos(service).filter(|c| c.starts_with("endpoint-")) {
             let body = blocks
                 .get(&format!("chain {endpoint}"))
@@ -157,6 +164,27 @@ fn gotos(body: &str) -> impl Iterator<Item = &str> {
         .filter_map(|tail| tail.split([',', ' ', '}', '\n']).next())
 }
 
+/// The endpoints of a `dnat … to numgen random mod N map { 0 : ADDR . PORT, … }` rule, in
+/// element order (IPv6 addresses hold colons, so an element splits at its ` : `).
+fn inline_dnat_targets(body: &str) -> Vec<SocketAddr> {
+    body.lines()
+        .filter(|line| line.contains("dnat ") && line.contains(" map {"))
+        .filter_map(|line| line.split_once(" map {").map(|(_, tail)| tail))
+        .flat_map(|tail| {
+            let elements = tail.rsplit_once('}').map_or(tail, |(inside, _)| inside);
+            elements
+                .split(',')
+                .filter_map(|element| {
+                    let (_, target) = element.split_once(" : ")?;
+                    let (addr, port) = target.split_once(" . ")?;
+                    let addr: std::net::IpAddr = addr.trim().parse().ok()?;
+                    Some(SocketAddr::new(addr, port.trim().parse().ok()?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The `dnat to ADDR:PORT` of an endpoint chain (`dnat ip to` and `[v6]:port` too).
 fn dnat_target(body: &str) -> Option<SocketAddr> {
     body.lines().find_map(|line| {
@@ -235,6 +263,53 @@ mod tests {
     fn a_service_without_endpoints_is_rejected_through_its_own_map() {
         let rules = programmed(parse_table(&vip("10.96.1.3", 80, Transport::Tcp), TABLE));
         assert!(rules.found && rules.rejects && rules.endpoints.is_empty());
+    }
+
+    /// Kubernetes 1.36's kube-proxy, as `nft list table ip kube-proxy` printed it in the lab: the
+    /// service chain translates to its endpoints itself, without endpoint chains.
+    const TABLE_1_36: &str = r#"table ip kube-proxy {
+	map service-ips {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		comment "ClusterIP, ExternalIP and LoadBalancer IP traffic"
+		elements = { 10.96.0.10 . udp . 53 : goto service-FY5PMXPG-kube-system/kube-dns/udp/dns,
+			     10.96.1.1 . tcp . 80 : goto service-VQSU36QR-shop/payments/tcp/http }
+	}
+
+	chain service-FY5PMXPG-kube-system/kube-dns/udp/dns {
+		meta l4proto udp dnat ip to numgen random mod 1 map { 0 : 10.244.1.3 . 53 }
+	}
+
+	chain service-VQSU36QR-shop/payments/tcp/http {
+		meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.2.2 . 8080, 1 : 10.244.2.3 . 8080 }
+	}
+}
+"#;
+
+    #[test]
+    fn a_service_chain_that_translates_itself_lists_each_endpoint_of_its_map() {
+        let rules = programmed(parse_table(&vip("10.96.1.1", 80, Transport::Tcp), TABLE_1_36));
+        assert!(rules.found && !rules.rejects);
+        assert_eq!(
+            rules.endpoints,
+            vec![
+                "10.244.2.2:8080".parse::<SocketAddr>().unwrap(),
+                "10.244.2.3:8080".parse().unwrap()
+            ]
+        );
+        let dns = programmed(parse_table(&vip("10.96.0.10", 53, Transport::Udp), TABLE_1_36));
+        assert_eq!(
+            dns.endpoints,
+            vec!["10.244.1.3:53".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn ipv6_endpoints_of_an_inline_map_keep_their_colons() {
+        let body = "meta l4proto tcp dnat ip6 to numgen random mod 1 map { 0 : fd00:10:244:2::4 . 8080 }\n";
+        assert_eq!(
+            inline_dnat_targets(body),
+            vec!["[fd00:10:244:2::4]:8080".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]
