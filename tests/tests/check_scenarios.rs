@@ -97,6 +97,8 @@ scenarios! {
     an_mtu_black_hole_between_the_nodes_fails_pod_network_with_the_path_mtu => "link-mtu.yaml",
     a_dropped_reply_is_seen_leaving_the_destination_pod_and_fails_pod_network => "reply-drop.yaml",
     a_stale_vip_rule_to_a_pod_that_left_the_service_fails_service_proxy => "stale-vip-rule.yaml",
+    a_stale_nftables_rule_to_a_pod_that_left_the_service_fails_service_proxy => "stale-vip-rule-nftables.yaml",
+    nftables_rules_missing_on_the_source_node_fail_service_proxy => "service-rules-missing-nftables.yaml",
     an_ipv6_only_service_is_reachable_resolved_by_aaaa => "ipv6-only-healthy.yaml",
     a_dual_stack_service_is_reachable_in_both_families => "dual-stack-healthy.yaml",
     a_cut_ipv6_path_fails_pod_network_for_ipv6_while_ipv4_works => "dual-stack-ipv6-cut.yaml",
