@@ -88,6 +88,7 @@ pub enum Cmd {
     /// Relays a host loopback port to the real API server in the lab in DIR.
     #[command(hide = true)]
     Relay {
+        /// Unused by the relay: on its command line so that `down` finds and stops it.
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
         #[arg(long)]

@@ -167,21 +167,30 @@ fn family_rules(
     out
 }
 
-/// The scenario's dataplane faults alone, for a node whose Services real kube-proxy programs:
+/// The scenario's policy faults alone, for a node whose Services real kube-proxy programs:
 /// `iptables-restore --noflush` (or `ip6tables-restore`) input. The deny chain is jumped to from
-/// the filter table's FORWARD, where a new connection meets it; reply drops and a one-family link
-/// cut go in the mangle table, which every packet passes before kube-proxy's filter rules accept
-/// the established ones.
-pub fn fault_rules(plan: &Plan, node: usize, faults: &[Fault], family: IpFamily) -> String {
+/// the filter table's FORWARD, where a new connection meets it; reply drops go in the mangle
+/// table, which every packet passes before kube-proxy's filter rules accept the established ones.
+/// A one-family link cut comes later, to a running cluster (`family_cut_rules_restore`).
+pub fn fault_rules(plan: &Plan, faults: &[Fault], family: IpFamily) -> String {
     let mut out = format!(
         "*filter\n:{POLICY_CHAIN} - [0:0]\n-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}\n"
     );
     out.push_str(&deny_rules(plan, faults, family));
     out.push_str("COMMIT\n*mangle\n");
     out.push_str(&reply_drop_rules(plan, faults, family));
-    out.push_str(&family_cut_rules(&plan.nodes[node].name, faults, family));
     out.push_str("COMMIT\n");
     out
+}
+
+/// A one-family `link-cut` of node `node` as `iptables-restore --noflush` input for the mangle
+/// table (before kube-proxy's accepts); empty when the node has none for `family`.
+pub fn family_cut_rules_restore(plan: &Plan, node: usize, faults: &[Fault], family: IpFamily) -> String {
+    let rules = family_cut_rules(&plan.nodes[node].name, faults, family);
+    if rules.is_empty() {
+        return String::new();
+    }
+    format!("*mangle\n{rules}COMMIT\n")
 }
 
 /// What kube-proxy on one node programs for the Services' ports of one family: the nat chains

@@ -106,13 +106,13 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
     let now = k8s_openapi::jiff::Timestamp::now();
     let objects = all_objects(&scenario, &plan, now)?;
     let slices = endpoint_slices(&scenario, &plan, now)?;
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("netdiag-lab up needs root: it creates network namespaces, veths and iptables rules");
+    }
     let bins = match opts.control_plane {
         ControlPlane::Real => Some(crate::cluster::bins::binaries()?),
         ControlPlane::StandIn => None,
     };
-    if !nix::unistd::Uid::effective().is_root() {
-        bail!("netdiag-lab up needs root: it creates network namespaces, veths and iptables rules");
-    }
 
     let state = StateDir::create(&opts.state)?;
     if let Some(journal) = state.read_journal()?
@@ -141,6 +141,7 @@ pub fn up(opts: &UpOptions) -> Result<LabInfo> {
         scenario: &scenario,
         plan: &plan,
         agent_bin: agent_bin.as_deref(),
+        real: bins.is_some(),
     };
     let built = match &bins {
         Some(bins) => builder.build_real(bins, objects),
@@ -163,6 +164,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) scenario: &'a Scenario,
     pub(crate) plan: &'a Plan,
     pub(crate) agent_bin: Option<&'a Path>,
+    /// On the real control plane (CoreDNS, not dnsmasq, is the DNS pod's process).
+    pub(crate) real: bool,
 }
 
 /// Runs `program args` feeding `stdin`, failing with its stderr.
@@ -656,6 +659,14 @@ impl Builder<'_> {
         let ns = netns::named(&pod.netns);
         let probe = Duration::from_millis(200);
         match pod.role {
+            // CoreDNS answers before its `kubernetes` plugin has synced; its `ready` plugin says when.
+            PodRole::Dns if !self.plan.dns_down && self.real => {
+                let ready = SocketAddr::from((
+                    Ipv4Addr::LOCALHOST,
+                    crate::cluster::components::COREDNS_READY_PORT,
+                ));
+                matches!(netns::http_get_status(&ns, ready, "/ready", probe), Ok(200))
+            }
             PodRole::Dns if !self.plan.dns_down => {
                 netns::connect_tcp(&ns, SocketAddr::from((pod.ip, 53)), probe).is_ok()
             }

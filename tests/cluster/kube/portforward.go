@@ -112,7 +112,10 @@ func dialInNetns(path, addr string) (net.Conn, error) {
 	}
 	conn, dialErr := net.DialTimeout("tcp", addr, dialTimeout)
 	if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err != nil {
-		return conn, errors.Join(dialErr, fmt.Errorf("setns back: %w", err))
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, errors.Join(dialErr, fmt.Errorf("setns back: %w", err))
 	}
 	runtime.UnlockOSThread()
 	return conn, dialErr
@@ -142,6 +145,21 @@ func servePortForward(pods podNetns) http.HandlerFunc {
 		}
 		f := forwarder{netns: netns, namespace: parts[0], name: parts[1]}
 		portforward.ServePortForward(w, req, f, parts[1]+"_"+parts[0], uid, opts, idleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
+	}
+}
+
+// apiServerClient is the client certificate's name kube-apiserver uses toward kubelets
+// (--kubelet-client-certificate): every other holder of a certificate of the cluster CA (users,
+// kube-proxy, CoreDNS) must go through the API server, where RBAC decides.
+const apiServerClient = "kube-apiserver-kubelet-client"
+
+func onlyAPIServer(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 || req.TLS.PeerCertificates[0].Subject.CommonName != apiServerClient {
+			http.Error(w, "only the API server may port-forward here", http.StatusForbidden)
+			return
+		}
+		next(w, req)
 	}
 }
 
@@ -175,7 +193,7 @@ func labKubelet(args []string) int {
 		return 1
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/portForward/", servePortForward(podNetns{dir: *podsDir}))
+	mux.HandleFunc("/portForward/", onlyAPIServer(servePortForward(podNetns{dir: *podsDir})))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	server := &http.Server{
 		Addr:              *listen,

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use std::os::unix::process::CommandExt as _;
+
 use anyhow::{Context, Result};
 
 use super::bins::Binaries;
@@ -21,6 +23,8 @@ pub const APISERVER_PORT: u16 = 6443;
 pub const KUBELET_PORT: u16 = 10250;
 /// kube-proxy's health port on each node (`/healthz` answers 200 once it has synced).
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
+/// CoreDNS's `ready` plugin, on the DNS pod's loopback.
+pub const COREDNS_READY_PORT: u16 = 8181;
 /// The ServiceAccount token issuer, as a kubeadm cluster names it.
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
@@ -51,6 +55,7 @@ pub fn spawn_in(netns: &str, program: &Path, args: &[String], log: &Path) -> Res
         .args(["netns", "exec", netns])
         .arg(program)
         .args(args)
+        .envs(no_proxy())
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -59,7 +64,12 @@ pub fn spawn_in(netns: &str, program: &Path, args: &[String], log: &Path) -> Res
         .with_context(|| format!("failed to start {} in {netns}", program.display()))
 }
 
-use std::os::unix::process::CommandExt as _;
+/// The lab's addresses go direct: a proxy the caller's environment names is not reachable from
+/// inside the lab's namespaces, and client-go would send the API server's traffic to it.
+pub fn no_proxy() -> [(&'static str, &'static str); 2] {
+    let direct = "127.0.0.1,localhost,172.18.0.0/16,10.96.0.0/16,10.244.0.0/16,fd00::/8";
+    [("NO_PROXY", direct), ("no_proxy", direct)]
+}
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -265,7 +275,7 @@ pub fn pods_dir(at: &Layout, node: &str) -> PathBuf {
 pub fn coredns(bins: &Binaries, plan: &Plan, at: &Layout) -> Result<Child> {
     let corefile = at.path("Corefile");
     let text = format!(
-        "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {{\n    errors\n    ready 127.0.0.1:8181\n    \
+        "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {{\n    errors\n    ready 127.0.0.1:{COREDNS_READY_PORT}\n    \
          kubernetes cluster.local in-addr.arpa ip6.arpa {{\n        kubeconfig {kubeconfig} netdiag-lab\n        \
          pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n        ttl 5\n    }}\n    cache 5\n}}\n",
         kubeconfig = s(&at.path("coredns.kubeconfig")),

@@ -118,6 +118,7 @@ async fn agent_pods(b: &Builder<'_>, cluster: &mut Cluster) -> Result<Vec<Pod>> 
     let label = "app.kubernetes.io/name=netdiag-agent";
     let deadline = Instant::now() + API_TIMEOUT;
     loop {
+        crate::signals::check()?;
         let owner = cluster
             .list(&daemonsets, Some(plan::AGENT_NAMESPACE), label)
             .await?
@@ -247,9 +248,8 @@ async fn materialize(
     to: &Path,
     pod: (&str, &str),
 ) -> Result<bool> {
-    if let Some(host) = &volume.host_path {
+    if volume.host_path.is_some() {
         // The lab's pods see the host's filesystem: the path is already where it is mounted.
-        let _ = host;
         return Ok(false);
     }
     if let Some(secret) = &volume.secret {
@@ -268,6 +268,23 @@ async fn materialize(
         );
     };
     std::fs::create_dir_all(to).with_context(|| format!("failed to create {}", to.display()))?;
+    // A projected path is relative and stays inside the volume (the API server validates this;
+    // the lab does not rely on it).
+    let inside = |path: &str| -> Result<PathBuf> {
+        let relative = Path::new(path);
+        if path.is_empty()
+            || relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            bail!(
+                "volume {}: projected path {path:?} leaves the volume",
+                volume.name
+            );
+        }
+        Ok(to.join(relative))
+    };
     for source in projected.sources.iter().flatten() {
         if let Some(sa) = &source.service_account_token {
             let audiences = sa.audience.clone().into_iter().collect();
@@ -280,7 +297,8 @@ async fn materialize(
                     sa.expiration_seconds.unwrap_or(3607),
                 )
                 .await?;
-            std::fs::write(to.join(&sa.path), token)?;
+            let path = inside(&sa.path)?;
+            std::fs::write(&path, token).with_context(|| format!("failed to write {}", path.display()))?;
         }
         if let Some(cm) = &source.config_map {
             if cm.name != "kube-root-ca.crt" {
@@ -290,7 +308,9 @@ async fn materialize(
                 );
             }
             for item in cm.items.iter().flatten() {
-                std::fs::copy(pki.path("ca.crt"), to.join(&item.path))?;
+                let path = inside(&item.path)?;
+                std::fs::copy(pki.path("ca.crt"), &path)
+                    .with_context(|| format!("failed to write {}", path.display()))?;
             }
         }
         for item in source.downward_api.iter().flat_map(|d| d.items.iter().flatten()) {
@@ -302,14 +322,16 @@ async fn materialize(
                     volume.name
                 ),
             };
-            std::fs::write(to.join(&item.path), value)?;
+            let path = inside(&item.path)?;
+            std::fs::write(&path, value).with_context(|| format!("failed to write {}", path.display()))?;
         }
     }
     Ok(true)
 }
 
-/// The shell script that becomes the agent's container: bind-mount its volumes (in the private
-/// mount namespace it starts in), then exec the command with the pod's environment, the
+/// The shell script that becomes the agent's container: bind-mount its volumes (in the mount
+/// namespace of its own it starts in; the mount points are made on the host, as a runtime makes
+/// them in a container's root), then exec the command with the pod's environment, the
 /// granted capabilities only, and no_new_privs unless escalation is allowed.
 fn start_script(
     b: &Builder<'_>,
@@ -319,8 +341,6 @@ fn start_script(
     agent_bin: &Path,
     mounts: &[(PathBuf, PathBuf, bool)],
 ) -> Result<String> {
-    let planned = &b.plan.pods[slot];
-    let node = &b.plan.nodes[planned.node];
     let mut out = String::from("set -e\n");
     for (source, target, read_only) in mounts {
         std::fs::create_dir_all(target)
@@ -362,7 +382,6 @@ fn start_script(
         _ => exec.push(agent_bin.display().to_string()),
     }
     exec.extend(container.args.iter().flatten().cloned());
-    let _ = node;
     let _ = writeln!(
         out,
         "exec {}",

@@ -30,12 +30,21 @@ pub const LAB_USER: &str = "netdiag-lab-user";
 
 impl Builder<'_> {
     pub(crate) fn build_real(&self, bins: &Binaries, objects: Vec<Value>) -> Result<LabInfo> {
-        self.network()?;
-        self.real_fault_rules()?;
         let at = Layout {
             dir: self.state.dir.clone(),
         };
-        std::fs::create_dir_all(at.path("logs"))?;
+        // A state dir used before holds the last cluster's etcd data and certificates: a new lab
+        // starts from none of it.
+        for dir in ["etcd", "pki", "kubelet"] {
+            let path = at.path(dir);
+            if path.exists() {
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("failed to remove {}", path.display()))?;
+            }
+        }
+        self.network()?;
+        self.real_fault_rules()?;
+        std::fs::create_dir_all(at.path("logs")).context("failed to create the lab's logs directory")?;
         let pki = self.write_pki(&at)?;
         self.write_static_tokens(&at)?;
         let mut control = vec![
@@ -61,6 +70,7 @@ impl Builder<'_> {
         let (pids, agent_names) = populated?;
         // A cut or shrunk link happens to a running cluster: after every component synced over it.
         self.link_faults()?;
+        self.family_cuts()?;
         let mut info = self.info(&pids, relay_pid, &url);
         info.api = ApiInfo { url, pid: relay_pid };
         // The DaemonSet named the agents' pods; the plan's names were placeholders.
@@ -152,8 +162,8 @@ impl Builder<'_> {
                 c::kube_proxy(bins, self.plan, i, self.scenario.proxy_mode, at)?,
             );
         }
-        self.wait_proxies(&cluster, &[]).await?;
-        let mut stopped = self.stop_proxies_for_faults(&mut proxies)?;
+        self.wait_proxies(&[], false).await?;
+        let mut stopped = self.stop_proxies_for_faults(&mut proxies);
         for obj in &rest.late {
             cluster.create(obj).await?;
         }
@@ -161,7 +171,7 @@ impl Builder<'_> {
             self.leave_stale_rules(&mut cluster, &mut proxies, &stale, &pods)
                 .await?,
         );
-        self.wait_proxies(&cluster, &stopped).await?;
+        self.wait_proxies(&stopped, true).await?;
 
         let pids: BTreeMap<usize, u32> = children.iter().map(|(k, c)| (*k, c.id())).collect();
         Ok((pids, names))
@@ -240,10 +250,17 @@ impl Builder<'_> {
     fn write_static_tokens(&self, at: &Layout) -> Result<()> {
         let mut csv = String::new();
         for (n, t) in self.scenario.tokens.iter().enumerate() {
+            let csv_safe = |v: &str| !v.is_empty() && !v.contains([',', '"', '\n', '\r']);
+            if !csv_safe(&t.token) {
+                bail!("token {n} of the scenario is empty or holds a comma, quote or newline");
+            }
             let Some((user, mut groups)) = t.identity() else {
                 bail!("token {n} of the scenario names no user or ServiceAccount");
             };
             groups.push("system:authenticated".into());
+            if !csv_safe(&user) || groups.iter().any(|g| !csv_safe(g)) {
+                bail!("token {n} of the scenario names a user or group with a comma, quote or newline");
+            }
             csv += &format!("{},{user},lab-token-{n},\"{}\"\n", t.token, groups.join(","));
         }
         std::fs::write(at.path("tokens.csv"), csv).context("failed to write the static token file")
@@ -282,16 +299,16 @@ impl Builder<'_> {
         Ok((child.id(), format!("https://127.0.0.1:{port}")))
     }
 
-    /// The deny, reply-drop and one-family link-cut faults as filter rules of their own; real
-    /// kube-proxy writes the Service rules.
+    /// The deny and reply-drop faults as rules of their own; real kube-proxy writes the Service
+    /// rules.
     fn real_fault_rules(&self) -> Result<()> {
-        for (i, node) in self.plan.nodes.iter().enumerate() {
+        for node in &self.plan.nodes {
             for family in &self.plan.families {
                 let (tool, ext) = match family {
                     IpFamily::V4 => ("iptables-restore", "faults.iptables"),
                     IpFamily::V6 => ("ip6tables-restore", "faults.ip6tables"),
                 };
-                let text = crate::kubeproxy::fault_rules(self.plan, i, &self.scenario.faults, *family);
+                let text = crate::kubeproxy::fault_rules(self.plan, &self.scenario.faults, *family);
                 self.run_file(
                     &format!("{}.{ext}", node.netns),
                     &text,
@@ -299,6 +316,31 @@ impl Builder<'_> {
                     &["netns", "exec", &node.netns, tool, "--noflush"],
                 )
                 .with_context(|| format!("failed to program the fault rules of {}", node.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One-family link cuts, in the mangle table of each node (see `real_fault_rules`).
+    fn family_cuts(&self) -> Result<()> {
+        for (i, node) in self.plan.nodes.iter().enumerate() {
+            for family in &self.plan.families {
+                let text =
+                    crate::kubeproxy::family_cut_rules_restore(self.plan, i, &self.scenario.faults, *family);
+                if text.is_empty() {
+                    continue;
+                }
+                let (tool, ext) = match family {
+                    IpFamily::V4 => ("iptables-restore", "cut.iptables"),
+                    IpFamily::V6 => ("ip6tables-restore", "cut.ip6tables"),
+                };
+                self.run_file(
+                    &format!("{}.{ext}", node.netns),
+                    &text,
+                    "ip",
+                    &["netns", "exec", &node.netns, tool, "--noflush"],
+                )
+                .with_context(|| format!("failed to cut {} on {}", family.as_k8s(), node.name))?;
             }
         }
         Ok(())
@@ -337,6 +379,7 @@ impl Builder<'_> {
         let deadline = Instant::now() + API_TIMEOUT;
         for kind in kinds {
             while cluster.list(&kind, None, "").await.is_err() {
+                crate::signals::check()?;
                 if Instant::now() > deadline {
                     bail!(
                         "the CRD of {} was not served within {}s",
@@ -482,10 +525,11 @@ impl Builder<'_> {
                 continue;
             }
             for s in stale {
+                let mode = self.scenario.proxy_mode;
                 while s.ips.iter().any(|ip| {
-                    node_ruleset(&node.netns, self.scenario.proxy_mode)
-                        .is_ok_and(|r| r.contains(&format!("{ip}:")) || r.contains(&format!("{ip} ")))
+                    node_ruleset(&node.netns, mode).is_ok_and(|r| r.contains(&dnat_token(mode, *ip, None)))
                 }) {
+                    crate::signals::check()?;
                     if Instant::now() > deadline {
                         bail!(
                             "kube-proxy on {} kept sending the Service to {} after it left",
@@ -513,7 +557,7 @@ impl Builder<'_> {
     }
 
     /// Stops the kube-proxy of each node a `service-rules-missing` fault names; returns them.
-    fn stop_proxies_for_faults(&self, proxies: &mut BTreeMap<usize, Child>) -> Result<Vec<usize>> {
+    fn stop_proxies_for_faults(&self, proxies: &mut BTreeMap<usize, Child>) -> Vec<usize> {
         let mut stopped = Vec::new();
         for f in &self.scenario.faults {
             let Fault::ServiceRulesMissing { node, .. } = f else {
@@ -527,13 +571,16 @@ impl Builder<'_> {
                 stopped.push(i);
             }
         }
-        Ok(stopped)
+        stopped
     }
 
-    /// Waits until every running kube-proxy has synced and programmed each Service's ClusterIPs.
-    async fn wait_proxies(&self, cluster: &Cluster, stopped: &[usize]) -> Result<()> {
-        let _ = cluster;
+    /// Waits until every running kube-proxy is healthy and its rules hold each Service's
+    /// ClusterIPs and the endpoints the EndpointSlice controller gives each port (as the stand-in
+    /// derives them), matched as whole rule tokens. `late` Services count once they exist.
+    async fn wait_proxies(&self, stopped: &[usize], late: bool) -> Result<()> {
         let deadline = Instant::now() + API_TIMEOUT;
+        let slices =
+            crate::objects::endpoint_slices(self.scenario, self.plan, k8s_openapi::jiff::Timestamp::now())?;
         for (i, node) in self.plan.nodes.iter().enumerate() {
             if stopped.contains(&i) {
                 continue;
@@ -541,11 +588,12 @@ impl Builder<'_> {
             let ns = crate::netns::named(&node.netns);
             let health = SocketAddr::from((node.ip, c::KUBE_PROXY_HEALTHZ_PORT));
             loop {
+                crate::signals::check()?;
                 let healthy = matches!(
                     crate::netns::http_get_status(&ns, health, "/healthz", Duration::from_millis(300)),
                     Ok(200)
                 );
-                if healthy && self.vips_programmed(&node.netns)? {
+                if healthy && self.programmed(&node.netns, &slices, late)? {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -564,18 +612,44 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Whether the node's ruleset mentions every ClusterIP of the scenario's Services that are
-    /// not created late (a port without endpoints has its REJECT in the filter table).
-    fn vips_programmed(&self, netns: &str) -> Result<bool> {
-        let late = self.late_services();
-        let rules = node_ruleset(netns, self.scenario.proxy_mode)?;
-        Ok(self
-            .plan
-            .services
-            .iter()
-            .filter(|s| !late.contains(&s.key()))
-            .flat_map(|s| s.vips())
-            .all(|vip| rules.contains(&vip.to_string())))
+    /// Whether the node's rules hold every ClusterIP and expected endpoint (a port without
+    /// endpoints has its REJECT in the filter table, which the ruleset includes).
+    fn programmed(
+        &self,
+        netns: &str,
+        slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+        late: bool,
+    ) -> Result<bool> {
+        let skip = if late { Vec::new() } else { self.late_services() };
+        let mode = self.scenario.proxy_mode;
+        let rules = node_ruleset(netns, mode)?;
+        for svc in self.plan.services.iter().filter(|s| !skip.contains(&s.key())) {
+            if svc
+                .vips()
+                .iter()
+                .any(|vip| !has_token(&rules, &vip_token(mode, *vip)))
+            {
+                return Ok(false);
+            }
+            for family in svc.families.iter().filter(|_| svc.cluster_ip.is_some()) {
+                for port in &svc.ports {
+                    let endpoints = crate::kubeproxy::ready_endpoints(
+                        svc,
+                        port.name.as_deref(),
+                        port.protocol,
+                        slices,
+                        *family,
+                    );
+                    if endpoints
+                        .iter()
+                        .any(|(ip, p)| !has_token(&rules, &dnat_token(mode, *ip, Some(*p))))
+                    {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Starts the process of every application and DNS pod (agents are the DaemonSet's) and
@@ -625,6 +699,37 @@ fn node_ruleset(netns: &str, mode: crate::scenario::ProxyMode) -> Result<String>
         text.push_str(&String::from_utf8_lossy(&out.stdout));
     }
     Ok(text)
+}
+
+/// Whether `token` occurs in `rules` not followed by a digit (port 80 is not a prefix of 8080).
+fn has_token(rules: &str, token: &str) -> bool {
+    rules
+        .match_indices(token)
+        .any(|(at, _)| !rules[at + token.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// How a ClusterIP appears in kube-proxy's rules, as a whole token: `-d VIP/32 ` in an
+/// `iptables-save`, `VIP . ` (an element key) in the nftables table.
+fn vip_token(mode: crate::scenario::ProxyMode, vip: IpAddr) -> String {
+    match mode {
+        crate::scenario::ProxyMode::Iptables => {
+            let len = if vip.is_ipv6() { 128 } else { 32 };
+            format!("-d {vip}/{len} ")
+        }
+        crate::scenario::ProxyMode::Nftables => format!("{vip} . "),
+    }
+}
+
+/// How a DNAT to an endpoint appears in kube-proxy's rules, as a whole token (with the port, or
+/// any port): `--to-destination IP:PORT` / `[IP]:PORT`, or a `numgen` map element `: IP . PORT`.
+fn dnat_token(mode: crate::scenario::ProxyMode, ip: IpAddr, port: Option<u16>) -> String {
+    let port = port.map(|p| p.to_string()).unwrap_or_default();
+    match mode {
+        crate::scenario::ProxyMode::Iptables if ip.is_ipv6() => format!("--to-destination [{ip}]:{port}"),
+        crate::scenario::ProxyMode::Iptables => format!("--to-destination {ip}:{port}"),
+        crate::scenario::ProxyMode::Nftables if port.is_empty() => format!(": {ip} . "),
+        crate::scenario::ProxyMode::Nftables => format!(": {ip} . {port}"),
+    }
 }
 
 /// Kills a component started with `ip netns exec` (its own process group) and reaps it.
