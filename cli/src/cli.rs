@@ -46,10 +46,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Walk the connectivity checklist from a pod to a target and name the failing layer.
-    Check(crate::check::cmd::CheckArgs),
+    Check(crate::commands::check::CheckArgs),
     /// Evaluate NetworkPolicy for a flow or for every pod pair.
     #[command(subcommand)]
-    Policy(crate::policy::cmd::PolicyCommand),
+    Policy(crate::commands::policy::PolicyCommand),
     /// Print the client's version and each node's agent version.
     Version(crate::status::VersionArgs),
     /// Show the agent on each node: ready, version, capabilities, what it can probe there.

@@ -16,9 +16,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
 
-use crate::check::target::SourceKind;
 use crate::cli::Cli;
 use crate::kube_args::KubeArgs;
+use netdiag_engine::check::target::SourceKind;
 
 /// cobra's `ShellCompDirectiveNoSpace`: the candidate is a prefix, do not add a space.
 pub const NO_SPACE: u32 = 2;

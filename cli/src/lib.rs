@@ -1,14 +1,12 @@
-//! netdiag CLI library: the pure engines (checklist judge, NetworkPolicy evaluator)
-//! and the I/O around them (cluster reads, agent calls, rendering).
+//! The kubectl plugin: its commands, their rendering and completion, `status`, and the agent
+//! client that reaches the node agents through the API server. The checklist and the
+//! NetworkPolicy evaluator are the engine's (`netdiag_engine`).
 
 pub mod agent_client;
-pub mod agent_identity;
-pub mod check;
 pub mod cli;
-pub mod cluster;
+pub mod commands;
 pub mod complete;
 pub mod kube_args;
 pub mod output;
-pub mod policy;
 pub mod render;
 pub mod status;

@@ -26,8 +26,8 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Check(args) => netdiag::check::cmd::run(args).await,
-            Command::Policy(command) => netdiag::policy::cmd::run(command).await,
+            Command::Check(args) => netdiag::commands::check::run(args).await,
+            Command::Policy(command) => netdiag::commands::policy::run(command).await,
             Command::Version(args) => netdiag::status::version(args).await,
             Command::Status(args) => netdiag::status::status(args).await,
             Command::Completion { .. } => unreachable!("handled before the runtime starts"),

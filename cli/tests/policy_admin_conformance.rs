@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netdiag::policy::{AdminObjects, Flow, PolicyIndex, Protocol};
+use netdiag_engine::policy::{AdminObjects, Flow, PolicyIndex, Protocol};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

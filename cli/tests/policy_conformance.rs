@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodIP, PodSpec, PodStatus};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use netdiag::policy::{Flow, Peer, PolicyIndex, Protocol};
+use netdiag_engine::policy::{Flow, Peer, PolicyIndex, Protocol};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

@@ -1,10 +1,11 @@
 //! The reduced report on plain values: every field of a report that names the destination is
 //! marked, and no mark survives [`withheld`] in JSON or in the human checklist.
 
-use super::*;
-use crate::check::evidence::IpFamily;
-use crate::check::report::{EndpointReport, PolicySuggestion, Verdict};
 use crate::render::{Layout, render_report};
+use netdiag_engine::check::disclose::*;
+use netdiag_engine::check::evidence::IpFamily;
+use netdiag_engine::check::report::{EndpointReport, PolicySuggestion, Verdict};
+use netdiag_engine::check::report::{FamilyReport, FixLine, Layer, Report, Status, Step};
 
 const MARK: &str = "SECRET";
 

@@ -9,7 +9,6 @@
 //! `cmd` is the I/O around it (cluster reads, files, rendering).
 
 pub mod admin;
-pub mod cmd;
 mod index;
 pub mod input;
 mod matrix;

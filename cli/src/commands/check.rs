@@ -7,19 +7,19 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use super::evidence::Evidence;
-use super::plan::CheckRequest;
-use super::probe::agent_deadline;
-use super::report::{EXIT_CONFIG, EXIT_UNDETERMINED, Layer};
-use super::snapshot::Snapshot;
-use super::target::{SourceRef, Target, parse_agent_url, parse_timeout};
-use super::workload::{self, WorkloadError};
-use super::{collect, verdict};
 use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
-use crate::cluster::NamespacedName;
 use crate::kube_args::{KubeArgs, KubeConfigError, scoped_command};
 use crate::output::terminal_width;
 use crate::render::{Layout, Progress, render_report};
+use netdiag_engine::check::evidence::Evidence;
+use netdiag_engine::check::plan::CheckRequest;
+use netdiag_engine::check::probe::agent_deadline;
+use netdiag_engine::check::report::{EXIT_CONFIG, EXIT_UNDETERMINED, Layer};
+use netdiag_engine::check::snapshot::Snapshot;
+use netdiag_engine::check::target::{SourceRef, Target, parse_agent_url, parse_timeout};
+use netdiag_engine::check::workload::{self, WorkloadError};
+use netdiag_engine::check::{collect, verdict};
+use netdiag_engine::cluster::NamespacedName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {

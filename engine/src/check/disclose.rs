@@ -145,7 +145,3 @@ pub fn sentence(layer: Layer, status: Status) -> &'static str {
         },
     }
 }
-
-#[cfg(test)]
-#[path = "disclose_tests.rs"]
-mod tests;

@@ -14,7 +14,6 @@
 //! writes the NetworkPolicy that admits a denied flow, and `cmd` is the plugin's front end.
 
 pub mod assemble;
-pub mod cmd;
 pub mod disclose;
 pub mod evidence;
 pub mod family;

@@ -8,6 +8,7 @@
 //! once, this module indexes and evaluates; the matrix applies the same order with bitsets.
 
 mod objects;
+mod read;
 mod spec;
 mod verdict;
 
@@ -16,6 +17,7 @@ pub use objects::{
     BaselineAdminNetworkPolicy, ClusterNetworkPolicy, DestinationPort, GROUP, NamespacedPod,
     PortMatchV1Alpha1, PortNumberOrRange, PortNumberV1Alpha1, PortRange, ProtocolMatch,
 };
+pub use read::read_admin_objects;
 pub use verdict::{
     AdminAction, AdminKind, AdminPolicyRef, AdminRuleRef, AdminTier, DecidingTier, TierVerdict, TieredVerdict,
 };

@@ -53,6 +53,15 @@ where
     Ok(items)
 }
 
+/// A list that failed, naming the resource it was of.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to list {what} from the cluster")]
+pub struct ListFailure {
+    pub what: &'static str,
+    #[source]
+    pub source: ToolFailure,
+}
+
 /// An error and its sources as one line (`outer: inner: root`). A source whose text the line
 /// already ends with is left out: wrappers that repeat their source's message read once.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

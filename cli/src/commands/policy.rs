@@ -10,16 +10,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cluster::ToolFailure;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netdiag_engine::cluster::{self, ListFailure};
 
-use super::admin::{AdminNetworkPolicy, AdminObjects, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
-use super::{
+use crate::kube_args::{KubeArgs, KubeConfigError};
+use netdiag_engine::policy::admin::read_admin_objects;
+use netdiag_engine::policy::{
     DecidingTier, EvalError, Flow, InputError, IpFamily, Matrix, Objects, Peer, PolicyIndex, Protocol,
     TierVerdict, TieredVerdict,
 };
-use crate::kube_args::{KubeArgs, KubeConfigError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
@@ -143,12 +143,8 @@ pub enum PolicyCmdError {
     },
     #[error(transparent)]
     KubeConfig(#[from] KubeConfigError),
-    #[error("failed to list {what} from the cluster")]
-    List {
-        what: &'static str,
-        #[source]
-        source: ToolFailure,
-    },
+    #[error(transparent)]
+    List(#[from] ListFailure),
     #[error(transparent)]
     Eval(#[from] EvalError),
     #[error("invalid --{flag} {input:?}: expected NAMESPACE/POD, POD or an IP address")]
@@ -313,10 +309,11 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
                 path: display.clone(),
                 source,
             })?;
-            let objects = super::parse_objects(&text).map_err(|source| PolicyCmdError::ParseFile {
-                path: display,
-                source,
-            })?;
+            let objects =
+                netdiag_engine::policy::parse_objects(&text).map_err(|source| PolicyCmdError::ParseFile {
+                    path: display,
+                    source,
+                })?;
             Ok((objects, "default".to_string()))
         }
         None => {
@@ -349,45 +346,14 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
 }
 
 /// Every object of kind `K` in the cluster, without managedFields (the evaluator does not read them).
-async fn list_all<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, PolicyCmdError>
+async fn list_all<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, ListFailure>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    crate::cluster::list_all(client, &format!("list {what}"))
+    cluster::list_all(client, &format!("list {what}"))
         .await
-        .map_err(|source| PolicyCmdError::List { what, source })
-}
-
-/// Every ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy in the cluster,
-/// without managedFields. A kind whose CRD is not installed (404) has none; other errors (403, a
-/// timeout) are errors naming the resource. The one reader of these kinds for every consumer.
-pub async fn read_admin_objects(client: &kube::Client) -> Result<AdminObjects, PolicyCmdError> {
-    let (cluster_network_policies, admin_network_policies, baseline_admin_network_policies) = futures::try_join!(
-        list_optional::<ClusterNetworkPolicy>(client, "clusternetworkpolicies"),
-        list_optional::<AdminNetworkPolicy>(client, "adminnetworkpolicies"),
-        list_optional::<BaselineAdminNetworkPolicy>(client, "baselineadminnetworkpolicies"),
-    )?;
-    Ok(AdminObjects {
-        cluster_network_policies,
-        admin_network_policies,
-        baseline_admin_network_policies,
-    })
-}
-
-/// Every object of a CRD kind; a 404 (the CRD is not installed) means there are none.
-async fn list_optional<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, PolicyCmdError>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    match list_all::<K>(client, what).await {
-        Err(PolicyCmdError::List {
-            source: ToolFailure::ApiError { code: 404, .. },
-            ..
-        }) => Ok(Vec::new()),
-        other => other,
-    }
+        .map_err(|source| ListFailure { what, source })
 }
 
 /// The human form of `explain`: one line per side, then the verdict sentence.
@@ -573,4 +539,57 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use netdiag_engine::policy::{Flow, PolicyIndex, Protocol, parse_objects};
+
+    use super::render_explain;
+
+    /// Dual-stack checkout and DNS pods; checkout's egress admits 53/UDP only to the IPv4 range.
+    const DNS_OVER_IPV4_ONLY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: kube-system}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: shop, name: checkout, labels: {app: checkout}}
+status: {podIP: 10.0.1.1, podIPs: [{ip: 10.0.1.1}, {ip: "fd00:1::1"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: kube-system, name: coredns, labels: {app: coredns}}
+status: {podIP: 10.0.3.5, podIPs: [{ip: 10.0.3.5}, {ip: "fd00:3::5"}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: shop, name: checkout-egress}
+spec:
+  podSelector: {matchLabels: {app: checkout}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 10.0.0.0/8}}]
+    ports: [{port: 53, protocol: UDP}]
+"#;
+
+    #[test]
+    fn explain_names_the_family_a_dual_stack_flow_is_denied_in() {
+        let objects = parse_objects(DNS_OVER_IPV4_ONLY).unwrap();
+        let index = PolicyIndex::new(&objects.namespaces, &objects.pods, &objects.policies);
+        let flow = Flow {
+            from: "shop/checkout".parse().unwrap(),
+            to: "kube-system/coredns".parse().unwrap(),
+            port: 53,
+            protocol: Protocol::Udp,
+        };
+        let text = render_explain(&index.evaluate_tiers(&flow).unwrap());
+        assert!(text.contains("over IPv6"), "{text}");
+        assert!(text.contains("denied for IPv6, allowed for IPv4"), "{text}");
+    }
 }

@@ -9,8 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::evidence::Fact;
 use crate::cluster::{ToolFailure, list_all};
-use crate::policy::admin::AdminObjects;
-use crate::policy::cmd::{PolicyCmdError, read_admin_objects};
+use crate::policy::admin::{AdminObjects, read_admin_objects};
 
 /// The objects a check depends on, each kind listed once for the whole cluster.
 #[derive(Debug, Clone)]
@@ -42,10 +41,7 @@ impl Snapshot {
             list_all::<NetworkPolicy>(client, "list networkpolicies in all namespaces"),
             read_admin_objects(client),
         );
-        let admin = admin.map_err(|err| match err {
-            PolicyCmdError::List { source, .. } => source,
-            other => ToolFailure::NotProbed(other.to_string()),
-        });
+        let admin = admin.map_err(|err| err.source);
         Snapshot {
             pods: fact(pods),
             services: fact(services),

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netdiag::policy::admin::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
-use netdiag::policy::{AdminObjects, Flow, Peer, PolicyIndex, Protocol};
+use netdiag_engine::policy::admin::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
+use netdiag_engine::policy::{AdminObjects, Flow, Peer, PolicyIndex, Protocol};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]

@@ -1,0 +1,34 @@
+//! Reading the admin policies from the cluster: the one reader of these kinds for every consumer
+//! (the check's snapshot and the `policy` command).
+
+use super::objects::{AdminNetworkPolicy, AdminObjects, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
+use crate::cluster::{ListFailure, ToolFailure, list_all};
+
+/// Every ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy in the cluster,
+/// without managedFields. A kind whose CRD is not installed (404) has none; other errors (403, a
+/// timeout) are errors naming the resource.
+pub async fn read_admin_objects(client: &kube::Client) -> Result<AdminObjects, ListFailure> {
+    let (cluster_network_policies, admin_network_policies, baseline_admin_network_policies) = futures::try_join!(
+        list_optional::<ClusterNetworkPolicy>(client, "clusternetworkpolicies"),
+        list_optional::<AdminNetworkPolicy>(client, "adminnetworkpolicies"),
+        list_optional::<BaselineAdminNetworkPolicy>(client, "baselineadminnetworkpolicies"),
+    )?;
+    Ok(AdminObjects {
+        cluster_network_policies,
+        admin_network_policies,
+        baseline_admin_network_policies,
+    })
+}
+
+/// Every object of a CRD kind; a 404 (the CRD is not installed) means there are none.
+async fn list_optional<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, ListFailure>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match list_all::<K>(client, &format!("list {what}")).await {
+        Ok(items) => Ok(items),
+        Err(ToolFailure::ApiError { code: 404, .. }) => Ok(Vec::new()),
+        Err(source) => Err(ListFailure { what, source }),
+    }
+}
