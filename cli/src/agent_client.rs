@@ -15,10 +15,10 @@ use netdiag_proto::{ApiError, DEFAULT_AGENT_PORT, PROBE_PATH, ProbeReport, Probe
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use netdiag_engine::agent_identity::{genuine_agents, read_agent_daemonset};
-use netdiag_engine::check::evidence::AgentPods;
-use netdiag_engine::check::probe::{AgentReply, AgentTransport};
-use netdiag_engine::cluster::{ToolFailure, error_chain};
+use netdiag_engine::AgentPods;
+use netdiag_engine::{AgentReply, AgentTransport};
+use netdiag_engine::{ToolFailure, error_chain};
+use netdiag_engine::{genuine_agents, read_agent_daemonset};
 
 /// Default namespace of the agent DaemonSet.
 pub const DEFAULT_AGENT_NAMESPACE: &str = "netdiag";

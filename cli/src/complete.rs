@@ -18,7 +18,7 @@ use kube::api::ListParams;
 
 use crate::cli::Cli;
 use crate::kube_args::KubeArgs;
-use netdiag_engine::check::target::SourceKind;
+use netdiag_engine::SourceKind;
 
 /// cobra's `ShellCompDirectiveNoSpace`: the candidate is a prefix, do not add a space.
 pub const NO_SPACE: u32 = 2;

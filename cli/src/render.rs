@@ -11,7 +11,7 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 
 use crate::output::{wrap, wrap_command};
-use netdiag_engine::check::report::{EvidenceKind, PolicySuggestion, Report, Status, Verdict};
+use netdiag_engine::report::{EvidenceKind, PolicySuggestion, Report, Status, Verdict};
 
 const GREEN: Style = AnsiColor::Green.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
@@ -251,7 +251,7 @@ impl Drop for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netdiag_engine::check::report::{EvidenceLine, Layer, Step};
+    use netdiag_engine::report::{EvidenceLine, Layer, Step};
 
     fn report(verdict: Verdict, failing: Option<Layer>, statuses: &[(Layer, Status)]) -> Report {
         Report {
@@ -443,7 +443,7 @@ mod tests {
     #[test]
     fn wide_shows_every_steps_evidence_and_the_endpoint_table() {
         let mut r = report(Verdict::Reachable, None, &[(Layer::Source, Status::Pass)]);
-        r.endpoints = vec![netdiag_engine::check::report::EndpointReport {
+        r.endpoints = vec![netdiag_engine::report::EndpointReport {
             address: "10.244.2.2:8080".into(),
             pod: Some("shop/payments-0".into()),
             node: Some("node-b".into()),

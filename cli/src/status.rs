@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
 use crate::commands::check::config_error;
 use crate::kube_args::KubeArgs;
-use netdiag_engine::check::report::EXIT_UNDETERMINED;
+use netdiag_engine::report::EXIT_UNDETERMINED;
 
 /// How long one agent has to answer `GET /v1/info`.
 const INFO_DEADLINE: Duration = Duration::from_secs(5);
@@ -186,7 +186,7 @@ async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatu
                 }
                 Err(err) => {
                     row.cannot_probe = vec!["anything: the agent does not answer".to_string()];
-                    row.error = Some(netdiag_engine::cluster::error_chain(&err));
+                    row.error = Some(netdiag_engine::error_chain(&err));
                 }
             }
             row

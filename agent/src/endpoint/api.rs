@@ -20,12 +20,12 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use netdiag_engine::agent_identity::read_agent_daemonset;
-use netdiag_engine::check::CheckRequest;
-use netdiag_engine::check::report::Verdict;
-use netdiag_engine::check::snapshot::Snapshot;
-use netdiag_engine::check::target::{PodRef, Target, parse_timeout};
-use netdiag_engine::cluster::NamespacedName;
+use netdiag_engine::CheckRequest;
+use netdiag_engine::NamespacedName;
+use netdiag_engine::Snapshot;
+use netdiag_engine::read_agent_daemonset;
+use netdiag_engine::report::Verdict;
+use netdiag_engine::{PodRef, Target, parse_timeout};
 use netdiag_proto::{ProbeRequest, ProbeSource};
 use serde::Deserialize;
 
@@ -214,8 +214,8 @@ async fn run_flight(state: &State, ask: &Ask, host_network: bool) -> Result<Ran,
             return Ran::HostNetworkSource;
         }
         let transport = Transport::new(peers, &snap, daemonset);
-        let evidence = netdiag_engine::check::collect(&snap, &transport, &request).await;
-        let report = netdiag_engine::check::verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
+        let evidence = netdiag_engine::collect(&snap, &transport, &request).await;
+        let report = netdiag_engine::verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
         Ran::Checked(Arc::new(Checked::new(report, &evidence)))
     };
     match state.flights.run(key, work).await {

@@ -17,11 +17,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use netdiag_engine::check::Report;
-use netdiag_engine::check::disclose::{foreign_namespaces, withheld};
-use netdiag_engine::check::evidence::Evidence;
-use netdiag_engine::check::snapshot::Snapshot;
-use netdiag_engine::cluster::NamespacedName;
+use netdiag_engine::Evidence;
+use netdiag_engine::NamespacedName;
+use netdiag_engine::Snapshot;
+use netdiag_engine::report::Report;
+use netdiag_engine::{foreign_namespaces, withheld};
 
 use super::auth::{Access, Authorizer, Caller, Denial};
 
@@ -144,14 +144,14 @@ async fn may_read_all(auth: &Authorizer, caller: &Caller, namespaces: &BTreeSet<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netdiag_engine::check::evidence::Fact;
+    use netdiag_engine::Fact;
 
     fn snapshot(host_network: bool) -> Snapshot {
         let pod = serde_json::json!({
             "metadata": {"namespace": "shop", "name": "node-exporter"},
             "spec": {"containers": [], "hostNetwork": host_network}
         });
-        let mut snap = Snapshot::unread(netdiag_engine::cluster::ToolFailure::NotProbed("test".into()));
+        let mut snap = Snapshot::unread(netdiag_engine::ToolFailure::NotProbed("test".into()));
         snap.pods = Fact::Known(vec![serde_json::from_value(pod).expect("a pod")]);
         snap
     }
@@ -165,7 +165,7 @@ mod tests {
             &snapshot(true),
             &NamespacedName::new("web", "node-exporter")
         ));
-        let unread = Snapshot::unread(netdiag_engine::cluster::ToolFailure::NotProbed("test".into()));
+        let unread = Snapshot::unread(netdiag_engine::ToolFailure::NotProbed("test".into()));
         assert!(!host_network_source(&unread, &from), "no pod, no probe from it");
     }
 

@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use netdiag_engine::check::Report;
-use netdiag_engine::check::report::{Status, Verdict};
+use netdiag_engine::report::Report;
+use netdiag_engine::report::{Status, Verdict};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -124,7 +124,7 @@ pub fn encode(report: &Report, seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netdiag_engine::check::report::{Layer, Step};
+    use netdiag_engine::report::{Layer, Step};
 
     fn step(layer: Layer, status: Status) -> Step {
         Step {

@@ -11,15 +11,15 @@ use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTO
 use crate::kube_args::{KubeArgs, KubeConfigError, scoped_command};
 use crate::output::terminal_width;
 use crate::render::{Layout, Progress, render_report};
-use netdiag_engine::check::evidence::Evidence;
-use netdiag_engine::check::plan::CheckRequest;
-use netdiag_engine::check::probe::agent_deadline;
-use netdiag_engine::check::report::{EXIT_CONFIG, EXIT_UNDETERMINED, Layer};
-use netdiag_engine::check::snapshot::Snapshot;
-use netdiag_engine::check::target::{SourceRef, Target, parse_agent_url, parse_timeout};
-use netdiag_engine::check::workload::{self, WorkloadError};
-use netdiag_engine::check::{collect, verdict};
-use netdiag_engine::cluster::NamespacedName;
+use netdiag_engine::CheckRequest;
+use netdiag_engine::Evidence;
+use netdiag_engine::NamespacedName;
+use netdiag_engine::Snapshot;
+use netdiag_engine::agent_deadline;
+use netdiag_engine::report::{EXIT_CONFIG, EXIT_UNDETERMINED, Layer};
+use netdiag_engine::{SourceRef, Target, parse_agent_url, parse_timeout};
+use netdiag_engine::{WorkloadError, workload};
+use netdiag_engine::{collect, verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netdiag_engine::cluster::{self, ListFailure};
+use netdiag_engine::ListFailure;
 
 use crate::kube_args::{KubeArgs, KubeConfigError};
 use netdiag_engine::policy::admin::read_admin_objects;
@@ -328,9 +328,9 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
                 crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
             // The lists are independent: ask for them at once.
             let (namespaces, pods, policies, admin) = futures::try_join!(
-                list_all::<Namespace>(&client, "namespaces"),
-                list_all::<Pod>(&client, "pods"),
-                list_all::<NetworkPolicy>(&client, "networkpolicies"),
+                list_kind::<Namespace>(&client, "namespaces"),
+                list_kind::<Pod>(&client, "pods"),
+                list_kind::<NetworkPolicy>(&client, "networkpolicies"),
                 read_admin_objects(&client),
             )?;
             let objects = Objects {
@@ -346,12 +346,12 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
 }
 
 /// Every object of kind `K` in the cluster, without managedFields (the evaluator does not read them).
-async fn list_all<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, ListFailure>
+async fn list_kind<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, ListFailure>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    cluster::list_all(client, &format!("list {what}"))
+    netdiag_engine::list_all(client, &format!("list {what}"))
         .await
         .map_err(|source| ListFailure { what, source })
 }

@@ -145,3 +145,7 @@ pub fn sentence(layer: Layer, status: Status) -> &'static str {
         },
     }
 }
+
+#[cfg(test)]
+#[path = "disclose_tests.rs"]
+mod tests;

@@ -16,6 +16,7 @@ use netdiag_proto::{
 use serde_json::json;
 
 use super::evidence::*;
+use super::probe::AgentReply;
 use super::report::{Layer, Verdict};
 use super::snapshot::Snapshot;
 use super::*;

@@ -29,30 +29,16 @@ pub mod workload;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use evidence::Evidence;
 use netdiag_proto::{DnsOutcome, ProbeResult};
 pub use plan::CheckRequest;
-pub use probe::{AgentReply, AgentTransport};
+pub use probe::AgentTransport;
 pub use report::Report;
 use snapshot::Snapshot;
 
 use plan::ProbeKey;
 use probe::Replies;
-
-/// Runs one check: reads the cluster, probes through `agents`, judges.
-pub async fn run<A: AgentTransport>(
-    client: &kube::Client,
-    agents: &A,
-    request: &CheckRequest,
-) -> (Evidence, Report) {
-    let started = Instant::now();
-    let snap = Snapshot::read(client).await;
-    let evidence = collect(&snap, agents, request).await;
-    let report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
-    (evidence, report)
-}
 
 /// The report of `evidence` collected from `snap`: the judge's verdict and, when policy is the
 /// failing layer, the NetworkPolicy that admits the flow (every front end answers the same).

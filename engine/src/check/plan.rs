@@ -947,14 +947,6 @@ pub fn explains(p: &PlannedProbe) -> Option<IpAddr> {
     }
 }
 
-/// Whether a probe is one of the datapath witnesses (they ride along with the TCP probes).
-pub fn is_witness(key: &ProbeKey) -> bool {
-    matches!(
-        key,
-        ProbeKey::PathMtu(..) | ProbeKey::Capture(_) | ProbeKey::NodeDataplane
-    )
-}
-
 /// The destination pods' nodes other than the source's, with their address in the family of
 /// the endpoint (a dual-stack endpoint's node is witnessed per family), once each.
 pub fn witness_nodes(live: &[&EndpointTarget], source_node: &str) -> BTreeSet<(String, IpAddr)> {

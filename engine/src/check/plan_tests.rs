@@ -523,3 +523,11 @@ fn service_names_follow_the_cluster_naming_rules() {
 /// Planning for IPv6 and dual-stack targets.
 #[path = "plan_family_tests.rs"]
 mod family;
+
+/// Whether a probe is one of the datapath witnesses (they ride along with the TCP probes).
+fn is_witness(key: &ProbeKey) -> bool {
+    matches!(
+        key,
+        ProbeKey::PathMtu(..) | ProbeKey::Capture(_) | ProbeKey::NodeDataplane
+    )
+}

@@ -36,20 +36,6 @@ pub trait AgentTransport: Sync {
     fn location(&self) -> Option<AgentPods>;
 }
 
-/// The transport when there is no way to reach agents (no client could be built): every
-/// request fails with the reason.
-pub struct NoAgents(pub ToolFailure);
-
-impl AgentTransport for NoAgents {
-    async fn probe(&self, _: &str, _: &ProbeRequest, _: Duration) -> Result<AgentReply, ToolFailure> {
-        Err(self.0.clone())
-    }
-
-    fn location(&self) -> Option<AgentPods> {
-        None
-    }
-}
-
 /// What came back: each probe's result, and how each agent request went.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Replies {
