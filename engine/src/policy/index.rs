@@ -11,6 +11,7 @@ use super::admin::{AdminIndex, AdminObjects};
 use super::spec::{NamedPort, PodAddrs, PolicySpec, RuleSpec};
 use super::types::{
     Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, IpFamily, Peer, PolicyRef, RuleRef,
+    finding,
 };
 
 /// The label every namespace carries since Kubernetes 1.22 (set by the API server).
@@ -463,15 +464,6 @@ pub(crate) fn rule_ref(policy: &PolicyRef, direction: Direction, index: usize) -
         name: policy.name.clone(),
         direction,
         index,
-    }
-}
-
-pub(crate) fn finding(kind: &str, namespace: Option<&str>, name: &str, message: &str) -> Finding {
-    Finding {
-        kind: kind.to_string(),
-        namespace: namespace.map(str::to_string),
-        name: name.to_string(),
-        message: message.to_string(),
     }
 }
 

@@ -13,6 +13,7 @@ mod index;
 pub mod input;
 mod matrix;
 mod spec;
+mod tiers;
 mod types;
 
 pub use admin::{

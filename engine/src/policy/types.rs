@@ -375,3 +375,13 @@ pub enum EvalError {
     #[error("namespace {0} not found in the input")]
     UnknownNamespace(String),
 }
+
+/// A finding about one object.
+pub(crate) fn finding(kind: &str, namespace: Option<&str>, name: &str, message: &str) -> Finding {
+    Finding {
+        kind: kind.to_string(),
+        namespace: namespace.map(str::to_string),
+        name: name.to_string(),
+        message: message.to_string(),
+    }
+}

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::policy::{Flow, Protocol};
+use crate::policy::{Flow, PolicyIndex, Protocol};
 
 fn mk_ns(name: &str, labels: Value) -> Namespace {
     serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
