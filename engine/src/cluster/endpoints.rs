@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort, EndpointSlice};
 
 use super::NamespacedName;
-use crate::policy::Protocol;
+use super::Protocol;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

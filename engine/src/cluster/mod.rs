@@ -8,6 +8,7 @@ pub mod endpoints;
 mod failure;
 mod names;
 pub mod pods;
+mod protocol;
 
 use std::fmt;
 
@@ -15,6 +16,7 @@ use kube::api::{Api, ListParams};
 
 pub use failure::ToolFailure;
 pub use names::NamespacedName;
+pub use protocol::Protocol;
 
 /// The cluster's DNS domain (kubelet `--cluster-domain`), as nearly every cluster sets it.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";

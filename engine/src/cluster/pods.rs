@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::Protocol;
 use super::{NamespacedName, PortRef};
-use crate::policy::Protocol;
 
 /// A port a running container of the pod declares.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
+pub use crate::cluster::Protocol;
+
 /// One end of a flow: a pod by namespace and name, or an address that is not a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Peer {
@@ -88,51 +90,6 @@ impl IpFamily {
         match self {
             IpFamily::V4 => IpFamily::V6,
             IpFamily::V6 => IpFamily::V4,
-        }
-    }
-}
-
-/// Transport protocol of a flow; NetworkPolicy ports default to TCP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub enum Protocol {
-    #[default]
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => "SCTP",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Protocol {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = String;
-
-    /// Case-insensitive `TCP`, `UDP` or `SCTP`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_uppercase().as_str() {
-            "TCP" => Ok(Protocol::Tcp),
-            "UDP" => Ok(Protocol::Udp),
-            "SCTP" => Ok(Protocol::Sctp),
-            _ => Err(format!("invalid protocol {s:?}: expected TCP, UDP or SCTP")),
         }
     }
 }
