@@ -26,7 +26,7 @@ fn require_root_and_curl() {
     require_root();
     assert!(
         Command::new("curl").arg("--version").output().is_ok(),
-        "needs curl, to call the endpoint from inside a pod: install it (`apt-get install curl`)"
+        "needs curl, to call the endpoint from inside a pod: run tests/scripts/install-deps as root"
     );
 }
 
