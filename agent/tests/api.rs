@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{AGENT, Agent, Netns, random_byte, root_or_skip};
+use common::{AGENT, Agent, Netns, random_byte, require_root};
 use serde_json::{Value, json};
 
 fn one_shot(input: &str) -> (i32, String, String) {
@@ -35,9 +35,7 @@ fn one_shot(input: &str) -> (i32, String, String) {
 
 #[test]
 fn malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests() {
-    if !root_or_skip("malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&[]);
     let (status, body) = agent.http("POST", "/v1/probe", b"{not json");
     assert_eq!(status, 400);
@@ -72,9 +70,7 @@ fn malformed_bodies_unknown_kinds_and_port_zero_are_bad_requests() {
 
 #[test]
 fn a_namespace_file_of_another_kind_is_rejected_like_any_other_path() {
-    if !root_or_skip("a_namespace_file_of_another_kind_is_rejected_like_any_other_path") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&["--netns-roots", "/proc/*/ns/*"]);
     // A namespace file, inside the (widened) roots, but of another kind.
     let path = format!("/proc/{}/ns/uts", std::process::id());
@@ -87,9 +83,7 @@ fn a_namespace_file_of_another_kind_is_rejected_like_any_other_path() {
 
 #[test]
 fn oversize_bodies_are_refused_with_413() {
-    if !root_or_skip("oversize_bodies_are_refused_with_413") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&["--max-body-bytes", "1024"]);
     let probes: Vec<Value> = (0..100).map(|_| json!({"kind": "listeners"})).collect();
     let big = json!({"source": {"kind": "node"}, "probes": probes}).to_string();
@@ -102,9 +96,7 @@ fn oversize_bodies_are_refused_with_413() {
 
 #[test]
 fn unknown_pod_ip_is_a_404_naming_the_address_in_server_and_one_shot_mode() {
-    if !root_or_skip("unknown_pod_ip_is_a_404_naming_the_address_in_server_and_one_shot_mode") {
-        return;
-    }
+    require_root();
     let ip = format!("198.51.{}.{}", random_byte(), random_byte());
     let request = json!({"source": {"kind": "podIP", "ip": ip}, "probes": [{"kind": "listeners"}]});
     let agent = Agent::start(&[]);
@@ -130,9 +122,7 @@ fn unknown_pod_ip_is_a_404_naming_the_address_in_server_and_one_shot_mode() {
 
 #[test]
 fn pod_ip_source_finds_the_namespace_holding_the_address() {
-    if !root_or_skip("pod_ip_source_finds_the_namespace_holding_the_address") {
-        return;
-    }
+    require_root();
     let pod = Netns::new();
     let ip = format!("172.31.{}.{}", random_byte(), random_byte());
     pod.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
@@ -165,9 +155,7 @@ fn pod_ip_source_finds_the_namespace_holding_the_address() {
 
 #[test]
 fn a_pod_ip_that_moved_to_another_namespace_is_found_in_its_new_namespace() {
-    if !root_or_skip("a_pod_ip_that_moved_to_another_namespace_is_found_in_its_new_namespace") {
-        return;
-    }
+    require_root();
     let (old, new) = (Netns::new(), Netns::new());
     let ip = format!("172.30.{}.{}", random_byte(), random_byte());
     let cidr = format!("{ip}/32");
@@ -197,9 +185,7 @@ fn a_pod_ip_that_moved_to_another_namespace_is_found_in_its_new_namespace() {
 
 #[test]
 fn one_shot_mode_prints_the_report_of_the_same_engine() {
-    if !root_or_skip("one_shot_mode_prints_the_report_of_the_same_engine") {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let _listener = ns.listen("127.0.0.1", 18090);
     let request = json!({"source": {"kind": "netns", "path": ns.path()},
@@ -214,9 +200,7 @@ fn one_shot_mode_prints_the_report_of_the_same_engine() {
 
 #[test]
 fn metrics_count_the_probes_that_ran_by_kind_and_outcome() {
-    if !root_or_skip("metrics_count_the_probes_that_ran_by_kind_and_outcome") {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let agent = Agent::start(&[]);
     let tcp = json!({"kind": "tcp", "ip": "127.0.0.1", "port": 1, "timeoutMs": 10000});
@@ -243,9 +227,7 @@ fn metrics_count_the_probes_that_ran_by_kind_and_outcome() {
 
 #[test]
 fn info_health_and_readiness_answer() {
-    if !root_or_skip("info_health_and_readiness_answer") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&["--pod", "netdiag/agent-x"]);
     let (status, body) = agent.http("GET", "/v1/info", b"");
     assert_eq!(status, 200);
@@ -287,9 +269,7 @@ fn client_and_silent_server() -> (Netns, Netns, String) {
 
 #[test]
 fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
-    if !root_or_skip("requests_beyond_the_concurrency_bound_are_answered_503_at_once") {
-        return;
-    }
+    require_root();
     let (client, _server, server_ip) = client_and_silent_server();
     let agent = std::sync::Arc::new(Agent::start(&["--max-concurrent", "1"]));
     let slow = json!({"source": {"kind": "netns", "path": client.path()},
@@ -316,9 +296,7 @@ fn requests_beyond_the_concurrency_bound_are_answered_503_at_once() {
 
 #[test]
 fn a_request_whose_client_went_away_keeps_its_slot_until_its_probes_end() {
-    if !root_or_skip("a_request_whose_client_went_away_keeps_its_slot_until_its_probes_end") {
-        return;
-    }
+    require_root();
     let (client, _server, server_ip) = client_and_silent_server();
     let agent = Agent::start(&["--max-concurrent", "1"]);
     let slow = json!({"source": {"kind": "netns", "path": client.path()},
@@ -356,9 +334,7 @@ fn a_request_whose_client_went_away_keeps_its_slot_until_its_probes_end() {
 
 #[test]
 fn pid_and_node_sources_run_in_the_process_and_node_namespaces() {
-    if !root_or_skip("pid_and_node_sources_run_in_the_process_and_node_namespaces") {
-        return;
-    }
+    require_root();
     let pod = Netns::new();
     let process = pod.spawn(&["sleep", "600"]);
     let agent = Agent::start(&[]);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Agent, Netns, Proc, random_byte, root_or_skip, veth};
+use common::{Agent, Netns, Proc, random_byte, require_root, veth};
 use serde_json::{Value, json};
 
 const SEARCH: &str = "a.svc.cluster.local svc.cluster.local cluster.local";
@@ -112,9 +112,7 @@ fn pair(name: &str, outcome: &str) -> (String, String) {
 
 #[test]
 fn short_name_follows_the_pods_search_list_in_glibc_order_to_the_right_answer() {
-    if !root_or_skip("short_name_follows_the_pods_search_list_in_glibc_order_to_the_right_answer") {
-        return;
-    }
+    require_root();
     let world = World::new();
     let agent = Agent::start(&[]);
     let result = world.dns(&agent, "web", "A", 2000);
@@ -158,9 +156,7 @@ fn short_name_follows_the_pods_search_list_in_glibc_order_to_the_right_answer() 
 
 #[test]
 fn nxdomain_and_nodata_are_classified() {
-    if !root_or_skip("nxdomain_and_nodata_are_classified") {
-        return;
-    }
+    require_root();
     let world = World::new();
     let agent = Agent::start(&[]);
     let result = world.dns(&agent, "nosuch.svc.cluster.local.", "A", 2000);
@@ -184,9 +180,7 @@ fn nxdomain_and_nodata_are_classified() {
 
 #[test]
 fn servfail_from_the_server_is_classified() {
-    if !root_or_skip("servfail_from_the_server_is_classified") {
-        return;
-    }
+    require_root();
     let world = World::new();
     let agent = Agent::start(&[]);
     let result = world.dns(&agent, "x.broken.test", "A", 3000);
@@ -201,9 +195,7 @@ fn servfail_from_the_server_is_classified() {
 
 #[test]
 fn a_silent_server_is_a_timeout() {
-    if !root_or_skip("a_silent_server_is_a_timeout") {
-        return;
-    }
+    require_root();
     let world = World::new();
     world.dns.iptables("-A INPUT -p udp --dport 53 -j DROP");
     let agent = Agent::start(&[]);
@@ -222,9 +214,7 @@ fn a_silent_server_is_a_timeout() {
 
 #[test]
 fn a_nameserver_where_nothing_listens_ends_the_search_at_once_as_glibc_does() {
-    if !root_or_skip("a_nameserver_where_nothing_listens_ends_the_search_at_once_as_glibc_does") {
-        return;
-    }
+    require_root();
     let world = World::new();
     let agent = Agent::start(&[]);
     // Nothing listens on this port of the DNS namespace: its kernel answers ICMP port-unreachable.
@@ -245,9 +235,7 @@ fn a_nameserver_where_nothing_listens_ends_the_search_at_once_as_glibc_does() {
 
 #[test]
 fn a_truncated_udp_answer_is_retried_over_tcp() {
-    if !root_or_skip("a_truncated_udp_answer_is_retried_over_tcp") {
-        return;
-    }
+    require_root();
     let world = World::new();
     let agent = Agent::start(&[]);
     let result = world.dns(&agent, "big.svc.cluster.local.", "A", 3000);
@@ -259,9 +247,7 @@ fn a_truncated_udp_answer_is_retried_over_tcp() {
 
 #[test]
 fn a_namespace_without_processes_has_no_resolv_conf_and_says_so() {
-    if !root_or_skip("a_namespace_without_processes_has_no_resolv_conf_and_says_so") {
-        return;
-    }
+    require_root();
     let empty = Netns::new();
     let agent = Agent::start(&[]);
     let results = agent.results(&json!({

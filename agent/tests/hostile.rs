@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::endpoint::{EndpointAgent, FakeApi, GOOD_TOKEN, GOOD_USER, https, loopback, node_probe};
-use common::{Agent, Netns, Proc, eventually, root_or_skip, unique};
+use common::{Agent, Netns, Proc, eventually, require_root, unique};
 use serde_json::{Value, json};
 
 /// A directory removed on drop.
@@ -68,10 +68,7 @@ fn error_detail(result: &Value) -> String {
 
 #[test]
 fn hostile_resolv_conf_files_are_error_outcomes_and_the_pods_own_file_is_read_in_its_root() {
-    if !root_or_skip("hostile_resolv_conf_files_are_error_outcomes_and_the_pods_own_file_is_read_in_its_root")
-    {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&[]);
     // A file outside every pod's root that a symlink tries to reach.
     let secret = TempDir::new();
@@ -131,9 +128,7 @@ fn hostile_resolv_conf_files_are_error_outcomes_and_the_pods_own_file_is_read_in
 
 #[test]
 fn a_fifo_resolv_conf_is_an_error_outcome_and_never_freezes_the_agent() {
-    if !root_or_skip("a_fifo_resolv_conf_is_an_error_outcome_and_never_freezes_the_agent") {
-        return;
-    }
+    require_root();
     let agent = std::sync::Arc::new(Agent::start(&[]));
     let root = TempDir::new();
     std::fs::create_dir_all(root.0.join("etc")).unwrap();
@@ -169,9 +164,7 @@ fn rejected(path: &str) -> Value {
 
 #[test]
 fn netns_paths_that_are_not_network_namespaces_are_all_rejected_alike() {
-    if !root_or_skip("netns_paths_that_are_not_network_namespaces_are_all_rejected_alike") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&[]);
     let real = Netns::new();
     let name = unique("ndf");
@@ -214,9 +207,7 @@ fn netns_paths_that_are_not_network_namespaces_are_all_rejected_alike() {
 
 #[test]
 fn unusable_paths_and_pids_are_client_errors_that_say_what_is_wrong() {
-    if !root_or_skip("unusable_paths_and_pids_are_client_errors_that_say_what_is_wrong") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&[]);
     let cases = [
         (
@@ -278,9 +269,7 @@ fn unusable_paths_and_pids_are_client_errors_that_say_what_is_wrong() {
 
 #[test]
 fn source_kinds_the_agent_does_not_allow_are_forbidden() {
-    if !root_or_skip("source_kinds_the_agent_does_not_allow_are_forbidden") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&["--allow-sources", "podIP,node"]);
     let pod = Netns::new();
     let process = pod.spawn(&["sleep", "600"]);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Agent, Netns, root_or_skip};
+use common::{Agent, Netns, require_root};
 use serde_json::{Value, json};
 
 fn tcp_8080(agent: &Agent, ns: &Netns) -> Vec<String> {
@@ -20,9 +20,7 @@ fn tcp_8080(agent: &Agent, ns: &Netns) -> Vec<String> {
 
 #[test]
 fn listeners_tell_loopback_from_any_ipv4_and_any_ipv6() {
-    if !root_or_skip("listeners_tell_loopback_from_any_ipv4_and_any_ipv6") {
-        return;
-    }
+    require_root();
     let (lo, any4, any6) = (Netns::new(), Netns::new(), Netns::new());
     let _l1 = lo.listen("127.0.0.1", 8080);
     let _l2 = any4.listen("0.0.0.0", 8080);
@@ -35,9 +33,7 @@ fn listeners_tell_loopback_from_any_ipv4_and_any_ipv6() {
 
 #[test]
 fn bound_udp_sockets_are_listed_with_their_inode() {
-    if !root_or_skip("bound_udp_sockets_are_listed_with_their_inode") {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let _server = ns.servfail_server("127.0.0.3");
     let agent = Agent::start(&[]);

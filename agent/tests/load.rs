@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::endpoint::{
     EndpointAgent, FakeApi, GOOD_TOKEN, Tls, answer, head, healthz, loopback, node_probe, tcp_from, tls_from,
 };
-use common::{Agent, Netns, eventually, random_byte, root_or_skip};
+use common::{Agent, Netns, eventually, random_byte, require_root};
 use serde_json::{Value, json};
 
 /// Whether the server closed `stream` (EOF or reset), waiting at most `limit`.
@@ -42,9 +42,7 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn slowloris_and_idle_connections_are_closed_and_the_agent_keeps_answering() {
-    if !root_or_skip("slowloris_and_idle_connections_are_closed_and_the_agent_keeps_answering") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&["--header-timeout-ms", "1000", "--max-connections", "64"]);
     let baseline = open_fds(agent.pid());
     // Half send a request line and a header, then nothing; half send nothing at all.
@@ -73,9 +71,7 @@ fn slowloris_and_idle_connections_are_closed_and_the_agent_keeps_answering() {
 
 #[test]
 fn a_declared_but_unsent_body_is_answered_408() {
-    if !root_or_skip("a_declared_but_unsent_body_is_answered_408") {
-        return;
-    }
+    require_root();
     let agent = Agent::start(&["--body-timeout-ms", "1000"]);
     let mut stream = TcpStream::connect(agent.addr).unwrap();
     stream
@@ -92,9 +88,7 @@ fn a_declared_but_unsent_body_is_answered_408() {
 
 #[test]
 fn a_flood_of_probes_to_a_dropped_port_is_refused_by_the_socket_budget_never_emfile() {
-    if !root_or_skip("a_flood_of_probes_to_a_dropped_port_is_refused_by_the_socket_budget_never_emfile") {
-        return;
-    }
+    require_root();
     let (client, server) = (Netns::new(), Netns::new());
     let net = random_byte();
     common::veth(
@@ -176,9 +170,7 @@ fn plain_healthz(addr: std::net::SocketAddr) -> Option<(u16, String)> {
 
 #[test]
 fn a_burst_beyond_the_control_ports_connections_is_answered_503_and_warned_about_once() {
-    if !root_or_skip("a_burst_beyond_the_control_ports_connections_is_answered_503_and_warned_about_once") {
-        return;
-    }
+    require_root();
     let (client, _server, target) = dropped_port();
     let log = std::env::temp_dir().join(format!("{}.log", common::unique("ndl")));
     let agent = std::sync::Arc::new(Agent::start_logging(

@@ -413,26 +413,20 @@ fn assert_daemonset_read_by_name_only(rules: &[PolicyRule]) {
     }
 }
 
-/// A tool installed by `tests/scripts/install-deps` (in its tools venv), or `None` after a loud
-/// SKIP line. In CI (`CI` set) a missing tool fails the test instead.
-fn installed_tool(name: &str, env: &str) -> Option<PathBuf> {
+/// A tool installed by `tests/scripts/install-deps` (in its tools venv); fails the calling test,
+/// saying how to install it, when it is missing.
+#[track_caller]
+fn installed_tool(name: &str, env: &str) -> PathBuf {
     let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
         let dir = std::env::var_os("NETDIAG_TOOLS_DIR").unwrap_or_else(|| "/opt/netdiag-tools".into());
         PathBuf::from(dir).join("bin").join(name)
     });
-    if path.exists() {
-        return Some(path);
-    }
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: tests/scripts/install-deps installs it",
+        path.exists(),
+        "needs {name} at {}: run tests/scripts/install-deps, or set {env} to it",
         path.display()
     );
-    eprintln!(
-        "SKIP: {} is missing; run tests/scripts/install-deps",
-        path.display()
-    );
-    None
+    path
 }
 
 /// Runs kubernetes-validate strictly against Kubernetes `version` on `files` (offline: the
@@ -487,9 +481,7 @@ fn the_critical_priority_quota_covers_the_agents_priority_class_in_its_namespace
 
 #[test]
 fn manifests_validate_strictly_against_kubernetes_1_30_through_1_34() {
-    let Some(validator) = installed_tool("kubernetes-validate", "NETDIAG_KUBERNETES_VALIDATE") else {
-        return;
-    };
+    let validator = installed_tool("kubernetes-validate", "NETDIAG_KUBERNETES_VALIDATE");
     let files = manifest_files();
     assert!(files.len() >= 6, "{files:?}");
     for version in ["1.30", "1.31", "1.32", "1.33", "1.34"] {
@@ -513,12 +505,8 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 
 #[test]
 fn the_kubernetes_1_29_component_renders_manifests_that_validate_strictly_against_1_29() {
-    let Some(validator) = installed_tool("kubernetes-validate", "NETDIAG_KUBERNETES_VALIDATE") else {
-        return;
-    };
-    let Some(kubectl) = installed_tool("kubectl", "NETDIAG_KUBECTL") else {
-        return;
-    };
+    let validator = installed_tool("kubernetes-validate", "NETDIAG_KUBERNETES_VALIDATE");
+    let kubectl = installed_tool("kubectl", "NETDIAG_KUBECTL");
     // An overlay as a 1.29 user writes it, outside deploy/.
     let overlay = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("k8s-1.29-{}", std::process::id()));
     std::fs::create_dir_all(&overlay).unwrap();

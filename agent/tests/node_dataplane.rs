@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Agent, Netns, root_or_skip, unique};
+use common::{Agent, Netns, require_root, unique};
 use serde_json::{Value, json};
 
 /// kube-proxy's nftables mode for one Service with two endpoints and one without endpoints, as
@@ -67,9 +67,7 @@ fn agent_for(node: &Netns) -> Agent {
 
 #[test]
 fn kube_proxy_nftables_mode_is_read_from_the_kernel() {
-    if !root_or_skip("kube_proxy_nftables_mode_is_read_from_the_kernel") {
-        return;
-    }
+    require_root();
     let node = Netns::new();
     let file = std::env::temp_dir().join(format!("{}.nft", unique("kp")));
     std::fs::write(&file, KUBE_PROXY_NFT).unwrap();
@@ -100,9 +98,7 @@ fn kube_proxy_nftables_mode_is_read_from_the_kernel() {
 
 #[test]
 fn kube_proxy_iptables_mode_is_read_and_a_node_without_any_mode_concludes_nothing() {
-    if !root_or_skip("kube_proxy_iptables_mode_is_read_and_a_node_without_any_mode_concludes_nothing") {
-        return;
-    }
+    require_root();
     let bare = Netns::new();
     let rules = rules_for(&agent_for(&bare), "10.96.1.1");
     assert_eq!(rules["found"], false, "{rules}");
@@ -127,9 +123,7 @@ fn kube_proxy_iptables_mode_is_read_and_a_node_without_any_mode_concludes_nothin
 
 #[test]
 fn a_change_to_the_rules_is_seen_by_the_next_reading() {
-    if !root_or_skip("a_change_to_the_rules_is_seen_by_the_next_reading") {
-        return;
-    }
+    require_root();
     let node = iptables_mode_node();
     let agent = agent_for(&node);
     let endpoints = || rules_for(&agent, "10.96.1.1")["endpoints"].clone();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Agent, Netns, inode, random_byte, root_or_skip, routed_pod};
+use common::{Agent, Netns, inode, random_byte, require_root, routed_pod};
 use serde_json::{Value, json};
 
 fn pod_ip_probe(ip: &str, port: u16) -> Value {
@@ -16,9 +16,7 @@ fn pod_ip_probe(ip: &str, port: u16) -> Value {
 
 #[test]
 fn each_node_agent_probes_the_pod_on_its_own_node_when_two_nodes_have_the_same_pod_ip() {
-    if !root_or_skip("each_node_agent_probes_the_pod_on_its_own_node_when_two_nodes_have_the_same_pod_ip") {
-        return;
-    }
+    require_root();
     let (node1, node2, pod1, pod2) = (Netns::new(), Netns::new(), Netns::new(), Netns::new());
     let ip = format!("172.29.{}.{}", random_byte(), random_byte());
     routed_pod(&pod1, &ip, &node1);
@@ -43,9 +41,7 @@ fn each_node_agent_probes_the_pod_on_its_own_node_when_two_nodes_have_the_same_p
 
 #[test]
 fn a_pod_ip_in_two_namespaces_neither_attached_to_the_node_is_a_409_naming_both() {
-    if !root_or_skip("a_pod_ip_in_two_namespaces_neither_attached_to_the_node_is_a_409_naming_both") {
-        return;
-    }
+    require_root();
     let (node, a, b) = (Netns::new(), Netns::new(), Netns::new());
     let ip = format!("172.28.{}.{}", random_byte(), random_byte());
     for ns in [&a, &b] {
@@ -73,9 +69,7 @@ fn a_pod_ip_in_two_namespaces_neither_attached_to_the_node_is_a_409_naming_both(
 
 #[test]
 fn a_pod_ip_linked_to_the_node_in_two_namespaces_is_a_409_saying_both_are_attached() {
-    if !root_or_skip("a_pod_ip_linked_to_the_node_in_two_namespaces_is_a_409_saying_both_are_attached") {
-        return;
-    }
+    require_root();
     let (node, live, leaked) = (Netns::new(), Netns::new(), Netns::new());
     let ip = format!("172.27.{}.{}", random_byte(), random_byte());
     routed_pod(&live, &ip, &node);
@@ -115,9 +109,7 @@ fn a_pod_ip_linked_to_the_node_in_two_namespaces_is_a_409_saying_both_are_attach
 
 #[test]
 fn a_host_network_pod_ip_is_the_node_namespace_even_when_another_namespace_has_it() {
-    if !root_or_skip("a_host_network_pod_ip_is_the_node_namespace_even_when_another_namespace_has_it") {
-        return;
-    }
+    require_root();
     let (node, other) = (Netns::new(), Netns::new());
     let ip = format!("172.26.{}.{}", random_byte(), random_byte());
     for ns in [&node, &other] {

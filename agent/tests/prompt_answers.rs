@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Agent, Netns, random_byte, root_or_skip, veth};
+use common::{Agent, Netns, random_byte, require_root, veth};
 use serde_json::{Value, json};
 
 /// The longest `timeoutMs` a probe may ask for.
@@ -70,11 +70,7 @@ fn tcp_and_path_mtu(ip: &str, port: u16, timeout_ms: u64) -> [Value; 2] {
 
 #[test]
 fn a_request_whose_every_connection_is_refused_or_unreachable_ends_without_waiting_for_its_timeout() {
-    if !root_or_skip(
-        "a_request_whose_every_connection_is_refused_or_unreachable_ends_without_waiting_for_its_timeout",
-    ) {
-        return;
-    }
+    require_root();
     let (client, server, server_ip, net) = linked_pair(11);
     server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
     server.iptables("-A INPUT -p tcp --dport 8084 -j REJECT --reject-with icmp-host-unreachable");
@@ -125,9 +121,7 @@ fn a_request_whose_every_connection_is_refused_or_unreachable_ends_without_waiti
 
 #[test]
 fn a_dropped_connection_still_gets_fresh_syns_from_its_path_mtu_witness() {
-    if !root_or_skip("a_dropped_connection_still_gets_fresh_syns_from_its_path_mtu_witness") {
-        return;
-    }
+    require_root();
     let (client, server, server_ip, _) = linked_pair(13);
     server.iptables("-A INPUT -p tcp --dport 8082 --syn -j DROP");
     let agent = Agent::start(&[]);

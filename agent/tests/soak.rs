@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Agent, Netns, eventually, root_or_skip};
+use common::{Agent, Netns, eventually, require_root};
 use serde_json::{Value, json};
 
 const NAMESPACES: usize = 20;
@@ -34,9 +34,7 @@ fn thread_namespaces(pid: u32) -> BTreeSet<String> {
 
 #[test]
 fn ten_thousand_probes_over_twenty_namespaces_leak_no_fds_threads_or_namespaces() {
-    if !root_or_skip("ten_thousand_probes_over_twenty_namespaces_leak_no_fds_threads_or_namespaces") {
-        return;
-    }
+    require_root();
     let namespaces: Vec<Netns> = (0..NAMESPACES).map(|_| Netns::new()).collect();
     // Half the namespaces have a listener (connected probes), half do not (refused probes).
     let _listeners: Vec<_> = namespaces

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Agent, Netns, root_or_skip, veth};
+use common::{Agent, Netns, require_root, veth};
 use serde_json::{Value, json};
 
 fn tcp(ip: &str, port: u16, timeout_ms: u64) -> Value {
@@ -27,9 +27,7 @@ fn linked_pair(subnet: u8) -> (Netns, Netns, String, u8) {
 
 #[test]
 fn loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only() {
-    if !root_or_skip("loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only") {
-        return;
-    }
+    require_root();
     let (a, b) = (Netns::new(), Netns::new());
     let _listener = a.listen("127.0.0.1", 18080);
     let agent = Agent::start(&[]);
@@ -42,9 +40,7 @@ fn loopback_probe_reaches_the_listener_of_the_namespace_it_runs_in_only() {
 
 #[test]
 fn refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart() {
-    if !root_or_skip("refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart") {
-        return;
-    }
+    require_root();
     let (client, server, server_ip, net) = linked_pair(7);
     let _listener = server.listen("0.0.0.0", 8080);
     server.iptables("-A INPUT -p tcp --dport 8081 -j REJECT --reject-with tcp-reset");
@@ -86,9 +82,7 @@ fn refused_timeout_admin_prohibited_host_and_network_unreachable_are_told_apart(
 
 #[test]
 fn probes_sharing_a_worker_each_find_the_icmp_error_about_their_own_syn() {
-    if !root_or_skip("probes_sharing_a_worker_each_find_the_icmp_error_about_their_own_syn") {
-        return;
-    }
+    require_root();
     let (client, server, server_ip, _) = linked_pair(9);
     server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
     server.iptables("-A INPUT -p tcp --dport 8084 -j REJECT --reject-with icmp-host-unreachable");
@@ -112,9 +106,7 @@ fn probes_sharing_a_worker_each_find_the_icmp_error_about_their_own_syn() {
 
 #[test]
 fn probes_leave_no_time_wait_sockets_behind() {
-    if !root_or_skip("probes_leave_no_time_wait_sockets_behind") {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let _listener = ns.listen("127.0.0.1", 18081);
     let agent = Agent::start(&[]);
@@ -130,9 +122,7 @@ fn probes_leave_no_time_wait_sockets_behind() {
 
 #[test]
 fn without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given() {
-    if !root_or_skip("without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given") {
-        return;
-    }
+    require_root();
     let (client, server, server_ip, _) = linked_pair(7);
     server.iptables("-A INPUT -p tcp --dport 8083 -j REJECT --reject-with icmp-admin-prohibited");
     // Root's capabilities after exec are limited by the bounding set.
@@ -155,11 +145,7 @@ fn without_net_raw_an_icmp_rejection_is_host_unreachable_with_the_reason_given()
 
 #[test]
 fn a_connection_not_established_sends_a_fresh_syn_every_100_ms_and_says_when_the_last_left() {
-    if !root_or_skip(
-        "a_connection_not_established_sends_a_fresh_syn_every_100_ms_and_says_when_the_last_left",
-    ) {
-        return;
-    }
+    require_root();
     let (client, server, server_ip, _) = linked_pair(9);
     let _listener = server.listen("0.0.0.0", 8080);
     server.iptables("-A INPUT -p tcp --syn --dport 8082 -j DROP");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Agent, Netns, root_or_skip, veth};
+use common::{Agent, Netns, require_root, veth};
 use serde_json::{Value, json};
 
 fn udp(ip: &str, port: u16, timeout_ms: u64) -> Value {
@@ -30,9 +30,7 @@ while True:
 
 #[test]
 fn answer_refusal_admin_prohibited_and_silence_are_told_apart() {
-    if !root_or_skip("answer_refusal_admin_prohibited_and_silence_are_told_apart") {
-        return;
-    }
+    require_root();
     let (client, server) = (Netns::new(), Netns::new());
     let net = common::random_byte();
     let (client_ip, server_ip) = (format!("10.{net}.9.1"), format!("10.{net}.9.2"));

@@ -2,29 +2,19 @@
 //! `scenarios/check/` through `netdiag-lab run` (up, check, compare with `expect`, down), one
 //! check through real `kubectl` and its plugin lookup, and a missing agent giving UNDETERMINED.
 //!
-//! Needs root (network namespaces); skips loudly otherwise. The labs of this file run one at a
-//! time (a file lock), because every lab uses the same pod addresses.
+//! Needs root (network namespaces), and real kubectl for the plugin lookup; fails otherwise. The
+//! labs of this file run one at a time (a file lock), because every lab uses the same pod addresses.
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::BIN as LAB;
 use common::checklab::{CheckLab, json, netdiag_bin, one_lab_at_a_time, scenario, show};
-
-fn is_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    eprintln!("SKIP: the check scenarios need root (network namespaces, iptables); run as root");
-    false
-}
+use common::{kubectl, require_root};
 
 fn run_scenario(file: &str) {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let out = Command::new(LAB)
         .arg("run")
@@ -126,15 +116,8 @@ fn every_scenario_file_has_a_test() {
 
 #[test]
 fn check_runs_as_a_kubectl_plugin_through_real_kubectl() {
-    if !is_root() {
-        return;
-    }
-    let kubectl =
-        std::env::var("NETDIAG_KUBECTL").unwrap_or_else(|_| "/opt/netdiag-tools/bin/kubectl".into());
-    assert!(
-        Path::new(&kubectl).exists(),
-        "real kubectl not found at {kubectl} (set NETDIAG_KUBECTL)"
-    );
+    require_root();
+    let kubectl = kubectl();
     let bin_dir = netdiag_bin().parent().unwrap().to_path_buf();
     let path = format!(
         "{}:{}",
@@ -209,9 +192,7 @@ fn check_runs_as_a_kubectl_plugin_through_real_kubectl() {
 
 #[test]
 fn missing_agent_on_the_source_node_is_undetermined_not_a_network_failure() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let lab = CheckLab::up(&scenario("healthy.yaml"));
     let out = Command::new(netdiag_bin())
@@ -253,9 +234,7 @@ fn missing_agent_on_the_source_node_is_undetermined_not_a_network_failure() {
 
 #[test]
 fn pods_that_are_not_the_agent_daemonset_are_never_asked_and_the_check_is_undetermined() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let lab = CheckLab::up(&scenario("healthy.yaml"));
     // "Agents" that are ordinary pods: no DaemonSet controls them, so none is taken as an agent.
@@ -296,9 +275,7 @@ fn pods_that_are_not_the_agent_daemonset_are_never_asked_and_the_check_is_undete
 /// word comes from the scenario file (the object, port, node or address that is broken).
 #[test]
 fn failing_steps_name_the_injected_fault() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let cases: &[(&str, &str, &str, &[&str])] = &[
         (
             "dns-down.yaml",
@@ -386,9 +363,7 @@ fn failing_steps_name_the_injected_fault() {
 /// that only a native sidecar declares, and a Service carried by a terminating-but-serving pod.
 #[test]
 fn passing_steps_name_the_kubernetes_rule_that_makes_them_pass() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let cases: &[(&str, &str, &str, &[&str])] = &[
         (
             "sidecar-named-targetport.yaml",
@@ -463,9 +438,7 @@ fn same_verdict_on_every_run(file: &str) -> String {
 /// names the failing endpoint, its layer and its share.
 #[test]
 fn partial_failures_give_the_same_true_verdict_on_every_run() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let cases: &[(&str, &[&str])] = &[
         (
             "partial-refusing-endpoint.yaml",
@@ -530,9 +503,7 @@ fn partial_failures_give_the_same_true_verdict_on_every_run() {
 /// ten checks of each of these labs give one verdict and summary.
 #[test]
 fn family_and_witness_verdicts_are_the_same_on_every_run() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let cases: &[(&str, &[&str])] = &[
         ("ipv6-only-healthy.yaml", &["reachable"]),
         ("dual-stack-healthy.yaml", &["reachable"]),
@@ -574,9 +545,7 @@ fn family_and_witness_verdicts_are_the_same_on_every_run() {
 /// checks in a row of each UDP lab (more ICMP than the limit's burst) give one verdict and summary.
 #[test]
 fn udp_verdicts_are_the_same_on_every_run_despite_icmp_rate_limits() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let cases: &[(&str, &[&str])] = &[
         (
             "udp-partial-nothing-bound.yaml",
@@ -653,9 +622,7 @@ fn an_impostor_with_a_forged_owner_reference_is_named_in_a_warning_and_never_ask
 }
 
 fn impostor_is_named_and_never_asked(file: &str, why: &str) {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     // On the stand-in, where the impostor stands: on a real control plane the DaemonSet controller
     // adopts an ownerless pod with its label and deletes it as an extra pod of its node, and the

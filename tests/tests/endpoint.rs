@@ -2,7 +2,7 @@
 //! their pods, the API stand-in answering TokenReview and SubjectAccessReview from the scenario's
 //! tokens and RBAC, and callers running `curl` inside a lab pod's network namespace.
 //!
-//! Needs root (network namespaces) and `curl`; skips loudly otherwise. Each test holds the check
+//! Needs root (network namespaces) and `curl`; fails otherwise. Each test holds the check
 //! scenarios' lock exclusively, as labs with agents must not overlap.
 
 mod common;
@@ -13,23 +13,21 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::checklab::one_lab_at_a_time;
-use common::{BIN, DownOnDrop, TempDir};
+use common::{BIN, DownOnDrop, TempDir, require_root};
 use netdiag_lab::state::LabInfo;
 use nix::fcntl::Flock;
 use serde_json::Value;
 
 const SHOP: &str = "svc/payments.shop:80";
 
-fn ready() -> bool {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIP: the endpoint tests need root (network namespaces, iptables); run as root");
-        return false;
-    }
-    if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("SKIP: the endpoint tests need curl");
-        return false;
-    }
-    true
+/// Fails the calling test, saying what is missing, unless it runs as root and has `curl`.
+#[track_caller]
+fn require_root_and_curl() {
+    require_root();
+    assert!(
+        Command::new("curl").arg("--version").output().is_ok(),
+        "needs curl, to call the endpoint from inside a pod: run tests/scripts/install-deps as root"
+    );
 }
 
 /// A lab with agents; taken down on drop.
@@ -219,9 +217,7 @@ fn plugin_report(lab: &Lab, from: &str, to: &str) -> Value {
 
 #[test]
 fn endpoint_authenticates_authorizes_and_answers_what_the_plugin_answers() {
-    if !ready() {
-        return;
-    }
+    require_root_and_curl();
     let lab = Lab::up("endpoint-auth");
     let from = "shop/checkout";
 
@@ -316,9 +312,7 @@ const VAULT: &str = "pod/vault-0.admin:9999";
 
 #[test]
 fn endpoint_shows_another_namespaces_details_only_to_callers_who_may_read_there() {
-    if !ready() {
-        return;
-    }
+    require_root_and_curl();
     let lab = Lab::up("endpoint-disclosure");
     let vault_ip = lab.pod("admin/vault-0").ip.clone();
     let named_in_admin = [vault_ip.as_str(), "node-b", "vault-ingress", "admin", "vault"];
@@ -361,9 +355,7 @@ fn endpoint_shows_another_namespaces_details_only_to_callers_who_may_read_there(
 
 #[test]
 fn endpoint_checks_from_a_hostnetwork_pod_need_their_own_grant() {
-    if !ready() {
-        return;
-    }
+    require_root_and_curl();
     let lab = Lab::up("endpoint-hostnetwork");
     let denied = lab.check(Some("ci-token"), "shop/node-agent", SHOP);
     assert_eq!(denied.status, 403, "{denied:?}");
@@ -402,9 +394,7 @@ fn scrape(text: &str) -> BTreeMap<String, f64> {
 
 #[test]
 fn endpoint_probe_is_prometheus_text_with_one_series_per_layer() {
-    if !ready() {
-        return;
-    }
+    require_root_and_curl();
     let lab = Lab::up("endpoint-probe");
     let url = |from: &str| {
         format!(
@@ -457,9 +447,7 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 
 #[test]
 fn endpoint_with_the_api_server_stopped_answers_503_never_a_pass() {
-    if !ready() {
-        return;
-    }
+    require_root_and_curl();
     use nix::sys::signal::Signal;
     let lab = Lab::up("endpoint-api-down");
     // Reachable while the API answers (and the token is now in the agent's cache).
@@ -502,9 +490,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn endpoint_under_200_concurrent_callers_answers_429_with_bounded_memory_and_stays_healthy() {
-    if !ready() {
-        return;
-    }
+    require_root_and_curl();
     const CALLERS: usize = 200;
     let lab = Lab::up("endpoint-load");
     let agent = lab.info.agents.iter().find(|a| a.node == "node-a").unwrap().pid;

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Lab, Tcp, is_root, stdout, tcp_in};
+use common::{Lab, Tcp, require_root, stdout, tcp_in};
 
 const SHOP: &str = "name: shop
 nodes: [node-a, node-b]
@@ -30,9 +30,7 @@ fn with_faults(faults: &str) -> String {
 
 #[test]
 fn pod_resolves_service_names_through_its_search_list() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("dns", SHOP);
     let vip = lab.cluster_ip("shop/pay");
     for name in ["pay", "pay.shop", "pay.shop.svc", "pay.shop.svc.cluster.local"] {
@@ -84,9 +82,7 @@ fn pod_resolves_service_names_through_its_search_list() {
 
 #[test]
 fn headless_service_resolves_to_its_ready_pod_ips() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("headless", SHOP);
     let out = lab.exec("shop/client", &["dig", "+short", "db.db.svc.cluster.local"]);
     let got: BTreeSet<String> = stdout(&out).lines().map(str::to_string).collect();
@@ -96,9 +92,7 @@ fn headless_service_resolves_to_its_ready_pod_ips() {
 
 #[test]
 fn pod_process_sees_its_kubelet_style_resolv_conf() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("resolv", SHOP);
     let pod = lab.info.pods.iter().find(|p| p.name == "client").unwrap();
     let conf = std::fs::read_to_string(format!("/proc/{}/root/etc/resolv.conf", pod.pid)).unwrap();
@@ -110,9 +104,7 @@ fn pod_process_sees_its_kubelet_style_resolv_conf() {
 
 #[test]
 fn cluster_ip_lands_on_ready_endpoints_only() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("vip", SHOP);
     let vip = format!("{}:80", lab.cluster_ip("shop/pay"));
     let mut seen = BTreeSet::new();
@@ -134,9 +126,7 @@ fn cluster_ip_lands_on_ready_endpoints_only() {
 
 #[test]
 fn service_rules_apply_to_connections_from_the_node_itself() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("nodeout", SHOP);
     let node = lab.node_netns("node-a");
     assert!(
@@ -155,9 +145,7 @@ fn service_rules_apply_to_connections_from_the_node_itself() {
 
 #[test]
 fn service_without_endpoints_refuses_and_wrong_target_port_refuses() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("refuse", SHOP);
     assert_eq!(
         lab.tcp("shop/client", &format!("{}:80", lab.cluster_ip("shop/empty"))),
@@ -174,9 +162,7 @@ fn service_without_endpoints_refuses_and_wrong_target_port_refuses() {
 
 #[test]
 fn app_bound_to_loopback_refuses_on_its_pod_ip() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("loopback", SHOP);
     assert_eq!(
         lab.tcp("shop/client", &format!("{}:8080", lab.pod_ip("shop/local-0"))),
@@ -190,9 +176,7 @@ fn app_bound_to_loopback_refuses_on_its_pod_ip() {
 
 #[test]
 fn drop_rule_times_out_and_reject_rule_answers_unreachable() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up(
         "deny",
         &with_faults(
@@ -217,9 +201,7 @@ fn drop_rule_times_out_and_reject_rule_answers_unreachable() {
 
 #[test]
 fn cut_link_breaks_only_cross_node_traffic() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("cut", &with_faults("  - {kind: link-cut, node: node-b}\n"));
     assert_eq!(
         lab.tcp("shop/client", &format!("{}:8080", lab.pod_ip("shop/pay-0"))),
@@ -239,9 +221,7 @@ fn cut_link_breaks_only_cross_node_traffic() {
 
 #[test]
 fn lowered_mtu_passes_small_df_packets_and_drops_large_ones() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up(
         "mtu",
         &with_faults("  - {kind: link-mtu, node: node-b, mtu: 1200}\n"),
@@ -295,9 +275,7 @@ print("echoed" if got >= n else "stalled")
 
 #[test]
 fn lowered_mtu_black_holes_large_tcp_segments_after_the_handshake() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up(
         "mtutcp",
         &with_faults("  - {kind: link-mtu, node: node-b, mtu: 1200}\n"),
@@ -328,9 +306,7 @@ fn lowered_mtu_black_holes_large_tcp_segments_after_the_handshake() {
 
 #[test]
 fn reply_drop_times_out_that_pair_while_the_syn_still_arrives() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up(
         "replydrop",
         &with_faults("  - {kind: reply-drop, from: shop/pay-1, to: shop/client}\n"),
@@ -346,9 +322,7 @@ fn reply_drop_times_out_that_pair_while_the_syn_still_arrives() {
 
 #[test]
 fn missing_service_rules_on_one_node_blackhole_the_cluster_ip_there_only() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up(
         "stale",
         &with_faults("  - {kind: service-rules-missing, service: shop/pay, node: node-a}\n"),
@@ -367,9 +341,7 @@ fn missing_service_rules_on_one_node_blackhole_the_cluster_ip_there_only() {
 
 #[test]
 fn dns_down_times_out_or_refuses_lookups() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("dnsdown", &with_faults("  - {kind: dns-down}\n"));
     assert!(!lab.info.dns.running);
     let out = lab.exec(
@@ -399,9 +371,7 @@ services:
 
 #[test]
 fn dual_stack_names_resolve_to_both_families_as_libc_asks_and_each_vip_lands_on_ready_pods() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up("dual", DUAL_STACK);
     let svc = lab.info.services.iter().find(|s| s.name == "pay").unwrap();
     let (v4, v6) = (svc.cluster_ips[0].clone(), svc.cluster_ips[1].clone());
@@ -430,9 +400,7 @@ fn dual_stack_names_resolve_to_both_families_as_libc_asks_and_each_vip_lands_on_
 
 #[test]
 fn ipv6_only_pods_resolve_through_the_ipv6_dns_and_reach_pods_across_nodes() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up(
         "v6only",
         &DUAL_STACK.replace("ipFamilies: [IPv4, IPv6]", "ipFamilies: [IPv6]").replace(

@@ -2,35 +2,17 @@
 //! the connection flags the check ran with; the NetworkPolicy a denied flow gets admits it once
 //! applied; completion through real kubectl's plugin completion; `-l`, `status`, `version`.
 //!
-//! Needs root (network namespaces); skips loudly otherwise. Shares the lock of
+//! Needs root (network namespaces) and real kubectl; fails otherwise. Shares the lock of
 //! `check_scenarios.rs`: every lab uses the same pod addresses.
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
 use common::checklab::{CheckLab, bin, json, one_lab_at_a_time, scenario, show};
-
-fn is_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    eprintln!("SKIP: the kubectl tests need root (network namespaces, iptables); run as root");
-    false
-}
-
-fn kubectl() -> String {
-    let kubectl =
-        std::env::var("NETDIAG_KUBECTL").unwrap_or_else(|_| "/opt/netdiag-tools/bin/kubectl".into());
-    assert!(
-        Path::new(&kubectl).exists(),
-        "real kubectl not found at {kubectl} (set NETDIAG_KUBECTL)"
-    );
-    kubectl
-}
+use common::{kubectl, require_root};
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
@@ -42,9 +24,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[test]
 fn fix_commands_carry_the_context_and_kubeconfig_and_the_policy_admits_the_flow_once_applied() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let file = scenario("ingress-denied.yaml");
     let suggested = {
@@ -142,9 +122,7 @@ fn fix_commands_carry_the_context_and_kubeconfig_and_the_policy_admits_the_flow_
 
 #[test]
 fn plugin_completion_through_real_kubectl_reads_the_cluster() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let lab = CheckLab::up(&scenario("ingress-denied.yaml"));
     let path = format!(
@@ -186,9 +164,7 @@ fn plugin_completion_through_real_kubectl_reads_the_cluster() {
 
 #[test]
 fn a_selector_source_picks_a_pod_and_status_and_version_show_every_agent() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let lab = CheckLab::up(&scenario("healthy.yaml"));
     let out = lab.netdiag(&[

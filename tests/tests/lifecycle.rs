@@ -6,7 +6,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Lab, Tcp, TempDir, is_root, lab_cmd, live_processes_mentioning, netns_names, stdout};
+use common::{
+    BIN, Lab, Tcp, TempDir, kubectl, lab_cmd, live_processes_mentioning, netns_names, require_root, stdout,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -26,24 +28,10 @@ objects:
     spec: {podSelector: {matchLabels: {app: pay}}, policyTypes: [Ingress]}
 ";
 
-fn kubectl() -> Option<String> {
-    let path = std::env::var("NETDIAG_KUBECTL").unwrap_or_else(|_| "/opt/netdiag-tools/bin/kubectl".into());
-    if std::path::Path::new(&path).is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIP: real kubectl not found at {path} (set NETDIAG_KUBECTL; tests/scripts/install-deps installs it)"
-        );
-        None
-    }
-}
-
 #[test]
 fn real_kubectl_reads_pods_services_slices_and_policies() {
-    if !is_root() {
-        return;
-    }
-    let Some(kubectl) = kubectl() else { return };
+    require_root();
+    let kubectl = kubectl();
     let lab = Lab::up_stand_in("kubectl", SMALL);
     let run = |args: &[&str]| {
         Command::new(&kubectl)
@@ -101,9 +89,7 @@ fn real_kubectl_reads_pods_services_slices_and_policies() {
 
 #[test]
 fn kube_rs_lists_with_selectors_and_portforwards_into_a_pods_loopback() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up_stand_in("portforward", SMALL);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -167,9 +153,7 @@ fn kube_rs_lists_with_selectors_and_portforwards_into_a_pods_loopback() {
 
 #[test]
 fn down_leaves_no_namespaces_processes_or_etc_netns_entries() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let lab = Lab::up_stand_in("down", SMALL);
     let state = lab.state();
     let mut names: Vec<String> = lab.info.pods.iter().map(|p| p.netns.clone()).collect();
@@ -204,9 +188,7 @@ fn down_leaves_no_namespaces_processes_or_etc_netns_entries() {
 
 #[test]
 fn down_cleans_up_after_a_killed_up() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let pods: String = (0..30)
         .map(|i| {
             format!(
@@ -260,9 +242,7 @@ fn down_cleans_up_after_a_killed_up() {
 
 #[test]
 fn up_stopped_by_sigterm_takes_its_lab_down_and_fails() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = common::shared_lab_lock();
     let dir = TempDir::new("sigterm");
     let file = dir.0.join("scenario.yaml");
@@ -315,9 +295,7 @@ fn up_stopped_by_sigterm_takes_its_lab_down_and_fails() {
 
 #[test]
 fn two_labs_up_at_once_do_not_collide() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| Lab::up_stand_in("twin-a", SMALL));
         let b = s.spawn(|| Lab::up_stand_in("twin-b", SMALL));
@@ -343,9 +321,7 @@ fn two_labs_up_at_once_do_not_collide() {
 
 #[test]
 fn up_without_the_agent_binary_fails_clearly_and_leaves_nothing() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let dir = TempDir::new("noagent");
     let file = dir.0.join("scenario.yaml");
     std::fs::write(&file, SMALL).unwrap();
@@ -449,9 +425,7 @@ fn pod_app_greets_tcp_clients_with_its_pod_name_then_echoes() {
 
 #[test]
 fn a_kept_lab_holds_none_of_its_callers_descriptors() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _shared = common::shared_lab_lock();
     let dir = TempDir::new("fds");
     let scenario = dir.0.join("scenario.yaml");

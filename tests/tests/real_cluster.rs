@@ -4,7 +4,8 @@
 //! through the real kube-apiserver to the lab kubelet's upstream streaming server, for kubectl's
 //! SPDY as well as the plugin's WebSocket.
 //!
-//! Needs root; skips loudly otherwise. Builds the real components first if the cache has none.
+//! Needs root and real kubectl; fails otherwise. Builds the real components first if the cache
+//! has none.
 
 mod common;
 
@@ -15,16 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::checklab::{CheckLab, one_lab_at_a_time, scenario, show};
+use common::{kubectl, require_root};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use netdiag_lab::state::LabInfo;
-
-fn is_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    eprintln!("SKIP: the real control plane's tests need root (network namespaces); run as root");
-    false
-}
 
 fn real_lab(file: &str) -> CheckLab {
     CheckLab::up_with(&scenario(file), &["--control-plane", "real"])
@@ -78,9 +72,7 @@ fn status_field(pid: u32, field: &str) -> String {
 
 #[test]
 fn agents_run_as_the_daemonset_ships_them() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let lab = real_lab("healthy.yaml");
     let info = lab_info(&lab);
@@ -128,12 +120,10 @@ fn agents_run_as_the_daemonset_ships_them() {
 
 #[test]
 fn kubectl_port_forward_reaches_a_pod_through_the_real_api_server() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _lock = one_lab_at_a_time();
     let lab = real_lab("healthy.yaml");
-    let mut child = Command::new(netdiag_lab::runner::kubectl_path())
+    let mut child = Command::new(kubectl())
         .arg("--kubeconfig")
         .arg(lab.state().join("admin.kubeconfig"))
         .args(["port-forward", "-n", "shop", "pod/payments-0", ":8080"])

@@ -16,13 +16,15 @@ pub mod endpoint;
 
 pub const AGENT: &str = env!("CARGO_BIN_EXE_netdiag-agent");
 
-/// True when the test may run; prints a loud SKIP line otherwise.
-pub fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("SKIP: {test} needs root (network namespaces, veth, iptables)");
-    false
+/// Fails the calling test unless it runs as root, saying so in one line: a test that could not
+/// run must not pass.
+#[track_caller]
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces, veth, iptables): run as root, or run only the unit tests \
+         with `cargo nextest run --workspace --lib --bins`"
+    );
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -15,13 +15,28 @@ pub mod checklab;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netdiag-lab");
 
-/// False (with a loud SKIP line) when not root: the lab needs network namespaces.
-pub fn is_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    eprintln!("SKIP: the lab's fidelity tests need root (network namespaces, iptables); run as root");
-    false
+/// Fails the calling test unless it runs as root, saying so in one line: the lab makes network
+/// namespaces, veth pairs and iptables rules, and a test that could not run must not pass.
+#[track_caller]
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "needs root (network namespaces, veth, iptables): run as root, or run only the unit tests \
+         with `cargo nextest run --workspace --lib --bins`"
+    );
+}
+
+/// Real kubectl (`$NETDIAG_KUBECTL`, else where `tests/scripts/install-deps` puts it); fails the
+/// calling test, saying how to get it, when it is missing.
+#[track_caller]
+pub fn kubectl() -> PathBuf {
+    let kubectl = netdiag_lab::runner::kubectl_path();
+    assert!(
+        kubectl.is_file(),
+        "needs real kubectl at {}: run tests/scripts/install-deps, or set NETDIAG_KUBECTL to it",
+        kubectl.display()
+    );
+    kubectl
 }
 
 /// A fresh, unique temp directory removed on drop.
