@@ -706,3 +706,148 @@ async fn a_check_within_the_source_namespace_has_no_foreign_namespace() {
     let ev = collect(&snapshot(), &listening_everywhere(), &request("svc/payments:80")).await;
     assert!(disclose::foreign_namespaces(&ev).is_empty());
 }
+
+/// [`snapshot`] with the cluster DNS (kube-dns, one CoreDNS pod on node-b) and checkout's
+/// egress limited to the DNS pod on the given ports (`[(53, "UDP")]`).
+fn with_dns_egress(ports: &[(u16, &str)]) -> Snapshot {
+    let mut snap = snapshot();
+    let Fact::Known(pods) = &mut snap.pods else {
+        unreachable!()
+    };
+    pods.extend(list::<k8s_openapi::api::core::v1::Pod>(json!([{
+        "metadata": {"namespace": "kube-system", "name": "coredns-0", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "coredns"}]},
+        "status": {"phase": "Running", "podIP": "10.244.2.53",
+                   "conditions": [{"type": "Ready", "status": "True"}]}}])));
+    let Fact::Known(services) = &mut snap.services else {
+        unreachable!()
+    };
+    services.extend(list::<k8s_openapi::api::core::v1::Service>(json!([{
+        "metadata": {"namespace": "kube-system", "name": "kube-dns"},
+        "spec": {"clusterIP": "10.96.0.10", "selector": {"k8s-app": "kube-dns"},
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                           {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}])));
+    let Fact::Known(slices) = &mut snap.slices else {
+        unreachable!()
+    };
+    slices.extend(list::<k8s_openapi::api::discovery::v1::EndpointSlice>(json!([{
+        "metadata": {"namespace": "kube-system", "name": "kube-dns-x",
+                     "labels": {"kubernetes.io/service-name": "kube-dns"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                  {"name": "dns-tcp", "port": 53, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.244.2.53"],
+                       "targetRef": {"kind": "Pod", "namespace": "kube-system", "name": "coredns-0"}}]}])));
+    let Fact::Known(namespaces) = &mut snap.namespaces else {
+        unreachable!()
+    };
+    namespaces.extend(list::<k8s_openapi::api::core::v1::Namespace>(json!([
+        {"metadata": {"name": "kube-system", "labels": {"kubernetes.io/metadata.name": "kube-system"}}}])));
+    let ports: Vec<_> = ports
+        .iter()
+        .map(|(port, protocol)| json!({"port": port, "protocol": protocol}))
+        .collect();
+    snap.policies = Fact::Known(list(json!([{
+        "metadata": {"namespace": "shop", "name": "checkout-egress"},
+        "spec": {"podSelector": {"matchLabels": {"app": "checkout"}}, "policyTypes": ["Egress"],
+                 "egress": [
+                     {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                              "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                      "ports": ports},
+                     {"to": [{"podSelector": {"matchLabels": {"app": "payments"}}}]}]}}])));
+    snap
+}
+
+/// The egress verdict on the source's DNS traffic to each DNS pod.
+async fn dns_egress(snap: &Snapshot) -> Vec<PolicyCheck> {
+    let ev = collect(snap, &listening_everywhere(), &request("svc/payments:80")).await;
+    let dns = ev.dns.expect("the check looks the Service's name up");
+    let Fact::Known(cluster_dns) = dns.cluster_dns else {
+        panic!("the cluster DNS is read: {:?}", dns.cluster_dns)
+    };
+    cluster_dns.pods.into_iter().map(|p| p.egress_policy).collect()
+}
+
+#[tokio::test]
+async fn dns_egress_is_evaluated_for_udp_port_53() {
+    let udp_only = dns_egress(&with_dns_egress(&[(53, "UDP")])).await;
+    assert!(
+        matches!(udp_only[..], [PolicyCheck::Allowed { .. }]),
+        "{udp_only:?}"
+    );
+    let tcp_only = dns_egress(&with_dns_egress(&[(53, "TCP")])).await;
+    assert!(
+        matches!(tcp_only[..], [PolicyCheck::Denied { egress: Some(_), .. }]),
+        "an egress rule for 53/TCP alone leaves DNS's datagrams denied: {tcp_only:?}"
+    );
+}
+
+/// [`snapshot`] made dual-stack (pods, Service, a slice per family), with payments admitting
+/// ingress only from checkout's IPv4 range.
+fn dual_stack_with_ipv4_only_ingress() -> Snapshot {
+    let pod = |name: &str, node: &str, v4: &str, v6: &str, app: &str| {
+        json!({"metadata": {"namespace": "shop", "name": name, "labels": {"app": app}},
+               "spec": {"nodeName": node, "containers": [{"name": "app",
+                        "ports": [{"name": "http", "containerPort": 8080}]}]},
+               "status": {"phase": "Running", "podIP": v4, "podIPs": [{"ip": v4}, {"ip": v6}],
+                          "conditions": [{"type": "Ready", "status": "True"}]}})
+    };
+    let slice = |family: &str, name: &str, address: &str| {
+        json!({"metadata": {"namespace": "shop", "name": name,
+                            "labels": {"kubernetes.io/service-name": "payments"}},
+               "addressType": family, "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+               "endpoints": [{"addresses": [address], "targetRef": {"kind": "Pod", "name": "payments-0"}}]})
+    };
+    let mut snap = snapshot();
+    snap.pods = Fact::Known(list(json!([
+        pod("checkout", "node-a", "10.244.1.2", "fd00:244:1::2", "checkout"),
+        pod("payments-0", "node-b", "10.244.2.2", "fd00:244:2::2", "payments"),
+    ])));
+    snap.services = Fact::Known(list(json!([{
+        "metadata": {"namespace": "shop", "name": "payments"},
+        "spec": {"clusterIP": "10.96.1.1", "clusterIPs": ["10.96.1.1", "fd00:96::1"],
+                 "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "RequireDualStack",
+                 "selector": {"app": "payments"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}])));
+    snap.slices = Fact::Known(list(json!([
+        slice("IPv4", "payments-v4", "10.244.2.2"),
+        slice("IPv6", "payments-v6", "fd00:244:2::2"),
+    ])));
+    snap.policies = Fact::Known(list(json!([{
+        "metadata": {"namespace": "shop", "name": "payments-from-ipv4"},
+        "spec": {"podSelector": {"matchLabels": {"app": "payments"}},
+                 "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.1.0/24"}}]}]}}])));
+    snap
+}
+
+#[tokio::test]
+async fn each_endpoint_address_is_evaluated_in_its_own_family() {
+    let snap = dual_stack_with_ipv4_only_ingress();
+    let mut agents = listening_everywhere();
+    agents.resolves_to = vec![ip("10.96.1.1"), ip("fd00:96::1")];
+    agents.listening = vec![(ip("::"), 8080)];
+    let ev = collect(&snap, &agents, &request("svc/payments:80")).await;
+    let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
+        panic!("{:?}", ev.endpoints)
+    };
+    let policy_at = |address: &str| {
+        endpoints
+            .iter()
+            .find(|e| e.ip == ip(address))
+            .map(|e| e.policy.clone())
+            .unwrap_or_else(|| panic!("no endpoint {address} in {endpoints:?}"))
+    };
+    assert!(
+        matches!(policy_at("10.244.2.2"), PolicyCheck::Allowed { .. }),
+        "{:?}",
+        policy_at("10.244.2.2")
+    );
+    assert!(
+        matches!(
+            policy_at("fd00:244:2::2"),
+            PolicyCheck::Denied { ingress: Some(_), .. }
+        ),
+        "the IPv4 ipBlock admits nothing over IPv6: {:?}",
+        policy_at("fd00:244:2::2")
+    );
+}
