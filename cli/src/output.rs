@@ -66,9 +66,49 @@ pub fn wrap_command(command: &str, width: Option<usize>, indent: &str) -> String
     lines.join("\n")
 }
 
+/// Rows as kubectl prints them: each column as wide as its widest cell, three spaces apart,
+/// each line after `indent` and without trailing spaces. The first row is the header.
+pub fn table<R: AsRef<[String]>>(rows: &[R], indent: &str) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .as_ref()
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(format!("{indent}{}", cells.join("   ")).trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_aligns_each_column_to_its_widest_cell() {
+        let rows = [
+            ["NAME", "STATUS", "NOTE"].map(String::from),
+            ["payments-0", "pass", ""].map(String::from),
+            ["db", "undetermined", "no agent"].map(String::from),
+        ];
+        assert_eq!(
+            table(&rows, " "),
+            " NAME         STATUS         NOTE\n payments-0   pass\n db           undetermined   no agent\n"
+        );
+    }
 
     #[test]
     fn wrapped_lines_fit_the_width_and_keep_words_whole() {

@@ -120,11 +120,7 @@ fn families_line(report: &Report) -> String {
         .families
         .iter()
         .map(|f| {
-            let verdict = match f.verdict {
-                Verdict::Reachable => "reachable",
-                Verdict::Unreachable => "unreachable",
-                Verdict::Undetermined => "undetermined",
-            };
+            let verdict = f.verdict.as_str();
             match f.failing_layer {
                 Some(layer) => format!("{} {verdict} ({})", f.family.label(), layer.id()),
                 None => format!("{} {verdict}", f.family.label()),
@@ -162,12 +158,7 @@ fn endpoints_table(report: &Report) -> String {
         .endpoints
         .iter()
         .map(|e| {
-            let status = match e.status {
-                Status::Pass => "pass",
-                Status::Fail => "fail",
-                Status::Skip => "skip",
-                Status::Undetermined => "undetermined",
-            };
+            let status = e.status.as_str();
             [
                 e.address.clone(),
                 e.pod.clone().unwrap_or_else(|| "-".into()),
@@ -185,25 +176,7 @@ fn endpoints_table(report: &Report) -> String {
         "TCP"
     };
     let header = ["ADDRESS", "POD", "NODE", "STATUS", probe].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::from(" ");
-        for (i, (w, cell)) in widths.iter().zip(row).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<w$}   ");
-            }
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
-    out
+    crate::output::table(&[&[header][..], &rows].concat(), " ")
 }
 
 /// A spinner on stderr while probes run; shown only when stderr is a terminal.

@@ -4,7 +4,6 @@
 //! I/O: lists Nodes and the agent pods, then asks each running agent `GET /v1/info` through a
 //! port-forward. [`probe_abilities`] and the renderers are pure.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -248,22 +247,7 @@ pub fn render_status(rows: &[NodeStatus], wide: bool) -> String {
         }
         table.push(line);
     }
-    let mut widths = vec![0; table[0].len()];
-    for line in &table {
-        for (w, cell) in widths.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for line in &table {
-        let cells: Vec<String> = line
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<width$}", width = *w))
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("   ").trim_end());
-    }
-    out
+    crate::output::table(&table, "")
 }
 
 fn print_data<T: Serialize>(value: &T, format: Format) {

@@ -26,6 +26,11 @@ pub const MAX_TIMEOUT_MS: u64 = 30_000;
 /// Upper bound on probes in one request.
 pub const MAX_PROBES_PER_REQUEST: usize = 1024;
 
+/// The cluster DNS Service's own name (in the default cluster domain): every live cluster DNS
+/// answers it from its own data, so the check asks it of each DNS pod and the agent's DNS
+/// payload asks it of a UDP port.
+pub const KUBE_DNS_FQDN: &str = "kube-dns.kube-system.svc.cluster.local.";
+
 fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
 }

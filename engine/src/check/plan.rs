@@ -28,7 +28,7 @@ use crate::policy::Protocol;
 pub const NODE_WITNESS_PORT: u16 = 10250;
 
 /// Name of the query sent straight to each DNS pod: always answerable by a live cluster DNS.
-pub const DNS_LIVENESS_NAME: &str = "kube-dns.kube-system.svc.cluster.local.";
+pub const DNS_LIVENESS_NAME: &str = netdiag_proto::KUBE_DNS_FQDN;
 
 /// What to check, with every default already applied.
 #[derive(Debug, Clone)]
@@ -636,7 +636,7 @@ fn plan_dns(snap: &Snapshot, request: &CheckRequest, name: String) -> DnsPlan {
         ),
         None => (vec![], vec![]),
     };
-    let kube_dns = NamespacedName::new("kube-system", "kube-dns");
+    let kube_dns = NamespacedName::kube_dns();
     let dns_service_ip = match &snap.services {
         Fact::Known(services) => Fact::Known(find_service(services, &kube_dns).and_then(service_cluster_ip)),
         Fact::Unknown(failure) => Fact::Unknown(failure.clone()),

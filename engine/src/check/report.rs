@@ -77,12 +77,35 @@ pub enum Status {
     Undetermined,
 }
 
+impl Status {
+    /// The status as the JSON and the tables name it (`pass`, `fail`, `skip`, `undetermined`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+            Status::Undetermined => "undetermined",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Reachable,
     Unreachable,
     Undetermined,
+}
+
+impl Verdict {
+    /// The verdict as the JSON names it (`reachable`, `unreachable`, `undetermined`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Reachable => "reachable",
+            Verdict::Unreachable => "unreachable",
+            Verdict::Undetermined => "undetermined",
+        }
+    }
 }
 
 /// What kind of fact an evidence line states.
@@ -294,6 +317,16 @@ mod tests {
     fn layers_serialize_to_their_documented_identifiers() {
         for layer in Layer::ALL {
             assert_eq!(serde_json::to_value(layer).unwrap(), json!(layer.id()));
+        }
+    }
+
+    #[test]
+    fn statuses_and_verdicts_are_named_as_they_serialize() {
+        for status in [Status::Pass, Status::Fail, Status::Skip, Status::Undetermined] {
+            assert_eq!(serde_json::to_value(status).unwrap(), json!(status.as_str()));
+        }
+        for verdict in [Verdict::Reachable, Verdict::Unreachable, Verdict::Undetermined] {
+            assert_eq!(serde_json::to_value(verdict).unwrap(), json!(verdict.as_str()));
         }
     }
 

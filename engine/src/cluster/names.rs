@@ -17,6 +17,11 @@ impl NamespacedName {
         }
     }
 
+    /// The cluster DNS Service, `kube-system/kube-dns`, whatever serves it (CoreDNS, kube-dns).
+    pub fn kube_dns() -> Self {
+        NamespacedName::new("kube-system", "kube-dns")
+    }
+
     /// The key of a namespaced object (empty parts when the object lacks them).
     pub fn of<K: kube::Resource>(obj: &K) -> Self {
         let meta = obj.meta();

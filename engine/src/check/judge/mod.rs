@@ -104,7 +104,7 @@ pub(super) fn not_applicable(summary: impl Into<String>) -> Judgment {
     Judgment::NotApplicable(summary.into())
 }
 
-pub(super) const CLUSTER_DOMAIN: &str = "cluster.local";
+pub(super) use crate::cluster::CLUSTER_DOMAIN;
 
 /// Judges the evidence; `duration_ms` is copied into the report.
 pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
