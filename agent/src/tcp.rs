@@ -58,7 +58,7 @@ struct SentSyns {
 
 /// A SYN from a socket of its own, closed at once (a socket closed in SYN-SENT sends nothing
 /// more): while the probe's connection is not established, one leaves every
-/// [`crate::pmtu::SYN_INTERVAL`], so a packet capture at the destination that started after the
+/// [`SYN_INTERVAL`], so a packet capture at the destination that started after the
 /// probe's own SYN still sees one. A connection that is established at once sends none.
 fn beacon(target: SocketAddr) {
     if let Ok(socket) = Socket::new(
@@ -69,6 +69,11 @@ fn beacon(target: SocketAddr) {
         let _ = socket.connect(&target.into());
     }
 }
+
+/// While a connection is not established, a fresh SYN leaves this often until the deadline (the
+/// TCP probe's beacons, the path MTU probe's first connection): SYNs a capture started in the same
+/// round at the destination can witness even when its request arrived late.
+pub const SYN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A TCP socket created non-blocking (one system call, not three).
 const NONBLOCKING_STREAM: Type = Type::STREAM.nonblocking();
@@ -113,7 +118,7 @@ async fn connect(
     };
     let deadline = tokio::time::Instant::from_std(deadline);
     let writable = loop {
-        let next_beacon = (tokio::time::Instant::now() + crate::pmtu::SYN_INTERVAL).min(deadline);
+        let next_beacon = (tokio::time::Instant::now() + SYN_INTERVAL).min(deadline);
         match tokio::time::timeout_at(next_beacon, stream.writable()).await {
             Ok(ready) => break ready,
             Err(_) if next_beacon >= deadline => {
