@@ -15,6 +15,7 @@ pub mod cli;
 pub mod dns;
 pub mod endpoint;
 pub mod engine;
+pub mod error;
 pub mod healthcheck;
 pub mod interfaces;
 pub mod listeners;
