@@ -11,8 +11,8 @@ use futures::StreamExt;
 
 use netdiag_proto::{
     API_VERSION, AgentIdentity, AgentInfo, ApiError, Capabilities, DnsAnswer, DnsOutcome, DnsProbe,
-    DnsResult, InterfacesResult, InvalidRequest, ListenersResult, Probe, ProbeReport, ProbeRequest,
-    ProbeResult, ProbeSource, ResolvConfSummary, error_code,
+    DnsResult, InterfacesResult, InvalidRequest, ListenersResult, Probe, ProbeClass, ProbeReport,
+    ProbeRequest, ProbeResult, ProbeSource, ResolvConfSummary, error_code,
 };
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -127,7 +127,7 @@ fn lanes(probes: Vec<Probe>, connects: usize) -> Lanes {
     for (i, probe) in probes.into_iter().enumerate() {
         match probe {
             Probe::Dns(p) => dns.push((i, p)),
-            p @ (Probe::Tcp(_) | Probe::Udp(_)) => {
+            p if p.class() == ProbeClass::Connect => {
                 let n = connect_lanes.len();
                 connect_lanes[next % n].push((i, p));
                 next += 1;
@@ -143,9 +143,7 @@ fn lanes(probes: Vec<Probe>, connects: usize) -> Lanes {
 
 /// The probes of `lane` that hold sockets (the inventories are reads).
 fn network_probes(lane: &[(usize, Probe)]) -> usize {
-    lane.iter()
-        .filter(|(_, p)| !matches!(p, Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_)))
-        .count()
+    lane.iter().filter(|(_, p)| p.class().holds_sockets()).count()
 }
 
 /// How many of a worker's `lane` network probes run at once when the request's `network`
@@ -358,10 +356,7 @@ impl Engine {
         &self,
         probes: &[Probe],
     ) -> Result<(usize, Option<OwnedSemaphorePermit>), EngineError> {
-        let network = probes
-            .iter()
-            .filter(|p| !matches!(p, Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_)))
-            .count();
+        let network = probes.iter().filter(|p| p.class().holds_sockets()).count();
         if network == 0 {
             return Ok((1, None));
         }

@@ -234,6 +234,37 @@ impl Probe {
             Probe::NodeDataplane(_) => "nodeDataplane",
         }
     }
+
+    /// What kind of work this probe is, for whoever schedules or bounds it.
+    pub fn class(&self) -> ProbeClass {
+        match self {
+            Probe::Dns(_) => ProbeClass::Dns,
+            Probe::Tcp(_) | Probe::Udp(_) => ProbeClass::Connect,
+            Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_) => ProbeClass::Inventory,
+            Probe::PathMtu(_) | Probe::Capture(_) | Probe::NodeDataplane(_) => ProbeClass::Witness,
+        }
+    }
+}
+
+/// The kinds of work a [`Probe`] is ([`Probe::class`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeClass {
+    /// A name lookup as the namespace resolves (`dns`).
+    Dns,
+    /// A connection or datagram exchange to one address (`tcp`, `udp`).
+    Connect,
+    /// A read of a namespace's state that sends nothing (`listeners`, `interfaces`,
+    /// `podListeners`).
+    Inventory,
+    /// A datapath witness (`pathMtu`, `capture`, `nodeDataplane`).
+    Witness,
+}
+
+impl ProbeClass {
+    /// Whether probes of this class open sockets (every class but the inventories).
+    pub fn holds_sockets(self) -> bool {
+        self != ProbeClass::Inventory
+    }
 }
 
 /// `POST /v1/probe` body, and the one-shot mode's input.
@@ -864,6 +895,36 @@ mod tests {
         assert_eq!(json, expected);
         let back: T = serde_json::from_value(json).unwrap();
         assert_eq!(&back, value);
+    }
+
+    #[test]
+    fn probes_fall_into_lookups_connects_inventories_and_witnesses() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let probe = |json: serde_json::Value| serde_json::from_value::<Probe>(json).unwrap();
+        let classes = [
+            (
+                json!({"kind": "dns", "name": "a", "recordType": "A"}),
+                ProbeClass::Dns,
+            ),
+            (json!({"kind": "tcp", "ip": ip, "port": 80}), ProbeClass::Connect),
+            (json!({"kind": "udp", "ip": ip, "port": 53}), ProbeClass::Connect),
+            (json!({"kind": "listeners"}), ProbeClass::Inventory),
+            (json!({"kind": "interfaces"}), ProbeClass::Inventory),
+            (
+                json!({"kind": "podListeners", "podIp": ip}),
+                ProbeClass::Inventory,
+            ),
+            (
+                json!({"kind": "pathMtu", "ip": ip, "port": 80}),
+                ProbeClass::Witness,
+            ),
+        ];
+        for (json, class) in classes {
+            let probe = probe(json);
+            assert_eq!(probe.class(), class, "{}", probe.kind());
+        }
+        assert!(!ProbeClass::Inventory.holds_sockets());
+        assert!(ProbeClass::Connect.holds_sockets() && ProbeClass::Witness.holds_sockets());
     }
 
     #[test]
