@@ -1,4 +1,4 @@
-//! The node's rule listings (`nft list table …`, `iptables-save`), each reused for as long as the
+//! The node's rule listings (`nft -j list table …`, `iptables-save`), each reused for as long as the
 //! namespace's nftables ruleset is unchanged. Every commit to any nftables table, iptables-nft's
 //! included, moves the ruleset's generation (`NFT_MSG_GETGEN`, per network namespace), so a
 //! listing taken at a generation is the listing of every later moment with that generation. At
