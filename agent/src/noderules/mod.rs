@@ -16,7 +16,9 @@ mod ipvs;
 mod listing;
 mod nftables;
 
-use netdiag_proto::{ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, ServiceRules, ServiceVip};
+use netdiag_proto::{
+    ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, RuleSource, ServiceRules, ServiceVip,
+};
 
 use crate::netns::{self, NetnsFile};
 
@@ -81,7 +83,7 @@ pub fn combine(readings: Vec<ModeReading>) -> ServiceRules {
         })
         .collect();
     ServiceRules {
-        source: "none".into(),
+        source: RuleSource::None,
         error: Some(format!("no kube-proxy rules were read: {}", why.join("; "))),
         ..Default::default()
     }
@@ -90,7 +92,7 @@ pub fn combine(readings: Vec<ModeReading>) -> ServiceRules {
 fn failed(p: &NodeDataplaneProbe, why: String) -> NodeDataplaneResult {
     NodeDataplaneResult {
         service_rules: p.service.as_ref().map(|_| ServiceRules {
-            source: "none".into(),
+            source: RuleSource::None,
             error: Some(why.clone()),
             ..Default::default()
         }),

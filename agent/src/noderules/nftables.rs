@@ -9,13 +9,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use netdiag_proto::{ServiceRules, ServiceVip, Transport};
+use netdiag_proto::{RuleSource, ServiceRules, ServiceVip, Transport};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::{ModeReading, listing};
 
-const SOURCE: &str = "nftables";
+const SOURCE: RuleSource = RuleSource::Nftables;
 
 /// kube-proxy's nftables table for the VIP's family, read in the calling thread's namespace
 /// (`netns`, its inode).
@@ -159,7 +159,7 @@ struct DnatMap {
 /// What the `kube-proxy` table (as `nft -j list table` prints it) programs for `vip`.
 pub fn parse_table(vip: &ServiceVip, table: &Listing) -> ModeReading {
     let mut rules = ServiceRules {
-        source: SOURCE.into(),
+        source: SOURCE,
         ..Default::default()
     };
     if let Some(verdict) = verdict_for(table, "service-ips", vip) {
