@@ -67,14 +67,23 @@ impl fmt::Display for SourceKind {
 }
 
 impl std::str::FromStr for SourceKind {
-    type Err = String;
+    type Err = ConfigError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         SourceKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown source kind {s:?} (known: podIP, node, netns, pid)"))
+            .ok_or_else(|| ConfigError::UnknownKind(s.to_string()))
     }
+}
+
+/// An authority the agent cannot be started with.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("unknown source kind {0:?} (known: podIP, node, netns, pid)")]
+    UnknownKind(String),
+    #[error("netns root {root:?} {why}")]
+    InvalidRoot { root: String, why: &'static str },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -98,10 +107,13 @@ pub struct Access {
 
 impl Access {
     /// `allowed` source kinds; `netns_roots` patterns, each absolute, `*` matching one component.
-    pub fn new(allowed: &[SourceKind], netns_roots: &[String]) -> Result<Self, String> {
+    pub fn new(allowed: &[SourceKind], netns_roots: &[String]) -> Result<Self, ConfigError> {
         for root in netns_roots {
             if let Err(why) = lexical_problem(root) {
-                return Err(format!("netns root {root:?} {why}"));
+                return Err(ConfigError::InvalidRoot {
+                    root: root.clone(),
+                    why,
+                });
             }
         }
         let mut allowed = allowed.to_vec();

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use netdiag_proto::{CaptureProbe, CaptureResult, CapturedFlow};
+use netdiag_proto::{CaptureProbe, CaptureResult, CaptureStop, CapturedFlow};
 use nix::libc;
 use pnet_packet::Packet;
 use pnet_packet::icmp::{IcmpPacket, IcmpTypes};
@@ -154,7 +154,7 @@ async fn watch(
     flows: &mut Flows,
     deadline: Instant,
     max_packets: u32,
-) -> String {
+) -> CaptureStop {
     let mut buf = [0u8; 2048];
     let mut matched = 0u32;
     let mut read = 0u32;
@@ -162,7 +162,11 @@ async fn watch(
     loop {
         let now = Instant::now();
         if now >= stop_at {
-            return if stop_at < deadline { "answered" } else { "window" }.into();
+            return if stop_at < deadline {
+                CaptureStop::Answered
+            } else {
+                CaptureStop::Window
+            };
         }
         let ready = tokio::time::timeout_at(stop_at.into(), socket.readable()).await;
         if !matches!(ready, Ok(Ok(()))) {
@@ -174,7 +178,7 @@ async fn watch(
                 matched += 1;
             }
             if matched >= max_packets || read >= max_packets.saturating_mul(UNRELATED_FACTOR) {
-                return "packetLimit".into();
+                return CaptureStop::PacketLimit;
             }
             if stop_at == deadline && flows.answered() {
                 stop_at = (Instant::now() + GRACE).min(deadline);

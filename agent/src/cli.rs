@@ -231,7 +231,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let limits = EngineLimits {
         max_concurrent: args.max_concurrent,
         socket_budget: socket_budget(args.socket_budget, config.max_connections)?,
-        access: Access::new(&args.allow_sources, &args.roots.netns_roots).map_err(anyhow::Error::msg)?,
+        access: Access::new(&args.allow_sources, &args.roots.netns_roots)?,
     };
     let sources = limits
         .access
@@ -316,24 +316,10 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<()> {
     let limits = EngineLimits {
         max_concurrent: 1,
         socket_budget: socket_budget(None, 0)?,
-        access: Access::new(&SourceKind::ALL, &args.roots.netns_roots).map_err(anyhow::Error::msg)?,
+        access: Access::new(&SourceKind::ALL, &args.roots.netns_roots)?,
     };
     let engine = engine(args.node, None, limits)?;
     let report = engine.run(&request).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
-}
-
-/// An error and its causes on one line, skipping causes whose text the message already carries.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -10,8 +10,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType as WireType};
+use hickory_proto::serialize::binary::DecodeError;
 use netdiag_proto::{
     DnsAnswer, DnsCandidate, DnsOutcome, DnsProbe, DnsResult, RecordType, ResolvConfSummary,
 };
@@ -309,13 +311,13 @@ async fn query(fqdn: &str, record_type: RecordType, server: SocketAddr, timeout:
     };
     let request = match build_query(fqdn, record_type) {
         Ok(r) => r,
-        Err(detail) => return asked(DnsOutcome::Error { detail }, false, false),
+        Err(err) => return asked(error(err), false, false),
     };
     let deadline = tokio::time::Instant::now() + timeout;
     let udp = tokio::time::timeout_at(deadline, exchange_udp(&request, server)).await;
     let response = match udp {
         Err(_) => return asked(DnsOutcome::Timeout, false, true),
-        Ok(Err(detail)) => return asked(DnsOutcome::Error { detail }, false, false),
+        Ok(Err(err)) => return asked(error(err), false, false),
         Ok(Ok(response)) => response,
     };
     if !response.metadata.truncation {
@@ -323,9 +325,9 @@ async fn query(fqdn: &str, record_type: RecordType, server: SocketAddr, timeout:
     }
     match tokio::time::timeout_at(deadline, exchange_tcp(&request, server)).await {
         Err(_) => asked(DnsOutcome::Timeout, true, true),
-        Ok(Err(detail)) => asked(
+        Ok(Err(err)) => asked(
             DnsOutcome::Error {
-                detail: format!("truncated over udp, tcp retry failed: {detail}"),
+                detail: format!("truncated over udp, tcp retry failed: {err}"),
             },
             true,
             true,
@@ -334,8 +336,56 @@ async fn query(fqdn: &str, record_type: RecordType, server: SocketAddr, timeout:
     }
 }
 
-fn build_query(fqdn: &str, record_type: RecordType) -> Result<Message, String> {
-    let name = Name::from_ascii(fqdn).map_err(|e| format!("{fqdn:?} is not a valid query name: {e}"))?;
+/// Why one query to one server got no answer to classify; its text is the `error` outcome's.
+#[derive(Debug, Error)]
+enum QueryError {
+    #[error("{name:?} is not a valid query name: {source}")]
+    InvalidName { name: String, source: ProtoError },
+    #[error("cannot encode the query: {0}")]
+    Encode(#[source] ProtoError),
+    #[error("cannot open a udp socket: {0}")]
+    UdpSocket(#[source] std::io::Error),
+    #[error("cannot send to {server}: {source}")]
+    Send {
+        server: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("nothing listens on udp {server} (icmp port unreachable)")]
+    Refused { server: SocketAddr },
+    #[error("receiving from {server} failed: {source}")]
+    Receive {
+        server: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("tcp to {server}: {source}")]
+    TcpTo {
+        server: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("query too long for tcp")]
+    TooLongForTcp,
+    #[error("tcp from {server}: {source}")]
+    TcpFrom {
+        server: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("undecodable answer from {server}: {source}")]
+    Undecodable { server: SocketAddr, source: DecodeError },
+    #[error("{server} answered another question over tcp")]
+    AnotherQuestion { server: SocketAddr },
+}
+
+fn error(err: QueryError) -> DnsOutcome {
+    DnsOutcome::Error {
+        detail: err.to_string(),
+    }
+}
+
+fn build_query(fqdn: &str, record_type: RecordType) -> Result<Message, QueryError> {
+    let name = Name::from_ascii(fqdn).map_err(|source| QueryError::InvalidName {
+        name: fqdn.to_string(),
+        source,
+    })?;
     let wire_type = match record_type {
         RecordType::A => WireType::A,
         RecordType::Aaaa => WireType::AAAA,
@@ -350,33 +400,27 @@ fn is_answer_to(response: &Message, request: &Message) -> bool {
     response.metadata.id == request.metadata.id && response.queries == request.queries
 }
 
-async fn exchange_udp(request: &Message, server: SocketAddr) -> Result<Message, String> {
+async fn exchange_udp(request: &Message, server: SocketAddr) -> Result<Message, QueryError> {
     let bind: SocketAddr = match server {
         SocketAddr::V4(_) => (IpAddr::from([0u8; 4]), 0).into(),
         SocketAddr::V6(_) => (IpAddr::from([0u16; 8]), 0).into(),
     };
+    let send = |source| QueryError::Send { server, source };
     let socket = tokio::net::UdpSocket::bind(bind)
         .await
-        .map_err(|e| format!("cannot open a udp socket: {e}"))?;
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| format!("cannot send to {server}: {e}"))?;
-    let bytes = request
-        .to_vec()
-        .map_err(|e| format!("cannot encode the query: {e}"))?;
-    socket
-        .send(&bytes)
-        .await
-        .map_err(|e| format!("cannot send to {server}: {e}"))?;
+        .map_err(QueryError::UdpSocket)?;
+    socket.connect(server).await.map_err(send)?;
+    let bytes = request.to_vec().map_err(QueryError::Encode)?;
+    socket.send(&bytes).await.map_err(send)?;
     let mut buf = vec![0u8; 4096];
     loop {
-        let n = socket.recv(&mut buf).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                format!("nothing listens on udp {server} (icmp port unreachable)")
-            }
-            _ => format!("receiving from {server} failed: {e}"),
-        })?;
+        let n = socket
+            .recv(&mut buf)
+            .await
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::ConnectionRefused => QueryError::Refused { server },
+                _ => QueryError::Receive { server, source },
+            })?;
         // Stray or spoofed datagrams are ignored, as libc does.
         if let Ok(response) = Message::from_vec(&buf[..n])
             && is_answer_to(&response, request)
@@ -386,34 +430,23 @@ async fn exchange_udp(request: &Message, server: SocketAddr) -> Result<Message, 
     }
 }
 
-async fn exchange_tcp(request: &Message, server: SocketAddr) -> Result<Message, String> {
-    let mut stream = tokio::net::TcpStream::connect(server)
-        .await
-        .map_err(|e| format!("tcp to {server}: {e}"))?;
+async fn exchange_tcp(request: &Message, server: SocketAddr) -> Result<Message, QueryError> {
+    let to = |source| QueryError::TcpTo { server, source };
+    let from = |source| QueryError::TcpFrom { server, source };
+    let mut stream = tokio::net::TcpStream::connect(server).await.map_err(to)?;
     // Close with RST: no TIME_WAIT left behind in the pod's namespace.
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-    let bytes = request
-        .to_vec()
-        .map_err(|e| format!("cannot encode the query: {e}"))?;
-    let len = u16::try_from(bytes.len()).map_err(|_| "query too long for tcp".to_string())?;
+    let bytes = request.to_vec().map_err(QueryError::Encode)?;
+    let len = u16::try_from(bytes.len()).map_err(|_| QueryError::TooLongForTcp)?;
     let mut framed = len.to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
-    stream
-        .write_all(&framed)
-        .await
-        .map_err(|e| format!("tcp to {server}: {e}"))?;
-    let len = stream
-        .read_u16()
-        .await
-        .map_err(|e| format!("tcp from {server}: {e}"))?;
+    stream.write_all(&framed).await.map_err(to)?;
+    let len = stream.read_u16().await.map_err(from)?;
     let mut buf = vec![0u8; usize::from(len)];
-    stream
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("tcp from {server}: {e}"))?;
-    let response = Message::from_vec(&buf).map_err(|e| format!("undecodable answer from {server}: {e}"))?;
+    stream.read_exact(&mut buf).await.map_err(from)?;
+    let response = Message::from_vec(&buf).map_err(|source| QueryError::Undecodable { server, source })?;
     if !is_answer_to(&response, request) {
-        return Err(format!("{server} answered another question over tcp"));
+        return Err(QueryError::AnotherQuestion { server });
     }
     Ok(response)
 }
@@ -451,6 +484,27 @@ pub fn classify_response(response: &Message, record_type: RecordType) -> DnsOutc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_query_reads_as_it_always_did() {
+        let server: SocketAddr = "10.96.0.10:53".parse().unwrap();
+        let refused = error(QueryError::Refused { server });
+        assert_eq!(
+            refused,
+            DnsOutcome::Error {
+                detail: "nothing listens on udp 10.96.0.10:53 (icmp port unreachable)".into()
+            }
+        );
+        assert_eq!(
+            QueryError::AnotherQuestion { server }.to_string(),
+            "10.96.0.10:53 answered another question over tcp"
+        );
+        let invalid = build_query("a..b", RecordType::A).unwrap_err().to_string();
+        assert!(
+            invalid.starts_with("\"a..b\" is not a valid query name: "),
+            "{invalid}"
+        );
+    }
 
     fn search_list() -> Vec<String> {
         ["a.svc.cluster.local", "svc.cluster.local", "cluster.local"]

@@ -11,8 +11,8 @@ use futures::StreamExt;
 
 use netdiag_proto::{
     API_VERSION, AgentIdentity, AgentInfo, ApiError, Capabilities, DnsAnswer, DnsOutcome, DnsProbe,
-    DnsResult, InterfacesResult, InvalidRequest, ListenersResult, Probe, ProbeReport, ProbeRequest,
-    ProbeResult, ProbeSource, ResolvConfSummary, error_code,
+    DnsResult, InterfacesResult, InvalidRequest, ListenersResult, Probe, ProbeClass, ProbeReport,
+    ProbeRequest, ProbeResult, ProbeSource, ResolvConfSummary, error_code,
 };
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -55,7 +55,7 @@ async fn run_located(
     probes: Vec<Probe>,
     pod_sockets: BTreeMap<IpAddr, ListenersResult>,
     in_flight: usize,
-    (net_raw, witness, received): (bool, Witness, Instant),
+    wave: Wave,
     held: impl Send + Sync + 'static,
 ) -> Result<(Option<u32>, Vec<(ProbeResult, Duration)>), NetnsError> {
     let pids = located.pids.clone();
@@ -89,7 +89,7 @@ async fn run_located(
         .await
     };
     let lane_workers = lanes.into_iter().enumerate().map(|(k, lane)| {
-        let (held, witness) = (held.clone(), witness.clone());
+        let (held, wave) = (held.clone(), wave.clone());
         let bound = lane_bound(network_probes(&lane), network, in_flight);
         // The listening sockets go with the first lane, which has the inventory probes.
         let pod_sockets = if k == 0 {
@@ -100,7 +100,7 @@ async fn run_located(
         netns::run_in(&located.netns, move || async move {
             let _held = held;
             let only: Vec<Probe> = lane.iter().map(|(_, p)| p.clone()).collect();
-            let results = run_probes(&only, &pod_sockets, bound, (net_raw, &witness, received)).await;
+            let results = run_probes(&only, &pod_sockets, bound, &wave).await;
             lane.into_iter().map(|(i, _)| i).zip(results).collect::<Vec<_>>()
         })
     });
@@ -127,7 +127,7 @@ fn lanes(probes: Vec<Probe>, connects: usize) -> Lanes {
     for (i, probe) in probes.into_iter().enumerate() {
         match probe {
             Probe::Dns(p) => dns.push((i, p)),
-            p @ (Probe::Tcp(_) | Probe::Udp(_)) => {
+            p if p.class() == ProbeClass::Connect => {
                 let n = connect_lanes.len();
                 connect_lanes[next % n].push((i, p));
                 next += 1;
@@ -143,9 +143,7 @@ fn lanes(probes: Vec<Probe>, connects: usize) -> Lanes {
 
 /// The probes of `lane` that hold sockets (the inventories are reads).
 fn network_probes(lane: &[(usize, Probe)]) -> usize {
-    lane.iter()
-        .filter(|(_, p)| !matches!(p, Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_)))
-        .count()
+    lane.iter().filter(|(_, p)| p.class().holds_sockets()).count()
 }
 
 /// How many of a worker's `lane` network probes run at once when the request's `network`
@@ -319,17 +317,20 @@ impl Engine {
             .collect();
         let pods = self.locator.locate_pods(named).await;
         let pod_sockets = pod_listeners(&pods, &request.probes).await;
-        let net_raw = self.capabilities.net_raw;
-        let witness = Witness {
-            node_netns: self.locator.node_netns().to_string(),
-            capture_pods: capture::PodNamespaces::of(&pods, &request.probes),
+        let wave = Wave {
+            net_raw: self.capabilities.net_raw,
+            witness: Witness {
+                node_netns: self.locator.node_netns().to_string(),
+                capture_pods: capture::PodNamespaces::of(&pods, &request.probes),
+            },
+            received,
         };
         let (pid, timed) = run_located(
             &located,
             request.probes.clone(),
             pod_sockets,
             in_flight,
-            (net_raw, witness, received),
+            wave,
             (permit, sockets),
         )
         .await?;
@@ -355,10 +356,7 @@ impl Engine {
         &self,
         probes: &[Probe],
     ) -> Result<(usize, Option<OwnedSemaphorePermit>), EngineError> {
-        let network = probes
-            .iter()
-            .filter(|p| !matches!(p, Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_)))
-            .count();
+        let network = probes.iter().filter(|p| p.class().holds_sockets()).count();
         if network == 0 {
             return Ok((1, None));
         }
@@ -425,7 +423,7 @@ async fn run_probes(
     probes: &[Probe],
     pod_sockets: &BTreeMap<IpAddr, ListenersResult>,
     in_flight: usize,
-    (net_raw, witness, received): (bool, &Witness, Instant),
+    wave: &Wave,
 ) -> Vec<(ProbeResult, Duration)> {
     // The inventory probes are synchronous reads: run them before the connects and queries start,
     // so that they do not delay reading connect and query results (and inflate rtts). A request
@@ -452,20 +450,20 @@ async fn run_probes(
         .collect();
     // Opened before any probe connects, so that it holds every ICMP error about their SYNs.
     let connects = probes.iter().any(|p| matches!(p, Probe::Tcp(_)));
-    let icmp = tcp::IcmpInbox::open(net_raw && connects);
+    let icmp = tcp::IcmpInbox::open(wave.net_raw && connects);
     let icmp = &icmp;
     // In one wave, every connect's timeout counts from the wave's start: the last of hundreds
     // of SYNs leaves tens of milliseconds after the first, and the request still ends one
     // timeout after it started. Probes that wait their turn count from their own start.
     let waiting = slots.iter().filter(|s| s.is_none()).count();
-    let since = (waiting <= in_flight).then(|| wave_start(received, Instant::now()));
+    let since = (waiting <= in_flight).then(|| wave_start(wave.received, Instant::now()));
     let runs = probes
         .iter()
         .zip(&slots)
         .filter(|(_, slot)| slot.is_none())
         .map(|(probe, _)| async move {
             let start = Instant::now();
-            let result = run_async(probe, net_raw, witness, (icmp, since)).await;
+            let result = run_async(probe, wave, icmp, since).await;
             (result, start.elapsed())
         });
     let mut done = futures::stream::iter(runs)
@@ -509,6 +507,17 @@ fn pod_resolv_conf(pid: Option<u32>, netns: &str) -> Result<ResolvConfSummary, S
     dns::read_resolv_conf(pid).map_err(|e| e.to_string())
 }
 
+/// What every probe of a request shares, on whichever worker it runs.
+#[derive(Clone)]
+struct Wave {
+    /// The agent may open raw sockets: ICMP evidence for connects, packet captures.
+    net_raw: bool,
+    /// The namespaces the datapath witnesses enter.
+    witness: Witness,
+    /// When the request arrived: the wave's timeouts count from it ([`wave_start`]).
+    received: Instant,
+}
+
 /// What the datapath witnesses need besides the request's namespace: the node's namespace (for
 /// `nodeDataplane`) and the namespaces of the pods the captures name.
 #[derive(Clone)]
@@ -519,16 +528,15 @@ struct Witness {
 
 /// Runs a network probe (`tcp`, `udp`, or a datapath witness: path MTU in the request's
 /// namespace, a capture in its pod's, the node's dataplane state in the node's); the inventory
-/// probes never get here, nor do the DNS ones ([`dns_probe`]).
-async fn run_async(
-    probe: &Probe,
-    net_raw: bool,
-    witness: &Witness,
-    (icmp, since): (&tcp::IcmpInbox, Option<Instant>),
-) -> ProbeResult {
+/// probes never get here, nor do the DNS ones ([`dns_probe`]). `icmp` is the worker's inbox of
+/// ICMP errors; timeouts count from `since`, the wave's start, else from each probe's own start.
+async fn run_async(probe: &Probe, wave: &Wave, icmp: &tcp::IcmpInbox, since: Option<Instant>) -> ProbeResult {
+    let Wave { net_raw, witness, .. } = wave;
     match probe {
         Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p, since).await),
-        Probe::Capture(p) => ProbeResult::Capture(capture::probe_in(p, net_raw, &witness.capture_pods).await),
+        Probe::Capture(p) => {
+            ProbeResult::Capture(capture::probe_in(p, *net_raw, &witness.capture_pods).await)
+        }
         Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, &witness.node_netns).await),
         Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, icmp, since).await),
         Probe::Udp(p) => ProbeResult::Udp(udp::probe(p, since).await),

@@ -77,7 +77,7 @@ pub fn probe() -> ListenersResult {
             Ok(found) => sockets.extend(found),
             Err(_) => match read_proc_table(table) {
                 Ok(found) => sockets.extend(found),
-                Err(err) => errors.push(err),
+                Err(err) => errors.push(err.to_string()),
             },
         }
     }
@@ -89,13 +89,21 @@ pub fn probe() -> ListenersResult {
     }
 }
 
+/// A socket table neither sock_diag nor `/proc` gave.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+struct TableUnread {
+    path: String,
+    source: io::Error,
+}
+
 /// The `/proc` fallback for one table (a kernel without IPv6 has no tcp6/udp6 table: empty).
-fn read_proc_table(table: &Table) -> Result<Vec<ListeningSocket>, String> {
+fn read_proc_table(table: &Table) -> Result<Vec<ListeningSocket>, TableUnread> {
     let path = format!("/proc/thread-self/net/{}", table.proc_name);
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(parse_table(&text, table.transport)),
         Err(err) if err.kind() == io::ErrorKind::NotFound && table.family == AF_INET6 => Ok(vec![]),
-        Err(err) => Err(format!("cannot read {path}: {err}")),
+        Err(source) => Err(TableUnread { path, source }),
     }
 }
 

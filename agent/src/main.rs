@@ -18,7 +18,7 @@ fn main() {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
     if let Err(err) = netdiag_agent::cli::run(cli) {
-        eprintln!("netdiag-agent: {}", netdiag_agent::cli::error_chain(err.as_ref()));
+        eprintln!("netdiag-agent: {}", netdiag_engine::error_chain(err.as_ref()));
         std::process::exit(1);
     }
 }

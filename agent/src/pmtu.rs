@@ -25,6 +25,8 @@ use nix::sys::socket::{getsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 
+use crate::tcp::{SYN_INTERVAL, tcp_info};
+
 /// IPv4 + TCP headers without options: a segment of MSS bytes makes a packet of MSS + 40.
 const HEADERS_V4: u32 = 40;
 /// The smallest size searched: every IPv4 host must accept 576-byte packets.
@@ -33,10 +35,6 @@ const MIN_SIZE: u32 = 576;
 const PER_ROUND: u32 = 8;
 /// How long a lost size is waited for at least: covers a delayed ACK on a real network.
 const MIN_WAIT: Duration = Duration::from_millis(60);
-/// While the first connection is not established, a fresh SYN leaves this often until the
-/// deadline: SYNs a capture started in the same round at the destination can witness even when
-/// its request arrived late.
-pub const SYN_INTERVAL: Duration = Duration::from_millis(100);
 /// SYNs the first connection sends at most (each a socket held until it connects or times out).
 const MAX_SYNS: u32 = 10;
 /// Sockets one path MTU probe holds at most at once: the first connection's attempts, or one
@@ -269,7 +267,7 @@ async fn try_size(target: SocketAddr, size: u32, wait: Duration, deadline: Insta
         return SizeOutcome::Lost;
     }
     loop {
-        match crate::tcp::tcp_info(stream.as_fd()) {
+        match tcp_info(stream.as_fd()) {
             Ok(info) if info.tcpi_unacked == 0 => {
                 return SizeOutcome::Passed {
                     pmtu: route_mtu(&stream).unwrap_or(size),

@@ -206,9 +206,14 @@ async fn read_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -> Re
     }
 }
 
-/// Decodes a `POST /v1/probe` body; the error is the 400 answer's message.
-pub fn decode_request(body: &[u8]) -> Result<ProbeRequest, String> {
-    serde_json::from_slice(body).map_err(|err| format!("invalid probe request: {err}"))
+/// A `POST /v1/probe` body that is not a probe request; its text is the 400 answer's message.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid probe request: {0}")]
+pub struct InvalidBody(#[source] serde_json::Error);
+
+/// Decodes a `POST /v1/probe` body.
+pub fn decode_request(body: &[u8]) -> Result<ProbeRequest, InvalidBody> {
+    serde_json::from_slice(body).map_err(InvalidBody)
 }
 
 async fn probe(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -227,9 +232,9 @@ async fn probe(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
     };
     let request = match decode_request(&body) {
         Ok(r) => r,
-        Err(message) => {
+        Err(err) => {
             metrics.request(error_code::BAD_REQUEST);
-            return api_error(StatusCode::BAD_REQUEST, error_code::BAD_REQUEST, message);
+            return api_error(StatusCode::BAD_REQUEST, error_code::BAD_REQUEST, err.to_string());
         }
     };
     drop(body);

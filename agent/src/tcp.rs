@@ -28,15 +28,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub async fn probe(p: &TcpProbe, icmp: &IcmpInbox, since: Option<Instant>) -> TcpResult {
     let started_unix_us = crate::capture::unix_us();
     let mut sent = SentSyns::default();
-    let timeout = Duration::from_millis(p.timeout_ms);
-    let deadline = since.unwrap_or_else(Instant::now) + timeout;
-    let outcome = connect(
-        SocketAddr::new(p.ip, p.port),
-        (deadline, timeout),
-        icmp,
-        &mut sent,
-    )
-    .await;
+    let deadline = Deadline::new(since, p.timeout_ms);
+    let outcome = connect(SocketAddr::new(p.ip, p.port), deadline, icmp, &mut sent).await;
     TcpResult {
         ip: p.ip,
         port: p.port,
@@ -45,6 +38,32 @@ pub async fn probe(p: &TcpProbe, icmp: &IcmpInbox, since: Option<Instant>) -> Tc
         local_port: sent.local_port,
         started_unix_us: Some(started_unix_us),
         last_syn_unix_us: sent.last_beacon_unix_us,
+    }
+}
+
+/// When a probe stops waiting: `timeout` after `since`, the start of its wave (or its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub since: Instant,
+    pub timeout: Duration,
+}
+
+impl Deadline {
+    /// `timeout_ms` from `since`, else from now.
+    pub fn new(since: Option<Instant>, timeout_ms: u64) -> Deadline {
+        Deadline {
+            since: since.unwrap_or_else(Instant::now),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    pub fn at(&self) -> Instant {
+        self.since + self.timeout
+    }
+
+    /// The timeout as the outcome reports it.
+    pub fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -58,7 +77,7 @@ struct SentSyns {
 
 /// A SYN from a socket of its own, closed at once (a socket closed in SYN-SENT sends nothing
 /// more): while the probe's connection is not established, one leaves every
-/// [`crate::pmtu::SYN_INTERVAL`], so a packet capture at the destination that started after the
+/// [`SYN_INTERVAL`], so a packet capture at the destination that started after the
 /// probe's own SYN still sees one. A connection that is established at once sends none.
 fn beacon(target: SocketAddr) {
     if let Ok(socket) = Socket::new(
@@ -70,14 +89,19 @@ fn beacon(target: SocketAddr) {
     }
 }
 
+/// While a connection is not established, a fresh SYN leaves this often until the deadline (the
+/// TCP probe's beacons, the path MTU probe's first connection): SYNs a capture started in the same
+/// round at the destination can witness even when its request arrived late.
+pub const SYN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// A TCP socket created non-blocking (one system call, not three).
 const NONBLOCKING_STREAM: Type = Type::STREAM.nonblocking();
 
-/// Connects, waiting until `deadline` (`timeout` after the wave's start); `sent` receives the
-/// source port the kernel chose and the last beacon's time, for the packet witness.
+/// Connects, waiting until `deadline`; `sent` receives the source port the kernel chose and the
+/// last beacon's time, for the packet witness.
 async fn connect(
     target: SocketAddr,
-    (deadline, timeout): (Instant, Duration),
+    deadline: Deadline,
     icmp: &IcmpInbox,
     sent: &mut SentSyns,
 ) -> TcpOutcome {
@@ -111,15 +135,14 @@ async fn connect(
         Ok(s) => s,
         Err(err) => return error("cannot register the tcp socket", err),
     };
-    let deadline = tokio::time::Instant::from_std(deadline);
+    let timeout_ms = deadline.timeout_ms();
+    let deadline = tokio::time::Instant::from_std(deadline.at());
     let writable = loop {
-        let next_beacon = (tokio::time::Instant::now() + crate::pmtu::SYN_INTERVAL).min(deadline);
+        let next_beacon = (tokio::time::Instant::now() + SYN_INTERVAL).min(deadline);
         match tokio::time::timeout_at(next_beacon, stream.writable()).await {
             Ok(ready) => break ready,
             Err(_) if next_beacon >= deadline => {
-                return TcpOutcome::Timeout {
-                    after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                };
+                return TcpOutcome::Timeout { after_ms: timeout_ms };
             }
             Err(_) => {
                 beacon(target);
@@ -480,6 +503,17 @@ impl LateWave {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_ends_its_timeout_after_the_wave_started_else_after_now() {
+        let wave = Instant::now() - Duration::from_secs(5);
+        let deadline = Deadline::new(Some(wave), 1500);
+        assert_eq!(deadline.at(), wave + Duration::from_millis(1500));
+        assert_eq!(deadline.timeout_ms(), 1500);
+        let before = Instant::now();
+        let own = Deadline::new(None, 20);
+        assert!(own.since >= before && own.at() >= before + Duration::from_millis(20));
+    }
 
     #[tokio::test]
     async fn the_timeout_counts_from_the_start_of_the_probes_wave() {

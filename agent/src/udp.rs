@@ -10,13 +10,15 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use netdiag_proto::{UdpOutcome, UdpPayload, UdpProbe, UdpResult, UnreachableReason};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::tcp::Deadline;
 
 /// The name a DNS payload asks: every cluster DNS answers it from its own data; any other DNS
 /// server answers it too, if only with NXDOMAIN or REFUSED, and any answer counts.
@@ -31,12 +33,11 @@ const SO_EE_ORIGIN_ICMP6: u8 = 3;
 pub async fn probe(p: &UdpProbe, since: Option<Instant>) -> UdpResult {
     let payload = resolve_payload(p.payload, p.port);
     let mut local_port = None;
-    let timeout = Duration::from_millis(p.timeout_ms);
-    let since = since.unwrap_or_else(Instant::now);
+    let deadline = Deadline::new(since, p.timeout_ms);
     let outcome = exchange(
         SocketAddr::new(p.ip, p.port),
         &payload_bytes(payload),
-        (since, timeout),
+        deadline,
         &mut local_port,
     )
     .await;
@@ -73,11 +74,12 @@ pub fn payload_bytes(payload: UdpPayload) -> Vec<u8> {
     }
 }
 
-/// Connects, sends, and waits for an answer or an ICMP error until `timeout` after `since`.
+/// Connects, sends, and waits for an answer or an ICMP error until `deadline`; the datagram is
+/// sent again halfway.
 async fn exchange(
     target: SocketAddr,
     payload: &[u8],
-    (since, timeout): (Instant, Duration),
+    deadline: Deadline,
     local_port: &mut Option<u16>,
 ) -> UdpOutcome {
     let error = |what: &str, err: io::Error| UdpOutcome::Error {
@@ -101,8 +103,9 @@ async fn exchange(
         Ok(s) => s,
         Err(err) => return error("cannot register the udp socket", err),
     };
-    let deadline = tokio::time::Instant::from_std(since + timeout);
+    let (after_ms, Deadline { since, timeout }) = (deadline.timeout_ms(), deadline);
     let resend_at = tokio::time::Instant::from_std(since + timeout / 2);
+    let deadline = tokio::time::Instant::from_std(deadline.at());
     let mut resent = false;
     let mut buf = vec![0u8; 2048];
     if let Err(err) = socket.send(payload).await {
@@ -120,9 +123,7 @@ async fn exchange(
             },
             () = tokio::time::sleep_until(wake) => {
                 if resent {
-                    return UdpOutcome::Silent {
-                        after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                    };
+                    return UdpOutcome::Silent { after_ms };
                 }
                 resent = true;
                 if let Err(err) = socket.send(payload).await {

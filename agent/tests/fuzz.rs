@@ -162,7 +162,7 @@ proptest! {
                     prop_assert!(!path.contains('\0') && !parts.iter().any(|c| *c == ".." || *c == "."), "{path}");
                 }
             }
-            Err(message) => prop_assert!(message.starts_with("invalid probe request: ")),
+            Err(err) => prop_assert!(err.to_string().starts_with("invalid probe request: ")),
         }
     }
 

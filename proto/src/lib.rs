@@ -239,6 +239,37 @@ impl Probe {
             Probe::NodeDataplane(_) => "nodeDataplane",
         }
     }
+
+    /// What kind of work this probe is, for whoever schedules or bounds it.
+    pub fn class(&self) -> ProbeClass {
+        match self {
+            Probe::Dns(_) => ProbeClass::Dns,
+            Probe::Tcp(_) | Probe::Udp(_) => ProbeClass::Connect,
+            Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_) => ProbeClass::Inventory,
+            Probe::PathMtu(_) | Probe::Capture(_) | Probe::NodeDataplane(_) => ProbeClass::Witness,
+        }
+    }
+}
+
+/// The kinds of work a [`Probe`] is ([`Probe::class`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeClass {
+    /// A name lookup as the namespace resolves (`dns`).
+    Dns,
+    /// A connection or datagram exchange to one address (`tcp`, `udp`).
+    Connect,
+    /// A read of a namespace's state that sends nothing (`listeners`, `interfaces`,
+    /// `podListeners`).
+    Inventory,
+    /// A datapath witness (`pathMtu`, `capture`, `nodeDataplane`).
+    Witness,
+}
+
+impl ProbeClass {
+    /// Whether probes of this class open sockets (every class but the inventories).
+    pub fn holds_sockets(self) -> bool {
+        self != ProbeClass::Inventory
+    }
 }
 
 /// `POST /v1/probe` body, and the one-shot mode's input.
@@ -711,15 +742,105 @@ pub struct CaptureResult {
     /// When capturing started (the agent's clock, microseconds since the Unix epoch).
     pub started_unix_us: u64,
     pub duration_ms: u64,
-    /// Why capturing stopped: `window` (the duration passed), `answered` (a connection from the
-    /// peer was answered), `packetLimit`.
+    /// Why capturing stopped; empty when it did not start.
     #[serde(default)]
-    pub stopped: String,
+    pub stopped: CaptureStop,
     pub flows: Vec<CapturedFlow>,
     /// Set when the capture could not run (e.g. no CAP_NET_RAW).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// Why a capture stopped. On the wire, a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum CaptureStop {
+    /// The capture did not run (its result has an `error`): `""`.
+    #[default]
+    #[serde(rename = "")]
+    NotStarted,
+    /// The capture's duration passed.
+    Window,
+    /// A connection from the peer was answered (and a short grace passed).
+    Answered,
+    /// The capture saw as many packets as it was allowed to.
+    PacketLimit,
+    /// A reason a newer agent gives that this version does not know.
+    #[serde(untagged)]
+    Other(String),
+}
+
+/// Whose rules a [`ServiceRules`] reading comes from. On the wire, a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum RuleSource {
+    /// No mode could be read (the reading has an `error`).
+    #[default]
+    None,
+    /// kube-proxy's IPVS mode, read from `/proc/net/ip_vs`.
+    Ipvs,
+    /// kube-proxy's nftables mode, read with `nft -j list table`.
+    Nftables,
+    /// kube-proxy's iptables mode, read with `iptables-save`.
+    Iptables,
+    /// A source a newer agent reads that this version does not know.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl CaptureStop {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CaptureStop::NotStarted => "",
+            CaptureStop::Window => "window",
+            CaptureStop::Answered => "answered",
+            CaptureStop::PacketLimit => "packetLimit",
+            CaptureStop::Other(other) => other,
+        }
+    }
+}
+
+impl RuleSource {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RuleSource::None => "none",
+            RuleSource::Ipvs => "ipvs",
+            RuleSource::Nftables => "nftables",
+            RuleSource::Iptables => "iptables",
+            RuleSource::Other(other) => other,
+        }
+    }
+}
+
+/// Reads a wire name, as deserializing does: a name this version does not know is `Other`.
+macro_rules! from_wire_name {
+    ($ty:ty) => {
+        impl From<&str> for $ty {
+            fn from(name: &str) -> Self {
+                serde_json::from_value(serde_json::Value::from(name))
+                    .unwrap_or_else(|_| <$ty>::Other(name.to_string()))
+            }
+        }
+
+        /// Compares with a wire name, for code that still holds the names as text.
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, name: &&str) -> bool {
+                self.as_str() == *name
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+from_wire_name!(CaptureStop);
+from_wire_name!(RuleSource);
 
 /// One connection from the peer as seen on the interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -748,8 +869,8 @@ pub struct NodeDataplaneResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRules {
-    /// `iptables` (kube-proxy iptables mode, read with iptables-save).
-    pub source: String,
+    /// The kube-proxy mode whose rules were read.
+    pub source: RuleSource,
     /// A rule matches the VIP:port.
     pub found: bool,
     /// The rule rejects (kube-proxy's rule for a Service without endpoints).
@@ -869,6 +990,36 @@ mod tests {
         assert_eq!(json, expected);
         let back: T = serde_json::from_value(json).unwrap();
         assert_eq!(&back, value);
+    }
+
+    #[test]
+    fn probes_fall_into_lookups_connects_inventories_and_witnesses() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let probe = |json: serde_json::Value| serde_json::from_value::<Probe>(json).unwrap();
+        let classes = [
+            (
+                json!({"kind": "dns", "name": "a", "recordType": "A"}),
+                ProbeClass::Dns,
+            ),
+            (json!({"kind": "tcp", "ip": ip, "port": 80}), ProbeClass::Connect),
+            (json!({"kind": "udp", "ip": ip, "port": 53}), ProbeClass::Connect),
+            (json!({"kind": "listeners"}), ProbeClass::Inventory),
+            (json!({"kind": "interfaces"}), ProbeClass::Inventory),
+            (
+                json!({"kind": "podListeners", "podIp": ip}),
+                ProbeClass::Inventory,
+            ),
+            (
+                json!({"kind": "pathMtu", "ip": ip, "port": 80}),
+                ProbeClass::Witness,
+            ),
+        ];
+        for (json, class) in classes {
+            let probe = probe(json);
+            assert_eq!(probe.class(), class, "{}", probe.kind());
+        }
+        assert!(!ProbeClass::Inventory.holds_sockets());
+        assert!(ProbeClass::Connect.holds_sockets() && ProbeClass::Witness.holds_sockets());
     }
 
     #[test]
@@ -1338,6 +1489,52 @@ mod tests {
                                     "endpoints": ["10.244.2.4:8080"]},
                    "conntrack": {"count": 10, "max": 262144}}),
         );
+    }
+
+    #[test]
+    fn closed_sets_keep_their_wire_names() {
+        for (stop, name) in [
+            (CaptureStop::NotStarted, ""),
+            (CaptureStop::Window, "window"),
+            (CaptureStop::Answered, "answered"),
+            (CaptureStop::PacketLimit, "packetLimit"),
+        ] {
+            round_trip(&stop, json!(name));
+            assert_eq!(stop.as_str(), name);
+            assert_eq!(CaptureStop::from(name), stop);
+        }
+        for (source, name) in [
+            (RuleSource::None, "none"),
+            (RuleSource::Ipvs, "ipvs"),
+            (RuleSource::Nftables, "nftables"),
+            (RuleSource::Iptables, "iptables"),
+        ] {
+            round_trip(&source, json!(name));
+            assert_eq!(source.as_str(), name);
+            assert_eq!(RuleSource::from(name), source);
+        }
+    }
+
+    #[test]
+    fn a_name_a_newer_agent_sends_reads_as_other_and_is_sent_on_unchanged() {
+        round_trip(&CaptureStop::Other("bpfLimit".into()), json!("bpfLimit"));
+        round_trip(&RuleSource::Other("ebpf".into()), json!("ebpf"));
+        assert_eq!(RuleSource::from("ebpf"), RuleSource::Other("ebpf".into()));
+        assert!(CaptureStop::Window == "window" && CaptureStop::Window != "answered");
+    }
+
+    #[test]
+    fn a_capture_that_did_not_run_or_an_old_result_without_stopped_reads_as_not_started() {
+        let failed = CaptureResult {
+            error: Some("no CAP_NET_RAW".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(json["stopped"], json!(""));
+        let old: CaptureResult = serde_json::from_value(json!({"peer": null, "port": 80,
+            "startedUnixUs": 0, "durationMs": 0, "flows": []}))
+        .unwrap();
+        assert_eq!(old.stopped, CaptureStop::NotStarted);
     }
 
     #[test]

@@ -24,7 +24,6 @@ use netdiag_engine::CheckRequest;
 use netdiag_engine::NamespacedName;
 use netdiag_engine::Snapshot;
 use netdiag_engine::read_agent_daemonset;
-use netdiag_engine::report::Verdict;
 use netdiag_engine::{PodRef, Target, parse_timeout};
 use netdiag_proto::{ProbeRequest, ProbeSource};
 use serde::Deserialize;
@@ -97,14 +96,6 @@ pub fn router(state: Arc<State>, max_body_bytes: usize, max_per_caller: usize) -
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(from_fn(audit::audit))
         .with_state(state)
-}
-
-fn verdict_id(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Reachable => "reachable",
-        Verdict::Unreachable => "unreachable",
-        Verdict::Undetermined => "undetermined",
-    }
 }
 
 /// What a check asks, before it is authorized.
@@ -279,7 +270,7 @@ async fn check_json(
     match result {
         Ok(shown) => {
             let report = shown.report();
-            note.verdict = verdict_id(report.verdict);
+            note.verdict = report.verdict.as_str();
             let mut json = serde_json::to_string_pretty(report).expect("a report always serializes");
             json.push('\n');
             noted(
@@ -327,7 +318,7 @@ async fn check_metrics(
     match result {
         Ok(shown) => {
             let report = shown.report();
-            note.verdict = verdict_id(report.verdict);
+            note.verdict = report.verdict.as_str();
             let text = probe_metrics::encode(report, seconds);
             noted(
                 ([(header::CONTENT_TYPE, probe_metrics::CONTENT_TYPE)], text).into_response(),

@@ -314,7 +314,7 @@ async fn review_token(client: kube::Client, review: TokenReview) -> Result<Revie
     let answer = api.create(&PostParams::default(), &review).await.map_err(|e| {
         Denial::Unavailable(format!(
             "failed to create a tokenreview: {}",
-            crate::cli::error_chain(&e)
+            netdiag_engine::error_chain(&e)
         ))
     })?;
     let status = answer.status.unwrap_or_default();
@@ -365,7 +365,7 @@ async fn review_access(
     let answer = api.create(&PostParams::default(), &review).await.map_err(|e| {
         Denial::Unavailable(format!(
             "failed to create a subjectaccessreview: {}",
-            crate::cli::error_chain(&e)
+            netdiag_engine::error_chain(&e)
         ))
     })?;
     let status = answer.status.unwrap_or_default();

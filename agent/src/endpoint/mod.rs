@@ -117,7 +117,7 @@ pub enum EndpointError {
 async fn kube_client(timeout: Duration) -> Result<kube::Client, String> {
     let mut config = kube::Config::infer()
         .await
-        .map_err(|e| format!("no kubernetes configuration: {}", crate::cli::error_chain(&e)))?;
+        .map_err(|e| format!("no kubernetes configuration: {}", netdiag_engine::error_chain(&e)))?;
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
@@ -128,7 +128,7 @@ async fn kube_client(timeout: Duration) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| {
         format!(
             "cannot build a kubernetes client: {}",
-            crate::cli::error_chain(&e)
+            netdiag_engine::error_chain(&e)
         )
     })
 }

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use netdiag_proto::{ServiceRules, ServiceVip, Transport};
+use netdiag_proto::{RuleSource, ServiceRules, ServiceVip, Transport};
 
 use super::ModeReading;
 use super::listing::{self, Listing};
 
-const SOURCE: &str = "iptables";
+const SOURCE: RuleSource = RuleSource::Iptables;
 
 /// kube-proxy's iptables rules for `vip`, read in the calling thread's namespace (`netns`, its
 /// inode) with one `iptables-save` of every table: with the nf_tables backend each run fetches the
@@ -54,7 +54,7 @@ fn table<'a>(save: &'a str, table: &str) -> &'a str {
 /// concluded from the missing rule.
 pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ModeReading {
     let mut rules = ServiceRules {
-        source: SOURCE.into(),
+        source: SOURCE,
         ..Default::default()
     };
     let mut chains: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();

@@ -5,11 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use netdiag_proto::{ServiceRules, ServiceVip, Transport};
+use netdiag_proto::{RuleSource, ServiceRules, ServiceVip, Transport};
 
 use super::ModeReading;
 
-const SOURCE: &str = "ipvs";
+const SOURCE: RuleSource = RuleSource::Ipvs;
 const TABLE: &str = "/proc/net/ip_vs";
 
 /// The IPVS table, read in the calling thread's namespace.
@@ -31,7 +31,7 @@ pub fn parse_table(vip: &ServiceVip, table: &str) -> ModeReading {
         Transport::Udp => "UDP",
     };
     let mut rules = ServiceRules {
-        source: SOURCE.into(),
+        source: SOURCE,
         ..Default::default()
     };
     let mut any_server = false;

@@ -1,4 +1,4 @@
-//! The node's rule listings (`nft list table …`, `iptables-save`), each reused for as long as the
+//! The node's rule listings (`nft -j list table …`, `iptables-save`), each reused for as long as the
 //! namespace's nftables ruleset is unchanged. Every commit to any nftables table, iptables-nft's
 //! included, moves the ruleset's generation (`NFT_MSG_GETGEN`, per network namespace), so a
 //! listing taken at a generation is the listing of every later moment with that generation. At
@@ -110,18 +110,34 @@ const NLM_F_REQUEST: u16 = 1;
 /// The attribute type bits (the top two are the nested and byte-order flags).
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
+/// Why the nftables ruleset's generation is not known (listings are then read every time).
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error("cannot {what} the nftables generation: {source}")]
+    Netlink {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the nftables generation reply is too short")]
+    TooShort,
+    #[error("the kernel refused to tell the nftables generation: {0}")]
+    Refused(#[source] std::io::Error),
+    #[error("unexpected netlink message {0:#x} for the nftables generation")]
+    Unexpected(u16),
+    #[error("the nftables generation reply has no generation id")]
+    NoId,
+}
+
 /// The generation of the calling thread's namespace's nftables ruleset.
-pub fn ruleset_generation() -> Result<u32, String> {
-    let failed = |what: &str, err: std::io::Error| format!("cannot {what} the nftables generation: {err}");
-    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| failed("open a socket for", e))?;
-    socket.bind_auto().map_err(|e| failed("bind a socket for", e))?;
+pub fn ruleset_generation() -> Result<u32, GenerationError> {
+    let failed = |what: &'static str| move |source| GenerationError::Netlink { what, source };
+    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(failed("open a socket for"))?;
+    socket.bind_auto().map_err(failed("bind a socket for"))?;
     socket
         .connect(&SocketAddr::new(0, 0))
-        .map_err(|e| failed("connect a socket for", e))?;
-    socket
-        .send(&generation_request(), 0)
-        .map_err(|e| failed("ask", e))?;
-    let (reply, _) = socket.recv_from_full().map_err(|e| failed("read", e))?;
+        .map_err(failed("connect a socket for"))?;
+    socket.send(&generation_request(), 0).map_err(failed("ask"))?;
+    let (reply, _) = socket.recv_from_full().map_err(failed("read"))?;
     parse_generation(&reply)
 }
 
@@ -135,23 +151,19 @@ fn generation_request() -> [u8; 20] {
 }
 
 /// The `NFTA_GEN_ID` of an `NFT_MSG_NEWGEN` reply, or why there is none.
-pub fn parse_generation(reply: &[u8]) -> Result<u32, String> {
+pub fn parse_generation(reply: &[u8]) -> Result<u32, GenerationError> {
     let u16_at = |at: usize| reply.get(at..at + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
     let u32_at = |at: usize| reply.get(at..at + 4).map(|b| [b[0], b[1], b[2], b[3]]);
     let (Some(len), Some(kind)) = (u32_at(0).map(u32::from_ne_bytes), u16_at(4)) else {
-        return Err("the nftables generation reply is too short".into());
+        return Err(GenerationError::TooShort);
     };
     if kind == NLMSG_ERROR {
         let errno = u32_at(16).map_or(0, i32::from_ne_bytes);
         let err = std::io::Error::from_raw_os_error(errno.saturating_neg());
-        return Err(format!(
-            "the kernel refused to tell the nftables generation: {err}"
-        ));
+        return Err(GenerationError::Refused(err));
     }
     if kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-        return Err(format!(
-            "unexpected netlink message {kind:#x} for the nftables generation"
-        ));
+        return Err(GenerationError::Unexpected(kind));
     }
     let end = usize::try_from(len).map_or(reply.len(), |l| l.min(reply.len()));
     // Attributes follow the 16-byte netlink header and the 4-byte nfgenmsg, each 4-byte aligned.
@@ -169,7 +181,7 @@ pub fn parse_generation(reply: &[u8]) -> Result<u32, String> {
         }
         at += attr_len.next_multiple_of(4);
     }
-    Err("the nftables generation reply has no generation id".into())
+    Err(GenerationError::NoId)
 }
 
 #[cfg(test)]
@@ -194,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_generation_id_is_read_from_its_attribute_in_network_order() {
-        assert_eq!(parse_generation(&newgen(0x0102_0304)), Ok(0x0102_0304));
+        assert_eq!(parse_generation(&newgen(0x0102_0304)).ok(), Some(0x0102_0304));
     }
 
     #[test]
@@ -204,12 +216,24 @@ mod tests {
         error.extend_from_slice(&2u16.to_ne_bytes());
         error.extend_from_slice(&[0; 10]);
         error.extend_from_slice(&(-95i32).to_ne_bytes());
-        assert!(parse_generation(&error).unwrap_err().contains("refused"));
+        let refused = parse_generation(&error).unwrap_err();
+        assert!(
+            matches!(&refused, GenerationError::Refused(e) if e.raw_os_error() == Some(95)),
+            "{refused}"
+        );
+        assert!(
+            refused
+                .to_string()
+                .starts_with("the kernel refused to tell the nftables generation: ")
+        );
         let mut no_id = newgen(7);
         no_id.truncate(28);
         no_id[0..4].copy_from_slice(&28u32.to_ne_bytes());
-        assert!(parse_generation(&no_id).unwrap_err().contains("no generation id"));
-        assert!(parse_generation(&[1, 2]).is_err());
+        assert!(matches!(parse_generation(&no_id), Err(GenerationError::NoId)));
+        assert!(matches!(
+            parse_generation(&[1, 2]),
+            Err(GenerationError::TooShort)
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Runs in the node's own network namespace (on a worker of [`crate::netns`]), whatever namespace
 //! the request's other probes run in. Each of kube-proxy's modes is read where the node has it:
-//! IPVS from `/proc/net/ip_vs`, nftables mode with `nft list table ip kube-proxy`, iptables mode
+//! IPVS from `/proc/net/ip_vs`, nftables mode with `nft -j list table ip kube-proxy`, iptables mode
 //! with `iptables-save` (children of the worker thread, so they see the node's rules). The first
 //! mode with a rule for the VIP answers; a mode that is present but has no rule says "no rule";
 //! when no mode is present or readable the reading is an error naming each, never a guess (a
@@ -16,7 +16,9 @@ mod ipvs;
 mod listing;
 mod nftables;
 
-use netdiag_proto::{ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, ServiceRules, ServiceVip};
+use netdiag_proto::{
+    ConntrackFill, NodeDataplaneProbe, NodeDataplaneResult, RuleSource, ServiceRules, ServiceVip,
+};
 
 use crate::netns::{self, NetnsFile};
 
@@ -81,7 +83,7 @@ pub fn combine(readings: Vec<ModeReading>) -> ServiceRules {
         })
         .collect();
     ServiceRules {
-        source: "none".into(),
+        source: RuleSource::None,
         error: Some(format!("no kube-proxy rules were read: {}", why.join("; "))),
         ..Default::default()
     }
@@ -90,7 +92,7 @@ pub fn combine(readings: Vec<ModeReading>) -> ServiceRules {
 fn failed(p: &NodeDataplaneProbe, why: String) -> NodeDataplaneResult {
     NodeDataplaneResult {
         service_rules: p.service.as_ref().map(|_| ServiceRules {
-            source: "none".into(),
+            source: RuleSource::None,
             error: Some(why.clone()),
             ..Default::default()
         }),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use netdiag_proto::{
     AgentIdentity, CaptureResult, ConntrackFill, DnsAnswer, DnsOutcome, DnsResult, ListenersResult,
     ListeningSocket, NodeDataplaneResult, PathMtuOutcome, PathMtuResult, Probe, ProbeReport, ProbeRequest,
-    ProbeResult, ProbeSource, RecordType, ResolvConfSummary, ResolvedNetns, ServiceRules, TcpOutcome,
-    TcpResult, Transport, UdpOutcome, UdpPayload, UdpResult,
+    ProbeResult, ProbeSource, RecordType, ResolvConfSummary, ResolvedNetns, RuleSource, ServiceRules,
+    TcpOutcome, TcpResult, Transport, UdpOutcome, UdpPayload, UdpResult,
 };
 use serde_json::json;
 
@@ -126,7 +126,7 @@ impl FakeAgents {
             }),
             Probe::NodeDataplane(_) => ProbeResult::NodeDataplane(NodeDataplaneResult {
                 service_rules: Some(ServiceRules {
-                    source: "iptables".into(),
+                    source: RuleSource::Iptables,
                     error: Some("cannot run iptables-save".into()),
                     ..Default::default()
                 }),

@@ -2,7 +2,7 @@
 //! the packet captures at the destination pods, and the source node's dataplane (Service rules,
 //! conntrack fill). Each witness is optional; a missing one is said in a line, never guessed.
 
-use netdiag_proto::{CaptureResult, NodeDataplaneResult, PathMtuOutcome, ServiceRules};
+use netdiag_proto::{CaptureResult, CaptureStop, NodeDataplaneResult, PathMtuOutcome, ServiceRules};
 
 use super::*;
 
@@ -215,7 +215,7 @@ pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<String> 
         .into_iter()
         .flatten()
         .any(|sent| c.started_unix_us <= sent);
-        return (covered && c.stopped == "window")
+        return (covered && c.stopped == CaptureStop::Window)
             .then(|| format!("the SYN from {from} never reached {pod}'s interface"));
     }
     if let Some(f) = arrived.iter().find(|f| f.syn_ack_sent) {
