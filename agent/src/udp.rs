@@ -22,7 +22,7 @@ use crate::tcp::Deadline;
 
 /// The name a DNS payload asks: every cluster DNS answers it from its own data; any other DNS
 /// server answers it too, if only with NXDOMAIN or REFUSED, and any answer counts.
-pub const DNS_PAYLOAD_NAME: &str = "kube-dns.kube-system.svc.cluster.local.";
+pub const DNS_PAYLOAD_NAME: &str = netdiag_proto::KUBE_DNS_FQDN;
 
 /// `ee_origin` of an error-queue message that an ICMP (ICMPv6) packet caused.
 const SO_EE_ORIGIN_ICMP: u8 = 2;
