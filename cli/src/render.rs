@@ -236,7 +236,7 @@ mod tests {
                 .map(|(layer, status)| Step {
                     layer: *layer,
                     status: *status,
-                    summary: format!("{} summary", layer.id()),
+                    summary: format!("{} summary", layer.id()).into(),
                     evidence: vec![format!("{} proof", layer.id()).into()],
                 })
                 .collect(),

@@ -12,7 +12,7 @@ fn marked_report() -> Report {
     let step = |layer, status| Step {
         layer,
         status,
-        summary: format!("{MARK} admin/vault-0 10.244.2.9 on node-b"),
+        summary: format!("{MARK} admin/vault-0 10.244.2.9 on node-b").into(),
         evidence: vec![format!("{MARK} isolated by admin/deny-all").into()],
     };
     Report {

@@ -12,7 +12,7 @@ fn marked_report() -> Report {
     let step = |layer, status| Step {
         layer,
         status,
-        summary: format!("{MARK} admin/vault-0 10.244.2.9 on node-b"),
+        summary: format!("{MARK} admin/vault-0 10.244.2.9 on node-b").into(),
         evidence: vec![format!("{MARK} isolated by admin/deny-all").into()],
     };
     let mut report = Report {
@@ -70,7 +70,7 @@ fn a_withheld_report_keeps_the_verdict_and_each_layers_status() {
     let outline = |r: &Report| r.steps.iter().map(|s| (s.layer, s.status)).collect::<Vec<_>>();
     assert_eq!(outline(&reduced), outline(&full));
     assert_eq!(
-        reduced.steps[2].summary,
+        reduced.steps[2].summary.text,
         sentence(Layer::NetworkPolicy, Status::Fail)
     );
     assert!(reduced.steps.iter().all(|s| s.evidence.is_empty()));

@@ -93,7 +93,7 @@ pub fn combine(target: &str, reports: &[(IpFamily, Report); 2]) -> Report {
                 .iter_mut()
                 .find(|s| matches!(s.status, Status::Fail | Status::Undetermined))
             {
-                step.summary = format!("{headline}: {}", step.summary);
+                step.summary.text = format!("{headline}: {}", step.summary);
             }
         }
         None => add_other_family_lines(&mut report, *other_family, other),
@@ -115,7 +115,7 @@ pub fn combine(target: &str, reports: &[(IpFamily, Report); 2]) -> Report {
                 .steps
                 .iter()
                 .find(|s| matches!(s.status, Status::Fail | Status::Undetermined))
-                .map(|s| s.summary.clone())
+                .map(|s| s.summary.text.clone())
                 .unwrap_or_default(),
         })
         .collect();

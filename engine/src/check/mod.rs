@@ -14,6 +14,7 @@
 //! writes the NetworkPolicy that admits a denied flow, and `cmd` is the plugin's front end.
 
 pub mod assemble;
+pub mod codes;
 pub mod disclose;
 pub mod evidence;
 pub mod family;

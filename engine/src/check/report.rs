@@ -155,12 +155,60 @@ impl Serialize for EvidenceLine {
     }
 }
 
+pub use super::codes::Code;
+
+/// A step's sentence, and the stable code of the finding it words. Serialized as `summary` and,
+/// beside it, `code` (absent where the step's layer has no coded finding yet, or was not judged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    #[serde(rename = "summary")]
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+}
+
+impl Summary {
+    pub fn coded(code: Code, text: String) -> Self {
+        Summary {
+            text,
+            code: Some(code),
+        }
+    }
+}
+
+impl From<String> for Summary {
+    fn from(text: String) -> Self {
+        Summary { text, code: None }
+    }
+}
+
+impl From<&str> for Summary {
+    fn from(text: &str) -> Self {
+        text.to_string().into()
+    }
+}
+
+impl std::ops::Deref for Summary {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// One line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     pub layer: Layer,
     pub status: Status,
-    pub summary: String,
+    #[serde(flatten)]
+    pub summary: Summary,
     pub evidence: Vec<EvidenceLine>,
 }
 
@@ -375,5 +423,19 @@ mod tests {
                    "durationMs": 12})
         );
         assert_eq!(report.exit_code(), 14);
+    }
+
+    #[test]
+    fn a_step_with_a_finding_carries_its_code_beside_the_summary() {
+        let step = Step {
+            layer: Layer::Dns,
+            status: Status::Fail,
+            summary: Summary::coded(Code::DnsServerDown, "s".into()),
+            evidence: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&step).unwrap(),
+            r#"{"layer":"dns","status":"fail","summary":"s","code":"dns-server-down","evidence":[]}"#
+        );
     }
 }

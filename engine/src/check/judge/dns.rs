@@ -12,8 +12,8 @@ pub(crate) struct DnsBlocked {
     /// The family the queries travel in, when the DNS pods also have addresses of the other
     /// family (whose flows the policy may allow: an ipBlock admits only its own family).
     pub family: Option<IpFamily>,
-    /// The denying sides' explanations, deduplicated, joined by "; ".
-    pub reasons: String,
+    /// The denying sides, one per distinct explanation.
+    pub reasons: DnsDenials,
 }
 
 /// The DNS pods the pod's queries can reach: those of the families of its resolv.conf
@@ -46,7 +46,7 @@ pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<DnsBlocked> {
     if queried.is_empty() {
         return None;
     }
-    let mut reasons = Vec::new();
+    let mut reasons: Vec<DeniedSide> = Vec::new();
     for pod in &queried {
         match &pod.egress_policy {
             PolicyCheck::Denied {
@@ -54,17 +54,17 @@ pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<DnsBlocked> {
             }
             | PolicyCheck::Denied {
                 ingress: Some(side), ..
-            } => reasons.push(side.why.clone()),
+            } => reasons.push(side.clone()),
             _ => return None,
         }
     }
-    reasons.dedup();
+    reasons.dedup_by(|a, b| a.why == b.why);
     let family = IpFamily::of(queried[0].ip);
     let other_family = cluster.pods.iter().any(|p| IpFamily::of(p.ip) != family);
     let one_family = queried.iter().all(|p| IpFamily::of(p.ip) == family);
     Some(DnsBlocked {
         family: (one_family && other_family).then_some(family),
-        reasons: reasons.join("; "),
+        reasons: DnsDenials(reasons),
     })
 }
 
@@ -93,16 +93,18 @@ pub(super) fn dns_evidence(result: &DnsResult) -> Vec<String> {
 
 pub(super) fn judge_dns(cx: &Context) -> Judgment {
     let Some(dns) = &cx.dns else {
-        return not_applicable(match cx.destination {
-            Destination::Pod => "not applicable: a pod target is reached at its IP, no name to resolve",
-            _ => "not applicable: the target is an address, no name to resolve",
+        return not_applicable(DnsFinding::NotApplicable {
+            destination: cx.destination,
         });
     };
     let result = match &dns.result {
         Fact::Known(result) => result,
         Fact::Unknown(reason) => {
             return undetermined(
-                format!("could not resolve {} as the pod: {reason}", dns.name),
+                DnsFinding::ProbeFailed {
+                    name: dns.name.clone(),
+                    reason: reason.clone(),
+                },
                 vec![],
                 vec![],
             );
@@ -143,17 +145,14 @@ fn effective_outcome(result: &DnsResult) -> &DnsOutcome {
 /// The name resolved: it passes unless the answer is not the Service's address.
 fn resolved(dns: &DnsFacts, result: &DnsResult, addresses: &[IpAddr], evidence: Vec<String>) -> Judgment {
     let name = &dns.name;
-    let position = result.candidates.iter().position(|c| c.outcome.is_resolved());
-    let via = position.map(|i| &result.candidates[i]);
-    let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
     if !dns.expected.is_empty() && !addresses.iter().any(|a| dns.expected.contains(a)) {
         let expected: Vec<String> = dns.expected.iter().map(ToString::to_string).collect();
         return fail(
-            format!(
-                "{name} resolves to {}, but the Service's address is {}",
-                list.join(", "),
-                expected.join(", ")
-            ),
+            DnsFinding::WrongAddress {
+                name: name.clone(),
+                addresses: addresses.to_vec(),
+                expected: dns.expected.clone(),
+            },
             evidence,
             cmds(vec![format!(
                 "kubectl get svc -A -o wide | grep -e {}",
@@ -161,17 +160,27 @@ fn resolved(dns: &DnsFacts, result: &DnsResult, addresses: &[IpAddr], evidence: 
             )]),
         );
     }
-    let detail = match (position, via) {
-        (Some(i), Some(c)) => format!(
-            " ({} search candidate {}, {}, via {})",
-            ordinal(i + 1),
-            c.name,
-            fmt_us(c.rtt_us),
-            c.server.ip()
-        ),
-        _ => String::new(),
-    };
-    pass(format!("{name} → {}{detail}", list.join(", ")), evidence)
+    let via = result
+        .candidates
+        .iter()
+        .position(|c| c.outcome.is_resolved())
+        .map(|position| {
+            let c = &result.candidates[position];
+            Via {
+                position,
+                candidate: c.name.clone(),
+                rtt_us: c.rtt_us,
+                server: c.server.ip(),
+            }
+        });
+    pass(
+        DnsFinding::Resolved {
+            name: name.clone(),
+            addresses: addresses.to_vec(),
+            via,
+        },
+        evidence,
+    )
 }
 
 /// NXDOMAIN or NODATA: which Service was meant, and why the name did not reach it.
@@ -182,57 +191,60 @@ fn name_not_found(
     outcome: &DnsOutcome,
     mut evidence: Vec<String>,
 ) -> Judgment {
-    let name = &dns.name;
-    let what = describe_dns(outcome);
+    let name = dns.name.clone();
     if let Some(guess) = &dns.service_guess
         && dns.names_in_namespace.contains(&guess.name)
     {
-        return nxdomain_for_existing_service(cx, dns, result, guess, &what, evidence);
+        return nxdomain_for_existing_service(cx, dns, result, guess, outcome, evidence);
     }
+    let outcome = outcome.clone();
     let mut fix = vec![];
-    let summary = match &dns.service_guess {
-        Some(NamespacedName {
-            namespace: ns,
-            name: svc,
-        }) => {
+    let finding = match &dns.service_guess {
+        Some(service) => {
+            let (ns, svc) = (&service.namespace, &service.name);
             fix.push(cmd(format!("kubectl get svc -n {ns}")));
             let source_ns = cx.source_pod.map(|p| p.namespace.as_str());
-            if !dns.same_name_elsewhere.is_empty() && source_ns == Some(ns.as_str()) {
-                // Every namespace that has the Service: the tool cannot know which one was meant.
-                for other in &dns.same_name_elsewhere {
-                    let other_ns = &other.namespace;
-                    evidence.push(format!(
-                        "Service {other} exists; a short name only resolves within its own namespace"
-                    ));
-                    fix.push(hint(format!(
-                        "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
-                    )));
+            let elsewhere = NonEmpty::from_vec(dns.same_name_elsewhere.clone());
+            match elsewhere {
+                Some(services) if source_ns == Some(ns.as_str()) => {
+                    // Every namespace that has the Service: the tool cannot know which one was meant.
+                    for other in services.iter() {
+                        let other_ns = &other.namespace;
+                        evidence.push(format!(
+                            "Service {other} exists; a short name only resolves within its own namespace"
+                        ));
+                        fix.push(hint(format!(
+                            "use {svc}.{other_ns} (or {svc}.{other_ns}.svc.cluster.local) from namespace {ns}"
+                        )));
+                    }
+                    DnsFinding::ShortNameAcrossNamespaces {
+                        name,
+                        outcome,
+                        namespace: ns.clone(),
+                        services,
+                    }
                 }
-                let which = match dns.same_name_elsewhere.as_slice() {
-                    [one] => format!("the Service is {one}"),
-                    many => format!(
-                        "Services of that name: {}",
-                        many.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                format!("{name} is {what} from namespace {ns}: short name used across namespaces ({which})")
-            } else if let Some(close) = closest(svc, &dns.names_in_namespace) {
-                evidence.push(format!(
-                    "Services in namespace {ns}: {}",
-                    dns.names_in_namespace.join(", ")
-                ));
-                fix.push(hint(format!("did you mean {close}? use {close}.{ns}")));
-                format!("{name} is {what}: no Service {svc} in namespace {ns} (did you mean {close}?)")
-            } else {
-                format!("{name} is {what}: no Service {svc} in namespace {ns}")
+                _ => {
+                    let close = closest(svc, &dns.names_in_namespace);
+                    if let Some(close) = close {
+                        evidence.push(format!(
+                            "Services in namespace {ns}: {}",
+                            dns.names_in_namespace.join(", ")
+                        ));
+                        fix.push(hint(format!("did you mean {close}? use {close}.{ns}")));
+                    }
+                    DnsFinding::NoSuchService {
+                        name,
+                        outcome,
+                        service: service.clone(),
+                        did_you_mean: close.map(str::to_string),
+                    }
+                }
             }
         }
-        None => format!("{name} is {what} for every search candidate"),
+        None => DnsFinding::NameNotFound { name, outcome },
     };
-    fail(summary, evidence, fix)
+    fail(finding, evidence, fix)
 }
 
 /// The cluster DNS Service IP, when the pod's resolv.conf names nameservers and none is it.
@@ -254,10 +266,10 @@ pub(super) fn nxdomain_for_existing_service(
     dns: &DnsFacts,
     result: &DnsResult,
     service: &NamespacedName,
-    what: &str,
+    outcome: &DnsOutcome,
     evidence: Vec<String>,
 ) -> Judgment {
-    let name = &dns.name;
+    let (name, outcome) = (dns.name.clone(), outcome.clone());
     let (ns, svc) = (&service.namespace, &service.name);
     let fqdn = format!("{svc}.{ns}.svc.{CLUSTER_DOMAIN}.");
     if let Some(vip) = dns
@@ -266,9 +278,12 @@ pub(super) fn nxdomain_for_existing_service(
         .and_then(|c| resolver_off_cluster(c, result))
     {
         return fail(
-            format!(
-                "{name} is {what} although Service {ns}/{svc} exists: the pod's resolv.conf does not use the cluster DNS Service {vip}"
-            ),
+            DnsFinding::ResolverOffCluster {
+                name,
+                outcome,
+                existing: Some(service.clone()),
+                dns_service_ip: vip,
+            },
             evidence,
             vec![cmd(dns_policy_command(cx))],
         );
@@ -278,28 +293,28 @@ pub(super) fn nxdomain_for_existing_service(
         .iter()
         .any(|c| c.name.eq_ignore_ascii_case(&fqdn))
     {
-        let search = match NonEmpty::from_vec(result.resolv_conf.search.clone()) {
-            Some(list) => format!(
-                "the pod's search list ({}) does not complete the name",
-                list.spaced()
-            ),
-            None => "the pod's resolv.conf has no search list to complete the name".into(),
-        };
+        let fix = vec![
+            cmd(dns_policy_command(cx)),
+            hint(format!("use {fqdn} from {}", cx.from)),
+        ];
         return fail(
-            format!(
-                "{name} is {what} although Service {ns}/{svc} exists: no query asked for {fqdn}; {search}"
-            ),
+            DnsFinding::SearchListIncomplete {
+                name,
+                outcome,
+                service: service.clone(),
+                fqdn,
+                search: NonEmpty::from_vec(result.resolv_conf.search.clone()),
+            },
             evidence,
-            vec![
-                cmd(dns_policy_command(cx)),
-                hint(format!("use {fqdn} from {}", cx.from)),
-            ],
+            fix,
         );
     }
     fail(
-        format!(
-            "cluster DNS answers {what} for {fqdn} although Service {ns}/{svc} exists: the DNS server does not serve the cluster zone (CoreDNS kubernetes plugin or its RBAC) or is stale"
-        ),
+        DnsFinding::ClusterZoneNotServed {
+            outcome,
+            fqdn,
+            service: service.clone(),
+        },
         evidence,
         vec![
             cmd("kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50"),
@@ -316,13 +331,13 @@ pub(super) fn judge_dns_failure(
     failure: &DnsOutcome,
     mut evidence: Vec<String>,
 ) -> Judgment {
-    let name = &dns.name;
-    let what = describe_dns(failure);
+    let (name, outcome) = (dns.name.clone(), failure.clone());
     if let Some(blocked) = &cx.dns_blocked {
-        return not_applicable(format!(
-            "{name} {what}: queries to cluster DNS are blocked by NetworkPolicy ({}); judged at network-policy",
-            blocked.reasons
-        ));
+        return not_applicable(DnsFinding::BlockedByPolicy {
+            name,
+            outcome,
+            denials: blocked.reasons.clone(),
+        });
     }
     let fix = vec![
         cmd("kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide"),
@@ -332,12 +347,18 @@ pub(super) fn judge_dns_failure(
         Fact::Known(cluster) => cluster,
         Fact::Unknown(reason) => {
             evidence.push(format!("cluster DNS could not be inspected: {reason}"));
-            return fail(format!("{name} {what} from {}", cx.from), evidence, fix);
+            let from = cx.from.clone();
+            return fail(DnsFinding::Failed { name, outcome, from }, evidence, fix);
         }
     };
     if let Some(vip) = resolver_off_cluster(cluster, result) {
         return fail(
-            format!("{name} {what}: the pod's resolv.conf does not use the cluster DNS Service {vip}"),
+            DnsFinding::ResolverOffCluster {
+                name,
+                outcome,
+                existing: None,
+                dns_service_ip: vip,
+            },
             evidence,
             vec![cmd(dns_policy_command(cx))],
         );
@@ -352,11 +373,7 @@ pub(super) fn judge_dns_failure(
             "kube-dns endpoints: {} listed, none ready",
             cluster.pods.len()
         ));
-        return fail(
-            format!("{name} {what}: the cluster DNS Service kube-dns has no ready endpoints (DNS pods down)"),
-            evidence,
-            fix,
-        );
+        return fail(DnsFinding::NoReadyPods { name, outcome }, evidence, fix);
     }
     let answered = direct_answers(&ready, &mut evidence);
     let unevaluated: Vec<String> = ready
@@ -373,15 +390,16 @@ pub(super) fn judge_dns_failure(
                 .map(|u| format!("NetworkPolicy for egress to DNS pod {u}: not evaluated")),
         );
         return undetermined(
-            format!(
-                "{name} {what} and NetworkPolicy for egress to cluster DNS could not be evaluated, so a policy drop cannot be ruled out"
-            ),
+            DnsFinding::PolicyNotEvaluated { name, outcome },
             evidence,
             vec![cmd("kubectl auth can-i list networkpolicies -A")],
         );
     }
-    let summary = failure_summary(cx, name, failure, answered, &ready);
-    fail(summary, evidence, fix)
+    fail(
+        failure_finding(cx, name, outcome, answered, &ready),
+        evidence,
+        fix,
+    )
 }
 
 /// Puts each ready DNS pod's direct answer into `evidence`; returns how many answered the name
@@ -414,30 +432,23 @@ pub(super) fn direct_answers(ready: &[&DnsPodFacts], evidence: &mut Vec<String>)
 }
 
 /// What a failed lookup says, given how the DNS pods answered directly.
-fn failure_summary(
+fn failure_finding(
     cx: &Context,
-    name: &str,
-    failure: &DnsOutcome,
+    name: String,
+    outcome: DnsOutcome,
     answered: usize,
     ready: &[&DnsPodFacts],
-) -> String {
-    let what = describe_dns(failure);
-    match failure {
-        DnsOutcome::Servfail => {
-            format!("{name}: the DNS server answers SERVFAIL (server failing: upstream, RBAC or config)")
-        }
+) -> DnsFinding {
+    match outcome {
+        DnsOutcome::Servfail => DnsFinding::Servfail { name },
         // An rcode is an answer: the Service IP reached a server, which declined the name.
-        DnsOutcome::Refused => {
-            format!(
-                "{name}: the DNS server answers REFUSED (it declines to serve the name: server config or ACL)"
-            )
-        }
-        _ if answered > 0 => format!(
-            "{name} {what} via the kube-dns Service IP, but the DNS pods answer directly: the DNS Service IP is not proxied"
-        ),
-        _ if ready.iter().all(|p| p.direct.known().is_some()) => {
-            format!("{name} {what}: the DNS pods do not answer (DNS server down)")
-        }
-        _ => format!("{name} {what} from {}", cx.from),
+        DnsOutcome::Refused => DnsFinding::Refused { name },
+        _ if answered > 0 => DnsFinding::ServiceIpNotProxied { name, outcome },
+        _ if ready.iter().all(|p| p.direct.known().is_some()) => DnsFinding::ServerDown { name, outcome },
+        _ => DnsFinding::Failed {
+            name,
+            outcome,
+            from: cx.from.clone(),
+        },
     }
 }

@@ -8,13 +8,14 @@
 
 use super::evidence::*;
 use super::prose::NonEmpty;
-use super::report::{EvidenceLine, FixLine, Layer, Report, Status, Step, Verdict};
+use super::report::{EvidenceLine, FixLine, Layer, Report, Status, Step, Summary, Verdict};
 
 mod application;
 mod context;
 mod describe;
 mod dns;
 mod endpoints;
+mod findings;
 mod network_policy;
 mod outcomes;
 mod pod_network;
@@ -31,6 +32,7 @@ use context::Context;
 use describe::*;
 use dns::*;
 use endpoints::*;
+use findings::*;
 use network_policy::*;
 use pod_network::*;
 use service::*;
@@ -40,6 +42,9 @@ use source::*;
 /// One layer's judgment before the walk decides what is reported.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Judgment {
+    /// A layer whose finding is a value, worded at the walk ([`findings`]).
+    Found(Box<Found>),
+    // The forms below are for layers that still word their findings where they decide them.
     Pass {
         summary: String,
         evidence: Vec<EvidenceLine>,
@@ -58,30 +63,92 @@ pub(super) enum Judgment {
     },
 }
 
+/// A layer's finding and how the layer stands on it (`Skip`: not applicable, the walk goes on).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Found {
+    pub finding: Finding,
+    pub status: Status,
+    pub evidence: Vec<EvidenceLine>,
+    pub fix: Vec<FixLine>,
+}
+
+impl Judgment {
+    /// The finding, for a layer whose findings are values.
+    #[cfg(test)]
+    pub fn finding(&self) -> Option<&Finding> {
+        match self {
+            Judgment::Found(found) => Some(&found.finding),
+            _ => None,
+        }
+    }
+}
+
+/// What a judgment states: a finding, or (for a layer not converted yet) a sentence.
+pub(super) enum Said {
+    Finding(Finding),
+    Prose(String),
+}
+
+impl From<String> for Said {
+    fn from(text: String) -> Self {
+        Said::Prose(text)
+    }
+}
+
+impl From<&str> for Said {
+    fn from(text: &str) -> Self {
+        Said::Prose(text.to_string())
+    }
+}
+
+impl<F: Into<Finding>> From<F> for Said {
+    fn from(finding: F) -> Self {
+        Said::Finding(finding.into())
+    }
+}
+
 fn lines(evidence: Vec<String>) -> Vec<EvidenceLine> {
     evidence.into_iter().map(Into::into).collect()
 }
 
-pub(super) fn pass(summary: impl Into<String>, evidence: Vec<String>) -> Judgment {
-    Judgment::Pass {
-        summary: summary.into(),
+fn found(finding: Finding, status: Status, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
+    Judgment::Found(Box::new(Found {
+        finding,
+        status,
         evidence: lines(evidence),
+        fix,
+    }))
+}
+
+pub(super) fn pass(summary: impl Into<Said>, evidence: Vec<String>) -> Judgment {
+    match summary.into() {
+        Said::Finding(finding) => found(finding, Status::Pass, evidence, vec![]),
+        Said::Prose(summary) => Judgment::Pass {
+            summary,
+            evidence: lines(evidence),
+        },
     }
 }
 
-pub(super) fn fail(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
-    Judgment::Fail {
-        summary: summary.into(),
-        evidence: lines(evidence),
-        fix,
+pub(super) fn fail(summary: impl Into<Said>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
+    match summary.into() {
+        Said::Finding(finding) => found(finding, Status::Fail, evidence, fix),
+        Said::Prose(summary) => Judgment::Fail {
+            summary,
+            evidence: lines(evidence),
+            fix,
+        },
     }
 }
 
-pub(super) fn undetermined(summary: impl Into<String>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
-    Judgment::Undetermined {
-        summary: summary.into(),
-        evidence: lines(evidence),
-        fix,
+pub(super) fn undetermined(summary: impl Into<Said>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
+    match summary.into() {
+        Said::Finding(finding) => found(finding, Status::Undetermined, evidence, fix),
+        Said::Prose(summary) => Judgment::Undetermined {
+            summary,
+            evidence: lines(evidence),
+            fix,
+        },
     }
 }
 
@@ -100,8 +167,11 @@ pub(super) fn hint(line: impl Into<String>) -> FixLine {
     FixLine::Hint(line.into())
 }
 
-pub(super) fn not_applicable(summary: impl Into<String>) -> Judgment {
-    Judgment::NotApplicable(summary.into())
+pub(super) fn not_applicable(summary: impl Into<Said>) -> Judgment {
+    match summary.into() {
+        Said::Finding(finding) => found(finding, Status::Skip, vec![], vec![]),
+        Said::Prose(summary) => Judgment::NotApplicable(summary),
+    }
 }
 
 pub(super) use crate::cluster::CLUSTER_DOMAIN;
@@ -122,7 +192,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
             steps.push(Step {
                 layer,
                 status: Status::Skip,
-                summary: why,
+                summary: why.into(),
                 evidence: vec![],
             });
             continue;
@@ -138,49 +208,39 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
             Layer::ServiceProxy => judge_service_proxy(&cx),
             Layer::Application => judge_application(&cx),
         };
-        let step = match judgment {
-            Judgment::Pass { summary, evidence } => Step {
-                layer,
-                status: Status::Pass,
-                summary,
-                evidence,
-            },
-            Judgment::NotApplicable(summary) => Step {
-                layer,
-                status: Status::Skip,
-                summary,
-                evidence: vec![],
-            },
+        let (status, summary, evidence, f): (Status, Summary, _, _) = match judgment {
+            Judgment::Found(found) => {
+                let Found {
+                    finding,
+                    status,
+                    evidence,
+                    fix,
+                } = *found;
+                (status, finding.summary(), evidence, fix)
+            }
+            Judgment::Pass { summary, evidence } => (Status::Pass, summary.into(), evidence, vec![]),
+            Judgment::NotApplicable(summary) => (Status::Skip, summary.into(), vec![], vec![]),
             Judgment::Fail {
                 summary,
                 evidence,
-                fix: f,
-            } => {
-                stopped = Some((layer, Status::Fail));
-                fix.extend(f);
-                Step {
-                    layer,
-                    status: Status::Fail,
-                    summary,
-                    evidence,
-                }
-            }
+                fix,
+            } => (Status::Fail, summary.into(), evidence, fix),
             Judgment::Undetermined {
                 summary,
                 evidence,
-                fix: f,
-            } => {
-                stopped = Some((layer, Status::Undetermined));
-                fix.extend(f);
-                Step {
-                    layer,
-                    status: Status::Undetermined,
-                    summary,
-                    evidence,
-                }
-            }
+                fix,
+            } => (Status::Undetermined, summary.into(), evidence, fix),
         };
-        steps.push(step);
+        if matches!(status, Status::Fail | Status::Undetermined) {
+            stopped = Some((layer, status));
+            fix.extend(f);
+        }
+        steps.push(Step {
+            layer,
+            status,
+            summary,
+            evidence,
+        });
     }
     let (verdict, reachable, failing_layer) = match stopped {
         None => (Verdict::Reachable, Some(true), None),
@@ -219,6 +279,9 @@ fn behind_blocked_dns(layer: Layer, cx: &Context) -> Judgment {
         judge_endpoints(cx)
     };
     match judgment {
+        Judgment::Found(found) if matches!(found.status, Status::Fail | Status::Undetermined) => {
+            not_applicable(Finding::BehindBlockedDns(Box::new(found.finding)))
+        }
         Judgment::Fail { summary, .. } | Judgment::Undetermined { summary, .. } => not_applicable(format!(
             "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {summary}"
         )),

@@ -13,7 +13,10 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
             }
             .to_string();
             undetermined(
-                format!("could not read the source pod {}: {reason}", cx.from),
+                SourceFinding::Unreadable {
+                    from: cx.from.clone(),
+                    reason: reason.clone(),
+                },
                 vec![],
                 vec![cmd(fix)],
             )
@@ -31,7 +34,9 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
                 ));
             }
             fail(
-                format!("pod {namespace}/{name} not found"),
+                SourceFinding::PodNotFound {
+                    pod: NamespacedName::new(namespace.clone(), name.clone()),
+                },
                 evidence,
                 vec![cmd(format!("kubectl get pods -n {namespace}"))],
             )
@@ -41,7 +46,10 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
             let describe = cmd(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
             let (Some(node), Some(ip)) = (&pod.node, pod.ip) else {
                 return fail(
-                    format!("{key} is {} without an IP; it cannot send traffic yet", pod.phase),
+                    SourceFinding::WithoutIp {
+                        pod: key,
+                        phase: pod.phase.clone(),
+                    },
                     vec![format!(
                         "phase {}, node {}",
                         pod.phase,
@@ -52,18 +60,29 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
             };
             if pod.phase != "Running" {
                 return fail(
-                    format!("{key} is {} on {node}, not Running", pod.phase),
+                    SourceFinding::NotRunning {
+                        pod: key,
+                        phase: pod.phase.clone(),
+                        node: node.clone(),
+                    },
                     vec![format!("pod IP {ip}")],
                     vec![describe.clone()],
                 );
             }
             match agent {
                 AgentFacts::Answered { agent_pod, netns } => pass(
-                    format!("{key} Running on {node} ({ip}), netns found by the agent on {node}"),
+                    SourceFinding::Probed {
+                        pod: key,
+                        node: node.clone(),
+                        ip,
+                    },
                     vec![format!("agent {agent_pod} probed from {netns}")],
                 ),
                 AgentFacts::NotAsked => undetermined(
-                    format!("{key} Running on {node} but its agent was not asked"),
+                    SourceFinding::AgentNotAsked {
+                        pod: key,
+                        node: node.clone(),
+                    },
                     vec![],
                     agent_pods_fix(cx),
                 ),
@@ -86,7 +105,11 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
                         _ => agent_pods_fix(cx),
                     };
                     undetermined(
-                        format!("cannot probe as {key} on {node}: {reason}"),
+                        SourceFinding::AgentUnavailable {
+                            pod: key,
+                            node: node.clone(),
+                            reason: reason.clone(),
+                        },
                         vec!["no probe ran, so no network layer can be judged".into()],
                         fix,
                     )

@@ -9,6 +9,7 @@ use netdiag_proto::{
 };
 
 use super::*;
+use crate::check::report::Code;
 use crate::check::target::PortRef;
 use crate::cluster::endpoints::Conditions;
 use crate::policy::{PolicyRef, Protocol};
@@ -310,7 +311,20 @@ fn assert_fails_at(report: &Report, layer: Layer) {
 }
 
 fn summary(report: &Report, layer: Layer) -> String {
-    step(report, layer).summary.clone()
+    step(report, layer).summary.text.clone()
+}
+
+/// The code of the layer's step.
+fn code(report: &Report, layer: Layer) -> Option<Code> {
+    step(report, layer).summary.code
+}
+
+/// What the layer found, judged on its own from `ev`.
+fn finding(ev: &Evidence, judge_layer: fn(&Context) -> Judgment) -> Finding {
+    judge_layer(&Context::new(ev))
+        .finding()
+        .cloned()
+        .expect("a layer whose findings are values")
 }
 
 #[test]
@@ -327,11 +341,14 @@ fn healthy_service_is_reachable_with_every_layer_passing() {
         report.steps.iter().all(|s| s.status == Status::Pass),
         "{report:#?}"
     );
-    assert!(
-        summary(&report, Layer::Dns).contains("2nd search candidate"),
-        "{}",
-        summary(&report, Layer::Dns)
-    );
+    assert_eq!(code(&report, Layer::Source), Some(Code::SourceProbed));
+    assert!(matches!(
+        finding(&healthy(), judge_dns),
+        Finding::Dns(DnsFinding::Resolved {
+            via: Some(Via { position: 1, .. }),
+            ..
+        })
+    ));
     assert!(summary(&report, Layer::Endpoints).starts_with("2/2 ready"));
     assert!(report.fix.is_empty());
 }
@@ -346,6 +363,7 @@ fn missing_source_pod_fails_the_source_layer_and_names_where_it_exists() {
     };
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Source);
+    assert_eq!(code(&report, Layer::Source), Some(Code::SourcePodNotFound));
     assert!(step(&report, Layer::Source).evidence[0].contains("web"));
 }
 
@@ -359,7 +377,9 @@ fn pending_source_pod_without_ip_fails_the_source_layer() {
         pod: p,
         agent: AgentFacts::NotAsked,
     };
-    assert_fails_at(&judge(&ev, 0), Layer::Source);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Source);
+    assert_eq!(code(&report, Layer::Source), Some(Code::SourcePodWithoutIp));
 }
 
 #[test]
@@ -378,7 +398,14 @@ fn missing_agent_on_the_source_node_is_undetermined_never_a_network_layer() {
     assert_eq!(report.failing_layer, None);
     assert_eq!(report.exit_code(), 3);
     assert_eq!(step(&report, Layer::Source).status, Status::Undetermined);
-    assert!(summary(&report, Layer::Source).contains("no running netdiag agent on node node-a"));
+    assert_eq!(
+        finding(&ev, judge_source),
+        Finding::Source(SourceFinding::AgentUnavailable {
+            pod: NamespacedName::new("shop", "checkout"),
+            node: "node-a".into(),
+            reason: agent_missing("node-a"),
+        })
+    );
     assert!(report.steps.iter().all(|s| s.status != Status::Fail));
     assert!(report.fix.iter().any(|f| f.contains("netdiag-agent")));
 }
@@ -389,7 +416,13 @@ fn unreadable_api_is_undetermined() {
     ev.source = SourceFacts::Unknown(forbidden("list pods in all namespaces"));
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
-    assert!(summary(&report, Layer::Source).contains("forbidden"));
+    assert_eq!(
+        finding(&ev, judge_source),
+        Finding::Source(SourceFinding::Unreadable {
+            from: NamespacedName::new("shop", "checkout"),
+            reason: forbidden("list pods in all namespaces"),
+        })
+    );
     assert_eq!(report.fix, ["kubectl auth can-i list pods --all-namespaces"]);
 }
 
@@ -407,10 +440,14 @@ fn nxdomain_for_a_typo_fails_dns_and_suggests_the_close_service_name() {
     };
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(
-        s.contains("no Service paymnts in namespace shop") && s.contains("did you mean payments?"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::NoSuchService {
+            name: "paymnts.shop".into(),
+            outcome: DnsOutcome::Nxdomain,
+            service: NamespacedName::new("shop", "paymnts"),
+            did_you_mean: Some("payments".into()),
+        })
     );
     assert!(
         step(&report, Layer::Dns)
@@ -444,7 +481,10 @@ fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
     dns_mut(&mut ev).same_name_elsewhere = vec![NamespacedName::new("shop", "payments")];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    assert!(summary(&report, Layer::Dns).contains("short name used across namespaces"));
+    assert_eq!(
+        code(&report, Layer::Dns),
+        Some(Code::DnsShortNameAcrossNamespaces)
+    );
     assert!(
         report.fix.iter().any(|f| f.contains("payments.shop")),
         "{:?}",
@@ -461,8 +501,16 @@ fn short_name_whose_service_exists_in_several_namespaces_names_each_of_them() {
     ];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(s.contains("billing/payments, shop/payments"), "{s}");
+    let Finding::Dns(DnsFinding::ShortNameAcrossNamespaces { services, .. }) = finding(&ev, judge_dns) else {
+        panic!("{report:#?}");
+    };
+    assert_eq!(
+        services.to_vec(),
+        [
+            NamespacedName::new("billing", "payments"),
+            NamespacedName::new("shop", "payments")
+        ]
+    );
     for fqdn in ["payments.billing", "payments.shop"] {
         assert!(
             report.fix.iter().any(|f| f.contains(fqdn)),
@@ -499,12 +547,13 @@ fn nxdomain_for_an_existing_service_from_cluster_dns_blames_the_dns_server_not_t
     dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Nxdomain));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(
-        s.contains("payments.shop.svc.cluster.local.")
-            && s.contains("although Service shop/payments exists")
-            && !s.contains("no Service"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::ClusterZoneNotServed {
+            outcome: DnsOutcome::Nxdomain,
+            fqdn: "payments.shop.svc.cluster.local.".into(),
+            service: NamespacedName::new("shop", "payments"),
+        })
     );
 }
 
@@ -516,10 +565,14 @@ fn nxdomain_for_an_existing_service_with_a_resolver_off_cluster_names_resolv_con
     dns_mut(&mut ev).result = Fact::Known(result);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(
-        s.contains("resolv.conf does not use the cluster DNS Service 10.96.0.10"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::ResolverOffCluster {
+            name: "payments.shop".into(),
+            outcome: DnsOutcome::Nxdomain,
+            existing: Some(NamespacedName::new("shop", "payments")),
+            dns_service_ip: ip(DNS_VIP),
+        })
     );
     assert!(report.fix[0].contains("dnsPolicy"), "{:?}", report.fix);
 }
@@ -533,8 +586,13 @@ fn nxdomain_for_an_existing_service_never_asked_by_its_full_name_names_the_searc
     dns_mut(&mut ev).result = Fact::Known(result);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(s.contains("search list (shop.svc.cluster.local)"), "{s}");
+    let Finding::Dns(DnsFinding::SearchListIncomplete { search, .. }) = finding(&ev, judge_dns) else {
+        panic!("{report:#?}");
+    };
+    assert_eq!(
+        search.map(|s| s.to_vec()),
+        Some(vec!["shop.svc.cluster.local".to_string()])
+    );
 }
 
 #[test]
@@ -568,11 +626,7 @@ fn dns_timeout_with_silent_dns_pods_is_the_dns_server_down() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    assert!(
-        summary(&report, Layer::Dns).contains("DNS server down"),
-        "{}",
-        summary(&report, Layer::Dns)
-    );
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsServerDown));
 }
 
 #[test]
@@ -581,7 +635,7 @@ fn dns_timeout_while_dns_pods_answer_directly_blames_the_dns_service_ip() {
     dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    assert!(summary(&report, Layer::Dns).contains("not proxied"));
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsServiceIpNotProxied));
 }
 
 #[test]
@@ -594,11 +648,7 @@ fn dns_timeout_without_ready_dns_endpoints_says_so() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(
-        s.contains("no ready endpoints") && s.contains("DNS pods down"),
-        "{s}"
-    );
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsNoReadyPods));
 }
 
 #[test]
@@ -607,8 +657,7 @@ fn dns_refused_rcode_via_the_service_ip_is_the_server_declining_not_an_unproxied
     dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Refused));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(s.contains("answers REFUSED") && !s.contains("not proxied"), "{s}");
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsRefused));
 }
 
 #[test]
@@ -631,7 +680,11 @@ fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
     assert_eq!(step(&report, Layer::Dns).status, Status::Skip);
-    assert!(summary(&report, Layer::Dns).contains("judged at network-policy"));
+    assert!(matches!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::BlockedByPolicy { denials: DnsDenials(sides), .. })
+            if sides.len() == 1 && sides[0].port == 53
+    ));
     assert_eq!(step(&report, Layer::Service).status, Status::Pass);
     assert_eq!(step(&report, Layer::Endpoints).status, Status::Pass);
     assert!(summary(&report, Layer::NetworkPolicy).contains("shop/egress-lockdown"));
@@ -699,7 +752,7 @@ fn dns_timeout_with_unevaluated_dns_egress_policy_is_undetermined_not_dns_down()
     assert_eq!(report.failing_layer, None);
     let dns = step(&report, Layer::Dns);
     assert_eq!(dns.status, Status::Undetermined);
-    assert!(dns.summary.contains("policy drop cannot be ruled out"), "{dns:?}");
+    assert_eq!(dns.summary.code, Some(Code::DnsPolicyNotEvaluated), "{dns:?}");
     assert!(
         dns.evidence
             .iter()
@@ -720,7 +773,10 @@ fn dns_answer_that_is_not_the_service_address_fails_dns() {
     ));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    assert!(summary(&report, Layer::Dns).contains("10.96.12.7"));
+    assert!(matches!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::WrongAddress { expected, .. }) if expected == [ip(VIP)]
+    ));
 }
 
 #[test]
@@ -732,6 +788,7 @@ fn dns_probe_that_could_not_run_is_undetermined() {
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert_eq!(step(&report, Layer::Dns).status, Status::Undetermined);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsProbeFailed));
 }
 
 #[test]
@@ -1344,11 +1401,14 @@ fn cluster_nxdomain_decides_even_when_the_bare_name_is_refused_upstream() {
     dns.result = Fact::Known(result);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Dns);
-    let s = summary(&report, Layer::Dns);
-    assert!(
-        s.contains("NXDOMAIN") && s.contains("did you mean payments?"),
-        "{s}"
-    );
+    assert!(matches!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::NoSuchService {
+            outcome: DnsOutcome::Nxdomain,
+            did_you_mean: Some(close),
+            ..
+        }) if close == "payments"
+    ));
 }
 
 #[test]

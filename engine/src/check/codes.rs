@@ -1,0 +1,119 @@
+//! The stable machine codes of what a step found: the report's `code` beside each summary.
+//! A code is a contract (CI gates and the in-cluster endpoint's consumers match on it): it is
+//! never reworded, only added. `cli/README.md` lists each with its layer and meaning; a test
+//! keeps the table and this list the same. Pure.
+
+use serde::Serialize;
+
+use super::report::Layer;
+
+macro_rules! codes {
+    ($($variant:ident = $code:literal, $layer:ident, $meaning:literal;)*) => {
+        /// A finding's stable code (kebab-case; [`Code::as_str`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $(#[doc = $meaning] $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in the order the README's table lists them.
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            /// The code as JSON carries it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)*
+                }
+            }
+
+            /// The layer whose step carries it.
+            pub fn layer(self) -> Layer {
+                match self {
+                    $(Code::$variant => Layer::$layer,)*
+                }
+            }
+
+            /// What it means, as the README's table says.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $meaning,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    SourceUnreadable = "source-unreadable", Source, "the source pod could not be read (RBAC, API server)";
+    SourcePodNotFound = "source-pod-not-found", Source, "no pod of that name in the namespace";
+    SourcePodWithoutIp = "source-pod-without-ip", Source, "the source pod has no IP yet (pending, unscheduled)";
+    SourcePodNotRunning = "source-pod-not-running", Source, "the source pod is not Running";
+    SourceProbed = "source-probed", Source, "the source pod runs and its node's agent probed from its netns";
+    SourceAgentNotAsked = "source-agent-not-asked", Source, "the agent on the source pod's node was not asked";
+    SourceAgentUnavailable = "source-agent-unavailable", Source, "no agent could probe as the source pod (missing, forbidden, failing)";
+    DnsNotApplicable = "dns-not-applicable", Dns, "the target is a pod or an address: no name to resolve";
+    DnsProbeFailed = "dns-probe-failed", Dns, "the lookup could not be run as the pod";
+    DnsResolved = "dns-resolved", Dns, "the name resolves to the expected address";
+    DnsWrongAddress = "dns-wrong-address", Dns, "the name resolves, but not to the Service's address";
+    DnsShortNameAcrossNamespaces = "dns-short-name-across-namespaces", Dns, "a short name used from a namespace without that Service; it exists in another";
+    DnsNoSuchService = "dns-no-such-service", Dns, "NXDOMAIN/NODATA: no Service of that name in the namespace";
+    DnsNameNotFound = "dns-name-not-found", Dns, "NXDOMAIN/NODATA for every search candidate";
+    DnsResolverOffCluster = "dns-resolver-off-cluster", Dns, "the pod's resolv.conf does not use the cluster DNS Service";
+    DnsSearchListIncomplete = "dns-search-list-incomplete", Dns, "the Service exists, but the pod's search list never completes the name";
+    DnsClusterZoneNotServed = "dns-cluster-zone-not-served", Dns, "cluster DNS answers NXDOMAIN for an existing Service's full name";
+    DnsBlockedByPolicy = "dns-blocked-by-policy", Dns, "queries to cluster DNS are denied by NetworkPolicy (judged at network-policy)";
+    DnsFailed = "dns-failed", Dns, "the lookup failed and cluster DNS could not be inspected to say why";
+    DnsNoReadyPods = "dns-no-ready-pods", Dns, "the cluster DNS Service has no ready endpoints";
+    DnsPolicyNotEvaluated = "dns-policy-not-evaluated", Dns, "the lookup timed out and NetworkPolicy for egress to DNS could not be evaluated";
+    DnsServfail = "dns-servfail", Dns, "the DNS server answers SERVFAIL";
+    DnsRefused = "dns-refused", Dns, "the DNS server answers REFUSED";
+    DnsServiceIpNotProxied = "dns-service-ip-not-proxied", Dns, "the DNS pods answer directly, not through the DNS Service IP";
+    DnsServerDown = "dns-server-down", Dns, "the DNS pods do not answer";
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../cli/README.md"));
+
+    #[test]
+    fn codes_are_distinct_kebab_case_and_serialize_as_themselves() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in Code::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !s.starts_with('-'),
+                "{s}"
+            );
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_code_with_its_layer_and_meaning() {
+        let rows: Vec<String> = Code::ALL
+            .iter()
+            .map(|c| format!("| `{}` | {} | {} |", c.as_str(), c.layer().id(), c.meaning()))
+            .collect();
+        let missing: Vec<&String> = rows.iter().filter(|r| !README.lines().any(|l| l == *r)).collect();
+        assert!(
+            missing.is_empty(),
+            "cli/README.md lacks these rows of the finding-code table:\n{}",
+            rows.join("\n")
+        );
+    }
+}

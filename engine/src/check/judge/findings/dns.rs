@@ -1,0 +1,323 @@
+//! The `dns` layer's findings and their wording.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use netdiag_proto::DnsOutcome;
+
+use crate::check::evidence::{DeniedSide, Destination};
+use crate::check::judge::describe::{describe_dns, fmt_us, ordinal};
+use crate::check::prose::NonEmpty;
+use crate::check::report::Code;
+use crate::cluster::{NamespacedName, ToolFailure};
+
+/// Which search candidate answered, how fast, and through which server.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Via {
+    /// 0 for the first candidate.
+    pub position: usize,
+    pub candidate: String,
+    pub rtt_us: u64,
+    pub server: IpAddr,
+}
+
+/// The sides of NetworkPolicy that deny the pod's DNS queries, one per distinct explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DnsDenials(pub Vec<DeniedSide>);
+
+impl fmt::Display for DnsDenials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reasons: Vec<&str> = self.0.iter().map(|side| side.why.as_str()).collect();
+        f.write_str(&reasons.join("; "))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DnsFinding {
+    /// A pod or address target: nothing to resolve.
+    NotApplicable {
+        destination: Destination,
+    },
+    ProbeFailed {
+        name: String,
+        reason: ToolFailure,
+    },
+    Resolved {
+        name: String,
+        addresses: Vec<IpAddr>,
+        via: Option<Via>,
+    },
+    WrongAddress {
+        name: String,
+        addresses: Vec<IpAddr>,
+        expected: Vec<IpAddr>,
+    },
+    ShortNameAcrossNamespaces {
+        name: String,
+        outcome: DnsOutcome,
+        namespace: String,
+        services: NonEmpty<NamespacedName>,
+    },
+    NoSuchService {
+        name: String,
+        outcome: DnsOutcome,
+        service: NamespacedName,
+        did_you_mean: Option<String>,
+    },
+    NameNotFound {
+        name: String,
+        outcome: DnsOutcome,
+    },
+    /// `existing`: the Service the name means, when NXDOMAIN came for one that exists.
+    ResolverOffCluster {
+        name: String,
+        outcome: DnsOutcome,
+        existing: Option<NamespacedName>,
+        dns_service_ip: IpAddr,
+    },
+    SearchListIncomplete {
+        name: String,
+        outcome: DnsOutcome,
+        service: NamespacedName,
+        fqdn: String,
+        search: Option<NonEmpty<String>>,
+    },
+    ClusterZoneNotServed {
+        outcome: DnsOutcome,
+        fqdn: String,
+        service: NamespacedName,
+    },
+    BlockedByPolicy {
+        name: String,
+        outcome: DnsOutcome,
+        denials: DnsDenials,
+    },
+    /// The lookup failed; `from` is the source pod, said when nothing narrower is known.
+    Failed {
+        name: String,
+        outcome: DnsOutcome,
+        from: NamespacedName,
+    },
+    NoReadyPods {
+        name: String,
+        outcome: DnsOutcome,
+    },
+    PolicyNotEvaluated {
+        name: String,
+        outcome: DnsOutcome,
+    },
+    Servfail {
+        name: String,
+    },
+    Refused {
+        name: String,
+    },
+    ServiceIpNotProxied {
+        name: String,
+        outcome: DnsOutcome,
+    },
+    ServerDown {
+        name: String,
+        outcome: DnsOutcome,
+    },
+}
+
+impl DnsFinding {
+    pub fn code(&self) -> Code {
+        match self {
+            DnsFinding::NotApplicable { .. } => Code::DnsNotApplicable,
+            DnsFinding::ProbeFailed { .. } => Code::DnsProbeFailed,
+            DnsFinding::Resolved { .. } => Code::DnsResolved,
+            DnsFinding::WrongAddress { .. } => Code::DnsWrongAddress,
+            DnsFinding::ShortNameAcrossNamespaces { .. } => Code::DnsShortNameAcrossNamespaces,
+            DnsFinding::NoSuchService { .. } => Code::DnsNoSuchService,
+            DnsFinding::NameNotFound { .. } => Code::DnsNameNotFound,
+            DnsFinding::ResolverOffCluster { .. } => Code::DnsResolverOffCluster,
+            DnsFinding::SearchListIncomplete { .. } => Code::DnsSearchListIncomplete,
+            DnsFinding::ClusterZoneNotServed { .. } => Code::DnsClusterZoneNotServed,
+            DnsFinding::BlockedByPolicy { .. } => Code::DnsBlockedByPolicy,
+            DnsFinding::Failed { .. } => Code::DnsFailed,
+            DnsFinding::NoReadyPods { .. } => Code::DnsNoReadyPods,
+            DnsFinding::PolicyNotEvaluated { .. } => Code::DnsPolicyNotEvaluated,
+            DnsFinding::Servfail { .. } => Code::DnsServfail,
+            DnsFinding::Refused { .. } => Code::DnsRefused,
+            DnsFinding::ServiceIpNotProxied { .. } => Code::DnsServiceIpNotProxied,
+            DnsFinding::ServerDown { .. } => Code::DnsServerDown,
+        }
+    }
+}
+
+fn addresses(list: &[IpAddr]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for DnsFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsFinding::NotApplicable {
+                destination: Destination::Pod,
+            } => f.write_str("not applicable: a pod target is reached at its IP, no name to resolve"),
+            DnsFinding::NotApplicable { .. } => {
+                f.write_str("not applicable: the target is an address, no name to resolve")
+            }
+            DnsFinding::ProbeFailed { name, reason } => {
+                write!(f, "could not resolve {name} as the pod: {reason}")
+            }
+            DnsFinding::Resolved {
+                name,
+                addresses: list,
+                via,
+            } => {
+                write!(f, "{name} → {}", addresses(list))?;
+                match via {
+                    Some(v) => write!(
+                        f,
+                        " ({} search candidate {}, {}, via {})",
+                        ordinal(v.position + 1),
+                        v.candidate,
+                        fmt_us(v.rtt_us),
+                        v.server
+                    ),
+                    None => Ok(()),
+                }
+            }
+            DnsFinding::WrongAddress {
+                name,
+                addresses: list,
+                expected,
+            } => write!(
+                f,
+                "{name} resolves to {}, but the Service's address is {}",
+                addresses(list),
+                addresses(expected)
+            ),
+            DnsFinding::ShortNameAcrossNamespaces {
+                name,
+                outcome,
+                namespace,
+                services,
+            } => {
+                let which = if services.is_single() {
+                    format!("the Service is {}", services.first())
+                } else {
+                    format!("Services of that name: {}", services.joined())
+                };
+                write!(
+                    f,
+                    "{name} is {} from namespace {namespace}: short name used across namespaces ({which})",
+                    describe_dns(outcome)
+                )
+            }
+            DnsFinding::NoSuchService {
+                name,
+                outcome,
+                service,
+                did_you_mean,
+            } => {
+                let (what, ns, svc) = (describe_dns(outcome), &service.namespace, &service.name);
+                match did_you_mean {
+                    Some(close) => write!(
+                        f,
+                        "{name} is {what}: no Service {svc} in namespace {ns} (did you mean {close}?)"
+                    ),
+                    None => write!(f, "{name} is {what}: no Service {svc} in namespace {ns}"),
+                }
+            }
+            DnsFinding::NameNotFound { name, outcome } => {
+                write!(
+                    f,
+                    "{name} is {} for every search candidate",
+                    describe_dns(outcome)
+                )
+            }
+            DnsFinding::ResolverOffCluster {
+                name,
+                outcome,
+                existing,
+                dns_service_ip,
+            } => {
+                let what = describe_dns(outcome);
+                match existing {
+                    Some(svc) => write!(f, "{name} is {what} although Service {svc} exists")?,
+                    None => write!(f, "{name} {what}")?,
+                }
+                write!(
+                    f,
+                    ": the pod's resolv.conf does not use the cluster DNS Service {dns_service_ip}"
+                )
+            }
+            DnsFinding::SearchListIncomplete {
+                name,
+                outcome,
+                service,
+                fqdn,
+                search,
+            } => {
+                let search = match search {
+                    Some(list) => format!(
+                        "the pod's search list ({}) does not complete the name",
+                        list.spaced()
+                    ),
+                    None => "the pod's resolv.conf has no search list to complete the name".into(),
+                };
+                write!(
+                    f,
+                    "{name} is {} although Service {service} exists: no query asked for {fqdn}; {search}",
+                    describe_dns(outcome)
+                )
+            }
+            DnsFinding::ClusterZoneNotServed {
+                outcome,
+                fqdn,
+                service,
+            } => write!(
+                f,
+                "cluster DNS answers {} for {fqdn} although Service {service} exists: the DNS server does not serve the cluster zone (CoreDNS kubernetes plugin or its RBAC) or is stale",
+                describe_dns(outcome)
+            ),
+            DnsFinding::BlockedByPolicy {
+                name,
+                outcome,
+                denials,
+            } => write!(
+                f,
+                "{name} {}: queries to cluster DNS are blocked by NetworkPolicy ({denials}); judged at network-policy",
+                describe_dns(outcome)
+            ),
+            DnsFinding::Failed { name, outcome, from } => {
+                write!(f, "{name} {} from {from}", describe_dns(outcome))
+            }
+            DnsFinding::NoReadyPods { name, outcome } => write!(
+                f,
+                "{name} {}: the cluster DNS Service kube-dns has no ready endpoints (DNS pods down)",
+                describe_dns(outcome)
+            ),
+            DnsFinding::PolicyNotEvaluated { name, outcome } => write!(
+                f,
+                "{name} {} and NetworkPolicy for egress to cluster DNS could not be evaluated, so a policy drop cannot be ruled out",
+                describe_dns(outcome)
+            ),
+            DnsFinding::Servfail { name } => write!(
+                f,
+                "{name}: the DNS server answers SERVFAIL (server failing: upstream, RBAC or config)"
+            ),
+            DnsFinding::Refused { name } => write!(
+                f,
+                "{name}: the DNS server answers REFUSED (it declines to serve the name: server config or ACL)"
+            ),
+            DnsFinding::ServiceIpNotProxied { name, outcome } => write!(
+                f,
+                "{name} {} via the kube-dns Service IP, but the DNS pods answer directly: the DNS Service IP is not proxied",
+                describe_dns(outcome)
+            ),
+            DnsFinding::ServerDown { name, outcome } => write!(
+                f,
+                "{name} {}: the DNS pods do not answer (DNS server down)",
+                describe_dns(outcome)
+            ),
+        }
+    }
+}

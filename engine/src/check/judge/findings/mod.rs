@@ -1,0 +1,63 @@
+//! What the layers found, as values: the layer judges decide on these, and each sentence a
+//! step shows is worded here, once, beside the stable [`Code`] the JSON report carries. Pure.
+
+use std::fmt;
+
+use crate::check::report::{Code, Summary};
+
+mod dns;
+mod source;
+
+pub(crate) use dns::{DnsDenials, DnsFinding, Via};
+pub(crate) use source::SourceFinding;
+
+/// One layer's finding.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Finding {
+    Source(SourceFinding),
+    Dns(DnsFinding),
+    /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
+    /// first, with the fault it would also report.
+    BehindBlockedDns(Box<Finding>),
+}
+
+impl Finding {
+    /// Its stable code; a layer behind blocked DNS keeps the code of what it found.
+    pub fn code(&self) -> Code {
+        match self {
+            Finding::Source(f) => f.code(),
+            Finding::Dns(f) => f.code(),
+            Finding::BehindBlockedDns(f) => f.code(),
+        }
+    }
+
+    /// The report's summary: the sentence and the code.
+    pub fn summary(&self) -> Summary {
+        Summary::coded(self.code(), self.to_string())
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::Source(x) => x.fmt(f),
+            Finding::Dns(x) => x.fmt(f),
+            Finding::BehindBlockedDns(x) => write!(
+                f,
+                "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {x}"
+            ),
+        }
+    }
+}
+
+macro_rules! into_finding {
+    ($($layer:ident($ty:ty)),*) => {
+        $(impl From<$ty> for Finding {
+            fn from(f: $ty) -> Self {
+                Finding::$layer(f)
+            }
+        })*
+    };
+}
+
+into_finding!(Source(SourceFinding), Dns(DnsFinding));
