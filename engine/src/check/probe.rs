@@ -7,7 +7,10 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use futures::future::{AbortHandle, Abortable, join_all};
+use tokio::time::Instant;
+
+use futures::channel::oneshot;
+use futures::future::{Either, join_all, select};
 use netdiag_proto::{Probe, ProbeReport, ProbeRequest, ProbeResult, TcpOutcome, UdpOutcome};
 
 use super::evidence::AgentPods;
@@ -116,6 +119,11 @@ pub fn agent_deadline(timeout: Duration) -> Duration {
 ///   while the probes still send SYNs. Once the source answers it is awaited where a connection
 ///   to one of its pods was lost, and dropped elsewhere (the agent stops when its caller goes
 ///   away); the sockets of pods whose connection failed otherwise are then asked on their own.
+///
+/// Once the source has answered, every speculative request still running or sent then is given
+/// [`witness_wait`]: an agent that has not answered by then is recorded as not answering, as one
+/// that waits out `deadline` would be (a cut node's, whose port-forward hangs), without making
+/// the check wait for it.
 pub async fn execute<A: AgentTransport>(
     agents: &A,
     probes: &[PlannedProbe],
@@ -129,14 +137,16 @@ pub async fn execute<A: AgentTransport>(
         .into_iter()
         .partition(|p| explains(p).is_some_and(|ip| explained.contains(&ip)));
     let direct = groups(direct);
-    let mut source = std::pin::pin!(ask_all(agents, &direct, deadline));
+    let asked = Instant::now();
+    let mut source = std::pin::pin!(ask_all(agents, &direct, deadline, None));
     let mut replies = match tokio::time::timeout(grace, source.as_mut()).await {
         Ok(mut replies) => {
+            let until = Some(witness_wait(asked));
             let late = needed_sockets(&replies, &speculative, &BTreeSet::new());
-            replies.extend(ask_all(agents, &groups(late), deadline).await);
+            replies.extend(ask_all(agents, &groups(late), deadline, until).await);
             replies
         }
-        Err(_) => witnessed(agents, source, &speculative, deadline).await,
+        Err(_) => witnessed(agents, source, asked, &speculative, deadline).await,
     };
     not_needed(&mut replies, &denied, "NetworkPolicy denies the connection");
     not_needed(
@@ -147,50 +157,101 @@ pub async fn execute<A: AgentTransport>(
     replies
 }
 
-/// The source's replies (`source`, still running) together with the destination nodes'
-/// speculative requests, started now: each is awaited if it watches a lost connection's pod,
-/// else dropped once the source answered; the sockets it would have read for a failed connection
-/// are then asked on their own.
+/// The source's replies (`source`, asked at `asked` and still running) together with the
+/// destination nodes' speculative requests, started now: each is awaited (for [`witness_wait`])
+/// if it watches a lost connection's pod, else dropped once the source answered; the sockets it
+/// would have read for a failed connection are then asked on their own.
 async fn witnessed<A: AgentTransport>(
     agents: &A,
     source: impl Future<Output = Replies>,
+    asked: Instant,
     speculative: &[&PlannedProbe],
     deadline: Duration,
 ) -> Replies {
     let started = groups(speculative.to_vec());
-    let (handles, abortable): (Vec<_>, Vec<_>) = started
+    let (decisions, witnesses): (Vec<_>, Vec<_>) = started
         .iter()
         .map(|(at, group)| {
-            let (handle, registration) = AbortHandle::new_pair();
+            let (decision, decided) = oneshot::channel();
             (
-                handle,
-                Abortable::new(ask(agents, at, group, deadline), registration),
+                decision,
+                witness(ask(agents, at, group, deadline), decided, &at.0),
             )
         })
         .unzip();
     let decide = async {
         let mut replies = source.await;
+        let until = witness_wait(asked);
         let mut kept = BTreeSet::new();
-        for ((_, group), handle) in started.iter().zip(&handles) {
-            if group.iter().any(|p| {
+        for ((_, group), decision) in started.iter().zip(decisions) {
+            let watches_lost = group.iter().any(|p| {
                 matches!(p.probe, Probe::Capture(_)) && explains(p).is_some_and(|ip| replies.lost(ip))
-            }) {
+            });
+            if watches_lost {
                 kept.extend(group.iter().map(|p| p.key));
-            } else {
-                handle.abort();
             }
+            // A witness that already answered no longer listens; its reply counts either way.
+            let _ = decision.send(watches_lost.then_some(until));
         }
         let late = needed_sockets(&replies, speculative, &kept);
-        replies.extend(ask_all(agents, &groups(late), deadline).await);
+        replies.extend(ask_all(agents, &groups(late), deadline, Some(until)).await);
         replies
     };
-    let (mut replies, speculated) = futures::join!(decide, join_all(abortable));
+    let (mut replies, speculated) = futures::join!(decide, join_all(witnesses));
     for ((at, group), reply) in started.iter().zip(speculated) {
-        if let Ok(reply) = reply {
+        if let Some(reply) = reply {
             replies.record(at.clone(), group, reply);
         }
     }
     replies
+}
+
+/// One speculative request to the agent of `node`: its reply if it came before the source's
+/// answer decided (`decided`), `None` if it was not needed; if it is needed until an instant, its
+/// reply by then, or else the failure of an agent that did not answer.
+async fn witness(
+    reply: impl Future<Output = Result<AgentReply, ToolFailure>>,
+    decided: oneshot::Receiver<Option<Instant>>,
+    node: &str,
+) -> Option<Result<AgentReply, ToolFailure>> {
+    let since = Instant::now();
+    let mut reply = std::pin::pin!(reply);
+    let until = match select(reply.as_mut(), decided).await {
+        Either::Left((reply, _)) => return Some(reply),
+        Either::Right((decision, _)) => decision.ok().flatten()?,
+    };
+    Some(answered_by(reply, until, node, since).await)
+}
+
+/// How long a speculative request is waited for once the source answered (now; it was asked at
+/// `asked`): as long again as the source took, and at least [`WITNESS_WAIT_MIN`]. A capture that
+/// is still worth waiting for watches a lost connection, so the source took at least the probe
+/// timeout, the longest window a capture watches; reading sockets is quicker than any probe.
+fn witness_wait(asked: Instant) -> Instant {
+    let answered = Instant::now();
+    answered + (answered - asked).max(WITNESS_WAIT_MIN)
+}
+
+/// See [`witness_wait`]: the least time an agent's port-forward and answer are given.
+const WITNESS_WAIT_MIN: Duration = Duration::from_secs(1);
+
+/// `reply` (a request to the agent of `node`, sent at `since`) if it comes by `until`, else the
+/// failure of an agent that did not answer.
+async fn answered_by(
+    reply: impl Future<Output = Result<AgentReply, ToolFailure>>,
+    until: Instant,
+    node: &str,
+    since: Instant,
+) -> Result<AgentReply, ToolFailure> {
+    match tokio::time::timeout_at(until, reply).await {
+        Ok(reply) => reply,
+        Err(_) => Err(ToolFailure::Agent {
+            detail: format!(
+                "the agent on node {node} did not answer within {} ms",
+                since.elapsed().as_millis()
+            ),
+        }),
+    }
 }
 
 /// The listening-socket probes of the pods whose connection failed, except those in `kept`.
@@ -207,9 +268,23 @@ fn needed_sockets<'a>(
         .collect()
 }
 
-/// Every group's request at once, their replies spread over their probes.
-async fn ask_all<A: AgentTransport>(agents: &A, groups: &[Group<'_>], deadline: Duration) -> Replies {
-    let asked = join_all(groups.iter().map(|(at, g)| ask(agents, at, g, deadline))).await;
+/// Every group's request at once, their replies spread over their probes; each one not answered
+/// by `until` (if given) is recorded as not answering.
+async fn ask_all<A: AgentTransport>(
+    agents: &A,
+    groups: &[Group<'_>],
+    deadline: Duration,
+    until: Option<Instant>,
+) -> Replies {
+    let since = Instant::now();
+    let asked = join_all(groups.iter().map(|(at, g)| async move {
+        let reply = ask(agents, at, g, deadline);
+        match until {
+            Some(until) => answered_by(reply, until, &at.0, since).await,
+            None => reply.await,
+        }
+    }))
+    .await;
     let mut replies = Replies::default();
     for ((at, group), reply) in groups.iter().zip(asked) {
         replies.record(at.clone(), group, reply);
@@ -267,4 +342,214 @@ async fn ask<A: AgentTransport>(
             })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The speculative witnesses against a fake transport, on tokio's paused clock: the source's
+    //! connection to a pod on node-b fails, and node-b's agent is asked for a capture and the
+    //! pod's listening sockets. On a cut node that agent never answers.
+
+    use netdiag_proto::{
+        AgentIdentity, CaptureProbe, CaptureResult, ListenersResult, PodListenersProbe, ProbeSource,
+        ResolvedNetns, TcpProbe, TcpResult, UnreachableReason,
+    };
+
+    use super::*;
+
+    const SOURCE: &str = "10.244.1.2";
+    const DEST: &str = "10.244.2.2";
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+    const GRACE: Duration = Duration::from_millis(250);
+    const DEADLINE: Duration = Duration::from_secs(3600);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn plan() -> Vec<PlannedProbe> {
+        let at_b = |key, probe| PlannedProbe {
+            key,
+            node: "node-b".into(),
+            run_in: RunIn::Node,
+            probe,
+        };
+        vec![
+            PlannedProbe {
+                key: ProbeKey::Endpoint(ip(DEST), 8080),
+                node: "node-a".into(),
+                run_in: RunIn::Pod(ip(SOURCE)),
+                probe: Probe::Tcp(TcpProbe {
+                    ip: ip(DEST),
+                    port: 8080,
+                    timeout_ms: PROBE_TIMEOUT.as_millis() as u64,
+                }),
+            },
+            at_b(
+                ProbeKey::Capture(ip(DEST)),
+                Probe::Capture(CaptureProbe {
+                    pod_ip: Some(ip(DEST)),
+                    peer: ip(SOURCE),
+                    port: 8080,
+                    duration_ms: (PROBE_TIMEOUT - GRACE).as_millis() as u64 + 10,
+                    max_packets: 256,
+                }),
+            ),
+            at_b(
+                ProbeKey::Listeners(ip(DEST)),
+                Probe::PodListeners(PodListenersProbe { pod_ip: ip(DEST) }),
+            ),
+        ]
+    }
+
+    /// The source answers `outcome` once the probe timeout has passed (a neighbour that failed
+    /// before answers "unreachable" about as late). node-b's agent answers a capture when its
+    /// window ends, sockets at once, or, cut off, never: like the plugin's transport, it then
+    /// fails at the deadline.
+    struct Agents {
+        outcome: TcpOutcome,
+        node_b_reachable: bool,
+    }
+
+    impl AgentTransport for Agents {
+        async fn probe(
+            &self,
+            node: &str,
+            request: &ProbeRequest,
+            deadline: Duration,
+        ) -> Result<AgentReply, ToolFailure> {
+            if let ProbeSource::PodIp { .. } = request.source {
+                tokio::time::sleep(PROBE_TIMEOUT).await;
+            } else if !self.node_b_reachable {
+                tokio::time::sleep(deadline).await;
+                return Err(ToolFailure::Agent {
+                    detail: format!("the transport gave up on {node} at its deadline"),
+                });
+            }
+            let mut results = vec![];
+            for probe in &request.probes {
+                results.push(match probe {
+                    Probe::Tcp(t) => ProbeResult::Tcp(TcpResult {
+                        ip: t.ip,
+                        port: t.port,
+                        timeout_ms: t.timeout_ms,
+                        outcome: self.outcome.clone(),
+                        local_port: None,
+                        started_unix_us: None,
+                        last_syn_unix_us: None,
+                    }),
+                    Probe::Capture(c) => {
+                        // The window, then the way back: later than the source's answer.
+                        tokio::time::sleep(Duration::from_millis(c.duration_ms + 300)).await;
+                        ProbeResult::Capture(CaptureResult {
+                            peer: Some(c.peer),
+                            port: c.port,
+                            ..Default::default()
+                        })
+                    }
+                    Probe::PodListeners(_) => ProbeResult::Listeners(ListenersResult {
+                        sockets: vec![],
+                        error: None,
+                    }),
+                    other => panic!("not planned here: {other:?}"),
+                });
+            }
+            Ok(AgentReply {
+                agent: format!("netdiag/agent-{node}"),
+                report: ProbeReport {
+                    agent: AgentIdentity {
+                        node: node.into(),
+                        version: "test".into(),
+                        pod: None,
+                    },
+                    netns: ResolvedNetns::default(),
+                    results,
+                },
+            })
+        }
+
+        fn location(&self) -> Option<AgentPods> {
+            None
+        }
+    }
+
+    fn lost() -> TcpOutcome {
+        TcpOutcome::Timeout {
+            after_ms: PROBE_TIMEOUT.as_millis() as u64,
+        }
+    }
+
+    fn host_unreachable() -> TcpOutcome {
+        TcpOutcome::Unreachable {
+            reason: UnreachableReason::Host,
+            detail: "icmp type 3 code 1".into(),
+            rtt_us: 900_000,
+        }
+    }
+
+    async fn run(outcome: TcpOutcome, node_b_reachable: bool) -> Replies {
+        let agents = Agents {
+            outcome,
+            node_b_reachable,
+        };
+        execute(&agents, &plan(), DEADLINE, &BTreeSet::new(), GRACE).await
+    }
+
+    fn unanswered(replies: &Replies, key: ProbeKey) -> bool {
+        matches!(
+            replies.result(key),
+            Some(Err(ToolFailure::Agent { detail }))
+                if detail.starts_with("the agent on node node-b did not answer within ")
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_witnesses_of_a_lost_connection_that_answer_after_the_source_are_kept() {
+        let replies = run(lost(), true).await;
+        assert!(matches!(
+            replies.result(ProbeKey::Capture(ip(DEST))),
+            Some(Ok(ProbeResult::Capture(_)))
+        ));
+        assert!(matches!(
+            replies.result(ProbeKey::Listeners(ip(DEST))),
+            Some(Ok(ProbeResult::Listeners(_)))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_witnesses_of_a_lost_connection_on_a_cut_node_are_recorded_as_not_answering() {
+        let replies = run(lost(), false).await;
+        assert!(unanswered(&replies, ProbeKey::Capture(ip(DEST))), "{replies:?}");
+        assert!(unanswered(&replies, ProbeKey::Listeners(ip(DEST))), "{replies:?}");
+        assert!(matches!(
+            replies.agents.get(&("node-b".to_string(), RunIn::Node)),
+            Some(Err(ToolFailure::Agent { .. }))
+        ));
+        // The source's own answer is untouched.
+        assert!(replies.lost(ip(DEST)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sockets_asked_after_an_unreachable_answer_are_read_when_the_node_answers() {
+        let replies = run(host_unreachable(), true).await;
+        assert!(matches!(
+            replies.result(ProbeKey::Listeners(ip(DEST))),
+            Some(Ok(ProbeResult::Listeners(_)))
+        ));
+        // Nothing was lost, so the capture was not needed.
+        assert!(matches!(
+            replies.result(ProbeKey::Capture(ip(DEST))),
+            Some(Err(ToolFailure::NotProbed(why))) if why.starts_with("not needed")
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sockets_asked_after_an_unreachable_answer_on_a_cut_node_are_recorded_as_not_answering() {
+        let replies = run(host_unreachable(), false).await;
+        assert!(unanswered(&replies, ProbeKey::Listeners(ip(DEST))), "{replies:?}");
+        assert!(matches!(
+            replies.result(ProbeKey::Endpoint(ip(DEST), 8080)),
+            Some(Ok(ProbeResult::Tcp(t))) if t.outcome == host_unreachable()
+        ));
+    }
 }
