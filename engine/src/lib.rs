@@ -21,7 +21,7 @@ pub use check::target::{
 };
 pub use check::workload::{self, WorkloadError};
 pub use check::{CheckRequest, collect, verdict};
-pub use cluster::{ListFailure, NamespacedName, ToolFailure, error_chain, list_all};
+pub use cluster::{ListFailure, NamespacedName, ToolFailure, closest, error_chain, list_all};
 
 /// The verdict as it leaves the engine: layers, steps, evidence, fixes and exit codes.
 pub mod report {
