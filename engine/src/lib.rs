@@ -13,7 +13,7 @@ pub mod policy;
 
 pub use agent_identity::{AgentDaemonSet, genuine_agents, read_agent_daemonset};
 pub use check::disclose::{foreign_namespaces, withheld};
-pub use check::evidence::{AgentPods, Evidence, Fact};
+pub use check::evidence::{AgentPods, Evidence, Fact, SourceFacts};
 pub use check::probe::{AgentReply, AgentTransport, agent_deadline};
 pub use check::snapshot::Snapshot;
 pub use check::target::{

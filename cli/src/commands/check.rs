@@ -1,13 +1,15 @@
 //! The plugin's front end of the check: flags → [`CheckRequest`] → the engine → output.
 //!
 //! I/O here: the kubeconfig, the workload behind `--from deploy/NAME` or `-l`, and the output.
-//! A configuration error (no kubeconfig, unknown context) is kubectl's one-line `error: …`.
+//! A configuration error (no kubeconfig, unknown context), a source that does not exist and an
+//! API server that cannot be used are kubectl's one-line `error: …` (see [`crate::errors`]).
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
+use crate::errors::{CliError, Emit};
 use crate::kube_args::{KubeArgs, KubeConfigError, scoped_command};
 use crate::output::terminal_width;
 use crate::render::{Layout, Progress, render_report};
@@ -16,7 +18,8 @@ use netdiag_engine::Evidence;
 use netdiag_engine::NamespacedName;
 use netdiag_engine::Snapshot;
 use netdiag_engine::agent_deadline;
-use netdiag_engine::report::{EXIT_CONFIG, EXIT_UNDETERMINED, Layer};
+use netdiag_engine::report::Layer;
+use netdiag_engine::{SourceFacts, SourceKind};
 use netdiag_engine::{SourceRef, Target, parse_agent_url, parse_timeout};
 use netdiag_engine::{WorkloadError, workload};
 use netdiag_engine::{collect, verdict};
@@ -47,7 +50,9 @@ Examples:
 
 Exit codes: 0 reachable; 10 source, 11 dns, 12 service, 13 endpoints, 14 network-policy,
 15 pod-network, 16 service-proxy, 17 application (the failing layer); 3 undetermined (the
-tool could not look); 4 configuration error (kubeconfig, context); 2 usage error.";
+tool could not look); 2 usage error; 4 configuration error (kubeconfig, context, or a --from
+pod, namespace or workload that does not exist); 5 API server unreachable; 6 not logged in
+(401); 7 forbidden by RBAC (403); 1 any other error.";
 
 /// Walk the connectivity checklist from a pod to a target and name the failing layer.
 #[derive(Debug, clap::Args)]
@@ -101,12 +106,6 @@ impl CheckArgs {
     }
 }
 
-/// kubectl's `error: …` on stderr for a configuration the check cannot start with.
-pub fn config_error(err: &KubeConfigError) -> ExitCode {
-    eprintln!("error: {err}");
-    ExitCode::from(EXIT_CONFIG)
-}
-
 /// A client whose every response, including an agent's answer over a port-forward, arrives
 /// within the agents' deadline; the namespace a bare name means; the context's name.
 async fn client(args: &CheckArgs) -> Result<(kube::Client, String, Option<String>), KubeConfigError> {
@@ -140,31 +139,136 @@ async fn evidence(args: &CheckArgs, client: &kube::Client, request: &CheckReques
     (snap, evidence)
 }
 
-/// The exit code of a `--from`/`-l` that designates no pod: the source is missing (10) when
-/// the API said so, undetermined (3) when it could not be asked.
-fn workload_exit(err: &WorkloadError) -> u8 {
+impl OutputFormat {
+    /// Where a stopping error goes besides stderr.
+    fn emit(self) -> Emit {
+        match self {
+            OutputFormat::Json => Emit::Json,
+            OutputFormat::Yaml => Emit::Yaml,
+            OutputFormat::Table | OutputFormat::Wide => Emit::Text,
+        }
+    }
+}
+
+/// Names of the objects `api` lists, for a "did you mean"; none when they cannot be listed.
+async fn names_of<K>(api: kube::Api<K>) -> Vec<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.list_metadata(&kube::api::ListParams::default()).await {
+        Ok(list) => list.items.into_iter().filter_map(|o| o.metadata.name).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A `--from deploy/NAME` (or `sts/`, `ds/`, `rs/`) the API does not know: its namespace is
+/// missing, or the workload is (with the closest name of that kind, when one is near).
+async fn missing_workload(client: &kube::Client, kind: SourceKind, name: &str, namespace: &str) -> CliError {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespaces = names_of(kube::Api::<Namespace>::all(client.clone())).await;
+    if !namespaces.is_empty() && !namespaces.iter().any(|n| n == namespace) {
+        return CliError::not_found("namespaces", namespace, None, &namespaces);
+    }
+    let (resource, names) = match kind {
+        SourceKind::Deployment => (
+            "deployments.apps",
+            names_of(kube::Api::<Deployment>::namespaced(client.clone(), namespace)).await,
+        ),
+        SourceKind::StatefulSet => (
+            "statefulsets.apps",
+            names_of(kube::Api::<StatefulSet>::namespaced(client.clone(), namespace)).await,
+        ),
+        SourceKind::DaemonSet => (
+            "daemonsets.apps",
+            names_of(kube::Api::<DaemonSet>::namespaced(client.clone(), namespace)).await,
+        ),
+        SourceKind::ReplicaSet | SourceKind::Pod => (
+            "replicasets.apps",
+            names_of(kube::Api::<ReplicaSet>::namespaced(client.clone(), namespace)).await,
+        ),
+    };
+    CliError::not_found(resource, name, Some(namespace), &names)
+}
+
+/// Why `--from`/`-l` designate no pod, as the error it is; `None` when the workload exists but
+/// has no pod to run as (the source layer's answer, exit 10).
+async fn workload_error(client: &kube::Client, args: &CheckArgs, err: &WorkloadError) -> Option<CliError> {
     match err {
-        WorkloadError::NoPods { .. } | WorkloadError::NoSelector { .. } => Layer::Source.exit_code(),
+        WorkloadError::NoPods { .. } | WorkloadError::NoSelector { .. } => None,
         WorkloadError::Get {
             source: kube::Error::Api(status),
+            name,
+            namespace,
             ..
-        } if status.code == 404 => Layer::Source.exit_code(),
-        _ => EXIT_UNDETERMINED,
+        } if status.code == 404 => {
+            let kind = args.from.as_ref().map_or(SourceKind::Deployment, |f| f.kind);
+            Some(missing_workload(client, kind, name, namespace).await)
+        }
+        WorkloadError::Get { source, .. } | WorkloadError::List { source, .. } => {
+            Some(CliError::from_kube(source))
+        }
+    }
+}
+
+/// The error a check stops on when the engine could not find or read the source pod: a name
+/// that exists nowhere (with the closest one), or the API failure that kept it from looking.
+/// `None` when the source pod was read.
+pub fn source_error(snap: &Snapshot, source: &SourceFacts) -> Option<CliError> {
+    match source {
+        SourceFacts::Found { .. } => None,
+        SourceFacts::Unknown(failure) => Some(CliError::from_failure(failure)),
+        SourceFacts::Missing {
+            namespace,
+            name,
+            elsewhere,
+        } => {
+            let name_of = |meta: &kube::api::ObjectMeta| meta.name.clone();
+            if let Some(namespaces) = snap.namespaces.known() {
+                let all: Vec<String> = namespaces.iter().filter_map(|n| name_of(&n.metadata)).collect();
+                if !all.iter().any(|n| n == namespace) {
+                    return Some(CliError::not_found("namespaces", namespace, None, &all));
+                }
+            }
+            let pods: Vec<String> = snap
+                .pods
+                .known()
+                .into_iter()
+                .flatten()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                .filter_map(|p| name_of(&p.metadata))
+                .collect();
+            let mut err = CliError::not_found("pods", name, Some(namespace), &pods);
+            if err.did_you_mean.is_none() && !elsewhere.is_empty() {
+                let places: Vec<String> = elsewhere.iter().map(|ns| format!("--from {ns}/{name}")).collect();
+                err = err.with_hint(format!(
+                    "a pod of that name runs elsewhere: {}",
+                    places.join(", ")
+                ));
+            }
+            Some(err)
+        }
     }
 }
 
 pub async fn run(args: CheckArgs) -> ExitCode {
     let started = Instant::now();
+    let emit = args.output.emit();
     let (client, default_ns, context) = match client(&args).await {
         Ok(found) => found,
-        Err(err) => return config_error(&err),
+        Err(err) => return CliError::from(&err).exit(emit),
     };
     let picked =
         match workload::resolve(&client, args.from.as_ref(), args.selector.as_deref(), &default_ns).await {
             Ok(picked) => picked,
             Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::from(workload_exit(&err));
+                return match workload_error(&client, &args, &err).await {
+                    Some(error) => error.exit(emit),
+                    None => {
+                        eprintln!("error: {err}");
+                        ExitCode::from(Layer::Source.exit_code())
+                    }
+                };
             }
         };
     if let Some(note) = &picked.note {
@@ -174,6 +278,9 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     let progress = Progress::start(format!("checking {} → {} …", request.from, args.to));
     let (snap, evidence) = evidence(&args, &client, &request).await;
     progress.stop();
+    if let Some(error) = source_error(&snap, &evidence.source) {
+        return error.exit(emit);
+    }
     let mut report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
     let flags = args.kube.command_flags(context.as_deref());
     report.scope_commands(|command| scoped_command(command, &flags));
