@@ -25,6 +25,8 @@ pub const EXIT_FORBIDDEN: u8 = 7;
 /// Why a command stopped; each has one exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Reason {
+    /// A flag's value cannot be used (as clap's usage errors).
+    Usage,
     /// The kubeconfig or context cannot be used.
     Config,
     /// An object named in the flags (pod, namespace, workload) does not exist.
@@ -38,6 +40,7 @@ pub enum Reason {
 impl Reason {
     pub fn exit_code(self) -> u8 {
         match self {
+            Reason::Usage => EXIT_USAGE,
             Reason::Config | Reason::NotFound => EXIT_CONFIG,
             Reason::Unreachable => EXIT_UNREACHABLE,
             Reason::Unauthorized => EXIT_UNAUTHORIZED,
