@@ -42,7 +42,8 @@ impl Format {
 /// Where the agents are.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
-    #[command(flatten)]
+    /// The connection flags, given before or after the subcommand.
+    #[arg(skip)]
     pub kube: KubeArgs,
     /// Namespace of the netdiag agent DaemonSet.
     #[arg(long, default_value = DEFAULT_AGENT_NAMESPACE, value_name = "NAMESPACE")]
@@ -267,8 +268,9 @@ fn print_data<T: Serialize>(value: &T, format: Format) {
 
 async fn client(args: &AgentArgs) -> Result<kube::Client, crate::kube_args::KubeConfigError> {
     let mut config = args.kube.config().await?;
-    config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(15));
+    let timeout = args.kube.request_timeout;
+    config.connect_timeout = Some(timeout.unwrap_or(Duration::from_secs(5)));
+    config.read_timeout = Some(timeout.unwrap_or(Duration::from_secs(15)));
     crate::kube_args::client(config).map_err(|e| crate::kube_args::KubeConfigError::Client(e.to_string()))
 }
 

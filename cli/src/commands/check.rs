@@ -58,12 +58,11 @@ pod, namespace or workload that does not exist); 5 API server unreachable; 6 not
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct CheckArgs {
-    #[command(flatten)]
+    /// The connection flags, given before or after the subcommand (-n is the namespace of
+    /// --from/--to names that give none; without it, the context's for --from and the source
+    /// pod's for svc/ and pod/ targets).
+    #[arg(skip)]
     pub kube: KubeArgs,
-    /// Namespace of --from/--to names that give none (default: the context's namespace; for
-    /// svc/ and pod/ targets, the source pod's namespace).
-    #[arg(short = 'n', long, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
     /// The client: POD, NS/POD, or TYPE/NAME for a workload (deploy/, sts/, ds/, rs/; pod/ too),
     /// whose first ready pod by name is used.
     #[arg(long, value_name = "SOURCE", required_unless_present = "selector")]
@@ -97,7 +96,10 @@ impl CheckArgs {
     /// The request for the source pod `from`.
     fn request(&self, from: NamespacedName) -> CheckRequest {
         CheckRequest {
-            target_namespace: self.namespace.clone().unwrap_or_else(|| from.namespace.clone()),
+            target_namespace: self
+                .kube
+                .namespace()
+                .map_or_else(|| from.namespace.clone(), str::to_string),
             from,
             target: self.to.clone(),
             to_text: self.to.to_string(),
@@ -111,15 +113,15 @@ impl CheckArgs {
 async fn client(args: &CheckArgs) -> Result<(kube::Client, String, Option<String>), KubeConfigError> {
     let resolved = args.kube.resolve().await?;
     let mut config = resolved.config;
-    config.connect_timeout = Some(Duration::from_secs(5));
+    config.connect_timeout = Some(args.kube.request_timeout.unwrap_or(Duration::from_secs(5)));
     // kube leaves reads unbounded (for long-lived streams): an API server that accepts the
-    // connection and never answers would hang the check.
-    config.read_timeout = Some(agent_deadline(args.timeout));
+    // connection and never answers would hang the check. An agent's answer comes through the
+    // API server, so a read waits at least as long as the agents may take.
+    let deadline = agent_deadline(args.timeout);
+    config.read_timeout = Some(args.kube.request_timeout.map_or(deadline, |t| t.max(deadline)));
     config.reset_reader_on_write = true;
-    let default_ns = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+    // `resolve` already put -n there.
+    let default_ns = config.default_namespace.clone();
     tracing::info!(context = ?resolved.context, server = %config.cluster_url, namespace = %default_ns, "using the cluster");
     let client = crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
     Ok((client, default_ns, resolved.context))

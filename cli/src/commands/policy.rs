@@ -40,37 +40,18 @@ pub enum PolicyCommand {
 /// Where the objects come from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InputArgs {
-    #[command(flatten)]
+    /// The connection flags, given before or after the subcommand.
+    #[arg(skip)]
     pub kube: KubeArgs,
     /// Read Namespaces, Pods, NetworkPolicies and admin policies (ClusterNetworkPolicy,
     /// AdminNetworkPolicy, BaselineAdminNetworkPolicy) from a YAML/JSON stream or List (`-` for
     /// stdin), e.g. the output of `kubectl get -A -o yaml namespaces,pods,networkpolicies`, instead of the cluster.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
-    /// How long to wait for each answer of the API server, e.g. 30s, 500ms, 1m.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
-    pub request_timeout: Duration,
 }
 
-/// `500ms`, `30s`, `2m`, or a bare number of seconds; more than zero.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {text:?}: expected e.g. 30s, 500ms or 1m");
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: u64 = number.parse().map_err(|_| err())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        _ => return Err(err()),
-    };
-    if duration.is_zero() {
-        return Err(err());
-    }
-    Ok(duration)
-}
+/// How long policy waits for each answer of the API server without `--request-timeout`.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -97,9 +78,6 @@ pub struct ExplainArgs {
     /// TCP, UDP or SCTP.
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
-    /// Namespace of a bare POD in --from/--to (default: the context's namespace).
-    #[arg(short = 'n', long, value_name = "NS")]
-    pub namespace: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
@@ -114,15 +92,8 @@ pub struct MatrixArgs {
     /// TCP, UDP or SCTP.
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
-    /// Only pods in this namespace (repeatable); every namespace when absent.
-    #[arg(
-        short = 'n',
-        long = "namespace",
-        value_name = "NS",
-        conflicts_with = "all_namespaces"
-    )]
-    pub namespaces: Vec<String>,
-    /// Every namespace (the default; as kubectl's -A).
+    /// Every namespace (the default without -n; as kubectl's -A). `-n NS`, repeatable, keeps
+    /// the pods of those namespaces.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
@@ -313,7 +284,11 @@ fn write_answer(answer: &Answer, out: &mut impl Write) -> std::io::Result<()> {
 
 async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
     let (objects, context_namespace) = load(&args.input).await?;
-    let default_namespace = args.namespace.clone().unwrap_or(context_namespace);
+    let default_namespace = args
+        .input
+        .kube
+        .namespace()
+        .map_or(context_namespace, str::to_string);
     let index = index_and_warn(&objects);
     let mut notes = Vec::new();
     let from = resolve_peer(&index, &args.from, "from", &default_namespace, &mut notes)?;
@@ -345,9 +320,13 @@ async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
 }
 
 async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
+    let namespaces = &args.input.kube.namespaces;
+    if args.all_namespaces && !namespaces.is_empty() {
+        return Err(CliError::new(Reason::Usage, "-A and -n cannot be used together").into());
+    }
     let (objects, _) = load(&args.input).await?;
     let index = index_and_warn(&objects);
-    let matrix = index.matrix(args.port, args.protocol, &args.namespaces)?;
+    let matrix = index.matrix(args.port, args.protocol, namespaces)?;
     Ok(Answer::Matrix(matrix, args.output))
 }
 
@@ -457,9 +436,10 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
             let mut config = input.kube.config().await?;
             // kube leaves reads unbounded (for watches): an API server that accepts the connection
             // and never answers would hang the command.
-            config.connect_timeout = Some(input.request_timeout);
-            config.read_timeout = Some(input.request_timeout);
-            config.write_timeout = Some(input.request_timeout);
+            let timeout = input.kube.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+            config.connect_timeout = Some(timeout);
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
             let namespace = config.default_namespace.clone();
             let client =
                 crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
