@@ -281,7 +281,7 @@ impl Agents {
         let ms = started.elapsed().as_millis();
         let (status, bytes) = match answer {
             Ok(answer) => {
-                tracing::debug!("agent {agent} ({node}): {request} {} in {ms} ms", answer.0);
+                tracing::info!(target: "http", "agent {agent} ({node}): {request} {} in {ms} ms", answer.0);
                 answer
             }
             Err(err) => {

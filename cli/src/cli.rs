@@ -124,11 +124,12 @@ pub fn log_filter(level: u8) -> &'static str {
     match level {
         // kube's client logs every failed request at ERROR; the check already reports the failure
         // with the object it was reading, so by default those duplicates stay quiet.
+        // `http` is each API request and agent round trip (method, path, status, latency).
         0 | 1 => "warn,kube_client::client::builder=off",
         2 | 3 => "warn,netdiag=info,kubectl_netdiag=info,kube_client::client::builder=off",
-        4 | 5 => "info,netdiag=debug,kubectl_netdiag=debug",
-        6 | 7 => "info,netdiag=debug,kubectl_netdiag=debug,kube_client=debug,tower_http=debug",
-        8 => "debug,netdiag=trace,kubectl_netdiag=trace,kube_client=trace",
+        4 | 5 => "info,http=warn,netdiag=debug,kubectl_netdiag=debug",
+        6 | 7 => "info,http=info,netdiag=debug,kubectl_netdiag=debug,kube_client=debug",
+        8 => "debug,http=info,netdiag=trace,kubectl_netdiag=trace,kube_client=trace",
         _ => "trace",
     }
 }
@@ -160,7 +161,8 @@ mod tests {
             let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert_eq!(cli.verbose, 6, "{args:?}");
         }
-        assert!(log_filter(6).contains("kube_client=debug"));
+        assert!(log_filter(6).contains("http=info"));
+        assert!(log_filter(4).contains("http=warn"));
         assert!(!log_filter(2).contains("debug"));
     }
 

@@ -452,3 +452,25 @@ fn color_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
     assert!(forced.contains("\x1b["), "{forced}");
     assert!(!forced_but_no_color.contains('\x1b'), "{forced_but_no_color}");
 }
+
+/// `-v=6` shows each API request as kubectl does: method, URL, status and latency.
+#[test]
+fn v6_shows_every_api_request_with_its_status_and_latency() {
+    let kubeconfig = small_cluster();
+    let out = check(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-v=6",
+        "--from",
+        "shop/checkout",
+        "--to",
+        "10.0.0.1:80",
+    ]);
+    let _ = std::fs::remove_file(&kubeconfig);
+    let err = stderr(&out);
+    let pods = err
+        .lines()
+        .find(|l| l.contains("method=GET") && l.contains("/api/v1/pods"))
+        .unwrap_or_else(|| panic!("no request line for the pods list:\n{err}"));
+    assert!(pods.contains("200 OK in ") && pods.contains(" ms"), "{pods}");
+}
