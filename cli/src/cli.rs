@@ -17,7 +17,13 @@ Examples:
   kubectl netdiag status
 
   # Shell completion
-  source <(kubectl netdiag completion bash)";
+  source <(kubectl netdiag completion bash)
+
+Marks in a check: ✓ pass, ✗ the failing layer, ? undetermined (netdiag could not look — not a
+network failure), · skipped.
+
+kubectl's connection flags (--kubeconfig, --context, -n, --request-timeout, --as, --as-group)
+go before or after the subcommand.";
 
 /// Narrow a Kubernetes connectivity failure to one layer, with the evidence.
 #[derive(Debug, Parser)]
@@ -257,6 +263,10 @@ mod tests {
         let mut cmd = Cli::command();
         let help = cmd.render_long_help().to_string();
         assert!(help.contains("Examples:"), "{help}");
+        assert!(
+            help.contains("? undetermined") && help.contains("· skipped"),
+            "{help}"
+        );
         let check = cmd
             .find_subcommand_mut("check")
             .unwrap()

@@ -48,6 +48,9 @@ Examples:
   # As data
   kubectl netdiag check --from shop/checkout --to 10.96.12.7:80 -o json
 
+Marks: ✓ pass, ✗ the failing layer, ? undetermined (netdiag could not look: no agent on the
+node, a read forbidden — not a network failure), · skipped (not reached, or not applicable).
+
 Exit codes: 0 reachable; 10 source, 11 dns, 12 service, 13 endpoints, 14 network-policy,
 15 pod-network, 16 service-proxy, 17 application (the failing layer); 3 undetermined (the
 tool could not look); 2 usage error; 4 configuration error (kubeconfig, context, or a --from
