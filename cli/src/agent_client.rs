@@ -210,6 +210,7 @@ impl Agents {
         body: Vec<u8>,
         deadline: Duration,
     ) -> Result<Bytes, AgentError> {
+        let request = format!("{method} {path}");
         let exchange = async {
             match &self.route {
                 Route::Direct { addr } => {
@@ -269,13 +270,28 @@ impl Agents {
                 }
             }
         };
-        let (status, bytes) =
-            tokio::time::timeout(deadline, exchange)
-                .await
-                .map_err(|_| AgentError::Timeout {
-                    agent: agent.to_string(),
-                    after: deadline,
-                })??;
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(deadline, exchange)
+            .await
+            .map_err(|_| AgentError::Timeout {
+                agent: agent.to_string(),
+                after: deadline,
+            })
+            .and_then(|answer| answer);
+        let ms = started.elapsed().as_millis();
+        let (status, bytes) = match answer {
+            Ok(answer) => {
+                tracing::info!(target: "http", "agent {agent} ({node}): {request} {} in {ms} ms", answer.0);
+                answer
+            }
+            Err(err) => {
+                tracing::debug!(
+                    "agent {agent} ({node}): {request} failed in {ms} ms: {}",
+                    err.describe()
+                );
+                return Err(err);
+            }
+        };
         if !(200..300).contains(&status) {
             let (code, message) = match serde_json::from_slice::<ApiError>(&bytes) {
                 Ok(err) => (Some(err.code), err.message),
@@ -304,8 +320,36 @@ fn agent_failure(err: &AgentError) -> ToolFailure {
             detail: status.message.clone(),
         },
         other => ToolFailure::Agent {
-            detail: error_chain(other),
+            detail: other.describe(),
         },
+    }
+}
+
+impl AgentError {
+    /// The error and its causes on one line, an API server's refusal in its own words (never the
+    /// client library's debug form of it).
+    pub fn describe(&self) -> String {
+        match self {
+            AgentError::PortForward {
+                pod,
+                source: kube::Error::Api(status),
+            } => format!(
+                "failed to port-forward to agent pod {pod}: {} ({})",
+                status.message, status.code
+            ),
+            AgentError::List {
+                namespace,
+                selector,
+                source: kube::Error::Api(status),
+            } => format!(
+                "failed to list agent pods in namespace {namespace} with selector {selector}: {} ({})",
+                status.message, status.code
+            ),
+            other => error_chain(other)
+                .replace("ServiceError: ", "")
+                .replace("HyperError: ", "")
+                .replace("client error (Connect): ", ""),
+        }
     }
 }
 

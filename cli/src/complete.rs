@@ -133,6 +133,12 @@ pub fn plan(words: &[String]) -> Plan {
     let kube = KubeArgs {
         kubeconfig: value_of(done, &["--kubeconfig"]).map(Into::into),
         context: value_of(done, &["--context"]).map(Into::into),
+        as_user: value_of(done, &["--as"]).map(Into::into),
+        as_groups: value_of(done, &["--as-group"])
+            .map(Into::into)
+            .into_iter()
+            .collect(),
+        ..KubeArgs::default()
     };
     let namespace = value_of(done, &["-n", "--namespace"]).map(str::to_string);
     let mut plan = Plan {

@@ -1,19 +1,57 @@
-//! kubectl's connection flags (`--kubeconfig`, `--context`), the client they build, and the same
-//! flags written back into the commands a check suggests (so a pasted command talks to the
-//! cluster the check looked at).
+//! kubectl's connection flags (`--kubeconfig`, `--context`, `-n`, `--request-timeout`, `--as`,
+//! `--as-group`), accepted before or after the subcommand; the client they build (in-cluster
+//! when there is no kubeconfig); and the same flags written back into the commands a check
+//! suggests (so a pasted command talks to the cluster the check looked at, as the same user).
 
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-/// Connection flags shared by every command that talks to the API server.
+/// Connection flags shared by every command that talks to the API server; kubectl's, and like
+/// kubectl's accepted before or after the subcommand.
 #[derive(Debug, Clone, Args, Default, PartialEq, Eq)]
 pub struct KubeArgs {
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the
+    /// in-cluster service account).
     #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<std::path::PathBuf>,
     /// The kubeconfig context to use.
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
+    /// Namespace of names that give none (default: the context's). `policy matrix` takes it
+    /// more than once.
+    #[arg(short = 'n', long = "namespace", global = true, value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// How long to wait for each answer of the API server, e.g. 30s, 500ms, 1m (default: 30s
+    /// for policy, the probe deadline for check).
+    #[arg(long, global = true, value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Option<std::time::Duration>,
+    /// User to impersonate for the operation, as kubectl's --as.
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate for the operation (repeatable), as kubectl's --as-group.
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_groups: Vec<String>,
+}
+
+/// `500ms`, `30s`, `2m`, or a bare number of seconds; more than zero.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let err = || format!("invalid duration {text:?}: expected e.g. 30s, 500ms or 1m");
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number.parse().map_err(|_| err())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        _ => return Err(err()),
+    };
+    if duration.is_zero() {
+        return Err(err());
+    }
+    Ok(duration)
 }
 
 /// Why no client could be configured; each message is kubectl's one line after `error: `.
@@ -83,9 +121,44 @@ impl KubeArgs {
         }
     }
 
-    /// The client configuration kubectl would use with the same flags and environment.
+    /// The namespace `-n` gave (the last one, as kubectl reads a repeated flag).
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespaces.last().map(String::as_str)
+    }
+
+    /// The client configuration kubectl would use with the same flags and environment: the
+    /// kubeconfig, or inside a pod without one the pod's service account.
     pub async fn resolve(&self) -> Result<Resolved, KubeConfigError> {
-        let kubeconfig = self.kubeconfig()?;
+        let mut resolved = self.resolve_config().await?;
+        if let Some(user) = &self.as_user {
+            resolved.config.auth_info.impersonate = Some(user.clone());
+        }
+        if !self.as_groups.is_empty() {
+            resolved.config.auth_info.impersonate_groups = Some(self.as_groups.clone());
+        }
+        if let Some(namespace) = self.namespace() {
+            resolved.config.default_namespace = namespace.to_string();
+        }
+        Ok(resolved)
+    }
+
+    async fn resolve_config(&self) -> Result<Resolved, KubeConfigError> {
+        let kubeconfig = match self.kubeconfig() {
+            Err(KubeConfigError::Missing(err)) if self.context.is_none() => {
+                // kubectl's fallback: a pod's own service account when no kubeconfig exists.
+                return match kube::Config::incluster() {
+                    Ok(config) => {
+                        tracing::info!("no kubeconfig; using the in-cluster service account");
+                        Ok(Resolved {
+                            config,
+                            context: None,
+                        })
+                    }
+                    Err(_) => Err(KubeConfigError::Missing(err)),
+                };
+            }
+            other => other?,
+        };
         let context = self
             .context
             .clone()
@@ -115,9 +188,12 @@ impl KubeArgs {
 
     /// The flags that pin a suggested command to this cluster: `--kubeconfig` when one was given,
     /// and the context the check used (given, or the kubeconfig's current one at the time).
+    /// The kubeconfig path is made absolute (a pasted command may run from another directory),
+    /// and an impersonation (`--as`, `--as-group`) is kept: the commands act as the same user.
     pub fn command_flags(&self, context: Option<&str>) -> Vec<String> {
         let mut flags = Vec::new();
         if let Some(path) = &self.kubeconfig {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             flags.push(format!(
                 "--kubeconfig={}",
                 shell_quote(&path.display().to_string())
@@ -125,6 +201,12 @@ impl KubeArgs {
         }
         if let Some(context) = context.or(self.context.as_deref()) {
             flags.push(format!("--context={}", shell_quote(context)));
+        }
+        if let Some(user) = &self.as_user {
+            flags.push(format!("--as={}", shell_quote(user)));
+        }
+        for group in &self.as_groups {
+            flags.push(format!("--as-group={}", shell_quote(group)));
         }
         flags
     }
@@ -203,9 +285,41 @@ where
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
+        .layer(request_log())
         .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         .service(hyper);
     Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// kubectl's `-v=6` line for each API request, `GET https://…/api/v1/pods 200 OK in 12 ms`, on
+/// the `http` target (enabled from -v=6).
+#[allow(clippy::type_complexity)] // the closures' types cannot be named
+fn request_log() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&hyper::Request<kube::client::Body>) -> tracing::Span + Clone,
+    (),
+    impl Fn(&hyper::Response<hyper::body::Incoming>, std::time::Duration, &tracing::Span) + Clone,
+    (),
+    (),
+    impl Fn(tower_http::classify::ServerErrorsFailureClass, std::time::Duration, &tracing::Span) + Clone,
+> {
+    tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|req: &hyper::Request<kube::client::Body>| {
+            tracing::info_span!(target: "http", "request", method = %req.method(), url = %req.uri())
+        })
+        .on_request(())
+        .on_response(|res: &hyper::Response<hyper::body::Incoming>, latency: std::time::Duration, _: &tracing::Span| {
+            tracing::info!(target: "http", "{} in {} ms", res.status(), latency.as_millis());
+        })
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(
+            |failure: tower_http::classify::ServerErrorsFailureClass, latency: std::time::Duration, _: &tracing::Span| {
+                if let tower_http::classify::ServerErrorsFailureClass::Error(err) = failure {
+                    tracing::info!(target: "http", "failed in {} ms: {err}", latency.as_millis());
+                }
+            },
+        )
 }
 
 #[cfg(test)]
@@ -216,7 +330,63 @@ mod tests {
         KubeArgs {
             kubeconfig: kubeconfig.map(Into::into),
             context: context.map(Into::into),
+            ..KubeArgs::default()
         }
+    }
+
+    #[test]
+    fn a_relative_kubeconfig_is_absolute_in_suggested_commands() {
+        let flags = args(Some("lab.kubeconfig"), None).command_flags(Some("lab"));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            flags[0],
+            format!(
+                "--kubeconfig={}",
+                shell_quote(&cwd.join("lab.kubeconfig").display().to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn impersonation_is_kept_in_suggested_commands() {
+        let kube = KubeArgs {
+            as_user: Some("jane".into()),
+            as_groups: vec!["sre".into(), "on call".into()],
+            ..KubeArgs::default()
+        };
+        assert_eq!(
+            kube.command_flags(Some("prod")),
+            [
+                "--context=prod",
+                "--as=jane",
+                "--as-group=sre",
+                "--as-group='on call'"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn impersonation_and_namespace_reach_the_client_configuration() {
+        let dir = std::env::temp_dir().join(format!("netdiag-kubeconfig-as-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: lab\nclusters:\n- name: lab\n  cluster: {server: 'https://127.0.0.1:1'}\ncontexts:\n- name: lab\n  context: {cluster: lab, user: lab, namespace: web}\nusers:\n- name: lab\n  user: {}\n",
+        )
+        .unwrap();
+        let kube = KubeArgs {
+            kubeconfig: Some(path),
+            as_user: Some("jane".into()),
+            as_groups: vec!["sre".into()],
+            namespaces: vec!["shop".into()],
+            ..KubeArgs::default()
+        };
+        let config = kube.config().await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(config.auth_info.impersonate.as_deref(), Some("jane"));
+        assert_eq!(config.auth_info.impersonate_groups, Some(vec!["sre".to_string()]));
+        assert_eq!(config.default_namespace, "shop");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod agent_client;
 pub mod cli;
 pub mod commands;
 pub mod complete;
+pub mod errors;
 pub mod kube_args;
 pub mod output;
 pub mod render;

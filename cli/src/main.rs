@@ -2,19 +2,16 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use netdiag::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     netdiag::cli::init_tracing(cli.verbose);
-    if let Command::Completion { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "kubectl-netdiag",
-            &mut std::io::stdout(),
-        );
+    let command = cli.into_command();
+    if let Command::Completion { shell } = command {
+        use std::io::Write as _;
+        let _ = std::io::stdout().write_all(&netdiag::cli::completion_script(shell));
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -25,7 +22,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Check(args) => netdiag::commands::check::run(args).await,
             Command::Policy(command) => netdiag::commands::policy::run(command).await,
             Command::Version(args) => netdiag::status::version(args).await,

@@ -14,7 +14,7 @@ use netdiag_proto::Capabilities;
 use serde::Serialize;
 
 use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
-use crate::commands::check::config_error;
+use crate::errors::{CliError, Emit};
 use crate::kube_args::KubeArgs;
 use netdiag_engine::report::EXIT_UNDETERMINED;
 
@@ -29,10 +29,21 @@ pub enum Format {
     Yaml,
 }
 
+impl Format {
+    fn emit(self) -> Emit {
+        match self {
+            Format::Json => Emit::Json,
+            Format::Yaml => Emit::Yaml,
+            Format::Table | Format::Wide => Emit::Text,
+        }
+    }
+}
+
 /// Where the agents are.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
-    #[command(flatten)]
+    /// The connection flags, given before or after the subcommand.
+    #[arg(skip)]
     pub kube: KubeArgs,
     /// Namespace of the netdiag agent DaemonSet.
     #[arg(long, default_value = DEFAULT_AGENT_NAMESPACE, value_name = "NAMESPACE")]
@@ -125,18 +136,13 @@ fn pod_ready(pod: &Pod) -> bool {
 }
 
 /// Every node (or, when Nodes cannot be listed, every node with an agent pod) and its agent.
-async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatus>, String> {
+async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatus>, CliError> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &args.agent_namespace);
     let params = ListParams::default().labels(&args.agent_selector);
     let nodes_api: Api<Node> = Api::all(client.clone());
     let all = ListParams::default();
     let (nodes, pods) = tokio::join!(nodes_api.list(&all), pods_api.list(&params));
-    let pods = pods.map_err(|e| {
-        format!(
-            "failed to list agent pods in namespace {} with selector {}: {e}",
-            args.agent_namespace, args.agent_selector
-        )
-    })?;
+    let pods = pods.map_err(|e| CliError::from_kube(&e))?;
     let mut names: Vec<String> = match nodes {
         Ok(nodes) => nodes
             .items
@@ -144,7 +150,10 @@ async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatu
             .filter_map(|n| n.metadata.name.clone())
             .collect(),
         Err(err) => {
-            tracing::warn!("cannot list nodes ({err}); showing the nodes that run an agent pod");
+            tracing::warn!(
+                "cannot list nodes ({}); showing the nodes that run an agent pod",
+                CliError::from_kube(&err).message
+            );
             pods.items
                 .iter()
                 .filter_map(|p| p.spec.as_ref()?.node_name.clone())
@@ -185,7 +194,7 @@ async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatu
                 }
                 Err(err) => {
                     row.cannot_probe = vec!["anything: the agent does not answer".to_string()];
-                    row.error = Some(netdiag_engine::error_chain(&err));
+                    row.error = Some(err.describe());
                 }
             }
             row
@@ -259,22 +268,21 @@ fn print_data<T: Serialize>(value: &T, format: Format) {
 
 async fn client(args: &AgentArgs) -> Result<kube::Client, crate::kube_args::KubeConfigError> {
     let mut config = args.kube.config().await?;
-    config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(15));
+    let timeout = args.kube.request_timeout;
+    config.connect_timeout = Some(timeout.unwrap_or(Duration::from_secs(5)));
+    config.read_timeout = Some(timeout.unwrap_or(Duration::from_secs(15)));
     crate::kube_args::client(config).map_err(|e| crate::kube_args::KubeConfigError::Client(e.to_string()))
 }
 
 pub async fn status(args: StatusArgs) -> ExitCode {
+    let emit = args.output.emit();
     let client = match client(&args.agents).await {
         Ok(client) => client,
-        Err(err) => return config_error(&err),
+        Err(err) => return CliError::from(&err).exit(emit),
     };
     let rows = match gather(&client, &args.agents).await {
         Ok(rows) => rows,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(EXIT_UNDETERMINED);
-        }
+        Err(err) => return err.exit(emit),
     };
     match args.output {
         Format::Table | Format::Wide => print!("{}", render_status(&rows, args.output == Format::Wide)),
@@ -310,7 +318,7 @@ pub async fn version(args: VersionArgs) -> ExitCode {
         client_version,
         agent_versions: None,
     };
-    let mut code = ExitCode::SUCCESS;
+    let code = ExitCode::SUCCESS;
     if !args.client {
         match client(&args.agents).await {
             Ok(client) => match gather(&client, &args.agents).await {
@@ -329,13 +337,18 @@ pub async fn version(args: VersionArgs) -> ExitCode {
                     );
                 }
                 Err(err) => {
-                    eprintln!("error: {err}");
-                    code = ExitCode::from(EXIT_UNDETERMINED);
+                    if args.output.emit() != Emit::Text {
+                        return err.exit(args.output.emit());
+                    }
+                    println!("Client Version: v{client_version}");
+                    return err.exit(Emit::Text);
                 }
             },
             Err(err) => {
-                println!("Client Version: v{client_version}");
-                return config_error(&err);
+                if args.output.emit() == Emit::Text {
+                    println!("Client Version: v{client_version}");
+                }
+                return CliError::from(&err).exit(args.output.emit());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `kubectl-netdiag check` as a process, without a cluster: usage errors exit 2 naming the
-//! problem, and an API server that cannot be reached gives UNDETERMINED (exit 3), never a
-//! network layer.
+//! problem; a source that does not exist, an API server that cannot be reached, 401 and 403 are
+//! each kubectl's one `error:` line with their own exit code (an error object under `-o json`),
+//! never a network layer.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -94,7 +95,7 @@ fn kubeconfig_for(tag: &str, port: u16, namespace: Option<&str>) -> PathBuf {
 }
 
 #[test]
-fn unreachable_api_server_is_undetermined_with_the_reason() {
+fn unreachable_api_server_is_one_error_line_and_an_error_object() {
     let kubeconfig = dead_kubeconfig();
     let out = check(&[
         "--kubeconfig",
@@ -107,33 +108,21 @@ fn unreachable_api_server_is_undetermined_with_the_reason() {
         "json",
     ]);
     let _ = std::fs::remove_file(&kubeconfig);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
-    assert_eq!(report["verdict"], "undetermined");
-    assert_eq!(report["reachable"], serde_json::Value::Null);
-    assert_eq!(report["failingLayer"], serde_json::Value::Null);
-    let steps = report["steps"].as_array().unwrap();
-    let layers: Vec<&str> = steps.iter().map(|s| s["layer"].as_str().unwrap()).collect();
-    assert_eq!(
-        layers,
-        [
-            "source",
-            "dns",
-            "service",
-            "endpoints",
-            "network-policy",
-            "pod-network",
-            "service-proxy",
-            "application"
-        ]
-    );
-    assert_eq!(steps[0]["status"], "undetermined");
-    let summary = steps[0]["summary"].as_str().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        summary.contains("shop/checkout") && summary.contains("failed to list pods"),
-        "{summary}"
+        err.starts_with("error: Unable to connect to the server: ") && err.contains("onnection refused"),
+        "{err}"
     );
-    assert!(steps[1..].iter().all(|s| s["status"] == "skip"));
+    assert!(!err.contains("client error (Connect)"), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(json["error"]["reason"], "Unreachable");
+    assert_eq!(json["error"]["exitCode"], 5);
+    assert!(
+        json.get("verdict").is_none() && json.get("reachable").is_none(),
+        "{json}"
+    );
 }
 
 /// A configuration error is kubectl's one line `error: …` naming the file, exit 4 — not a
@@ -179,8 +168,9 @@ fn unknown_context_is_a_one_line_configuration_error() {
     );
 }
 
-/// An API server that answers every request with 403 Forbidden, as RBAC does; returns its kubeconfig.
-fn forbidding_api_server() -> PathBuf {
+/// An API server on loopback answering each request with `answer(path)`: a status and a JSON
+/// body. Returns its kubeconfig.
+fn fake_api_server(tag: &str, answer: fn(&str) -> (u16, String)) -> PathBuf {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -205,13 +195,9 @@ fn forbidding_api_server() -> PathBuf {
                             break;
                         }
                     }
-                    let body = format!(
-                        "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\
-                         \"message\":\"{path} is forbidden: User \\\"dev\\\" cannot list this resource\",\
-                         \"reason\":\"Forbidden\",\"code\":403}}"
-                    );
+                    let (code, body) = answer(&path);
                     let response = format!(
-                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     if stream.write_all(response.as_bytes()).is_err() {
@@ -221,11 +207,139 @@ fn forbidding_api_server() -> PathBuf {
             });
         }
     });
-    kubeconfig_for("403", port, None)
+    kubeconfig_for(tag, port, None)
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> String {
+    serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code,
+    })
+    .to_string()
+}
+
+/// Every request answered 403 Forbidden, as RBAC does.
+fn forbidding_api_server() -> PathBuf {
+    fake_api_server("403", |path| {
+        let resource = path
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        let message = format!(
+            "{resource} is forbidden: User \"dev\" cannot list resource \"{resource}\" in API group \"\" at the cluster scope"
+        );
+        (403, status_body(403, "Forbidden", &message))
+    })
+}
+
+/// A cluster with namespaces default and shop and one pod, shop/checkout; every other list is
+/// empty, and the agent DaemonSet does not exist.
+fn small_cluster() -> PathBuf {
+    fake_api_server("small", |path| {
+        let path = path.split('?').next().unwrap_or("");
+        // The group/version a list of this path is of: `/apis/apps/v1/...` is apps/v1.
+        let api_version = match path.strip_prefix("/apis/") {
+            Some(rest) => rest.split('/').take(2).collect::<Vec<_>>().join("/"),
+            None => "v1".to_string(),
+        };
+        let list = |items: serde_json::Value| {
+            serde_json::json!({"kind": "List", "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items})
+                .to_string()
+        };
+        match path {
+            "/api/v1/namespaces" => (
+                200,
+                list(serde_json::json!([{"metadata": {"name": "default"}}, {"metadata": {"name": "shop"}}])),
+            ),
+            "/api/v1/pods" => (
+                200,
+                list(serde_json::json!([{
+                    "metadata": {"name": "checkout", "namespace": "shop", "labels": {"app": "checkout"}},
+                    "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "app"}]},
+                    "status": {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}],
+                               "conditions": [{"type": "Ready", "status": "True"}]},
+                }])),
+            ),
+            // A GET of one workload (the agent DaemonSet, a --from deploy/NAME): none exists.
+            p if p.contains("/daemonsets/") || p.contains("/deployments/") => {
+                (404, status_body(404, "NotFound", "not found"))
+            }
+            _ => (200, list(serde_json::json!([]))),
+        }
+    })
 }
 
 #[test]
-fn rbac_forbidden_reads_are_undetermined_never_a_network_layer() {
+fn a_mistyped_source_pod_is_not_found_with_the_close_name_never_a_verdict() {
+    let kubeconfig = small_cluster();
+    let path = kubeconfig.to_str().unwrap();
+    let out = check(&[
+        "--kubeconfig",
+        path,
+        "--from",
+        "shop/chekout",
+        "--to",
+        "svc/payments:80",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: pods \"chekout\" not found in namespace \"shop\"; did you mean \"checkout\"?"
+    );
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let out = check(&[
+        "--kubeconfig",
+        path,
+        "--from",
+        "shpo/checkout",
+        "--to",
+        "svc/payments:80",
+        "-o",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(json["error"]["reason"], "NotFound");
+    assert_eq!(json["error"]["message"], "namespaces \"shpo\" not found");
+    assert_eq!(json["error"]["didYouMean"], "shop");
+    assert!(json.get("reachable").is_none(), "{json}");
+
+    // A pod of that name in another namespace is pointed at.
+    let out = check(&[
+        "--kubeconfig",
+        path,
+        "--from",
+        "default/checkout",
+        "--to",
+        "svc/payments:80",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("--from shop/checkout"), "{}", stderr(&out));
+
+    // A missing Deployment is the same kind of error.
+    let out = check(&[
+        "--kubeconfig",
+        path,
+        "--from",
+        "shop/deploy/checkout",
+        "--to",
+        "svc/payments:80",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: deployments.apps \"checkout\" not found in namespace \"shop\""
+    );
+    let _ = std::fs::remove_file(&kubeconfig);
+}
+
+#[test]
+fn rbac_forbidden_reads_are_one_kubectl_line_never_a_network_layer() {
     let kubeconfig = forbidding_api_server();
     let out = check(&[
         "--kubeconfig",
@@ -234,15 +348,38 @@ fn rbac_forbidden_reads_are_undetermined_never_a_network_layer() {
         "shop/checkout",
         "--to",
         "svc/payments.shop:80",
-        "-o",
-        "json",
     ]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
     let _ = std::fs::remove_file(&kubeconfig);
-    assert_eq!(out.status.code(), Some(3), "{report}");
-    assert_eq!(report["verdict"], "undetermined");
-    let summary = report["steps"][0]["summary"].as_str().unwrap();
-    assert!(summary.contains("forbidden to list pods"), "{summary}");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: pods is forbidden: User \"dev\" cannot list resource \"pods\""),
+        "{err}"
+    );
+    assert!(err.contains("netdiag-user"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn rejected_credentials_say_log_in_again() {
+    let kubeconfig = fake_api_server("401", |_| (401, status_body(401, "Unauthorized", "Unauthorized")));
+    let out = check(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--from",
+        "shop/checkout",
+        "--to",
+        "svc/payments.shop:80",
+    ]);
+    let _ = std::fs::remove_file(&kubeconfig);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.starts_with("error: You must be logged in to the server (Unauthorized); log in again"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 /// An API server that accepts connections and reads requests but never answers; returns its kubeconfig.
@@ -261,7 +398,7 @@ fn silent_api_server() -> PathBuf {
 }
 
 #[test]
-fn api_server_that_never_answers_is_undetermined_instead_of_hanging() {
+fn api_server_that_never_answers_is_an_error_instead_of_hanging() {
     let kubeconfig = silent_api_server();
     let out = check(&[
         "--kubeconfig",
@@ -272,20 +409,19 @@ fn api_server_that_never_answers_is_undetermined_instead_of_hanging() {
         "svc/payments.shop:80",
         "--timeout",
         "100ms",
-        "-o",
-        "json",
     ]);
     let _ = std::fs::remove_file(&kubeconfig);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
-    assert_eq!(report["verdict"], "undetermined");
-    let summary = report["steps"][0]["summary"].as_str().unwrap();
-    assert!(summary.contains("failed to list pods"), "{summary}");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.starts_with("error: Unable to connect to the server: "),
+        "{err}"
+    );
 }
 
 #[test]
 fn color_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
-    let kubeconfig = forbidding_api_server();
+    let kubeconfig = small_cluster();
     let args = [
         "--kubeconfig",
         kubeconfig.to_str().unwrap(),
@@ -315,4 +451,26 @@ fn color_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
     );
     assert!(forced.contains("\x1b["), "{forced}");
     assert!(!forced_but_no_color.contains('\x1b'), "{forced_but_no_color}");
+}
+
+/// `-v=6` shows each API request as kubectl does: method, URL, status and latency.
+#[test]
+fn v6_shows_every_api_request_with_its_status_and_latency() {
+    let kubeconfig = small_cluster();
+    let out = check(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-v=6",
+        "--from",
+        "shop/checkout",
+        "--to",
+        "10.0.0.1:80",
+    ]);
+    let _ = std::fs::remove_file(&kubeconfig);
+    let err = stderr(&out);
+    let pods = err
+        .lines()
+        .find(|l| l.contains("method=GET") && l.contains("/api/v1/pods"))
+        .unwrap_or_else(|| panic!("no request line for the pods list:\n{err}"));
+    assert!(pods.contains("200 OK in ") && pods.contains(" ms"), "{pods}");
 }

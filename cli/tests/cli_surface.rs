@@ -17,10 +17,10 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn completion_prints_a_script_for_each_shell() {
-    for (shell, marker) in [
-        ("bash", "complete -F"),
-        ("zsh", "#compdef kubectl-netdiag"),
-        ("fish", "complete -c kubectl-netdiag"),
+    for (shell, marker, from_flag) in [
+        ("bash", "complete -F", "--from"),
+        ("zsh", "#compdef kubectl-netdiag", "--from="),
+        ("fish", "complete -c kubectl-netdiag", "-l from"),
     ] {
         let out = netdiag(&["completion", shell]);
         assert!(
@@ -30,7 +30,7 @@ fn completion_prints_a_script_for_each_shell() {
         );
         let script = stdout(&out);
         assert!(script.contains(marker), "{shell} script lacks {marker:?}");
-        assert!(script.contains("check") && script.contains("--from"), "{shell}");
+        assert!(script.contains("check") && script.contains(from_flag), "{shell}");
     }
     assert_eq!(netdiag(&["completion", "tcsh"]).status.code(), Some(2));
 }
@@ -86,4 +86,56 @@ fn help_shows_examples() {
         "{}",
         stdout(&out)
     );
+}
+
+/// The bash script, sourced in bash, completes every level: subcommands, a subcommand's flags,
+/// a nested subcommand's flags and enumerated values.
+#[test]
+fn the_bash_script_completes_every_level_in_bash() {
+    let Ok(bash) = which_bash() else {
+        eprintln!("bash is not installed; skipped");
+        return;
+    };
+    let script = stdout(&netdiag(&["completion", "bash"]));
+    let dir = std::env::temp_dir().join(format!("netdiag-bash-completion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubectl-netdiag.bash");
+    std::fs::write(&path, script).unwrap();
+    let complete = |words: &str| {
+        let driver = format!(
+            r#"source {path}
+spec=$(complete -p kubectl-netdiag)
+fn=$(sed -E 's/.*-F ([^ ]+).*/\1/' <<<"$spec")
+COMP_WORDS=({words})
+[[ "{words}" == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$((${{#COMP_WORDS[@]}}-1))
+"$fn" kubectl-netdiag "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+            path = path.display()
+        );
+        let out = Command::new(&bash).arg("-c").arg(driver).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        stdout(&out).lines().map(String::from).collect::<Vec<_>>()
+    };
+    assert!(complete("kubectl-netdiag st").contains(&"status".to_string()));
+    assert_eq!(complete("kubectl-netdiag check --fr"), ["--from"]);
+    assert_eq!(
+        complete("kubectl-netdiag check -o "),
+        ["table", "wide", "json", "yaml"]
+    );
+    assert!(complete("kubectl-netdiag policy ").contains(&"explain".to_string()));
+    assert_eq!(complete("kubectl-netdiag policy explain --po"), ["--port"]);
+    assert_eq!(
+        complete("kubectl-netdiag --context lab check --t"),
+        ["--to", "--timeout"]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn which_bash() -> Result<std::path::PathBuf, ()> {
+    ["/bin/bash", "/usr/bin/bash"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(())
 }

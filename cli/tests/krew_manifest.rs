@@ -14,23 +14,124 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The template with `{{ .TagName }}` and `addURIAndSha` expanded as the release bot does.
-fn rendered(tag: &str) -> Value {
-    let template = std::fs::read_to_string(repo().join("deploy/krew/netdiag.yaml")).unwrap();
-    let mut lines = Vec::new();
-    for line in template.lines() {
-        let line = line.replace("{{ .TagName }}", tag);
-        match line.trim_start().strip_prefix("{{addURIAndSha \"") {
-            Some(rest) => {
-                let indent = &line[..line.len() - line.trim_start().len()];
-                let uri = rest.split('"').next().unwrap();
-                lines.push(format!("{indent}uri: {uri}"));
-                lines.push(format!("{indent}sha256: {}", "0123456789abcdef".repeat(4)));
+/// The sha256 the stand-in archives hash to.
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// krew-release-bot's `addURIAndSha url tag` (pkg/source/template.go): the URL, itself a
+/// template of `.TagName`, expanded, then `uri: URL` and, on the next line at four spaces,
+/// `sha256: HASH` — four spaces whatever the indentation of the action's line.
+fn add_uri_and_sha(url: &str, tag: &str) -> String {
+    let uri = render_text(url, tag).expect("the URL template renders");
+    format!("uri: {uri}\n    sha256: {SHA}")
+}
+
+/// The bot's `indent spaces text`: its legacy four-space `sha256:` brought back to the margin,
+/// every line after the first moved right by `spaces`, the whole trimmed (the first line stays
+/// where the action was written).
+fn indent(spaces: usize, text: &str) -> String {
+    let text = text.replace("    sha256:", "sha256:");
+    let pad = " ".repeat(spaces);
+    format!("{pad}{}", text.replace('\n', &format!("\n{pad}")))
+        .trim()
+        .to_string()
+}
+
+/// One action's pipeline, as the bot's Go template evaluates the forms this manifest may use:
+/// `.TagName`, `addURIAndSha "URL" .TagName`, each optionally piped to `indent N`.
+fn eval(action: &str, tag: &str) -> Result<String, String> {
+    let mut stages = action.split(" | ").map(str::trim);
+    let first = stages.next().unwrap_or_default();
+    let mut value = if first == ".TagName" {
+        tag.to_string()
+    } else if let Some(rest) = first.strip_prefix("addURIAndSha \"") {
+        let (url, args) = rest
+            .split_once('"')
+            .ok_or_else(|| format!("unterminated string in {action:?}"))?;
+        if args.trim() != ".TagName" {
+            return Err(format!("addURIAndSha takes the URL and .TagName: {action:?}"));
+        }
+        add_uri_and_sha(url, tag)
+    } else {
+        return Err(format!("function or field not known to the bot: {action:?}"));
+    };
+    for stage in stages {
+        let spaces = stage
+            .strip_prefix("indent ")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .ok_or_else(|| format!("not a stage the bot has: {stage:?}"))?;
+        value = indent(spaces, &value);
+    }
+    Ok(value)
+}
+
+/// Go's text/template over `text`: each `{{ … }}` action (a quoted string inside one may hold
+/// `{{ }}` of its own) replaced by its value.
+fn render_text(text: &str, tag: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let body = &rest[open + 2..];
+        let mut in_string = false;
+        let mut close = None;
+        for (i, c) in body.char_indices() {
+            match c {
+                '"' => in_string = !in_string,
+                '}' if !in_string && body[i..].starts_with("}}") => {
+                    close = Some(i);
+                    break;
+                }
+                _ => {}
             }
-            None => lines.push(line),
+        }
+        let close = close.ok_or("unclosed action")?;
+        out.push_str(&eval(body[..close].trim(), tag)?);
+        rest = &body[close + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn template() -> String {
+    std::fs::read_to_string(repo().join("deploy/krew/netdiag.yaml")).unwrap()
+}
+
+/// The manifest as krew-release-bot renders the template for the release `tag`.
+fn rendered(tag: &str) -> Value {
+    let text = render_text(&template(), tag).expect("the template renders");
+    serde_yaml_ng::from_str(&text)
+        .unwrap_or_else(|e| panic!("the rendered manifest is not YAML ({e}):\n{text}"))
+}
+
+#[test]
+fn add_uri_and_sha_writes_sha256_at_four_spaces_unless_indented() {
+    // A platform at the usual 6-space indentation: without `indent 6` sha256 lands at 4.
+    let line = "      {{addURIAndSha \"https://h/{{ .TagName }}/a_{{ .TagName }}.tar.gz\" .TagName }}";
+    assert_eq!(
+        render_text(line, "v1.2.3").unwrap(),
+        format!("      uri: https://h/v1.2.3/a_v1.2.3.tar.gz\n    sha256: {SHA}")
+    );
+    let line = "      {{addURIAndSha \"https://h/{{ .TagName }}/a.tar.gz\" .TagName | indent 6 }}";
+    assert_eq!(
+        render_text(line, "v1.2.3").unwrap(),
+        format!("      uri: https://h/v1.2.3/a.tar.gz\n      sha256: {SHA}")
+    );
+    assert!(render_text("{{ nosuchfunction }}", "v1").is_err());
+}
+
+#[test]
+fn the_sha256_of_every_platform_sits_beside_its_uri() {
+    let m = rendered("v0.1.0");
+    for p in m["spec"]["platforms"].as_sequence().unwrap() {
+        let platform = p.as_mapping().unwrap();
+        for key in ["selector", "uri", "sha256", "bin", "files"] {
+            assert!(platform.contains_key(key), "platform without {key}: {p:?}");
         }
     }
-    serde_yaml_ng::from_str(&lines.join("\n")).expect("the rendered manifest is YAML")
+    // The template without `| indent 6`, as it was: the bot's output is not a manifest.
+    let unindented = template().replace(" .TagName | indent 6 }}", " .TagName }}");
+    let text = render_text(&unindented, "v0.1.0").unwrap();
+    assert!(serde_yaml_ng::from_str::<Value>(&text).is_err(), "{text}");
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -183,14 +183,110 @@ fn explain_to_an_outside_address_has_no_ingress_side() {
 }
 
 #[test]
-fn explain_of_an_unknown_pod_fails_with_exit_one_naming_the_pod() {
+fn explain_of_an_unknown_pod_is_kubectls_not_found_with_exit_four() {
     let out = explain(
         &["--from", "shop/foo", "--to", "shop/payments", "--port", "80"],
         WORLD,
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out).trim(), "error: pod shop/foo not found in the input");
+    assert_eq!(out.status.code(), Some(4), "the not-found code of every command");
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: pods \"foo\" not found in namespace \"shop\""
+    );
     assert!(out.stdout.is_empty());
+
+    let out = explain(
+        &[
+            "--from",
+            "shop/chekout",
+            "--to",
+            "shop/payments",
+            "--port",
+            "80",
+            "-o",
+            "json",
+        ],
+        WORLD,
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("did you mean \"checkout\"?"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(json(&out)["error"]["reason"], "NotFound");
+}
+
+#[test]
+fn explain_takes_pod_slash_names_and_named_ports() {
+    let named = explain(
+        &[
+            "-n",
+            "shop",
+            "--from",
+            "pod/checkout",
+            "--to",
+            "shop/pod/payments",
+            "--port",
+            "http",
+            "-o",
+            "json",
+        ],
+        WORLD,
+    );
+    assert_eq!(named.status.code(), Some(0), "{}", stderr(&named));
+    let numbered = explain(
+        &[
+            "--from",
+            "shop/checkout",
+            "--to",
+            "shop/payments",
+            "--port",
+            "8080",
+            "-o",
+            "json",
+        ],
+        WORLD,
+    );
+    let (named, numbered) = (json(&named), json(&numbered));
+    assert_eq!(named["port"], 8080);
+    assert_eq!(named["allowed"], numbered["allowed"]);
+    assert_eq!(named["from"], "shop/checkout");
+
+    let typo = explain(
+        &[
+            "--from",
+            "shop/checkout",
+            "--to",
+            "shop/payments",
+            "--port",
+            "htp",
+        ],
+        WORLD,
+    );
+    assert_eq!(typo.status.code(), Some(4));
+    assert_eq!(
+        stderr(&typo).trim(),
+        "error: pod \"payments\" in namespace \"shop\" has no TCP port named \"htp\"; did you mean \"http\"?"
+    );
+    let to_ip = explain(
+        &["--from", "shop/checkout", "--to", "10.9.9.9", "--port", "http"],
+        WORLD,
+    );
+    assert_eq!(to_ip.status.code(), Some(2), "{}", stderr(&to_ip));
+    let bad = explain(
+        &[
+            "--from",
+            "shop/checkout",
+            "--to",
+            "shop/payments",
+            "--port",
+            "Http!",
+        ],
+        WORLD,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(!stderr(&bad).contains("invalid digit"), "{}", stderr(&bad));
 }
 
 #[test]
@@ -348,7 +444,7 @@ fn matrix_table_prints_a_grid_of_sources_by_destinations() {
 }
 
 #[test]
-fn matrix_of_an_unknown_namespace_fails_with_exit_one() {
+fn matrix_of_an_unknown_namespace_fails_with_the_not_found_code() {
     let out = run(
         &[
             "policy",
@@ -362,7 +458,7 @@ fn matrix_of_an_unknown_namespace_fails_with_exit_one() {
         ],
         WORLD,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert_eq!(
         stderr(&out).trim(),
         "error: namespace nope not found in the input"

@@ -38,7 +38,9 @@ fn serve(forbidden: &'static [&'static str]) -> u16 {
                 (
                     "403 Forbidden",
                     serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "message": "forbidden", "reason": "Forbidden", "code": 403}),
+                    "message": format!("{} is forbidden: User \"dev\" cannot list resource \"{}\" at the cluster scope",
+                        path.rsplit('/').next().unwrap_or(""), path.rsplit('/').next().unwrap_or("")),
+                    "reason": "Forbidden", "code": 403}),
                 )
             } else {
                 match path {
@@ -225,12 +227,13 @@ fn forbidden_list_is_an_error_naming_the_resource() {
         "forbidden",
     );
     let out = run(&kubeconfig, &["matrix", "--port", "80"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7), "the forbidden code of every command");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("error: failed to list networkpolicies from the cluster"),
+        stderr.starts_with("error: networkpolicies is forbidden: User \"dev\" cannot list"),
         "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]
@@ -289,10 +292,10 @@ fn forbidden_admin_policy_list_is_an_error_naming_the_resource() {
         "admin-forbidden",
     );
     let out = run(&kubeconfig, &["matrix", "--port", "80"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("error: failed to list clusternetworkpolicies from the cluster"),
+        stderr.starts_with("error: clusternetworkpolicies is forbidden: "),
         "{stderr}"
     );
 }
@@ -306,10 +309,13 @@ fn an_api_server_that_never_answers_is_an_error_not_a_hang() {
     );
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        Some(5),
+        "the unreachable code of every command: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: failed to list "), "{stderr}");
+    assert!(
+        stderr.starts_with("error: Unable to connect to the server: "),
+        "{stderr}"
+    );
 }

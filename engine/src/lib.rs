@@ -13,7 +13,7 @@ pub mod policy;
 
 pub use agent_identity::{AgentDaemonSet, genuine_agents, read_agent_daemonset};
 pub use check::disclose::{foreign_namespaces, withheld};
-pub use check::evidence::{AgentPods, Evidence, Fact};
+pub use check::evidence::{AgentPods, Evidence, Fact, SourceFacts};
 pub use check::probe::{AgentReply, AgentTransport, agent_deadline};
 pub use check::snapshot::Snapshot;
 pub use check::target::{
@@ -21,7 +21,7 @@ pub use check::target::{
 };
 pub use check::workload::{self, WorkloadError};
 pub use check::{CheckRequest, collect, verdict};
-pub use cluster::{ListFailure, NamespacedName, ToolFailure, error_chain, list_all};
+pub use cluster::{ListFailure, NamespacedName, ToolFailure, closest, error_chain, list_all};
 
 /// The verdict as it leaves the engine: layers, steps, evidence, fixes and exit codes.
 pub mod report {

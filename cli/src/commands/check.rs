@@ -1,13 +1,15 @@
 //! The plugin's front end of the check: flags → [`CheckRequest`] → the engine → output.
 //!
 //! I/O here: the kubeconfig, the workload behind `--from deploy/NAME` or `-l`, and the output.
-//! A configuration error (no kubeconfig, unknown context) is kubectl's one-line `error: …`.
+//! A configuration error (no kubeconfig, unknown context), a source that does not exist and an
+//! API server that cannot be used are kubectl's one-line `error: …` (see [`crate::errors`]).
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
+use crate::errors::{CliError, Emit};
 use crate::kube_args::{KubeArgs, KubeConfigError, scoped_command};
 use crate::output::terminal_width;
 use crate::render::{Layout, Progress, render_report};
@@ -16,7 +18,8 @@ use netdiag_engine::Evidence;
 use netdiag_engine::NamespacedName;
 use netdiag_engine::Snapshot;
 use netdiag_engine::agent_deadline;
-use netdiag_engine::report::{EXIT_CONFIG, EXIT_UNDETERMINED, Layer};
+use netdiag_engine::report::Layer;
+use netdiag_engine::{SourceFacts, SourceKind};
 use netdiag_engine::{SourceRef, Target, parse_agent_url, parse_timeout};
 use netdiag_engine::{WorkloadError, workload};
 use netdiag_engine::{collect, verdict};
@@ -45,20 +48,24 @@ Examples:
   # As data
   kubectl netdiag check --from shop/checkout --to 10.96.12.7:80 -o json
 
+Marks: ✓ pass, ✗ the failing layer, ? undetermined (netdiag could not look: no agent on the
+node, a read forbidden — not a network failure), · skipped (not reached, or not applicable).
+
 Exit codes: 0 reachable; 10 source, 11 dns, 12 service, 13 endpoints, 14 network-policy,
 15 pod-network, 16 service-proxy, 17 application (the failing layer); 3 undetermined (the
-tool could not look); 4 configuration error (kubeconfig, context); 2 usage error.";
+tool could not look); 2 usage error; 4 configuration error (kubeconfig, context, or a --from
+pod, namespace or workload that does not exist); 5 API server unreachable; 6 not logged in
+(401); 7 forbidden by RBAC (403); 1 any other error.";
 
 /// Walk the connectivity checklist from a pod to a target and name the failing layer.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct CheckArgs {
-    #[command(flatten)]
+    /// The connection flags, given before or after the subcommand (-n is the namespace of
+    /// --from/--to names that give none; without it, the context's for --from and the source
+    /// pod's for svc/ and pod/ targets).
+    #[arg(skip)]
     pub kube: KubeArgs,
-    /// Namespace of --from/--to names that give none (default: the context's namespace; for
-    /// svc/ and pod/ targets, the source pod's namespace).
-    #[arg(short = 'n', long, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
     /// The client: POD, NS/POD, or TYPE/NAME for a workload (deploy/, sts/, ds/, rs/; pod/ too),
     /// whose first ready pod by name is used.
     #[arg(long, value_name = "SOURCE", required_unless_present = "selector")]
@@ -92,7 +99,10 @@ impl CheckArgs {
     /// The request for the source pod `from`.
     fn request(&self, from: NamespacedName) -> CheckRequest {
         CheckRequest {
-            target_namespace: self.namespace.clone().unwrap_or_else(|| from.namespace.clone()),
+            target_namespace: self
+                .kube
+                .namespace()
+                .map_or_else(|| from.namespace.clone(), str::to_string),
             from,
             target: self.to.clone(),
             to_text: self.to.to_string(),
@@ -101,26 +111,20 @@ impl CheckArgs {
     }
 }
 
-/// kubectl's `error: …` on stderr for a configuration the check cannot start with.
-pub fn config_error(err: &KubeConfigError) -> ExitCode {
-    eprintln!("error: {err}");
-    ExitCode::from(EXIT_CONFIG)
-}
-
 /// A client whose every response, including an agent's answer over a port-forward, arrives
 /// within the agents' deadline; the namespace a bare name means; the context's name.
 async fn client(args: &CheckArgs) -> Result<(kube::Client, String, Option<String>), KubeConfigError> {
     let resolved = args.kube.resolve().await?;
     let mut config = resolved.config;
-    config.connect_timeout = Some(Duration::from_secs(5));
+    config.connect_timeout = Some(args.kube.request_timeout.unwrap_or(Duration::from_secs(5)));
     // kube leaves reads unbounded (for long-lived streams): an API server that accepts the
-    // connection and never answers would hang the check.
-    config.read_timeout = Some(agent_deadline(args.timeout));
+    // connection and never answers would hang the check. An agent's answer comes through the
+    // API server, so a read waits at least as long as the agents may take.
+    let deadline = agent_deadline(args.timeout);
+    config.read_timeout = Some(args.kube.request_timeout.map_or(deadline, |t| t.max(deadline)));
     config.reset_reader_on_write = true;
-    let default_ns = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+    // `resolve` already put -n there.
+    let default_ns = config.default_namespace.clone();
     tracing::info!(context = ?resolved.context, server = %config.cluster_url, namespace = %default_ns, "using the cluster");
     let client = crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
     Ok((client, default_ns, resolved.context))
@@ -140,31 +144,136 @@ async fn evidence(args: &CheckArgs, client: &kube::Client, request: &CheckReques
     (snap, evidence)
 }
 
-/// The exit code of a `--from`/`-l` that designates no pod: the source is missing (10) when
-/// the API said so, undetermined (3) when it could not be asked.
-fn workload_exit(err: &WorkloadError) -> u8 {
+impl OutputFormat {
+    /// Where a stopping error goes besides stderr.
+    fn emit(self) -> Emit {
+        match self {
+            OutputFormat::Json => Emit::Json,
+            OutputFormat::Yaml => Emit::Yaml,
+            OutputFormat::Table | OutputFormat::Wide => Emit::Text,
+        }
+    }
+}
+
+/// Names of the objects `api` lists, for a "did you mean"; none when they cannot be listed.
+async fn names_of<K>(api: kube::Api<K>) -> Vec<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.list_metadata(&kube::api::ListParams::default()).await {
+        Ok(list) => list.items.into_iter().filter_map(|o| o.metadata.name).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A `--from deploy/NAME` (or `sts/`, `ds/`, `rs/`) the API does not know: its namespace is
+/// missing, or the workload is (with the closest name of that kind, when one is near).
+async fn missing_workload(client: &kube::Client, kind: SourceKind, name: &str, namespace: &str) -> CliError {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespaces = names_of(kube::Api::<Namespace>::all(client.clone())).await;
+    if !namespaces.is_empty() && !namespaces.iter().any(|n| n == namespace) {
+        return CliError::not_found("namespaces", namespace, None, &namespaces);
+    }
+    let (resource, names) = match kind {
+        SourceKind::Deployment => (
+            "deployments.apps",
+            names_of(kube::Api::<Deployment>::namespaced(client.clone(), namespace)).await,
+        ),
+        SourceKind::StatefulSet => (
+            "statefulsets.apps",
+            names_of(kube::Api::<StatefulSet>::namespaced(client.clone(), namespace)).await,
+        ),
+        SourceKind::DaemonSet => (
+            "daemonsets.apps",
+            names_of(kube::Api::<DaemonSet>::namespaced(client.clone(), namespace)).await,
+        ),
+        SourceKind::ReplicaSet | SourceKind::Pod => (
+            "replicasets.apps",
+            names_of(kube::Api::<ReplicaSet>::namespaced(client.clone(), namespace)).await,
+        ),
+    };
+    CliError::not_found(resource, name, Some(namespace), &names)
+}
+
+/// Why `--from`/`-l` designate no pod, as the error it is; `None` when the workload exists but
+/// has no pod to run as (the source layer's answer, exit 10).
+async fn workload_error(client: &kube::Client, args: &CheckArgs, err: &WorkloadError) -> Option<CliError> {
     match err {
-        WorkloadError::NoPods { .. } | WorkloadError::NoSelector { .. } => Layer::Source.exit_code(),
+        WorkloadError::NoPods { .. } | WorkloadError::NoSelector { .. } => None,
         WorkloadError::Get {
             source: kube::Error::Api(status),
+            name,
+            namespace,
             ..
-        } if status.code == 404 => Layer::Source.exit_code(),
-        _ => EXIT_UNDETERMINED,
+        } if status.code == 404 => {
+            let kind = args.from.as_ref().map_or(SourceKind::Deployment, |f| f.kind);
+            Some(missing_workload(client, kind, name, namespace).await)
+        }
+        WorkloadError::Get { source, .. } | WorkloadError::List { source, .. } => {
+            Some(CliError::from_kube(source))
+        }
+    }
+}
+
+/// The error a check stops on when the engine could not find or read the source pod: a name
+/// that exists nowhere (with the closest one), or the API failure that kept it from looking.
+/// `None` when the source pod was read.
+pub fn source_error(snap: &Snapshot, source: &SourceFacts) -> Option<CliError> {
+    match source {
+        SourceFacts::Found { .. } => None,
+        SourceFacts::Unknown(failure) => Some(CliError::from_failure(failure)),
+        SourceFacts::Missing {
+            namespace,
+            name,
+            elsewhere,
+        } => {
+            let name_of = |meta: &kube::api::ObjectMeta| meta.name.clone();
+            if let Some(namespaces) = snap.namespaces.known() {
+                let all: Vec<String> = namespaces.iter().filter_map(|n| name_of(&n.metadata)).collect();
+                if !all.iter().any(|n| n == namespace) {
+                    return Some(CliError::not_found("namespaces", namespace, None, &all));
+                }
+            }
+            let pods: Vec<String> = snap
+                .pods
+                .known()
+                .into_iter()
+                .flatten()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                .filter_map(|p| name_of(&p.metadata))
+                .collect();
+            let mut err = CliError::not_found("pods", name, Some(namespace), &pods);
+            if err.did_you_mean.is_none() && !elsewhere.is_empty() {
+                let places: Vec<String> = elsewhere.iter().map(|ns| format!("--from {ns}/{name}")).collect();
+                err = err.with_hint(format!(
+                    "a pod of that name runs elsewhere: {}",
+                    places.join(", ")
+                ));
+            }
+            Some(err)
+        }
     }
 }
 
 pub async fn run(args: CheckArgs) -> ExitCode {
     let started = Instant::now();
+    let emit = args.output.emit();
     let (client, default_ns, context) = match client(&args).await {
         Ok(found) => found,
-        Err(err) => return config_error(&err),
+        Err(err) => return CliError::from(&err).exit(emit),
     };
     let picked =
         match workload::resolve(&client, args.from.as_ref(), args.selector.as_deref(), &default_ns).await {
             Ok(picked) => picked,
             Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::from(workload_exit(&err));
+                return match workload_error(&client, &args, &err).await {
+                    Some(error) => error.exit(emit),
+                    None => {
+                        eprintln!("error: {err}");
+                        ExitCode::from(Layer::Source.exit_code())
+                    }
+                };
             }
         };
     if let Some(note) = &picked.note {
@@ -174,6 +283,9 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     let progress = Progress::start(format!("checking {} → {} …", request.from, args.to));
     let (snap, evidence) = evidence(&args, &client, &request).await;
     progress.stop();
+    if let Some(error) = source_error(&snap, &evidence.source) {
+        return error.exit(emit);
+    }
     let mut report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
     let flags = args.kube.command_flags(context.as_deref());
     report.scope_commands(|command| scoped_command(command, &flags));

@@ -1,8 +1,10 @@
 //! `kubectl netdiag policy explain|matrix`: read objects (cluster or file), evaluate, render.
 //!
 //! Exit codes: 0 when the question was answered (also when `explain` finds the flow denied; the
-//! answer is in the output), 1 when it could not be (unreadable input, unknown pod, API error),
-//! 2 for usage errors (clap). Every API read is bounded by `--request-timeout`.
+//! answer is in the output); otherwise the code of the cause, as in every command
+//! ([`crate::errors`]): 2 usage, 4 configuration or an unknown pod, namespace or port name,
+//! 5 API server unreachable, 6 unauthorized, 7 forbidden, 1 anything else (an unreadable
+//! file). Every API read is bounded by `--request-timeout`.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -14,7 +16,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netdiag_engine::ListFailure;
 
+use crate::errors::{CliError, Emit, Reason};
 use crate::kube_args::{KubeArgs, KubeConfigError};
+use netdiag_engine::PortRef;
 use netdiag_engine::policy::admin::read_admin_objects;
 use netdiag_engine::policy::{
     DecidingTier, EvalError, Flow, InputError, IpFamily, Matrix, Objects, Peer, PolicyIndex, Protocol,
@@ -25,8 +29,9 @@ use netdiag_engine::policy::{
 pub enum PolicyCommand {
     /// Explain whether one flow is allowed by the admin tiers and NetworkPolicy, and which policies and rules decided it.
     ///
-    /// Exits 0 whether the flow is allowed or denied (the answer is in the output), 1 when the
-    /// question cannot be answered (unknown pod, unreadable input, API error).
+    /// Exits 0 whether the flow is allowed or denied (the answer is in the output); when the
+    /// question cannot be answered, the exit code of the cause (4 unknown pod or port name,
+    /// 5 API server unreachable, 6 unauthorized, 7 forbidden, 1 unreadable input).
     Explain(ExplainArgs),
     /// Print the truth table (admin tiers and NetworkPolicy) of every pod pair for one port and protocol.
     Matrix(MatrixArgs),
@@ -35,37 +40,18 @@ pub enum PolicyCommand {
 /// Where the objects come from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InputArgs {
-    #[command(flatten)]
+    /// The connection flags, given before or after the subcommand.
+    #[arg(skip)]
     pub kube: KubeArgs,
     /// Read Namespaces, Pods, NetworkPolicies and admin policies (ClusterNetworkPolicy,
     /// AdminNetworkPolicy, BaselineAdminNetworkPolicy) from a YAML/JSON stream or List (`-` for
     /// stdin), e.g. the output of `kubectl get -A -o yaml namespaces,pods,networkpolicies`, instead of the cluster.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
-    /// How long to wait for each answer of the API server, e.g. 30s, 500ms, 1m.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
-    pub request_timeout: Duration,
 }
 
-/// `500ms`, `30s`, `2m`, or a bare number of seconds; more than zero.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {text:?}: expected e.g. 30s, 500ms or 1m");
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: u64 = number.parse().map_err(|_| err())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        _ => return Err(err()),
-    };
-    if duration.is_zero() {
-        return Err(err());
-    }
-    Ok(duration)
-}
+/// How long policy waits for each answer of the API server without `--request-timeout`.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -79,21 +65,19 @@ pub enum OutputFormat {
 pub struct ExplainArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Source: NAMESPACE/POD, POD (in the context's namespace), or an IP address.
+    /// Source: NAMESPACE/POD, POD or pod/POD (in -n or the context's namespace), or an IP address.
     #[arg(long, value_name = "NS/POD|IP")]
     pub from: String,
     /// Destination: NAMESPACE/POD, POD (in the context's namespace), or an IP address.
     #[arg(long, value_name = "NS/POD|IP")]
     pub to: String,
-    /// Destination port (1-65535).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
+    /// Destination port: a number (1-65535) or the name of a port of the destination pod's
+    /// containers (e.g. http).
+    #[arg(long, value_parser = parse_port, value_name = "PORT")]
+    pub port: PortRef,
     /// TCP, UDP or SCTP.
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
-    /// Namespace of a bare POD in --from/--to (default: the context's namespace).
-    #[arg(short = 'n', long, value_name = "NS")]
-    pub namespace: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
@@ -108,19 +92,91 @@ pub struct MatrixArgs {
     /// TCP, UDP or SCTP.
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
-    /// Only pods in this namespace (repeatable); every namespace when absent.
-    #[arg(
-        short = 'n',
-        long = "namespace",
-        value_name = "NS",
-        conflicts_with = "all_namespaces"
-    )]
-    pub namespaces: Vec<String>,
-    /// Every namespace (the default; as kubectl's -A).
+    /// Every namespace (the default without -n; as kubectl's -A). `-n NS`, repeatable, keeps
+    /// the pods of those namespaces.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
+}
+
+/// A port number (1-65535) or a port name as Kubernetes allows one (IANA_SVC_NAME: at most 15
+/// lowercase letters, digits and inner dashes, at least one letter).
+pub fn parse_port(text: &str) -> Result<PortRef, String> {
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(PortRef::Number(port)),
+            _ => Err(format!("invalid port {text:?}: expected 1-65535 or a port name")),
+        };
+    }
+    let valid = text.len() <= 15
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.bytes().any(|b| b.is_ascii_lowercase())
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+        && !text.contains("--");
+    if valid {
+        Ok(PortRef::Name(text.to_string()))
+    } else {
+        Err(format!(
+            "invalid port {text:?}: expected 1-65535 or a port name (lowercase letters, digits and dashes, at most 15)"
+        ))
+    }
+}
+
+/// The number of the port `name` of `pod`'s containers; the error names the pod's ports.
+fn named_port(pods: &[Pod], pod: &Peer, name: &str, protocol: Protocol) -> Result<u16, CliError> {
+    let Peer::Pod {
+        namespace,
+        name: pod_name,
+    } = pod
+    else {
+        return Err(CliError::new(
+            Reason::Usage,
+            format!("--port {name} is a port name: --to must be a pod to look it up in"),
+        ));
+    };
+    let ports: Vec<_> = pods
+        .iter()
+        .filter(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && p.metadata.name.as_deref() == Some(pod_name.as_str())
+        })
+        .filter_map(|p| p.spec.as_ref())
+        .flat_map(|spec| spec.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == protocol.to_string())
+        .collect();
+    if let Some(port) = ports.iter().find(|p| p.name.as_deref() == Some(name)) {
+        return u16::try_from(port.container_port).map_err(|_| {
+            CliError::new(
+                Reason::Failed,
+                format!("port {name} of pod {pod} is out of range"),
+            )
+        });
+    }
+    let names: Vec<String> = ports.iter().filter_map(|p| p.name.clone()).collect();
+    let mut err = CliError::new(
+        Reason::NotFound,
+        format!("pod \"{pod_name}\" in namespace \"{namespace}\" has no {protocol} port named \"{name}\""),
+    );
+    err.did_you_mean = netdiag_engine::closest(name, &names).map(str::to_string);
+    if err.did_you_mean.is_none() && !names.is_empty() {
+        err = err.with_hint(format!("its named ports: {}", names.join(", ")));
+    }
+    Err(err)
+}
+
+impl OutputFormat {
+    fn emit(self) -> Emit {
+        match self {
+            OutputFormat::Table => Emit::Text,
+            OutputFormat::Json => Emit::Json,
+            OutputFormat::Yaml => Emit::Yaml,
+        }
+    }
 }
 
 fn parse_protocol(text: &str) -> Result<Protocol, String> {
@@ -147,31 +203,43 @@ pub enum PolicyCmdError {
     List(#[from] ListFailure),
     #[error(transparent)]
     Eval(#[from] EvalError),
-    #[error("invalid --{flag} {input:?}: expected NAMESPACE/POD, POD or an IP address")]
+    #[error("invalid --{flag} {input:?}: expected NAMESPACE/POD, POD, pod/POD or an IP address")]
     Peer { flag: &'static str, input: String },
+    #[error(transparent)]
+    Cli(#[from] CliError),
+}
+
+impl PolicyCmdError {
+    /// The error as every command reports it: the same cause, the same exit code.
+    fn to_cli(&self) -> CliError {
+        match self {
+            PolicyCmdError::KubeConfig(err) => CliError::from(err),
+            PolicyCmdError::List(failure) => CliError::from_failure(&failure.source),
+            PolicyCmdError::Cli(err) => err.clone(),
+            PolicyCmdError::Peer { .. } => CliError::new(Reason::Usage, self.to_string()),
+            PolicyCmdError::Eval(EvalError::UnknownPod { .. } | EvalError::UnknownNamespace(_)) => {
+                CliError::new(Reason::NotFound, self.to_string())
+            }
+            PolicyCmdError::Eval(EvalError::PortZero) => CliError::new(Reason::Usage, self.to_string()),
+            PolicyCmdError::ReadFile { .. } | PolicyCmdError::ParseFile { .. } => {
+                CliError::new(Reason::Failed, netdiag_engine::error_chain(self))
+            }
+        }
+    }
 }
 
 pub async fn run(command: PolicyCommand) -> ExitCode {
+    let emit = match &command {
+        PolicyCommand::Explain(args) => args.output.emit(),
+        PolicyCommand::Matrix(args) => args.output.emit(),
+    };
     let answer = match command {
         PolicyCommand::Explain(args) => explain(args).await,
         PolicyCommand::Matrix(args) => matrix(args).await,
     };
     let answer = match answer {
         Ok(answer) => answer,
-        Err(err) => {
-            let mut message = format!("error: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                // Some errors already print their source in their own message.
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    let _ = write!(message, ": {text}");
-                }
-                source = cause.source();
-            }
-            eprintln!("{message}");
-            return ExitCode::from(1);
-        }
+        Err(err) => return err.to_cli().exit(emit),
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -216,7 +284,11 @@ fn write_answer(answer: &Answer, out: &mut impl Write) -> std::io::Result<()> {
 
 async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
     let (objects, context_namespace) = load(&args.input).await?;
-    let default_namespace = args.namespace.clone().unwrap_or(context_namespace);
+    let default_namespace = args
+        .input
+        .kube
+        .namespace()
+        .map_or(context_namespace, str::to_string);
     let index = index_and_warn(&objects);
     let mut notes = Vec::new();
     let from = resolve_peer(&index, &args.from, "from", &default_namespace, &mut notes)?;
@@ -226,10 +298,17 @@ async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
         .into_iter()
         .find_map(|text| text.parse::<std::net::IpAddr>().ok())
         .map(IpFamily::of);
+    for peer in [&from, &to] {
+        check_pod_exists(&index, peer)?;
+    }
+    let port = match &args.port {
+        PortRef::Number(port) => *port,
+        PortRef::Name(name) => named_port(&objects.pods, &to, name, args.protocol)?,
+    };
     let flow = Flow {
         from,
         to,
-        port: args.port,
+        port,
         protocol: args.protocol,
     };
     let mut verdict = match typed_family {
@@ -241,9 +320,13 @@ async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
 }
 
 async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
+    let namespaces = &args.input.kube.namespaces;
+    if args.all_namespaces && !namespaces.is_empty() {
+        return Err(CliError::new(Reason::Usage, "-A and -n cannot be used together").into());
+    }
     let (objects, _) = load(&args.input).await?;
     let index = index_and_warn(&objects);
-    let matrix = index.matrix(args.port, args.protocol, &args.namespaces)?;
+    let matrix = index.matrix(args.port, args.protocol, namespaces)?;
     Ok(Answer::Matrix(matrix, args.output))
 }
 
@@ -261,6 +344,30 @@ fn index_and_warn(objects: &Objects) -> PolicyIndex {
     index
 }
 
+/// A pod the input does not hold is kubectl's not found, with the closest name of its namespace
+/// (or the namespace's, when that is missing too).
+fn check_pod_exists(index: &PolicyIndex, peer: &Peer) -> Result<(), CliError> {
+    let Peer::Pod { namespace, name } = peer else {
+        return Ok(());
+    };
+    let mut namespaces: Vec<String> = index.pods().map(|(ns, _)| ns.to_string()).collect();
+    namespaces.dedup();
+    let pods: Vec<String> = index
+        .pods()
+        .filter(|(ns, _)| ns == namespace)
+        .map(|(_, pod)| pod.to_string())
+        .collect();
+    if pods.iter().any(|pod| pod == name) {
+        return Ok(());
+    }
+    if pods.is_empty() && !namespaces.is_empty() {
+        let mut err = CliError::not_found("pods", name, Some(namespace), &[]);
+        err.did_you_mean = netdiag_engine::closest(namespace, &namespaces).map(|ns| format!("{ns}/{name}"));
+        return Err(err);
+    }
+    Err(CliError::not_found("pods", name, Some(namespace), &pods))
+}
+
 /// `NS/POD`, a bare `POD` in the default namespace, or an IP (a pod's IP is taken as that pod).
 fn resolve_peer(
     index: &PolicyIndex,
@@ -269,6 +376,15 @@ fn resolve_peer(
     default_namespace: &str,
     notes: &mut Vec<String>,
 ) -> Result<Peer, PolicyCmdError> {
+    // kubectl's `pod/NAME` (also `pods/`, `po/`), alone or after `NS/`.
+    let typed = |head: &str| ["pod", "pods", "po"].contains(&head);
+    let parts: Vec<&str> = text.split('/').collect();
+    let text = match parts.as_slice() {
+        [kind, name] if typed(kind) && !name.is_empty() => name.to_string(),
+        [ns, kind, name] if typed(kind) && !ns.is_empty() && !name.is_empty() => format!("{ns}/{name}"),
+        _ => text.to_string(),
+    };
+    let text = text.as_str();
     let peer = if text.contains('/') || text.parse::<std::net::IpAddr>().is_ok() {
         text.parse::<Peer>().map_err(|_| PolicyCmdError::Peer {
             flag,
@@ -320,9 +436,10 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
             let mut config = input.kube.config().await?;
             // kube leaves reads unbounded (for watches): an API server that accepts the connection
             // and never answers would hang the command.
-            config.connect_timeout = Some(input.request_timeout);
-            config.read_timeout = Some(input.request_timeout);
-            config.write_timeout = Some(input.request_timeout);
+            let timeout = input.kube.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+            config.connect_timeout = Some(timeout);
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
             let namespace = config.default_namespace.clone();
             let client =
                 crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;

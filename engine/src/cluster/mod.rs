@@ -15,7 +15,7 @@ use std::fmt;
 use kube::api::{Api, ListParams};
 
 pub use failure::ToolFailure;
-pub use names::NamespacedName;
+pub use names::{NamespacedName, closest};
 pub use protocol::Protocol;
 
 /// The cluster's DNS domain (kubelet `--cluster-domain`), as nearly every cluster sets it.

@@ -45,6 +45,18 @@ impl fmt::Display for NamespacedName {
     }
 }
 
+/// The name among `names` that `wanted` is most likely a typo of (a few edits away), for a
+/// "did you mean" hint; `None` when none is close or `wanted` is among them.
+pub fn closest<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> {
+    names
+        .iter()
+        .filter(|n| n.as_str() != wanted)
+        .map(|n| (strsim::levenshtein(wanted, n), n))
+        .filter(|(d, n)| *d <= 2.max(wanted.len().min(n.len()) / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

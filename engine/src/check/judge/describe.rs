@@ -76,15 +76,7 @@ pub(super) fn ordinal(n: usize) -> String {
     format!("{n}{suffix}")
 }
 
-pub(super) fn closest<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> {
-    names
-        .iter()
-        .filter(|n| n.as_str() != wanted)
-        .map(|n| (strsim::levenshtein(wanted, n), n))
-        .filter(|(d, n)| *d <= 2.max(wanted.len().min(n.len()) / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n.as_str())
-}
+pub(super) use crate::cluster::closest;
 
 /// What a partial failure costs: `" — about 1 in 3 new connections fail"`, or nothing when
 /// every address fails (or there is only one).
