@@ -69,3 +69,7 @@ pub(super) fn judge_application(cx: &Context) -> Judgment {
         vec![],
     )
 }
+
+#[cfg(test)]
+#[path = "application_tests.rs"]
+mod tests;

@@ -441,3 +441,7 @@ fn failure_summary(
         _ => format!("{name} {what} from {}", cx.from),
     }
 }
+
+#[cfg(test)]
+#[path = "dns_tests.rs"]
+mod tests;

@@ -255,3 +255,7 @@ fn stale_endpoints(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
     ));
     Some(fail(summary, evidence, cmds(fix)))
 }
+
+#[cfg(test)]
+#[path = "endpoints_tests.rs"]
+mod tests;

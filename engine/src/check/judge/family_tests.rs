@@ -1,7 +1,7 @@
 //! Dual-stack evidence judged per family: built from the IPv4 `healthy()` evidence by adding an
 //! IPv6 address to every endpoint and an IPv6 ClusterIP and AAAA answer.
 
-use super::*;
+use super::test_support::*;
 use crate::check::family;
 
 const VIP6: &str = "fd00:10:96::c07";

@@ -415,3 +415,7 @@ fn admin_fix(side: &DeniedSide, advice: &mut Vec<FixLine>) {
         )),
     );
 }
+
+#[cfg(test)]
+#[path = "network_policy_tests.rs"]
+mod tests;

@@ -238,3 +238,7 @@ fn path_finding(cx: &Context, failing: &[Failing], ok: &[(&EndpointFacts, String
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pod_network_tests.rs"]
+mod tests;

@@ -289,3 +289,7 @@ pub(super) fn wrong_numeric_target_port(
     }
     NonEmpty::from_vec(listening.into_iter().collect())
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -210,3 +210,7 @@ fn same_symptom(a: &TcpOutcome, b: &TcpOutcome) -> bool {
         (Connected { .. }, Connected { .. }) | (Refused { .. }, Refused { .. })
     ) || (is_blocked(a) && is_blocked(b))
 }
+
+#[cfg(test)]
+#[path = "service_proxy_tests.rs"]
+mod tests;
