@@ -6,13 +6,12 @@ use crate::check::judge::test_support::*;
 fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = refused();
+        e.live = LiveFact::Tcp(refused());
     }
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -27,14 +26,13 @@ fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener()
 fn app_bound_to_loopback_fails_application_and_says_so() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = refused();
+        e.live = LiveFact::Tcp(refused());
         e.listeners = Fact::Known(vec![listening("127.0.0.1", 8080)]);
     }
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
@@ -47,14 +45,13 @@ fn app_bound_to_loopback_fails_application_and_says_so() {
 fn refusal_with_unknown_listeners_is_still_the_application() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = refused();
+        e.live = LiveFact::Tcp(refused());
         e.listeners = Fact::Unknown(agent_missing("node-b"));
     }
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);

@@ -10,8 +10,7 @@ fn selector_matching_no_pods_fails_endpoints() {
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
@@ -110,7 +109,7 @@ fn ready_endpoints_are_used_and_serving_terminating_ones_are_not_probed_targets(
     let mut ev = healthy();
     let list = endpoints_mut(&mut ev);
     list[1].conditions = terminating(true);
-    list[1].tcp = refused();
+    list[1].live = LiveFact::Tcp(refused());
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
     assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
@@ -124,7 +123,7 @@ fn an_endpoint_no_pod_holds_that_does_not_answer_is_stale_and_names_its_slice() 
     list[1].pod = None;
     list[1].ip = ip("10.244.9.9");
     list[1].slice = Some(NamespacedName::new("shop", "payments-manual"));
-    list[1].tcp = timeout();
+    list[1].live = LiveFact::Tcp(timeout());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
     let s = summary(&report, Layer::Endpoints);

@@ -86,7 +86,7 @@ fn external_address_is_judged_on_policy_and_path_only() {
     ev.cluster_ip = None;
     let mut e = endpoint(pod("x", "y", "node-b", "192.0.2.10"));
     e.pod = None;
-    e.tcp = timeout();
+    e.live = LiveFact::Tcp(timeout());
     ev.endpoints = EndpointsFacts::Known(vec![e]);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
@@ -97,9 +97,9 @@ fn external_address_is_judged_on_policy_and_path_only() {
 fn a_port_that_is_not_probed_leaves_the_live_layers_undetermined_with_the_reason() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = Fact::Unknown(ToolFailure::NotProbed(
+        e.live = LiveFact::Tcp(Fact::Unknown(ToolFailure::NotProbed(
             "UDP port 53: netdiag probes TCP only".into(),
-        ));
+        )));
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
@@ -114,9 +114,9 @@ fn one_refusing_endpoint_gives_the_same_verdict_whatever_the_vip_connection_reac
     for vip in [connected(), refused()] {
         let mut ev = healthy();
         let bad = &mut endpoints_mut(&mut ev)[1];
-        bad.tcp = refused();
+        bad.live = LiveFact::Tcp(refused());
         bad.listeners = Fact::Known(vec![]);
-        ev.cluster_ip.as_mut().unwrap().tcp = vip;
+        ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(vip);
         let report = judge(&ev, 0);
         assert_fails_at(&report, Layer::Application);
         assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
@@ -134,7 +134,7 @@ fn one_refusing_endpoint_gives_the_same_verdict_whatever_the_vip_connection_reac
 #[test]
 fn the_report_lists_every_endpoint_with_its_own_layer() {
     let mut ev = healthy();
-    endpoints_mut(&mut ev)[0].tcp = refused();
+    endpoints_mut(&mut ev)[0].live = LiveFact::Tcp(refused());
     let report = judge(&ev, 0);
     let json = serde_json::to_value(&report).unwrap();
     let endpoints = json["endpoints"].as_array().unwrap();

@@ -23,7 +23,6 @@ mod service_protocol;
 mod service_proxy;
 mod sockets;
 mod source;
-mod udp;
 mod witnesses;
 
 use application::*;

@@ -46,13 +46,12 @@ fn ingress_denied_and_probes_timing_out_fail_network_policy() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
         e.policy = ingress_denied();
-        e.tcp = timeout();
+        e.live = LiveFact::Tcp(timeout());
     }
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: timeout(),
-        udp: None,
+        live: LiveFact::Tcp(timeout()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
@@ -101,7 +100,7 @@ fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_a
                 admin_rule: None,
             }),
         };
-        e.tcp = timeout();
+        e.live = LiveFact::Tcp(timeout());
         if let Some(p) = &mut e.pod {
             p.labels = BTreeMap::from([
                 ("role".to_string(), "pay".to_string()),
@@ -137,7 +136,7 @@ fn egress_denied_fails_network_policy_naming_the_source() {
             )),
             ingress: None,
         };
-        e.tcp = timeout();
+        e.live = LiveFact::Tcp(timeout());
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
@@ -180,7 +179,7 @@ fn a_baseline_deny_with_no_isolating_policy_advises_a_new_policy_never_an_empty_
             egress: Some(side),
             ingress: None,
         };
-        e.tcp = timeout();
+        e.live = LiveFact::Tcp(timeout());
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
@@ -224,7 +223,7 @@ fn unevaluated_policy_with_timeouts_is_undetermined_not_pod_network() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
         e.policy = PolicyCheck::NotEvaluated(forbidden("list networkpolicies"));
-        e.tcp = timeout();
+        e.live = LiveFact::Tcp(timeout());
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);

@@ -5,7 +5,7 @@ use crate::check::judge::test_support::*;
 #[test]
 fn a_cross_node_timeout_while_that_node_answers_is_a_drop_of_the_pod_or_port_not_the_path() {
     let mut ev = healthy();
-    endpoints_mut(&mut ev)[1].tcp = timeout();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     let s = summary(&report, Layer::PodNetwork);
@@ -22,7 +22,7 @@ fn a_cross_node_timeout_while_that_node_answers_is_a_drop_of_the_pod_or_port_not
 #[test]
 fn a_cross_node_timeout_is_a_broken_path_only_when_the_node_does_not_answer_either() {
     let mut ev = healthy();
-    endpoints_mut(&mut ev)[1].tcp = timeout();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
     ev.node_witnesses[0].tcp = timeout();
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
@@ -39,7 +39,7 @@ fn a_cross_node_timeout_is_a_broken_path_only_when_the_node_does_not_answer_eith
 #[test]
 fn without_a_second_witness_a_cross_node_timeout_claims_no_path_failure() {
     let mut ev = healthy();
-    endpoints_mut(&mut ev)[1].tcp = timeout();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
     ev.node_witnesses[0].tcp = Fact::Unknown(agent_missing("node-a"));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
@@ -53,7 +53,7 @@ fn one_dropped_endpoint_among_answering_ones_on_its_node_names_that_endpoint_onl
     let mut third = pod("shop", "payments-2", "node-b", "10.244.2.15");
     third.labels.insert("app".into(), "payments".into());
     let mut dropped = endpoint(third);
-    dropped.tcp = timeout();
+    dropped.live = LiveFact::Tcp(timeout());
     endpoints_mut(&mut ev).push(dropped);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
@@ -76,7 +76,7 @@ fn one_dropped_endpoint_among_answering_ones_on_its_node_names_that_endpoint_onl
 #[test]
 fn one_same_node_endpoint_timing_out_names_it_its_node_and_the_count() {
     let mut ev = healthy();
-    endpoints_mut(&mut ev)[0].tcp = timeout();
+    endpoints_mut(&mut ev)[0].live = LiveFact::Tcp(timeout());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     let s = summary(&report, Layer::PodNetwork);
@@ -90,11 +90,11 @@ fn one_same_node_endpoint_timing_out_names_it_its_node_and_the_count() {
 fn icmp_unreachable_is_a_pod_network_failure_too() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = Fact::Known(TcpOutcome::Unreachable {
+        e.live = LiveFact::Tcp(Fact::Known(TcpOutcome::Unreachable {
             reason: UnreachableReason::Host,
             detail: String::new(),
             rtt_us: 5,
-        });
+        }));
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
@@ -244,7 +244,7 @@ fn flow(syn_ack: bool) -> netdiag_proto::CapturedFlow {
 
 fn pod_network_with_capture(witness: CaptureWitness) -> (String, String) {
     let mut ev = healthy();
-    endpoints_mut(&mut ev)[1].tcp = timeout();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
     ev.witnesses.captures = vec![witness];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
@@ -317,7 +317,7 @@ fn silence_from_a_bound_socket_with_policy_allowing_is_undetermined() {
 #[test]
 fn an_icmp_unreachable_with_policy_allowing_fails_pod_network_for_certain() {
     let mut ev = healthy_udp();
-    endpoints_mut(&mut ev)[1].udp = Some(Fact::Known(UdpOutcome::Unreachable {
+    endpoints_mut(&mut ev)[1].live = LiveFact::Udp(Fact::Known(UdpOutcome::Unreachable {
         reason: UnreachableReason::AdminProhibited,
         detail: "icmp type 3 code 13 from 192.168.0.2".into(),
         rtt_us: 40,

@@ -8,8 +8,7 @@ fn cluster_ip_timing_out_while_pod_ips_connect_fails_service_proxy() {
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: timeout(),
-        udp: None,
+        live: LiveFact::Tcp(timeout()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
@@ -22,8 +21,7 @@ fn cluster_ip_refused_while_pod_ips_connect_is_stale_service_rules() {
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
@@ -33,7 +31,7 @@ fn cluster_ip_refused_while_pod_ips_connect_is_stale_service_rules() {
 #[test]
 fn a_vip_refused_while_no_endpoint_refuses_is_stale_proxy_rules() {
     let mut ev = healthy();
-    ev.cluster_ip.as_mut().unwrap().tcp = refused();
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(refused());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
     assert!(summary(&report, Layer::ServiceProxy).contains("while no endpoint refuses"));
@@ -82,7 +80,7 @@ fn a_vip_rule_to_an_address_that_is_no_endpoint_fails_service_proxy_even_when_th
 #[test]
 fn a_missing_vip_rule_explains_a_vip_timeout() {
     let mut ev = healthy();
-    ev.cluster_ip.as_mut().unwrap().tcp = timeout();
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
     ev.witnesses.node_dataplane = Some(rules(false, false, &[]));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
@@ -105,7 +103,7 @@ fn a_missing_vip_rule_never_fails_a_vip_that_connects() {
 #[test]
 fn unreadable_rules_fall_back_to_the_differential_and_say_why() {
     let mut ev = healthy();
-    ev.cluster_ip.as_mut().unwrap().tcp = timeout();
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
     ev.witnesses.node_dataplane = Some(NodeDataplaneWitness {
         node: "node-a".into(),
         result: Fact::Known(netdiag_proto::NodeDataplaneResult {
@@ -125,10 +123,10 @@ fn unreadable_rules_fall_back_to_the_differential_and_say_why() {
 #[test]
 fn a_vip_meeting_an_endpoint_with_nothing_bound_passes_service_proxy() {
     let mut ev = healthy_udp();
-    endpoints_mut(&mut ev)[1].udp = Some(port_unreachable());
+    endpoints_mut(&mut ev)[1].live = LiveFact::Udp(port_unreachable());
     endpoints_mut(&mut ev)[1].listeners = Fact::Known(vec![]);
     for vip in [silent(), port_unreachable(), answered()] {
-        ev.cluster_ip.as_mut().unwrap().udp = Some(vip);
+        ev.cluster_ip.as_mut().unwrap().live = LiveFact::Udp(vip);
         let report = judge(&ev, 0);
         assert_fails_at(&report, Layer::Application);
         assert!(summary(&report, Layer::Application).starts_with("1 of 2 endpoints has nothing bound"));
@@ -138,7 +136,7 @@ fn a_vip_meeting_an_endpoint_with_nothing_bound_passes_service_proxy() {
 #[test]
 fn cluster_ip_silent_while_pod_ips_answer_fails_service_proxy() {
     let mut ev = healthy_udp();
-    ev.cluster_ip.as_mut().unwrap().udp = Some(silent());
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Udp(silent());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
     assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing"));

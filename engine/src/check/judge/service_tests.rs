@@ -44,8 +44,7 @@ fn named_target_port_no_selected_pod_declares_fails_service() {
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
@@ -63,13 +62,12 @@ fn wrong_numeric_target_port_fails_service_when_pods_listen_elsewhere() {
     service_mut(&mut ev).ports[0].target_port = PortRef::Number(9090);
     for e in endpoints_mut(&mut ev) {
         e.port = Some(9090);
-        e.tcp = refused();
+        e.live = LiveFact::Tcp(refused());
     }
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
@@ -93,14 +91,13 @@ fn numeric_target_port_the_pods_declare_but_nothing_listens_is_application() {
     let mut ev = healthy();
     service_mut(&mut ev).ports[0].target_port = PortRef::Number(8080);
     for e in endpoints_mut(&mut ev) {
-        e.tcp = refused();
+        e.live = LiveFact::Tcp(refused());
         e.listeners = Fact::Known(vec![]);
     }
     ev.cluster_ip = Some(ClusterIpFacts {
         ip: ip(VIP),
         port: 80,
-        tcp: refused(),
-        udp: None,
+        live: LiveFact::Tcp(refused()),
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);

@@ -36,7 +36,7 @@ fn missing_agent_on_the_source_node_is_undetermined_never_a_network_layer() {
     }
     // The probes did not run.
     for e in endpoints_mut(&mut ev) {
-        e.tcp = Fact::Unknown(agent_missing("node-a"));
+        e.live = LiveFact::Tcp(Fact::Unknown(agent_missing("node-a")));
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);

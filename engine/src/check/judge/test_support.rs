@@ -130,8 +130,7 @@ pub(super) fn endpoint(p: PodFacts) -> EndpointFacts {
         pod: Some(p),
         slice: Some(NamespacedName::new("shop", "payments-abcde")),
         conditions: Conditions::READY,
-        tcp: connected(),
-        udp: None,
+        live: LiveFact::Tcp(connected()),
         listeners: Fact::Known(vec![listening("0.0.0.0", 8080)]),
         policy: allowed(),
     }
@@ -251,8 +250,7 @@ pub(super) fn healthy() -> Evidence {
         cluster_ip: Some(ClusterIpFacts {
             ip: ip(VIP),
             port: 80,
-            tcp: connected(),
-            udp: None,
+            live: LiveFact::Tcp(connected()),
         }),
         agents: Some(AgentPods {
             namespace: "netdiag".into(),
@@ -366,20 +364,18 @@ pub(super) fn healthy_udp() -> Evidence {
     for (e, p) in endpoints_mut(&mut ev).iter_mut().zip(pods) {
         e.pod = Some(p);
         e.port = Some(5353);
-        e.tcp = Fact::Unknown(ToolFailure::NotProbed("a UDP port".into()));
-        e.udp = Some(answered());
+        e.live = LiveFact::Udp(answered());
         e.listeners = Fact::Known(vec![bound("0.0.0.0", 5353)]);
     }
     let cip = ev.cluster_ip.as_mut().unwrap();
     cip.port = 5353;
-    cip.tcp = Fact::Unknown(ToolFailure::NotProbed("a UDP port".into()));
-    cip.udp = Some(answered());
+    cip.live = LiveFact::Udp(answered());
     ev
 }
 
 pub(super) fn set_udp(ev: &mut Evidence, outcome: Fact<UdpOutcome>) {
     for e in endpoints_mut(ev) {
-        e.udp = Some(outcome.clone());
+        e.live = LiveFact::Udp(outcome.clone());
     }
-    ev.cluster_ip.as_mut().unwrap().udp = Some(outcome);
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Udp(outcome);
 }
