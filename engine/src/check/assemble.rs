@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome, UdpOutcome};
+use netdiag_proto::{ListeningSocket, ProbeResult, TcpOutcome};
 
 use super::evidence::*;
 use super::plan::{
-    CheckPlan, CheckRequest, DestinationPlan, DnsPlan, EndpointTarget, NODE_WITNESS_PORT, ProbeKey, RunIn,
-    live_targets, witness_nodes,
+    CheckPlan, CheckRequest, DestinationPlan, DnsPlan, EndpointTarget, LiveProbe, NODE_WITNESS_PORT,
+    ProbeKey, RunIn, live_targets, witness_nodes,
 };
 use super::probe::Replies;
 use super::prose::NonEmpty;
@@ -45,8 +45,8 @@ pub fn assemble(
         ),
     };
     let cluster_ip = dest.cluster_ip.map(|(ip, port)| {
-        let (tcp, udp) = live_facts(replies, ProbeKey::ClusterIp, dest);
-        ClusterIpFacts { ip, port, tcp, udp }
+        let live = live_fact(replies, ProbeKey::ClusterIp, dest);
+        ClusterIpFacts { ip, port, live }
     });
     let dns = plan
         .dns
@@ -94,8 +94,8 @@ fn secondary(plan: &CheckPlan, replies: &Replies) -> Option<SecondaryFamily> {
     Some(SecondaryFamily {
         family,
         cluster_ip: dest.secondary_cluster_ip.map(|(ip, port)| {
-            let (tcp, udp) = live_facts(replies, ProbeKey::ClusterIpSecondary, dest);
-            ClusterIpFacts { ip, port, tcp, udp }
+            let live = live_fact(replies, ProbeKey::ClusterIpSecondary, dest);
+            ClusterIpFacts { ip, port, live }
         }),
         dns: asked(ProbeKey::ResolveSecondary).then(|| dns_result(replies, ProbeKey::ResolveSecondary)),
     })
@@ -219,27 +219,18 @@ fn tcp_fact(replies: &Replies, key: ProbeKey, not_probed: Option<&str>) -> Fact<
     }
 }
 
-/// The TCP and UDP facts of a VIP or endpoint probe: the Service port's protocol was probed,
-/// the other was not.
-fn live_facts(
-    replies: &Replies,
-    key: ProbeKey,
-    dest: &DestinationPlan,
-) -> (Fact<TcpOutcome>, Option<Fact<UdpOutcome>>) {
+/// The live fact of a VIP or endpoint probe, of the kind the plan chose.
+fn live_fact(replies: &Replies, key: ProbeKey, dest: &DestinationPlan) -> LiveFact {
     let not_probed = dest.not_probed.as_deref();
-    if dest.udp.is_none() {
-        return (tcp_fact(replies, key, not_probed), None);
+    match dest.live {
+        LiveProbe::Tcp => LiveFact::Tcp(tcp_fact(replies, key, not_probed)),
+        LiveProbe::Udp(_) => LiveFact::Udp(match replies.result(key) {
+            Some(Ok(ProbeResult::Udp(u))) => Fact::Known(u.outcome.clone()),
+            Some(Ok(other)) => Fact::Unknown(unexpected(other, "udp")),
+            Some(Err(failure)) => Fact::Unknown(failure.clone()),
+            None => Fact::Unknown(not_run(key, not_probed)),
+        }),
     }
-    let tcp = Fact::Unknown(ToolFailure::NotProbed(
-        "a UDP port: probed with datagrams, not TCP".into(),
-    ));
-    let udp = match replies.result(key) {
-        Some(Ok(ProbeResult::Udp(u))) => Fact::Known(u.outcome.clone()),
-        Some(Ok(other)) => Fact::Unknown(unexpected(other, "udp")),
-        Some(Err(failure)) => Fact::Unknown(failure.clone()),
-        None => Fact::Unknown(not_run(key, not_probed)),
-    };
-    (tcp, Some(udp))
 }
 
 fn listeners_fact(replies: &Replies, ip: IpAddr, node: Option<&str>) -> Fact<Vec<ListeningSocket>> {
@@ -285,19 +276,19 @@ fn endpoint(
     from: &NamespacedName,
 ) -> EndpointFacts {
     let not_probed = dest.not_probed.as_deref();
-    let ((tcp, udp), listeners) = match (probed, e.port) {
+    let (live, listeners) = match (probed, e.port) {
         (true, Some(port)) => (
-            live_facts(replies, ProbeKey::Endpoint(e.ip, port), dest),
+            live_fact(replies, ProbeKey::Endpoint(e.ip, port), dest),
             listeners_fact(replies, e.ip, e.pod.as_ref().and_then(|p| p.node.as_deref())),
         ),
-        _ => (
-            (
-                Fact::Unknown(not_run(ProbeKey::Netns, not_probed)),
-                dest.udp
-                    .map(|_| Fact::Unknown(not_run(ProbeKey::Netns, not_probed))),
-            ),
-            Fact::Unknown(not_run(ProbeKey::Netns, None)),
-        ),
+        _ => {
+            let why = not_run(ProbeKey::Netns, not_probed);
+            let live = match dest.live {
+                LiveProbe::Tcp => LiveFact::Tcp(Fact::Unknown(why)),
+                LiveProbe::Udp(_) => LiveFact::Udp(Fact::Unknown(why)),
+            };
+            (live, Fact::Unknown(not_run(ProbeKey::Netns, None)))
+        }
     };
     let policy = policy.endpoint(from, e, dest.protocol());
     EndpointFacts {
@@ -306,8 +297,7 @@ fn endpoint(
         pod: e.pod.clone(),
         slice: e.slice.clone(),
         conditions: e.conditions,
-        tcp,
-        udp,
+        live,
         listeners,
         policy,
     }

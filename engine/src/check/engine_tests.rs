@@ -277,7 +277,7 @@ async fn every_reply_lands_on_its_own_fact_and_a_healthy_service_is_reachable() 
     assert_eq!(endpoints.len(), 2);
     for e in endpoints {
         assert!(
-            matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })),
+            matches!(e.live, LiveFact::Tcp(Fact::Known(TcpOutcome::Connected { .. }))),
             "{e:?}"
         );
         // Every connection was established: the pods' sockets have nothing to explain.
@@ -381,7 +381,12 @@ async fn the_failing_endpoint_keeps_its_own_outcome() {
     let EndpointsFacts::Known(endpoints) = &ev.endpoints else {
         panic!()
     };
-    let outcome = |addr: &str| endpoints.iter().find(|e| e.ip == ip(addr)).map(|e| e.tcp.clone());
+    let outcome = |addr: &str| {
+        endpoints
+            .iter()
+            .find(|e| e.ip == ip(addr))
+            .and_then(|e| e.live.tcp().cloned())
+    };
     assert!(matches!(
         outcome("10.244.2.2"),
         Some(Fact::Known(TcpOutcome::Connected { .. }))
@@ -401,7 +406,9 @@ async fn a_missing_source_agent_makes_every_source_probe_unknown_with_that_failu
     let ev = collect(&snapshot(), &agents, &request("svc/payments:80")).await;
     let missing = |f: &ToolFailure| matches!(f, ToolFailure::AgentMissing { node, .. } if node == "node-a");
     assert!(matches!(&ev.source, SourceFacts::Found { agent: AgentFacts::Failed(f), .. } if missing(f)));
-    assert!(matches!(&ev.cluster_ip, Some(c) if matches!(&c.tcp, Fact::Unknown(f) if missing(f))));
+    assert!(
+        matches!(&ev.cluster_ip, Some(c) if matches!(&c.live, LiveFact::Tcp(Fact::Unknown(f)) if missing(f)))
+    );
     let report = judge::judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert_eq!(report.steps[0].layer, Layer::Source);
@@ -424,8 +431,8 @@ async fn a_name_outside_the_cluster_is_followed_to_the_pod_it_resolves_to() {
         Some("payments-1")
     );
     assert!(matches!(
-        endpoints[0].tcp,
-        Fact::Known(TcpOutcome::Connected { .. })
+        endpoints[0].live,
+        LiveFact::Tcp(Fact::Known(TcpOutcome::Connected { .. }))
     ));
 }
 
@@ -619,15 +626,22 @@ async fn a_udp_service_port_is_probed_with_datagrams_and_their_replies_land_on_u
     };
     for e in endpoints {
         assert!(
-            matches!(e.udp, Some(Fact::Known(UdpOutcome::Answered { .. }))),
+            matches!(e.live, LiveFact::Udp(Fact::Known(UdpOutcome::Answered { .. }))),
             "{e:?}"
         );
-        assert!(matches!(e.tcp, Fact::Unknown(_)), "{e:?}");
     }
     let cip = ev.cluster_ip.as_ref().unwrap();
-    assert!(matches!(cip.udp, Some(Fact::Known(UdpOutcome::Answered { .. }))));
+    assert!(matches!(
+        cip.live,
+        LiveFact::Udp(Fact::Known(UdpOutcome::Answered { .. }))
+    ));
     let report = judge::judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+    // The report's TCP column for a datagram-probed endpoint reads as it always has.
+    assert_eq!(
+        report.endpoints[0].tcp,
+        "not probed: a UDP port: probed with datagrams, not TCP"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, UdpOutcome};
+use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, Transport, UdpOutcome};
 
 use crate::check::prose::NonEmpty;
 use crate::cluster::endpoints::Conditions;
@@ -300,9 +300,8 @@ pub struct EndpointFacts {
     pub slice: Option<NamespacedName>,
     /// The endpoint's conditions (a pod target's readiness; an address is taken as ready).
     pub conditions: Conditions,
-    pub tcp: Fact<TcpOutcome>,
-    /// The datagram probe, when the port is UDP (then `tcp` is not probed).
-    pub udp: Option<Fact<UdpOutcome>>,
+    /// The live probe of the address, of the kind the plan chose.
+    pub live: LiveFact,
     pub listeners: Fact<Vec<ListeningSocket>>,
     pub policy: PolicyCheck,
 }
@@ -339,9 +338,71 @@ pub fn fmt_ip(ip: IpAddr) -> String {
 pub struct ClusterIpFacts {
     pub ip: IpAddr,
     pub port: u16,
-    pub tcp: Fact<TcpOutcome>,
-    /// The datagram probe, when the Service port is UDP (then `tcp` is not probed).
-    pub udp: Option<Fact<UdpOutcome>>,
+    /// The live probe of the virtual IP, of the kind the plan chose.
+    pub live: LiveFact,
+}
+
+/// What a live probe (the plan's [`LiveProbe`](super::plan::LiveProbe)) of the VIP or of an
+/// endpoint showed: a TCP connect's outcome or a datagram's, never both.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveFact {
+    Tcp(Fact<TcpOutcome>),
+    Udp(Fact<UdpOutcome>),
+}
+
+impl LiveFact {
+    pub fn transport(&self) -> Transport {
+        match self {
+            LiveFact::Tcp(_) => Transport::Tcp,
+            LiveFact::Udp(_) => Transport::Udp,
+        }
+    }
+
+    /// The TCP connect's fact, when the probe was one.
+    pub fn tcp(&self) -> Option<&Fact<TcpOutcome>> {
+        match self {
+            LiveFact::Tcp(fact) => Some(fact),
+            LiveFact::Udp(_) => None,
+        }
+    }
+
+    /// The datagram's fact, when the probe was one.
+    pub fn udp(&self) -> Option<&Fact<UdpOutcome>> {
+        match self {
+            LiveFact::Udp(fact) => Some(fact),
+            LiveFact::Tcp(_) => None,
+        }
+    }
+
+    /// Why the probe has no outcome, when it has none.
+    pub fn not_probed(&self) -> Option<&ToolFailure> {
+        match self {
+            LiveFact::Tcp(Fact::Unknown(why)) | LiveFact::Udp(Fact::Unknown(why)) => Some(why),
+            LiveFact::Tcp(Fact::Known(_)) | LiveFact::Udp(Fact::Known(_)) => None,
+        }
+    }
+
+    /// The TCP connect's outcome, when a connect ran.
+    pub fn tcp_outcome(&self) -> Option<&TcpOutcome> {
+        self.tcp().and_then(Fact::known)
+    }
+
+    /// The datagram's outcome, when a datagram was sent.
+    pub fn udp_outcome(&self) -> Option<&UdpOutcome> {
+        self.udp().and_then(Fact::known)
+    }
+}
+
+impl From<Fact<TcpOutcome>> for LiveFact {
+    fn from(fact: Fact<TcpOutcome>) -> Self {
+        LiveFact::Tcp(fact)
+    }
+}
+
+impl From<Fact<UdpOutcome>> for LiveFact {
+    fn from(fact: Fact<UdpOutcome>) -> Self {
+        LiveFact::Udp(fact)
+    }
 }
 
 /// What NetworkPolicy says about one flow.

@@ -154,17 +154,49 @@ pub struct DestinationPlan {
     pub secondary_cluster_ip: Option<(IpAddr, u16)>,
     /// Why the live layers are not probed (an SCTP port), when they are not.
     pub not_probed: Option<String>,
-    /// The live probes are UDP datagrams with this payload (a UDP Service port); TCP when `None`.
-    pub udp: Option<UdpPayload>,
+    /// How the VIP and the endpoints are probed: chosen here, from the Service port's protocol.
+    pub live: LiveProbe,
     pub expected_dns: Vec<IpAddr>,
 }
 
 impl DestinationPlan {
     /// The protocol the live probes use.
     pub fn protocol(&self) -> Protocol {
-        match self.udp {
-            Some(_) => Protocol::Udp,
-            None => Protocol::Tcp,
+        match self.live {
+            LiveProbe::Tcp => Protocol::Tcp,
+            LiveProbe::Udp(_) => Protocol::Udp,
+        }
+    }
+}
+
+/// The live probe of the VIP and of each endpoint: a TCP connect, or a datagram for a UDP Service
+/// port. The one place a check's transport is chosen; the evidence carries the outcome of the
+/// same kind ([`LiveFact`](super::evidence::LiveFact)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveProbe {
+    Tcp,
+    /// Datagrams with this payload.
+    Udp(UdpPayload),
+}
+
+impl LiveProbe {
+    pub fn transport(self) -> Transport {
+        match self {
+            LiveProbe::Tcp => Transport::Tcp,
+            LiveProbe::Udp(_) => Transport::Udp,
+        }
+    }
+
+    /// The probe of `ip:port` of this kind.
+    pub fn probe(self, ip: IpAddr, port: u16, timeout_ms: u64) -> Probe {
+        match self {
+            LiveProbe::Tcp => Probe::Tcp(TcpProbe { ip, port, timeout_ms }),
+            LiveProbe::Udp(payload) => Probe::Udp(UdpProbe {
+                ip,
+                port,
+                payload,
+                timeout_ms,
+            }),
         }
     }
 }
@@ -379,7 +411,7 @@ fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
         cluster_ip: None,
         secondary_cluster_ip: None,
         not_probed: None,
-        udp: None,
+        live: LiveProbe::Tcp,
         expected_dns: vec![],
     }
 }
@@ -536,7 +568,7 @@ fn plan_service(
     let cluster_ip = cluster_ips.first().copied();
     let requested = facts.requested_port().cloned();
     match requested.as_ref().map(|p| (p.protocol, p)) {
-        Some((Protocol::Udp, p)) => plan.udp = Some(udp_payload(p)),
+        Some((Protocol::Udp, p)) => plan.live = LiveProbe::Udp(udp_payload(p)),
         Some((Protocol::Sctp, p)) => {
             plan.not_probed = Some(format!("SCTP port {}: netdiag probes TCP and UDP only", p.port))
         }
@@ -788,17 +820,9 @@ fn destination_probes(
         }),
     };
     // The VIP and the endpoints are probed over the Service port's protocol.
-    let live_probe = |key, to: IpAddr, port| match dest.udp {
-        Some(payload) => PlannedProbe {
-            probe: Probe::Udp(UdpProbe {
-                ip: to,
-                port,
-                payload,
-                timeout_ms,
-            }),
-            ..tcp(key, to, port)
-        },
-        None => tcp(key, to, port),
+    let live_probe = |key, to: IpAddr, port| PlannedProbe {
+        probe: dest.live.probe(to, port, timeout_ms),
+        ..tcp(key, to, port)
     };
     let mut probes = vec![];
     if let Some((vip, port)) = dest.cluster_ip {
@@ -862,7 +886,10 @@ fn datapath_witnesses(
     let mut probes = vec![];
     let measured = path_mtu_measured(live);
     // The path MTU and the capture witness TCP segments: a UDP port has neither.
-    let tcp_live = if dest.udp.is_some() { &[][..] } else { live };
+    let tcp_live = match dest.live {
+        LiveProbe::Tcp => live,
+        LiveProbe::Udp(_) => &[][..],
+    };
     for e in tcp_live {
         let Some(port) = e.port else { continue };
         // Path MTU and the packet witness watch IPv4 only: an IPv6 endpoint gets neither,
@@ -899,10 +926,7 @@ fn datapath_witnesses(
     let service = dest.cluster_ip.map(|(vip, port)| ServiceVip {
         ip: vip,
         port,
-        protocol: match dest.udp {
-            Some(_) => Transport::Udp,
-            None => Transport::Tcp,
-        },
+        protocol: dest.live.transport(),
     });
     probes.push(at_source(
         ProbeKey::NodeDataplane,

@@ -365,7 +365,7 @@ fn a_host_name_that_designates_an_existing_service_is_planned_as_that_service() 
 fn a_udp_service_port_is_probed_with_datagrams_carrying_a_dns_query_on_53() {
     let plan = plan(&shop(), &request("svc/kube-dns.kube-system:53"));
     assert_eq!(plan.destination.not_probed, None);
-    assert_eq!(plan.destination.udp, Some(UdpPayload::DnsQuery));
+    assert_eq!(plan.destination.live, LiveProbe::Udp(UdpPayload::DnsQuery));
     let udp: Vec<(ProbeKey, IpAddr)> = plan
         .probes
         .iter()
@@ -410,11 +410,11 @@ fn a_port_served_over_udp_and_tcp_is_checked_over_the_protocol_the_target_names(
     assert_eq!(
         plan(&snap, &request("svc/kube-dns.kube-system:53"))
             .destination
-            .udp,
-        None
+            .live,
+        LiveProbe::Tcp
     );
     let udp = plan(&snap, &request("svc/kube-dns.kube-system:53/udp"));
-    assert_eq!(udp.destination.udp, Some(UdpPayload::DnsQuery));
+    assert_eq!(udp.destination.live, LiveProbe::Udp(UdpPayload::DnsQuery));
     let ServiceFacts::Found(svc) = &udp.destination.service else {
         panic!("{:?}", udp.destination.service)
     };

@@ -16,7 +16,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netdiag_proto::{DnsOutcome, TcpOutcome, UdpOutcome};
 use serde_json::{Value, json};
 
-use super::evidence::{DeniedSide, EndpointsFacts, Evidence, Fact, PolicyCheck};
+use super::evidence::{DeniedSide, EndpointsFacts, Evidence, Fact, LiveFact, PolicyCheck};
 use super::report::PolicySuggestion;
 use super::snapshot::Snapshot;
 use crate::policy::{Flow, Peer, PolicyIndex, Protocol};
@@ -74,9 +74,10 @@ fn denied_flows(ev: &Evidence) -> Vec<(Flow, PolicyCheck)> {
             };
             // Probed and not connected (not answered, for UDP): a not-ready endpoint is never
             // probed or blamed.
-            let failed = match &e.udp {
-                Some(udp) => matches!(udp, Fact::Known(o) if !matches!(o, UdpOutcome::Answered { .. })),
-                None => matches!(&e.tcp, Fact::Known(o) if !matches!(o, TcpOutcome::Connected { .. })),
+            let failed = match &e.live {
+                LiveFact::Udp(Fact::Known(o)) => !matches!(o, UdpOutcome::Answered { .. }),
+                LiveFact::Tcp(Fact::Known(o)) => !matches!(o, TcpOutcome::Connected { .. }),
+                LiveFact::Udp(Fact::Unknown(_)) | LiveFact::Tcp(Fact::Unknown(_)) => false,
             };
             if !failed {
                 continue;

@@ -3,6 +3,8 @@
 
 use std::ops::Deref;
 
+use netdiag_proto::Transport;
+
 use super::dns::{DnsBlocked, dns_blocked_by_policy};
 use crate::check::evidence::*;
 use crate::cluster::endpoints::in_service;
@@ -19,6 +21,9 @@ pub(crate) struct Context<'a> {
     pub live: Vec<&'a EndpointFacts>,
     /// When the pod's DNS queries time out because NetworkPolicy denies them: why.
     pub dns_blocked: Option<DnsBlocked>,
+    /// What the live probes were: TCP connects, or datagrams to a UDP Service port. The plan
+    /// chose it ([`LiveProbe`](crate::check::plan::LiveProbe)); every live fact carries it.
+    pub transport: Transport,
 }
 
 impl<'a> Context<'a> {
@@ -41,6 +46,7 @@ impl<'a> Context<'a> {
                 ServiceFacts::Found(svc) => Some(svc),
                 _ => None,
             },
+            transport: live_transport(ev, all),
             live,
             dns_blocked: dns_blocked_by_policy(ev),
         }
@@ -53,6 +59,17 @@ impl<'a> Context<'a> {
     pub fn is_external_name(&self) -> bool {
         self.target_service.is_some_and(|s| s.external_name.is_some())
     }
+}
+
+/// The transport of the check's live facts (TCP when it has none).
+fn live_transport(ev: &Evidence, endpoints: &[EndpointFacts]) -> Transport {
+    let cluster_ip = ev.cluster_ip.as_ref().map(|c| &c.live);
+    cluster_ip
+        .into_iter()
+        .chain(endpoints.iter().map(|e| &e.live))
+        .map(LiveFact::transport)
+        .next()
+        .unwrap_or(Transport::Tcp)
 }
 
 impl Deref for Context<'_> {

@@ -1,6 +1,8 @@
 //! Text and lookup helpers the layer judges share.
 
-use netdiag_proto::{DnsOutcome, TcpOutcome};
+use netdiag_proto::{DnsOutcome, TcpOutcome, UdpOutcome};
+
+use crate::check::evidence::{Fact, LiveFact};
 
 pub(super) fn describe_tcp(outcome: &TcpOutcome) -> String {
     match outcome {
@@ -94,5 +96,32 @@ pub(super) fn endpoints_of(failing: usize, total: usize) -> String {
         1 => "the endpoint".into(),
         _ if failing == total => format!("all {total} endpoints"),
         _ => format!("{failing} of {total} endpoints"),
+    }
+}
+
+pub(crate) fn describe_udp(outcome: &UdpOutcome) -> String {
+    match outcome {
+        UdpOutcome::Answered { rtt_us, bytes } => format!("answered ({bytes} bytes in {})", fmt_us(*rtt_us)),
+        UdpOutcome::Refused { .. } => "refused (ICMP port unreachable)".into(),
+        UdpOutcome::Unreachable { reason, detail, .. } => describe_unreachable(*reason, detail),
+        UdpOutcome::Silent { after_ms } => format!("no answer and no ICMP error within {after_ms} ms"),
+        UdpOutcome::Error { detail } => format!("probe error: {detail}"),
+    }
+}
+
+/// What a live probe showed, in words: its outcome, or why it has none.
+pub(crate) fn describe_live(live: &LiveFact) -> String {
+    match live {
+        LiveFact::Tcp(Fact::Known(o)) => describe_tcp(o),
+        LiveFact::Udp(Fact::Known(o)) => describe_udp(o),
+        LiveFact::Tcp(Fact::Unknown(why)) | LiveFact::Udp(Fact::Unknown(why)) => why.to_string(),
+    }
+}
+
+/// `not probed (why)`, or the outcome when the probe ran.
+pub(crate) fn not_probed(live: &LiveFact) -> String {
+    match live.not_probed() {
+        Some(why) => format!("not probed ({why})"),
+        None => describe_live(live),
     }
 }

@@ -452,3 +452,7 @@ fn failure_finding(
         },
     }
 }
+
+#[cfg(test)]
+#[path = "dns_tests.rs"]
+mod tests;

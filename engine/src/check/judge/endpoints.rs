@@ -219,10 +219,7 @@ fn stale_endpoints(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
     let evidence = stale
         .iter()
         .map(|e| {
-            let tcp = match &e.tcp {
-                Fact::Known(o) => describe_tcp(o),
-                Fact::Unknown(why) => why.to_string(),
-            };
+            let tcp = describe_live(&e.live);
             format!(
                 "{} lists {}: no pod holds this address; TCP {tcp}",
                 slice(e),
@@ -255,3 +252,7 @@ fn stale_endpoints(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
     ));
     Some(fail(summary, evidence, cmds(fix)))
 }
+
+#[cfg(test)]
+#[path = "endpoints_tests.rs"]
+mod tests;

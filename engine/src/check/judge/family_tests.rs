@@ -1,7 +1,7 @@
 //! Dual-stack evidence judged per family: built from the IPv4 `healthy()` evidence by adding an
 //! IPv6 address to every endpoint and an IPv6 ClusterIP and AAAA answer.
 
-use super::*;
+use super::test_support::*;
 use crate::check::family;
 
 const VIP6: &str = "fd00:10:96::c07";
@@ -34,8 +34,7 @@ fn dual_stack() -> Evidence {
         cluster_ip: Some(ClusterIpFacts {
             ip: ip(VIP6),
             port: 80,
-            tcp: connected(),
-            udp: None,
+            live: LiveFact::Tcp(connected()),
         }),
         dns: Some(Fact::Known(DnsResult {
             record_type: RecordType::Aaaa,
@@ -99,9 +98,9 @@ fn dual_stack_reachable_in_both_families_shows_each_familys_verdict() {
 fn ipv6_endpoints_timing_out_while_ipv4_connects_is_an_ipv6_pod_network_failure() {
     let mut ev = dual_stack();
     for e in endpoints_mut(&mut ev).iter_mut().filter(|e| e.ip.is_ipv6()) {
-        e.tcp = timeout();
+        e.live = LiveFact::Tcp(timeout());
     }
-    ev.secondary.as_mut().unwrap().cluster_ip.as_mut().unwrap().tcp = timeout();
+    ev.secondary.as_mut().unwrap().cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
     let report = family::judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     let s = summary(&report, Layer::PodNetwork);
@@ -136,10 +135,10 @@ fn dual_stack_service_without_aaaa_fails_dns_for_ipv6_only() {
 fn both_families_failing_says_so() {
     let mut ev = dual_stack();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = timeout();
+        e.live = LiveFact::Tcp(timeout());
     }
-    ev.cluster_ip.as_mut().unwrap().tcp = timeout();
-    ev.secondary.as_mut().unwrap().cluster_ip.as_mut().unwrap().tcp = timeout();
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
+    ev.secondary.as_mut().unwrap().cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
     let report = family::judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     let s = summary(&report, Layer::PodNetwork);
@@ -153,9 +152,10 @@ fn both_families_failing_says_so() {
 fn a_family_that_could_not_be_checked_is_not_called_failing() {
     let mut ev = dual_stack();
     for e in endpoints_mut(&mut ev).iter_mut().filter(|e| e.ip.is_ipv6()) {
-        e.tcp = Fact::Unknown(agent_missing("node-b"));
+        e.live = LiveFact::Tcp(Fact::Unknown(agent_missing("node-b")));
     }
-    ev.secondary.as_mut().unwrap().cluster_ip.as_mut().unwrap().tcp = Fact::Unknown(agent_missing("node-a"));
+    ev.secondary.as_mut().unwrap().cluster_ip.as_mut().unwrap().live =
+        LiveFact::Tcp(Fact::Unknown(agent_missing("node-a")));
     let report = family::judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
     let headed = report
@@ -174,9 +174,9 @@ fn a_family_that_could_not_be_checked_is_not_called_failing() {
 fn ipv6_refused_by_an_ipv4_only_listener_names_the_family() {
     let mut ev = family::view(&dual_stack(), IpFamily::V6);
     for e in endpoints_mut(&mut ev) {
-        e.tcp = refused();
+        e.live = LiveFact::Tcp(refused());
     }
-    ev.cluster_ip.as_mut().unwrap().tcp = refused();
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(refused());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
     let s = summary(&report, Layer::Application);
@@ -195,13 +195,13 @@ fn ipv6_refused_by_an_ipv4_only_listener_names_the_family() {
 fn a_dual_stack_wildcard_serves_ipv4_unless_it_is_v6_only() {
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        e.tcp = refused();
+        e.live = LiveFact::Tcp(refused());
         e.listeners = Fact::Known(vec![ListeningSocket {
             v6_only: Some(true),
             ..listening("::", 8080)
         }]);
     }
-    ev.cluster_ip.as_mut().unwrap().tcp = refused();
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(refused());
     let s = summary(&judge(&ev, 0), Layer::Application);
     assert!(s.contains("only on [::]:8080, which takes no connections"), "{s}");
     for e in endpoints_mut(&mut ev) {

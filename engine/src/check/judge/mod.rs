@@ -24,7 +24,6 @@ mod service_protocol;
 mod service_proxy;
 mod sockets;
 mod source;
-mod udp;
 mod witnesses;
 
 use application::*;
@@ -290,4 +289,13 @@ fn behind_blocked_dns(layer: Layer, cx: &Context) -> Judgment {
 }
 
 #[cfg(test)]
+mod test_support;
+
+#[cfg(test)]
+#[path = "judge_tests.rs"]
 mod tests;
+
+/// The per-family judgment of dual-stack targets (`check::family`), on the tests' evidence.
+#[cfg(test)]
+#[path = "family_tests.rs"]
+mod family_tests;

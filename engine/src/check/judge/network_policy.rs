@@ -2,8 +2,9 @@
 
 use std::net::IpAddr;
 
-use netdiag_proto::TcpOutcome;
+use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
 
+use super::outcomes::{Certainty, not_delivered, outcome, udp_reading};
 use super::*;
 use crate::check::report::EvidenceLine;
 use crate::policy::PolicyRef;
@@ -20,14 +21,19 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
-    if udp::probed_over_udp(cx) {
-        return udp::judge_udp_policy(cx);
+    match cx.transport {
+        Transport::Tcp => tcp_policy(cx, &src_ns),
+        Transport::Udp => udp_policy(cx, &src_ns),
     }
-    let tally = Tally::of(live);
+}
+
+/// Over TCP: the policy evaluation, with what the connections met.
+fn tcp_policy(cx: &Context, src_ns: &str) -> Judgment {
+    let tally = Tally::of(&cx.live);
     if !tally.denied.is_empty() {
-        return flow_denied(cx, tally, &src_ns);
+        return flow_denied(cx, tally, src_ns);
     }
-    if let Some(undetermined) = unevaluated_and_blocked(&tally, &src_ns) {
+    if let Some(undetermined) = unevaluated_and_blocked(&tally, src_ns) {
         return undetermined;
     }
     not_denied(cx, tally)
@@ -92,12 +98,10 @@ impl<'a> Tally<'a> {
             match &e.policy {
                 PolicyCheck::Denied { egress, ingress } => {
                     let line = denied_line(e, egress, ingress);
-                    match &e.tcp {
-                        Fact::Known(TcpOutcome::Connected { .. }) => t.disagreements.push(line),
-                        Fact::Known(outcome) => {
-                            t.denied.push(format!("{line} — TCP {}", describe_tcp(outcome)))
-                        }
-                        Fact::Unknown(_) => t.denied.push(line),
+                    match e.live.tcp_outcome() {
+                        Some(TcpOutcome::Connected { .. }) => t.disagreements.push(line),
+                        Some(outcome) => t.denied.push(format!("{line} — TCP {}", describe_tcp(outcome))),
+                        None => t.denied.push(line),
                     }
                 }
                 PolicyCheck::NotEvaluated(reason) => t.unknown.push((e, reason.clone())),
@@ -128,9 +132,9 @@ pub(super) fn denied_line(
 /// endpoint's denying side.
 fn flow_denied(cx: &Context, tally: Tally, src_ns: &str) -> Judgment {
     let live = &cx.live;
-    let first = live
-        .iter()
-        .find(|e| e.policy.is_denied() && !matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })));
+    let first = live.iter().find(|e| {
+        e.policy.is_denied() && !matches!(e.live.tcp_outcome(), Some(TcpOutcome::Connected { .. }))
+    });
     let headline = match first.map(|e| &e.policy) {
         Some(PolicyCheck::Denied {
             ingress: Some(side), ..
@@ -164,7 +168,7 @@ fn unevaluated_and_blocked(tally: &Tally, src_ns: &str) -> Option<Judgment> {
     let blocked: Vec<String> = tally
         .unknown
         .iter()
-        .filter(|(e, _)| matches!(&e.tcp, Fact::Known(o) if is_blocked(o)))
+        .filter(|(e, _)| e.live.tcp_outcome().is_some_and(is_blocked))
         .map(|(e, reason)| format!("{}: policy not evaluated ({reason})", e.label()))
         .collect();
     (!blocked.is_empty()).then(|| {
@@ -288,7 +292,7 @@ pub(super) fn policy_fix(cx: &Context, live: &[&EndpointFacts], src_ns: &str) ->
     let mut advice = Vec::new();
     let mut policies = Vec::new();
     for e in live {
-        if matches!(e.tcp, Fact::Known(TcpOutcome::Connected { .. })) {
+        if matches!(e.live.tcp_outcome(), Some(TcpOutcome::Connected { .. })) {
             continue;
         }
         let PolicyCheck::Denied { egress, ingress } = &e.policy else {
@@ -415,3 +419,124 @@ fn admin_fix(side: &DeniedSide, advice: &mut Vec<FixLine>) {
         )),
     );
 }
+
+/// Over UDP: the policy evaluation, with what the datagrams met and how sure that makes it.
+fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
+    let live = &cx.live;
+    let mut denied: Vec<&EndpointFacts> = vec![];
+    let mut lines: Vec<EvidenceLine> = vec![];
+    let mut unknown = vec![];
+    let mut allowed = vec![];
+    for e in live {
+        match &e.policy {
+            PolicyCheck::Denied { egress, ingress } => {
+                let line = denied_line(e, egress, ingress);
+                match outcome(e) {
+                    Some(UdpOutcome::Answered { .. }) => lines.push(EvidenceLine::disagreement(format!(
+                        "disagreement: {line}, yet the datagram was answered"
+                    ))),
+                    Some(o) => {
+                        denied.push(e);
+                        lines.push(format!("{line} — UDP {}", describe_udp(o)).into());
+                    }
+                    None => {
+                        denied.push(e);
+                        lines.push(line.into());
+                    }
+                }
+            }
+            PolicyCheck::NotEvaluated(reason) => unknown.push((e, reason.clone())),
+            PolicyCheck::Allowed { detail } => allowed.push(format!("{}: {detail}", e.label())),
+        }
+    }
+    if let Some(first) = denied.first() {
+        let certainty = udp_reading(first).1;
+        lines.push(certainty_line(first, certainty).into());
+        let headline = match &first.policy {
+            PolicyCheck::Denied {
+                ingress: Some(side), ..
+            } => format!("ingress to {} denied: {}", first.label(), side.why),
+            PolicyCheck::Denied {
+                egress: Some(side), ..
+            } => format!("egress from {} denied: {}", cx.from, side.why),
+            _ => "the flow is denied by NetworkPolicy".to_string(),
+        };
+        let count = if live.len() > 1 {
+            format!(" ({}/{} endpoints)", denied.len(), live.len())
+        } else {
+            String::new()
+        };
+        return Judgment::Fail {
+            summary: format!(
+                "{headline}{count}{} ({})",
+                connection_share(denied.len(), live.len()),
+                certainty.text()
+            ),
+            evidence: lines,
+            fix: policy_fix(cx, &denied, src_ns),
+        };
+    }
+    let blocked: Vec<String> = unknown
+        .iter()
+        .filter(|(e, _)| outcome(e).is_some_and(not_delivered))
+        .map(|(e, reason)| format!("{}: policy not evaluated ({reason})", e.label()))
+        .collect();
+    if !blocked.is_empty() {
+        return undetermined(
+            "datagrams get no answer and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
+            blocked,
+            vec![
+                cmd("kubectl auth can-i list networkpolicies -A"),
+                cmd(format!("kubectl -n {src_ns} get networkpolicy")),
+            ],
+        );
+    }
+    let disagreements = lines.len();
+    lines.extend(allowed.into_iter().map(Into::into));
+    lines.extend(
+        unknown
+            .iter()
+            .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label()).into()),
+    );
+    let summary = if disagreements > 0 {
+        format!(
+            "NetworkPolicy denies {disagreements} flow(s) but the datagrams are answered: the CNI does not enforce NetworkPolicy"
+        )
+    } else {
+        format!(
+            "egress of {} and ingress of the destination allow the flow (UDP)",
+            cx.from
+        )
+    };
+    Judgment::Pass {
+        summary,
+        evidence: lines,
+    }
+}
+
+/// Why the denial is as sure as it is: a REJECT's ICMP proves the drop, silence only agrees.
+fn certainty_line(e: &EndpointFacts, certainty: Certainty) -> String {
+    match (certainty, outcome(e)) {
+        (Certainty::Certain, Some(o)) => format!(
+            "certainty: {} — the datagram to {} was rejected ({}) while the policy denies it",
+            certainty.text(),
+            e.label(),
+            describe_udp(o)
+        ),
+        (_, Some(UdpOutcome::Refused { .. })) => format!(
+            "certainty: {} — the policy evaluation denies the flow, yet {} answered port-unreachable: the \
+             datagram got through, so the CNI may not enforce the policy, and nothing is bound there",
+            certainty.text(),
+            e.label()
+        ),
+        _ => format!(
+            "certainty: {} — the policy evaluation denies the flow and the datagrams got no answer, as a drop \
+             gives; UDP silence alone is not proof",
+            certainty.text()
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "network_policy_tests.rs"]
+mod tests;

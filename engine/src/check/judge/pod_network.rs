@@ -1,8 +1,9 @@
-//! The `pod-network` layer: TCP from the source netns reaches each endpoint's pod IP, and the
-//! datapath witnesses (path MTU, captures at the destination pods, conntrack) explain or overrule.
+//! The `pod-network` layer: TCP connections (or, for a UDP port, datagrams) from the source
+//! netns reach each endpoint's pod IP, and the datapath witnesses (path MTU, captures at the destination pods, conntrack) explain or overrule.
 
-use netdiag_proto::TcpOutcome;
+use netdiag_proto::{TcpOutcome, Transport};
 
+use super::outcomes::{Certainty, EndpointStatus, nothing_bound, outcome, silence_unexplained, udp_reading};
 use super::witnesses::{conntrack_line, gaps, mtu_black_hole, mtu_notes, packet_reading};
 use super::*;
 
@@ -42,7 +43,7 @@ fn with_witnesses(cx: &Context, judgment: Judgment) -> Judgment {
             let readings: Vec<String> = cx
                 .live
                 .iter()
-                .filter(|e| matches!(&e.tcp, Fact::Known(o) if is_blocked(o)))
+                .filter(|e| e.live.tcp_outcome().is_some_and(is_blocked))
                 .filter_map(|e| packet_reading(cx, e))
                 .collect();
             if let Some(first) = readings.first() {
@@ -91,9 +92,16 @@ fn connectivity(cx: &Context) -> Judgment {
     if live.is_empty() {
         return not_applicable("not applicable: no destination address");
     }
-    if udp::probed_over_udp(cx) {
-        return udp::judge_udp_pod_network(cx);
+    match cx.transport {
+        Transport::Tcp => tcp_connectivity(cx),
+        Transport::Udp => udp_connectivity(cx),
     }
+}
+
+/// Over TCP: a connection that times out or meets an ICMP unreachable, with NetworkPolicy
+/// allowing it, fails this layer; the node witnesses tell a broken path from a drop at the pod.
+fn tcp_connectivity(cx: &Context) -> Judgment {
+    let live = &cx.live;
     let src_node = cx.source_node();
     let mut failing = vec![];
     let mut ok = vec![];
@@ -104,13 +112,15 @@ fn connectivity(cx: &Context) -> Judgment {
             (Some(n), _) => format!("node {n}"),
             _ => "outside the cluster's pods".into(),
         };
-        match &e.tcp {
-            Fact::Known(o) if is_blocked(o) => failing.push((*e, place, describe_tcp(o))),
-            Fact::Known(TcpOutcome::Error { detail }) => {
+        match &e.live {
+            LiveFact::Tcp(Fact::Known(o)) if is_blocked(o) => failing.push((*e, place, describe_tcp(o))),
+            LiveFact::Tcp(Fact::Known(TcpOutcome::Error { detail })) => {
                 unknown.push(format!("{}: probe error: {detail}", e.label()))
             }
-            Fact::Known(o) => ok.push((*e, format!("{} [{place}]: {}", e.label(), describe_tcp(o)))),
-            Fact::Unknown(reason) => unknown.push(format!("{}: not probed ({reason})", e.label())),
+            LiveFact::Tcp(Fact::Known(o)) => {
+                ok.push((*e, format!("{} [{place}]: {}", e.label(), describe_tcp(o))))
+            }
+            other => unknown.push(format!("{}: {}", e.label(), not_probed(other))),
         }
     }
     if !failing.is_empty() {
@@ -238,3 +248,89 @@ fn path_finding(cx: &Context, failing: &[Failing], ok: &[(&EndpointFacts, String
         }
     }
 }
+
+/// Over UDP: only an ICMP unreachable fails this layer (it proves the path rejected the
+/// datagram); silence from a pod with a bound socket is `undetermined`, and silence from a pod
+/// with nothing bound is left to `application`, which that alone proves at fault.
+fn udp_connectivity(cx: &Context) -> Judgment {
+    let live = &cx.live;
+    let src_node = cx.source_node();
+    let mut failing = vec![];
+    let mut answered = vec![];
+    let mut unbound = vec![];
+    let mut unknown = vec![];
+    for e in live {
+        let place = match (e.node(), src_node) {
+            (Some(n), Some(s)) if n == s => format!("same node {n}"),
+            (Some(n), _) => format!("node {n}"),
+            _ => "outside the cluster's pods".into(),
+        };
+        let what = not_probed(&e.live);
+        let line = format!("UDP to {} [{place}]: {what}", e.label());
+        match udp_reading(e).0 {
+            EndpointStatus::Fail(Layer::PodNetwork) => failing.push(line),
+            EndpointStatus::Fail(Layer::Application) if nothing_bound(e) => unbound.push(format!(
+                "{line}; nothing is bound to the port there (judged at application)"
+            )),
+            EndpointStatus::Undetermined if outcome(e).is_some() => {
+                unknown.push((e.label(), format!("{line}; {}", silence_unexplained(e))))
+            }
+            EndpointStatus::Undetermined => unknown.push((e.label(), line)),
+            _ => answered.push(line),
+        }
+    }
+    if let Some(first) = failing.first() {
+        let summary = format!(
+            "{} {} although NetworkPolicy allows it: {first}{} ({})",
+            endpoints_of(failing.len(), live.len()),
+            if failing.len() == 1 { "fails" } else { "fail" },
+            connection_share(failing.len(), live.len()),
+            Certainty::Certain.text()
+        );
+        let mut evidence = failing;
+        evidence.extend(answered);
+        evidence.extend(cx.node_witnesses.iter().map(witness_line));
+        evidence.push(format!(
+            "certainty: {} — an ICMP unreachable answered the datagram",
+            Certainty::Certain.text()
+        ));
+        return fail(
+            summary,
+            evidence,
+            cmds(vec![
+                "kubectl get nodes -o wide".to_string(),
+                "kubectl -n kube-system get pods -o wide   # CNI pods on the affected nodes".to_string(),
+            ]),
+        );
+    }
+    if let Some((first, _)) = unknown.first() {
+        return undetermined(
+            format!(
+                "{} {} no answer, and UDP silence alone does not tell a drop on the path from an application that does not answer ({}): {first}",
+                endpoints_of(unknown.len(), live.len()),
+                if unknown.len() == 1 { "gets" } else { "get" },
+                Certainty::CannotTell.text()
+            ),
+            unknown.into_iter().map(|(_, line)| line).collect(),
+            vec![hint(
+                "send the application a datagram it answers (e.g. its own client) from the source pod, or capture on the destination pod's interface",
+            )],
+        );
+    }
+    let rest = match unbound.len() {
+        0 => String::new(),
+        n => format!("; {n} with nothing bound to the port (judged at application)"),
+    };
+    let summary = format!(
+        "{}/{} destination addresses answer a datagram from {}'s netns{rest}",
+        answered.len(),
+        live.len(),
+        cx.from
+    );
+    answered.extend(unbound);
+    pass(summary, answered)
+}
+
+#[cfg(test)]
+#[path = "pod_network_tests.rs"]
+mod tests;

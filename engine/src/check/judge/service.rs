@@ -260,7 +260,7 @@ pub(super) fn wrong_numeric_target_port(
     let live = &cx.live;
     let all_refused = live
         .iter()
-        .all(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Refused { .. })));
+        .all(|e| matches!(e.live.tcp_outcome(), Some(TcpOutcome::Refused { .. })));
     if live.is_empty() || !all_refused {
         return None;
     }
@@ -289,3 +289,7 @@ pub(super) fn wrong_numeric_target_port(
     }
     NonEmpty::from_vec(listening.into_iter().collect())
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -151,3 +151,7 @@ pub(super) fn mismatch_judgment(
         ],
     )
 }
+
+#[cfg(test)]
+#[path = "service_protocol_tests.rs"]
+mod tests;

@@ -1,10 +1,11 @@
-//! The `service-proxy` layer: the ClusterIP connects when the pod IPs do, and what the source
+//! The `service-proxy` layer: the ClusterIP connects (or answers a datagram) when the pod IPs do, and what the source
 //! node programmed for the VIP agrees with the EndpointSlices.
 
 use std::net::SocketAddr;
 
-use netdiag_proto::TcpOutcome;
+use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
 
+use super::outcomes::{nothing_bound, outcome};
 use super::witnesses::{conntrack_line, service_rules};
 use super::*;
 
@@ -13,7 +14,10 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
     let Some(cip) = &cx.cluster_ip else {
         return judgment;
     };
-    let protocol = if udp::probed_over_udp(cx) { "UDP" } else { "TCP" };
+    let protocol = match cx.transport {
+        Transport::Tcp => "TCP",
+        Transport::Udp => "UDP",
+    };
     let vip = format!("{}:{}/{protocol}", fmt_ip(cip.ip), cip.port);
     let (node, rules) = match service_rules(cx) {
         Ok(found) => found,
@@ -124,39 +128,41 @@ fn differential(cx: &Context) -> Judgment {
             _ => "not applicable: no Service virtual IP on the path",
         });
     };
-    if udp::probed_over_udp(cx) {
-        return udp::udp_differential(cx, cip);
+    match cx.transport {
+        Transport::Tcp => tcp_differential(cx, cip),
+        Transport::Udp => udp_differential(cx, cip),
     }
+}
+
+/// The VIP-versus-pod-IP differential over TCP (the caller adds the node's rules witness).
+fn tcp_differential(cx: &Context, cip: &ClusterIpFacts) -> Judgment {
     let vip = format!("{}:{}", fmt_ip(cip.ip), cip.port);
-    let outcome = match &cip.tcp {
-        Fact::Known(o) => o,
-        Fact::Unknown(reason) => {
-            return undetermined(
-                format!("ClusterIP {vip} was not probed: {reason}"),
-                vec![],
-                vec![],
-            );
+    let outcome = match &cip.live {
+        LiveFact::Tcp(Fact::Known(o)) => o,
+        other => {
+            let why = other
+                .not_probed()
+                .map(|reason| format!(": {reason}"))
+                .unwrap_or_default();
+            return undetermined(format!("ClusterIP {vip} was not probed{why}"), vec![], vec![]);
         }
     };
     let live = &cx.live;
     let like_vip = live
         .iter()
-        .filter(|e| matches!(&e.tcp, Fact::Known(o) if same_symptom(o, outcome)))
+        .filter(|e| e.live.tcp_outcome().is_some_and(|o| same_symptom(o, outcome)))
         .count();
-    let any_answered = live
-        .iter()
-        .any(|e| matches!(&e.tcp, Fact::Known(o) if !matches!(o, TcpOutcome::Error { .. })));
+    let any_answered = live.iter().any(|e| {
+        e.live
+            .tcp_outcome()
+            .is_some_and(|o| !matches!(o, TcpOutcome::Error { .. }))
+    });
     let all_refused = !live.is_empty()
         && live
             .iter()
-            .all(|e| matches!(e.tcp, Fact::Known(TcpOutcome::Refused { .. })));
+            .all(|e| matches!(e.live.tcp_outcome(), Some(TcpOutcome::Refused { .. })));
     let node = cx.source_node().unwrap_or("the source node");
-    let proxy_fix = vec![
-        format!(
-            "kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide --field-selector spec.nodeName={node}"
-        ),
-        "kubectl -n kube-system logs -l k8s-app=kube-proxy --tail=50".into(),
-    ];
+    let proxy_fix = proxy_fix(node);
     let evidence = vec![format!("TCP to ClusterIP {vip}: {}", describe_tcp(outcome))];
     let what = describe_tcp(outcome);
     match outcome {
@@ -210,3 +216,68 @@ fn same_symptom(a: &TcpOutcome, b: &TcpOutcome) -> bool {
         (Connected { .. }, Connected { .. }) | (Refused { .. }, Refused { .. })
     ) || (is_blocked(a) && is_blocked(b))
 }
+
+/// The VIP-versus-pod-IP differential over UDP (the caller adds the node's rules witness).
+fn udp_differential(cx: &Context, cip: &ClusterIpFacts) -> Judgment {
+    let vip = format!("{}:{}/UDP", fmt_ip(cip.ip), cip.port);
+    let vip_outcome = match &cip.live {
+        LiveFact::Udp(Fact::Known(o)) => o,
+        other => {
+            let why = other
+                .not_probed()
+                .map(|reason| format!(": {reason}"))
+                .unwrap_or_default();
+            return undetermined(format!("ClusterIP {vip} was not probed{why}"), vec![], vec![]);
+        }
+    };
+    let live = &cx.live;
+    let answered = live
+        .iter()
+        .filter(|e| matches!(outcome(e), Some(UdpOutcome::Answered { .. })))
+        .count();
+    // Endpoints with nothing bound refuse, or stay silent when their kernel rate-limits ICMP.
+    let unbound = live.iter().filter(|e| nothing_bound(e)).count();
+    let node = cx.source_node().unwrap_or("the source node");
+    let what = describe_udp(vip_outcome);
+    let evidence = vec![format!("UDP to ClusterIP {vip}: {what}")];
+    let fix = || cmds(proxy_fix(node));
+    match vip_outcome {
+        UdpOutcome::Answered { .. } if answered > 0 => pass(
+            format!(
+                "ClusterIP {vip} {what}, as {answered} of its {} endpoints do",
+                live.len()
+            ),
+            vec![],
+        ),
+        UdpOutcome::Refused { .. } | UdpOutcome::Silent { .. } if unbound > 0 => pass(
+            format!(
+                "ClusterIP {vip} {what}, as the {unbound} of its {} endpoints with nothing bound do (judged at application)",
+                live.len()
+            ),
+            evidence,
+        ),
+        UdpOutcome::Refused { .. } if answered > 0 => fail(
+            format!(
+                "ClusterIP {vip} is refused while {answered} endpoint(s) answer the same datagram: the Service rules on {node} act as if it had no endpoints (stale)"
+            ),
+            evidence,
+            fix(),
+        ),
+        UdpOutcome::Silent { .. } | UdpOutcome::Unreachable { .. } if answered > 0 => fail(
+            format!(
+                "ClusterIP {vip} {what} while {answered} pod IP(s) answer the same datagram: the Service's rules are missing on {node} (kube-proxy/dataplane)"
+            ),
+            evidence,
+            fix(),
+        ),
+        _ => undetermined(
+            format!("ClusterIP {vip} {what} and no endpoint answered alike to compare with"),
+            evidence,
+            vec![],
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "service_proxy_tests.rs"]
+mod tests;

@@ -129,3 +129,7 @@ pub(super) fn agent_pods_fix(cx: &Context) -> Vec<FixLine> {
         None => vec![],
     }
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;

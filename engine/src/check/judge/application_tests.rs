@@ -1,0 +1,150 @@
+//! The `application` layer, judged on evidence built by hand.
+
+use crate::check::judge::test_support::*;
+
+#[test]
+fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.live = LiveFact::Tcp(refused());
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        live: LiveFact::Tcp(refused()),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    let s = summary(&report, Layer::Application);
+    assert!(
+        s.contains("yet it listens on 8080") && s.contains("REJECT"),
+        "{s}"
+    );
+}
+
+#[test]
+fn app_bound_to_loopback_fails_application_and_says_so() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.live = LiveFact::Tcp(refused());
+        e.listeners = Fact::Known(vec![listening("127.0.0.1", 8080)]);
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        live: LiveFact::Tcp(refused()),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    let s = summary(&report, Layer::Application);
+    assert!(s.contains("listens on 127.0.0.1:8080 only"), "{s}");
+    assert!(report.fix[0].contains("0.0.0.0"));
+}
+
+#[test]
+fn refusal_with_unknown_listeners_is_still_the_application() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.live = LiveFact::Tcp(refused());
+        e.listeners = Fact::Unknown(agent_missing("node-b"));
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        live: LiveFact::Tcp(refused()),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    assert!(summary(&report, Layer::Application).contains("its listening sockets are unknown"));
+}
+
+#[test]
+fn icmp_port_unreachable_fails_application_naming_what_is_bound() {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, port_unreachable());
+    for e in endpoints_mut(&mut ev) {
+        e.listeners = Fact::Known(vec![bound("0.0.0.0", 9999)]);
+    }
+    for p in &mut service_mut(&mut ev).selected_pods {
+        p.container_ports.clear();
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    let text = summary(&report, Layer::Application);
+    assert!(text.contains("nothing in the pod is bound to 5353/UDP"), "{text}");
+    assert!(text.contains("0.0.0.0:9999"), "{text}");
+    assert!(summary(&report, Layer::ServiceProxy).contains("with nothing bound do"));
+}
+
+#[test]
+fn silence_where_nothing_is_bound_fails_application_like_a_refusal_would() {
+    let refused = {
+        let mut ev = healthy_udp();
+        set_udp(&mut ev, port_unreachable());
+        for e in endpoints_mut(&mut ev) {
+            e.listeners = Fact::Known(vec![]);
+        }
+        judge(&ev, 0)
+    };
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, silent());
+    for e in endpoints_mut(&mut ev) {
+        e.listeners = Fact::Known(vec![]);
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    // A rate-limited port-unreachable gives the same verdict and summary as one that came back.
+    assert_eq!(
+        summary(&report, Layer::Application),
+        summary(&refused, Layer::Application)
+    );
+    let evidence = &step(&report, Layer::Application).evidence;
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.text.contains("rate-limits ICMP errors"))
+    );
+    assert!(summary(&report, Layer::PodNetwork).contains("2 with nothing bound"));
+}
+
+/// `healthy_udp()` over IPv6: every endpoint has an IPv6 pod address, and each pod binds only
+/// `0.0.0.0:5353`, which takes no IPv6 datagrams.
+fn ipv6_to_an_ipv4_wildcard(outcome: Fact<UdpOutcome>) -> Evidence {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, outcome);
+    for (i, e) in endpoints_mut(&mut ev).iter_mut().enumerate() {
+        e.ip = ip(&format!("fd00:10:244:2::{}", i + 2));
+        e.listeners = Fact::Known(vec![bound("0.0.0.0", 5353)]);
+    }
+    ev
+}
+
+#[test]
+fn ipv6_refused_by_an_ipv4_only_udp_socket_names_the_family_as_tcp_does() {
+    let report = judge(&ipv6_to_an_ipv4_wildcard(port_unreachable()), 0);
+    assert_fails_at(&report, Layer::Application);
+    let text = summary(&report, Layer::Application);
+    assert!(
+        text.contains(
+            "bound to 5353/UDP only on 0.0.0.0:5353, which takes no datagrams of this address family"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("REJECT rule"), "{text}");
+    assert!(
+        report.hints[0].contains("[::] with IPV6_V6ONLY off"),
+        "{:?}",
+        report.hints
+    );
+}
+
+#[test]
+fn ipv6_silence_at_an_ipv4_only_udp_socket_is_nothing_bound_not_undetermined() {
+    let report = judge(&ipv6_to_an_ipv4_wildcard(silent()), 0);
+    assert_fails_at(&report, Layer::Application);
+    let text = summary(&report, Layer::Application);
+    assert!(
+        text.contains("which takes no datagrams of this address family"),
+        "{text}"
+    );
+}

@@ -1,0 +1,299 @@
+//! The `dns` layer, judged on evidence built by hand.
+
+use crate::check::judge::test_support::*;
+
+#[test]
+fn nxdomain_for_a_typo_fails_dns_and_suggests_the_close_service_name() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.name = "paymnts.shop".into();
+    dns.service_guess = Some(NamespacedName::new("shop", "paymnts"));
+    dns.result = Fact::Known(dns_result("paymnts.shop", DnsOutcome::Nxdomain));
+    ev.service = ServiceFacts::Missing {
+        namespace: "shop".into(),
+        name: "paymnts".into(),
+        names_in_namespace: vec!["payments".into()],
+    };
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::NoSuchService {
+            name: "paymnts.shop".into(),
+            outcome: DnsOutcome::Nxdomain,
+            service: NamespacedName::new("shop", "paymnts"),
+            did_you_mean: Some("payments".into()),
+        })
+    );
+    assert!(
+        step(&report, Layer::Dns)
+            .evidence
+            .iter()
+            .any(|e| e.contains("NXDOMAIN"))
+    );
+}
+
+/// `web/frontend` asks for the short name `payments`, which `web` does not have.
+fn short_name_from_web() -> Evidence {
+    let mut ev = healthy();
+    ev.source = SourceFacts::Found {
+        pod: pod("web", "frontend", "node-a", "10.244.1.6"),
+        agent: AgentFacts::Answered {
+            agent_pod: "netdiag/agent-a".into(),
+            netns: "/proc/9/ns/net".into(),
+        },
+    };
+    let dns = dns_mut(&mut ev);
+    dns.name = "payments".into();
+    dns.service_guess = Some(NamespacedName::new("web", "payments"));
+    dns.names_in_namespace = vec!["frontend".into()];
+    dns.result = Fact::Known(dns_result("payments", DnsOutcome::Nxdomain));
+    ev
+}
+
+#[test]
+fn short_name_from_another_namespace_fails_dns_and_names_the_real_namespace() {
+    let mut ev = short_name_from_web();
+    dns_mut(&mut ev).same_name_elsewhere = vec![NamespacedName::new("shop", "payments")];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(
+        code(&report, Layer::Dns),
+        Some(Code::DnsShortNameAcrossNamespaces)
+    );
+    assert!(
+        report.fix.iter().any(|f| f.contains("payments.shop")),
+        "{:?}",
+        report.fix
+    );
+}
+
+#[test]
+fn short_name_whose_service_exists_in_several_namespaces_names_each_of_them() {
+    let mut ev = short_name_from_web();
+    dns_mut(&mut ev).same_name_elsewhere = vec![
+        NamespacedName::new("billing", "payments"),
+        NamespacedName::new("shop", "payments"),
+    ];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let Finding::Dns(DnsFinding::ShortNameAcrossNamespaces { services, .. }) = finding(&ev, judge_dns) else {
+        panic!("{report:#?}");
+    };
+    assert_eq!(
+        services.to_vec(),
+        [
+            NamespacedName::new("billing", "payments"),
+            NamespacedName::new("shop", "payments")
+        ]
+    );
+    for fqdn in ["payments.billing", "payments.shop"] {
+        assert!(
+            report.fix.iter().any(|f| f.contains(fqdn)),
+            "{fqdn}: {:?}",
+            report.fix
+        );
+    }
+}
+
+#[test]
+fn nxdomain_for_an_existing_service_from_cluster_dns_blames_the_dns_server_not_the_service() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Nxdomain));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::ClusterZoneNotServed {
+            outcome: DnsOutcome::Nxdomain,
+            fqdn: "payments.shop.svc.cluster.local.".into(),
+            service: NamespacedName::new("shop", "payments"),
+        })
+    );
+}
+
+#[test]
+fn nxdomain_for_an_existing_service_with_a_resolver_off_cluster_names_resolv_conf() {
+    let mut ev = healthy();
+    let mut result = dns_result("payments.shop", DnsOutcome::Nxdomain);
+    result.resolv_conf.nameservers = vec!["169.254.0.53:53".parse().unwrap()];
+    dns_mut(&mut ev).result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::ResolverOffCluster {
+            name: "payments.shop".into(),
+            outcome: DnsOutcome::Nxdomain,
+            existing: Some(NamespacedName::new("shop", "payments")),
+            dns_service_ip: ip(DNS_VIP),
+        })
+    );
+    assert!(report.fix[0].contains("dnsPolicy"), "{:?}", report.fix);
+}
+
+#[test]
+fn nxdomain_for_an_existing_service_never_asked_by_its_full_name_names_the_search_list() {
+    let mut ev = healthy();
+    let mut result = dns_result("payments.shop", DnsOutcome::Nxdomain);
+    result.resolv_conf.search = vec!["shop.svc.cluster.local".into()];
+    result.candidates.truncate(1);
+    dns_mut(&mut ev).result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    let Finding::Dns(DnsFinding::SearchListIncomplete { search, .. }) = finding(&ev, judge_dns) else {
+        panic!("{report:#?}");
+    };
+    assert_eq!(
+        search.map(|s| s.to_vec()),
+        Some(vec!["shop.svc.cluster.local".to_string()])
+    );
+}
+
+#[test]
+fn dns_timeout_with_silent_dns_pods_is_the_dns_server_down() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsServerDown));
+}
+
+#[test]
+fn dns_timeout_while_dns_pods_answer_directly_blames_the_dns_service_ip() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsServiceIpNotProxied));
+}
+
+#[test]
+fn dns_timeout_without_ready_dns_endpoints_says_so() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].ready = false;
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsNoReadyPods));
+}
+
+#[test]
+fn dns_refused_rcode_via_the_service_ip_is_the_server_declining_not_an_unproxied_ip() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Refused));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsRefused));
+}
+
+#[test]
+fn dns_timeout_with_unevaluated_dns_egress_policy_is_undetermined_not_dns_down() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+        c.pods[0].egress_policy =
+            PolicyCheck::NotEvaluated(forbidden("list networkpolicies in all namespaces"));
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
+    assert_eq!(report.failing_layer, None);
+    let dns = step(&report, Layer::Dns);
+    assert_eq!(dns.status, Status::Undetermined);
+    assert_eq!(dns.summary.code, Some(Code::DnsPolicyNotEvaluated), "{dns:?}");
+    assert!(
+        dns.evidence
+            .iter()
+            .any(|e| e.contains("forbidden to list networkpolicies")),
+        "{dns:?}"
+    );
+}
+
+#[test]
+fn dns_answer_that_is_not_the_service_address_fails_dns() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Known(dns_result(
+        "payments.shop",
+        DnsOutcome::Resolved {
+            addresses: vec![ip("10.96.99.99")],
+            ttl: 5,
+        },
+    ));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert!(matches!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::WrongAddress { expected, .. }) if expected == [ip(VIP)]
+    ));
+}
+
+#[test]
+fn dns_probe_that_could_not_run_is_undetermined() {
+    let mut ev = healthy();
+    dns_mut(&mut ev).result = Fact::Unknown(ToolFailure::Agent {
+        detail: "agent timed out".into(),
+    });
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(step(&report, Layer::Dns).status, Status::Undetermined);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsProbeFailed));
+}
+
+#[test]
+fn a_resolv_conf_without_a_search_list_or_nameserver_is_said_in_words() {
+    let mut result = dns_result("payments.shop", DnsOutcome::Timeout);
+    result.resolv_conf.search.clear();
+    result.resolv_conf.nameservers.clear();
+    let line = &dns_evidence(&result)[0];
+    assert!(
+        line.contains(": no nameserver, no search list, ndots 5"),
+        "{line}"
+    );
+    result.resolv_conf.search = vec!["shop.svc.cluster.local".into(), "cluster.local".into()];
+    let line = &dns_evidence(&result)[0];
+    assert!(
+        line.contains("search shop.svc.cluster.local cluster.local, ndots"),
+        "{line}"
+    );
+}
+
+#[test]
+fn cluster_nxdomain_decides_even_when_the_bare_name_is_refused_upstream() {
+    let mut ev = healthy();
+    let server: SocketAddr = format!("{DNS_VIP}:53").parse().unwrap();
+    let mut result = dns_result("paymnts.shop", DnsOutcome::Nxdomain);
+    result.candidates.push(DnsCandidate {
+        name: "paymnts.shop.".into(),
+        server,
+        outcome: DnsOutcome::Refused,
+        rtt_us: 200,
+        truncated: false,
+    });
+    result.answer = DnsAnswer {
+        name: None,
+        outcome: DnsOutcome::Refused,
+    };
+    let dns = dns_mut(&mut ev);
+    dns.name = "paymnts.shop".into();
+    dns.service_guess = Some(NamespacedName::new("shop", "paymnts"));
+    dns.result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert!(matches!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::NoSuchService {
+            outcome: DnsOutcome::Nxdomain,
+            did_you_mean: Some(close),
+            ..
+        }) if close == "payments"
+    ));
+}

@@ -1,0 +1,321 @@
+//! The `network-policy` layer, judged on evidence built by hand.
+
+use crate::check::judge::test_support::*;
+
+#[test]
+fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+        c.pods[0].egress_policy = PolicyCheck::Denied {
+            egress: Some(denied_side(
+                "shop/checkout is isolated by shop/egress-lockdown; no rule allows to kube-system/coredns-0 on 53/UDP",
+                "shop/egress-lockdown",
+                53,
+                "UDP",
+            )),
+            ingress: None,
+        };
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert_eq!(step(&report, Layer::Dns).status, Status::Skip);
+    assert!(matches!(
+        finding(&ev, judge_dns),
+        Finding::Dns(DnsFinding::BlockedByPolicy { denials: DnsDenials(sides), .. })
+            if sides.len() == 1 && sides[0].port == 53
+    ));
+    assert_eq!(step(&report, Layer::Service).status, Status::Pass);
+    assert_eq!(step(&report, Layer::Endpoints).status, Status::Pass);
+    assert!(summary(&report, Layer::NetworkPolicy).contains("shop/egress-lockdown"));
+    assert_eq!(
+        report.fix,
+        [
+            "allow egress to pods with k8s-app=kube-dns in namespace kube-system on port 53/UDP and 53/TCP in \
+             shop/egress-lockdown, or add a NetworkPolicy selecting app=checkout in namespace shop that allows it",
+            "kubectl -n shop get networkpolicy egress-lockdown -o yaml",
+        ]
+    );
+    let evidence = &step(&report, Layer::NetworkPolicy).evidence;
+    assert!(
+        evidence.iter().any(|e| e.contains("@10.96.0.10:53 → timed out")),
+        "{evidence:?}"
+    );
+}
+
+#[test]
+fn ingress_denied_and_probes_timing_out_fail_network_policy() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+        e.live = LiveFact::Tcp(timeout());
+    }
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip(VIP),
+        port: 80,
+        live: LiveFact::Tcp(timeout()),
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    let s = summary(&report, Layer::NetworkPolicy);
+    assert!(
+        s.starts_with("ingress to shop/payments-0") && s.contains("shop/default-deny"),
+        "{s}"
+    );
+    assert_eq!(
+        report.fix,
+        [
+            "allow ingress from pods with app=checkout in namespace shop to port 8080/TCP in shop/default-deny, \
+             or add a NetworkPolicy selecting app=payments in namespace shop that allows it",
+            "kubectl -n shop get networkpolicy default-deny -o yaml",
+        ]
+    );
+    assert!(
+        step(&report, Layer::NetworkPolicy)
+            .evidence
+            .iter()
+            .all(|e| e.contains("timed out"))
+    );
+}
+
+#[test]
+fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_an_app_label() {
+    let mut ev = healthy();
+    if let SourceFacts::Found { pod, .. } = &mut ev.source {
+        pod.labels.clear();
+    }
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::Denied {
+            egress: None,
+            ingress: Some(DeniedSide {
+                why: "isolated".into(),
+                policies: NonEmpty::from_vec(
+                    ["a", "b", "c", "d"]
+                        .map(|name| PolicyRef {
+                            namespace: "shop".into(),
+                            name: name.into(),
+                        })
+                        .to_vec(),
+                ),
+                port: 8080,
+                protocol: Protocol::Tcp,
+                admin_rule: None,
+            }),
+        };
+        e.live = LiveFact::Tcp(timeout());
+        if let Some(p) = &mut e.pod {
+            p.labels = BTreeMap::from([
+                ("role".to_string(), "pay".to_string()),
+                ("tier".to_string(), "x".to_string()),
+            ]);
+        }
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert_eq!(
+        report.fix,
+        [
+            "allow ingress from pod shop/checkout (it has no labels to select it by) to port 8080/TCP in one of \
+             shop/a, shop/b, shop/c, shop/d, or add a NetworkPolicy selecting role=pay,tier=x in namespace shop \
+             that allows it",
+            "kubectl -n shop get networkpolicy a -o yaml",
+            "kubectl -n shop get networkpolicy b -o yaml",
+            "kubectl -n shop get networkpolicy c -o yaml",
+        ]
+    );
+}
+
+#[test]
+fn egress_denied_fails_network_policy_naming_the_source() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::Denied {
+            egress: Some(denied_side(
+                "shop/checkout is isolated by shop/lockdown; no rule allows to shop/payments-0 on 8080/TCP",
+                "shop/lockdown",
+                8080,
+                "TCP",
+            )),
+            ingress: None,
+        };
+        e.live = LiveFact::Tcp(timeout());
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert!(summary(&report, Layer::NetworkPolicy).starts_with("egress from shop/checkout denied"));
+    assert_eq!(
+        report.fix,
+        [
+            "allow egress to pods with app=payments in namespace shop on port 8080/TCP in shop/lockdown, \
+             or add a NetworkPolicy selecting app=checkout in namespace shop that allows it",
+            "kubectl -n shop get networkpolicy lockdown -o yaml",
+        ]
+    );
+}
+
+#[test]
+fn a_baseline_deny_with_no_isolating_policy_advises_a_new_policy_never_an_empty_list() {
+    use crate::policy::{AdminAction, AdminKind, AdminPolicyRef, AdminRuleRef, AdminTier, Direction};
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        let mut side = denied_side(
+            "shop/checkout is denied to shop/payments-0 on 8080/TCP by BaselineAdminNetworkPolicy default egress[0] in the Baseline tier",
+            "shop/unused",
+            8080,
+            "TCP",
+        );
+        side.policies = None;
+        side.admin_rule = Some(AdminRuleRef {
+            policy: AdminPolicyRef {
+                kind: AdminKind::BaselineAdminNetworkPolicy,
+                name: "default".into(),
+                tier: AdminTier::Baseline,
+                priority: None,
+            },
+            direction: Direction::Egress,
+            index: 0,
+            name: None,
+            action: AdminAction::Deny,
+        });
+        e.policy = PolicyCheck::Denied {
+            egress: Some(side),
+            ingress: None,
+        };
+        e.live = LiveFact::Tcp(timeout());
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    let advice = report
+        .fix
+        .iter()
+        .find(|line| line.contains("8080/TCP"))
+        .expect("advice for the denied port");
+    assert_eq!(
+        advice,
+        "add a NetworkPolicy selecting app=checkout in namespace shop that allows egress to pods with \
+         app=payments in namespace shop on port 8080/TCP"
+    );
+    assert!(
+        report
+            .fix
+            .iter()
+            .all(|line| !line.contains("one of ,") && !line.contains(" in ,"))
+    );
+}
+
+#[test]
+fn policy_denying_a_flow_that_connects_is_reported_as_a_disagreement() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    let s = step(&report, Layer::NetworkPolicy);
+    assert!(
+        s.summary.contains("the CNI does not enforce NetworkPolicy"),
+        "{}",
+        s.summary
+    );
+    assert!(s.evidence.iter().any(|e| e.starts_with("disagreement")));
+}
+
+#[test]
+fn unevaluated_policy_with_timeouts_is_undetermined_not_pod_network() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::NotEvaluated(forbidden("list networkpolicies"));
+        e.live = LiveFact::Tcp(timeout());
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(step(&report, Layer::NetworkPolicy).status, Status::Undetermined);
+    assert_eq!(step(&report, Layer::PodNetwork).status, Status::Skip);
+}
+
+#[test]
+fn silence_with_policy_denying_fails_network_policy_as_likely() {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, silent());
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    let text = summary(&report, Layer::NetworkPolicy);
+    assert!(text.contains("likely, not proven"), "{text}");
+    let evidence = &step(&report, Layer::NetworkPolicy).evidence;
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.text.contains("UDP silence alone is not proof"))
+    );
+}
+
+#[test]
+fn admin_prohibited_with_policy_denying_is_certain() {
+    let mut ev = healthy_udp();
+    set_udp(
+        &mut ev,
+        Fact::Known(UdpOutcome::Unreachable {
+            reason: UnreachableReason::AdminProhibited,
+            detail: "icmp type 3 code 13 from 10.244.1.1".into(),
+            rtt_us: 40,
+        }),
+    );
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert!(summary(&report, Layer::NetworkPolicy).ends_with("(certain)"));
+}
+
+#[test]
+fn answered_datagram_despite_a_denying_policy_is_a_disagreement() {
+    let mut ev = healthy_udp();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert!(summary(&report, Layer::NetworkPolicy).contains("does not enforce NetworkPolicy"));
+}
+
+#[test]
+fn silence_with_policy_not_evaluated_is_undetermined_at_network_policy() {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, silent());
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::NotEvaluated(forbidden("list networkpolicies"));
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(step(&report, Layer::NetworkPolicy).status, Status::Undetermined);
+}
+
+#[test]
+fn a_refusal_despite_a_denying_policy_is_judged_at_network_policy_and_says_it_got_through() {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, port_unreachable());
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+        e.listeners = Fact::Known(vec![]);
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert!(
+        report
+            .endpoints
+            .iter()
+            .all(|e| e.failing_layer == Some(Layer::NetworkPolicy))
+    );
+    let evidence = &step(&report, Layer::NetworkPolicy).evidence;
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.text.contains("the datagram got through"))
+    );
+}

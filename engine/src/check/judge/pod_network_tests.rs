@@ -1,0 +1,330 @@
+//! The `pod-network` layer, judged on evidence built by hand.
+
+use crate::check::judge::test_support::*;
+
+#[test]
+fn a_cross_node_timeout_while_that_node_answers_is_a_drop_of_the_pod_or_port_not_the_path() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.contains("shop/payments-1")
+            && s.contains("node-b itself answers")
+            && s.contains("a drop of that pod or port on node-b, not the path between node-a and node-b")
+            && s.contains("about 1 in 2 new connections fail")
+            && !s.contains("broken"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_cross_node_timeout_is_a_broken_path_only_when_the_node_does_not_answer_either() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
+    ev.node_witnesses[0].tcp = timeout();
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.contains("from node-a to pods on node-b")
+            && s.contains("node-b itself (192.168.0.2) does not answer either")
+            && s.contains("cross-node path between node-a and node-b is broken"),
+        "{s}"
+    );
+    assert!(report.fix.iter().any(|f| f.contains("get nodes")));
+}
+
+#[test]
+fn without_a_second_witness_a_cross_node_timeout_claims_no_path_failure() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
+    ev.node_witnesses[0].tcp = Fact::Unknown(agent_missing("node-a"));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(s.contains("no second witness") && !s.contains("broken"), "{s}");
+}
+
+#[test]
+fn one_dropped_endpoint_among_answering_ones_on_its_node_names_that_endpoint_only() {
+    let mut ev = healthy();
+    let mut third = pod("shop", "payments-2", "node-b", "10.244.2.15");
+    third.labels.insert("app".into(), "payments".into());
+    let mut dropped = endpoint(third);
+    dropped.live = LiveFact::Tcp(timeout());
+    endpoints_mut(&mut ev).push(dropped);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.starts_with("1 of 3 endpoints fail: shop/payments-2")
+            && s.contains("while 1 other endpoint(s) on node-b connect")
+            && s.contains("about 1 in 3 new connections fail"),
+        "{s}"
+    );
+    let failing: Vec<_> = report
+        .endpoints
+        .iter()
+        .filter(|e| e.status == Status::Fail)
+        .map(|e| (e.pod.as_deref(), e.failing_layer))
+        .collect();
+    assert_eq!(failing, [(Some("shop/payments-2"), Some(Layer::PodNetwork))]);
+}
+
+#[test]
+fn one_same_node_endpoint_timing_out_names_it_its_node_and_the_count() {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[0].live = LiveFact::Tcp(timeout());
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.contains("shop/payments-0") && s.contains("[same node node-a]") && s.contains("(1/2 endpoints)"),
+        "{s}"
+    );
+}
+
+#[test]
+fn icmp_unreachable_is_a_pod_network_failure_too() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.live = LiveFact::Tcp(Fact::Known(TcpOutcome::Unreachable {
+            reason: UnreachableReason::Host,
+            detail: String::new(),
+            rtt_us: 5,
+        }));
+    }
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert!(step(&report, Layer::PodNetwork).evidence[0].contains("unreachable (host)"));
+}
+
+fn mtu(ip_: &str, node: &str, outcome: netdiag_proto::PathMtuOutcome) -> PathMtuWitness {
+    PathMtuWitness {
+        ip: ip(ip_),
+        port: 8080,
+        node: Some(node.into()),
+        outcome: Fact::Known(outcome),
+    }
+}
+
+fn measured(passed: u32, dropped: Option<u32>, learned: Option<u32>) -> netdiag_proto::PathMtuOutcome {
+    netdiag_proto::PathMtuOutcome::Measured {
+        interface_mtu: 1500,
+        largest_passed_bytes: passed,
+        smallest_dropped_bytes: dropped,
+        learned_pmtu_bytes: learned,
+    }
+}
+
+#[test]
+fn an_mtu_black_hole_fails_pod_network_although_every_connection_succeeds() {
+    let mut ev = healthy();
+    ev.witnesses.path_mtu = vec![
+        mtu("10.244.1.14", "node-a", measured(1500, None, None)),
+        mtu("10.244.2.14", "node-b", measured(1200, Some(1210), None)),
+    ];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(
+        summary(&report, Layer::PodNetwork),
+        "1 of 2 endpoints (shop/payments-1): packets > 1200 bytes are silently dropped (pod MTU 1500): an MTU \
+         black hole between node-a and node-b — about 1 in 2 new connections hang once a large packet is sent"
+    );
+    assert!(evidence_text(&report, Layer::PodNetwork).contains("1210-byte ones never are"));
+}
+
+#[test]
+fn an_mtu_black_hole_on_the_source_link_fails_each_endpoint_behind_it_and_names_every_node_pair() {
+    let mut ev = healthy();
+    let more = [
+        pod("shop", "payments-2", "node-c", "10.244.3.14"),
+        pod("shop", "payments-3", "node-c", "10.244.3.15"),
+    ];
+    endpoints_mut(&mut ev).extend(more.into_iter().map(endpoint));
+    // Measured once per node (node-c's lowest address): the same path serves payments-3.
+    ev.witnesses.path_mtu = vec![
+        mtu("10.244.1.14", "node-a", measured(1500, None, None)),
+        mtu("10.244.2.14", "node-b", measured(1200, Some(1210), None)),
+        mtu("10.244.3.14", "node-c", measured(1200, Some(1210), None)),
+    ];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let s = summary(&report, Layer::PodNetwork);
+    assert!(
+        s.starts_with(
+            "3 of 4 endpoints (shop/payments-1, shop/payments-2, shop/payments-3): packets > 1200 bytes"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("an MTU black hole between node-a and node-b and between node-a and node-c"),
+        "{s}"
+    );
+    assert!(s.contains("about 3 in 4 new connections hang"), "{s}");
+    let statuses: Vec<(Status, Option<Layer>, bool)> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.status, e.failing_layer, e.path_mtu.is_some()))
+        .collect();
+    let behind = (Status::Fail, Some(Layer::PodNetwork), true);
+    assert_eq!(statuses, [(Status::Pass, None, false), behind, behind, behind]);
+    assert!(
+        report.endpoints[3]
+            .path_mtu
+            .as_deref()
+            .is_some_and(|m| m.contains("between node-a and node-c")),
+        "{:?}",
+        report.endpoints[3]
+    );
+}
+
+#[test]
+fn a_smaller_path_mtu_learned_from_icmp_is_no_black_hole() {
+    let mut ev = healthy();
+    ev.witnesses.path_mtu = vec![mtu("10.244.2.14", "node-b", measured(1500, None, Some(1450)))];
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert!(evidence_text(&report, Layer::PodNetwork).contains("learned from ICMP"));
+}
+
+#[test]
+fn an_unmeasured_path_mtu_says_why_and_changes_no_verdict() {
+    let mut ev = healthy();
+    ev.witnesses.path_mtu = vec![PathMtuWitness {
+        ip: ip("10.244.2.14"),
+        port: 8080,
+        node: Some("node-b".into()),
+        outcome: Fact::Unknown(agent_missing("node-a")),
+    }];
+    ev.witnesses.captures = vec![capture("10.244.2.14", |c| {
+        c.error = Some("the agent lacks CAP_NET_RAW".into())
+    })];
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    let text = evidence_text(&report, Layer::PodNetwork);
+    assert!(text.contains("path MTU to 10.244.2.14 not measured"), "{text}");
+    assert!(text.contains("CAP_NET_RAW"), "{text}");
+}
+
+/// A capture at `ip_` that started at t=100 and ran its whole window, changed by `edit`; the TCP
+/// probe's SYN left port 40000 at t=200.
+fn capture(ip_: &str, edit: impl FnOnce(&mut netdiag_proto::CaptureResult)) -> CaptureWitness {
+    let mut c = netdiag_proto::CaptureResult {
+        peer: Some(ip("10.244.1.5")),
+        port: 8080,
+        interfaces: vec!["eth0".into()],
+        started_unix_us: 100,
+        duration_ms: 1150,
+        stopped: "window".into(),
+        flows: vec![],
+        error: None,
+    };
+    edit(&mut c);
+    CaptureWitness {
+        ip: ip(ip_),
+        probe_port: Some(40000),
+        probe_started_unix_us: Some(200),
+        probe_last_syn_unix_us: None,
+        mtu_syn_unix_us: None,
+        capture: Fact::Known(c),
+    }
+}
+
+fn flow(syn_ack: bool) -> netdiag_proto::CapturedFlow {
+    netdiag_proto::CapturedFlow {
+        peer_port: 40000,
+        syn_seen: true,
+        syn_ack_sent: syn_ack,
+        ..Default::default()
+    }
+}
+
+fn pod_network_with_capture(witness: CaptureWitness) -> (String, String) {
+    let mut ev = healthy();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
+    ev.witnesses.captures = vec![witness];
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    (
+        summary(&report, Layer::PodNetwork),
+        evidence_text(&report, Layer::PodNetwork),
+    )
+}
+
+#[test]
+fn a_capture_that_saw_no_syn_says_it_never_reached_the_pod() {
+    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |_| {}));
+    assert!(
+        s.ends_with("packet witness: the SYN from checkout never reached payments-1's interface"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_capture_started_after_the_syn_claims_nothing() {
+    let (s, e) = pod_network_with_capture(capture("10.244.2.14", |c| c.started_unix_us = 300));
+    assert!(
+        !s.contains("packet witness") && !e.contains("never reached"),
+        "{s}\n{e}"
+    );
+}
+
+#[test]
+fn a_capture_started_after_the_syn_but_before_a_later_beacon_says_it_never_reached_the_pod() {
+    let mut late = capture("10.244.2.14", |c| c.started_unix_us = 300);
+    late.probe_last_syn_unix_us = Some(900);
+    let (s, _) = pod_network_with_capture(late);
+    assert!(
+        s.ends_with("packet witness: the SYN from checkout never reached payments-1's interface"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_syn_that_arrived_unanswered_and_a_reply_that_never_came_back_are_told_apart() {
+    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(false)]));
+    assert!(
+        s.contains("the SYN arrived at payments-1's interface and nothing answered it"),
+        "{s}"
+    );
+    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(true)]));
+    assert!(
+        s.contains("a SYN-ACK left it, but the reply never came back to checkout"),
+        "{s}"
+    );
+}
+
+#[test]
+fn silence_from_a_bound_socket_with_policy_allowing_is_undetermined() {
+    let mut ev = healthy_udp();
+    set_udp(&mut ev, silent());
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
+    let s = step(&report, Layer::PodNetwork);
+    assert_eq!(s.status, Status::Undetermined);
+    assert!(s.summary.contains("cannot tell"), "{}", s.summary);
+    assert!(
+        s.summary.contains("the endpoint gets no answer") || s.summary.contains("endpoints get no answer"),
+        "{}",
+        s.summary
+    );
+    assert!(s.evidence.iter().any(|l| l.text.contains("bound to 5353")));
+}
+
+#[test]
+fn an_icmp_unreachable_with_policy_allowing_fails_pod_network_for_certain() {
+    let mut ev = healthy_udp();
+    endpoints_mut(&mut ev)[1].live = LiveFact::Udp(Fact::Known(UdpOutcome::Unreachable {
+        reason: UnreachableReason::AdminProhibited,
+        detail: "icmp type 3 code 13 from 192.168.0.2".into(),
+        rtt_us: 40,
+    }));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    let text = summary(&report, Layer::PodNetwork);
+    assert!(text.starts_with("1 of 2 endpoints fails"), "{text}");
+    assert!(text.ends_with("(certain)"), "{text}");
+}
