@@ -358,6 +358,11 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
         ("", "services"),
         ("discovery.k8s.io", "endpointslices"),
         ("networking.k8s.io", "networkpolicies"),
+        // `--from deploy/NAME` (sts/, ds/, rs/) reads the workload's selector; completion lists them.
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("apps", "replicasets"),
         ("policy.networking.k8s.io", "clusternetworkpolicies"),
         ("policy.networking.k8s.io", "adminnetworkpolicies"),
         ("policy.networking.k8s.io", "baselineadminnetworkpolicies"),
