@@ -69,6 +69,16 @@ codes! {
     DnsRefused = "dns-refused", Dns, "the DNS server answers REFUSED";
     DnsServiceIpNotProxied = "dns-service-ip-not-proxied", Dns, "the DNS pods answer directly, not through the DNS Service IP";
     DnsServerDown = "dns-server-down", Dns, "the DNS pods do not answer";
+    ServiceNotApplicable = "service-not-applicable", Service, "the target is a pod or an address that belongs to no Service";
+    ServiceUnreadable = "service-unreadable", Service, "the Service could not be read (RBAC, API server)";
+    ServiceNotFound = "service-not-found", Service, "no Service of that name in the namespace";
+    ServiceExternalName = "service-external-name", Service, "an ExternalName Service: a DNS alias for another host";
+    ServicePortNotExposed = "service-port-not-exposed", Service, "the Service does not expose the requested port";
+    ServiceProtocolMismatch = "service-protocol-mismatch", Service, "the selected pods declare or serve the target port over another protocol than the Service port's";
+    ServicePortResolved = "service-port-resolved", Service, "the Service port and its targetPort resolve on the selected pods";
+    ServiceNamedPortUnresolved = "service-named-port-unresolved", Service, "a named targetPort with no selected pod to resolve it on (judged at endpoints)";
+    ServiceNamedPortUndeclared = "service-named-port-undeclared", Service, "the targetPort names a port that none of the selected pods declares";
+    ServiceTargetPortNotListening = "service-target-port-not-listening", Service, "nothing listens on the numeric targetPort; the selected pods listen on other ports";
 }
 
 impl Serialize for Code {
