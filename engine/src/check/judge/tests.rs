@@ -319,6 +319,14 @@ fn code(report: &Report, layer: Layer) -> Option<Code> {
     step(report, layer).summary.code
 }
 
+/// The endpoints layer passing with `ready` (pod names) of `total` endpoints ready.
+fn ready_of(ready: &[&str], total: usize) -> Finding {
+    Finding::Endpoints(EndpointsFinding::Ready {
+        ready: NonEmpty::from_vec(ready.iter().map(|n| n.to_string()).collect()).unwrap(),
+        total,
+    })
+}
+
 /// The port `payments_service()` exposes.
 const PORT_80: ServicePort = ServicePort {
     port: 80,
@@ -355,7 +363,10 @@ fn healthy_service_is_reachable_with_every_layer_passing() {
             ..
         })
     ));
-    assert!(summary(&report, Layer::Endpoints).starts_with("2/2 ready"));
+    assert_eq!(
+        finding(&healthy(), judge_endpoints),
+        ready_of(&["payments-0", "payments-1"], 2)
+    );
     assert!(report.fix.is_empty());
 }
 
@@ -747,7 +758,11 @@ fn dns_blocked_by_policy_stays_the_one_failing_layer_when_the_service_has_no_rea
         endpoints.summary.contains("judged at network-policy"),
         "{endpoints:?}"
     );
-    assert!(endpoints.summary.contains("none ready"), "{endpoints:?}");
+    assert_eq!(
+        endpoints.summary.code,
+        Some(Code::EndpointsNoneReady),
+        "{endpoints:?}"
+    );
 }
 
 #[test]
@@ -923,7 +938,13 @@ fn selector_matching_no_pods_fails_endpoints() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    assert!(summary(&report, Layer::Endpoints).contains("selector app=payments matches no pods"));
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::SelectorMatchesNoPods {
+            service: NamespacedName::new("shop", "payments"),
+            selector: "app=payments".into(),
+        })
+    );
     assert_eq!(
         finding(&ev, judge_service),
         Finding::Service(ServiceFinding::NamedPortUnresolved {
@@ -945,7 +966,14 @@ fn pods_selected_but_not_ready_fail_endpoints() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    assert!(summary(&report, Layer::Endpoints).contains("2 pods selected by app=payments, none ready"));
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::NoneReady {
+            service: NamespacedName::new("shop", "payments"),
+            selected: 2,
+            selector: "app=payments".into(),
+        })
+    );
     assert!(
         step(&report, Layer::Endpoints)
             .evidence
@@ -960,7 +988,8 @@ fn partially_ready_endpoints_pass_and_list_the_unready_ones() {
     endpoints_mut(&mut ev)[1].conditions.ready = false;
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
-    assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
+    assert_eq!(finding(&ev, judge_endpoints), ready_of(&["payments-0"], 2));
+    assert_eq!(evidence_text(&report, Layer::Endpoints), "not ready: payments-1");
 }
 
 #[test]
@@ -1340,7 +1369,15 @@ fn pod_target_skips_service_layers_as_not_applicable() {
             destination: Destination::Pod
         })
     );
-    assert!(summary(&report, Layer::Endpoints).contains("shop/payments-0 Running on node-b"));
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::PodRunning {
+            pod: NamespacedName::new("shop", "payments-0"),
+            node: Some("node-b".into()),
+            ip: ip("10.244.2.14"),
+            port: 8080,
+        })
+    );
 }
 
 #[test]
@@ -1355,6 +1392,12 @@ fn missing_target_pod_fails_endpoints() {
         name: "nope".into(),
     };
     assert_fails_at(&judge(&ev, 0), Layer::Endpoints);
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::TargetPodNotFound {
+            pod: NamespacedName::new("shop", "nope"),
+        })
+    );
 }
 
 #[test]
@@ -1371,6 +1414,10 @@ fn external_address_is_judged_on_policy_and_path_only() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     assert_eq!(step(&report, Layer::Endpoints).status, Status::Skip);
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::NotApplicable(NoEndpoints::External))
+    );
 }
 
 #[test]
@@ -1544,10 +1591,12 @@ fn only_serving_terminating_endpoints_carry_the_service_as_kube_proxy_falls_back
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
-    let s = summary(&report, Layer::Endpoints);
-    assert!(
-        s.contains("0/2 ready") && s.contains("2 serving-but-terminating"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::ServingTerminating {
+            serving: NonEmpty::from_vec(vec!["payments-0".into(), "payments-1".into()]).unwrap(),
+            total: 2,
+        })
     );
     assert!(summary(&report, Layer::Application).starts_with("2/2"));
 }
@@ -1564,7 +1613,13 @@ fn terminating_endpoints_that_no_longer_serve_fail_endpoints() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    assert!(summary(&report, Layer::Endpoints).contains("all terminating"));
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::AllTerminating {
+            service: NamespacedName::new("shop", "payments"),
+            selected: 2,
+        })
+    );
 }
 
 #[test]
@@ -1575,7 +1630,7 @@ fn ready_endpoints_are_used_and_serving_terminating_ones_are_not_probed_targets(
     list[1].tcp = refused();
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
-    assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
+    assert_eq!(finding(&ev, judge_endpoints), ready_of(&["payments-0"], 2));
 }
 
 #[test]
@@ -1654,11 +1709,16 @@ fn an_endpoint_no_pod_holds_that_does_not_answer_is_stale_and_names_its_slice() 
     list[1].tcp = timeout();
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    let s = summary(&report, Layer::Endpoints);
-    assert!(
-        s.starts_with("1 of 2 endpoints is stale: EndpointSlice shop/payments-manual lists 10.244.9.9:8080")
-            && s.contains("no selector"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::Stale {
+            stale: NonEmpty::new(Listed {
+                slice: Some(NamespacedName::new("shop", "payments-manual")),
+                endpoint: "10.244.9.9:8080".into(),
+            }),
+            live: 2,
+            selector: false,
+        })
     );
     assert!(report.fix[0].contains("get endpointslice payments-manual"));
 }

@@ -6,10 +6,12 @@ use std::fmt;
 use crate::check::report::{Code, Summary};
 
 mod dns;
+mod endpoints;
 mod service;
 mod source;
 
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
+pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
 pub(crate) use service::ServiceFinding;
 #[cfg(test)]
 pub(crate) use service::ServicePort;
@@ -21,6 +23,7 @@ pub(crate) enum Finding {
     Source(SourceFinding),
     Dns(DnsFinding),
     Service(ServiceFinding),
+    Endpoints(EndpointsFinding),
     /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
     /// first, with the fault it would also report.
     BehindBlockedDns(Box<Finding>),
@@ -33,6 +36,7 @@ impl Finding {
             Finding::Source(f) => f.code(),
             Finding::Dns(f) => f.code(),
             Finding::Service(f) => f.code(),
+            Finding::Endpoints(f) => f.code(),
             Finding::BehindBlockedDns(f) => f.code(),
         }
     }
@@ -49,6 +53,7 @@ impl fmt::Display for Finding {
             Finding::Source(x) => x.fmt(f),
             Finding::Dns(x) => x.fmt(f),
             Finding::Service(x) => x.fmt(f),
+            Finding::Endpoints(x) => x.fmt(f),
             Finding::BehindBlockedDns(x) => write!(
                 f,
                 "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {x}"
@@ -67,4 +72,9 @@ macro_rules! into_finding {
     };
 }
 
-into_finding!(Source(SourceFinding), Dns(DnsFinding), Service(ServiceFinding));
+into_finding!(
+    Source(SourceFinding),
+    Dns(DnsFinding),
+    Service(ServiceFinding),
+    Endpoints(EndpointsFinding)
+);
