@@ -1,11 +1,12 @@
 //! `GET /probe`'s answer: a check report as a Prometheus exposition in the blackbox-exporter
 //! convention (`probe_success`, `probe_duration_seconds`), plus one series per checklist layer
-//! with its status and one for the verdict. A check the agent could not run (the API server could
+//! with its status, one for the verdict, and the stable code of what the step the check stopped at
+//! found. A check the agent could not run (the API server could
 //! not be asked, a bound was reached) still answers `probe_success 0`, so that an alert on it
 //! fires rather than losing its series. Built as a `prometheus-client` registry of its own per
 //! answer and encoded in the OpenMetrics text format, as `/metrics` is. Pure.
 
-use netdiag_engine::report::{Report, Verdict};
+use netdiag_engine::report::{Report, Status, Verdict};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -16,7 +17,7 @@ use prometheus_client::registry::Registry;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A sample's labels. Every value is an identifier of a closed set (a layer, a status, a verdict,
-/// an error code), so none needs escaping.
+/// a finding code, an error code), so none needs escaping.
 type Labels = Vec<(&'static str, &'static str)>;
 
 /// One gauge family with its samples, encoded in the order given (a `Family` would encode its
@@ -144,6 +145,21 @@ pub fn encode(report: &Report, seconds: f64) -> String {
             .sample(vec![("layer", layer.id())], 1_i64),
         ));
     }
+    // The step the walk stopped at (failed, or could not be checked), when its layer codes
+    // what it found.
+    let stopped = report
+        .steps
+        .iter()
+        .find(|s| matches!(s.status, Status::Fail | Status::Undetermined));
+    if let Some((step, code)) = stopped.and_then(|s| s.summary.code.map(|code| (s, code))) {
+        families.push(Box::new(
+            Gauges::new(
+                "netdiag_check_finding",
+                "What the step the check stopped at found, as its stable code.",
+            )
+            .sample(vec![("layer", step.layer.id()), ("code", code.as_str())], 1_i64),
+        ));
+    }
     exposition(families)
 }
 
@@ -152,8 +168,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use netdiag_engine::report::Status;
-    use netdiag_engine::report::{Layer, Step};
+    use netdiag_engine::report::{Code, Layer, Step, Summary};
 
     fn step(layer: Layer, status: Status) -> Step {
         Step {
@@ -247,6 +262,48 @@ mod tests {
             );
         }
         assert!(text.ends_with("\n# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn the_code_of_the_step_the_check_stopped_at_is_a_label() {
+        let mut report = unreachable();
+        report.failing_layer = Some(Layer::Dns);
+        report.steps = vec![
+            step(Layer::Source, Status::Pass),
+            Step {
+                summary: Summary::coded(Code::DnsServerDown, "s".into()),
+                ..step(Layer::Dns, Status::Fail)
+            },
+            step(Layer::Service, Status::Skip),
+        ];
+        let text = encode(&report, 1.2);
+        assert!(
+            text.contains("netdiag_check_finding{layer=\"dns\",code=\"dns-server-down\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "# HELP netdiag_check_finding What the step the check stopped at found, as its stable code.\n"
+        ));
+        report.verdict = Verdict::Undetermined;
+        report.failing_layer = None;
+        report.steps[1].status = Status::Undetermined;
+        let text = encode(&report, 1.2);
+        assert!(
+            text.contains("netdiag_check_finding{layer=\"dns\",code=\"dns-server-down\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_step_without_a_code_adds_no_finding_series() {
+        let text = encode(&unreachable(), 1.2);
+        assert!(!text.contains("netdiag_check_finding"), "{text}");
+    }
+
+    #[test]
+    fn finding_codes_need_no_escaping_in_a_label_value() {
+        let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert!(codes.iter().all(|c| !c.contains(['"', '\\', '\n'])), "{codes:?}");
     }
 
     #[test]

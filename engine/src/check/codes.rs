@@ -69,6 +69,32 @@ codes! {
     DnsRefused = "dns-refused", Dns, "the DNS server answers REFUSED";
     DnsServiceIpNotProxied = "dns-service-ip-not-proxied", Dns, "the DNS pods answer directly, not through the DNS Service IP";
     DnsServerDown = "dns-server-down", Dns, "the DNS pods do not answer";
+    ServiceNotApplicable = "service-not-applicable", Service, "the target is a pod or an address that belongs to no Service";
+    ServiceUnreadable = "service-unreadable", Service, "the Service could not be read (RBAC, API server)";
+    ServiceNotFound = "service-not-found", Service, "no Service of that name in the namespace";
+    ServiceExternalName = "service-external-name", Service, "an ExternalName Service: a DNS alias for another host";
+    ServicePortNotExposed = "service-port-not-exposed", Service, "the Service does not expose the requested port";
+    ServiceProtocolMismatch = "service-protocol-mismatch", Service, "the selected pods declare or serve the target port over another protocol than the Service port's";
+    ServicePortResolved = "service-port-resolved", Service, "the Service port and its targetPort resolve on the selected pods";
+    ServiceNamedPortUnresolved = "service-named-port-unresolved", Service, "a named targetPort with no selected pod to resolve it on (judged at endpoints)";
+    ServiceNamedPortUndeclared = "service-named-port-undeclared", Service, "the targetPort names a port that none of the selected pods declares";
+    ServiceTargetPortNotListening = "service-target-port-not-listening", Service, "nothing listens on the numeric targetPort; the selected pods listen on other ports";
+    EndpointsNotApplicable = "endpoints-not-applicable", Endpoints, "the target is an address, or a Service without endpoints (ExternalName)";
+    EndpointsUnreadable = "endpoints-unreadable", Endpoints, "the endpoints could not be read (RBAC, API server)";
+    EndpointsPodNotFound = "endpoints-pod-not-found", Endpoints, "the target pod does not exist";
+    EndpointsPodWithoutAddress = "endpoints-pod-without-address", Endpoints, "the target pod has no address";
+    EndpointsPodAddress = "endpoints-pod-address", Endpoints, "the target is a pod address the API names no pod for";
+    EndpointsPodNotRunning = "endpoints-pod-not-running", Endpoints, "the target pod is not Running";
+    EndpointsPodPortUndeclared = "endpoints-pod-port-undeclared", Endpoints, "the target pod declares no port of the requested name";
+    EndpointsPodRunning = "endpoints-pod-running", Endpoints, "the target pod runs and has the port";
+    EndpointsReady = "endpoints-ready", Endpoints, "at least one endpoint is ready";
+    EndpointsServingTerminating = "endpoints-serving-terminating", Endpoints, "none ready; kube-proxy falls back to serving-but-terminating endpoints";
+    EndpointsNoSelector = "endpoints-no-selector", Endpoints, "a Service without a selector and without ready endpoints";
+    EndpointsSelectorMatchesNoPods = "endpoints-selector-matches-no-pods", Endpoints, "the Service's selector matches no pod in its namespace";
+    EndpointsAllTerminating = "endpoints-all-terminating", Endpoints, "every selected pod is terminating";
+    EndpointsNoneReady = "endpoints-none-ready", Endpoints, "pods are selected, none is ready";
+    EndpointsReadyPodsUnlisted = "endpoints-ready-pods-unlisted", Endpoints, "selected pods are ready, but no ready endpoint lists them (stale EndpointSlices)";
+    EndpointsStale = "endpoints-stale", Endpoints, "an EndpointSlice lists an address no pod holds and that does not answer";
 }
 
 impl Serialize for Code {

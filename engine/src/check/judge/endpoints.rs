@@ -2,26 +2,31 @@
 
 use super::*;
 
-/// Ready endpoints named in a passing summary; the JSON report lists every one.
-const SHOWN_READY: usize = 5;
-
 pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
     match cx.destination {
         Destination::External => {
-            return not_applicable("not applicable: the target belongs to no Service or pod");
+            return not_applicable(EndpointsFinding::NotApplicable(NoEndpoints::External));
         }
         Destination::Service if cx.is_external_name() => {
-            return not_applicable("not applicable: an ExternalName Service has no endpoints");
+            return not_applicable(EndpointsFinding::NotApplicable(NoEndpoints::ExternalName));
         }
         _ => {}
     }
     let list = match &cx.endpoints {
         EndpointsFacts::Unknown(reason) => {
-            return undetermined(format!("could not read the endpoints: {reason}"), vec![], vec![]);
+            return undetermined(
+                EndpointsFinding::Unreadable {
+                    reason: reason.clone(),
+                },
+                vec![],
+                vec![],
+            );
         }
         EndpointsFacts::TargetPodMissing { namespace, name } => {
             return fail(
-                format!("pod {namespace}/{name} not found"),
+                EndpointsFinding::TargetPodNotFound {
+                    pod: NamespacedName::new(namespace.clone(), name.clone()),
+                },
                 vec![],
                 vec![cmd(format!("kubectl get pods -n {namespace}"))],
             );
@@ -32,7 +37,7 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
         return pod_endpoint(list);
     }
     let Some(svc) = cx.target_service else {
-        return not_applicable("not applicable: no Service");
+        return not_applicable(EndpointsFinding::NotApplicable(NoEndpoints::NoService));
     };
     if let Some(stale) = stale_endpoints(cx, svc) {
         return stale;
@@ -48,33 +53,28 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             })
             .collect()
     };
-    let names = |eps: &[&EndpointFacts]| labels(eps).join(", ");
-    if !ready.is_empty() {
+    if let Some(ready) = NonEmpty::from_vec(labels(&ready)) {
         let mut evidence = vec![];
         let not_ready: Vec<&EndpointFacts> = list.iter().filter(|e| !e.ready()).collect();
         if !not_ready.is_empty() {
-            evidence.push(format!("not ready: {}", names(&not_ready)));
+            evidence.push(format!("not ready: {}", labels(&not_ready).join(", ")));
         }
         return pass(
-            format!(
-                "{}/{} ready ({})",
-                ready.len(),
-                list.len(),
-                passing_names(&labels(&ready), SHOWN_READY)
-            ),
+            EndpointsFinding::Ready {
+                ready,
+                total: list.len(),
+            },
             evidence,
         );
     }
-    if !cx.live.is_empty() {
+    if let Some(serving) = NonEmpty::from_vec(labels(&cx.live)) {
         // kube-proxy's fallback: with nothing ready, connections still go to the endpoints that
         // serve while they terminate — the Service works until they finish.
         return pass(
-            format!(
-                "0/{} ready; kube-proxy falls back to {} serving-but-terminating ({}) until they stop",
-                list.len(),
-                cx.live.len(),
-                names(&cx.live)
-            ),
+            EndpointsFinding::ServingTerminating {
+                serving,
+                total: list.len(),
+            },
             vec!["no endpoint is ready: once the terminating pods exit, the Service has no endpoints".into()],
         );
     }
@@ -84,15 +84,18 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
 /// A pod target: the pod exists, runs, and declares the named port.
 fn pod_endpoint(list: &[EndpointFacts]) -> Judgment {
     let Some(e) = list.first() else {
-        return fail("the target pod has no address", vec![], vec![]);
+        return fail(EndpointsFinding::PodWithoutAddress, vec![], vec![]);
     };
     let Some(pod) = &e.pod else {
-        return pass(format!("{} is a pod address", fmt_ip(e.ip)), vec![]);
+        return pass(EndpointsFinding::PodAddress { ip: e.ip }, vec![]);
     };
     let describe = cmd(format!("kubectl -n {} describe pod {}", pod.namespace, pod.name));
     if pod.phase != "Running" {
         return fail(
-            format!("{} is {}, not Running", pod.key(), pod.phase),
+            EndpointsFinding::PodNotRunning {
+                pod: pod.key(),
+                phase: pod.phase.clone(),
+            },
             vec![],
             vec![describe],
         );
@@ -104,7 +107,7 @@ fn pod_endpoint(list: &[EndpointFacts]) -> Judgment {
             .filter_map(|c| c.name.as_ref().map(|n| format!("{n}:{}", c.port)))
             .collect();
         return fail(
-            format!("{} declares no port of the requested name", pod.key()),
+            EndpointsFinding::PodPortUndeclared { pod: pod.key() },
             vec![format!(
                 "named ports: {}",
                 if names.is_empty() {
@@ -122,12 +125,12 @@ fn pod_endpoint(list: &[EndpointFacts]) -> Judgment {
             .push("the pod is not Ready: Services leave it out, but direct traffic still reaches it".into());
     }
     pass(
-        format!(
-            "{} Running on {} ({}:{port})",
-            pod.key(),
-            pod.node.as_deref().unwrap_or("?"),
-            fmt_ip(e.ip)
-        ),
+        EndpointsFinding::PodRunning {
+            pod: pod.key(),
+            node: pod.node.clone(),
+            ip: e.ip,
+            port,
+        },
         evidence,
     )
 }
@@ -138,7 +141,7 @@ fn no_ready_endpoints(svc: &ServiceSpecFacts) -> Judgment {
     let selector = selector_text(svc);
     if svc.selector.as_ref().is_none_or(|s| s.is_empty()) {
         return fail(
-            format!("{key} has no selector and no ready endpoints"),
+            EndpointsFinding::NoSelector { service: key },
             vec![],
             cmds(vec![format!(
                 "kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={}",
@@ -149,7 +152,10 @@ fn no_ready_endpoints(svc: &ServiceSpecFacts) -> Judgment {
     let selected = &svc.selected_pods;
     if selected.is_empty() {
         return fail(
-            format!("{key} selector {selector} matches no pods in namespace {ns}"),
+            EndpointsFinding::SelectorMatchesNoPods {
+                service: key,
+                selector,
+            },
             vec![],
             vec![
                 cmd(format!("kubectl -n {ns} get pods --show-labels")),
@@ -172,26 +178,30 @@ fn no_ready_endpoints(svc: &ServiceSpecFacts) -> Judgment {
         .collect();
     if selected.iter().all(|p| p.terminating) {
         return fail(
-            format!("{key}: the {} selected pods are all terminating", selected.len()),
+            EndpointsFinding::AllTerminating {
+                service: key,
+                selected: selected.len(),
+            },
             evidence,
             vec![describe],
         );
     }
     if selected.iter().all(|p| !p.ready) {
         return fail(
-            format!(
-                "{key}: {} pods selected by {selector}, none ready",
-                selected.len()
-            ),
+            EndpointsFinding::NoneReady {
+                service: key,
+                selected: selected.len(),
+                selector,
+            },
             evidence,
             vec![describe],
         );
     }
     fail(
-        format!(
-            "{key}: no ready endpoints although {} selected pods are ready (stale EndpointSlices?)",
-            selected.len()
-        ),
+        EndpointsFinding::ReadyPodsUnlisted {
+            service: key,
+            selected: selected.len(),
+        },
         evidence,
         cmds(vec![format!(
             "kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={} -o yaml",
@@ -209,37 +219,30 @@ fn stale_endpoints(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
         .copied()
         .filter(|e| outcomes::is_stale(cx.destination, e))
         .collect();
-    let first = stale.first()?;
-    let slice = |e: &EndpointFacts| {
-        e.slice
-            .as_ref()
-            .map(|s| format!("EndpointSlice {s}"))
-            .unwrap_or_else(|| "an EndpointSlice".into())
-    };
+    let listed: Vec<Listed> = stale
+        .iter()
+        .map(|e| Listed {
+            slice: e.slice.clone(),
+            endpoint: e.label(),
+        })
+        .collect();
     let evidence = stale
         .iter()
-        .map(|e| {
+        .zip(&listed)
+        .map(|(e, listed)| {
             let tcp = describe_live(&e.live);
             format!(
                 "{} lists {}: no pod holds this address; TCP {tcp}",
-                slice(e),
-                e.label()
+                listed.slice(),
+                listed.endpoint
             )
         })
         .collect();
-    let owner = if svc.selector.is_none() {
-        "the Service has no selector, so its slices are written by hand or by another controller"
-    } else {
-        "the slice was left behind by its controller"
+    let finding = EndpointsFinding::Stale {
+        stale: NonEmpty::from_vec(listed)?,
+        live: cx.live.len(),
+        selector: svc.selector.is_some(),
     };
-    let summary = format!(
-        "{} {} stale: {} lists {}, which no pod holds and which does not answer ({owner}){}",
-        endpoints_of(stale.len(), cx.live.len()),
-        if stale.len() == 1 { "is" } else { "are" },
-        slice(first),
-        first.label(),
-        connection_share(stale.len(), cx.live.len())
-    );
     let mut fix: Vec<String> = stale
         .iter()
         .filter_map(|e| e.slice.as_ref())
@@ -250,7 +253,7 @@ fn stale_endpoints(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
         "kubectl -n {} get svc {} -o yaml",
         svc.namespace, svc.name
     ));
-    Some(fail(summary, evidence, cmds(fix)))
+    Some(fail(finding, evidence, cmds(fix)))
 }
 
 #[cfg(test)]

@@ -14,8 +14,20 @@ fn selector_matching_no_pods_fails_endpoints() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    assert!(summary(&report, Layer::Endpoints).contains("selector app=payments matches no pods"));
-    assert!(summary(&report, Layer::Service).contains("targetPort http (no selected pod to resolve it on)"));
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::SelectorMatchesNoPods {
+            service: NamespacedName::new("shop", "payments"),
+            selector: "app=payments".into(),
+        })
+    );
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::NamedPortUnresolved {
+            port: PORT_80,
+            name: "http".into(),
+        })
+    );
     assert!(report.fix.iter().any(|f| f.contains("--show-labels")));
 }
 
@@ -30,7 +42,14 @@ fn pods_selected_but_not_ready_fail_endpoints() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    assert!(summary(&report, Layer::Endpoints).contains("2 pods selected by app=payments, none ready"));
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::NoneReady {
+            service: NamespacedName::new("shop", "payments"),
+            selected: 2,
+            selector: "app=payments".into(),
+        })
+    );
     assert!(
         step(&report, Layer::Endpoints)
             .evidence
@@ -45,7 +64,8 @@ fn partially_ready_endpoints_pass_and_list_the_unready_ones() {
     endpoints_mut(&mut ev)[1].conditions.ready = false;
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
-    assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
+    assert_eq!(finding(&ev, judge_endpoints), ready_of(&["payments-0"], 2));
+    assert_eq!(evidence_text(&report, Layer::Endpoints), "not ready: payments-1");
 }
 
 #[test]
@@ -60,6 +80,12 @@ fn missing_target_pod_fails_endpoints() {
         name: "nope".into(),
     };
     assert_fails_at(&judge(&ev, 0), Layer::Endpoints);
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::TargetPodNotFound {
+            pod: NamespacedName::new("shop", "nope"),
+        })
+    );
 }
 
 fn terminating(serving: bool) -> Conditions {
@@ -81,10 +107,12 @@ fn only_serving_terminating_endpoints_carry_the_service_as_kube_proxy_falls_back
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
-    let s = summary(&report, Layer::Endpoints);
-    assert!(
-        s.contains("0/2 ready") && s.contains("2 serving-but-terminating"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::ServingTerminating {
+            serving: NonEmpty::from_vec(vec!["payments-0".into(), "payments-1".into()]).unwrap(),
+            total: 2,
+        })
     );
     assert!(summary(&report, Layer::Application).starts_with("2/2"));
 }
@@ -101,7 +129,13 @@ fn terminating_endpoints_that_no_longer_serve_fail_endpoints() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    assert!(summary(&report, Layer::Endpoints).contains("all terminating"));
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::AllTerminating {
+            service: NamespacedName::new("shop", "payments"),
+            selected: 2,
+        })
+    );
 }
 
 #[test]
@@ -112,7 +146,7 @@ fn ready_endpoints_are_used_and_serving_terminating_ones_are_not_probed_targets(
     list[1].live = LiveFact::Tcp(refused());
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
-    assert!(summary(&report, Layer::Endpoints).starts_with("1/2 ready"));
+    assert_eq!(finding(&ev, judge_endpoints), ready_of(&["payments-0"], 2));
 }
 
 #[test]
@@ -126,11 +160,16 @@ fn an_endpoint_no_pod_holds_that_does_not_answer_is_stale_and_names_its_slice() 
     list[1].live = LiveFact::Tcp(timeout());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Endpoints);
-    let s = summary(&report, Layer::Endpoints);
-    assert!(
-        s.starts_with("1 of 2 endpoints is stale: EndpointSlice shop/payments-manual lists 10.244.9.9:8080")
-            && s.contains("no selector"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::Stale {
+            stale: NonEmpty::new(Listed {
+                slice: Some(NamespacedName::new("shop", "payments-manual")),
+                endpoint: "10.244.9.9:8080".into(),
+            }),
+            live: 2,
+            selector: false,
+        })
     );
     assert!(report.fix[0].contains("get endpointslice payments-manual"));
 }

@@ -25,7 +25,10 @@ fn healthy_service_is_reachable_with_every_layer_passing() {
             ..
         })
     ));
-    assert!(summary(&report, Layer::Endpoints).starts_with("2/2 ready"));
+    assert_eq!(
+        finding(&healthy(), judge_endpoints),
+        ready_of(&["payments-0", "payments-1"], 2)
+    );
     assert!(report.fix.is_empty());
 }
 
@@ -60,7 +63,11 @@ fn dns_blocked_by_policy_stays_the_one_failing_layer_when_the_service_has_no_rea
         endpoints.summary.contains("judged at network-policy"),
         "{endpoints:?}"
     );
-    assert!(endpoints.summary.contains("none ready"), "{endpoints:?}");
+    assert_eq!(
+        endpoints.summary.code,
+        Some(Code::EndpointsNoneReady),
+        "{endpoints:?}"
+    );
 }
 
 #[test]
@@ -77,7 +84,22 @@ fn pod_target_skips_service_layers_as_not_applicable() {
         assert_eq!(step(&report, layer).status, Status::Skip);
         assert!(summary(&report, layer).starts_with("not applicable"));
     }
-    assert!(summary(&report, Layer::Endpoints).contains("shop/payments-0 Running on node-b"));
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsNotApplicable));
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::NotApplicable {
+            destination: Destination::Pod
+        })
+    );
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::PodRunning {
+            pod: NamespacedName::new("shop", "payments-0"),
+            node: Some("node-b".into()),
+            ip: ip("10.244.2.14"),
+            port: 8080,
+        })
+    );
 }
 
 #[test]
@@ -94,6 +116,10 @@ fn external_address_is_judged_on_policy_and_path_only() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     assert_eq!(step(&report, Layer::Endpoints).status, Status::Skip);
+    assert_eq!(
+        finding(&ev, judge_endpoints),
+        Finding::Endpoints(EndpointsFinding::NotApplicable(NoEndpoints::External))
+    );
 }
 
 #[test]

@@ -281,9 +281,6 @@ fn behind_blocked_dns(layer: Layer, cx: &Context) -> Judgment {
         Judgment::Found(found) if matches!(found.status, Status::Fail | Status::Undetermined) => {
             not_applicable(Finding::BehindBlockedDns(Box::new(found.finding)))
         }
-        Judgment::Fail { summary, .. } | Judgment::Undetermined { summary, .. } => not_applicable(format!(
-            "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {summary}"
-        )),
         other => other,
     }
 }

@@ -5,10 +5,6 @@ use netdiag_proto::{TcpOutcome, Transport};
 use super::*;
 use crate::check::target::PortRef;
 
-pub(super) fn target_port_text(tp: &PortRef) -> String {
-    tp.to_string()
-}
-
 pub(super) fn judge_service(cx: &Context) -> Judgment {
     let svc = match found_service(cx) {
         Ok(svc) => svc,
@@ -16,26 +12,22 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
     };
     let key = svc.key();
     if let Some(external) = &svc.external_name {
-        return pass(format!("{key} is an ExternalName Service for {external}"), vec![]);
+        return pass(
+            ServiceFinding::ExternalName {
+                service: key,
+                external: external.clone(),
+            },
+            vec![],
+        );
     }
     let Some(port) = svc.requested_port() else {
-        let exposed: Vec<String> = svc
-            .ports
-            .iter()
-            .map(|p| match &p.name {
-                Some(n) => format!("{}/{} ({n})", p.port, p.protocol),
-                None => format!("{}/{}", p.port, p.protocol),
-            })
-            .collect();
         return fail(
-            format!(
-                "{key} does not expose port {}{}; it exposes {}",
-                svc.requested,
-                svc.requested_protocol
-                    .map(|p| format!("/{p}"))
-                    .unwrap_or_default(),
-                NonEmpty::from_vec(exposed).map_or("no port".into(), |ports| ports.joined())
-            ),
+            ServiceFinding::PortNotExposed {
+                service: key,
+                requested: svc.requested.clone(),
+                requested_protocol: svc.requested_protocol,
+                exposed: svc.ports.clone(),
+            },
             vec![],
             vec![get_svc(svc)],
         );
@@ -52,12 +44,13 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
 /// The Service the check is about, or the judgment when there is none to judge.
 fn found_service<'a>(cx: &'a Context) -> Result<&'a ServiceSpecFacts, Judgment> {
     match &cx.service {
-        ServiceFacts::NotApplicable => Err(not_applicable(match cx.destination {
-            Destination::Pod => "not applicable: the target is a pod",
-            _ => "not applicable: the target belongs to no Service",
+        ServiceFacts::NotApplicable => Err(not_applicable(ServiceFinding::NotApplicable {
+            destination: cx.destination,
         })),
         ServiceFacts::Unknown(reason) => Err(undetermined(
-            format!("could not read the Service: {reason}"),
+            ServiceFinding::Unreadable {
+                reason: reason.clone(),
+            },
             vec![],
             vec![],
         )),
@@ -65,19 +58,17 @@ fn found_service<'a>(cx: &'a Context) -> Result<&'a ServiceSpecFacts, Judgment> 
             namespace,
             name,
             names_in_namespace,
-        } => {
-            let hint = closest(name, names_in_namespace)
-                .map(|c| format!(" (did you mean {c}?)"))
-                .unwrap_or_default();
-            Err(fail(
-                format!("Service {namespace}/{name} not found{hint}"),
-                vec![match NonEmpty::from_vec(names_in_namespace.clone()) {
-                    Some(names) => format!("Services in namespace {namespace}: {}", names.joined()),
-                    None => format!("namespace {namespace} has no Services"),
-                }],
-                vec![cmd(format!("kubectl get svc -n {namespace}"))],
-            ))
-        }
+        } => Err(fail(
+            ServiceFinding::NotFound {
+                service: NamespacedName::new(namespace.clone(), name.clone()),
+                did_you_mean: closest(name, names_in_namespace).map(str::to_string),
+            },
+            vec![match NonEmpty::from_vec(names_in_namespace.clone()) {
+                Some(names) => format!("Services in namespace {namespace}: {}", names.joined()),
+                None => format!("namespace {namespace} has no Services"),
+            }],
+            vec![cmd(format!("kubectl get svc -n {namespace}"))],
+        )),
         ServiceFacts::Found(svc) => Ok(svc),
     }
 }
@@ -89,33 +80,26 @@ fn get_svc(svc: &ServiceSpecFacts) -> FixLine {
     ))
 }
 
-fn port_text(port: &ServicePortFacts) -> String {
-    format!("port {}/{}", port.port, port.protocol)
-}
-
 /// A targetPort by name resolves on each selected pod to the container port of that name; it
 /// fails when no selected pod declares it.
 fn named_target_port(svc: &ServiceSpecFacts, port: &ServicePortFacts, tp: &str) -> Judgment {
     let selected = &svc.selected_pods;
-    let port_text = port_text(port);
     let declares = |c: &&ServingPort| c.name.as_deref() == Some(tp);
     let declaring: Vec<&PodFacts> = selected
         .iter()
         .filter(|p| p.container_ports.iter().any(|c| declares(&c)))
         .collect();
     if !selected.is_empty() && declaring.is_empty() {
-        return no_pod_declares(svc, &port_text, tp);
+        return no_pod_declares(svc, port, tp);
     }
     let declared: Vec<&ServingPort> = declaring
         .iter()
         .flat_map(|p| p.container_ports.iter().filter(declares))
         .collect();
-    let numbers: Vec<String> = declared
-        .iter()
-        .map(|c| c.port.to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    // In the order of their text, as the report has always listed them.
+    let mut numbers: Vec<u16> = declared.iter().map(|c| c.port).collect();
+    numbers.sort_by_key(|n| n.to_string());
+    numbers.dedup();
     let mut evidence = vec![];
     let sidecars: std::collections::BTreeSet<&str> = declared
         .iter()
@@ -135,23 +119,28 @@ fn named_target_port(svc: &ServiceSpecFacts, port: &ServicePortFacts, tp: &str) 
             selected.len()
         ));
     }
-    if selected.is_empty() {
-        return pass(
-            format!("{port_text} → targetPort {tp} (no selected pod to resolve it on)"),
+    let name = tp.to_string();
+    match NonEmpty::from_vec(numbers) {
+        Some(numbers) if !selected.is_empty() => pass(
+            ServiceFinding::NamedPortResolved {
+                port: port.into(),
+                name,
+                numbers,
+                pods: declaring.len(),
+            },
             evidence,
-        );
-    }
-    pass(
-        format!(
-            "{port_text} → targetPort {tp} ({}) on {}",
-            numbers.join(", "),
-            selected_pods(declaring.len())
         ),
-        evidence,
-    )
+        _ => pass(
+            ServiceFinding::NamedPortUnresolved {
+                port: port.into(),
+                name,
+            },
+            evidence,
+        ),
+    }
 }
 
-fn no_pod_declares(svc: &ServiceSpecFacts, port_text: &str, tp: &str) -> Judgment {
+fn no_pod_declares(svc: &ServiceSpecFacts, port: &ServicePortFacts, tp: &str) -> Judgment {
     let selected = &svc.selected_pods;
     let declared: Vec<String> = selected
         .iter()
@@ -173,11 +162,12 @@ fn no_pod_declares(svc: &ServiceSpecFacts, port_text: &str, tp: &str) -> Judgmen
         })
         .collect();
     fail(
-        format!(
-            "{} {port_text} targets the port named {tp}, which none of the {} selected pods declares",
-            svc.key(),
-            selected.len()
-        ),
+        ServiceFinding::NamedPortUndeclared {
+            service: svc.key(),
+            port: port.into(),
+            name: tp.to_string(),
+            selected: selected.len(),
+        },
         declared,
         vec![
             get_svc(svc),
@@ -192,14 +182,13 @@ fn no_pod_declares(svc: &ServiceSpecFacts, port_text: &str, tp: &str) -> Judgmen
 
 /// A numeric targetPort fails only when every endpoint refuses it and the pods listen elsewhere.
 fn numeric_target_port(cx: &Context, svc: &ServiceSpecFacts, port: &ServicePortFacts, tp: u16) -> Judgment {
-    let port_text = port_text(port);
     let Some(listening) = wrong_numeric_target_port(cx, svc, tp) else {
         return pass(
-            format!(
-                "{port_text} → targetPort {} on {}",
-                target_port_text(&port.target_port),
-                selected_pods(svc.selected_pods.len())
-            ),
+            ServiceFinding::NumericPortResolved {
+                port: port.into(),
+                target: tp,
+                pods: svc.selected_pods.len(),
+            },
             vec![],
         );
     };
@@ -221,21 +210,15 @@ fn numeric_target_port(cx: &Context, svc: &ServiceSpecFacts, port: &ServicePortF
         )));
     }
     fail(
-        format!(
-            "{} {port_text} → targetPort {tp}, but nothing listens on {tp} in the selected pods; they listen on {ports}",
-            svc.key(),
-        ),
+        ServiceFinding::TargetPortNotListening {
+            service: svc.key(),
+            port: port.into(),
+            target: tp,
+            listening,
+        },
         evidence,
         fix,
     )
-}
-
-pub(super) fn selected_pods(n: usize) -> String {
-    if n == 1 {
-        "1 selected pod".into()
-    } else {
-        format!("{n} selected pods")
-    }
 }
 
 pub(super) fn selector_text(svc: &ServiceSpecFacts) -> String {

@@ -108,21 +108,7 @@ pub(super) fn mismatch_judgment(
     port: &ServicePortFacts,
     m: ProtocolMismatch,
 ) -> Judgment {
-    let names = |set: &BTreeSet<Protocol>| {
-        set.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" and ")
-    };
-    let how = match (m.declared.is_empty(), m.served.is_empty()) {
-        (false, false) if m.declared == m.served => format!("declare and serve it over {}", names(&m.served)),
-        (_, false) => format!("serve it over {} only", names(&m.served)),
-        _ => format!("declare it as {} only", names(&m.declared)),
-    };
-    let target = match &port.target_port {
-        PortRef::Name(name) => format!("targetPort {name}"),
-        PortRef::Number(n) => format!("targetPort {n}"),
-    };
+    let target = format!("targetPort {}", port.target_port);
     let index = svc.ports.iter().position(|p| p == port).unwrap_or_default();
     let other = m
         .served
@@ -131,24 +117,26 @@ pub(super) fn mismatch_judgment(
         .next()
         .copied()
         .unwrap_or(port.protocol);
-    fail(
-        format!(
-            "protocol mismatch: {} port {}/{} → {target}, but the selected pods {how}",
-            svc.key(),
-            port.port,
+    let fix = vec![
+        hint(format!(
+            "set the Service port's protocol to {other} (spec.ports[{index}].protocol), or make the pods serve {target} over {}",
             port.protocol
-        ),
+        )),
+        cmd(format!(
+            "kubectl -n {} get svc {} -o yaml",
+            svc.namespace, svc.name
+        )),
+    ];
+    fail(
+        ServiceFinding::ProtocolMismatch {
+            service: svc.key(),
+            port: port.into(),
+            target: port.target_port.clone(),
+            declared: m.declared,
+            served: m.served,
+        },
         m.lines,
-        vec![
-            hint(format!(
-                "set the Service port's protocol to {other} (spec.ports[{index}].protocol), or make the pods serve {target} over {}",
-                port.protocol
-            )),
-            cmd(format!(
-                "kubectl -n {} get svc {} -o yaml",
-                svc.namespace, svc.name
-            )),
-        ],
+        fix,
     )
 }
 

@@ -16,6 +16,13 @@ fn external_name_service_is_undetermined_and_gives_the_check_that_probes_its_hos
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
     assert_eq!(step(&report, Layer::Service).status, Status::Pass);
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::ExternalName {
+            service: NamespacedName::new("shop", "payments"),
+            external: "payments.example.com".into(),
+        })
+    );
     assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
     assert_eq!(
         report.fix,
@@ -29,7 +36,15 @@ fn a_port_the_service_does_not_expose_fails_service() {
     service_mut(&mut ev).requested = PortRef::Number(81);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
-    assert!(summary(&report, Layer::Service).contains("does not expose port 81; it exposes 80/TCP (http)"));
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::PortNotExposed {
+            service: NamespacedName::new("shop", "payments"),
+            requested: PortRef::Number(81),
+            requested_protocol: None,
+            exposed: payments_service().ports,
+        })
+    );
 }
 
 #[test]
@@ -48,10 +63,14 @@ fn named_target_port_no_selected_pod_declares_fails_service() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
-    let s = summary(&report, Layer::Service);
-    assert!(
-        s.contains("port named http") && s.contains("none of the 2 selected pods"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::NamedPortUndeclared {
+            service: NamespacedName::new("shop", "payments"),
+            port: PORT_80,
+            name: "http".into(),
+            selected: 2,
+        })
     );
     assert!(step(&report, Layer::Service).evidence[0].contains("declares web:8080"));
 }
@@ -71,10 +90,14 @@ fn wrong_numeric_target_port_fails_service_when_pods_listen_elsewhere() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
-    let s = summary(&report, Layer::Service);
-    assert!(
-        s.contains("targetPort 9090, but nothing listens on 9090") && s.ends_with("they listen on 8080"),
-        "{s}"
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::TargetPortNotListening {
+            service: NamespacedName::new("shop", "payments"),
+            port: PORT_80,
+            target: 9090,
+            listening: NonEmpty::new(8080),
+        })
     );
     assert!(
         report
@@ -121,7 +144,13 @@ fn a_service_without_a_named_port_match_in_a_missing_service_fails_service() {
     };
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
-    assert!(summary(&report, Layer::Service).contains("did you mean payments?"));
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::NotFound {
+            service: NamespacedName::new("shop", "paymnts"),
+            did_you_mean: Some("payments".into()),
+        })
+    );
 }
 
 #[test]
@@ -135,6 +164,7 @@ fn a_missing_service_in_a_namespace_without_services_says_so_not_an_empty_list()
     };
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Service);
+    assert_eq!(code(&report, Layer::Service), Some(Code::ServiceNotFound));
     let evidence = evidence_text(&report, Layer::Service);
     assert!(evidence.contains("namespace shop has no Services"), "{evidence}");
     assert!(!evidence.contains("Services in namespace shop:"), "{evidence}");
@@ -171,7 +201,15 @@ fn a_named_target_port_declared_only_by_a_native_sidecar_resolves() {
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
-    assert!(summary(&report, Layer::Service).contains("targetPort http (8080) on 2 selected pods"));
+    assert_eq!(
+        finding(&ev, judge_service),
+        Finding::Service(ServiceFinding::NamedPortResolved {
+            port: PORT_80,
+            name: "http".into(),
+            numbers: NonEmpty::new(8080),
+            pods: 2,
+        })
+    );
     assert!(
         step(&report, Layer::Service)
             .evidence

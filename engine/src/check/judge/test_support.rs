@@ -319,6 +319,20 @@ pub(super) fn code(report: &Report, layer: Layer) -> Option<Code> {
     step(report, layer).summary.code
 }
 
+/// The endpoints layer passing with `ready` (pod names) of `total` endpoints ready.
+pub(super) fn ready_of(ready: &[&str], total: usize) -> Finding {
+    Finding::Endpoints(EndpointsFinding::Ready {
+        ready: NonEmpty::from_vec(ready.iter().map(|n| n.to_string()).collect()).unwrap(),
+        total,
+    })
+}
+
+/// The port `payments_service()` exposes.
+pub(super) const PORT_80: ServicePort = ServicePort {
+    port: 80,
+    protocol: Protocol::Tcp,
+};
+
 /// What the layer found, judged on its own from `ev`.
 pub(super) fn finding(ev: &Evidence, judge_layer: fn(&Context) -> Judgment) -> Finding {
     judge_layer(&Context::new(ev))

@@ -6,9 +6,15 @@ use std::fmt;
 use crate::check::report::{Code, Summary};
 
 mod dns;
+mod endpoints;
+mod service;
 mod source;
 
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
+pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
+pub(crate) use service::ServiceFinding;
+#[cfg(test)]
+pub(crate) use service::ServicePort;
 pub(crate) use source::SourceFinding;
 
 /// One layer's finding.
@@ -16,6 +22,8 @@ pub(crate) use source::SourceFinding;
 pub(crate) enum Finding {
     Source(SourceFinding),
     Dns(DnsFinding),
+    Service(ServiceFinding),
+    Endpoints(EndpointsFinding),
     /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
     /// first, with the fault it would also report.
     BehindBlockedDns(Box<Finding>),
@@ -27,6 +35,8 @@ impl Finding {
         match self {
             Finding::Source(f) => f.code(),
             Finding::Dns(f) => f.code(),
+            Finding::Service(f) => f.code(),
+            Finding::Endpoints(f) => f.code(),
             Finding::BehindBlockedDns(f) => f.code(),
         }
     }
@@ -42,6 +52,8 @@ impl fmt::Display for Finding {
         match self {
             Finding::Source(x) => x.fmt(f),
             Finding::Dns(x) => x.fmt(f),
+            Finding::Service(x) => x.fmt(f),
+            Finding::Endpoints(x) => x.fmt(f),
             Finding::BehindBlockedDns(x) => write!(
                 f,
                 "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {x}"
@@ -60,4 +72,9 @@ macro_rules! into_finding {
     };
 }
 
-into_finding!(Source(SourceFinding), Dns(DnsFinding));
+into_finding!(
+    Source(SourceFinding),
+    Dns(DnsFinding),
+    Service(ServiceFinding),
+    Endpoints(EndpointsFinding)
+);
