@@ -21,7 +21,9 @@ pub use check::target::{
 };
 pub use check::workload::{self, WorkloadError};
 pub use check::{CheckRequest, collect, verdict};
-pub use cluster::{ListFailure, NamespacedName, ToolFailure, error_chain, list_all};
+pub use cluster::{
+    ListFailure, NamespacedName, PAGE_SIZE, ToolFailure, error_chain, get_optional, list_all, list_paged,
+};
 
 /// The verdict as it leaves the engine: layers, steps, evidence, fixes and exit codes.
 pub mod report {
