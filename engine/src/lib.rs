@@ -15,6 +15,7 @@ pub use agent_identity::{AgentDaemonSet, genuine_agents, read_agent_daemonset};
 pub use check::disclose::{foreign_namespaces, withheld};
 pub use check::evidence::{AgentPods, Evidence, Fact};
 pub use check::probe::{AgentReply, AgentTransport, agent_deadline};
+pub use check::reads::Read;
 pub use check::snapshot::Snapshot;
 pub use check::target::{
     ParseError, PodRef, PortRef, SourceKind, SourceRef, Target, parse_agent_url, parse_timeout,

@@ -134,7 +134,7 @@ async fn evidence(args: &CheckArgs, client: &kube::Client, request: &CheckReques
             None => Agents::discover(client.clone(), &args.agent_namespace, &args.agent_selector).await,
         }
     };
-    let (agents, snap) = tokio::join!(agents, Snapshot::read(client));
+    let (agents, snap) = tokio::join!(agents, Snapshot::read(client, request));
     tracing::info!("read the cluster; probing as {}", request.from);
     let evidence = collect(&snap, &agents, request).await;
     (snap, evidence)

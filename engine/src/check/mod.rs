@@ -3,7 +3,8 @@
 //! in-cluster endpoint next): give it a Kubernetes client and an [`AgentTransport`].
 //!
 //! The stages, in order, each in its own module:
-//! 1. [`snapshot`] reads each kind once from the API server (the only API I/O);
+//! 1. [`snapshot`] reads what the flow depends on from the API server ([`reads`] decides
+//!    which objects; the only API I/O);
 //! 2. [`plan`] decides, purely, what the target is and which agent runs which probe;
 //! 3. [`probe`] executes the plan behind the [`AgentTransport`] trait (the only agent I/O);
 //! 4. [`assemble`] turns plan and replies into [`evidence::Evidence`], purely;
@@ -21,6 +22,7 @@ pub mod judge;
 pub mod plan;
 pub mod probe;
 pub mod prose;
+pub mod reads;
 pub mod report;
 pub mod snapshot;
 pub mod snippet;
