@@ -47,23 +47,27 @@ use probe::Replies;
 pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report {
     let mut report = family::judge(evidence, duration_ms);
     if report.failing_layer == Some(report::Layer::NetworkPolicy) {
-        report.network_policy = snippet::suggest(snap, evidence);
+        report.network_policy = snippet::suggest(snap.as_followed(), evidence);
     }
     report
 }
 
 /// Plans from `snap`, probes through `agents` (twice for a name the API ties to no Service:
-/// once to resolve it, once to probe what it resolved to), and assembles the evidence.
+/// once to resolve it, once to probe what it resolved to, with the objects of that address read
+/// then), and assembles the evidence.
 pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &CheckRequest) -> Evidence {
     let deadline = probe::agent_deadline(request.timeout);
     let mut plan = plan::plan(snap, request);
-    let policy = assemble::PolicyEvaluation::new(snap, &plan.source);
+    let mut policy = assemble::PolicyEvaluation::new(snap, &plan.source);
     let denied = denied_endpoints(&plan.destination, &policy, request);
     let mut replies = probe::execute(agents, &plan.probes, deadline, &denied, request.witness_grace()).await;
     if plan.follow_dns
         && let Some(resolved) = first_resolved(&replies)
-        && let Some((destination, probes)) = plan::follow_resolved(snap, request, &plan, resolved)
+        && let followed = snap.follow(request, resolved).await
+        && let Some((destination, probes)) = plan::follow_resolved(followed, request, &plan, resolved)
     {
+        // The objects of the address it resolved to are read now: policy is evaluated with them.
+        policy = assemble::PolicyEvaluation::new(followed, &plan.source);
         let denied = denied_endpoints(&destination, &policy, request);
         let more = probe::execute(agents, &probes, deadline, &denied, request.witness_grace()).await;
         plan.destination = destination;

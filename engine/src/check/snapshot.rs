@@ -5,6 +5,9 @@
 //! ([`super::reads`] decides which objects), never a whole kind of the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -16,6 +19,7 @@ use kube::api::ListParams;
 use super::evidence::Fact;
 use super::plan::CheckRequest;
 use super::reads::{self, AgentPlace, Read, SERVICE_NAME_LABEL, Seen};
+use super::target::Target;
 use crate::cluster::{ToolFailure, get_optional, list_paged};
 use crate::policy::admin::{AdminObjects, read_admin_objects};
 
@@ -29,6 +33,26 @@ pub struct Snapshot {
     pub policies: Fact<Vec<NetworkPolicy>>,
     /// The cluster-wide admin policies (none when their CRDs are not installed).
     pub admin: Fact<AdminObjects>,
+    /// Reads more for an address the target name resolved to ([`Snapshot::follow`]); `None`
+    /// for a snapshot built from values.
+    pub(crate) reader: Option<Reader>,
+    /// This snapshot with what [`Snapshot::follow`] read, once it has.
+    pub(crate) followed: Arc<OnceLock<Snapshot>>,
+}
+
+/// The client a snapshot was read with, and what it was asked to read besides the check.
+#[derive(Clone)]
+pub(crate) struct Reader {
+    client: kube::Client,
+    agents: Option<AgentPlace>,
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("agents", &self.agents)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Rounds of reads at most: each depends on the one before (source and target, then the pods
@@ -93,7 +117,50 @@ impl Snapshot {
                 done.insert(read);
             }
         }
-        gathered.into_snapshot()
+        let mut snap = gathered.into_snapshot();
+        snap.reader = Some(Reader {
+            client: client.clone(),
+            agents: agents.cloned(),
+        });
+        snap
+    }
+
+    /// The snapshot for the address a `HOST:PORT` target resolved to (a name the API ties to no
+    /// Service, so its destination was unknown when this one was read): this one plus what an
+    /// `IP:PORT` check of that address reads (its Service or pod, their slices, pods, namespaces
+    /// and policies), read once. Itself for a snapshot built from values.
+    pub(crate) async fn follow(&self, request: &CheckRequest, resolved: IpAddr) -> &Snapshot {
+        let (Some(reader), Target::Host { port, .. }) = (&self.reader, &request.target) else {
+            return self;
+        };
+        if let Some(followed) = self.followed.get() {
+            return followed;
+        }
+        let address = CheckRequest {
+            target: Target::Ip {
+                ip: resolved,
+                port: *port,
+            },
+            ..request.clone()
+        };
+        let more = Self::read_with(&reader.client, &address, reader.agents.as_ref()).await;
+        let merged = Snapshot {
+            pods: union(&self.pods, more.pods),
+            services: union(&self.services, more.services),
+            slices: union(&self.slices, more.slices),
+            namespaces: union(&self.namespaces, more.namespaces),
+            policies: union(&self.policies, more.policies),
+            admin: self.admin.clone(),
+            reader: None,
+            followed: Arc::default(),
+        };
+        self.followed.get_or_init(|| merged)
+    }
+
+    /// The snapshot a report of this check's evidence is judged from: the followed one when the
+    /// target name was followed to an address.
+    pub(crate) fn as_followed(&self) -> &Snapshot {
+        self.followed.get().unwrap_or(self)
     }
 
     /// Nothing could be read, for one reason (no kubeconfig, no client).
@@ -105,6 +172,8 @@ impl Snapshot {
             namespaces: Fact::Unknown(failure.clone()),
             policies: Fact::Unknown(failure.clone()),
             admin: Fact::Unknown(failure),
+            reader: None,
+            followed: Arc::default(),
         }
     }
 
@@ -163,6 +232,19 @@ fn fact<K>(objects: ByKey<K>, failure: Option<ToolFailure>) -> Fact<Vec<K>> {
     }
 }
 
+/// The objects of both, each once; unknown when either is.
+fn union<K: kube::Resource + Clone>(known: &Fact<Vec<K>>, more: Fact<Vec<K>>) -> Fact<Vec<K>> {
+    match (known, more) {
+        (Fact::Unknown(failure), _) => Fact::Unknown(failure.clone()),
+        (_, Fact::Unknown(failure)) => Fact::Unknown(failure),
+        (Fact::Known(known), Fact::Known(more)) => {
+            let mut all: ByKey<K> = known.iter().map(|o| (key_of(o), o.clone())).collect();
+            insert_all(&mut all, more);
+            Fact::Known(all.into_values().collect())
+        }
+    }
+}
+
 impl Gathered {
     fn add(&mut self, read: &Read, result: Result<Objects, ToolFailure>) {
         match result {
@@ -199,6 +281,8 @@ impl Gathered {
                 Some(failure) => Fact::Unknown(failure),
                 None => Fact::Known(self.admin.unwrap_or_default()),
             },
+            reader: None,
+            followed: Arc::default(),
         }
     }
 }
