@@ -130,7 +130,8 @@ fn unreachable_api_server_is_undetermined_with_the_reason() {
     assert_eq!(steps[0]["status"], "undetermined");
     let summary = steps[0]["summary"].as_str().unwrap();
     assert!(
-        summary.contains("shop/checkout") && summary.contains("failed to list pods"),
+        summary.contains("shop/checkout")
+            && summary.contains("failed to get pods/checkout in namespace shop"),
         "{summary}"
     );
     assert!(steps[1..].iter().all(|s| s["status"] == "skip"));
@@ -242,7 +243,11 @@ fn rbac_forbidden_reads_are_undetermined_never_a_network_layer() {
     assert_eq!(out.status.code(), Some(3), "{report}");
     assert_eq!(report["verdict"], "undetermined");
     let summary = report["steps"][0]["summary"].as_str().unwrap();
-    assert!(summary.contains("forbidden to list pods"), "{summary}");
+    // The read that was refused, by verb, resource and namespace: the check reads the source by name.
+    assert!(
+        summary.contains("forbidden to get pods/checkout in namespace shop"),
+        "{summary}"
+    );
 }
 
 /// An API server that accepts connections and reads requests but never answers; returns its kubeconfig.
@@ -280,7 +285,10 @@ fn api_server_that_never_answers_is_undetermined_instead_of_hanging() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
     assert_eq!(report["verdict"], "undetermined");
     let summary = report["steps"][0]["summary"].as_str().unwrap();
-    assert!(summary.contains("failed to list pods"), "{summary}");
+    assert!(
+        summary.contains("failed to get pods/checkout in namespace shop"),
+        "{summary}"
+    );
 }
 
 #[test]
