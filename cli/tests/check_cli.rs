@@ -218,56 +218,115 @@ fn status_body(code: u16, reason: &str, message: &str) -> String {
     .to_string()
 }
 
+/// What a request path asks for, as kube-apiserver reads it.
+struct Request<'a> {
+    /// `v1`, `apps/v1`, ...
+    api_version: String,
+    namespace: Option<&'a str>,
+    resource: &'a str,
+    /// A GET of one object; `None` for a list.
+    name: Option<&'a str>,
+    query: &'a str,
+}
+
+impl<'a> Request<'a> {
+    fn parse(path: &'a str) -> Self {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let (api_version, rest) = match path.strip_prefix("/apis/") {
+            Some(rest) => {
+                let mut parts = rest.splitn(3, '/');
+                let group = parts.next().unwrap_or("");
+                let version = parts.next().unwrap_or("");
+                (format!("{group}/{version}"), parts.next().unwrap_or(""))
+            }
+            None => ("v1".to_string(), path.strip_prefix("/api/v1/").unwrap_or("")),
+        };
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let (namespace, segments) = match segments.as_slice() {
+            ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(*ns), tail.to_vec()),
+            _ => (None, segments),
+        };
+        Request {
+            api_version,
+            namespace,
+            resource: segments.first().copied().unwrap_or(""),
+            name: segments.get(1).copied(),
+            query,
+        }
+    }
+
+    /// RBAC's refusal of this request, worded as kube-apiserver words it.
+    fn forbidden_message(&self, user: &str) -> String {
+        let group = self.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let verb = if self.name.is_some() { "get" } else { "list" };
+        let subject = match self.name {
+            Some(name) => format!("{} \"{name}\"", self.resource),
+            None => self.resource.to_string(),
+        };
+        let scope = match self.namespace {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        format!(
+            "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{}\" in API group \"{group}\" {scope}",
+            self.resource
+        )
+    }
+}
+
 /// Every request answered 403 Forbidden, as RBAC does.
 fn forbidding_api_server() -> PathBuf {
     fake_api_server("403", |path| {
-        let resource = path
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .rsplit('/')
-            .next()
-            .unwrap_or("");
-        let message = format!(
-            "{resource} is forbidden: User \"dev\" cannot list resource \"{resource}\" in API group \"\" at the cluster scope"
-        );
+        let message = Request::parse(path).forbidden_message("dev");
         (403, status_body(403, "Forbidden", &message))
     })
 }
 
-/// A cluster with namespaces default and shop and one pod, shop/checkout; every other list is
-/// empty, and the agent DaemonSet does not exist.
+/// A cluster with namespaces default and shop and one pod, shop/checkout, answering gets by name,
+/// lists (cluster-wide or in a namespace) and the `status.podIP` field selector; every other
+/// list is empty, and no workload (the agent DaemonSet included) exists.
 fn small_cluster() -> PathBuf {
     fake_api_server("small", |path| {
-        let path = path.split('?').next().unwrap_or("");
-        // The group/version a list of this path is of: `/apis/apps/v1/...` is apps/v1.
-        let api_version = match path.strip_prefix("/apis/") {
-            Some(rest) => rest.split('/').take(2).collect::<Vec<_>>().join("/"),
-            None => "v1".to_string(),
+        let request = Request::parse(path);
+        let namespaces =
+            serde_json::json!([{"metadata": {"name": "default"}}, {"metadata": {"name": "shop"}}]);
+        let pods = serde_json::json!([{
+            "metadata": {"name": "checkout", "namespace": "shop", "labels": {"app": "checkout"}},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "app"}]},
+            "status": {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}],
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }]);
+        let objects = match (request.api_version.as_str(), request.resource) {
+            ("v1", "namespaces") => namespaces.as_array().unwrap().clone(),
+            ("v1", "pods") => pods.as_array().unwrap().clone(),
+            _ => Vec::new(),
         };
-        let list = |items: serde_json::Value| {
-            serde_json::json!({"kind": "List", "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items})
-                .to_string()
-        };
-        match path {
-            "/api/v1/namespaces" => (
-                200,
-                list(serde_json::json!([{"metadata": {"name": "default"}}, {"metadata": {"name": "shop"}}])),
-            ),
-            "/api/v1/pods" => (
-                200,
-                list(serde_json::json!([{
-                    "metadata": {"name": "checkout", "namespace": "shop", "labels": {"app": "checkout"}},
-                    "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "app"}]},
-                    "status": {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}],
-                               "conditions": [{"type": "Ready", "status": "True"}]},
-                }])),
-            ),
-            // A GET of one workload (the agent DaemonSet, a --from deploy/NAME): none exists.
-            p if p.contains("/daemonsets/") || p.contains("/deployments/") => {
-                (404, status_body(404, "NotFound", "not found"))
+        let pod_ip = request
+            .query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("fieldSelector=status.podIP%3D"));
+        let selected = objects.into_iter().filter(|o| {
+            request
+                .namespace
+                .is_none_or(|ns| o["metadata"]["namespace"] == ns)
+                && pod_ip.is_none_or(|ip| o["status"]["podIP"] == ip)
+        });
+        match request.name {
+            Some(name) => match selected.into_iter().find(|o| o["metadata"]["name"] == name) {
+                Some(object) => (200, object.to_string()),
+                None => {
+                    let message = format!("{} \"{name}\" not found", request.resource);
+                    (404, status_body(404, "NotFound", &message))
+                }
+            },
+            None => {
+                let items: Vec<_> = selected.collect();
+                let list = serde_json::json!({
+                    "kind": "List", "apiVersion": request.api_version,
+                    "metadata": {"resourceVersion": "1"}, "items": items,
+                });
+                (200, list.to_string())
             }
-            _ => (200, list(serde_json::json!([]))),
         }
     })
 }
@@ -354,7 +413,7 @@ fn rbac_forbidden_reads_are_one_kubectl_line_never_a_network_layer() {
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("error: pods is forbidden: User \"dev\" cannot list resource \"pods\""),
+        err.starts_with("error: pods \"checkout\" is forbidden: User \"dev\" cannot get resource \"pods\""),
         "{err}"
     );
     assert!(err.contains("netdiag-user"), "{err}");

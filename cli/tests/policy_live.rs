@@ -44,6 +44,7 @@ fn serve(forbidden: &'static [&'static str]) -> u16 {
                 )
             } else {
                 match path {
+                    _ if namespaced(path).is_some() => namespaced(path).unwrap_or_else(not_found),
                     "/api/v1/namespaces" => ("200 OK", list("NamespaceList", "v1", namespaces())),
                     "/api/v1/pods" => ("200 OK", list("PodList", "v1", pods())),
                     "/apis/networking.k8s.io/v1/networkpolicies" => (
@@ -58,11 +59,7 @@ fn serve(forbidden: &'static [&'static str]) -> u16 {
                             cluster_network_policies(),
                         ),
                     ),
-                    _ => (
-                        "404 Not Found",
-                        serde_json::json!({"kind": "Status", "apiVersion": "v1",
-                        "status": "Failure", "reason": "NotFound", "code": 404}),
-                    ),
+                    _ => not_found(),
                 }
             };
             let body = body.to_string();
@@ -74,6 +71,53 @@ fn serve(forbidden: &'static [&'static str]) -> u16 {
         }
     });
     port
+}
+
+fn not_found() -> (&'static str, serde_json::Value) {
+    (
+        "404 Not Found",
+        serde_json::json!({"kind": "Status", "apiVersion": "v1",
+        "status": "Failure", "reason": "NotFound", "code": 404}),
+    )
+}
+
+/// A Namespace by name and the pods and NetworkPolicies of one namespace, as the API server
+/// serves them; `None` for another path.
+fn namespaced(path: &str) -> Option<(&'static str, serde_json::Value)> {
+    let in_namespace = |items: Vec<serde_json::Value>, ns: &str| -> Vec<serde_json::Value> {
+        items
+            .into_iter()
+            .filter(|o| o["metadata"]["namespace"] == ns)
+            .collect()
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        ["api", "v1", "namespaces", ns] => {
+            match namespaces().into_iter().find(|n| n["metadata"]["name"] == *ns) {
+                Some(namespace) => ("200 OK", namespace),
+                None => not_found(),
+            }
+        }
+        ["api", "v1", "namespaces", ns, "pods"] => {
+            ("200 OK", list("PodList", "v1", in_namespace(pods(), ns)))
+        }
+        [
+            "apis",
+            "networking.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "networkpolicies",
+        ] => (
+            "200 OK",
+            list(
+                "NetworkPolicyList",
+                "networking.k8s.io/v1",
+                in_namespace(policies(), ns),
+            ),
+        ),
+        _ => return None,
+    })
 }
 
 fn list(kind: &str, api_version: &str, items: Vec<serde_json::Value>) -> serde_json::Value {
@@ -217,6 +261,41 @@ fn explain_resolves_bare_names_in_the_context_namespace() {
     assert_eq!(
         v["ingress"]["isolatingPolicies"][0]["name"],
         "payments-from-checkout"
+    );
+}
+
+#[test]
+fn explain_reads_only_the_namespaces_of_its_two_pods() {
+    // Every list across namespaces is refused: explain never asks for one.
+    let kubeconfig = Kubeconfig::new(
+        serve(&[
+            "/api/v1/namespaces",
+            "/api/v1/pods",
+            "/apis/networking.k8s.io/v1/networkpolicies",
+        ]),
+        "explain-scoped",
+    );
+    let out = run(
+        &kubeconfig,
+        &[
+            "explain", "--from", "checkout", "--to", "payments", "--port", "80", "-o", "json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["allowed"], true);
+    // A matrix of one namespace reads that namespace only.
+    let out = run(&kubeconfig, &["matrix", "--port", "80", "-n", "shop"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

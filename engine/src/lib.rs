@@ -15,13 +15,17 @@ pub use agent_identity::{AgentDaemonSet, genuine_agents, read_agent_daemonset};
 pub use check::disclose::{foreign_namespaces, withheld};
 pub use check::evidence::{AgentPods, Evidence, Fact, SourceFacts};
 pub use check::probe::{AgentReply, AgentTransport, agent_deadline};
+pub use check::reads::Read;
 pub use check::snapshot::Snapshot;
 pub use check::target::{
     ParseError, PodRef, PortRef, SourceKind, SourceRef, Target, parse_agent_url, parse_timeout,
 };
 pub use check::workload::{self, WorkloadError};
 pub use check::{CheckRequest, collect, verdict};
-pub use cluster::{ListFailure, NamespacedName, ToolFailure, closest, error_chain, list_all};
+pub use cluster::{
+    ListFailure, NamespacedName, PAGE_SIZE, ToolFailure, closest, error_chain, get_optional, list_all,
+    list_paged,
+};
 
 /// The verdict as it leaves the engine: layers, steps, evidence, fixes and exit codes.
 pub mod report {

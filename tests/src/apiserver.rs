@@ -605,13 +605,51 @@ fn list(
     if as_table {
         return table_response(rt, &items);
     }
+    let (page, next) = match page_of(query, items.len()) {
+        Ok(page) => page,
+        Err(message) => return bad_request(message),
+    };
+    let mut metadata = json!({"resourceVersion": "1"});
+    if let Some(next) = next {
+        metadata["continue"] = json!(format!("{CONTINUE_PREFIX}{next}"));
+        metadata["remainingItemCount"] = json!(items.len() - next);
+    }
     let body = ListBody {
         api_version: rt.api_version(),
         kind: format!("{}List", rt.kind),
-        metadata: json!({"resourceVersion": "1"}),
-        items: items.into_iter().map(ListItem).collect(),
+        metadata,
+        items: items[page].iter().copied().map(ListItem).collect(),
     };
     json_response(StatusCode::OK, &body)
+}
+
+/// The stand-in's continue token: the position of the next item in the selected list. Opaque to
+/// clients, as the API server's is; the store never changes, so a position stays valid.
+const CONTINUE_PREFIX: &str = "lab-continue-";
+
+/// The items of a selected list of `len` that one response carries, as the API server pages a
+/// list: `limit` items at most (none or 0: all) from where `continue` says, and the position of
+/// the next page when items remain.
+fn page_of(
+    query: &HashMap<String, String>,
+    len: usize,
+) -> Result<(std::ops::Range<usize>, Option<usize>), String> {
+    let start = match query.get("continue").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(token) => token
+            .strip_prefix(CONTINUE_PREFIX)
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= len)
+            .ok_or_else(|| format!("continue key is not valid: {token}"))?,
+    };
+    let limit = match query.get("limit").filter(|l| !l.is_empty()) {
+        None => 0,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| format!("limit: invalid value {text:?}"))?,
+    };
+    let end = if limit == 0 { len } else { (start + limit).min(len) };
+    Ok((start..end, (end < len).then_some(end)))
 }
 
 /// A list response, its items written from the stored objects without copying them (at
@@ -1205,6 +1243,23 @@ mod tests {
             ),
             ["d0"]
         );
+        // Paged as the API server pages: `limit` at a time, `continue` to the next page.
+        let first = get("/api/v1/pods?limit=3", None).await.1;
+        assert_eq!(names(&first), ["p0", "p1", "d0"]);
+        assert_eq!(first["metadata"]["remainingItemCount"], 1);
+        let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+        let rest = get(&format!("/api/v1/pods?limit=3&continue={token}"), None)
+            .await
+            .1;
+        assert_eq!(names(&rest), ["coredns-0"]);
+        assert!(rest["metadata"].get("continue").is_none(), "{rest}");
+        let selected = get("/api/v1/pods?limit=1&fieldSelector=spec.nodeName%3Db", None)
+            .await
+            .1;
+        assert_eq!(names(&selected), ["p1"]);
+        assert!(selected["metadata"]["continue"].is_string());
+        let (code, _) = get("/api/v1/pods?limit=1&continue=bogus", None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
         let (code, status) = get("/api/v1/pods?fieldSelector=spec.containers%3Dx", None).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert_eq!(status["message"], "field label not supported: spec.containers");

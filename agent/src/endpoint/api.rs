@@ -198,7 +198,7 @@ async fn run_flight(state: &State, ask: &Ask, host_network: bool) -> Result<Ran,
     let work = async move {
         let started = Instant::now();
         let (snap, daemonset) = tokio::join!(
-            Snapshot::read(&client),
+            Snapshot::read_with_agents(&client, &request, &peers.namespace, &peers.selector),
             read_agent_daemonset(&client, &peers.namespace)
         );
         if !host_network && disclosure::host_network_source(&snap, &request.from) {

@@ -8,6 +8,10 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::ListParams;
+
 use crate::agent_client::{Agents, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_SELECTOR};
 use crate::errors::{CliError, Emit};
 use crate::kube_args::{KubeArgs, KubeConfigError, scoped_command};
@@ -138,7 +142,7 @@ async fn evidence(args: &CheckArgs, client: &kube::Client, request: &CheckReques
             None => Agents::discover(client.clone(), &args.agent_namespace, &args.agent_selector).await,
         }
     };
-    let (agents, snap) = tokio::join!(agents, Snapshot::read(client));
+    let (agents, snap) = tokio::join!(agents, Snapshot::read(client, request));
     tracing::info!("read the cluster; probing as {}", request.from);
     let evidence = collect(&snap, &agents, request).await;
     (snap, evidence)
@@ -152,17 +156,6 @@ impl OutputFormat {
             OutputFormat::Yaml => Emit::Yaml,
             OutputFormat::Table | OutputFormat::Wide => Emit::Text,
         }
-    }
-}
-
-/// Names of the objects `api` lists, for a "did you mean"; none when they cannot be listed.
-async fn names_of<K>(api: kube::Api<K>) -> Vec<String>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.list_metadata(&kube::api::ListParams::default()).await {
-        Ok(list) => list.items.into_iter().filter_map(|o| o.metadata.name).collect(),
-        Err(_) => Vec::new(),
     }
 }
 
@@ -218,8 +211,9 @@ async fn workload_error(client: &kube::Client, args: &CheckArgs, err: &WorkloadE
 
 /// The error a check stops on when the engine could not find or read the source pod: a name
 /// that exists nowhere (with the closest one), or the API failure that kept it from looking.
-/// `None` when the source pod was read.
-pub fn source_error(snap: &Snapshot, source: &SourceFacts) -> Option<CliError> {
+/// `None` when the source pod was read. Only on this path does the plugin list names (of
+/// namespaces, or of the namespace's pods) to say what may have been meant.
+pub async fn source_error(client: &kube::Client, snap: &Snapshot, source: &SourceFacts) -> Option<CliError> {
     match source {
         SourceFacts::Found { .. } => None,
         SourceFacts::Unknown(failure) => Some(CliError::from_failure(failure)),
@@ -228,21 +222,18 @@ pub fn source_error(snap: &Snapshot, source: &SourceFacts) -> Option<CliError> {
             name,
             elsewhere,
         } => {
-            let name_of = |meta: &kube::api::ObjectMeta| meta.name.clone();
-            if let Some(namespaces) = snap.namespaces.known() {
-                let all: Vec<String> = namespaces.iter().filter_map(|n| name_of(&n.metadata)).collect();
-                if !all.iter().any(|n| n == namespace) {
+            let namespace_read = snap.namespaces.known().is_some_and(|read| {
+                read.iter()
+                    .any(|n| n.metadata.name.as_deref() == Some(namespace.as_str()))
+            });
+            if !namespace_read {
+                let all = names_of(Api::<Namespace>::all(client.clone())).await;
+                // Unlistable namespaces (a namespace-scoped user) prove nothing missing.
+                if !all.is_empty() && !all.iter().any(|n| n == namespace) {
                     return Some(CliError::not_found("namespaces", namespace, None, &all));
                 }
             }
-            let pods: Vec<String> = snap
-                .pods
-                .known()
-                .into_iter()
-                .flatten()
-                .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
-                .filter_map(|p| name_of(&p.metadata))
-                .collect();
+            let pods = names_of(Api::<Pod>::namespaced(client.clone(), namespace)).await;
             let mut err = CliError::not_found("pods", name, Some(namespace), &pods);
             if err.did_you_mean.is_none() && !elsewhere.is_empty() {
                 let places: Vec<String> = elsewhere.iter().map(|ns| format!("--from {ns}/{name}")).collect();
@@ -252,6 +243,26 @@ pub fn source_error(snap: &Snapshot, source: &SourceFacts) -> Option<CliError> {
                 ));
             }
             Some(err)
+        }
+    }
+}
+
+/// The names `api` lists (metadata only, page by page), for a "did you mean"; none when the
+/// list fails, since the hint is not worth an error of its own.
+async fn names_of<K>(api: Api<K>) -> Vec<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(netdiag_engine::PAGE_SIZE);
+    loop {
+        let Ok(page) = api.list_metadata(&params).await else {
+            return names;
+        };
+        names.extend(page.items.into_iter().filter_map(|item| item.metadata.name));
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return names,
         }
     }
 }
@@ -283,7 +294,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     let progress = Progress::start(format!("checking {} → {} …", request.from, args.to));
     let (snap, evidence) = evidence(&args, &client, &request).await;
     progress.stop();
-    if let Some(error) = source_error(&snap, &evidence.source) {
+    if let Some(error) = source_error(&client, &snap, &evidence.source).await {
         return error.exit(emit);
     }
     let mut report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);

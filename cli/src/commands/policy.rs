@@ -5,7 +5,12 @@
 //! ([`crate::errors`]): 2 usage, 4 configuration or an unknown pod, namespace or port name,
 //! 5 API server unreachable, 6 unauthorized, 7 forbidden, 1 anything else (an unreadable
 //! file). Every API read is bounded by `--request-timeout`.
+//!
+//! From the cluster, `explain` reads only the namespaces of its two ends (each by name, with its
+//! pods and NetworkPolicies; an address's pod is found by `status.podIP`) and `matrix -n NS` only
+//! the namespaces named; every list is paged. The admin policies are cluster-scoped.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +19,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netdiag_engine::ListFailure;
+use kube::Api;
+use kube::api::ListParams;
+use netdiag_engine::{ListFailure, get_optional, list_paged};
 
 use crate::errors::{CliError, Emit, Reason};
 use crate::kube_args::{KubeArgs, KubeConfigError};
@@ -283,7 +290,12 @@ fn write_answer(answer: &Answer, out: &mut impl Write) -> std::io::Result<()> {
 }
 
 async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
-    let (objects, context_namespace) = load(&args.input).await?;
+    let scope = Scope::Peers {
+        from: &args.from,
+        to: &args.to,
+        namespace: args.input.kube.namespace(),
+    };
+    let (objects, context_namespace) = load(&args.input, scope).await?;
     let default_namespace = args
         .input
         .kube
@@ -324,7 +336,7 @@ async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
     if args.all_namespaces && !namespaces.is_empty() {
         return Err(CliError::new(Reason::Usage, "-A and -n cannot be used together").into());
     }
-    let (objects, _) = load(&args.input).await?;
+    let (objects, _) = load(&args.input, Scope::Namespaces(namespaces)).await?;
     let index = index_and_warn(&objects);
     let matrix = index.matrix(args.port, args.protocol, namespaces)?;
     Ok(Answer::Matrix(matrix, args.output))
@@ -407,7 +419,20 @@ fn resolve_peer(
     Ok(peer)
 }
 
-async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
+/// What a command reads from the cluster (a file is read whole).
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    /// These namespaces (every one when empty): `policy matrix [-n NS]...`.
+    Namespaces(&'a [String]),
+    /// The namespaces of the two ends of a flow: `policy explain --from --to [-n NS]`.
+    Peers {
+        from: &'a str,
+        to: &'a str,
+        namespace: Option<&'a str>,
+    },
+}
+
+async fn load(input: &InputArgs, scope: Scope<'_>) -> Result<(Objects, String), PolicyCmdError> {
     match &input.from_file {
         Some(path) => {
             let stdin = path.as_os_str() == "-";
@@ -440,16 +465,35 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
             config.connect_timeout = Some(timeout);
             config.read_timeout = Some(timeout);
             config.write_timeout = Some(timeout);
-            let namespace = config.default_namespace.clone();
+            let namespace_of_context = config.default_namespace.clone();
             let client =
                 crate::kube_args::client(config).map_err(|e| KubeConfigError::Client(e.to_string()))?;
-            // The lists are independent: ask for them at once.
-            let (namespaces, pods, policies, admin) = futures::try_join!(
-                list_kind::<Namespace>(&client, "namespaces"),
-                list_kind::<Pod>(&client, "pods"),
-                list_kind::<NetworkPolicy>(&client, "networkpolicies"),
-                read_admin_objects(&client),
-            )?;
+            let wanted = match scope {
+                Scope::Namespaces([]) => None,
+                Scope::Namespaces(list) => Some(list.iter().cloned().collect()),
+                Scope::Peers { from, to, namespace } => {
+                    let default_namespace = namespace.unwrap_or(&namespace_of_context);
+                    let (from, to) = futures::try_join!(
+                        peer_namespaces(&client, from, default_namespace),
+                        peer_namespaces(&client, to, default_namespace),
+                    )?;
+                    Some(from.into_iter().chain(to).collect())
+                }
+            };
+            let (namespaces, pods, policies, admin) = match wanted {
+                // The lists are independent: ask for them at once, each page by page.
+                None => futures::try_join!(
+                    list_kind::<Namespace>(&client, "namespaces"),
+                    list_kind::<Pod>(&client, "pods"),
+                    list_kind::<NetworkPolicy>(&client, "networkpolicies"),
+                    read_admin_objects(&client),
+                )?,
+                Some(wanted) => {
+                    let (namespaces, admin) =
+                        futures::try_join!(read_namespaces(&client, &wanted), read_admin_objects(&client))?;
+                    (namespaces.0, namespaces.1, namespaces.2, admin)
+                }
+            };
             let objects = Objects {
                 namespaces,
                 pods,
@@ -457,12 +501,82 @@ async fn load(input: &InputArgs) -> Result<(Objects, String), PolicyCmdError> {
                 admin,
                 skipped_kinds: Vec::new(),
             };
-            Ok((objects, namespace))
+            Ok((objects, namespace_of_context))
         }
     }
 }
 
-/// Every object of kind `K` in the cluster, without managedFields (the evaluator does not read them).
+/// The Namespaces `wanted` (by name), their Pods and NetworkPolicies (each list paged), all at once.
+async fn read_namespaces(
+    client: &kube::Client,
+    wanted: &BTreeSet<String>,
+) -> Result<(Vec<Namespace>, Vec<Pod>, Vec<NetworkPolicy>), ListFailure> {
+    let reads = wanted.iter().map(|name| async move {
+        let namespace = async {
+            let api = Api::<Namespace>::all(client.clone());
+            get_optional(&api, name, &format!("get namespaces/{name}"))
+                .await
+                .map_err(|source| ListFailure {
+                    what: "namespaces",
+                    source,
+                })
+        };
+        let pods = list_in::<Pod>(client, name, "pods");
+        let policies = list_in::<NetworkPolicy>(client, name, "networkpolicies");
+        futures::try_join!(namespace, pods, policies)
+    });
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for (namespace, pods, policies) in futures::future::try_join_all(reads).await? {
+        out.0.extend(namespace);
+        out.1.extend(pods);
+        out.2.extend(policies);
+    }
+    Ok(out)
+}
+
+/// Every object of kind `K` in `namespace`, page by page.
+async fn list_in<K>(client: &kube::Client, namespace: &str, what: &'static str) -> Result<Vec<K>, ListFailure>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    list_paged(
+        &api,
+        &ListParams::default(),
+        &format!("list {what} in namespace {namespace}"),
+    )
+    .await
+    .map_err(|source| ListFailure { what, source })
+}
+
+/// The namespace a `--from`/`--to` names: `NS/POD`'s, a bare `POD`'s default, and for an
+/// address the namespace of the pod whose address it is (`status.podIP`), if any.
+async fn peer_namespaces(
+    client: &kube::Client,
+    text: &str,
+    default_namespace: &str,
+) -> Result<Vec<String>, ListFailure> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        let pods: Vec<Pod> = list_paged(
+            &Api::all(client.clone()),
+            &ListParams::default().fields(&format!("status.podIP={ip}")),
+            &format!("list pods with status.podIP={ip} in all namespaces"),
+        )
+        .await
+        .map_err(|source| ListFailure { what: "pods", source })?;
+        return Ok(pods.into_iter().filter_map(|p| p.metadata.namespace).collect());
+    }
+    Ok(match text.split_once('/') {
+        Some((namespace, _)) => vec![namespace.to_string()],
+        None if text.is_empty() => vec![],
+        None => vec![default_namespace.to_string()],
+    })
+}
+
+/// Every object of kind `K` in the cluster, page by page, without managedFields (the evaluator does not read them).
 async fn list_kind<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, ListFailure>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,

@@ -230,6 +230,7 @@ fn snapshot() -> Snapshot {
         namespaces: Fact::Known(list(json!([{"metadata": {"name": "shop"}}]))),
         policies: Fact::Known(vec![]),
         admin: Fact::Known(Default::default()),
+        ..Snapshot::unread(crate::cluster::ToolFailure::NotProbed(String::new()))
     }
 }
 

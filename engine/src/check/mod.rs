@@ -3,7 +3,8 @@
 //! in-cluster endpoint next): give it a Kubernetes client and an [`AgentTransport`].
 //!
 //! The stages, in order, each in its own module:
-//! 1. [`snapshot`] reads each kind once from the API server (the only API I/O);
+//! 1. [`snapshot`] reads what the flow depends on from the API server ([`reads`] decides
+//!    which objects; the only API I/O);
 //! 2. [`plan`] decides, purely, what the target is and which agent runs which probe;
 //! 3. [`probe`] executes the plan behind the [`AgentTransport`] trait (the only agent I/O);
 //! 4. [`assemble`] turns plan and replies into [`evidence::Evidence`], purely;
@@ -22,6 +23,7 @@ pub mod judge;
 pub mod plan;
 pub mod probe;
 pub mod prose;
+pub mod reads;
 pub mod report;
 pub mod snapshot;
 pub mod snippet;
@@ -46,23 +48,27 @@ use probe::Replies;
 pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report {
     let mut report = family::judge(evidence, duration_ms);
     if report.failing_layer == Some(report::Layer::NetworkPolicy) {
-        report.network_policy = snippet::suggest(snap, evidence);
+        report.network_policy = snippet::suggest(snap.as_followed(), evidence);
     }
     report
 }
 
 /// Plans from `snap`, probes through `agents` (twice for a name the API ties to no Service:
-/// once to resolve it, once to probe what it resolved to), and assembles the evidence.
+/// once to resolve it, once to probe what it resolved to, with the objects of that address read
+/// then), and assembles the evidence.
 pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &CheckRequest) -> Evidence {
     let deadline = probe::agent_deadline(request.timeout);
     let mut plan = plan::plan(snap, request);
-    let policy = assemble::PolicyEvaluation::new(snap, &plan.source);
+    let mut policy = assemble::PolicyEvaluation::new(snap, &plan.source);
     let denied = denied_endpoints(&plan.destination, &policy, request);
     let mut replies = probe::execute(agents, &plan.probes, deadline, &denied, request.witness_grace()).await;
     if plan.follow_dns
         && let Some(resolved) = first_resolved(&replies)
-        && let Some((destination, probes)) = plan::follow_resolved(snap, request, &plan, resolved)
+        && let followed = snap.follow(request, resolved).await
+        && let Some((destination, probes)) = plan::follow_resolved(followed, request, &plan, resolved)
     {
+        // The objects of the address it resolved to are read now: policy is evaluated with them.
+        policy = assemble::PolicyEvaluation::new(followed, &plan.source);
         let denied = denied_endpoints(&destination, &policy, request);
         let more = probe::execute(agents, &probes, deadline, &denied, request.witness_grace()).await;
         plan.destination = destination;

@@ -120,6 +120,7 @@ fn shop() -> Snapshot {
         namespaces: Fact::Known(vec![]),
         policies: Fact::Known(vec![]),
         admin: Fact::Known(Default::default()),
+        ..Snapshot::unread(crate::cluster::ToolFailure::NotProbed(String::new()))
     }
 }
 

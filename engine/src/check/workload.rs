@@ -147,15 +147,24 @@ pub async fn resolve(
         (None, None) => unreachable!("clap requires --from or -l"),
     };
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = api
-        .list(&ListParams::default().labels(&labels))
-        .await
-        .map_err(|source| WorkloadError::List {
+    // Page by page, as every list: a workload may have thousands of pods.
+    let mut pods = Vec::new();
+    let mut params = ListParams::default()
+        .labels(&labels)
+        .limit(crate::cluster::PAGE_SIZE);
+    loop {
+        let page = api.list(&params).await.map_err(|source| WorkloadError::List {
             namespace: namespace.to_string(),
             selector: labels.clone(),
             source,
         })?;
-    let (name, note) = pick(&pods.items, &what).ok_or_else(|| WorkloadError::NoPods {
+        pods.extend(page.items);
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    let (name, note) = pick(&pods, &what).ok_or_else(|| WorkloadError::NoPods {
         what,
         namespace: namespace.to_string(),
     })?;

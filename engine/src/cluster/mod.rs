@@ -2,7 +2,7 @@
 //! rule per object kind (a Pod's serving ports in [`pods`], EndpointSlice readiness as kube-proxy
 //! applies it in [`endpoints`]), typed object keys, and the tool failures that stop a look.
 //!
-//! Only [`list_all`] does I/O; everything else turns objects into plain values.
+//! Only [`list_all`], [`list_paged`] and [`get_optional`] do I/O; everything else turns objects into plain values.
 
 pub mod endpoints;
 mod failure;
@@ -37,22 +37,62 @@ impl fmt::Display for PortRef {
     }
 }
 
-/// Every object of kind `K` in the cluster, without managedFields (nothing here reads them).
-/// `action` names the read in the failure (`list pods in all namespaces`).
+/// Objects a list asks the API server for per page (kubectl's default chunk size): a list of a
+/// large namespace or cluster never arrives as one response.
+pub const PAGE_SIZE: u32 = 500;
+
+/// Every object of kind `K` in the cluster, page by page, without managedFields (nothing here
+/// reads them). `action` names the read in the failure (`list pods in all namespaces`).
 pub async fn list_all<K>(client: &kube::Client, action: &str) -> Result<Vec<K>, ToolFailure>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug,
     K::DynamicType: Default,
 {
-    let list = Api::<K>::all(client.clone())
-        .list(&ListParams::default())
+    list_paged(&Api::<K>::all(client.clone()), &ListParams::default(), action).await
+}
+
+/// Every object `api` lists with `params` (its selectors), asked [`PAGE_SIZE`] at a time and
+/// followed by `continue` until the API server says there is no more; managedFields dropped
+/// from each page as it arrives.
+pub async fn list_paged<K>(api: &Api<K>, params: &ListParams, action: &str) -> Result<Vec<K>, ToolFailure>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut page_params = params.clone().limit(PAGE_SIZE);
+        if let Some(token) = &token {
+            page_params = page_params.continue_token(token);
+        }
+        let page = api
+            .list(&page_params)
+            .await
+            .map_err(|err| ToolFailure::from_kube(action, &err))?;
+        for mut item in page.items {
+            item.meta_mut().managed_fields = None;
+            items.push(item);
+        }
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(next) => token = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// The object `name` of `api`, `None` when the API server has none (404).
+pub async fn get_optional<K>(api: &Api<K>, name: &str, action: &str) -> Result<Option<K>, ToolFailure>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug,
+{
+    let found = api
+        .get_opt(name)
         .await
         .map_err(|err| ToolFailure::from_kube(action, &err))?;
-    let mut items = list.items;
-    for item in &mut items {
+    Ok(found.map(|mut item| {
         item.meta_mut().managed_fields = None;
-    }
-    Ok(items)
+        item
+    }))
 }
 
 /// A list that failed, naming the resource it was of.

@@ -1,0 +1,334 @@
+//! Which API reads a check needs: the objects its flow depends on, never a whole kind of the
+//! cluster. [`needed`] decides, purely, from the request and what earlier rounds returned;
+//! [`super::snapshot::Snapshot::read`] runs each round's reads at once until nothing more is
+//! needed (the source, the target and its slices first; then the pods, namespaces and policies
+//! they name).
+//!
+//! What a check reads, and why:
+//! - the source pod by name (and, only when it is missing, the pods of that name in other
+//!   namespaces, for "did you mean");
+//! - the target Service by name and its EndpointSlices by the `kubernetes.io/service-name`
+//!   label; its pods by the Service's selector, and the pods its slices name that the selector
+//!   did not return, by name; the holder of an endpoint address no slice ties to a pod by
+//!   `status.podIP` (and, only when the Service is missing, the Services of its namespace and
+//!   those of its name elsewhere);
+//! - for a DNS name, the cluster DNS Service, its slices and its pods the same way;
+//! - for an address, the Service whose `spec.clusterIP` it is, else the pod whose `status.podIP`
+//!   it is (the API selects on the primary address only), then that Service's reads;
+//! - the namespaces of the pods whose policies are evaluated, by name, and their NetworkPolicies;
+//!   the cluster-scoped admin policies.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::core::Selector;
+
+use super::plan::{CheckRequest, service_guess};
+use super::target::Target;
+use crate::cluster::NamespacedName;
+use crate::cluster::pods::pod_ips;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// One read of the API server. Each names its verb, resource and namespace, so a read that
+/// fails names exactly what was asked ([`Read::action`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Read {
+    /// `get` one pod.
+    Pod(NamespacedName),
+    /// `list` the pods of a namespace that a label selector (`app=payments`) selects.
+    PodsSelected { namespace: String, selector: String },
+    /// `list` the pods of every namespace with this name (`fieldSelector=metadata.name`).
+    PodsNamed(String),
+    /// `list` the pods of every namespace whose primary address is this (`status.podIP`).
+    PodsWithIp(IpAddr),
+    /// `get` one Service.
+    Service(NamespacedName),
+    /// `list` the Services of a namespace.
+    ServicesIn(String),
+    /// `list` the Services of every namespace with this name (`fieldSelector=metadata.name`).
+    ServicesNamed(String),
+    /// `list` the Services of every namespace whose primary ClusterIP is this (`spec.clusterIP`).
+    ServicesWithClusterIp(IpAddr),
+    /// `list` the EndpointSlices of a Service (by the [`SERVICE_NAME_LABEL`] in its namespace).
+    SlicesOf(NamespacedName),
+    /// `get` one Namespace.
+    Namespace(String),
+    /// `list` the NetworkPolicies of a namespace.
+    PoliciesIn(String),
+    /// `list` the cluster-scoped admin policies (each kind whose CRD is installed).
+    Admin,
+}
+
+impl Read {
+    /// `get` or `list`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Read::Pod(_) | Read::Service(_) | Read::Namespace(_) => "get",
+            _ => "list",
+        }
+    }
+
+    /// The resource, as RBAC names it.
+    pub fn resource(&self) -> &'static str {
+        match self {
+            Read::Pod(_) | Read::PodsSelected { .. } | Read::PodsNamed(_) | Read::PodsWithIp(_) => "pods",
+            Read::Service(_)
+            | Read::ServicesIn(_)
+            | Read::ServicesNamed(_)
+            | Read::ServicesWithClusterIp(_) => "services",
+            Read::SlicesOf(_) => "endpointslices",
+            Read::Namespace(_) => "namespaces",
+            Read::PoliciesIn(_) => "networkpolicies",
+            Read::Admin => "admin network policies",
+        }
+    }
+
+    /// The namespace the read is in; `None` for every namespace or a cluster-scoped resource.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Read::Pod(key) | Read::Service(key) | Read::SlicesOf(key) => Some(&key.namespace),
+            Read::PodsSelected { namespace, .. }
+            | Read::ServicesIn(namespace)
+            | Read::PoliciesIn(namespace) => Some(namespace),
+            _ => None,
+        }
+    }
+
+    /// The read in words, as a failure names it (`get pods/checkout in namespace shop`).
+    pub fn action(&self) -> String {
+        match self {
+            Read::Pod(key) => format!("get pods/{} in namespace {}", key.name, key.namespace),
+            Read::PodsSelected { namespace, selector } => {
+                format!("list pods in namespace {namespace} with selector {selector}")
+            }
+            Read::PodsNamed(name) => format!("list pods named {name} in all namespaces"),
+            Read::PodsWithIp(ip) => format!("list pods with status.podIP={ip} in all namespaces"),
+            Read::Service(key) => format!("get services/{} in namespace {}", key.name, key.namespace),
+            Read::ServicesIn(namespace) => format!("list services in namespace {namespace}"),
+            Read::ServicesNamed(name) => format!("list services named {name} in all namespaces"),
+            Read::ServicesWithClusterIp(ip) => {
+                format!("list services with spec.clusterIP={ip} in all namespaces")
+            }
+            Read::SlicesOf(key) => format!(
+                "list endpointslices in namespace {} with selector {SERVICE_NAME_LABEL}={}",
+                key.namespace, key.name
+            ),
+            Read::Namespace(name) => format!("get namespaces/{name}"),
+            Read::PoliciesIn(namespace) => format!("list networkpolicies in namespace {namespace}"),
+            Read::Admin => "list admin network policies".into(),
+        }
+    }
+
+    /// A read that only words a failure better (which names exist elsewhere): when it fails,
+    /// the hint is left out and no fact becomes unknown.
+    pub fn is_hint(&self) -> bool {
+        matches!(
+            self,
+            Read::PodsNamed(_) | Read::ServicesIn(_) | Read::ServicesNamed(_)
+        )
+    }
+}
+
+/// Where the agent pods are, for a front end whose transport finds its peers in the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPlace {
+    pub namespace: String,
+    /// A label selector (`app.kubernetes.io/name=netdiag-agent`).
+    pub selector: String,
+}
+
+/// What the rounds so far have returned, and which reads they made.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    pub pods: &'a [Pod],
+    pub services: &'a [Service],
+    pub slices: &'a [EndpointSlice],
+    pub done: &'a BTreeSet<Read>,
+}
+
+impl Seen<'_> {
+    fn has_pod(&self, key: &NamespacedName) -> bool {
+        self.pods.iter().any(|p| key.is(p))
+    }
+
+    fn service(&self, key: &NamespacedName) -> Option<&Service> {
+        self.services.iter().find(|s| key.is(*s))
+    }
+
+    /// Read and not there.
+    fn absent_service(&self, key: &NamespacedName) -> bool {
+        self.done.contains(&Read::Service(key.clone())) && self.service(key).is_none()
+    }
+}
+
+/// Every read the check of `request` needs, given what has been `seen` (the reads already done
+/// included: the caller runs those not yet done). Pure.
+pub fn needed(request: &CheckRequest, agents: Option<&AgentPlace>, seen: &Seen) -> BTreeSet<Read> {
+    let mut wants = Wants::default();
+    let from = &request.from;
+    wants.reads.insert(Read::Pod(from.clone()));
+    wants.evaluated.insert(from.namespace.clone());
+    if seen.done.contains(&Read::Pod(from.clone())) && !seen.has_pod(from) {
+        wants.reads.insert(Read::PodsNamed(from.name.clone()));
+    }
+    if let Some(agents) = agents {
+        wants.reads.insert(Read::PodsSelected {
+            namespace: agents.namespace.clone(),
+            selector: agents.selector.clone(),
+        });
+    }
+    let ns = |given: &Option<String>| given.clone().unwrap_or_else(|| request.target_namespace.clone());
+    match &request.target {
+        Target::Service { name, namespace, .. } => {
+            wants.cluster_dns(seen);
+            wants.target_service(&NamespacedName::new(ns(namespace), name.clone()), seen);
+        }
+        Target::Host { host, .. } => {
+            wants.cluster_dns(seen);
+            if let Some(guess) = service_guess(host, &from.namespace) {
+                wants.target_service(&guess, seen);
+            }
+        }
+        Target::Pod { name, namespace, .. } => {
+            let key = NamespacedName::new(ns(namespace), name.clone());
+            wants.evaluated.insert(key.namespace.clone());
+            wants.reads.insert(Read::Pod(key));
+        }
+        Target::Ip { ip, .. } => {
+            wants.reads.insert(Read::ServicesWithClusterIp(*ip));
+            wants.reads.insert(Read::PodsWithIp(*ip));
+            let service = seen.services.iter().find(|s| cluster_ips(s).contains(ip));
+            match service {
+                Some(svc) => wants.service(&NamespacedName::of(svc), true, seen),
+                None => wants.holder(*ip, seen),
+            }
+        }
+    }
+    wants.reads.insert(Read::Admin);
+    let Wants { mut reads, evaluated } = wants;
+    for namespace in evaluated {
+        reads.insert(Read::Namespace(namespace.clone()));
+        reads.insert(Read::PoliciesIn(namespace));
+    }
+    reads
+}
+
+#[derive(Default)]
+struct Wants {
+    reads: BTreeSet<Read>,
+    /// Namespaces of the pods whose policies are evaluated: their Namespace and NetworkPolicies.
+    evaluated: BTreeSet<String>,
+}
+
+impl Wants {
+    /// The cluster DNS Service, its slices and pods; its namespace's policies decide whether the
+    /// source may reach them.
+    fn cluster_dns(&mut self, seen: &Seen) {
+        self.service(&NamespacedName::kube_dns(), false, seen);
+    }
+
+    /// The Service the target names; when it is missing, the names that may have been meant.
+    fn target_service(&mut self, key: &NamespacedName, seen: &Seen) {
+        self.service(key, true, seen);
+        if seen.absent_service(key) {
+            self.reads.insert(Read::ServicesIn(key.namespace.clone()));
+            self.reads.insert(Read::ServicesNamed(key.name.clone()));
+        }
+    }
+
+    /// A Service, its slices and the pods behind them. The pods its selector selects come in one
+    /// list; a pod a slice names that the list did not return is read by name after it. For the
+    /// target (not the cluster DNS) an address no slice ties to a pod is looked up by address.
+    fn service(&mut self, key: &NamespacedName, target: bool, seen: &Seen) {
+        self.reads.insert(Read::Service(key.clone()));
+        self.reads.insert(Read::SlicesOf(key.clone()));
+        self.evaluated.insert(key.namespace.clone());
+        let Some(svc) = seen.service(key) else {
+            return;
+        };
+        let selected = selector(svc).map(|selector| Read::PodsSelected {
+            namespace: key.namespace.clone(),
+            selector,
+        });
+        let selected_done = selected.as_ref().is_none_or(|read| seen.done.contains(read));
+        self.reads.extend(selected);
+        for slice in seen.slices.iter().filter(|s| is_slice_of(s, key)) {
+            for endpoint in &slice.endpoints {
+                match slice_pod(slice, endpoint) {
+                    Some(pod) => {
+                        self.evaluated.insert(pod.namespace.clone());
+                        if selected_done && !seen.has_pod(&pod) {
+                            self.reads.insert(Read::Pod(pod));
+                        }
+                    }
+                    None if target => {
+                        if let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) {
+                            self.holder(ip, seen);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// The pod holding `ip`, by address; once found, its namespace is evaluated.
+    fn holder(&mut self, ip: IpAddr, seen: &Seen) {
+        self.reads.insert(Read::PodsWithIp(ip));
+        for pod in seen.pods.iter().filter(|p| pod_ips(p).contains(&ip)) {
+            if let Some(namespace) = &pod.metadata.namespace {
+                self.evaluated.insert(namespace.clone());
+            }
+        }
+    }
+}
+
+/// The Service's selector as a label selector string; `None` for a Service without one.
+fn selector(svc: &Service) -> Option<String> {
+    let map = svc.spec.as_ref()?.selector.clone().filter(|s| !s.is_empty())?;
+    let selector: Selector = map.into_iter().collect();
+    Some(selector.to_string())
+}
+
+fn cluster_ips(svc: &Service) -> Vec<IpAddr> {
+    let Some(spec) = &svc.spec else {
+        return vec![];
+    };
+    spec.cluster_ip
+        .iter()
+        .chain(spec.cluster_ips.iter().flatten())
+        .filter_map(|ip| ip.parse().ok())
+        .collect()
+}
+
+fn is_slice_of(slice: &EndpointSlice, key: &NamespacedName) -> bool {
+    slice.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+        && slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .map(String::as_str)
+            == Some(key.name.as_str())
+}
+
+/// The pod an endpoint's targetRef names (in the slice's namespace unless it names one).
+fn slice_pod(
+    slice: &EndpointSlice,
+    endpoint: &k8s_openapi::api::discovery::v1::Endpoint,
+) -> Option<NamespacedName> {
+    let r = endpoint
+        .target_ref
+        .as_ref()
+        .filter(|r| r.kind.as_deref() == Some("Pod"))?;
+    let namespace = r.namespace.as_deref().or(slice.metadata.namespace.as_deref())?;
+    Some(NamespacedName::new(namespace, r.name.as_deref()?))
+}
+
+#[cfg(test)]
+#[path = "reads_tests.rs"]
+mod tests;

@@ -1,0 +1,314 @@
+//! The read plan on plain values: which reads a request needs, round after round.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::check::target::Target;
+
+fn request(target: Target) -> CheckRequest {
+    CheckRequest {
+        from: NamespacedName::new("shop", "checkout"),
+        target,
+        target_namespace: "shop".into(),
+        to_text: String::new(),
+        timeout: Duration::from_secs(1),
+    }
+}
+
+fn svc_target(name: &str, namespace: &str) -> Target {
+    Target::Service {
+        name: name.into(),
+        namespace: Some(namespace.into()),
+        port: crate::cluster::PortRef::Number(80),
+        protocol: None,
+    }
+}
+
+fn key(ns: &str, name: &str) -> NamespacedName {
+    NamespacedName::new(ns, name)
+}
+
+fn pod(ns: &str, name: &str, ip: &str) -> Pod {
+    serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name},
+        "status": {"podIP": ip, "podIPs": [{"ip": ip}]}}))
+    .unwrap()
+}
+
+fn service(ns: &str, name: &str, selector: Value, cluster_ip: &str) -> Service {
+    serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name},
+        "spec": {"selector": selector, "clusterIP": cluster_ip}}))
+    .unwrap()
+}
+
+/// A slice of `service` whose endpoints are (address, pod name or none).
+fn slice(ns: &str, service: &str, endpoints: &[(&str, Option<&str>)]) -> EndpointSlice {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, pod)| match pod {
+            Some(pod) => json!({"addresses": [ip], "targetRef": {"kind": "Pod", "name": pod}}),
+            None => json!({"addresses": [ip]}),
+        })
+        .collect();
+    serde_json::from_value(
+        json!({"metadata": {"namespace": ns, "name": format!("{service}-x"),
+        "labels": {SERVICE_NAME_LABEL: service}}, "addressType": "IPv4", "endpoints": endpoints}),
+    )
+    .unwrap()
+}
+
+struct World {
+    pods: Vec<Pod>,
+    services: Vec<Service>,
+    slices: Vec<EndpointSlice>,
+    done: BTreeSet<Read>,
+}
+
+impl World {
+    /// A cluster where only the source pod has been seen.
+    fn with_source() -> Self {
+        World {
+            pods: vec![pod("shop", "checkout", "10.0.0.1")],
+            ..World::empty()
+        }
+    }
+
+    fn empty() -> Self {
+        World {
+            pods: vec![],
+            services: vec![],
+            slices: vec![],
+            done: BTreeSet::new(),
+        }
+    }
+
+    /// The reads not yet done; marks them done.
+    fn round(&mut self, request: &CheckRequest) -> BTreeSet<Read> {
+        let seen = Seen {
+            pods: &self.pods,
+            services: &self.services,
+            slices: &self.slices,
+            done: &self.done,
+        };
+        let todo: BTreeSet<Read> = needed(request, None, &seen)
+            .into_iter()
+            .filter(|r| !self.done.contains(r))
+            .collect();
+        self.done.extend(todo.iter().cloned());
+        todo
+    }
+}
+
+fn evaluated(namespace: &str) -> [Read; 2] {
+    [
+        Read::Namespace(namespace.into()),
+        Read::PoliciesIn(namespace.into()),
+    ]
+}
+
+#[test]
+fn a_service_check_reads_source_target_slices_and_dns_first_then_the_pods_they_name() {
+    let request = request(svc_target("payments", "shop"));
+    let mut world = World::empty();
+    let first = world.round(&request);
+    let mut expected: BTreeSet<Read> = [
+        Read::Pod(key("shop", "checkout")),
+        Read::Service(key("shop", "payments")),
+        Read::SlicesOf(key("shop", "payments")),
+        Read::Service(NamespacedName::kube_dns()),
+        Read::SlicesOf(NamespacedName::kube_dns()),
+        Read::Admin,
+    ]
+    .into_iter()
+    .collect();
+    expected.extend(evaluated("shop"));
+    expected.extend(evaluated("kube-system"));
+    assert_eq!(first, expected);
+
+    world.pods.push(pod("shop", "checkout", "10.0.0.1"));
+    world.services.push(service(
+        "shop",
+        "payments",
+        json!({"app": "payments"}),
+        "10.96.0.7",
+    ));
+    world.services.push(service(
+        "kube-system",
+        "kube-dns",
+        json!({"k8s-app": "kube-dns"}),
+        "10.96.0.10",
+    ));
+    world.slices.push(slice(
+        "shop",
+        "payments",
+        &[("10.0.1.1", Some("payments-0")), ("10.0.1.2", Some("payments-1"))],
+    ));
+    world.slices.push(slice(
+        "kube-system",
+        "kube-dns",
+        &[("10.0.2.1", Some("coredns-0"))],
+    ));
+    let second = world.round(&request);
+    assert_eq!(
+        second,
+        [
+            Read::PodsSelected {
+                namespace: "shop".into(),
+                selector: "app=payments".into()
+            },
+            Read::PodsSelected {
+                namespace: "kube-system".into(),
+                selector: "k8s-app=kube-dns".into()
+            },
+        ]
+        .into_iter()
+        .collect(),
+        "the pods come by selector, not one by one"
+    );
+
+    // The selector returned payments-0 only: payments-1, named by the slice, is read by name.
+    world.pods.push(pod("shop", "payments-0", "10.0.1.1"));
+    world.pods.push(pod("kube-system", "coredns-0", "10.0.2.1"));
+    let third = world.round(&request);
+    assert_eq!(
+        third,
+        [Read::Pod(key("shop", "payments-1"))].into_iter().collect()
+    );
+    world.pods.push(pod("shop", "payments-1", "10.0.1.2"));
+    assert!(world.round(&request).is_empty(), "nothing more to read");
+    assert!(
+        world
+            .done
+            .iter()
+            .all(|r| r.namespace().is_some() || r.verb() == "get" || *r == Read::Admin),
+        "no list across all namespaces: {:?}",
+        world.done
+    );
+}
+
+#[test]
+fn a_missing_source_or_service_reads_the_names_that_may_have_been_meant() {
+    let request = request(svc_target("paymnts", "shop"));
+    let mut world = World::empty();
+    world.round(&request);
+    let second = world.round(&request);
+    assert!(second.contains(&Read::PodsNamed("checkout".into())), "{second:?}");
+    assert!(second.contains(&Read::ServicesIn("shop".into())), "{second:?}");
+    assert!(
+        second.contains(&Read::ServicesNamed("paymnts".into())),
+        "{second:?}"
+    );
+    assert!(second.iter().all(Read::is_hint), "{second:?}");
+}
+
+#[test]
+fn a_found_service_needs_no_hints() {
+    let request = request(svc_target("payments", "shop"));
+    let mut world = World::empty();
+    world.pods.push(pod("shop", "checkout", "10.0.0.1"));
+    world.services.push(service(
+        "shop",
+        "payments",
+        json!({"app": "payments"}),
+        "10.96.0.7",
+    ));
+    world.round(&request);
+    assert!(!world.done.iter().any(Read::is_hint), "{:?}", world.done);
+}
+
+#[test]
+fn an_address_is_looked_up_by_field_selector_then_read_as_its_service_or_pod() {
+    let ip = "10.96.0.7".parse().unwrap();
+    let request = request(Target::Ip { ip, port: 80 });
+    let mut world = World::with_source();
+    let first = world.round(&request);
+    assert!(first.contains(&Read::ServicesWithClusterIp(ip)), "{first:?}");
+    assert!(first.contains(&Read::PodsWithIp(ip)), "{first:?}");
+    assert!(
+        !first.iter().any(|r| matches!(r, Read::Service(_))),
+        "no DNS for an address: {first:?}"
+    );
+    world
+        .services
+        .push(service("billing", "ledger", Value::Null, "10.96.0.7"));
+    let second = world.round(&request);
+    let mut expected: BTreeSet<Read> = [
+        Read::Service(key("billing", "ledger")),
+        Read::SlicesOf(key("billing", "ledger")),
+    ]
+    .into_iter()
+    .collect();
+    expected.extend(evaluated("billing"));
+    assert_eq!(second, expected);
+
+    // A pod's address: its namespace is evaluated.
+    let pod_ip = "10.0.3.3".parse().unwrap();
+    let request = super::tests::request(Target::Ip { ip: pod_ip, port: 80 });
+    let mut world = World::with_source();
+    world.round(&request);
+    world.pods.push(pod("ops", "tool-0", "10.0.3.3"));
+    assert_eq!(world.round(&request), evaluated("ops").into_iter().collect());
+}
+
+#[test]
+fn an_endpoint_no_slice_ties_to_a_pod_is_looked_up_by_address() {
+    let request = request(svc_target("legacy", "shop"));
+    let mut world = World::with_source();
+    world.round(&request);
+    world
+        .services
+        .push(service("shop", "legacy", Value::Null, "10.96.0.8"));
+    world.slices.push(slice("shop", "legacy", &[("10.0.9.9", None)]));
+    let ip = "10.0.9.9".parse().unwrap();
+    assert_eq!(
+        world.round(&request),
+        [Read::PodsWithIp(ip)].into_iter().collect()
+    );
+    world.pods.push(pod("stale", "old-0", "10.0.9.9"));
+    assert_eq!(world.round(&request), evaluated("stale").into_iter().collect());
+}
+
+#[test]
+fn each_read_names_its_verb_resource_and_namespace() {
+    let read = Read::Pod(key("shop", "checkout"));
+    assert_eq!(
+        (read.verb(), read.resource(), read.namespace()),
+        ("get", "pods", Some("shop"))
+    );
+    assert_eq!(read.action(), "get pods/checkout in namespace shop");
+    let read = Read::SlicesOf(key("shop", "payments"));
+    assert_eq!(
+        read.action(),
+        "list endpointslices in namespace shop with selector kubernetes.io/service-name=payments"
+    );
+    let read = Read::PodsWithIp("10.0.0.1".parse().unwrap());
+    assert_eq!((read.verb(), read.namespace()), ("list", None));
+}
+
+#[test]
+fn the_agent_pods_are_read_by_their_selector_when_asked() {
+    let request = request(Target::Pod {
+        name: "payments-0".into(),
+        namespace: None,
+        port: crate::cluster::PortRef::Number(8080),
+    });
+    let agents = AgentPlace {
+        namespace: "netdiag".into(),
+        selector: "app=netdiag-agent".into(),
+    };
+    let done = BTreeSet::new();
+    let seen = Seen {
+        pods: &[],
+        services: &[],
+        slices: &[],
+        done: &done,
+    };
+    let reads = needed(&request, Some(&agents), &seen);
+    assert!(reads.contains(&Read::PodsSelected {
+        namespace: "netdiag".into(),
+        selector: "app=netdiag-agent".into()
+    }));
+    assert!(reads.contains(&Read::Pod(key("shop", "payments-0"))));
+    assert!(!reads.iter().any(|r| matches!(r, Read::Service(_))), "{reads:?}");
+}
