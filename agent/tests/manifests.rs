@@ -598,7 +598,9 @@ fn build_image_makes_the_image_the_daemonset_runs_with_the_agent_on_path() {
     assert!(agent.command.is_none());
     assert!(script.contains("--config.entrypoint=/usr/local/bin/netdiag-agent "));
     assert!(script.contains(r#""$1"/usr/local/bin/netdiag-agent"#));
-    assert!(script.contains("--config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+    assert!(
+        script.contains("--config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    );
     for probe in [&agent.readiness_probe, &agent.liveness_probe] {
         let command = probe
             .as_ref()
