@@ -587,19 +587,25 @@ fn krew_manifest_renders_to_a_plugin_that_installs_kubectl_netdiag() {
 }
 
 #[test]
-fn dockerfile_builds_the_image_the_daemonset_runs_with_the_agent_on_path() {
+fn build_image_makes_the_image_the_daemonset_runs_with_the_agent_on_path() {
     let ds: DaemonSet = one("DaemonSet", "netdiag-agent");
     let agent = &ds.spec.unwrap().template.spec.unwrap().containers[0];
     let image = agent.image.clone().unwrap();
-    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
-    assert!(
-        dockerfile.contains(&format!("-t {image} ")),
-        "deploy/Dockerfile does not document building {image}"
+    // deploy/build-image tags the image with the workspace version, which the DaemonSet names.
+    assert_eq!(
+        image,
+        format!("ghcr.io/netdiag/netdiag-agent:{}", env!("CARGO_PKG_VERSION")),
+        "the DaemonSet's image is not the one deploy/build-image builds for this version"
     );
+    let script = std::fs::read_to_string(deploy_dir().join("build-image")).unwrap();
+    assert!(script.contains("image_name=ghcr.io/netdiag/netdiag-agent\n"));
     // The DaemonSet gives only args, and its exec probes call `netdiag-agent` by name.
     assert!(agent.command.is_none());
-    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/netdiag-agent"]"#));
-    assert!(dockerfile.contains("COPY --from=builder /out/netdiag-agent /usr/local/bin/netdiag-agent"));
+    assert!(script.contains("--config.entrypoint=/usr/local/bin/netdiag-agent "));
+    assert!(script.contains(r#""$1"/usr/local/bin/netdiag-agent"#));
+    assert!(
+        script.contains("--config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    );
     for probe in [&agent.readiness_probe, &agent.liveness_probe] {
         let command = probe
             .as_ref()
