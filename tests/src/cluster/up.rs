@@ -89,7 +89,27 @@ impl Builder<'_> {
             }
         }
         self.state.write_json("lab.json", &info)?;
+        self.start_kubelet()?;
         Ok(info)
+    }
+
+    /// The lab kubelet's long-running part (`netdiag-lab kubelet`): the pods that come and go
+    /// after `up`. `down` stops it with the lab's other processes (its command line names the
+    /// state dir).
+    fn start_kubelet(&self) -> Result<()> {
+        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        let log = std::fs::File::create(self.state.path("logs/kubelet.log"))
+            .context("failed to create the kubelet's log")?;
+        Command::new(me)
+            .args(["kubelet", "--state"])
+            .arg(&self.state.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("failed to start the lab kubelet")?;
+        Ok(())
     }
 
     /// Everything after the API server: objects, kubelet work, kube-proxy, CoreDNS, agents.
