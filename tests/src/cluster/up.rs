@@ -143,8 +143,15 @@ impl Builder<'_> {
             .collect();
         let (nodes, pods, rest) = sort_objects(objects, &late, &own_slices, &agents);
         for node in &nodes {
-            cluster.create(node).await?;
+            let made = cluster.create(node).await?;
             cluster.write_status(node, &kubelet::node_status(node)).await?;
+            // kube-apiserver's TaintNodesByCondition admission taints a new Node
+            // `node.kubernetes.io/not-ready:NoSchedule`; the node-lifecycle controller lifts it once
+            // the node reports Ready. That controller does not run here (tests/README.md), so the
+            // lab lifts it as it would: otherwise only pods tolerating every taint (the agent's)
+            // are ever scheduled or made by a DaemonSet.
+            let taints = kubelet::taints_once_ready(&made.data);
+            cluster.patch(node, &json!({"spec": {"taints": taints}})).await?;
         }
         for obj in &rest.early {
             cluster.create(obj).await?;
