@@ -5,8 +5,9 @@
 //! containers' ports — and writes their status (Running, Ready, podIP). A pod deleted through the
 //! API is stopped and its deletion confirmed, as a kubelet does once its containers are gone;
 //! `up`'s own pods are stopped so too, except those a finalizer holds on purpose (a scenario's
-//! terminating pods keep serving). IPv4 only; the agents' pods are `up`'s (the lab kubelet runs
-//! an agent pod only at `up`).
+//! terminating pods keep serving). IPv4 only; the agents' pods and hostNetwork pods are run only
+//! at `up`, and the pods bound when it starts (`up`'s, and the scenario's raw objects, whose status
+//! `up` wrote) are never run by it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -47,8 +48,12 @@ struct Kubelet {
     running: BTreeMap<String, Running>,
     /// Namespaces made so far, for the next one's name.
     made: usize,
-    /// The uids of pods that failed to start (not tried again; the reason is in the log).
+    /// The uids of pods that failed to start or that it does not run (not tried again; the
+    /// reason is in the log).
     failed: BTreeSet<String>,
+    /// The uids of the pods bound to the lab's nodes when it started: `up`'s, its own and the
+    /// scenario's raw objects (e.g. a hostNetwork pod with a written status), which it never runs.
+    before: Option<BTreeSet<String>>,
 }
 
 /// Runs the kubelet of the lab in `dir` until it is killed (by `down`).
@@ -73,6 +78,7 @@ pub fn serve(dir: &Path) -> Result<()> {
         running: BTreeMap::new(),
         made: 0,
         failed: BTreeSet::new(),
+        before: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,6 +114,10 @@ impl Kubelet {
                 pods.insert(super::api::describe(&pod), pod);
             }
         }
+        let before = self
+            .before
+            .get_or_insert_with(|| pods.values().map(uid).collect());
+        pods.retain(|key, p| !before.contains(&uid(p)) || self.up_pods.contains_key(key));
         // Deleted: gone from the API, replaced by a pod of the same name, or being deleted.
         let gone: Vec<String> = self
             .running
@@ -152,6 +162,12 @@ impl Kubelet {
             }
             if is_agent(pod) {
                 eprintln!("kubelet: not running {key}: the lab runs the agents' pods only at up");
+                self.failed.insert(uid(pod));
+                continue;
+            }
+            if pod.pointer("/spec/hostNetwork") == Some(&json!(true)) {
+                eprintln!("kubelet: not running {key}: the lab runs no hostNetwork pods after up");
+                self.failed.insert(uid(pod));
                 continue;
             }
             if let Err(e) = self.start(cluster, key, pod).await {
