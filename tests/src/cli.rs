@@ -85,6 +85,13 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
     },
+    /// The lab kubelet's long-running part for the lab in DIR: runs and stops the pods that
+    /// come and go after `up` (real control plane).
+    #[command(hide = true)]
+    Kubelet {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+    },
     /// Relays a host loopback port to the real API server in the lab in DIR.
     #[command(hide = true)]
     Relay {
@@ -169,6 +176,7 @@ pub fn main() -> ExitCode {
             ready_file,
         } => report(crate::podapp::run(&pod, &listen, ready_file).map(|()| true)),
         Cmd::ApiServe { state } => report(crate::apiserver::serve(state).map(|()| true)),
+        Cmd::Kubelet { state } => report(crate::cluster::pod_sync::serve(&state).map(|()| true)),
         Cmd::Relay { netns, to, .. } => report(crate::cluster::relay::serve(netns, to).map(|()| true)),
     }
 }

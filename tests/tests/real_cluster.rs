@@ -158,3 +158,163 @@ fn kubectl_port_forward_reaches_a_pod_through_the_real_api_server() {
         show(&out)
     );
 }
+
+/// `kubectl --kubeconfig ADMIN ARGS` with `stdin`, and its output.
+fn admin_kubectl(lab: &CheckLab, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(lab.state().join("admin.kubeconfig"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Waits (up to a minute) until `kubectl get ARGS -o json` satisfies `done`; returns that JSON.
+fn wait_for(
+    lab: &CheckLab,
+    args: &[&str],
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..120 {
+        let mut get = vec!["get"];
+        get.extend(args);
+        get.extend(["-o", "json"]);
+        let out = admin_kubectl(lab, &get, "");
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if done(&v) {
+                return v;
+            }
+        }
+        last = show(&out);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("{what} never happened; last kubectl get:\n{last}");
+}
+
+fn running_with_ip(pod: &serde_json::Value) -> bool {
+    pod["status"]["phase"] == "Running" && pod["status"]["podIP"].is_string()
+}
+
+#[test]
+fn the_lab_kubelet_runs_pods_created_after_up_and_stops_deleted_ones() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    let lab = real_lab("healthy.yaml");
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"namespace": "shop", "name": "late-0", "labels": {"app": "late"}},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "app", "image": "late:1",
+                 "ports": [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]}]}}"#;
+    let daemonset = r#"{"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"namespace": "shop", "name": "late-ds"},
+        "spec": {"selector": {"matchLabels": {"app": "late-ds"}},
+                 "template": {"metadata": {"labels": {"app": "late-ds"}},
+                              "spec": {"containers": [{"name": "app", "image": "late-ds:1",
+                                       "ports": [{"containerPort": 7070, "protocol": "TCP"}]}]}}}}"#;
+    for object in [pod, daemonset] {
+        let out = admin_kubectl(&lab, &["apply", "-f", "-"], object);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    let info = lab_info(&lab);
+    let late = wait_for(
+        &lab,
+        &["pod", "-n", "shop", "late-0"],
+        "late-0 Running",
+        running_with_ip,
+    );
+    let node_b = info.nodes.iter().find(|n| n.name == "node-b").unwrap();
+    assert_eq!(
+        late["status"]["hostIP"].as_str(),
+        Some(node_b.ip.as_str()),
+        "{late}"
+    );
+    let late_ip = late["status"]["podIP"].as_str().unwrap().to_string();
+    let ds_pods = wait_for(
+        &lab,
+        &["pods", "-n", "shop", "-l", "app=late-ds"],
+        "a DaemonSet pod Running on every node",
+        |v| {
+            let items = v["items"].as_array().unwrap();
+            items.len() == info.nodes.len() && items.iter().all(running_with_ip)
+        },
+    );
+
+    // Reachable by a check, as a destination and as a source.
+    let out = lab.netdiag(&[
+        "check",
+        "--from",
+        "shop/checkout",
+        "--to",
+        "pod/late-0.shop:9090",
+        "-o",
+        "json",
+    ]);
+    let report = common::checklab::json(&out);
+    assert_eq!(report["verdict"], "reachable", "{}", show(&out));
+    let out = lab.netdiag(&[
+        "check",
+        "--from",
+        "shop/late-0",
+        "--to",
+        "svc/payments.shop:80",
+        "-o",
+        "json",
+    ]);
+    let report = common::checklab::json(&out);
+    assert_eq!(report["verdict"], "reachable", "{}", show(&out));
+    for ds_pod in ds_pods["items"].as_array().unwrap() {
+        let name = ds_pod["metadata"]["name"].as_str().unwrap();
+        let out = lab.netdiag(&[
+            "check",
+            "--from",
+            "shop/checkout",
+            "--to",
+            &format!("pod/{name}.shop:7070"),
+            "-o",
+            "json",
+        ]);
+        assert_eq!(
+            common::checklab::json(&out)["verdict"],
+            "reachable",
+            "{}",
+            show(&out)
+        );
+    }
+
+    // Deleted: the kubelet stops it and confirms the deletion, so the API forgets it.
+    let out = admin_kubectl(
+        &lab,
+        &["delete", "pod", "-n", "shop", "late-0", "--wait=false"],
+        "",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for(
+        &lab,
+        &["pods", "-n", "shop", "--field-selector", "metadata.name=late-0"],
+        "late-0 gone",
+        |v| v["items"].as_array().is_some_and(|i| i.is_empty()),
+    );
+    // Its address no longer answers.
+    let out = lab.netdiag(&[
+        "check",
+        "--from",
+        "shop/checkout",
+        "--to",
+        &format!("{late_ip}:9090"),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        common::checklab::json(&out)["verdict"],
+        "unreachable",
+        "{}",
+        show(&out)
+    );
+}

@@ -55,6 +55,21 @@ pub fn node_status(node: &Value) -> Value {
     status
 }
 
+/// The taint kube-apiserver's TaintNodesByCondition admission gives every new Node.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+
+/// A Ready node's taints (`node` as stored): all but the not-ready one, which the node-lifecycle
+/// controller removes once the node reports Ready.
+pub fn taints_once_ready(node: &Value) -> Vec<Value> {
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t["key"] != NOT_READY_TAINT)
+        .cloned()
+        .collect()
+}
+
 /// Tells the node's port-forward server where pod `namespace/name` lives.
 pub fn register(at: &Layout, node: &str, namespace: &str, name: &str, netns: &str) -> Result<()> {
     let dir = pods_dir(at, node).join(namespace);
@@ -516,6 +531,18 @@ pub(crate) async fn report_agents(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{Capabilities, SecurityContext};
+
+    #[test]
+    fn a_ready_node_keeps_every_taint_but_not_ready() {
+        let node = json!({"spec": {"taints": [
+            {"key": NOT_READY_TAINT, "effect": "NoSchedule"},
+            {"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}});
+        assert_eq!(
+            taints_once_ready(&node),
+            [json!({"key": "dedicated", "value": "db", "effect": "NoSchedule"})]
+        );
+        assert!(taints_once_ready(&json!({"spec": {}})).is_empty());
+    }
 
     fn ctx(add: &[&str], drop: &[&str]) -> SecurityContext {
         SecurityContext {

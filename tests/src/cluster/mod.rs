@@ -8,5 +8,6 @@ pub mod bins;
 pub mod components;
 pub mod kubelet;
 pub mod pki;
+pub mod pod_sync;
 pub mod relay;
 pub mod up;

@@ -89,7 +89,27 @@ impl Builder<'_> {
             }
         }
         self.state.write_json("lab.json", &info)?;
+        self.start_kubelet()?;
         Ok(info)
+    }
+
+    /// The lab kubelet's long-running part (`netdiag-lab kubelet`): the pods that come and go
+    /// after `up`. `down` stops it with the lab's other processes (its command line names the
+    /// state dir).
+    fn start_kubelet(&self) -> Result<()> {
+        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        let log = std::fs::File::create(self.state.path("logs/kubelet.log"))
+            .context("failed to create the kubelet's log")?;
+        Command::new(me)
+            .args(["kubelet", "--state"])
+            .arg(&self.state.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("failed to start the lab kubelet")?;
+        Ok(())
     }
 
     /// Everything after the API server: objects, kubelet work, kube-proxy, CoreDNS, agents.
@@ -123,8 +143,15 @@ impl Builder<'_> {
             .collect();
         let (nodes, pods, rest) = sort_objects(objects, &late, &own_slices, &agents);
         for node in &nodes {
-            cluster.create(node).await?;
+            let made = cluster.create(node).await?;
             cluster.write_status(node, &kubelet::node_status(node)).await?;
+            // kube-apiserver's TaintNodesByCondition admission taints a new Node
+            // `node.kubernetes.io/not-ready:NoSchedule`; the node-lifecycle controller lifts it once
+            // the node reports Ready. That controller does not run here (tests/README.md), so the
+            // lab lifts it as it would: otherwise only pods tolerating every taint (the agent's)
+            // are ever scheduled or made by a DaemonSet.
+            let taints = kubelet::taints_once_ready(&made.data);
+            cluster.patch(node, &json!({"spec": {"taints": taints}})).await?;
         }
         for obj in &rest.early {
             cluster.create(obj).await?;
