@@ -124,7 +124,8 @@ pub(crate) async fn run_agents(
 }
 
 /// The agent DaemonSet's pods once every node has one bound to it. Only the pods its controller
-/// made (controlled by the DaemonSet of that uid, running as its ServiceAccount): a scenario's
+/// made from its current template (controlled by the DaemonSet of that uid, running as its
+/// ServiceAccount, not being deleted): a scenario's
 /// impostors carry the label too — the DaemonSet controller even adopts one that has no owner —
 /// and a lab kubelet has no image to run them from.
 async fn agent_pods(b: &Builder<'_>, cluster: &mut Cluster) -> Result<Vec<Pod>> {
@@ -134,11 +135,18 @@ async fn agent_pods(b: &Builder<'_>, cluster: &mut Cluster) -> Result<Vec<Pod>> 
     let deadline = Instant::now() + API_TIMEOUT;
     loop {
         crate::signals::check()?;
-        let owner = cluster
+        let daemonset = cluster
             .list(&daemonsets, Some(plan::AGENT_NAMESPACE), label)
             .await?
             .into_iter()
-            .find_map(|ds| ds.metadata.uid);
+            .next();
+        let owner = daemonset.as_ref().and_then(|ds| ds.metadata.uid.clone());
+        // The template generation the DaemonSet's pods are made from now: a pod of an earlier
+        // one is being replaced, and a kubelet does not start a pod being deleted.
+        let generation = daemonset
+            .as_ref()
+            .and_then(|ds| ds.metadata.generation)
+            .map(|g| g.to_string());
         let pods: Vec<Pod> = cluster
             .list(&like, Some(plan::AGENT_NAMESPACE), label)
             .await?
@@ -156,6 +164,12 @@ async fn agent_pods(b: &Builder<'_>, cluster: &mut Cluster) -> Result<Vec<Pod>> 
                     .any(|o| o.controller == Some(true) && Some(&o.uid) == owner.as_ref())
                     && p.spec.as_ref().and_then(|s| s.service_account_name.as_deref())
                         == Some("netdiag-agent")
+                    && p.metadata.deletion_timestamp.is_none()
+                    && p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("pod-template-generation"))
+                        == generation.as_ref()
             })
             .collect();
         let bound: BTreeSet<String> = pods

@@ -768,7 +768,7 @@ pub fn kill_tree(child: &mut Child) {
 }
 
 /// The scenario's objects sorted into what `up` creates when: Nodes, Pods (the lab's own agents
-/// left out: the DaemonSet makes them), and the rest — early, or late for the Services a fault
+/// and their DaemonSet left out: `deploy/` makes them), and the rest — early, or late for the Services a fault
 /// needs created after a kube-proxy stopped. Derived EndpointSlices are left out: the
 /// controller makes them; a scenario's own slices stay.
 struct Rest {
@@ -795,6 +795,9 @@ fn sort_objects(
         match kind.as_str() {
             "Node" => nodes.push(obj),
             "Pod" if agents.contains(&key) => {}
+            // The stand-in's agent DaemonSet: `deploy/` ships the real one. Created first, it
+            // would be rolled by the apply, and its first pods (no volumes) deleted under `up`.
+            "DaemonSet" if key == format!("{}/netdiag-agent", crate::plan::AGENT_NAMESPACE) => {}
             "Pod" => pods.push(with_hold(obj)),
             "EndpointSlice"
                 if !own_slices
