@@ -24,12 +24,17 @@ use crate::{caps, healthcheck};
     about = "netdiag node agent: runs probes inside pod network namespaces"
 )]
 pub struct Cli {
-    /// Log format on stderr: text (coloured only on a terminal) or json (one object per line).
+    /// Log format (stderr, and the listening announcement on stdout): text (coloured only on a
+    /// terminal) or json (one object per line).
     #[arg(long, global = true, env = "NETDIAG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The log target of the lines announcing where the agent listens, which go to stdout at any
+/// log level (`netdiag-agent listening on ADDR`, the address last).
+pub const ANNOUNCE_TARGET: &str = "netdiag_agent::announce";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -131,7 +136,7 @@ pub struct HealthArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime()?.block_on(serve(*args)),
-        Command::Probe(args) => runtime()?.block_on(probe_once(args)),
+        Command::Probe(args) => runtime()?.block_on(probe_once(args, cli.log_format)),
         Command::Healthcheck(args) => Ok(healthcheck::check(&args.url, Duration::from_secs(3))?),
     }
 }
@@ -247,7 +252,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let own = self::engine(args.node, args.pod.clone(), endpoint_limits)?;
         let pod = own.info().agent.pod;
         let local = crate::endpoint::start(args.endpoint, listen, own, pod, &config).await?;
-        println!("netdiag-agent endpoint on {local}");
+        tracing::info!(target: ANNOUNCE_TARGET, "netdiag-agent endpoint on {local}");
     }
     let info = engine.info();
     if !info.capabilities.setns {
@@ -282,7 +287,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = accept::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     // One line on stdout so that whoever started the agent with port 0 learns the port.
-    println!("netdiag-agent listening on {local}");
+    tracing::info!(target: ANNOUNCE_TARGET, "netdiag-agent listening on {local}");
     tracing::info!(%local, node = %info.agent.node, sources = %sources.join(","), socket_budget = budget, "serving the probe api");
     server::serve(listener, engine, config, shutdown()).await;
     Ok(())
@@ -300,7 +305,7 @@ async fn shutdown() {
     }
 }
 
-async fn probe_once(args: ProbeArgs) -> anyhow::Result<()> {
+async fn probe_once(args: ProbeArgs, format: LogFormat) -> anyhow::Result<()> {
     let bytes = if args.file.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -320,6 +325,11 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<()> {
     };
     let engine = engine(args.node, None, limits)?;
     let report = engine.run(&request).await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    // Under json logs the report is one line too, so that every line of output parses.
+    let report = match format {
+        LogFormat::Json => serde_json::to_string(&report)?,
+        LogFormat::Text => serde_json::to_string_pretty(&report)?,
+    };
+    println!("{report}");
     Ok(())
 }

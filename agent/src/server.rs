@@ -216,36 +216,32 @@ pub fn decode_request(body: &[u8]) -> Result<ProbeRequest, InvalidBody> {
     serde_json::from_slice(body).map_err(InvalidBody)
 }
 
+/// `POST /v1/probe`, counted in flight while it runs and then by the status it answered.
 async fn probe(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let metrics = state.engine.metrics();
-    let body = match read_body(&headers, body, &state.config).await {
+    let in_flight = metrics.in_flight();
+    let response = answer_probe(&state, &headers, body).await;
+    metrics.request(response.status().as_u16());
+    drop(in_flight);
+    response
+}
+
+async fn answer_probe(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+    let body = match read_body(headers, body, &state.config).await {
         Ok(body) => body,
-        Err(response) => {
-            let code = match response.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => error_code::TOO_LARGE,
-                StatusCode::REQUEST_TIMEOUT => error_code::REQUEST_TIMEOUT,
-                _ => error_code::BAD_REQUEST,
-            };
-            metrics.request(code);
-            return response;
-        }
+        Err(response) => return response,
     };
     let request = match decode_request(&body) {
         Ok(r) => r,
         Err(err) => {
-            metrics.request(error_code::BAD_REQUEST);
             return api_error(StatusCode::BAD_REQUEST, error_code::BAD_REQUEST, err.to_string());
         }
     };
     drop(body);
     match state.engine.run(&request).await {
-        Ok(report) => {
-            metrics.request("ok");
-            Json(report).into_response()
-        }
+        Ok(report) => Json(report).into_response(),
         Err(err) => {
             let (status, body) = err.to_api_error();
-            metrics.request(&body.code);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, Json(body)).into_response()
         }
@@ -334,6 +330,54 @@ mod tests {
         assert_eq!(lines[0]["fields"]["method"], "GET");
         assert_eq!(lines[0]["fields"]["status"], 200);
         assert_eq!(lines[1]["fields"]["status"], 404);
+    }
+
+    fn test_engine() -> Engine {
+        use crate::access::{Access, SourceKind};
+        use crate::engine::EngineConfig;
+        let identity = netdiag_proto::AgentIdentity {
+            node: "test-node".into(),
+            version: "0.0.0".into(),
+            pod: None,
+        };
+        let config = EngineConfig {
+            node_netns: "/proc/self/ns/net".into(),
+            max_concurrent: 1,
+            socket_budget: 1,
+            access: Access::new(&[SourceKind::PodIp], &[]).unwrap(),
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        Engine::new(identity, Default::default(), metrics, config)
+    }
+
+    #[tokio::test]
+    async fn probe_requests_are_counted_by_http_status_code_and_leave_no_request_in_flight() {
+        let engine = test_engine();
+        let metrics = engine.metrics_handle();
+        let config = ServerConfig {
+            max_body_bytes: 16,
+            max_connections: 4,
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+        };
+        let router = router(engine, &config);
+        for body in ["{not json", "{\"far\": \"more than sixteen bytes\"}"] {
+            let request = axum::http::Request::post(PROBE_PATH)
+                .body(Body::from(body))
+                .unwrap();
+            router.clone().oneshot(request).await.unwrap();
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains("netdiag_agent_requests_total{code=\"400\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netdiag_agent_requests_total{code=\"413\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("netdiag_agent_requests_in_flight 0\n"), "{text}");
+        assert!(!text.contains("code=\"badRequest\""), "{text}");
     }
 
     #[tokio::test]

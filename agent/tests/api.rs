@@ -220,7 +220,7 @@ fn metrics_count_the_probes_that_ran_by_kind_and_outcome() {
         "{text}"
     );
     assert!(
-        text.contains(r#"netdiag_agent_requests_total{code="ok"} 1"#),
+        text.contains(r#"netdiag_agent_requests_total{code="200"} 1"#),
         "{text}"
     );
 }

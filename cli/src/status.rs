@@ -203,59 +203,129 @@ async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatu
     Ok(futures::future::join_all(rows).await)
 }
 
-fn caps_text(caps: &Option<Capabilities>) -> String {
-    let Some(caps) = caps else { return "-".into() };
-    let names: Vec<&str> = [
-        (caps.setns, "setns"),
-        (caps.ptrace, "ptrace"),
-        (caps.net_raw, "net_raw"),
+/// The capabilities an agent found, under the names a securityContext adds them by.
+fn granted(caps: &Capabilities) -> [(&'static str, bool); 4] {
+    [
+        ("SYS_ADMIN", caps.setns),
+        ("SYS_PTRACE", caps.ptrace),
+        ("NET_RAW", caps.net_raw),
+        ("NET_ADMIN", caps.net_admin),
+    ]
+}
+
+/// The short names of what an agent can probe, for the narrow table; the same rules as
+/// [`probe_abilities`], whose sentences `-o wide` and the data formats give.
+fn can_probe_short(caps: &Capabilities) -> Vec<&'static str> {
+    [
+        ("pods", caps.setns && caps.ptrace),
+        ("node", caps.setns),
+        ("icmp", caps.net_raw),
+        ("svc-rules", caps.net_admin),
     ]
     .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(",")
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect()
+}
+
+/// What stands between the row and probing everything: an agent pod, its reply, or the
+/// capabilities it lacks (what to add to the DaemonSet's securityContext).
+fn missing_text(row: &NodeStatus) -> String {
+    let Some(caps) = &row.capabilities else {
+        return if row.agent.is_none() {
+            "agent pod"
+        } else {
+            "agent reply"
+        }
+        .into();
+    };
+    let missing: Vec<&str> = granted(caps)
+        .into_iter()
+        .filter_map(|(name, on)| (!on).then_some(name))
+        .collect();
+    match missing.len() {
+        // Named one by one in `-o wide`; four names would widen the column by half.
+        4 => "all capabilities".into(),
+        _ => join_or_dash(&missing, ","),
     }
 }
 
-/// The status table (`wide` adds the agent pod and the error).
-pub fn render_status(rows: &[NodeStatus], wide: bool) -> String {
-    let mut header = vec![
-        "NODE",
-        "READY",
-        "VERSION",
-        "CAPABILITIES",
-        "CAN PROBE",
-        "CANNOT PROBE",
-    ];
-    if wide {
-        header.extend(["AGENT", "ERROR"]);
+fn join_or_dash<S: AsRef<str>>(items: &[S], sep: &str) -> String {
+    if items.is_empty() {
+        return "-".into();
     }
-    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for r in rows {
-        let dash = |v: &[String]| {
-            if v.is_empty() {
-                "-".to_string()
-            } else {
-                v.join("; ")
-            }
-        };
-        let mut line = vec![
-            r.node.clone(),
-            if r.ready { "True" } else { "False" }.to_string(),
-            r.version.clone().unwrap_or_else(|| "-".into()),
-            caps_text(&r.capabilities),
-            dash(&r.can_probe),
-            dash(&r.cannot_probe),
-        ];
-        if wide {
-            line.push(r.agent.clone().unwrap_or_else(|| "-".into()));
-            line.push(r.error.clone().unwrap_or_else(|| "-".into()));
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    items.join(sep)
+}
+
+/// The default table: one short word list per cell, so that a row fits 100 columns for node
+/// names of the usual length (kubectl keeps its default columns narrow the same way).
+fn narrow_row(r: &NodeStatus) -> Vec<String> {
+    let can = r.capabilities.as_ref().map(can_probe_short).unwrap_or_default();
+    // The healthy row, the common one, takes the fewest columns.
+    let can = if can.len() == 4 {
+        "all".into()
+    } else {
+        join_or_dash(&can, ",")
+    };
+    vec![
+        r.node.clone(),
+        ready_text(r),
+        r.version.clone().unwrap_or_else(|| "-".into()),
+        can,
+        missing_text(r),
+    ]
+}
+
+/// `-o wide`: the capabilities, what can and cannot be probed in sentences, the pod and error.
+fn wide_row(r: &NodeStatus) -> Vec<String> {
+    let caps = r.capabilities.as_ref().map(|caps| {
+        let on: Vec<&str> = granted(caps)
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+        if on.is_empty() {
+            "none".into()
+        } else {
+            on.join(",")
         }
-        table.push(line);
-    }
+    });
+    vec![
+        r.node.clone(),
+        ready_text(r),
+        r.version.clone().unwrap_or_else(|| "-".into()),
+        caps.unwrap_or_else(|| "-".into()),
+        join_or_dash(&r.can_probe, "; "),
+        join_or_dash(&r.cannot_probe, "; "),
+        r.agent.clone().unwrap_or_else(|| "-".into()),
+        r.error.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+fn ready_text(r: &NodeStatus) -> String {
+    if r.ready { "True" } else { "False" }.to_string()
+}
+
+/// The status table; `wide` adds the capabilities, the sentences, the agent pod and the error.
+pub fn render_status(rows: &[NodeStatus], wide: bool) -> String {
+    let header: &[&str] = if wide {
+        &[
+            "NODE",
+            "READY",
+            "VERSION",
+            "CAPABILITIES",
+            "CAN PROBE",
+            "CANNOT PROBE",
+            "AGENT",
+            "ERROR",
+        ]
+    } else {
+        &["NODE", "READY", "VERSION", "CAN PROBE", "MISSING"]
+    };
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    table.extend(
+        rows.iter()
+            .map(|r| if wide { wide_row(r) } else { narrow_row(r) }),
+    );
     crate::output::table(&table, "")
 }
 
@@ -399,6 +469,101 @@ mod tests {
         assert!(cannot.iter().any(|c| c.contains("SYS_ADMIN")), "{cannot:?}");
     }
 
+    fn mk_row(node: &str, caps: Option<Capabilities>, error: Option<&str>) -> NodeStatus {
+        let (can, cannot) = match &caps {
+            Some(caps) => probe_abilities(caps),
+            None => (vec![], vec!["anything: the agent does not answer".into()]),
+        };
+        NodeStatus {
+            node: node.into(),
+            agent: Some(format!("netdiag/netdiag-agent-{}", &node[node.len() - 5..])),
+            ready: caps.is_some(),
+            version: caps.as_ref().map(|_| "0.1.0".into()),
+            capabilities: caps,
+            can_probe: can,
+            cannot_probe: cannot,
+            error: error.map(String::from),
+        }
+    }
+
+    const FULL: Capabilities = Capabilities {
+        setns: true,
+        net_raw: true,
+        ptrace: true,
+        net_admin: true,
+    };
+
+    /// One cluster's nodes, named as `name(i)` says: agents with every capability, without
+    /// NET_ADMIN, without SYS_PTRACE (AppArmor), with none, one that does not answer, none.
+    fn cluster_rows(name: impl Fn(usize) -> String) -> Vec<NodeStatus> {
+        let error = "port-forward to netdiag/netdiag-agent-x9z8q failed: timed out after 5s";
+        let mut absent = mk_row(&name(5), None, None);
+        absent.agent = None;
+        absent.cannot_probe = vec!["anything: no agent runs on this node".into()];
+        vec![
+            mk_row(&name(0), Some(FULL), None),
+            mk_row(
+                &name(1),
+                Some(Capabilities {
+                    net_admin: false,
+                    ..FULL
+                }),
+                None,
+            ),
+            mk_row(
+                &name(2),
+                Some(Capabilities {
+                    ptrace: false,
+                    ..FULL
+                }),
+                None,
+            ),
+            mk_row(&name(3), Some(Capabilities::default()), None),
+            mk_row(&name(4), None, Some(error)),
+            absent,
+        ]
+    }
+
+    fn eks_rows() -> Vec<NodeStatus> {
+        cluster_rows(|i| format!("ip-10-0-{}-34.eu-west-1.compute.internal", 100 + i))
+    }
+
+    #[test]
+    fn default_status_rows_fit_100_columns() {
+        let gke = |i| format!("gke-prod-default-pool-1a2b3c4d-x9z{i}");
+        let kind = |i| format!("kind-worker{}", i + 1);
+        for rows in [eks_rows(), cluster_rows(gke), cluster_rows(kind)] {
+            let text = render_status(&rows, false);
+            for line in text.lines() {
+                assert!(
+                    line.chars().count() <= 100,
+                    "{} columns:\n{text}",
+                    line.chars().count()
+                );
+            }
+        }
+        let text = render_status(&cluster_rows(kind), false);
+        let row = |node: &str| text.lines().find(|l| l.starts_with(&format!("{node} "))).unwrap();
+        assert!(row("kind-worker1").contains(" all "), "{text}");
+        assert!(
+            row("kind-worker2").contains("pods,node,icmp ") && row("kind-worker2").ends_with("NET_ADMIN"),
+            "{text}"
+        );
+        assert!(row("kind-worker3").ends_with(" SYS_PTRACE"), "{text}");
+        assert!(row("kind-worker4").ends_with(" all capabilities"), "{text}");
+        assert!(row("kind-worker5").ends_with("agent reply"), "{text}");
+        assert!(row("kind-worker6").ends_with("agent pod"), "{text}");
+    }
+
+    #[test]
+    fn wide_status_keeps_the_sentences_the_pod_and_the_error() {
+        let text = render_status(&eks_rows(), true);
+        assert!(text.lines().next().unwrap().contains("CANNOT PROBE"), "{text}");
+        assert!(text.contains("the node's Service rules (no NET_ADMIN)"), "{text}");
+        assert!(text.contains("SYS_ADMIN,SYS_PTRACE,NET_RAW,NET_ADMIN"), "{text}");
+        assert!(text.contains("timed out after 5s"), "{text}");
+    }
+
     #[test]
     fn a_node_without_an_agent_is_not_ready_and_says_so() {
         let rows = [NodeStatus {
@@ -414,7 +579,7 @@ mod tests {
         let text = render_status(&rows, false);
         let line = text.lines().nth(1).unwrap();
         assert!(
-            line.starts_with("node-c") && line.contains("False") && line.contains("no agent"),
+            line.starts_with("node-c") && line.contains("False") && line.ends_with("agent pod"),
             "{text}"
         );
     }

@@ -92,10 +92,7 @@ fn help_shows_examples() {
 /// a nested subcommand's flags and enumerated values.
 #[test]
 fn the_bash_script_completes_every_level_in_bash() {
-    let Ok(bash) = which_bash() else {
-        eprintln!("bash is not installed; skipped");
-        return;
-    };
+    let bash = shell("bash");
     let script = stdout(&netdiag(&["completion", "bash"]));
     let dir = std::env::temp_dir().join(format!("netdiag-bash-completion-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -132,10 +129,120 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn which_bash() -> Result<std::path::PathBuf, ()> {
-    ["/bin/bash", "/usr/bin/bash"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or(())
+/// A shell the completion tests run their scripts in. A test that could not run must not pass,
+/// so a missing shell fails it, saying how to install it.
+fn shell(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed: this test completes in {name} itself; install it with \
+                 tests/scripts/install-deps (or apt-get install {name})"
+            )
+        })
+}
+
+/// A fresh directory for one test's scripts.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("netdiag-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The lines completing each command line must offer, the same in zsh and fish (sorted).
+const COMPLETIONS: [(&str, &[&str]); 6] = [
+    ("kubectl-netdiag st", &["status"]),
+    ("kubectl-netdiag check --fr", &["--from"]),
+    ("kubectl-netdiag check -o ", &["json", "table", "wide", "yaml"]),
+    ("kubectl-netdiag policy ", &["explain", "help", "matrix"]),
+    ("kubectl-netdiag policy explain --po", &["--port"]),
+    ("kubectl-netdiag --context lab check --t", &["--timeout", "--to"]),
+];
+
+/// Drives an interactive zsh in a pseudo-terminal (zsh/zpty): types the words and a TAB bound
+/// to `complete-word`, with `compadd` wrapped to write each match it adds to `out`, and a
+/// `comppostfuncs` hook that writes `done` once completion ended.
+const ZSH_DRIVER: &str = r#"fpath_dir=$1 out=$2 done=$3 words=$4
+zmodload zsh/zpty || exit 3
+zpty z zsh -f -i
+zpty -w z "PROMPT=''; fpath=($fpath_dir \$fpath); autoload -U compinit; compinit -u -D"
+zpty -w z "compadd() { local -a m; builtin compadd -O m \"\$@\"; (( \$#m )) && print -rl -- \$m >> $out; builtin compadd \"\$@\" }"
+zpty -w z "finished() { : >> $out; print > $done }; comppostfuncs=(finished)"
+zpty -w z "bindkey '^I' complete-word"
+zpty -w -n z "$words"$'\t'
+for i in {1..300}; do [[ -e $done ]] && break; sleep 0.1; done
+zpty -d z
+[[ -e $done ]] || { print -u2 "zsh did not finish completing $words"; exit 4 }
+"#;
+
+/// The zsh script, installed in `fpath` and loaded by compinit, completes every level in zsh.
+#[test]
+fn the_zsh_script_completes_every_level_in_zsh() {
+    let zsh = shell("zsh");
+    let dir = scratch("zsh-completion");
+    std::fs::write(
+        dir.join("_kubectl-netdiag"),
+        stdout(&netdiag(&["completion", "zsh"])),
+    )
+    .unwrap();
+    std::fs::write(dir.join("driver.zsh"), ZSH_DRIVER).unwrap();
+    for (i, (words, expected)) in COMPLETIONS.into_iter().enumerate() {
+        let (out, done) = (dir.join(format!("out{i}")), dir.join(format!("done{i}")));
+        let run = Command::new(&zsh)
+            .arg("-f")
+            .arg(dir.join("driver.zsh"))
+            .args([&dir, &out, &done])
+            .arg(words)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{words}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let mut got: Vec<String> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got, expected, "zsh completing {words:?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The fish script, sourced in fish, completes every level (`complete -C` lists what a TAB would).
+#[test]
+fn the_fish_script_completes_every_level_in_fish() {
+    let fish = shell("fish");
+    let dir = scratch("fish-completion");
+    let path = dir.join("kubectl-netdiag.fish");
+    std::fs::write(&path, stdout(&netdiag(&["completion", "fish"]))).unwrap();
+    for (words, expected) in COMPLETIONS {
+        let run = Command::new(&fish)
+            .arg("--no-config")
+            .arg("-c")
+            .arg("source $argv[1]; complete -C $argv[2]")
+            .args([path.as_os_str(), words.as_ref()])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{words}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        // Each line is the candidate, then a tab and its description.
+        let mut got: Vec<String> = stdout(&run)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got, expected, "fish completing {words:?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }

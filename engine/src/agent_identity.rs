@@ -19,6 +19,17 @@ use crate::cluster::ToolFailure;
 pub const AGENT_DAEMONSET: &str = "netdiag-agent";
 pub const AGENT_SERVICE_ACCOUNT: &str = "netdiag-agent";
 
+/// The command that installs the agents of this release without a checkout: kustomize's remote
+/// form of `deploy/` at the release tag (`v` and the version), from the workspace's
+/// `repository` and `version`, so the fix a check prints never names a path only a checkout has.
+/// The README's install section and the krew caveats give the same command.
+pub fn agent_install_command() -> String {
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    let repository = repository.strip_prefix("https://").unwrap_or(repository);
+    let version = env!("CARGO_PKG_VERSION");
+    format!("kubectl apply -k '{repository}/deploy?ref=v{version}'")
+}
+
 /// The agent DaemonSet as the API server has it: what a genuine agent's controller reference
 /// points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +185,25 @@ mod tests {
     use super::*;
 
     const REAL_UID: &str = "3f1c-real";
+
+    #[test]
+    fn the_install_command_is_the_remote_kustomization_at_this_release_tag() {
+        let command = agent_install_command();
+        assert_eq!(
+            command,
+            format!(
+                "kubectl apply -k 'github.com/netdiag/netdiag/deploy?ref=v{}'",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        // The READMEs give the same command, so a release that bumps the version updates them.
+        for readme in ["../README.md", "../deploy/README.md"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(readme);
+            let text = std::fs::read_to_string(&path).unwrap().replace("\n", " ");
+            let remote = command.trim_start_matches("kubectl apply -k ");
+            assert!(text.contains(remote), "{readme} does not give {command}");
+        }
+    }
 
     fn daemonset() -> AgentDaemonSet {
         AgentDaemonSet {

@@ -228,9 +228,12 @@ impl EndpointAgent {
         let mut proc = Proc { child };
         // One reader for both lines: the endpoint's comes first.
         let lines = proc.wait_for_lines("listening on");
+        // The agent logs json, the announcements on stdout included: the address ends the message.
         let last_word = |needle: &str| {
             let line = lines.iter().find(|l| l.contains(needle)).expect(needle);
-            line.rsplit(' ').next().unwrap().to_string()
+            let line: Value = serde_json::from_str(line).expect("a json log line");
+            let message = line["fields"]["message"].as_str().expect("a message");
+            message.rsplit(' ').next().unwrap().to_string()
         };
         let endpoint = last_word("endpoint on").parse().expect("endpoint address");
         let addr = last_word("listening on").parse().expect("listen address");

@@ -1,7 +1,7 @@
 //! The `source` layer: the client pod exists, runs, and its agent probed from its netns.
 
 use super::*;
-use crate::agent_identity::AGENT_DAEMONSET;
+use crate::agent_identity::{AGENT_DAEMONSET, agent_install_command};
 
 pub(super) fn judge_source(cx: &Context) -> Judgment {
     match &cx.source {
@@ -102,6 +102,12 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
                                 at.namespace
                             )),
                         ],
+                        // Where the agents were looked for, then how to install them there.
+                        (_, ToolFailure::AgentMissing { .. }) => {
+                            let mut fix = agent_pods_fix(cx);
+                            fix.push(cmd(agent_install_command()));
+                            fix
+                        }
                         _ => agent_pods_fix(cx),
                     };
                     undetermined(

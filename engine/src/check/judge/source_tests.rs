@@ -105,7 +105,43 @@ fn agent_fix_commands_look_where_the_check_looked_for_the_agents() {
         report.fix,
         [
             "kubectl -n ops get pods -l app=probe -o wide",
-            "kubectl -n ops get daemonsets"
+            "kubectl -n ops get daemonsets",
+            crate::agent_identity::agent_install_command().as_str(),
         ]
+    );
+}
+
+#[test]
+fn a_missing_agent_fix_installs_the_release_without_a_checkout() {
+    let mut ev = healthy();
+    if let SourceFacts::Found { agent, .. } = &mut ev.source {
+        *agent = AgentFacts::Failed(agent_missing("node-a"));
+    }
+    let report = judge(&ev, 0);
+    let install = format!(
+        "kubectl apply -k 'github.com/netdiag/netdiag/deploy?ref=v{}'",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(report.fix.contains(&install), "{:?}", report.fix);
+    assert!(
+        !report.fix.iter().any(|f| f.contains("-k deploy/")),
+        "{:?}",
+        report.fix
+    );
+}
+
+#[test]
+fn an_agent_that_fails_is_looked_at_not_reinstalled() {
+    let mut ev = healthy();
+    if let SourceFacts::Found { agent, .. } = &mut ev.source {
+        *agent = AgentFacts::Failed(ToolFailure::Agent {
+            detail: "agent answered 500".into(),
+        });
+    }
+    let report = judge(&ev, 0);
+    assert!(
+        !report.fix.iter().any(|f| f.contains("apply -k")),
+        "{:?}",
+        report.fix
     );
 }
