@@ -225,6 +225,25 @@ fn handshake_lists_three_read_only_tools_with_their_input_schemas() {
 }
 
 #[test]
+fn a_protocol_version_the_server_does_not_know_is_answered_with_one_it_does() {
+    let kubeconfig = cluster_with_a_node();
+    let mut session = Session::start(&kubeconfig);
+    let init = session.request(
+        "initialize",
+        json!({
+            "protocolVersion": "2099-01-01",
+            "capabilities": {},
+            "clientInfo": {"name": "netdiag-test", "version": "0"},
+        }),
+    );
+    let known = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+    let version = init["result"]["protocolVersion"].as_str().unwrap_or("");
+    assert!(known.contains(&version), "{init}");
+    assert!(session.close().success());
+    let _ = std::fs::remove_file(&kubeconfig);
+}
+
+#[test]
 fn each_tool_returns_what_its_command_prints_as_json() {
     let kubeconfig = cluster_with_a_node();
     let mut session = Session::start(&kubeconfig);
