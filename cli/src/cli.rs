@@ -16,6 +16,9 @@ Examples:
   # Which nodes have a healthy agent, and what can it probe there?
   kubectl netdiag status
 
+  # The same answers as MCP tools, for an assistant that runs them itself
+  kubectl netdiag mcp
+
   # Shell completion
   source <(kubectl netdiag completion bash)
 
@@ -62,6 +65,7 @@ impl Cli {
             Command::Policy(crate::commands::policy::PolicyCommand::Matrix(args)) => args.input.kube = kube,
             Command::Version(args) => args.agents.kube = kube,
             Command::Status(args) => args.agents.kube = kube,
+            Command::Mcp(args) => args.agents.kube = kube,
             Command::Completion { .. } => {}
         }
         command
@@ -79,6 +83,8 @@ pub enum Command {
     Version(crate::status::VersionArgs),
     /// Show the agent on each node: ready, version, capabilities, what it can probe there.
     Status(crate::status::StatusArgs),
+    /// Serve check, policy explain and status as MCP tools on stdin/stdout (read-only).
+    Mcp(crate::mcp::McpArgs),
     /// Print a shell completion script (bash, zsh or fish).
     #[command(after_help = "\
 Examples:

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Command::Policy(command) => netdiag::commands::policy::run(command).await,
             Command::Version(args) => netdiag::status::version(args).await,
             Command::Status(args) => netdiag::status::status(args).await,
+            Command::Mcp(args) => netdiag::mcp::run(args).await,
             Command::Completion { .. } => unreachable!("handled before the runtime starts"),
         }
     })

@@ -136,7 +136,7 @@ fn pod_ready(pod: &Pod) -> bool {
 }
 
 /// Every node (or, when Nodes cannot be listed, every node with an agent pod) and its agent.
-async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatus>, CliError> {
+pub(crate) async fn gather(client: &kube::Client, args: &AgentArgs) -> Result<Vec<NodeStatus>, CliError> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &args.agent_namespace);
     let params = ListParams::default().labels(&args.agent_selector);
     let nodes_api: Api<Node> = Api::all(client.clone());
@@ -336,7 +336,7 @@ fn print_data<T: Serialize>(value: &T, format: Format) {
     }
 }
 
-async fn client(args: &AgentArgs) -> Result<kube::Client, crate::kube_args::KubeConfigError> {
+pub(crate) async fn client(args: &AgentArgs) -> Result<kube::Client, crate::kube_args::KubeConfigError> {
     let mut config = args.kube.config().await?;
     let timeout = args.kube.request_timeout;
     config.connect_timeout = Some(timeout.unwrap_or(Duration::from_secs(5)));

@@ -22,7 +22,7 @@ use netdiag_engine::Evidence;
 use netdiag_engine::NamespacedName;
 use netdiag_engine::Snapshot;
 use netdiag_engine::agent_deadline;
-use netdiag_engine::report::Layer;
+use netdiag_engine::report::{Layer, Report};
 use netdiag_engine::{SourceFacts, SourceKind};
 use netdiag_engine::{SourceRef, Target, parse_agent_url, parse_timeout};
 use netdiag_engine::{WorkloadError, workload};
@@ -267,24 +267,37 @@ where
     }
 }
 
-pub async fn run(args: CheckArgs) -> ExitCode {
+/// Why a check has no report.
+#[derive(Debug)]
+pub enum CheckStop {
+    /// The command's stopping error: configuration, a source that does not exist, the API.
+    Error(CliError),
+    /// The workload exists but has no pod to run as: the source layer's answer (exit 10).
+    NoSourcePod(String),
+}
+
+/// A check's report (the document `-o json` prints), with the evidence the table renders.
+#[derive(Debug)]
+pub struct Checked {
+    pub report: Report,
+    pub evidence: Evidence,
+}
+
+/// Runs the check `args` asks for, from the kubeconfig to the judged report; every front end
+/// (this command, the MCP server) reports through here.
+pub async fn report(args: &CheckArgs) -> Result<Checked, CheckStop> {
     let started = Instant::now();
-    let emit = args.output.emit();
-    let (client, default_ns, context) = match client(&args).await {
-        Ok(found) => found,
-        Err(err) => return CliError::from(&err).exit(emit),
-    };
+    let (client, default_ns, context) = client(args)
+        .await
+        .map_err(|err| CheckStop::Error(CliError::from(&err)))?;
     let picked =
         match workload::resolve(&client, args.from.as_ref(), args.selector.as_deref(), &default_ns).await {
             Ok(picked) => picked,
             Err(err) => {
-                return match workload_error(&client, &args, &err).await {
-                    Some(error) => error.exit(emit),
-                    None => {
-                        eprintln!("error: {err}");
-                        ExitCode::from(Layer::Source.exit_code())
-                    }
-                };
+                return Err(match workload_error(&client, args, &err).await {
+                    Some(error) => CheckStop::Error(error),
+                    None => CheckStop::NoSourcePod(err.to_string()),
+                });
             }
         };
     if let Some(note) = &picked.note {
@@ -292,15 +305,28 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     }
     let request = args.request(picked.pod);
     let progress = Progress::start(format!("checking {} → {} …", request.from, args.to));
-    let (snap, evidence) = evidence(&args, &client, &request).await;
+    let (snap, evidence) = evidence(args, &client, &request).await;
     progress.stop();
     if let Some(error) = source_error(&client, &snap, &evidence.source).await {
-        return error.exit(emit);
+        return Err(CheckStop::Error(error));
     }
     let mut report = verdict(&snap, &evidence, started.elapsed().as_millis() as u64);
     let flags = args.kube.command_flags(context.as_deref());
     report.scope_commands(|command| scoped_command(command, &flags));
     tracing::info!(verdict = ?report.verdict, ms = report.duration_ms, "judged");
+    Ok(Checked { report, evidence })
+}
+
+pub async fn run(args: CheckArgs) -> ExitCode {
+    let emit = args.output.emit();
+    let Checked { report, evidence } = match report(&args).await {
+        Ok(checked) => checked,
+        Err(CheckStop::Error(error)) => return error.exit(emit),
+        Err(CheckStop::NoSourcePod(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(Layer::Source.exit_code());
+        }
+    };
     match args.output {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&report).expect("a report always serializes");

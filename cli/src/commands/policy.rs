@@ -241,7 +241,9 @@ pub async fn run(command: PolicyCommand) -> ExitCode {
         PolicyCommand::Matrix(args) => args.output.emit(),
     };
     let answer = match command {
-        PolicyCommand::Explain(args) => explain(args).await,
+        PolicyCommand::Explain(args) => explain(&args)
+            .await
+            .map(|verdict| Answer::Explain(Box::new(verdict), args.output)),
         PolicyCommand::Matrix(args) => matrix(args).await,
     };
     let answer = match answer {
@@ -289,7 +291,13 @@ fn write_answer(answer: &Answer, out: &mut impl Write) -> std::io::Result<()> {
     }
 }
 
-async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
+/// The verdict `policy explain -o json` prints, or the error it stops on; every front end (this
+/// command, the MCP server) explains through here.
+pub async fn explain_verdict(args: &ExplainArgs) -> Result<TieredVerdict, CliError> {
+    explain(args).await.map_err(|err| err.to_cli())
+}
+
+async fn explain(args: &ExplainArgs) -> Result<TieredVerdict, PolicyCmdError> {
     let scope = Scope::Peers {
         from: &args.from,
         to: &args.to,
@@ -328,7 +336,7 @@ async fn explain(args: ExplainArgs) -> Result<Answer, PolicyCmdError> {
         None => index.evaluate_tiers(&flow)?,
     };
     verdict.network_policy.notes.extend(notes);
-    Ok(Answer::Explain(Box::new(verdict), args.output))
+    Ok(verdict)
 }
 
 async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
