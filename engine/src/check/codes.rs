@@ -95,6 +95,14 @@ codes! {
     EndpointsNoneReady = "endpoints-none-ready", Endpoints, "pods are selected, none is ready";
     EndpointsReadyPodsUnlisted = "endpoints-ready-pods-unlisted", Endpoints, "selected pods are ready, but no ready endpoint lists them (stale EndpointSlices)";
     EndpointsStale = "endpoints-stale", Endpoints, "an EndpointSlice lists an address no pod holds and that does not answer";
+    ApplicationNotApplicable = "application-not-applicable", Application, "no destination address to check (an ExternalName Service, no endpoints)";
+    ApplicationSocketsUnknown = "application-sockets-unknown", Application, "the destination refuses and its sockets could not be read";
+    ApplicationLoopbackOnly = "application-loopback-only", Application, "the destination listens on the port on a loopback address only, not its pod IP";
+    ApplicationNotListening = "application-not-listening", Application, "nothing in the destination pod listens on (or, over UDP, is bound to) the port";
+    ApplicationOtherFamilyOnly = "application-other-family-only", Application, "the destination listens on the port only for the other address family";
+    ApplicationRefusedOnPath = "application-refused-on-path", Application, "refused although the destination listens: a REJECT on the path or a full accept queue";
+    ApplicationNotChecked = "application-not-checked", Application, "a destination was not probed, so the application could not be checked";
+    ApplicationAccepts = "application-accepts", Application, "every destination accepts the connection (or answers the datagram)";
 }
 
 impl Serialize for Code {

@@ -9,6 +9,7 @@ pub(super) use netdiag_proto::{
     TcpOutcome, Transport, UdpOutcome, UnreachableReason,
 };
 
+pub(super) use super::sockets::ListenerFinding;
 pub(super) use super::*;
 pub(super) use crate::check::report::Code;
 pub(super) use crate::check::target::PortRef;

@@ -5,11 +5,13 @@ use std::fmt;
 
 use crate::check::report::{Code, Summary};
 
+mod application;
 mod dns;
 mod endpoints;
 mod service;
 mod source;
 
+pub(crate) use application::{ApplicationFinding, Refusal};
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
 pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
 pub(crate) use service::ServiceFinding;
@@ -24,6 +26,7 @@ pub(crate) enum Finding {
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    Application(ApplicationFinding),
     /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
     /// first, with the fault it would also report.
     BehindBlockedDns(Box<Finding>),
@@ -37,6 +40,7 @@ impl Finding {
             Finding::Dns(f) => f.code(),
             Finding::Service(f) => f.code(),
             Finding::Endpoints(f) => f.code(),
+            Finding::Application(f) => f.code(),
             Finding::BehindBlockedDns(f) => f.code(),
         }
     }
@@ -54,6 +58,7 @@ impl fmt::Display for Finding {
             Finding::Dns(x) => x.fmt(f),
             Finding::Service(x) => x.fmt(f),
             Finding::Endpoints(x) => x.fmt(f),
+            Finding::Application(x) => x.fmt(f),
             Finding::BehindBlockedDns(x) => write!(
                 f,
                 "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {x}"
@@ -76,5 +81,23 @@ into_finding!(
     Source(SourceFinding),
     Dns(DnsFinding),
     Service(ServiceFinding),
-    Endpoints(EndpointsFinding)
+    Endpoints(EndpointsFinding),
+    Application(ApplicationFinding)
 );
+
+/// Why a layer that judges the destination addresses has none to judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoDestination {
+    ExternalName,
+    /// No address to send to (no endpoints, or no pod address).
+    NoAddress,
+}
+
+impl fmt::Display for NoDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoDestination::ExternalName => "not applicable: an ExternalName Service",
+            NoDestination::NoAddress => "not applicable: no destination address",
+        })
+    }
+}
