@@ -95,6 +95,13 @@ codes! {
     EndpointsNoneReady = "endpoints-none-ready", Endpoints, "pods are selected, none is ready";
     EndpointsReadyPodsUnlisted = "endpoints-ready-pods-unlisted", Endpoints, "selected pods are ready, but no ready endpoint lists them (stale EndpointSlices)";
     EndpointsStale = "endpoints-stale", Endpoints, "an EndpointSlice lists an address no pod holds and that does not answer";
+    ServiceProxyNotApplicable = "service-proxy-not-applicable", ServiceProxy, "no Service virtual IP on the path (headless, no ClusterIP, a pod or address target)";
+    ServiceProxyNotProbed = "service-proxy-not-probed", ServiceProxy, "the ClusterIP was not probed, or its probe failed";
+    ServiceProxyAsEndpoints = "service-proxy-as-endpoints", ServiceProxy, "the ClusterIP answers as its endpoints do: the Service rules translate to them";
+    ServiceProxyRefusedAsEmpty = "service-proxy-refused-as-empty", ServiceProxy, "the ClusterIP is refused while endpoints answer: the rules act as if it had no endpoints";
+    ServiceProxyRulesMissing = "service-proxy-rules-missing", ServiceProxy, "the ClusterIP drops what the pod IPs answer: the Service's rules are missing (kube-proxy/dataplane)";
+    ServiceProxyNothingToCompare = "service-proxy-nothing-to-compare", ServiceProxy, "the ClusterIP fails and no endpoint answered to compare it with";
+    ServiceProxyStaleRules = "service-proxy-stale-rules", ServiceProxy, "the source node translates the ClusterIP to addresses that are no longer endpoints";
     ApplicationNotApplicable = "application-not-applicable", Application, "no destination address to check (an ExternalName Service, no endpoints)";
     ApplicationSocketsUnknown = "application-sockets-unknown", Application, "the destination refuses and its sockets could not be read";
     ApplicationLoopbackOnly = "application-loopback-only", Application, "the destination listens on the port on a loopback address only, not its pod IP";

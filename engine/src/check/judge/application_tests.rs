@@ -107,7 +107,18 @@ fn icmp_port_unreachable_fails_application_naming_what_is_bound() {
             vec![ListenerFinding::NotOnPort(vec!["0.0.0.0:9999".into()]); 2]
         )
     );
-    assert!(summary(&report, Layer::ServiceProxy).contains("with nothing bound do"));
+    assert_eq!(
+        finding(&ev, judge_service_proxy),
+        Finding::ServiceProxy(ServiceProxyFinding::AsEndpoints {
+            vip: Vip {
+                ip: ip(VIP),
+                port: 5353,
+                transport: Transport::Udp,
+            },
+            outcome: VipOutcome::Udp(UdpOutcome::Refused { rtt_us: 80 }),
+            alike: Alike::Unbound { unbound: 2, total: 2 },
+        })
+    );
 }
 
 #[test]

@@ -266,20 +266,22 @@ pub(super) fn conntrack_line(cx: &Context) -> Option<String> {
     }
 }
 
-/// What the source node programmed for the VIP, when it was read.
-pub(super) fn service_rules<'a>(cx: &'a Context) -> Result<(&'a str, &'a ServiceRules), String> {
-    let Some(w) = cx.witnesses.node_dataplane.as_ref() else {
-        return Err("not asked".into());
-    };
+/// What the source node programmed for the VIP: `None` when it was not asked, else the node and
+/// its rules, or the evidence line saying why they were not read.
+pub(super) fn service_rules<'a>(cx: &'a Context) -> Option<Result<(&'a str, &'a ServiceRules), String>> {
+    let w = cx.witnesses.node_dataplane.as_ref()?;
     match &w.result {
         Fact::Known(NodeDataplaneResult {
             service_rules: Some(rules),
             ..
-        }) => match &rules.error {
+        }) => Some(match &rules.error {
             Some(err) => Err(format!("the Service rules on {} were not read: {err}", w.node)),
             None => Ok((w.node.as_str(), rules)),
-        },
-        Fact::Known(_) => Err("not asked".into()),
-        Fact::Unknown(why) => Err(format!("the Service rules on {} were not read: {why}", w.node)),
+        }),
+        Fact::Known(_) => None,
+        Fact::Unknown(why) => Some(Err(format!(
+            "the Service rules on {} were not read: {why}",
+            w.node
+        ))),
     }
 }

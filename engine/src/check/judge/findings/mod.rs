@@ -9,6 +9,7 @@ mod application;
 mod dns;
 mod endpoints;
 mod service;
+mod service_proxy;
 mod source;
 
 pub(crate) use application::{ApplicationFinding, Refusal};
@@ -17,6 +18,9 @@ pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
 pub(crate) use service::ServiceFinding;
 #[cfg(test)]
 pub(crate) use service::ServicePort;
+pub(crate) use service_proxy::{
+    Alike, NoVip, Programmed, RulesReading, ServiceProxyFinding, Vip, VipOutcome,
+};
 pub(crate) use source::SourceFinding;
 
 /// One layer's finding.
@@ -26,6 +30,7 @@ pub(crate) enum Finding {
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    ServiceProxy(ServiceProxyFinding),
     Application(ApplicationFinding),
     /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
     /// first, with the fault it would also report.
@@ -40,6 +45,7 @@ impl Finding {
             Finding::Dns(f) => f.code(),
             Finding::Service(f) => f.code(),
             Finding::Endpoints(f) => f.code(),
+            Finding::ServiceProxy(f) => f.code(),
             Finding::Application(f) => f.code(),
             Finding::BehindBlockedDns(f) => f.code(),
         }
@@ -58,6 +64,7 @@ impl fmt::Display for Finding {
             Finding::Dns(x) => x.fmt(f),
             Finding::Service(x) => x.fmt(f),
             Finding::Endpoints(x) => x.fmt(f),
+            Finding::ServiceProxy(x) => x.fmt(f),
             Finding::Application(x) => x.fmt(f),
             Finding::BehindBlockedDns(x) => write!(
                 f,
@@ -82,6 +89,7 @@ into_finding!(
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    ServiceProxy(ServiceProxyFinding),
     Application(ApplicationFinding)
 );
 
