@@ -95,6 +95,17 @@ codes! {
     EndpointsNoneReady = "endpoints-none-ready", Endpoints, "pods are selected, none is ready";
     EndpointsReadyPodsUnlisted = "endpoints-ready-pods-unlisted", Endpoints, "selected pods are ready, but no ready endpoint lists them (stale EndpointSlices)";
     EndpointsStale = "endpoints-stale", Endpoints, "an EndpointSlice lists an address no pod holds and that does not answer";
+    PodNetworkNotApplicable = "pod-network-not-applicable", PodNetwork, "no destination address to connect to";
+    PodNetworkExternalName = "pod-network-external-name", PodNetwork, "an ExternalName Service: the host behind it is outside the cluster, not connected to";
+    PodNetworkNotProbed = "pod-network-not-probed", PodNetwork, "a destination address was not probed, or its probe failed";
+    PodNetworkAnswers = "pod-network-answers", PodNetwork, "the destination addresses answer from the source pod's netns";
+    PodNetworkMtuBlackHole = "pod-network-mtu-black-hole", PodNetwork, "connections succeed, but large packets vanish on the path (an MTU black hole)";
+    PodNetworkConnectFailed = "pod-network-connect-failed", PodNetwork, "TCP times out or is unreachable although policy allows it, on the source's node or outside the cluster's pods";
+    PodNetworkPodDrops = "pod-network-pod-drops", PodNetwork, "TCP to a pod times out while other pods on its node, or the node itself, answer: a drop of that pod or port";
+    PodNetworkPathBroken = "pod-network-path-broken", PodNetwork, "neither the pods on a node nor the node itself answer: the cross-node path is broken";
+    PodNetworkNoSecondWitness = "pod-network-no-second-witness", PodNetwork, "TCP to pods on another node fails and no second witness tells the path from the pods";
+    PodNetworkDatagramRejected = "pod-network-datagram-rejected", PodNetwork, "an ICMP unreachable answers the datagram although policy allows it";
+    PodNetworkSilent = "pod-network-silent", PodNetwork, "datagrams get no answer, and UDP silence alone does not tell the path from the application";
     ServiceProxyNotApplicable = "service-proxy-not-applicable", ServiceProxy, "no Service virtual IP on the path (headless, no ClusterIP, a pod or address target)";
     ServiceProxyNotProbed = "service-proxy-not-probed", ServiceProxy, "the ClusterIP was not probed, or its probe failed";
     ServiceProxyAsEndpoints = "service-proxy-as-endpoints", ServiceProxy, "the ClusterIP answers as its endpoints do: the Service rules translate to them";

@@ -154,7 +154,10 @@ fn silence_where_nothing_is_bound_fails_application_like_a_refusal_would() {
             .iter()
             .any(|l| l.text.contains("rate-limits ICMP errors"))
     );
-    assert!(summary(&report, Layer::PodNetwork).contains("2 with nothing bound"));
+    assert!(matches!(
+        finding(&ev, judge_pod_network),
+        Finding::PodNetwork(PodNetworkFinding::Answer { unbound: 2, .. })
+    ));
 }
 
 /// `healthy_udp()` over IPv6: every endpoint has an IPv6 pod address, and each pod binds only

@@ -84,7 +84,8 @@ impl Judgment {
 
 /// What a judgment states: a finding, or (for a layer not converted yet) a sentence.
 pub(super) enum Said {
-    Finding(Finding),
+    /// Boxed: a finding carries the values its sentence needs.
+    Finding(Box<Finding>),
     Prose(String),
 }
 
@@ -102,7 +103,7 @@ impl From<&str> for Said {
 
 impl<F: Into<Finding>> From<F> for Said {
     fn from(finding: F) -> Self {
-        Said::Finding(finding.into())
+        Said::Finding(Box::new(finding.into()))
     }
 }
 
@@ -121,7 +122,7 @@ fn found(finding: Finding, status: Status, evidence: Vec<String>, fix: Vec<FixLi
 
 pub(super) fn pass(summary: impl Into<Said>, evidence: Vec<String>) -> Judgment {
     match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Pass, evidence, vec![]),
+        Said::Finding(finding) => found(*finding, Status::Pass, evidence, vec![]),
         Said::Prose(summary) => Judgment::Pass {
             summary,
             evidence: lines(evidence),
@@ -131,7 +132,7 @@ pub(super) fn pass(summary: impl Into<Said>, evidence: Vec<String>) -> Judgment 
 
 pub(super) fn fail(summary: impl Into<Said>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
     match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Fail, evidence, fix),
+        Said::Finding(finding) => found(*finding, Status::Fail, evidence, fix),
         Said::Prose(summary) => Judgment::Fail {
             summary,
             evidence: lines(evidence),
@@ -142,7 +143,7 @@ pub(super) fn fail(summary: impl Into<Said>, evidence: Vec<String>, fix: Vec<Fix
 
 pub(super) fn undetermined(summary: impl Into<Said>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
     match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Undetermined, evidence, fix),
+        Said::Finding(finding) => found(*finding, Status::Undetermined, evidence, fix),
         Said::Prose(summary) => Judgment::Undetermined {
             summary,
             evidence: lines(evidence),
@@ -168,7 +169,7 @@ pub(super) fn hint(line: impl Into<String>) -> FixLine {
 
 pub(super) fn not_applicable(summary: impl Into<Said>) -> Judgment {
     match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Skip, vec![], vec![]),
+        Said::Finding(finding) => found(*finding, Status::Skip, vec![], vec![]),
         Said::Prose(summary) => Judgment::NotApplicable(summary),
     }
 }

@@ -8,6 +8,7 @@ use crate::check::report::{Code, Summary};
 mod application;
 mod dns;
 mod endpoints;
+mod pod_network;
 mod service;
 mod service_proxy;
 mod source;
@@ -15,6 +16,10 @@ mod source;
 pub(crate) use application::{ApplicationFinding, Refusal};
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
 pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
+pub(crate) use pod_network::{
+    Dropped, Hole, MtuFinding, PacketReading, PathReading, Place, PodNetworkFinding, Probed, Silence, Span,
+    Unexplained,
+};
 pub(crate) use service::ServiceFinding;
 #[cfg(test)]
 pub(crate) use service::ServicePort;
@@ -30,6 +35,7 @@ pub(crate) enum Finding {
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    PodNetwork(PodNetworkFinding),
     ServiceProxy(ServiceProxyFinding),
     Application(ApplicationFinding),
     /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
@@ -45,6 +51,7 @@ impl Finding {
             Finding::Dns(f) => f.code(),
             Finding::Service(f) => f.code(),
             Finding::Endpoints(f) => f.code(),
+            Finding::PodNetwork(f) => f.code(),
             Finding::ServiceProxy(f) => f.code(),
             Finding::Application(f) => f.code(),
             Finding::BehindBlockedDns(f) => f.code(),
@@ -64,6 +71,7 @@ impl fmt::Display for Finding {
             Finding::Dns(x) => x.fmt(f),
             Finding::Service(x) => x.fmt(f),
             Finding::Endpoints(x) => x.fmt(f),
+            Finding::PodNetwork(x) => x.fmt(f),
             Finding::ServiceProxy(x) => x.fmt(f),
             Finding::Application(x) => x.fmt(f),
             Finding::BehindBlockedDns(x) => write!(
@@ -89,6 +97,7 @@ into_finding!(
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    PodNetwork(PodNetworkFinding),
     ServiceProxy(ServiceProxyFinding),
     Application(ApplicationFinding)
 );
