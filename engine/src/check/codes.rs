@@ -95,6 +95,14 @@ codes! {
     EndpointsNoneReady = "endpoints-none-ready", Endpoints, "pods are selected, none is ready";
     EndpointsReadyPodsUnlisted = "endpoints-ready-pods-unlisted", Endpoints, "selected pods are ready, but no ready endpoint lists them (stale EndpointSlices)";
     EndpointsStale = "endpoints-stale", Endpoints, "an EndpointSlice lists an address no pod holds and that does not answer";
+    NetworkPolicyNotApplicable = "network-policy-not-applicable", NetworkPolicy, "no destination address to evaluate policy for (an ExternalName Service, no endpoints)";
+    NetworkPolicyDnsDenied = "network-policy-dns-denied", NetworkPolicy, "NetworkPolicy denies the source's DNS queries to cluster DNS";
+    NetworkPolicyIngressDenied = "network-policy-ingress-denied", NetworkPolicy, "the destination's ingress policy denies the flow, and it does not get through";
+    NetworkPolicyEgressDenied = "network-policy-egress-denied", NetworkPolicy, "the source's egress policy denies the flow, and it does not get through";
+    NetworkPolicyDenied = "network-policy-denied", NetworkPolicy, "the flow is denied, with no side named, and it does not get through";
+    NetworkPolicyNotEvaluated = "network-policy-not-evaluated", NetworkPolicy, "the flow fails and NetworkPolicy could not be evaluated, so it cannot be ruled out";
+    NetworkPolicyNotEnforced = "network-policy-not-enforced", NetworkPolicy, "NetworkPolicy denies flows that get through: the CNI does not enforce it";
+    NetworkPolicyAllowed = "network-policy-allowed", NetworkPolicy, "egress of the source and ingress of the destination allow the flow";
     PodNetworkNotApplicable = "pod-network-not-applicable", PodNetwork, "no destination address to connect to";
     PodNetworkExternalName = "pod-network-external-name", PodNetwork, "an ExternalName Service: the host behind it is outside the cluster, not connected to";
     PodNetworkNotProbed = "pod-network-not-probed", PodNetwork, "a destination address was not probed, or its probe failed";

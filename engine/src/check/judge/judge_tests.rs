@@ -41,7 +41,8 @@ fn dns_blocked_by_policy_stays_the_one_failing_layer_when_the_service_has_no_rea
         c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
         c.pods[0].egress_policy = PolicyCheck::Denied {
             egress: Some(denied_side(
-                "shop/checkout is isolated by shop/egress-lockdown",
+                "shop/checkout",
+                to("kube-system/coredns-0"),
                 "shop/egress-lockdown",
                 53,
                 "UDP",

@@ -112,10 +112,20 @@ fn lines(evidence: Vec<String>) -> Vec<EvidenceLine> {
 }
 
 fn found(finding: Finding, status: Status, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
+    found_with(finding, status, lines(evidence), fix)
+}
+
+/// A finding whose evidence lines carry their own kind (a disagreement between probe and policy).
+pub(super) fn found_with(
+    finding: impl Into<Finding>,
+    status: Status,
+    evidence: Vec<EvidenceLine>,
+    fix: Vec<FixLine>,
+) -> Judgment {
     Judgment::Found(Box::new(Found {
-        finding,
+        finding: finding.into(),
         status,
-        evidence: lines(evidence),
+        evidence,
         fix,
     }))
 }

@@ -8,6 +8,7 @@ use crate::check::report::{Code, Summary};
 mod application;
 mod dns;
 mod endpoints;
+mod network_policy;
 mod pod_network;
 mod service;
 mod service_proxy;
@@ -16,6 +17,7 @@ mod source;
 pub(crate) use application::{ApplicationFinding, Refusal};
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
 pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
+pub(crate) use network_policy::{DeniedHead, NetworkPolicyFinding};
 pub(crate) use pod_network::{
     Dropped, Hole, MtuFinding, PacketReading, PathReading, Place, PodNetworkFinding, Probed, Silence, Span,
     Unexplained,
@@ -35,6 +37,7 @@ pub(crate) enum Finding {
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    NetworkPolicy(NetworkPolicyFinding),
     PodNetwork(PodNetworkFinding),
     ServiceProxy(ServiceProxyFinding),
     Application(ApplicationFinding),
@@ -51,6 +54,7 @@ impl Finding {
             Finding::Dns(f) => f.code(),
             Finding::Service(f) => f.code(),
             Finding::Endpoints(f) => f.code(),
+            Finding::NetworkPolicy(f) => f.code(),
             Finding::PodNetwork(f) => f.code(),
             Finding::ServiceProxy(f) => f.code(),
             Finding::Application(f) => f.code(),
@@ -71,6 +75,7 @@ impl fmt::Display for Finding {
             Finding::Dns(x) => x.fmt(f),
             Finding::Service(x) => x.fmt(f),
             Finding::Endpoints(x) => x.fmt(f),
+            Finding::NetworkPolicy(x) => x.fmt(f),
             Finding::PodNetwork(x) => x.fmt(f),
             Finding::ServiceProxy(x) => x.fmt(f),
             Finding::Application(x) => x.fmt(f),
@@ -97,6 +102,7 @@ into_finding!(
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    NetworkPolicy(NetworkPolicyFinding),
     PodNetwork(PodNetworkFinding),
     ServiceProxy(ServiceProxyFinding),
     Application(ApplicationFinding)
