@@ -15,10 +15,7 @@ pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
 /// layer whose connections all succeed; conntrack fill is evidence when the path fails; a
 /// witness that could not run says so. (What a capture saw is read with the failing TCP
 /// connections, in [`tcp_connectivity`].)
-fn with_witnesses(cx: &Context, judgment: Judgment) -> Judgment {
-    let Judgment::Found(mut found) = judgment else {
-        return judgment;
-    };
+fn with_witnesses(cx: &Context, mut found: Judgment) -> Judgment {
     match found.status {
         Status::Pass => {
             if let Some((mtu, mtu_evidence)) = mtu_black_hole(cx) {
@@ -42,7 +39,7 @@ fn with_witnesses(cx: &Context, judgment: Judgment) -> Judgment {
         }
         _ => {}
     }
-    Judgment::Found(found)
+    found
 }
 
 fn connectivity(cx: &Context) -> Judgment {

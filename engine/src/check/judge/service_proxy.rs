@@ -83,14 +83,11 @@ fn rules_reading(cx: &Context, vip: Vip, node: &str, rules: &ServiceRules) -> Ru
 }
 
 /// Adds the rules witness's lines to a judgment's evidence.
-fn with_evidence(judgment: Judgment, lines: Vec<String>) -> Judgment {
-    match judgment {
-        Judgment::Found(mut found) if found.status != Status::Skip => {
-            found.evidence.extend(lines.into_iter().map(Into::into));
-            Judgment::Found(found)
-        }
-        other => other,
+fn with_evidence(mut judgment: Judgment, lines: Vec<String>) -> Judgment {
+    if judgment.status != Status::Skip {
+        judgment.evidence.extend(lines.into_iter().map(Into::into));
     }
+    judgment
 }
 
 fn proxy_fix(node: &str) -> Vec<String> {

@@ -358,10 +358,7 @@ pub(super) const PORT_80: ServicePort = ServicePort {
 
 /// What the layer found, judged on its own from `ev`.
 pub(super) fn finding(ev: &Evidence, judge_layer: fn(&Context) -> Judgment) -> Finding {
-    judge_layer(&Context::new(ev))
-        .finding()
-        .cloned()
-        .expect("a layer whose findings are values")
+    *judge_layer(&Context::new(ev)).finding
 }
 
 pub(super) fn evidence_text(report: &Report, layer: Layer) -> String {
