@@ -426,34 +426,30 @@ impl PolicyEvaluation {
 /// isolate the pod with no rule allowing the flow.
 pub fn denied(v: &TieredVerdict) -> PolicyCheck {
     let np = &v.network_policy;
-    let side = |tier: &TierVerdict, d: &DirectionVerdict, subject: &Peer, what: String| {
+    let side = |tier: &TierVerdict, d: &DirectionVerdict, subject: &Peer, other: FlowEnd| {
         (!tier.allowed).then(|| {
-            let flow = format!("{what} on {}/{}", np.port, np.protocol);
             let isolating = NonEmpty::from_vec(d.isolating_policies.clone());
-            let why = match (&tier.rule, tier.decided_by, &isolating) {
-                (Some(rule), DecidingTier::Admin, _) => {
-                    format!("{subject} is denied {flow} by {rule} in the Admin tier, before any NetworkPolicy")
-                }
-                (Some(rule), _, _) => format!(
-                    "{subject} is denied {flow} by {rule} in the Baseline tier; no NetworkPolicy selecting it allows it"
-                ),
-                (None, _, Some(by)) => format!("{subject} is isolated by {}; no rule allows {flow}", by.joined()),
-                (None, _, None) => format!("{subject} is denied {flow}"),
+            let cause = match (&tier.rule, tier.decided_by, &isolating) {
+                (Some(rule), DecidingTier::Admin, _) => DenialCause::AdminTier(rule.clone()),
+                (Some(rule), _, _) => DenialCause::BaselineTier(rule.clone()),
+                (None, _, Some(by)) => DenialCause::Isolated(by.clone()),
+                (None, _, None) => DenialCause::Unnamed,
             };
-            DeniedSide {
-                why,
+            Box::new(DeniedSide {
+                subject: subject.clone(),
+                other,
+                cause,
                 policies: match tier.decided_by {
                     DecidingTier::Admin => None,
                     _ => isolating,
                 },
                 port: np.port,
                 protocol: np.protocol,
-                admin_rule: tier.rule.clone(),
-            }
+            })
         })
     };
     PolicyCheck::Denied {
-        egress: side(&v.egress, &np.egress, &np.from, format!("to {}", np.to)),
-        ingress: side(&v.ingress, &np.ingress, &np.to, format!("from {}", np.from)),
+        egress: side(&v.egress, &np.egress, &np.from, FlowEnd::To(np.to.clone())),
+        ingress: side(&v.ingress, &np.ingress, &np.to, FlowEnd::From(np.from.clone())),
     }
 }

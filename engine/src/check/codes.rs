@@ -95,6 +95,40 @@ codes! {
     EndpointsNoneReady = "endpoints-none-ready", Endpoints, "pods are selected, none is ready";
     EndpointsReadyPodsUnlisted = "endpoints-ready-pods-unlisted", Endpoints, "selected pods are ready, but no ready endpoint lists them (stale EndpointSlices)";
     EndpointsStale = "endpoints-stale", Endpoints, "an EndpointSlice lists an address no pod holds and that does not answer";
+    NetworkPolicyNotApplicable = "network-policy-not-applicable", NetworkPolicy, "no destination address to evaluate policy for (an ExternalName Service, no endpoints)";
+    NetworkPolicyDnsDenied = "network-policy-dns-denied", NetworkPolicy, "NetworkPolicy denies the source's DNS queries to cluster DNS";
+    NetworkPolicyIngressDenied = "network-policy-ingress-denied", NetworkPolicy, "the destination's ingress policy denies the flow, and it does not get through";
+    NetworkPolicyEgressDenied = "network-policy-egress-denied", NetworkPolicy, "the source's egress policy denies the flow, and it does not get through";
+    NetworkPolicyDenied = "network-policy-denied", NetworkPolicy, "the flow is denied, with no side named, and it does not get through";
+    NetworkPolicyNotEvaluated = "network-policy-not-evaluated", NetworkPolicy, "the flow fails and NetworkPolicy could not be evaluated, so it cannot be ruled out";
+    NetworkPolicyNotEnforced = "network-policy-not-enforced", NetworkPolicy, "NetworkPolicy denies flows that get through: the CNI does not enforce it";
+    NetworkPolicyAllowed = "network-policy-allowed", NetworkPolicy, "egress of the source and ingress of the destination allow the flow";
+    PodNetworkNotApplicable = "pod-network-not-applicable", PodNetwork, "no destination address to connect to";
+    PodNetworkExternalName = "pod-network-external-name", PodNetwork, "an ExternalName Service: the host behind it is outside the cluster, not connected to";
+    PodNetworkNotProbed = "pod-network-not-probed", PodNetwork, "a destination address was not probed, or its probe failed";
+    PodNetworkAnswers = "pod-network-answers", PodNetwork, "the destination addresses answer from the source pod's netns";
+    PodNetworkMtuBlackHole = "pod-network-mtu-black-hole", PodNetwork, "connections succeed, but large packets vanish on the path (an MTU black hole)";
+    PodNetworkConnectFailed = "pod-network-connect-failed", PodNetwork, "TCP times out or is unreachable although policy allows it, on the source's node or outside the cluster's pods";
+    PodNetworkPodDrops = "pod-network-pod-drops", PodNetwork, "TCP to a pod times out while other pods on its node, or the node itself, answer: a drop of that pod or port";
+    PodNetworkPathBroken = "pod-network-path-broken", PodNetwork, "neither the pods on a node nor the node itself answer: the cross-node path is broken";
+    PodNetworkNoSecondWitness = "pod-network-no-second-witness", PodNetwork, "TCP to pods on another node fails and no second witness tells the path from the pods";
+    PodNetworkDatagramRejected = "pod-network-datagram-rejected", PodNetwork, "an ICMP unreachable answers the datagram although policy allows it";
+    PodNetworkSilent = "pod-network-silent", PodNetwork, "datagrams get no answer, and UDP silence alone does not tell the path from the application";
+    ServiceProxyNotApplicable = "service-proxy-not-applicable", ServiceProxy, "no Service virtual IP on the path (headless, no ClusterIP, a pod or address target)";
+    ServiceProxyNotProbed = "service-proxy-not-probed", ServiceProxy, "the ClusterIP was not probed, or its probe failed";
+    ServiceProxyAsEndpoints = "service-proxy-as-endpoints", ServiceProxy, "the ClusterIP answers as its endpoints do: the Service rules translate to them";
+    ServiceProxyRefusedAsEmpty = "service-proxy-refused-as-empty", ServiceProxy, "the ClusterIP is refused while endpoints answer: the rules act as if it had no endpoints";
+    ServiceProxyRulesMissing = "service-proxy-rules-missing", ServiceProxy, "the ClusterIP drops what the pod IPs answer: the Service's rules are missing (kube-proxy/dataplane)";
+    ServiceProxyNothingToCompare = "service-proxy-nothing-to-compare", ServiceProxy, "the ClusterIP fails and no endpoint answered to compare it with";
+    ServiceProxyStaleRules = "service-proxy-stale-rules", ServiceProxy, "the source node translates the ClusterIP to addresses that are no longer endpoints";
+    ApplicationNotApplicable = "application-not-applicable", Application, "no destination address to check (an ExternalName Service, no endpoints)";
+    ApplicationSocketsUnknown = "application-sockets-unknown", Application, "the destination refuses and its sockets could not be read";
+    ApplicationLoopbackOnly = "application-loopback-only", Application, "the destination listens on the port on a loopback address only, not its pod IP";
+    ApplicationNotListening = "application-not-listening", Application, "nothing in the destination pod listens on (or, over UDP, is bound to) the port";
+    ApplicationOtherFamilyOnly = "application-other-family-only", Application, "the destination listens on the port only for the other address family";
+    ApplicationRefusedOnPath = "application-refused-on-path", Application, "refused although the destination listens: a REJECT on the path or a full accept queue";
+    ApplicationNotChecked = "application-not-checked", Application, "a destination was not probed, so the application could not be checked";
+    ApplicationAccepts = "application-accepts", Application, "every destination accepts the connection (or answers the datagram)";
 }
 
 impl Serialize for Code {

@@ -14,7 +14,7 @@ pub use crate::cluster::pods::{PodFacts, ServingPort};
 pub use crate::cluster::{NamespacedName, PortRef, ToolFailure};
 pub use crate::policy::IpFamily;
 use crate::policy::admin::AdminRuleRef;
-use crate::policy::{PolicyRef, Protocol};
+use crate::policy::{Peer, PolicyRef, Protocol};
 
 /// A fact the tool either learned or could not learn (the failure says why).
 #[derive(Debug, Clone, PartialEq)]
@@ -415,34 +415,76 @@ pub enum PolicyCheck {
     },
     Denied {
         /// Why egress of the source is denied, when it is.
-        egress: Option<DeniedSide>,
+        egress: Option<Box<DeniedSide>>,
         /// Why ingress of the destination is denied, when it is.
-        ingress: Option<DeniedSide>,
+        ingress: Option<Box<DeniedSide>>,
     },
 }
 
-/// One direction (egress of the source or ingress of the destination) that NetworkPolicy denies.
+/// One direction (egress of the source or ingress of the destination) that NetworkPolicy denies,
+/// and why, as values: the judge words it (`judge::findings`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeniedSide {
-    /// The evaluator's explanation, naming the isolating policies.
-    pub why: String,
+    /// Whose direction is denied: the source for egress, the destination for ingress.
+    pub subject: Peer,
+    /// The flow's other end, as the subject sees it.
+    pub other: FlowEnd,
+    /// What denied it.
+    pub cause: DenialCause,
     /// The NetworkPolicies that isolate the pod in this direction; `None` when none does (a
     /// Baseline-tier rule decided) or an Admin-tier rule decided (no NetworkPolicy can change it).
     pub policies: Option<NonEmpty<PolicyRef>>,
     /// The destination port and protocol of the denied flow.
     pub port: u16,
     pub protocol: Protocol,
-    /// The cluster-wide admin rule that denied it, when an Admin- or Baseline-tier rule decided
-    /// (then `policies` is `None` for an Admin-tier decision: no NetworkPolicy can change it).
-    pub admin_rule: Option<AdminRuleRef>,
+}
+
+/// The other end of a denied flow: egress goes `To` it, ingress comes `From` it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowEnd {
+    To(Peer),
+    From(Peer),
+}
+
+/// What denied one direction of a flow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DenialCause {
+    /// An Admin-tier rule, evaluated before any NetworkPolicy.
+    AdminTier(AdminRuleRef),
+    /// A Baseline-tier rule; no NetworkPolicy selecting the subject allows the flow.
+    BaselineTier(AdminRuleRef),
+    /// These NetworkPolicies isolate the subject and none of their rules allows the flow.
+    Isolated(NonEmpty<PolicyRef>),
+    /// Denied, with no rule or isolating policy to name.
+    Unnamed,
 }
 
 impl DeniedSide {
+    /// The cluster-wide admin rule that denied it, when an Admin- or Baseline-tier rule decided
+    /// (then `policies` is `None` for an Admin-tier decision: no NetworkPolicy can change it).
+    pub fn admin_rule(&self) -> Option<&AdminRuleRef> {
+        match &self.cause {
+            DenialCause::AdminTier(rule) | DenialCause::BaselineTier(rule) => Some(rule),
+            DenialCause::Isolated(_) | DenialCause::Unnamed => None,
+        }
+    }
+
     /// Only a cluster admin can change this side: an Admin-tier rule decided it.
     pub fn needs_cluster_admin(&self) -> bool {
-        self.admin_rule
-            .as_ref()
+        self.admin_rule()
             .is_some_and(|r| r.policy.tier == crate::policy::admin::AdminTier::Admin)
+    }
+
+    /// Whether `other` denies for the same reason: the same flow, denied by the same cause.
+    pub fn same_reason(&self, other: &DeniedSide) -> bool {
+        (&self.subject, &self.other, &self.cause, self.port, self.protocol)
+            == (
+                &other.subject,
+                &other.other,
+                &other.cause,
+                other.port,
+                other.protocol,
+            )
     }
 }
 

@@ -158,7 +158,7 @@ impl Serialize for EvidenceLine {
 pub use super::codes::Code;
 
 /// A step's sentence, and the stable code of the finding it words. Serialized as `summary` and,
-/// beside it, `code` (absent where the step's layer has no coded finding yet, or was not judged).
+/// beside it, `code` (absent where the step was not judged).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
     #[serde(rename = "summary")]

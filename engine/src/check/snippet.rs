@@ -136,7 +136,7 @@ fn admissions(pods: &[Pod], flow: &Flow, check: &PolicyCheck) -> Option<Vec<Admi
     let PolicyCheck::Denied { egress, ingress } = check else {
         return Some(vec![]);
     };
-    let sides: [(&Option<DeniedSide>, bool); 2] = [(ingress, true), (egress, false)];
+    let sides: [(&Option<Box<DeniedSide>>, bool); 2] = [(ingress, true), (egress, false)];
     let mut out = Vec::new();
     for (side, is_ingress) in sides {
         let Some(side) = side else { continue };

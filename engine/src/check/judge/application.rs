@@ -4,20 +4,30 @@
 use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
 
 use super::outcomes::{nothing_bound, outcome};
-use super::sockets::{ListenerFinding, binding_hints, describe_finding, listener_finding};
+use super::sockets::{ListenerFinding, binding_hints, listener_finding};
 use super::*;
 
 pub(super) fn judge_application(cx: &Context) -> Judgment {
     if cx.is_external_name() {
-        return not_applicable("not applicable: an ExternalName Service");
+        return not_applicable(ApplicationFinding::NotApplicable(NoDestination::ExternalName));
     }
     let live = &cx.live;
     if live.is_empty() {
-        return not_applicable("not applicable: no destination address");
+        return not_applicable(ApplicationFinding::NotApplicable(NoDestination::NoAddress));
     }
     match cx.transport {
         Transport::Tcp => tcp_application(cx),
         Transport::Udp => udp_application(cx),
+    }
+}
+
+/// What a destination's sockets say about its refusal.
+fn refusal(e: &EndpointFacts, transport: Transport) -> Refusal {
+    let port = e.port.unwrap_or_default();
+    Refusal {
+        endpoint: e.label(),
+        port,
+        sockets: listener_finding(e, port, transport),
     }
 }
 
@@ -29,46 +39,54 @@ fn tcp_application(cx: &Context) -> Judgment {
     let mut connected = 0;
     let mut unknown = vec![];
     for e in live {
-        let port = e.port.unwrap_or_default();
         match &e.live {
             LiveFact::Tcp(Fact::Known(TcpOutcome::Connected { .. })) => connected += 1,
             LiveFact::Tcp(Fact::Known(TcpOutcome::Refused { .. })) => {
-                refused.push((e.label(), listener_finding(e, port, Transport::Tcp), port));
+                refused.push(refusal(e, Transport::Tcp));
                 fix.extend(pod_fix(e));
             }
             other => unknown.push(format!("{}: {}", e.label(), not_probed(other))),
         }
     }
-    if let Some((label, finding, port)) = refused.first() {
-        let why = describe_finding(finding, *port, Transport::Tcp);
+    if let Some(refused) = NonEmpty::from_vec(refused) {
         let evidence = refused
             .iter()
-            .map(|(l, f, p)| format!("TCP to {l} refused; {}", describe_finding(f, *p, Transport::Tcp)))
+            .map(|r| format!("TCP to {} refused; {}", r.endpoint, r.why(Transport::Tcp)))
             .collect();
-        let findings: Vec<&ListenerFinding> = refused.iter().map(|(_, f, _)| f).collect();
-        fix.splice(0..0, binding_hints(&findings));
-        let summary = if live.len() > 1 {
-            format!(
-                "{} {}: {label}: {why}{}",
-                endpoints_of(refused.len(), live.len()),
-                if refused.len() == 1 { "refuses" } else { "refuse" },
-                connection_share(refused.len(), live.len())
-            )
-        } else {
-            format!("{label} refuses the connection: {why}")
-        };
-        return fail(summary, evidence, fix);
+        return refused_judgment(Transport::Tcp, refused, live.len(), evidence, fix);
     }
     if !unknown.is_empty() {
-        return undetermined("the application could not be checked", unknown, vec![]);
+        let finding = ApplicationFinding::NotChecked {
+            transport: Transport::Tcp,
+        };
+        return undetermined(finding, unknown, vec![]);
     }
     pass(
-        format!(
-            "{connected}/{} destination pods accept the connection",
-            live.len()
-        ),
+        ApplicationFinding::Accepts {
+            transport: Transport::Tcp,
+            accepted: connected,
+            total: live.len(),
+        },
         vec![],
     )
+}
+
+/// The failure for destinations that refuse, the fixes that change a binding first.
+fn refused_judgment(
+    transport: Transport,
+    refused: NonEmpty<Refusal>,
+    total: usize,
+    evidence: Vec<String>,
+    mut fix: Vec<FixLine>,
+) -> Judgment {
+    let sockets: Vec<&ListenerFinding> = refused.iter().map(|r| &r.sockets).collect();
+    fix.splice(0..0, binding_hints(&sockets));
+    let finding = ApplicationFinding::Refused {
+        transport,
+        refused,
+        total,
+    };
+    fail(finding, evidence, fix)
 }
 
 /// Over UDP: something in the destination pod is bound to the port.
@@ -79,34 +97,31 @@ fn udp_application(cx: &Context) -> Judgment {
     let mut answered = 0;
     let mut unknown = vec![];
     for e in live {
-        let port = e.port.unwrap_or_default();
         match outcome(e) {
             Some(UdpOutcome::Answered { .. }) => answered += 1,
             Some(o) if nothing_bound(e) => {
-                unbound.push((e.label(), listener_finding(e, port, Transport::Udp), port, o));
+                unbound.push((refusal(e, Transport::Udp), o));
                 fix.extend(pod_fix(e));
             }
             Some(o) => unknown.push(format!("{}: {}", e.label(), describe_udp(o))),
             None => unknown.push(format!("{}: not probed", e.label())),
         }
     }
-    if let Some((label, finding, port, _)) = unbound.first() {
-        let why = describe_finding(finding, *port, Transport::Udp);
+    if !unbound.is_empty() {
         let mut evidence: Vec<String> = unbound
             .iter()
-            .map(|(l, f, p, o)| {
+            .map(|(r, o)| {
                 format!(
-                    "UDP to {l}: {}; {}",
+                    "UDP to {}: {}; {}",
+                    r.endpoint,
                     describe_udp(o),
-                    describe_finding(f, *p, Transport::Udp)
+                    r.why(Transport::Udp)
                 )
             })
             .collect();
-        let findings: Vec<&ListenerFinding> = unbound.iter().map(|(_, f, _, _)| f).collect();
-        fix.splice(0..0, binding_hints(&findings));
         if unbound
             .iter()
-            .any(|(_, _, _, o)| matches!(o, UdpOutcome::Silent { .. }))
+            .any(|(_, o)| matches!(o, UdpOutcome::Silent { .. }))
         {
             evidence.push(
                 "no ICMP port-unreachable came back where nothing is bound: the pod's kernel rate-limits ICMP errors \
@@ -115,23 +130,22 @@ fn udp_application(cx: &Context) -> Judgment {
             );
         }
         // The same summary whether the port-unreachable came back or was rate-limited away.
-        let summary = if live.len() > 1 {
-            format!(
-                "{} {} nothing bound to the port: {label}: {why}{}",
-                endpoints_of(unbound.len(), live.len()),
-                if unbound.len() == 1 { "has" } else { "have" },
-                connection_share(unbound.len(), live.len())
-            )
-        } else {
-            format!("{label} has nothing bound to the port: {why}")
-        };
-        return fail(summary, evidence, fix);
+        if let Some(refused) = NonEmpty::from_vec(unbound.into_iter().map(|(r, _)| r).collect()) {
+            return refused_judgment(Transport::Udp, refused, live.len(), evidence, fix);
+        }
     }
     if !unknown.is_empty() {
-        return undetermined("the application could not be checked over UDP", unknown, vec![]);
+        let finding = ApplicationFinding::NotChecked {
+            transport: Transport::Udp,
+        };
+        return undetermined(finding, unknown, vec![]);
     }
     pass(
-        format!("{answered}/{} destination pods answer the datagram", live.len()),
+        ApplicationFinding::Accepts {
+            transport: Transport::Udp,
+            accepted: answered,
+            total: live.len(),
+        },
         vec![],
     )
 }

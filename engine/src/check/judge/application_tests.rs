@@ -2,6 +2,16 @@
 
 use crate::check::judge::test_support::*;
 
+/// What the application layer found about each refusing destination's sockets, and over what.
+fn refusals(ev: &Evidence) -> (Transport, Vec<ListenerFinding>) {
+    match finding(ev, judge_application) {
+        Finding::Application(ApplicationFinding::Refused {
+            transport, refused, ..
+        }) => (transport, refused.iter().map(|r| r.sockets.clone()).collect()),
+        other => panic!("not a refusal: {other:?}"),
+    }
+}
+
 #[test]
 fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener() {
     let mut ev = healthy();
@@ -15,10 +25,13 @@ fn refusal_while_the_pod_listens_on_the_port_does_not_claim_a_missing_listener()
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    let s = summary(&report, Layer::Application);
-    assert!(
-        s.contains("yet it listens on 8080") && s.contains("REJECT"),
-        "{s}"
+    assert_eq!(
+        code(&report, Layer::Application),
+        Some(Code::ApplicationRefusedOnPath)
+    );
+    assert_eq!(
+        refusals(&ev),
+        (Transport::Tcp, vec![ListenerFinding::ListensAnyway; 2])
     );
 }
 
@@ -36,8 +49,14 @@ fn app_bound_to_loopback_fails_application_and_says_so() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    let s = summary(&report, Layer::Application);
-    assert!(s.contains("listens on 127.0.0.1:8080 only"), "{s}");
+    assert_eq!(
+        code(&report, Layer::Application),
+        Some(Code::ApplicationLoopbackOnly)
+    );
+    assert_eq!(
+        refusals(&ev).1,
+        vec![ListenerFinding::LoopbackOnly(ip("127.0.0.1")); 2]
+    );
     assert!(report.fix[0].contains("0.0.0.0"));
 }
 
@@ -55,7 +74,14 @@ fn refusal_with_unknown_listeners_is_still_the_application() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    assert!(summary(&report, Layer::Application).contains("its listening sockets are unknown"));
+    assert_eq!(
+        code(&report, Layer::Application),
+        Some(Code::ApplicationSocketsUnknown)
+    );
+    assert_eq!(
+        refusals(&ev).1,
+        vec![ListenerFinding::Unknown(agent_missing("node-b")); 2]
+    );
 }
 
 #[test]
@@ -70,10 +96,29 @@ fn icmp_port_unreachable_fails_application_naming_what_is_bound() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    let text = summary(&report, Layer::Application);
-    assert!(text.contains("nothing in the pod is bound to 5353/UDP"), "{text}");
-    assert!(text.contains("0.0.0.0:9999"), "{text}");
-    assert!(summary(&report, Layer::ServiceProxy).contains("with nothing bound do"));
+    assert_eq!(
+        code(&report, Layer::Application),
+        Some(Code::ApplicationNotListening)
+    );
+    assert_eq!(
+        refusals(&ev),
+        (
+            Transport::Udp,
+            vec![ListenerFinding::NotOnPort(vec!["0.0.0.0:9999".into()]); 2]
+        )
+    );
+    assert_eq!(
+        finding(&ev, judge_service_proxy),
+        Finding::ServiceProxy(ServiceProxyFinding::AsEndpoints {
+            vip: Vip {
+                ip: ip(VIP),
+                port: 5353,
+                transport: Transport::Udp,
+            },
+            outcome: VipOutcome::Udp(UdpOutcome::Refused { rtt_us: 80 }),
+            alike: Alike::Unbound { unbound: 2, total: 2 },
+        })
+    );
 }
 
 #[test]
@@ -93,10 +138,15 @@ fn silence_where_nothing_is_bound_fails_application_like_a_refusal_would() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    // A rate-limited port-unreachable gives the same verdict and summary as one that came back.
+    // A rate-limited port-unreachable gives the same verdict, finding and summary as one that
+    // came back.
     assert_eq!(
-        summary(&report, Layer::Application),
-        summary(&refused, Layer::Application)
+        code(&report, Layer::Application),
+        Some(Code::ApplicationNotListening)
+    );
+    assert_eq!(
+        step(&report, Layer::Application).summary,
+        step(&refused, Layer::Application).summary
     );
     let evidence = &step(&report, Layer::Application).evidence;
     assert!(
@@ -104,7 +154,10 @@ fn silence_where_nothing_is_bound_fails_application_like_a_refusal_would() {
             .iter()
             .any(|l| l.text.contains("rate-limits ICMP errors"))
     );
-    assert!(summary(&report, Layer::PodNetwork).contains("2 with nothing bound"));
+    assert!(matches!(
+        finding(&ev, judge_pod_network),
+        Finding::PodNetwork(PodNetworkFinding::Answer { unbound: 2, .. })
+    ));
 }
 
 /// `healthy_udp()` over IPv6: every endpoint has an IPv6 pod address, and each pod binds only
@@ -121,16 +174,20 @@ fn ipv6_to_an_ipv4_wildcard(outcome: Fact<UdpOutcome>) -> Evidence {
 
 #[test]
 fn ipv6_refused_by_an_ipv4_only_udp_socket_names_the_family_as_tcp_does() {
-    let report = judge(&ipv6_to_an_ipv4_wildcard(port_unreachable()), 0);
+    let ev = ipv6_to_an_ipv4_wildcard(port_unreachable());
+    let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::Application);
-    let text = summary(&report, Layer::Application);
-    assert!(
-        text.contains(
-            "bound to 5353/UDP only on 0.0.0.0:5353, which takes no datagrams of this address family"
-        ),
-        "{text}"
+    assert_eq!(
+        code(&report, Layer::Application),
+        Some(Code::ApplicationOtherFamilyOnly)
     );
-    assert!(!text.contains("REJECT rule"), "{text}");
+    assert_eq!(
+        refusals(&ev),
+        (
+            Transport::Udp,
+            vec![ListenerFinding::OtherFamilyOnly(vec!["0.0.0.0:5353".into()]); 2]
+        )
+    );
     assert!(
         report.hints[0].contains("[::] with IPV6_V6ONLY off"),
         "{:?}",
@@ -142,9 +199,8 @@ fn ipv6_refused_by_an_ipv4_only_udp_socket_names_the_family_as_tcp_does() {
 fn ipv6_silence_at_an_ipv4_only_udp_socket_is_nothing_bound_not_undetermined() {
     let report = judge(&ipv6_to_an_ipv4_wildcard(silent()), 0);
     assert_fails_at(&report, Layer::Application);
-    let text = summary(&report, Layer::Application);
-    assert!(
-        text.contains("which takes no datagrams of this address family"),
-        "{text}"
+    assert_eq!(
+        code(&report, Layer::Application),
+        Some(Code::ApplicationOtherFamilyOnly)
     );
 }

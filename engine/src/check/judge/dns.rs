@@ -54,11 +54,11 @@ pub(super) fn dns_blocked_by_policy(ev: &Evidence) -> Option<DnsBlocked> {
             }
             | PolicyCheck::Denied {
                 ingress: Some(side), ..
-            } => reasons.push(side.clone()),
+            } => reasons.push(DeniedSide::clone(side)),
             _ => return None,
         }
     }
-    reasons.dedup_by(|a, b| a.why == b.why);
+    reasons.dedup_by(|a, b| a.same_reason(b));
     let family = IpFamily::of(queried[0].ip);
     let other_family = cluster.pods.iter().any(|p| IpFamily::of(p.ip) != family);
     let one_family = queried.iter().all(|p| IpFamily::of(p.ip) == family);

@@ -233,7 +233,8 @@ fn dns_over_ipv6_denied_over_ipv4_allowed() -> Evidence {
             direct: Fact::Known(DnsOutcome::Timeout),
             egress_policy: PolicyCheck::Denied {
                 egress: Some(denied_side(
-                    "shop/checkout is isolated by shop/checkout-egress; no rule allows to kube-system/coredns-0 on 53/UDP",
+                    "shop/checkout",
+                    to("kube-system/coredns-0"),
                     "shop/checkout-egress",
                     53,
                     "UDP",

@@ -41,7 +41,8 @@ fn dns_blocked_by_policy_stays_the_one_failing_layer_when_the_service_has_no_rea
         c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
         c.pods[0].egress_policy = PolicyCheck::Denied {
             egress: Some(denied_side(
-                "shop/checkout is isolated by shop/egress-lockdown",
+                "shop/checkout",
+                to("kube-system/coredns-0"),
                 "shop/egress-lockdown",
                 53,
                 "UDP",
@@ -190,12 +191,46 @@ fn passing_lists_are_shortened_and_say_how_many_more() {
 
 #[test]
 fn answered_datagrams_make_a_udp_service_reachable() {
-    let report = judge(&healthy_udp(), 0);
+    let ev = healthy_udp();
+    let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
-    assert!(summary(&report, Layer::Application).contains("answer the datagram"));
-    assert!(summary(&report, Layer::ServiceProxy).contains("/UDP"));
+    assert_eq!(
+        finding(&ev, judge_application),
+        Finding::Application(ApplicationFinding::Accepts {
+            transport: Transport::Udp,
+            accepted: 2,
+            total: 2,
+        })
+    );
+    assert!(matches!(
+        finding(&ev, judge_service_proxy),
+        Finding::ServiceProxy(ServiceProxyFinding::AsEndpoints {
+            vip: Vip {
+                transport: Transport::Udp,
+                ..
+            },
+            ..
+        })
+    ));
     assert_eq!(
         report.endpoints[0].udp.as_deref(),
         Some("answered (12 bytes in 0.3 ms)")
     );
+}
+
+#[test]
+fn every_judged_step_carries_the_code_of_its_finding_and_a_step_not_judged_none() {
+    let mut refusing = healthy();
+    for e in endpoints_mut(&mut refusing) {
+        e.live = LiveFact::Tcp(refused());
+    }
+    let mut silence = healthy_udp();
+    set_udp(&mut silence, silent());
+    for ev in [healthy(), healthy_udp(), refusing, silence] {
+        let report = judge(&ev, 0);
+        for step in &report.steps {
+            let judged = !step.summary.starts_with("not judged");
+            assert_eq!(step.summary.code.is_some(), judged, "{step:?}");
+        }
+    }
 }

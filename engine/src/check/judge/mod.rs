@@ -8,7 +8,7 @@
 
 use super::evidence::*;
 use super::prose::NonEmpty;
-use super::report::{EvidenceLine, FixLine, Layer, Report, Status, Step, Summary, Verdict};
+use super::report::{EvidenceLine, FixLine, Layer, Report, Status, Step, Verdict};
 
 mod application;
 mod context;
@@ -38,117 +38,50 @@ use service::*;
 use service_proxy::*;
 use source::*;
 
-/// One layer's judgment before the walk decides what is reported.
+/// One layer's judgment before the walk decides what is reported: its finding, worded at the
+/// walk ([`findings`]), and how the layer stands on it (`Skip`: not applicable, the walk goes on).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Judgment {
-    /// A layer whose finding is a value, worded at the walk ([`findings`]).
-    Found(Box<Found>),
-    // The forms below are for layers that still word their findings where they decide them.
-    Pass {
-        summary: String,
-        evidence: Vec<EvidenceLine>,
-    },
-    Fail {
-        summary: String,
-        evidence: Vec<EvidenceLine>,
-        fix: Vec<FixLine>,
-    },
-    /// Not applicable to this target; the walk goes on.
-    NotApplicable(String),
-    Undetermined {
-        summary: String,
-        evidence: Vec<EvidenceLine>,
-        fix: Vec<FixLine>,
-    },
-}
-
-/// A layer's finding and how the layer stands on it (`Skip`: not applicable, the walk goes on).
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Found {
-    pub finding: Finding,
+pub(super) struct Judgment {
+    /// Boxed: a finding carries the values its sentence needs, and judgments are moved around.
+    pub finding: Box<Finding>,
     pub status: Status,
     pub evidence: Vec<EvidenceLine>,
     pub fix: Vec<FixLine>,
-}
-
-impl Judgment {
-    /// The finding, for a layer whose findings are values.
-    #[cfg(test)]
-    pub fn finding(&self) -> Option<&Finding> {
-        match self {
-            Judgment::Found(found) => Some(&found.finding),
-            _ => None,
-        }
-    }
-}
-
-/// What a judgment states: a finding, or (for a layer not converted yet) a sentence.
-pub(super) enum Said {
-    Finding(Finding),
-    Prose(String),
-}
-
-impl From<String> for Said {
-    fn from(text: String) -> Self {
-        Said::Prose(text)
-    }
-}
-
-impl From<&str> for Said {
-    fn from(text: &str) -> Self {
-        Said::Prose(text.to_string())
-    }
-}
-
-impl<F: Into<Finding>> From<F> for Said {
-    fn from(finding: F) -> Self {
-        Said::Finding(finding.into())
-    }
 }
 
 fn lines(evidence: Vec<String>) -> Vec<EvidenceLine> {
     evidence.into_iter().map(Into::into).collect()
 }
 
-fn found(finding: Finding, status: Status, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
-    Judgment::Found(Box::new(Found {
-        finding,
+/// A finding whose evidence lines carry their own kind (a disagreement between probe and policy).
+pub(super) fn found_with(
+    finding: impl Into<Finding>,
+    status: Status,
+    evidence: Vec<EvidenceLine>,
+    fix: Vec<FixLine>,
+) -> Judgment {
+    Judgment {
+        finding: Box::new(finding.into()),
         status,
-        evidence: lines(evidence),
+        evidence,
         fix,
-    }))
-}
-
-pub(super) fn pass(summary: impl Into<Said>, evidence: Vec<String>) -> Judgment {
-    match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Pass, evidence, vec![]),
-        Said::Prose(summary) => Judgment::Pass {
-            summary,
-            evidence: lines(evidence),
-        },
     }
 }
 
-pub(super) fn fail(summary: impl Into<Said>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
-    match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Fail, evidence, fix),
-        Said::Prose(summary) => Judgment::Fail {
-            summary,
-            evidence: lines(evidence),
-            fix,
-        },
-    }
+pub(super) fn pass(finding: impl Into<Finding>, evidence: Vec<String>) -> Judgment {
+    found_with(finding, Status::Pass, lines(evidence), vec![])
 }
 
-pub(super) fn undetermined(summary: impl Into<Said>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
-    match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Undetermined, evidence, fix),
-        Said::Prose(summary) => Judgment::Undetermined {
-            summary,
-            evidence: lines(evidence),
-            fix,
-        },
-    }
+pub(super) fn fail(finding: impl Into<Finding>, evidence: Vec<String>, fix: Vec<FixLine>) -> Judgment {
+    found_with(finding, Status::Fail, lines(evidence), fix)
+}
+
+pub(super) fn undetermined(
+    finding: impl Into<Finding>,
+    evidence: Vec<String>,
+    fix: Vec<FixLine>,
+) -> Judgment {
+    found_with(finding, Status::Undetermined, lines(evidence), fix)
 }
 
 /// A command that confirms or fixes a finding (`kubectl ...`, without connection flags).
@@ -166,11 +99,9 @@ pub(super) fn hint(line: impl Into<String>) -> FixLine {
     FixLine::Hint(line.into())
 }
 
-pub(super) fn not_applicable(summary: impl Into<Said>) -> Judgment {
-    match summary.into() {
-        Said::Finding(finding) => found(finding, Status::Skip, vec![], vec![]),
-        Said::Prose(summary) => Judgment::NotApplicable(summary),
-    }
+/// Not applicable to this target; the walk goes on.
+pub(super) fn not_applicable(finding: impl Into<Finding>) -> Judgment {
+    found_with(finding, Status::Skip, vec![], vec![])
 }
 
 pub(super) use crate::cluster::CLUSTER_DOMAIN;
@@ -207,32 +138,16 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
             Layer::ServiceProxy => judge_service_proxy(&cx),
             Layer::Application => judge_application(&cx),
         };
-        let (status, summary, evidence, f): (Status, Summary, _, _) = match judgment {
-            Judgment::Found(found) => {
-                let Found {
-                    finding,
-                    status,
-                    evidence,
-                    fix,
-                } = *found;
-                (status, finding.summary(), evidence, fix)
-            }
-            Judgment::Pass { summary, evidence } => (Status::Pass, summary.into(), evidence, vec![]),
-            Judgment::NotApplicable(summary) => (Status::Skip, summary.into(), vec![], vec![]),
-            Judgment::Fail {
-                summary,
-                evidence,
-                fix,
-            } => (Status::Fail, summary.into(), evidence, fix),
-            Judgment::Undetermined {
-                summary,
-                evidence,
-                fix,
-            } => (Status::Undetermined, summary.into(), evidence, fix),
-        };
+        let Judgment {
+            finding,
+            status,
+            evidence,
+            fix: layer_fix,
+        } = judgment;
+        let summary = finding.summary();
         if matches!(status, Status::Fail | Status::Undetermined) {
             stopped = Some((layer, status));
-            fix.extend(f);
+            fix.extend(layer_fix);
         }
         steps.push(Step {
             layer,
@@ -277,11 +192,9 @@ fn behind_blocked_dns(layer: Layer, cx: &Context) -> Judgment {
     } else {
         judge_endpoints(cx)
     };
-    match judgment {
-        Judgment::Found(found) if matches!(found.status, Status::Fail | Status::Undetermined) => {
-            not_applicable(Finding::BehindBlockedDns(Box::new(found.finding)))
-        }
-        other => other,
+    match judgment.status {
+        Status::Fail | Status::Undetermined => not_applicable(Finding::BehindBlockedDns(judgment.finding)),
+        _ => judgment,
     }
 }
 

@@ -15,11 +15,11 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
         return dns_denied(cx, blocked, &src_ns);
     }
     if cx.is_external_name() {
-        return not_applicable("not applicable: an ExternalName Service");
+        return not_applicable(NetworkPolicyFinding::NotApplicable(NoDestination::ExternalName));
     }
     let live = &cx.live;
     if live.is_empty() {
-        return not_applicable("not applicable: no destination address");
+        return not_applicable(NetworkPolicyFinding::NotApplicable(NoDestination::NoAddress));
     }
     match cx.transport {
         Transport::Tcp => tcp_policy(cx, &src_ns),
@@ -42,17 +42,13 @@ fn tcp_policy(cx: &Context, src_ns: &str) -> Judgment {
 fn dns_denied(cx: &Context, blocked: &DnsBlocked, src_ns: &str) -> Judgment {
     let mut evidence =
         vec!["DNS queries from the pod time out while the policy evaluation denies them".to_string()];
-    let over = match blocked.family {
-        Some(family) => {
-            evidence.push(format!(
-                "the pod's resolv.conf sends its queries over {0}: NetworkPolicy denies egress to the DNS pods' {0} addresses, whatever it allows to their {1} ones (an ipBlock admits only addresses of its own family)",
-                family.label(),
-                family.other().label()
-            ));
-            format!(" for {}", family.label())
-        }
-        None => String::new(),
-    };
+    if let Some(family) = blocked.family {
+        evidence.push(format!(
+            "the pod's resolv.conf sends its queries over {0}: NetworkPolicy denies egress to the DNS pods' {0} addresses, whatever it allows to their {1} ones (an ipBlock admits only addresses of its own family)",
+            family.label(),
+            family.other().label()
+        ));
+    }
     if let Some(dns) = cx.dns.as_ref()
         && let Fact::Known(result) = &dns.result
     {
@@ -66,14 +62,12 @@ fn dns_denied(cx: &Context, blocked: &DnsBlocked, src_ns: &str) -> Judgment {
             direct_answers(&queried, &mut evidence);
         }
     }
-    fail(
-        format!(
-            "egress from {} to cluster DNS (port 53/UDP) is denied{over}: {}",
-            cx.from, blocked.reasons
-        ),
-        evidence,
-        dns_policy_fix(cx, src_ns),
-    )
+    let finding = NetworkPolicyFinding::DnsDenied {
+        from: cx.from.clone(),
+        family: blocked.family,
+        denials: blocked.reasons.clone(),
+    };
+    fail(finding, evidence, dns_policy_fix(cx, src_ns))
 }
 
 /// The endpoints sorted by what policy says of their flow, as evidence lines.
@@ -115,12 +109,12 @@ impl<'a> Tally<'a> {
 /// `shop/payments-0 (10.244.2.2:8080): ingress: … ; egress: …`, the sides that deny the flow.
 pub(super) fn denied_line(
     e: &EndpointFacts,
-    egress: &Option<DeniedSide>,
-    ingress: &Option<DeniedSide>,
+    egress: &Option<Box<DeniedSide>>,
+    ingress: &Option<Box<DeniedSide>>,
 ) -> String {
     let why: Vec<String> = [
-        egress.as_ref().map(|w| format!("egress: {}", w.why)),
-        ingress.as_ref().map(|w| format!("ingress: {}", w.why)),
+        egress.as_ref().map(|w| format!("egress: {w}")),
+        ingress.as_ref().map(|w| format!("ingress: {w}")),
     ]
     .into_iter()
     .flatten()
@@ -128,39 +122,47 @@ pub(super) fn denied_line(
     format!("{}: {}", e.label(), why.join("; "))
 }
 
+/// The side that heads a denial: endpoint `e`'s ingress, else the source's egress.
+fn denied_head(cx: &Context, e: Option<&EndpointFacts>) -> DeniedHead {
+    match e.map(|e| (e, &e.policy)) {
+        Some((
+            e,
+            PolicyCheck::Denied {
+                ingress: Some(side), ..
+            },
+        )) => DeniedHead::Ingress {
+            endpoint: e.label(),
+            side: side.clone(),
+        },
+        Some((
+            _,
+            PolicyCheck::Denied {
+                egress: Some(side), ..
+            },
+        )) => DeniedHead::Egress {
+            from: cx.from.clone(),
+            side: side.clone(),
+        },
+        _ => DeniedHead::Unnamed,
+    }
+}
+
 /// Some flow is denied and its connection fails: the layer fails, headed by the first such
 /// endpoint's denying side.
 fn flow_denied(cx: &Context, tally: Tally, src_ns: &str) -> Judgment {
     let live = &cx.live;
-    let first = live.iter().find(|e| {
+    let first = live.iter().copied().find(|e| {
         e.policy.is_denied() && !matches!(e.live.tcp_outcome(), Some(TcpOutcome::Connected { .. }))
     });
-    let headline = match first.map(|e| &e.policy) {
-        Some(PolicyCheck::Denied {
-            ingress: Some(side), ..
-        }) => format!(
-            "ingress to {} denied: {}",
-            first.map(|e| e.label()).unwrap_or_default(),
-            side.why
-        ),
-        Some(PolicyCheck::Denied {
-            egress: Some(side), ..
-        }) => format!("egress from {} denied: {}", cx.from, side.why),
-        _ => "the flow is denied by NetworkPolicy".to_string(),
+    let finding = NetworkPolicyFinding::Denied {
+        head: denied_head(cx, first),
+        denied: tally.denied.len(),
+        total: live.len(),
+        certainty: None,
     };
-    let count = if live.len() > 1 {
-        format!(" ({}/{} endpoints)", tally.denied.len(), live.len())
-    } else {
-        String::new()
-    };
-    let denied_count = tally.denied.len();
     let mut evidence: Vec<EvidenceLine> = tally.denied.into_iter().map(Into::into).collect();
     evidence.extend(tally.disagreements.into_iter().map(disagreement));
-    Judgment::Fail {
-        summary: format!("{headline}{count}{}", connection_share(denied_count, live.len())),
-        evidence,
-        fix: policy_fix(cx, live, src_ns),
-    }
+    found_with(finding, Status::Fail, evidence, policy_fix(cx, live, src_ns))
 }
 
 /// Connections fail to endpoints whose policy could not be evaluated: policy cannot be ruled out.
@@ -173,7 +175,9 @@ fn unevaluated_and_blocked(tally: &Tally, src_ns: &str) -> Option<Judgment> {
         .collect();
     (!blocked.is_empty()).then(|| {
         undetermined(
-            "connections fail and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
+            NetworkPolicyFinding::NotEvaluated {
+                transport: Transport::Tcp,
+            },
             blocked,
             vec![
                 cmd("kubectl auth can-i list networkpolicies -A"),
@@ -193,21 +197,19 @@ fn not_denied(cx: &Context, tally: Tally) -> Judgment {
             .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label())),
     );
     if !tally.disagreements.is_empty() {
-        let n = tally.disagreements.len();
+        let finding = NetworkPolicyFinding::NotEnforced {
+            transport: Transport::Tcp,
+            flows: tally.disagreements.len(),
+        };
         let mut evidence: Vec<EvidenceLine> = evidence.into_iter().map(Into::into).collect();
         evidence.extend(tally.disagreements.into_iter().map(disagreement));
-        return Judgment::Pass {
-            summary: format!(
-                "NetworkPolicy denies {n} flow(s) but the connections succeed: the CNI does not enforce NetworkPolicy"
-            ),
-            evidence,
-        };
+        return found_with(finding, Status::Pass, evidence, vec![]);
     }
     pass(
-        format!(
-            "egress of {} and ingress of the destination allow the flow",
-            cx.from
-        ),
+        NetworkPolicyFinding::Allowed {
+            transport: Transport::Tcp,
+            from: cx.from.clone(),
+        },
         evidence,
     )
 }
@@ -341,7 +343,7 @@ fn denied_by_admin_only<'a>(checks: impl Iterator<Item = &'a PolicyCheck>) -> bo
         .flatten()
         .flatten()
         .peekable();
-    sides.peek().is_some() && sides.all(DeniedSide::needs_cluster_admin)
+    sides.peek().is_some() && sides.all(|side| side.needs_cluster_admin())
 }
 
 /// What to change when policy blocks the source's DNS queries: egress to the cluster DNS pods
@@ -391,7 +393,7 @@ fn disagreement(flow: String) -> EvidenceLine {
 /// admin can change (no NetworkPolicy overrides it); a Baseline-tier one a NetworkPolicy
 /// selecting the pod overrides.
 fn admin_fix(side: &DeniedSide, advice: &mut Vec<FixLine>) {
-    let Some(rule) = &side.admin_rule else {
+    let Some(rule) = side.admin_rule() else {
         return;
     };
     let policy = &rule.policy;
@@ -449,32 +451,16 @@ fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
             PolicyCheck::Allowed { detail } => allowed.push(format!("{}: {detail}", e.label())),
         }
     }
-    if let Some(first) = denied.first() {
+    if let Some(first) = denied.first().copied() {
         let certainty = udp_reading(first).1;
         lines.push(certainty_line(first, certainty).into());
-        let headline = match &first.policy {
-            PolicyCheck::Denied {
-                ingress: Some(side), ..
-            } => format!("ingress to {} denied: {}", first.label(), side.why),
-            PolicyCheck::Denied {
-                egress: Some(side), ..
-            } => format!("egress from {} denied: {}", cx.from, side.why),
-            _ => "the flow is denied by NetworkPolicy".to_string(),
+        let finding = NetworkPolicyFinding::Denied {
+            head: denied_head(cx, Some(first)),
+            denied: denied.len(),
+            total: live.len(),
+            certainty: Some(certainty),
         };
-        let count = if live.len() > 1 {
-            format!(" ({}/{} endpoints)", denied.len(), live.len())
-        } else {
-            String::new()
-        };
-        return Judgment::Fail {
-            summary: format!(
-                "{headline}{count}{} ({})",
-                connection_share(denied.len(), live.len()),
-                certainty.text()
-            ),
-            evidence: lines,
-            fix: policy_fix(cx, &denied, src_ns),
-        };
+        return found_with(finding, Status::Fail, lines, policy_fix(cx, &denied, src_ns));
     }
     let blocked: Vec<String> = unknown
         .iter()
@@ -483,7 +469,9 @@ fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
         .collect();
     if !blocked.is_empty() {
         return undetermined(
-            "datagrams get no answer and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
+            NetworkPolicyFinding::NotEvaluated {
+                transport: Transport::Udp,
+            },
             blocked,
             vec![
                 cmd("kubectl auth can-i list networkpolicies -A"),
@@ -498,20 +486,18 @@ fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
             .iter()
             .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label()).into()),
     );
-    let summary = if disagreements > 0 {
-        format!(
-            "NetworkPolicy denies {disagreements} flow(s) but the datagrams are answered: the CNI does not enforce NetworkPolicy"
-        )
+    let finding = if disagreements > 0 {
+        NetworkPolicyFinding::NotEnforced {
+            transport: Transport::Udp,
+            flows: disagreements,
+        }
     } else {
-        format!(
-            "egress of {} and ingress of the destination allow the flow (UDP)",
-            cx.from
-        )
+        NetworkPolicyFinding::Allowed {
+            transport: Transport::Udp,
+            from: cx.from.clone(),
+        }
     };
-    Judgment::Pass {
-        summary,
-        evidence: lines,
-    }
+    found_with(finding, Status::Pass, lines, vec![])
 }
 
 /// Why the denial is as sure as it is: a REJECT's ICMP proves the drop, silence only agrees.

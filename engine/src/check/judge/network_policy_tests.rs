@@ -2,6 +2,13 @@
 
 use crate::check::judge::test_support::*;
 
+fn policy_finding(ev: &Evidence) -> NetworkPolicyFinding {
+    match finding(ev, judge_policy) {
+        Finding::NetworkPolicy(f) => f,
+        other => panic!("not a network-policy finding: {other:?}"),
+    }
+}
+
 #[test]
 fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
     let mut ev = healthy();
@@ -11,7 +18,8 @@ fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
         c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
         c.pods[0].egress_policy = PolicyCheck::Denied {
             egress: Some(denied_side(
-                "shop/checkout is isolated by shop/egress-lockdown; no rule allows to kube-system/coredns-0 on 53/UDP",
+                "shop/checkout",
+                to("kube-system/coredns-0"),
                 "shop/egress-lockdown",
                 53,
                 "UDP",
@@ -29,7 +37,20 @@ fn dns_timeout_with_egress_to_dns_denied_is_a_network_policy_failure() {
     ));
     assert_eq!(step(&report, Layer::Service).status, Status::Pass);
     assert_eq!(step(&report, Layer::Endpoints).status, Status::Pass);
-    assert!(summary(&report, Layer::NetworkPolicy).contains("shop/egress-lockdown"));
+    assert_eq!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::DnsDenied {
+            from: NamespacedName::new("shop", "checkout"),
+            family: None,
+            denials: DnsDenials(vec![*denied_side(
+                "shop/checkout",
+                to("kube-system/coredns-0"),
+                "shop/egress-lockdown",
+                53,
+                "UDP",
+            )]),
+        }
+    );
     assert_eq!(
         report.fix,
         [
@@ -59,10 +80,27 @@ fn ingress_denied_and_probes_timing_out_fail_network_policy() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
-    let s = summary(&report, Layer::NetworkPolicy);
-    assert!(
-        s.starts_with("ingress to shop/payments-0") && s.contains("shop/default-deny"),
-        "{s}"
+    assert_eq!(
+        code(&report, Layer::NetworkPolicy),
+        Some(Code::NetworkPolicyIngressDenied)
+    );
+    let PolicyCheck::Denied {
+        ingress: Some(side), ..
+    } = ingress_denied()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::Denied {
+            head: DeniedHead::Ingress {
+                endpoint: endpoints_mut(&mut ev)[0].label(),
+                side,
+            },
+            denied: 2,
+            total: 2,
+            certainty: None,
+        }
     );
     assert_eq!(
         report.fix,
@@ -86,23 +124,23 @@ fn ingress_fix_names_a_pod_without_labels_and_falls_back_to_all_labels_without_a
     if let SourceFacts::Found { pod, .. } = &mut ev.source {
         pod.labels.clear();
     }
+    let policies = NonEmpty::from_vec(
+        ["a", "b", "c", "d"]
+            .map(|name| PolicyRef {
+                namespace: "shop".into(),
+                name: name.into(),
+            })
+            .to_vec(),
+    )
+    .unwrap();
     for e in endpoints_mut(&mut ev) {
         e.policy = PolicyCheck::Denied {
             egress: None,
-            ingress: Some(DeniedSide {
-                why: "isolated".into(),
-                policies: NonEmpty::from_vec(
-                    ["a", "b", "c", "d"]
-                        .map(|name| PolicyRef {
-                            namespace: "shop".into(),
-                            name: name.into(),
-                        })
-                        .to_vec(),
-                ),
-                port: 8080,
-                protocol: Protocol::Tcp,
-                admin_rule: None,
-            }),
+            ingress: Some(Box::new(DeniedSide {
+                cause: DenialCause::Isolated(policies.clone()),
+                policies: Some(policies.clone()),
+                ..*denied_side("shop/payments-0", from("shop/checkout"), "shop/a", 8080, "TCP")
+            })),
         };
         e.live = LiveFact::Tcp(timeout());
         if let Some(p) = &mut e.pod {
@@ -133,7 +171,8 @@ fn egress_denied_fails_network_policy_naming_the_source() {
     for e in endpoints_mut(&mut ev) {
         e.policy = PolicyCheck::Denied {
             egress: Some(denied_side(
-                "shop/checkout is isolated by shop/lockdown; no rule allows to shop/payments-0 on 8080/TCP",
+                "shop/checkout",
+                to("shop/payments-0"),
                 "shop/lockdown",
                 8080,
                 "TCP",
@@ -144,7 +183,17 @@ fn egress_denied_fails_network_policy_naming_the_source() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
-    assert!(summary(&report, Layer::NetworkPolicy).starts_with("egress from shop/checkout denied"));
+    assert_eq!(
+        code(&report, Layer::NetworkPolicy),
+        Some(Code::NetworkPolicyEgressDenied)
+    );
+    assert!(matches!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::Denied {
+            head: DeniedHead::Egress { from, .. },
+            ..
+        } if from == NamespacedName::new("shop", "checkout")
+    ));
     assert_eq!(
         report.fix,
         [
@@ -160,14 +209,9 @@ fn a_baseline_deny_with_no_isolating_policy_advises_a_new_policy_never_an_empty_
     use crate::policy::{AdminAction, AdminKind, AdminPolicyRef, AdminRuleRef, AdminTier, Direction};
     let mut ev = healthy();
     for e in endpoints_mut(&mut ev) {
-        let mut side = denied_side(
-            "shop/checkout is denied to shop/payments-0 on 8080/TCP by BaselineAdminNetworkPolicy default egress[0] in the Baseline tier",
-            "shop/unused",
-            8080,
-            "TCP",
-        );
+        let mut side = denied_side("shop/checkout", to("shop/payments-0"), "shop/unused", 8080, "TCP");
         side.policies = None;
-        side.admin_rule = Some(AdminRuleRef {
+        side.cause = DenialCause::BaselineTier(AdminRuleRef {
             policy: AdminPolicyRef {
                 kind: AdminKind::BaselineAdminNetworkPolicy,
                 name: "default".into(),
@@ -214,10 +258,12 @@ fn policy_denying_a_flow_that_connects_is_reported_as_a_disagreement() {
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
     let s = step(&report, Layer::NetworkPolicy);
-    assert!(
-        s.summary.contains("the CNI does not enforce NetworkPolicy"),
-        "{}",
-        s.summary
+    assert_eq!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::NotEnforced {
+            transport: Transport::Tcp,
+            flows: 2,
+        }
     );
     assert!(s.evidence.iter().any(|e| e.starts_with("disagreement")));
 }
@@ -232,6 +278,10 @@ fn unevaluated_policy_with_timeouts_is_undetermined_not_pod_network() {
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert_eq!(step(&report, Layer::NetworkPolicy).status, Status::Undetermined);
+    assert_eq!(
+        code(&report, Layer::NetworkPolicy),
+        Some(Code::NetworkPolicyNotEvaluated)
+    );
     assert_eq!(step(&report, Layer::PodNetwork).status, Status::Skip);
 }
 
@@ -244,8 +294,13 @@ fn silence_with_policy_denying_fails_network_policy_as_likely() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
-    let text = summary(&report, Layer::NetworkPolicy);
-    assert!(text.contains("likely, not proven"), "{text}");
+    assert!(matches!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::Denied {
+            certainty: Some(Certainty::Likely),
+            ..
+        }
+    ));
     let evidence = &step(&report, Layer::NetworkPolicy).evidence;
     assert!(
         evidence
@@ -270,7 +325,13 @@ fn admin_prohibited_with_policy_denying_is_certain() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::NetworkPolicy);
-    assert!(summary(&report, Layer::NetworkPolicy).ends_with("(certain)"));
+    assert!(matches!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::Denied {
+            certainty: Some(Certainty::Certain),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -281,7 +342,13 @@ fn answered_datagram_despite_a_denying_policy_is_a_disagreement() {
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
-    assert!(summary(&report, Layer::NetworkPolicy).contains("does not enforce NetworkPolicy"));
+    assert_eq!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::NotEnforced {
+            transport: Transport::Udp,
+            flows: 2,
+        }
+    );
 }
 
 #[test]
@@ -294,6 +361,12 @@ fn silence_with_policy_not_evaluated_is_undetermined_at_network_policy() {
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Undetermined);
     assert_eq!(step(&report, Layer::NetworkPolicy).status, Status::Undetermined);
+    assert_eq!(
+        policy_finding(&ev),
+        NetworkPolicyFinding::NotEvaluated {
+            transport: Transport::Udp,
+        }
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
 
 use super::context::Context;
 use super::describe::{describe_live, is_blocked};
+use super::findings::Unexplained;
 use super::sockets::{ListenerFinding, listener_finding};
 use super::witnesses::black_hole_behind;
 use crate::check::evidence::*;
@@ -179,18 +180,13 @@ pub(crate) fn udp_reading(e: &EndpointFacts) -> (EndpointStatus, Certainty) {
     }
 }
 
-/// Why a silent address cannot be judged: the sentence for its evidence line.
-pub(crate) fn silence_unexplained(e: &EndpointFacts) -> String {
+/// Why a silent address cannot be judged.
+pub(crate) fn silence_unexplained(e: &EndpointFacts) -> Unexplained {
     let port = e.port.unwrap_or_default();
     match (&e.policy, bound(e)) {
-        (PolicyCheck::NotEvaluated(why), _) => {
-            format!("NetworkPolicy could not be evaluated ({why}), so a policy drop cannot be ruled out")
-        }
-        (_, Some(true)) => format!(
-            "the pod has a UDP socket bound to {port} and NetworkPolicy allows the flow: an application that \
-             ignores this datagram and a drop on the path look the same over UDP"
-        ),
-        (_, None) => "the pod's sockets are unknown, so silence cannot be weighed".into(),
-        (_, Some(false)) => format!("nothing is bound to {port}/UDP in the pod"),
+        (PolicyCheck::NotEvaluated(why), _) => Unexplained::PolicyNotEvaluated(why.clone()),
+        (_, Some(true)) => Unexplained::BoundAndAllowed(port),
+        (_, None) => Unexplained::SocketsUnknown,
+        (_, Some(false)) => Unexplained::NothingBound(port),
     }
 }

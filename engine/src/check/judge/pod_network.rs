@@ -12,16 +12,14 @@ pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
 }
 
 /// Adds what the datapath witnesses saw to the connect-based judgment: an MTU black hole fails a
-/// layer whose connections all succeed; a capture says where a failing connection's packets
-/// died; conntrack fill is evidence when the path fails; a witness that could not run says so.
-fn with_witnesses(cx: &Context, judgment: Judgment) -> Judgment {
-    match judgment {
-        Judgment::Pass {
-            summary,
-            mut evidence,
-        } => {
-            if let Some((mtu_summary, mtu_evidence)) = mtu_black_hole(cx) {
-                let mut lines: Vec<String> = evidence.into_iter().map(|l| l.text).collect();
+/// layer whose connections all succeed; conntrack fill is evidence when the path fails; a
+/// witness that could not run says so. (What a capture saw is read with the failing TCP
+/// connections, in [`tcp_connectivity`].)
+fn with_witnesses(cx: &Context, mut found: Judgment) -> Judgment {
+    match found.status {
+        Status::Pass => {
+            if let Some((mtu, mtu_evidence)) = mtu_black_hole(cx) {
+                let mut lines: Vec<String> = found.evidence.into_iter().map(|l| l.text).collect();
                 lines.extend(mtu_evidence);
                 lines.extend(conntrack_line(cx));
                 let fix = vec![
@@ -30,39 +28,18 @@ fn with_witnesses(cx: &Context, judgment: Judgment) -> Judgment {
                         "set the CNI's MTU to the path MTU (e.g. Calico veth_mtu, Cilium --mtu) or fix the link MTU",
                     ),
                 ];
-                return fail(mtu_summary, lines, fix);
+                return fail(PodNetworkFinding::MtuBlackHole(mtu), lines, fix);
             }
-            evidence.extend(mtu_notes(cx).into_iter().chain(gaps(cx)).map(Into::into));
-            Judgment::Pass { summary, evidence }
+            let notes = mtu_notes(cx).into_iter().chain(gaps(cx));
+            found.evidence.extend(notes.map(Into::into));
         }
-        Judgment::Fail {
-            mut summary,
-            mut evidence,
-            fix,
-        } => {
-            let readings: Vec<String> = cx
-                .live
-                .iter()
-                .filter(|e| e.live.tcp_outcome().is_some_and(is_blocked))
-                .filter_map(|e| packet_reading(cx, e))
-                .collect();
-            if let Some(first) = readings.first() {
-                summary = format!("{summary}; packet witness: {first}");
-            }
-            let extra = readings
-                .iter()
-                .map(|r| format!("packet witness: {r}"))
-                .chain(conntrack_line(cx))
-                .chain(gaps(cx));
-            evidence.extend(extra.map(Into::into));
-            Judgment::Fail {
-                summary,
-                evidence,
-                fix,
-            }
+        Status::Fail => {
+            let witnessed = conntrack_line(cx).into_iter().chain(gaps(cx));
+            found.evidence.extend(witnessed.map(Into::into));
         }
-        other => other,
+        _ => {}
     }
+    found
 }
 
 fn connectivity(cx: &Context) -> Judgment {
@@ -77,10 +54,10 @@ fn connectivity(cx: &Context) -> Judgment {
             .unwrap_or_else(|| svc.requested.to_string());
         let host = host.trim_end_matches('.');
         return undetermined(
-            format!(
-                "{} is an ExternalName for {host}, outside the cluster's Services: this check does not connect to it",
-                svc.key()
-            ),
+            PodNetworkFinding::ExternalName {
+                service: svc.key(),
+                host: host.to_string(),
+            },
             vec![],
             cmds(vec![format!(
                 "kubectl netdiag check --from {} --to {host}:{port}",
@@ -90,7 +67,7 @@ fn connectivity(cx: &Context) -> Judgment {
     }
     let live = &cx.live;
     if live.is_empty() {
-        return not_applicable("not applicable: no destination address");
+        return not_applicable(PodNetworkFinding::NotApplicable(NoDestination::NoAddress));
     }
     match cx.transport {
         Transport::Tcp => tcp_connectivity(cx),
@@ -98,58 +75,93 @@ fn connectivity(cx: &Context) -> Judgment {
     }
 }
 
+/// Where `e` is, seen from the source pod.
+fn place(cx: &Context, e: &EndpointFacts) -> Place {
+    match (e.node(), cx.source_node()) {
+        (Some(n), Some(s)) if n == s => Place::SameNode(n.to_string()),
+        (Some(n), _) => Place::Node(n.to_string()),
+        _ => Place::Outside,
+    }
+}
+
 /// Over TCP: a connection that times out or meets an ICMP unreachable, with NetworkPolicy
 /// allowing it, fails this layer; the node witnesses tell a broken path from a drop at the pod.
 fn tcp_connectivity(cx: &Context) -> Judgment {
     let live = &cx.live;
-    let src_node = cx.source_node();
-    let mut failing = vec![];
+    let mut failing: Vec<(&EndpointFacts, Dropped)> = vec![];
     let mut ok = vec![];
-    let mut unknown = vec![];
+    let mut unknown: Vec<&EndpointFacts> = vec![];
     for e in live {
-        let place = match (e.node(), src_node) {
-            (Some(n), Some(s)) if n == s => format!("same node {n}"),
-            (Some(n), _) => format!("node {n}"),
-            _ => "outside the cluster's pods".into(),
-        };
+        let place = place(cx, e);
         match &e.live {
-            LiveFact::Tcp(Fact::Known(o)) if is_blocked(o) => failing.push((*e, place, describe_tcp(o))),
-            LiveFact::Tcp(Fact::Known(TcpOutcome::Error { detail })) => {
-                unknown.push(format!("{}: probe error: {detail}", e.label()))
+            LiveFact::Tcp(Fact::Known(o)) if is_blocked(o) => {
+                let dropped = Dropped {
+                    endpoint: e.label(),
+                    place,
+                    outcome: o.clone(),
+                };
+                failing.push((*e, dropped));
             }
+            LiveFact::Tcp(Fact::Known(TcpOutcome::Error { .. })) => unknown.push(e),
             LiveFact::Tcp(Fact::Known(o)) => {
                 ok.push((*e, format!("{} [{place}]: {}", e.label(), describe_tcp(o))))
             }
-            other => unknown.push(format!("{}: {}", e.label(), not_probed(other))),
+            _ => unknown.push(e),
         }
     }
-    if !failing.is_empty() {
+    if let Some((_, first)) = failing.first() {
         let mut evidence: Vec<String> = failing
             .iter()
-            .map(|(e, place, what)| format!("TCP to {} [{place}] {what} from {}'s netns", e.label(), cx.from))
+            .map(|(e, d)| {
+                let what = describe_tcp(&d.outcome);
+                format!(
+                    "TCP to {} [{}] {what} from {}'s netns",
+                    e.label(),
+                    d.place,
+                    cx.from
+                )
+            })
             .collect();
         evidence.extend(ok.iter().map(|(_, o)| format!("TCP to {o}")));
         evidence.extend(cx.node_witnesses.iter().map(witness_line));
-        let (summary, fix) = path_finding(cx, &failing, &ok);
-        return fail(summary, evidence, cmds(fix));
+        // What the captures at the failing pods saw: the first joins the summary.
+        let readings: Vec<PacketReading> = failing
+            .iter()
+            .filter_map(|(e, _)| packet_reading(cx, e))
+            .collect();
+        evidence.extend(readings.iter().map(|r| format!("packet witness: {r}")));
+        let (path, fix) = path_finding(cx, &failing, &ok);
+        let finding = PodNetworkFinding::PathFailed {
+            first: first.clone(),
+            failing: failing.len(),
+            total: live.len(),
+            path,
+            packet: readings.into_iter().next(),
+        };
+        return fail(finding, evidence, cmds(fix));
     }
-    if !unknown.is_empty() {
-        let summary = format!("the pod network could not be probed: {}", unknown[0]);
-        return undetermined(summary, unknown, vec![]);
+    if let Some(first) = unknown.first() {
+        let lines = unknown
+            .iter()
+            .map(|e| format!("{}: {}", e.label(), not_probed(&e.live)))
+            .collect();
+        let finding = PodNetworkFinding::NotProbed {
+            endpoint: first.label(),
+            live: first.live.clone(),
+        };
+        return undetermined(finding, lines, vec![]);
     }
     pass(
-        format!(
-            "{}/{} destination addresses answer from {}'s netns",
-            ok.len(),
-            live.len(),
-            cx.from
-        ),
+        PodNetworkFinding::Answer {
+            transport: Transport::Tcp,
+            answered: ok.len(),
+            total: live.len(),
+            from: cx.from.clone(),
+            unbound: 0,
+        },
         ok.into_iter().map(|(_, line)| line).collect(),
     )
 }
-
-/// A failing address, where it is, and what TCP saw.
-type Failing<'a> = (&'a EndpointFacts, String, String);
 
 /// `TCP to node node-b itself (172.18.0.3:10250): connected in 0.1 ms`: the second witness.
 pub(super) fn witness_line(w: &NodeWitness) -> String {
@@ -167,85 +179,74 @@ pub(super) fn witness_line(w: &NodeWitness) -> String {
 
 /// What the failing addresses show about the path, claiming no more than the witnesses do:
 /// a drop of one pod or port when other pods on that node, or the node itself, answer; a
-/// broken path between the nodes only when the node does not answer either.
-fn path_finding(cx: &Context, failing: &[Failing], ok: &[(&EndpointFacts, String)]) -> (String, Vec<String>) {
-    let total = cx.live.len();
-    let count = if total > 1 {
-        format!(" ({}/{total} endpoints)", failing.len())
-    } else {
-        String::new()
-    };
-    let share = connection_share(failing.len(), total);
+/// broken path between the nodes only when the node does not answer either. With the commands
+/// that show it.
+fn path_finding(
+    cx: &Context,
+    failing: &[(&EndpointFacts, Dropped)],
+    ok: &[(&EndpointFacts, String)],
+) -> (PathReading, Vec<String>) {
     let cni_fix = vec![
         "kubectl get nodes -o wide".to_string(),
         "kubectl -n kube-system get pods -o wide   # CNI pods on the affected nodes".to_string(),
     ];
-    let (first, place, what) = &failing[0];
     let src = cx.source_node();
-    let Some(node) = first.node().filter(|n| Some(*n) != src) else {
+    let Some(node) = failing
+        .first()
+        .and_then(|(first, _)| first.node())
+        .filter(|n| Some(*n) != src)
+    else {
         // The same node, or an address outside the cluster's pods: no cross-node claim.
-        let summary = format!(
-            "TCP to {} [{place}] {what} although NetworkPolicy allows it{count}{share}",
-            first.label()
-        );
-        return (summary, cni_fix);
+        return (PathReading::NotCrossNode, cni_fix);
     };
-    let src = src.unwrap_or("the source node");
-    let on_node: Vec<String> = failing
+    let src = src.map(str::to_string);
+    let pods: Vec<String> = failing
         .iter()
-        .filter(|(e, _, _)| e.node() == Some(node))
-        .map(|(e, _, _)| e.label())
+        .filter(|(e, _)| e.node() == Some(node))
+        .map(|(e, _)| e.label())
         .collect();
-    let pods = on_node.join(", ");
-    let pod_fix = |cx: &Context| -> Vec<String> {
-        let mut fix: Vec<String> = failing
-            .iter()
-            .filter_map(|(e, _, _)| e.pod.as_ref())
-            .map(|p| format!("kubectl -n {} get pod {} -o wide", p.namespace, p.name))
-            .take(3)
-            .collect();
-        fix.push(format!("kubectl -n {} get networkpolicy", cx.from.namespace));
-        fix
-    };
+    let mut pod_fix: Vec<String> = failing
+        .iter()
+        .filter_map(|(e, _)| e.pod.as_ref())
+        .map(|p| format!("kubectl -n {} get pod {} -o wide", p.namespace, p.name))
+        .take(3)
+        .collect();
+    pod_fix.push(format!("kubectl -n {} get networkpolicy", cx.from.namespace));
     let answering = ok.iter().filter(|(e, _)| e.node() == Some(node)).count();
+    let node = node.to_string();
     if answering > 0 {
-        let summary = format!(
-            "{} fail: {pods} on {node} {what} while {answering} other endpoint(s) on {node} connect, and NetworkPolicy allows it: a drop of that pod or port, not the path between {src} and {node}{share}",
-            endpoints_of(failing.len(), total)
-        );
-        return (summary, pod_fix(cx));
+        let reading = PathReading::OthersOnNodeConnect {
+            src,
+            node,
+            pods,
+            answering,
+        };
+        return (reading, pod_fix);
     }
     let witness = cx.node_witnesses.iter().find(|w| w.node == node);
     match witness.map(|w| (w, &w.tcp)) {
         Some((w, Fact::Known(o))) if !is_blocked(o) => {
-            let summary = format!(
-                "TCP to {pods} on {node} {what} although NetworkPolicy allows it{count}, while {node} itself answers from {} ({}:{} {}): a drop of that pod or port on {node}, not the path between {src} and {node}{share}",
-                cx.from,
-                fmt_ip(w.ip),
-                w.port,
-                // What answered, not how fast: the summary must read the same on every run (the
-                // round trip is in the witness's evidence).
-                match o {
-                    TcpOutcome::Connected { .. } => "connects".to_string(),
-                    other => describe_tcp(other),
-                }
-            );
-            (summary, pod_fix(cx))
+            let reading = PathReading::NodeAnswers {
+                src,
+                node,
+                pods,
+                from: cx.from.clone(),
+                ip: w.ip,
+                port: w.port,
+                outcome: o.clone(),
+            };
+            (reading, pod_fix)
         }
         Some((w, Fact::Known(o))) => {
-            let summary = format!(
-                "TCP from {src} to pods on {node} fails ({what}){count} and {node} itself ({}) does not answer either ({}): the cross-node path between {src} and {node} is broken{share}",
-                fmt_ip(w.ip),
-                describe_tcp(o)
-            );
-            (summary, cni_fix)
+            let reading = PathReading::PathBroken {
+                src,
+                node,
+                ip: w.ip,
+                outcome: o.clone(),
+            };
+            (reading, cni_fix)
         }
-        _ => {
-            let summary = format!(
-                "TCP to {pods} on {node} {what} although NetworkPolicy allows it{count}; no second witness tells whether the path to {node} or that pod drops it{share}"
-            );
-            (summary, cni_fix)
-        }
+        _ => (PathReading::NoSecondWitness { node, pods }, cni_fix),
     }
 }
 
@@ -254,81 +255,70 @@ fn path_finding(cx: &Context, failing: &[Failing], ok: &[(&EndpointFacts, String
 /// with nothing bound is left to `application`, which that alone proves at fault.
 fn udp_connectivity(cx: &Context) -> Judgment {
     let live = &cx.live;
-    let src_node = cx.source_node();
-    let mut failing = vec![];
+    let mut failing: Vec<Probed> = vec![];
     let mut answered = vec![];
     let mut unbound = vec![];
-    let mut unknown = vec![];
+    let mut silent: Vec<Silence> = vec![];
     for e in live {
-        let place = match (e.node(), src_node) {
-            (Some(n), Some(s)) if n == s => format!("same node {n}"),
-            (Some(n), _) => format!("node {n}"),
-            _ => "outside the cluster's pods".into(),
+        let probed = Probed {
+            endpoint: e.label(),
+            place: place(cx, e),
+            live: e.live.clone(),
         };
-        let what = not_probed(&e.live);
-        let line = format!("UDP to {} [{place}]: {what}", e.label());
+        let line = probed.to_string();
         match udp_reading(e).0 {
-            EndpointStatus::Fail(Layer::PodNetwork) => failing.push(line),
+            EndpointStatus::Fail(Layer::PodNetwork) => failing.push(probed),
             EndpointStatus::Fail(Layer::Application) if nothing_bound(e) => unbound.push(format!(
                 "{line}; nothing is bound to the port there (judged at application)"
             )),
-            EndpointStatus::Undetermined if outcome(e).is_some() => {
-                unknown.push((e.label(), format!("{line}; {}", silence_unexplained(e))))
-            }
-            EndpointStatus::Undetermined => unknown.push((e.label(), line)),
+            EndpointStatus::Undetermined => silent.push(Silence {
+                probed,
+                unexplained: outcome(e).is_some().then(|| silence_unexplained(e)),
+            }),
             _ => answered.push(line),
         }
     }
-    if let Some(first) = failing.first() {
-        let summary = format!(
-            "{} {} although NetworkPolicy allows it: {first}{} ({})",
-            endpoints_of(failing.len(), live.len()),
-            if failing.len() == 1 { "fails" } else { "fail" },
-            connection_share(failing.len(), live.len()),
-            Certainty::Certain.text()
-        );
-        let mut evidence = failing;
+    let total = live.len();
+    if let Some(first) = failing.first().cloned() {
+        let mut evidence: Vec<String> = failing.iter().map(ToString::to_string).collect();
         evidence.extend(answered);
         evidence.extend(cx.node_witnesses.iter().map(witness_line));
         evidence.push(format!(
             "certainty: {} — an ICMP unreachable answered the datagram",
             Certainty::Certain.text()
         ));
-        return fail(
-            summary,
-            evidence,
-            cmds(vec![
-                "kubectl get nodes -o wide".to_string(),
-                "kubectl -n kube-system get pods -o wide   # CNI pods on the affected nodes".to_string(),
-            ]),
-        );
+        let finding = PodNetworkFinding::DatagramRejected {
+            first,
+            failing: failing.len(),
+            total,
+        };
+        let fix = cmds(vec![
+            "kubectl get nodes -o wide".to_string(),
+            "kubectl -n kube-system get pods -o wide   # CNI pods on the affected nodes".to_string(),
+        ]);
+        return fail(finding, evidence, fix);
     }
-    if let Some((first, _)) = unknown.first() {
-        return undetermined(
-            format!(
-                "{} {} no answer, and UDP silence alone does not tell a drop on the path from an application that does not answer ({}): {first}",
-                endpoints_of(unknown.len(), live.len()),
-                if unknown.len() == 1 { "gets" } else { "get" },
-                Certainty::CannotTell.text()
-            ),
-            unknown.into_iter().map(|(_, line)| line).collect(),
-            vec![hint(
-                "send the application a datagram it answers (e.g. its own client) from the source pod, or capture on the destination pod's interface",
-            )],
-        );
+    if let Some(first) = silent.first().cloned() {
+        let lines = silent.iter().map(ToString::to_string).collect();
+        let finding = PodNetworkFinding::Silent {
+            first,
+            silent: silent.len(),
+            total,
+        };
+        let fix = vec![hint(
+            "send the application a datagram it answers (e.g. its own client) from the source pod, or capture on the destination pod's interface",
+        )];
+        return undetermined(finding, lines, fix);
     }
-    let rest = match unbound.len() {
-        0 => String::new(),
-        n => format!("; {n} with nothing bound to the port (judged at application)"),
+    let finding = PodNetworkFinding::Answer {
+        transport: Transport::Udp,
+        answered: answered.len(),
+        total,
+        from: cx.from.clone(),
+        unbound: unbound.len(),
     };
-    let summary = format!(
-        "{}/{} destination addresses answer a datagram from {}'s netns{rest}",
-        answered.len(),
-        live.len(),
-        cx.from
-    );
     answered.extend(unbound);
-    pass(summary, answered)
+    pass(finding, answered)
 }
 
 #[cfg(test)]

@@ -2,20 +2,52 @@
 
 use crate::check::judge::test_support::*;
 
+fn pod_network_finding(ev: &Evidence) -> PodNetworkFinding {
+    match finding(ev, judge_pod_network) {
+        Finding::PodNetwork(f) => f,
+        other => panic!("not a pod-network finding: {other:?}"),
+    }
+}
+
+/// A failing TCP path: the first failing address, how many fail of how many, and the reading.
+fn path_failure(ev: &Evidence) -> (Dropped, usize, usize, PathReading) {
+    match pod_network_finding(ev) {
+        PodNetworkFinding::PathFailed {
+            first,
+            failing,
+            total,
+            path,
+            ..
+        } => (first, failing, total, path),
+        other => panic!("not a path failure: {other:?}"),
+    }
+}
+
+fn label(ev: &mut Evidence, i: usize) -> String {
+    endpoints_mut(ev)[i].label()
+}
+
 #[test]
 fn a_cross_node_timeout_while_that_node_answers_is_a_drop_of_the_pod_or_port_not_the_path() {
     let mut ev = healthy();
     endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    let s = summary(&report, Layer::PodNetwork);
-    assert!(
-        s.contains("shop/payments-1")
-            && s.contains("node-b itself answers")
-            && s.contains("a drop of that pod or port on node-b, not the path between node-a and node-b")
-            && s.contains("about 1 in 2 new connections fail")
-            && !s.contains("broken"),
-        "{s}"
+    assert_eq!(code(&report, Layer::PodNetwork), Some(Code::PodNetworkPodDrops));
+    let (first, failing, total, path) = path_failure(&ev);
+    assert_eq!(first.endpoint, label(&mut ev, 1));
+    assert_eq!((failing, total), (1, 2));
+    assert_eq!(
+        path,
+        PathReading::NodeAnswers {
+            src: Some("node-a".into()),
+            node: "node-b".into(),
+            pods: vec![label(&mut ev, 1)],
+            from: NamespacedName::new("shop", "checkout"),
+            ip: ip("192.168.0.2"),
+            port: 10250,
+            outcome: TcpOutcome::Refused { rtt_us: 90 },
+        }
     );
 }
 
@@ -26,12 +58,15 @@ fn a_cross_node_timeout_is_a_broken_path_only_when_the_node_does_not_answer_eith
     ev.node_witnesses[0].tcp = timeout();
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    let s = summary(&report, Layer::PodNetwork);
-    assert!(
-        s.contains("from node-a to pods on node-b")
-            && s.contains("node-b itself (192.168.0.2) does not answer either")
-            && s.contains("cross-node path between node-a and node-b is broken"),
-        "{s}"
+    assert_eq!(code(&report, Layer::PodNetwork), Some(Code::PodNetworkPathBroken));
+    assert_eq!(
+        path_failure(&ev).3,
+        PathReading::PathBroken {
+            src: Some("node-a".into()),
+            node: "node-b".into(),
+            ip: ip("192.168.0.2"),
+            outcome: TcpOutcome::Timeout { after_ms: 1000 },
+        }
     );
     assert!(report.fix.iter().any(|f| f.contains("get nodes")));
 }
@@ -43,8 +78,17 @@ fn without_a_second_witness_a_cross_node_timeout_claims_no_path_failure() {
     ev.node_witnesses[0].tcp = Fact::Unknown(agent_missing("node-a"));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    let s = summary(&report, Layer::PodNetwork);
-    assert!(s.contains("no second witness") && !s.contains("broken"), "{s}");
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkNoSecondWitness)
+    );
+    assert_eq!(
+        path_failure(&ev).3,
+        PathReading::NoSecondWitness {
+            node: "node-b".into(),
+            pods: vec![label(&mut ev, 1)],
+        }
+    );
 }
 
 #[test]
@@ -57,12 +101,16 @@ fn one_dropped_endpoint_among_answering_ones_on_its_node_names_that_endpoint_onl
     endpoints_mut(&mut ev).push(dropped);
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    let s = summary(&report, Layer::PodNetwork);
-    assert!(
-        s.starts_with("1 of 3 endpoints fail: shop/payments-2")
-            && s.contains("while 1 other endpoint(s) on node-b connect")
-            && s.contains("about 1 in 3 new connections fail"),
-        "{s}"
+    let (_, failing, total, path) = path_failure(&ev);
+    assert_eq!((failing, total), (1, 3));
+    assert_eq!(
+        path,
+        PathReading::OthersOnNodeConnect {
+            src: Some("node-a".into()),
+            node: "node-b".into(),
+            pods: vec![label(&mut ev, 2)],
+            answering: 1,
+        }
     );
     let failing: Vec<_> = report
         .endpoints
@@ -79,11 +127,20 @@ fn one_same_node_endpoint_timing_out_names_it_its_node_and_the_count() {
     endpoints_mut(&mut ev)[0].live = LiveFact::Tcp(timeout());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    let s = summary(&report, Layer::PodNetwork);
-    assert!(
-        s.contains("shop/payments-0") && s.contains("[same node node-a]") && s.contains("(1/2 endpoints)"),
-        "{s}"
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkConnectFailed)
     );
+    let (first, failing, total, path) = path_failure(&ev);
+    assert_eq!(
+        first,
+        Dropped {
+            endpoint: label(&mut ev, 0),
+            place: Place::SameNode("node-a".into()),
+            outcome: TcpOutcome::Timeout { after_ms: 1000 },
+        }
+    );
+    assert_eq!((failing, total, path), (1, 2, PathReading::NotCrossNode));
 }
 
 #[test]
@@ -98,6 +155,10 @@ fn icmp_unreachable_is_a_pod_network_failure_too() {
     }
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkConnectFailed)
+    );
     assert!(step(&report, Layer::PodNetwork).evidence[0].contains("unreachable (host)"));
 }
 
@@ -129,9 +190,20 @@ fn an_mtu_black_hole_fails_pod_network_although_every_connection_succeeds() {
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     assert_eq!(
-        summary(&report, Layer::PodNetwork),
-        "1 of 2 endpoints (shop/payments-1): packets > 1200 bytes are silently dropped (pod MTU 1500): an MTU \
-         black hole between node-a and node-b — about 1 in 2 new connections hang once a large packet is sent"
+        pod_network_finding(&ev),
+        PodNetworkFinding::MtuBlackHole(MtuFinding {
+            holes: NonEmpty::new(Hole {
+                span: Span::Nodes {
+                    src: Some("node-a".into()),
+                    node: "node-b".into(),
+                },
+                largest_passed_bytes: 1200,
+                interface_mtu: 1500,
+            }),
+            to: ip("10.244.2.14"),
+            behind: vec!["shop/payments-1".into()],
+            total: 2,
+        })
     );
     assert!(evidence_text(&report, Layer::PodNetwork).contains("1210-byte ones never are"));
 }
@@ -152,18 +224,16 @@ fn an_mtu_black_hole_on_the_source_link_fails_each_endpoint_behind_it_and_names_
     ];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    let s = summary(&report, Layer::PodNetwork);
-    assert!(
-        s.starts_with(
-            "3 of 4 endpoints (shop/payments-1, shop/payments-2, shop/payments-3): packets > 1200 bytes"
-        ),
-        "{s}"
+    let PodNetworkFinding::MtuBlackHole(mtu) = pod_network_finding(&ev) else {
+        panic!("no black hole: {report:#?}");
+    };
+    assert_eq!(
+        mtu.behind,
+        ["shop/payments-1", "shop/payments-2", "shop/payments-3"]
     );
-    assert!(
-        s.contains("an MTU black hole between node-a and node-b and between node-a and node-c"),
-        "{s}"
-    );
-    assert!(s.contains("about 3 in 4 new connections hang"), "{s}");
+    assert_eq!(mtu.total, 4);
+    let spans: Vec<String> = mtu.holes.iter().map(|h| h.span.to_string()).collect();
+    assert_eq!(spans, ["between node-a and node-b", "between node-a and node-c"]);
     let statuses: Vec<(Status, Option<Layer>, bool)> = report
         .endpoints
         .iter()
@@ -187,6 +257,7 @@ fn a_smaller_path_mtu_learned_from_icmp_is_no_black_hole() {
     ev.witnesses.path_mtu = vec![mtu("10.244.2.14", "node-b", measured(1500, None, Some(1450)))];
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
+    assert_eq!(code(&report, Layer::PodNetwork), Some(Code::PodNetworkAnswers));
     assert!(evidence_text(&report, Layer::PodNetwork).contains("learned from ICMP"));
 }
 
@@ -242,58 +313,64 @@ fn flow(syn_ack: bool) -> netdiag_proto::CapturedFlow {
     }
 }
 
-fn pod_network_with_capture(witness: CaptureWitness) -> (String, String) {
+/// What the failing path's finding says the capture saw, and the step's evidence.
+fn pod_network_with_capture(witness: CaptureWitness) -> (Option<PacketReading>, String) {
     let mut ev = healthy();
     endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());
     ev.witnesses.captures = vec![witness];
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    (
-        summary(&report, Layer::PodNetwork),
-        evidence_text(&report, Layer::PodNetwork),
-    )
+    let PodNetworkFinding::PathFailed { packet, .. } = pod_network_finding(&ev) else {
+        panic!("not a path failure: {report:#?}");
+    };
+    (packet, evidence_text(&report, Layer::PodNetwork))
+}
+
+fn never_reached() -> Option<PacketReading> {
+    Some(PacketReading::NeverArrived {
+        from: "checkout".into(),
+        pod: "payments-1".into(),
+    })
 }
 
 #[test]
 fn a_capture_that_saw_no_syn_says_it_never_reached_the_pod() {
-    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |_| {}));
-    assert!(
-        s.ends_with("packet witness: the SYN from checkout never reached payments-1's interface"),
-        "{s}"
-    );
+    let (packet, _) = pod_network_with_capture(capture("10.244.2.14", |_| {}));
+    assert_eq!(packet, never_reached());
 }
 
 #[test]
 fn a_capture_started_after_the_syn_claims_nothing() {
-    let (s, e) = pod_network_with_capture(capture("10.244.2.14", |c| c.started_unix_us = 300));
-    assert!(
-        !s.contains("packet witness") && !e.contains("never reached"),
-        "{s}\n{e}"
-    );
+    let (packet, e) = pod_network_with_capture(capture("10.244.2.14", |c| c.started_unix_us = 300));
+    assert_eq!(packet, None);
+    assert!(!e.contains("never reached"), "{e}");
 }
 
 #[test]
 fn a_capture_started_after_the_syn_but_before_a_later_beacon_says_it_never_reached_the_pod() {
     let mut late = capture("10.244.2.14", |c| c.started_unix_us = 300);
     late.probe_last_syn_unix_us = Some(900);
-    let (s, _) = pod_network_with_capture(late);
-    assert!(
-        s.ends_with("packet witness: the SYN from checkout never reached payments-1's interface"),
-        "{s}"
-    );
+    let (packet, _) = pod_network_with_capture(late);
+    assert_eq!(packet, never_reached());
 }
 
 #[test]
 fn a_syn_that_arrived_unanswered_and_a_reply_that_never_came_back_are_told_apart() {
-    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(false)]));
-    assert!(
-        s.contains("the SYN arrived at payments-1's interface and nothing answered it"),
-        "{s}"
+    let (packet, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(false)]));
+    assert_eq!(
+        packet,
+        Some(PacketReading::Unanswered {
+            pod: "payments-1".into()
+        })
     );
-    let (s, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(true)]));
-    assert!(
-        s.contains("a SYN-ACK left it, but the reply never came back to checkout"),
-        "{s}"
+    let (packet, _) = pod_network_with_capture(capture("10.244.2.14", |c| c.flows = vec![flow(true)]));
+    assert_eq!(
+        packet,
+        Some(PacketReading::SynAckLeft {
+            from: "checkout".into(),
+            pod: "payments-1".into(),
+            completed: false,
+        })
     );
 }
 
@@ -305,12 +382,12 @@ fn silence_from_a_bound_socket_with_policy_allowing_is_undetermined() {
     assert_eq!(report.verdict, Verdict::Undetermined, "{report:#?}");
     let s = step(&report, Layer::PodNetwork);
     assert_eq!(s.status, Status::Undetermined);
-    assert!(s.summary.contains("cannot tell"), "{}", s.summary);
-    assert!(
-        s.summary.contains("the endpoint gets no answer") || s.summary.contains("endpoints get no answer"),
-        "{}",
-        s.summary
-    );
+    assert_eq!(s.summary.code, Some(Code::PodNetworkSilent));
+    let PodNetworkFinding::Silent { first, silent, total } = pod_network_finding(&ev) else {
+        panic!("not silence: {report:#?}");
+    };
+    assert_eq!((silent, total), (2, 2));
+    assert_eq!(first.unexplained, Some(Unexplained::BoundAndAllowed(5353)));
     assert!(s.evidence.iter().any(|l| l.text.contains("bound to 5353")));
 }
 
@@ -324,7 +401,17 @@ fn an_icmp_unreachable_with_policy_allowing_fails_pod_network_for_certain() {
     }));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
-    let text = summary(&report, Layer::PodNetwork);
-    assert!(text.starts_with("1 of 2 endpoints fails"), "{text}");
-    assert!(text.ends_with("(certain)"), "{text}");
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkDatagramRejected)
+    );
+    let PodNetworkFinding::DatagramRejected {
+        first,
+        failing,
+        total,
+    } = pod_network_finding(&ev)
+    else {
+        panic!("not a rejected datagram: {report:#?}");
+    };
+    assert_eq!((first.endpoint, failing, total), (label(&mut ev, 1), 1, 2));
 }

@@ -3,110 +3,91 @@
 
 use std::net::SocketAddr;
 
-use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
+use netdiag_proto::{ServiceRules, TcpOutcome, Transport, UdpOutcome};
 
 use super::outcomes::{nothing_bound, outcome};
 use super::witnesses::{conntrack_line, service_rules};
 use super::*;
 
 pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
-    let judgment = differential(cx);
     let Some(cip) = &cx.cluster_ip else {
-        return judgment;
+        return not_applicable(ServiceProxyFinding::NotApplicable(
+            match (cx.destination, cx.target_service) {
+                (Destination::Service, Some(s)) if s.headless => NoVip::Headless,
+                (Destination::Service, _) => NoVip::NoClusterIp,
+                _ => NoVip::NotAService,
+            },
+        ));
     };
-    let protocol = match cx.transport {
-        Transport::Tcp => "TCP",
-        Transport::Udp => "UDP",
+    let vip = Vip {
+        ip: cip.ip,
+        port: cip.port,
+        transport: cx.transport,
     };
-    let vip = format!("{}:{}/{protocol}", fmt_ip(cip.ip), cip.port);
-    let (node, rules) = match service_rules(cx) {
-        Ok(found) => found,
-        Err(why) if why == "not asked" => return judgment,
-        Err(why) => return amend(judgment, None, vec![why]),
+    let reading = match service_rules(cx) {
+        None => return differential(cx, cip, vip, None),
+        Some(Err(why)) => return with_evidence(differential(cx, cip, vip, None), vec![why]),
+        Some(Ok((node, rules))) => rules_reading(cx, vip, node, rules),
     };
-    let live: Vec<SocketAddr> = cx
-        .live
-        .iter()
-        .filter_map(|e| Some(SocketAddr::new(e.ip, e.port?)))
-        .collect();
-    let stale: Vec<String> = rules
-        .endpoints
-        .iter()
-        .filter(|a| !live.contains(a))
-        .map(|a| format!("{}:{}", fmt_ip(a.ip()), a.port()))
-        .collect();
-    let ready = format!("{} ready endpoints in the slice", live.len());
-    let line = match (rules.found, rules.rejects) {
-        (false, _) => format!("{node} has no rule for {vip} ({ready})"),
-        (true, true) => format!("{node} rejects {vip} as a Service without endpoints ({ready})"),
-        (true, false) => format!(
-            "{node} translates {vip} to {} ({ready})",
-            NonEmpty::from_vec(
-                rules
-                    .endpoints
-                    .iter()
-                    .map(|a| format!("{}:{}", fmt_ip(a.ip()), a.port()))
-                    .collect()
-            )
-            .map_or("no endpoint".into(), |to| to.joined())
-        ),
+    let stale: Vec<SocketAddr> = match &reading.programmed {
+        Programmed::TranslatesTo(to) => to
+            .iter()
+            .filter(|a| !live_addrs(cx).contains(a))
+            .copied()
+            .collect(),
+        _ => vec![],
     };
-    if !stale.is_empty() {
-        let summary = format!(
-            "{node} translates {vip} to {} which {} no longer an endpoint: stale Service rules (kube-proxy on {node} is not syncing)",
-            stale.join(", "),
-            if stale.len() == 1 { "is" } else { "are" }
-        );
-        let mut evidence = vec![line];
+    if let Some(stale) = NonEmpty::from_vec(stale) {
+        let mut evidence = vec![reading.to_string()];
         evidence.extend(conntrack_line(cx));
-        return fail(summary, evidence, cmds(proxy_fix(node)));
+        let fix = cmds(proxy_fix(&reading.node));
+        let finding = ServiceProxyFinding::StaleRules {
+            node: reading.node,
+            vip,
+            stale,
+        };
+        return fail(finding, evidence, fix);
     }
     // A missing rule explains a failing VIP; it never fails a working one (IPVS, nftables mode
     // or an eBPF dataplane program the VIP elsewhere).
-    let explains = (!rules.found || (rules.rejects && !live.is_empty())).then(|| line.clone());
-    amend(judgment, explains, vec![line])
+    let explains = match reading.programmed {
+        Programmed::NoRule => true,
+        Programmed::Rejects => reading.ready > 0,
+        Programmed::TranslatesTo(_) => false,
+    };
+    let line = reading.to_string();
+    let judgment = differential(cx, cip, vip, explains.then_some(reading));
+    with_evidence(judgment, vec![line])
 }
 
-/// Adds the rules witness to a judgment: `explains` joins a failing summary, `lines` the evidence.
-fn amend(judgment: Judgment, explains: Option<String>, lines: Vec<String>) -> Judgment {
-    match judgment {
-        Judgment::Fail {
-            summary,
-            mut evidence,
-            fix,
-        } => {
-            evidence.extend(lines.into_iter().map(Into::into));
-            let summary = match explains {
-                Some(why) => format!("{summary}: {why}"),
-                None => summary,
-            };
-            Judgment::Fail {
-                summary,
-                evidence,
-                fix,
-            }
-        }
-        Judgment::Pass {
-            summary,
-            mut evidence,
-        } => {
-            evidence.extend(lines.into_iter().map(Into::into));
-            Judgment::Pass { summary, evidence }
-        }
-        Judgment::Undetermined {
-            summary,
-            mut evidence,
-            fix,
-        } => {
-            evidence.extend(lines.into_iter().map(Into::into));
-            Judgment::Undetermined {
-                summary,
-                evidence,
-                fix,
-            }
-        }
-        other => other,
+/// The addresses traffic to the Service should reach: the live endpoints with a port.
+fn live_addrs(cx: &Context) -> Vec<SocketAddr> {
+    cx.live
+        .iter()
+        .filter_map(|e| Some(SocketAddr::new(e.ip, e.port?)))
+        .collect()
+}
+
+/// What `node` programmed for the VIP, beside the slice's ready endpoints.
+fn rules_reading(cx: &Context, vip: Vip, node: &str, rules: &ServiceRules) -> RulesReading {
+    RulesReading {
+        node: node.to_string(),
+        vip,
+        programmed: match (rules.found, rules.rejects) {
+            (false, _) => Programmed::NoRule,
+            (true, true) => Programmed::Rejects,
+            (true, false) => Programmed::TranslatesTo(rules.endpoints.clone()),
+        },
+        ready: live_addrs(cx).len(),
     }
+}
+
+/// Adds the rules witness's lines to a judgment's evidence.
+fn with_evidence(mut judgment: Judgment, lines: Vec<String>) -> Judgment {
+    if judgment.status != Status::Skip {
+        judgment.evidence.extend(lines.into_iter().map(Into::into));
+    }
+    judgment
 }
 
 fn proxy_fix(node: &str) -> Vec<String> {
@@ -118,89 +99,97 @@ fn proxy_fix(node: &str) -> Vec<String> {
     ]
 }
 
-fn differential(cx: &Context) -> Judgment {
-    let Some(cip) = &cx.cluster_ip else {
-        return not_applicable(match (cx.destination, cx.target_service) {
-            (Destination::Service, Some(s)) if s.headless => {
-                "not applicable: headless Service (no virtual IP)"
-            }
-            (Destination::Service, _) => "not applicable: the Service has no ClusterIP",
-            _ => "not applicable: no Service virtual IP on the path",
-        });
-    };
+/// The VIP against the pod IPs; `rules`: the node's rules, when they explain a failing VIP.
+fn differential(cx: &Context, cip: &ClusterIpFacts, vip: Vip, rules: Option<RulesReading>) -> Judgment {
     match cx.transport {
-        Transport::Tcp => tcp_differential(cx, cip),
-        Transport::Udp => udp_differential(cx, cip),
+        Transport::Tcp => tcp_differential(cx, cip, vip, rules),
+        Transport::Udp => udp_differential(cx, cip, vip, rules),
     }
 }
 
-/// The VIP-versus-pod-IP differential over TCP (the caller adds the node's rules witness).
-fn tcp_differential(cx: &Context, cip: &ClusterIpFacts) -> Judgment {
-    let vip = format!("{}:{}", fmt_ip(cip.ip), cip.port);
-    let outcome = match &cip.live {
-        LiveFact::Tcp(Fact::Known(o)) => o,
-        other => {
-            let why = other
-                .not_probed()
-                .map(|reason| format!(": {reason}"))
-                .unwrap_or_default();
-            return undetermined(format!("ClusterIP {vip} was not probed{why}"), vec![], vec![]);
-        }
+/// The VIP probe's outcome, or the finding that it has none.
+fn not_probed(live: &LiveFact, vip: Vip) -> Judgment {
+    let finding = ServiceProxyFinding::NotProbed {
+        vip,
+        reason: live.not_probed().cloned(),
+    };
+    undetermined(finding, vec![], vec![])
+}
+
+/// The VIP-versus-pod-IP differential over TCP.
+fn tcp_differential(cx: &Context, cip: &ClusterIpFacts, vip: Vip, rules: Option<RulesReading>) -> Judgment {
+    let LiveFact::Tcp(Fact::Known(outcome)) = &cip.live else {
+        return not_probed(&cip.live, vip);
     };
     let live = &cx.live;
     let like_vip = live
         .iter()
         .filter(|e| e.live.tcp_outcome().is_some_and(|o| same_symptom(o, outcome)))
         .count();
-    let any_answered = live.iter().any(|e| {
-        e.live
-            .tcp_outcome()
-            .is_some_and(|o| !matches!(o, TcpOutcome::Error { .. }))
-    });
+    let answered = live
+        .iter()
+        .filter(|e| {
+            e.live
+                .tcp_outcome()
+                .is_some_and(|o| !matches!(o, TcpOutcome::Error { .. }))
+        })
+        .count();
     let all_refused = !live.is_empty()
         && live
             .iter()
             .all(|e| matches!(e.live.tcp_outcome(), Some(TcpOutcome::Refused { .. })));
-    let node = cx.source_node().unwrap_or("the source node");
-    let proxy_fix = proxy_fix(node);
+    let node = cx.source_node().unwrap_or("the source node").to_string();
+    let fix = cmds(proxy_fix(&node));
     let evidence = vec![format!("TCP to ClusterIP {vip}: {}", describe_tcp(outcome))];
-    let what = describe_tcp(outcome);
+    let seen = VipOutcome::Tcp(outcome.clone());
+    let alike = |alike| ServiceProxyFinding::AsEndpoints {
+        vip,
+        outcome: seen.clone(),
+        alike,
+    };
     match outcome {
         TcpOutcome::Error { detail } => {
-            undetermined(format!("ClusterIP {vip}: probe error: {detail}"), vec![], vec![])
+            let finding = ServiceProxyFinding::ProbeError {
+                vip,
+                detail: detail.clone(),
+            };
+            undetermined(finding, vec![], vec![])
         }
         // The VIP connection reached one endpoint: it behaves like some endpoint does, so the
         // rules translate to the endpoints, whichever one this connection happened to reach.
-        TcpOutcome::Connected { .. } if like_vip == live.len() => {
-            pass(format!("ClusterIP {vip} {what}"), vec![])
-        }
-        TcpOutcome::Refused { .. } if all_refused => pass(
-            format!("ClusterIP {vip} refused, as its endpoints do (judged at application)"),
-            evidence,
-        ),
+        TcpOutcome::Connected { .. } if like_vip == live.len() => pass(alike(Alike::All), vec![]),
+        TcpOutcome::Refused { .. } if all_refused => pass(alike(Alike::AllRefused), evidence),
         _ if like_vip > 0 => pass(
-            format!(
-                "ClusterIP {vip} {what}, as {like_vip} of its {} endpoints do: the Service rules on {node} translate to the endpoints (each endpoint is judged at its own layer)",
-                live.len()
-            ),
+            alike(Alike::Some {
+                like: like_vip,
+                total: live.len(),
+                node,
+            }),
             evidence,
         ),
-        TcpOutcome::Refused { .. } if any_answered => fail(
-            format!(
-                "ClusterIP {vip} is refused while no endpoint refuses: the Service rules on {node} act as if it had no endpoints (stale)"
-            ),
+        TcpOutcome::Refused { .. } if answered > 0 => fail(
+            ServiceProxyFinding::RefusedAsEmpty {
+                vip,
+                node,
+                answered,
+                rules,
+            },
             evidence,
-            cmds(proxy_fix.clone()),
+            fix,
         ),
-        TcpOutcome::Timeout { .. } | TcpOutcome::Unreachable { .. } if any_answered => fail(
-            format!(
-                "ClusterIP {vip} {what} while the pod IPs answer: the Service's rules are missing on {node} (kube-proxy/dataplane)"
-            ),
+        TcpOutcome::Timeout { .. } | TcpOutcome::Unreachable { .. } if answered > 0 => fail(
+            ServiceProxyFinding::RulesMissing {
+                vip,
+                outcome: seen,
+                node,
+                answered,
+                rules,
+            },
             evidence,
-            cmds(proxy_fix.clone()),
+            fix,
         ),
         _ => undetermined(
-            format!("ClusterIP {vip} {what} and no endpoint answered alike to compare with"),
+            ServiceProxyFinding::NothingToCompare { vip, outcome: seen },
             evidence,
             vec![],
         ),
@@ -217,61 +206,58 @@ fn same_symptom(a: &TcpOutcome, b: &TcpOutcome) -> bool {
     ) || (is_blocked(a) && is_blocked(b))
 }
 
-/// The VIP-versus-pod-IP differential over UDP (the caller adds the node's rules witness).
-fn udp_differential(cx: &Context, cip: &ClusterIpFacts) -> Judgment {
-    let vip = format!("{}:{}/UDP", fmt_ip(cip.ip), cip.port);
-    let vip_outcome = match &cip.live {
-        LiveFact::Udp(Fact::Known(o)) => o,
-        other => {
-            let why = other
-                .not_probed()
-                .map(|reason| format!(": {reason}"))
-                .unwrap_or_default();
-            return undetermined(format!("ClusterIP {vip} was not probed{why}"), vec![], vec![]);
-        }
+/// The VIP-versus-pod-IP differential over UDP.
+fn udp_differential(cx: &Context, cip: &ClusterIpFacts, vip: Vip, rules: Option<RulesReading>) -> Judgment {
+    let LiveFact::Udp(Fact::Known(vip_outcome)) = &cip.live else {
+        return not_probed(&cip.live, vip);
     };
     let live = &cx.live;
+    let total = live.len();
     let answered = live
         .iter()
         .filter(|e| matches!(outcome(e), Some(UdpOutcome::Answered { .. })))
         .count();
     // Endpoints with nothing bound refuse, or stay silent when their kernel rate-limits ICMP.
     let unbound = live.iter().filter(|e| nothing_bound(e)).count();
-    let node = cx.source_node().unwrap_or("the source node");
-    let what = describe_udp(vip_outcome);
-    let evidence = vec![format!("UDP to ClusterIP {vip}: {what}")];
-    let fix = || cmds(proxy_fix(node));
+    let node = cx.source_node().unwrap_or("the source node").to_string();
+    let fix = cmds(proxy_fix(&node));
+    let evidence = vec![format!("UDP to ClusterIP {vip}: {}", describe_udp(vip_outcome))];
+    let seen = VipOutcome::Udp(vip_outcome.clone());
+    let alike = |alike| ServiceProxyFinding::AsEndpoints {
+        vip,
+        outcome: seen.clone(),
+        alike,
+    };
     match vip_outcome {
-        UdpOutcome::Answered { .. } if answered > 0 => pass(
-            format!(
-                "ClusterIP {vip} {what}, as {answered} of its {} endpoints do",
-                live.len()
-            ),
-            vec![],
-        ),
-        UdpOutcome::Refused { .. } | UdpOutcome::Silent { .. } if unbound > 0 => pass(
-            format!(
-                "ClusterIP {vip} {what}, as the {unbound} of its {} endpoints with nothing bound do (judged at application)",
-                live.len()
-            ),
-            evidence,
-        ),
+        UdpOutcome::Answered { .. } if answered > 0 => {
+            pass(alike(Alike::Answered { answered, total }), vec![])
+        }
+        UdpOutcome::Refused { .. } | UdpOutcome::Silent { .. } if unbound > 0 => {
+            pass(alike(Alike::Unbound { unbound, total }), evidence)
+        }
         UdpOutcome::Refused { .. } if answered > 0 => fail(
-            format!(
-                "ClusterIP {vip} is refused while {answered} endpoint(s) answer the same datagram: the Service rules on {node} act as if it had no endpoints (stale)"
-            ),
+            ServiceProxyFinding::RefusedAsEmpty {
+                vip,
+                node,
+                answered,
+                rules,
+            },
             evidence,
-            fix(),
+            fix,
         ),
         UdpOutcome::Silent { .. } | UdpOutcome::Unreachable { .. } if answered > 0 => fail(
-            format!(
-                "ClusterIP {vip} {what} while {answered} pod IP(s) answer the same datagram: the Service's rules are missing on {node} (kube-proxy/dataplane)"
-            ),
+            ServiceProxyFinding::RulesMissing {
+                vip,
+                outcome: seen,
+                node,
+                answered,
+                rules,
+            },
             evidence,
-            fix(),
+            fix,
         ),
         _ => undetermined(
-            format!("ClusterIP {vip} {what} and no endpoint answered alike to compare with"),
+            ServiceProxyFinding::NothingToCompare { vip, outcome: seen },
             evidence,
             vec![],
         ),

@@ -2,6 +2,37 @@
 
 use crate::check::judge::test_support::*;
 
+/// The ClusterIP of `healthy()` (TCP, port 80) or `healthy_udp()` (UDP, port 5353).
+fn vip(transport: Transport) -> Vip {
+    let port = match transport {
+        Transport::Tcp => 80,
+        Transport::Udp => 5353,
+    };
+    Vip {
+        ip: ip(VIP),
+        port,
+        transport,
+    }
+}
+
+fn proxy_finding(ev: &Evidence) -> ServiceProxyFinding {
+    match finding(ev, judge_service_proxy) {
+        Finding::ServiceProxy(f) => f,
+        other => panic!("not a service-proxy finding: {other:?}"),
+    }
+}
+
+/// The ClusterIP (TCP) drops what both pod IPs answer; `rules`: what the node's rules show.
+fn tcp_rules_missing(rules: Option<RulesReading>) -> ServiceProxyFinding {
+    ServiceProxyFinding::RulesMissing {
+        vip: vip(Transport::Tcp),
+        outcome: VipOutcome::Tcp(TcpOutcome::Timeout { after_ms: 1000 }),
+        node: "node-a".into(),
+        answered: 2,
+        rules,
+    }
+}
+
 #[test]
 fn cluster_ip_timing_out_while_pod_ips_connect_fails_service_proxy() {
     let mut ev = healthy();
@@ -12,7 +43,11 @@ fn cluster_ip_timing_out_while_pod_ips_connect_fails_service_proxy() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
-    assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing on node-a"));
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyRulesMissing)
+    );
+    assert_eq!(proxy_finding(&ev), tcp_rules_missing(None));
 }
 
 #[test]
@@ -25,7 +60,10 @@ fn cluster_ip_refused_while_pod_ips_connect_is_stale_service_rules() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
-    assert!(summary(&report, Layer::ServiceProxy).contains("stale"));
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyRefusedAsEmpty)
+    );
 }
 
 #[test]
@@ -34,7 +72,15 @@ fn a_vip_refused_while_no_endpoint_refuses_is_stale_proxy_rules() {
     ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(refused());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
-    assert!(summary(&report, Layer::ServiceProxy).contains("while no endpoint refuses"));
+    assert_eq!(
+        proxy_finding(&ev),
+        ServiceProxyFinding::RefusedAsEmpty {
+            vip: vip(Transport::Tcp),
+            node: "node-a".into(),
+            answered: 2,
+            rules: None,
+        }
+    );
 }
 
 fn rules(found: bool, rejects: bool, endpoints: &[&str]) -> NodeDataplaneWitness {
@@ -67,12 +113,13 @@ fn a_vip_rule_to_an_address_that_is_no_endpoint_fails_service_proxy_even_when_th
     ));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
-    let s = summary(&report, Layer::ServiceProxy);
-    assert!(
-        s.starts_with(
-            "node-a translates 10.96.12.7:80/TCP to 10.244.2.4:8080 which is no longer an endpoint"
-        ),
-        "{s}"
+    assert_eq!(
+        proxy_finding(&ev),
+        ServiceProxyFinding::StaleRules {
+            node: "node-a".into(),
+            vip: vip(Transport::Tcp),
+            stale: NonEmpty::new("10.244.2.4:8080".parse().unwrap()),
+        }
     );
     assert!(evidence_text(&report, Layer::ServiceProxy).contains("nearly full"));
 }
@@ -84,10 +131,14 @@ fn a_missing_vip_rule_explains_a_vip_timeout() {
     ev.witnesses.node_dataplane = Some(rules(false, false, &[]));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
-    let s = summary(&report, Layer::ServiceProxy);
-    assert!(
-        s.ends_with("node-a has no rule for 10.96.12.7:80/TCP (2 ready endpoints in the slice)"),
-        "{s}"
+    assert_eq!(
+        proxy_finding(&ev),
+        tcp_rules_missing(Some(RulesReading {
+            node: "node-a".into(),
+            vip: vip(Transport::Tcp),
+            programmed: Programmed::NoRule,
+            ready: 2,
+        }))
     );
 }
 
@@ -98,6 +149,10 @@ fn a_missing_vip_rule_never_fails_a_vip_that_connects() {
     ev.witnesses.node_dataplane = Some(rules(false, false, &[]));
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyAsEndpoints)
+    );
 }
 
 #[test]
@@ -116,7 +171,7 @@ fn unreadable_rules_fall_back_to_the_differential_and_say_why() {
     });
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
-    assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing on node-a"));
+    assert_eq!(proxy_finding(&ev), tcp_rules_missing(None));
     assert!(evidence_text(&report, Layer::ServiceProxy).contains("cannot run iptables-save"));
 }
 
@@ -129,6 +184,10 @@ fn a_vip_meeting_an_endpoint_with_nothing_bound_passes_service_proxy() {
         ev.cluster_ip.as_mut().unwrap().live = LiveFact::Udp(vip);
         let report = judge(&ev, 0);
         assert_fails_at(&report, Layer::Application);
+        assert_eq!(
+            code(&report, Layer::ServiceProxy),
+            Some(Code::ServiceProxyAsEndpoints)
+        );
         assert!(summary(&report, Layer::Application).starts_with("1 of 2 endpoints has nothing bound"));
     }
 }
@@ -139,5 +198,14 @@ fn cluster_ip_silent_while_pod_ips_answer_fails_service_proxy() {
     ev.cluster_ip.as_mut().unwrap().live = LiveFact::Udp(silent());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
-    assert!(summary(&report, Layer::ServiceProxy).contains("rules are missing"));
+    assert_eq!(
+        proxy_finding(&ev),
+        ServiceProxyFinding::RulesMissing {
+            vip: vip(Transport::Udp),
+            outcome: VipOutcome::Udp(UdpOutcome::Silent { after_ms: 1000 }),
+            node: "node-a".into(),
+            answered: 2,
+            rules: None,
+        }
+    );
 }

@@ -1,6 +1,7 @@
 //! What the destination pod's sockets say about a refusal, one finding for TCP and UDP: a TCP
 //! RST and a UDP port-unreachable are the same answer ("nothing here takes this"), and the
 //! sockets explain both the same way, including an address family the socket does not take.
+//! The wording is the `application` finding's (`findings::application`).
 
 use std::net::IpAddr;
 
@@ -10,7 +11,7 @@ use super::*;
 
 /// What the destination pod's listening (TCP) or bound (UDP) sockets say about a refusal.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum ListenerFinding {
+pub(crate) enum ListenerFinding {
     /// The sockets could not be read.
     Unknown(ToolFailure),
     /// It listens on the port, but only on a loopback address.
@@ -60,53 +61,6 @@ pub(super) fn takes_family_of(socket: &ListeningSocket, ip: IpAddr) -> bool {
         (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => true,
         (IpAddr::V6(local), IpAddr::V4(_)) => local.is_unspecified() && socket.v6_only != Some(true),
         (IpAddr::V4(_), IpAddr::V6(_)) => false,
-    }
-}
-
-/// The finding as the clause after "refuses the connection: " (TCP) or "has nothing bound to the
-/// port: " (UDP).
-pub(super) fn describe_finding(finding: &ListenerFinding, port: u16, transport: Transport) -> String {
-    let tcp = transport == Transport::Tcp;
-    match finding {
-        ListenerFinding::Unknown(reason) if tcp => format!("its listening sockets are unknown ({reason})"),
-        ListenerFinding::Unknown(reason) => format!("its sockets are unknown ({reason})"),
-        ListenerFinding::LoopbackOnly(ip) if tcp => {
-            format!("it listens on {}:{port} only, not on its pod IP", fmt_ip(*ip))
-        }
-        ListenerFinding::LoopbackOnly(ip) => {
-            format!(
-                "it is bound to {}:{port}/UDP only, not on its pod IP",
-                fmt_ip(*ip)
-            )
-        }
-        ListenerFinding::NotOnPort(others) if others.is_empty() && tcp => {
-            format!("nothing in the pod listens on any TCP port (wanted {port})")
-        }
-        ListenerFinding::NotOnPort(others) if others.is_empty() => {
-            format!("nothing in the pod is bound to any UDP port (wanted {port})")
-        }
-        ListenerFinding::NotOnPort(others) if tcp => format!(
-            "nothing in the pod listens on {port}; it listens on {}",
-            others.join(", ")
-        ),
-        ListenerFinding::NotOnPort(others) => format!(
-            "nothing in the pod is bound to {port}/UDP; it has UDP sockets on {}",
-            others.join(", ")
-        ),
-        ListenerFinding::OtherFamilyOnly(bound) if tcp => format!(
-            "it listens on {port} only on {}, which takes no connections of this address family",
-            bound.join(", ")
-        ),
-        ListenerFinding::OtherFamilyOnly(bound) => format!(
-            "it is bound to {port}/UDP only on {}, which takes no datagrams of this address family",
-            bound.join(", ")
-        ),
-        ListenerFinding::ListensAnyway if tcp => format!(
-            "yet it listens on {port}: a reset from the path (a REJECT rule) or a full accept queue, not a missing listener"
-        ),
-        ListenerFinding::ListensAnyway => format!(
-            "yet a socket is bound to {port}/UDP: an ICMP port-unreachable from the path (a REJECT rule), not a missing socket"
-        ),
     }
 }
 

@@ -9,6 +9,8 @@ pub(super) use netdiag_proto::{
     TcpOutcome, Transport, UdpOutcome, UnreachableReason,
 };
 
+pub(super) use super::outcomes::Certainty;
+pub(super) use super::sockets::ListenerFinding;
 pub(super) use super::*;
 pub(super) use crate::check::report::Code;
 pub(super) use crate::check::target::PortRef;
@@ -70,18 +72,38 @@ pub(super) fn pod(ns: &str, name: &str, node: &str, ip_: &str) -> PodFacts {
     }
 }
 
-pub(super) fn denied_side(why: &str, policy: &str, port: u16, protocol: &str) -> DeniedSide {
+/// `subject` (`NAMESPACE/POD` or an address) is isolated by `policy` and no rule allows the flow
+/// `other` on `port`/`protocol`.
+pub(super) fn denied_side(
+    subject: &str,
+    other: FlowEnd,
+    policy: &str,
+    port: u16,
+    protocol: &str,
+) -> Box<DeniedSide> {
     let (ns, name) = policy.split_once('/').unwrap();
-    DeniedSide {
-        why: why.into(),
-        policies: Some(NonEmpty::new(PolicyRef {
-            namespace: ns.into(),
-            name: name.into(),
-        })),
+    let policies = NonEmpty::new(PolicyRef {
+        namespace: ns.into(),
+        name: name.into(),
+    });
+    Box::new(DeniedSide {
+        subject: subject.parse().unwrap(),
+        other,
+        cause: DenialCause::Isolated(policies.clone()),
+        policies: Some(policies),
         port,
         protocol: protocol.parse().unwrap(),
-        admin_rule: None,
-    }
+    })
+}
+
+/// Egress to `peer` (`NAMESPACE/POD` or an address).
+pub(super) fn to(peer: &str) -> FlowEnd {
+    FlowEnd::To(peer.parse().unwrap())
+}
+
+/// Ingress from `peer` (`NAMESPACE/POD` or an address).
+pub(super) fn from(peer: &str) -> FlowEnd {
+    FlowEnd::From(peer.parse().unwrap())
 }
 
 pub(super) fn listening(addr: &str, port: u16) -> ListeningSocket {
@@ -116,7 +138,8 @@ pub(super) fn ingress_denied() -> PolicyCheck {
     PolicyCheck::Denied {
         egress: None,
         ingress: Some(denied_side(
-            "shop/payments-0 is isolated by shop/default-deny; no rule allows from shop/checkout on 8080/TCP",
+            "shop/payments-0",
+            from("shop/checkout"),
             "shop/default-deny",
             8080,
             "TCP",
@@ -335,10 +358,7 @@ pub(super) const PORT_80: ServicePort = ServicePort {
 
 /// What the layer found, judged on its own from `ev`.
 pub(super) fn finding(ev: &Evidence, judge_layer: fn(&Context) -> Judgment) -> Finding {
-    judge_layer(&Context::new(ev))
-        .finding()
-        .cloned()
-        .expect("a layer whose findings are values")
+    *judge_layer(&Context::new(ev)).finding
 }
 
 pub(super) fn evidence_text(report: &Report, layer: Layer) -> String {

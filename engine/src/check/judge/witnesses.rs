@@ -21,13 +21,20 @@ pub(crate) struct MtuBlackHole<'a> {
 }
 
 impl MtuBlackHole<'_> {
-    /// `between node-a and node-b`, `on node-a` (same node), or `between node-a and 10.0.0.9`.
-    pub fn between(&self, source_node: Option<&str>) -> String {
-        let src = source_node.unwrap_or("the source node");
+    /// The stretch of path it lies on: between the source node and the measured address's node,
+    /// on the source node itself, or between the source node and the address.
+    pub fn between(&self, source_node: Option<&str>) -> Span {
+        let src = source_node.map(str::to_string);
         match self.witness.node.as_deref() {
-            Some(n) if n != src => format!("between {src} and {n}"),
-            Some(n) => format!("on {n}"),
-            None => format!("between {src} and {}", fmt_ip(self.witness.ip)),
+            Some(n) if Some(n) != source_node => Span::Nodes {
+                src,
+                node: n.to_string(),
+            },
+            Some(n) => Span::OnNode(n.to_string()),
+            None => Span::ToAddress {
+                src,
+                ip: self.witness.ip,
+            },
         }
     }
 }
@@ -78,78 +85,40 @@ pub(crate) fn black_hole_behind<'a>(
     witnesses.iter().filter(same_path).find_map(black_hole)
 }
 
-/// An MTU black hole on the path to endpoints that connect: the summary naming the share of
-/// endpoints behind it and every node pair it lies between, and its evidence lines.
-pub(super) fn mtu_black_hole(cx: &Context) -> Option<(String, Vec<String>)> {
+/// An MTU black hole on the path to endpoints that connect: the finding naming the share of
+/// endpoints behind it and every span it lies on, and its evidence lines.
+pub(super) fn mtu_black_hole(cx: &Context) -> Option<(MtuFinding, Vec<String>)> {
     let witnesses = &cx.witnesses.path_mtu;
     let holes = NonEmpty::from_vec(witnesses.iter().filter_map(black_hole).collect())?;
-    let first = holes.first();
     let src = cx.source_node();
-    let behind: Vec<&EndpointFacts> = cx
+    let behind: Vec<String> = cx
         .live
         .iter()
-        .copied()
         .filter(|e| black_hole_behind(witnesses, e).is_some())
+        .map(|e| {
+            e.pod
+                .as_ref()
+                .map(|p| p.key().to_string())
+                .unwrap_or_else(|| e.label())
+        })
         .collect();
-    let mut pairs: Vec<String> = Vec::new();
-    for pair in holes.iter().map(|h| h.between(src)) {
-        if !pairs.contains(&pair) {
-            pairs.push(pair);
-        }
-    }
-    let pairs = pairs.join(" and ");
-    let total = cx.live.len();
-    let summary = if total <= 1 || behind.is_empty() {
-        let to = format!(" to {}", fmt_ip(first.witness.ip));
-        format!("{}: an MTU black hole {pairs}", dropped(&holes, src, &to))
-    } else {
-        let names: Vec<String> = behind
-            .iter()
-            .map(|e| {
-                e.pod
-                    .as_ref()
-                    .map(|p| p.key().to_string())
-                    .unwrap_or_else(|| e.label())
-            })
-            .collect();
-        let share = if behind.len() < total {
-            format!(
-                " — about {} in {total} new connections hang once a large packet is sent",
-                behind.len()
-            )
-        } else {
-            String::new()
-        };
-        format!(
-            "{} ({}): {}: an MTU black hole {pairs}{share}",
-            endpoints_of(behind.len(), total),
-            names.join(", "),
-            dropped(&holes, src, "")
-        )
+    let evidence = holes.iter().map(|h| h.evidence(src)).collect();
+    let finding = MtuFinding {
+        to: holes.first().witness.ip,
+        holes: NonEmpty::from_vec(
+            holes
+                .iter()
+                .map(|h| Hole {
+                    span: h.between(src),
+                    largest_passed_bytes: h.largest_passed_bytes,
+                    interface_mtu: h.interface_mtu,
+                })
+                .collect(),
+        )?,
+        behind,
+        total: cx.live.len(),
     };
-    Some((summary, holes.iter().map(|h| h.evidence(src)).collect()))
-}
-
-/// `packets > 1200 bytes{to} are silently dropped (pod MTU 1500)`, each pair's size when the
-/// black holes differ.
-fn dropped(holes: &NonEmpty<MtuBlackHole>, src: Option<&str>, to: &str) -> String {
-    let size = |h: &MtuBlackHole| (h.largest_passed_bytes, h.interface_mtu);
-    let first = holes.first();
-    if holes.iter().all(|h| size(h) == size(first)) {
-        return format!(
-            "packets > {} bytes{to} are silently dropped (pod MTU {})",
-            first.largest_passed_bytes, first.interface_mtu
-        );
-    }
-    let sizes: Vec<String> = holes
-        .iter()
-        .map(|h| format!("> {} bytes {}", h.largest_passed_bytes, h.between(src)))
-        .collect();
-    format!(
-        "packets {} are silently dropped (pod MTU {})",
-        sizes.join(", "),
-        first.interface_mtu
-    )
+    Some((finding, evidence))
 }
 
 /// Lines for witnesses that could not run, so that the step says which is missing.
@@ -189,10 +158,9 @@ pub(super) fn mtu_notes(cx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// What the capture at endpoint `e`'s pod saw of the source's SYNs, as a sentence, when it
-/// tells something. `None` when there was no capture or it cannot tell (the line in [`gaps`]
-/// or [`capture_unknown`] says why).
-pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<String> {
+/// What the capture at endpoint `e`'s pod saw of the source's SYNs, when it tells something.
+/// `None` when there was no capture or it cannot tell (the line in [`gaps`] says why).
+pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<PacketReading> {
     let w = cx.witnesses.captures.iter().find(|c| c.ip == e.ip)?;
     let Fact::Known(c) = &w.capture else { return None };
     if c.error.is_some() {
@@ -203,7 +171,7 @@ pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<String> 
         .as_ref()
         .map(|p| p.name.clone())
         .unwrap_or_else(|| fmt_ip(e.ip));
-    let from = &cx.from.name;
+    let from = cx.from.name.clone();
     let arrived: Vec<_> = c.flows.iter().filter(|f| f.syn_seen).collect();
     if arrived.is_empty() {
         // Claim "never" only if the capture watched its whole window from before a SYN was sent.
@@ -216,30 +184,23 @@ pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<String> 
         .flatten()
         .any(|sent| c.started_unix_us <= sent);
         return (covered && c.stopped == CaptureStop::Window)
-            .then(|| format!("the SYN from {from} never reached {pod}'s interface"));
+            .then_some(PacketReading::NeverArrived { from, pod });
     }
     if let Some(f) = arrived.iter().find(|f| f.syn_ack_sent) {
-        let back = if f.peer_ack_seen {
-            "and the handshake completed on that connection".to_string()
-        } else {
-            format!("but the reply never came back to {from}")
-        };
-        return Some(format!(
-            "the SYN arrived at {pod}'s interface and a SYN-ACK left it, {back}"
-        ));
+        return Some(PacketReading::SynAckLeft {
+            from,
+            pod,
+            completed: f.peer_ack_seen,
+        });
     }
     if let Some(f) = arrived.iter().find(|f| f.rst_sent || f.icmp_sent.is_some()) {
-        let what = match &f.icmp_sent {
-            Some(icmp) => format!("an ICMP error ({icmp})"),
-            None => "a RST".to_string(),
-        };
-        return Some(format!(
-            "the SYN arrived at {pod}'s interface and {what} left it, but {from} never saw it"
-        ));
+        return Some(PacketReading::RefusalLeft {
+            from,
+            pod,
+            icmp: f.icmp_sent.clone(),
+        });
     }
-    Some(format!(
-        "the SYN arrived at {pod}'s interface and nothing answered it"
-    ))
+    Some(PacketReading::Unanswered { pod })
 }
 
 /// The source node's conntrack fill, as an evidence line.
@@ -266,20 +227,22 @@ pub(super) fn conntrack_line(cx: &Context) -> Option<String> {
     }
 }
 
-/// What the source node programmed for the VIP, when it was read.
-pub(super) fn service_rules<'a>(cx: &'a Context) -> Result<(&'a str, &'a ServiceRules), String> {
-    let Some(w) = cx.witnesses.node_dataplane.as_ref() else {
-        return Err("not asked".into());
-    };
+/// What the source node programmed for the VIP: `None` when it was not asked, else the node and
+/// its rules, or the evidence line saying why they were not read.
+pub(super) fn service_rules<'a>(cx: &'a Context) -> Option<Result<(&'a str, &'a ServiceRules), String>> {
+    let w = cx.witnesses.node_dataplane.as_ref()?;
     match &w.result {
         Fact::Known(NodeDataplaneResult {
             service_rules: Some(rules),
             ..
-        }) => match &rules.error {
+        }) => Some(match &rules.error {
             Some(err) => Err(format!("the Service rules on {} were not read: {err}", w.node)),
             None => Ok((w.node.as_str(), rules)),
-        },
-        Fact::Known(_) => Err("not asked".into()),
-        Fact::Unknown(why) => Err(format!("the Service rules on {} were not read: {why}", w.node)),
+        }),
+        Fact::Known(_) => None,
+        Fact::Unknown(why) => Some(Err(format!(
+            "the Service rules on {} were not read: {why}",
+            w.node
+        ))),
     }
 }

@@ -27,7 +27,7 @@ pub(crate) struct DnsDenials(pub Vec<DeniedSide>);
 
 impl fmt::Display for DnsDenials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reasons: Vec<&str> = self.0.iter().map(|side| side.why.as_str()).collect();
+        let reasons: Vec<String> = self.0.iter().map(ToString::to_string).collect();
         f.write_str(&reasons.join("; "))
     }
 }

@@ -5,16 +5,29 @@ use std::fmt;
 
 use crate::check::report::{Code, Summary};
 
+mod application;
 mod dns;
 mod endpoints;
+mod network_policy;
+mod pod_network;
 mod service;
+mod service_proxy;
 mod source;
 
+pub(crate) use application::{ApplicationFinding, Refusal};
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
 pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
+pub(crate) use network_policy::{DeniedHead, NetworkPolicyFinding};
+pub(crate) use pod_network::{
+    Dropped, Hole, MtuFinding, PacketReading, PathReading, Place, PodNetworkFinding, Probed, Silence, Span,
+    Unexplained,
+};
 pub(crate) use service::ServiceFinding;
 #[cfg(test)]
 pub(crate) use service::ServicePort;
+pub(crate) use service_proxy::{
+    Alike, NoVip, Programmed, RulesReading, ServiceProxyFinding, Vip, VipOutcome,
+};
 pub(crate) use source::SourceFinding;
 
 /// One layer's finding.
@@ -24,6 +37,10 @@ pub(crate) enum Finding {
     Dns(DnsFinding),
     Service(ServiceFinding),
     Endpoints(EndpointsFinding),
+    NetworkPolicy(NetworkPolicyFinding),
+    PodNetwork(PodNetworkFinding),
+    ServiceProxy(ServiceProxyFinding),
+    Application(ApplicationFinding),
     /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
     /// first, with the fault it would also report.
     BehindBlockedDns(Box<Finding>),
@@ -37,6 +54,10 @@ impl Finding {
             Finding::Dns(f) => f.code(),
             Finding::Service(f) => f.code(),
             Finding::Endpoints(f) => f.code(),
+            Finding::NetworkPolicy(f) => f.code(),
+            Finding::PodNetwork(f) => f.code(),
+            Finding::ServiceProxy(f) => f.code(),
+            Finding::Application(f) => f.code(),
             Finding::BehindBlockedDns(f) => f.code(),
         }
     }
@@ -54,6 +75,10 @@ impl fmt::Display for Finding {
             Finding::Dns(x) => x.fmt(f),
             Finding::Service(x) => x.fmt(f),
             Finding::Endpoints(x) => x.fmt(f),
+            Finding::NetworkPolicy(x) => x.fmt(f),
+            Finding::PodNetwork(x) => x.fmt(f),
+            Finding::ServiceProxy(x) => x.fmt(f),
+            Finding::Application(x) => x.fmt(f),
             Finding::BehindBlockedDns(x) => write!(
                 f,
                 "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {x}"
@@ -76,5 +101,26 @@ into_finding!(
     Source(SourceFinding),
     Dns(DnsFinding),
     Service(ServiceFinding),
-    Endpoints(EndpointsFinding)
+    Endpoints(EndpointsFinding),
+    NetworkPolicy(NetworkPolicyFinding),
+    PodNetwork(PodNetworkFinding),
+    ServiceProxy(ServiceProxyFinding),
+    Application(ApplicationFinding)
 );
+
+/// Why a layer that judges the destination addresses has none to judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoDestination {
+    ExternalName,
+    /// No address to send to (no endpoints, or no pod address).
+    NoAddress,
+}
+
+impl fmt::Display for NoDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoDestination::ExternalName => "not applicable: an ExternalName Service",
+            NoDestination::NoAddress => "not applicable: no destination address",
+        })
+    }
+}
