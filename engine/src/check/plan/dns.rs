@@ -26,13 +26,20 @@ pub(super) fn plan_dns(snap: &Snapshot, request: &CheckRequest, name: String) ->
         None => (vec![], vec![]),
     };
     let kube_dns = NamespacedName::kube_dns();
-    let dns_service_ip = match &snap.services {
-        Fact::Known(services) => Fact::Known(find_service(services, &kube_dns).and_then(service_cluster_ip)),
-        Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
-    };
-    let servers = match &snap.slices {
-        Fact::Known(slices) => Fact::Known(dns_servers(slices, &kube_dns)),
-        Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
+    let (dns_service_ip, servers) = match &snap.cluster_dns_unread {
+        Some(failure) => (Fact::Unknown(failure.clone()), Fact::Unknown(failure.clone())),
+        None => (
+            match &snap.services {
+                Fact::Known(services) => {
+                    Fact::Known(find_service(services, &kube_dns).and_then(service_cluster_ip))
+                }
+                Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
+            },
+            match &snap.slices {
+                Fact::Known(slices) => Fact::Known(dns_servers(slices, &kube_dns)),
+                Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
+            },
+        ),
     };
     DnsPlan {
         name,
