@@ -288,6 +288,7 @@ mod tests {
         let forbidden = CliError::from_failure(&ToolFailure::Forbidden {
             action: "list pods in all namespaces".into(),
             message: message.into(),
+            access: None,
         });
         assert_eq!(forbidden.reason, Reason::Forbidden);
         assert!(forbidden.line().starts_with(&format!("error: {message}; ")));

@@ -318,3 +318,119 @@ fn the_lab_kubelet_runs_pods_created_after_up_and_stops_deleted_ones() {
         show(&out)
     );
 }
+
+/// The lab's kubeconfig with its user's credentials replaced by a bearer token.
+fn token_kubeconfig(lab: &CheckLab, token: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(lab.kubeconfig()).expect("the lab's kubeconfig");
+    let mut config: serde_json::Value = serde_yaml_ng::from_str(&text).expect("a kubeconfig");
+    for user in config["users"].as_array_mut().expect("users") {
+        user["user"] = serde_json::json!({"token": token});
+    }
+    let path = lab.state().join(format!("kubeconfig-{token}"));
+    std::fs::write(&path, serde_json::to_string(&config).expect("json")).expect("write kubeconfig");
+    path
+}
+
+/// `kubectl-netdiag ARGS --kubeconfig KUBECONFIG`, as that user.
+fn netdiag_as(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::checklab::netdiag_bin())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("kubectl-netdiag")
+}
+
+fn step<'a>(report: &'a serde_json::Value, layer: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["layer"] == layer))
+        .unwrap_or_else(|| panic!("no {layer} step in {report:#}"))
+}
+
+#[test]
+fn a_user_bound_in_one_namespace_checks_its_flows_and_is_told_what_it_may_not_read() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    let lab = CheckLab::up_with(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lab/namespace-user.yaml"),
+        &["--control-plane", "real"],
+    );
+    let bindings = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/examples/namespace-user-bindings.yaml");
+    let applied = admin_kubectl(
+        &lab,
+        &["apply", "-f", "-"],
+        &std::fs::read_to_string(bindings).expect("the shipped example"),
+    );
+    assert!(applied.status.success(), "{}", show(&applied));
+    let developer = token_kubeconfig(&lab, "shop-developer-token");
+
+    // kube-apiserver holds the user to the bindings: shop's pods, not the Namespace objects.
+    let can_i = |args: &[&str]| {
+        let out = Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&developer)
+            .args(["auth", "can-i"])
+            .args(args)
+            .output()
+            .expect("kubectl auth can-i");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can_i(&["list", "pods", "-n", "shop"]), "yes");
+    assert_eq!(can_i(&["list", "pods", "-n", "kube-system"]), "no");
+    assert_eq!(can_i(&["get", "namespaces/shop"]), "no");
+
+    // A healthy flow of their namespace: every layer the user may read is judged.
+    let out = netdiag_as(
+        &developer,
+        &[
+            "check",
+            "--from",
+            "shop/checkout",
+            "--to",
+            "svc/payments.shop:80",
+            "-o",
+            "json",
+        ],
+    );
+    let report = common::checklab::json(&out);
+    assert_eq!(report["verdict"], "reachable", "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    for layer in ["source", "dns", "service", "endpoints", "application"] {
+        assert_eq!(step(&report, layer)["status"], "pass", "{layer}: {report:#}");
+    }
+
+    // A denied flow: NetworkPolicy cannot be evaluated without the Namespace's labels, so that
+    // layer is undetermined, naming the read and the can-i line; no other layer is blamed.
+    let ledger = [
+        "check",
+        "--from",
+        "shop/checkout",
+        "--to",
+        "svc/ledger.shop:80",
+        "-o",
+        "json",
+    ];
+    let out = netdiag_as(&developer, &ledger);
+    let report = common::checklab::json(&out);
+    assert_eq!(report["verdict"], "undetermined", "{}", show(&out));
+    let policy = step(&report, "network-policy");
+    assert_eq!(policy["status"], "undetermined", "{report:#}");
+    assert!(policy.to_string().contains("get namespaces/shop"), "{report:#}");
+    let fix = report["fix"].to_string();
+    assert!(
+        fix.contains("kubectl auth can-i get namespaces/shop"),
+        "{report:#}"
+    );
+    for layer in ["source", "service", "endpoints"] {
+        assert_eq!(step(&report, layer)["status"], "pass", "{layer}: {report:#}");
+    }
+
+    // The platform team's binding (cluster-wide) names the policy.
+    let out = lab.netdiag(&ledger);
+    let report = common::checklab::json(&out);
+    assert_eq!(report["verdict"], "unreachable", "{}", show(&out));
+    assert_eq!(report["failingLayer"], "network-policy", "{report:#}");
+}

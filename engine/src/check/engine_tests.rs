@@ -230,6 +230,7 @@ fn snapshot() -> Snapshot {
         namespaces: Fact::Known(list(json!([{"metadata": {"name": "shop"}}]))),
         policies: Fact::Known(vec![]),
         admin: Fact::Known(Default::default()),
+        cluster_dns_unread: None,
         ..Snapshot::unread(crate::cluster::ToolFailure::NotProbed(String::new()))
     }
 }
@@ -443,6 +444,7 @@ async fn unreadable_policies_leave_each_flow_not_evaluated_with_the_failed_read(
     let failure = ToolFailure::Forbidden {
         action: "list networkpolicies in all namespaces".into(),
         message: "no".into(),
+        access: None,
     };
     snap.policies = Fact::Unknown(failure.clone());
     let ev = collect(&snap, &listening_everywhere(), &request("svc/payments:80")).await;

@@ -120,6 +120,7 @@ fn shop() -> Snapshot {
         namespaces: Fact::Known(vec![]),
         policies: Fact::Known(vec![]),
         admin: Fact::Known(Default::default()),
+        cluster_dns_unread: None,
         ..Snapshot::unread(crate::cluster::ToolFailure::NotProbed(String::new()))
     }
 }
@@ -501,6 +502,7 @@ fn unreadable_services_leave_the_service_and_endpoints_unknown_with_the_failure(
     let failure = ToolFailure::Forbidden {
         action: "list services in all namespaces".into(),
         message: "no".into(),
+        access: None,
     };
     snap.services = Fact::Unknown(failure.clone());
     let plan = plan(&snap, &request("svc/payments:80"));

@@ -27,8 +27,8 @@ use kube::core::Selector;
 
 use super::plan::{CheckRequest, service_guess};
 use super::target::Target;
-use crate::cluster::NamespacedName;
 use crate::cluster::pods::pod_ips;
+use crate::cluster::{Access, NamespacedName};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -123,6 +123,28 @@ impl Read {
         }
     }
 
+    /// The permission the read needs; `None` for the admin policies (one read of several kinds).
+    pub fn access(&self) -> Option<Access> {
+        let resource = match self {
+            Read::SlicesOf(_) => "endpointslices.discovery.k8s.io",
+            Read::PoliciesIn(_) => "networkpolicies.networking.k8s.io",
+            Read::Admin => return None,
+            other => other.resource(),
+        };
+        let name = match self {
+            Read::Pod(key) | Read::Service(key) => Some(key.name.clone()),
+            Read::Namespace(name) => Some(name.clone()),
+            _ => None,
+        };
+        Some(Access {
+            verb: self.verb(),
+            resource,
+            name,
+            namespace: self.namespace().map(str::to_string),
+            cluster_scoped: matches!(self, Read::Namespace(_)),
+        })
+    }
+
     /// A read that only words a failure better (which names exist elsewhere): when it fails,
     /// the hint is left out and no fact becomes unknown.
     pub fn is_hint(&self) -> bool {
@@ -131,6 +153,31 @@ impl Read {
             Read::PodsNamed(_) | Read::ServicesIn(_) | Read::ServicesNamed(_)
         )
     }
+}
+
+/// Whether `read` is of the cluster DNS's objects only (`kube-system` or in it, which neither
+/// the source nor the target is in): its failure leaves the DNS facts unknown, not its kind. Never
+/// for an address target, whose namespace is known only once the address is found. Pure.
+pub fn is_cluster_dns_only(request: &CheckRequest, read: &Read) -> bool {
+    let dns = NamespacedName::kube_dns().namespace;
+    let target = match &request.target {
+        Target::Ip { .. } => return false,
+        Target::Service { namespace, .. } | Target::Pod { namespace, .. } => Some(
+            namespace
+                .clone()
+                .unwrap_or_else(|| request.target_namespace.clone()),
+        ),
+        Target::Host { host, .. } => service_guess(host, &request.from.namespace).map(|g| g.namespace),
+    };
+    // A Namespace is read for its labels, which policy in and toward it selects on.
+    let about = match read {
+        Read::Namespace(name) => Some(name.as_str()),
+        other => other.namespace(),
+    };
+    about == Some(dns.as_str())
+        && request.from.namespace != dns
+        && request.target_namespace != dns
+        && target.is_none_or(|ns| ns != dns)
 }
 
 /// Where the agent pods are, for a front end whose transport finds its peers in the snapshot.

@@ -312,3 +312,75 @@ fn the_agent_pods_are_read_by_their_selector_when_asked() {
     assert!(reads.contains(&Read::Pod(key("shop", "payments-0"))));
     assert!(!reads.iter().any(|r| matches!(r, Read::Service(_))), "{reads:?}");
 }
+
+#[test]
+fn only_kube_system_reads_of_a_check_outside_it_are_the_cluster_dns_s_alone() {
+    let service = request(svc_target("payments", "shop"));
+    let dns = key("kube-system", "kube-dns");
+    assert!(is_cluster_dns_only(&service, &Read::Service(dns.clone())));
+    assert!(is_cluster_dns_only(&service, &Read::SlicesOf(dns.clone())));
+    assert!(is_cluster_dns_only(
+        &service,
+        &Read::PoliciesIn("kube-system".into())
+    ));
+    assert!(!is_cluster_dns_only(
+        &service,
+        &Read::Service(key("shop", "payments"))
+    ));
+    assert!(is_cluster_dns_only(
+        &service,
+        &Read::Namespace("kube-system".into())
+    ));
+    // The flow's own Namespaces, and all-namespace and cluster-wide reads, are everyone's.
+    assert!(!is_cluster_dns_only(&service, &Read::Namespace("shop".into())));
+    assert!(!is_cluster_dns_only(
+        &service,
+        &Read::PodsNamed("checkout".into())
+    ));
+    assert!(!is_cluster_dns_only(&service, &Read::Admin));
+
+    // A check of kube-dns itself, or from kube-system, depends on those reads.
+    let of_dns = request(svc_target("kube-dns", "kube-system"));
+    assert!(!is_cluster_dns_only(&of_dns, &Read::Service(dns.clone())));
+    let mut from_dns = request(svc_target("payments", "shop"));
+    from_dns.from = key("kube-system", "debug");
+    assert!(!is_cluster_dns_only(&from_dns, &Read::SlicesOf(dns.clone())));
+    let host = request(Target::Host {
+        host: "kube-dns.kube-system".into(),
+        port: 53,
+    });
+    assert!(!is_cluster_dns_only(&host, &Read::Service(dns.clone())));
+
+    // An address's Service may be anywhere, kube-system included.
+    let address = request(Target::Ip {
+        ip: "10.96.0.10".parse().expect("an address"),
+        port: 53,
+    });
+    assert!(!is_cluster_dns_only(&address, &Read::Service(dns)));
+}
+
+#[test]
+fn each_read_names_the_permission_it_needs() {
+    let can_i = |read: Read| read.access().map(|a| a.can_i());
+    assert_eq!(
+        can_i(Read::Pod(key("shop", "checkout"))).as_deref(),
+        Some("kubectl auth can-i get pods/checkout -n shop")
+    );
+    assert_eq!(
+        can_i(Read::SlicesOf(key("kube-system", "kube-dns"))).as_deref(),
+        Some("kubectl auth can-i list endpointslices.discovery.k8s.io -n kube-system")
+    );
+    assert_eq!(
+        can_i(Read::PoliciesIn("shop".into())).as_deref(),
+        Some("kubectl auth can-i list networkpolicies.networking.k8s.io -n shop")
+    );
+    assert_eq!(
+        can_i(Read::Namespace("shop".into())).as_deref(),
+        Some("kubectl auth can-i get namespaces/shop")
+    );
+    assert_eq!(
+        can_i(Read::PodsWithIp("10.244.1.5".parse().expect("an address"))).as_deref(),
+        Some("kubectl auth can-i list pods --all-namespaces")
+    );
+    assert_eq!(can_i(Read::Admin), None);
+}

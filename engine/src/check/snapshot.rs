@@ -33,6 +33,10 @@ pub struct Snapshot {
     pub policies: Fact<Vec<NetworkPolicy>>,
     /// The cluster-wide admin policies (none when their CRDs are not installed).
     pub admin: Fact<AdminObjects>,
+    /// Why the cluster DNS's objects (kube-dns, its slices, pods and policies) could not all be
+    /// read, when the check's own namespaces are others: a user bound in their namespace may
+    /// not read `kube-system`, and that leaves only the DNS facts unknown, not the kinds.
+    pub cluster_dns_unread: Option<ToolFailure>,
     /// Reads more for an address the target name resolved to ([`Snapshot::follow`]); `None`
     /// for a snapshot built from values.
     pub(crate) reader: Option<Reader>,
@@ -112,8 +116,26 @@ impl Snapshot {
                 .buffer_unordered(CONCURRENT_READS)
                 .collect()
                 .await;
+            // In the order of the reads, not of their answers: the failure a kind reports is
+            // the same on every run.
+            let mut results = results;
+            results.sort_by(|a, b| a.0.cmp(&b.0));
             for (read, result) in results {
-                gathered.add(&read, result);
+                let result = result.map_err(|failure| match read.access() {
+                    Some(access) => failure.needing(access),
+                    None => failure,
+                });
+                if let Err(failure) = &result
+                    && !read.is_hint()
+                    && reads::is_cluster_dns_only(request, &read)
+                {
+                    gathered
+                        .cluster_dns_unread
+                        .entry(read.clone())
+                        .or_insert_with(|| failure.clone());
+                } else {
+                    gathered.add(&read, result);
+                }
                 done.insert(read);
             }
         }
@@ -151,6 +173,7 @@ impl Snapshot {
             namespaces: union(&self.namespaces, more.namespaces),
             policies: union(&self.policies, more.policies),
             admin: self.admin.clone(),
+            cluster_dns_unread: self.cluster_dns_unread.clone().or(more.cluster_dns_unread),
             reader: None,
             followed: Arc::default(),
         };
@@ -172,6 +195,7 @@ impl Snapshot {
             namespaces: Fact::Unknown(failure.clone()),
             policies: Fact::Unknown(failure.clone()),
             admin: Fact::Unknown(failure),
+            cluster_dns_unread: None,
             reader: None,
             followed: Arc::default(),
         }
@@ -209,6 +233,8 @@ struct Gathered {
     policies: ByKey<NetworkPolicy>,
     admin: Option<AdminObjects>,
     failed: BTreeMap<&'static str, ToolFailure>,
+    /// Failed reads of the cluster DNS's objects only ([`reads::is_cluster_dns_only`]).
+    cluster_dns_unread: BTreeMap<Read, ToolFailure>,
 }
 
 fn key_of<K: kube::Resource>(obj: &K) -> (String, String) {
@@ -281,6 +307,7 @@ impl Gathered {
                 Some(failure) => Fact::Unknown(failure),
                 None => Fact::Known(self.admin.unwrap_or_default()),
             },
+            cluster_dns_unread: self.cluster_dns_unread.into_values().next(),
             reader: None,
             followed: Arc::default(),
         }

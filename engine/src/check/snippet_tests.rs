@@ -121,6 +121,7 @@ fn snapshot(policies: Value) -> Snapshot {
             {"metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop"}}}]))),
         policies: Fact::Known(list(policies)),
         admin: Fact::Known(Default::default()),
+        cluster_dns_unread: None,
         ..Snapshot::unread(ToolFailure::NotProbed(String::new()))
     }
 }

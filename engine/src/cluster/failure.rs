@@ -8,8 +8,14 @@ use super::error_chain;
 /// A look that did not happen. Never a network failure: the judge reports it as UNDETERMINED.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolFailure {
-    /// RBAC denied an API read (`action` is what was attempted: `list pods in all namespaces`).
-    Forbidden { action: String, message: String },
+    /// RBAC denied an API read (`action` is what was attempted: `list pods in all namespaces`;
+    /// `access`, when known, the permission it needed).
+    Forbidden {
+        action: String,
+        message: String,
+        /// Boxed: most failures carry none, and a failure travels in every probe result.
+        access: Option<Box<Access>>,
+    },
     /// The API server answered the read with another error status.
     ApiError {
         action: String,
@@ -42,6 +48,7 @@ impl ToolFailure {
             kube::Error::Api(status) if status.code == 403 => ToolFailure::Forbidden {
                 action,
                 message: status.message.clone(),
+                access: None,
             },
             kube::Error::Api(status) => ToolFailure::ApiError {
                 action,
@@ -52,6 +59,28 @@ impl ToolFailure {
                 action,
                 detail: error_chain(other),
             },
+        }
+    }
+
+    /// This failure, naming the permission it needed when RBAC refused it.
+    pub fn needing(self, needed: Access) -> Self {
+        match self {
+            ToolFailure::Forbidden { action, message, .. } => ToolFailure::Forbidden {
+                action,
+                message,
+                access: Some(Box::new(needed)),
+            },
+            other => other,
+        }
+    }
+
+    /// The `kubectl auth can-i` line that shows the missing permission, when it is known.
+    pub fn can_i(&self) -> Option<String> {
+        match self {
+            ToolFailure::Forbidden {
+                access: Some(access), ..
+            } => Some(access.can_i()),
+            _ => None,
         }
     }
 
@@ -66,10 +95,41 @@ impl ToolFailure {
 
 impl std::error::Error for ToolFailure {}
 
+/// A permission an API read needs, as RBAC and `kubectl auth can-i` name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// `get` or `list`.
+    pub verb: &'static str,
+    /// The resource with its group when it has one (`endpointslices.discovery.k8s.io`).
+    pub resource: &'static str,
+    /// The object's name, for a `get`.
+    pub name: Option<String>,
+    /// The namespace; `None` for every namespace, or for a cluster-scoped resource.
+    pub namespace: Option<String>,
+    /// Whether the resource is cluster-scoped (no `--all-namespaces` to ask about).
+    pub cluster_scoped: bool,
+}
+
+impl Access {
+    /// `kubectl auth can-i list pods -n shop`, `… get namespaces/shop`, `… list pods -A`.
+    pub fn can_i(&self) -> String {
+        let object = match &self.name {
+            Some(name) => format!("{}/{name}", self.resource),
+            None => self.resource.to_string(),
+        };
+        let scope = match (&self.namespace, self.cluster_scoped) {
+            (Some(namespace), _) => format!(" -n {namespace}"),
+            (None, true) => String::new(),
+            (None, false) => " --all-namespaces".to_string(),
+        };
+        format!("kubectl auth can-i {} {object}{scope}", self.verb)
+    }
+}
+
 impl fmt::Display for ToolFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ToolFailure::Forbidden { action, message } => write!(f, "forbidden to {action}: {message}"),
+            ToolFailure::Forbidden { action, message, .. } => write!(f, "forbidden to {action}: {message}"),
             ToolFailure::ApiError {
                 action,
                 code,
@@ -116,6 +176,52 @@ mod tests {
             failure.to_string(),
             "forbidden to list pods in all namespaces: pods is forbidden"
         );
+    }
+
+    #[test]
+    fn a_forbidden_read_names_the_can_i_line_of_the_permission_it_needed() {
+        let failure =
+            ToolFailure::from_kube("get namespaces/shop", &api_error(403, "namespaces is forbidden"));
+        assert_eq!(failure.can_i(), None);
+        let failure = failure.needing(Access {
+            verb: "get",
+            resource: "namespaces",
+            name: Some("shop".into()),
+            namespace: None,
+            cluster_scoped: true,
+        });
+        assert_eq!(
+            failure.can_i().as_deref(),
+            Some("kubectl auth can-i get namespaces/shop")
+        );
+        assert_eq!(
+            failure.to_string(),
+            "forbidden to get namespaces/shop: namespaces is forbidden"
+        );
+        let list = Access {
+            verb: "list",
+            resource: "endpointslices.discovery.k8s.io",
+            name: None,
+            namespace: Some("shop".into()),
+            cluster_scoped: false,
+        };
+        assert_eq!(
+            list.can_i(),
+            "kubectl auth can-i list endpointslices.discovery.k8s.io -n shop"
+        );
+        let everywhere = Access {
+            namespace: None,
+            ..list
+        };
+        assert_eq!(
+            everywhere.can_i(),
+            "kubectl auth can-i list endpointslices.discovery.k8s.io --all-namespaces"
+        );
+        let unreachable = ToolFailure::ApiUnreachable {
+            action: "get pods/a in namespace b".into(),
+            detail: "connection refused".into(),
+        };
+        assert_eq!(unreachable.needing(everywhere).can_i(), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::fmt;
 
 use kube::api::{Api, ListParams};
 
-pub use failure::ToolFailure;
+pub use failure::{Access, ToolFailure};
 pub use names::{NamespacedName, closest};
 pub use protocol::Protocol;
 

@@ -392,7 +392,13 @@ pub(super) fn judge_dns_failure(
         return undetermined(
             DnsFinding::PolicyNotEvaluated { name, outcome },
             evidence,
-            vec![cmd("kubectl auth can-i list networkpolicies -A")],
+            can_i_fix(
+                ready.iter().filter_map(|p| match &p.egress_policy {
+                    PolicyCheck::NotEvaluated(reason) => Some(reason),
+                    _ => None,
+                }),
+                "kubectl auth can-i list networkpolicies -A",
+            ),
         );
     }
     fail(

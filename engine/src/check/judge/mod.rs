@@ -94,6 +94,24 @@ pub(super) fn cmds(lines: Vec<String>) -> Vec<FixLine> {
     lines.into_iter().map(FixLine::Command).collect()
 }
 
+/// The `kubectl auth can-i` lines of the permissions these failures lacked, each once, in
+/// order; `fallback` when none names one (not forbidden, or a read of several kinds).
+pub(super) fn can_i_fix<'a>(
+    failures: impl IntoIterator<Item = &'a ToolFailure>,
+    fallback: &str,
+) -> Vec<FixLine> {
+    let mut lines: Vec<String> = Vec::new();
+    for line in failures.into_iter().filter_map(ToolFailure::can_i) {
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    if lines.is_empty() {
+        lines.push(fallback.to_string());
+    }
+    cmds(lines)
+}
+
 /// What to change, in words.
 pub(super) fn hint(line: impl Into<String>) -> FixLine {
     FixLine::Hint(line.into())

@@ -174,15 +174,17 @@ fn unevaluated_and_blocked(tally: &Tally, src_ns: &str) -> Option<Judgment> {
         .map(|(e, reason)| format!("{}: policy not evaluated ({reason})", e.label()))
         .collect();
     (!blocked.is_empty()).then(|| {
+        let mut fix = can_i_fix(
+            tally.unknown.iter().map(|(_, reason)| reason),
+            "kubectl auth can-i list networkpolicies -A",
+        );
+        fix.push(cmd(format!("kubectl -n {src_ns} get networkpolicy")));
         undetermined(
             NetworkPolicyFinding::NotEvaluated {
                 transport: Transport::Tcp,
             },
             blocked,
-            vec![
-                cmd("kubectl auth can-i list networkpolicies -A"),
-                cmd(format!("kubectl -n {src_ns} get networkpolicy")),
-            ],
+            fix,
         )
     })
 }
@@ -468,15 +470,17 @@ fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
         .map(|(e, reason)| format!("{}: policy not evaluated ({reason})", e.label()))
         .collect();
     if !blocked.is_empty() {
+        let mut fix = can_i_fix(
+            unknown.iter().map(|(_, reason)| reason),
+            "kubectl auth can-i list networkpolicies -A",
+        );
+        fix.push(cmd(format!("kubectl -n {src_ns} get networkpolicy")));
         return undetermined(
             NetworkPolicyFinding::NotEvaluated {
                 transport: Transport::Udp,
             },
             blocked,
-            vec![
-                cmd("kubectl auth can-i list networkpolicies -A"),
-                cmd(format!("kubectl -n {src_ns} get networkpolicy")),
-            ],
+            fix,
         );
     }
     let disagreements = lines.len();

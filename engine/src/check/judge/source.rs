@@ -7,11 +7,12 @@ pub(super) fn judge_source(cx: &Context) -> Judgment {
     match &cx.source {
         SourceFacts::Unknown(reason) => {
             let fix = match reason {
-                ToolFailure::Forbidden { .. } => "kubectl auth can-i list pods --all-namespaces",
-                ToolFailure::Config { .. } => "kubectl config get-contexts",
-                _ => "kubectl cluster-info",
-            }
-            .to_string();
+                ToolFailure::Forbidden { .. } => reason
+                    .can_i()
+                    .unwrap_or_else(|| format!("kubectl auth can-i get pods -n {}", cx.from.namespace)),
+                ToolFailure::Config { .. } => "kubectl config get-contexts".to_string(),
+                _ => "kubectl cluster-info".to_string(),
+            };
             undetermined(
                 SourceFinding::Unreadable {
                     from: cx.from.clone(),

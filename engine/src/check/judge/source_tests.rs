@@ -72,7 +72,18 @@ fn unreadable_api_is_undetermined() {
             reason: forbidden("list pods in all namespaces"),
         })
     );
-    assert_eq!(report.fix, ["kubectl auth can-i list pods --all-namespaces"]);
+    assert_eq!(report.fix, ["kubectl auth can-i get pods -n shop"]);
+}
+
+#[test]
+fn a_forbidden_source_read_names_the_permission_it_needed() {
+    let mut ev = healthy();
+    let read = crate::check::reads::Read::Pod(NamespacedName::new("shop", "checkout"));
+    let access = read.access().expect("a pod read needs a permission");
+    ev.source = SourceFacts::Unknown(forbidden(&read.action()).needing(access));
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(report.fix, ["kubectl auth can-i get pods/checkout -n shop"]);
 }
 
 #[test]

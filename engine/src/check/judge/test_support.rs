@@ -21,6 +21,7 @@ pub(super) fn forbidden(action: &str) -> ToolFailure {
     ToolFailure::Forbidden {
         action: action.into(),
         message: "forbidden".into(),
+        access: None,
     }
 }
 

@@ -1,0 +1,345 @@
+//! What the target designates in cluster terms (a Service port, a pod, an address) and the
+//! endpoints behind it, from the snapshot.
+
+use super::*;
+
+/// What the target is, in cluster terms, before probing.
+#[derive(Debug, Clone)]
+pub(super) enum DestKey {
+    /// A Service port, and the protocol the target asked for when it named one.
+    Service(NamespacedName, PortRef, Option<Protocol>),
+    Pod(NamespacedName, PortRef),
+    Address {
+        ip: IpAddr,
+        port: u16,
+    },
+    /// A name that designates no Service: nothing to probe until it resolves.
+    Nothing,
+}
+
+/// The name to resolve (if any) and what the target designates (`None` until a name resolves).
+pub(super) fn destination_key(snap: &Snapshot, request: &CheckRequest) -> (Option<String>, Option<DestKey>) {
+    let ns = |given: &Option<String>| given.clone().unwrap_or_else(|| request.target_namespace.clone());
+    match &request.target {
+        Target::Service {
+            name,
+            namespace,
+            port,
+            protocol,
+        } => {
+            let key = NamespacedName::new(ns(namespace), name.clone());
+            (
+                Some(format!("{}.{}", key.name, key.namespace)),
+                Some(DestKey::Service(key, port.clone(), *protocol)),
+            )
+        }
+        Target::Pod {
+            name,
+            namespace,
+            port,
+        } => (
+            None,
+            Some(DestKey::Pod(
+                NamespacedName::new(ns(namespace), name.clone()),
+                port.clone(),
+            )),
+        ),
+        Target::Ip { ip, port } => (None, Some(DestKey::Address { ip: *ip, port: *port })),
+        Target::Host { host, port } => {
+            let key = service_guess(host, &request.from.namespace)
+                .filter(|svc| find_service(snap.services(), svc).is_some())
+                .map(|svc| DestKey::Service(svc, PortRef::Number(*port), None));
+            (Some(host.clone()), key)
+        }
+    }
+}
+
+/// The Service a DNS name designates under the cluster's naming rules, seen from `source_ns`.
+pub fn service_guess(host: &str, source_ns: &str) -> Option<NamespacedName> {
+    let host = host.trim_end_matches('.');
+    let labels: Vec<&str> = host.split('.').collect();
+    let cluster_suffix: Vec<&str> = CLUSTER_DOMAIN.split('.').collect();
+    match labels.as_slice() {
+        [name] => Some(NamespacedName::new(source_ns, *name)),
+        [name, ns] | [name, ns, "svc"] => Some(NamespacedName::new(*ns, *name)),
+        [name, ns, "svc", rest @ ..] if rest == cluster_suffix.as_slice() => {
+            Some(NamespacedName::new(*ns, *name))
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn find_service<'a>(services: &'a [Service], key: &NamespacedName) -> Option<&'a Service> {
+    services.iter().find(|s| key.is(*s))
+}
+
+pub(super) fn service_cluster_ip(svc: &Service) -> Option<IpAddr> {
+    svc.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()
+}
+
+/// `spec.clusterIPs` (with `spec.clusterIP`): one virtual IP per family, the primary first.
+fn service_cluster_ips(svc: &Service) -> Vec<IpAddr> {
+    let Some(spec) = &svc.spec else {
+        return vec![];
+    };
+    let mut ips: Vec<IpAddr> = service_cluster_ip(svc).into_iter().collect();
+    for ip in spec.cluster_ips.iter().flatten().filter_map(|ip| ip.parse().ok()) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
+pub(super) fn plan_destination(snap: &Snapshot, key: DestKey) -> DestinationPlan {
+    match key {
+        DestKey::Nothing => external(Fact::Known(vec![])),
+        DestKey::Address { ip, port } => plan_address(snap, ip, port),
+        DestKey::Pod(key, port) => plan_pod(snap, key, port),
+        DestKey::Service(key, port, protocol) => plan_service(snap, key, port, protocol),
+    }
+}
+
+fn external(endpoints: Fact<Vec<EndpointTarget>>) -> DestinationPlan {
+    DestinationPlan {
+        destination: Destination::External,
+        service: ServiceFacts::NotApplicable,
+        endpoints,
+        missing_pod: None,
+        cluster_ip: None,
+        secondary_cluster_ip: None,
+        not_probed: None,
+        live: LiveProbe::Tcp,
+        expected_dns: vec![],
+    }
+}
+
+/// The running pod whose network namespace holds `ip` (hostNetwork pods share their node's).
+fn pod_with_ip(snap: &Snapshot, ip: IpAddr) -> Option<&k8s_openapi::api::core::v1::Pod> {
+    snap.pods().iter().find(|p| {
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        pod_ips(p).contains(&ip)
+            && !matches!(phase, Some("Succeeded" | "Failed"))
+            && !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    })
+}
+
+/// An address is a Service's ClusterIP, a pod's IP, or outside the cluster's objects.
+fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
+    if let Some(svc) = snap
+        .services()
+        .iter()
+        .find(|s| service_cluster_ips(s).contains(&ip))
+    {
+        return plan_service(snap, NamespacedName::of(svc), PortRef::Number(port), None);
+    }
+    if let Some(pod) = pod_with_ip(snap, ip) {
+        return plan_pod(snap, NamespacedName::of(pod), PortRef::Number(port));
+    }
+    external(Fact::Known(vec![EndpointTarget {
+        ip,
+        port: Some(port),
+        pod: None,
+        slice: None,
+        conditions: Conditions::READY,
+    }]))
+}
+
+fn plan_pod(snap: &Snapshot, key: NamespacedName, port: PortRef) -> DestinationPlan {
+    let mut plan = external(Fact::Known(vec![]));
+    plan.destination = Destination::Pod;
+    match &snap.pods {
+        Fact::Unknown(failure) => plan.endpoints = Fact::Unknown(failure.clone()),
+        Fact::Known(pods) => match pods.iter().find(|p| key.is(*p)) {
+            None => plan.missing_pod = Some(key),
+            Some(pod) => {
+                let facts = read_pod(pod);
+                if let Some(ip) = facts.ip {
+                    let conditions = Conditions {
+                        ready: facts.ready && !facts.terminating,
+                        serving: facts.ready,
+                        terminating: facts.terminating,
+                    };
+                    plan.endpoints = Fact::Known(vec![EndpointTarget {
+                        ip,
+                        port: facts.resolve_port(&port, Protocol::Tcp),
+                        pod: Some(facts),
+                        slice: None,
+                        conditions,
+                    }]);
+                }
+            }
+        },
+    }
+    plan
+}
+
+fn service_ports(svc: &Service) -> Vec<ServicePortFacts> {
+    svc.spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = u16::try_from(p.port).ok()?;
+            let target_port = match &p.target_port {
+                Some(IntOrString::Int(n)) => PortRef::Number(u16::try_from(*n).ok()?),
+                Some(IntOrString::String(s)) => match s.parse::<u16>() {
+                    Ok(n) => PortRef::Number(n),
+                    Err(_) => PortRef::Name(s.clone()),
+                },
+                None => PortRef::Number(port),
+            };
+            Some(ServicePortFacts {
+                name: p.name.clone().filter(|n| !n.is_empty()),
+                port,
+                protocol: p.protocol.as_deref().unwrap_or("TCP").parse().ok()?,
+                target_port,
+            })
+        })
+        .collect()
+}
+
+fn service_spec(
+    snap: &Snapshot,
+    svc: &Service,
+    key: &NamespacedName,
+    port: PortRef,
+    protocol: Option<Protocol>,
+) -> ServiceSpecFacts {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let selector = spec.selector.clone().filter(|s| !s.is_empty());
+    let selected_pods = match &selector {
+        Some(sel) => {
+            let matcher: Selector = sel.clone().into_iter().collect();
+            let none = BTreeMap::new();
+            snap.pods()
+                .iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
+                .filter(|p| matcher.matches(p.metadata.labels.as_ref().unwrap_or(&none)))
+                .map(read_pod)
+                .collect()
+        }
+        None => vec![],
+    };
+    ServiceSpecFacts {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        service_type: spec.type_.clone().unwrap_or_else(|| "ClusterIP".into()),
+        headless: spec.cluster_ip.as_deref() == Some("None"),
+        external_name: spec
+            .external_name
+            .clone()
+            .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
+        ports: service_ports(svc),
+        requested: port,
+        requested_protocol: protocol,
+        selector,
+        selected_pods,
+    }
+}
+
+fn plan_service(
+    snap: &Snapshot,
+    key: NamespacedName,
+    port: PortRef,
+    protocol: Option<Protocol>,
+) -> DestinationPlan {
+    let mut plan = external(Fact::Known(vec![]));
+    plan.destination = Destination::Service;
+    let services = match &snap.services {
+        Fact::Known(s) => s,
+        Fact::Unknown(failure) => {
+            plan.service = ServiceFacts::Unknown(failure.clone());
+            plan.endpoints = Fact::Unknown(failure.clone());
+            return plan;
+        }
+    };
+    let Some(svc) = find_service(services, &key) else {
+        plan.service = ServiceFacts::Missing {
+            names_in_namespace: names_in_namespace(services, &key.namespace),
+            namespace: key.namespace,
+            name: key.name,
+        };
+        return plan;
+    };
+    let facts = service_spec(snap, svc, &key, port, protocol);
+    let cluster_ips = service_cluster_ips(svc);
+    let cluster_ip = cluster_ips.first().copied();
+    let requested = facts.requested_port().cloned();
+    match requested.as_ref().map(|p| (p.protocol, p)) {
+        Some((Protocol::Udp, p)) => plan.live = LiveProbe::Udp(udp_payload(p)),
+        Some((Protocol::Sctp, p)) => {
+            plan.not_probed = Some(format!("SCTP port {}: netdiag probes TCP and UDP only", p.port))
+        }
+        _ => {}
+    }
+    if let (Some(p), Some(ip)) = (&requested, cluster_ip)
+        && facts.external_name.is_none()
+    {
+        plan.cluster_ip = Some((ip, p.port));
+        plan.secondary_cluster_ip = cluster_ips.get(1).map(|ip| (*ip, p.port));
+    }
+    if let Some(p) = &requested {
+        plan.endpoints = match &snap.slices {
+            Fact::Unknown(failure) => Fact::Unknown(failure.clone()),
+            Fact::Known(slices) => Fact::Known(service_endpoints(snap, slices, &key, p)),
+        };
+    }
+    plan.expected_dns = match (cluster_ip, &plan.endpoints) {
+        (Some(_), _) => cluster_ips,
+        (None, Fact::Known(list)) if facts.headless => {
+            list.iter().filter(|e| e.conditions.ready).map(|e| e.ip).collect()
+        }
+        _ => vec![],
+    };
+    plan.service = ServiceFacts::Found(Box::new(facts));
+    plan
+}
+
+/// What the datagrams to a UDP Service port carry: a DNS query where the Service port or its
+/// numeric targetPort is 53, else what the agent picks for the port it sends to.
+fn udp_payload(port: &ServicePortFacts) -> UdpPayload {
+    if port.port == 53 || port.target_port == PortRef::Number(53) {
+        UdpPayload::DnsQuery
+    } else {
+        UdpPayload::Auto
+    }
+}
+
+pub(super) fn names_in_namespace(services: &[Service], namespace: &str) -> Vec<String> {
+    services
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter_map(|s| s.metadata.name.clone())
+        .collect()
+}
+
+/// The endpoints of one Service port, with the pods behind them.
+fn service_endpoints(
+    snap: &Snapshot,
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+    key: &NamespacedName,
+    port: &ServicePortFacts,
+) -> Vec<EndpointTarget> {
+    // By namespace and name, once: a Service of hundreds of endpoints looks each one up.
+    let pods: BTreeMap<(&str, &str), &k8s_openapi::api::core::v1::Pod> = snap
+        .pods()
+        .iter()
+        .filter_map(|p| Some(((p.metadata.namespace.as_deref()?, p.metadata.name.as_deref()?), p)))
+        .collect();
+    endpoints::port_endpoints(slices, key, port.name.as_deref(), port.protocol)
+        .into_iter()
+        .map(|e| EndpointTarget {
+            ip: e.ip,
+            port: Some(e.port),
+            pod: match &e.pod {
+                Some(key) => pods
+                    .get(&(key.namespace.as_str(), key.name.as_str()))
+                    .map(|p| read_pod(p)),
+                // A hand-written slice may name no pod: the pod holding the address, if any.
+                None => pod_with_ip(snap, e.ip).map(read_pod),
+            },
+            slice: Some(e.slice),
+            conditions: e.conditions,
+        })
+        .collect()
+}
