@@ -160,6 +160,16 @@ impl Builder<'_> {
             c::kubelet_streaming(bins, self.plan, i, pki, at)?;
         }
         self.apply_deploy().await?;
+        // The scenario's RBAC (its callers' bindings to deploy/'s roles), which kube-apiserver's
+        // SubjectAccessReview then answers from.
+        for obj in &self.scenario.rbac {
+            cluster.create(obj).await.with_context(|| {
+                format!(
+                    "failed to create the scenario's rbac {}",
+                    super::api::describe(obj)
+                )
+            })?;
+        }
 
         // The kubelet's part: run each pod bound to a node, then report it Running.
         let mut children: Vec<(usize, Child)> = Vec::new();
