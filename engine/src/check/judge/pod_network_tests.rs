@@ -72,6 +72,29 @@ fn a_cross_node_timeout_is_a_broken_path_only_when_the_node_does_not_answer_eith
 }
 
 #[test]
+fn a_broken_path_reads_the_same_whether_it_times_out_or_a_router_answers_unreachable() {
+    let summary = |outcome: TcpOutcome| {
+        let mut ev = healthy();
+        endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(Fact::Known(outcome.clone()));
+        ev.node_witnesses[0].tcp = Fact::Known(outcome);
+        let report = judge(&ev, 0);
+        assert_eq!(code(&report, Layer::PodNetwork), Some(Code::PodNetworkPathBroken));
+        step(&report, Layer::PodNetwork).summary.clone()
+    };
+    let unreachable = TcpOutcome::Unreachable {
+        reason: netdiag_proto::UnreachableReason::Host,
+        detail: "icmpv6 type 1 code 3 from fd00:172:18::2".into(),
+        rtt_us: 900,
+    };
+    let timed_out = summary(TcpOutcome::Timeout { after_ms: 500 });
+    assert_eq!(timed_out, summary(unreachable));
+    assert!(
+        timed_out.contains("the cross-node path between node-a and node-b is broken"),
+        "{timed_out}"
+    );
+}
+
+#[test]
 fn without_a_second_witness_a_cross_node_timeout_claims_no_path_failure() {
     let mut ev = healthy();
     endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(timeout());

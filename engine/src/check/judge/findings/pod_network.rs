@@ -505,18 +505,15 @@ fn path_failed(
             },
             source(src)
         ),
-        PathReading::PathBroken {
-            src,
-            node,
-            ip,
-            outcome,
-        } => {
+        // Not what each met: a cut path times out, or a router answers "unreachable" once its
+        // neighbour entry has failed, and the summary must read the same on every run of the same
+        // state (each outcome is in the evidence).
+        PathReading::PathBroken { src, node, ip, .. } => {
             let src = source(src);
             write!(
                 f,
-                "TCP from {src} to pods on {node} fails ({what}){count} and {node} itself ({}) does not answer either ({}): the cross-node path between {src} and {node} is broken{share}",
+                "TCP from {src} to pods on {node} fails{count} and {node} itself ({}) does not answer either: the cross-node path between {src} and {node} is broken{share}",
                 fmt_ip(*ip),
-                describe_tcp(outcome)
             )
         }
         PathReading::NoSecondWitness { node, pods } => write!(
