@@ -140,7 +140,12 @@ impl Read {
             verb: self.verb(),
             resource,
             name,
-            namespace: self.namespace().map(str::to_string),
+            // kube-apiserver authorizes a get of a Namespace in that namespace: a RoleBinding
+            // there may grant it.
+            namespace: match self {
+                Read::Namespace(name) => Some(name.clone()),
+                other => other.namespace().map(str::to_string),
+            },
             cluster_scoped: matches!(self, Read::Namespace(_)),
         })
     }

@@ -376,7 +376,7 @@ fn each_read_names_the_permission_it_needs() {
     );
     assert_eq!(
         can_i(Read::Namespace("shop".into())).as_deref(),
-        Some("kubectl auth can-i get namespaces/shop")
+        Some("kubectl auth can-i get namespaces/shop -n shop")
     );
     assert_eq!(
         can_i(Read::PodsWithIp("10.244.1.5".parse().expect("an address"))).as_deref(),
