@@ -184,11 +184,17 @@ impl Lab {
         format!("https://{}:9443", self.agent(node).ip)
     }
 
+    /// The agent's log, each line as the text format writes it (`target: message k=v ...`,
+    /// strings quoted): deploy/ runs the agent with `--log-format json`, the stand-in with text.
     fn agent_log(&self, node: &str) -> String {
         let log = self
             .state()
             .join(format!("logs/netdiag_{}.log", self.agent(node).name));
         strip_ansi(&std::fs::read_to_string(log).unwrap_or_default())
+            .lines()
+            .map(as_text_line)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// `curl` from inside pod `from`'s network namespace, without waiting.
@@ -405,6 +411,29 @@ fn endpoint_authenticates_authorizes_and_answers_what_the_plugin_answers() {
                 && l.contains("verdict=\"unreachable\"")
                 && l.contains("status=200"))
     );
+}
+
+/// A JSON log line (tracing-subscriber's json format) as its text format writes it; any other
+/// line as it is.
+fn as_text_line(line: &str) -> String {
+    let Ok(Value::Object(event)) = serde_json::from_str::<Value>(line) else {
+        return line.to_string();
+    };
+    let target = event.get("target").and_then(Value::as_str).unwrap_or_default();
+    let mut text = format!("{target}:");
+    for (key, value) in event
+        .get("fields")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        match (key.as_str(), value) {
+            ("message", Value::String(message)) => text.push_str(&format!(" {message}")),
+            (_, Value::String(v)) => text.push_str(&format!(" {key}={v:?}")),
+            (_, v) => text.push_str(&format!(" {key}={v}")),
+        }
+    }
+    text
 }
 
 /// A pod in namespace admin that NetworkPolicy isolates from shop's pods.
