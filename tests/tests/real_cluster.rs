@@ -380,7 +380,10 @@ fn a_user_bound_in_one_namespace_checks_its_flows_and_is_told_what_it_may_not_re
     };
     assert_eq!(can_i(&["list", "pods", "-n", "shop"]), "yes");
     assert_eq!(can_i(&["list", "pods", "-n", "kube-system"]), "no");
-    assert_eq!(can_i(&["get", "namespaces/shop"]), "no");
+    assert_eq!(
+        can_i(&["list", "adminnetworkpolicies.policy.networking.k8s.io"]),
+        "no"
+    );
 
     // A healthy flow of their namespace: every layer the user may read is judged.
     let out = netdiag_as(
@@ -402,8 +405,8 @@ fn a_user_bound_in_one_namespace_checks_its_flows_and_is_told_what_it_may_not_re
         assert_eq!(step(&report, layer)["status"], "pass", "{layer}: {report:#}");
     }
 
-    // A denied flow: NetworkPolicy cannot be evaluated without the Namespace's labels, so that
-    // layer is undetermined, naming the read and the can-i line; no other layer is blamed.
+    // A denied flow: NetworkPolicy cannot be evaluated without the cluster's admin policies, so
+    // that layer is undetermined, naming the read and the can-i line; no other layer is blamed.
     let ledger = [
         "check",
         "--from",
@@ -418,12 +421,18 @@ fn a_user_bound_in_one_namespace_checks_its_flows_and_is_told_what_it_may_not_re
     assert_eq!(report["verdict"], "undetermined", "{}", show(&out));
     let policy = step(&report, "network-policy");
     assert_eq!(policy["status"], "undetermined", "{report:#}");
-    assert!(policy.to_string().contains("get namespaces/shop"), "{report:#}");
-    let fix = report["fix"].to_string();
+    assert_eq!(policy["code"], "network-policy-not-evaluated", "{report:#}");
     assert!(
-        fix.contains("kubectl auth can-i get namespaces/shop"),
+        policy["evidence"].to_string().contains("forbidden to list "),
         "{report:#}"
     );
+    let fix = report["fix"].to_string();
+    assert!(
+        fix.contains("auth can-i list clusternetworkpolicies.policy.networking.k8s.io")
+            || fix.contains("auth can-i list adminnetworkpolicies.policy.networking.k8s.io"),
+        "{report:#}"
+    );
+    assert!(!fix.contains("can-i list networkpolicies -A"), "{report:#}");
     for layer in ["source", "service", "endpoints"] {
         assert_eq!(step(&report, layer)["status"], "pass", "{layer}: {report:#}");
     }
