@@ -211,20 +211,25 @@ fn the_caveats_install_the_agent_from_a_tagged_url_without_a_checkout() {
 fn the_release_workflow_builds_every_archive_and_file_the_manifest_names() {
     let workflow = std::fs::read_to_string(repo().join(".github/workflows/release.yml")).unwrap();
     let wf: Value = serde_yaml_ng::from_str(&workflow).unwrap();
-    let arches: Vec<&str> = wf["jobs"]["plugin"]["strategy"]["matrix"]["include"]
+    let built: Vec<(&str, &str)> = wf["jobs"]["plugin"]["strategy"]["matrix"]["include"]
         .as_sequence()
         .unwrap()
         .iter()
-        .map(|e| str_of(e, "arch"))
+        .map(|e| (str_of(e, "os"), str_of(e, "arch")))
         .collect();
-    assert!(workflow.contains("kubectl-netdiag_${GITHUB_REF_NAME}_linux_${{ matrix.arch }}"));
+    assert!(workflow.contains("kubectl-netdiag_${GITHUB_REF_NAME}_${{ matrix.os }}_${{ matrix.arch }}"));
     let m = rendered("v9.8.7");
+    let mut offered = Vec::new();
     for p in m["spec"]["platforms"].as_sequence().unwrap() {
+        let os = str_of(&p["selector"]["matchLabels"], "os");
         let arch = str_of(&p["selector"]["matchLabels"], "arch");
-        assert_eq!(str_of(&p["selector"]["matchLabels"], "os"), "linux");
-        assert!(arches.contains(&arch), "the workflow builds no {arch} archive");
+        assert!(
+            built.contains(&(os, arch)),
+            "the workflow builds no {os}/{arch} archive"
+        );
+        offered.push((os, arch));
         let uri = str_of(p, "uri");
-        let archive = format!("kubectl-netdiag_v9.8.7_linux_{arch}.tar.gz");
+        let archive = format!("kubectl-netdiag_v9.8.7_{os}_{arch}.tar.gz");
         assert!(
             uri.ends_with(&format!("/releases/download/v9.8.7/{archive}")),
             "{uri}"
@@ -237,6 +242,10 @@ fn the_release_workflow_builds_every_archive_and_file_the_manifest_names() {
             );
         }
     }
+    offered.sort();
+    let mut built = built;
+    built.sort();
+    assert_eq!(offered, built, "every archive built is offered, Linux and macOS");
     assert!(workflow.contains("-czf \"$name.tar.gz\" kubectl-netdiag kubectl_complete-netdiag LICENSE"));
     let cargo = std::fs::read_to_string(repo().join("cli/Cargo.toml")).unwrap();
     assert!(
