@@ -580,9 +580,14 @@ fn krew_manifest_renders_to_a_plugin_that_installs_kubectl_netdiag() {
     assert!(!platforms.is_empty());
     for platform in platforms {
         assert_eq!(platform["bin"].as_str(), Some("kubectl-netdiag"));
-        assert_eq!(platform["selector"]["matchLabels"]["os"].as_str(), Some("linux"));
+        // The plugin's archives: Linux and macOS (the agent is Linux's alone).
+        let os = platform["selector"]["matchLabels"]["os"].as_str().unwrap();
+        assert!(["linux", "darwin"].contains(&os), "{os}");
         let uri = platform["uri"].as_str().unwrap();
-        assert!(uri.contains(tag) && uri.ends_with(".tar.gz"), "{uri}");
+        assert!(
+            uri.contains(tag) && uri.contains(&format!("_{os}_")) && uri.ends_with(".tar.gz"),
+            "{uri}"
+        );
     }
 }
 
