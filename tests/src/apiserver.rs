@@ -31,9 +31,10 @@ use tokio::sync::mpsc;
 
 use crate::lab::ApiData;
 use crate::objects::{RESOURCES, ResourceType, resource_of};
+use crate::rbac::{Attributes, UserInfo};
 
 pub struct Store {
-    objects: Vec<(ResourceType, Value)>,
+    objects: Objects,
     pod_netns: BTreeMap<String, String>,
     address: String,
     /// Bearer tokens and RBAC objects for the review APIs ([`crate::reviews`]).
@@ -43,11 +44,10 @@ pub struct Store {
 
 impl Store {
     pub fn new(data: ApiData, address: String) -> Result<Self> {
-        let objects = data
-            .objects
-            .into_iter()
-            .map(|o| Ok((resource_of(&o)?, o)))
-            .collect::<Result<_, crate::objects::ObjectError>>()?;
+        let mut objects = Objects::default();
+        for o in data.objects {
+            objects.insert(resource_of(&o)?, o);
+        }
         let rbac = crate::rbac::Rbac::from_objects(&data.rbac).map_err(anyhow::Error::msg)?;
         Ok(Store {
             objects,
@@ -55,6 +55,46 @@ impl Store {
             address,
             tokens: data.tokens,
             rbac,
+        })
+    }
+}
+
+/// The stored objects, kept as the API server's storage keys them (type, namespace, name), so a get
+/// is a lookup and a namespace's list reads that namespace only, whatever else the cluster holds.
+#[derive(Default)]
+struct Objects(HashMap<TypeKey, BTreeMap<String, BTreeMap<String, Value>>>);
+
+/// A served type: group, version, plural.
+type TypeKey = (&'static str, &'static str, &'static str);
+
+fn type_key(rt: &ResourceType) -> TypeKey {
+    (rt.group, rt.version, rt.plural)
+}
+
+impl Objects {
+    fn insert(&mut self, rt: ResourceType, obj: Value) {
+        let meta = |field: &str| str_at(&obj, &format!("/metadata/{field}")).to_string();
+        let (namespace, name) = (meta("namespace"), meta("name"));
+        self.0
+            .entry(type_key(&rt))
+            .or_default()
+            .entry(namespace)
+            .or_default()
+            .insert(name, obj);
+    }
+
+    /// The object of `rt` named `name` in `namespace` (`None`: cluster-scoped).
+    fn get(&self, rt: &ResourceType, namespace: Option<&str>, name: &str) -> Option<&Value> {
+        self.0.get(&type_key(rt))?.get(namespace.unwrap_or(""))?.get(name)
+    }
+
+    /// The objects of `rt` in `namespace` (`None`: every namespace), by namespace and name.
+    fn of(&self, rt: &ResourceType, namespace: Option<&str>) -> impl Iterator<Item = &Value> {
+        self.0.get(&type_key(rt)).into_iter().flat_map(move |by_ns| {
+            by_ns
+                .iter()
+                .filter(move |(ns, _)| namespace.is_none_or(|want| want == ns.as_str()))
+                .flat_map(|(_, by_name)| by_name.values())
         })
     }
 }
@@ -113,6 +153,10 @@ pub fn router(store: Arc<Store>) -> Router {
         .route(
             crate::reviews::ACCESS_REVIEW_PATH,
             axum::routing::post(crate::reviews::access_review),
+        )
+        .route(
+            crate::reviews::SELF_ACCESS_REVIEW_PATH,
+            axum::routing::post(crate::reviews::self_access_review),
         )
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
@@ -427,6 +471,23 @@ async fn get_handler(
         Ok(route) => route,
         Err(response) => return *response,
     };
+    let verb = if name.is_some() { "get" } else { "list" };
+    // kube-apiserver authorizes a Namespace's get in that namespace (a RoleBinding there allows it).
+    let scope = match (rt.plural, name) {
+        ("namespaces", Some(ns)) => Some(ns),
+        _ => namespace,
+    };
+    let access = Attributes {
+        verb: verb.into(),
+        group: rt.group.into(),
+        resource: rt.plural.into(),
+        namespace: scope.unwrap_or_default().into(),
+        name: name.unwrap_or_default().into(),
+        ..Attributes::default()
+    };
+    if let Err(refused) = admit(&store, &headers, access) {
+        return *refused;
+    }
     if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
         return bad_request("watch is not supported by the lab's api stand-in".into());
     }
@@ -438,6 +499,72 @@ async fn get_handler(
         Some(name) => get_one(&store, &rt, namespace, name, as_table),
         None => list(&store, &rt, namespace, &query, as_table),
     }
+}
+
+/// Authenticates and authorizes a request as kube-apiserver does: a bearer token stands for a
+/// scenario's user, whom RBAC must allow `access` (its user and groups are filled in here); a
+/// request without one is the lab's administrator, as the real lab's admin client certificate is.
+/// `Err` is the 401 or 403 to answer; `Ok` the user, `None` for the administrator.
+pub(crate) fn admit(
+    store: &Store,
+    headers: &HeaderMap,
+    mut access: Attributes,
+) -> Result<Option<UserInfo>, Box<Response>> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let unauthorized = || {
+        Box::new(status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".into(),
+            None,
+        ))
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?;
+    let (user, _) =
+        crate::rbac::authenticate(&store.tokens, token.trim(), &[]).map_err(|_| unauthorized())?;
+    access.user = user.username.clone();
+    access.groups = user.groups.clone();
+    match store.rbac.authorize(&access) {
+        Ok(_) => Ok(Some(user)),
+        Err(_) => Err(Box::new(forbidden(&access))),
+    }
+}
+
+/// kube-apiserver's 403 for a request RBAC refuses, worded as its `forbiddenMessage`.
+fn forbidden(access: &Attributes) -> Response {
+    let resource = match access.subresource.as_str() {
+        "" => access.resource.clone(),
+        sub => format!("{}/{sub}", access.resource),
+    };
+    let scope = match access.namespace.as_str() {
+        "" => "at the cluster scope".to_string(),
+        ns => format!("in the namespace {ns:?}"),
+    };
+    let qualified = match access.group.as_str() {
+        "" => access.resource.clone(),
+        group => format!("{}.{group}", access.resource),
+    };
+    let what = match access.name.as_str() {
+        "" => qualified,
+        name => format!("{qualified} {name:?}"),
+    };
+    let message = format!(
+        "{what} is forbidden: User {:?} cannot {} resource {resource:?} in API group {:?} {scope}",
+        access.user, access.verb, access.group
+    );
+    let details = StatusDetails {
+        name: Some(access.name.clone()).filter(|n| !n.is_empty()),
+        group: Some(access.group.clone()),
+        kind: Some(access.resource.clone()),
+        ..Default::default()
+    };
+    status(StatusCode::FORBIDDEN, "Forbidden", message, Some(details))
 }
 
 /// The version, health and API group discovery paths; `None` for every other path.
@@ -535,12 +662,6 @@ fn resource_route<'a>(segs: &[&'a str], path: &str) -> Result<ResourceRoute<'a>,
     }
 }
 
-/// Whether `o` is an object of `rt` in `namespace` (any, when `None`).
-fn in_scope(rt: &ResourceType, namespace: Option<&str>, o: &(ResourceType, Value)) -> bool {
-    o.0 == *rt
-        && namespace.is_none_or(|ns| o.1.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
-}
-
 /// One object by name.
 fn get_one(
     store: &Store,
@@ -549,14 +670,9 @@ fn get_one(
     name: &str,
     as_table: bool,
 ) -> Response {
-    let found = store
-        .objects
-        .iter()
-        .filter(|o| in_scope(rt, namespace, o))
-        .find(|o| o.1.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
-    match found {
-        Some((_, obj)) if as_table => table_response(rt, &[obj]),
-        Some((_, obj)) => json_response(StatusCode::OK, obj),
+    match store.objects.get(rt, namespace, name) {
+        Some(obj) if as_table => table_response(rt, &[obj]),
+        Some(obj) => json_response(StatusCode::OK, obj),
         None => not_found(rt, name),
     }
 }
@@ -587,9 +703,7 @@ fn list(
     };
     let items: Vec<&Value> = store
         .objects
-        .iter()
-        .filter(|o| in_scope(rt, namespace, o))
-        .map(|(_, o)| o)
+        .of(rt, namespace)
         .filter(|o| labels.as_ref().is_none_or(|s| s.matches(&labels_of(o))))
         .filter(|o| {
             fields.iter().all(|(path, op, value)| {
@@ -925,8 +1039,23 @@ async fn portforward(
     State(store): State<Arc<Store>>,
     UrlPath((namespace, name)): UrlPath<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // The WebSocket upgrade is a GET; since Kubernetes 1.35 kube-apiserver also asks for `create`.
+    for verb in ["get", "create"] {
+        let access = Attributes {
+            verb: verb.into(),
+            resource: "pods".into(),
+            subresource: "portforward".into(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            ..Attributes::default()
+        };
+        if let Err(refused) = admit(&store, &headers, access) {
+            return *refused;
+        }
+    }
     let pods = RESOURCES
         .iter()
         .find(|r| r.plural == "pods")
@@ -1159,6 +1288,10 @@ mod tests {
     }
 
     fn store() -> Arc<Store> {
+        store_with(vec![], vec![])
+    }
+
+    fn store_with(tokens: Vec<crate::rbac::TokenSpec>, rbac: Vec<Value>) -> Arc<Store> {
         let scenario = crate::scenario::Scenario::parse(
             "name: t\nnodes: [a, b]\npods:\n- {namespace: shop, name: p0, node: a, labels: {app: pay}}\n\
              - {namespace: shop, name: p1, node: b, labels: {app: pay, tier: web}}\n\
@@ -1175,14 +1308,174 @@ mod tests {
                 ApiData {
                     objects,
                     pod_netns,
-                    tokens: vec![],
-                    rbac: vec![],
+                    tokens,
+                    rbac,
                     cluster_listen: None,
                 },
                 "127.0.0.1:1".into(),
             )
             .unwrap(),
         )
+    }
+
+    /// A store where `shop-dev` (group shop-developers) is bound as the shipped namespace example
+    /// binds a team, and `nobody` is bound to nothing.
+    fn namespace_user_store() -> Arc<Store> {
+        let user = |token: &str, name: &str, groups: &[&str]| crate::rbac::TokenSpec {
+            token: token.into(),
+            user: Some(name.into()),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            service_account: None,
+            audiences: vec![],
+        };
+        let mut rbac = Vec::new();
+        for text in [
+            crate::rbac::SHIPPED_USER_RBAC,
+            crate::rbac::BASIC_USER_RBAC,
+            include_str!("../../deploy/examples/namespace-user-bindings.yaml"),
+        ] {
+            rbac.extend(crate::rbac::yaml_objects(text).unwrap());
+        }
+        store_with(
+            vec![
+                user("dev-token", "shop-dev", &["shop-developers"]),
+                user("nobody-token", "nobody", &[]),
+            ],
+            rbac,
+        )
+    }
+
+    async fn request(
+        store: Arc<Store>,
+        req: axum::http::request::Builder,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        use tower::ServiceExt;
+        let body = axum::body::Body::from(body.to_string());
+        let resp = router(store).oneshot(req.body(body).unwrap()).await.unwrap();
+        let code = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn get_as(token: &str, uri: &str) -> (StatusCode, Value) {
+        let req = axum::http::Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        request(namespace_user_store(), req, Value::Null).await
+    }
+
+    #[tokio::test]
+    async fn reads_are_held_to_the_callers_rbac_as_kube_apiserver_holds_them() {
+        // A team bound in shop reads shop, its Namespace, and the agents' pods in netdiag.
+        for uri in [
+            "/api/v1/namespaces/shop/pods",
+            "/api/v1/namespaces/shop/pods/p0",
+            "/api/v1/namespaces/shop",
+            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
+            "/api/v1/namespaces/netdiag/pods?labelSelector=app.kubernetes.io%2Fname%3Dnetdiag-agent",
+        ] {
+            assert_ne!(get_as("dev-token", uri).await.0, StatusCode::FORBIDDEN, "{uri}");
+        }
+        let (code, body) = get_as("dev-token", "/api/v1/namespaces/db/pods").await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert_eq!(
+            body["message"],
+            "pods is forbidden: User \"shop-dev\" cannot list resource \"pods\" in API group \"\" in the namespace \"db\""
+        );
+        assert_eq!(body["reason"], "Forbidden");
+        let (code, body) = get_as("dev-token", "/api/v1/pods").await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("at the cluster scope"),
+            "{body}"
+        );
+        let (code, body) = get_as("dev-token", "/api/v1/namespaces/db").await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert_eq!(
+            body["message"],
+            "namespaces \"db\" is forbidden: User \"shop-dev\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"db\""
+        );
+        let (code, body) = get_as(
+            "dev-token",
+            "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies",
+        )
+        .await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("adminnetworkpolicies.policy.networking.k8s.io is forbidden"),
+            "{body}"
+        );
+        // A user bound to nothing reads nothing; an unknown token is not a user; a request
+        // without a token is the lab's administrator.
+        assert_eq!(
+            get_as("nobody-token", "/api/v1/namespaces/shop/pods").await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            get_as("stolen", "/api/v1/namespaces/shop/pods").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let admin = axum::http::Request::get("/api/v1/pods");
+        assert_eq!(
+            request(namespace_user_store(), admin, Value::Null).await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn port_forwarding_and_self_reviews_are_authorized_too() {
+        let req = |uri: &str, token: &str| {
+            axum::http::Request::post(uri).header(header::AUTHORIZATION, format!("Bearer {token}"))
+        };
+        // Port-forwarding to a pod in shop is not granted by the example (only to the agents).
+        let (code, body) = request(
+            namespace_user_store(),
+            req(
+                "/api/v1/namespaces/shop/pods/p0/portforward?ports=80",
+                "dev-token",
+            ),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert!(
+            body["message"].as_str().unwrap().contains("\"pods/portforward\""),
+            "{body}"
+        );
+        // `kubectl auth can-i` as the user: answered from the same RBAC.
+        let can_i = |verb: &str, resource: &str, group: &str, namespace: &str| {
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                   "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace}}})
+        };
+        let path = crate::reviews::SELF_ACCESS_REVIEW_PATH;
+        let (code, review) = request(
+            namespace_user_store(),
+            req(path, "dev-token"),
+            can_i("list", "pods", "", "shop"),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED);
+        assert_eq!(review["status"]["allowed"], true, "{review}");
+        let (_, review) = request(
+            namespace_user_store(),
+            req(path, "dev-token"),
+            can_i("list", "adminnetworkpolicies", "policy.networking.k8s.io", ""),
+        )
+        .await;
+        assert_eq!(review["status"]["allowed"], false, "{review}");
+        // Asking others' access (SubjectAccessReview) is the agents' right, not a user's.
+        let (code, _) = request(
+            namespace_user_store(),
+            req(crate::reviews::ACCESS_REVIEW_PATH, "dev-token"),
+            json!({"spec": {"user": "x", "resourceAttributes": {"verb": "get", "resource": "pods"}}}),
+        )
+        .await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
     }
 
     async fn get(uri: &str, accept: Option<&str>) -> (StatusCode, Value) {
@@ -1221,7 +1514,8 @@ mod tests {
             "list items name no kind, as the API server sends them: {}",
             all["items"][0]
         );
-        assert_eq!(names(&all), ["p0", "p1", "d0", "coredns-0"]);
+        // In the API server's order: by namespace, then name (its storage keys).
+        assert_eq!(names(&all), ["d0", "coredns-0", "p0", "p1"]);
         assert_eq!(
             names(&get("/api/v1/namespaces/shop/pods", None).await.1),
             ["p0", "p1"]
@@ -1232,7 +1526,7 @@ mod tests {
         );
         assert_eq!(
             names(&get("/api/v1/pods?fieldSelector=spec.nodeName%3Db", None).await.1),
-            ["p1", "d0"]
+            ["d0", "p1"]
         );
         let ip = "10.244.2.3";
         assert_eq!(
@@ -1245,18 +1539,18 @@ mod tests {
         );
         // Paged as the API server pages: `limit` at a time, `continue` to the next page.
         let first = get("/api/v1/pods?limit=3", None).await.1;
-        assert_eq!(names(&first), ["p0", "p1", "d0"]);
+        assert_eq!(names(&first), ["d0", "coredns-0", "p0"]);
         assert_eq!(first["metadata"]["remainingItemCount"], 1);
         let token = first["metadata"]["continue"].as_str().unwrap().to_string();
         let rest = get(&format!("/api/v1/pods?limit=3&continue={token}"), None)
             .await
             .1;
-        assert_eq!(names(&rest), ["coredns-0"]);
+        assert_eq!(names(&rest), ["p1"]);
         assert!(rest["metadata"].get("continue").is_none(), "{rest}");
         let selected = get("/api/v1/pods?limit=1&fieldSelector=spec.nodeName%3Db", None)
             .await
             .1;
-        assert_eq!(names(&selected), ["p1"]);
+        assert_eq!(names(&selected), ["d0"]);
         assert!(selected["metadata"]["continue"].is_string());
         let (code, _) = get("/api/v1/pods?limit=1&continue=bogus", None).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);

@@ -47,7 +47,8 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
 }
 
 /// Writes the agents' token and kubeconfig; returns the tokens and RBAC objects the API serves:
-/// the scenario's, the agents' token, and the RBAC the deployment ships for the endpoint.
+/// the scenario's, the agents' token, the RBAC the deployment ships (for the endpoint and for
+/// users) and kube-apiserver's `system:basic-user`.
 pub fn write_agent_credentials(
     state: &StateDir,
     scenario: &Scenario,
@@ -70,7 +71,13 @@ pub fn write_agent_credentials(
         audiences: vec![AUDIENCE.into(), "https://kubernetes.default.svc".into()],
     });
     let mut objects = scenario.rbac.clone();
-    objects.extend(rbac::yaml_objects(rbac::SHIPPED_ENDPOINT_RBAC).map_err(anyhow::Error::msg)?);
+    for shipped in [
+        rbac::SHIPPED_ENDPOINT_RBAC,
+        rbac::SHIPPED_USER_RBAC,
+        rbac::BASIC_USER_RBAC,
+    ] {
+        objects.extend(rbac::yaml_objects(shipped).map_err(anyhow::Error::msg)?);
+    }
     Ok((tokens, objects))
 }
 

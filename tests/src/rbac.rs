@@ -102,6 +102,28 @@ pub fn authenticate(
 /// The RBAC the deployment ships for the in-cluster endpoint, which the lab serves too.
 pub const SHIPPED_ENDPOINT_RBAC: &str = include_str!("../../deploy/rbac-endpoint.yaml");
 
+/// The RBAC the deployment ships for people running the plugin (the real lab applies all of
+/// `deploy/`; the stand-in serves it too, bound only where a scenario binds it).
+pub const SHIPPED_USER_RBAC: &str = include_str!("../../deploy/rbac-user.yaml");
+
+/// kube-apiserver's bootstrap `system:basic-user`: every authenticated user may ask what it may
+/// do (`kubectl auth can-i`).
+pub const BASIC_USER_RBAC: &str = "\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: 'system:basic-user'}
+rules:
+  - apiGroups: [authorization.k8s.io]
+    resources: [selfsubjectaccessreviews, selfsubjectrulesreviews]
+    verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: 'system:basic-user'}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: 'system:basic-user'}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:authenticated'}]
+";
+
 /// The agents' ServiceAccount.
 pub const AGENT_SERVICE_ACCOUNT: &str = "netdiag/netdiag-agent";
 

@@ -105,8 +105,8 @@ impl CheckLab {
         self.state.join("kubeconfig")
     }
 
-    /// A cluster administrator's kubeconfig: the real control plane's `admin.kubeconfig`; the
-    /// stand-in authorizes every read, so there its one kubeconfig.
+    /// A cluster administrator's kubeconfig: the real control plane's `admin.kubeconfig`; on the
+    /// stand-in its one kubeconfig, which carries no token (the stand-in's administrator).
     pub fn admin_kubeconfig(&self) -> PathBuf {
         let admin = self.state.join("admin.kubeconfig");
         if admin.exists() { admin } else { self.kubeconfig() }
