@@ -115,6 +115,36 @@ fn every_scenario_file_has_a_test() {
 }
 
 #[test]
+fn a_policy_that_is_not_enforced_has_an_exit_code_of_its_own() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    let lab = CheckLab::up(&scenario("policy-not-enforced.yaml"));
+    let out = lab.netdiag(&[
+        "check",
+        "--from",
+        "shop/checkout",
+        "--to",
+        "svc/payments.shop:80",
+        "-o",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["verdict"], "reachable", "{}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "reachable, but the policy is not enforced\n{}",
+        show(&out)
+    );
+    let policy = report["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["layer"] == "network-policy"))
+        .expect("a network-policy step");
+    assert_eq!(policy["code"], "network-policy-not-enforced", "{report:#}");
+    assert_eq!(policy["status"], "pass", "{report:#}");
+}
+
+#[test]
 fn check_runs_as_a_kubectl_plugin_through_real_kubectl() {
     require_root();
     let kubectl = kubectl();

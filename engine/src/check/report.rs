@@ -59,6 +59,9 @@ impl Layer {
 
 /// Exit code of a reachable target.
 pub const EXIT_REACHABLE: u8 = 0;
+/// Exit code of a reachable target whose flow NetworkPolicy denies: the policy the flow's owners
+/// rely on is not enforced (the verdict stays REACHABLE).
+pub const EXIT_POLICY_NOT_ENFORCED: u8 = 9;
 /// Exit code when the tool could not decide (agent missing, RBAC, API unreachable).
 pub const EXIT_UNDETERMINED: u8 = 3;
 /// Exit code of a usage error (bad flags, malformed `--from`/`--to`).
@@ -348,7 +351,12 @@ impl Report {
     }
 
     pub fn exit_code(&self) -> u8 {
+        let not_enforced = self
+            .steps
+            .iter()
+            .any(|s| s.summary.code == Some(Code::NetworkPolicyNotEnforced));
         match (self.verdict, self.failing_layer) {
+            (Verdict::Reachable, _) if not_enforced => EXIT_POLICY_NOT_ENFORCED,
             (Verdict::Reachable, _) => EXIT_REACHABLE,
             (Verdict::Unreachable, Some(layer)) => layer.exit_code(),
             (Verdict::Unreachable, None) | (Verdict::Undetermined, _) => EXIT_UNDETERMINED,

@@ -29,7 +29,7 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
 
 /// Over TCP: the policy evaluation, with what the connections met.
 fn tcp_policy(cx: &Context, src_ns: &str) -> Judgment {
-    let tally = Tally::of(&cx.live);
+    let tally = Tally::of(cx);
     if !tally.denied.is_empty() {
         return flow_denied(cx, tally, src_ns);
     }
@@ -76,24 +76,32 @@ struct Tally<'a> {
     denied: Vec<String>,
     /// Denied, yet the connection succeeded (policy not enforced).
     disagreements: Vec<String>,
+    /// The first of those, as the finding names it.
+    first_unenforced: Option<Unenforced>,
     unknown: Vec<(&'a EndpointFacts, ToolFailure)>,
     allowed: Vec<String>,
 }
 
 impl<'a> Tally<'a> {
-    fn of(live: &[&'a EndpointFacts]) -> Self {
+    fn of(cx: &Context<'a>) -> Self {
         let mut t = Tally {
             denied: vec![],
             disagreements: vec![],
+            first_unenforced: None,
             unknown: vec![],
             allowed: vec![],
         };
-        for e in live {
+        for e in cx.live.iter().copied() {
             match &e.policy {
                 PolicyCheck::Denied { egress, ingress } => {
                     let line = denied_line(e, egress, ingress);
                     match e.live.tcp_outcome() {
-                        Some(TcpOutcome::Connected { .. }) => t.disagreements.push(line),
+                        Some(TcpOutcome::Connected { .. }) => {
+                            t.disagreements.push(line);
+                            if t.first_unenforced.is_none() {
+                                t.first_unenforced = unenforced(cx, e, egress, ingress);
+                            }
+                        }
                         Some(outcome) => t.denied.push(format!("{line} — TCP {}", describe_tcp(outcome))),
                         None => t.denied.push(line),
                     }
@@ -103,6 +111,28 @@ impl<'a> Tally<'a> {
             }
         }
         t
+    }
+}
+
+/// The side of a denied flow that got through, with the node that should have enforced it: the
+/// destination's for ingress (named first, as the summary does), the source's for egress.
+fn unenforced(
+    cx: &Context,
+    e: &EndpointFacts,
+    egress: &Option<Box<DeniedSide>>,
+    ingress: &Option<Box<DeniedSide>>,
+) -> Option<Unenforced> {
+    let node_of = |pod: Option<&PodFacts>| pod.and_then(|p| p.node.clone());
+    match (ingress, egress) {
+        (Some(side), _) => Some(Unenforced {
+            side: side.clone(),
+            node: node_of(e.pod.as_ref()),
+        }),
+        (None, Some(side)) => Some(Unenforced {
+            side: side.clone(),
+            node: node_of(cx.source_pod),
+        }),
+        (None, None) => None,
     }
 }
 
@@ -198,10 +228,11 @@ fn not_denied(cx: &Context, tally: Tally) -> Judgment {
             .iter()
             .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label())),
     );
-    if !tally.disagreements.is_empty() {
+    if let Some(first) = tally.first_unenforced {
         let finding = NetworkPolicyFinding::NotEnforced {
             transport: Transport::Tcp,
             flows: tally.disagreements.len(),
+            first,
         };
         let mut evidence: Vec<EvidenceLine> = evidence.into_iter().map(Into::into).collect();
         evidence.extend(tally.disagreements.into_iter().map(disagreement));
@@ -431,14 +462,20 @@ fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
     let mut lines: Vec<EvidenceLine> = vec![];
     let mut unknown = vec![];
     let mut allowed = vec![];
+    let mut first_unenforced = None;
     for e in live {
         match &e.policy {
             PolicyCheck::Denied { egress, ingress } => {
                 let line = denied_line(e, egress, ingress);
                 match outcome(e) {
-                    Some(UdpOutcome::Answered { .. }) => lines.push(EvidenceLine::disagreement(format!(
-                        "disagreement: {line}, yet the datagram was answered"
-                    ))),
+                    Some(UdpOutcome::Answered { .. }) => {
+                        lines.push(EvidenceLine::disagreement(format!(
+                            "disagreement: {line}, yet the datagram was answered"
+                        )));
+                        if first_unenforced.is_none() {
+                            first_unenforced = unenforced(cx, e, egress, ingress);
+                        }
+                    }
                     Some(o) => {
                         denied.push(e);
                         lines.push(format!("{line} — UDP {}", describe_udp(o)).into());
@@ -490,10 +527,11 @@ fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
             .iter()
             .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label()).into()),
     );
-    let finding = if disagreements > 0 {
+    let finding = if let Some(first) = first_unenforced {
         NetworkPolicyFinding::NotEnforced {
             transport: Transport::Udp,
             flows: disagreements,
+            first,
         }
     } else {
         NetworkPolicyFinding::Allowed {

@@ -258,14 +258,53 @@ fn policy_denying_a_flow_that_connects_is_reported_as_a_disagreement() {
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
     let s = step(&report, Layer::NetworkPolicy);
+    let NetworkPolicyFinding::NotEnforced {
+        transport,
+        flows,
+        first,
+    } = policy_finding(&ev)
+    else {
+        panic!("not a not-enforced finding: {:?}", policy_finding(&ev));
+    };
+    assert_eq!((transport, flows), (Transport::Tcp, 2));
+    // The first endpoint's ingress should have been enforced on its own node.
+    assert_eq!(first.node.as_deref(), Some("node-a"));
     assert_eq!(
-        policy_finding(&ev),
-        NetworkPolicyFinding::NotEnforced {
-            transport: Transport::Tcp,
-            flows: 2,
-        }
+        s.summary.text,
+        "shop/default-deny selects shop/payments-0 (ingress) but the connection succeeded: \
+         NetworkPolicy is not enforced on node-a (2 denied flows got through)"
     );
     assert!(s.evidence.iter().any(|e| e.starts_with("disagreement")));
+    // Reachable, with its own exit code: the policy relied on does not hold.
+    assert_eq!(report.exit_code(), crate::check::report::EXIT_POLICY_NOT_ENFORCED);
+    assert_eq!(
+        judge(&healthy(), 0).exit_code(),
+        crate::check::report::EXIT_REACHABLE
+    );
+}
+
+#[test]
+fn a_denied_egress_that_connects_is_not_enforced_on_the_source_node() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = PolicyCheck::Denied {
+            egress: Some(denied_side(
+                "shop/checkout",
+                FlowEnd::To("shop/payments-0".parse().unwrap()),
+                "shop/egress-lockdown",
+                8080,
+                "TCP",
+            )),
+            ingress: None,
+        };
+    }
+    let report = judge(&ev, 0);
+    let s = step(&report, Layer::NetworkPolicy);
+    assert_eq!(
+        s.summary.text,
+        "shop/egress-lockdown selects shop/checkout (egress) but the connection succeeded: \
+         NetworkPolicy is not enforced on node-a (2 denied flows got through)"
+    );
 }
 
 #[test]
@@ -342,12 +381,24 @@ fn answered_datagram_despite_a_denying_policy_is_a_disagreement() {
     }
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable);
-    assert_eq!(
-        policy_finding(&ev),
-        NetworkPolicyFinding::NotEnforced {
-            transport: Transport::Udp,
-            flows: 2,
-        }
+    assert!(
+        matches!(
+            policy_finding(&ev),
+            NetworkPolicyFinding::NotEnforced {
+                transport: Transport::Udp,
+                flows: 2,
+                ..
+            }
+        ),
+        "{:?}",
+        policy_finding(&ev)
+    );
+    assert!(
+        step(&report, Layer::NetworkPolicy)
+            .summary
+            .text
+            .contains("but the datagram was answered: NetworkPolicy is not enforced on node-a"),
+        "{report:?}"
     );
 }
 

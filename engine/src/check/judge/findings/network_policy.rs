@@ -48,6 +48,35 @@ impl fmt::Display for DeniedSide {
     }
 }
 
+/// A flow policy denies that got through anyway: the side that denies it, and the node where
+/// that side is enforced (the destination pod's for ingress, the source pod's for egress).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unenforced {
+    pub side: Box<DeniedSide>,
+    pub node: Option<String>,
+}
+
+impl Unenforced {
+    /// What denies the flow, shortest first: `shop/default-deny selects shop/payments-0`.
+    fn denial(&self) -> String {
+        let subject = &self.side.subject;
+        let direction = match self.side.other {
+            FlowEnd::To(_) => "egress",
+            FlowEnd::From(_) => "ingress",
+        };
+        match &self.side.cause {
+            DenialCause::Isolated(by) if by.is_single() => {
+                format!("{} selects {subject} ({direction})", by.first())
+            }
+            DenialCause::Isolated(by) => format!("{} select {subject} ({direction})", by.joined()),
+            DenialCause::AdminTier(rule) | DenialCause::BaselineTier(rule) => {
+                format!("{rule} denies {subject}'s {direction}")
+            }
+            DenialCause::Unnamed => format!("policy denies {subject}'s {direction}"),
+        }
+    }
+}
+
 /// The side that heads a denial's summary: the first denied destination's ingress, else the
 /// source's egress.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,10 +125,11 @@ pub(crate) enum NetworkPolicyFinding {
     NotEvaluated {
         transport: Transport,
     },
-    /// Policy denies `flows` flows that get through anyway.
+    /// Policy denies `flows` flows that get through anyway; `first` names the first of them.
     NotEnforced {
         transport: Transport,
         flows: usize,
+        first: Unenforced,
     },
     Allowed {
         transport: Transport,
@@ -162,15 +192,26 @@ impl fmt::Display for NetworkPolicyFinding {
             NetworkPolicyFinding::NotEvaluated { .. } => f.write_str(
                 "datagrams get no answer and NetworkPolicy could not be evaluated, so policy cannot be ruled out",
             ),
-            NetworkPolicyFinding::NotEnforced { transport, flows } => write!(
-                f,
-                "NetworkPolicy denies {flows} flow(s) but the {}: the CNI does not enforce NetworkPolicy",
-                if tcp(transport) {
-                    "connections succeed"
+            NetworkPolicyFinding::NotEnforced {
+                transport,
+                flows,
+                first,
+            } => {
+                let got_through = if tcp(transport) {
+                    "the connection succeeded"
                 } else {
-                    "datagrams are answered"
+                    "the datagram was answered"
+                };
+                write!(f, "{} but {got_through}: NetworkPolicy is not enforced", first.denial())?;
+                match &first.node {
+                    Some(node) => write!(f, " on {node}")?,
+                    None => write!(f, " where {} runs", first.side.subject)?,
                 }
-            ),
+                if *flows > 1 {
+                    write!(f, " ({flows} denied flows got through)")?;
+                }
+                Ok(())
+            }
             NetworkPolicyFinding::Allowed { transport, from } => {
                 write!(f, "egress of {from} and ingress of the destination allow the flow")?;
                 if !tcp(transport) {
