@@ -61,6 +61,7 @@ scenarios! {
     cross_node_link_cut_fails_pod_network => "link-cut.yaml",
     pod_target_with_a_named_port_is_reachable => "pod-target-named-port.yaml",
     unenforced_policy_is_reachable_and_reported => "policy-not-enforced.yaml",
+    unenforced_policy_names_the_enforcer_that_should_apply_it => "policy-not-enforced-calico.yaml",
     cluster_ip_target_is_checked_as_its_service => "ip-target-cluster-ip.yaml",
     headless_service_is_reachable_without_a_virtual_ip => "headless-service.yaml",
     named_target_port_declared_by_a_native_sidecar_is_reachable => "sidecar-named-targetport.yaml",

@@ -15,6 +15,7 @@ use super::plan::{
 use super::probe::Replies;
 use super::prose::NonEmpty;
 use super::snapshot::Snapshot;
+use crate::cluster::enforcers::Enforcer;
 use crate::policy::admin::{DecidingTier, TierVerdict, TieredVerdict};
 use crate::policy::{DirectionVerdict, Flow, Peer, PolicyIndex, Protocol};
 
@@ -25,6 +26,7 @@ pub fn assemble(
     replies: &Replies,
     policy: &PolicyEvaluation,
     agents: Option<AgentPods>,
+    policy_enforcers: Option<Fact<Vec<Enforcer>>>,
 ) -> Evidence {
     let source = source(plan.source.clone(), &plan, replies);
     let dest = &plan.destination;
@@ -69,6 +71,7 @@ pub fn assemble(
         node_witnesses,
         witnesses,
         secondary,
+        policy_enforcers,
     }
 }
 

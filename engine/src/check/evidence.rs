@@ -10,6 +10,7 @@ use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, Transpor
 
 use crate::check::prose::NonEmpty;
 use crate::cluster::endpoints::Conditions;
+use crate::cluster::enforcers::Enforcer;
 pub use crate::cluster::pods::{PodFacts, ServingPort};
 pub use crate::cluster::{NamespacedName, PortRef, ToolFailure};
 pub use crate::policy::IpFamily;
@@ -68,6 +69,8 @@ pub struct Evidence {
     /// The second family of a dual-stack target, when it has one: the facts above are the
     /// primary family's (endpoints and witnesses carry both, each with its own address).
     pub secondary: Option<SecondaryFamily>,
+    /// What enforces NetworkPolicy in the cluster; `None` when no policy was found.
+    pub policy_enforcers: Option<Fact<Vec<Enforcer>>>,
 }
 
 /// What was probed for the second family of a dual-stack target, besides its endpoints.

@@ -75,7 +75,8 @@ pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &C
         plan.probes.extend(probes);
         replies.extend(more);
     }
-    assemble::assemble(request, plan, &replies, &policy, agents.location())
+    let enforcers = snap.as_followed().enforcers.clone();
+    assemble::assemble(request, plan, &replies, &policy, agents.location(), enforcers)
 }
 
 /// The destination addresses NetworkPolicy denies the source: a failed connection to one is

@@ -16,7 +16,9 @@
 //! - for an address, the Service whose `spec.clusterIP` it is, else the pod whose `status.podIP`
 //!   it is (the API selects on the primary address only), then that Service's reads;
 //! - the namespaces of the pods whose policies are evaluated, by name, and their NetworkPolicies;
-//!   the cluster-scoped admin policies.
+//!   the cluster-scoped admin policies;
+//! - when a policy or admin policy was found, the DaemonSets of every namespace, to name what
+//!   enforces NetworkPolicy ([`crate::cluster::enforcers`]); a hint: its failure loses only that.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -61,6 +63,8 @@ pub enum Read {
     PoliciesIn(String),
     /// `list` the cluster-scoped admin policies (each kind whose CRD is installed).
     Admin,
+    /// `list` the DaemonSets of every namespace: what enforces NetworkPolicy.
+    DaemonSets,
 }
 
 impl Read {
@@ -84,6 +88,7 @@ impl Read {
             Read::Namespace(_) => "namespaces",
             Read::PoliciesIn(_) => "networkpolicies",
             Read::Admin => "admin network policies",
+            Read::DaemonSets => "daemonsets",
         }
     }
 
@@ -120,6 +125,7 @@ impl Read {
             Read::Namespace(name) => format!("get namespaces/{name}"),
             Read::PoliciesIn(namespace) => format!("list networkpolicies in namespace {namespace}"),
             Read::Admin => "list admin network policies".into(),
+            Read::DaemonSets => "list daemonsets in all namespaces".into(),
         }
     }
 
@@ -128,6 +134,7 @@ impl Read {
         let resource = match self {
             Read::SlicesOf(_) => "endpointslices.discovery.k8s.io",
             Read::PoliciesIn(_) => "networkpolicies.networking.k8s.io",
+            Read::DaemonSets => "daemonsets.apps",
             Read::Admin => return None,
             other => other.resource(),
         };
@@ -155,7 +162,7 @@ impl Read {
     pub fn is_hint(&self) -> bool {
         matches!(
             self,
-            Read::PodsNamed(_) | Read::ServicesIn(_) | Read::ServicesNamed(_)
+            Read::PodsNamed(_) | Read::ServicesIn(_) | Read::ServicesNamed(_) | Read::DaemonSets
         )
     }
 }
@@ -199,6 +206,8 @@ pub struct Seen<'a> {
     pub pods: &'a [Pod],
     pub services: &'a [Service],
     pub slices: &'a [EndpointSlice],
+    /// Whether a NetworkPolicy or an admin policy was found: then what enforces them is read.
+    pub policies: bool,
     pub done: &'a BTreeSet<Read>,
 }
 
@@ -261,6 +270,9 @@ pub fn needed(request: &CheckRequest, agents: Option<&AgentPlace>, seen: &Seen) 
         }
     }
     wants.reads.insert(Read::Admin);
+    if seen.policies {
+        wants.reads.insert(Read::DaemonSets);
+    }
     let Wants { mut reads, evaluated } = wants;
     for namespace in evaluated {
         reads.insert(Read::Namespace(namespace.clone()));

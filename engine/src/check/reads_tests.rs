@@ -62,6 +62,7 @@ struct World {
     pods: Vec<Pod>,
     services: Vec<Service>,
     slices: Vec<EndpointSlice>,
+    policies: bool,
     done: BTreeSet<Read>,
 }
 
@@ -79,6 +80,7 @@ impl World {
             pods: vec![],
             services: vec![],
             slices: vec![],
+            policies: false,
             done: BTreeSet::new(),
         }
     }
@@ -89,6 +91,7 @@ impl World {
             pods: &self.pods,
             services: &self.services,
             slices: &self.slices,
+            policies: self.policies,
             done: &self.done,
         };
         let todo: BTreeSet<Read> = needed(request, None, &seen)
@@ -185,6 +188,23 @@ fn a_service_check_reads_source_target_slices_and_dns_first_then_the_pods_they_n
         "no list across all namespaces: {:?}",
         world.done
     );
+}
+
+#[test]
+fn what_enforces_policy_is_read_only_once_a_policy_was_found() {
+    let request = request(svc_target("payments", "shop"));
+    let mut world = World::with_source();
+    let first = world.round(&request);
+    assert!(!first.contains(&Read::DaemonSets), "{first:?}");
+    assert!(!world.round(&request).contains(&Read::DaemonSets));
+    world.policies = true;
+    assert_eq!(
+        world.round(&request).into_iter().collect::<Vec<_>>(),
+        [Read::DaemonSets],
+        "one more read, and nothing else"
+    );
+    assert!(Read::DaemonSets.is_hint());
+    assert_eq!(Read::DaemonSets.access().unwrap().resource, "daemonsets.apps");
 }
 
 #[test]
@@ -302,6 +322,7 @@ fn the_agent_pods_are_read_by_their_selector_when_asked() {
         pods: &[],
         services: &[],
         slices: &[],
+        policies: false,
         done: &done,
     };
     let reads = needed(&request, Some(&agents), &seen);

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -20,6 +21,7 @@ use super::evidence::Fact;
 use super::plan::CheckRequest;
 use super::reads::{self, AgentPlace, Read, SERVICE_NAME_LABEL, Seen};
 use super::target::Target;
+use crate::cluster::enforcers::{self, Enforcer};
 use crate::cluster::{ToolFailure, get_optional, list_paged};
 use crate::policy::admin::{AdminObjects, read_admin_objects};
 
@@ -33,6 +35,9 @@ pub struct Snapshot {
     pub policies: Fact<Vec<NetworkPolicy>>,
     /// The cluster-wide admin policies (none when their CRDs are not installed).
     pub admin: Fact<AdminObjects>,
+    /// What enforces NetworkPolicy, recognised from the cluster's DaemonSets; `None` when no
+    /// policy was found, so nothing was read.
+    pub enforcers: Option<Fact<Vec<Enforcer>>>,
     /// Why the cluster DNS's objects (kube-dns, its slices, pods and policies) could not all be
     /// read, when the check's own namespaces are others: a user bound in their namespace may
     /// not read `kube-system`, and that leaves only the DNS facts unknown, not the kinds.
@@ -98,6 +103,8 @@ impl Snapshot {
                 pods: &gathered.pods.values().cloned().collect::<Vec<_>>(),
                 services: &gathered.services.values().cloned().collect::<Vec<_>>(),
                 slices: &gathered.slices.values().cloned().collect::<Vec<_>>(),
+                policies: !gathered.policies.is_empty()
+                    || gathered.admin.as_ref().is_some_and(|a| !a.is_empty()),
                 done: &done,
             };
             let round: Vec<Read> = reads::needed(request, agents, &seen)
@@ -173,6 +180,7 @@ impl Snapshot {
             namespaces: union(&self.namespaces, more.namespaces),
             policies: union(&self.policies, more.policies),
             admin: self.admin.clone(),
+            enforcers: self.enforcers.clone().or(more.enforcers),
             cluster_dns_unread: self.cluster_dns_unread.clone().or(more.cluster_dns_unread),
             reader: None,
             followed: Arc::default(),
@@ -195,6 +203,7 @@ impl Snapshot {
             namespaces: Fact::Unknown(failure.clone()),
             policies: Fact::Unknown(failure.clone()),
             admin: Fact::Unknown(failure),
+            enforcers: None,
             cluster_dns_unread: None,
             reader: None,
             followed: Arc::default(),
@@ -218,6 +227,7 @@ enum Objects {
     Namespaces(Vec<Namespace>),
     Policies(Vec<NetworkPolicy>),
     Admin(AdminObjects),
+    DaemonSets(Vec<DaemonSet>),
 }
 
 /// The objects of one kind by namespace and name (the order an API server lists them in).
@@ -232,6 +242,8 @@ struct Gathered {
     namespaces: ByKey<Namespace>,
     policies: ByKey<NetworkPolicy>,
     admin: Option<AdminObjects>,
+    /// The DaemonSets, or why they could not be read; `None` when not asked.
+    daemonsets: Option<Result<Vec<DaemonSet>, ToolFailure>>,
     failed: BTreeMap<&'static str, ToolFailure>,
     /// Failed reads of the cluster DNS's objects only ([`reads::is_cluster_dns_only`]).
     cluster_dns_unread: BTreeMap<Read, ToolFailure>,
@@ -280,6 +292,8 @@ impl Gathered {
             Ok(Objects::Namespaces(items)) => insert_all(&mut self.namespaces, items),
             Ok(Objects::Policies(items)) => insert_all(&mut self.policies, items),
             Ok(Objects::Admin(admin)) => self.admin = Some(admin),
+            Ok(Objects::DaemonSets(items)) => self.daemonsets = Some(Ok(items)),
+            Err(failure) if *read == Read::DaemonSets => self.daemonsets = Some(Err(failure)),
             Err(failure) if read.is_hint() => {
                 tracing::debug!(%failure, "a hint's read failed; the hint is left out");
             }
@@ -307,6 +321,10 @@ impl Gathered {
                 Some(failure) => Fact::Unknown(failure),
                 None => Fact::Known(self.admin.unwrap_or_default()),
             },
+            enforcers: self.daemonsets.map(|read| match read {
+                Ok(daemonsets) => Fact::Known(enforcers::recognise(&daemonsets)),
+                Err(failure) => Fact::Unknown(failure),
+            }),
             cluster_dns_unread: self.cluster_dns_unread.into_values().next(),
             reader: None,
             followed: Arc::default(),
@@ -408,5 +426,8 @@ async fn run(client: &kube::Client, read: &Read) -> Result<Objects, ToolFailure>
             .await?,
         ),
         Read::Admin => Objects::Admin(read_admin_objects(&client).await.map_err(|err| err.source)?),
+        Read::DaemonSets => Objects::DaemonSets(
+            list_paged(&Api::<DaemonSet>::all(client), &ListParams::default(), action).await?,
+        ),
     })
 }

@@ -5,6 +5,7 @@
 //! Only [`list_all`], [`list_paged`] and [`get_optional`] do I/O; everything else turns objects into plain values.
 
 pub mod endpoints;
+pub mod enforcers;
 mod failure;
 mod names;
 pub mod pods;

@@ -166,6 +166,9 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         if matches!(status, Status::Fail | Status::Undetermined) {
             stopped = Some((layer, status));
             fix.extend(layer_fix);
+        } else if summary.code == Some(crate::check::report::Code::NetworkPolicyNotEnforced) {
+            // Reachable, but with its own exit code: where to look is the answer.
+            fix.extend(layer_fix);
         }
         steps.push(Step {
             layer,

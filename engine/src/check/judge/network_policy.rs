@@ -114,6 +114,64 @@ impl<'a> Tally<'a> {
     }
 }
 
+/// Denied flows got through: the layer passes (the live probe decides), naming the first flow,
+/// what the cluster runs to enforce policy, and where to look.
+fn not_enforced(
+    cx: &Context,
+    transport: Transport,
+    flows: usize,
+    first: Unenforced,
+    mut evidence: Vec<EvidenceLine>,
+) -> Judgment {
+    let enforcement = match &cx.policy_enforcers {
+        Some(Fact::Known(found)) => match NonEmpty::from_vec(found.clone()) {
+            Some(found) => Enforcement::Runs(found),
+            None => Enforcement::NoneFound,
+        },
+        Some(Fact::Unknown(failure)) => Enforcement::Unknown(failure.clone()),
+        None => Enforcement::Unknown(ToolFailure::NotProbed("the DaemonSets were not read".into())),
+    };
+    let mut fix = vec![];
+    let node = first.node.as_deref().unwrap_or("the pod's node");
+    match &enforcement {
+        Enforcement::Runs(found) => {
+            evidence.push(format!("policy enforcers: {}", found.joined()).into());
+            let enforcer = found.first();
+            fix.push(cmd(format!(
+                "kubectl -n {} get pods -o wide --field-selector spec.nodeName={node}",
+                enforcer.daemonset.namespace
+            )));
+            fix.push(hint(format!(
+                "{}'s pod on {node} should enforce the policy: its logs and its policy mode say why it does not",
+                enforcer.name
+            )));
+        }
+        Enforcement::NoneFound => {
+            evidence.push(
+                format!(
+                    "policy enforcers: none of {} runs as a DaemonSet in this cluster",
+                    crate::cluster::enforcers::known_names().join(", ")
+                )
+                .into(),
+            );
+            fix.push(hint(
+                "install a NetworkPolicy enforcer, or turn on the CNI's policy mode: until then policies are stored, not applied"
+                    .to_string(),
+            ));
+        }
+        Enforcement::Unknown(failure) => {
+            evidence.push(format!("policy enforcers: not known ({failure})").into());
+        }
+    }
+    let finding = NetworkPolicyFinding::NotEnforced {
+        transport,
+        flows,
+        first,
+        enforcement,
+    };
+    found_with(finding, Status::Pass, evidence, fix)
+}
+
 /// The side of a denied flow that got through, with the node that should have enforced it: the
 /// destination's for ingress (named first, as the summary does), the source's for egress.
 fn unenforced(
@@ -229,14 +287,9 @@ fn not_denied(cx: &Context, tally: Tally) -> Judgment {
             .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label())),
     );
     if let Some(first) = tally.first_unenforced {
-        let finding = NetworkPolicyFinding::NotEnforced {
-            transport: Transport::Tcp,
-            flows: tally.disagreements.len(),
-            first,
-        };
         let mut evidence: Vec<EvidenceLine> = evidence.into_iter().map(Into::into).collect();
-        evidence.extend(tally.disagreements.into_iter().map(disagreement));
-        return found_with(finding, Status::Pass, evidence, vec![]);
+        evidence.extend(tally.disagreements.iter().cloned().map(disagreement));
+        return not_enforced(cx, Transport::Tcp, tally.disagreements.len(), first, evidence);
     }
     pass(
         NetworkPolicyFinding::Allowed {
@@ -527,17 +580,12 @@ fn udp_policy(cx: &Context, src_ns: &str) -> Judgment {
             .iter()
             .map(|(e, reason)| format!("{}: not evaluated ({reason})", e.label()).into()),
     );
-    let finding = if let Some(first) = first_unenforced {
-        NetworkPolicyFinding::NotEnforced {
-            transport: Transport::Udp,
-            flows: disagreements,
-            first,
-        }
-    } else {
-        NetworkPolicyFinding::Allowed {
-            transport: Transport::Udp,
-            from: cx.from.clone(),
-        }
+    if let Some(first) = first_unenforced {
+        return not_enforced(cx, Transport::Udp, disagreements, first, lines);
+    }
+    let finding = NetworkPolicyFinding::Allowed {
+        transport: Transport::Udp,
+        from: cx.from.clone(),
     };
     found_with(finding, Status::Pass, lines, vec![])
 }

@@ -262,6 +262,7 @@ fn policy_denying_a_flow_that_connects_is_reported_as_a_disagreement() {
         transport,
         flows,
         first,
+        ..
     } = policy_finding(&ev)
     else {
         panic!("not a not-enforced finding: {:?}", policy_finding(&ev));
@@ -281,6 +282,84 @@ fn policy_denying_a_flow_that_connects_is_reported_as_a_disagreement() {
         judge(&healthy(), 0).exit_code(),
         crate::check::report::EXIT_REACHABLE
     );
+}
+
+fn enforcer(name: &'static str, daemonset: &str) -> crate::cluster::enforcers::Enforcer {
+    let (namespace, ds) = daemonset.split_once('/').unwrap();
+    crate::cluster::enforcers::Enforcer {
+        name,
+        daemonset: NamespacedName::new(namespace, ds),
+        ready: 3,
+        desired: 3,
+    }
+}
+
+#[test]
+fn a_policy_that_is_not_enforced_names_what_should_enforce_it_or_that_nothing_does() {
+    let mut ev = healthy();
+    for e in endpoints_mut(&mut ev) {
+        e.policy = ingress_denied();
+    }
+    ev.policy_enforcers = Some(Fact::Known(vec![enforcer("Calico", "kube-system/calico-node")]));
+    let report = judge(&ev, 0);
+    let s = step(&report, Layer::NetworkPolicy);
+    assert!(
+        s.summary.text.contains(
+            "NetworkPolicy is not enforced on node-a, where Calico (DaemonSet kube-system/calico-node, \
+             3/3 pods ready) should enforce it"
+        ),
+        "{}",
+        s.summary.text
+    );
+    assert!(
+        report
+            .fix
+            .iter()
+            .any(|f| f == "kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=node-a"),
+        "{:?}",
+        report.fix
+    );
+    assert_eq!(report.exit_code(), crate::check::report::EXIT_POLICY_NOT_ENFORCED);
+
+    ev.policy_enforcers = Some(Fact::Known(vec![]));
+    let report = judge(&ev, 0);
+    let s = step(&report, Layer::NetworkPolicy);
+    assert!(
+        s.summary.text.ends_with(
+            "on node-a, and no known NetworkPolicy enforcer runs in this cluster (2 denied flows got through)"
+        ),
+        "{}",
+        s.summary.text
+    );
+    assert!(
+        s.evidence
+            .iter()
+            .any(|e| e.starts_with("policy enforcers: none of Calico, Cilium, Antrea")),
+        "{:?}",
+        s.evidence
+    );
+    assert!(
+        report
+            .fix
+            .iter()
+            .any(|f| f.starts_with("install a NetworkPolicy enforcer"))
+    );
+
+    // The DaemonSets could not be read: the finding stands, without naming an enforcer.
+    ev.policy_enforcers = Some(Fact::Unknown(forbidden("list daemonsets in all namespaces")));
+    let report = judge(&ev, 0);
+    let s = step(&report, Layer::NetworkPolicy);
+    assert!(
+        s.summary.text.contains("not enforced on node-a (2 denied"),
+        "{}",
+        s.summary.text
+    );
+    assert!(
+        s.evidence
+            .iter()
+            .any(|e| e.starts_with("policy enforcers: not known ("))
+    );
+    assert_eq!(report.verdict, Verdict::Reachable);
 }
 
 #[test]

@@ -289,6 +289,7 @@ pub(super) fn healthy() -> Evidence {
             tcp: refused(),
         }],
         witnesses: DatapathWitnesses::default(),
+        policy_enforcers: None,
     }
 }
 

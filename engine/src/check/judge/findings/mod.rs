@@ -17,7 +17,7 @@ mod source;
 pub(crate) use application::{ApplicationFinding, Refusal};
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
 pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
-pub(crate) use network_policy::{DeniedHead, NetworkPolicyFinding, Unenforced};
+pub(crate) use network_policy::{DeniedHead, Enforcement, NetworkPolicyFinding, Unenforced};
 pub(crate) use pod_network::{
     Dropped, Hole, MtuFinding, PacketReading, PathReading, Place, PodNetworkFinding, Probed, Silence, Span,
     Unexplained,

@@ -9,8 +9,10 @@ use super::{DnsDenials, NoDestination};
 use crate::check::evidence::{DenialCause, DeniedSide, FlowEnd, IpFamily};
 use crate::check::judge::describe::connection_share;
 use crate::check::judge::outcomes::Certainty;
+use crate::check::prose::NonEmpty;
 use crate::check::report::Code;
-use crate::cluster::NamespacedName;
+use crate::cluster::enforcers::Enforcer;
+use crate::cluster::{NamespacedName, ToolFailure};
 
 impl fmt::Display for FlowEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -46,6 +48,17 @@ impl fmt::Display for DeniedSide {
             DenialCause::Unnamed => write!(f, "{subject} is denied {flow}"),
         }
     }
+}
+
+/// What the cluster runs to enforce NetworkPolicy ([`crate::cluster::enforcers`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enforcement {
+    /// These DaemonSets are known enforcers.
+    Runs(NonEmpty<Enforcer>),
+    /// None of the known enforcers runs as a DaemonSet.
+    NoneFound,
+    /// The DaemonSets could not be read: why.
+    Unknown(ToolFailure),
 }
 
 /// A flow policy denies that got through anyway: the side that denies it, and the node where
@@ -125,11 +138,13 @@ pub(crate) enum NetworkPolicyFinding {
     NotEvaluated {
         transport: Transport,
     },
-    /// Policy denies `flows` flows that get through anyway; `first` names the first of them.
+    /// Policy denies `flows` flows that get through anyway; `first` names the first of them,
+    /// `enforcement` what the cluster runs to enforce policy.
     NotEnforced {
         transport: Transport,
         flows: usize,
         first: Unenforced,
+        enforcement: Enforcement,
     },
     Allowed {
         transport: Transport,
@@ -196,6 +211,7 @@ impl fmt::Display for NetworkPolicyFinding {
                 transport,
                 flows,
                 first,
+                enforcement,
             } => {
                 let got_through = if tcp(transport) {
                     "the connection succeeded"
@@ -206,6 +222,11 @@ impl fmt::Display for NetworkPolicyFinding {
                 match &first.node {
                     Some(node) => write!(f, " on {node}")?,
                     None => write!(f, " where {} runs", first.side.subject)?,
+                }
+                match enforcement {
+                    Enforcement::Runs(enforcers) => write!(f, ", where {} should enforce it", enforcers.first())?,
+                    Enforcement::NoneFound => f.write_str(", and no known NetworkPolicy enforcer runs in this cluster")?,
+                    Enforcement::Unknown(_) => {}
                 }
                 if *flows > 1 {
                     write!(f, " ({flows} denied flows got through)")?;
