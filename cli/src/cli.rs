@@ -63,6 +63,7 @@ impl Cli {
             Command::Check(args) => args.kube = kube,
             Command::Policy(crate::commands::policy::PolicyCommand::Explain(args)) => args.input.kube = kube,
             Command::Policy(crate::commands::policy::PolicyCommand::Matrix(args)) => args.input.kube = kube,
+            Command::Policy(crate::commands::policy::PolicyCommand::Verify(args)) => args.kube = kube,
             Command::Version(args) => args.agents.kube = kube,
             Command::Status(args) => args.agents.kube = kube,
             Command::Mcp(args) => args.agents.kube = kube,

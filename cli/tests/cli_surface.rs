@@ -157,7 +157,10 @@ const COMPLETIONS: [(&str, &[&str]); 6] = [
     ("kubectl-netdiag st", &["status"]),
     ("kubectl-netdiag check --fr", &["--from"]),
     ("kubectl-netdiag check -o ", &["json", "table", "wide", "yaml"]),
-    ("kubectl-netdiag policy ", &["explain", "help", "matrix"]),
+    (
+        "kubectl-netdiag policy ",
+        &["explain", "help", "matrix", "verify"],
+    ),
     ("kubectl-netdiag policy explain --po", &["--port"]),
     ("kubectl-netdiag --context lab check --t", &["--timeout", "--to"]),
 ];

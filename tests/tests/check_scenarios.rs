@@ -62,6 +62,7 @@ scenarios! {
     pod_target_with_a_named_port_is_reachable => "pod-target-named-port.yaml",
     unenforced_policy_is_reachable_and_reported => "policy-not-enforced.yaml",
     unenforced_policy_names_the_enforcer_that_should_apply_it => "policy-not-enforced-calico.yaml",
+    enforced_policy_fails_network_policy_for_a_pod_target => "policy-enforced.yaml",
     cluster_ip_target_is_checked_as_its_service => "ip-target-cluster-ip.yaml",
     headless_service_is_reachable_without_a_virtual_ip => "headless-service.yaml",
     named_target_port_declared_by_a_native_sidecar_is_reachable => "sidecar-named-targetport.yaml",
@@ -143,6 +144,70 @@ fn a_policy_that_is_not_enforced_has_an_exit_code_of_its_own() {
         .expect("a network-policy step");
     assert_eq!(policy["code"], "network-policy-not-enforced", "{report:#}");
     assert_eq!(policy["status"], "pass", "{report:#}");
+}
+
+/// `policy verify -n shop --port 8080 -o json` against the lab of `file`.
+fn verify(file: &str) -> (std::process::Output, serde_json::Value) {
+    let lab = CheckLab::up(&scenario(file));
+    let out = lab.netdiag(&["policy", "verify", "-n", "shop", "--port", "8080", "-o", "json"]);
+    let report = json(&out);
+    (out, report)
+}
+
+#[test]
+fn policy_verify_reports_a_denied_pair_that_connects() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    let (out, report) = verify("policy-not-enforced.yaml");
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "policy is not enforced\n{}",
+        show(&out)
+    );
+    let probed = report["probed"].as_array().expect("probed pairs");
+    let denied = probed
+        .iter()
+        .find(|p| p["from"] == "shop/checkout" && p["to"] == "shop/payments-0")
+        .unwrap_or_else(|| panic!("checkout → payments-0 probed: {report:#}"));
+    assert_eq!(denied["policy"], "denied", "{report:#}");
+    assert_eq!(denied["result"], "not-enforced", "{report:#}");
+    assert!(
+        denied["why"]
+            .as_str()
+            .is_some_and(|why| why.contains("NetworkPolicy is not enforced on node-b")),
+        "{report:#}"
+    );
+    assert!(report["disagreements"].as_u64() >= Some(1), "{report:#}");
+}
+
+#[test]
+fn policy_verify_agrees_where_the_cluster_enforces_policy() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    let (out, report) = verify("policy-enforced.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let results: Vec<(String, String)> = report["probed"]
+        .as_array()
+        .expect("probed pairs")
+        .iter()
+        .map(|p| {
+            (
+                p["policy"].as_str().unwrap().to_string(),
+                p["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // One class of denied pairs, one of allowed: both probed, both as the evaluation says.
+    assert_eq!(
+        results,
+        [
+            ("denied".to_string(), "agrees".to_string()),
+            ("allowed".to_string(), "agrees".to_string())
+        ],
+        "{report:#}"
+    );
+    assert_eq!(report["disagreements"], 0, "{report:#}");
 }
 
 #[test]

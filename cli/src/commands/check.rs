@@ -118,14 +118,22 @@ impl CheckArgs {
 /// A client whose every response, including an agent's answer over a port-forward, arrives
 /// within the agents' deadline; the namespace a bare name means; the context's name.
 async fn client(args: &CheckArgs) -> Result<(kube::Client, String, Option<String>), KubeConfigError> {
-    let resolved = args.kube.resolve().await?;
+    check_client(&args.kube, args.timeout).await
+}
+
+/// [`client`] for checks with probe timeout `timeout` (also `policy verify`'s).
+pub(crate) async fn check_client(
+    kube: &KubeArgs,
+    timeout: Duration,
+) -> Result<(kube::Client, String, Option<String>), KubeConfigError> {
+    let resolved = kube.resolve().await?;
     let mut config = resolved.config;
-    config.connect_timeout = Some(args.kube.request_timeout.unwrap_or(Duration::from_secs(5)));
+    config.connect_timeout = Some(kube.request_timeout.unwrap_or(Duration::from_secs(5)));
     // kube leaves reads unbounded (for long-lived streams): an API server that accepts the
     // connection and never answers would hang the check. An agent's answer comes through the
     // API server, so a read waits at least as long as the agents may take.
-    let deadline = agent_deadline(args.timeout);
-    config.read_timeout = Some(args.kube.request_timeout.map_or(deadline, |t| t.max(deadline)));
+    let deadline = agent_deadline(timeout);
+    config.read_timeout = Some(kube.request_timeout.map_or(deadline, |t| t.max(deadline)));
     config.reset_reader_on_write = true;
     // `resolve` already put -n there.
     let default_ns = config.default_namespace.clone();

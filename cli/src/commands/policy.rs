@@ -42,6 +42,9 @@ pub enum PolicyCommand {
     Explain(ExplainArgs),
     /// Print the truth table (admin tiers and NetworkPolicy) of every pod pair for one port and protocol.
     Matrix(MatrixArgs),
+    /// Probe one pod pair of each class of the matrix from the real pods and report where the
+    /// cluster disagrees with the evaluation (is NetworkPolicy enforced here?).
+    Verify(super::verify::VerifyArgs),
 }
 
 /// Where the objects come from.
@@ -177,7 +180,7 @@ fn named_port(pods: &[Pod], pod: &Peer, name: &str, protocol: Protocol) -> Resul
 }
 
 impl OutputFormat {
-    fn emit(self) -> Emit {
+    pub(super) fn emit(self) -> Emit {
         match self {
             OutputFormat::Table => Emit::Text,
             OutputFormat::Json => Emit::Json,
@@ -218,7 +221,7 @@ pub enum PolicyCmdError {
 
 impl PolicyCmdError {
     /// The error as every command reports it: the same cause, the same exit code.
-    fn to_cli(&self) -> CliError {
+    pub(super) fn to_cli(&self) -> CliError {
         match self {
             PolicyCmdError::KubeConfig(err) => CliError::from(err),
             PolicyCmdError::List(failure) => CliError::from_failure(&failure.source),
@@ -239,12 +242,14 @@ pub async fn run(command: PolicyCommand) -> ExitCode {
     let emit = match &command {
         PolicyCommand::Explain(args) => args.output.emit(),
         PolicyCommand::Matrix(args) => args.output.emit(),
+        PolicyCommand::Verify(_) => Emit::Text,
     };
     let answer = match command {
         PolicyCommand::Explain(args) => explain(&args)
             .await
             .map(|verdict| Answer::Explain(Box::new(verdict), args.output)),
         PolicyCommand::Matrix(args) => matrix(args).await,
+        PolicyCommand::Verify(args) => return super::verify::run(args).await,
     };
     let answer = match answer {
         Ok(answer) => answer,
@@ -351,7 +356,7 @@ async fn matrix(args: MatrixArgs) -> Result<Answer, PolicyCmdError> {
 }
 
 /// Build the index; findings (skipped or completed objects) go to stderr as warnings.
-fn index_and_warn(objects: &Objects) -> PolicyIndex {
+pub(super) fn index_and_warn(objects: &Objects) -> PolicyIndex {
     let index = PolicyIndex::with_admin(
         &objects.namespaces,
         &objects.pods,
@@ -429,7 +434,7 @@ fn resolve_peer(
 
 /// What a command reads from the cluster (a file is read whole).
 #[derive(Debug, Clone, Copy)]
-enum Scope<'a> {
+pub(super) enum Scope<'a> {
     /// These namespaces (every one when empty): `policy matrix [-n NS]...`.
     Namespaces(&'a [String]),
     /// The namespaces of the two ends of a flow: `policy explain --from --to [-n NS]`.
@@ -440,7 +445,7 @@ enum Scope<'a> {
     },
 }
 
-async fn load(input: &InputArgs, scope: Scope<'_>) -> Result<(Objects, String), PolicyCmdError> {
+pub(super) async fn load(input: &InputArgs, scope: Scope<'_>) -> Result<(Objects, String), PolicyCmdError> {
     match &input.from_file {
         Some(path) => {
             let stdin = path.as_os_str() == "-";

@@ -94,6 +94,39 @@ impl Matrix {
         self.allowed[from * self.pods.len() + to]
     }
 
+    /// One pod pair of each class of the table, in its order, never a pod with itself. Pods
+    /// whose rows are equal are alike as sources and pods whose columns are equal alike as
+    /// destinations, so every pair of a class (a row kind × a column kind) has the same answer:
+    /// probing one pair tests the class.
+    pub fn classes(&self) -> Vec<MatrixEntry> {
+        let n = self.pods.len();
+        let kinds = |line: &dyn Fn(usize) -> Vec<bool>| -> Vec<usize> {
+            let mut seen: HashMap<Vec<bool>, usize> = HashMap::new();
+            (0..n)
+                .map(|i| {
+                    let next = seen.len();
+                    *seen.entry(line(i)).or_insert(next)
+                })
+                .collect()
+        };
+        let rows = kinds(&|from| (0..n).map(|to| self.allowed(from, to)).collect());
+        let columns = kinds(&|to| (0..n).map(|from| self.allowed(from, to)).collect());
+        let mut taken = BTreeSet::new();
+        let mut picked = vec![];
+        for (from, row) in rows.iter().enumerate() {
+            for (to, column) in columns.iter().enumerate().filter(|&(to, _)| to != from) {
+                if taken.insert((*row, *column)) {
+                    picked.push(MatrixEntry {
+                        from: self.pods[from].clone(),
+                        to: self.pods[to].clone(),
+                        allowed: self.allowed(from, to),
+                    });
+                }
+            }
+        }
+        picked
+    }
+
     /// Every pair, sources in order, then destinations in order.
     pub fn entries(&self) -> impl Iterator<Item = MatrixEntry> + '_ {
         let n = self.pods.len();

@@ -801,6 +801,31 @@ fn matrix_filters_namespaces_orders_pods_and_rejects_unknown_namespaces() {
 }
 
 #[test]
+fn one_pair_of_each_class_of_the_matrix_stands_for_the_rest() {
+    let index = mk_world(&[deny_all_ingress("shop")]);
+    let matrix = index.matrix(8080, Protocol::Tcp, &[]).unwrap();
+    // Every pod sends alike; ops/monitor admits everyone, shop's pods no one: two classes.
+    let classes: Vec<(String, String, bool)> = matrix
+        .classes()
+        .into_iter()
+        .map(|e| (e.from, e.to, e.allowed))
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("ops/monitor".to_string(), "shop/checkout".to_string(), false),
+            ("shop/checkout".to_string(), "ops/monitor".to_string(), true),
+        ]
+    );
+    // Within one namespace under deny-all, one class of denied pairs, no pod with itself.
+    let shop = index.matrix(8080, Protocol::Tcp, &["shop".to_string()]).unwrap();
+    let classes = shop.classes();
+    assert_eq!(classes.len(), 1);
+    assert_ne!(classes[0].from, classes[0].to);
+    assert!(!classes[0].allowed);
+}
+
+#[test]
 fn peer_parses_namespaced_pods_and_ip_addresses() {
     assert_eq!("a/b".parse::<Peer>().unwrap(), Peer::pod("a", "b"));
     assert_eq!(
