@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 
 use common::BIN as LAB;
-use common::checklab::{CheckLab, json, netdiag_bin, one_lab_at_a_time, scenario, show};
+use common::checklab::{CheckLab, check_json, json, netdiag_bin, one_lab_at_a_time, scenario, show};
 use common::{kubectl, require_root};
 
 fn run_scenario(file: &str) {
@@ -121,15 +121,7 @@ fn a_policy_that_is_not_enforced_has_an_exit_code_of_its_own() {
     require_root();
     let _lock = one_lab_at_a_time();
     let lab = CheckLab::up(&scenario("policy-not-enforced.yaml"));
-    let out = lab.netdiag(&[
-        "check",
-        "--from",
-        "shop/checkout",
-        "--to",
-        "svc/payments.shop:80",
-        "-o",
-        "json",
-    ]);
+    let out = lab.netdiag(&check_json("shop/checkout", "svc/payments.shop:80"));
     let report = json(&out);
     assert_eq!(report["verdict"], "reachable", "{}", show(&out));
     assert_eq!(

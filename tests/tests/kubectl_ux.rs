@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::checklab::{CheckLab, bin, json, one_lab_at_a_time, scenario, show};
+use common::checklab::{CheckLab, bin, check_json, json, one_lab_at_a_time, scenario, show};
 use common::{kubectl, require_root};
 
 fn strings(v: &Value) -> Vec<String> {
@@ -103,15 +103,7 @@ fn fix_commands_carry_the_context_and_kubeconfig_and_the_policy_admits_the_flow_
     let copy = std::env::temp_dir().join(format!("netdiag-ux-admitted-{}.yaml", std::process::id()));
     std::fs::write(&copy, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
     let lab = CheckLab::up(&copy);
-    let out = lab.netdiag(&[
-        "check",
-        "--from",
-        "shop/checkout",
-        "--to",
-        "svc/payments.shop:80",
-        "-o",
-        "json",
-    ]);
+    let out = lab.netdiag(&check_json("shop/checkout", "svc/payments.shop:80"));
     let _ = std::fs::remove_file(&copy);
     let report = json(&out);
     let policy_step = &report["steps"][4];

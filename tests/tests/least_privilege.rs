@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::checklab::{CheckLab, one_lab_at_a_time, show};
+use common::checklab::{CheckLab, check_json, one_lab_at_a_time, show};
 use common::{kubectl, require_root};
 
 /// The lab's kubeconfig with its user's credentials replaced by a bearer token.
@@ -101,18 +101,7 @@ fn a_user_bound_in_one_namespace_checks_its_flows_and_is_told_what_it_may_not_re
     }
 
     // A healthy flow of their namespace: every layer the user may read is judged.
-    let out = netdiag_as(
-        &developer,
-        &[
-            "check",
-            "--from",
-            "shop/checkout",
-            "--to",
-            "svc/payments.shop:80",
-            "-o",
-            "json",
-        ],
-    );
+    let out = netdiag_as(&developer, &check_json("shop/checkout", "svc/payments.shop:80"));
     let report = common::checklab::json(&out);
     assert_eq!(report["verdict"], "reachable", "{}", show(&out));
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -122,15 +111,7 @@ fn a_user_bound_in_one_namespace_checks_its_flows_and_is_told_what_it_may_not_re
 
     // A denied flow: NetworkPolicy cannot be evaluated without the cluster's admin policies, so
     // that layer is undetermined, naming the read and the can-i line; no other layer is blamed.
-    let ledger = [
-        "check",
-        "--from",
-        "shop/checkout",
-        "--to",
-        "svc/ledger.shop:80",
-        "-o",
-        "json",
-    ];
+    let ledger = check_json("shop/checkout", "svc/ledger.shop:80");
     let out = netdiag_as(&developer, &ledger);
     let report = common::checklab::json(&out);
     assert_eq!(report["verdict"], "undetermined", "{}", show(&out));

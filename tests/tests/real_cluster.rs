@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::checklab::{CheckLab, one_lab_at_a_time, scenario, show};
+use common::checklab::{CheckLab, check_json, one_lab_at_a_time, scenario, show};
 use common::{kubectl, require_root};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use netdiag_lab::state::LabInfo;
@@ -247,39 +247,15 @@ fn the_lab_kubelet_runs_pods_created_after_up_and_stops_deleted_ones() {
     );
 
     // Reachable by a check, as a destination and as a source.
-    let out = lab.netdiag(&[
-        "check",
-        "--from",
-        "shop/checkout",
-        "--to",
-        "pod/late-0.shop:9090",
-        "-o",
-        "json",
-    ]);
+    let out = lab.netdiag(&check_json("shop/checkout", "pod/late-0.shop:9090"));
     let report = common::checklab::json(&out);
     assert_eq!(report["verdict"], "reachable", "{}", show(&out));
-    let out = lab.netdiag(&[
-        "check",
-        "--from",
-        "shop/late-0",
-        "--to",
-        "svc/payments.shop:80",
-        "-o",
-        "json",
-    ]);
+    let out = lab.netdiag(&check_json("shop/late-0", "svc/payments.shop:80"));
     let report = common::checklab::json(&out);
     assert_eq!(report["verdict"], "reachable", "{}", show(&out));
     for ds_pod in ds_pods["items"].as_array().unwrap() {
         let name = ds_pod["metadata"]["name"].as_str().unwrap();
-        let out = lab.netdiag(&[
-            "check",
-            "--from",
-            "shop/checkout",
-            "--to",
-            &format!("pod/{name}.shop:7070"),
-            "-o",
-            "json",
-        ]);
+        let out = lab.netdiag(&check_json("shop/checkout", &format!("pod/{name}.shop:7070")));
         assert_eq!(
             common::checklab::json(&out)["verdict"],
             "reachable",
@@ -302,15 +278,7 @@ fn the_lab_kubelet_runs_pods_created_after_up_and_stops_deleted_ones() {
         |v| v["items"].as_array().is_some_and(|i| i.is_empty()),
     );
     // Its address no longer answers.
-    let out = lab.netdiag(&[
-        "check",
-        "--from",
-        "shop/checkout",
-        "--to",
-        &format!("{late_ip}:9090"),
-        "-o",
-        "json",
-    ]);
+    let out = lab.netdiag(&check_json("shop/checkout", &format!("{late_ip}:9090")));
     assert_eq!(
         common::checklab::json(&out)["verdict"],
         "unreachable",

@@ -17,6 +17,11 @@ pub fn scenario(file: &str) -> PathBuf {
         .join(file)
 }
 
+/// The arguments of `kubectl-netdiag check --from FROM --to TO -o json`.
+pub fn check_json<'a>(from: &'a str, to: &'a str) -> [&'a str; 7] {
+    ["check", "--from", from, "--to", to, "-o", "json"]
+}
+
 /// A binary built beside the lab's (`cargo build --workspace --bins`).
 pub fn bin(name: &str) -> PathBuf {
     let bin = Path::new(BIN).with_file_name(name);
