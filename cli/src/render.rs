@@ -11,7 +11,7 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 
 use crate::output::{wrap, wrap_command};
-use netdiag_engine::report::{EvidenceKind, PolicySuggestion, Report, Status, Verdict};
+use netdiag_engine::report::{Code, EvidenceKind, PolicySuggestion, Report, Status, Step, Verdict};
 
 const GREEN: Style = AnsiColor::Green.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
@@ -19,13 +19,19 @@ const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 
-fn mark(status: Status) -> (char, Style) {
-    match status {
+fn mark(step: &Step) -> (char, Style) {
+    match step.status {
+        // It passes (the flow connects), but the isolation a policy promises does not hold.
+        Status::Pass if not_enforced(step) => ('!', YELLOW),
         Status::Pass => ('✓', GREEN),
         Status::Fail => ('✗', RED),
         Status::Skip => ('·', DIM),
         Status::Undetermined => ('?', YELLOW),
     }
+}
+
+fn not_enforced(step: &Step) -> bool {
+    step.summary.code == Some(Code::NetworkPolicyNotEnforced)
 }
 
 /// How human output is laid out.
@@ -49,7 +55,7 @@ pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> S
     let _ = writeln!(out, "{BOLD}kubectl netdiag check --from {from} --to {to}{BOLD:#}");
     let _ = writeln!(out);
     for step in &report.steps {
-        let (symbol, style) = mark(step.status);
+        let (symbol, style) = mark(step);
         let text_style = if step.status == Status::Skip {
             DIM
         } else {
@@ -75,6 +81,11 @@ pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> S
     }
     let _ = writeln!(out);
     let verdict = match (report.verdict, report.failing_layer) {
+        (Verdict::Reachable, _) if report.steps.iter().any(not_enforced) => {
+            format!(
+                "{GREEN}REACHABLE{GREEN:#}, {YELLOW}but NetworkPolicy that denies it is not enforced{YELLOW:#}"
+            )
+        }
         (Verdict::Reachable, _) => format!("{GREEN}REACHABLE{GREEN:#}"),
         (Verdict::Unreachable, Some(layer)) => format!("{RED}UNREACHABLE{RED:#} — {}", layer.id()),
         (Verdict::Unreachable, None) => format!("{RED}UNREACHABLE{RED:#}"),
@@ -289,6 +300,24 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("network-policy proof"), "{text}");
+        assert!(text.contains(" ✓ network-policy"), "{text}");
+        assert!(text.contains("verdict: REACHABLE  ("), "{text}");
+    }
+
+    #[test]
+    fn a_policy_that_is_not_enforced_is_marked_and_said_in_the_verdict() {
+        let mut r = report(Verdict::Reachable, None, &[(Layer::NetworkPolicy, Status::Pass)]);
+        r.steps[0].summary.code = Some(Code::NetworkPolicyNotEnforced);
+        let text = anstream::adapter::strip_str(&render_report("shop/a", "svc/b:80", &r, Layout::default()))
+            .to_string();
+        assert!(
+            text.contains(" ! network-policy  network-policy summary"),
+            "{text}"
+        );
+        assert!(
+            text.contains("verdict: REACHABLE, but NetworkPolicy that denies it is not enforced"),
+            "{text}"
+        );
     }
 
     #[test]

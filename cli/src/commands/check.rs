@@ -52,10 +52,10 @@ Examples:
   # As data
   kubectl netdiag check --from shop/checkout --to 10.96.12.7:80 -o json
 
-Marks: ✓ pass, ✗ the failing layer, ? undetermined (netdiag could not look: no agent on the
+Marks: ✓ pass, ! passes but a policy denying the flow is not enforced, ✗ the failing layer, ? undetermined (netdiag could not look: no agent on the
 node, a read forbidden — not a network failure), · skipped (not reached, or not applicable).
 
-Exit codes: 0 reachable; 10 source, 11 dns, 12 service, 13 endpoints, 14 network-policy,
+Exit codes: 0 reachable (9: reachable, but NetworkPolicy that denies it is not enforced); 10 source, 11 dns, 12 service, 13 endpoints, 14 network-policy,
 15 pod-network, 16 service-proxy, 17 application (the failing layer); 3 undetermined (the
 tool could not look); 2 usage error; 4 configuration error (kubeconfig, context, or a --from
 pod, namespace or workload that does not exist); 5 API server unreachable; 6 not logged in
