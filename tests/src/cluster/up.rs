@@ -174,6 +174,7 @@ impl Builder<'_> {
         // The kubelet's part: run each pod bound to a node, then report it Running.
         let mut children: Vec<(usize, Child)> = Vec::new();
         let stale = self.stale_endpoints();
+        let (orphans, pods): (Vec<Value>, Vec<Value>) = pods.into_iter().partition(is_adoptable_agent);
         for pod in &pods {
             cluster.create(&with_stale_labels(pod, &stale)).await?;
         }
@@ -190,6 +191,7 @@ impl Builder<'_> {
             }
         }
         kubelet::report_agents(self, &mut cluster, &names).await?;
+        create_orphan_agents(&mut cluster, &orphans).await?;
 
         // The dataplane: kube-proxy on every node, then the Services a fault needs it to miss.
         let mut proxies = BTreeMap::new();
@@ -842,6 +844,40 @@ fn with_stale_labels(pod: &Value, stale: &[StaleEndpoint]) -> Value {
         }
     }
     pod
+}
+
+/// A scenario pod with the agents' label in their namespace and no controller (an impostor):
+/// kube-controller-manager's DaemonSet controller adopts such an orphan. Made before the
+/// DaemonSet's own pod on its node, it would stand in for that pod (and the lab would wait for an
+/// agent that never comes), so it is made after them.
+fn is_adoptable_agent(pod: &Value) -> bool {
+    let label = pod
+        .pointer("/metadata/labels/app.kubernetes.io~1name")
+        .and_then(Value::as_str);
+    let controlled = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| refs.iter().any(|r| r["controller"] == json!(true)));
+    pod.pointer("/metadata/namespace").and_then(Value::as_str) == Some(crate::plan::AGENT_NAMESPACE)
+        && label == Some("netdiag-agent")
+        && !controlled
+}
+
+/// Makes the impostors once the agents run. The DaemonSet controller then adopts each and
+/// deletes it as a second pod on its node, as on any cluster: one already gone is not an error.
+async fn create_orphan_agents(cluster: &mut Cluster, orphans: &[Value]) -> Result<()> {
+    for pod in orphans {
+        cluster.create(pod).await?;
+        if let Err(e) = cluster.write_status(pod, &pod["status"]).await {
+            let gone = e
+                .downcast_ref::<kube::Error>()
+                .is_some_and(|k| matches!(k, kube::Error::Api(s) if s.is_not_found()));
+            if !gone {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A terminating pod is a pod deleted while a finalizer holds it; the lab's finalizer.
