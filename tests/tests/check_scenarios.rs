@@ -138,9 +138,8 @@ fn a_policy_that_is_not_enforced_has_an_exit_code_of_its_own() {
     assert_eq!(policy["status"], "pass", "{report:#}");
 }
 
-/// `policy verify -n shop --port 8080 -o json` against the lab of `file`.
-fn verify(file: &str) -> (std::process::Output, serde_json::Value) {
-    let lab = CheckLab::up(&scenario(file));
+/// `policy verify -n shop --port 8080 -o json` against `lab`.
+fn verify(lab: &CheckLab) -> (std::process::Output, serde_json::Value) {
     let out = lab.netdiag(&["policy", "verify", "-n", "shop", "--port", "8080", "-o", "json"]);
     let report = json(&out);
     (out, report)
@@ -150,13 +149,17 @@ fn verify(file: &str) -> (std::process::Output, serde_json::Value) {
 fn policy_verify_reports_a_denied_pair_that_connects() {
     require_root();
     let _lock = one_lab_at_a_time();
-    let (out, report) = verify("policy-not-enforced.yaml");
+    let lab = CheckLab::up(&scenario("policy-not-enforced.yaml"));
+    let (out, report) = verify(&lab);
     assert_eq!(
         out.status.code(),
         Some(9),
         "policy is not enforced\n{}",
         show(&out)
     );
+    // The same pairs, the same answers, on a second run of the same state.
+    let (_, again) = verify(&lab);
+    assert_eq!(again["probed"], report["probed"], "{again:#}");
     let probed = report["probed"].as_array().expect("probed pairs");
     let denied = probed
         .iter()
@@ -177,7 +180,7 @@ fn policy_verify_reports_a_denied_pair_that_connects() {
 fn policy_verify_agrees_where_the_cluster_enforces_policy() {
     require_root();
     let _lock = one_lab_at_a_time();
-    let (out, report) = verify("policy-enforced.yaml");
+    let (out, report) = verify(&CheckLab::up(&scenario("policy-enforced.yaml")));
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let results: Vec<(String, String)> = report["probed"]
         .as_array()
@@ -583,6 +586,44 @@ fn partial_failures_give_the_same_true_verdict_on_every_run() {
         assert!(
             !verdict.contains("broken") && !verdict.contains("stale)"),
             "{file}: overclaims: {verdict}"
+        );
+    }
+}
+
+/// A policy that is not enforced reads the same on every run: ten checks of each lab give one
+/// exit code (9) and one network-policy summary, naming the enforcer or that none runs.
+#[test]
+fn unenforced_policy_verdicts_are_the_same_on_every_run() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    for (file, words) in [
+        (
+            "policy-not-enforced.yaml",
+            "and no known NetworkPolicy enforcer runs",
+        ),
+        (
+            "policy-not-enforced-calico.yaml",
+            "where Calico (DaemonSet kube-system/calico-node",
+        ),
+    ] {
+        let lab = CheckLab::up(&scenario(file));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..10 {
+            let out = lab.netdiag(&check_json("shop/checkout", "svc/payments.shop:80"));
+            let report = json(&out);
+            let policy = report["steps"]
+                .as_array()
+                .and_then(|steps| steps.iter().find(|s| s["layer"] == "network-policy"))
+                .map(|s| s["summary"].as_str().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            seen.insert((out.status.code(), report["verdict"].to_string(), policy));
+        }
+        assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
+        let (code, verdict, policy) = seen.into_iter().next().unwrap();
+        assert_eq!((code, verdict.as_str()), (Some(9), "\"reachable\""), "{file}");
+        assert!(
+            policy.contains(words),
+            "{file}: {words:?} missing from {policy:?}"
         );
     }
 }
