@@ -165,11 +165,10 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
         let summary = finding.summary();
         if matches!(status, Status::Fail | Status::Undetermined) {
             stopped = Some((layer, status));
-            fix.extend(layer_fix);
-        } else if summary.code == Some(crate::check::report::Code::NetworkPolicyNotEnforced) {
-            // Reachable, but with its own exit code: where to look is the answer.
-            fix.extend(layer_fix);
         }
+        // A step that passes gives advice only when passing is not the whole story (a policy
+        // that is not enforced): kept, as a failing step's is.
+        fix.extend(layer_fix);
         steps.push(Step {
             layer,
             status,
