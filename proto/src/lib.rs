@@ -876,6 +876,10 @@ pub struct ServiceRules {
     /// The rule rejects (kube-proxy's rule for a Service without endpoints).
     #[serde(default)]
     pub rejects: bool,
+    /// The rule drops (kube-proxy's rule for a Service with `internalTrafficPolicy: Local` and
+    /// no endpoint on this node).
+    #[serde(default)]
+    pub drops: bool,
     /// `ip:port` the VIP translates to.
     pub endpoints: Vec<SocketAddr>,
     /// Set when the rules could not be read; the other fields then say nothing.
@@ -1475,6 +1479,7 @@ mod tests {
                     source: "iptables".into(),
                     found: true,
                     rejects: false,
+                    drops: false,
                     endpoints: vec!["10.244.2.4:8080".parse().unwrap()],
                     error: None,
                 }),

@@ -48,8 +48,9 @@ fn table<'a>(save: &'a str, table: &str) -> &'a str {
 }
 
 /// What kube-proxy's iptables mode programmed for `vip`, from the nat and filter tables: the `KUBE-SERVICES` rule for the VIP:port, the endpoint chains its
-/// `KUBE-SVC-*` chain jumps to and their DNAT targets; or the REJECT of a Service without
-/// endpoints in the filter table.
+/// `KUBE-SVC-*` chain jumps to and their DNAT targets; or, in the filter table, the REJECT of a
+/// Service without endpoints or the DROP of one with `internalTrafficPolicy: Local` and no
+/// endpoint on this node.
 /// A nat table without `KUBE-SERVICES` is no kube-proxy iptables mode at all: then nothing is
 /// concluded from the missing rule.
 pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ModeReading {
@@ -76,12 +77,15 @@ pub fn parse_rules(vip: &ServiceVip, nat: &str, filter: &str) -> ModeReading {
         .find(|args| matches_vip(args, vip))
         .and_then(|args| arg(args, "-j"))
     else {
-        rules.rejects = filter
+        let target = filter
             .lines()
             .filter_map(|l| l.strip_prefix("-A KUBE-SERVICES "))
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .any(|args| matches_vip(&args, vip) && arg(&args, "-j") == Some("REJECT"));
-        rules.found = rules.rejects;
+            .find(|args| matches_vip(args, vip))
+            .and_then(|args| arg(&args, "-j").map(str::to_string));
+        rules.rejects = target.as_deref() == Some("REJECT");
+        rules.drops = target.as_deref() == Some("DROP");
+        rules.found = rules.rejects || rules.drops;
         return ModeReading::Programmed(rules);
     };
     rules.found = true;
@@ -191,6 +195,29 @@ COMMIT
     fn a_service_without_endpoints_has_a_reject_rule() {
         let rules = programmed(parse_rules(&vip("10.96.1.3", 80), NAT, FILTER));
         assert!(rules.found && rules.rejects && rules.endpoints.is_empty());
+    }
+
+    #[test]
+    fn a_local_service_without_an_endpoint_on_the_node_has_a_drop_rule() {
+        let filter = "*filter\n\
+            -A KUBE-SERVICES -d 10.96.1.4/32 -p tcp -m comment --comment \"shop/local:http has no local endpoints\" -m tcp --dport 80 -j DROP\nCOMMIT\n";
+        let rules = programmed(parse_rules(&vip("10.96.1.4", 80), NAT, filter));
+        assert!(rules.found && rules.drops && !rules.rejects && rules.endpoints.is_empty());
+        let rules = programmed(parse_rules(&vip("10.96.1.3", 80), NAT, FILTER));
+        assert!(!rules.drops);
+    }
+
+    #[test]
+    fn a_local_service_chain_is_followed_to_the_nodes_endpoints() {
+        let nat = "*nat\n\
+            -A KUBE-SERVICES -d 10.96.1.4/32 -p tcp -m comment --comment \"shop/local:http cluster IP\" -m tcp --dport 80 -j KUBE-SVL-CCCC\n\
+            -A KUBE-SVL-CCCC -m comment --comment \"shop/local:http -> 10.244.1.4:8080\" -j KUBE-SEP-4\n\
+            -A KUBE-SEP-4 -p tcp -m tcp -j DNAT --to-destination 10.244.1.4:8080\nCOMMIT\n";
+        let rules = programmed(parse_rules(&vip("10.96.1.4", 80), nat, ""));
+        assert_eq!(
+            rules.endpoints,
+            vec!["10.244.1.4:8080".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]

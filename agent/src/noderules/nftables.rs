@@ -186,13 +186,16 @@ pub fn parse_table(vip: &ServiceVip, table: &Listing) -> ModeReading {
     }
     if let Some(verdict) = verdict_for(table, "no-endpoint-services", vip) {
         rules.found = true;
-        rules.rejects = match verdict {
+        // kube-proxy rejects a Service without endpoints and drops one whose
+        // internalTrafficPolicy is Local when this node has none of them.
+        match verdict {
             KnownVerdict::Goto { target } | KnownVerdict::Jump { target } => {
-                target.contains("reject") || target.contains("drop")
+                rules.rejects = target.contains("reject");
+                rules.drops = target.contains("drop");
             }
-            KnownVerdict::Drop => true,
-            KnownVerdict::Accept => false,
-        };
+            KnownVerdict::Drop => rules.drops = true,
+            KnownVerdict::Accept => {}
+        }
     }
     ModeReading::Programmed(rules)
 }
@@ -331,13 +334,13 @@ mod tests {
     #[test]
     fn a_service_without_endpoints_is_rejected_through_its_own_map() {
         let rules = read(&vip("10.96.1.3", 80, Transport::Tcp), TABLE);
-        assert!(rules.found && rules.rejects && rules.endpoints.is_empty());
+        assert!(rules.found && rules.rejects && !rules.drops && rules.endpoints.is_empty());
     }
 
     #[test]
-    fn a_service_without_endpoints_that_drops_rejects_too() {
+    fn a_service_without_local_endpoints_is_dropped_not_rejected() {
         let rules = read(&vip("fd00:10:96::4", 53, Transport::Udp), TABLE6);
-        assert!(rules.found && rules.rejects && rules.endpoints.is_empty());
+        assert!(rules.found && rules.drops && !rules.rejects && rules.endpoints.is_empty());
     }
 
     #[test]

@@ -91,6 +91,7 @@ fn rules(found: bool, rejects: bool, endpoints: &[&str]) -> NodeDataplaneWitness
                 source: "iptables".into(),
                 found,
                 rejects,
+                drops: false,
                 endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
                 error: None,
             }),
