@@ -26,7 +26,7 @@ pub fn assemble(
     replies: &Replies,
     policy: &PolicyEvaluation,
     agents: Option<AgentPods>,
-    policy_enforcers: Option<Fact<Vec<Enforcer>>>,
+    hints: ClusterHints,
 ) -> Evidence {
     let source = source(plan.source.clone(), &plan, replies);
     let dest = &plan.destination;
@@ -71,8 +71,17 @@ pub fn assemble(
         node_witnesses,
         witnesses,
         secondary,
-        policy_enforcers,
+        policy_enforcers: hints.policy_enforcers,
+        source_zone: hints.source_zone,
     }
+}
+
+/// What the snapshot read besides the flow's objects, for the judgment's wording and routing.
+pub struct ClusterHints {
+    /// What enforces NetworkPolicy ([`Snapshot::enforcers`](super::snapshot::Snapshot::enforcers)).
+    pub policy_enforcers: Option<Fact<Vec<Enforcer>>>,
+    /// The source node's zone ([`Snapshot::source_zone`](super::snapshot::Snapshot::source_zone)).
+    pub source_zone: Option<Fact<Option<String>>>,
 }
 
 /// The second family of a dual-stack target: present when the addresses the target stands for
@@ -300,6 +309,7 @@ fn endpoint(
         pod: e.pod.clone(),
         slice: e.slice.clone(),
         conditions: e.conditions,
+        topology: e.topology.clone(),
         live,
         listeners,
         policy,

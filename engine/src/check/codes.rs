@@ -95,6 +95,7 @@ codes! {
     EndpointsNoneReady = "endpoints-none-ready", Endpoints, "pods are selected, none is ready";
     EndpointsReadyPodsUnlisted = "endpoints-ready-pods-unlisted", Endpoints, "selected pods are ready, but no ready endpoint lists them (stale EndpointSlices)";
     EndpointsStale = "endpoints-stale", Endpoints, "an EndpointSlice lists an address no pod holds and that does not answer";
+    EndpointsNoneOnSourceNode = "endpoints-none-on-source-node", Endpoints, "internalTrafficPolicy: Local and no endpoint on the source's node: its traffic to the ClusterIP is dropped there";
     NetworkPolicyNotApplicable = "network-policy-not-applicable", NetworkPolicy, "no destination address to evaluate policy for (an ExternalName Service, no endpoints)";
     NetworkPolicyDnsDenied = "network-policy-dns-denied", NetworkPolicy, "NetworkPolicy denies the source's DNS queries to cluster DNS";
     NetworkPolicyIngressDenied = "network-policy-ingress-denied", NetworkPolicy, "the destination's ingress policy denies the flow, and it does not get through";

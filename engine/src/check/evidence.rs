@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, Transport, UdpOutcome};
 
 use crate::check::prose::NonEmpty;
-use crate::cluster::endpoints::Conditions;
+use crate::cluster::endpoints::{Conditions, Topology, TrafficPolicy};
 use crate::cluster::enforcers::Enforcer;
 pub use crate::cluster::pods::{PodFacts, ServingPort};
 pub use crate::cluster::{NamespacedName, PortRef, ToolFailure};
@@ -71,6 +71,9 @@ pub struct Evidence {
     pub secondary: Option<SecondaryFamily>,
     /// What enforces NetworkPolicy in the cluster; `None` when no policy was found.
     pub policy_enforcers: Option<Fact<Vec<Enforcer>>>,
+    /// The zone of the source's node, when an endpoint's zone hints made it matter
+    /// ([`super::snapshot::Snapshot::source_zone`]).
+    pub source_zone: Option<Fact<Option<String>>>,
 }
 
 /// What was probed for the second family of a dual-stack target, besides its endpoints.
@@ -245,6 +248,10 @@ pub struct ServiceSpecFacts {
     pub headless: bool,
     pub external_name: Option<String>,
     pub ports: Vec<ServicePortFacts>,
+    /// Which endpoints in-cluster clients use: all, or those on their own node.
+    pub internal_traffic_policy: TrafficPolicy,
+    /// `spec.trafficDistribution` (`PreferClose`, `PreferSameZone`, `PreferSameNode`), as given.
+    pub traffic_distribution: Option<String>,
     /// The port the target asked for.
     pub requested: PortRef,
     /// The protocol the target asked for (`svc/NAME:PORT/UDP`), when it named one.
@@ -303,6 +310,8 @@ pub struct EndpointFacts {
     pub slice: Option<NamespacedName>,
     /// The endpoint's conditions (a pod target's readiness; an address is taken as ready).
     pub conditions: Conditions,
+    /// Where a Service endpoint runs and its topology hints.
+    pub topology: Topology,
     /// The live probe of the address, of the kind the plan chose.
     pub live: LiveFact,
     pub listeners: Fact<Vec<ListeningSocket>>,

@@ -75,8 +75,12 @@ pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &C
         plan.probes.extend(probes);
         replies.extend(more);
     }
-    let enforcers = snap.as_followed().enforcers.clone();
-    assemble::assemble(request, plan, &replies, &policy, agents.location(), enforcers)
+    let read = snap.as_followed();
+    let hints = assemble::ClusterHints {
+        policy_enforcers: read.enforcers.clone(),
+        source_zone: read.source_zone.clone(),
+    };
+    assemble::assemble(request, plan, &replies, &policy, agents.location(), hints)
 }
 
 /// The destination addresses NetworkPolicy denies the source: a failed connection to one is

@@ -22,7 +22,7 @@ use netdiag_proto::{
 use super::evidence::*;
 use super::snapshot::Snapshot;
 use super::target::Target;
-use crate::cluster::endpoints::{self, Conditions};
+use crate::cluster::endpoints::{self, Conditions, Topology, TrafficPolicy};
 use crate::cluster::pods::{pod_ips, read_pod};
 use crate::cluster::{CLUSTER_DOMAIN, NamespacedName};
 use crate::policy::Protocol;
@@ -142,6 +142,8 @@ pub struct EndpointTarget {
     pub pod: Option<PodFacts>,
     pub slice: Option<NamespacedName>,
     pub conditions: Conditions,
+    /// Where a Service endpoint runs and its topology hints (empty for a pod or address).
+    pub topology: Topology,
 }
 
 /// The destination in cluster terms.

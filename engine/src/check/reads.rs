@@ -18,7 +18,9 @@
 //! - the namespaces of the pods whose policies are evaluated, by name, and their NetworkPolicies;
 //!   the cluster-scoped admin policies;
 //! - when a policy or admin policy was found, the DaemonSets of every namespace, to name what
-//!   enforces NetworkPolicy ([`crate::cluster::enforcers`]); a hint: its failure loses only that.
+//!   enforces NetworkPolicy ([`crate::cluster::enforcers`]); a hint: its failure loses only that;
+//! - when an endpoint carries zone hints, the source pod's Node by name, for the zone kube-proxy
+//!   there routes by; its failure leaves that zone unknown, said where it matters.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -65,13 +67,15 @@ pub enum Read {
     Admin,
     /// `list` the DaemonSets of every namespace: what enforces NetworkPolicy.
     DaemonSets,
+    /// `get` one Node: the source's, for its zone.
+    Node(String),
 }
 
 impl Read {
     /// `get` or `list`.
     pub fn verb(&self) -> &'static str {
         match self {
-            Read::Pod(_) | Read::Service(_) | Read::Namespace(_) => "get",
+            Read::Pod(_) | Read::Service(_) | Read::Namespace(_) | Read::Node(_) => "get",
             _ => "list",
         }
     }
@@ -89,6 +93,7 @@ impl Read {
             Read::PoliciesIn(_) => "networkpolicies",
             Read::Admin => "admin network policies",
             Read::DaemonSets => "daemonsets",
+            Read::Node(_) => "nodes",
         }
     }
 
@@ -126,6 +131,7 @@ impl Read {
             Read::PoliciesIn(namespace) => format!("list networkpolicies in namespace {namespace}"),
             Read::Admin => "list admin network policies".into(),
             Read::DaemonSets => "list daemonsets in all namespaces".into(),
+            Read::Node(name) => format!("get nodes/{name}"),
         }
     }
 
@@ -140,7 +146,7 @@ impl Read {
         };
         let name = match self {
             Read::Pod(key) | Read::Service(key) => Some(key.name.clone()),
-            Read::Namespace(name) => Some(name.clone()),
+            Read::Namespace(name) | Read::Node(name) => Some(name.clone()),
             _ => None,
         };
         Some(Access {
@@ -153,7 +159,7 @@ impl Read {
                 Read::Namespace(name) => Some(name.clone()),
                 other => other.namespace().map(str::to_string),
             },
-            cluster_scoped: matches!(self, Read::Namespace(_)),
+            cluster_scoped: matches!(self, Read::Namespace(_) | Read::Node(_)),
         })
     }
 
@@ -273,6 +279,11 @@ pub fn needed(request: &CheckRequest, agents: Option<&AgentPlace>, seen: &Seen) 
     if seen.policies {
         wants.reads.insert(Read::DaemonSets);
     }
+    if let Some(node) = source_node(seen, from)
+        && seen.slices.iter().any(has_zone_hints)
+    {
+        wants.reads.insert(Read::Node(node));
+    }
     let Wants { mut reads, evaluated } = wants;
     for namespace in evaluated {
         reads.insert(Read::Namespace(namespace.clone()));
@@ -349,6 +360,22 @@ impl Wants {
             }
         }
     }
+}
+
+/// The node the source pod was scheduled to, once it was read.
+fn source_node(seen: &Seen, from: &NamespacedName) -> Option<String> {
+    let pod = seen.pods.iter().find(|p| from.is(*p))?;
+    pod.spec.as_ref()?.node_name.clone().filter(|n| !n.is_empty())
+}
+
+/// Whether a slice hints an endpoint for zones: kube-proxy then routes by its node's zone.
+fn has_zone_hints(slice: &EndpointSlice) -> bool {
+    slice.endpoints.iter().any(|e| {
+        e.hints
+            .as_ref()
+            .and_then(|h| h.for_zones.as_ref())
+            .is_some_and(|z| !z.is_empty())
+    })
 }
 
 /// The Service's selector as a label selector string; `None` for a Service without one.

@@ -208,6 +208,22 @@ fn what_enforces_policy_is_read_only_once_a_policy_was_found() {
 }
 
 #[test]
+fn the_source_node_is_read_by_name_only_once_an_endpoint_carries_zone_hints() {
+    let request = request(svc_target("payments", "shop"));
+    let mut world = World::with_source();
+    world.pods[0].spec =
+        Some(serde_json::from_value(json!({"nodeName": "node-a", "containers": []})).unwrap());
+    world.slices = vec![slice("shop", "payments", &[("10.0.0.9", Some("payments-0"))])];
+    assert!(!world.round(&request).iter().any(|r| matches!(r, Read::Node(_))));
+    world.slices[0].endpoints[0].hints =
+        Some(serde_json::from_value(json!({"forZones": [{"name": "zone-a"}]})).unwrap());
+    let next = world.round(&request);
+    assert!(next.contains(&Read::Node("node-a".into())), "{next:?}");
+    let access = Read::Node("node-a".into()).access().unwrap();
+    assert_eq!(access.can_i(), "kubectl auth can-i get nodes/node-a");
+}
+
+#[test]
 fn a_missing_source_or_service_reads_the_names_that_may_have_been_meant() {
     let request = request(svc_target("paymnts", "shop"));
     let mut world = World::empty();

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
@@ -38,6 +38,9 @@ pub struct Snapshot {
     /// What enforces NetworkPolicy, recognised from the cluster's DaemonSets; `None` when no
     /// policy was found, so nothing was read.
     pub enforcers: Option<Fact<Vec<Enforcer>>>,
+    /// The zone label of the source pod's node, which kube-proxy there routes zone hints by;
+    /// `None` when no endpoint carries zone hints, so the Node was not read.
+    pub source_zone: Option<Fact<Option<String>>>,
     /// Why the cluster DNS's objects (kube-dns, its slices, pods and policies) could not all be
     /// read, when the check's own namespaces are others: a user bound in their namespace may
     /// not read `kube-system`, and that leaves only the DNS facts unknown, not the kinds.
@@ -181,6 +184,7 @@ impl Snapshot {
             policies: union(&self.policies, more.policies),
             admin: self.admin.clone(),
             enforcers: self.enforcers.clone().or(more.enforcers),
+            source_zone: self.source_zone.clone().or(more.source_zone),
             cluster_dns_unread: self.cluster_dns_unread.clone().or(more.cluster_dns_unread),
             reader: None,
             followed: Arc::default(),
@@ -204,6 +208,7 @@ impl Snapshot {
             policies: Fact::Unknown(failure.clone()),
             admin: Fact::Unknown(failure),
             enforcers: None,
+            source_zone: None,
             cluster_dns_unread: None,
             reader: None,
             followed: Arc::default(),
@@ -228,6 +233,7 @@ enum Objects {
     Policies(Vec<NetworkPolicy>),
     Admin(AdminObjects),
     DaemonSets(Vec<DaemonSet>),
+    Nodes(Vec<Node>),
 }
 
 /// The objects of one kind by namespace and name (the order an API server lists them in).
@@ -244,6 +250,9 @@ struct Gathered {
     admin: Option<AdminObjects>,
     /// The DaemonSets, or why they could not be read; `None` when not asked.
     daemonsets: Option<Result<Vec<DaemonSet>, ToolFailure>>,
+    /// The source's Node (none when it does not exist), or why it could not be read; `None`
+    /// when not asked.
+    node: Option<Result<Option<Node>, ToolFailure>>,
     failed: BTreeMap<&'static str, ToolFailure>,
     /// Failed reads of the cluster DNS's objects only ([`reads::is_cluster_dns_only`]).
     cluster_dns_unread: BTreeMap<Read, ToolFailure>,
@@ -293,7 +302,9 @@ impl Gathered {
             Ok(Objects::Policies(items)) => insert_all(&mut self.policies, items),
             Ok(Objects::Admin(admin)) => self.admin = Some(admin),
             Ok(Objects::DaemonSets(items)) => self.daemonsets = Some(Ok(items)),
+            Ok(Objects::Nodes(items)) => self.node = Some(Ok(items.into_iter().next())),
             Err(failure) if *read == Read::DaemonSets => self.daemonsets = Some(Err(failure)),
+            Err(failure) if matches!(read, Read::Node(_)) => self.node = Some(Err(failure)),
             Err(failure) if read.is_hint() => {
                 tracing::debug!(%failure, "a hint's read failed; the hint is left out");
             }
@@ -325,11 +336,22 @@ impl Gathered {
                 Ok(daemonsets) => Fact::Known(enforcers::recognise(&daemonsets)),
                 Err(failure) => Fact::Unknown(failure),
             }),
+            source_zone: self.node.map(|read| match read {
+                Ok(node) => Fact::Known(node.as_ref().and_then(zone_label)),
+                Err(failure) => Fact::Unknown(failure),
+            }),
             cluster_dns_unread: self.cluster_dns_unread.into_values().next(),
             reader: None,
             followed: Arc::default(),
         }
     }
+}
+
+/// The node label kube-proxy takes its zone from.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+fn zone_label(node: &Node) -> Option<String> {
+    node.metadata.labels.as_ref()?.get(ZONE_LABEL).cloned()
 }
 
 /// Runs one read: a get (absent is no object) or a paginated list.
@@ -426,6 +448,12 @@ async fn run(client: &kube::Client, read: &Read) -> Result<Objects, ToolFailure>
             .await?,
         ),
         Read::Admin => Objects::Admin(read_admin_objects(&client).await.map_err(|err| err.source)?),
+        Read::Node(name) => Objects::Nodes(
+            get_optional(&Api::<Node>::all(client), name, action)
+                .await?
+                .into_iter()
+                .collect(),
+        ),
         Read::DaemonSets => Objects::DaemonSets(
             list_paged(&Api::<DaemonSet>::all(client), &ListParams::default(), action).await?,
         ),

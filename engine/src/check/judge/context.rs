@@ -7,7 +7,8 @@ use netdiag_proto::Transport;
 
 use super::dns::{DnsBlocked, dns_blocked_by_policy};
 use crate::check::evidence::*;
-use crate::cluster::endpoints::in_service;
+use crate::cluster::ToolFailure;
+use crate::cluster::endpoints::{ClientNode, Routing, in_service, used_from_node};
 
 /// The evidence, and the facts the layers share. Derefs to the evidence.
 pub(crate) struct Context<'a> {
@@ -16,9 +17,16 @@ pub(crate) struct Context<'a> {
     pub source_pod: Option<&'a PodFacts>,
     /// The target Service, when the target is one that exists.
     pub target_service: Option<&'a ServiceSpecFacts>,
-    /// The destination addresses new connections go to: a Service's endpoints as kube-proxy
-    /// picks them (ready; else serving-and-terminating), or the one pod or address.
+    /// The destination addresses new connections from the source go to: a Service's endpoints
+    /// as kube-proxy on the source's node picks them ([`used_from_node`]), or the one pod or
+    /// address.
     pub live: Vec<&'a EndpointFacts>,
+    /// A Service's endpoints as kube-proxy picks them cluster-wide (ready; else
+    /// serving-and-terminating): what any node's rules may translate the VIP to.
+    pub all_live: Vec<&'a EndpointFacts>,
+    /// Why the source's node uses the endpoints in `live`; `None` unless the target is a
+    /// Service and the source's node is known.
+    pub route: Option<NodeRoute<'a>>,
     /// When the pod's DNS queries time out because NetworkPolicy denies them: why.
     pub dns_blocked: Option<DnsBlocked>,
     /// What the live probes were: TCP connects, or datagrams to a UDP Service port. The plan
@@ -32,9 +40,14 @@ impl<'a> Context<'a> {
             EndpointsFacts::Known(list) => list.as_slice(),
             _ => &[],
         };
-        let live = match ev.destination {
+        let all_live = match ev.destination {
             Destination::Service => in_service(all, |e| e.conditions),
             _ => all.iter().collect(),
+        };
+        let route = node_route(ev, all);
+        let live = match &route {
+            Some(route) => route.used.clone(),
+            None => all_live.clone(),
         };
         Context {
             ev,
@@ -48,6 +61,8 @@ impl<'a> Context<'a> {
             },
             transport: live_transport(ev, all),
             live,
+            all_live,
+            route,
             dns_blocked: dns_blocked_by_policy(ev),
         }
     }
@@ -59,6 +74,45 @@ impl<'a> Context<'a> {
     pub fn is_external_name(&self) -> bool {
         self.target_service.is_some_and(|s| s.external_name.is_some())
     }
+}
+
+/// Which endpoints kube-proxy on the source's node sends the Service's traffic to, and why.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeRoute<'a> {
+    pub node: &'a str,
+    pub routing: Routing,
+    pub used: Vec<&'a EndpointFacts>,
+    /// Why the node's zone is not known, when endpoints carry zone hints: they were then taken
+    /// as kube-proxy takes them on a node without a zone (ignored).
+    pub zone_unread: Option<&'a ToolFailure>,
+}
+
+fn node_route<'a>(ev: &'a Evidence, all: &'a [EndpointFacts]) -> Option<NodeRoute<'a>> {
+    let ServiceFacts::Found(svc) = &ev.service else {
+        return None;
+    };
+    let SourceFacts::Found { pod, .. } = &ev.source else {
+        return None;
+    };
+    let node = pod.node.as_deref()?;
+    let (zone, zone_unread) = match &ev.source_zone {
+        Some(Fact::Known(zone)) => (zone.as_deref(), None),
+        Some(Fact::Unknown(failure)) => (None, Some(failure)),
+        None => (None, None),
+    };
+    let client = ClientNode { name: node, zone };
+    let (used, routing) = used_from_node(
+        all,
+        |e| (e.conditions, &e.topology),
+        svc.internal_traffic_policy,
+        client,
+    );
+    Some(NodeRoute {
+        node,
+        routing,
+        used,
+        zone_unread,
+    })
 }
 
 /// The transport of the check's live facts (TCP when it has none).

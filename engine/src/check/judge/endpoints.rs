@@ -1,6 +1,11 @@
-//! The `endpoints` layer: at least one ready endpoint backs the port.
+//! The `endpoints` layer: at least one ready endpoint backs the port, and kube-proxy on the
+//! source's node uses one.
 
+use netdiag_proto::{TcpOutcome, UdpOutcome};
+
+use super::context::NodeRoute;
 use super::*;
+use crate::cluster::endpoints::Routing;
 
 pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
     match cx.destination {
@@ -42,6 +47,9 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
     if let Some(stale) = stale_endpoints(cx, svc) {
         return stale;
     }
+    if let Some(none_here) = none_on_source_node(cx, svc) {
+        return none_here;
+    }
     let ready: Vec<&EndpointFacts> = list.iter().filter(|e| e.ready()).collect();
     let labels = |eps: &[&EndpointFacts]| -> Vec<String> {
         eps.iter()
@@ -54,18 +62,25 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
             .collect()
     };
     if let Some(ready) = NonEmpty::from_vec(labels(&ready)) {
-        let mut evidence = vec![];
+        let mut evidence: Vec<String> = cx.route.iter().filter_map(route_line).collect();
         let not_ready: Vec<&EndpointFacts> = list.iter().filter(|e| !e.ready()).collect();
         if !not_ready.is_empty() {
             evidence.push(format!("not ready: {}", labels(&not_ready).join(", ")));
         }
-        return pass(
-            EndpointsFinding::Ready {
+        let finding = match cx.route.as_ref().filter(|r| r.routing != Routing::Cluster) {
+            Some(route) => EndpointsFinding::ReadyOnNode {
+                ready: ready.as_slice().len(),
+                total: list.len(),
+                node: route.node.to_string(),
+                used: NonEmpty::from_vec(labels(&route.used)).unwrap_or_else(|| ready.clone()),
+                routing: route.routing.clone(),
+            },
+            None => EndpointsFinding::Ready {
                 ready,
                 total: list.len(),
             },
-            evidence,
-        );
+        };
+        return pass(finding, evidence);
     }
     if let Some(serving) = NonEmpty::from_vec(labels(&cx.live)) {
         // kube-proxy's fallback: with nothing ready, connections still go to the endpoints that
@@ -79,6 +94,114 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
         );
     }
     no_ready_endpoints(svc)
+}
+
+/// `internalTrafficPolicy: Local` with usable endpoints elsewhere but none on the source's node:
+/// kube-proxy there drops the Service's traffic, so the Service works from some nodes and not
+/// from this one. Unless the ClusterIP answered all the same (a dataplane that ignores the
+/// policy): then that is said, and the layers after judge the endpoints it reached.
+fn none_on_source_node(cx: &Context, svc: &ServiceSpecFacts) -> Option<Judgment> {
+    let route = cx.route.as_ref()?;
+    if route.routing != Routing::Local || !route.used.is_empty() || cx.all_live.is_empty() {
+        return None;
+    }
+    let elsewhere: Vec<String> = cx
+        .all_live
+        .iter()
+        .map(|e| match (e.pod.as_ref(), e.topology.node.as_deref()) {
+            (Some(pod), Some(node)) => format!("{} on {node}", pod.name),
+            (None, Some(node)) => format!("{} on {node}", e.label()),
+            (_, None) => format!("{} (no node named)", e.label()),
+        })
+        .collect();
+    let elsewhere = NonEmpty::from_vec(elsewhere)?;
+    let finding = EndpointsFinding::NoneOnSourceNode {
+        service: svc.key(),
+        node: route.node.to_string(),
+        elsewhere,
+    };
+    let vip = cx.cluster_ip.as_ref().map(|c| &c.live);
+    let answered = vip.is_some_and(|live| {
+        matches!(live.tcp_outcome(), Some(TcpOutcome::Connected { .. }))
+            || matches!(live.udp_outcome(), Some(UdpOutcome::Answered { .. }))
+    });
+    if answered {
+        let line = format!(
+            "{finding}; yet the ClusterIP answered: this node's Service dataplane does not apply internalTrafficPolicy"
+        );
+        let ready = NonEmpty::from_vec(cx.all_live.iter().map(|e| e.label()).collect())?;
+        let total = cx.all_live.len();
+        return Some(pass(EndpointsFinding::Ready { ready, total }, vec![line]));
+    }
+    let (ns, name) = (&svc.namespace, &svc.name);
+    let mut evidence: Vec<String> = vec![];
+    if let Some(Ok((node, rules))) = witnesses::service_rules(cx) {
+        evidence.push(format!("{node}: {}", rules_line(rules)));
+    }
+    let selector = selector_text(svc);
+    let fix = vec![
+        FixLine::Hint(format!(
+            "run a {ns}/{name} endpoint on {} (a DaemonSet runs one on every node), or set internalTrafficPolicy: Cluster",
+            route.node
+        )),
+        cmd(format!("kubectl -n {ns} get pods -l {selector} -o wide")),
+        cmd(format!(
+            "kubectl -n {ns} get svc {name} -o jsonpath='{{.spec.internalTrafficPolicy}}'"
+        )),
+    ];
+    Some(fail(finding, evidence, fix))
+}
+
+/// What the source node's rules do with the VIP, as the `none on this node` finding shows it.
+fn rules_line(rules: &netdiag_proto::ServiceRules) -> String {
+    match (rules.found, rules.drops, rules.rejects) {
+        (true, true, _) => "kube-proxy drops the ClusterIP's traffic (no local endpoint)".into(),
+        (true, _, true) => "kube-proxy rejects the ClusterIP as a Service without endpoints".into(),
+        (true, _, _) if rules.endpoints.is_empty() => "kube-proxy has a rule for the ClusterIP".into(),
+        (true, _, _) => format!(
+            "kube-proxy translates the ClusterIP to {}",
+            rules
+                .endpoints
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (false, _, _) => "no kube-proxy rule for the ClusterIP".into(),
+    }
+}
+
+/// Why the source's node uses fewer endpoints than the Service has, as an evidence line.
+fn route_line(route: &NodeRoute) -> Option<String> {
+    let names = || {
+        route
+            .used
+            .iter()
+            .map(|e| e.pod.as_ref().map_or_else(|| e.label(), |p| p.name.clone()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let node = route.node;
+    Some(match &route.routing {
+        Routing::Local => format!(
+            "internalTrafficPolicy: Local: kube-proxy on {node} sends to the endpoints on {node} only: {}",
+            names()
+        ),
+        Routing::SameNode => format!(
+            "topology hints: kube-proxy on {node} sends to the endpoints hinted for {node} only: {}",
+            names()
+        ),
+        Routing::SameZone(zone) => format!(
+            "topology hints: kube-proxy on {node} (zone {zone}) sends to the endpoints hinted for {zone} only: {}",
+            names()
+        ),
+        Routing::Cluster => {
+            let failure = route.zone_unread?;
+            format!(
+                "the endpoints carry zone hints, but {node}'s zone is not known ({failure}): every ready endpoint is taken as used"
+            )
+        }
+    })
 }
 
 /// A pod target: the pod exists, runs, and declares the named port.

@@ -183,3 +183,111 @@ fn an_address_no_pod_holds_that_answers_is_a_healthy_external_backend() {
     let report = judge(&ev, 0);
     assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
 }
+
+/// `healthy()` with the source moved to `node` and the Service's internalTrafficPolicy Local.
+fn local_from(node: &str) -> Evidence {
+    let mut ev = healthy();
+    if let SourceFacts::Found { pod, .. } = &mut ev.source {
+        pod.node = Some(node.into());
+    }
+    service_mut(&mut ev).internal_traffic_policy = TrafficPolicy::Local;
+    ev
+}
+
+#[test]
+fn local_traffic_policy_without_an_endpoint_on_the_source_node_fails_endpoints() {
+    let mut ev = local_from("node-c");
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Endpoints);
+    assert_eq!(
+        code(&report, Layer::Endpoints),
+        Some(Code::EndpointsNoneOnSourceNode)
+    );
+    assert_eq!(
+        summary(&report, Layer::Endpoints),
+        "shop/payments has internalTrafficPolicy: Local and no endpoint on node-c, the source's node: \
+         kube-proxy there drops its traffic (its endpoints: payments-0 on node-a, payments-1 on node-b)"
+    );
+    assert!(
+        report
+            .fix
+            .iter()
+            .any(|f| f.contains("internalTrafficPolicy: Cluster"))
+    );
+    // From a node that has an endpoint, the same Service works.
+    let report = judge(&local_from("node-b"), 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+}
+
+#[test]
+fn local_traffic_policy_judges_only_the_source_nodes_endpoints() {
+    let mut ev = local_from("node-a");
+    // payments-1 on node-b refuses, but node-a never sends to it.
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(refused());
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert_eq!(
+        summary(&report, Layer::Endpoints),
+        "2/2 ready; kube-proxy on node-a uses payments-0 only (internalTrafficPolicy: Local)"
+    );
+    assert!(
+        evidence_text(&report, Layer::Endpoints).contains(
+            "internalTrafficPolicy: Local: kube-proxy on node-a sends to the endpoints on node-a only: payments-0"
+        ),
+        "{}",
+        evidence_text(&report, Layer::Endpoints)
+    );
+    // From node-b the only endpoint it uses refuses: every connection, not a share, fails.
+    let mut ev = local_from("node-b");
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(refused());
+    endpoints_mut(&mut ev)[1].listeners = Fact::Known(vec![]);
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(refused());
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    assert!(!summary(&report, Layer::Application).contains("1 of 2"));
+}
+
+#[test]
+fn a_dataplane_that_ignores_local_traffic_policy_is_said_not_failed() {
+    let ev = local_from("node-c");
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert!(evidence_text(&report, Layer::Endpoints).contains("does not apply internalTrafficPolicy"));
+}
+
+/// `healthy()` with zone hints: payments-0 for zone-a, payments-1 for zone-b.
+fn zoned(source_zone: Option<Fact<Option<String>>>) -> Evidence {
+    let mut ev = healthy();
+    for (e, zone) in endpoints_mut(&mut ev).iter_mut().zip(["zone-a", "zone-b"]) {
+        e.topology.for_zones = vec![zone.into()];
+    }
+    ev.source_zone = source_zone;
+    ev
+}
+
+#[test]
+fn zone_hints_narrow_the_endpoints_to_the_source_zone() {
+    let mut ev = zoned(Some(Fact::Known(Some("zone-b".into()))));
+    // The source (node-a, zone-b here) uses payments-1 only, which refuses.
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(refused());
+    endpoints_mut(&mut ev)[1].listeners = Fact::Known(vec![]);
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(refused());
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Application);
+    assert_eq!(
+        summary(&report, Layer::Endpoints),
+        "2/2 ready; kube-proxy on node-a uses payments-1 only (topology hints for zone zone-b)"
+    );
+    assert!(evidence_text(&report, Layer::Endpoints).contains(
+        "kube-proxy on node-a (zone zone-b) sends to the endpoints hinted for zone-b only: payments-1"
+    ));
+}
+
+#[test]
+fn an_unread_zone_is_said_and_every_endpoint_taken_as_used() {
+    let ev = zoned(Some(Fact::Unknown(forbidden("get nodes/node-a"))));
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert!(evidence_text(&report, Layer::Endpoints).contains("node-a's zone is not known"));
+}

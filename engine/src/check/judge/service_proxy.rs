@@ -32,7 +32,7 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
     let stale: Vec<SocketAddr> = match &reading.programmed {
         Programmed::TranslatesTo(to) => to
             .iter()
-            .filter(|a| !live_addrs(cx).contains(a))
+            .filter(|a| !addrs(&cx.all_live).contains(a))
             .copied()
             .collect(),
         _ => vec![],
@@ -52,7 +52,7 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
     // or an eBPF dataplane program the VIP elsewhere).
     let explains = match reading.programmed {
         Programmed::NoRule => true,
-        Programmed::Rejects => reading.ready > 0,
+        Programmed::Rejects | Programmed::Drops => reading.ready > 0,
         Programmed::TranslatesTo(_) => false,
     };
     let line = reading.to_string();
@@ -60,9 +60,10 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
     with_evidence(judgment, vec![line])
 }
 
-/// The addresses traffic to the Service should reach: the live endpoints with a port.
-fn live_addrs(cx: &Context) -> Vec<SocketAddr> {
-    cx.live
+/// The addresses of `endpoints` that have a port: where traffic to the Service may go. Any
+/// node's rules may translate to the cluster-wide ones; the source's, by its routing, to its own.
+fn addrs(endpoints: &[&EndpointFacts]) -> Vec<SocketAddr> {
+    endpoints
         .iter()
         .filter_map(|e| Some(SocketAddr::new(e.ip, e.port?)))
         .collect()
@@ -73,12 +74,13 @@ fn rules_reading(cx: &Context, vip: Vip, node: &str, rules: &ServiceRules) -> Ru
     RulesReading {
         node: node.to_string(),
         vip,
-        programmed: match (rules.found, rules.rejects) {
-            (false, _) => Programmed::NoRule,
-            (true, true) => Programmed::Rejects,
-            (true, false) => Programmed::TranslatesTo(rules.endpoints.clone()),
+        programmed: match (rules.found, rules.rejects, rules.drops) {
+            (false, _, _) => Programmed::NoRule,
+            (true, true, _) => Programmed::Rejects,
+            (true, false, true) => Programmed::Drops,
+            (true, false, false) => Programmed::TranslatesTo(rules.endpoints.clone()),
         },
-        ready: live_addrs(cx).len(),
+        ready: addrs(&cx.all_live).len(),
     }
 }
 

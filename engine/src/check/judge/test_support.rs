@@ -14,7 +14,7 @@ pub(super) use super::sockets::ListenerFinding;
 pub(super) use super::*;
 pub(super) use crate::check::report::Code;
 pub(super) use crate::check::target::PortRef;
-pub(super) use crate::cluster::endpoints::Conditions;
+pub(super) use crate::cluster::endpoints::{Conditions, Topology, TrafficPolicy};
 pub(super) use crate::policy::{PolicyRef, Protocol};
 
 pub(super) fn forbidden(action: &str) -> ToolFailure {
@@ -149,12 +149,17 @@ pub(super) fn ingress_denied() -> PolicyCheck {
 }
 
 pub(super) fn endpoint(p: PodFacts) -> EndpointFacts {
+    let node = p.node.clone();
     EndpointFacts {
         ip: p.ip.unwrap(),
         port: Some(8080),
         pod: Some(p),
         slice: Some(NamespacedName::new("shop", "payments-abcde")),
         conditions: Conditions::READY,
+        topology: Topology {
+            node,
+            ..Topology::default()
+        },
         live: LiveFact::Tcp(connected()),
         listeners: Fact::Known(vec![listening("0.0.0.0", 8080)]),
         policy: allowed(),
@@ -235,6 +240,8 @@ pub(super) fn payments_service() -> ServiceSpecFacts {
             protocol: Protocol::Tcp,
             target_port: PortRef::Name("http".into()),
         }],
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        traffic_distribution: None,
         requested: PortRef::Number(80),
         requested_protocol: None,
         selector: Some(BTreeMap::from([("app".to_string(), "payments".to_string())])),
@@ -290,6 +297,7 @@ pub(super) fn healthy() -> Evidence {
         }],
         witnesses: DatapathWitnesses::default(),
         policy_enforcers: None,
+        source_zone: None,
     }
 }
 

@@ -142,6 +142,7 @@ fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
         pod: None,
         slice: None,
         conditions: Conditions::READY,
+        topology: Topology::default(),
     }]))
 }
 
@@ -166,6 +167,7 @@ fn plan_pod(snap: &Snapshot, key: NamespacedName, port: PortRef) -> DestinationP
                         pod: Some(facts),
                         slice: None,
                         conditions,
+                        topology: Topology::default(),
                     }]);
                 }
             }
@@ -230,6 +232,8 @@ fn service_spec(
             .clone()
             .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
         ports: service_ports(svc),
+        internal_traffic_policy: TrafficPolicy::from_api(spec.internal_traffic_policy.as_deref()),
+        traffic_distribution: spec.traffic_distribution.clone(),
         requested: port,
         requested_protocol: protocol,
         selector,
@@ -340,6 +344,7 @@ fn service_endpoints(
             },
             slice: Some(e.slice),
             conditions: e.conditions,
+            topology: e.topology,
         })
         .collect()
 }

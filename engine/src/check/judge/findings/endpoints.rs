@@ -7,6 +7,7 @@ use crate::check::evidence::fmt_ip;
 use crate::check::judge::describe::{connection_share, endpoints_of, passing_names};
 use crate::check::prose::NonEmpty;
 use crate::check::report::Code;
+use crate::cluster::endpoints::Routing;
 use crate::cluster::{NamespacedName, ToolFailure};
 
 /// Ready endpoints named in a passing summary; the JSON report lists every one.
@@ -72,6 +73,15 @@ pub(crate) enum EndpointsFinding {
         ready: NonEmpty<String>,
         total: usize,
     },
+    /// `ready` of `total` endpoints ready, of which kube-proxy on the source's `node` sends to
+    /// `used` only, by `routing` (never [`Routing::Cluster`]).
+    ReadyOnNode {
+        ready: usize,
+        total: usize,
+        node: String,
+        used: NonEmpty<String>,
+        routing: Routing,
+    },
     /// None ready, but kube-proxy falls back to the `serving` terminating endpoints.
     ServingTerminating {
         serving: NonEmpty<String>,
@@ -98,6 +108,13 @@ pub(crate) enum EndpointsFinding {
         service: NamespacedName,
         selected: usize,
     },
+    /// `internalTrafficPolicy: Local` and no usable endpoint on the source's `node`; the usable
+    /// ones run `elsewhere` (`payments-0 on node-a`).
+    NoneOnSourceNode {
+        service: NamespacedName,
+        node: String,
+        elsewhere: NonEmpty<String>,
+    },
     /// Listed endpoints that no pod holds and that do not answer, of `live`; `selector`: whether
     /// the Service has one (else its slices are written by hand or by another controller).
     Stale {
@@ -118,7 +135,7 @@ impl EndpointsFinding {
             EndpointsFinding::PodNotRunning { .. } => Code::EndpointsPodNotRunning,
             EndpointsFinding::PodPortUndeclared { .. } => Code::EndpointsPodPortUndeclared,
             EndpointsFinding::PodRunning { .. } => Code::EndpointsPodRunning,
-            EndpointsFinding::Ready { .. } => Code::EndpointsReady,
+            EndpointsFinding::Ready { .. } | EndpointsFinding::ReadyOnNode { .. } => Code::EndpointsReady,
             EndpointsFinding::ServingTerminating { .. } => Code::EndpointsServingTerminating,
             EndpointsFinding::NoSelector { .. } => Code::EndpointsNoSelector,
             EndpointsFinding::SelectorMatchesNoPods { .. } => Code::EndpointsSelectorMatchesNoPods,
@@ -126,6 +143,7 @@ impl EndpointsFinding {
             EndpointsFinding::NoneReady { .. } => Code::EndpointsNoneReady,
             EndpointsFinding::ReadyPodsUnlisted { .. } => Code::EndpointsReadyPodsUnlisted,
             EndpointsFinding::Stale { .. } => Code::EndpointsStale,
+            EndpointsFinding::NoneOnSourceNode { .. } => Code::EndpointsNoneOnSourceNode,
         }
     }
 }
@@ -162,6 +180,25 @@ impl fmt::Display for EndpointsFinding {
                 ready.as_slice().len(),
                 passing_names(ready.as_slice(), SHOWN_READY)
             ),
+            EndpointsFinding::ReadyOnNode {
+                ready,
+                total,
+                node,
+                used,
+                routing,
+            } => {
+                let why = match routing {
+                    Routing::Local => "internalTrafficPolicy: Local".to_string(),
+                    Routing::SameNode => format!("topology hints for {node}"),
+                    Routing::SameZone(zone) => format!("topology hints for zone {zone}"),
+                    Routing::Cluster => "every endpoint".to_string(),
+                };
+                write!(
+                    f,
+                    "{ready}/{total} ready; kube-proxy on {node} uses {} only ({why})",
+                    passing_names(used.as_slice(), SHOWN_READY)
+                )
+            }
             EndpointsFinding::ServingTerminating { serving, total } => write!(
                 f,
                 "0/{total} ready; kube-proxy falls back to {} serving-but-terminating ({}) until they stop",
@@ -187,6 +224,16 @@ impl fmt::Display for EndpointsFinding {
             EndpointsFinding::ReadyPodsUnlisted { service, selected } => write!(
                 f,
                 "{service}: no ready endpoints although {selected} selected pods are ready (stale EndpointSlices?)"
+            ),
+            EndpointsFinding::NoneOnSourceNode {
+                service,
+                node,
+                elsewhere,
+            } => write!(
+                f,
+                "{service} has internalTrafficPolicy: Local and no endpoint on {node}, the source's node: \
+                 kube-proxy there drops its traffic (its endpoints: {})",
+                elsewhere.joined()
             ),
             EndpointsFinding::Stale {
                 stale,

@@ -91,6 +91,9 @@ pub(crate) enum Programmed {
     NoRule,
     /// A REJECT, as kube-proxy programs for a Service without endpoints.
     Rejects,
+    /// A DROP, as kube-proxy programs for a Service with `internalTrafficPolicy: Local` and no
+    /// endpoint on the node.
+    Drops,
     TranslatesTo(Vec<SocketAddr>),
 }
 
@@ -110,6 +113,10 @@ impl fmt::Display for RulesReading {
         let ready = format!("{} ready endpoints in the slice", self.ready);
         match &self.programmed {
             Programmed::NoRule => write!(f, "{node} has no rule for {vip} ({ready})"),
+            Programmed::Drops => write!(
+                f,
+                "{node} drops {vip} as a Service with no endpoint on {node} under internalTrafficPolicy: Local ({ready})"
+            ),
             Programmed::Rejects => {
                 write!(f, "{node} rejects {vip} as a Service without endpoints ({ready})")
             }
