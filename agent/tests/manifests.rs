@@ -350,8 +350,8 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
             .iter()
             .all(|r| r.resource_names.is_none() && r.non_resource_urls.is_none())
     );
-    // The plugin lists these kinds, watches none and reads no nodes; `get` of the same kinds lets
-    // the read commands it prints be pasted (list already reveals every object).
+    // The plugin lists these kinds and watches none; `get` of the same kinds lets the read
+    // commands it prints be pasted (list already reveals every object).
     let kinds = [
         ("", "namespaces"),
         ("", "pods"),
@@ -367,10 +367,12 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
         ("policy.networking.k8s.io", "adminnetworkpolicies"),
         ("policy.networking.k8s.io", "baselineadminnetworkpolicies"),
     ];
-    let expected: BTreeSet<_> = kinds
+    let mut expected: BTreeSet<_> = kinds
         .iter()
         .flat_map(|(group, kind)| [grant(group, kind, "list"), grant(group, kind, "get")])
         .collect();
+    // Nodes only by name (the source's, for its zone when endpoints carry zone hints), never listed.
+    expected.insert(grant("", "nodes", "get"));
     assert_eq!(grants(&rules), expected);
     assert!(
         !allows(&rules, "", "pods/portforward", "create") && !allows(&rules, "", "pods/portforward", "get"),
@@ -645,6 +647,14 @@ fn the_endpoint_rbac_gives_the_agent_reviews_reads_and_peer_probes_and_checkers_
     ] {
         assert!(allows(&rules, group, resource, "list"), "list {group}/{resource}");
     }
+    assert!(
+        allows(&rules, "", "nodes", "get"),
+        "the source's Node, for its zone"
+    );
+    assert!(
+        !allows(&rules, "", "nodes", "list"),
+        "nodes are read by name only"
+    );
     assert!(allows(&rules, "netdiag.io", "probes", "create"));
     assert!(
         !allows(&rules, "netdiag.io", "checks", "create"),
