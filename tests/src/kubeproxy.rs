@@ -9,8 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::plan::{Plan, ServicePlan};
-use crate::scenario::{DenyMode, Fault, IpFamily, Protocol, split_ref};
+use crate::plan::{NodePlan, Plan, ServicePlan};
+use crate::scenario::{DenyMode, Fault, IpFamily, Protocol, TrafficPolicy, split_ref};
 
 /// The chain the lab's NetworkPolicy stand-in rules live in, jumped to first from FORWARD.
 pub const POLICY_CHAIN: &str = "NETDIAG-LAB-POLICY";
@@ -19,18 +19,93 @@ fn chain_hash(s: &str) -> String {
     crate::objects::uid("chain", "", s).replace('-', "")[..16].to_uppercase()
 }
 
-/// The endpoints (address, port) kube-proxy sends one Service port to, from the Service's slices
-/// of `family`: the ready ones (a missing `ready` counts as ready), or, when none is ready, the
-/// serving ones that are terminating (kube-proxy's fallback for terminating endpoints).
+/// One address a Service port's slices list, with what kube-proxy picks endpoints by.
+struct Candidate {
+    addr: (IpAddr, u16),
+    ready: bool,
+    serving_terminating: bool,
+    node: Option<String>,
+    for_zones: Vec<String>,
+    for_nodes: Vec<String>,
+}
+
+/// The endpoints (address, port) kube-proxy on `node` sends one Service port to, from the
+/// Service's slices of `family`. Under `internalTrafficPolicy: Local`, the node's own: ready,
+/// else serving-and-terminating. Otherwise the ready ones (a missing `ready` counts as ready)
+/// that the topology hints give the node, when every ready endpoint has hints and one names the
+/// node (else its zone); with none ready anywhere, the serving ones that are terminating.
 pub fn ready_endpoints(
     svc: &ServicePlan,
     port_name: Option<&str>,
     protocol: Protocol,
     slices: &[EndpointSlice],
     family: IpFamily,
+    node: &NodePlan,
 ) -> Vec<(IpAddr, u16)> {
-    let mut ready = BTreeSet::new();
-    let mut terminating = BTreeSet::new();
+    let all = candidates(svc, port_name, protocol, slices, family);
+    let usable = |list: Vec<&Candidate>| -> Vec<(IpAddr, u16)> {
+        let ready: BTreeSet<_> = list.iter().filter(|c| c.ready).map(|c| c.addr).collect();
+        if !ready.is_empty() {
+            return ready.into_iter().collect();
+        }
+        let draining: BTreeSet<_> = list
+            .iter()
+            .filter(|c| c.serving_terminating)
+            .map(|c| c.addr)
+            .collect();
+        draining.into_iter().collect()
+    };
+    if svc.internal_traffic_policy == TrafficPolicy::Local {
+        return usable(
+            all.iter()
+                .filter(|c| c.node.as_deref() == Some(node.name.as_str()))
+                .collect(),
+        );
+    }
+    let ready: Vec<&Candidate> = all.iter().filter(|c| c.ready).collect();
+    let same_node = !ready.is_empty()
+        && ready.iter().all(|c| !c.for_nodes.is_empty())
+        && ready.iter().any(|c| c.for_nodes.contains(&node.name));
+    let zone = node.zone.as_ref().filter(|z| {
+        !ready.is_empty()
+            && ready.iter().all(|c| !c.for_zones.is_empty())
+            && ready.iter().any(|c| c.for_zones.contains(z))
+    });
+    if same_node {
+        return usable(
+            ready
+                .into_iter()
+                .filter(|c| c.for_nodes.contains(&node.name))
+                .collect(),
+        );
+    }
+    if let Some(zone) = zone {
+        return usable(ready.into_iter().filter(|c| c.for_zones.contains(zone)).collect());
+    }
+    usable(all.iter().collect())
+}
+
+/// Whether the Service port has an endpoint kube-proxy would use from some node.
+fn has_usable_endpoints(
+    svc: &ServicePlan,
+    port_name: Option<&str>,
+    protocol: Protocol,
+    slices: &[EndpointSlice],
+    family: IpFamily,
+) -> bool {
+    candidates(svc, port_name, protocol, slices, family)
+        .iter()
+        .any(|c| c.ready || c.serving_terminating)
+}
+
+fn candidates(
+    svc: &ServicePlan,
+    port_name: Option<&str>,
+    protocol: Protocol,
+    slices: &[EndpointSlice],
+    family: IpFamily,
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
     for slice in slices {
         let labels = slice.metadata.labels.as_ref();
         let owner = labels.and_then(|l| l.get("kubernetes.io/service-name"));
@@ -51,25 +126,30 @@ pub fn ready_endpoints(
         };
         for ep in &slice.endpoints {
             let c = ep.conditions.clone().unwrap_or_default();
-            let set = if c.ready != Some(false) {
-                &mut ready
-            } else if c.serving == Some(true) && c.terminating == Some(true) {
-                &mut terminating
-            } else {
-                continue;
-            };
+            let hints = ep.hints.as_ref();
             for addr in &ep.addresses {
                 if let Ok(ip) = addr.parse::<IpAddr>()
                     && IpFamily::of(ip) == family
                 {
-                    set.insert((ip, port));
+                    out.push(Candidate {
+                        addr: (ip, port),
+                        ready: c.ready != Some(false),
+                        serving_terminating: c.serving == Some(true) && c.terminating == Some(true),
+                        node: ep.node_name.clone(),
+                        for_zones: hints
+                            .and_then(|h| h.for_zones.as_ref())
+                            .map(|z| z.iter().map(|z| z.name.clone()).collect())
+                            .unwrap_or_default(),
+                        for_nodes: hints
+                            .and_then(|h| h.for_nodes.as_ref())
+                            .map(|n| n.iter().map(|n| n.name.clone()).collect())
+                            .unwrap_or_default(),
+                    });
                 }
             }
         }
     }
-    if ready.is_empty() { terminating } else { ready }
-        .into_iter()
-        .collect()
+    out
 }
 
 /// The `iptables-restore` input for node `node` (an index into `plan.nodes`).
@@ -112,7 +192,7 @@ fn family_rules(
         nat_chains,
         nat,
         filter,
-    } = service_port_rules(plan, node_name, slices, faults, family);
+    } = service_port_rules(plan, &plan.nodes[node], slices, faults, family);
     let mut out = String::from(
         "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n",
     );
@@ -205,12 +285,13 @@ struct ServicePortRules {
 
 fn service_port_rules(
     plan: &Plan,
-    node_name: &str,
+    node: &NodePlan,
     slices: &[EndpointSlice],
     faults: &[Fault],
     family: IpFamily,
 ) -> ServicePortRules {
     let hl = host_len(family);
+    let node_name = node.name.as_str();
     let skipped: BTreeSet<&str> = faults
         .iter()
         .filter_map(|f| match f {
@@ -238,8 +319,20 @@ fn service_port_rules(
                 Some(n) => format!("{}:{n}", svc.key()),
                 None => svc.key(),
             };
-            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family);
+            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family, node);
             eps.extend(stale_endpoints(plan, node_name, &svc.key(), &eps, faults, family));
+            if eps.is_empty()
+                && svc.internal_traffic_policy == TrafficPolicy::Local
+                && has_usable_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family)
+            {
+                let _ = writeln!(
+                    rules.filter,
+                    "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no local endpoints\" \
+                     -m {proto} --dport {} -j DROP",
+                    sp.port
+                );
+                continue;
+            }
             if eps.is_empty() {
                 let _ = writeln!(
                     rules.filter,
@@ -705,5 +798,68 @@ mod tests {
         );
         assert!(r.contains("--to-destination 10.244.2.77:9999"), "{r}");
         assert!(!r.contains("10.244.1.3:8080"));
+    }
+
+    /// The `shop/pay:web` DNATs and filter rules of node `node` when the pay Service has `extra`
+    /// spec fields and the nodes `zones`.
+    fn routed(extra: &str, zones: &str, node: usize) -> (Vec<String>, Vec<String>) {
+        let text = TEXT.replace(
+            "name: pay, selector: {app: pay},",
+            &format!("name: pay, selector: {{app: pay}}, {extra}"),
+        );
+        let s = Scenario::parse(&format!("{text}zones: {zones}\n")).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let r = node_rules(&plan, node, &slices, &s.faults);
+        let dnat = r
+            .lines()
+            .filter(|l| l.contains("DNAT") && l.contains("shop/pay:web"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect();
+        let filter = r
+            .lines()
+            .filter(|l| l.contains("shop/pay:web has"))
+            .map(str::to_string)
+            .collect();
+        (dnat, filter)
+    }
+
+    #[test]
+    fn local_traffic_policy_translates_to_the_nodes_endpoints_or_drops() {
+        let (dnat, filter) = routed("internalTrafficPolicy: Local,", "{}", 0);
+        assert_eq!(dnat, ["10.244.1.3:8080"]);
+        assert!(filter.is_empty());
+        // A node without a pay pod: p2 there is not ready, so nothing local serves.
+        let s = TEXT.replace("name: p1, node: b", "name: p1, node: a");
+        let scenario = Scenario::parse(&s.replace(
+            "name: pay, selector: {app: pay},",
+            "name: pay, selector: {app: pay}, internalTrafficPolicy: Local,",
+        ))
+        .unwrap();
+        let plan = Plan::new(&scenario, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&scenario, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let r = node_rules(&plan, 1, &slices, &scenario.faults);
+        assert!(
+            !r.lines()
+                .any(|l| l.contains("DNAT") && l.contains("shop/pay:web")),
+            "{r}"
+        );
+        assert!(
+            r.contains("\"shop/pay:web has no local endpoints\" -m tcp --dport 80 -j DROP"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn zone_hints_translate_to_the_zones_endpoints_and_without_zones_to_all() {
+        let zones = "{a: zone-a, b: zone-b}";
+        let (dnat, _) = routed("trafficDistribution: PreferClose,", zones, 0);
+        assert_eq!(dnat, ["10.244.1.3:8080"]);
+        let (dnat, _) = routed("trafficDistribution: PreferClose,", zones, 1);
+        assert_eq!(dnat, ["10.244.2.2:8080"]);
+        let (dnat, _) = routed("trafficDistribution: PreferClose,", "{}", 1);
+        assert_eq!(dnat.len(), 2);
+        let (dnat, _) = routed("", zones, 1);
+        assert_eq!(dnat.len(), 2);
     }
 }

@@ -18,7 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use crate::plan::{Plan, PodPlan, PodRole, ServicePlan};
-use crate::scenario::{IpFamily, Scenario, TargetPort};
+use crate::scenario::{IpFamily, Scenario, TargetPort, TrafficPolicy};
 
 /// A resource type the API stand-in serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,14 +352,21 @@ fn node_arch() -> String {
     }
 }
 
+/// The node label that places a node in a zone (kube-proxy's and the slice controller's).
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 fn node(plan: &Plan, n: usize, now: Timestamp) -> Node {
     let np = &plan.nodes[n];
     let mut metadata = meta("Node", None, &np.name, now);
-    metadata.labels = Some(BTreeMap::from([
-        ("kubernetes.io/hostname".into(), np.name.clone()),
+    let mut labels = BTreeMap::from([
+        ("kubernetes.io/hostname".to_string(), np.name.clone()),
         ("kubernetes.io/os".into(), "linux".into()),
         ("kubernetes.io/arch".into(), node_arch()),
-    ]));
+    ]);
+    if let Some(zone) = &np.zone {
+        labels.insert(ZONE_LABEL.into(), zone.clone());
+    }
+    metadata.labels = Some(labels);
     Node {
         metadata,
         spec: Some(NodeSpec {
@@ -562,7 +569,14 @@ fn service(s: &ServicePlan, now: Timestamp) -> Service {
             ip_families: Some(s.families.iter().map(|f| f.as_k8s().to_string()).collect()),
             ip_family_policy: Some(policy.into()),
             session_affinity: Some("None".into()),
-            internal_traffic_policy: Some("Cluster".into()),
+            internal_traffic_policy: Some(
+                match s.internal_traffic_policy {
+                    TrafficPolicy::Cluster => "Cluster",
+                    TrafficPolicy::Local => "Local",
+                }
+                .into(),
+            ),
+            traffic_distribution: s.traffic_distribution.clone(),
             ports: Some(
                 s.ports
                     .iter()
@@ -636,6 +650,24 @@ pub fn endpoint_slices(
         }
     }
     Ok(out)
+}
+
+/// The topology hints the slice controller gives a ready endpoint on `node` of a Service with a
+/// `trafficDistribution`: its own zone, and its own node under `PreferSameNode`.
+fn hints(
+    svc: &ServicePlan,
+    node: &crate::plan::NodePlan,
+    ready: bool,
+) -> Option<k8s_openapi::api::discovery::v1::EndpointHints> {
+    use k8s_openapi::api::discovery::v1::{EndpointHints, ForNode, ForZone};
+    let distribution = svc.traffic_distribution.as_deref().filter(|_| ready)?;
+    let for_zones = node.zone.as_ref().map(|z| vec![ForZone { name: z.clone() }]);
+    let for_nodes = (distribution == "PreferSameNode").then(|| {
+        vec![ForNode {
+            name: node.name.clone(),
+        }]
+    });
+    (for_zones.is_some() || for_nodes.is_some()).then_some(EndpointHints { for_zones, for_nodes })
 }
 
 /// A Service port resolved for one pod: (port name, target port, protocol).
@@ -752,6 +784,8 @@ fn derive_family_slices(
                         terminating: Some(p.spec.terminating),
                     }),
                     node_name: Some(plan.nodes[p.node].name.clone()),
+                    zone: plan.nodes[p.node].zone.clone(),
+                    hints: hints(svc, &plan.nodes[p.node], p.spec.ready && !p.spec.terminating),
                     target_ref: Some(ObjectReference {
                         kind: Some("Pod".into()),
                         namespace: Some(p.spec.namespace.clone()),

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::scenario::{
     ContainerPortSpec, IpFamily, ListenSpec, PodSpec, Protocol, Scenario, ServicePortSpec, TargetPort,
+    TrafficPolicy,
 };
 
 /// ClusterIP of `kube-system/kube-dns`.
@@ -53,6 +54,8 @@ pub struct NodePlan {
     pub underlay_port: String,
     /// The node's IPv6 underlay address (used when the cluster has IPv6).
     pub ip6: Ipv6Addr,
+    /// Its `topology.kubernetes.io/zone` label, if it has one.
+    pub zone: Option<String>,
 }
 
 impl NodePlan {
@@ -135,6 +138,8 @@ pub struct ServicePlan {
     pub ports: Vec<ServicePortSpec>,
     /// The Service's families, primary first.
     pub families: Vec<IpFamily>,
+    pub internal_traffic_policy: TrafficPolicy,
+    pub traffic_distribution: Option<String>,
 }
 
 impl ServicePlan {
@@ -198,6 +203,7 @@ impl Plan {
                 cidr_octet: 1 + i as u8,
                 underlay_port: format!("node{i}"),
                 ip6: Ipv6Addr::new(0xfd00, 0x172, 0x18, 0, 0, 0, 0, 2 + i as u16),
+                zone: scenario.zones.get(name).cloned(),
             })
             .collect();
         let node_index: BTreeMap<&str, usize> = nodes
@@ -290,6 +296,8 @@ impl Plan {
                 cluster_ip,
                 ports: svc.ports.clone(),
                 families: svc.ip_families.clone().unwrap_or_else(|| families.clone()),
+                internal_traffic_policy: svc.internal_traffic_policy,
+                traffic_distribution: svc.traffic_distribution.clone(),
             });
         }
 
@@ -416,6 +424,8 @@ fn dns_service(families: &[IpFamily]) -> ServicePlan {
         cluster_ip: Some(DNS_SERVICE_IP),
         ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
         families: families.to_vec(),
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        traffic_distribution: None,
     }
 }
 

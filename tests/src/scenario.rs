@@ -35,6 +35,9 @@ pub struct Scenario {
     #[serde(default)]
     pub description: String,
     pub nodes: Vec<String>,
+    /// Each node's `topology.kubernetes.io/zone` label (node → zone); a node not listed has none.
+    #[serde(default)]
+    pub zones: BTreeMap<String, String>,
     /// The cluster's address families, the primary first: `[IPv4]` (default), `[IPv6]`, or
     /// dual-stack `[IPv4, IPv6]` / `[IPv6, IPv4]`.
     #[serde(default = "ipv4_only")]
@@ -202,7 +205,24 @@ pub struct ServiceSpec {
     pub ip_families: Option<Vec<IpFamily>>,
     #[serde(default)]
     pub ports: Vec<ServicePortSpec>,
+    /// `spec.internalTrafficPolicy` (`Cluster` when absent).
+    #[serde(default)]
+    pub internal_traffic_policy: TrafficPolicy,
+    /// `spec.trafficDistribution`: `PreferClose`, `PreferSameZone` or `PreferSameNode`.
+    #[serde(default)]
+    pub traffic_distribution: Option<String>,
 }
+
+/// A Service's `internalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TrafficPolicy {
+    #[default]
+    Cluster,
+    Local,
+}
+
+/// The `trafficDistribution` values the API accepts.
+pub const TRAFFIC_DISTRIBUTIONS: [&str; 3] = ["PreferClose", "PreferSameZone", "PreferSameNode"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -453,6 +473,14 @@ impl Scenario {
                 return Err(invalid(format!("lists node {node} twice")));
             }
         }
+        for (node, zone) in &self.zones {
+            if !nodes.contains(node.as_str()) {
+                return Err(invalid(format!("zones names unknown node {node}")));
+            }
+            if zone.is_empty() {
+                return Err(invalid(format!("zones gives node {node} an empty zone")));
+            }
+        }
         Ok(nodes)
     }
 
@@ -527,6 +555,14 @@ impl Scenario {
             }
             if let Some(families) = &svc.ip_families {
                 check_families(&format!("service {id} ipFamilies"), families, &self.ip_families)?;
+            }
+            if let Some(td) = &svc.traffic_distribution
+                && !TRAFFIC_DISTRIBUTIONS.contains(&td.as_str())
+            {
+                return Err(invalid(format!(
+                    "service {id} trafficDistribution {td:?} is none of {}",
+                    TRAFFIC_DISTRIBUTIONS.join(", ")
+                )));
             }
             if svc.headless && svc.cluster_ip.is_some() {
                 return Err(invalid(format!("service {id} is headless and has a clusterIP")));
@@ -770,6 +806,24 @@ mod tests {
     fn pod_on_unknown_node_is_rejected_by_name() {
         let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: m}\n");
         assert_eq!(e, "scenario pod a/p is on unknown node m");
+    }
+
+    #[test]
+    fn zones_name_known_nodes_and_traffic_distribution_a_known_value() {
+        let e = err("name: t\nnodes: [n]\nzones: {m: zone-a}\n");
+        assert_eq!(e, "scenario zones names unknown node m");
+        let e = err("name: t\nnodes: [n]\nservices:\n\
+             - {namespace: a, name: s, trafficDistribution: Nearby, ports: [{port: 80}]}\n");
+        assert!(
+            e.contains("trafficDistribution \"Nearby\" is none of PreferClose"),
+            "{e}"
+        );
+        let s = Scenario::parse(
+            "name: t\nnodes: [n]\nzones: {n: zone-a}\nservices:\n\
+             - {namespace: a, name: s, internalTrafficPolicy: Local, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        assert_eq!(s.services[0].internal_traffic_policy, TrafficPolicy::Local);
     }
 
     #[test]

@@ -78,6 +78,9 @@ scenarios! {
     udp_silence_from_a_bound_socket_without_policy_is_undetermined => "udp-path-drop.yaml",
     one_udp_endpoint_of_three_with_nothing_bound_fails_application => "udp-partial-nothing-bound.yaml",
     the_udp_port_of_kube_dns_is_checked_with_a_dns_query => "udp-dns-service.yaml",
+    local_traffic_policy_without_an_endpoint_on_the_source_node_fails_endpoints => "local-traffic-policy-no-local-endpoint.yaml",
+    local_traffic_policy_judges_only_the_source_nodes_endpoints => "local-traffic-policy-local-endpoint.yaml",
+    zone_hints_send_the_source_only_to_its_zones_refusing_endpoint => "topology-same-zone-endpoint-refuses.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
@@ -624,6 +627,51 @@ fn unenforced_policy_verdicts_are_the_same_on_every_run() {
         assert!(
             policy.contains(words),
             "{file}: {words:?} missing from {policy:?}"
+        );
+    }
+}
+
+/// The endpoints a node uses read the same on every run: ten checks of each lab give one exit
+/// code, one verdict and one endpoints summary (the node's routing said in it).
+#[test]
+fn node_routing_verdicts_are_the_same_on_every_run() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    for (file, code, words) in [
+        (
+            "local-traffic-policy-no-local-endpoint.yaml",
+            13,
+            "internalTrafficPolicy: Local and no endpoint on node-a",
+        ),
+        (
+            "local-traffic-policy-local-endpoint.yaml",
+            0,
+            "uses payments-0 only (internalTrafficPolicy: Local)",
+        ),
+        (
+            "topology-same-zone-endpoint-refuses.yaml",
+            17,
+            "uses payments-0 only (topology hints for zone zone-a)",
+        ),
+    ] {
+        let lab = CheckLab::up(&scenario(file));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..10 {
+            let out = lab.netdiag(&check_json("shop/checkout", "svc/payments.shop:80"));
+            let report = json(&out);
+            let endpoints = report["steps"]
+                .as_array()
+                .and_then(|steps| steps.iter().find(|s| s["layer"] == "endpoints"))
+                .map(|s| s["summary"].as_str().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            seen.insert((out.status.code(), report["verdict"].to_string(), endpoints));
+        }
+        assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
+        let (got, _, endpoints) = seen.into_iter().next().unwrap();
+        assert_eq!(got, Some(code), "{file}");
+        assert!(
+            endpoints.contains(words),
+            "{file}: {words:?} missing from {endpoints:?}"
         );
     }
 }

@@ -632,7 +632,7 @@ impl Builder<'_> {
                     crate::netns::http_get_status(&ns, health, "/healthz", Duration::from_millis(300)),
                     Ok(200)
                 );
-                if healthy && self.programmed(&node.netns, &slices, late)? {
+                if healthy && self.programmed(node, &slices, late)? {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -651,17 +651,17 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Whether the node's rules hold every ClusterIP and expected endpoint (a port without
-    /// endpoints has its REJECT in the filter table, which the ruleset includes).
+    /// Whether the node's rules hold every ClusterIP and the endpoints kube-proxy there uses (a
+    /// port without them has its REJECT or DROP in the filter table, which the ruleset includes).
     fn programmed(
         &self,
-        netns: &str,
+        node: &crate::plan::NodePlan,
         slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
         late: bool,
     ) -> Result<bool> {
         let skip = if late { Vec::new() } else { self.late_services() };
         let mode = self.scenario.proxy_mode;
-        let rules = node_ruleset(netns, mode)?;
+        let rules = node_ruleset(&node.netns, mode)?;
         for svc in self.plan.services.iter().filter(|s| !skip.contains(&s.key())) {
             if svc
                 .vips()
@@ -678,6 +678,7 @@ impl Builder<'_> {
                         port.protocol,
                         slices,
                         *family,
+                        node,
                     );
                     if endpoints
                         .iter()
