@@ -417,8 +417,13 @@ mod tests {
 
     #[test]
     fn flags_of_the_subcommand_complete_after_a_dash() {
-        let (c, _) = complete("check --f");
+        let (c, _) = complete("check --fr");
         assert_eq!(c, ["--from"]);
+        let (c, _) = complete("check --f");
+        assert!(
+            c.contains(&"--for".to_string()) && c.contains(&"--from".to_string()),
+            "{c:?}"
+        );
         let (c, _) = complete("check -");
         assert!(
             c.contains(&"--to".to_string()) && c.contains(&"-o".to_string()),

@@ -134,6 +134,9 @@ impl Netdiag {
             selector: None,
             to,
             timeout,
+            repeat: None,
+            for_duration: None,
+            interval: None,
             output: check::OutputFormat::Json,
             agent_namespace: self.agents.agent_namespace.clone(),
             agent_selector: self.agents.agent_selector.clone(),
@@ -346,7 +349,7 @@ mod tests {
             from: "shop/checkout".into(),
             to: "svc/payments:80".into(),
             namespace: None,
-            timeout: Some("1h".into()),
+            timeout: Some("1d".into()),
         };
         let err = netdiag.check_args(input).unwrap_err();
         assert_eq!(err.reason, Reason::Usage);

@@ -49,6 +49,48 @@ const SUMMARY_INDENT: &str = "                   ";
 const EVIDENCE_INDENT: &str = "               ";
 
 /// The checklist as text with ANSI styles, wrapped as `layout` says.
+/// A repeated check's tallies: one line per probe, its attempts by outcome and the successful
+/// attempts' latency.
+fn repeat_block(repeat: &netdiag_engine::report::RepeatReport) -> String {
+    let mut out = format!(" {BOLD}repeated {} rounds:{BOLD:#}\n", repeat.rounds);
+    let width = repeat.probes.iter().map(|p| p.probe.len()).max().unwrap_or(0);
+    for p in &repeat.probes {
+        let ok = p.attempts - p.failures;
+        let mut tally = format!("{ok}/{} ok", p.attempts);
+        for (attempt, n) in p
+            .outcomes
+            .iter()
+            .filter(|(a, _)| **a != netdiag_engine::repeat::Attempt::Ok)
+        {
+            let _ = write!(tally, ", {n} {}", attempt.words());
+        }
+        let style = if p.failures > 0 { YELLOW } else { Style::new() };
+        let latency = p
+            .latency_us
+            .map(|l| {
+                format!(
+                    "  p50 {} p90 {} p99 {} max {}",
+                    ms(l.p50),
+                    ms(l.p90),
+                    ms(l.p99),
+                    ms(l.max)
+                )
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "   {:<width$}  {style}{tally}{style:#}{DIM}{latency}{DIM:#}",
+            p.probe
+        );
+    }
+    out
+}
+
+/// Microseconds as milliseconds, to a tenth.
+fn ms(us: u64) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
+}
+
 pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> String {
     let width = layout.width;
     let mut out = String::new();
@@ -78,6 +120,10 @@ pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> S
     if layout.wide && !report.endpoints.is_empty() {
         let _ = writeln!(out);
         out.push_str(&endpoints_table(report));
+    }
+    if let Some(repeat) = &report.repeat {
+        let _ = writeln!(out);
+        out.push_str(&repeat_block(repeat));
     }
     let _ = writeln!(out);
     let verdict = match (report.verdict, report.failing_layer) {
@@ -259,6 +305,7 @@ mod tests {
             endpoints: vec![],
             families: vec![],
             withheld: false,
+            repeat: None,
         }
     }
 

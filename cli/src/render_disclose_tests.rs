@@ -31,6 +31,7 @@ fn marked_report() -> Report {
         endpoints: vec![],
         families: vec![],
         withheld: false,
+        repeat: None,
     }
 }
 

@@ -64,7 +64,7 @@ fn malformed_source_timeout_and_output_are_usage_errors() {
         "--to",
         "svc/payments:80",
         "--timeout",
-        "1h",
+        "1d",
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown unit"), "{}", stderr(&out));

@@ -16,12 +16,14 @@ pub use check::disclose::{foreign_namespaces, withheld};
 pub use check::evidence::{AgentPods, Evidence, Fact, SourceFacts};
 pub use check::probe::{AgentReply, AgentTransport, agent_deadline};
 pub use check::reads::Read;
+pub use check::repeat::{self, Repetition};
 pub use check::snapshot::Snapshot;
+pub use check::target::parse_repeat_for;
 pub use check::target::{
     ParseError, PodRef, PortRef, SourceKind, SourceRef, Target, parse_agent_url, parse_timeout,
 };
 pub use check::workload::{self, WorkloadError};
-pub use check::{CheckRequest, collect, verdict};
+pub use check::{CheckRequest, collect, collect_repeated, verdict};
 pub use cluster::{
     ListFailure, NamespacedName, PAGE_SIZE, ToolFailure, closest, error_chain, get_optional, list_all,
     list_paged,

@@ -206,6 +206,7 @@ mod tests {
             endpoints: vec![],
             families: vec![],
             withheld: false,
+            repeat: None,
         }
     }
 

@@ -23,6 +23,7 @@ use netdiag_engine::NamespacedName;
 use netdiag_engine::Snapshot;
 use netdiag_engine::agent_deadline;
 use netdiag_engine::report::{Layer, Report};
+use netdiag_engine::{Repetition, collect_repeated, parse_repeat_for};
 use netdiag_engine::{SourceFacts, SourceKind};
 use netdiag_engine::{SourceRef, Target, parse_agent_url, parse_timeout};
 use netdiag_engine::{WorkloadError, workload};
@@ -84,6 +85,16 @@ pub struct CheckArgs {
     /// Per-probe timeout, e.g. 1s or 500ms.
     #[arg(long, default_value = "1s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// Send the live probes (new connections, fresh DNS lookups as the pod) N times in all, back
+    /// to back, and report each one's failures and latency: for failures that come and go.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000), conflicts_with = "for_duration")]
+    pub repeat: Option<u32>,
+    /// Send the live probes every --interval until this much time has passed (e.g. 30s, 5m).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_repeat_for)]
+    pub for_duration: Option<Duration>,
+    /// The pause between rounds of --for.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, requires = "for_duration")]
+    pub interval: Option<Duration>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -99,7 +110,22 @@ pub struct CheckArgs {
     pub agent_url: Option<String>,
 }
 
+/// The pause between rounds of `--for` when `--interval` is not given.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
 impl CheckArgs {
+    /// How often the live probes run: `None` once.
+    fn repetition(&self) -> Option<Repetition> {
+        match (self.repeat, self.for_duration) {
+            (Some(rounds), _) => Some(Repetition::Rounds(rounds)),
+            (None, Some(duration)) => Some(Repetition::For {
+                duration,
+                interval: self.interval.unwrap_or(DEFAULT_INTERVAL),
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// The request for the source pod `from`.
     fn request(&self, from: NamespacedName) -> CheckRequest {
         CheckRequest {
@@ -152,7 +178,10 @@ async fn evidence(args: &CheckArgs, client: &kube::Client, request: &CheckReques
     };
     let (agents, snap) = tokio::join!(agents, Snapshot::read(client, request));
     tracing::info!("read the cluster; probing as {}", request.from);
-    let evidence = collect(&snap, &agents, request).await;
+    let evidence = match args.repetition() {
+        Some(repetition) => collect_repeated(&snap, &agents, request, repetition).await,
+        None => collect(&snap, &agents, request).await,
+    };
     (snap, evidence)
 }
 
@@ -354,4 +383,66 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         }
     }
     ExitCode::from(report.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> Result<CheckArgs, clap::Error> {
+        let mut argv = vec![
+            "kubectl-netdiag",
+            "check",
+            "--from",
+            "shop/checkout",
+            "--to",
+            "svc/payments:80",
+        ];
+        argv.extend(extra);
+        match Cli::try_parse_from(argv)?.into_command() {
+            Command::Check(args) => Ok(args),
+            _ => panic!("check"),
+        }
+    }
+
+    #[test]
+    fn repeat_and_for_say_how_often_the_live_probes_run() {
+        assert_eq!(parse(&[]).unwrap().repetition(), None);
+        assert_eq!(
+            parse(&["--repeat", "20"]).unwrap().repetition(),
+            Some(Repetition::Rounds(20))
+        );
+        assert_eq!(
+            parse(&["--for", "2m"]).unwrap().repetition(),
+            Some(Repetition::For {
+                duration: Duration::from_secs(120),
+                interval: Duration::from_secs(1),
+            })
+        );
+        let every = parse(&["--for", "30s", "--interval", "250ms"])
+            .unwrap()
+            .repetition();
+        assert!(
+            matches!(every, Some(Repetition::For { interval, .. }) if interval == Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn bad_repetitions_are_usage_errors_that_name_the_flag() {
+        let message = |extra: &[&str]| parse(extra).unwrap_err().to_string();
+        assert!(message(&["--repeat", "0"]).contains("--repeat"));
+        assert!(message(&["--repeat", "1001"]).contains("--repeat"));
+        assert!(message(&["--repeat", "5", "--for", "10s"]).contains("cannot be used with"));
+        assert!(message(&["--interval", "1s"]).contains("--for"));
+        assert!(message(&["--for", "2h"]).contains("--for \"2h\": must be between 1ms and 3600s"));
+        assert_eq!(
+            parse(&["--for", "1h"]).unwrap().repetition(),
+            Some(Repetition::For {
+                duration: Duration::from_secs(3600),
+                interval: Duration::from_secs(1),
+            })
+        );
+    }
 }

@@ -362,6 +362,7 @@ mod tests {
             endpoints: vec![],
             families: vec![],
             withheld: false,
+            repeat: None,
         }
     }
 

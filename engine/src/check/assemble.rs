@@ -73,6 +73,7 @@ pub fn assemble(
         secondary,
         policy_enforcers: hints.policy_enforcers,
         source_zone: hints.source_zone,
+        repeats: None,
     }
 }
 

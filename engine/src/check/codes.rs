@@ -69,6 +69,7 @@ codes! {
     DnsRefused = "dns-refused", Dns, "the DNS server answers REFUSED";
     DnsServiceIpNotProxied = "dns-service-ip-not-proxied", Dns, "the DNS pods answer directly, not through the DNS Service IP";
     DnsServerDown = "dns-server-down", Dns, "the DNS pods do not answer";
+    DnsIntermittent = "dns-intermittent", Dns, "a repeated check's lookups, or queries to a DNS pod, fail now and then (`--repeat`, `--for`)";
     ServiceNotApplicable = "service-not-applicable", Service, "the target is a pod or an address that belongs to no Service";
     ServiceUnreadable = "service-unreadable", Service, "the Service could not be read (RBAC, API server)";
     ServiceNotFound = "service-not-found", Service, "no Service of that name in the namespace";
@@ -115,6 +116,7 @@ codes! {
     PodNetworkNoSecondWitness = "pod-network-no-second-witness", PodNetwork, "TCP to pods on another node fails and no second witness tells the path from the pods";
     PodNetworkDatagramRejected = "pod-network-datagram-rejected", PodNetwork, "an ICMP unreachable answers the datagram although policy allows it";
     PodNetworkSilent = "pod-network-silent", PodNetwork, "datagrams get no answer, and UDP silence alone does not tell the path from the application";
+    PodNetworkIntermittent = "pod-network-intermittent", PodNetwork, "a repeated check's connections to an endpoint time out now and then (`--repeat`, `--for`)";
     ServiceProxyNotApplicable = "service-proxy-not-applicable", ServiceProxy, "no Service virtual IP on the path (headless, no ClusterIP, a pod or address target)";
     ServiceProxyNotProbed = "service-proxy-not-probed", ServiceProxy, "the ClusterIP was not probed, or its probe failed";
     ServiceProxyAsEndpoints = "service-proxy-as-endpoints", ServiceProxy, "the ClusterIP answers as its endpoints do: the Service rules translate to them";
@@ -122,6 +124,7 @@ codes! {
     ServiceProxyRulesMissing = "service-proxy-rules-missing", ServiceProxy, "the ClusterIP drops what the pod IPs answer: the Service's rules are missing (kube-proxy/dataplane)";
     ServiceProxyNothingToCompare = "service-proxy-nothing-to-compare", ServiceProxy, "the ClusterIP fails and no endpoint answered to compare it with";
     ServiceProxyStaleRules = "service-proxy-stale-rules", ServiceProxy, "the source node translates the ClusterIP to addresses that are no longer endpoints";
+    ServiceProxyIntermittent = "service-proxy-intermittent", ServiceProxy, "a repeated check's connections to the ClusterIP fail now and then while the endpoints' never do";
     ApplicationNotApplicable = "application-not-applicable", Application, "no destination address to check (an ExternalName Service, no endpoints)";
     ApplicationSocketsUnknown = "application-sockets-unknown", Application, "the destination refuses and its sockets could not be read";
     ApplicationLoopbackOnly = "application-loopback-only", Application, "the destination listens on the port on a loopback address only, not its pod IP";
@@ -130,6 +133,7 @@ codes! {
     ApplicationRefusedOnPath = "application-refused-on-path", Application, "refused although the destination listens: a REJECT on the path or a full accept queue";
     ApplicationNotChecked = "application-not-checked", Application, "a destination was not probed, so the application could not be checked";
     ApplicationAccepts = "application-accepts", Application, "every destination accepts the connection (or answers the datagram)";
+    ApplicationIntermittent = "application-intermittent", Application, "a repeated check's connections to an endpoint are refused now and then";
 }
 
 impl Serialize for Code {

@@ -117,6 +117,7 @@ pub fn withheld(report: &Report) -> Report {
             })
             .collect(),
         withheld: true,
+        repeat: None,
     };
     out.set_fix(vec![FixLine::Hint(WITHHELD_HINT.into())]);
     out

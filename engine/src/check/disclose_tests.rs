@@ -51,6 +51,7 @@ fn marked_report() -> Report {
             summary: MARK.into(),
         }],
         withheld: false,
+        repeat: None,
     };
     report.set_fix(vec![
         FixLine::Hint(format!("{MARK} allow ingress in admin/deny-all")),

@@ -868,3 +868,35 @@ async fn each_endpoint_address_is_evaluated_in_its_own_family() {
         policy_at("fd00:244:2::2")
     );
 }
+
+#[tokio::test]
+async fn a_repeated_check_sends_only_the_live_probes_again_and_tallies_each_round() {
+    let agents = listening_everywhere();
+    let repetition = crate::check::repeat::Repetition::Rounds(4);
+    let ev =
+        crate::check::collect_repeated(&snapshot(), &agents, &request("svc/payments:80"), repetition).await;
+    let facts = ev.repeats.as_ref().expect("a repeated check has tallies");
+    assert_eq!(facts.rounds, 4);
+    let endpoints: Vec<_> = facts
+        .probes
+        .iter()
+        .filter(|p| matches!(p.probed, crate::check::repeat::Probed::Endpoint { .. }))
+        .collect();
+    assert_eq!(endpoints.len(), 2);
+    assert!(
+        endpoints
+            .iter()
+            .all(|p| p.attempts() == 4 && p.intermittent().is_empty())
+    );
+    // The rounds after the first ask the source only, and no witness.
+    let requests = agents.requests.lock().unwrap();
+    let later: Vec<&ProbeRequest> = requests.iter().skip(requests.len() - 3).map(|(_, r)| r).collect();
+    assert!(
+        later.iter().all(|r| r
+            .probes
+            .iter()
+            .all(|p| matches!(p, Probe::Tcp(_) | Probe::Dns(_)))),
+        "{later:?}"
+    );
+    assert_eq!(judge::judge(&ev, 0).verdict, Verdict::Reachable);
+}

@@ -74,6 +74,9 @@ pub struct Evidence {
     /// The zone of the source's node, when an endpoint's zone hints made it matter
     /// ([`super::snapshot::Snapshot::source_zone`]).
     pub source_zone: Option<Fact<Option<String>>>,
+    /// Every attempt of the live probes of a repeated check (`--repeat`, `--for`); `None` for a
+    /// check that looked once.
+    pub repeats: Option<crate::check::repeat::RepeatFacts>,
 }
 
 /// What was probed for the second family of a dual-stack target, besides its endpoints.

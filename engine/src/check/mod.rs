@@ -24,6 +24,7 @@ pub mod plan;
 pub mod probe;
 pub mod prose;
 pub mod reads;
+pub mod repeat;
 pub mod report;
 pub mod snapshot;
 pub mod snippet;
@@ -47,6 +48,7 @@ use probe::Replies;
 /// failing layer, the NetworkPolicy that admits the flow (every front end answers the same).
 pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report {
     let mut report = family::judge(evidence, duration_ms);
+    judge::intermittent::apply(&mut report, evidence);
     if report.failing_layer == Some(report::Layer::NetworkPolicy) {
         report.network_policy = snippet::suggest(snap.as_followed(), evidence);
     }
@@ -57,6 +59,78 @@ pub fn verdict(snap: &Snapshot, evidence: &Evidence, duration_ms: u64) -> Report
 /// once to resolve it, once to probe what it resolved to, with the objects of that address read
 /// then), and assembles the evidence.
 pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &CheckRequest) -> Evidence {
+    let gathered = gather(snap, agents, request).await;
+    gathered.assemble(snap, agents, request, None)
+}
+
+/// [`collect`], with the live probes (DNS as the pod and to each DNS pod, the ClusterIP, every
+/// endpoint) sent again round after round as `repetition` says, each round with new connections
+/// and fresh lookups. The steady checklist judges each probe's usual result; the evidence's
+/// `repeats` tallies every attempt ([`repeat`]).
+pub async fn collect_repeated<A: AgentTransport>(
+    snap: &Snapshot,
+    agents: &A,
+    request: &CheckRequest,
+    repetition: repeat::Repetition,
+) -> Evidence {
+    let started = tokio::time::Instant::now();
+    let mut gathered = gather(snap, agents, request).await;
+    let repeated: Vec<plan::PlannedProbe> = gathered
+        .plan
+        .probes
+        .iter()
+        .filter(|p| repeat::is_repeated(p.key))
+        .cloned()
+        .collect();
+    let mut samples = repeat::Samples::default();
+    samples.add(&gathered.replies);
+    let deadline = probe::agent_deadline(request.timeout);
+    let denied = denied_endpoints(&gathered.plan.destination, &gathered.policy, request);
+    while !repeated.is_empty() && repetition.another(samples.rounds, started.elapsed()) {
+        tokio::time::sleep(repetition.pause()).await;
+        let round = probe::execute(agents, &repeated, deadline, &denied, request.witness_grace()).await;
+        samples.add(&round);
+    }
+    gathered.replies.results.extend(samples.usual());
+    let facts = samples.facts(|key| gathered.plan.probed(key));
+    gathered.assemble(snap, agents, request, Some(facts))
+}
+
+/// What a check's first round gave: its plan (followed to the address a name resolved to), the
+/// replies and the policy evaluation.
+struct Gathered {
+    plan: plan::CheckPlan,
+    replies: Replies,
+    policy: assemble::PolicyEvaluation,
+}
+
+impl Gathered {
+    fn assemble<A: AgentTransport>(
+        self,
+        snap: &Snapshot,
+        agents: &A,
+        request: &CheckRequest,
+        repeats: Option<repeat::RepeatFacts>,
+    ) -> Evidence {
+        let read = snap.as_followed();
+        let hints = assemble::ClusterHints {
+            policy_enforcers: read.enforcers.clone(),
+            source_zone: read.source_zone.clone(),
+        };
+        let mut evidence = assemble::assemble(
+            request,
+            self.plan,
+            &self.replies,
+            &self.policy,
+            agents.location(),
+            hints,
+        );
+        evidence.repeats = repeats;
+        evidence
+    }
+}
+
+async fn gather<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &CheckRequest) -> Gathered {
     let deadline = probe::agent_deadline(request.timeout);
     let mut plan = plan::plan(snap, request);
     let mut policy = assemble::PolicyEvaluation::new(snap, &plan.source);
@@ -75,12 +149,11 @@ pub async fn collect<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &C
         plan.probes.extend(probes);
         replies.extend(more);
     }
-    let read = snap.as_followed();
-    let hints = assemble::ClusterHints {
-        policy_enforcers: read.enforcers.clone(),
-        source_zone: read.source_zone.clone(),
-    };
-    assemble::assemble(request, plan, &replies, &policy, agents.location(), hints)
+    Gathered {
+        plan,
+        replies,
+        policy,
+    }
 }
 
 /// The destination addresses NetworkPolicy denies the source: a failed connection to one is

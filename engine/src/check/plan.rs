@@ -239,6 +239,42 @@ pub struct CheckPlan {
 }
 
 impl CheckPlan {
+    /// What the repeated probe of `key` reached, in report terms; `None` for a probe a repeat
+    /// does not report on its own (the second family's lookup and ClusterIP).
+    pub fn probed(&self, key: ProbeKey) -> Option<crate::check::repeat::Probed> {
+        use crate::check::repeat::Probed;
+        let dest = &self.destination;
+        Some(match key {
+            ProbeKey::Resolve => Probed::Lookup {
+                name: self.dns.as_ref()?.name.clone(),
+            },
+            ProbeKey::DirectDns(ip) => Probed::DnsServer {
+                ip,
+                pod: self
+                    .dns
+                    .as_ref()
+                    .and_then(|d| d.servers.known())
+                    .and_then(|servers| servers.iter().find(|s| s.ip == ip))
+                    .and_then(|s| s.pod.clone()),
+            },
+            ProbeKey::ClusterIp => {
+                let (ip, port) = dest.cluster_ip?;
+                Probed::ClusterIp { ip, port }
+            }
+            ProbeKey::Endpoint(ip, port) => Probed::Endpoint {
+                ip,
+                port,
+                pod: dest
+                    .endpoints
+                    .known()
+                    .and_then(|list| list.iter().find(|e| e.ip == ip && e.port == Some(port)))
+                    .and_then(|e| e.pod.as_ref())
+                    .map(|p| p.key()),
+            },
+            _ => return None,
+        })
+    }
+
     /// The source pod's node and IP, when it runs and can be probed from.
     pub fn probe_source(&self) -> Option<(&str, IpAddr)> {
         match &self.source {

@@ -246,6 +246,116 @@ pub struct Report {
     /// ([`super::disclose::withheld`]); absent otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub withheld: bool,
+    /// A repeated check's tallies (`--repeat`, `--for`); absent for a check that looked once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<RepeatReport>,
+}
+
+/// Every attempt of a repeated check's live probes: per layer and per probe, the failures and
+/// the successful attempts' latency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepeatReport {
+    pub rounds: u32,
+    pub layers: Vec<RepeatedLayer>,
+    pub probes: Vec<RepeatedProbeReport>,
+}
+
+/// One layer's share of the attempts: what its probes tried and how many failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepeatedLayer {
+    pub layer: Layer,
+    pub attempts: u32,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepeatedProbeReport {
+    /// `lookup`, `dns-server`, `cluster-ip` or `endpoint`.
+    pub kind: &'static str,
+    /// What it reached (`shop/payments-2 (10.244.2.3:8080)`, `lookups of payments.shop`).
+    pub probe: String,
+    pub attempts: u32,
+    pub failures: u32,
+    /// Attempts by outcome (`ok`, `timeout`, `refused`, …).
+    pub outcomes: std::collections::BTreeMap<super::repeat::Attempt, u32>,
+    /// The successful attempts' latency percentiles, in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    fn of(probe: &super::repeat::RepeatedProbe) -> Option<Self> {
+        Some(Percentiles {
+            p50: probe.percentile_us(50)?,
+            p90: probe.percentile_us(90)?,
+            p99: probe.percentile_us(99)?,
+            max: probe.percentile_us(100)?,
+        })
+    }
+}
+
+impl RepeatReport {
+    pub fn of(facts: &super::repeat::RepeatFacts) -> Self {
+        use super::repeat::{Attempt, Probed};
+        let failures = |p: &super::repeat::RepeatedProbe, counts: &dyn Fn(Attempt) -> bool| -> u32 {
+            p.tally.iter().filter(|(a, _)| counts(**a)).map(|(_, n)| n).sum()
+        };
+        let failed = |a: Attempt| !matches!(a, Attempt::Ok | Attempt::Error);
+        let probes = facts
+            .probes
+            .iter()
+            .map(|p| RepeatedProbeReport {
+                kind: match p.probed {
+                    Probed::Lookup { .. } => "lookup",
+                    Probed::DnsServer { .. } => "dns-server",
+                    Probed::ClusterIp { .. } => "cluster-ip",
+                    Probed::Endpoint { .. } => "endpoint",
+                },
+                probe: p.probed.to_string(),
+                attempts: p.attempts(),
+                failures: failures(p, &failed),
+                outcomes: p.tally.clone(),
+                latency_us: Percentiles::of(p),
+            })
+            .collect();
+        let layer = |layer: Layer, of: &dyn Fn(&Probed) -> bool, counts: &dyn Fn(Attempt) -> bool| {
+            let mine = facts.probes.iter().filter(|p| of(&p.probed));
+            RepeatedLayer {
+                layer,
+                attempts: mine.clone().map(|p| p.attempts()).sum(),
+                failures: mine.map(|p| failures(p, counts)).sum(),
+            }
+        };
+        let dns = |p: &Probed| matches!(p, Probed::Lookup { .. } | Probed::DnsServer { .. });
+        let endpoint = |p: &Probed| matches!(p, Probed::Endpoint { .. });
+        let vip = |p: &Probed| matches!(p, Probed::ClusterIp { .. });
+        let lost = |a: Attempt| matches!(a, Attempt::Timeout | Attempt::Unreachable);
+        let layers = [
+            layer(Layer::Dns, &dns, &failed),
+            layer(Layer::PodNetwork, &endpoint, &lost),
+            layer(Layer::ServiceProxy, &vip, &failed),
+            layer(Layer::Application, &endpoint, &|a| a == Attempt::Refused),
+        ]
+        .into_iter()
+        .filter(|l| l.attempts > 0)
+        .collect();
+        RepeatReport {
+            rounds: facts.rounds,
+            layers,
+            probes,
+        }
+    }
 }
 
 /// One address family's verdict on a dual-stack target.
@@ -416,6 +526,7 @@ mod tests {
             endpoints: vec![],
             families: vec![],
             withheld: false,
+            repeat: None,
         };
         let mut report = report;
         report.set_fix(vec![

@@ -357,7 +357,22 @@ impl FromStr for SourceRef {
 
 /// Parses `--timeout`: `1s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds.
 pub fn parse_timeout(s: &str) -> Result<Duration, ParseError> {
-    let what = format!("--timeout {s:?}");
+    parse_duration(
+        s,
+        "--timeout",
+        Duration::from_millis(netdiag_proto::MAX_TIMEOUT_MS),
+    )
+}
+
+/// Parses `--for` (how long a repeated check goes on): `30s`, `5m`; an hour at most.
+pub fn parse_repeat_for(s: &str) -> Result<Duration, ParseError> {
+    parse_duration(s, "--for", crate::check::repeat::MAX_DURATION)
+}
+
+/// A duration given as a number and a unit (`ms`, `s`, `m` or `h`; none is seconds), between 1ms and
+/// `max`; `flag` names it in the error.
+fn parse_duration(s: &str, flag: &str, max: Duration) -> Result<Duration, ParseError> {
+    let what = format!("{flag} {s:?}");
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
@@ -369,9 +384,9 @@ pub fn parse_timeout(s: &str) -> Result<Duration, ParseError> {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" => value * 60.0,
-        _ => return invalid(format!("{what}: unknown unit {unit:?}; use ms, s or m")),
+        "h" => value * 3600.0,
+        _ => return invalid(format!("{what}: unknown unit {unit:?}; use ms, s, m or h")),
     };
-    let max = Duration::from_millis(netdiag_proto::MAX_TIMEOUT_MS);
     // Range-check before converting: a huge number must be an error, not an overflow.
     if !(0.001..=max.as_secs_f64()).contains(&seconds) {
         return invalid(format!("{what}: must be between 1ms and {}s", max.as_secs()));
@@ -594,10 +609,23 @@ mod tests {
         assert_eq!(parse_timeout("2").unwrap(), Duration::from_secs(2));
         assert!(parse_timeout("0s").is_err());
         assert!(
-            parse_timeout("1h")
+            parse_timeout("1d")
                 .unwrap_err()
                 .to_string()
                 .contains("unknown unit")
+        );
+        assert!(
+            parse_timeout("1h")
+                .unwrap_err()
+                .to_string()
+                .contains("between 1ms and 30s")
+        );
+        assert_eq!(parse_repeat_for("1h").unwrap(), Duration::from_secs(3600));
+        assert!(
+            parse_repeat_for("61m")
+                .unwrap_err()
+                .to_string()
+                .contains("--for \"61m\"")
         );
         assert!(parse_timeout("fast").is_err());
         assert!(parse_timeout("31s").is_err());

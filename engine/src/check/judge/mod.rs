@@ -16,6 +16,7 @@ mod describe;
 mod dns;
 mod endpoints;
 mod findings;
+pub(crate) mod intermittent;
 mod network_policy;
 mod outcomes;
 mod pod_network;
@@ -198,6 +199,7 @@ pub fn judge(ev: &Evidence, duration_ms: u64) -> Report {
             .collect(),
         families: vec![],
         withheld: false,
+        repeat: None,
     };
     report.set_fix(fix);
     report

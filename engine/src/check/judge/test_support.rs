@@ -298,6 +298,7 @@ pub(super) fn healthy() -> Evidence {
         witnesses: DatapathWitnesses::default(),
         policy_enforcers: None,
         source_zone: None,
+        repeats: None,
     }
 }
 

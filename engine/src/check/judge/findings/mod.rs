@@ -8,6 +8,7 @@ use crate::check::report::{Code, Summary};
 mod application;
 mod dns;
 mod endpoints;
+mod intermittent;
 mod network_policy;
 mod pod_network;
 mod service;
@@ -17,6 +18,7 @@ mod source;
 pub(crate) use application::{ApplicationFinding, Refusal};
 pub(crate) use dns::{DnsDenials, DnsFinding, Via};
 pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
+pub(crate) use intermittent::{Flaky, IntermittentFinding};
 pub(crate) use network_policy::{DeniedHead, Enforcement, NetworkPolicyFinding, Unenforced};
 pub(crate) use pod_network::{
     Dropped, Hole, MtuFinding, PacketReading, PathReading, Place, PodNetworkFinding, Probed, Silence, Span,
