@@ -241,6 +241,7 @@ fn family_rules(
     }
     out.push_str(&filter);
     out.push_str(&deny_rules(plan, faults, family));
+    out.push_str(&intermittent_drop_rules(plan, faults, family));
     out.push_str(&reply_drop_rules(plan, faults, family));
     out.push_str(&family_cut_rules(node_name, faults, family));
     out.push_str("COMMIT\n");
@@ -257,6 +258,7 @@ pub fn fault_rules(plan: &Plan, faults: &[Fault], family: IpFamily) -> String {
         "*filter\n:{POLICY_CHAIN} - [0:0]\n-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}\n"
     );
     out.push_str(&deny_rules(plan, faults, family));
+    out.push_str(&intermittent_drop_rules(plan, faults, family));
     out.push_str("COMMIT\n*mangle\n");
     out.push_str(&reply_drop_rules(plan, faults, family));
     out.push_str("COMMIT\n");
@@ -482,6 +484,54 @@ fn pod_ips(plan: &Plan, end: &str, family: IpFamily) -> Vec<IpAddr> {
         .filter(|p| p.spec.namespace == ns && (name == "*" || p.spec.name == name))
         .filter_map(|p| p.addr(family))
         .collect()
+}
+
+/// The `intermittent-drop` faults: on the way in from the source pod's veth (so on its node only,
+/// where conntrack knows whether a Service address was translated), every `every`th new flow
+/// from the source to the destination is dropped; flows to a Service address translated to it
+/// count only when `throughService` says so.
+fn intermittent_drop_rules(plan: &Plan, faults: &[Fault], family: IpFamily) -> String {
+    let hl = host_len(family);
+    let mut out = String::new();
+    for f in faults {
+        let Fault::IntermittentDrop {
+            from,
+            to,
+            port,
+            protocol,
+            every,
+            through_service,
+        } = f
+        else {
+            continue;
+        };
+        let Some(source) = plan.pods.iter().find(|p| p.key() == *from) else {
+            continue;
+        };
+        let mut matcher = String::new();
+        if let Some(p) = protocol.or(port.map(|_| Protocol::Tcp)) {
+            let p = p.as_iptables();
+            let _ = write!(matcher, " -p {p}");
+            if let Some(port) = port {
+                let _ = write!(matcher, " -m {p} --dport {port}");
+            }
+        }
+        if !through_service {
+            matcher.push_str(" -m conntrack ! --ctstate DNAT");
+        }
+        for src in pod_ips(plan, from, family) {
+            for dst in pod_ips(plan, to, family) {
+                let _ = writeln!(
+                    out,
+                    "-A {POLICY_CHAIN} -s {src}/{hl} -d {dst}/{hl} -i {}{matcher} -m conntrack --ctstate NEW \
+                     -m statistic --mode nth --every {every} --packet 0 \
+                     -m comment --comment \"drop 1 in {every} of {from} -> {to}\" -j DROP",
+                    source.host_if
+                );
+            }
+        }
+    }
+    out
 }
 
 fn deny_rules(plan: &Plan, faults: &[Fault], family: IpFamily) -> String {
@@ -861,5 +911,48 @@ mod tests {
         assert_eq!(dnat.len(), 2);
         let (dnat, _) = routed("", zones, 1);
         assert_eq!(dnat.len(), 2);
+    }
+
+    #[test]
+    fn an_intermittent_drop_counts_new_flows_from_the_source_veth_and_spares_service_traffic() {
+        let rules = |fault: &str| {
+            let s = Scenario::parse(&format!("{TEXT}faults:\n- {fault}\n")).unwrap();
+            let plan = Plan::new(&s, "nl000001", false).unwrap();
+            let source = plan
+                .pods
+                .iter()
+                .find(|p| p.key() == "shop/c")
+                .unwrap()
+                .host_if
+                .clone();
+            (fault_rules(&plan, &s.faults, IpFamily::V4), source)
+        };
+        let (r, source) =
+            rules("{kind: intermittent-drop, from: shop/c, to: shop/p1, port: 8080, every: 15}");
+        let line = r
+            .lines()
+            .find(|l| l.contains("drop 1 in 15"))
+            .expect("the drop rule");
+        assert!(line.contains(&format!(" -i {source} ")), "{line}");
+        assert!(
+            line.contains("-p tcp -m tcp --dport 8080 -m conntrack ! --ctstate DNAT"),
+            "{line}"
+        );
+        assert!(
+            line.contains("--ctstate NEW -m statistic --mode nth --every 15 --packet 0"),
+            "{line}"
+        );
+        assert!(line.ends_with("-j DROP"), "{line}");
+        let (r, _) = rules(
+            "{kind: intermittent-drop, from: shop/c, to: kube-system/coredns-0, port: 53, protocol: UDP, every: 15, throughService: true}",
+        );
+        let line = r
+            .lines()
+            .find(|l| l.contains("drop 1 in 15"))
+            .expect("the drop rule");
+        assert!(
+            line.contains("-p udp -m udp --dport 53") && !line.contains("DNAT"),
+            "{line}"
+        );
     }
 }

@@ -114,6 +114,9 @@ fn check_command(netdiag: &Path, kubeconfig: &Path, check: &Check) -> Command {
     cmd.args(["check", "--kubeconfig"])
         .arg(kubeconfig)
         .args(["--from", &check.from, "--to", &check.to]);
+    if let Some(rounds) = check.repeat {
+        cmd.args(["--repeat", &rounds.to_string()]);
+    }
     cmd
 }
 

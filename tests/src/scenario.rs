@@ -293,6 +293,24 @@ pub enum Fault {
     /// Replies lost on the way back: the SYN from `to` reaches `from`, and `from`'s SYN-ACKs are
     /// dropped on the nodes' forwarding path. `from`/`to` are `namespace/name`.
     ReplyDrop { from: String, to: String },
+    /// One in `every` new connections (or datagrams) from pod `from` to pod `to` dropped on the
+    /// way out of `from`'s node: an intermittent loss, counted (iptables `statistic --mode nth`,
+    /// the first one dropped) so that the share is the same on every run. Only those sent to
+    /// `to`'s own address, unless `throughService`: then also those a Service address was
+    /// translated to. The agent's probe of a lost connection sends a fresh SYN every 100 ms
+    /// until its timeout, and each counts: `every` above 10 keeps the loss one connection in
+    /// `every` rounds.
+    IntermittentDrop {
+        from: String,
+        to: String,
+        #[serde(default)]
+        port: Option<u16>,
+        #[serde(default)]
+        protocol: Option<Protocol>,
+        every: u32,
+        #[serde(default, rename = "throughService")]
+        through_service: bool,
+    },
     /// A stale Service rule on one node: its rules for `service` also translate to the pod `to`,
     /// which does not back the Service (kube-proxy on that node missed an update).
     ServiceRuleStale {
@@ -329,6 +347,9 @@ fn drop_mode() -> DenyMode {
 pub struct Check {
     pub from: String,
     pub to: String,
+    /// `--repeat N`: the live probes sent N times (for intermittent faults).
+    #[serde(default)]
+    pub repeat: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -631,6 +652,33 @@ impl Scenario {
     }
 
     /// Each fault names nodes, pods and Services the scenario has.
+    /// A fault's end: `namespace/name` of a scenario pod or of the lab's own (the DNS pod, an
+    /// agent), or `namespace/*` when `namespaces` allows it.
+    fn validate_fault_end(
+        &self,
+        kind: &str,
+        end: &str,
+        pods: &BTreeSet<String>,
+        namespaces: bool,
+    ) -> Result<(), ScenarioError> {
+        let (ns, name) = split_ref(end)
+            .ok_or_else(|| invalid(format!("{kind} fault end {end:?} is not namespace/name")))?;
+        let lab_pod = (ns == crate::plan::DNS_POD_NAMESPACE && name == crate::plan::DNS_POD_NAME)
+            || (ns == crate::plan::AGENT_NAMESPACE
+                && self.nodes.iter().any(|n| crate::plan::agent_pod_name(n) == name));
+        let lab_ns = ns == crate::plan::DNS_POD_NAMESPACE || ns == crate::plan::AGENT_NAMESPACE;
+        if name == "*" && !namespaces {
+            return Err(invalid(format!("{kind} fault end {end} must name one pod")));
+        }
+        if name != "*" && !pods.contains(end) && !lab_pod {
+            return Err(invalid(format!("{kind} fault names unknown pod {end}")));
+        }
+        if name == "*" && !lab_ns && !self.pods.iter().any(|p| p.namespace == ns) {
+            return Err(invalid(format!("{kind} fault names namespace {ns} without pods")));
+        }
+        Ok(())
+    }
+
     fn validate_faults(
         &self,
         nodes: &BTreeSet<&str>,
@@ -641,21 +689,16 @@ impl Scenario {
             match fault {
                 Fault::Deny { from, to, .. } => {
                     for end in [from, to] {
-                        let (ns, name) = split_ref(end).ok_or_else(|| {
-                            invalid(format!("deny fault end {end:?} is not namespace/name"))
-                        })?;
-                        let lab_pod = (ns == crate::plan::DNS_POD_NAMESPACE
-                            && name == crate::plan::DNS_POD_NAME)
-                            || (ns == crate::plan::AGENT_NAMESPACE
-                                && self.nodes.iter().any(|n| crate::plan::agent_pod_name(n) == name));
-                        let lab_ns =
-                            ns == crate::plan::DNS_POD_NAMESPACE || ns == crate::plan::AGENT_NAMESPACE;
-                        if name != "*" && !pods.contains(end.as_str()) && !lab_pod {
-                            return Err(invalid(format!("deny fault names unknown pod {end}")));
-                        }
-                        if name == "*" && !lab_ns && !self.pods.iter().any(|p| p.namespace == ns) {
-                            return Err(invalid(format!("deny fault names namespace {ns} without pods")));
-                        }
+                        self.validate_fault_end("deny", end, pods, true)?;
+                    }
+                }
+                Fault::IntermittentDrop { from, to, every, .. } => {
+                    self.validate_fault_end("intermittent-drop", from, pods, false)?;
+                    self.validate_fault_end("intermittent-drop", to, pods, false)?;
+                    if !(2..=1000).contains(every) {
+                        return Err(invalid(format!(
+                            "intermittent-drop fault {from} -> {to}: every {every} is outside 2..=1000"
+                        )));
                     }
                 }
                 Fault::DnsDown => {}
@@ -806,6 +849,31 @@ mod tests {
     fn pod_on_unknown_node_is_rejected_by_name() {
         let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: m}\n");
         assert_eq!(e, "scenario pod a/p is on unknown node m");
+    }
+
+    #[test]
+    fn an_intermittent_drop_names_one_pod_at_each_end_and_a_sane_share() {
+        let base = "name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: n}\n- {namespace: a, name: q, node: n}\nfaults:\n";
+        let e = err(&format!(
+            "{base}- {{kind: intermittent-drop, from: a/p, to: a/q, every: 1}}\n"
+        ));
+        assert!(e.contains("every 1 is outside 2..=1000"), "{e}");
+        let e = err(&format!(
+            "{base}- {{kind: intermittent-drop, from: a/*, to: a/q, every: 5}}\n"
+        ));
+        assert!(e.contains("must name one pod"), "{e}");
+        let s = Scenario::parse(&format!(
+            "{base}- {{kind: intermittent-drop, from: a/p, to: kube-system/coredns-0, every: 5, throughService: true}}\n"
+        ))
+        .unwrap();
+        assert!(matches!(
+            s.faults[0],
+            Fault::IntermittentDrop {
+                through_service: true,
+                every: 5,
+                ..
+            }
+        ));
     }
 
     #[test]

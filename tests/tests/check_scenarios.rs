@@ -81,6 +81,8 @@ scenarios! {
     local_traffic_policy_without_an_endpoint_on_the_source_node_fails_endpoints => "local-traffic-policy-no-local-endpoint.yaml",
     local_traffic_policy_judges_only_the_source_nodes_endpoints => "local-traffic-policy-local-endpoint.yaml",
     zone_hints_send_the_source_only_to_its_zones_refusing_endpoint => "topology-same-zone-endpoint-refuses.yaml",
+    one_connection_in_ten_lost_to_one_endpoint_fails_pod_network_when_repeated => "intermittent-endpoint-loss.yaml",
+    one_dns_query_in_ten_lost_fails_dns_when_repeated => "intermittent-dns-loss.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
@@ -673,6 +675,56 @@ fn node_routing_verdicts_are_the_same_on_every_run() {
             endpoints.contains(words),
             "{file}: {words:?} missing from {endpoints:?}"
         );
+    }
+}
+
+/// An intermittent fault reads the same on every run of a repeated check: ten `--repeat 20`
+/// checks of each lab give one exit code, one failing layer and one finding code, naming the
+/// flaky target (the share may differ by a connection; the verdict may not).
+#[test]
+fn intermittent_verdicts_are_the_same_on_every_run() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    for (file, layer, code, words) in [
+        (
+            "intermittent-endpoint-loss.yaml",
+            "pod-network",
+            "pod-network-intermittent",
+            "connections to shop/payments-2 (",
+        ),
+        (
+            "intermittent-dns-loss.yaml",
+            "dns",
+            "dns-intermittent",
+            // Which query is lost (a lookup's or the one sent to the DNS pod) follows the order
+            // the datagrams leave in; that DNS loses them does not.
+            "timed out — a pod's resolver waits its timeout (5 s by default)",
+        ),
+    ] {
+        let lab = CheckLab::up(&scenario(file));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..10 {
+            let mut args = check_json("shop/checkout", "svc/payments.shop:80").to_vec();
+            args.extend(["--repeat", "20"]);
+            let out = lab.netdiag(&args);
+            let report = json(&out);
+            let failing = report["failingLayer"].as_str().unwrap_or_default().to_string();
+            let step = report["steps"]
+                .as_array()
+                .and_then(|steps| steps.iter().find(|s| s["layer"] == failing.as_str()))
+                .cloned()
+                .unwrap_or_default();
+            let summary = step["summary"].as_str().unwrap_or_default();
+            assert!(
+                summary.contains(words),
+                "{file}: {words:?} missing from {summary:?}"
+            );
+            assert_eq!(report["repeat"]["rounds"], 20, "{file}");
+            seen.insert((out.status.code(), failing, step["code"].to_string()));
+        }
+        assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
+        let (_, failing, got) = seen.into_iter().next().unwrap();
+        assert_eq!((failing.as_str(), got.trim_matches('"')), (layer, code), "{file}");
     }
 }
 
