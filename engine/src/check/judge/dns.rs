@@ -81,11 +81,16 @@ pub(super) fn dns_evidence(result: &DnsResult) -> Vec<String> {
     )];
     for c in &result.candidates {
         evidence.push(format!(
-            "{} @{} → {} ({})",
+            "{} @{} → {} ({}{})",
             c.name,
             c.server,
             describe_dns(&c.outcome),
-            fmt_us(c.rtt_us)
+            fmt_us(c.rtt_us),
+            if c.truncated {
+                ", truncated over UDP, asked again over TCP"
+            } else {
+                ""
+            }
         ));
     }
     evidence
@@ -173,6 +178,9 @@ fn resolved(dns: &DnsFacts, result: &DnsResult, addresses: &[IpAddr], evidence: 
                 server: c.server.ip(),
             }
         });
+    if let Some(partial) = some_servers_fail(dns, result, &result.answer.outcome, evidence.clone()) {
+        return partial;
+    }
     pass(
         DnsFinding::Resolved {
             name: name.clone(),
@@ -181,6 +189,67 @@ fn resolved(dns: &DnsFacts, result: &DnsResult, addresses: &[IpAddr], evidence: 
         },
         evidence,
     )
+}
+
+/// Some ready DNS pods (of the queries' family, not denied by policy) fail the query asked of
+/// them directly while others answer: a share of every pod's lookups fails, whichever pod this
+/// one reached, so the verdict does not depend on it.
+fn some_servers_fail(
+    dns: &DnsFacts,
+    result: &DnsResult,
+    outcome: &DnsOutcome,
+    mut evidence: Vec<String>,
+) -> Option<Judgment> {
+    let Fact::Known(cluster) = &dns.cluster_dns else {
+        return None;
+    };
+    let ready: Vec<&DnsPodFacts> = queried_dns_pods(cluster, result)
+        .into_iter()
+        .filter(|p| p.ready && !matches!(p.egress_policy, PolicyCheck::Denied { .. }))
+        .collect();
+    let answers = |o: &DnsOutcome| {
+        matches!(
+            o,
+            DnsOutcome::Resolved { .. } | DnsOutcome::Nxdomain | DnsOutcome::Nodata
+        )
+    };
+    let failing: Vec<ServerFailure> = ready
+        .iter()
+        .filter_map(|p| {
+            let direct = p.direct.known()?;
+            (!answers(direct)).then(|| ServerFailure {
+                server: p.label(),
+                ip: p.ip,
+                outcome: direct.clone(),
+            })
+        })
+        .collect();
+    let answered = ready
+        .iter()
+        .filter(|p| p.direct.known().is_some_and(answers))
+        .count();
+    if answered == 0 {
+        return None;
+    }
+    let failing = NonEmpty::from_vec(failing)?;
+    direct_answers(&ready, &mut evidence);
+    let fix: Vec<FixLine> = failing
+        .iter()
+        .filter_map(|f| f.server.split_once('/'))
+        .flat_map(|(ns, pod)| {
+            [
+                cmd(format!("kubectl -n {ns} logs {pod} --tail=50")),
+                cmd(format!("kubectl -n {ns} describe pod {pod}")),
+            ]
+        })
+        .collect();
+    let finding = DnsFinding::SomeServersFail {
+        name: dns.name.clone(),
+        outcome: outcome.clone(),
+        failing,
+        servers: ready.len(),
+    };
+    Some(fail(finding, evidence, fix))
 }
 
 /// NXDOMAIN or NODATA: which Service was meant, and why the name did not reach it.
@@ -339,6 +408,23 @@ pub(super) fn judge_dns_failure(
             denials: blocked.reasons.clone(),
         });
     }
+    if let Some(truncated) = tcp_fallback_failed(result) {
+        let finding = DnsFinding::TcpFallbackFailed {
+            name,
+            server: truncated.server,
+            outcome: truncated.outcome.clone(),
+        };
+        let fix = vec![
+            hint(
+                "let the pods reach cluster DNS over TCP/53 as well as UDP/53 (NetworkPolicy egress rules and node firewalls): answers over 512 bytes come only over TCP",
+            ),
+            cmd(format!(
+                "kubectl -n {} get networkpolicy -o yaml",
+                cx.from.namespace
+            )),
+        ];
+        return fail(finding, evidence, fix);
+    }
     let fix = vec![
         cmd("kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide"),
         cmd("kubectl -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns"),
@@ -375,6 +461,9 @@ pub(super) fn judge_dns_failure(
         ));
         return fail(DnsFinding::NoReadyPods { name, outcome }, evidence, fix);
     }
+    if let Some(partial) = some_servers_fail(dns, result, failure, evidence.clone()) {
+        return partial;
+    }
     let answered = direct_answers(&ready, &mut evidence);
     let unevaluated: Vec<String> = ready
         .iter()
@@ -406,6 +495,18 @@ pub(super) fn judge_dns_failure(
         evidence,
         fix,
     )
+}
+
+/// The query whose answer came truncated over UDP and whose retry over TCP failed, if one did:
+/// the name exists, but its answer is too large for UDP and TCP/53 does not get through.
+fn tcp_fallback_failed(result: &DnsResult) -> Option<&netdiag_proto::DnsCandidate> {
+    result.candidates.iter().find(|c| {
+        c.truncated
+            && !matches!(
+                c.outcome,
+                DnsOutcome::Resolved { .. } | DnsOutcome::Nxdomain | DnsOutcome::Nodata
+            )
+    })
 }
 
 /// Puts each ready DNS pod's direct answer into `evidence`; returns how many answered the name

@@ -297,3 +297,75 @@ fn cluster_nxdomain_decides_even_when_the_bare_name_is_refused_upstream() {
         }) if close == "payments"
     ));
 }
+
+/// `healthy()` with a second ready DNS pod whose direct query met `outcome`.
+fn second_dns_pod(outcome: DnsOutcome) -> Evidence {
+    let mut ev = healthy();
+    if let Fact::Known(c) = &mut dns_mut(&mut ev).cluster_dns {
+        let mut broken = c.pods[0].clone();
+        broken.pod = Some(NamespacedName::new("kube-system", "coredns-1"));
+        broken.ip = ip("10.244.2.9");
+        broken.direct = Fact::Known(outcome);
+        c.pods.push(broken);
+    }
+    ev
+}
+
+#[test]
+fn one_dns_pod_of_two_failing_fails_dns_whether_or_not_this_lookup_reached_it() {
+    // This lookup reached the good pod and resolved.
+    let ev = second_dns_pod(DnsOutcome::Timeout);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsSomeServersFail));
+    let resolved = summary(&report, Layer::Dns);
+    assert!(
+        resolved.starts_with(
+            "1 of 2 DNS pods fails when asked directly: kube-system/coredns-1 (10.244.2.9): timed out; \
+             the lookups the kube-dns Service sends there fail (about 1 in 2)"
+        ),
+        "{resolved}"
+    );
+    assert!(report.commands.iter().any(|c| c.contains("logs coredns-1")));
+    // This lookup reached the failing pod: the same finding, not an unproxied Service IP.
+    let mut ev = second_dns_pod(DnsOutcome::Servfail);
+    dns_mut(&mut ev).result = Fact::Known(dns_result("payments.shop", DnsOutcome::Servfail));
+    let report = judge(&ev, 0);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsSomeServersFail));
+    assert!(summary(&report, Layer::Dns).contains("coredns-1 (10.244.2.9): SERVFAIL"));
+}
+
+#[test]
+fn every_dns_pod_failing_is_the_server_down_not_a_share() {
+    let mut ev = second_dns_pod(DnsOutcome::Timeout);
+    let dns = dns_mut(&mut ev);
+    dns.result = Fact::Known(dns_result("payments.shop", DnsOutcome::Timeout));
+    if let Fact::Known(c) = &mut dns.cluster_dns {
+        c.pods[0].direct = Fact::Known(DnsOutcome::Timeout);
+    }
+    let report = judge(&ev, 0);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsServerDown));
+}
+
+#[test]
+fn a_truncated_answer_whose_tcp_retry_fails_names_tcp_53_not_the_server() {
+    let mut ev = healthy();
+    let mut result = dns_result("payments.shop", DnsOutcome::Timeout);
+    result.candidates[1].truncated = true;
+    dns_mut(&mut ev).result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsTcpFallbackFailed));
+    assert_eq!(
+        summary(&report, Layer::Dns),
+        "payments.shop: the answer is too large for UDP (truncated) and the retry over TCP to 10.96.0.10:53 timed out: \
+         TCP/53 to cluster DNS is blocked (a firewall, or NetworkPolicy that allows only UDP/53)"
+    );
+    assert!(evidence_text(&report, Layer::Dns).contains("truncated over UDP, asked again over TCP"));
+    assert!(
+        report
+            .hints
+            .iter()
+            .any(|h| h.contains("TCP/53 as well as UDP/53"))
+    );
+}

@@ -120,6 +120,42 @@ pub(crate) enum DnsFinding {
         name: String,
         outcome: DnsOutcome,
     },
+    /// The answer came truncated over UDP and the retry over TCP to `server` failed.
+    TcpFallbackFailed {
+        name: String,
+        server: std::net::SocketAddr,
+        outcome: DnsOutcome,
+    },
+    /// Some of the `servers` ready DNS pods fail the query asked of them directly, while the
+    /// others answer: the lookups the kube-dns Service sends to them fail, whichever one this
+    /// lookup reached (`outcome`: how it went).
+    SomeServersFail {
+        name: String,
+        outcome: DnsOutcome,
+        failing: NonEmpty<ServerFailure>,
+        servers: usize,
+    },
+}
+
+/// One DNS pod that failed the query asked of it directly.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServerFailure {
+    /// The pod's key, or its address.
+    pub server: String,
+    pub ip: IpAddr,
+    pub outcome: DnsOutcome,
+}
+
+impl fmt::Display for ServerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.server,
+            self.ip,
+            describe_dns(&self.outcome)
+        )
+    }
 }
 
 impl DnsFinding {
@@ -143,6 +179,8 @@ impl DnsFinding {
             DnsFinding::Refused { .. } => Code::DnsRefused,
             DnsFinding::ServiceIpNotProxied { .. } => Code::DnsServiceIpNotProxied,
             DnsFinding::ServerDown { .. } => Code::DnsServerDown,
+            DnsFinding::SomeServersFail { .. } => Code::DnsSomeServersFail,
+            DnsFinding::TcpFallbackFailed { .. } => Code::DnsTcpFallbackFailed,
         }
     }
 }
@@ -318,6 +356,32 @@ impl fmt::Display for DnsFinding {
                 "{name} {}: the DNS pods do not answer (DNS server down)",
                 describe_dns(outcome)
             ),
+            DnsFinding::TcpFallbackFailed {
+                name,
+                server,
+                outcome,
+            } => write!(
+                f,
+                "{name}: the answer is too large for UDP (truncated) and the retry over TCP to {server} {}: \
+                 TCP/53 to cluster DNS is blocked (a firewall, or NetworkPolicy that allows only UDP/53)",
+                describe_dns(outcome)
+            ),
+            DnsFinding::SomeServersFail {
+                name,
+                outcome,
+                failing,
+                servers,
+            } => {
+                let n = failing.as_slice().len();
+                let fail = if n == 1 { "fails" } else { "fail" };
+                write!(
+                    f,
+                    "{n} of {servers} DNS pods {fail} when asked directly: {}; the lookups the kube-dns Service sends there fail \
+                     (about {n} in {servers}), so {name} fails now and then (this time: {})",
+                    failing.joined(),
+                    describe_dns(outcome)
+                )
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ mod service_proxy;
 mod source;
 
 pub(crate) use application::{ApplicationFinding, Refusal};
-pub(crate) use dns::{DnsDenials, DnsFinding, Via};
+pub(crate) use dns::{DnsDenials, DnsFinding, ServerFailure, Via};
 pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
 pub(crate) use intermittent::{Flaky, IntermittentFinding};
 pub(crate) use network_policy::{DeniedHead, Enforcement, NetworkPolicyFinding, Unenforced};
