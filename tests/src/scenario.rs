@@ -516,10 +516,15 @@ impl Scenario {
                     "pod {id:?} needs lowercase dns-label namespace and name"
                 )));
             }
-            if SYSTEM_NAMESPACES[1..].contains(&pod.namespace.as_str()) {
+            // kube-system may hold more pods (another DNS replica); the lab's own keep their names.
+            let lab_own = pod.namespace == crate::plan::AGENT_NAMESPACE
+                || (pod.namespace == crate::plan::DNS_POD_NAMESPACE && pod.name == crate::plan::DNS_POD_NAME);
+            if lab_own {
                 return Err(invalid(format!(
-                    "pod {id} is in namespace {}, which the lab reserves for its own pods",
-                    pod.namespace
+                    "pod {id} is one the lab reserves for its own pods (namespace {}, or {}/{})",
+                    crate::plan::AGENT_NAMESPACE,
+                    crate::plan::DNS_POD_NAMESPACE,
+                    crate::plan::DNS_POD_NAME
                 )));
             }
             if !pods.insert(id.clone()) {

@@ -83,6 +83,8 @@ scenarios! {
     zone_hints_send_the_source_only_to_its_zones_refusing_endpoint => "topology-same-zone-endpoint-refuses.yaml",
     one_connection_in_ten_lost_to_one_endpoint_fails_pod_network_when_repeated => "intermittent-endpoint-loss.yaml",
     one_dns_query_in_ten_lost_fails_dns_when_repeated => "intermittent-dns-loss.yaml",
+    one_dns_pod_of_two_failing_fails_dns_by_name => "dns-one-pod-of-two-fails.yaml",
+    a_large_answer_whose_tcp_retry_is_blocked_fails_dns => "dns-tcp-fallback-blocked.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
@@ -676,6 +678,53 @@ fn node_routing_verdicts_are_the_same_on_every_run() {
             "{file}: {words:?} missing from {endpoints:?}"
         );
     }
+}
+
+/// The DNS path server by server reads the same on every run: one failing DNS pod of two,
+/// whichever pod each lookup reached, and a large answer whose TCP retry is blocked; ten checks
+/// of each give one exit code and one dns summary.
+#[test]
+fn dns_server_verdicts_are_the_same_on_every_run() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    for (file, to, code, words) in [
+        (
+            "dns-one-pod-of-two-fails.yaml",
+            "svc/payments.shop:80",
+            "dns-some-servers-fail",
+            "kube-system/coredns-1 (",
+        ),
+        (
+            "dns-tcp-fallback-blocked.yaml",
+            "svc/shards.shop:80",
+            "dns-tcp-fallback-failed",
+            "the retry over TCP to 10.96.0.10:53",
+        ),
+    ] {
+        ten_dns_runs(file, to, code, words);
+    }
+}
+
+fn ten_dns_runs(file: &str, to: &str, want: &str, words: &str) {
+    let lab = CheckLab::up(&scenario(file));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let out = lab.netdiag(&check_json("shop/checkout", to));
+        let report = json(&out);
+        let dns = report["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["layer"] == "dns"))
+            .cloned()
+            .unwrap_or_default();
+        // The lookup's own outcome ("this time: …") follows the pod it reached; the rest may not.
+        let summary = dns["summary"].as_str().unwrap_or_default();
+        let judged = summary.split(", so ").next().unwrap_or_default().to_string();
+        seen.insert((out.status.code(), dns["code"].to_string(), judged));
+    }
+    assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
+    let (code, finding, judged) = seen.into_iter().next().unwrap();
+    assert_eq!((code, finding.trim_matches('"')), (Some(11), want), "{file}");
+    assert!(judged.contains(words), "{file}: {judged}");
 }
 
 /// An intermittent fault reads the same on every run of a repeated check: ten `--repeat 20`
