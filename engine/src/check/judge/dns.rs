@@ -320,7 +320,41 @@ fn name_not_found(
 pub(super) fn resolver_off_cluster(cluster: &ClusterDnsFacts, result: &DnsResult) -> Option<IpAddr> {
     let vip = cluster.service_ip?;
     let servers = &result.resolv_conf.nameservers;
-    (!servers.is_empty() && !servers.iter().any(|s| s.ip() == vip)).then_some(vip)
+    let cluster_resolver = |ip: IpAddr| ip == vip || is_node_local_cache(ip);
+    (!servers.is_empty() && !servers.iter().any(|s| cluster_resolver(s.ip()))).then_some(vip)
+}
+
+/// NodeLocal DNSCache's address, as the project and every distribution that ships it (GKE, the
+/// EKS add-on, kops, kubespray) configure it: the cache on each node listens there and kubelet's
+/// `--cluster-dns` names it. Other link-local resolvers (a cloud's VPC resolver) are off-cluster.
+pub(super) const NODE_LOCAL_CACHE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 20, 10));
+
+pub(super) fn is_node_local_cache(ip: IpAddr) -> bool {
+    ip == NODE_LOCAL_CACHE
+}
+
+/// The lookup failed and the pod asks only a NodeLocal DNSCache, while a DNS pod answers when
+/// asked directly: the cache on the source's node is what fails.
+fn node_local_cache_down(
+    cx: &Context,
+    result: &DnsResult,
+    failure: &DnsOutcome,
+    answered: usize,
+) -> Option<DnsFinding> {
+    let servers = &result.resolv_conf.nameservers;
+    let cache = servers.first()?.ip();
+    let failed = matches!(
+        failure,
+        DnsOutcome::Timeout | DnsOutcome::Error { .. } | DnsOutcome::Refused
+    );
+    (failed && answered > 0 && servers.iter().all(|s| is_node_local_cache(s.ip()))).then(|| {
+        DnsFinding::NodeLocalCacheDown {
+            name: result.name.clone(),
+            outcome: failure.clone(),
+            cache,
+            node: cx.source_node().map(str::to_string),
+        }
+    })
 }
 
 pub(super) fn dns_policy_command(cx: &Context) -> String {
@@ -465,6 +499,13 @@ pub(super) fn judge_dns_failure(
         return partial;
     }
     let answered = direct_answers(&ready, &mut evidence);
+    if let Some(finding) = node_local_cache_down(cx, result, failure, answered) {
+        let fix = vec![
+            cmd("kubectl -n kube-system get pods -l k8s-app=node-local-dns -o wide"),
+            cmd("kubectl -n kube-system logs -l k8s-app=node-local-dns --tail=50"),
+        ];
+        return fail(finding, evidence, fix);
+    }
     let unevaluated: Vec<String> = ready
         .iter()
         .filter_map(|p| match &p.egress_policy {

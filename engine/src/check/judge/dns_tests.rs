@@ -369,3 +369,41 @@ fn a_truncated_answer_whose_tcp_retry_fails_names_tcp_53_not_the_server() {
             .any(|h| h.contains("TCP/53 as well as UDP/53"))
     );
 }
+
+/// `healthy()` with the pod's resolv.conf naming the NodeLocal DNSCache, and the lookup's outcome.
+fn via_node_local(outcome: DnsOutcome) -> Evidence {
+    let mut ev = healthy();
+    let mut result = dns_result("payments.shop", outcome);
+    let cache: SocketAddr = "169.254.20.10:53".parse().unwrap();
+    result.resolv_conf.nameservers = vec![cache];
+    for c in &mut result.candidates {
+        c.server = cache;
+    }
+    dns_mut(&mut ev).result = Fact::Known(result);
+    ev
+}
+
+#[test]
+fn a_node_local_cache_is_the_cluster_resolver_and_its_failure_is_named() {
+    assert_eq!(
+        judge(&via_node_local(resolved_vip()), 0).verdict,
+        Verdict::Reachable
+    );
+    let report = judge(&via_node_local(DnsOutcome::Timeout), 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsNodeLocalCacheDown));
+    assert_eq!(
+        summary(&report, Layer::Dns),
+        "payments.shop fails via the NodeLocal DNSCache at 169.254.20.10 on node-a (timed out), while the DNS \
+         pods answer directly: the node-local cache is down"
+    );
+    assert!(
+        report
+            .commands
+            .iter()
+            .any(|c| c.contains("k8s-app=node-local-dns"))
+    );
+    // NXDOMAIN through the cache is judged as the cluster's answer, not an off-cluster resolver.
+    let report = judge(&via_node_local(DnsOutcome::Nxdomain), 0);
+    assert_ne!(code(&report, Layer::Dns), Some(Code::DnsResolverOffCluster));
+}

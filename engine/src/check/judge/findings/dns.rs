@@ -120,6 +120,14 @@ pub(crate) enum DnsFinding {
         name: String,
         outcome: DnsOutcome,
     },
+    /// The pod asks only a NodeLocal DNSCache at `cache`, which failed, while the DNS pods answer.
+    NodeLocalCacheDown {
+        name: String,
+        outcome: DnsOutcome,
+        cache: IpAddr,
+        /// The source's node, where that cache runs.
+        node: Option<String>,
+    },
     /// The answer came truncated over UDP and the retry over TCP to `server` failed.
     TcpFallbackFailed {
         name: String,
@@ -181,6 +189,7 @@ impl DnsFinding {
             DnsFinding::ServerDown { .. } => Code::DnsServerDown,
             DnsFinding::SomeServersFail { .. } => Code::DnsSomeServersFail,
             DnsFinding::TcpFallbackFailed { .. } => Code::DnsTcpFallbackFailed,
+            DnsFinding::NodeLocalCacheDown { .. } => Code::DnsNodeLocalCacheDown,
         }
     }
 }
@@ -354,6 +363,18 @@ impl fmt::Display for DnsFinding {
             DnsFinding::ServerDown { name, outcome } => write!(
                 f,
                 "{name} {}: the DNS pods do not answer (DNS server down)",
+                describe_dns(outcome)
+            ),
+            DnsFinding::NodeLocalCacheDown {
+                name,
+                outcome,
+                cache,
+                node,
+            } => write!(
+                f,
+                "{name} fails via the NodeLocal DNSCache at {cache}{} ({}), while the DNS pods answer directly: \
+                 the node-local cache is down",
+                node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default(),
                 describe_dns(outcome)
             ),
             DnsFinding::TcpFallbackFailed {
