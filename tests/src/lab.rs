@@ -229,6 +229,7 @@ impl Builder<'_> {
         self.network()?;
         self.rules(slices)?;
         self.link_faults()?;
+        self.node_local_dns()?;
         let ready_dir = self.state.path("ready");
         let me = std::env::current_exe().context("failed to find the lab's own executable")?;
         let (tokens, rbac) = crate::endpoint_lab::write_agent_credentials(self.state, self.scenario)?;
@@ -442,6 +443,70 @@ impl Builder<'_> {
             )
             .with_context(|| format!("failed to program {tool} in node namespace {ns}"))
         })
+    }
+
+    /// NodeLocal DNSCache, as the lab runs it: on each node, the cache's address on the node's
+    /// loopback (the upstream cache puts it on a dummy `nodelocaldns` link, a kind of link this
+    /// kernel lacks) and dnsmasq bound to it, forwarding every query to the kube-dns
+    /// ClusterIP (the upstream cache is CoreDNS; dnsmasq is the lab's stand-in). A node with a
+    /// `node-local-dns-down` fault keeps the address and runs nothing on it.
+    pub(crate) fn node_local_dns(&self) -> Result<()> {
+        let plan = self.plan;
+        if !plan.node_local_dns {
+            return Ok(());
+        }
+        let cache = plan::NODE_LOCAL_DNS_IP;
+        for node in &plan.nodes {
+            let ns = node.netns.as_str();
+            let address = format!("{cache}/32");
+            run("ip", &["-n", ns, "addr", "add", &address, "dev", "lo"], "")?;
+            let down = self
+                .scenario
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::NodeLocalDnsDown { node: n } if *n == node.name));
+            if down {
+                continue;
+            }
+            let log = self.state.path(&format!("logs/node-local-dns-{}.log", node.name));
+            std::fs::create_dir_all(self.state.path("logs"))?;
+            let args: Vec<String> = [
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--cache-size=0",
+                "--log-facility=-",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([
+                format!("--listen-address={cache}"),
+                format!("--server={}", plan::DNS_SERVICE_IP),
+                "--user=root".into(),
+            ])
+            .collect();
+            crate::cluster::components::spawn_in(ns, Path::new("dnsmasq"), &args, &log)
+                .with_context(|| format!("failed to start the node-local DNS cache of {}", node.name))?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while netns::connect_tcp(
+                &netns::named(ns),
+                SocketAddr::from((cache, 53)),
+                Duration::from_millis(200),
+            )
+            .is_err()
+            {
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "the node-local DNS cache of {} did not start; its log: {}",
+                        node.name,
+                        log.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
     }
 
     /// The link-cut and link-mtu faults, on the nodes' ports in the underlay.

@@ -9,6 +9,9 @@ use crate::scenario::{
     TrafficPolicy,
 };
 
+/// NodeLocal DNSCache's address on every node (the upstream project's default).
+pub const NODE_LOCAL_DNS_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 20, 10);
+
 /// ClusterIP of `kube-system/kube-dns`.
 pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// Address of the underlay router every node reaches the rest of the "datacenter" through.
@@ -170,6 +173,8 @@ pub struct Plan {
     pub pods: Vec<PodPlan>,
     pub services: Vec<ServicePlan>,
     pub dns_down: bool,
+    /// NodeLocal DNSCache at [`NODE_LOCAL_DNS_IP`] on every node, in the pods' resolv.conf.
+    pub node_local_dns: bool,
     /// The cluster's families, primary first.
     pub families: Vec<IpFamily>,
 }
@@ -308,6 +313,7 @@ impl Plan {
             pods,
             services,
             dns_down: scenario.dns_down(),
+            node_local_dns: scenario.node_local_dns,
             families,
         })
     }
@@ -325,7 +331,12 @@ impl Plan {
 
     /// The cluster DNS ClusterIP pods are told to use: the primary family's, as kubelet's
     /// `clusterDNS` lists it first.
+    /// The nameserver of the pods' resolv.conf (kubelet `--cluster-dns`): the NodeLocal
+    /// DNSCache's address when the cluster runs one, else the kube-dns ClusterIP.
     pub fn dns_nameserver(&self) -> IpAddr {
+        if self.node_local_dns {
+            return IpAddr::V4(NODE_LOCAL_DNS_IP);
+        }
         match self.families[0] {
             IpFamily::V4 => IpAddr::V4(DNS_SERVICE_IP),
             IpFamily::V6 => IpAddr::V6(DNS_SERVICE_IP6),

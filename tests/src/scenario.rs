@@ -45,6 +45,10 @@ pub struct Scenario {
     /// How real kube-proxy programs Services when the lab runs the real dataplane.
     #[serde(default)]
     pub proxy_mode: ProxyMode,
+    /// NodeLocal DNSCache: a DNS cache on every node at 169.254.20.10, forwarding to kube-dns,
+    /// and the pods' resolv.conf naming it (kubelet `--cluster-dns`). IPv4 clusters only.
+    #[serde(default)]
+    pub node_local_dns: bool,
     #[serde(default)]
     pub pods: Vec<PodSpec>,
     #[serde(default)]
@@ -278,6 +282,8 @@ pub enum Fault {
     },
     /// The cluster DNS server is not running (its pod is not ready).
     DnsDown,
+    /// The NodeLocal DNSCache of `node` is not running: its address answers nothing.
+    NodeLocalDnsDown { node: String },
     /// A Service's kube-proxy rules are missing on one node (stale kube-proxy).
     ServiceRulesMissing { service: String, node: String },
     /// The node's link to the other nodes is down; with `family`, only that family's traffic
@@ -494,6 +500,9 @@ impl Scenario {
                 return Err(invalid(format!("lists node {node} twice")));
             }
         }
+        if self.node_local_dns && self.ip_families.first() != Some(&IpFamily::V4) {
+            return Err(invalid("nodeLocalDns needs an IPv4 (or IPv4-primary) cluster"));
+        }
         for (node, zone) in &self.zones {
             if !nodes.contains(node.as_str()) {
                 return Err(invalid(format!("zones names unknown node {node}")));
@@ -707,6 +716,18 @@ impl Scenario {
                     }
                 }
                 Fault::DnsDown => {}
+                Fault::NodeLocalDnsDown { node } => {
+                    if !self.node_local_dns {
+                        return Err(invalid(format!(
+                            "node-local-dns-down fault on node {node} needs nodeLocalDns: true"
+                        )));
+                    }
+                    if !nodes.contains(node.as_str()) {
+                        return Err(invalid(format!(
+                            "node-local-dns-down fault names unknown node {node}"
+                        )));
+                    }
+                }
                 Fault::ServiceRulesMissing { service, node } => {
                     if !services.contains(service.as_str()) {
                         return Err(invalid(format!(
@@ -854,6 +875,20 @@ mod tests {
     fn pod_on_unknown_node_is_rejected_by_name() {
         let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: m}\n");
         assert_eq!(e, "scenario pod a/p is on unknown node m");
+    }
+
+    #[test]
+    fn a_node_local_dns_cache_needs_ipv4_and_its_fault_needs_the_cache() {
+        let e = err("name: t\nnodes: [n]\nipFamilies: [IPv6]\nnodeLocalDns: true\n");
+        assert!(e.contains("nodeLocalDns needs an IPv4"), "{e}");
+        let e = err("name: t\nnodes: [n]\nfaults: [{kind: node-local-dns-down, node: n}]\n");
+        assert!(e.contains("needs nodeLocalDns: true"), "{e}");
+        let e =
+            err("name: t\nnodes: [n]\nnodeLocalDns: true\nfaults: [{kind: node-local-dns-down, node: m}]\n");
+        assert!(e.contains("unknown node m"), "{e}");
+        let s = Scenario::parse("name: t\nnodes: [n]\nnodeLocalDns: true\n").unwrap();
+        let plan = crate::plan::Plan::new(&s, "nl000001", false).unwrap();
+        assert_eq!(plan.dns_nameserver().to_string(), "169.254.20.10");
     }
 
     #[test]

@@ -85,6 +85,8 @@ scenarios! {
     one_dns_query_in_ten_lost_fails_dns_when_repeated => "intermittent-dns-loss.yaml",
     one_dns_pod_of_two_failing_fails_dns_by_name => "dns-one-pod-of-two-fails.yaml",
     a_large_answer_whose_tcp_retry_is_blocked_fails_dns => "dns-tcp-fallback-blocked.yaml",
+    lookups_through_a_node_local_dns_cache_are_reachable => "node-local-dns-healthy.yaml",
+    a_node_local_dns_cache_that_is_down_fails_dns_by_name => "node-local-dns-down.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
@@ -699,6 +701,12 @@ fn dns_server_verdicts_are_the_same_on_every_run() {
             "svc/shards.shop:80",
             "dns-tcp-fallback-failed",
             "the retry over TCP to 10.96.0.10:53",
+        ),
+        (
+            "node-local-dns-down.yaml",
+            "svc/payments.shop:80",
+            "dns-node-local-cache-down",
+            "NodeLocal DNSCache at 169.254.20.10 on node-a",
         ),
     ] {
         ten_dns_runs(file, to, code, words);

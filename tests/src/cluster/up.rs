@@ -71,6 +71,7 @@ impl Builder<'_> {
         // A cut or shrunk link happens to a running cluster: after every component synced over it.
         self.link_faults()?;
         self.family_cuts()?;
+        self.node_local_dns()?;
         let mut info = self.info(&pids, relay_pid, &url);
         info.api = ApiInfo { url, pid: relay_pid };
         // The DaemonSet named the agents' pods; the plan's names were placeholders.
