@@ -62,6 +62,10 @@ pub struct CheckInput {
     /// Per-probe timeout, e.g. 1s or 500ms (default 1s).
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Send the live probes this many times (1–1000) and report each one's failures and
+    /// latency, for failures that come and go (as `check --repeat`).
+    #[serde(default)]
+    pub repeat: Option<u32>,
 }
 
 /// Arguments of the `policy_explain` tool.
@@ -128,13 +132,21 @@ impl Netdiag {
             Some(text) => parse_timeout(text).map_err(usage)?,
             None => Duration::from_secs(1),
         };
+        if let Some(rounds) = input.repeat
+            && !(1..=netdiag_engine::repeat::MAX_ROUNDS).contains(&rounds)
+        {
+            return Err(usage(format!(
+                "repeat {rounds}: must be between 1 and {}",
+                netdiag_engine::repeat::MAX_ROUNDS
+            )));
+        }
         Ok(CheckArgs {
             kube: self.kube(input.namespace),
             from: Some(from),
             selector: None,
             to,
             timeout,
-            repeat: None,
+            repeat: input.repeat,
             for_duration: None,
             interval: None,
             output: check::OutputFormat::Json,
@@ -320,8 +332,10 @@ mod tests {
             to: "svc/payments:80".into(),
             namespace: None,
             timeout: Some("500ms".into()),
+            repeat: Some(20),
         };
         let args = netdiag.check_args(input).unwrap();
+        assert_eq!(args.repeat, Some(20));
         assert_eq!(args.kube.context.as_deref(), Some("lab"));
         assert_eq!(args.kube.namespace(), Some("shop"));
         assert_eq!(args.agent_namespace, "probes");
@@ -350,10 +364,23 @@ mod tests {
             to: "svc/payments:80".into(),
             namespace: None,
             timeout: Some("1d".into()),
+            repeat: None,
         };
         let err = netdiag.check_args(input).unwrap_err();
         assert_eq!(err.reason, Reason::Usage);
         assert!(err.message.contains("unknown unit"), "{err}");
+        let input = CheckInput {
+            from: "shop/checkout".into(),
+            to: "svc/payments:80".into(),
+            namespace: None,
+            timeout: None,
+            repeat: Some(0),
+        };
+        let err = netdiag.check_args(input).unwrap_err();
+        assert_eq!(
+            (err.reason, err.message.as_str()),
+            (Reason::Usage, "repeat 0: must be between 1 and 1000")
+        );
         let input = PolicyExplainInput {
             from: "a".into(),
             to: "b".into(),

@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::plan::{CLUSTER_DOMAIN, Plan};
 
 /// dnsmasq's configuration file for the lab's cluster DNS pod.
-pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice]) -> String {
+pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice], objects: &[serde_json::Value]) -> String {
     let dns = plan.dns_pod();
     let listen: Vec<String> = std::iter::once(dns.ip.into())
         .chain(dns.ip6.map(std::net::IpAddr::V6))
@@ -62,6 +62,25 @@ pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice]) -> String {
             }
         }
     }
+    // An ExternalName Service is a CNAME, as CoreDNS answers it (dnsmasq follows it to a name it
+    // serves itself: another Service of the cluster).
+    for obj in objects.iter().filter(|o| o["kind"] == "Service") {
+        let (Some(ns), Some(name)) = (obj.pointer("/metadata/namespace"), obj.pointer("/metadata/name"))
+        else {
+            continue;
+        };
+        if obj.pointer("/spec/type").and_then(serde_json::Value::as_str) != Some("ExternalName") {
+            continue;
+        }
+        if let Some(target) = obj
+            .pointer("/spec/externalName")
+            .and_then(serde_json::Value::as_str)
+        {
+            let (ns, name) = (ns.as_str().unwrap_or_default(), name.as_str().unwrap_or_default());
+            let target = target.trim_end_matches('.');
+            let _ = writeln!(out, "cname={name}.{ns}.svc.{CLUSTER_DOMAIN},{target}");
+        }
+    }
     out
 }
 
@@ -82,7 +101,11 @@ mod tests {
         )
         .unwrap();
         let plan = Plan::new(&s, "nl000001", false).unwrap();
-        let conf = dnsmasq_conf(&plan, &endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap());
+        let conf = dnsmasq_conf(
+            &plan,
+            &endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap(),
+            &s.objects,
+        );
         let records: Vec<&str> = conf.lines().filter(|l| l.starts_with("host-record=")).collect();
         assert_eq!(
             records,
@@ -110,7 +133,11 @@ mod tests {
         )
         .unwrap();
         let plan = Plan::new(&s, "nl000001", false).unwrap();
-        let conf = dnsmasq_conf(&plan, &endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap());
+        let conf = dnsmasq_conf(
+            &plan,
+            &endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap(),
+            &s.objects,
+        );
         let records: Vec<&str> = conf.lines().filter(|l| l.starts_with("host-record=")).collect();
         assert_eq!(
             records,
@@ -136,5 +163,25 @@ mod tests {
         );
         assert!(conf.contains("no-resolv\n"), "no upstream");
         assert!(conf.contains(&format!("listen-address={}\n", plan.dns_pod().ip)));
+    }
+
+    #[test]
+    fn an_external_name_service_is_a_cname() {
+        let s = Scenario::parse(
+            "name: t\nnodes: [a]\nservices:\n- {namespace: shop, name: pay, ports: [{port: 80}]}\n\
+             objects:\n- {apiVersion: v1, kind: Service, metadata: {name: pay, namespace: web},\n\
+             \x20 spec: {type: ExternalName, externalName: pay.shop.svc.cluster.local.}}\n",
+        )
+        .unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let conf = dnsmasq_conf(
+            &plan,
+            &endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap(),
+            &s.objects,
+        );
+        assert!(
+            conf.contains("cname=pay.web.svc.cluster.local,pay.shop.svc.cluster.local\n"),
+            "{conf}"
+        );
     }
 }

@@ -597,7 +597,10 @@ impl Builder<'_> {
         let plan = self.plan;
         self.write_resolv_confs(ready_dir)?;
         let dnsmasq_conf = self.state.path("dnsmasq.conf");
-        std::fs::write(&dnsmasq_conf, crate::dns::dnsmasq_conf(plan, slices))?;
+        std::fs::write(
+            &dnsmasq_conf,
+            crate::dns::dnsmasq_conf(plan, slices, &self.scenario.objects),
+        )?;
         self.spawn_pods(me, &dnsmasq_conf, ready_dir, |_| true)
     }
 

@@ -80,6 +80,7 @@ scenarios! {
     the_udp_port_of_kube_dns_is_checked_with_a_dns_query => "udp-dns-service.yaml",
     local_traffic_policy_without_an_endpoint_on_the_source_node_fails_endpoints => "local-traffic-policy-no-local-endpoint.yaml",
     local_traffic_policy_judges_only_the_source_nodes_endpoints => "local-traffic-policy-local-endpoint.yaml",
+    local_traffic_policy_falls_back_to_the_nodes_terminating_endpoint => "local-traffic-policy-terminating-fallback.yaml",
     zone_hints_send_the_source_only_to_its_zones_refusing_endpoint => "topology-same-zone-endpoint-refuses.yaml",
     one_connection_in_ten_lost_to_one_endpoint_fails_pod_network_when_repeated => "intermittent-endpoint-loss.yaml",
     one_dns_query_in_ten_lost_fails_dns_when_repeated => "intermittent-dns-loss.yaml",
@@ -87,6 +88,7 @@ scenarios! {
     a_large_answer_whose_tcp_retry_is_blocked_fails_dns => "dns-tcp-fallback-blocked.yaml",
     lookups_through_a_node_local_dns_cache_are_reachable => "node-local-dns-healthy.yaml",
     a_node_local_dns_cache_that_is_down_fails_dns_by_name => "node-local-dns-down.yaml",
+    an_external_name_alias_is_followed_to_the_service_it_names => "external-name-alias.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
@@ -653,6 +655,11 @@ fn node_routing_verdicts_are_the_same_on_every_run() {
             "local-traffic-policy-local-endpoint.yaml",
             0,
             "uses payments-0 only (internalTrafficPolicy: Local)",
+        ),
+        (
+            "local-traffic-policy-terminating-fallback.yaml",
+            0,
+            "uses payments-0 (terminating, still serving) only",
         ),
         (
             "topology-same-zone-endpoint-refuses.yaml",

@@ -251,6 +251,8 @@ pub struct ServiceSpecFacts {
     pub headless: bool,
     pub external_name: Option<String>,
     pub ports: Vec<ServicePortFacts>,
+    /// The ExternalName Service the target named, when it is an alias for this one.
+    pub alias_of: Option<ExternalNameAlias>,
     /// Which endpoints in-cluster clients use: all, or those on their own node.
     pub internal_traffic_policy: TrafficPolicy,
     /// `spec.trafficDistribution` (`PreferClose`, `PreferSameZone`, `PreferSameNode`), as given.
@@ -263,6 +265,14 @@ pub struct ServiceSpecFacts {
     pub selector: Option<BTreeMap<String, String>>,
     /// Pods the selector matches (any readiness).
     pub selected_pods: Vec<PodFacts>,
+}
+
+/// An ExternalName Service whose `externalName` is another Service's name in the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalNameAlias {
+    pub service: NamespacedName,
+    /// Its `externalName` as written.
+    pub host: String,
 }
 
 impl ServiceSpecFacts {

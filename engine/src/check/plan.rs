@@ -351,7 +351,7 @@ mod destination;
 mod dns;
 mod probes;
 
-pub use destination::service_guess;
+pub use destination::{in_cluster_alias, service_guess};
 pub use probes::{CAPTURE_MARGIN_MS, explains, live_targets, witness_nodes};
 
 use destination::{DestKey, destination_key, plan_destination};

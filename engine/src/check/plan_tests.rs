@@ -534,3 +534,55 @@ fn is_witness(key: &ProbeKey) -> bool {
         ProbeKey::PathMtu(..) | ProbeKey::Capture(_) | ProbeKey::NodeDataplane
     )
 }
+
+/// `shop()` with ExternalName Services in namespace web: one aliasing shop/payments, one for a
+/// host outside the cluster.
+fn with_aliases() -> Snapshot {
+    let mut snap = shop();
+    if let Fact::Known(services) = &mut snap.services {
+        for (name, host) in [
+            ("payments-alias", "payments.shop.svc.cluster.local."),
+            ("billing", "billing.example.com"),
+        ] {
+            services.push(
+                serde_json::from_value(json!({
+                    "metadata": {"namespace": "web", "name": name},
+                    "spec": {"type": "ExternalName", "externalName": host}
+                }))
+                .unwrap(),
+            );
+        }
+    }
+    snap
+}
+
+#[test]
+fn an_external_name_alias_for_a_cluster_service_is_planned_as_that_service() {
+    let aliased = plan(&with_aliases(), &request("svc/payments-alias.web:80"));
+    let ServiceFacts::Found(svc) = &aliased.destination.service else {
+        panic!("{:?}", aliased.destination.service)
+    };
+    assert_eq!(svc.key(), NamespacedName::new("shop", "payments"));
+    let alias = svc.alias_of.as_ref().expect("the alias is said");
+    assert_eq!(alias.service, NamespacedName::new("web", "payments-alias"));
+    assert_eq!(aliased.destination.cluster_ip, Some((ip("10.96.1.1"), 80)));
+    assert_eq!(aliased.destination.expected_dns, vec![ip("10.96.1.1")]);
+    assert!(
+        keys(&aliased)
+            .iter()
+            .any(|(k, _, _)| *k == ProbeKey::Endpoint(ip("10.244.2.2"), 8080))
+    );
+    // The name still resolved is the alias's, as the client asks it.
+    assert_eq!(aliased.dns.as_ref().unwrap().name, "payments-alias.web");
+    // A host outside the cluster stays an ExternalName: nothing in the cluster to probe.
+    let external = plan(&with_aliases(), &request("svc/billing.web:80"));
+    let ServiceFacts::Found(svc) = &external.destination.service else {
+        panic!()
+    };
+    assert_eq!(svc.external_name.as_deref(), Some("billing.example.com"));
+    assert_eq!(in_cluster_alias("billing.example.com"), None);
+    assert_eq!(
+        in_cluster_alias("payments.shop.svc"),
+        Some(NamespacedName::new("shop", "payments"))
+    );
+}

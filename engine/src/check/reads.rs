@@ -29,7 +29,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::Selector;
 
-use super::plan::{CheckRequest, service_guess};
+use super::plan::{CheckRequest, in_cluster_alias, service_guess};
 use super::target::Target;
 use crate::cluster::pods::pod_ips;
 use crate::cluster::{Access, NamespacedName};
@@ -309,6 +309,10 @@ impl Wants {
     /// The Service the target names; when it is missing, the names that may have been meant.
     fn target_service(&mut self, key: &NamespacedName, seen: &Seen) {
         self.service(key, true, seen);
+        // An ExternalName alias for one of the cluster's Services: the one it names, once.
+        if let Some(alias) = seen.service(key).and_then(external_alias).filter(|a| a != key) {
+            self.service(&alias, true, seen);
+        }
         if seen.absent_service(key) {
             self.reads.insert(Read::ServicesIn(key.namespace.clone()));
             self.reads.insert(Read::ServicesNamed(key.name.clone()));
@@ -376,6 +380,15 @@ fn has_zone_hints(slice: &EndpointSlice) -> bool {
             .and_then(|h| h.for_zones.as_ref())
             .is_some_and(|z| !z.is_empty())
     })
+}
+
+/// The Service an ExternalName Service names, when it names one of the cluster's.
+fn external_alias(svc: &Service) -> Option<NamespacedName> {
+    let spec = svc.spec.as_ref()?;
+    if spec.type_.as_deref() != Some("ExternalName") {
+        return None;
+    }
+    in_cluster_alias(spec.external_name.as_deref()?)
 }
 
 /// The Service's selector as a label selector string; `None` for a Service without one.

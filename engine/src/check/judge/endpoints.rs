@@ -72,7 +72,8 @@ pub(super) fn judge_endpoints(cx: &Context) -> Judgment {
                 ready: ready.as_slice().len(),
                 total: list.len(),
                 node: route.node.to_string(),
-                used: NonEmpty::from_vec(labels(&route.used)).unwrap_or_else(|| ready.clone()),
+                used: NonEmpty::from_vec(route.used.iter().map(|e| used_name(e)).collect())
+                    .unwrap_or_else(|| ready.clone()),
                 routing: route.routing.clone(),
             },
             None => EndpointsFinding::Ready {
@@ -171,13 +172,24 @@ fn rules_line(rules: &netdiag_proto::ServiceRules) -> String {
     }
 }
 
+/// An endpoint the source's node uses, by its pod's name (else its address), said to be
+/// terminating when kube-proxy falls back to it for want of a ready one.
+fn used_name(e: &EndpointFacts) -> String {
+    let name = e.pod.as_ref().map_or_else(|| e.label(), |p| p.name.clone());
+    if e.conditions.ready {
+        name
+    } else {
+        format!("{name} (terminating, still serving)")
+    }
+}
+
 /// Why the source's node uses fewer endpoints than the Service has, as an evidence line.
 fn route_line(route: &NodeRoute) -> Option<String> {
     let names = || {
         route
             .used
             .iter()
-            .map(|e| e.pod.as_ref().map_or_else(|| e.label(), |p| p.name.clone()))
+            .map(|e| used_name(e))
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -291,3 +291,21 @@ fn an_unread_zone_is_said_and_every_endpoint_taken_as_used() {
     assert_eq!(report.verdict, Verdict::Reachable);
     assert!(evidence_text(&report, Layer::Endpoints).contains("node-a's zone is not known"));
 }
+
+#[test]
+fn local_traffic_policy_falls_back_to_the_nodes_terminating_endpoint_and_says_so() {
+    let mut ev = local_from("node-a");
+    // payments-0 on node-a terminates but still serves; payments-1 on node-b is ready but refuses.
+    endpoints_mut(&mut ev)[0].conditions = Conditions {
+        ready: false,
+        serving: true,
+        terminating: true,
+    };
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(refused());
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    assert_eq!(
+        summary(&report, Layer::Endpoints),
+        "1/2 ready; kube-proxy on node-a uses payments-0 (terminating, still serving) only (internalTrafficPolicy: Local)"
+    );
+}

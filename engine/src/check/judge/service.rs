@@ -6,6 +6,29 @@ use super::*;
 use crate::check::target::PortRef;
 
 pub(super) fn judge_service(cx: &Context) -> Judgment {
+    let mut judgment = judge_service_port(cx);
+    if let Some(svc) = cx.target_service
+        && let Some(alias) = &svc.alias_of
+        && judgment.status != Status::Skip
+    {
+        let line = format!(
+            "{} is an ExternalName Service for {}: the check follows it to Service {}",
+            alias.service,
+            alias.host,
+            svc.key()
+        );
+        judgment.evidence.insert(0, line.into());
+        judgment.finding = Box::new(Finding::ThroughAlias {
+            alias: alias.service.clone(),
+            host: alias.host.clone(),
+            finding: judgment.finding,
+        });
+    }
+    judgment
+}
+
+/// The Service port the target asked for, and its targetPort on the selected pods.
+fn judge_service_port(cx: &Context) -> Judgment {
     let svc = match found_service(cx) {
         Ok(svc) => svc,
         Err(judgment) => return judgment,

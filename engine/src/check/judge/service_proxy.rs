@@ -32,7 +32,7 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
     let stale: Vec<SocketAddr> = match &reading.programmed {
         Programmed::TranslatesTo(to) => to
             .iter()
-            .filter(|a| !addrs(&cx.all_live).contains(a))
+            .filter(|a| !addrs(&cx.all_live).contains(a) && !addrs(&cx.live).contains(a))
             .copied()
             .collect(),
         _ => vec![],
@@ -61,7 +61,8 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
 }
 
 /// The addresses of `endpoints` that have a port: where traffic to the Service may go. Any
-/// node's rules may translate to the cluster-wide ones; the source's, by its routing, to its own.
+/// node's rules may translate to the cluster-wide ones, and the source's to those it uses (its
+/// own terminating ones, under a Local traffic policy).
 fn addrs(endpoints: &[&EndpointFacts]) -> Vec<SocketAddr> {
     endpoints
         .iter()

@@ -210,3 +210,26 @@ fn cluster_ip_silent_while_pod_ips_answer_fails_service_proxy() {
         }
     );
 }
+
+#[test]
+fn a_local_services_rule_to_the_nodes_own_terminating_endpoint_is_not_stale() {
+    let mut ev = healthy();
+    service_mut(&mut ev).internal_traffic_policy = TrafficPolicy::Local;
+    // payments-0 on node-a (the source's node) terminates but serves; payments-1 elsewhere is ready.
+    endpoints_mut(&mut ev)[0].conditions = Conditions {
+        ready: false,
+        serving: true,
+        terminating: true,
+    };
+    ev.witnesses.node_dataplane = Some(rules(true, false, &["10.244.1.14:8080"]));
+    let report = judge(&ev, 0);
+    assert_eq!(
+        report.verdict,
+        Verdict::Reachable,
+        "{:?}",
+        step(&report, Layer::ServiceProxy)
+    );
+    // Without the Local policy the same rule points at an address no node should use.
+    service_mut(&mut ev).internal_traffic_policy = TrafficPolicy::Cluster;
+    assert_fails_at(&judge(&ev, 0), Layer::ServiceProxy);
+}

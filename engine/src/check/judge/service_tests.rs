@@ -217,3 +217,21 @@ fn a_named_target_port_declared_only_by_a_native_sidecar_resolves() {
             .any(|e| e.contains("native sidecar container proxy"))
     );
 }
+
+#[test]
+fn a_service_reached_through_an_external_name_alias_says_so() {
+    let mut ev = healthy();
+    service_mut(&mut ev).alias_of = Some(ExternalNameAlias {
+        service: NamespacedName::new("web", "payments"),
+        host: "payments.shop.svc.cluster.local".into(),
+    });
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable);
+    let text = summary(&report, Layer::Service);
+    assert!(
+        text.starts_with("via ExternalName web/payments (payments.shop.svc.cluster.local): port 80/TCP"),
+        "{text}"
+    );
+    assert_eq!(code(&report, Layer::Service), Some(Code::ServicePortResolved));
+    assert!(evidence_text(&report, Layer::Service).contains("the check follows it to Service shop/payments"));
+}

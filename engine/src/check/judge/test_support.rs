@@ -240,6 +240,7 @@ pub(super) fn payments_service() -> ServiceSpecFacts {
             protocol: Protocol::Tcp,
             target_port: PortRef::Name("http".into()),
         }],
+        alias_of: None,
         internal_traffic_policy: TrafficPolicy::Cluster,
         traffic_distribution: None,
         requested: PortRef::Number(80),

@@ -54,6 +54,22 @@ pub(super) fn destination_key(snap: &Snapshot, request: &CheckRequest) -> (Optio
     }
 }
 
+/// The Service an ExternalName Service's `externalName` designates when it names one of the
+/// cluster's own (`payments.shop.svc.cluster.local`, or without the domain): an alias CoreDNS
+/// answers with a CNAME to that Service's name. `None` for any other host (`db.example.com`).
+pub fn in_cluster_alias(external_name: &str) -> Option<NamespacedName> {
+    let host = external_name.trim_end_matches('.');
+    let labels: Vec<&str> = host.split('.').collect();
+    let cluster_suffix: Vec<&str> = CLUSTER_DOMAIN.split('.').collect();
+    match labels.as_slice() {
+        [name, ns, "svc"] => Some(NamespacedName::new(*ns, *name)),
+        [name, ns, "svc", rest @ ..] if rest == cluster_suffix.as_slice() => {
+            Some(NamespacedName::new(*ns, *name))
+        }
+        _ => None,
+    }
+}
+
 /// The Service a DNS name designates under the cluster's naming rules, seen from `source_ns`.
 pub fn service_guess(host: &str, source_ns: &str) -> Option<NamespacedName> {
     let host = host.trim_end_matches('.');
@@ -232,6 +248,7 @@ fn service_spec(
             .clone()
             .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
         ports: service_ports(svc),
+        alias_of: None,
         internal_traffic_policy: TrafficPolicy::from_api(spec.internal_traffic_policy.as_deref()),
         traffic_distribution: spec.traffic_distribution.clone(),
         requested: port,
@@ -265,7 +282,20 @@ fn plan_service(
         };
         return plan;
     };
-    let facts = service_spec(snap, svc, &key, port, protocol);
+    let facts = service_spec(snap, svc, &key, port.clone(), protocol);
+    if let Some(alias) = followed_alias(snap, &facts) {
+        // The client's connection goes where the CNAME points: the aliased Service, same port.
+        let mut plan = plan_service(snap, alias, port, protocol);
+        if let ServiceFacts::Found(aliased) = &mut plan.service
+            && aliased.alias_of.is_none()
+        {
+            aliased.alias_of = Some(ExternalNameAlias {
+                service: key,
+                host: facts.external_name.clone().unwrap_or_default(),
+            });
+        }
+        return plan;
+    }
     let cluster_ips = service_cluster_ips(svc);
     let cluster_ip = cluster_ips.first().copied();
     let requested = facts.requested_port().cloned();
@@ -297,6 +327,15 @@ fn plan_service(
     };
     plan.service = ServiceFacts::Found(Box::new(facts));
     plan
+}
+
+/// The Service an ExternalName Service aliases, when it is one of the cluster's that the
+/// snapshot holds (never itself, nor another alias: one CNAME is followed).
+fn followed_alias(snap: &Snapshot, facts: &ServiceSpecFacts) -> Option<NamespacedName> {
+    let alias = in_cluster_alias(facts.external_name.as_deref()?)?;
+    let target = find_service(snap.services(), &alias)?;
+    let is_alias = target.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName");
+    (alias != facts.key() && !is_alias).then_some(alias)
 }
 
 /// What the datagrams to a UDP Service port carry: a DNS query where the Service port or its

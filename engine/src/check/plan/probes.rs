@@ -75,13 +75,22 @@ pub fn dns_record_types(dns: &DnsPlan, dest: &DestinationPlan) -> (RecordType, O
 }
 
 /// The destination addresses traffic goes to: a Service's endpoints in service (kube-proxy's
-/// rule), or the one pod or address.
+/// rule), or the one pod or address. Under `internalTrafficPolicy: Local` a node whose own
+/// endpoints all terminate falls back to them while others are ready elsewhere, so those that
+/// still serve are probed too.
 pub fn live_targets(dest: &DestinationPlan) -> Vec<&EndpointTarget> {
     let all = dest.endpoints.known().map(Vec::as_slice).unwrap_or_default();
-    match dest.destination {
-        Destination::Service => endpoints::in_service(all, |e| e.conditions),
-        _ => all.iter().collect(),
+    if dest.destination != Destination::Service {
+        return all.iter().collect();
     }
+    let local = matches!(&dest.service, ServiceFacts::Found(svc) if svc.internal_traffic_policy == TrafficPolicy::Local);
+    if local {
+        return all
+            .iter()
+            .filter(|e| e.conditions.ready || e.conditions.serving_terminating())
+            .collect();
+    }
+    endpoints::in_service(all, |e| e.conditions)
 }
 
 pub(super) fn destination_probes(

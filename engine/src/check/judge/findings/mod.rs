@@ -46,6 +46,13 @@ pub(crate) enum Finding {
     /// The Service or endpoints layer, not judged because DNS is blocked by NetworkPolicy
     /// first, with the fault it would also report.
     BehindBlockedDns(Box<Finding>),
+    /// The Service layer's finding about the Service that the ExternalName Service `alias`
+    /// (whose `externalName` is `host`) names.
+    ThroughAlias {
+        alias: crate::cluster::NamespacedName,
+        host: String,
+        finding: Box<Finding>,
+    },
 }
 
 impl Finding {
@@ -61,6 +68,7 @@ impl Finding {
             Finding::ServiceProxy(f) => f.code(),
             Finding::Application(f) => f.code(),
             Finding::BehindBlockedDns(f) => f.code(),
+            Finding::ThroughAlias { finding, .. } => finding.code(),
         }
     }
 
@@ -85,6 +93,9 @@ impl fmt::Display for Finding {
                 f,
                 "not judged (DNS is blocked by NetworkPolicy first, judged at network-policy); also: {x}"
             ),
+            Finding::ThroughAlias { alias, host, finding } => {
+                write!(f, "via ExternalName {alias} ({host}): {finding}")
+            }
         }
     }
 }
