@@ -89,6 +89,7 @@ scenarios! {
     lookups_through_a_node_local_dns_cache_are_reachable => "node-local-dns-healthy.yaml",
     a_node_local_dns_cache_that_is_down_fails_dns_by_name => "node-local-dns-down.yaml",
     an_external_name_alias_is_followed_to_the_service_it_names => "external-name-alias.yaml",
+    a_name_outside_the_cluster_without_an_upstream_fails_dns_as_refused => "dns-name-outside-cluster.yaml",
     one_dropped_endpoint_of_five_fails_pod_network => "partial-dropped-endpoint.yaml",
     a_single_port_drop_fails_pod_network_without_blaming_the_path => "single-port-drop.yaml",
     a_stale_selectorless_endpoint_fails_endpoints => "stale-selectorless-endpoint.yaml",
@@ -708,6 +709,12 @@ fn dns_server_verdicts_are_the_same_on_every_run() {
             "svc/shards.shop:80",
             "dns-tcp-fallback-failed",
             "the retry over TCP to 10.96.0.10:53",
+        ),
+        (
+            "dns-name-outside-cluster.yaml",
+            "example.com:443",
+            "dns-upstream-failed",
+            "example.com, a name outside the cluster, is REFUSED",
         ),
         (
             "node-local-dns-down.yaml",

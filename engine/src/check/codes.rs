@@ -72,6 +72,7 @@ codes! {
     DnsSomeServersFail = "dns-some-servers-fail", Dns, "some DNS pods fail when asked directly (timeout, SERVFAIL, REFUSED) while others answer: lookups sent to them fail";
     DnsTcpFallbackFailed = "dns-tcp-fallback-failed", Dns, "the answer came truncated over UDP and the retry over TCP/53 failed";
     DnsNodeLocalCacheDown = "dns-node-local-cache-down", Dns, "the pod's NodeLocal DNSCache does not answer while the DNS pods do";
+    DnsUpstreamFailed = "dns-upstream-failed", Dns, "a name outside the cluster: the cluster DNS answers SERVFAIL or REFUSED (its upstream fails, or it has none)";
     DnsIntermittent = "dns-intermittent", Dns, "a repeated check's lookups, or queries to a DNS pod, fail now and then (`--repeat`, `--for`)";
     ServiceNotApplicable = "service-not-applicable", Service, "the target is a pod or an address that belongs to no Service";
     ServiceUnreadable = "service-unreadable", Service, "the Service could not be read (RBAC, API server)";

@@ -586,3 +586,27 @@ fn an_external_name_alias_for_a_cluster_service_is_planned_as_that_service() {
         Some(NamespacedName::new("shop", "payments"))
     );
 }
+
+#[test]
+fn a_two_label_host_is_a_service_guess_only_when_its_namespace_exists() {
+    let outside = plan(&shop(), &request("example.com:443"));
+    assert_eq!(outside.dns.as_ref().unwrap().service_guess, None);
+    let mut snap = shop();
+    snap.namespaces = Fact::Known(vec![
+        serde_json::from_value(json!({"metadata": {"name": "com"}})).unwrap(),
+    ]);
+    let guessed = plan(&snap, &request("example.com:443"));
+    assert_eq!(
+        guessed.dns.as_ref().unwrap().service_guess,
+        Some(NamespacedName::new("com", "example"))
+    );
+    // Namespaces that could not be read leave the guess standing.
+    snap.namespaces = Fact::Unknown(crate::cluster::ToolFailure::NotProbed(String::new()));
+    assert!(
+        plan(&snap, &request("example.com:443"))
+            .dns
+            .unwrap()
+            .service_guess
+            .is_some()
+    );
+}

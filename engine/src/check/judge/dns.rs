@@ -116,7 +116,7 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
         }
     };
     let evidence = dns_evidence(result);
-    match effective_outcome(result) {
+    match effective_outcome(dns, result) {
         DnsOutcome::Resolved { addresses, .. } => resolved(dns, result, addresses, evidence),
         outcome @ (DnsOutcome::Nxdomain | DnsOutcome::Nodata) => {
             name_not_found(cx, dns, result, outcome, evidence)
@@ -127,8 +127,13 @@ pub(super) fn judge_dns(cx: &Context) -> Judgment {
 
 /// The outcome that decides. The cluster's own answers do: when every candidate under the cluster
 /// domain is NXDOMAIN and nothing resolved, the name does not exist in the cluster, whatever the
-/// upstream said about names outside it (REFUSED, SERVFAIL, ...).
-fn effective_outcome(result: &DnsResult) -> &DnsOutcome {
+/// upstream said about names outside it (REFUSED, SERVFAIL, ...). For a name that designates
+/// nothing in the cluster (`example.com`), the search list's NXDOMAINs are expected and the
+/// name's own answer decides.
+fn effective_outcome<'a>(dns: &DnsFacts, result: &'a DnsResult) -> &'a DnsOutcome {
+    if is_outside_cluster(dns) {
+        return &result.answer.outcome;
+    }
     let in_cluster: Vec<&DnsOutcome> = result
         .candidates
         .iter()
@@ -531,11 +536,25 @@ pub(super) fn judge_dns_failure(
             ),
         );
     }
+    if is_outside_cluster(dns) && matches!(outcome, DnsOutcome::Servfail | DnsOutcome::Refused) {
+        let fix = vec![
+            cmd("kubectl -n kube-system get configmap coredns -o yaml"),
+            cmd("kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50"),
+        ];
+        return fail(DnsFinding::UpstreamFailed { name, outcome }, evidence, fix);
+    }
     fail(
         failure_finding(cx, name, outcome, answered, &ready),
         evidence,
         fix,
     )
+}
+
+/// A name the API ties to no Service and that is not under the cluster's domain: the cluster DNS
+/// hands it to its upstream resolvers.
+fn is_outside_cluster(dns: &DnsFacts) -> bool {
+    let name = dns.name.trim_end_matches('.');
+    dns.service_guess.is_none() && name != CLUSTER_DOMAIN && !name.ends_with(&format!(".{CLUSTER_DOMAIN}"))
 }
 
 /// The query whose answer came truncated over UDP and whose retry over TCP failed, if one did:

@@ -407,3 +407,44 @@ fn a_node_local_cache_is_the_cluster_resolver_and_its_failure_is_named() {
     let report = judge(&via_node_local(DnsOutcome::Nxdomain), 0);
     assert_ne!(code(&report, Layer::Dns), Some(Code::DnsResolverOffCluster));
 }
+
+/// `healthy()` asked for example.com, a name outside the cluster, whose own query met `answer`
+/// after the search list's NXDOMAINs.
+fn outside(answer: DnsOutcome) -> Evidence {
+    let mut ev = healthy();
+    ev.destination = Destination::External;
+    let dns = dns_mut(&mut ev);
+    dns.name = "example.com".into();
+    dns.service_guess = None;
+    dns.expected = vec![];
+    let mut result = dns_result("example.com", answer.clone());
+    result.candidates[1].outcome = DnsOutcome::Nxdomain;
+    let mut own = result.candidates[1].clone();
+    own.name = "example.com.".into();
+    own.outcome = answer.clone();
+    result.candidates.push(own);
+    result.answer = DnsAnswer {
+        name: Some("example.com.".into()),
+        outcome: answer,
+    };
+    dns.result = Fact::Known(result);
+    ev
+}
+
+#[test]
+fn a_name_outside_the_cluster_is_judged_by_its_own_answer_not_as_a_missing_service() {
+    let report = judge(&outside(DnsOutcome::Refused), 0);
+    assert_fails_at(&report, Layer::Dns);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsUpstreamFailed));
+    assert_eq!(
+        summary(&report, Layer::Dns),
+        "example.com, a name outside the cluster, is REFUSED by the cluster DNS: it serves only the cluster's \
+         zones and forwards such names nowhere (CoreDNS without a forward upstream)"
+    );
+    let report = judge(&outside(DnsOutcome::Servfail), 0);
+    assert!(
+        summary(&report, Layer::Dns).contains("the cluster DNS answers SERVFAIL — the upstream resolvers")
+    );
+    let report = judge(&outside(DnsOutcome::Nxdomain), 0);
+    assert_eq!(code(&report, Layer::Dns), Some(Code::DnsNameNotFound));
+}

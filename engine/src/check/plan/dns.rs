@@ -11,7 +11,8 @@ pub(super) fn plan_dns(snap: &Snapshot, request: &CheckRequest, name: String) ->
                 .unwrap_or_else(|| request.target_namespace.clone()),
             name.clone(),
         )),
-        _ => service_guess(&name, &request.from.namespace),
+        _ => service_guess(&name, &request.from.namespace)
+            .filter(|guess| !names_nothing_in_the_cluster(snap, &name, guess)),
     };
     let services = snap.services();
     let (same_name_elsewhere, names_in_namespace) = match &service_guess {
@@ -49,6 +50,21 @@ pub(super) fn plan_dns(snap: &Snapshot, request: &CheckRequest, name: String) ->
         dns_service_ip,
         servers,
     }
+}
+
+/// Whether `NAME.NS` guessed from a two-label host (`example.com`) designates nothing of the
+/// cluster: no such Service, and no namespace `NS` among those read. Such a host is a name
+/// outside the cluster, asked of the cluster DNS's upstream, not a Service that is missing.
+fn names_nothing_in_the_cluster(snap: &Snapshot, host: &str, guess: &NamespacedName) -> bool {
+    let two_labels = host.trim_end_matches('.').split('.').count() == 2;
+    let Fact::Known(namespaces) = &snap.namespaces else {
+        return false;
+    };
+    two_labels
+        && find_service(snap.services(), guess).is_none()
+        && !namespaces
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some(guess.namespace.as_str()))
 }
 
 /// The DNS pods behind kube-dns: its endpoints for 53/UDP (a slice that lists no ports is

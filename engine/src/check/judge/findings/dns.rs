@@ -120,6 +120,12 @@ pub(crate) enum DnsFinding {
         name: String,
         outcome: DnsOutcome,
     },
+    /// A name outside the cluster that the cluster DNS answered SERVFAIL or REFUSED for while
+    /// its pods answer: what it forwards such names to fails, or it forwards them nowhere.
+    UpstreamFailed {
+        name: String,
+        outcome: DnsOutcome,
+    },
     /// The pod asks only a NodeLocal DNSCache at `cache`, which failed, while the DNS pods answer.
     NodeLocalCacheDown {
         name: String,
@@ -190,6 +196,7 @@ impl DnsFinding {
             DnsFinding::SomeServersFail { .. } => Code::DnsSomeServersFail,
             DnsFinding::TcpFallbackFailed { .. } => Code::DnsTcpFallbackFailed,
             DnsFinding::NodeLocalCacheDown { .. } => Code::DnsNodeLocalCacheDown,
+            DnsFinding::UpstreamFailed { .. } => Code::DnsUpstreamFailed,
         }
     }
 }
@@ -363,6 +370,20 @@ impl fmt::Display for DnsFinding {
             DnsFinding::ServerDown { name, outcome } => write!(
                 f,
                 "{name} {}: the DNS pods do not answer (DNS server down)",
+                describe_dns(outcome)
+            ),
+            DnsFinding::UpstreamFailed {
+                name,
+                outcome: DnsOutcome::Refused,
+            } => write!(
+                f,
+                "{name}, a name outside the cluster, is REFUSED by the cluster DNS: it serves only the cluster's \
+                 zones and forwards such names nowhere (CoreDNS without a forward upstream)"
+            ),
+            DnsFinding::UpstreamFailed { name, outcome } => write!(
+                f,
+                "{name}, a name outside the cluster: the cluster DNS answers {} — the upstream resolvers it \
+                 forwards to fail or cannot be reached (CoreDNS forward)",
                 describe_dns(outcome)
             ),
             DnsFinding::NodeLocalCacheDown {
