@@ -877,8 +877,8 @@ pub struct ServiceRules {
     #[serde(default)]
     pub rejects: bool,
     /// The rule drops (kube-proxy's rule for a Service with `internalTrafficPolicy: Local` and
-    /// no endpoint on this node).
-    #[serde(default)]
+    /// no endpoint on this node). Absent on the wire when false, as before it was read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drops: bool,
     /// `ip:port` the VIP translates to.
     pub endpoints: Vec<SocketAddr>,
