@@ -602,6 +602,50 @@ fn partial_failures_give_the_same_true_verdict_on_every_run() {
     }
 }
 
+/// One check's answer, as the ten-run tests compare it: its exit code, and one layer's status,
+/// finding code and summary.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Answer {
+    exit: Option<i32>,
+    status: String,
+    code: String,
+    summary: String,
+}
+
+/// Ten checks from shop/checkout to `to` (with `extra` flags) in the lab of `file`, each read at
+/// `layer`; `same` keeps of each answer what must not change from run to run. Returns that one
+/// value, failing when the runs differ in it.
+fn same_on_ten_runs<K: Ord + std::fmt::Debug>(
+    file: &str,
+    to: &str,
+    extra: &[&str],
+    layer: &str,
+    same: impl Fn(&Answer) -> K,
+) -> K {
+    let lab = CheckLab::up(&scenario(file));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let mut args = check_json("shop/checkout", to).to_vec();
+        args.extend(extra);
+        let out = lab.netdiag(&args);
+        let report = json(&out);
+        let step = report["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["layer"] == layer))
+            .cloned()
+            .unwrap_or_default();
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        seen.insert(same(&Answer {
+            exit: out.status.code(),
+            status: text(&step["status"]),
+            code: text(&step["code"]),
+            summary: text(&step["summary"]),
+        }));
+    }
+    assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
+    seen.into_iter().next().unwrap()
+}
+
 /// A policy that is not enforced reads the same on every run: ten checks of each lab give one
 /// exit code (9) and one network-policy summary, naming the enforcer or that none runs.
 #[test]
@@ -618,21 +662,10 @@ fn unenforced_policy_verdicts_are_the_same_on_every_run() {
             "where Calico (DaemonSet kube-system/calico-node",
         ),
     ] {
-        let lab = CheckLab::up(&scenario(file));
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..10 {
-            let out = lab.netdiag(&check_json("shop/checkout", "svc/payments.shop:80"));
-            let report = json(&out);
-            let policy = report["steps"]
-                .as_array()
-                .and_then(|steps| steps.iter().find(|s| s["layer"] == "network-policy"))
-                .map(|s| s["summary"].as_str().unwrap_or_default().to_string())
-                .unwrap_or_default();
-            seen.insert((out.status.code(), report["verdict"].to_string(), policy));
-        }
-        assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
-        let (code, verdict, policy) = seen.into_iter().next().unwrap();
-        assert_eq!((code, verdict.as_str()), (Some(9), "\"reachable\""), "{file}");
+        let (exit, policy) = same_on_ten_runs(file, "svc/payments.shop:80", &[], "network-policy", |a| {
+            (a.exit, a.summary.clone())
+        });
+        assert_eq!(exit, Some(9), "{file}");
         assert!(
             policy.contains(words),
             "{file}: {words:?} missing from {policy:?}"
@@ -668,21 +701,10 @@ fn node_routing_verdicts_are_the_same_on_every_run() {
             "uses payments-0 only (topology hints for zone zone-a)",
         ),
     ] {
-        let lab = CheckLab::up(&scenario(file));
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..10 {
-            let out = lab.netdiag(&check_json("shop/checkout", "svc/payments.shop:80"));
-            let report = json(&out);
-            let endpoints = report["steps"]
-                .as_array()
-                .and_then(|steps| steps.iter().find(|s| s["layer"] == "endpoints"))
-                .map(|s| s["summary"].as_str().unwrap_or_default().to_string())
-                .unwrap_or_default();
-            seen.insert((out.status.code(), report["verdict"].to_string(), endpoints));
-        }
-        assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
-        let (got, _, endpoints) = seen.into_iter().next().unwrap();
-        assert_eq!(got, Some(code), "{file}");
+        let (exit, endpoints) = same_on_ten_runs(file, "svc/payments.shop:80", &[], "endpoints", |a| {
+            (a.exit, a.summary.clone())
+        });
+        assert_eq!(exit, Some(code), "{file}");
         assert!(
             endpoints.contains(words),
             "{file}: {words:?} missing from {endpoints:?}"
@@ -728,24 +750,12 @@ fn dns_server_verdicts_are_the_same_on_every_run() {
 }
 
 fn ten_dns_runs(file: &str, to: &str, want: &str, words: &str) {
-    let lab = CheckLab::up(&scenario(file));
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..10 {
-        let out = lab.netdiag(&check_json("shop/checkout", to));
-        let report = json(&out);
-        let dns = report["steps"]
-            .as_array()
-            .and_then(|steps| steps.iter().find(|s| s["layer"] == "dns"))
-            .cloned()
-            .unwrap_or_default();
-        // The lookup's own outcome ("this time: …") follows the pod it reached; the rest may not.
-        let summary = dns["summary"].as_str().unwrap_or_default();
-        let judged = summary.split(", so ").next().unwrap_or_default().to_string();
-        seen.insert((out.status.code(), dns["code"].to_string(), judged));
-    }
-    assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
-    let (code, finding, judged) = seen.into_iter().next().unwrap();
-    assert_eq!((code, finding.trim_matches('"')), (Some(11), want), "{file}");
+    // The lookup's own outcome ("this time: …") follows the pod it reached; the rest may not.
+    let (exit, code, judged) = same_on_ten_runs(file, to, &[], "dns", |a| {
+        let judged = a.summary.split(", so ").next().unwrap_or_default().to_string();
+        (a.exit, a.code.clone(), judged)
+    });
+    assert_eq!((exit, code.as_str()), (Some(11), want), "{file}");
     assert!(judged.contains(words), "{file}: {judged}");
 }
 
@@ -772,30 +782,16 @@ fn intermittent_verdicts_are_the_same_on_every_run() {
             "timed out — a pod's resolver waits its timeout (5 s by default)",
         ),
     ] {
-        let lab = CheckLab::up(&scenario(file));
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..10 {
-            let mut args = check_json("shop/checkout", "svc/payments.shop:80").to_vec();
-            args.extend(["--repeat", "20"]);
-            let out = lab.netdiag(&args);
-            let report = json(&out);
-            let failing = report["failingLayer"].as_str().unwrap_or_default().to_string();
-            let step = report["steps"]
-                .as_array()
-                .and_then(|steps| steps.iter().find(|s| s["layer"] == failing.as_str()))
-                .cloned()
-                .unwrap_or_default();
-            let summary = step["summary"].as_str().unwrap_or_default();
+        let repeated = ["--repeat", "20"];
+        let (_, status, got) = same_on_ten_runs(file, "svc/payments.shop:80", &repeated, layer, |a| {
+            let summary = &a.summary;
             assert!(
                 summary.contains(words),
                 "{file}: {words:?} missing from {summary:?}"
             );
-            assert_eq!(report["repeat"]["rounds"], 20, "{file}");
-            seen.insert((out.status.code(), failing, step["code"].to_string()));
-        }
-        assert_eq!(seen.len(), 1, "{file}: {seen:#?}");
-        let (_, failing, got) = seen.into_iter().next().unwrap();
-        assert_eq!((failing.as_str(), got.trim_matches('"')), (layer, code), "{file}");
+            (a.exit, a.status.clone(), a.code.clone())
+        });
+        assert_eq!((status.as_str(), got.as_str()), ("fail", code), "{file}");
     }
 }
 
