@@ -161,6 +161,10 @@ pub enum Probe {
     PathMtu(PathMtuProbe),
     /// Watch the namespace's interfaces for TCP between `peer` and local port `port`.
     Capture(CaptureProbe),
+    /// Watch the node's interface towards an address outside the cluster for the pod's
+    /// connections to it: whether they left, with which source address, and what answered.
+    /// Always runs in the node's own network namespace, whatever the request's source.
+    Egress(EgressProbe),
     /// The node's dataplane state: Service rules for a VIP and conntrack fill. Always runs in
     /// the node's own network namespace, whatever the request's source.
     NodeDataplane(NodeDataplaneProbe),
@@ -196,6 +200,20 @@ pub struct CaptureProbe {
 
 fn default_max_packets() -> u32 {
     256
+}
+
+/// Watch the interface the node's route to `ip` leaves by for TCP to `ip:port` that pod `podIp`
+/// opened (seen there with the pod's address, or with the node's after SNAT) and for what comes
+/// back (SYN-ACK, RST, ICMP errors), for at most `durationMs` or `maxPackets` packets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressProbe {
+    pub pod_ip: IpAddr,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub duration_ms: u64,
+    #[serde(default = "default_max_packets")]
+    pub max_packets: u32,
 }
 
 /// Upper bound on a capture's packet budget.
@@ -236,6 +254,7 @@ impl Probe {
             Probe::PodListeners(_) => "podListeners",
             Probe::PathMtu(_) => "pathMtu",
             Probe::Capture(_) => "capture",
+            Probe::Egress(_) => "egress",
             Probe::NodeDataplane(_) => "nodeDataplane",
         }
     }
@@ -246,7 +265,9 @@ impl Probe {
             Probe::Dns(_) => ProbeClass::Dns,
             Probe::Tcp(_) | Probe::Udp(_) => ProbeClass::Connect,
             Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_) => ProbeClass::Inventory,
-            Probe::PathMtu(_) | Probe::Capture(_) | Probe::NodeDataplane(_) => ProbeClass::Witness,
+            Probe::PathMtu(_) | Probe::Capture(_) | Probe::Egress(_) | Probe::NodeDataplane(_) => {
+                ProbeClass::Witness
+            }
         }
     }
 }
@@ -369,6 +390,18 @@ impl ProbeRequest {
                     }
                     capture.duration_ms
                 }
+                Probe::Egress(egress) => {
+                    if egress.port == 0 {
+                        return bad(format!("probes[{i}]: egress port 0 is not a valid port"));
+                    }
+                    if egress.max_packets == 0 || egress.max_packets > MAX_CAPTURE_PACKETS {
+                        return bad(format!(
+                            "probes[{i}]: egress maxPackets {} is out of range 1..={MAX_CAPTURE_PACKETS}",
+                            egress.max_packets
+                        ));
+                    }
+                    egress.duration_ms
+                }
                 Probe::Listeners | Probe::Interfaces | Probe::PodListeners(_) | Probe::NodeDataplane(_) => {
                     continue;
                 }
@@ -430,6 +463,7 @@ pub enum ProbeResult {
     Interfaces(InterfacesResult),
     PathMtu(PathMtuResult),
     Capture(CaptureResult),
+    Egress(EgressResult),
     NodeDataplane(NodeDataplaneResult),
 }
 
@@ -749,6 +783,49 @@ pub struct CaptureResult {
     /// Set when the capture could not run (e.g. no CAP_NET_RAW).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressResult {
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+    /// The node's route to `ip`: the interface it leaves by, the next hop (none for an address
+    /// on a link of the node) and the node's own address it prefers there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_address: Option<IpAddr>,
+    /// When capturing started (the agent's clock, microseconds since the Unix epoch).
+    pub started_unix_us: u64,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub stopped: CaptureStop,
+    /// The SYNs to `ip:port` that left by the interface, by the source address they left with
+    /// (the pod's own, or the one SNAT gave them).
+    #[serde(default)]
+    pub left: Vec<EgressSource>,
+    /// What came back by the interface for those connections.
+    #[serde(default)]
+    pub syn_ack_seen: bool,
+    #[serde(default)]
+    pub rst_seen: bool,
+    /// An ICMP error about them: `type 3 code 1 from 172.18.0.1`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_seen: Option<String>,
+    /// Set when the capture could not run (e.g. no CAP_NET_RAW, no route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The SYNs that left with one source address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressSource {
+    pub address: IpAddr,
+    pub syns: u32,
 }
 
 /// Why a capture stopped. On the wire, a string.
@@ -1413,6 +1490,17 @@ mod tests {
                    "durationMs": 1200, "maxPackets": 64}),
         );
         round_trip(
+            &Probe::Egress(EgressProbe {
+                pod_ip: "10.244.1.5".parse().unwrap(),
+                ip: "198.51.100.10".parse().unwrap(),
+                port: 443,
+                duration_ms: 1200,
+                max_packets: 64,
+            }),
+            json!({"kind": "egress", "podIp": "10.244.1.5", "ip": "198.51.100.10", "port": 443,
+                   "durationMs": 1200, "maxPackets": 64}),
+        );
+        round_trip(
             &Probe::NodeDataplane(NodeDataplaneProbe {
                 service: Some(ServiceVip {
                     ip: "10.96.1.1".parse().unwrap(),
@@ -1472,6 +1560,29 @@ mod tests {
                    "startedUnixUs": 7, "durationMs": 1200, "stopped": "window",
                    "flows": [{"peerPort": 40000, "synSeen": true, "synAckSent": true, "rstSent": false,
                               "peerAckSeen": false}]}),
+        );
+        round_trip(
+            &ProbeResult::Egress(EgressResult {
+                ip: Some("198.51.100.10".parse().unwrap()),
+                port: 443,
+                interface: Some("eth0".into()),
+                gateway: Some("172.18.0.1".parse().unwrap()),
+                node_address: Some("172.18.0.2".parse().unwrap()),
+                started_unix_us: 7,
+                duration_ms: 1200,
+                stopped: "window".into(),
+                left: vec![EgressSource {
+                    address: "172.18.0.2".parse().unwrap(),
+                    syns: 3,
+                }],
+                icmp_seen: Some("type 3 code 1 from 172.18.0.1".into()),
+                ..Default::default()
+            }),
+            json!({"kind": "egress", "ip": "198.51.100.10", "port": 443, "interface": "eth0",
+                   "gateway": "172.18.0.1", "nodeAddress": "172.18.0.2", "startedUnixUs": 7,
+                   "durationMs": 1200, "stopped": "window",
+                   "left": [{"address": "172.18.0.2", "syns": 3}], "synAckSeen": false,
+                   "rstSeen": false, "icmpSeen": "type 3 code 1 from 172.18.0.1"}),
         );
         round_trip(
             &ProbeResult::NodeDataplane(NodeDataplaneResult {
