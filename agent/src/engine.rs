@@ -22,7 +22,7 @@ use crate::locate::{self, LocateError, Locator};
 use crate::memory::Activity;
 use crate::metrics::Metrics;
 use crate::netns::{self, NetnsError};
-use crate::{capture, dns, interfaces, listeners, noderules, pmtu, tcp, udp};
+use crate::{capture, dns, egress, interfaces, listeners, noderules, pmtu, tcp, udp};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -536,6 +536,9 @@ async fn run_async(probe: &Probe, wave: &Wave, icmp: &tcp::IcmpInbox, since: Opt
         Probe::PathMtu(p) => ProbeResult::PathMtu(pmtu::probe(p, since).await),
         Probe::Capture(p) => {
             ProbeResult::Capture(capture::probe_in(p, *net_raw, &witness.capture_pods).await)
+        }
+        Probe::Egress(p) => {
+            ProbeResult::Egress(egress::probe_in_node(p, *net_raw, &witness.node_netns).await)
         }
         Probe::NodeDataplane(p) => ProbeResult::NodeDataplane(noderules::probe(p, &witness.node_netns).await),
         Probe::Tcp(p) => ProbeResult::Tcp(tcp::probe(p, icmp, since).await),

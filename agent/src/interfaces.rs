@@ -133,6 +133,64 @@ fn nsid_of(netns: BorrowedFd<'_>) -> Result<i32, NetlinkError> {
         .unwrap_or(-1))
 }
 
+/// The namespace's route to one address, as `ip route get` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTo {
+    pub index: u32,
+    pub interface: String,
+    /// The next hop; `None` when `ip` is on a link of the namespace.
+    pub gateway: Option<IpAddr>,
+    /// The namespace's own address the route prefers as the source.
+    pub source: Option<IpAddr>,
+}
+
+/// Asks the kernel which route a packet to `ip` takes (`RTM_GETROUTE` for the one address).
+/// `None` when no route leaves by an interface (unreachable, blackhole, or local).
+pub fn route_to(ip: IpAddr) -> Result<Option<RouteTo>, NetlinkError> {
+    let mut request = RouteMessage::default();
+    let (family, len, dst) = match ip {
+        IpAddr::V4(v4) => (AddressFamily::Inet, 32, RouteAddress::Inet(v4)),
+        IpAddr::V6(v6) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(v6)),
+    };
+    request.header.address_family = family;
+    request.header.destination_prefix_length = len;
+    request.attributes.push(RouteAttribute::Destination(dst));
+    let answers = match exchange(RouteNetlinkMessage::GetRoute(request), NLM_F_REQUEST | NLM_F_ACK) {
+        // No route at all: ENETUNREACH (or EHOSTUNREACH) from the kernel.
+        Err(NetlinkError::Kernel(code))
+            if code.abs() == nix::libc::ENETUNREACH || code.abs() == nix::libc::EHOSTUNREACH =>
+        {
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let Some(route) = answers.into_iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewRoute(r) if r.header.kind == RouteType::Unicast => Some(r),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let (mut oif, mut gateway, mut source) = (None, None, None);
+    for attr in &route.attributes {
+        match attr {
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Gateway(a) => gateway = ip_of(a),
+            RouteAttribute::PrefSource(a) => source = ip_of(a),
+            _ => {}
+        }
+    }
+    let Some(index) = oif else { return Ok(None) };
+    let interface = nix::net::if_::if_indextoname(index)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("if{index}"));
+    Ok(Some(RouteTo {
+        index,
+        interface,
+        gateway,
+        source,
+    }))
+}
+
 fn read() -> Result<(Vec<Interface>, Vec<Route>), NetlinkError> {
     let links = dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
     let addrs = dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;

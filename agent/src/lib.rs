@@ -13,6 +13,7 @@ pub mod caps;
 pub mod capture;
 pub mod cli;
 pub mod dns;
+pub mod egress;
 pub mod endpoint;
 pub mod engine;
 pub mod healthcheck;

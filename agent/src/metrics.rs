@@ -146,6 +146,7 @@ fn result_kind(result: &ProbeResult) -> &'static str {
         ProbeResult::Interfaces(_) => "interfaces",
         ProbeResult::PathMtu(_) => "pathMtu",
         ProbeResult::Capture(_) => "capture",
+        ProbeResult::Egress(_) => "egress",
         ProbeResult::NodeDataplane(_) => "nodeDataplane",
     }
 }
@@ -196,6 +197,13 @@ pub fn outcome_label(result: &ProbeResult) -> String {
         },
         ProbeResult::Capture(c) => {
             if c.error.is_some() {
+                "error"
+            } else {
+                "ok"
+            }
+        }
+        ProbeResult::Egress(e) => {
+            if e.error.is_some() {
                 "error"
             } else {
                 "ok"
