@@ -140,7 +140,12 @@ pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> S
                 .steps
                 .iter()
                 .find(|s| s.status == Status::Undetermined)
-                .map(|s| format!(" — {} could not be checked", s.layer.id()))
+                .map(|s| match s.summary.code {
+                    Some(Code::PodNetworkEgressNoAnswer) => {
+                        " — the connection left the cluster; nothing beyond it answered".to_string()
+                    }
+                    _ => format!(" — {} could not be checked", s.layer.id()),
+                })
                 .unwrap_or_default();
             format!("{YELLOW}UNDETERMINED{YELLOW:#}{reason}")
         }
@@ -379,6 +384,32 @@ mod tests {
         assert!(text.contains(" ? source"), "{text}");
         assert!(
             text.contains("verdict: UNDETERMINED — source could not be checked"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_connection_that_left_the_cluster_unanswered_is_a_hand_off_in_the_verdict() {
+        let mut r = report(
+            Verdict::Undetermined,
+            None,
+            &[
+                (Layer::Source, Status::Pass),
+                (Layer::PodNetwork, Status::Undetermined),
+            ],
+        );
+        r.steps[1].summary.code = Some(Code::PodNetworkEgressNoAnswer);
+        let text = anstream::adapter::strip_str(&render_report(
+            "shop/a",
+            "198.51.100.10:443",
+            &r,
+            Layout::default(),
+        ))
+        .to_string();
+        assert!(
+            text.contains(
+                "verdict: UNDETERMINED — the connection left the cluster; nothing beyond it answered"
+            ),
             "{text}"
         );
     }

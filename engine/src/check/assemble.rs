@@ -168,6 +168,7 @@ fn datapath_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Repl
             });
         }
     }
+    w.egress = egress_witnesses(plan, live, replies, &asked);
     if let (true, Some((node, _))) = (asked(ProbeKey::NodeDataplane), plan.probe_source()) {
         w.node_dataplane = Some(NodeDataplaneWitness {
             node: node.to_string(),
@@ -180,6 +181,43 @@ fn datapath_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Repl
         });
     }
     w
+}
+
+/// The watches of the source node's uplink, for the addresses outside the cluster's pods.
+fn egress_witnesses(
+    plan: &CheckPlan,
+    live: &[&EndpointTarget],
+    replies: &Replies,
+    asked: &impl Fn(ProbeKey) -> bool,
+) -> Vec<EgressWitness> {
+    let Some((node, pod_ip)) = plan.probe_source() else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for e in live {
+        let Some(port) = e.port else { continue };
+        if !asked(ProbeKey::Egress(e.ip)) {
+            continue;
+        }
+        let tcp = match replies.result(ProbeKey::Endpoint(e.ip, port)) {
+            Some(Ok(ProbeResult::Tcp(t))) => Some(t),
+            _ => None,
+        };
+        out.push(EgressWitness {
+            ip: e.ip,
+            node: node.to_string(),
+            pod_ip,
+            probe_started_unix_us: tcp.and_then(|t| t.started_unix_us),
+            probe_last_syn_unix_us: tcp.and_then(|t| t.last_syn_unix_us),
+            watch: match replies.result(ProbeKey::Egress(e.ip)) {
+                Some(Ok(ProbeResult::Egress(r))) => Fact::Known(r.clone()),
+                Some(Ok(other)) => Fact::Unknown(unexpected(other, "egress")),
+                Some(Err(failure)) => Fact::Unknown(failure.clone()),
+                None => Fact::Unknown(not_run(ProbeKey::Egress(e.ip), None)),
+            },
+        });
+    }
+    out
 }
 
 fn node_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Replies) -> Vec<NodeWitness> {
@@ -273,6 +311,7 @@ fn unexpected(result: &ProbeResult, asked: &str) -> ToolFailure {
         ProbeResult::Interfaces(_) => "interfaces",
         ProbeResult::PathMtu(_) => "pathMtu",
         ProbeResult::Capture(_) => "capture",
+        ProbeResult::Egress(_) => "egress",
         ProbeResult::NodeDataplane(_) => "nodeDataplane",
     };
     ToolFailure::Agent {

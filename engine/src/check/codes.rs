@@ -72,7 +72,7 @@ codes! {
     DnsSomeServersFail = "dns-some-servers-fail", Dns, "some DNS pods fail when asked directly (timeout, SERVFAIL, REFUSED) while others answer: lookups sent to them fail";
     DnsTcpFallbackFailed = "dns-tcp-fallback-failed", Dns, "the answer came truncated over UDP and the retry over TCP/53 failed";
     DnsNodeLocalCacheDown = "dns-node-local-cache-down", Dns, "the pod's NodeLocal DNSCache does not answer while the DNS pods do";
-    DnsUpstreamFailed = "dns-upstream-failed", Dns, "a name outside the cluster: the cluster DNS answers SERVFAIL or REFUSED (its upstream fails, or it has none)";
+    DnsUpstreamFailed = "dns-upstream-failed", Dns, "a name outside the cluster: the cluster DNS answers SERVFAIL or REFUSED, or times out while it answers the cluster's names (its upstream fails, does not answer, or it has none)";
     DnsIntermittent = "dns-intermittent", Dns, "a repeated check's lookups, or queries to a DNS pod, fail now and then (`--repeat`, `--for`)";
     ServiceNotApplicable = "service-not-applicable", Service, "the target is a pod or an address that belongs to no Service";
     ServiceUnreadable = "service-unreadable", Service, "the Service could not be read (RBAC, API server)";
@@ -117,6 +117,10 @@ codes! {
     PodNetworkConnectFailed = "pod-network-connect-failed", PodNetwork, "TCP times out or is unreachable although policy allows it, on the source's node or outside the cluster's pods";
     PodNetworkPodDrops = "pod-network-pod-drops", PodNetwork, "TCP to a pod times out while other pods on its node, or the node itself, answer: a drop of that pod or port";
     PodNetworkPathBroken = "pod-network-path-broken", PodNetwork, "neither the pods on a node nor the node itself answer: the cross-node path is broken";
+    PodNetworkEgressNoAnswer = "pod-network-egress-no-answer", PodNetwork, "the connection to an address outside the cluster left the source node and got no answer: the fault is beyond the cluster";
+    PodNetworkEgressNotTranslated = "pod-network-egress-not-translated", PodNetwork, "the connection left the source node towards a next hop with the pod's own address and got no answer: the node's SNAT for traffic leaving the cluster is missing";
+    PodNetworkEgressNeverLeft = "pod-network-egress-never-left", PodNetwork, "the connection to an address outside the cluster never left the source node by its route there: dropped on the node";
+    PodNetworkEgressAnswerLost = "pod-network-egress-answer-lost", PodNetwork, "the address outside the cluster answered at the source node's uplink, but the answer never reached the pod";
     PodNetworkNoSecondWitness = "pod-network-no-second-witness", PodNetwork, "TCP to pods on another node fails and no second witness tells the path from the pods";
     PodNetworkDatagramRejected = "pod-network-datagram-rejected", PodNetwork, "an ICMP unreachable answers the datagram although policy allows it";
     PodNetworkSilent = "pod-network-silent", PodNetwork, "datagrams get no answer, and UDP silence alone does not tell the path from the application";

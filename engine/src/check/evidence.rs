@@ -96,6 +96,7 @@ pub struct SecondaryFamily {
 pub struct DatapathWitnesses {
     pub path_mtu: Vec<PathMtuWitness>,
     pub captures: Vec<CaptureWitness>,
+    pub egress: Vec<EgressWitness>,
     pub node_dataplane: Option<NodeDataplaneWitness>,
 }
 
@@ -121,6 +122,20 @@ pub struct CaptureWitness {
     /// When the path MTU measurement sent its last SYN to this address (a later one).
     pub mtu_syn_unix_us: Option<u64>,
     pub capture: Fact<netdiag_proto::CaptureResult>,
+}
+
+/// A watch of the source node's uplink during the TCP probe of an address outside the
+/// cluster's pods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EgressWitness {
+    pub ip: IpAddr,
+    /// The source's node, where the watch ran, and the source pod's address the probes left with.
+    pub node: String,
+    pub pod_ip: IpAddr,
+    /// When the TCP probe to this address sent its first and its last SYN, when the agent said.
+    pub probe_started_unix_us: Option<u64>,
+    pub probe_last_syn_unix_us: Option<u64>,
+    pub watch: Fact<netdiag_proto::EgressResult>,
 }
 
 /// The source node's programming for the Service VIP and its conntrack fill.

@@ -41,6 +41,7 @@ pub fn view(ev: &Evidence, family: IpFamily) -> Evidence {
     v.node_witnesses.retain(|w| ours(&w.ip));
     v.witnesses.path_mtu.retain(|w| ours(&w.ip));
     v.witnesses.captures.retain(|w| ours(&w.ip));
+    v.witnesses.egress.retain(|w| ours(&w.ip));
     v
 }
 

@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
 use netdiag_proto::{
-    CaptureProbe, DnsProbe, NameserverAddr, NodeDataplaneProbe, PathMtuProbe, PodListenersProbe, Probe,
-    ProbeSource, RecordType, ServiceVip, TcpProbe, Transport, UdpPayload, UdpProbe,
+    CaptureProbe, DnsProbe, EgressProbe, NameserverAddr, NodeDataplaneProbe, PathMtuProbe, PodListenersProbe,
+    Probe, ProbeSource, RecordType, ServiceVip, TcpProbe, Transport, UdpPayload, UdpProbe,
 };
 
 use super::evidence::*;
@@ -103,6 +103,9 @@ pub enum ProbeKey {
     PathMtu(IpAddr, u16),
     /// A capture on the interface of the destination pod with this IP.
     Capture(IpAddr),
+    /// A watch of the source node's uplink for the connections to this address outside the
+    /// cluster's pods.
+    Egress(IpAddr),
     /// The source node's Service rules and conntrack fill.
     NodeDataplane,
 }

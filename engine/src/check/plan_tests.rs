@@ -523,6 +523,51 @@ fn service_names_follow_the_cluster_naming_rules() {
     assert_eq!(service_guess("www.example.com", "web"), None);
 }
 
+#[test]
+fn an_address_outside_the_pods_gets_a_watch_of_the_source_nodes_uplink_instead_of_a_capture() {
+    let planned = plan(&shop(), &request("198.51.100.10:443"));
+    let witnesses: Vec<(ProbeKey, &str, RunIn)> = planned
+        .probes
+        .iter()
+        .filter(|p| is_witness(&p.key))
+        .map(|p| (p.key, p.node.as_str(), p.run_in))
+        .collect();
+    assert_eq!(
+        witnesses,
+        [
+            (
+                ProbeKey::PathMtu(ip("198.51.100.10"), 443),
+                "node-a",
+                RunIn::Pod(ip("10.244.1.2"))
+            ),
+            (ProbeKey::Egress(ip("198.51.100.10")), "node-a", RunIn::Node),
+            (ProbeKey::NodeDataplane, "node-a", RunIn::Pod(ip("10.244.1.2"))),
+        ]
+    );
+    let egress = planned
+        .probes
+        .iter()
+        .find(|p| matches!(p.key, ProbeKey::Egress(_)))
+        .unwrap();
+    let Probe::Egress(e) = &egress.probe else {
+        panic!("not an egress watch: {:?}", egress.probe)
+    };
+    assert_eq!(
+        (e.pod_ip, e.ip, e.port),
+        (ip("10.244.1.2"), ip("198.51.100.10"), 443)
+    );
+    // Speculative, as a capture is: only a lost connection to the address makes it needed.
+    assert_eq!(explains(egress), Some(ip("198.51.100.10")));
+    // A pod destination gets none.
+    let to_service = plan(&shop(), &request("svc/payments:80"));
+    assert!(
+        !to_service
+            .probes
+            .iter()
+            .any(|p| matches!(p.key, ProbeKey::Egress(_)))
+    );
+}
+
 /// Planning for IPv6 and dual-stack targets.
 #[path = "plan_family_tests.rs"]
 mod family;
@@ -531,7 +576,7 @@ mod family;
 fn is_witness(key: &ProbeKey) -> bool {
     matches!(
         key,
-        ProbeKey::PathMtu(..) | ProbeKey::Capture(_) | ProbeKey::NodeDataplane
+        ProbeKey::PathMtu(..) | ProbeKey::Capture(_) | ProbeKey::Egress(_) | ProbeKey::NodeDataplane
     )
 }
 

@@ -185,7 +185,8 @@ async fn witnessed<A: AgentTransport>(
         let mut kept = BTreeSet::new();
         for ((_, group), decision) in started.iter().zip(decisions) {
             let watches_lost = group.iter().any(|p| {
-                matches!(p.probe, Probe::Capture(_)) && explains(p).is_some_and(|ip| replies.lost(ip))
+                matches!(p.probe, Probe::Capture(_) | Probe::Egress(_))
+                    && explains(p).is_some_and(|ip| replies.lost(ip))
             });
             if watches_lost {
                 kept.extend(group.iter().map(|p| p.key));
@@ -447,6 +448,14 @@ mod tests {
                             ..Default::default()
                         })
                     }
+                    Probe::Egress(e) => {
+                        tokio::time::sleep(Duration::from_millis(e.duration_ms + 300)).await;
+                        ProbeResult::Egress(netdiag_proto::EgressResult {
+                            ip: Some(e.ip),
+                            port: e.port,
+                            ..Default::default()
+                        })
+                    }
                     Probe::PodListeners(_) => ProbeResult::Listeners(ListenersResult {
                         sockets: vec![],
                         error: None,
@@ -513,6 +522,65 @@ mod tests {
         assert!(matches!(
             replies.result(ProbeKey::Listeners(ip(DEST))),
             Some(Ok(ProbeResult::Listeners(_)))
+        ));
+    }
+
+    /// An address outside the pods: the watch of the source node's own uplink.
+    fn egress_plan(outside: &str) -> Vec<PlannedProbe> {
+        let mut probes = plan();
+        probes.truncate(1);
+        probes[0].key = ProbeKey::Endpoint(ip(outside), 443);
+        probes[0].probe = Probe::Tcp(TcpProbe {
+            ip: ip(outside),
+            port: 443,
+            timeout_ms: PROBE_TIMEOUT.as_millis() as u64,
+        });
+        probes.push(PlannedProbe {
+            key: ProbeKey::Egress(ip(outside)),
+            node: "node-a".into(),
+            run_in: RunIn::Node,
+            probe: Probe::Egress(netdiag_proto::EgressProbe {
+                pod_ip: ip(SOURCE),
+                ip: ip(outside),
+                port: 443,
+                duration_ms: (PROBE_TIMEOUT - GRACE).as_millis() as u64 + 10,
+                max_packets: 256,
+            }),
+        });
+        probes
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_uplink_watch_of_a_lost_connection_leaving_the_cluster_is_kept_and_else_not_needed() {
+        let outside = "198.51.100.10";
+        let agents = |outcome| Agents {
+            outcome,
+            node_b_reachable: true,
+        };
+        let no_policy = BTreeSet::new();
+        let replies = execute(
+            &agents(lost()),
+            &egress_plan(outside),
+            DEADLINE,
+            &no_policy,
+            GRACE,
+        )
+        .await;
+        assert!(matches!(
+            replies.result(ProbeKey::Egress(ip(outside))),
+            Some(Ok(ProbeResult::Egress(_)))
+        ));
+        let replies = execute(
+            &agents(TcpOutcome::Connected { rtt_us: 900 }),
+            &egress_plan(outside),
+            DEADLINE,
+            &no_policy,
+            GRACE,
+        )
+        .await;
+        assert!(matches!(
+            replies.result(ProbeKey::Egress(ip(outside))),
+            Some(Err(ToolFailure::NotProbed(why))) if why.starts_with("not needed")
         ));
     }
 

@@ -536,7 +536,10 @@ pub(super) fn judge_dns_failure(
             ),
         );
     }
-    if is_outside_cluster(dns) && matches!(outcome, DnsOutcome::Servfail | DnsOutcome::Refused) {
+    let upstream_silent = matches!(outcome, DnsOutcome::Timeout) && server_answered_others(result);
+    if is_outside_cluster(dns)
+        && (matches!(outcome, DnsOutcome::Servfail | DnsOutcome::Refused) || upstream_silent)
+    {
         let fix = vec![
             cmd("kubectl -n kube-system get configmap coredns -o yaml"),
             cmd("kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50"),
@@ -548,6 +551,22 @@ pub(super) fn judge_dns_failure(
         evidence,
         fix,
     )
+}
+
+/// Whether the server the failing query went to answered other queries of the same lookup (the
+/// search list's candidates): it is up and reachable, so what it did not answer in time is what
+/// it forwards.
+fn server_answered_others(result: &DnsResult) -> bool {
+    let Some(failed) = result.candidates.iter().rev().find(|c| !c.outcome.is_resolved()) else {
+        return false;
+    };
+    result.candidates.iter().any(|c| {
+        c.server == failed.server
+            && matches!(
+                c.outcome,
+                DnsOutcome::Resolved { .. } | DnsOutcome::Nxdomain | DnsOutcome::Nodata
+            )
+    })
 }
 
 /// A name the API ties to no Service and that is not under the cluster's domain: the cluster DNS

@@ -4,7 +4,7 @@
 use netdiag_proto::{TcpOutcome, Transport};
 
 use super::outcomes::{Certainty, EndpointStatus, nothing_bound, outcome, silence_unexplained, udp_reading};
-use super::witnesses::{conntrack_line, gaps, mtu_black_hole, mtu_notes, packet_reading};
+use super::witnesses::{conntrack_line, egress_reading, gaps, mtu_black_hole, mtu_notes, packet_reading};
 use super::*;
 
 pub(super) fn judge_pod_network(cx: &Context) -> Judgment {
@@ -109,6 +109,9 @@ fn tcp_connectivity(cx: &Context) -> Judgment {
             _ => unknown.push(e),
         }
     }
+    if let Some(judged) = egress(cx, &failing, &ok) {
+        return judged;
+    }
     if let Some((_, first)) = failing.first() {
         let mut evidence: Vec<String> = failing
             .iter()
@@ -161,6 +164,79 @@ fn tcp_connectivity(cx: &Context) -> Judgment {
         },
         ok.into_iter().map(|(_, line)| line).collect(),
     )
+}
+
+/// A connection to an address outside the cluster's pods that timed out, read at the source
+/// node's uplink: dropped on the node, sent untranslated, answered but lost on the way back, or
+/// gone beyond the cluster (a hand-off, not a verdict on a layer). `None` without a reading.
+fn egress(
+    cx: &Context,
+    failing: &[(&EndpointFacts, Dropped)],
+    ok: &[(&EndpointFacts, String)],
+) -> Option<Judgment> {
+    let (e, first) = failing.iter().find(|(e, d)| {
+        d.place == Place::Outside && matches!(d.outcome, TcpOutcome::Timeout { .. }) && e.pod.is_none()
+    })?;
+    let reading = egress_reading(cx, e)?;
+    let mut evidence: Vec<String> = failing
+        .iter()
+        .map(|(e, d)| {
+            format!(
+                "TCP to {} [{}] {} from {}'s netns",
+                e.label(),
+                d.place,
+                describe_tcp(&d.outcome),
+                cx.from
+            )
+        })
+        .collect();
+    evidence.extend(ok.iter().map(|(_, o)| format!("TCP to {o}")));
+    evidence.push(format!("egress witness: {reading}"));
+    let node = &reading.node;
+    let ip = fmt_ip(e.ip);
+    let (fix, hand_off) = match &reading.seen {
+        EgressSeen::NeverLeft => (
+            vec![
+                cmd(format!(
+                    "kubectl debug node/{node} -it --image=busybox -- iptables-save   # FORWARD/egress DROP rules"
+                )),
+                hint("check the CNI's egress rules and any node firewall for this destination"),
+            ],
+            false,
+        ),
+        EgressSeen::AnswerLost { .. } => (
+            vec![cmd(format!(
+                "kubectl debug node/{node} -it --image=busybox -- conntrack -L -d {ip}   # the reply's reverse NAT"
+            ))],
+            false,
+        ),
+        EgressSeen::NoAnswer { .. } if reading.untranslated() => (
+            vec![
+                cmd(format!(
+                    "kubectl debug node/{node} -it --image=busybox -- iptables -t nat -S POSTROUTING   # MASQUERADE for the pod CIDR"
+                )),
+                hint(
+                    "enable the CNI's outgoing NAT (Calico natOutgoing, ip-masq-agent, Cilium enable-ipv4-masquerade)",
+                ),
+            ],
+            false,
+        ),
+        EgressSeen::NoAnswer { .. } => (
+            vec![hint(format!(
+                "ask whoever runs the network beyond {node} (firewall, NAT gateway, the service at {ip}) whether it reaches {ip}"
+            ))],
+            true,
+        ),
+    };
+    let finding = PodNetworkFinding::Egress {
+        first: first.clone(),
+        reading,
+    };
+    Some(if hand_off {
+        undetermined(finding, evidence, fix)
+    } else {
+        fail(finding, evidence, fix)
+    })
 }
 
 /// `TCP to node node-b itself (172.18.0.3:10250): connected in 0.1 ms`: the second witness.

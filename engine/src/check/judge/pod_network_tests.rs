@@ -438,3 +438,154 @@ fn an_icmp_unreachable_with_policy_allowing_fails_pod_network_for_certain() {
     };
     assert_eq!((first.endpoint, failing, total), (label(&mut ev, 1), 1, 2));
 }
+
+/// A check of 198.51.100.10:443 from shop/checkout on node-a whose connection timed out, with
+/// the watch of node-a's uplink: it covered the probe (started before its first SYN) and saw
+/// what `watch` fills in.
+fn egress(watch: impl FnOnce(&mut netdiag_proto::EgressResult)) -> Evidence {
+    let mut ev = healthy();
+    ev.destination = Destination::External;
+    ev.dns = None;
+    ev.service = ServiceFacts::NotApplicable;
+    ev.cluster_ip = None;
+    let mut e = endpoint(pod("x", "y", "node-b", "198.51.100.10"));
+    e.pod = None;
+    e.port = Some(443);
+    e.live = LiveFact::Tcp(timeout());
+    ev.endpoints = EndpointsFacts::Known(vec![e]);
+    let mut result = netdiag_proto::EgressResult {
+        ip: Some(ip("198.51.100.10")),
+        port: 443,
+        interface: Some("eth0".into()),
+        gateway: Some(ip("192.168.0.254")),
+        node_address: Some(ip("192.168.0.1")),
+        started_unix_us: 1_000,
+        duration_ms: 1010,
+        stopped: netdiag_proto::CaptureStop::Window,
+        ..Default::default()
+    };
+    watch(&mut result);
+    ev.witnesses.egress = vec![EgressWitness {
+        ip: ip("198.51.100.10"),
+        node: "node-a".into(),
+        pod_ip: ip("10.244.1.5"),
+        probe_started_unix_us: Some(2_000),
+        probe_last_syn_unix_us: Some(900_000),
+        watch: Fact::Known(result),
+    }];
+    ev
+}
+
+fn left(address: &str) -> Vec<netdiag_proto::EgressSource> {
+    vec![netdiag_proto::EgressSource {
+        address: ip(address),
+        syns: 10,
+    }]
+}
+
+#[test]
+fn a_connection_that_left_translated_and_got_no_answer_is_a_hand_off_not_a_failing_layer() {
+    let ev = egress(|r| r.left = left("192.168.0.1"));
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Undetermined);
+    assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkEgressNoAnswer)
+    );
+    let text = summary(&report, Layer::PodNetwork);
+    assert!(
+        text.contains(
+            "left node-a by eth0 as 192.168.0.1 (SNAT of 10.244.1.5) towards 192.168.0.254; no answer came back"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("outside the cluster's reach"), "{text}");
+}
+
+#[test]
+fn a_connection_that_left_with_the_pods_own_address_towards_a_next_hop_fails_on_the_missing_snat() {
+    let ev = egress(|r| r.left = left("10.244.1.5"));
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkEgressNotTranslated)
+    );
+    assert!(
+        report.fix.iter().any(|f| f.contains("POSTROUTING")),
+        "{:?}",
+        report.fix
+    );
+}
+
+#[test]
+fn an_untranslated_connection_to_an_address_on_the_nodes_own_link_is_only_handed_off() {
+    // No next hop: the address is on a link of the node, where pod addresses need no SNAT.
+    let ev = egress(|r| {
+        r.left = left("10.244.1.5");
+        r.gateway = None;
+    });
+    let report = judge(&ev, 0);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkEgressNoAnswer)
+    );
+    assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
+}
+
+#[test]
+fn no_syn_leaving_while_the_watch_covered_the_probe_is_a_drop_on_the_node() {
+    let report = judge(&egress(|_| {}), 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkEgressNeverLeft)
+    );
+    assert!(summary(&report, Layer::PodNetwork).contains("no SYN left node-a by eth0"));
+}
+
+#[test]
+fn a_watch_that_started_after_the_last_syn_claims_nothing_left_or_not() {
+    let ev = egress(|r| r.started_unix_us = 950_000);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkConnectFailed)
+    );
+}
+
+#[test]
+fn an_answer_seen_at_the_uplink_that_never_reached_the_pod_is_lost_on_the_node() {
+    let ev = egress(|r| {
+        r.left = left("192.168.0.1");
+        r.syn_ack_seen = true;
+    });
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkEgressAnswerLost)
+    );
+    assert!(
+        summary(&report, Layer::PodNetwork).contains("a SYN-ACK came back there, but never reached the pod")
+    );
+}
+
+#[test]
+fn a_watch_that_could_not_run_leaves_the_plain_timeout_and_says_why() {
+    let ev = egress(|r| {
+        r.left = left("192.168.0.1");
+        r.error = Some("the agent lacks CAP_NET_RAW".into());
+    });
+    let report = judge(&ev, 0);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkConnectFailed)
+    );
+    assert!(
+        evidence_text(&report, Layer::PodNetwork)
+            .contains("egress witness on node-a for 198.51.100.10 unavailable")
+    );
+}

@@ -2,7 +2,9 @@
 //! the packet captures at the destination pods, and the source node's dataplane (Service rules,
 //! conntrack fill). Each witness is optional; a missing one is said in a line, never guessed.
 
-use netdiag_proto::{CaptureResult, CaptureStop, NodeDataplaneResult, PathMtuOutcome, ServiceRules};
+use netdiag_proto::{
+    CaptureResult, CaptureStop, EgressResult, NodeDataplaneResult, PathMtuOutcome, ServiceRules,
+};
 
 use super::*;
 
@@ -136,6 +138,15 @@ pub(super) fn gaps(cx: &Context) -> Vec<String> {
         _ => None,
     });
     out.extend(capture_gap);
+    let egress_gap = cx.witnesses.egress.iter().find_map(|w| match &w.watch {
+        Fact::Known(EgressResult { error: Some(err), .. }) => Some(format!(
+            "egress witness on {} for {} unavailable: {err}",
+            w.node,
+            fmt_ip(w.ip)
+        )),
+        _ => None,
+    });
+    out.extend(egress_gap);
     out
 }
 
@@ -201,6 +212,54 @@ pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<PacketRe
         });
     }
     Some(PacketReading::Unanswered { pod })
+}
+
+/// What the source node's uplink showed of the connections to `e`, an address outside the
+/// cluster's pods, when it tells something. `None` when there was no watch or it cannot tell (the
+/// line in [`gaps`] says why).
+pub(super) fn egress_reading(cx: &Context, e: &EndpointFacts) -> Option<EgressReading> {
+    let w = cx.witnesses.egress.iter().find(|w| w.ip == e.ip)?;
+    let Fact::Known(r) = &w.watch else { return None };
+    if r.error.is_some() {
+        return None;
+    }
+    let pod = w.pod_ip;
+    let reading = |seen| {
+        Some(EgressReading {
+            node: w.node.clone(),
+            interface: r.interface.clone()?,
+            gateway: r.gateway,
+            seen,
+        })
+    };
+    // The translated address, when SNAT gave one, else the pod's own.
+    let source = r
+        .left
+        .iter()
+        .find(|s| s.address != pod)
+        .or(r.left.first())
+        .map(|s| s.address);
+    let Some(source) = source else {
+        // Claim "never left" only if the watch covered its whole window from before a SYN left.
+        let covered = [w.probe_started_unix_us, w.probe_last_syn_unix_us]
+            .into_iter()
+            .flatten()
+            .any(|sent| r.started_unix_us <= sent);
+        return (covered && r.stopped == CaptureStop::Window)
+            .then(|| reading(EgressSeen::NeverLeft))
+            .flatten();
+    };
+    if r.syn_ack_seen || r.rst_seen {
+        return reading(EgressSeen::AnswerLost {
+            source,
+            reset: !r.syn_ack_seen,
+        });
+    }
+    reading(EgressSeen::NoAnswer {
+        source,
+        pod,
+        icmp: r.icmp_seen.clone(),
+    })
 }
 
 /// The source node's conntrack fill, as an evidence line.

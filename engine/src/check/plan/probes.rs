@@ -160,7 +160,8 @@ pub const CAPTURE_MARGIN_MS: u64 = 10;
 pub const CAPTURE_MAX_PACKETS: u32 = 256;
 
 /// The datapath witnesses, sent in the same round as the TCP probes: the path MTU to each
-/// endpoint, a capture on each destination pod's interface, and the source node's dataplane.
+/// endpoint, a capture on each destination pod's interface (on the source node's uplink for an
+/// address that is no pod), and the source node's dataplane.
 fn datapath_witnesses(
     dest: &DestinationPlan,
     live: &[&EndpointTarget],
@@ -200,6 +201,22 @@ fn datapath_witnesses(
                     timeout_ms: request.timeout_ms(),
                 }),
             ));
+        }
+        if e.pod.is_none() {
+            // An address outside the cluster's pods: where the source node sends it, and with
+            // which address, is the last thing the cluster can witness.
+            probes.push(PlannedProbe {
+                key: ProbeKey::Egress(e.ip),
+                node: node.to_string(),
+                run_in: RunIn::Node,
+                probe: Probe::Egress(EgressProbe {
+                    pod_ip: ip,
+                    ip: e.ip,
+                    port,
+                    duration_ms: request.capture_ms(),
+                    max_packets: CAPTURE_MAX_PACKETS,
+                }),
+            });
         }
         if let Some(dest_node) = e.pod.as_ref().and_then(|p| p.node.clone()) {
             // In the destination node's one request, naming its pod like `podListeners`.
@@ -258,9 +275,9 @@ fn path_mtu_measured(live: &[&EndpointTarget]) -> BTreeSet<IpAddr> {
 /// `None` for every other probe.
 pub fn explains(p: &PlannedProbe) -> Option<IpAddr> {
     match (&p.key, &p.probe) {
-        (ProbeKey::Capture(ip), Probe::Capture(_)) | (ProbeKey::Listeners(ip), Probe::PodListeners(_)) => {
-            Some(*ip)
-        }
+        (ProbeKey::Capture(ip), Probe::Capture(_))
+        | (ProbeKey::Egress(ip), Probe::Egress(_))
+        | (ProbeKey::Listeners(ip), Probe::PodListeners(_)) => Some(*ip),
         _ => None,
     }
 }

@@ -380,6 +380,14 @@ impl fmt::Display for DnsFinding {
                 "{name}, a name outside the cluster, is REFUSED by the cluster DNS: it serves only the cluster's \
                  zones and forwards such names nowhere (CoreDNS without a forward upstream)"
             ),
+            DnsFinding::UpstreamFailed {
+                name,
+                outcome: DnsOutcome::Timeout,
+            } => write!(
+                f,
+                "{name}, a name outside the cluster, times out at the cluster DNS, which answers the cluster's \
+                 names in the same lookup: the upstream resolvers it forwards to do not answer (CoreDNS forward)"
+            ),
             DnsFinding::UpstreamFailed { name, outcome } => write!(
                 f,
                 "{name}, a name outside the cluster: the cluster DNS answers {} — the upstream resolvers it \

@@ -21,8 +21,8 @@ pub(crate) use endpoints::{EndpointsFinding, Listed, NoEndpoints};
 pub(crate) use intermittent::{Flaky, IntermittentFinding};
 pub(crate) use network_policy::{DeniedHead, Enforcement, NetworkPolicyFinding, Unenforced};
 pub(crate) use pod_network::{
-    Dropped, Hole, MtuFinding, PacketReading, PathReading, Place, PodNetworkFinding, Probed, Silence, Span,
-    Unexplained,
+    Dropped, EgressReading, EgressSeen, Hole, MtuFinding, PacketReading, PathReading, Place,
+    PodNetworkFinding, Probed, Silence, Span, Unexplained,
 };
 pub(crate) use service::ServiceFinding;
 #[cfg(test)]

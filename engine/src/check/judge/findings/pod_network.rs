@@ -304,6 +304,82 @@ impl fmt::Display for Silence {
     }
 }
 
+/// What the source node's uplink showed of the connections to an address outside the cluster's
+/// pods: the last stretch of path the cluster can witness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EgressReading {
+    pub node: String,
+    /// The interface the node's route leaves by, and its next hop (none on a link of the node).
+    pub interface: String,
+    pub gateway: Option<IpAddr>,
+    pub seen: EgressSeen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EgressSeen {
+    /// The watch covered the probe and no SYN left by the interface.
+    NeverLeft,
+    /// The SYNs left with `source` (`pod` is the pod's own address) and nothing came back, or
+    /// only the ICMP error `icmp`.
+    NoAnswer {
+        source: IpAddr,
+        pod: IpAddr,
+        icmp: Option<String>,
+    },
+    /// The destination answered on the uplink (a SYN-ACK, or a reset) but the pod's connection
+    /// still timed out: the answer was lost on the node.
+    AnswerLost { source: IpAddr, reset: bool },
+}
+
+impl EgressReading {
+    /// Whether the SYNs left with the pod's own address towards a next hop: nothing outside the
+    /// node's links can answer that unless the network beyond routes the pod's CIDR.
+    pub fn untranslated(&self) -> bool {
+        matches!(self.seen, EgressSeen::NoAnswer { source, pod, icmp: None } if source == pod)
+            && self.gateway.is_some()
+    }
+}
+
+impl fmt::Display for EgressReading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let EgressReading {
+            node,
+            interface,
+            gateway,
+            seen,
+        } = self;
+        let via = gateway
+            .map(|g| format!(" towards {}", fmt_ip(g)))
+            .unwrap_or_default();
+        match seen {
+            EgressSeen::NeverLeft => write!(
+                f,
+                "no SYN left {node} by {interface}, its route to the address: dropped on the node"
+            ),
+            EgressSeen::NoAnswer { source, pod, icmp } => {
+                let as_what = if source == pod {
+                    format!("with the pod's own address {} (not translated)", fmt_ip(*source))
+                } else {
+                    format!("as {} (SNAT of {})", fmt_ip(*source), fmt_ip(*pod))
+                };
+                write!(f, "left {node} by {interface} {as_what}{via}; ")?;
+                match icmp {
+                    Some(icmp) => write!(f, "the answer was an ICMP error ({icmp})"),
+                    None => f.write_str("no answer came back"),
+                }
+            }
+            EgressSeen::AnswerLost { source, reset } => {
+                let answer = if *reset { "a reset" } else { "a SYN-ACK" };
+                write!(
+                    f,
+                    "left {node} by {interface} as {}{via} and {answer} came back there, but never reached the pod",
+                    fmt_ip(*source)
+                )
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum PodNetworkFinding {
     NotApplicable(NoDestination),
@@ -336,6 +412,12 @@ pub(crate) enum PodNetworkFinding {
         path: PathReading,
         packet: Option<PacketReading>,
     },
+    /// A TCP connection to an address outside the cluster's pods timed out, read at the source
+    /// node's uplink.
+    Egress {
+        first: Dropped,
+        reading: EgressReading,
+    },
     /// `failing` of `total` datagrams meet an ICMP unreachable although policy allows them.
     DatagramRejected {
         first: Probed,
@@ -366,6 +448,12 @@ impl PodNetworkFinding {
                 }
                 PathReading::PathBroken { .. } => Code::PodNetworkPathBroken,
                 PathReading::NoSecondWitness { .. } => Code::PodNetworkNoSecondWitness,
+            },
+            PodNetworkFinding::Egress { reading, .. } => match &reading.seen {
+                EgressSeen::NeverLeft => Code::PodNetworkEgressNeverLeft,
+                EgressSeen::AnswerLost { .. } => Code::PodNetworkEgressAnswerLost,
+                EgressSeen::NoAnswer { .. } if reading.untranslated() => Code::PodNetworkEgressNotTranslated,
+                EgressSeen::NoAnswer { .. } => Code::PodNetworkEgressNoAnswer,
             },
             PodNetworkFinding::DatagramRejected { .. } => Code::PodNetworkDatagramRejected,
             PodNetworkFinding::Silent { .. } => Code::PodNetworkSilent,
@@ -424,6 +512,19 @@ impl fmt::Display for PodNetworkFinding {
                 match packet {
                     Some(packet) => write!(f, "; packet witness: {packet}"),
                     None => Ok(()),
+                }
+            }
+            PodNetworkFinding::Egress { first, reading } => {
+                let what = describe_tcp(&first.outcome);
+                write!(f, "TCP to {} {what}: {reading}", first.endpoint)?;
+                match &reading.seen {
+                    EgressSeen::NoAnswer { .. } if reading.untranslated() => f.write_str(
+                        ": unless the network beyond routes the pod CIDR back, the node's SNAT (masquerade) for traffic leaving the cluster is missing",
+                    ),
+                    EgressSeen::NoAnswer { .. } => {
+                        f.write_str(": the connection left the cluster, and the fault is beyond it (outside the cluster's reach)")
+                    }
+                    _ => Ok(()),
                 }
             }
             PodNetworkFinding::DatagramRejected {
