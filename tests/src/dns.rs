@@ -1,6 +1,7 @@
 //! The cluster DNS server's configuration: dnsmasq answering as CoreDNS's kubernetes plugin does
 //! for `<service>.<namespace>.svc.cluster.local` (and SRV records for a ClusterIP Service's named
-//! ports), NXDOMAIN for any other name under the cluster domain, and no upstream. A Service has an
+//! ports), NXDOMAIN for any other name under the cluster domain, and no upstream unless the lab has
+//! an outside network (then every other name is forwarded to its DNS server). A Service has an
 //! A record per IPv4 ClusterIP and an AAAA per IPv6 one (headless: per ready pod address). Pure.
 
 use std::fmt::Write as _;
@@ -21,6 +22,9 @@ pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice], objects: &[serde_json
          user=root\npid-file=\nlocal=/{CLUSTER_DOMAIN}/\nlocal-ttl=30\n",
         listen.join(",")
     );
+    if let Some(upstream) = crate::outside::upstream_dns(plan) {
+        let _ = writeln!(out, "server={upstream}");
+    }
     for svc in &plan.services {
         let name = format!("{}.{}.svc.{CLUSTER_DOMAIN}", svc.name, svc.namespace);
         match svc.cluster_ip {

@@ -232,6 +232,7 @@ impl Builder<'_> {
         self.node_local_dns()?;
         let ready_dir = self.state.path("ready");
         let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        self.outside(&me)?;
         let (tokens, rbac) = crate::endpoint_lab::write_agent_credentials(self.state, self.scenario)?;
         let mut children = self.start_pods(&me, slices, &ready_dir)?;
 
@@ -324,6 +325,13 @@ impl Builder<'_> {
                 pod.netns, pod.host_if, plan.nodes[pod.node].netns
             );
         }
+        if let Some(outside) = &plan.outside_netns {
+            links += &format!(
+                "link add eth0 netns {outside} type veth peer name {} netns {}\n",
+                crate::outside::ROUTER_PORT,
+                plan.underlay_netns
+            );
+        }
         self.run_file("links.batch", &links, "ip", &["-batch"])
             .context("failed to create the lab's links")?;
 
@@ -355,6 +363,11 @@ impl Builder<'_> {
         // pods reach the API server's cluster address and its answers find their way back.
         for node in &plan.nodes {
             underlay += &format!("route add {} via {}\n", node.pod_cidr(), node.ip);
+        }
+        if let (Some(outside), Some((router, beyond))) = (&plan.outside_netns, crate::outside::network(plan))
+        {
+            underlay += &router;
+            configs.push((outside.clone(), beyond));
         }
         configs.push((plan.underlay_netns.clone(), underlay));
         for (i, node) in plan.nodes.iter().enumerate() {

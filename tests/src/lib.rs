@@ -11,6 +11,7 @@ pub mod kubeproxy;
 pub mod lab;
 pub mod netns;
 pub mod objects;
+pub mod outside;
 pub mod plan;
 pub mod podapp;
 pub mod rbac;

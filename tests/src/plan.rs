@@ -12,6 +12,16 @@ use crate::scenario::{
 /// NodeLocal DNSCache's address on every node (the upstream project's default).
 pub const NODE_LOCAL_DNS_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 20, 10);
 
+/// The network outside the cluster (`outside: true`), beyond the underlay router, and its
+/// addresses: the router's, the host's, and its DNS server's, which answers [`OUTSIDE_NAME`].
+pub const OUTSIDE_CIDR: &str = "198.51.100.0/24";
+pub const OUTSIDE_ROUTER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const OUTSIDE_HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+pub const OUTSIDE_DNS_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
+pub const OUTSIDE_NAME: &str = "partner.example";
+/// The TCP ports the outside host serves.
+pub const OUTSIDE_PORTS: [u16; 2] = [80, 443];
+
 /// ClusterIP of `kube-system/kube-dns`.
 pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// Address of the underlay router every node reaches the rest of the "datacenter" through.
@@ -175,6 +185,8 @@ pub struct Plan {
     pub dns_down: bool,
     /// NodeLocal DNSCache at [`NODE_LOCAL_DNS_IP`] on every node, in the pods' resolv.conf.
     pub node_local_dns: bool,
+    /// The namespace of the network outside the cluster, when the scenario has one.
+    pub outside_netns: Option<String>,
     /// The cluster's families, primary first.
     pub families: Vec<IpFamily>,
 }
@@ -314,6 +326,7 @@ impl Plan {
             services,
             dns_down: scenario.dns_down(),
             node_local_dns: scenario.node_local_dns,
+            outside_netns: scenario.outside.then(|| format!("{prefix}-x")),
             families,
         })
     }
@@ -350,6 +363,7 @@ impl Plan {
     /// Every namespace name the lab creates, the underlay first.
     pub fn all_netns(&self) -> Vec<String> {
         std::iter::once(self.underlay_netns.clone())
+            .chain(self.outside_netns.clone())
             .chain(self.nodes.iter().map(|n| n.netns.clone()))
             .chain(self.pods.iter().map(|p| p.netns.clone()))
             .collect()

@@ -49,6 +49,13 @@ pub struct Scenario {
     /// and the pods' resolv.conf naming it (kubelet `--cluster-dns`). IPv4 clusters only.
     #[serde(default)]
     pub node_local_dns: bool,
+    /// A network outside the cluster (198.51.100.0/24, beyond the underlay router, which does not
+    /// route pod addresses back): a host at 198.51.100.10 serving TCP 80 and 443, and a DNS
+    /// server at 198.51.100.53 answering `partner.example` with it, which the cluster DNS forwards
+    /// names outside the cluster to. Every node masquerades its pods' traffic to it (the CNI's
+    /// outgoing NAT). IPv4 clusters only.
+    #[serde(default)]
+    pub outside: bool,
     #[serde(default)]
     pub pods: Vec<PodSpec>,
     #[serde(default)]
@@ -317,6 +324,17 @@ pub enum Fault {
         #[serde(default, rename = "throughService")]
         through_service: bool,
     },
+    /// Node `node` does not masquerade its pods' traffic to the outside network: it leaves with
+    /// the pod's own address, which nothing there routes back (the CNI's outgoing NAT missing).
+    EgressNoSnat { node: String },
+    /// Node `node` drops its pods' traffic to the outside network on its forwarding path.
+    EgressDrop { node: String },
+    /// Node `node` drops what the outside network answers, on its forwarding path back to the pod.
+    EgressReplyDrop { node: String },
+    /// The outside host drops every TCP connection to it (a firewall beyond the cluster).
+    OutsideDrop,
+    /// The outside network's DNS server does not run: the cluster DNS's upstream does not answer.
+    UpstreamDnsDown,
     /// A stale Service rule on one node: its rules for `service` also translate to the pod `to`,
     /// which does not back the Service (kube-proxy on that node missed an update).
     ServiceRuleStale {
@@ -324,6 +342,16 @@ pub enum Fault {
         node: String,
         to: String,
     },
+}
+
+impl Fault {
+    /// The fault's `kind`, as a scenario names it.
+    pub fn kind(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 /// kube-proxy's mode (`iptables`, the default, or `nftables`; this kernel has no IPVS).
@@ -499,6 +527,9 @@ impl Scenario {
             if !nodes.insert(node.as_str()) {
                 return Err(invalid(format!("lists node {node} twice")));
             }
+        }
+        if self.outside && self.ip_families.first() != Some(&IpFamily::V4) {
+            return Err(invalid("outside needs an IPv4 (or IPv4-primary) cluster"));
         }
         if self.node_local_dns && self.ip_families.first() != Some(&IpFamily::V4) {
             return Err(invalid("nodeLocalDns needs an IPv4 (or IPv4-primary) cluster"));
@@ -693,6 +724,13 @@ impl Scenario {
         Ok(())
     }
 
+    fn needs_outside(&self, fault: &Fault) -> Result<(), ScenarioError> {
+        if self.outside {
+            return Ok(());
+        }
+        Err(invalid(format!("{} fault needs outside: true", fault.kind())))
+    }
+
     fn validate_faults(
         &self,
         nodes: &BTreeSet<&str>,
@@ -716,6 +754,18 @@ impl Scenario {
                     }
                 }
                 Fault::DnsDown => {}
+                Fault::EgressNoSnat { node }
+                | Fault::EgressDrop { node }
+                | Fault::EgressReplyDrop { node } => {
+                    self.needs_outside(fault)?;
+                    if !nodes.contains(node.as_str()) {
+                        return Err(invalid(format!(
+                            "{} fault names unknown node {node}",
+                            fault.kind()
+                        )));
+                    }
+                }
+                Fault::OutsideDrop | Fault::UpstreamDnsDown => self.needs_outside(fault)?,
                 Fault::NodeLocalDnsDown { node } => {
                     if !self.node_local_dns {
                         return Err(invalid(format!(
@@ -875,6 +925,23 @@ mod tests {
     fn pod_on_unknown_node_is_rejected_by_name() {
         let e = err("name: t\nnodes: [n]\npods:\n- {namespace: a, name: p, node: m}\n");
         assert_eq!(e, "scenario pod a/p is on unknown node m");
+    }
+
+    #[test]
+    fn the_outside_network_needs_ipv4_and_its_faults_need_it() {
+        let e = err("name: t\nnodes: [n]\nipFamilies: [IPv6]\noutside: true\n");
+        assert!(e.contains("outside needs an IPv4"), "{e}");
+        let e = err("name: t\nnodes: [n]\nfaults: [{kind: egress-no-snat, node: n}]\n");
+        assert!(e.contains("egress-no-snat fault needs outside: true"), "{e}");
+        let e = err("name: t\nnodes: [n]\nfaults: [{kind: upstream-dns-down}]\n");
+        assert!(e.contains("upstream-dns-down fault needs outside: true"), "{e}");
+        let e = err("name: t\nnodes: [n]\noutside: true\nfaults: [{kind: egress-drop, node: m}]\n");
+        assert!(e.contains("egress-drop fault names unknown node m"), "{e}");
+        let s =
+            Scenario::parse("name: t\nnodes: [n]\noutside: true\nfaults: [{kind: outside-drop}]\n").unwrap();
+        let plan = crate::plan::Plan::new(&s, "ox000001", false).unwrap();
+        assert_eq!(plan.outside_netns.as_deref(), Some("ox000001-x"));
+        assert!(plan.all_netns().contains(&"ox000001-x".to_string()));
     }
 
     #[test]

@@ -112,6 +112,12 @@ scenarios! {
     a_baseline_deny_without_an_isolating_policy_advises_a_new_policy => "baseline-egress-deny.yaml",
     dns_admitted_by_an_ipv4_ip_block_only_fails_network_policy_for_ipv6_queries => "dual-stack-dns-egress-ipv4-ipblock.yaml",
     an_mtu_black_hole_on_the_source_link_names_the_share_and_every_node_pair => "link-mtu-source-node-of-three.yaml",
+    a_host_outside_the_cluster_is_reachable_by_name_through_the_upstream => "egress-external-healthy.yaml",
+    an_outside_host_that_drops_the_connection_is_handed_off_with_the_uplink_evidence => "egress-outside-drops.yaml",
+    traffic_leaving_the_cluster_untranslated_fails_pod_network => "egress-no-snat.yaml",
+    traffic_dropped_on_the_node_before_its_uplink_fails_pod_network => "egress-dropped-on-node.yaml",
+    an_outside_answer_lost_on_the_node_fails_pod_network => "egress-reply-lost.yaml",
+    an_upstream_dns_server_that_does_not_run_fails_dns_as_the_upstream => "dns-upstream-unreachable.yaml",
 }
 
 #[test]
@@ -793,6 +799,59 @@ fn intermittent_verdicts_are_the_same_on_every_run() {
         });
         assert_eq!((status.as_str(), got.as_str()), ("fail", code), "{file}");
     }
+}
+
+/// What the source node's uplink shows of a connection leaving the cluster reads the same on
+/// every run: ten checks of each egress lab give one exit code, status, code and summary, and the
+/// DNS upstream that does not run gives one dns verdict.
+#[test]
+fn egress_verdicts_are_the_same_on_every_run() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    for (file, status, code, words) in [
+        (
+            "egress-outside-drops.yaml",
+            "undetermined",
+            "pod-network-egress-no-answer",
+            "outside the cluster's reach",
+        ),
+        (
+            "egress-no-snat.yaml",
+            "fail",
+            "pod-network-egress-not-translated",
+            "with the pod's own address",
+        ),
+        (
+            "egress-dropped-on-node.yaml",
+            "fail",
+            "pod-network-egress-never-left",
+            "no SYN left node-a by eth0",
+        ),
+        (
+            "egress-reply-lost.yaml",
+            "fail",
+            "pod-network-egress-answer-lost",
+            "a SYN-ACK came back there",
+        ),
+    ] {
+        let (_, got_status, got_code, summary) =
+            same_on_ten_runs(file, "198.51.100.10:443", &[], "pod-network", |a| {
+                (a.exit, a.status.clone(), a.code.clone(), a.summary.clone())
+            });
+        assert_eq!((got_status.as_str(), got_code.as_str()), (status, code), "{file}");
+        assert!(
+            summary.contains(words),
+            "{file}: {words:?} missing from {summary:?}"
+        );
+    }
+    let (_, status, code, _) = same_on_ten_runs(
+        "dns-upstream-unreachable.yaml",
+        "partner.example:443",
+        &[],
+        "dns",
+        |a| (a.exit, a.status.clone(), a.code.clone(), a.summary.clone()),
+    );
+    assert_eq!((status.as_str(), code.as_str()), ("fail", "dns-upstream-failed"));
 }
 
 /// Per-family judgment and the datapath witnesses read the same state the same way every time:

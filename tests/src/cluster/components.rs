@@ -270,8 +270,8 @@ pub fn pods_dir(at: &Layout, node: &str) -> PathBuf {
 }
 
 /// CoreDNS in its pod's namespace, serving the cluster domain from the API with the
-/// `kubernetes` plugin. The lab has no upstream: a name outside the zones it serves is REFUSED,
-/// CoreDNS's own answer for a zone it has no server block for.
+/// `kubernetes` plugin. Without an outside network the lab has no upstream: a name outside the
+/// zones it serves is REFUSED, CoreDNS's own answer for a zone it has no server block for.
 pub fn coredns(bins: &Binaries, plan: &Plan, at: &Layout) -> Result<Child> {
     let corefile = at.path("Corefile");
     let text = format!(
@@ -280,6 +280,12 @@ pub fn coredns(bins: &Binaries, plan: &Plan, at: &Layout) -> Result<Child> {
          pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n        ttl 5\n    }}\n    cache 5\n}}\n",
         kubeconfig = s(&at.path("coredns.kubeconfig")),
     );
+    // With an outside network, every other name goes to its DNS server, as `forward . /etc/resolv.conf`
+    // sends it to the node's.
+    let text = match crate::outside::upstream_dns(plan) {
+        Some(upstream) => format!("{text}.:53 {{\n    errors\n    forward . {upstream}\n    cache 5\n}}\n"),
+        None => text,
+    };
     std::fs::write(&corefile, text).with_context(|| format!("failed to write {}", corefile.display()))?;
     let args = vec!["-conf".to_string(), s(&corefile)];
     spawn_in(&plan.dns_pod().netns, &bins.coredns, &args, &at.log("coredns"))

@@ -44,6 +44,8 @@ impl Builder<'_> {
         }
         self.network()?;
         self.real_fault_rules()?;
+        let me = std::env::current_exe().context("failed to find the lab's own executable")?;
+        self.outside(&me)?;
         std::fs::create_dir_all(at.path("logs")).context("failed to create the lab's logs directory")?;
         let pki = self.write_pki(&at)?;
         self.write_static_tokens(&at)?;
