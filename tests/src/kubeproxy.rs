@@ -476,6 +476,12 @@ fn reply_drop_rules(plan: &Plan, faults: &[Fault], family: IpFamily) -> String {
 }
 
 fn pod_ips(plan: &Plan, end: &str, family: IpFamily) -> Vec<IpAddr> {
+    if end == crate::scenario::OUTSIDE_HOST {
+        return match family {
+            IpFamily::V4 => vec![IpAddr::V4(crate::plan::OUTSIDE_HOST_IP)],
+            IpFamily::V6 => vec![],
+        };
+    }
     let Some((ns, name)) = split_ref(end) else {
         return Vec::new();
     };
@@ -837,6 +843,26 @@ mod tests {
             "no port means every protocol: {}",
             lines[1]
         );
+    }
+
+    #[test]
+    fn a_deny_to_the_outside_host_matches_its_address() {
+        let r = rules(
+            "outside: true\nfaults:\n- {kind: deny, from: shop/c, to: outside, port: 443}\n",
+            0,
+        );
+        let line = r
+            .lines()
+            .find(|l| l.starts_with(&format!("-A {POLICY_CHAIN}")))
+            .unwrap_or_else(|| panic!("no deny rule in {r}"));
+        assert!(
+            line.contains("-s 10.244.1.2/32 -d 198.51.100.10/32 -p tcp -m tcp --dport 443"),
+            "{line}"
+        );
+        let e = Scenario::parse(&format!("{TEXT}faults:\n- {{kind: deny, from: shop/c, to: outside}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deny fault needs outside: true"), "{e}");
     }
 
     #[test]

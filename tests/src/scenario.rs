@@ -272,7 +272,8 @@ pub enum DenyMode {
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
     /// Traffic from one pod to another dropped or rejected on the nodes' forwarding path.
-    /// `from`/`to` are `namespace/name`, or `namespace/*` for every pod of a namespace.
+    /// `from`/`to` are `namespace/name`, or `namespace/*` for every pod of a namespace; `to` may
+    /// be `outside` (the outside network's host, with `outside: true`).
     Deny {
         from: String,
         to: String,
@@ -343,6 +344,9 @@ pub enum Fault {
         to: String,
     },
 }
+
+/// The name a `deny` fault's `to` gives the outside network's host.
+pub const OUTSIDE_HOST: &str = "outside";
 
 impl Fault {
     /// The fault's `kind`, as a scenario names it.
@@ -740,8 +744,11 @@ impl Scenario {
         for fault in &self.faults {
             match fault {
                 Fault::Deny { from, to, .. } => {
-                    for end in [from, to] {
-                        self.validate_fault_end("deny", end, pods, true)?;
+                    self.validate_fault_end("deny", from, pods, true)?;
+                    if to == OUTSIDE_HOST {
+                        self.needs_outside(fault)?;
+                    } else {
+                        self.validate_fault_end("deny", to, pods, true)?;
                     }
                 }
                 Fault::IntermittentDrop { from, to, every, .. } => {
