@@ -266,6 +266,7 @@ pub async fn probe(p: &DnsProbe, conf: ResolvConfSummary) -> DnsResult {
                 outcome: asked.outcome.clone(),
                 rtt_us: asked.rtt_us,
                 truncated: asked.truncated,
+                cnames: asked.cnames,
             });
             outcome = asked.outcome;
             if matches!(
@@ -295,6 +296,7 @@ struct Asked {
     outcome: DnsOutcome,
     rtt_us: u64,
     truncated: bool,
+    cnames: Vec<String>,
     /// The server was reached: it answered, or the query at least waited out its timeout (glibc's
     /// `gotsomewhere`). False when sending failed or ICMP said nothing listens.
     reached: bool,
@@ -308,6 +310,11 @@ async fn query(fqdn: &str, record_type: RecordType, server: SocketAddr, timeout:
         rtt_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
         truncated,
         reached,
+        cnames: vec![],
+    };
+    let answered = |response: &Message, truncated| Asked {
+        cnames: cname_chain(response),
+        ..asked(classify_response(response, record_type), truncated, true)
     };
     let request = match build_query(fqdn, record_type) {
         Ok(r) => r,
@@ -321,7 +328,7 @@ async fn query(fqdn: &str, record_type: RecordType, server: SocketAddr, timeout:
         Ok(Ok(response)) => response,
     };
     if !response.metadata.truncation {
-        return asked(classify_response(&response, record_type), false, true);
+        return answered(&response, false);
     }
     match tokio::time::timeout_at(deadline, exchange_tcp(&request, server)).await {
         Err(_) => asked(DnsOutcome::Timeout, true, true),
@@ -332,7 +339,7 @@ async fn query(fqdn: &str, record_type: RecordType, server: SocketAddr, timeout:
             true,
             true,
         ),
-        Ok(Ok(response)) => asked(classify_response(&response, record_type), true, true),
+        Ok(Ok(response)) => answered(&response, true),
     }
 }
 
@@ -451,6 +458,19 @@ async fn exchange_tcp(request: &Message, server: SocketAddr) -> Result<Message, 
     Ok(response)
 }
 
+/// The CNAME targets in a response's answer section, in the order the server gave them (the
+/// chain from the asked name to the one holding the addresses).
+pub fn cname_chain(response: &Message) -> Vec<String> {
+    response
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::CNAME(target) => Some(target.0.to_string().trim_end_matches('.').to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What a response says about the asked name and type.
 pub fn classify_response(response: &Message, record_type: RecordType) -> DnsOutcome {
     match response.metadata.response_code {
@@ -484,6 +504,37 @@ pub fn classify_response(response: &Message, record_type: RecordType) -> DnsOutc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cname_chain_of_an_answer_is_kept_in_order_beside_its_addresses() {
+        use hickory_proto::rr::Record;
+        use hickory_proto::rr::rdata::{A, CNAME};
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let mut response = Message::query();
+        response.add_answer(Record::from_rdata(
+            name("partner.shop.svc.cluster.local."),
+            5,
+            RData::CNAME(CNAME(name("partner.example."))),
+        ));
+        response.add_answer(Record::from_rdata(
+            name("partner.example."),
+            30,
+            RData::CNAME(CNAME(name("edge.cdn.example."))),
+        ));
+        response.add_answer(Record::from_rdata(
+            name("edge.cdn.example."),
+            30,
+            RData::A(A("198.51.100.10".parse().unwrap())),
+        ));
+        assert_eq!(cname_chain(&response), ["partner.example", "edge.cdn.example"]);
+        assert_eq!(
+            classify_response(&response, RecordType::A),
+            DnsOutcome::Resolved {
+                addresses: vec!["198.51.100.10".parse().unwrap()],
+                ttl: 30
+            }
+        );
+    }
 
     #[test]
     fn a_failed_query_reads_as_it_always_did() {

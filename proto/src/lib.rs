@@ -629,6 +629,10 @@ pub struct DnsCandidate {
     /// The UDP answer had the TC bit set (and the query was retried over TCP).
     #[serde(default)]
     pub truncated: bool,
+    /// The CNAME targets the answer led through before its addresses, in order (an ExternalName
+    /// Service's `externalName`, a CDN's names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cnames: Vec<String>,
 }
 
 /// What one DNS query (or the final answer) observed.
@@ -1344,6 +1348,7 @@ mod tests {
                     outcome: DnsOutcome::Nxdomain,
                     rtt_us: 800,
                     truncated: false,
+                    cnames: vec![],
                 }],
                 answer: DnsAnswer {
                     name: None,
