@@ -138,7 +138,8 @@ async fn gather<A: AgentTransport>(snap: &Snapshot, agents: &A, request: &CheckR
     let mut replies = probe::execute(agents, &plan.probes, deadline, &denied, request.witness_grace()).await;
     if plan.follow_dns
         && let Some(resolved) = first_resolved(&replies)
-        && let followed = snap.follow(request, resolved).await
+        && let Some(port) = plan::followed_port(&plan.destination, request)
+        && let followed = snap.follow(request, resolved, port).await
         && let Some((destination, probes)) = plan::follow_resolved(followed, request, &plan, resolved)
     {
         // The objects of the address it resolved to are read now: policy is evaluated with them.

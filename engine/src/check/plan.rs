@@ -236,8 +236,9 @@ pub struct CheckPlan {
     pub dns: Option<DnsPlan>,
     pub destination: DestinationPlan,
     pub probes: Vec<PlannedProbe>,
-    /// A `HOST:PORT` name the API ties to no Service: once it resolves, plan the address it
-    /// resolved to ([`follow_resolved`]).
+    /// A `HOST:PORT` name the API ties to no Service, or an ExternalName Service for a host
+    /// outside the cluster: once the name resolves, plan the address it resolved to
+    /// ([`follow_resolved`]).
     pub follow_dns: bool,
 }
 
@@ -291,8 +292,8 @@ impl CheckPlan {
 pub fn plan(snap: &Snapshot, request: &CheckRequest) -> CheckPlan {
     let source = source_facts(snap, &request.from);
     let (dns_name, key) = destination_key(snap, request);
-    let follow_dns = key.is_none();
-    let destination = plan_destination(snap, key.unwrap_or(DestKey::Nothing));
+    let destination = plan_destination(snap, key.clone().unwrap_or(DestKey::Nothing));
+    let follow_dns = key.is_none() || external_host_port(&destination, request).is_some();
     let dns = dns_name.map(|name| plan_dns(snap, request, name));
     let mut plan = CheckPlan {
         source,
@@ -313,19 +314,54 @@ pub fn follow_resolved(
     first: &CheckPlan,
     resolved: IpAddr,
 ) -> Option<(DestinationPlan, Vec<PlannedProbe>)> {
-    let Target::Host { port, .. } = &request.target else {
-        return None;
-    };
-    let destination = plan_destination(
-        snap,
-        DestKey::Address {
-            ip: resolved,
-            port: *port,
-        },
-    );
+    let port = followed_port(&first.destination, request)?;
+    let mut destination = plan_destination(snap, DestKey::Address { ip: resolved, port });
+    if let ServiceFacts::Found(external_name) = &first.destination.service {
+        match &mut destination.service {
+            // The host behind the ExternalName: judged as the Service's one destination.
+            ServiceFacts::NotApplicable => {
+                destination.destination = Destination::Service;
+                destination.service = first.destination.service.clone();
+            }
+            // It named a Service of the cluster by its address: that Service, as an alias.
+            ServiceFacts::Found(svc) if svc.alias_of.is_none() => {
+                svc.alias_of = Some(ExternalNameAlias {
+                    service: external_name.key(),
+                    host: external_name.external_name.clone().unwrap_or_default(),
+                });
+            }
+            _ => {}
+        }
+    }
     let (node, ip) = first.probe_source()?;
     let probes = destination_probes(&destination, request, node, ip);
     Some((destination, probes))
+}
+
+/// The port a followed name is connected to: a `HOST:PORT` target's, or an ExternalName
+/// Service's requested port ([`external_host_port`]).
+pub fn followed_port(dest: &DestinationPlan, request: &CheckRequest) -> Option<u16> {
+    match &request.target {
+        Target::Host { port, .. } => Some(*port),
+        _ => external_host_port(dest, request),
+    }
+}
+
+/// For an ExternalName Service for a host outside the cluster's Services, the port a client
+/// connects to there: the requested number, or the number of the Service's port of that name.
+fn external_host_port(dest: &DestinationPlan, request: &CheckRequest) -> Option<u16> {
+    let ServiceFacts::Found(svc) = &dest.service else {
+        return None;
+    };
+    svc.external_name.as_ref()?;
+    match &request.target {
+        Target::Service {
+            port: PortRef::Number(n),
+            ..
+        } => Some(*n),
+        Target::Service { .. } => svc.requested_port().map(|p| p.port),
+        _ => None,
+    }
 }
 
 fn source_facts(snap: &Snapshot, from: &NamespacedName) -> SourceFacts {

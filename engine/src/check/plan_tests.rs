@@ -619,17 +619,49 @@ fn an_external_name_alias_for_a_cluster_service_is_planned_as_that_service() {
     );
     // The name still resolved is the alias's, as the client asks it.
     assert_eq!(aliased.dns.as_ref().unwrap().name, "payments-alias.web");
-    // A host outside the cluster stays an ExternalName: nothing in the cluster to probe.
+    // A host outside the cluster stays an ExternalName until its name resolves.
     let external = plan(&with_aliases(), &request("svc/billing.web:80"));
     let ServiceFacts::Found(svc) = &external.destination.service else {
         panic!()
     };
     assert_eq!(svc.external_name.as_deref(), Some("billing.example.com"));
+    assert!(external.follow_dns);
     assert_eq!(in_cluster_alias("billing.example.com"), None);
     assert_eq!(
         in_cluster_alias("payments.shop.svc"),
         Some(NamespacedName::new("shop", "payments"))
     );
+}
+
+#[test]
+fn an_external_name_for_an_outside_host_is_followed_to_the_address_its_name_resolved_to() {
+    let snap = with_aliases();
+    let req = request("svc/billing.web:443");
+    let first = plan(&snap, &req);
+    assert!(first.follow_dns);
+    let (dest, probes) = follow_resolved(&snap, &req, &first, ip("198.51.100.10")).expect("followed");
+    // Still the ExternalName Service, now with the host's address as its one destination.
+    assert_eq!(dest.destination, Destination::Service);
+    let ServiceFacts::Found(svc) = &dest.service else {
+        panic!("{:?}", dest.service)
+    };
+    assert_eq!(svc.key(), NamespacedName::new("web", "billing"));
+    let Fact::Known(endpoints) = &dest.endpoints else {
+        panic!("{:?}", dest.endpoints)
+    };
+    assert_eq!(
+        endpoints.iter().map(|e| (e.ip, e.port)).collect::<Vec<_>>(),
+        [(ip("198.51.100.10"), Some(443))]
+    );
+    let keys: Vec<ProbeKey> = probes.iter().map(|p| p.key).collect();
+    assert!(
+        keys.contains(&ProbeKey::Endpoint(ip("198.51.100.10"), 443)),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&ProbeKey::Egress(ip("198.51.100.10"))), "{keys:?}");
+    // A named port an ExternalName Service does not declare has no number to connect to.
+    let named = request("svc/billing.web:https");
+    assert!(!plan(&snap, &named).follow_dns);
 }
 
 #[test]

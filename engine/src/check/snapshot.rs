@@ -157,22 +157,20 @@ impl Snapshot {
         snap
     }
 
-    /// The snapshot for the address a `HOST:PORT` target resolved to (a name the API ties to no
-    /// Service, so its destination was unknown when this one was read): this one plus what an
+    /// The snapshot for the address a `HOST:PORT` target (a name the API ties to no Service, so
+    /// its destination was unknown when this one was read) or an ExternalName Service for an
+    /// outside host resolved to, connected to on `port`: this one plus what an
     /// `IP:PORT` check of that address reads (its Service or pod, their slices, pods, namespaces
     /// and policies), read once. Itself for a snapshot built from values.
-    pub(crate) async fn follow(&self, request: &CheckRequest, resolved: IpAddr) -> &Snapshot {
-        let (Some(reader), Target::Host { port, .. }) = (&self.reader, &request.target) else {
+    pub(crate) async fn follow(&self, request: &CheckRequest, resolved: IpAddr, port: u16) -> &Snapshot {
+        let Some(reader) = &self.reader else {
             return self;
         };
         if let Some(followed) = self.followed.get() {
             return followed;
         }
         let address = CheckRequest {
-            target: Target::Ip {
-                ip: resolved,
-                port: *port,
-            },
+            target: Target::Ip { ip: resolved, port },
             ..request.clone()
         };
         let more = Self::read_with(&reader.client, &address, reader.agents.as_ref()).await;

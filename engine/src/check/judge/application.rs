@@ -8,7 +8,7 @@ use super::sockets::{ListenerFinding, binding_hints, listener_finding};
 use super::*;
 
 pub(super) fn judge_application(cx: &Context) -> Judgment {
-    if cx.is_external_name() {
+    if cx.is_external_name() && cx.live.is_empty() {
         return not_applicable(ApplicationFinding::NotApplicable(NoDestination::ExternalName));
     }
     let live = &cx.live;
@@ -64,6 +64,7 @@ fn tcp_application(cx: &Context) -> Judgment {
     pass(
         ApplicationFinding::Accepts {
             transport: Transport::Tcp,
+            pods: live.iter().all(|e| e.pod.is_some()),
             accepted: connected,
             total: live.len(),
         },
@@ -143,6 +144,7 @@ fn udp_application(cx: &Context) -> Judgment {
     pass(
         ApplicationFinding::Accepts {
             transport: Transport::Udp,
+            pods: live.iter().all(|e| e.pod.is_some()),
             accepted: answered,
             total: live.len(),
         },

@@ -181,6 +181,7 @@ fn resolved(dns: &DnsFacts, result: &DnsResult, addresses: &[IpAddr], evidence: 
                 candidate: c.name.clone(),
                 rtt_us: c.rtt_us,
                 server: c.server.ip(),
+                cnames: c.cnames.clone(),
             }
         });
     if let Some(partial) = some_servers_fail(dns, result, &result.answer.outcome, evidence.clone()) {

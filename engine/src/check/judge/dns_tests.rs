@@ -277,6 +277,7 @@ fn cluster_nxdomain_decides_even_when_the_bare_name_is_refused_upstream() {
         outcome: DnsOutcome::Refused,
         rtt_us: 200,
         truncated: false,
+        cnames: vec![],
     });
     result.answer = DnsAnswer {
         name: None,
@@ -447,4 +448,26 @@ fn a_name_outside_the_cluster_is_judged_by_its_own_answer_not_as_a_missing_servi
     );
     let report = judge(&outside(DnsOutcome::Nxdomain), 0);
     assert_eq!(code(&report, Layer::Dns), Some(Code::DnsNameNotFound));
+}
+
+#[test]
+fn a_name_that_resolved_through_cnames_shows_the_chain_before_its_addresses() {
+    let mut ev = healthy();
+    let dns = dns_mut(&mut ev);
+    dns.expected = vec![];
+    let outside = DnsOutcome::Resolved {
+        addresses: vec![ip("198.51.100.10")],
+        ttl: 30,
+    };
+    let mut result = dns_result("partner.shop", outside);
+    result.candidates[1].cnames = vec!["partner.example".into()];
+    dns.name = "partner.shop".into();
+    dns.result = Fact::Known(result);
+    let report = judge(&ev, 0);
+    assert_eq!(step(&report, Layer::Dns).status, Status::Pass);
+    let text = summary(&report, Layer::Dns);
+    assert!(
+        text.starts_with("partner.shop → CNAME partner.example → 198.51.100.10 (2nd search candidate"),
+        "{text}"
+    );
 }

@@ -200,6 +200,7 @@ fn answered_datagrams_make_a_udp_service_reachable() {
             transport: Transport::Udp,
             accepted: 2,
             total: 2,
+            pods: true,
         })
     );
     assert!(matches!(

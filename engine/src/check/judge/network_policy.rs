@@ -14,7 +14,8 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     if let Some(blocked) = &cx.dns_blocked {
         return dns_denied(cx, blocked, &src_ns);
     }
-    if cx.is_external_name() {
+    // An ExternalName Service is judged on the address its host resolved to, once it did.
+    if cx.is_external_name() && cx.live.is_empty() {
         return not_applicable(NetworkPolicyFinding::NotApplicable(NoDestination::ExternalName));
     }
     let live = &cx.live;

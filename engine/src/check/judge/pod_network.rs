@@ -45,6 +45,7 @@ fn with_witnesses(cx: &Context, mut found: Judgment) -> Judgment {
 fn connectivity(cx: &Context) -> Judgment {
     if let Some(svc) = cx.target_service
         && let Some(host) = &svc.external_name
+        && cx.live.is_empty()
     {
         // The name resolving proves nothing about reaching the host behind it: say so rather
         // than call it reachable, and give the check that does probe it.

@@ -484,6 +484,19 @@ fn left(address: &str) -> Vec<netdiag_proto::EgressSource> {
 }
 
 #[test]
+fn an_outside_address_that_answers_is_reachable_as_an_address_not_a_pod() {
+    let mut ev = egress(|_| {});
+    endpoints_mut(&mut ev)[0].live = LiveFact::Tcp(connected());
+    endpoints_mut(&mut ev)[0].listeners = Fact::Unknown(ToolFailure::NotProbed("not a pod".into()));
+    let report = judge(&ev, 0);
+    assert_eq!(report.verdict, Verdict::Reachable, "{report:#?}");
+    assert_eq!(
+        summary(&report, Layer::Application),
+        "1/1 destination addresses accept the connection"
+    );
+}
+
+#[test]
 fn a_connection_that_left_translated_and_got_no_answer_is_a_hand_off_not_a_failing_layer() {
     let ev = egress(|r| r.left = left("192.168.0.1"));
     let report = judge(&ev, 0);

@@ -188,6 +188,7 @@ pub(super) fn dns_result(name: &str, outcome: DnsOutcome) -> DnsResult {
                 outcome: DnsOutcome::Nxdomain,
                 rtt_us: 400,
                 truncated: false,
+                cnames: vec![],
             },
             DnsCandidate {
                 name: format!("{name}.svc.cluster.local."),
@@ -195,6 +196,7 @@ pub(super) fn dns_result(name: &str, outcome: DnsOutcome) -> DnsResult {
                 outcome: outcome.clone(),
                 rtt_us: 800,
                 truncated: false,
+                cnames: vec![],
             },
         ],
         answer: DnsAnswer {

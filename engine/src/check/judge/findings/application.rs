@@ -115,6 +115,8 @@ pub(crate) enum ApplicationFinding {
         transport: Transport,
         accepted: usize,
         total: usize,
+        /// The destinations are pods (else addresses outside the cluster's pods).
+        pods: bool,
     },
 }
 
@@ -180,10 +182,22 @@ impl fmt::Display for ApplicationFinding {
                 transport,
                 accepted,
                 total,
-            } if tcp(transport) => write!(f, "{accepted}/{total} destination pods accept the connection"),
-            ApplicationFinding::Accepts { accepted, total, .. } => {
-                write!(f, "{accepted}/{total} destination pods answer the datagram")
-            }
+                pods,
+            } if tcp(transport) => write!(
+                f,
+                "{accepted}/{total} destination {} accept the connection",
+                if *pods { "pods" } else { "addresses" }
+            ),
+            ApplicationFinding::Accepts {
+                accepted,
+                total,
+                pods,
+                ..
+            } => write!(
+                f,
+                "{accepted}/{total} destination {} answer the datagram",
+                if *pods { "pods" } else { "addresses" }
+            ),
         }
     }
 }

@@ -19,6 +19,8 @@ pub(crate) struct Via {
     pub candidate: String,
     pub rtt_us: u64,
     pub server: IpAddr,
+    /// The CNAMEs the answer led through (an ExternalName Service's host), in order.
+    pub cnames: Vec<String>,
 }
 
 /// The sides of NetworkPolicy that deny the pod's DNS queries, one per distinct explanation.
@@ -225,7 +227,11 @@ impl fmt::Display for DnsFinding {
                 addresses: list,
                 via,
             } => {
-                write!(f, "{name} → {}", addresses(list))?;
+                write!(f, "{name} → ")?;
+                for cname in via.iter().flat_map(|v| &v.cnames) {
+                    write!(f, "CNAME {cname} → ")?;
+                }
+                write!(f, "{}", addresses(list))?;
                 match via {
                     Some(v) => write!(
                         f,
