@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::plan::{CLUSTER_DOMAIN, Plan};
+use crate::plan::{CLUSTER_DOMAIN, OUTSIDE_HOST_IP, OUTSIDE_NAME, Plan};
 
 /// dnsmasq's configuration file for the lab's cluster DNS pod.
 pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice], objects: &[serde_json::Value]) -> String {
@@ -83,6 +83,12 @@ pub fn dnsmasq_conf(plan: &Plan, slices: &[EndpointSlice], objects: &[serde_json
             let (ns, name) = (ns.as_str().unwrap_or_default(), name.as_str().unwrap_or_default());
             let target = target.trim_end_matches('.');
             let _ = writeln!(out, "cname={name}.{ns}.svc.{CLUSTER_DOMAIN},{target}");
+            // dnsmasq follows a CNAME only to a name it holds itself, where CoreDNS resolves the
+            // target through its upstream: the outside name is held here while that upstream
+            // answers it.
+            if target == OUTSIDE_NAME && plan.outside_netns.is_some() && !plan.upstream_dns_down {
+                let _ = writeln!(out, "host-record={OUTSIDE_NAME},{OUTSIDE_HOST_IP}");
+            }
         }
     }
     out

@@ -859,9 +859,11 @@ mod tests {
             line.contains("-s 10.244.1.2/32 -d 198.51.100.10/32 -p tcp -m tcp --dport 443"),
             "{line}"
         );
-        let e = Scenario::parse(&format!("{TEXT}faults:\n- {{kind: deny, from: shop/c, to: outside}}\n"))
-            .unwrap_err()
-            .to_string();
+        let e = Scenario::parse(&format!(
+            "{TEXT}faults:\n- {{kind: deny, from: shop/c, to: outside}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("deny fault needs outside: true"), "{e}");
     }
 

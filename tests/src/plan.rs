@@ -187,6 +187,8 @@ pub struct Plan {
     pub node_local_dns: bool,
     /// The namespace of the network outside the cluster, when the scenario has one.
     pub outside_netns: Option<String>,
+    /// Its DNS server is not started (`upstream-dns-down`).
+    pub upstream_dns_down: bool,
     /// The cluster's families, primary first.
     pub families: Vec<IpFamily>,
 }
@@ -327,6 +329,10 @@ impl Plan {
             dns_down: scenario.dns_down(),
             node_local_dns: scenario.node_local_dns,
             outside_netns: scenario.outside.then(|| format!("{prefix}-x")),
+            upstream_dns_down: scenario
+                .faults
+                .iter()
+                .any(|f| matches!(f, crate::scenario::Fault::UpstreamDnsDown)),
             families,
         })
     }

@@ -118,6 +118,9 @@ scenarios! {
     traffic_dropped_on_the_node_before_its_uplink_fails_pod_network => "egress-dropped-on-node.yaml",
     an_outside_answer_lost_on_the_node_fails_pod_network => "egress-reply-lost.yaml",
     an_upstream_dns_server_that_does_not_run_fails_dns_as_the_upstream => "dns-upstream-unreachable.yaml",
+    an_egress_ip_block_except_denies_the_outside_host_at_network_policy => "egress-ipblock-excludes-outside.yaml",
+    an_external_name_for_an_outside_host_is_followed_to_that_host => "external-name-outside-host.yaml",
+    an_external_name_whose_outside_host_drops_is_handed_off_at_the_uplink => "external-name-outside-host-drops.yaml",
 }
 
 #[test]
