@@ -211,115 +211,10 @@ pub enum PlanError {
 impl Plan {
     /// Lays out `scenario` under the namespace-name `prefix`. `agents` adds one agent pod per node.
     pub fn new(scenario: &Scenario, prefix: &str, agents: bool) -> Result<Plan, PlanError> {
-        let nodes: Vec<NodePlan> = scenario
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, name)| NodePlan {
-                name: name.clone(),
-                netns: format!("{prefix}-n{i}"),
-                ip: Ipv4Addr::new(172, 18, 0, 2 + i as u8),
-                cidr_octet: 1 + i as u8,
-                underlay_port: format!("node{i}"),
-                ip6: Ipv6Addr::new(0xfd00, 0x172, 0x18, 0, 0, 0, 0, 2 + i as u16),
-                zone: scenario.zones.get(name).cloned(),
-            })
-            .collect();
-        let node_index: BTreeMap<&str, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
-
-        let mut specs: Vec<(PodSpec, PodRole)> =
-            scenario.pods.iter().map(|p| (p.clone(), PodRole::App)).collect();
-        specs.push((dns_pod_spec(&nodes[0].name, scenario.dns_down()), PodRole::Dns));
+        let nodes = plan_nodes(scenario, prefix);
         let families = scenario.ip_families.clone();
-        let has_v6 = families.contains(&IpFamily::V6);
-        if agents {
-            for node in &nodes {
-                specs.push((agent_pod_spec(&node.name), PodRole::Agent));
-            }
-        }
-
-        let mut used: BTreeSet<Ipv4Addr> = specs.iter().filter_map(|(p, _)| p.ip).collect();
-        let mut next_host = vec![2u8; nodes.len()];
-        let mut pods = Vec::with_capacity(specs.len());
-        for (k, (spec, role)) in specs.into_iter().enumerate() {
-            let n = node_index[spec.node.as_str()];
-            let node = &nodes[n];
-            let ip = match spec.ip {
-                Some(ip) => {
-                    let o = ip.octets();
-                    if o[0] != 10 || o[1] != 244 || o[2] != node.cidr_octet || o[3] == 0 || o[3] == 255 {
-                        return Err(PlanError::IpOutsideCidr {
-                            pod: format!("{}/{}", spec.namespace, spec.name),
-                            ip,
-                            node: node.name.clone(),
-                            cidr: node.pod_cidr(),
-                        });
-                    }
-                    ip
-                }
-                None => loop {
-                    let host = next_host[n];
-                    if host == 255 {
-                        return Err(PlanError::CidrFull {
-                            node: node.name.clone(),
-                        });
-                    }
-                    next_host[n] += 1;
-                    let ip = Ipv4Addr::new(10, 244, node.cidr_octet, host);
-                    if used.insert(ip) {
-                        break ip;
-                    }
-                },
-            };
-            pods.push(PodPlan {
-                spec,
-                role,
-                node: n,
-                netns: format!("{prefix}-p{k}"),
-                ip,
-                host_if: format!("cali{k}"),
-                ip6: has_v6.then(|| pod_ip6(node.cidr_octet, ip.octets()[3])),
-                families: families.clone(),
-            });
-        }
-
-        let mut taken: BTreeSet<Ipv4Addr> = scenario.services.iter().filter_map(|s| s.cluster_ip).collect();
-        taken.insert(DNS_SERVICE_IP);
-        let mut next_ip = u32::from(Ipv4Addr::new(10, 96, 1, 0));
-        let mut services = vec![dns_service(&families)];
-        for svc in &scenario.services {
-            let cluster_ip = if svc.headless {
-                None
-            } else if let Some(ip) = svc.cluster_ip {
-                Some(ip)
-            } else {
-                loop {
-                    next_ip += 1;
-                    let ip = Ipv4Addr::from(next_ip);
-                    if ip.octets()[1] != 96 {
-                        return Err(PlanError::ServiceCidrFull);
-                    }
-                    if ip.octets()[3] != 0 && ip.octets()[3] != 255 && taken.insert(ip) {
-                        break Some(ip);
-                    }
-                }
-            };
-            services.push(ServicePlan {
-                namespace: svc.namespace.clone(),
-                name: svc.name.clone(),
-                selector: svc.selector.clone(),
-                cluster_ip,
-                ports: svc.ports.clone(),
-                families: svc.ip_families.clone().unwrap_or_else(|| families.clone()),
-                internal_traffic_policy: svc.internal_traffic_policy,
-                traffic_distribution: svc.traffic_distribution.clone(),
-            });
-        }
-
+        let pods = plan_pods(scenario, prefix, agents, &nodes, &families)?;
+        let services = plan_services(scenario, &families)?;
         Ok(Plan {
             prefix: prefix.to_string(),
             underlay_netns: format!("{prefix}-u"),
@@ -374,6 +269,133 @@ impl Plan {
             .chain(self.pods.iter().map(|p| p.netns.clone()))
             .collect()
     }
+}
+
+/// The scenario's nodes: namespace, underlay port and addresses by position.
+fn plan_nodes(scenario: &Scenario, prefix: &str) -> Vec<NodePlan> {
+    scenario
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, name)| NodePlan {
+            name: name.clone(),
+            netns: format!("{prefix}-n{i}"),
+            ip: Ipv4Addr::new(172, 18, 0, 2 + i as u8),
+            cidr_octet: 1 + i as u8,
+            underlay_port: format!("node{i}"),
+            ip6: Ipv6Addr::new(0xfd00, 0x172, 0x18, 0, 0, 0, 0, 2 + i as u16),
+            zone: scenario.zones.get(name).cloned(),
+        })
+        .collect()
+}
+
+/// The scenario's pods, then the lab's own (the DNS pod, an agent per node with `agents`), each
+/// with its namespace and an address in its node's pod CIDR (the one it asks for, else the next
+/// free one).
+fn plan_pods(
+    scenario: &Scenario,
+    prefix: &str,
+    agents: bool,
+    nodes: &[NodePlan],
+    families: &[IpFamily],
+) -> Result<Vec<PodPlan>, PlanError> {
+    let node_index: BTreeMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut specs: Vec<(PodSpec, PodRole)> =
+        scenario.pods.iter().map(|p| (p.clone(), PodRole::App)).collect();
+    specs.push((dns_pod_spec(&nodes[0].name, scenario.dns_down()), PodRole::Dns));
+    let has_v6 = families.contains(&IpFamily::V6);
+    if agents {
+        for node in nodes {
+            specs.push((agent_pod_spec(&node.name), PodRole::Agent));
+        }
+    }
+    let mut used: BTreeSet<Ipv4Addr> = specs.iter().filter_map(|(p, _)| p.ip).collect();
+    let mut next_host = vec![2u8; nodes.len()];
+    let mut pods = Vec::with_capacity(specs.len());
+    for (k, (spec, role)) in specs.into_iter().enumerate() {
+        let n = node_index[spec.node.as_str()];
+        let node = &nodes[n];
+        let ip = match spec.ip {
+            Some(ip) => {
+                let o = ip.octets();
+                if o[0] != 10 || o[1] != 244 || o[2] != node.cidr_octet || o[3] == 0 || o[3] == 255 {
+                    return Err(PlanError::IpOutsideCidr {
+                        pod: format!("{}/{}", spec.namespace, spec.name),
+                        ip,
+                        node: node.name.clone(),
+                        cidr: node.pod_cidr(),
+                    });
+                }
+                ip
+            }
+            None => loop {
+                let host = next_host[n];
+                if host == 255 {
+                    return Err(PlanError::CidrFull {
+                        node: node.name.clone(),
+                    });
+                }
+                next_host[n] += 1;
+                let ip = Ipv4Addr::new(10, 244, node.cidr_octet, host);
+                if used.insert(ip) {
+                    break ip;
+                }
+            },
+        };
+        pods.push(PodPlan {
+            spec,
+            role,
+            node: n,
+            netns: format!("{prefix}-p{k}"),
+            ip,
+            host_if: format!("cali{k}"),
+            ip6: has_v6.then(|| pod_ip6(node.cidr_octet, ip.octets()[3])),
+            families: families.to_vec(),
+        });
+    }
+    Ok(pods)
+}
+
+/// kube-dns, then the scenario's Services, each with its ClusterIP (the one it asks for, else the
+/// next free one in the Service CIDR; none when headless).
+fn plan_services(scenario: &Scenario, families: &[IpFamily]) -> Result<Vec<ServicePlan>, PlanError> {
+    let mut taken: BTreeSet<Ipv4Addr> = scenario.services.iter().filter_map(|s| s.cluster_ip).collect();
+    taken.insert(DNS_SERVICE_IP);
+    let mut next_ip = u32::from(Ipv4Addr::new(10, 96, 1, 0));
+    let mut services = vec![dns_service(families)];
+    for svc in &scenario.services {
+        let cluster_ip = if svc.headless {
+            None
+        } else if let Some(ip) = svc.cluster_ip {
+            Some(ip)
+        } else {
+            loop {
+                next_ip += 1;
+                let ip = Ipv4Addr::from(next_ip);
+                if ip.octets()[1] != 96 {
+                    return Err(PlanError::ServiceCidrFull);
+                }
+                if ip.octets()[3] != 0 && ip.octets()[3] != 255 && taken.insert(ip) {
+                    break Some(ip);
+                }
+            }
+        };
+        services.push(ServicePlan {
+            namespace: svc.namespace.clone(),
+            name: svc.name.clone(),
+            selector: svc.selector.clone(),
+            cluster_ip,
+            ports: svc.ports.clone(),
+            families: svc.ip_families.clone().unwrap_or_else(|| families.to_vec()),
+            internal_traffic_policy: svc.internal_traffic_policy,
+            traffic_distribution: svc.traffic_distribution.clone(),
+        });
+    }
+    Ok(services)
 }
 
 impl Scenario {
