@@ -319,33 +319,7 @@ fn plan_pods(
     for (k, (spec, role)) in specs.into_iter().enumerate() {
         let n = node_index[spec.node.as_str()];
         let node = &nodes[n];
-        let ip = match spec.ip {
-            Some(ip) => {
-                let o = ip.octets();
-                if o[0] != 10 || o[1] != 244 || o[2] != node.cidr_octet || o[3] == 0 || o[3] == 255 {
-                    return Err(PlanError::IpOutsideCidr {
-                        pod: format!("{}/{}", spec.namespace, spec.name),
-                        ip,
-                        node: node.name.clone(),
-                        cidr: node.pod_cidr(),
-                    });
-                }
-                ip
-            }
-            None => loop {
-                let host = next_host[n];
-                if host == 255 {
-                    return Err(PlanError::CidrFull {
-                        node: node.name.clone(),
-                    });
-                }
-                next_host[n] += 1;
-                let ip = Ipv4Addr::new(10, 244, node.cidr_octet, host);
-                if used.insert(ip) {
-                    break ip;
-                }
-            },
-        };
+        let ip = pod_address(&spec, node, &mut next_host[n], &mut used)?;
         pods.push(PodPlan {
             spec,
             role,
@@ -358,6 +332,40 @@ fn plan_pods(
         });
     }
     Ok(pods)
+}
+
+/// A pod's address in its node's pod CIDR: the one it asks for, else the next free one after
+/// `next_host` (which it moves on), recorded in `used`.
+fn pod_address(
+    spec: &PodSpec,
+    node: &NodePlan,
+    next_host: &mut u8,
+    used: &mut BTreeSet<Ipv4Addr>,
+) -> Result<Ipv4Addr, PlanError> {
+    if let Some(ip) = spec.ip {
+        let o = ip.octets();
+        if o[0] != 10 || o[1] != 244 || o[2] != node.cidr_octet || o[3] == 0 || o[3] == 255 {
+            return Err(PlanError::IpOutsideCidr {
+                pod: format!("{}/{}", spec.namespace, spec.name),
+                ip,
+                node: node.name.clone(),
+                cidr: node.pod_cidr(),
+            });
+        }
+        return Ok(ip);
+    }
+    loop {
+        if *next_host == 255 {
+            return Err(PlanError::CidrFull {
+                node: node.name.clone(),
+            });
+        }
+        let ip = Ipv4Addr::new(10, 244, node.cidr_octet, *next_host);
+        *next_host += 1;
+        if used.insert(ip) {
+            return Ok(ip);
+        }
+    }
 }
 
 /// kube-dns, then the scenario's Services, each with its ClusterIP (the one it asks for, else the
