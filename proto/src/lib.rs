@@ -202,9 +202,10 @@ fn default_max_packets() -> u32 {
     256
 }
 
-/// Watch the interface the node's route to `ip` leaves by for TCP to `ip:port` that pod `podIp`
-/// opened (seen there with the pod's address, or with the node's after SNAT) and for what comes
-/// back (SYN-ACK, RST, ICMP errors), for at most `durationMs` or `maxPackets` packets.
+/// Watch the node's interfaces for the TCP connections to `ip:port` that pod `podIp` opened:
+/// whether they leave the node, with which source address (the pod's own, or the node's after
+/// SNAT), and what comes back (SYN-ACK, RST, ICMP errors), for at most `durationMs` or
+/// `maxPackets` packets. The node's route to `ip` is reported beside.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EgressProbe {
@@ -807,11 +808,19 @@ pub struct EgressResult {
     pub duration_ms: u64,
     #[serde(default)]
     pub stopped: CaptureStop,
-    /// The SYNs to `ip:port` that left by the interface, by the source address they left with
-    /// (the pod's own, or the one SNAT gave them).
+    /// The pod's SYNs to `ip:port` seen arriving at the node from the pod's interface.
+    #[serde(default)]
+    pub from_pod: u32,
+    /// The SYNs to `ip:port` the node sent out that are the pod's (its own address, or a source
+    /// port one of its SYNs arrived with), by the source address they left with (the pod's own,
+    /// or the one SNAT gave them).
     #[serde(default)]
     pub left: Vec<EgressSource>,
-    /// What came back by the interface for those connections.
+    /// SYNs to `ip:port` the node sent out that cannot be tied to the pod (other pods, or SNAT
+    /// that changed the source port).
+    #[serde(default)]
+    pub others: u32,
+    /// What came back for the pod's connections that left.
     #[serde(default)]
     pub syn_ack_seen: bool,
     #[serde(default)]
@@ -819,6 +828,9 @@ pub struct EgressResult {
     /// An ICMP error about them: `type 3 code 1 from 172.18.0.1`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp_seen: Option<String>,
+    /// When the first answer came (the agent's clock, microseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_unix_us: Option<u64>,
     /// Set when the capture could not run (e.g. no CAP_NET_RAW, no route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -1576,18 +1588,20 @@ mod tests {
                 started_unix_us: 7,
                 duration_ms: 1200,
                 stopped: "window".into(),
+                from_pod: 3,
                 left: vec![EgressSource {
                     address: "172.18.0.2".parse().unwrap(),
                     syns: 3,
                 }],
                 icmp_seen: Some("type 3 code 1 from 172.18.0.1".into()),
+                answered_unix_us: Some(9),
                 ..Default::default()
             }),
             json!({"kind": "egress", "ip": "198.51.100.10", "port": 443, "interface": "eth0",
                    "gateway": "172.18.0.1", "nodeAddress": "172.18.0.2", "startedUnixUs": 7,
-                   "durationMs": 1200, "stopped": "window",
-                   "left": [{"address": "172.18.0.2", "syns": 3}], "synAckSeen": false,
-                   "rstSeen": false, "icmpSeen": "type 3 code 1 from 172.18.0.1"}),
+                   "durationMs": 1200, "stopped": "window", "fromPod": 3,
+                   "left": [{"address": "172.18.0.2", "syns": 3}], "others": 0, "synAckSeen": false,
+                   "rstSeen": false, "icmpSeen": "type 3 code 1 from 172.18.0.1", "answeredUnixUs": 9}),
         );
         round_trip(
             &ProbeResult::NodeDataplane(NodeDataplaneResult {
