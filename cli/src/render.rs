@@ -142,7 +142,7 @@ pub fn render_report(from: &str, to: &str, report: &Report, layout: Layout) -> S
                 .find(|s| s.status == Status::Undetermined)
                 .map(|s| match s.summary.code {
                     Some(Code::PodNetworkEgressNoAnswer) => {
-                        " — the connection left the cluster; nothing beyond it answered".to_string()
+                        " — the connection left the node; nothing beyond it answered".to_string()
                     }
                     _ => format!(" — {} could not be checked", s.layer.id()),
                 })
@@ -407,9 +407,7 @@ mod tests {
         ))
         .to_string();
         assert!(
-            text.contains(
-                "verdict: UNDETERMINED — the connection left the cluster; nothing beyond it answered"
-            ),
+            text.contains("verdict: UNDETERMINED — the connection left the node; nothing beyond it answered"),
             "{text}"
         );
     }

@@ -322,6 +322,9 @@ pub fn follow_resolved(
             ServiceFacts::NotApplicable => {
                 destination.destination = Destination::Service;
                 destination.service = first.destination.service.clone();
+                // Probed over the Service port's protocol, as the first plan chose.
+                destination.live = first.destination.live;
+                destination.not_probed = first.destination.not_probed.clone();
             }
             // It named a Service of the cluster by its address: that Service, as an alias.
             ServiceFacts::Found(svc) if svc.alias_of.is_none() => {
@@ -355,6 +358,7 @@ fn external_host_port(dest: &DestinationPlan, request: &CheckRequest) -> Option<
     };
     svc.external_name.as_ref()?;
     match &request.target {
+        Target::Host { port, .. } => Some(*port),
         Target::Service {
             port: PortRef::Number(n),
             ..

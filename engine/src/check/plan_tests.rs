@@ -662,6 +662,42 @@ fn an_external_name_for_an_outside_host_is_followed_to_the_address_its_name_reso
     // A named port an ExternalName Service does not declare has no number to connect to.
     let named = request("svc/billing.web:https");
     assert!(!plan(&snap, &named).follow_dns);
+    // The same Service named as a host is followed the same way.
+    let as_host = request("billing.web.svc.cluster.local:443");
+    let first = plan(&snap, &as_host);
+    assert!(first.follow_dns);
+    let (dest, _) = follow_resolved(&snap, &as_host, &first, ip("198.51.100.10")).expect("followed");
+    assert!(
+        matches!(&dest.service, ServiceFacts::Found(svc) if svc.key() == NamespacedName::new("web", "billing"))
+    );
+}
+
+#[test]
+fn a_udp_port_of_an_external_name_is_followed_over_udp() {
+    let mut snap = with_aliases();
+    if let Fact::Known(services) = &mut snap.services {
+        services.push(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "web", "name": "syslog"},
+                "spec": {"type": "ExternalName", "externalName": "logs.example.com",
+                         "ports": [{"name": "syslog", "port": 514, "protocol": "UDP"}]}
+            }))
+            .unwrap(),
+        );
+    }
+    let req = request("svc/syslog.web:514");
+    let first = plan(&snap, &req);
+    assert!(first.follow_dns);
+    let (dest, probes) = follow_resolved(&snap, &req, &first, ip("198.51.100.20")).expect("followed");
+    assert_eq!(dest.protocol(), Protocol::Udp);
+    assert!(
+        probes.iter().any(
+            |p| p.key == ProbeKey::Endpoint(ip("198.51.100.20"), 514) && matches!(p.probe, Probe::Udp(_))
+        ),
+        "{probes:?}"
+    );
+    // The uplink watch reads TCP segments: a UDP port gets none.
+    assert!(!probes.iter().any(|p| matches!(p.key, ProbeKey::Egress(_))));
 }
 
 #[test]

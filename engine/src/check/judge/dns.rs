@@ -558,7 +558,12 @@ pub(super) fn judge_dns_failure(
 /// search list's candidates): it is up and reachable, so what it did not answer in time is what
 /// it forwards.
 fn server_answered_others(result: &DnsResult) -> bool {
-    let Some(failed) = result.candidates.iter().rev().find(|c| !c.outcome.is_resolved()) else {
+    let Some(failed) = result
+        .candidates
+        .iter()
+        .rev()
+        .find(|c| matches!(c.outcome, DnsOutcome::Timeout))
+    else {
         return false;
     };
     result.candidates.iter().any(|c| {

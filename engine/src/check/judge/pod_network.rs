@@ -110,23 +110,11 @@ fn tcp_connectivity(cx: &Context) -> Judgment {
             _ => unknown.push(e),
         }
     }
-    if let Some(judged) = egress(cx, &failing, &ok) {
+    if let Some(judged) = egress_judgment(cx, &failing, &ok) {
         return judged;
     }
     if let Some((_, first)) = failing.first() {
-        let mut evidence: Vec<String> = failing
-            .iter()
-            .map(|(e, d)| {
-                let what = describe_tcp(&d.outcome);
-                format!(
-                    "TCP to {} [{}] {what} from {}'s netns",
-                    e.label(),
-                    d.place,
-                    cx.from
-                )
-            })
-            .collect();
-        evidence.extend(ok.iter().map(|(_, o)| format!("TCP to {o}")));
+        let mut evidence = connection_lines(cx, &failing, &ok);
         evidence.extend(cx.node_witnesses.iter().map(witness_line));
         // What the captures at the failing pods saw: the first joins the summary.
         let readings: Vec<PacketReading> = failing
@@ -167,55 +155,69 @@ fn tcp_connectivity(cx: &Context) -> Judgment {
     )
 }
 
-/// A connection to an address outside the cluster's pods that timed out, read at the source
-/// node's uplink: dropped on the node, sent untranslated, answered but lost on the way back, or
-/// gone beyond the cluster (a hand-off, not a verdict on a layer). `None` without a reading.
-fn egress(
+/// Connections to addresses outside the cluster's pods that timed out, read where they leave
+/// the source node: dropped on the node, sent untranslated, answered but lost on the way back,
+/// or gone beyond the node unanswered (a hand-off, not a verdict on a layer). `None` without a
+/// reading, or when a pod also fails (its path is judged as any pod's).
+fn egress_judgment(
     cx: &Context,
     failing: &[(&EndpointFacts, Dropped)],
     ok: &[(&EndpointFacts, String)],
 ) -> Option<Judgment> {
-    let (e, first) = failing.iter().find(|(e, d)| {
-        d.place == Place::Outside && matches!(d.outcome, TcpOutcome::Timeout { .. }) && e.pod.is_none()
-    })?;
-    let reading = egress_reading(cx, e)?;
-    let mut evidence: Vec<String> = failing
+    let all_outside = failing
         .iter()
-        .map(|(e, d)| {
-            format!(
-                "TCP to {} [{}] {} from {}'s netns",
-                e.label(),
-                d.place,
-                describe_tcp(&d.outcome),
-                cx.from
-            )
-        })
-        .collect();
-    evidence.extend(ok.iter().map(|(_, o)| format!("TCP to {o}")));
+        .all(|(e, d)| e.pod.is_none() && matches!(d.outcome, TcpOutcome::Timeout { .. }));
+    let (e, first) = failing.first().filter(|_| all_outside)?;
+    let reading = egress_reading(cx, e)?;
+    let mut evidence = connection_lines(cx, failing, ok);
     evidence.push(format!("egress witness: {reading}"));
+    let (fix, hand_off) = egress_fix(&reading);
+    let finding = PodNetworkFinding::Egress {
+        first: first.clone(),
+        reading,
+    };
+    Some(if hand_off {
+        undetermined(finding, evidence, fix)
+    } else {
+        fail(finding, evidence, fix)
+    })
+}
+
+/// What to run or ask for a reading, and whether it hands the fault off beyond the node. The
+/// node's own tools, through `chroot /host` (a debug container's image has neither its
+/// iptables nor its nft).
+fn egress_fix(reading: &EgressReading) -> (Vec<FixLine>, bool) {
     let node = &reading.node;
-    let ip = fmt_ip(e.ip);
-    let (fix, hand_off) = match &reading.seen {
-        EgressSeen::NeverLeft => (
+    let ip = fmt_ip(reading.ip);
+    let on_node = |what: &str, why: &str| {
+        cmd(format!(
+            "kubectl debug node/{node} -it --image=busybox -- chroot /host {what}   # {why}"
+        ))
+    };
+    match &reading.seen {
+        EgressSeen::NeverLeft { .. } => (
             vec![
-                cmd(format!(
-                    "kubectl debug node/{node} -it --image=busybox -- iptables-save   # FORWARD/egress DROP rules"
-                )),
+                on_node(
+                    "sh -c 'iptables-save; nft list ruleset'",
+                    "drop rules for the address",
+                ),
                 hint("check the CNI's egress rules and any node firewall for this destination"),
             ],
             false,
         ),
         EgressSeen::AnswerLost { .. } => (
-            vec![cmd(format!(
-                "kubectl debug node/{node} -it --image=busybox -- conntrack -L -d {ip}   # the reply's reverse NAT"
-            ))],
+            vec![on_node(
+                &format!("conntrack -L -d {ip}"),
+                "the reply's reverse NAT",
+            )],
             false,
         ),
         EgressSeen::NoAnswer { .. } if reading.untranslated() => (
             vec![
-                cmd(format!(
-                    "kubectl debug node/{node} -it --image=busybox -- iptables -t nat -S POSTROUTING   # MASQUERADE for the pod CIDR"
-                )),
+                on_node(
+                    "sh -c 'iptables -t nat -S POSTROUTING; nft list ruleset'",
+                    "masquerade for the pod CIDR",
+                ),
                 hint(
                     "enable the CNI's outgoing NAT (Calico natOutgoing, ip-masq-agent, Cilium enable-ipv4-masquerade)",
                 ),
@@ -228,16 +230,29 @@ fn egress(
             ))],
             true,
         ),
-    };
-    let finding = PodNetworkFinding::Egress {
-        first: first.clone(),
-        reading,
-    };
-    Some(if hand_off {
-        undetermined(finding, evidence, fix)
-    } else {
-        fail(finding, evidence, fix)
-    })
+    }
+}
+
+/// The failing connections' lines, then the ones that connected.
+fn connection_lines(
+    cx: &Context,
+    failing: &[(&EndpointFacts, Dropped)],
+    ok: &[(&EndpointFacts, String)],
+) -> Vec<String> {
+    let mut lines: Vec<String> = failing
+        .iter()
+        .map(|(e, d)| {
+            let what = describe_tcp(&d.outcome);
+            format!(
+                "TCP to {} [{}] {what} from {}'s netns",
+                e.label(),
+                d.place,
+                cx.from
+            )
+        })
+        .collect();
+    lines.extend(ok.iter().map(|(_, o)| format!("TCP to {o}")));
+    lines
 }
 
 /// `TCP to node node-b itself (172.18.0.3:10250): connected in 0.1 ms`: the second witness.

@@ -440,8 +440,8 @@ fn an_icmp_unreachable_with_policy_allowing_fails_pod_network_for_certain() {
 }
 
 /// A check of 198.51.100.10:443 from shop/checkout on node-a whose connection timed out, with
-/// the watch of node-a's uplink: it covered the probe (started before its first SYN) and saw
-/// what `watch` fills in.
+/// the watch of node-a: it covered the probe (started before its first SYN, at 2 ms; the probe
+/// waited until 1002 ms) and saw what `watch` fills in.
 fn egress(watch: impl FnOnce(&mut netdiag_proto::EgressResult)) -> Evidence {
     let mut ev = healthy();
     ev.destination = Destination::External;
@@ -462,6 +462,7 @@ fn egress(watch: impl FnOnce(&mut netdiag_proto::EgressResult)) -> Evidence {
         started_unix_us: 1_000,
         duration_ms: 1010,
         stopped: netdiag_proto::CaptureStop::Window,
+        from_pod: 10,
         ..Default::default()
     };
     watch(&mut result);
@@ -517,7 +518,7 @@ fn a_connection_that_left_translated_and_got_no_answer_is_a_hand_off_not_a_faili
 }
 
 #[test]
-fn a_connection_that_left_with_the_pods_own_address_towards_a_next_hop_fails_on_the_missing_snat() {
+fn a_private_pod_address_leaving_untranslated_for_a_public_one_fails_on_the_missing_snat() {
     let ev = egress(|r| r.left = left("10.244.1.5"));
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::PodNetwork);
@@ -526,36 +527,53 @@ fn a_connection_that_left_with_the_pods_own_address_towards_a_next_hop_fails_on_
         Some(Code::PodNetworkEgressNotTranslated)
     );
     assert!(
-        report.fix.iter().any(|f| f.contains("POSTROUTING")),
+        report.commands.iter().any(|f| f.contains("POSTROUTING")),
         "{:?}",
-        report.fix
+        report.commands
     );
 }
 
 #[test]
-fn an_untranslated_connection_to_an_address_on_the_nodes_own_link_is_only_handed_off() {
-    // No next hop: the address is on a link of the node, where pod addresses need no SNAT.
-    let ev = egress(|r| {
+fn an_untranslated_connection_is_only_handed_off_where_no_snat_is_expected() {
+    // On a link of the node (no next hop); to a private address (a node, a pod, a VPC host);
+    // from a host-network pod, whose address is the node's.
+    let on_link = egress(|r| {
         r.left = left("10.244.1.5");
         r.gateway = None;
     });
-    let report = judge(&ev, 0);
-    assert_eq!(
-        code(&report, Layer::PodNetwork),
-        Some(Code::PodNetworkEgressNoAnswer)
-    );
-    assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
+    let mut private = egress(|r| r.left = left("10.244.1.5"));
+    endpoints_mut(&mut private)[0].ip = ip("10.20.0.7");
+    private.witnesses.egress[0].ip = ip("10.20.0.7");
+    let host_network = egress(|r| {
+        r.left = left("192.168.0.1");
+        r.node_address = Some(ip("192.168.0.1"));
+    });
+    let mut host_network = host_network;
+    host_network.witnesses.egress[0].pod_ip = ip("192.168.0.1");
+    for ev in [on_link, private, host_network] {
+        let report = judge(&ev, 0);
+        assert_eq!(
+            code(&report, Layer::PodNetwork),
+            Some(Code::PodNetworkEgressNoAnswer)
+        );
+        assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
+    }
 }
 
 #[test]
-fn no_syn_leaving_while_the_watch_covered_the_probe_is_a_drop_on_the_node() {
+fn the_pods_syns_reaching_the_node_and_none_leaving_is_a_drop_on_the_node() {
     let report = judge(&egress(|_| {}), 0);
     assert_fails_at(&report, Layer::PodNetwork);
     assert_eq!(
         code(&report, Layer::PodNetwork),
         Some(Code::PodNetworkEgressNeverLeft)
     );
-    assert!(summary(&report, Layer::PodNetwork).contains("no SYN left node-a by eth0"));
+    assert!(
+        summary(&report, Layer::PodNetwork)
+            .contains("the pod's SYNs reached node-a (10) and none left by eth0"),
+        "{}",
+        summary(&report, Layer::PodNetwork)
+    );
 }
 
 #[test]
@@ -570,12 +588,43 @@ fn a_watch_that_started_after_the_last_syn_claims_nothing_left_or_not() {
 }
 
 #[test]
-fn an_answer_seen_at_the_uplink_that_never_reached_the_pod_is_lost_on_the_node() {
+fn syns_to_the_address_that_cannot_be_tied_to_the_pod_claim_nothing_and_say_so() {
+    let ev = egress(|r| r.others = 4);
+    let report = judge(&ev, 0);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkConnectFailed)
+    );
+    assert!(
+        evidence_text(&report, Layer::PodNetwork)
+            .contains("4 SYNs to 198.51.100.10 left that cannot be tied to the pod"),
+        "{}",
+        evidence_text(&report, Layer::PodNetwork)
+    );
+}
+
+#[test]
+fn a_watch_that_ran_out_of_packets_cannot_say_nothing_came_back() {
     let ev = egress(|r| {
         r.left = left("192.168.0.1");
-        r.syn_ack_seen = true;
+        r.stopped = netdiag_proto::CaptureStop::PacketLimit;
     });
     let report = judge(&ev, 0);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkConnectFailed)
+    );
+    assert!(evidence_text(&report, Layer::PodNetwork).contains("stopped at its packet budget"));
+}
+
+#[test]
+fn an_answer_at_the_node_while_the_probe_waited_is_lost_on_the_node_and_a_late_one_is_not() {
+    let lost = egress(|r| {
+        r.left = left("192.168.0.1");
+        r.syn_ack_seen = true;
+        r.answered_unix_us = Some(500_000);
+    });
+    let report = judge(&lost, 0);
     assert_fails_at(&report, Layer::PodNetwork);
     assert_eq!(
         code(&report, Layer::PodNetwork),
@@ -583,6 +632,30 @@ fn an_answer_seen_at_the_uplink_that_never_reached_the_pod_is_lost_on_the_node()
     );
     assert!(
         summary(&report, Layer::PodNetwork).contains("a SYN-ACK came back there, but never reached the pod")
+    );
+    // After the probe gave up (1002 ms): a slow host, not an answer the node lost.
+    let late = egress(|r| {
+        r.left = left("192.168.0.1");
+        r.syn_ack_seen = true;
+        r.answered_unix_us = Some(1_500_000);
+    });
+    assert_eq!(
+        code(&judge(&late, 0), Layer::PodNetwork),
+        Some(Code::PodNetworkEgressNoAnswer)
+    );
+}
+
+#[test]
+fn a_failing_pod_beside_an_outside_address_keeps_the_pod_paths_judgment() {
+    let mut ev = egress(|r| r.left = left("192.168.0.1"));
+    let mut p = endpoint(pod("shop", "payments-1", "node-b", "10.244.2.15"));
+    p.live = LiveFact::Tcp(timeout());
+    endpoints_mut(&mut ev).push(p);
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::PodNetwork);
+    assert_ne!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkEgressNoAnswer)
     );
 }
 

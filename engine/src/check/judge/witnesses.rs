@@ -138,13 +138,26 @@ pub(super) fn gaps(cx: &Context) -> Vec<String> {
         _ => None,
     });
     out.extend(capture_gap);
-    let egress_gap = cx.witnesses.egress.iter().find_map(|w| match &w.watch {
-        Fact::Known(EgressResult { error: Some(err), .. }) => Some(format!(
-            "egress witness on {} for {} unavailable: {err}",
-            w.node,
-            fmt_ip(w.ip)
-        )),
-        _ => None,
+    let egress_gap = cx.witnesses.egress.iter().find_map(|w| {
+        let Fact::Known(r) = &w.watch else {
+            return None;
+        };
+        let (node, ip) = (&w.node, fmt_ip(w.ip));
+        match r {
+            EgressResult { error: Some(err), .. } => {
+                Some(format!("egress witness on {node} for {ip} unavailable: {err}"))
+            }
+            EgressResult { left, others, .. } if left.is_empty() && *others > 0 => Some(format!(
+                "egress witness on {node}: {others} SYNs to {ip} left that cannot be tied to the pod (SNAT that changed the port, or other pods)"
+            )),
+            EgressResult {
+                stopped: CaptureStop::PacketLimit,
+                ..
+            } => Some(format!(
+                "egress witness on {node} for {ip} stopped at its packet budget: it cannot say nothing came back"
+            )),
+            _ => None,
+        }
     });
     out.extend(egress_gap);
     out
@@ -214,52 +227,70 @@ pub(super) fn packet_reading(cx: &Context, e: &EndpointFacts) -> Option<PacketRe
     Some(PacketReading::Unanswered { pod })
 }
 
-/// What the source node's uplink showed of the connections to `e`, an address outside the
-/// cluster's pods, when it tells something. `None` when there was no watch or it cannot tell (the
-/// line in [`gaps`] says why).
+/// What the source node showed of the pod's connections to `e`, an address outside the
+/// cluster's pods, when it tells something. `None` when there was no watch or it cannot tell:
+/// it could not run, or stopped at its packet budget before it could say nothing came back, or
+/// no SYN of the pod's left but others to the address did (the line in [`gaps`] says which).
 pub(super) fn egress_reading(cx: &Context, e: &EndpointFacts) -> Option<EgressReading> {
     let w = cx.witnesses.egress.iter().find(|w| w.ip == e.ip)?;
     let Fact::Known(r) = &w.watch else { return None };
     if r.error.is_some() {
         return None;
     }
-    let pod = w.pod_ip;
     let reading = |seen| {
         Some(EgressReading {
             node: w.node.clone(),
             interface: r.interface.clone()?,
             gateway: r.gateway,
+            node_address: r.node_address,
+            ip: e.ip,
             seen,
         })
     };
+    let answered_in_time = r.answered_unix_us.map(|at| {
+        let deadline = w.probe_started_unix_us.map(|t| t + cx.timeout_ms * 1000);
+        deadline.is_none_or(|deadline| at <= deadline)
+    });
     // The translated address, when SNAT gave one, else the pod's own.
+    let pod = w.pod_ip;
     let source = r
         .left
         .iter()
         .find(|s| s.address != pod)
         .or(r.left.first())
         .map(|s| s.address);
-    let Some(source) = source else {
-        // Claim "never left" only if the watch covered its whole window from before a SYN left.
-        let covered = [w.probe_started_unix_us, w.probe_last_syn_unix_us]
-            .into_iter()
-            .flatten()
-            .any(|sent| r.started_unix_us <= sent);
-        return (covered && r.stopped == CaptureStop::Window)
-            .then(|| reading(EgressSeen::NeverLeft))
-            .flatten();
-    };
-    if r.syn_ack_seen || r.rst_seen {
-        return reading(EgressSeen::AnswerLost {
+    let whole_window = r.stopped == CaptureStop::Window;
+    match (source, answered_in_time) {
+        (None, _) if r.others > 0 => None,
+        (None, _) => {
+            // "Never left" only if the watch covered its whole window from before a SYN left.
+            let covered = [w.probe_started_unix_us, w.probe_last_syn_unix_us]
+                .into_iter()
+                .flatten()
+                .any(|sent| r.started_unix_us <= sent);
+            (covered && whole_window)
+                .then(|| reading(EgressSeen::NeverLeft { arrived: r.from_pod }))
+                .flatten()
+        }
+        (Some(source), Some(true)) if r.syn_ack_seen || r.rst_seen => reading(EgressSeen::AnswerLost {
             source,
             reset: !r.syn_ack_seen,
-        });
+        }),
+        (Some(source), Some(true)) => reading(EgressSeen::NoAnswer {
+            source,
+            pod,
+            icmp: r.icmp_seen.clone(),
+        }),
+        // Nothing came back while the probe waited: said only of a watch that saw it through.
+        (Some(source), _) if whole_window || r.stopped == CaptureStop::Answered => {
+            reading(EgressSeen::NoAnswer {
+                source,
+                pod,
+                icmp: None,
+            })
+        }
+        (Some(_), _) => None,
     }
-    reading(EgressSeen::NoAnswer {
-        source,
-        pod,
-        icmp: r.icmp_seen.clone(),
-    })
 }
 
 /// The source node's conntrack fill, as an evidence line.

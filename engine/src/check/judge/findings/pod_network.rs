@@ -304,39 +304,71 @@ impl fmt::Display for Silence {
     }
 }
 
-/// What the source node's uplink showed of the connections to an address outside the cluster's
+/// What the source node showed of the pod's connections to an address outside the cluster's
 /// pods: the last stretch of path the cluster can witness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EgressReading {
     pub node: String,
-    /// The interface the node's route leaves by, and its next hop (none on a link of the node).
+    /// The interface the SYNs left by (else the node's route's), and the route's next hop and
+    /// the node's own address there (when they left by the route's interface).
     pub interface: String,
     pub gateway: Option<IpAddr>,
+    pub node_address: Option<IpAddr>,
+    /// The address connected to.
+    pub ip: IpAddr,
     pub seen: EgressSeen,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EgressSeen {
-    /// The watch covered the probe and no SYN left by the interface.
-    NeverLeft,
-    /// The SYNs left with `source` (`pod` is the pod's own address) and nothing came back, or
-    /// only the ICMP error `icmp`.
+    /// The watch covered the probe and none of the pod's SYNs left the node; `arrived` of them
+    /// were seen coming in from the pod.
+    NeverLeft { arrived: u32 },
+    /// The SYNs left with `source` (`pod` is the pod's own address) and nothing came back while
+    /// the probe waited, or only the ICMP error `icmp`.
     NoAnswer {
         source: IpAddr,
         pod: IpAddr,
         icmp: Option<String>,
     },
-    /// The destination answered on the uplink (a SYN-ACK, or a reset) but the pod's connection
-    /// still timed out: the answer was lost on the node.
+    /// The destination answered at the node (a SYN-ACK, or a reset) while the probe still
+    /// waited, and the pod's connection timed out all the same: the answer was lost on the node.
     AnswerLost { source: IpAddr, reset: bool },
 }
 
 impl EgressReading {
-    /// Whether the SYNs left with the pod's own address towards a next hop: nothing outside the
-    /// node's links can answer that unless the network beyond routes the pod's CIDR.
+    /// Whether the SYNs left a private pod address untranslated towards a next hop, for a public
+    /// destination: nothing on the way there routes a private address back, so the node's SNAT
+    /// is missing. Pod addresses a VPC routes, node and pod addresses of the cluster, and the
+    /// node's own address (a host-network pod) are not this.
     pub fn untranslated(&self) -> bool {
-        matches!(self.seen, EgressSeen::NoAnswer { source, pod, icmp: None } if source == pod)
+        let EgressSeen::NoAnswer {
+            source,
+            pod,
+            icmp: None,
+        } = self.seen
+        else {
+            return false;
+        };
+        source == pod
+            && Some(source) != self.node_address
             && self.gateway.is_some()
+            && is_private(source)
+            && !is_private(self.ip)
+    }
+}
+
+/// An address of a private network (RFC 1918, the shared CGNAT range, IPv6 unique-local), or one
+/// that never leaves a host or link.
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || v4.is_loopback() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -347,14 +379,19 @@ impl fmt::Display for EgressReading {
             interface,
             gateway,
             seen,
+            ..
         } = self;
         let via = gateway
             .map(|g| format!(" towards {}", fmt_ip(g)))
             .unwrap_or_default();
         match seen {
-            EgressSeen::NeverLeft => write!(
+            EgressSeen::NeverLeft { arrived: 0 } => write!(
                 f,
-                "no SYN left {node} by {interface}, its route to the address: dropped on the node"
+                "no SYN of the pod's reached {node} from its interface or left by {interface}: dropped before or on the node"
+            ),
+            EgressSeen::NeverLeft { arrived } => write!(
+                f,
+                "the pod's SYNs reached {node} ({arrived}) and none left by {interface}, its route to the address: dropped on the node"
             ),
             EgressSeen::NoAnswer { source, pod, icmp } => {
                 let as_what = if source == pod {
@@ -450,7 +487,7 @@ impl PodNetworkFinding {
                 PathReading::NoSecondWitness { .. } => Code::PodNetworkNoSecondWitness,
             },
             PodNetworkFinding::Egress { reading, .. } => match &reading.seen {
-                EgressSeen::NeverLeft => Code::PodNetworkEgressNeverLeft,
+                EgressSeen::NeverLeft { .. } => Code::PodNetworkEgressNeverLeft,
                 EgressSeen::AnswerLost { .. } => Code::PodNetworkEgressAnswerLost,
                 EgressSeen::NoAnswer { .. } if reading.untranslated() => Code::PodNetworkEgressNotTranslated,
                 EgressSeen::NoAnswer { .. } => Code::PodNetworkEgressNoAnswer,
@@ -521,9 +558,11 @@ impl fmt::Display for PodNetworkFinding {
                     EgressSeen::NoAnswer { .. } if reading.untranslated() => f.write_str(
                         ": unless the network beyond routes the pod CIDR back, the node's SNAT (masquerade) for traffic leaving the cluster is missing",
                     ),
-                    EgressSeen::NoAnswer { .. } => {
-                        f.write_str(": the connection left the cluster, and the fault is beyond it (outside the cluster's reach)")
-                    }
+                    EgressSeen::NoAnswer { .. } => write!(
+                        f,
+                        ": nothing on the node dropped it; the fault is beyond {} (the network past {}, or the host itself), outside the cluster's reach",
+                        reading.node, reading.interface
+                    ),
                     _ => Ok(()),
                 }
             }
