@@ -828,7 +828,7 @@ fn egress_verdicts_are_the_same_on_every_run() {
             "egress-dropped-on-node.yaml",
             "fail",
             "pod-network-egress-never-left",
-            "no SYN left node-a by eth0",
+            "none left by eth0",
         ),
         (
             "egress-reply-lost.yaml",
