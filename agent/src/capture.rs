@@ -18,13 +18,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use netdiag_proto::{CaptureProbe, CaptureResult, CaptureStop, CapturedFlow};
 use nix::libc;
 use pnet_packet::Packet;
-use pnet_packet::icmp::{IcmpPacket, IcmpTypes};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::tcp::{TcpFlags, TcpPacket};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::netns::{self, NetnsFile};
+use crate::packets::icmp_error_quoting_tcp;
 
 /// After a connection from the peer has been answered, how long to keep watching for the peer's
 /// ACK (the reply coming back) before stopping.
@@ -281,29 +281,13 @@ impl Flows {
 
     /// An ICMP error to the peer quoting a TCP segment from the peer to our port.
     fn icmp(&mut self, ip: &Ipv4Packet) -> bool {
-        let Some(icmp) = IcmpPacket::new(ip.payload()) else {
+        let Some((kind, quoted)) = icmp_error_quoting_tcp(ip) else {
             return false;
         };
-        let kind = icmp.get_icmp_type();
-        if kind != IcmpTypes::DestinationUnreachable && kind != IcmpTypes::TimeExceeded {
+        if quoted.source != self.peer || quoted.destination_port != self.port {
             return false;
         }
-        // Type, code, checksum and 4 unused bytes precede the quoted header.
-        let Some(inner) = icmp.payload().get(4..).and_then(Ipv4Packet::new) else {
-            return false;
-        };
-        if inner.get_source() != self.peer || inner.get_next_level_protocol() != IpNextHeaderProtocols::Tcp {
-            return false;
-        }
-        let ports = inner.payload();
-        let (Some(src), Some(dst)) = (ports.get(0..2), ports.get(2..4)) else {
-            return false;
-        };
-        if u16::from_be_bytes([dst[0], dst[1]]) != self.port {
-            return false;
-        }
-        let flow = self.flow(u16::from_be_bytes([src[0], src[1]]));
-        flow.icmp_sent = Some(format!("type {} code {}", kind.0, icmp.get_icmp_code().0));
+        self.flow(quoted.source_port).icmp_sent = Some(kind);
         true
     }
 }
@@ -311,20 +295,10 @@ impl Flows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packets::fixtures::{icmp_error, tcp};
 
     const PEER: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 5);
     const POD: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 5);
-
-    /// An IPv4/TCP packet without options.
-    fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
-        p.extend_from_slice(&src.0.octets());
-        p.extend_from_slice(&dst.0.octets());
-        p.extend_from_slice(&src.1.to_be_bytes());
-        p.extend_from_slice(&dst.1.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        p
-    }
 
     #[test]
     fn syn_and_syn_ack_of_one_connection_make_one_answered_flow() {
@@ -368,14 +342,7 @@ mod tests {
     fn an_icmp_error_quoting_the_syn_is_recorded() {
         let mut flows = Flows::new(PEER, 8080);
         let inner = tcp((PEER, 40002), (POD, 8080), TcpFlags::SYN);
-        let mut icmp = vec![3, 13, 0, 0, 0, 0, 0, 0];
-        icmp.extend_from_slice(&inner[..28]);
-        let total = u16::try_from(20 + icmp.len()).unwrap();
-        let mut outer = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
-        outer[2..4].copy_from_slice(&total.to_be_bytes());
-        outer.extend_from_slice(&POD.octets());
-        outer.extend_from_slice(&PEER.octets());
-        outer.extend_from_slice(&icmp);
+        let outer = icmp_error(POD, &inner, 3, 13);
         flows.observe(&inner);
         assert!(flows.observe(&outer));
         assert_eq!(flows.list[0].icmp_sent.as_deref(), Some("type 3 code 13"));

@@ -24,7 +24,6 @@ use netdiag_proto::{CaptureStop, EgressProbe, EgressResult, EgressSource};
 use nix::libc;
 use nix::sys::socket::LinkAddr;
 use pnet_packet::Packet;
-use pnet_packet::icmp::{IcmpPacket, IcmpTypes};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::tcp::{TcpFlags, TcpPacket};
@@ -34,6 +33,7 @@ use tokio::io::Interest;
 use crate::capture::unix_us;
 use crate::interfaces::{self, RouteTo};
 use crate::netns::{self, NetnsFile};
+use crate::packets::icmp_error_quoting_tcp;
 
 /// After an answer, how long to keep watching (a reset often follows an ICMP error, or the
 /// reverse) before stopping.
@@ -359,36 +359,14 @@ impl EgressFlows {
 
     /// An ICMP error that came back quoting one of the pod's SYNs that left.
     fn icmp(&mut self, ip: &Ipv4Packet, now_us: u64) -> bool {
-        let Some(icmp) = IcmpPacket::new(ip.payload()) else {
+        let Some((kind, quoted)) = icmp_error_quoting_tcp(ip) else {
             return false;
         };
-        let kind = icmp.get_icmp_type();
-        if kind != IcmpTypes::DestinationUnreachable && kind != IcmpTypes::TimeExceeded {
+        let ours = self.sent_as.contains(&(quoted.source, quoted.source_port));
+        if quoted.destination != self.dest || quoted.destination_port != self.port || !ours {
             return false;
         }
-        // Type, code, checksum and 4 unused bytes precede the quoted header.
-        let Some(inner) = icmp.payload().get(4..).and_then(Ipv4Packet::new) else {
-            return false;
-        };
-        if inner.get_destination() != self.dest
-            || inner.get_next_level_protocol() != IpNextHeaderProtocols::Tcp
-        {
-            return false;
-        }
-        let ports = inner.payload();
-        let (Some(src), Some(dst)) = (ports.get(0..2), ports.get(2..4)) else {
-            return false;
-        };
-        let quoted = (inner.get_source(), u16::from_be_bytes([src[0], src[1]]));
-        if u16::from_be_bytes([dst[0], dst[1]]) != self.port || !self.sent_as.contains(&quoted) {
-            return false;
-        }
-        self.icmp = Some(format!(
-            "type {} code {} from {}",
-            kind.0,
-            icmp.get_icmp_code().0,
-            ip.get_source()
-        ));
+        self.icmp = Some(format!("{kind} from {}", ip.get_source()));
         self.answered_at.get_or_insert(now_us);
         true
     }
@@ -397,6 +375,7 @@ impl EgressFlows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packets::fixtures::{icmp_error, tcp};
 
     const DEST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
     const POD: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 5);
@@ -417,29 +396,6 @@ mod tests {
         ifindex: 7,
         outgoing: false,
     };
-
-    /// An IPv4/TCP packet without options.
-    fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
-        p.extend_from_slice(&src.0.octets());
-        p.extend_from_slice(&dst.0.octets());
-        p.extend_from_slice(&src.1.to_be_bytes());
-        p.extend_from_slice(&dst.1.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        p
-    }
-
-    fn icmp_error(from: Ipv4Addr, quoting: &[u8], kind: u8, code: u8) -> Vec<u8> {
-        let mut icmp = vec![kind, code, 0, 0, 0, 0, 0, 0];
-        icmp.extend_from_slice(&quoting[..28]);
-        let total = u16::try_from(20 + icmp.len()).unwrap();
-        let mut outer = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
-        outer[2..4].copy_from_slice(&total.to_be_bytes());
-        outer.extend_from_slice(&from.octets());
-        outer.extend_from_slice(&quoting[12..16]);
-        outer.extend_from_slice(&icmp);
-        outer
-    }
 
     fn result(flows: EgressFlows) -> EgressResult {
         let mut r = EgressResult::default();

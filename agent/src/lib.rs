@@ -24,6 +24,7 @@ pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod noderules;
+pub mod packets;
 pub mod pmtu;
 pub mod podfile;
 pub mod server;
