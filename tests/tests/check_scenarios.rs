@@ -804,6 +804,65 @@ fn intermittent_verdicts_are_the_same_on_every_run() {
     }
 }
 
+/// Names followed through another server or record read the same on every run: a NodeLocal
+/// DNSCache, an ExternalName alias of a Service, an ExternalName for the outside host and a name
+/// resolved by the cluster DNS's upstream; ten checks of each give one exit code and dns summary
+/// (its timings aside).
+#[test]
+fn followed_names_read_the_same_on_every_run() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    for (file, to, exit_code, words) in [
+        (
+            "node-local-dns-healthy.yaml",
+            "svc/payments.shop:80",
+            0,
+            "payments.shop → 10.96.1.1 (2nd search candidate payments.shop.svc.cluster.local., via 169.254.20.10)",
+        ),
+        (
+            "external-name-alias.yaml",
+            "svc/payments.web:80",
+            // Its pod refuses: the application fails, the name is followed all the same.
+            17,
+            "payments.web → CNAME payments.shop.svc.cluster.local → 10.96.1.1",
+        ),
+        (
+            "external-name-outside-host.yaml",
+            "svc/partner.shop:443",
+            0,
+            "partner.shop → CNAME partner.example → 198.51.100.10",
+        ),
+        (
+            "egress-external-healthy.yaml",
+            "partner.example:443",
+            0,
+            "partner.example → 198.51.100.10",
+        ),
+    ] {
+        let (exit, summary) =
+            same_on_ten_runs(file, to, &[], "dns", |a| (a.exit, without_timing(&a.summary)));
+        assert_eq!(exit, Some(exit_code), "{file}");
+        assert!(
+            summary.contains(words),
+            "{file}: {words:?} missing from {summary:?}"
+        );
+    }
+}
+
+/// A summary without the parts that are times ("0.4 ms"), which differ from run to run.
+fn without_timing(summary: &str) -> String {
+    let is_time = |part: &str| {
+        part.split_once(' ').is_some_and(|(n, unit)| {
+            n.parse::<f64>().is_ok() && matches!(unit.trim_end_matches(')'), "ms" | "µs" | "s")
+        })
+    };
+    summary
+        .split(", ")
+        .filter(|part| !is_time(part))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What the source node's uplink shows of a connection leaving the cluster reads the same on
 /// every run: ten checks of each egress lab give one exit code, status, code and summary, and the
 /// DNS upstream that does not run gives one dns verdict.
