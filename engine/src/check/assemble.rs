@@ -498,6 +498,7 @@ pub fn denied(v: &TieredVerdict) -> PolicyCheck {
                 },
                 port: np.port,
                 protocol: np.protocol,
+                excepted_by: d.excepted_by.first().cloned(),
             })
         })
     };

@@ -477,6 +477,8 @@ pub struct DeniedSide {
     /// The destination port and protocol of the denied flow.
     pub port: u16,
     pub protocol: Protocol,
+    /// A rule that would allow it but for an ipBlock `except` holding the remote address.
+    pub excepted_by: Option<crate::policy::ExceptedBy>,
 }
 
 /// The other end of a denied flow: egress goes `To` it, ingress comes `From` it.

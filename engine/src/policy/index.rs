@@ -8,10 +8,12 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::SelectorExt;
 
 use super::admin::{AdminIndex, AdminObjects};
+use ipnet::IpNet;
+
 use super::spec::{NamedPort, PodAddrs, PolicySpec, RuleSpec};
 use super::types::{
-    Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, IpFamily, Peer, PolicyRef, RuleRef,
-    finding,
+    Direction, DirectionVerdict, EvalError, ExceptedBy, Finding, Flow, FlowVerdict, IpFamily, Peer,
+    PolicyRef, RuleRef, finding,
 };
 
 /// The label every namespace carries since Kubernetes 1.22 (set by the API server).
@@ -396,6 +398,7 @@ impl PolicyIndex {
     ) -> DirectionVerdict {
         let mut isolating_policies = Vec::new();
         let mut allowing_rules = Vec::new();
+        let mut excepted_by = Vec::new();
         for p in self.selecting(subject) {
             let spec = &self.policies[p];
             let Some(rules) = rules_for(spec, direction) else {
@@ -403,8 +406,15 @@ impl PolicyIndex {
             };
             isolating_policies.push(spec.policy.clone());
             for (index, rule) in rules.iter().enumerate() {
+                let rule_ref = || rule_ref(&spec.policy, direction, index);
                 if self.rule_admits(rule, remote, dest, flow, family) {
-                    allowing_rules.push(rule_ref(&spec.policy, direction, index));
+                    allowing_rules.push(rule_ref());
+                } else if let Some((cidr, except)) = self.rule_excepts(rule, remote, dest, flow) {
+                    excepted_by.push(ExceptedBy {
+                        rule: rule_ref(),
+                        cidr: cidr.to_string(),
+                        except: except.to_string(),
+                    });
                 }
             }
         }
@@ -415,7 +425,30 @@ impl PolicyIndex {
             allowed: !isolated || !allowing_rules.is_empty(),
             isolating_policies,
             allowing_rules,
+            excepted_by,
         }
+    }
+
+    /// For a rule that admits the flow's port, the ipBlock of its peers whose `except` holds the
+    /// remote address (an address outside the pods; a pod's own addresses are not told apart).
+    fn rule_excepts(
+        &self,
+        rule: &RuleSpec,
+        remote: Endpoint,
+        dest: Endpoint,
+        flow: &Flow,
+    ) -> Option<(IpNet, IpNet)> {
+        let Endpoint::Ip(ip) = remote else {
+            return None;
+        };
+        let dest_ports = match dest {
+            Endpoint::Pod(i) => Some(self.pods[i].ports.as_slice()),
+            Endpoint::Ip(_) => None,
+        };
+        if !rule.port_matches(flow.port, flow.protocol, dest_ports) {
+            return None;
+        }
+        rule.peers.as_ref()?.iter().find_map(|peer| peer.excepts(ip))
     }
 
     fn rule_admits(

@@ -24,8 +24,8 @@ pub use index::PolicyIndex;
 pub use input::{InputError, Objects, parse_objects};
 pub use matrix::{Matrix, MatrixEntry};
 pub use types::{
-    Direction, DirectionVerdict, EvalError, Finding, Flow, FlowVerdict, IpFamily, Peer, PeerParseError,
-    PolicyRef, Protocol, RuleRef,
+    Direction, DirectionVerdict, EvalError, ExceptedBy, Finding, Flow, FlowVerdict, IpFamily, Peer,
+    PeerParseError, PolicyRef, Protocol, RuleRef,
 };
 
 #[cfg(test)]

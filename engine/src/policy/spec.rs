@@ -100,6 +100,18 @@ impl<'a> PodAddrs<'a> {
 }
 
 impl PeerSpec {
+    /// For an ipBlock whose `cidr` holds `ip` and whose `except` carves it out again: the cidr
+    /// and that except block.
+    pub fn excepts(&self, ip: IpAddr) -> Option<(IpNet, IpNet)> {
+        match self {
+            PeerSpec::IpBlock { cidr, except } if cidr.contains(&ip) => except
+                .iter()
+                .find(|block| block.contains(&ip))
+                .map(|block| (*cidr, *block)),
+            _ => None,
+        }
+    }
+
     pub fn matches_ip(&self, ip: IpAddr) -> bool {
         match self {
             PeerSpec::IpBlock { cidr, except } => {

@@ -376,6 +376,35 @@ fn ip_block_except_carves_addresses_out_of_the_cidr() {
 }
 
 #[test]
+fn a_denial_by_an_ip_block_except_names_the_rule_the_cidr_and_the_except() {
+    let policy = mk_policy(
+        "shop",
+        "no-partner",
+        json!({"podSelector": {}, "policyTypes": ["Egress"],
+               "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["198.51.100.0/24"]}}],
+                           "ports": [{"port": 443}]}]}),
+    );
+    let index = mk_world(&[policy]);
+    let verdict = index
+        .evaluate(&flow("shop/checkout", "198.51.100.10", 443, Protocol::Tcp))
+        .unwrap();
+    assert!(!verdict.allowed);
+    assert_eq!(verdict.egress.excepted_by.len(), 1);
+    assert!(
+        verdict
+            .explain()
+            .ends_with("no rule allows to 198.51.100.10 on 443/TCP (shop/no-partner egress[0]'s ipBlock 0.0.0.0/0 excepts 198.51.100.0/24)"),
+        "{}",
+        verdict.explain()
+    );
+    // On a port the rule does not admit, the except is not the reason.
+    let other_port = index
+        .evaluate(&flow("shop/checkout", "198.51.100.10", 80, Protocol::Tcp))
+        .unwrap();
+    assert!(!other_port.allowed && other_port.egress.excepted_by.is_empty());
+}
+
+#[test]
 fn ip_block_matches_pods_by_their_pod_ip() {
     let policy = mk_policy(
         "shop",

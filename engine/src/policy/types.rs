@@ -179,6 +179,9 @@ pub struct DirectionVerdict {
     pub isolating_policies: Vec<PolicyRef>,
     /// Every rule of the isolating policies that admits the flow.
     pub allowing_rules: Vec<RuleRef>,
+    /// Rules that would admit the flow but for an ipBlock `except` holding the remote address.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excepted_by: Vec<ExceptedBy>,
     pub allowed: bool,
 }
 
@@ -189,8 +192,26 @@ impl DirectionVerdict {
             isolated: false,
             isolating_policies: Vec::new(),
             allowing_rules: Vec::new(),
+            excepted_by: Vec::new(),
             allowed: true,
         }
+    }
+}
+
+/// A rule whose ipBlock holds the remote address in its `cidr` and carves it out again in an
+/// `except`, on a port the rule admits: the reason a policy that seems to allow everything
+/// denies this address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExceptedBy {
+    pub rule: RuleRef,
+    pub cidr: String,
+    pub except: String,
+}
+
+impl fmt::Display for ExceptedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}'s ipBlock {} excepts {}", self.rule, self.cidr, self.except)
     }
 }
 
@@ -282,8 +303,13 @@ fn describe_side(
             Direction::Ingress => format!("from {remote}"),
             Direction::Egress => format!("to {remote}"),
         };
+        let excepted = verdict
+            .excepted_by
+            .first()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
         format!(
-            "{direction} of {subject} is isolated by {isolating}; no rule allows {what} on {port}/{protocol}"
+            "{direction} of {subject} is isolated by {isolating}; no rule allows {what} on {port}/{protocol}{excepted}"
         )
     }
 }

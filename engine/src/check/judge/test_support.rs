@@ -94,6 +94,7 @@ pub(super) fn denied_side(
         policies: Some(policies),
         port,
         protocol: protocol.parse().unwrap(),
+        excepted_by: None,
     })
 }
 

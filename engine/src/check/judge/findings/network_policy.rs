@@ -43,7 +43,11 @@ impl fmt::Display for DeniedSide {
                     f,
                     "{subject} is isolated by {}; no rule allows {flow}",
                     by.joined()
-                )
+                )?;
+                match &self.excepted_by {
+                    Some(excepted) => write!(f, " ({excepted})"),
+                    None => Ok(()),
+                }
             }
             DenialCause::Unnamed => write!(f, "{subject} is denied {flow}"),
         }
@@ -261,6 +265,7 @@ mod tests {
             policies: None,
             port: 8080,
             protocol: Protocol::Tcp,
+            excepted_by: None,
         }
     }
 
