@@ -115,6 +115,10 @@ fn tcp_connectivity(cx: &Context) -> Judgment {
     }
     if let Some((_, first)) = failing.first() {
         let mut evidence = connection_lines(cx, &failing, &ok);
+        // A watch whose reading did not take the step (a pod address sent untranslated within
+        // the cluster's networks) is still evidence.
+        let watched = failing.iter().filter_map(|(e, _)| egress_reading(cx, e));
+        evidence.extend(watched.map(|r| format!("egress witness: {r}")));
         evidence.extend(cx.node_witnesses.iter().map(witness_line));
         // What the captures at the failing pods saw: the first joins the summary.
         let readings: Vec<PacketReading> = failing
@@ -168,7 +172,7 @@ fn egress_judgment(
         .iter()
         .all(|(e, d)| e.pod.is_none() && matches!(d.outcome, TcpOutcome::Timeout { .. }));
     let (e, first) = failing.first().filter(|_| all_outside)?;
-    let reading = egress_reading(cx, e)?;
+    let reading = egress_reading(cx, e).filter(|r| !r.stays_inside())?;
     let mut evidence = connection_lines(cx, failing, ok);
     evidence.push(format!("egress witness: {reading}"));
     let (fix, hand_off) = egress_fix(&reading);

@@ -534,30 +534,44 @@ fn a_private_pod_address_leaving_untranslated_for_a_public_one_fails_on_the_miss
 }
 
 #[test]
-fn an_untranslated_connection_is_only_handed_off_where_no_snat_is_expected() {
-    // On a link of the node (no next hop); to a private address (a node, a pod, a VPC host);
-    // from a host-network pod, whose address is the node's.
+fn an_untranslated_connection_within_the_clusters_networks_is_judged_as_any_lost_one() {
+    // On a link of the node (no next hop); to a private address (a node, an address of the pod
+    // network no pod holds, a VPC host): pods reach those without SNAT.
     let on_link = egress(|r| {
         r.left = left("10.244.1.5");
         r.gateway = None;
     });
     let mut private = egress(|r| r.left = left("10.244.1.5"));
-    endpoints_mut(&mut private)[0].ip = ip("10.20.0.7");
-    private.witnesses.egress[0].ip = ip("10.20.0.7");
-    let host_network = egress(|r| {
+    endpoints_mut(&mut private)[0].ip = ip("10.244.2.4");
+    private.witnesses.egress[0].ip = ip("10.244.2.4");
+    for ev in [on_link, private] {
+        let report = judge(&ev, 0);
+        assert_fails_at(&report, Layer::PodNetwork);
+        assert_eq!(
+            code(&report, Layer::PodNetwork),
+            Some(Code::PodNetworkConnectFailed)
+        );
+        let evidence = evidence_text(&report, Layer::PodNetwork);
+        assert!(
+            evidence.contains("egress witness: left node-a by eth0 with the pod's own address 10.244.1.5"),
+            "{evidence}"
+        );
+    }
+}
+
+#[test]
+fn a_host_network_pod_leaving_with_the_nodes_address_unanswered_is_handed_off() {
+    let mut ev = egress(|r| {
         r.left = left("192.168.0.1");
         r.node_address = Some(ip("192.168.0.1"));
     });
-    let mut host_network = host_network;
-    host_network.witnesses.egress[0].pod_ip = ip("192.168.0.1");
-    for ev in [on_link, private, host_network] {
-        let report = judge(&ev, 0);
-        assert_eq!(
-            code(&report, Layer::PodNetwork),
-            Some(Code::PodNetworkEgressNoAnswer)
-        );
-        assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
-    }
+    ev.witnesses.egress[0].pod_ip = ip("192.168.0.1");
+    let report = judge(&ev, 0);
+    assert_eq!(
+        code(&report, Layer::PodNetwork),
+        Some(Code::PodNetworkEgressNoAnswer)
+    );
+    assert_eq!(step(&report, Layer::PodNetwork).status, Status::Undetermined);
 }
 
 #[test]

@@ -358,6 +358,25 @@ impl EgressReading {
     }
 }
 
+impl EgressReading {
+    /// Whether the pod's own address went untranslated, unanswered, to an address of a private
+    /// network or on the node's own link (a node, an address of the pod network no pod holds, a
+    /// host of the VPC): pods reach those without SNAT, so this is no connection leaving the
+    /// cluster to hand off, and the path is judged as any lost connection's. Not for a
+    /// host-network pod, whose address is the node's.
+    pub fn stays_inside(&self) -> bool {
+        let EgressSeen::NoAnswer {
+            source,
+            pod,
+            icmp: None,
+        } = self.seen
+        else {
+            return false;
+        };
+        source == pod && Some(source) != self.node_address && (self.gateway.is_none() || is_private(self.ip))
+    }
+}
+
 /// An address of a private network (RFC 1918, the shared CGNAT range, IPv6 unique-local), or one
 /// that never leaves a host or link.
 fn is_private(ip: IpAddr) -> bool {
