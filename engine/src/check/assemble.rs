@@ -129,7 +129,10 @@ fn datapath_witnesses(plan: &CheckPlan, live: &[&EndpointTarget], replies: &Repl
     // Looked up for each endpoint: a set, not a walk of the plan's probes (hundreds of each).
     let planned: BTreeSet<ProbeKey> = plan.probes.iter().map(|p| p.key).collect();
     let asked = |key: ProbeKey| planned.contains(&key);
-    let mut w = DatapathWitnesses::default();
+    let mut w = DatapathWitnesses {
+        entry_from_node: entry_from_node(plan, replies),
+        ..DatapathWitnesses::default()
+    };
     for e in live {
         let Some(port) = e.port else { continue };
         if asked(ProbeKey::PathMtu(e.ip, port)) {
@@ -258,6 +261,15 @@ fn not_run(key: ProbeKey, not_probed: Option<&str>) -> ToolFailure {
     ToolFailure::NotProbed(match (key, not_probed) {
         (_, Some(why)) => why.to_string(),
         _ => "not probed".to_string(),
+    })
+}
+
+/// The node port's connection from another node, when the plan asked for one.
+fn entry_from_node(plan: &CheckPlan, replies: &Replies) -> Option<EntryFromNode> {
+    let probe = plan.probes.iter().find(|p| p.key == ProbeKey::EntryFromNode)?;
+    Some(EntryFromNode {
+        node: probe.node.clone(),
+        tcp: tcp_fact(replies, ProbeKey::EntryFromNode, None),
     })
 }
 

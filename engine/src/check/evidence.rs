@@ -98,6 +98,17 @@ pub struct DatapathWitnesses {
     pub captures: Vec<CaptureWitness>,
     pub egress: Vec<EgressWitness>,
     pub node_dataplane: Option<NodeDataplaneWitness>,
+    /// A node port connected to from another node's own address.
+    pub entry_from_node: Option<EntryFromNode>,
+}
+
+/// TCP from another node's own network namespace to a node port: how a client outside the pod
+/// network enters it. kube-proxy sends pod traffic to every endpoint whatever the Service's
+/// `externalTrafficPolicy`, so only this connection meets the policy clients outside meet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryFromNode {
+    pub node: String,
+    pub tcp: Fact<TcpOutcome>,
 }
 
 /// The path MTU from the source pod to one destination address.
@@ -241,6 +252,8 @@ pub struct ServicePortFacts {
     pub port: u16,
     pub protocol: Protocol,
     pub target_port: PortRef,
+    /// The port every node opens for it (a NodePort or LoadBalancer Service's).
+    pub node_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,6 +293,40 @@ pub struct ServiceSpecFacts {
     pub selector: Option<BTreeMap<String, String>>,
     /// Pods the selector matches (any readiness).
     pub selected_pods: Vec<PodFacts>,
+    /// How the target entered the Service when not by its ClusterIP: a node port or a
+    /// LoadBalancer address.
+    pub entry: Option<ServiceEntry>,
+    /// Which endpoints traffic entering by a node port or a LoadBalancer address uses.
+    pub external_traffic_policy: TrafficPolicy,
+    /// `spec.healthCheckNodePort`: where kube-proxy tells load balancers whether its node has
+    /// endpoints (a LoadBalancer Service with `externalTrafficPolicy: Local`).
+    pub health_check_node_port: Option<u16>,
+}
+
+/// The way into a NodePort or LoadBalancer Service that the target named.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceEntry {
+    /// A node's address and the port's nodePort: kube-proxy on that node translates it.
+    NodePort {
+        node: String,
+        address: IpAddr,
+        node_port: u16,
+    },
+    /// An address of `status.loadBalancer.ingress`: kube-proxy on every node captures it, so
+    /// from a pod the source's node translates it.
+    LoadBalancer { address: IpAddr, port: u16 },
+}
+
+impl ServiceEntry {
+    /// The address and port the client connects to.
+    pub fn address(&self) -> (IpAddr, u16) {
+        match self {
+            ServiceEntry::NodePort {
+                address, node_port, ..
+            } => (*address, *node_port),
+            ServiceEntry::LoadBalancer { address, port } => (*address, *port),
+        }
+    }
 }
 
 /// An ExternalName Service whose `externalName` is another Service's name in the cluster.

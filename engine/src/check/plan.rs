@@ -108,6 +108,9 @@ pub enum ProbeKey {
     Egress(IpAddr),
     /// The source node's Service rules and conntrack fill.
     NodeDataplane,
+    /// TCP to a node port from another node's own namespace, as a client outside the pod
+    /// network connects.
+    EntryFromNode,
 }
 
 /// The network namespace a request runs in, on its node.
@@ -169,6 +172,14 @@ pub struct DestinationPlan {
 }
 
 impl DestinationPlan {
+    /// How the target enters a NodePort or LoadBalancer Service, when not by its ClusterIP.
+    pub fn entry(&self) -> Option<&ServiceEntry> {
+        match &self.service {
+            ServiceFacts::Found(svc) => svc.entry.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The protocol the live probes use.
     pub fn protocol(&self) -> Protocol {
         match self.live {
@@ -394,6 +405,7 @@ mod destination;
 mod dns;
 mod probes;
 
+pub(crate) use destination::service_entry;
 pub use destination::{in_cluster_alias, service_guess};
 pub use probes::{CAPTURE_MARGIN_MS, explains, live_targets, witness_nodes};
 

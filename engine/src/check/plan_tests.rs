@@ -723,3 +723,132 @@ fn a_two_label_host_is_a_service_guess_only_when_its_namespace_exists() {
             .is_some()
     );
 }
+
+/// `shop()` with svc/payments a LoadBalancer (node port 30080, ingress 203.0.113.7) and a
+/// host-network agent pod on node-a and node-b holding each node's address.
+fn with_node_ports(external_traffic_policy: &str) -> Snapshot {
+    let mut snap = shop();
+    let Fact::Known(services) = &mut snap.services else {
+        unreachable!()
+    };
+    services[0] = serde_json::from_value(json!({
+        "metadata": {"namespace": "shop", "name": "payments"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.1.1", "selector": {"app": "payments"},
+                 "externalTrafficPolicy": external_traffic_policy, "healthCheckNodePort": 32100,
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}
+    }))
+    .unwrap();
+    let Fact::Known(pods) = &mut snap.pods else {
+        unreachable!()
+    };
+    for (node, address) in [("node-a", "172.18.0.2"), ("node-b", "172.18.0.3")] {
+        let mut agent = mk_pod(
+            "netdiag",
+            &format!("agent-{node}"),
+            node,
+            address,
+            json!({}),
+            true,
+        );
+        agent.spec.as_mut().unwrap().host_network = Some(true);
+        pods.push(agent);
+    }
+    snap
+}
+
+#[test]
+fn a_node_address_with_a_node_port_is_planned_as_that_service_entered_on_that_node() {
+    let plan = plan(&with_node_ports("Cluster"), &request("172.18.0.3:30080"));
+    let ServiceFacts::Found(svc) = &plan.destination.service else {
+        panic!("{:?}", plan.destination.service)
+    };
+    assert_eq!((svc.namespace.as_str(), svc.name.as_str()), ("shop", "payments"));
+    assert_eq!(svc.requested, PortRef::Number(80));
+    assert_eq!(
+        svc.entry,
+        Some(ServiceEntry::NodePort {
+            node: "node-b".into(),
+            address: ip("172.18.0.3"),
+            node_port: 30080
+        })
+    );
+    assert_eq!(svc.health_check_node_port, Some(32100));
+    // The node port stands where the ClusterIP would, its endpoints the Service's.
+    assert_eq!(plan.destination.cluster_ip, Some((ip("172.18.0.3"), 30080)));
+    let probed: Vec<_> = keys(&plan).into_iter().map(|(k, node, _)| (k, node)).collect();
+    assert!(probed.contains(&(ProbeKey::ClusterIp, "node-a")), "{probed:?}");
+    assert!(
+        probed.contains(&(ProbeKey::Endpoint(ip("10.244.2.2"), 8080), "node-a")),
+        "{probed:?}"
+    );
+    // A client outside the pod network: the source's node, in its own namespace.
+    let outside = plan
+        .probes
+        .iter()
+        .find(|p| p.key == ProbeKey::EntryFromNode)
+        .unwrap();
+    assert_eq!((outside.node.as_str(), outside.run_in), ("node-a", RunIn::Node));
+    assert_eq!(
+        outside.probe,
+        Probe::Tcp(TcpProbe {
+            ip: ip("172.18.0.3"),
+            port: 30080,
+            timeout_ms: 1000
+        })
+    );
+    // The rules read back are a ClusterIP's: none for a node port.
+    let dataplane = plan
+        .probes
+        .iter()
+        .find(|p| p.key == ProbeKey::NodeDataplane)
+        .unwrap();
+    assert_eq!(
+        dataplane.probe,
+        Probe::NodeDataplane(NodeDataplaneProbe { service: None })
+    );
+}
+
+#[test]
+fn the_source_nodes_own_node_port_is_tried_from_another_node_an_endpoint_runs_on() {
+    let plan = plan(&with_node_ports("Local"), &request("172.18.0.2:30080"));
+    let outside = plan
+        .probes
+        .iter()
+        .find(|p| p.key == ProbeKey::EntryFromNode)
+        .unwrap();
+    assert_eq!(outside.node, "node-b");
+}
+
+#[test]
+fn a_load_balancer_address_is_planned_as_its_service_without_a_node_to_try_from() {
+    let plan = plan(&with_node_ports("Local"), &request("203.0.113.7:80"));
+    let ServiceFacts::Found(svc) = &plan.destination.service else {
+        panic!("{:?}", plan.destination.service)
+    };
+    assert_eq!(
+        svc.entry,
+        Some(ServiceEntry::LoadBalancer {
+            address: ip("203.0.113.7"),
+            port: 80
+        })
+    );
+    assert_eq!(svc.external_traffic_policy, TrafficPolicy::Local);
+    assert_eq!(plan.destination.cluster_ip, Some((ip("203.0.113.7"), 80)));
+    // Every node captures the address itself: another node's connection proves nothing more.
+    assert!(!plan.probes.iter().any(|p| p.key == ProbeKey::EntryFromNode));
+}
+
+#[test]
+fn a_node_address_on_a_port_no_service_opens_stays_an_address() {
+    let snap = with_node_ports("Cluster");
+    for to in [
+        "172.18.0.3:30081",
+        "172.18.0.3:80",
+        "203.0.113.7:443",
+        "203.0.113.8:80",
+    ] {
+        let plan = plan(&snap, &request(to));
+        assert_eq!(plan.destination.destination, Destination::External, "{to}");
+    }
+}

@@ -14,7 +14,10 @@
 //!   those of its name elsewhere);
 //! - for a DNS name, the cluster DNS Service, its slices and its pods the same way;
 //! - for an address, the Service whose `spec.clusterIP` it is, else the pod whose `status.podIP`
-//!   it is (the API selects on the primary address only), then that Service's reads;
+//!   it is (the API selects on the primary address only), then that Service's reads; for an
+//!   address neither holds, the Services of every namespace, for the one it enters by a node
+//!   port (the address is a node's: a host-network pod's) or as a LoadBalancer address (a hint:
+//!   its failure leaves the address outside the cluster);
 //! - the namespaces of the pods whose policies are evaluated, by name, and their NetworkPolicies;
 //!   the cluster-scoped admin policies;
 //! - when a policy or admin policy was found, the DaemonSets of every namespace, to name what
@@ -29,7 +32,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::Selector;
 
-use super::plan::{CheckRequest, in_cluster_alias, service_guess};
+use super::plan::{CheckRequest, in_cluster_alias, service_entry, service_guess};
 use super::target::Target;
 use crate::cluster::pods::pod_ips;
 use crate::cluster::{Access, NamespacedName};
@@ -57,6 +60,9 @@ pub enum Read {
     ServicesNamed(String),
     /// `list` the Services of every namespace whose primary ClusterIP is this (`spec.clusterIP`).
     ServicesWithClusterIp(IpAddr),
+    /// `list` the Services of every namespace: an address that is no ClusterIP and no pod's may
+    /// be a node's with a node port, or a LoadBalancer address, which no field selects.
+    Services,
     /// `list` the EndpointSlices of a Service (by the [`SERVICE_NAME_LABEL`] in its namespace).
     SlicesOf(NamespacedName),
     /// `get` one Namespace.
@@ -87,7 +93,8 @@ impl Read {
             Read::Service(_)
             | Read::ServicesIn(_)
             | Read::ServicesNamed(_)
-            | Read::ServicesWithClusterIp(_) => "services",
+            | Read::ServicesWithClusterIp(_)
+            | Read::Services => "services",
             Read::SlicesOf(_) => "endpointslices",
             Read::Namespace(_) => "namespaces",
             Read::PoliciesIn(_) => "networkpolicies",
@@ -123,6 +130,7 @@ impl Read {
             Read::ServicesWithClusterIp(ip) => {
                 format!("list services with spec.clusterIP={ip} in all namespaces")
             }
+            Read::Services => "list services in all namespaces".into(),
             Read::SlicesOf(key) => format!(
                 "list endpointslices in namespace {} with selector {SERVICE_NAME_LABEL}={}",
                 key.namespace, key.name
@@ -168,7 +176,11 @@ impl Read {
     pub fn is_hint(&self) -> bool {
         matches!(
             self,
-            Read::PodsNamed(_) | Read::ServicesIn(_) | Read::ServicesNamed(_) | Read::DaemonSets
+            Read::PodsNamed(_)
+                | Read::ServicesIn(_)
+                | Read::ServicesNamed(_)
+                | Read::Services
+                | Read::DaemonSets
         )
     }
 }
@@ -226,6 +238,18 @@ impl Seen<'_> {
         self.services.iter().find(|s| key.is(*s))
     }
 
+    /// Looked up by ClusterIP and by pod address, and neither a ClusterIP nor a pod network's
+    /// address: a node's, a LoadBalancer's, or one outside the cluster.
+    fn unclaimed(&self, ip: IpAddr) -> bool {
+        let in_pod_network = |p: &&Pod| {
+            !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) && pod_ips(p).contains(&ip)
+        };
+        self.done.contains(&Read::ServicesWithClusterIp(ip))
+            && self.done.contains(&Read::PodsWithIp(ip))
+            && !self.services.iter().any(|s| cluster_ips(s).contains(&ip))
+            && !self.pods.iter().any(|p| in_pod_network(&p))
+    }
+
     /// Read and not there.
     fn absent_service(&self, key: &NamespacedName) -> bool {
         self.done.contains(&Read::Service(key.clone())) && self.service(key).is_none()
@@ -265,13 +289,19 @@ pub fn needed(request: &CheckRequest, agents: Option<&AgentPlace>, seen: &Seen) 
             wants.evaluated.insert(key.namespace.clone());
             wants.reads.insert(Read::Pod(key));
         }
-        Target::Ip { ip, .. } => {
+        Target::Ip { ip, port } => {
             wants.reads.insert(Read::ServicesWithClusterIp(*ip));
             wants.reads.insert(Read::PodsWithIp(*ip));
-            let service = seen.services.iter().find(|s| cluster_ips(s).contains(ip));
+            let service = match seen.services.iter().find(|s| cluster_ips(s).contains(ip)) {
+                Some(svc) => Some(NamespacedName::of(svc)),
+                None => service_entry(seen.pods, seen.services, *ip, *port).map(|(key, ..)| key),
+            };
             match service {
-                Some(svc) => wants.service(&NamespacedName::of(svc), true, seen),
+                Some(key) => wants.service(&key, true, seen),
                 None => wants.holder(*ip, seen),
+            }
+            if seen.unclaimed(*ip) {
+                wants.reads.insert(Read::Services);
             }
         }
     }

@@ -421,3 +421,40 @@ fn each_read_names_the_permission_it_needs() {
     );
     assert_eq!(can_i(Read::Admin), None);
 }
+
+#[test]
+fn an_address_neither_a_cluster_ip_nor_a_pods_lists_the_services_for_a_node_port_or_load_balancer() {
+    let ip = "172.18.0.3".parse().unwrap();
+    let request = request(Target::Ip { ip, port: 30080 });
+    let mut world = World::with_source();
+    assert!(
+        !world.round(&request).contains(&Read::Services),
+        "looked up by field first"
+    );
+    // Only a host-network pod holds it: a node's address.
+    let mut agent = pod("netdiag", "agent-b", "172.18.0.3");
+    agent.spec =
+        serde_json::from_value(json!({"hostNetwork": true, "nodeName": "node-b", "containers": []})).unwrap();
+    world.pods.push(agent);
+    let second = world.round(&request);
+    assert!(second.contains(&Read::Services), "{second:?}");
+    assert!(
+        Read::Services.is_hint(),
+        "an address outside the cluster is checked without it"
+    );
+    let mut web = service("shop", "web", json!({"app": "web"}), "10.96.0.9");
+    web.spec = serde_json::from_value(json!({"type": "NodePort", "clusterIP": "10.96.0.9",
+        "selector": {"app": "web"}, "ports": [{"port": 80, "nodePort": 30080}]}))
+    .unwrap();
+    world.services.push(web);
+    let third = world.round(&request);
+    assert!(third.contains(&Read::SlicesOf(key("shop", "web"))), "{third:?}");
+
+    // A pod's address never lists the Services.
+    let pod_ip = "10.0.3.3".parse().unwrap();
+    let request = super::tests::request(Target::Ip { ip: pod_ip, port: 80 });
+    let mut world = World::with_source();
+    world.round(&request);
+    world.pods.push(pod("ops", "tool-0", "10.0.3.3"));
+    assert!(!world.round(&request).contains(&Read::Services));
+}

@@ -423,6 +423,9 @@ async fn run(client: &kube::Client, read: &Read) -> Result<Objects, ToolFailure>
             )
             .await?,
         ),
+        Read::Services => {
+            Objects::Services(list_paged(&Api::<Service>::all(client), &ListParams::default(), action).await?)
+        }
         Read::SlicesOf(key) => Objects::Slices(
             list_paged(
                 &Api::<EndpointSlice>::namespaced(client, &key.namespace),

@@ -179,6 +179,7 @@ fn a_port_number_served_on_udp_and_tcp_is_checked_on_tcp() {
             port: 53,
             protocol: protocol.parse().unwrap(),
             target_port: PortRef::Number(53),
+            node_port: None,
         })
         .to_vec();
     svc.requested = PortRef::Number(53);

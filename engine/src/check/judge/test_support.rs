@@ -242,8 +242,12 @@ pub(super) fn payments_service() -> ServiceSpecFacts {
             port: 80,
             protocol: Protocol::Tcp,
             target_port: PortRef::Name("http".into()),
+            node_port: None,
         }],
         alias_of: None,
+        entry: None,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        health_check_node_port: None,
         internal_traffic_policy: TrafficPolicy::Cluster,
         traffic_distribution: None,
         requested: PortRef::Number(80),
@@ -417,6 +421,7 @@ pub(super) fn healthy_udp() -> Evidence {
         port: 5353,
         protocol: Protocol::Udp,
         target_port: PortRef::Number(5353),
+        node_port: None,
     }];
     svc.requested = PortRef::Number(5353);
     for p in &mut svc.selected_pods {

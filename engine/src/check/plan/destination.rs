@@ -1,6 +1,8 @@
 //! What the target designates in cluster terms (a Service port, a pod, an address) and the
 //! endpoints behind it, from the snapshot.
 
+use k8s_openapi::api::core::v1::Pod;
+
 use super::*;
 
 /// What the target is, in cluster terms, before probing.
@@ -152,6 +154,10 @@ fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
     if let Some(pod) = pod_with_ip(snap, ip) {
         return plan_pod(snap, NamespacedName::of(pod), PortRef::Number(port));
     }
+    if let Some((key, service_port, entry)) = service_entry(snap.pods(), snap.services(), ip, port) {
+        let requested = PortRef::Number(service_port.port);
+        return plan_service_entered(snap, key, requested, Some(service_port.protocol), Some(entry));
+    }
     external(Fact::Known(vec![EndpointTarget {
         ip,
         port: Some(port),
@@ -160,6 +166,66 @@ fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
         conditions: Conditions::READY,
         topology: Topology::default(),
     }]))
+}
+
+/// The node whose own address `ip` is: where a host-network pod with that address runs (the
+/// API selects pods by address, never nodes).
+fn node_with_address(pods: &[Pod], ip: IpAddr) -> Option<String> {
+    pods.iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false))
+        .find(|p| pod_ips(p).contains(&ip))
+        .and_then(|p| p.spec.as_ref()?.node_name.clone())
+}
+
+/// `status.loadBalancer.ingress` addresses of a LoadBalancer Service.
+fn load_balancer_ips(svc: &Service) -> Vec<IpAddr> {
+    let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref()?.ingress.as_ref());
+    ingress
+        .into_iter()
+        .flatten()
+        .filter(|_| is_lb)
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+/// The Service an address and port enter other than by its ClusterIP: a node's address with one
+/// of its node ports, or one of its LoadBalancer addresses with one of its ports (the TCP port
+/// first when a number is served on both protocols).
+pub(crate) fn service_entry(
+    pods: &[Pod],
+    services: &[Service],
+    ip: IpAddr,
+    port: u16,
+) -> Option<(NamespacedName, ServicePortFacts, ServiceEntry)> {
+    let node = node_with_address(pods, ip);
+    let tcp_first = |mut ports: Vec<ServicePortFacts>| {
+        ports.sort_by_key(|p| p.protocol != Protocol::Tcp);
+        ports
+    };
+    services.iter().find_map(|svc| {
+        let ports = tcp_first(service_ports(svc));
+        let by_node_port = node.as_ref().and_then(|node| {
+            let p = ports.iter().find(|p| p.node_port == Some(port))?;
+            let entry = ServiceEntry::NodePort {
+                node: node.clone(),
+                address: ip,
+                node_port: port,
+            };
+            Some((p.clone(), entry))
+        });
+        let by_load_balancer = || {
+            let p = ports.iter().find(|p| p.port == port)?;
+            load_balancer_ips(svc)
+                .contains(&ip)
+                .then(|| (p.clone(), ServiceEntry::LoadBalancer { address: ip, port }))
+        };
+        let (p, entry) = by_node_port.or_else(by_load_balancer)?;
+        Some((NamespacedName::of(svc), p, entry))
+    })
 }
 
 fn plan_pod(snap: &Snapshot, key: NamespacedName, port: PortRef) -> DestinationPlan {
@@ -211,6 +277,10 @@ fn service_ports(svc: &Service) -> Vec<ServicePortFacts> {
                 port,
                 protocol: p.protocol.as_deref().unwrap_or("TCP").parse().ok()?,
                 target_port,
+                node_port: p
+                    .node_port
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n != 0),
             })
         })
         .collect()
@@ -255,6 +325,12 @@ fn service_spec(
         requested_protocol: protocol,
         selector,
         selected_pods,
+        entry: None,
+        external_traffic_policy: TrafficPolicy::from_api(spec.external_traffic_policy.as_deref()),
+        health_check_node_port: spec
+            .health_check_node_port
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n != 0),
     }
 }
 
@@ -263,6 +339,17 @@ fn plan_service(
     key: NamespacedName,
     port: PortRef,
     protocol: Option<Protocol>,
+) -> DestinationPlan {
+    plan_service_entered(snap, key, port, protocol, None)
+}
+
+/// A Service port, connected to by its ClusterIP, or by `entry` when the target named one.
+fn plan_service_entered(
+    snap: &Snapshot,
+    key: NamespacedName,
+    port: PortRef,
+    protocol: Option<Protocol>,
+    entry: Option<ServiceEntry>,
 ) -> DestinationPlan {
     let mut plan = external(Fact::Known(vec![]));
     plan.destination = Destination::Service;
@@ -282,7 +369,8 @@ fn plan_service(
         };
         return plan;
     };
-    let facts = service_spec(snap, svc, &key, port.clone(), protocol);
+    let mut facts = service_spec(snap, svc, &key, port.clone(), protocol);
+    facts.entry = entry.clone();
     if let Some(alias) = followed_alias(snap, &facts) {
         // The client's connection goes where the CNAME points: the aliased Service, same port.
         let mut plan = plan_service(snap, alias, port, protocol);
@@ -306,7 +394,11 @@ fn plan_service(
         }
         _ => {}
     }
-    if let (Some(p), Some(ip)) = (&requested, cluster_ip)
+    if let Some(entry) = &entry {
+        // The address the client named stands where the ClusterIP would: translated by
+        // kube-proxy to the same endpoints.
+        plan.cluster_ip = Some(entry.address());
+    } else if let (Some(p), Some(ip)) = (&requested, cluster_ip)
         && facts.external_name.is_none()
     {
         plan.cluster_ip = Some((ip, p.port));

@@ -145,8 +145,36 @@ pub(super) fn destination_probes(
     for (_, host_ip) in witness_nodes(&live, node) {
         probes.push(tcp(ProbeKey::NodeWitness(host_ip), host_ip, NODE_WITNESS_PORT));
     }
+    if let (Some((vip, port)), Some(vantage)) = (dest.cluster_ip, outside_vantage(dest, &live, node)) {
+        probes.push(PlannedProbe {
+            node: vantage,
+            run_in: RunIn::Node,
+            ..tcp(ProbeKey::EntryFromNode, vip, port)
+        });
+    }
     probes.extend(datapath_witnesses(dest, &live, request, node, ip));
     probes
+}
+
+/// For a TCP node port, the node a client outside the pod network connects from: one other
+/// than the node whose address it is (traffic a node sends to its own address counts as the
+/// node's and goes to every endpoint), the source's when it can, else the first other node an
+/// endpoint runs on. `None` for any other target, or when every node is the node port's.
+fn outside_vantage(dest: &DestinationPlan, live: &[&EndpointTarget], source_node: &str) -> Option<String> {
+    let Some(ServiceEntry::NodePort { node: entered, .. }) = dest.entry() else {
+        return None;
+    };
+    if dest.live != LiveProbe::Tcp {
+        return None;
+    }
+    let endpoint_nodes: BTreeSet<&str> = live
+        .iter()
+        .filter_map(|e| e.pod.as_ref()?.node.as_deref())
+        .collect();
+    std::iter::once(source_node)
+        .chain(endpoint_nodes)
+        .find(|n| n != entered)
+        .map(str::to_string)
 }
 
 /// How much longer than the TCP probes a capture watches. A capture whose request reached its
@@ -234,11 +262,16 @@ fn datapath_witnesses(
             });
         }
     }
-    let service = dest.cluster_ip.map(|(vip, port)| ServiceVip {
-        ip: vip,
-        port,
-        protocol: dest.live.transport(),
-    });
+    // The rules read back are the ClusterIP's: kube-proxy matches a node port by port alone,
+    // and a LoadBalancer address through chains the reading does not follow.
+    let service = dest
+        .cluster_ip
+        .filter(|_| dest.entry().is_none())
+        .map(|(vip, port)| ServiceVip {
+            ip: vip,
+            port,
+            protocol: dest.live.transport(),
+        });
     probes.push(at_source(
         ProbeKey::NodeDataplane,
         Probe::NodeDataplane(NodeDataplaneProbe { service }),

@@ -257,6 +257,7 @@ mod tests {
                 port: 80,
                 protocol: Protocol::Tcp,
                 target_port: PortRef::Name("http".into()),
+                node_port: None,
             }],
         };
         assert_eq!(
