@@ -132,6 +132,8 @@ codes! {
     ServiceProxyRulesMissing = "service-proxy-rules-missing", ServiceProxy, "the ClusterIP drops what the pod IPs answer: the Service's rules are missing (kube-proxy/dataplane)";
     ServiceProxyNothingToCompare = "service-proxy-nothing-to-compare", ServiceProxy, "the ClusterIP fails and no endpoint answered to compare it with";
     ServiceProxyStaleRules = "service-proxy-stale-rules", ServiceProxy, "the source node translates the ClusterIP to addresses that are no longer endpoints";
+    ServiceProxyNoLocalEndpoint = "service-proxy-no-local-endpoint", ServiceProxy, "a node port pods reach drops clients outside the pod network: externalTrafficPolicy: Local and no endpoint on that node";
+    ServiceProxyClosedOutside = "service-proxy-closed-outside", ServiceProxy, "a node port pods reach fails from another node's own address, though that node runs an endpoint";
     ServiceProxyIntermittent = "service-proxy-intermittent", ServiceProxy, "a repeated check's connections to the ClusterIP fail now and then while the endpoints' never do";
     ApplicationNotApplicable = "application-not-applicable", Application, "no destination address to check (an ExternalName Service, no endpoints)";
     ApplicationSocketsUnknown = "application-sockets-unknown", Application, "the destination refuses and its sockets could not be read";

@@ -114,6 +114,7 @@ fn icmp_port_unreachable_fails_application_naming_what_is_bound() {
                 ip: ip(VIP),
                 port: 5353,
                 transport: Transport::Udp,
+                kind: VipKind::ClusterIp,
             },
             outcome: VipOutcome::Udp(UdpOutcome::Refused { rtt_us: 80 }),
             alike: Alike::Unbound { unbound: 2, total: 2 },

@@ -71,6 +71,15 @@ impl<'a> Context<'a> {
         self.source_pod.and_then(|p| p.node.as_deref())
     }
 
+    /// The node whose Service rules translate the connection: the source's, or for a node port
+    /// the node whose address it is.
+    pub fn translating_node(&self) -> Option<&'a str> {
+        match self.target_service.and_then(|s| s.entry.as_ref()) {
+            Some(ServiceEntry::NodePort { node, .. }) => Some(node),
+            _ => self.source_node(),
+        }
+    }
+
     pub fn is_external_name(&self) -> bool {
         self.target_service.is_some_and(|s| s.external_name.is_some())
     }

@@ -8,8 +8,91 @@ use netdiag_proto::{ServiceRules, TcpOutcome, Transport, UdpOutcome};
 use super::outcomes::{nothing_bound, outcome};
 use super::witnesses::{conntrack_line, service_rules};
 use super::*;
+use crate::cluster::endpoints::TrafficPolicy;
 
 pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
+    let judgment = judge_vip(cx);
+    match (&cx.cluster_ip, &cx.witnesses.entry_from_node) {
+        (Some(cip), Some(outside)) if judgment.status == Status::Pass => {
+            from_outside(cx, cip, outside, judgment)
+        }
+        _ => judgment,
+    }
+}
+
+/// A node port the pods pass, as a client outside the pod network meets it: from another
+/// node's own address, where `externalTrafficPolicy` applies.
+fn from_outside(cx: &Context, cip: &ClusterIpFacts, outside: &EntryFromNode, judgment: Judgment) -> Judgment {
+    let entered = cx.translating_node().unwrap_or("the node").to_string();
+    let from = &outside.node;
+    let outcome = match &outside.tcp {
+        Fact::Known(TcpOutcome::Connected { .. }) => {
+            let line = format!("TCP from {from}'s own address (a client outside the pod network): connected");
+            return with_evidence(judgment, vec![line]);
+        }
+        Fact::Known(TcpOutcome::Error { detail }) => {
+            return with_evidence(
+                judgment,
+                vec![format!("TCP from {from}'s own address: probe error: {detail}")],
+            );
+        }
+        Fact::Unknown(why) => {
+            return with_evidence(
+                judgment,
+                vec![format!("not tried from {from}'s own address: {why}")],
+            );
+        }
+        Fact::Known(outcome) => outcome.clone(),
+    };
+    let local = cx
+        .target_service
+        .is_some_and(|s| s.external_traffic_policy == TrafficPolicy::Local);
+    let no_local_endpoint = local && !cx.all_live.iter().any(|e| e.node() == Some(entered.as_str()));
+    let vip = vip_of(cx, cip);
+    let evidence = vec![format!(
+        "TCP from {from}'s own address: {}",
+        describe_tcp(&outcome)
+    )];
+    let fix = match cx.target_service.map(|s| s.key()) {
+        Some(svc) if no_local_endpoint => vec![
+            format!(
+                "kubectl -n {} get endpointslices -l kubernetes.io/service-name={} -o wide",
+                svc.namespace, svc.name
+            ),
+            format!(
+                "send clients only to nodes with an endpoint (a load balancer's health check on healthCheckNodePort does), run an endpoint on {entered}, or set externalTrafficPolicy: Cluster (clients' addresses are then masqueraded)"
+            ),
+        ],
+        _ => proxy_fix(&entered),
+    };
+    let finding = ServiceProxyFinding::ClosedOutside {
+        vip,
+        entered,
+        from: from.clone(),
+        outcome,
+        no_local_endpoint,
+    };
+    let mut failed = fail(finding, evidence, cmds(fix));
+    failed.evidence.extend(judgment.evidence);
+    failed
+}
+
+/// The address the check connected to in place of the endpoints, named by its kind.
+fn vip_of(cx: &Context, cip: &ClusterIpFacts) -> Vip {
+    Vip {
+        ip: cip.ip,
+        port: cip.port,
+        transport: cx.transport,
+        kind: match cx.target_service.and_then(|s| s.entry.as_ref()) {
+            None => VipKind::ClusterIp,
+            Some(ServiceEntry::NodePort { .. }) => VipKind::NodePort,
+            Some(ServiceEntry::LoadBalancer { .. }) => VipKind::LoadBalancer,
+        },
+    }
+}
+
+/// The VIP against its endpoints, and what the source node programmed for it.
+fn judge_vip(cx: &Context) -> Judgment {
     let Some(cip) = &cx.cluster_ip else {
         return not_applicable(ServiceProxyFinding::NotApplicable(
             match (cx.destination, cx.target_service) {
@@ -19,11 +102,7 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
             },
         ));
     };
-    let vip = Vip {
-        ip: cip.ip,
-        port: cip.port,
-        transport: cx.transport,
-    };
+    let vip = vip_of(cx, cip);
     let reading = match service_rules(cx) {
         None => return differential(cx, cip, vip, None),
         Some(Err(why)) => return with_evidence(differential(cx, cip, vip, None), vec![why]),
@@ -141,9 +220,9 @@ fn tcp_differential(cx: &Context, cip: &ClusterIpFacts, vip: Vip, rules: Option<
         && live
             .iter()
             .all(|e| matches!(e.live.tcp_outcome(), Some(TcpOutcome::Refused { .. })));
-    let node = cx.source_node().unwrap_or("the source node").to_string();
+    let node = cx.translating_node().unwrap_or("the source node").to_string();
     let fix = cmds(proxy_fix(&node));
-    let evidence = vec![format!("TCP to ClusterIP {vip}: {}", describe_tcp(outcome))];
+    let evidence = vec![format!("TCP to {vip:#}: {}", describe_tcp(outcome))];
     let seen = VipOutcome::Tcp(outcome.clone());
     let alike = |alike| ServiceProxyFinding::AsEndpoints {
         vip,
@@ -222,9 +301,9 @@ fn udp_differential(cx: &Context, cip: &ClusterIpFacts, vip: Vip, rules: Option<
         .count();
     // Endpoints with nothing bound refuse, or stay silent when their kernel rate-limits ICMP.
     let unbound = live.iter().filter(|e| nothing_bound(e)).count();
-    let node = cx.source_node().unwrap_or("the source node").to_string();
+    let node = cx.translating_node().unwrap_or("the source node").to_string();
     let fix = cmds(proxy_fix(&node));
-    let evidence = vec![format!("UDP to ClusterIP {vip}: {}", describe_udp(vip_outcome))];
+    let evidence = vec![format!("UDP to {vip:#}: {}", describe_udp(vip_outcome))];
     let seen = VipOutcome::Udp(vip_outcome.clone());
     let alike = |alike| ServiceProxyFinding::AsEndpoints {
         vip,

@@ -12,6 +12,7 @@ fn vip(transport: Transport) -> Vip {
         ip: ip(VIP),
         port,
         transport,
+        kind: VipKind::ClusterIp,
     }
 }
 
@@ -232,4 +233,79 @@ fn a_local_services_rule_to_the_nodes_own_terminating_endpoint_is_not_stale() {
     // Without the Local policy the same rule points at an address no node should use.
     service_mut(&mut ev).internal_traffic_policy = TrafficPolicy::Cluster;
     assert_fails_at(&judge(&ev, 0), Layer::ServiceProxy);
+}
+
+/// `healthy()` entered by node-c's node port 30080 (no endpoint runs on node-c), under
+/// `policy`, with node-a's own connection to it meeting `outside`.
+fn node_port_on_node_c(policy: TrafficPolicy, outside: Fact<TcpOutcome>) -> Evidence {
+    let mut ev = healthy();
+    let svc = service_mut(&mut ev);
+    svc.service_type = "NodePort".into();
+    svc.external_traffic_policy = policy;
+    svc.entry = Some(ServiceEntry::NodePort {
+        node: "node-c".into(),
+        address: ip("192.168.0.3"),
+        node_port: 30080,
+    });
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip("192.168.0.3"),
+        port: 30080,
+        live: LiveFact::Tcp(connected()),
+    });
+    ev.witnesses.entry_from_node = Some(EntryFromNode {
+        node: "node-a".into(),
+        tcp: outside,
+    });
+    ev
+}
+
+#[test]
+fn a_local_node_port_without_an_endpoint_on_its_node_fails_for_clients_outside_the_pod_network() {
+    let ev = node_port_on_node_c(TrafficPolicy::Local, timeout());
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyNoLocalEndpoint)
+    );
+    let summary = summary(&report, Layer::ServiceProxy);
+    assert!(
+        summary.starts_with("node port 192.168.0.3:30080 timed out after 1000 ms from node-a's own address while pods reach it: externalTrafficPolicy: Local and node-c runs no ready endpoint"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_node_port_closed_to_other_nodes_though_its_node_has_an_endpoint_is_told_apart() {
+    let mut ev = node_port_on_node_c(TrafficPolicy::Local, timeout());
+    endpoints_mut(&mut ev)[1].pod.as_mut().unwrap().node = Some("node-c".into());
+    let report = judge(&ev, 0);
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyClosedOutside)
+    );
+    // Under the Cluster policy an endpoint anywhere serves: only the node is left to blame.
+    let ev = node_port_on_node_c(TrafficPolicy::Cluster, refused());
+    let report = judge(&ev, 0);
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyClosedOutside)
+    );
+}
+
+#[test]
+fn a_node_port_open_from_another_node_passes_with_that_connection_as_evidence() {
+    let ev = node_port_on_node_c(TrafficPolicy::Local, connected());
+    let report = judge(&ev, 0);
+    assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
+    let summary = summary(&report, Layer::ServiceProxy);
+    assert!(
+        summary.starts_with("node port 192.168.0.3:30080 connected"),
+        "{summary}"
+    );
+    let evidence = evidence_text(&report, Layer::ServiceProxy);
+    assert!(
+        evidence.contains("TCP from node-a's own address (a client outside the pod network): connected"),
+        "{evidence}"
+    );
 }

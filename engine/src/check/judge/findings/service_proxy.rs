@@ -18,6 +18,27 @@ pub(crate) struct Vip {
     pub ip: IpAddr,
     pub port: u16,
     pub transport: Transport,
+    pub kind: VipKind,
+}
+
+/// Which of a Service's addresses the client connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VipKind {
+    ClusterIp,
+    /// A node's address with the port's nodePort.
+    NodePort,
+    /// A `status.loadBalancer.ingress` address.
+    LoadBalancer,
+}
+
+impl VipKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            VipKind::ClusterIp => "ClusterIP",
+            VipKind::NodePort => "node port",
+            VipKind::LoadBalancer => "LoadBalancer address",
+        }
+    }
 }
 
 impl Vip {
@@ -27,9 +48,13 @@ impl Vip {
     }
 }
 
-/// `10.96.12.7:80`, or `10.96.12.7:53/UDP` (TCP goes without saying).
+/// `10.96.12.7:80`, or `10.96.12.7:53/UDP` (TCP goes without saying); in the alternate form
+/// named by its kind (`ClusterIP 10.96.12.7:80`, `node port 172.18.0.3:30080`).
 impl fmt::Display for Vip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            write!(f, "{} ", self.kind.as_str())?;
+        }
         match self.transport {
             Transport::Tcp => write!(f, "{}:{}", fmt_ip(self.ip), self.port),
             Transport::Udp => f.write_str(&self.with_protocol()),
@@ -136,6 +161,16 @@ fn addr(a: SocketAddr) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ServiceProxyFinding {
     NotApplicable(NoVip),
+    /// A node port that pods reach fails from `from`'s own address: clients outside the pod
+    /// network are not let in on `entered`. `no_local_endpoint`: the Service's
+    /// `externalTrafficPolicy` is `Local` and `entered` runs none of its ready endpoints.
+    ClosedOutside {
+        vip: Vip,
+        entered: String,
+        from: String,
+        outcome: TcpOutcome,
+        no_local_endpoint: bool,
+    },
     /// The VIP probe did not run (`reason`, when one is known).
     NotProbed {
         vip: Vip,
@@ -192,6 +227,11 @@ impl ServiceProxyFinding {
             ServiceProxyFinding::RulesMissing { .. } => Code::ServiceProxyRulesMissing,
             ServiceProxyFinding::NothingToCompare { .. } => Code::ServiceProxyNothingToCompare,
             ServiceProxyFinding::StaleRules { .. } => Code::ServiceProxyStaleRules,
+            ServiceProxyFinding::ClosedOutside {
+                no_local_endpoint: true,
+                ..
+            } => Code::ServiceProxyNoLocalEndpoint,
+            ServiceProxyFinding::ClosedOutside { .. } => Code::ServiceProxyClosedOutside,
         }
     }
 }
@@ -204,15 +244,39 @@ impl fmt::Display for ServiceProxyFinding {
                 NoVip::NoClusterIp => "not applicable: the Service has no ClusterIP",
                 NoVip::NotAService => "not applicable: no Service virtual IP on the path",
             }),
+            ServiceProxyFinding::ClosedOutside {
+                vip,
+                entered,
+                from,
+                outcome,
+                no_local_endpoint,
+            } => {
+                let outcome = describe_tcp(outcome);
+                write!(
+                    f,
+                    "{vip:#} {outcome} from {from}'s own address while pods reach it: "
+                )?;
+                if *no_local_endpoint {
+                    write!(
+                        f,
+                        "externalTrafficPolicy: Local and {entered} runs no ready endpoint, so kube-proxy on {entered} drops clients outside the pod network (pods get through because kube-proxy sends their traffic to every endpoint)"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{entered} does not let clients outside the pod network in (a firewall on {entered}, or kube-proxy's nodePortAddresses leaving out its address)"
+                    )
+                }
+            }
             ServiceProxyFinding::NotProbed { vip, reason } => {
-                write!(f, "ClusterIP {vip} was not probed")?;
+                write!(f, "{vip:#} was not probed")?;
                 match reason {
                     Some(reason) => write!(f, ": {reason}"),
                     None => Ok(()),
                 }
             }
             ServiceProxyFinding::ProbeError { vip, detail } => {
-                write!(f, "ClusterIP {vip}: probe error: {detail}")
+                write!(f, "{vip:#}: probe error: {detail}")
             }
             ServiceProxyFinding::AsEndpoints { vip, outcome, alike } => as_endpoints(f, vip, outcome, alike),
             ServiceProxyFinding::RefusedAsEmpty {
@@ -222,10 +286,10 @@ impl fmt::Display for ServiceProxyFinding {
                 rules,
             } => {
                 match vip.transport {
-                    Transport::Tcp => write!(f, "ClusterIP {vip} is refused while no endpoint refuses")?,
+                    Transport::Tcp => write!(f, "{vip:#} is refused while no endpoint refuses")?,
                     Transport::Udp => write!(
                         f,
-                        "ClusterIP {vip} is refused while {answered} endpoint(s) answer the same datagram"
+                        "{vip:#} is refused while {answered} endpoint(s) answer the same datagram"
                     )?,
                 }
                 write!(
@@ -242,10 +306,10 @@ impl fmt::Display for ServiceProxyFinding {
                 rules,
             } => {
                 match vip.transport {
-                    Transport::Tcp => write!(f, "ClusterIP {vip} {outcome} while the pod IPs answer")?,
+                    Transport::Tcp => write!(f, "{vip:#} {outcome} while the pod IPs answer")?,
                     Transport::Udp => write!(
                         f,
-                        "ClusterIP {vip} {outcome} while {answered} pod IP(s) answer the same datagram"
+                        "{vip:#} {outcome} while {answered} pod IP(s) answer the same datagram"
                     )?,
                 }
                 write!(
@@ -256,7 +320,7 @@ impl fmt::Display for ServiceProxyFinding {
             }
             ServiceProxyFinding::NothingToCompare { vip, outcome } => write!(
                 f,
-                "ClusterIP {vip} {outcome} and no endpoint answered alike to compare with"
+                "{vip:#} {outcome} and no endpoint answered alike to compare with"
             ),
             ServiceProxyFinding::StaleRules { node, vip, stale } => write!(
                 f,
@@ -272,22 +336,18 @@ impl fmt::Display for ServiceProxyFinding {
 /// A passing VIP, and how its endpoints answer alike.
 fn as_endpoints(f: &mut fmt::Formatter<'_>, vip: &Vip, outcome: &VipOutcome, alike: &Alike) -> fmt::Result {
     match alike {
-        Alike::All => write!(f, "ClusterIP {vip} {outcome}"),
-        Alike::AllRefused => write!(
-            f,
-            "ClusterIP {vip} refused, as its endpoints do (judged at application)"
-        ),
+        Alike::All => write!(f, "{vip:#} {outcome}"),
+        Alike::AllRefused => write!(f, "{vip:#} refused, as its endpoints do (judged at application)"),
         Alike::Some { like, total, node } => write!(
             f,
-            "ClusterIP {vip} {outcome}, as {like} of its {total} endpoints do: the Service rules on {node} translate to the endpoints (each endpoint is judged at its own layer)"
+            "{vip:#} {outcome}, as {like} of its {total} endpoints do: the Service rules on {node} translate to the endpoints (each endpoint is judged at its own layer)"
         ),
-        Alike::Answered { answered, total } => write!(
-            f,
-            "ClusterIP {vip} {outcome}, as {answered} of its {total} endpoints do"
-        ),
+        Alike::Answered { answered, total } => {
+            write!(f, "{vip:#} {outcome}, as {answered} of its {total} endpoints do")
+        }
         Alike::Unbound { unbound, total } => write!(
             f,
-            "ClusterIP {vip} {outcome}, as the {unbound} of its {total} endpoints with nothing bound do (judged at application)"
+            "{vip:#} {outcome}, as the {unbound} of its {total} endpoints with nothing bound do (judged at application)"
         ),
     }
 }
@@ -309,6 +369,7 @@ mod tests {
             ip: "10.96.12.7".parse().unwrap(),
             port: 80,
             transport,
+            kind: VipKind::ClusterIp,
         }
     }
 
