@@ -354,7 +354,7 @@ fn endpoint(
             (live, Fact::Unknown(not_run(ProbeKey::Netns, None)))
         }
     };
-    let policy = policy.endpoint(from, e, dest.protocol());
+    let policy = policy.endpoint(from, e, dest);
     EndpointFacts {
         ip: e.ip,
         port: e.port,
@@ -419,20 +419,24 @@ fn dns(
 /// family's addresses). Built once per check: the engine asks it before probing too (a denied
 /// flow needs no witness to explain it).
 pub enum PolicyEvaluation {
-    Index(Box<PolicyIndex>),
+    /// The index, and the source pod (whose node rewrites a LoadBalancer connection).
+    Index(Box<PolicyIndex>, Box<PodFacts>),
     Unavailable(ToolFailure),
     NoSource,
 }
 
 impl PolicyEvaluation {
     pub fn new(snap: &Snapshot, source: &SourceFacts) -> Self {
-        if !matches!(source, SourceFacts::Found { .. }) {
+        let SourceFacts::Found { pod: source, .. } = source else {
             return PolicyEvaluation::NoSource;
-        }
+        };
         let objects = (&snap.namespaces, &snap.pods, &snap.policies, &snap.admin);
         match objects {
             (Fact::Known(ns), Fact::Known(pods), Fact::Known(pols), Fact::Known(admin)) => {
-                PolicyEvaluation::Index(Box::new(PolicyIndex::with_admin(ns, pods, pols, admin)))
+                PolicyEvaluation::Index(
+                    Box::new(PolicyIndex::with_admin(ns, pods, pols, admin)),
+                    Box::new(source.clone()),
+                )
             }
             (Fact::Unknown(f), ..)
             | (_, Fact::Unknown(f), ..)
@@ -441,17 +445,75 @@ impl PolicyEvaluation {
         }
     }
 
-    /// The flow from `from` to endpoint `e` on its port over `protocol`.
-    pub fn endpoint(&self, from: &NamespacedName, e: &EndpointTarget, protocol: Protocol) -> PolicyCheck {
+    /// The flow from `from` to endpoint `e` of `dest` on its port, over the live probes'
+    /// protocol, with the addresses each end's policies see.
+    pub fn endpoint(&self, from: &NamespacedName, e: &EndpointTarget, dest: &DestinationPlan) -> PolicyCheck {
+        let protocol = dest.protocol();
         let peer = match &e.pod {
             Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
             None => Peer::Ip(e.ip),
         };
-        match e.port {
-            Some(port) => self.check(from, peer, e.ip, port, protocol),
-            None => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
+        let Some(port) = e.port else {
+            return PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
                 "the destination port did not resolve".into(),
-            )),
+            ));
+        };
+        let path = match (self, &dest.service) {
+            (PolicyEvaluation::Index(_, source), ServiceFacts::Found(svc)) => EnteredPath::of(svc, source),
+            _ => EnteredPath::default(),
+        };
+        if path == EnteredPath::default() {
+            return self.check(from, peer, e.ip, port, protocol);
+        }
+        self.entered(from, (peer, e), port, protocol, &path)
+    }
+
+    /// A flow that entered by a node port or a LoadBalancer address: the source's egress to
+    /// where the packet goes from its node, the endpoint's ingress from who the packet comes
+    /// from once kube-proxy masquerades it.
+    fn entered(
+        &self,
+        from: &NamespacedName,
+        (to, e): (Peer, &EndpointTarget),
+        port: u16,
+        protocol: Protocol,
+        path: &EnteredPath,
+    ) -> PolicyCheck {
+        let source = Peer::pod(from.namespace.clone(), from.name.clone());
+        let egress = match path.egress_to {
+            Some((ip, node_port)) => self.verdict(source.clone(), Peer::Ip(ip), ip, node_port, protocol),
+            None => self.verdict(source.clone(), to.clone(), e.ip, port, protocol),
+        };
+        let ingress = match &path.masqueraded_by {
+            Some((node, _)) if e.pod.as_ref().and_then(|p| p.node.as_ref()) == Some(node) => Ok(None),
+            Some((_, address)) => self
+                .verdict(Peer::Ip(*address), to, e.ip, port, protocol)
+                .map(Some),
+            None => self.verdict(source, to, e.ip, port, protocol).map(Some),
+        };
+        let (egress, ingress) = match (egress, ingress) {
+            (Ok(egress), Ok(ingress)) => (egress, ingress),
+            (Err(unevaluated), _) | (_, Err(unevaluated)) => return unevaluated,
+        };
+        if egress.egress.allowed && ingress.as_ref().is_none_or(|v| v.ingress.allowed) {
+            let ingress = match (&ingress, &path.masqueraded_by) {
+                (Some(v), _) => v.explain(),
+                (None, Some((node, _))) => {
+                    format!("ingress from its own node {node}, which NetworkPolicy never blocks")
+                }
+                (None, None) => String::new(),
+            };
+            return PolicyCheck::Allowed {
+                detail: format!("{}; {ingress}", egress.explain()),
+            };
+        }
+        let sides = |v: &TieredVerdict| match denied(v) {
+            PolicyCheck::Denied { egress, ingress } => (egress, ingress),
+            _ => (None, None),
+        };
+        PolicyCheck::Denied {
+            egress: sides(&egress).0,
+            ingress: ingress.as_ref().and_then(|v| sides(v).1),
         }
     }
 
@@ -464,26 +526,43 @@ impl PolicyEvaluation {
         port: u16,
         protocol: Protocol,
     ) -> PolicyCheck {
-        let index = match self {
-            PolicyEvaluation::Index(index) => index,
-            PolicyEvaluation::Unavailable(failure) => return PolicyCheck::NotEvaluated(failure.clone()),
-            PolicyEvaluation::NoSource => {
-                return PolicyCheck::NotEvaluated(ToolFailure::NotProbed("not probed".into()));
-            }
-        };
-        let flow = Flow {
-            from: Peer::pod(from.namespace.clone(), from.name.clone()),
-            to,
-            port,
-            protocol,
-        };
-        match index.evaluate_tiers_in(&flow, Some(IpFamily::of(to_ip))) {
+        let source = Peer::pod(from.namespace.clone(), from.name.clone());
+        match self.verdict(source, to, to_ip, port, protocol) {
             Ok(verdict) if verdict.allowed => PolicyCheck::Allowed {
                 detail: verdict.explain(),
             },
             Ok(verdict) => denied(&verdict),
-            Err(err) => PolicyCheck::NotEvaluated(ToolFailure::NotProbed(err.to_string())),
+            Err(unevaluated) => unevaluated,
         }
+    }
+
+    /// The tiers' verdict on one flow, or why there is none.
+    fn verdict(
+        &self,
+        from: Peer,
+        to: Peer,
+        to_ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    ) -> Result<TieredVerdict, PolicyCheck> {
+        let index = match self {
+            PolicyEvaluation::Index(index, _) => index,
+            PolicyEvaluation::Unavailable(failure) => return Err(PolicyCheck::NotEvaluated(failure.clone())),
+            PolicyEvaluation::NoSource => {
+                return Err(PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
+                    "not probed".into(),
+                )));
+            }
+        };
+        let flow = Flow {
+            from,
+            to,
+            port,
+            protocol,
+        };
+        index
+            .evaluate_tiers_in(&flow, Some(IpFamily::of(to_ip)))
+            .map_err(|err| PolicyCheck::NotEvaluated(ToolFailure::NotProbed(err.to_string())))
     }
 }
 

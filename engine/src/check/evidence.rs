@@ -329,6 +329,43 @@ impl ServiceEntry {
     }
 }
 
+/// Where kube-proxy leaves the addresses of a connection that entered a Service by a node port
+/// or a LoadBalancer address, as NetworkPolicy at each end sees them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EnteredPath {
+    /// Another node's node port: the source's egress sees that node's address and the node
+    /// port (that node translates it once it arrives there).
+    pub egress_to: Option<(IpAddr, u16)>,
+    /// Under `externalTrafficPolicy: Cluster`, the node that masquerades the connection and the
+    /// address it gives it: the endpoints' ingress sees that address (from an endpoint's own
+    /// node, which NetworkPolicy never blocks).
+    pub masqueraded_by: Option<(String, IpAddr)>,
+}
+
+impl EnteredPath {
+    /// The path of a connection from `source` into `svc` by its entry; the ClusterIP's (nothing
+    /// rewritten that policy sees) without one.
+    pub fn of(svc: &ServiceSpecFacts, source: &PodFacts) -> EnteredPath {
+        let cluster = svc.external_traffic_policy == TrafficPolicy::Cluster;
+        match &svc.entry {
+            None => EnteredPath::default(),
+            Some(ServiceEntry::NodePort {
+                node,
+                address,
+                node_port,
+            }) => EnteredPath {
+                egress_to: (source.node.as_ref() != Some(node)).then_some((*address, *node_port)),
+                masqueraded_by: cluster.then(|| (node.clone(), *address)),
+            },
+            // The source's node translates it, and masquerades it as itself.
+            Some(ServiceEntry::LoadBalancer { .. }) => EnteredPath {
+                egress_to: None,
+                masqueraded_by: source.node.clone().zip(source.host_ip()).filter(|_| cluster),
+            },
+        }
+    }
+}
+
 /// An ExternalName Service whose `externalName` is another Service's name in the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExternalNameAlias {

@@ -168,7 +168,7 @@ fn denied_endpoints(
         .into_iter()
         .filter(|e| {
             matches!(
-                policy.endpoint(&request.from, e, dest.protocol()),
+                policy.endpoint(&request.from, e, dest),
                 evidence::PolicyCheck::Denied { .. }
             )
         })

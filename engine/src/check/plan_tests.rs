@@ -742,6 +742,7 @@ fn with_node_ports(external_traffic_policy: &str) -> Snapshot {
     let Fact::Known(pods) = &mut snap.pods else {
         unreachable!()
     };
+    pods[0].status.as_mut().unwrap().host_ip = Some("172.18.0.2".into());
     for (node, address) in [("node-a", "172.18.0.2"), ("node-b", "172.18.0.3")] {
         let mut agent = mk_pod(
             "netdiag",
@@ -851,4 +852,81 @@ fn a_node_address_on_a_port_no_service_opens_stays_an_address() {
         let plan = plan(&snap, &request(to));
         assert_eq!(plan.destination.destination, Destination::External, "{to}");
     }
+}
+
+/// `with_node_ports` where payments admits only checkout's pods and checkout may send only to
+/// payments' pods.
+fn node_ports_with_policies(external_traffic_policy: &str) -> Snapshot {
+    let mut snap = with_node_ports(external_traffic_policy);
+    let policy = |name: &str, spec: serde_json::Value| {
+        serde_json::from_value::<k8s_openapi::api::networking::v1::NetworkPolicy>(json!({
+            "metadata": {"namespace": "shop", "name": name}, "spec": spec
+        }))
+        .unwrap()
+    };
+    snap.policies = Fact::Known(vec![
+        policy(
+            "payments-from-checkout",
+            json!({"podSelector": {"matchLabels": {"app": "payments"}}, "policyTypes": ["Ingress"],
+                   "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}),
+        ),
+        policy(
+            "checkout-to-payments",
+            json!({"podSelector": {"matchLabels": {"app": "checkout"}}, "policyTypes": ["Egress"],
+                   "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "payments"}}}]}]}),
+        ),
+    ]);
+    snap
+}
+
+/// What policy says of each live endpoint of the check of `to`: (address, egress denied,
+/// ingress denied), `None` for an allowed flow.
+fn entered_policy(snap: &Snapshot, to: &str) -> Vec<(IpAddr, Option<(bool, bool)>)> {
+    let plan = plan(snap, &request(to));
+    let policy = crate::check::assemble::PolicyEvaluation::new(snap, &plan.source);
+    live_targets(&plan.destination)
+        .into_iter()
+        .map(|e| {
+            let sides = match policy.endpoint(&NamespacedName::new("shop", "checkout"), e, &plan.destination)
+            {
+                PolicyCheck::Allowed { .. } => None,
+                PolicyCheck::Denied { egress, ingress } => Some((egress.is_some(), ingress.is_some())),
+                PolicyCheck::NotEvaluated(why) => panic!("{why:?}"),
+            };
+            (e.ip, sides)
+        })
+        .collect()
+}
+
+#[test]
+fn policy_sees_the_node_port_and_the_masquerading_node_where_kube_proxy_leaves_them() {
+    let endpoint = ip("10.244.2.2"); // payments-0, on node-b
+    // The ClusterIP: pod to pod, both policies admit it.
+    let snap = node_ports_with_policies("Cluster");
+    assert_eq!(entered_policy(&snap, "10.96.1.1:80"), vec![(endpoint, None)]);
+    // node-b's node port from node-a: egress goes to node-b's address, which no rule admits;
+    // node-b masquerades it, and payments-0 runs on node-b: its own node, never blocked.
+    assert_eq!(
+        entered_policy(&snap, "172.18.0.3:30080"),
+        vec![(endpoint, Some((true, false)))]
+    );
+    // node-a's own node port: node-a translates it before policy, then masquerades it as
+    // itself towards node-b, which payments' ingress does not admit.
+    assert_eq!(
+        entered_policy(&snap, "172.18.0.2:30080"),
+        vec![(endpoint, Some((false, true)))]
+    );
+    // The LoadBalancer address: the same, from the source's node.
+    assert_eq!(
+        entered_policy(&snap, "203.0.113.7:80"),
+        vec![(endpoint, Some((false, true)))]
+    );
+    // Under Local, kube-proxy keeps the pod's address: only the other node's egress is left.
+    let snap = node_ports_with_policies("Local");
+    assert_eq!(entered_policy(&snap, "172.18.0.2:30080"), vec![(endpoint, None)]);
+    assert_eq!(entered_policy(&snap, "203.0.113.7:80"), vec![(endpoint, None)]);
+    assert_eq!(
+        entered_policy(&snap, "172.18.0.3:30080"),
+        vec![(endpoint, Some((true, false)))]
+    );
 }

@@ -7,6 +7,7 @@ use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
 use super::outcomes::{Certainty, not_delivered, outcome, udp_reading};
 use super::*;
 use crate::check::report::EvidenceLine;
+use crate::cluster::endpoints::TrafficPolicy;
 use crate::policy::PolicyRef;
 
 pub(super) fn judge_policy(cx: &Context) -> Judgment {
@@ -22,10 +23,50 @@ pub(super) fn judge_policy(cx: &Context) -> Judgment {
     if live.is_empty() {
         return not_applicable(NetworkPolicyFinding::NotApplicable(NoDestination::NoAddress));
     }
-    match cx.transport {
+    let mut judgment = match cx.transport {
         Transport::Tcp => tcp_policy(cx, &src_ns),
         Transport::Udp => udp_policy(cx, &src_ns),
+    };
+    if judgment.status != Status::Skip {
+        judgment
+            .evidence
+            .extend(entered_path_lines(cx).into_iter().map(Into::into));
     }
+    judgment
+}
+
+/// For a connection that entered by a node port or a LoadBalancer address, which addresses the
+/// policies at each end were evaluated with, and why they are not the pods'.
+fn entered_path_lines(cx: &Context) -> Vec<String> {
+    let (Some(svc), Some(source)) = (cx.target_service, cx.source_pod) else {
+        return vec![];
+    };
+    if svc.entry.is_none() {
+        return vec![];
+    }
+    let path = EnteredPath::of(svc, source);
+    let mut lines = vec![];
+    if let Some((ip, port)) = path.egress_to {
+        lines.push(format!(
+            "{}'s egress is evaluated to {}:{port}: the node port's node translates it only once it arrives there",
+            cx.from,
+            fmt_ip(ip)
+        ));
+    }
+    let local = svc.external_traffic_policy == TrafficPolicy::Local;
+    lines.extend(match &path.masqueraded_by {
+        Some((node, address)) => Some(format!(
+            "externalTrafficPolicy: Cluster: kube-proxy on {node} masquerades the connection, so the endpoints' ingress is evaluated from {} (an endpoint on {node} sees its own node, which NetworkPolicy never blocks)",
+            fmt_ip(*address)
+        )),
+        None => local.then(|| {
+            format!(
+                "externalTrafficPolicy: Local: kube-proxy keeps the pod's address, so the endpoints' ingress is evaluated from {}",
+                cx.from
+            )
+        }),
+    });
+    lines
 }
 
 /// Over TCP: the policy evaluation, with what the connections met.
