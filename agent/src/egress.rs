@@ -125,7 +125,7 @@ pub async fn probe(p: &EgressProbe, net_raw: bool) -> EgressResult {
 fn describe_route(result: &mut EgressResult, route: &RouteTo, left_by: Option<u32>) {
     match left_by {
         Some(index) if index != route.index => {
-            result.interface = Some(interface_name(index));
+            result.interface = Some(interfaces::interface_name(index));
         }
         _ => {
             result.interface = Some(route.interface.clone());
@@ -133,12 +133,6 @@ fn describe_route(result: &mut EgressResult, route: &RouteTo, left_by: Option<u3
             result.node_address = route.source;
         }
     }
-}
-
-fn interface_name(index: u32) -> String {
-    nix::net::if_::if_indextoname(index)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| format!("if{index}"))
 }
 
 /// A datagram packet socket for every protocol, with a kernel filter that passes only what the

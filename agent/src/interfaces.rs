@@ -180,15 +180,19 @@ pub fn route_to(ip: IpAddr) -> Result<Option<RouteTo>, NetlinkError> {
         }
     }
     let Some(index) = oif else { return Ok(None) };
-    let interface = nix::net::if_::if_indextoname(index)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| format!("if{index}"));
     Ok(Some(RouteTo {
         index,
-        interface,
+        interface: interface_name(index),
         gateway,
         source,
     }))
+}
+
+/// The name of the interface of `index` in the current namespace (`if7` once it is gone).
+pub fn interface_name(index: u32) -> String {
+    nix::net::if_::if_indextoname(index)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("if{index}"))
 }
 
 fn read() -> Result<(Vec<Interface>, Vec<Route>), NetlinkError> {
