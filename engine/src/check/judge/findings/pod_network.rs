@@ -342,38 +342,30 @@ impl EgressReading {
     /// is missing. Pod addresses a VPC routes, node and pod addresses of the cluster, and the
     /// node's own address (a host-network pod) are not this.
     pub fn untranslated(&self) -> bool {
-        let EgressSeen::NoAnswer {
-            source,
-            pod,
-            icmp: None,
-        } = self.seen
-        else {
-            return false;
-        };
-        source == pod
-            && Some(source) != self.node_address
-            && self.gateway.is_some()
-            && is_private(source)
-            && !is_private(self.ip)
+        self.pod_address_unanswered()
+            .is_some_and(|source| self.gateway.is_some() && is_private(source) && !is_private(self.ip))
     }
-}
 
-impl EgressReading {
     /// Whether the pod's own address went untranslated, unanswered, to an address of a private
     /// network or on the node's own link (a node, an address of the pod network no pod holds, a
     /// host of the VPC): pods reach those without SNAT, so this is no connection leaving the
     /// cluster to hand off, and the path is judged as any lost connection's. Not for a
     /// host-network pod, whose address is the node's.
     pub fn stays_inside(&self) -> bool {
-        let EgressSeen::NoAnswer {
-            source,
-            pod,
-            icmp: None,
-        } = self.seen
-        else {
-            return false;
-        };
-        source == pod && Some(source) != self.node_address && (self.gateway.is_none() || is_private(self.ip))
+        self.pod_address_unanswered().is_some() && (self.gateway.is_none() || is_private(self.ip))
+    }
+
+    /// The pod's own address, when the SYNs left with it (it is not the node's) and met neither
+    /// an answer nor an ICMP error.
+    fn pod_address_unanswered(&self) -> Option<IpAddr> {
+        match self.seen {
+            EgressSeen::NoAnswer {
+                source,
+                pod,
+                icmp: None,
+            } if source == pod && Some(source) != self.node_address => Some(source),
+            _ => None,
+        }
     }
 }
 
