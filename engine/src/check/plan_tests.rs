@@ -724,8 +724,8 @@ fn a_two_label_host_is_a_service_guess_only_when_its_namespace_exists() {
     );
 }
 
-/// `shop()` with svc/payments a LoadBalancer (node port 30080, ingress 203.0.113.7) and a
-/// host-network agent pod on node-a and node-b holding each node's address.
+/// `shop()` with svc/payments a LoadBalancer (node port 30080, ingress 203.0.113.7), node-a at
+/// 172.18.0.2 (checkout's hostIP) and node-b at 172.18.0.3 (its Node's address).
 fn with_node_ports(external_traffic_policy: &str) -> Snapshot {
     let mut snap = shop();
     let Fact::Known(services) = &mut snap.services else {
@@ -743,18 +743,9 @@ fn with_node_ports(external_traffic_policy: &str) -> Snapshot {
         unreachable!()
     };
     pods[0].status.as_mut().unwrap().host_ip = Some("172.18.0.2".into());
-    for (node, address) in [("node-a", "172.18.0.2"), ("node-b", "172.18.0.3")] {
-        let mut agent = mk_pod(
-            "netdiag",
-            &format!("agent-{node}"),
-            node,
-            address,
-            json!({}),
-            true,
-        );
-        agent.spec.as_mut().unwrap().host_network = Some(true);
-        pods.push(agent);
-    }
+    // node-b's address from the Nodes; node-a's from a pod's status.hostIP.
+    snap.node_addresses
+        .insert("node-b".into(), vec![ip("172.18.0.3")]);
     snap
 }
 

@@ -15,9 +15,10 @@
 //! - for a DNS name, the cluster DNS Service, its slices and its pods the same way;
 //! - for an address, the Service whose `spec.clusterIP` it is, else the pod whose `status.podIP`
 //!   it is (the API selects on the primary address only), then that Service's reads; for an
-//!   address neither holds, the Services of every namespace, for the one it enters by a node
-//!   port (the address is a node's: a host-network pod's) or as a LoadBalancer address (a hint:
-//!   its failure leaves the address outside the cluster);
+//!   address neither holds, the NodePort and LoadBalancer Services of every namespace (by
+//!   `spec.type`), for the one it enters by a LoadBalancer address or by a node port, and then,
+//!   only when the port is one's node port, the Nodes, for whether the address is a node's
+//!   (hints: their failure leaves the address outside the cluster);
 //! - the namespaces of the pods whose policies are evaluated, by name, and their NetworkPolicies;
 //!   the cluster-scoped admin policies;
 //! - when a policy or admin policy was found, the DaemonSets of every namespace, to name what
@@ -60,9 +61,11 @@ pub enum Read {
     ServicesNamed(String),
     /// `list` the Services of every namespace whose primary ClusterIP is this (`spec.clusterIP`).
     ServicesWithClusterIp(IpAddr),
-    /// `list` the Services of every namespace: an address that is no ClusterIP and no pod's may
-    /// be a node's with a node port, or a LoadBalancer address, which no field selects.
-    Services,
+    /// `list` the Services of every namespace of one type (`spec.type`): an address that is no
+    /// ClusterIP and no pod's may be a NodePort's node's or a LoadBalancer's.
+    ServicesOfType(String),
+    /// `list` the Nodes: whether an address is a node's (no field selects a node by address).
+    Nodes,
     /// `list` the EndpointSlices of a Service (by the [`SERVICE_NAME_LABEL`] in its namespace).
     SlicesOf(NamespacedName),
     /// `get` one Namespace.
@@ -94,13 +97,13 @@ impl Read {
             | Read::ServicesIn(_)
             | Read::ServicesNamed(_)
             | Read::ServicesWithClusterIp(_)
-            | Read::Services => "services",
+            | Read::ServicesOfType(_) => "services",
             Read::SlicesOf(_) => "endpointslices",
             Read::Namespace(_) => "namespaces",
             Read::PoliciesIn(_) => "networkpolicies",
             Read::Admin => "admin network policies",
             Read::DaemonSets => "daemonsets",
-            Read::Node(_) => "nodes",
+            Read::Node(_) | Read::Nodes => "nodes",
         }
     }
 
@@ -130,7 +133,10 @@ impl Read {
             Read::ServicesWithClusterIp(ip) => {
                 format!("list services with spec.clusterIP={ip} in all namespaces")
             }
-            Read::Services => "list services in all namespaces".into(),
+            Read::ServicesOfType(service_type) => {
+                format!("list services with spec.type={service_type} in all namespaces")
+            }
+            Read::Nodes => "list nodes".into(),
             Read::SlicesOf(key) => format!(
                 "list endpointslices in namespace {} with selector {SERVICE_NAME_LABEL}={}",
                 key.namespace, key.name
@@ -167,7 +173,7 @@ impl Read {
                 Read::Namespace(name) => Some(name.clone()),
                 other => other.namespace().map(str::to_string),
             },
-            cluster_scoped: matches!(self, Read::Namespace(_) | Read::Node(_)),
+            cluster_scoped: matches!(self, Read::Namespace(_) | Read::Node(_) | Read::Nodes),
         })
     }
 
@@ -179,7 +185,8 @@ impl Read {
             Read::PodsNamed(_)
                 | Read::ServicesIn(_)
                 | Read::ServicesNamed(_)
-                | Read::Services
+                | Read::ServicesOfType(_)
+                | Read::Nodes
                 | Read::DaemonSets
         )
     }
@@ -224,6 +231,7 @@ pub struct Seen<'a> {
     pub pods: &'a [Pod],
     pub services: &'a [Service],
     pub slices: &'a [EndpointSlice],
+    pub node_addresses: &'a super::snapshot::NodeAddresses,
     /// Whether a NetworkPolicy or an admin policy was found: then what enforces them is read.
     pub policies: bool,
     pub done: &'a BTreeSet<Read>,
@@ -294,14 +302,20 @@ pub fn needed(request: &CheckRequest, agents: Option<&AgentPlace>, seen: &Seen) 
             wants.reads.insert(Read::PodsWithIp(*ip));
             let service = match seen.services.iter().find(|s| cluster_ips(s).contains(ip)) {
                 Some(svc) => Some(NamespacedName::of(svc)),
-                None => service_entry(seen.pods, seen.services, *ip, *port).map(|(key, ..)| key),
+                None => service_entry(seen.pods, seen.node_addresses, seen.services, *ip, *port)
+                    .map(|(key, ..)| key),
             };
-            match service {
-                Some(key) => wants.service(&key, true, seen),
+            match &service {
+                Some(key) => wants.service(key, true, seen),
                 None => wants.holder(*ip, seen),
             }
             if seen.unclaimed(*ip) {
-                wants.reads.insert(Read::Services);
+                for service_type in ["NodePort", "LoadBalancer"] {
+                    wants.reads.insert(Read::ServicesOfType(service_type.into()));
+                }
+                if service.is_none() && seen.services.iter().any(|s| has_node_port(s, *port)) {
+                    wants.reads.insert(Read::Nodes);
+                }
             }
         }
     }
@@ -394,6 +408,12 @@ impl Wants {
             }
         }
     }
+}
+
+/// Whether a Service opens `port` as a node port on every node.
+fn has_node_port(svc: &Service, port: u16) -> bool {
+    let ports = svc.spec.iter().flat_map(|s| s.ports.iter().flatten());
+    ports.filter_map(|p| p.node_port).any(|n| n == i32::from(port))
 }
 
 /// The node the source pod was scheduled to, once it was read.

@@ -62,6 +62,7 @@ struct World {
     pods: Vec<Pod>,
     services: Vec<Service>,
     slices: Vec<EndpointSlice>,
+    nodes: crate::check::snapshot::NodeAddresses,
     policies: bool,
     done: BTreeSet<Read>,
 }
@@ -80,6 +81,7 @@ impl World {
             pods: vec![],
             services: vec![],
             slices: vec![],
+            nodes: Default::default(),
             policies: false,
             done: BTreeSet::new(),
         }
@@ -91,6 +93,7 @@ impl World {
             pods: &self.pods,
             services: &self.services,
             slices: &self.slices,
+            node_addresses: &self.nodes,
             policies: self.policies,
             done: &self.done,
         };
@@ -338,6 +341,7 @@ fn the_agent_pods_are_read_by_their_selector_when_asked() {
         pods: &[],
         services: &[],
         slices: &[],
+        node_addresses: &Default::default(),
         policies: false,
         done: &done,
     };
@@ -423,38 +427,52 @@ fn each_read_names_the_permission_it_needs() {
 }
 
 #[test]
-fn an_address_neither_a_cluster_ip_nor_a_pods_lists_the_services_for_a_node_port_or_load_balancer() {
+fn an_address_neither_a_cluster_ip_nor_a_pods_lists_node_port_services_then_nodes_for_their_port() {
     let ip = "172.18.0.3".parse().unwrap();
     let request = request(Target::Ip { ip, port: 30080 });
+    let by_type = |t: &str| Read::ServicesOfType(t.into());
     let mut world = World::with_source();
+    let first = world.round(&request);
     assert!(
-        !world.round(&request).contains(&Read::Services),
-        "looked up by field first"
+        !first.contains(&by_type("NodePort")),
+        "looked up by field first: {first:?}"
     );
-    // Only a host-network pod holds it: a node's address.
-    let mut agent = pod("netdiag", "agent-b", "172.18.0.3");
-    agent.spec =
-        serde_json::from_value(json!({"hostNetwork": true, "nodeName": "node-b", "containers": []})).unwrap();
-    world.pods.push(agent);
     let second = world.round(&request);
-    assert!(second.contains(&Read::Services), "{second:?}");
+    assert!(second.contains(&by_type("NodePort")), "{second:?}");
+    assert!(second.contains(&by_type("LoadBalancer")), "{second:?}");
     assert!(
-        Read::Services.is_hint(),
-        "an address outside the cluster is checked without it"
+        !second.contains(&Read::Nodes),
+        "no node port is 30080 yet: {second:?}"
     );
-    let mut web = service("shop", "web", json!({"app": "web"}), "10.96.0.9");
-    web.spec = serde_json::from_value(json!({"type": "NodePort", "clusterIP": "10.96.0.9",
-        "selector": {"app": "web"}, "ports": [{"port": 80, "nodePort": 30080}]}))
-    .unwrap();
-    world.services.push(web);
-    let third = world.round(&request);
-    assert!(third.contains(&Read::SlicesOf(key("shop", "web"))), "{third:?}");
+    assert!(by_type("NodePort").is_hint() && Read::Nodes.is_hint());
+    // A Service's node port is the port: whether the address is a node's, from the Nodes.
+    let web = |node_port: i32| -> Service {
+        serde_json::from_value(json!({"metadata": {"namespace": "shop", "name": "web"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.9", "selector": {"app": "web"},
+                     "ports": [{"port": 80, "nodePort": node_port}]}}))
+        .unwrap()
+    };
+    let mut other_port = World::with_source();
+    other_port.round(&request);
+    other_port.round(&request);
+    other_port.services.push(web(30081));
+    assert!(!other_port.round(&request).contains(&Read::Nodes));
+    world.services.push(web(30080));
+    assert_eq!(world.round(&request), BTreeSet::from([Read::Nodes]));
+    world.nodes.insert("node-b".into(), vec![ip]);
+    let fourth = world.round(&request);
+    assert!(fourth.contains(&Read::SlicesOf(key("shop", "web"))), "{fourth:?}");
 
-    // A pod's address never lists the Services.
+    // A pod's address never lists them.
     let pod_ip = "10.0.3.3".parse().unwrap();
     let request = super::tests::request(Target::Ip { ip: pod_ip, port: 80 });
     let mut world = World::with_source();
     world.round(&request);
     world.pods.push(pod("ops", "tool-0", "10.0.3.3"));
-    assert!(!world.round(&request).contains(&Read::Services));
+    assert!(
+        !world
+            .round(&request)
+            .iter()
+            .any(|r| matches!(r, Read::ServicesOfType(_) | Read::Nodes))
+    );
 }

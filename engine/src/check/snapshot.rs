@@ -41,6 +41,9 @@ pub struct Snapshot {
     /// The zone label of the source pod's node, which kube-proxy there routes zone hints by;
     /// `None` when no endpoint carries zone hints, so the Node was not read.
     pub source_zone: Option<Fact<Option<String>>>,
+    /// Each node's addresses (`status.addresses`), by node name: read only for an address
+    /// target whose port is a node port, to tell whether the address is a node's.
+    pub node_addresses: NodeAddresses,
     /// Why the cluster DNS's objects (kube-dns, its slices, pods and policies) could not all be
     /// read, when the check's own namespaces are others: a user bound in their namespace may
     /// not read `kube-system`, and that leaves only the DNS facts unknown, not the kinds.
@@ -106,6 +109,7 @@ impl Snapshot {
                 pods: &gathered.pods.values().cloned().collect::<Vec<_>>(),
                 services: &gathered.services.values().cloned().collect::<Vec<_>>(),
                 slices: &gathered.slices.values().cloned().collect::<Vec<_>>(),
+                node_addresses: &gathered.node_addresses,
                 policies: !gathered.policies.is_empty()
                     || gathered.admin.as_ref().is_some_and(|a| !a.is_empty()),
                 done: &done,
@@ -183,6 +187,12 @@ impl Snapshot {
             admin: self.admin.clone(),
             enforcers: self.enforcers.clone().or(more.enforcers),
             source_zone: self.source_zone.clone().or(more.source_zone),
+            node_addresses: self
+                .node_addresses
+                .iter()
+                .chain(&more.node_addresses)
+                .map(|(n, a)| (n.clone(), a.clone()))
+                .collect(),
             cluster_dns_unread: self.cluster_dns_unread.clone().or(more.cluster_dns_unread),
             reader: None,
             followed: Arc::default(),
@@ -207,6 +217,7 @@ impl Snapshot {
             admin: Fact::Unknown(failure),
             enforcers: None,
             source_zone: None,
+            node_addresses: NodeAddresses::new(),
             cluster_dns_unread: None,
             reader: None,
             followed: Arc::default(),
@@ -232,6 +243,20 @@ enum Objects {
     Admin(AdminObjects),
     DaemonSets(Vec<DaemonSet>),
     Nodes(Vec<Node>),
+    /// Every node, kept as its addresses.
+    AllNodes(Vec<Node>),
+}
+
+/// Nodes' addresses by node name.
+pub type NodeAddresses = BTreeMap<String, Vec<IpAddr>>;
+
+/// A node's name and the addresses of its `status.addresses` (internal and external alike).
+fn node_addresses(node: &Node) -> (String, Vec<IpAddr>) {
+    let addresses = node.status.iter().flat_map(|s| s.addresses.iter().flatten());
+    (
+        node.metadata.name.clone().unwrap_or_default(),
+        addresses.filter_map(|a| a.address.parse().ok()).collect(),
+    )
 }
 
 /// The objects of one kind by namespace and name (the order an API server lists them in).
@@ -251,6 +276,7 @@ struct Gathered {
     /// The source's Node (none when it does not exist), or why it could not be read; `None`
     /// when not asked.
     node: Option<Result<Option<Node>, ToolFailure>>,
+    node_addresses: NodeAddresses,
     failed: BTreeMap<&'static str, ToolFailure>,
     /// Failed reads of the cluster DNS's objects only ([`reads::is_cluster_dns_only`]).
     cluster_dns_unread: BTreeMap<Read, ToolFailure>,
@@ -301,6 +327,7 @@ impl Gathered {
             Ok(Objects::Admin(admin)) => self.admin = Some(admin),
             Ok(Objects::DaemonSets(items)) => self.daemonsets = Some(Ok(items)),
             Ok(Objects::Nodes(items)) => self.node = Some(Ok(items.into_iter().next())),
+            Ok(Objects::AllNodes(items)) => self.node_addresses.extend(items.iter().map(node_addresses)),
             Err(failure) if *read == Read::DaemonSets => self.daemonsets = Some(Err(failure)),
             Err(failure) if matches!(read, Read::Node(_)) => self.node = Some(Err(failure)),
             Err(failure) if read.is_hint() => {
@@ -338,6 +365,7 @@ impl Gathered {
                 Ok(node) => Fact::Known(node.as_ref().and_then(zone_label)),
                 Err(failure) => Fact::Unknown(failure),
             }),
+            node_addresses: self.node_addresses,
             cluster_dns_unread: self.cluster_dns_unread.into_values().next(),
             reader: None,
             followed: Arc::default(),
@@ -423,8 +451,16 @@ async fn run(client: &kube::Client, read: &Read) -> Result<Objects, ToolFailure>
             )
             .await?,
         ),
-        Read::Services => {
-            Objects::Services(list_paged(&Api::<Service>::all(client), &ListParams::default(), action).await?)
+        Read::ServicesOfType(service_type) => Objects::Services(
+            list_paged(
+                &Api::<Service>::all(client),
+                &fields(format!("spec.type={service_type}")),
+                action,
+            )
+            .await?,
+        ),
+        Read::Nodes => {
+            Objects::AllNodes(list_paged(&Api::<Node>::all(client), &ListParams::default(), action).await?)
         }
         Read::SlicesOf(key) => Objects::Slices(
             list_paged(

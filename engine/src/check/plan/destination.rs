@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
+use crate::check::snapshot::NodeAddresses;
 
 /// What the target is, in cluster terms, before probing.
 #[derive(Debug, Clone)]
@@ -154,7 +155,9 @@ fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
     if let Some(pod) = pod_with_ip(snap, ip) {
         return plan_pod(snap, NamespacedName::of(pod), PortRef::Number(port));
     }
-    if let Some((key, service_port, entry)) = service_entry(snap.pods(), snap.services(), ip, port) {
+    if let Some((key, service_port, entry)) =
+        service_entry(snap.pods(), &snap.node_addresses, snap.services(), ip, port)
+    {
         let requested = PortRef::Number(service_port.port);
         return plan_service_entered(snap, key, requested, Some(service_port.protocol), Some(entry));
     }
@@ -168,12 +171,17 @@ fn plan_address(snap: &Snapshot, ip: IpAddr, port: u16) -> DestinationPlan {
     }]))
 }
 
-/// The node whose own address `ip` is: where a host-network pod with that address runs (the
-/// API selects pods by address, never nodes).
-fn node_with_address(pods: &[Pod], ip: IpAddr) -> Option<String> {
+/// The node whose own address `ip` is: by the Nodes' addresses when they were read, else by a
+/// pod's `status.hostIP` or a host-network pod's address.
+fn node_with_address(pods: &[Pod], nodes: &NodeAddresses, ip: IpAddr) -> Option<String> {
+    if let Some((node, _)) = nodes.iter().find(|(_, addresses)| addresses.contains(&ip)) {
+        return Some(node.clone());
+    }
     pods.iter()
-        .filter(|p| p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false))
-        .find(|p| pod_ips(p).contains(&ip))
+        .find(|p| {
+            let facts = read_pod(p);
+            facts.host_ips.contains(&ip) || (facts.host_network && pod_ips(p).contains(&ip))
+        })
         .and_then(|p| p.spec.as_ref()?.node_name.clone())
 }
 
@@ -197,11 +205,12 @@ fn load_balancer_ips(svc: &Service) -> Vec<IpAddr> {
 /// first when a number is served on both protocols).
 pub(crate) fn service_entry(
     pods: &[Pod],
+    nodes: &NodeAddresses,
     services: &[Service],
     ip: IpAddr,
     port: u16,
 ) -> Option<(NamespacedName, ServicePortFacts, ServiceEntry)> {
-    let node = node_with_address(pods, ip);
+    let node = node_with_address(pods, nodes, ip);
     let tcp_first = |mut ports: Vec<ServicePortFacts>| {
         ports.sort_by_key(|p| p.protocol != Protocol::Tcp);
         ports
