@@ -292,10 +292,17 @@ impl fmt::Display for ServiceProxyFinding {
                         "{vip:#} is refused while {answered} endpoint(s) answer the same datagram"
                     )?,
                 }
-                write!(
-                    f,
-                    ": the Service rules on {node} act as if it had no endpoints (stale)"
-                )?;
+                match vip.kind {
+                    // Nothing answers a node port kube-proxy never opened but the node's kernel.
+                    VipKind::NodePort => write!(
+                        f,
+                        ": kube-proxy on {node} does not translate it (no rule for the node port, or the rules of a Service without endpoints: stale)"
+                    )?,
+                    _ => write!(
+                        f,
+                        ": the Service rules on {node} act as if it had no endpoints (stale)"
+                    )?,
+                }
                 explained(f, rules)
             }
             ServiceProxyFinding::RulesMissing {
