@@ -1,6 +1,7 @@
 //! The `service-proxy` layer: the ClusterIP connects (or answers a datagram) when the pod IPs do, and what the source
 //! node programmed for the VIP agrees with the EndpointSlices.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use netdiag_proto::{ServiceRules, TcpOutcome, Transport, UdpOutcome};
@@ -16,8 +17,28 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
         (Some(cip), Some(outside)) if judgment.status == Status::Pass => {
             from_outside(cx, cip, outside, judgment)
         }
-        _ => judgment,
+        _ => with_evidence(judgment, load_balancer_nodes(cx).into_iter().collect()),
     }
+}
+
+/// For a LoadBalancer address under `externalTrafficPolicy: Local`, which nodes the load
+/// balancer outside must send to: pods pass on any node, its clients only on those.
+fn load_balancer_nodes(cx: &Context) -> Option<String> {
+    let svc = cx.target_service?;
+    if !matches!(svc.entry, Some(ServiceEntry::LoadBalancer { .. }))
+        || svc.external_traffic_policy != TrafficPolicy::Local
+    {
+        return None;
+    }
+    let nodes: BTreeSet<&str> = cx.all_live.iter().filter_map(|e| e.node()).collect();
+    let nodes = nodes.into_iter().collect::<Vec<_>>().join(", ");
+    let health = match svc.health_check_node_port {
+        Some(port) => format!("kube-proxy's health check on node port {port} answers 200 only there"),
+        None => "kube-proxy's health check answers 200 only there".into(),
+    };
+    Some(format!(
+        "externalTrafficPolicy: Local: the load balancer's clients are served only on the nodes with an endpoint ({nodes}); {health}, and a load balancer that sends elsewhere loses them"
+    ))
 }
 
 /// A node port the pods pass, as a client outside the pod network meets it: from another

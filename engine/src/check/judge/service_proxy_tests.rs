@@ -309,3 +309,27 @@ fn a_node_port_open_from_another_node_passes_with_that_connection_as_evidence() 
         "{evidence}"
     );
 }
+
+#[test]
+fn a_local_load_balancer_address_names_the_nodes_its_clients_are_served_on() {
+    let mut ev = healthy();
+    let svc = service_mut(&mut ev);
+    svc.service_type = "LoadBalancer".into();
+    svc.external_traffic_policy = TrafficPolicy::Local;
+    svc.health_check_node_port = Some(32100);
+    svc.entry = Some(ServiceEntry::LoadBalancer {
+        address: ip("203.0.113.7"),
+        port: 80,
+    });
+    let report = judge(&ev, 0);
+    assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
+    let evidence = evidence_text(&report, Layer::ServiceProxy);
+    assert!(
+        evidence.contains("served only on the nodes with an endpoint (node-a, node-b); kube-proxy's health check on node port 32100 answers 200 only there"),
+        "{evidence}"
+    );
+    // Under the Cluster policy every node serves them: nothing to say.
+    service_mut(&mut ev).external_traffic_policy = TrafficPolicy::Cluster;
+    let evidence = evidence_text(&judge(&ev, 0), Layer::ServiceProxy);
+    assert!(!evidence.contains("served only"), "{evidence}");
+}
