@@ -24,7 +24,23 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
             finding: judgment.finding,
         });
     }
+    if judgment.status == Status::Pass {
+        judgment.evidence.extend(node_port_line(cx).map(Into::into));
+    }
     judgment
+}
+
+/// For a NodePort or LoadBalancer Service checked by its ClusterIP, how its clients outside
+/// the pod network enter it, and the check that does as they do.
+fn node_port_line(cx: &Context) -> Option<String> {
+    let svc = cx.target_service?;
+    let node_port = svc.requested_port()?.node_port?;
+    svc.entry.is_none().then(|| {
+        format!(
+            "{} Service: clients outside the pod network enter by node port {node_port} on every node (--to NODE-ADDRESS:{node_port} checks it as they do)",
+            svc.service_type
+        )
+    })
 }
 
 /// The Service port the target asked for, and its targetPort on the selected pods.

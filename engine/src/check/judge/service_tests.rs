@@ -236,3 +236,25 @@ fn a_service_reached_through_an_external_name_alias_says_so() {
     assert_eq!(code(&report, Layer::Service), Some(Code::ServicePortResolved));
     assert!(evidence_text(&report, Layer::Service).contains("the check follows it to Service shop/payments"));
 }
+
+#[test]
+fn a_node_port_service_checked_by_its_cluster_ip_says_how_clients_outside_enter_it() {
+    let mut ev = healthy();
+    let svc = service_mut(&mut ev);
+    svc.service_type = "NodePort".into();
+    svc.ports[0].node_port = Some(30080);
+    let report = judge(&ev, 0);
+    let evidence = evidence_text(&report, Layer::Service);
+    assert!(
+        evidence.contains("NodePort Service: clients outside the pod network enter by node port 30080 on every node (--to NODE-ADDRESS:30080 checks it as they do)"),
+        "{evidence}"
+    );
+    // Entered by that node port: the check already does.
+    service_mut(&mut ev).entry = Some(ServiceEntry::NodePort {
+        node: "node-b".into(),
+        address: ip("192.168.0.2"),
+        node_port: 30080,
+    });
+    let evidence = evidence_text(&judge(&ev, 0), Layer::Service);
+    assert!(!evidence.contains("enter by node port"), "{evidence}");
+}
