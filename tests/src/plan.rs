@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::scenario::{
-    ContainerPortSpec, IpFamily, ListenSpec, PodSpec, Protocol, Scenario, ServicePortSpec, TargetPort,
-    TrafficPolicy,
+    ContainerPortSpec, IpFamily, ListenSpec, NODE_PORT_RANGE, PodSpec, Protocol, Scenario, ServicePortSpec,
+    ServiceType, TargetPort, TrafficPolicy,
 };
 
 /// NodeLocal DNSCache's address on every node (the upstream project's default).
@@ -29,6 +29,43 @@ pub const UNDERLAY_ROUTER_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
 /// The link-local gateway every pod routes through (answered by proxy ARP on the node side).
 pub const POD_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The IPv4 pod network: every node's /24 lies in it (kube-proxy's `clusterCIDR`).
+pub const POD_CIDR: &str = "10.244.0.0/16";
+/// The IPv4 ranges the lab takes addresses from (network, prefix length, what for): a
+/// load balancer's address must lie outside them.
+const LAB_IPV4_RANGES: [(Ipv4Addr, u8, &str); 6] = [
+    (Ipv4Addr::new(10, 244, 0, 0), 16, "the pod network 10.244.0.0/16"),
+    (
+        Ipv4Addr::new(10, 96, 0, 0),
+        16,
+        "the Service network 10.96.0.0/16",
+    ),
+    (
+        Ipv4Addr::new(172, 18, 0, 0),
+        24,
+        "the nodes' network 172.18.0.0/24",
+    ),
+    (
+        Ipv4Addr::new(198, 51, 100, 0),
+        24,
+        "the outside network 198.51.100.0/24",
+    ),
+    (
+        Ipv4Addr::new(169, 254, 0, 0),
+        16,
+        "the link-local range 169.254.0.0/16 (the pods' gateway, NodeLocal DNS)",
+    ),
+    (Ipv4Addr::new(127, 0, 0, 0), 8, "the loopback range 127.0.0.0/8"),
+];
+
+/// Which of the lab's own IPv4 ranges `ip` lies in, if any.
+pub fn lab_range_of(ip: Ipv4Addr) -> Option<&'static str> {
+    LAB_IPV4_RANGES.iter().find_map(|&(net, len, what)| {
+        let mask = u32::MAX << (32 - len);
+        (u32::from(ip) & mask == u32::from(net)).then_some(what)
+    })
+}
+
 /// ClusterIP of `kube-system/kube-dns` in the IPv6 family.
 pub const DNS_SERVICE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0xa);
 /// The underlay router's IPv6 address.
@@ -153,11 +190,25 @@ pub struct ServicePlan {
     pub families: Vec<IpFamily>,
     pub internal_traffic_policy: TrafficPolicy,
     pub traffic_distribution: Option<String>,
+    pub service_type: ServiceType,
+    /// `Cluster` unless the scenario says `Local` (NodePort and LoadBalancer Services only).
+    pub external_traffic_policy: TrafficPolicy,
+    /// A LoadBalancer Service's health check port under `externalTrafficPolicy: Local`: the
+    /// scenario's, else the one the stand-in picks (kube-apiserver allocates its own).
+    pub health_check_node_port: Option<u16>,
+    /// A LoadBalancer Service's address (`status.loadBalancer.ingress[0].ip`).
+    pub load_balancer_ip: Option<Ipv4Addr>,
 }
 
 impl ServicePlan {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether the Service takes traffic from outside its ClusterIP: node ports, a load
+    /// balancer's address.
+    pub fn is_external(&self) -> bool {
+        self.service_type.has_node_ports()
     }
 
     /// The Service's ClusterIP in `family`, if it has one there.
@@ -206,6 +257,8 @@ pub enum PlanError {
     CidrFull { node: String },
     #[error("the service cidr {SERVICE_CIDR} is exhausted")]
     ServiceCidrFull,
+    #[error("every node port is taken, none is left for a healthCheckNodePort")]
+    NodePortsFull,
 }
 
 impl Plan {
@@ -375,6 +428,7 @@ fn plan_services(scenario: &Scenario, families: &[IpFamily]) -> Result<Vec<Servi
     taken.insert(DNS_SERVICE_IP);
     let mut next_ip = u32::from(Ipv4Addr::new(10, 96, 1, 0));
     let mut services = vec![dns_service(families)];
+    let mut node_ports_taken = named_node_ports(scenario);
     for svc in &scenario.services {
         let cluster_ip = if svc.headless {
             None
@@ -392,6 +446,9 @@ fn plan_services(scenario: &Scenario, families: &[IpFamily]) -> Result<Vec<Servi
                 }
             }
         };
+        let external_traffic_policy = svc.effective_external_traffic_policy();
+        let health_checked =
+            svc.service_type == ServiceType::LoadBalancer && external_traffic_policy == TrafficPolicy::Local;
         services.push(ServicePlan {
             namespace: svc.namespace.clone(),
             name: svc.name.clone(),
@@ -401,9 +458,42 @@ fn plan_services(scenario: &Scenario, families: &[IpFamily]) -> Result<Vec<Servi
             families: svc.ip_families.clone().unwrap_or_else(|| families.to_vec()),
             internal_traffic_policy: svc.internal_traffic_policy,
             traffic_distribution: svc.traffic_distribution.clone(),
+            service_type: svc.service_type,
+            external_traffic_policy,
+            health_check_node_port: match svc.health_check_node_port {
+                Some(port) => Some(port),
+                None if health_checked => Some(free_node_port(&mut node_ports_taken)?),
+                None => None,
+            },
+            load_balancer_ip: match svc.load_balancer_ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            },
         });
     }
     Ok(services)
+}
+
+/// Every node port the scenario names: its Services' nodePorts and healthCheckNodePorts.
+fn named_node_ports(scenario: &Scenario) -> BTreeSet<u16> {
+    let node_ports = scenario
+        .services
+        .iter()
+        .flat_map(|s| s.ports.iter().filter_map(|p| p.node_port));
+    let health_checks = scenario.services.iter().filter_map(|s| s.health_check_node_port);
+    node_ports.chain(health_checks).collect()
+}
+
+/// The highest node port not in `taken`, which it joins: the stand-in's allocation, from the top
+/// of the range as kube-apiserver prefers for the ports it picks itself (leaving the bottom to
+/// ports users ask for).
+fn free_node_port(taken: &mut BTreeSet<u16>) -> Result<u16, PlanError> {
+    let port = NODE_PORT_RANGE
+        .rev()
+        .find(|p| !taken.contains(p))
+        .ok_or(PlanError::NodePortsFull)?;
+    taken.insert(port);
+    Ok(port)
 }
 
 impl Scenario {
@@ -477,6 +567,7 @@ fn dns_service(families: &[IpFamily]) -> ServicePlan {
         port: 53,
         target_port: Some(TargetPort::Number(53)),
         protocol,
+        node_port: None,
     };
     ServicePlan {
         namespace: "kube-system".into(),
@@ -487,6 +578,10 @@ fn dns_service(families: &[IpFamily]) -> ServicePlan {
         families: families.to_vec(),
         internal_traffic_policy: TrafficPolicy::Cluster,
         traffic_distribution: None,
+        service_type: ServiceType::ClusterIp,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        health_check_node_port: None,
+        load_balancer_ip: None,
     }
 }
 
@@ -594,6 +689,33 @@ mod tests {
                 Some(Ipv4Addr::new(10, 96, 1, 1)),
                 None
             ]
+        );
+    }
+
+    #[test]
+    fn a_local_load_balancer_without_a_health_check_port_gets_the_highest_free_one() {
+        let lb = |name: &str, hc: &str| {
+            format!(
+                "- {{namespace: x, name: {name}, type: LoadBalancer, loadBalancerIP: 203.0.113.10, \
+                 externalTrafficPolicy: Local, {hc}ports: [{{port: {}, nodePort: 32767}}]}}\n",
+                if name == "a" { 80 } else { 81 }
+            )
+        };
+        let s = scenario(&format!(
+            "name: t\nnodes: [a]\nservices:\n{}{}\
+             - {{namespace: x, name: c, type: LoadBalancer, loadBalancerIP: 203.0.113.11, ports: [{{port: 80, nodePort: 30080}}]}}\n\
+             - {{namespace: x, name: d, type: NodePort, externalTrafficPolicy: Local, ports: [{{port: 80, nodePort: 30081}}]}}\n",
+            lb("a", ""),
+            lb("b", "healthCheckNodePort: 32765, ").replace("32767", "32766")
+        ));
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let hc: Vec<Option<u16>> = plan.services.iter().map(|s| s.health_check_node_port).collect();
+        // kube-dns, a (picked: 32767 and 32766 are nodePorts, 32765 b's), b (its own), c and d none.
+        assert_eq!(hc, [None, Some(32764), Some(32765), None, None]);
+        assert_eq!(lab_range_of(Ipv4Addr::new(203, 0, 113, 10)), None);
+        assert_eq!(
+            lab_range_of(Ipv4Addr::new(10, 244, 3, 4)),
+            Some("the pod network 10.244.0.0/16")
         );
     }
 

@@ -222,15 +222,75 @@ pub struct ServiceSpec {
     /// `spec.trafficDistribution`: `PreferClose`, `PreferSameZone` or `PreferSameNode`.
     #[serde(default)]
     pub traffic_distribution: Option<String>,
+    /// `spec.type`: `ClusterIP` (default), `NodePort` or `LoadBalancer`.
+    #[serde(default, rename = "type")]
+    pub service_type: ServiceType,
+    /// `spec.externalTrafficPolicy` of a NodePort or LoadBalancer Service (`Cluster` when absent).
+    #[serde(default)]
+    pub external_traffic_policy: Option<TrafficPolicy>,
+    /// `spec.healthCheckNodePort` of a LoadBalancer Service with `externalTrafficPolicy: Local`;
+    /// absent, the API server allocates one (the stand-in picks a free one deterministically).
+    #[serde(default)]
+    pub health_check_node_port: Option<u16>,
+    /// A LoadBalancer Service's address: the lab, as its load-balancer controller, writes it into
+    /// `status.loadBalancer.ingress[0].ip`. IPv4.
+    #[serde(default, rename = "loadBalancerIP")]
+    pub load_balancer_ip: Option<IpAddr>,
 }
 
-/// A Service's `internalTrafficPolicy`.
+impl ServiceSpec {
+    /// The `externalTrafficPolicy` in effect (`Cluster` unless set).
+    pub fn effective_external_traffic_policy(&self) -> TrafficPolicy {
+        self.external_traffic_policy.unwrap_or_default()
+    }
+}
+
+/// A Service's `internalTrafficPolicy` or `externalTrafficPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum TrafficPolicy {
     #[default]
     Cluster,
     Local,
 }
+
+impl TrafficPolicy {
+    /// The Kubernetes spelling (`Cluster`, `Local`).
+    pub fn as_k8s(self) -> &'static str {
+        match self {
+            TrafficPolicy::Cluster => "Cluster",
+            TrafficPolicy::Local => "Local",
+        }
+    }
+}
+
+/// A Service's `spec.type` (an ExternalName Service is an `objects` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ServiceType {
+    #[default]
+    #[serde(rename = "ClusterIP")]
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling (`ClusterIP`, `NodePort`, `LoadBalancer`).
+    pub fn as_k8s(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIp => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+
+    /// Whether the Service takes traffic on node ports (NodePort and LoadBalancer do).
+    pub fn has_node_ports(self) -> bool {
+        self != ServiceType::ClusterIp
+    }
+}
+
+/// The port range kube-apiserver allocates node ports from (its default `--service-node-port-range`).
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// The `trafficDistribution` values the API accepts.
 pub const TRAFFIC_DISTRIBUTIONS: [&str; 3] = ["PreferClose", "PreferSameZone", "PreferSameNode"];
@@ -246,6 +306,9 @@ pub struct ServicePortSpec {
     pub target_port: Option<TargetPort>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// The port on every node (NodePort and LoadBalancer Services; required there).
+    #[serde(default)]
+    pub node_port: Option<u16>,
 }
 
 impl ServicePortSpec {
@@ -438,6 +501,25 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// Two LoadBalancer Services may share an address, but not a port of it.
+fn validate_load_balancer_ports(services: &[ServiceSpec]) -> Result<(), ScenarioError> {
+    let mut taken: BTreeMap<(IpAddr, u16, Protocol), String> = BTreeMap::new();
+    for svc in services {
+        let Some(ip) = svc.load_balancer_ip else { continue };
+        let id = format!("{}/{}", svc.namespace, svc.name);
+        for p in &svc.ports {
+            if let Some(owner) = taken.insert((ip, p.port, p.protocol), id.clone()) {
+                return Err(invalid(format!(
+                    "service {id} loadBalancerIP {ip} port {}/{} is already served for service {owner}",
+                    p.port,
+                    p.protocol.as_k8s()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A families list: one or two distinct families, each one of `allowed`.
@@ -666,8 +748,179 @@ impl Scenario {
                     )));
                 }
             }
+            self.validate_service_type(svc, &id)?;
         }
+        self.validate_node_ports()?;
+        validate_load_balancer_ports(&self.services)?;
         Ok(services)
+    }
+
+    /// The fields that go with a Service's type: a nodePort on every port of a NodePort or
+    /// LoadBalancer Service and on no other, `externalTrafficPolicy` only there,
+    /// `healthCheckNodePort` only on a LoadBalancer with `externalTrafficPolicy: Local`, and a
+    /// `loadBalancerIP` on a LoadBalancer and nowhere else.
+    fn validate_service_type(&self, svc: &ServiceSpec, id: &str) -> Result<(), ScenarioError> {
+        let ty = svc.service_type;
+        if !ty.has_node_ports() {
+            if let Some(p) = svc.ports.iter().find(|p| p.node_port.is_some()) {
+                return Err(invalid(format!(
+                    "service {id} is of type ClusterIP, so its port {}/{} cannot have a nodePort",
+                    p.port,
+                    p.protocol.as_k8s()
+                )));
+            }
+            if svc.external_traffic_policy.is_some() {
+                return Err(invalid(format!(
+                    "service {id} is of type ClusterIP, so it cannot have an externalTrafficPolicy \
+                     (only NodePort and LoadBalancer Services have one)"
+                )));
+            }
+        } else if svc.headless {
+            return Err(invalid(format!(
+                "service {id} is headless, so it cannot be of type {}",
+                ty.as_k8s()
+            )));
+        }
+        for p in svc.ports.iter().filter(|_| ty.has_node_ports()) {
+            match p.node_port {
+                None => {
+                    return Err(invalid(format!(
+                        "service {id} is of type {}, so its port {}/{} needs a nodePort (the lab \
+                         does not allocate them, so that verdicts read the same on every run)",
+                        ty.as_k8s(),
+                        p.port,
+                        p.protocol.as_k8s()
+                    )));
+                }
+                Some(n) if !NODE_PORT_RANGE.contains(&n) => {
+                    return Err(invalid(format!(
+                        "service {id} nodePort {n} is outside {}-{}",
+                        NODE_PORT_RANGE.start(),
+                        NODE_PORT_RANGE.end()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let health_checked = ty == ServiceType::LoadBalancer
+            && svc.effective_external_traffic_policy() == TrafficPolicy::Local;
+        if let Some(hc) = svc.health_check_node_port {
+            if !health_checked {
+                return Err(invalid(format!(
+                    "service {id} has a healthCheckNodePort, which only a LoadBalancer Service with \
+                     externalTrafficPolicy: Local has"
+                )));
+            }
+            if !NODE_PORT_RANGE.contains(&hc) {
+                return Err(invalid(format!(
+                    "service {id} healthCheckNodePort {hc} is outside {}-{}",
+                    NODE_PORT_RANGE.start(),
+                    NODE_PORT_RANGE.end()
+                )));
+            }
+        }
+        self.validate_load_balancer_ip(svc, id)
+    }
+
+    /// A LoadBalancer Service's address: present on it alone, IPv4, of a family the Service has,
+    /// and outside every range the lab takes addresses from.
+    fn validate_load_balancer_ip(&self, svc: &ServiceSpec, id: &str) -> Result<(), ScenarioError> {
+        let ip = match (svc.service_type, svc.load_balancer_ip) {
+            (ServiceType::LoadBalancer, Some(ip)) => ip,
+            (ServiceType::LoadBalancer, None) => {
+                return Err(invalid(format!(
+                    "service {id} is of type LoadBalancer, so it needs a loadBalancerIP (the \
+                     address the lab's load balancer gives it)"
+                )));
+            }
+            (_, None) => return Ok(()),
+            (ty, Some(_)) => {
+                return Err(invalid(format!(
+                    "service {id} is of type {}, so it cannot have a loadBalancerIP (only a \
+                     LoadBalancer Service has one)",
+                    ty.as_k8s()
+                )));
+            }
+        };
+        let IpAddr::V4(v4) = ip else {
+            return Err(invalid(format!(
+                "service {id} loadBalancerIP {ip} is not an IPv4 address (the lab's load balancer \
+                 gives IPv4 addresses only)"
+            )));
+        };
+        let families = svc.ip_families.as_deref().unwrap_or(&self.ip_families);
+        if !families.contains(&IpFamily::V4) {
+            return Err(invalid(format!(
+                "service {id} is of type LoadBalancer with the IPv4 loadBalancerIP {ip}, so it needs \
+                 the IPv4 family, which it lacks"
+            )));
+        }
+        if let Some(what) = crate::plan::lab_range_of(v4) {
+            return Err(invalid(format!(
+                "service {id} loadBalancerIP {ip} lies in {what}, which the lab uses itself; take \
+                 one from 203.0.113.0/24"
+            )));
+        }
+        if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() {
+            return Err(invalid(format!(
+                "service {id} loadBalancerIP {ip} is not a unicast address"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Node ports are one pool for the whole cluster, as kube-apiserver allocates them: a
+    /// nodePort belongs to one Service, where only the TCP and UDP ports of one port number may
+    /// share it; a healthCheckNodePort is a node port of its own.
+    fn validate_node_ports(&self) -> Result<(), ScenarioError> {
+        // nodePort → (the Service holding it, the Service port that has it, protocols).
+        let mut owners: BTreeMap<u16, (String, u16, BTreeSet<Protocol>)> = BTreeMap::new();
+        for svc in self.services.iter().filter(|s| s.service_type.has_node_ports()) {
+            let id = format!("{}/{}", svc.namespace, svc.name);
+            for p in &svc.ports {
+                let Some(n) = p.node_port else { continue };
+                let (owner, port, protocols) = owners
+                    .entry(n)
+                    .or_insert_with(|| (id.clone(), p.port, BTreeSet::new()));
+                if *owner != id {
+                    return Err(invalid(format!(
+                        "service {id} nodePort {n} is already the nodePort of service {owner}"
+                    )));
+                }
+                if *port != p.port {
+                    return Err(invalid(format!(
+                        "service {id} gives nodePort {n} to ports {port} and {}; only the TCP and \
+                         UDP ports of one port number may share a nodePort",
+                        p.port
+                    )));
+                }
+                if !protocols.insert(p.protocol) {
+                    return Err(invalid(format!(
+                        "service {id} uses nodePort {n} twice for {}",
+                        p.protocol.as_k8s()
+                    )));
+                }
+            }
+        }
+        let mut health_checks: BTreeMap<u16, String> = BTreeMap::new();
+        for svc in &self.services {
+            let Some(hc) = svc.health_check_node_port else {
+                continue;
+            };
+            let id = format!("{}/{}", svc.namespace, svc.name);
+            if let Some((owner, _, _)) = owners.get(&hc) {
+                return Err(invalid(format!(
+                    "service {id} healthCheckNodePort {hc} is already the nodePort of service {owner}"
+                )));
+            }
+            if let Some(owner) = health_checks.insert(hc, id.clone()) {
+                return Err(invalid(format!(
+                    "service {id} healthCheckNodePort {hc} is already the healthCheckNodePort of \
+                     service {owner}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The extra objects are served kinds and each EndpointSlice belongs to a known Service.
@@ -1097,6 +1350,201 @@ mod tests {
         );
         let e = err("name: t\nnodes: [n]\nfaults: [{kind: link-cut, node: n, family: IPv6}]\n");
         assert!(e.contains("names family IPv6, which the cluster lacks"), "{e}");
+    }
+
+    /// A scenario with Service `a/s` of `spec` (its YAML flow-mapping fields) and `extra` Services.
+    fn with_service(spec: &str, extra: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(&format!(
+            "name: t\nnodes: [n]\nservices:\n- {{namespace: a, name: s, selector: {{app: x}}, {spec}}}\n{extra}"
+        ))
+    }
+
+    fn service_err(spec: &str, extra: &str) -> String {
+        with_service(spec, extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn node_port_and_load_balancer_services_parse_with_kubernetes_defaults() {
+        let s = with_service(
+            "type: LoadBalancer, loadBalancerIP: 203.0.113.10, externalTrafficPolicy: Local, \
+             ports: [{port: 80, nodePort: 30080}]",
+            "- {namespace: a, name: np, type: NodePort, ports: [{port: 81, nodePort: 30081}]}\n",
+        )
+        .unwrap();
+        let lb = &s.services[0];
+        assert_eq!(lb.service_type, ServiceType::LoadBalancer);
+        assert_eq!(lb.ports[0].node_port, Some(30080));
+        assert_eq!(lb.effective_external_traffic_policy(), TrafficPolicy::Local);
+        assert_eq!(lb.load_balancer_ip, Some("203.0.113.10".parse().unwrap()));
+        let np = &s.services[1];
+        assert_eq!(np.service_type, ServiceType::NodePort);
+        assert_eq!(np.effective_external_traffic_policy(), TrafficPolicy::Cluster);
+        let plain = Scenario::parse(
+            "name: t\nnodes: [n]\nservices:\n- {namespace: a, name: s, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        assert_eq!(plain.services[0].service_type, ServiceType::ClusterIp);
+    }
+
+    #[test]
+    fn node_ports_go_on_every_port_of_an_external_service_and_only_there() {
+        assert_eq!(
+            service_err("type: NodePort, ports: [{port: 80}]", ""),
+            "scenario service a/s is of type NodePort, so its port 80/TCP needs a nodePort (the lab \
+             does not allocate them, so that verdicts read the same on every run)"
+        );
+        assert_eq!(
+            service_err("ports: [{port: 80, nodePort: 30080}]", ""),
+            "scenario service a/s is of type ClusterIP, so its port 80/TCP cannot have a nodePort"
+        );
+        assert_eq!(
+            service_err("type: NodePort, ports: [{port: 80, nodePort: 8080}]", ""),
+            "scenario service a/s nodePort 8080 is outside 30000-32767"
+        );
+        assert_eq!(
+            service_err(
+                "type: NodePort, headless: true, ports: [{port: 80, nodePort: 30080}]",
+                ""
+            ),
+            "scenario service a/s is headless, so it cannot be of type NodePort"
+        );
+        assert_eq!(
+            service_err("externalTrafficPolicy: Local, ports: [{port: 80}]", ""),
+            "scenario service a/s is of type ClusterIP, so it cannot have an externalTrafficPolicy \
+             (only NodePort and LoadBalancer Services have one)"
+        );
+        assert!(service_err("type: ExternalName, ports: [{port: 80}]", "").contains("not valid yaml"));
+    }
+
+    #[test]
+    fn a_node_port_belongs_to_one_service_as_the_api_server_allocates_it() {
+        let np = "type: NodePort, ports: [{port: 80, nodePort: 30080}]";
+        assert_eq!(
+            service_err(
+                np,
+                "- {namespace: b, name: t, type: NodePort, ports: [{port: 80, nodePort: 30080, protocol: UDP}]}\n"
+            ),
+            "scenario service b/t nodePort 30080 is already the nodePort of service a/s"
+        );
+        // TCP and UDP of one port number may share a node port, as DNS does.
+        assert!(
+            with_service(
+                "type: NodePort, ports: [{name: d, port: 53, nodePort: 30053, protocol: UDP}, \
+                 {name: t, port: 53, nodePort: 30053}]",
+                ""
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            service_err(
+                "type: NodePort, ports: [{name: x, port: 80, nodePort: 30080}, {name: y, port: 81, nodePort: 30080}]",
+                ""
+            ),
+            "scenario service a/s gives nodePort 30080 to ports 80 and 81; only the TCP and UDP ports \
+             of one port number may share a nodePort"
+        );
+    }
+
+    #[test]
+    fn a_health_check_node_port_needs_a_local_load_balancer_and_a_port_of_its_own() {
+        let lb = "type: LoadBalancer, loadBalancerIP: 203.0.113.10, ports: [{port: 80, nodePort: 30080}]";
+        assert_eq!(
+            service_err(&format!("{lb}, healthCheckNodePort: 30100"), ""),
+            "scenario service a/s has a healthCheckNodePort, which only a LoadBalancer Service with \
+             externalTrafficPolicy: Local has"
+        );
+        assert!(
+            service_err(
+                "type: NodePort, externalTrafficPolicy: Local, healthCheckNodePort: 30100, ports: [{port: 80, nodePort: 30080}]",
+                ""
+            )
+            .contains("has a healthCheckNodePort, which only a LoadBalancer")
+        );
+        let local = format!("{lb}, externalTrafficPolicy: Local");
+        assert_eq!(
+            service_err(&format!("{local}, healthCheckNodePort: 30080"), ""),
+            "scenario service a/s healthCheckNodePort 30080 is already the nodePort of service a/s"
+        );
+        assert_eq!(
+            service_err(&format!("{local}, healthCheckNodePort: 40000"), ""),
+            "scenario service a/s healthCheckNodePort 40000 is outside 30000-32767"
+        );
+        let s = with_service(&format!("{local}, healthCheckNodePort: 30100"), "").unwrap();
+        assert_eq!(s.services[0].health_check_node_port, Some(30100));
+    }
+
+    #[test]
+    fn a_load_balancer_address_is_ipv4_outside_the_labs_ranges_and_on_load_balancers_only() {
+        let ports = "ports: [{port: 80, nodePort: 30080}]";
+        assert_eq!(
+            service_err(&format!("type: LoadBalancer, {ports}"), ""),
+            "scenario service a/s is of type LoadBalancer, so it needs a loadBalancerIP (the address \
+             the lab's load balancer gives it)"
+        );
+        assert_eq!(
+            service_err(
+                &format!("type: NodePort, loadBalancerIP: 203.0.113.10, {ports}"),
+                ""
+            ),
+            "scenario service a/s is of type NodePort, so it cannot have a loadBalancerIP (only a \
+             LoadBalancer Service has one)"
+        );
+        assert!(
+            service_err(
+                &format!("type: LoadBalancer, loadBalancerIP: '2001:db8::1', {ports}"),
+                ""
+            )
+            .contains("loadBalancerIP 2001:db8::1 is not an IPv4 address")
+        );
+        assert_eq!(
+            service_err(
+                &format!("type: LoadBalancer, loadBalancerIP: 10.244.9.9, {ports}"),
+                ""
+            ),
+            "scenario service a/s loadBalancerIP 10.244.9.9 lies in the pod network 10.244.0.0/16, \
+             which the lab uses itself; take one from 203.0.113.0/24"
+        );
+        for taken in [
+            "10.96.7.7",
+            "172.18.0.9",
+            "198.51.100.10",
+            "169.254.20.10",
+            "127.0.0.2",
+        ] {
+            let e = service_err(
+                &format!("type: LoadBalancer, loadBalancerIP: {taken}, {ports}"),
+                "",
+            );
+            assert!(e.contains("which the lab uses itself"), "{taken}: {e}");
+        }
+        assert!(
+            service_err(
+                &format!("type: LoadBalancer, loadBalancerIP: 224.0.0.1, {ports}"),
+                ""
+            )
+            .contains("is not a unicast address")
+        );
+        let e = err(&format!(
+            "name: t\nnodes: [n]\nipFamilies: [IPv6]\nservices:\n\
+             - {{namespace: a, name: s, type: LoadBalancer, loadBalancerIP: 203.0.113.10, {ports}}}\n"
+        ));
+        assert!(e.contains("so it needs the IPv4 family, which it lacks"), "{e}");
+    }
+
+    #[test]
+    fn two_load_balancers_may_share_an_address_but_not_a_port_of_it() {
+        let lb = |ns: &str, port: u16, node_port: u16| {
+            format!(
+                "- {{namespace: {ns}, name: s, type: LoadBalancer, loadBalancerIP: 203.0.113.10, \
+                 ports: [{{port: {port}, nodePort: {node_port}}}]}}\n"
+            )
+        };
+        let text = |second: &str| format!("name: t\nnodes: [n]\nservices:\n{}{second}", lb("a", 80, 30080));
+        assert!(Scenario::parse(&text(&lb("b", 443, 30443))).is_ok());
+        assert_eq!(
+            err(&text(&lb("b", 80, 30081))),
+            "scenario service b/s loadBalancerIP 203.0.113.10 port 80/TCP is already served for service a/s"
+        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ fn cluster_cidrs(plan: &Plan) -> String {
     plan.families
         .iter()
         .map(|f| match f {
-            IpFamily::V4 => "10.244.0.0/16",
+            IpFamily::V4 => plan::POD_CIDR,
             IpFamily::V6 => plan::POD_CIDR6,
         })
         .collect::<Vec<_>>()
