@@ -825,6 +825,34 @@ fn join_or(items: Vec<String>, empty: &str) -> String {
     }
 }
 
+/// A Service's EXTERNAL-IP column: a LoadBalancer's ingress addresses (`<pending>` before it has
+/// one), with `spec.externalIPs`.
+fn external_ips(svc: &Value) -> String {
+    let strings = |at: &str| -> Vec<String> {
+        svc.pointer(at)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    let mut ips = Vec::new();
+    if str_at(svc, "/spec/type") == "LoadBalancer" {
+        let ingress = svc
+            .pointer("/status/loadBalancer/ingress")
+            .and_then(Value::as_array);
+        ips.extend(
+            ingress
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()).map(String::from)),
+        );
+        ips.extend(strings("/spec/externalIPs"));
+        return join_or(ips, "<pending>");
+    }
+    join_or(strings("/spec/externalIPs"), "<none>")
+}
+
 fn selector_text(sel: Option<&Value>) -> String {
     let Some(map) = sel.and_then(Value::as_object) else {
         return "<none>".into();
@@ -919,15 +947,22 @@ fn table_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
+            // As kubectl's printer writes them: `PORT:NODEPORT/PROTOCOL` for a node port.
             let ports = ports
                 .iter()
-                .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                .map(|p| {
+                    let protocol = p["protocol"].as_str().unwrap_or("TCP");
+                    match p.get("nodePort").and_then(Value::as_u64) {
+                        Some(node_port) => format!("{}:{node_port}/{protocol}", p["port"]),
+                        None => format!("{}/{protocol}", p["port"]),
+                    }
+                })
                 .collect();
             vec![
                 name,
                 str_at(o, "/spec/type").into(),
                 str_at(o, "/spec/clusterIP").into(),
-                "<none>".into(),
+                external_ips(o).into(),
                 join_or(ports, "<none>").into(),
                 age(o).into(),
                 selector_text(o.pointer("/spec/selector")).into(),
@@ -1272,6 +1307,26 @@ mod tests {
         assert_eq!(field_value(&pod, "status.podIP"), "");
         assert_eq!(field_value(&pod, "spec.hostNetwork"), "false");
         assert!(parse_field_selector(pods, "nonsense").is_err());
+    }
+
+    #[test]
+    fn service_rows_show_node_ports_and_load_balancer_addresses_as_kubectl_prints_them() {
+        let services = RESOURCES.iter().find(|r| r.plural == "services").unwrap();
+        let lb = json!({
+            "metadata": {"name": "lb"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.1.1",
+                     "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}, {"port": 53, "protocol": "UDP", "nodePort": 30053}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}
+        });
+        let cells = table_cells(services, &lb);
+        assert_eq!(cells[3], "203.0.113.10");
+        assert_eq!(cells[4], "80:30080/TCP,53:30053/UDP");
+        let pending = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "ports": []}});
+        assert_eq!(table_cells(services, &pending)[3], "<pending>");
+        let plain =
+            json!({"metadata": {"name": "s"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
+        assert_eq!(table_cells(services, &plain)[3], "<none>");
+        assert_eq!(table_cells(services, &plain)[4], "80/TCP");
     }
 
     #[test]

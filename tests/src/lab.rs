@@ -822,8 +822,11 @@ impl Builder<'_> {
                                 TargetPort::Number(n) => n.to_string(),
                                 TargetPort::Name(n) => n,
                             },
+                            node_port: p.node_port,
                         })
                         .collect(),
+                    service_type: s.is_external().then(|| s.service_type.as_k8s().into()),
+                    load_balancer_ip: s.load_balancer_ip.map(|ip| ip.to_string()),
                 })
                 .collect(),
             dns: DnsInfo {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetStatus};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, ContainerState, ContainerStateRunning, ContainerStatus, HostIP, Namespace,
-    NamespaceStatus, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference,
-    Pod, PodCondition, PodIP, PodSpec as K8sPodSpec, PodStatus, Service, ServicePort,
-    ServiceSpec as K8sServiceSpec,
+    Container, ContainerPort, ContainerState, ContainerStateRunning, ContainerStatus, HostIP,
+    LoadBalancerIngress, LoadBalancerStatus, Namespace, NamespaceStatus, Node, NodeAddress, NodeCondition,
+    NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference, Pod, PodCondition, PodIP, PodSpec as K8sPodSpec,
+    PodStatus, Service, ServicePort, ServiceSpec as K8sServiceSpec, ServiceStatus,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
@@ -18,7 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use crate::plan::{Plan, PodPlan, PodRole, ServicePlan};
-use crate::scenario::{IpFamily, Scenario, TargetPort, TrafficPolicy};
+use crate::scenario::{IpFamily, Scenario, ServiceType, TargetPort};
 
 /// A resource type the API stand-in serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,23 +559,22 @@ fn service(s: &ServicePlan, now: Timestamp) -> Service {
     } else {
         "SingleStack"
     };
+    let external = s.is_external();
     Service {
         metadata: meta("Service", Some(&s.namespace), &s.name, now),
         spec: Some(K8sServiceSpec {
-            type_: Some("ClusterIP".into()),
+            type_: Some(s.service_type.as_k8s().into()),
             cluster_ip: Some(cluster_ips[0].clone()),
             cluster_ips: Some(cluster_ips),
             selector: s.selector.clone(),
             ip_families: Some(s.families.iter().map(|f| f.as_k8s().to_string()).collect()),
             ip_family_policy: Some(policy.into()),
             session_affinity: Some("None".into()),
-            internal_traffic_policy: Some(
-                match s.internal_traffic_policy {
-                    TrafficPolicy::Cluster => "Cluster",
-                    TrafficPolicy::Local => "Local",
-                }
-                .into(),
-            ),
+            internal_traffic_policy: Some(s.internal_traffic_policy.as_k8s().into()),
+            // As the API server defaults them for the external types only.
+            external_traffic_policy: external.then(|| s.external_traffic_policy.as_k8s().into()),
+            health_check_node_port: s.health_check_node_port.map(i32::from),
+            allocate_load_balancer_node_ports: (s.service_type == ServiceType::LoadBalancer).then_some(true),
             traffic_distribution: s.traffic_distribution.clone(),
             ports: Some(
                 s.ports
@@ -588,14 +587,31 @@ fn service(s: &ServicePlan, now: Timestamp) -> Service {
                             TargetPort::Number(n) => IntOrString::Int(i32::from(n)),
                             TargetPort::Name(name) => IntOrString::String(name),
                         }),
+                        node_port: p.node_port.map(i32::from),
                         ..Default::default()
                     })
                     .collect(),
             ),
             ..Default::default()
         }),
-        status: None,
+        status: load_balancer_status(s),
     }
+}
+
+/// A LoadBalancer Service's status as a load-balancer controller writes it (the API server
+/// defaults `ipMode` to `VIP`); other Services have none here.
+fn load_balancer_status(s: &ServicePlan) -> Option<ServiceStatus> {
+    let ip = s.load_balancer_ip?;
+    Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                ip: Some(ip.to_string()),
+                ip_mode: Some("VIP".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    })
 }
 
 fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
@@ -1018,6 +1034,42 @@ mod tests {
         assert!(np["metadata"]["uid"].is_string());
         let dns = find("Service", "kube-dns");
         assert_eq!(dns["spec"]["clusterIP"], "10.96.0.10");
+    }
+
+    #[test]
+    fn external_services_carry_their_type_node_ports_policy_and_load_balancer_status() {
+        let text = "name: t\nnodes: [a]\nservices:\n\
+            - {namespace: shop, name: lb, type: LoadBalancer, loadBalancerIP: 203.0.113.10, \
+               externalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30080}]}\n\
+            - {namespace: shop, name: np, type: NodePort, ports: [{port: 81, nodePort: 30081}]}\n\
+            - {namespace: shop, name: plain, ports: [{port: 82}]}\n";
+        let (s, plan) = setup(text);
+        let objs = all_objects(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let find = |name: &str| {
+            objs.iter()
+                .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let lb = find("lb");
+        assert_eq!(lb["spec"]["type"], "LoadBalancer");
+        assert_eq!(lb["spec"]["ports"][0]["nodePort"], 30080);
+        assert_eq!(lb["spec"]["externalTrafficPolicy"], "Local");
+        assert_eq!(lb["spec"]["healthCheckNodePort"], 32767);
+        assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
+        assert_eq!(
+            lb["status"],
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10", "ipMode": "VIP"}]}})
+        );
+        let np = find("np");
+        assert_eq!(np["spec"]["type"], "NodePort");
+        assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
+        assert!(np["spec"].get("healthCheckNodePort").is_none());
+        assert!(np.get("status").is_none());
+        let plain = find("plain");
+        assert_eq!(plain["spec"]["type"], "ClusterIP");
+        assert!(plain["spec"].get("externalTrafficPolicy").is_none());
+        assert!(plain["spec"]["ports"][0].get("nodePort").is_none());
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub struct ServiceInfo {
     #[serde(default, rename = "clusterIPs")]
     pub cluster_ips: Vec<String>,
     pub ports: Vec<ServicePortInfo>,
+    /// `NodePort` or `LoadBalancer`; absent for a ClusterIP Service.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<String>,
+    /// A LoadBalancer Service's address.
+    #[serde(default, rename = "loadBalancerIP", skip_serializing_if = "Option::is_none")]
+    pub load_balancer_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +83,9 @@ pub struct ServicePortInfo {
     pub protocol: String,
     /// A number or a container port name.
     pub target_port: String,
+    /// The port on every node, for a NodePort or LoadBalancer Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
