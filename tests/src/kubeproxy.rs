@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::plan::{NodePlan, Plan, ServicePlan};
+use crate::scenario::ServicePortSpec;
 use crate::scenario::{DenyMode, Fault, IpFamily, Protocol, TrafficPolicy, split_ref};
 
 /// The chain the lab's NetworkPolicy stand-in rules live in, jumped to first from FORWARD.
@@ -29,11 +30,9 @@ struct Candidate {
     for_nodes: Vec<String>,
 }
 
-/// The endpoints (address, port) kube-proxy on `node` sends one Service port to, from the
-/// Service's slices of `family`. Under `internalTrafficPolicy: Local`, the node's own: ready,
-/// else serving-and-terminating. Otherwise the ready ones (a missing `ready` counts as ready)
-/// that the topology hints give the node, when every ready endpoint has hints and one names the
-/// node (else its zone); with none ready anywhere, the serving ones that are terminating.
+/// The endpoints (address, port) kube-proxy on `node` sends one Service port's ClusterIP to, from
+/// the Service's slices of `family`: under `internalTrafficPolicy: Local` the node's own
+/// ([`local_endpoints`]), else [`cluster_endpoints`].
 pub fn ready_endpoints(
     svc: &ServicePlan,
     port_name: Option<&str>,
@@ -43,25 +42,64 @@ pub fn ready_endpoints(
     node: &NodePlan,
 ) -> Vec<(IpAddr, u16)> {
     let all = candidates(svc, port_name, protocol, slices, family);
-    let usable = |list: Vec<&Candidate>| -> Vec<(IpAddr, u16)> {
-        let ready: BTreeSet<_> = list.iter().filter(|c| c.ready).map(|c| c.addr).collect();
-        if !ready.is_empty() {
-            return ready.into_iter().collect();
-        }
-        let draining: BTreeSet<_> = list
-            .iter()
-            .filter(|c| c.serving_terminating)
-            .map(|c| c.addr)
-            .collect();
-        draining.into_iter().collect()
-    };
     if svc.internal_traffic_policy == TrafficPolicy::Local {
-        return usable(
-            all.iter()
-                .filter(|c| c.node.as_deref() == Some(node.name.as_str()))
-                .collect(),
-        );
+        return local_endpoints(&all, node);
     }
+    cluster_endpoints(&all, node)
+}
+
+/// Every endpoint kube-proxy on `node` translates one Service port to, by any of its paths: the
+/// ClusterIP's, and for a NodePort or LoadBalancer Service the external policy's and the
+/// cluster-wide one its pod traffic takes (kube-proxy's "all locally reachable endpoints").
+pub fn reachable_endpoints(
+    svc: &ServicePlan,
+    port_name: Option<&str>,
+    protocol: Protocol,
+    slices: &[EndpointSlice],
+    family: IpFamily,
+    node: &NodePlan,
+) -> Vec<(IpAddr, u16)> {
+    let all = candidates(svc, port_name, protocol, slices, family);
+    let uses_local = svc.internal_traffic_policy == TrafficPolicy::Local
+        || (svc.is_external() && svc.external_traffic_policy == TrafficPolicy::Local);
+    let uses_cluster = svc.internal_traffic_policy == TrafficPolicy::Cluster || svc.is_external();
+    let mut out: BTreeSet<(IpAddr, u16)> = BTreeSet::new();
+    if uses_cluster {
+        out.extend(cluster_endpoints(&all, node));
+    }
+    if uses_local {
+        out.extend(local_endpoints(&all, node));
+    }
+    out.into_iter().collect()
+}
+
+/// Ready endpoints, else the serving ones that are terminating (kube-proxy's fallback).
+fn usable(list: Vec<&Candidate>) -> Vec<(IpAddr, u16)> {
+    let ready: BTreeSet<_> = list.iter().filter(|c| c.ready).map(|c| c.addr).collect();
+    if !ready.is_empty() {
+        return ready.into_iter().collect();
+    }
+    let draining: BTreeSet<_> = list
+        .iter()
+        .filter(|c| c.serving_terminating)
+        .map(|c| c.addr)
+        .collect();
+    draining.into_iter().collect()
+}
+
+/// Under a `Local` traffic policy: the node's own endpoints, ready, else serving-and-terminating.
+fn local_endpoints(all: &[Candidate], node: &NodePlan) -> Vec<(IpAddr, u16)> {
+    usable(
+        all.iter()
+            .filter(|c| c.node.as_deref() == Some(node.name.as_str()))
+            .collect(),
+    )
+}
+
+/// Under the `Cluster` traffic policy: the ready endpoints (a missing `ready` counts as ready)
+/// that the topology hints give the node, when every ready endpoint has hints and one names the
+/// node (else its zone); with none ready anywhere, the serving ones that are terminating.
+fn cluster_endpoints(all: &[Candidate], node: &NodePlan) -> Vec<(IpAddr, u16)> {
     let ready: Vec<&Candidate> = all.iter().filter(|c| c.ready).collect();
     let same_node = !ready.is_empty()
         && ready.iter().all(|c| !c.for_nodes.is_empty())
@@ -219,7 +257,7 @@ fn family_rules(
         "-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}"
     );
     // kube-proxy's jumps: ClusterIP rules on the forwarded and locally sent paths; the chain for
-    // external IPs and NodePorts (empty here: the lab has neither) also on the input path.
+    // node ports and load balancer addresses on the input and forwarded paths.
     for (hook, chain, what) in [
         (
             "INPUT",
@@ -292,7 +330,6 @@ fn service_port_rules(
     faults: &[Fault],
     family: IpFamily,
 ) -> ServicePortRules {
-    let hl = host_len(family);
     let node_name = node.name.as_str();
     let skipped: BTreeSet<&str> = faults
         .iter()
@@ -301,14 +338,23 @@ fn service_port_rules(
             _ => None,
         })
         .collect();
-
+    // The node-port chain only when some Service has node ports: a cluster of ClusterIP Services
+    // keeps the rules it always had.
+    let node_ports = plan.services.iter().any(ServicePlan::is_external);
     let mut rules = ServicePortRules {
-        nat_chains: vec![
-            "KUBE-SERVICES".to_string(),
-            "KUBE-POSTROUTING".into(),
-            "KUBE-MARK-MASQ".into(),
-        ],
+        nat_chains: std::iter::once("KUBE-SERVICES")
+            .chain(node_ports.then_some(NODE_PORTS_CHAIN))
+            .chain(["KUBE-POSTROUTING", "KUBE-MARK-MASQ"])
+            .map(String::from)
+            .collect(),
         ..Default::default()
+    };
+    let view = NodeView {
+        plan,
+        node,
+        slices,
+        faults,
+        family,
     };
     for svc in &plan.services {
         let Some(vip) = svc.vip(family) else { continue };
@@ -316,48 +362,350 @@ fn service_port_rules(
             continue;
         }
         for sp in &svc.ports {
-            let proto = sp.protocol.as_iptables();
-            let port_id = match &sp.name {
-                Some(n) => format!("{}:{n}", svc.key()),
-                None => svc.key(),
-            };
-            let mut eps = ready_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family, node);
-            eps.extend(stale_endpoints(plan, node_name, &svc.key(), &eps, faults, family));
-            if eps.is_empty()
-                && svc.internal_traffic_policy == TrafficPolicy::Local
-                && has_usable_endpoints(svc, sp.name.as_deref(), sp.protocol, slices, family)
-            {
-                let _ = writeln!(
-                    rules.filter,
-                    "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no local endpoints\" \
-                     -m {proto} --dport {} -j DROP",
-                    sp.port
-                );
-                continue;
+            if svc.is_external() {
+                external_port_rules(&mut rules, &view, svc, sp, vip);
+            } else {
+                cluster_ip_port_rules(&mut rules, &view, svc, sp, vip);
             }
-            if eps.is_empty() {
-                let _ = writeln!(
-                    rules.filter,
-                    "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no endpoints\" \
-                     -m {proto} --dport {} -j {}",
-                    sp.port,
-                    reject(family, false)
-                );
-                continue;
-            }
-            let svc_chain = format!("KUBE-SVC-{}", chain_hash(&format!("{port_id}/{proto}")));
-            rules.nat_chains.push(svc_chain.clone());
-            let _ = writeln!(
-                rules.nat,
-                "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} cluster IP\" \
-                 -m {proto} --dport {} -j {svc_chain}",
-                sp.port
-            );
-            endpoint_rules(&mut rules, &port_id, proto, &svc_chain, &eps, hl);
         }
     }
-
+    if node_ports {
+        // kube-proxy's last rule of KUBE-SERVICES (localhost node ports are not blocked for IPv4,
+        // as with its default `localhostNodePorts`; IPv6 never has them).
+        let not_loopback = match family {
+            IpFamily::V4 => "",
+            IpFamily::V6 => " ! -d ::1/128",
+        };
+        let _ = writeln!(
+            rules.nat,
+            "-A KUBE-SERVICES{not_loopback} -m comment --comment \"kubernetes service nodeports; NOTE: this must be \
+             the last rule in this chain\" -m addrtype --dst-type LOCAL -j {NODE_PORTS_CHAIN}"
+        );
+    }
     rules
+}
+
+/// kube-proxy's nat chain of node ports, the last jump of KUBE-SERVICES for local addresses.
+const NODE_PORTS_CHAIN: &str = "KUBE-NODEPORTS";
+
+/// What kube-proxy on one node reads to program one family.
+struct NodeView<'a> {
+    plan: &'a Plan,
+    node: &'a NodePlan,
+    slices: &'a [EndpointSlice],
+    faults: &'a [Fault],
+    family: IpFamily,
+}
+
+impl NodeView<'_> {
+    /// The endpoints of one Service port: kube-proxy's candidates in this family.
+    fn candidates(&self, svc: &ServicePlan, sp: &ServicePortSpec) -> Vec<Candidate> {
+        candidates(svc, sp.name.as_deref(), sp.protocol, self.slices, self.family)
+    }
+
+    /// `eps` with the pods a `service-rule-stale` fault leaves in this node's rules.
+    fn with_stale(&self, svc: &ServicePlan, mut eps: Vec<(IpAddr, u16)>) -> Vec<(IpAddr, u16)> {
+        let stale = stale_endpoints(
+            self.plan,
+            &self.node.name,
+            &svc.key(),
+            &eps,
+            self.faults,
+            self.family,
+        );
+        eps.extend(stale);
+        eps
+    }
+}
+
+/// `namespace/name:port` (or `namespace/name` for an unnamed port), as kube-proxy names a
+/// Service port in its comments.
+fn port_id(svc: &ServicePlan, sp: &ServicePortSpec) -> String {
+    match &sp.name {
+        Some(n) => format!("{}:{n}", svc.key()),
+        None => svc.key(),
+    }
+}
+
+/// A ClusterIP Service port: the ClusterIP's jump to the service chain and its endpoints, or
+/// the filter rule for a port without them (REJECT; DROP under `internalTrafficPolicy: Local`
+/// when only other nodes have endpoints).
+fn cluster_ip_port_rules(
+    rules: &mut ServicePortRules,
+    view: &NodeView,
+    svc: &ServicePlan,
+    sp: &ServicePortSpec,
+    vip: IpAddr,
+) {
+    let hl = host_len(view.family);
+    let proto = sp.protocol.as_iptables();
+    let port_id = port_id(svc, sp);
+    let eps = view.with_stale(
+        svc,
+        ready_endpoints(
+            svc,
+            sp.name.as_deref(),
+            sp.protocol,
+            view.slices,
+            view.family,
+            view.node,
+        ),
+    );
+    if eps.is_empty()
+        && svc.internal_traffic_policy == TrafficPolicy::Local
+        && has_usable_endpoints(svc, sp.name.as_deref(), sp.protocol, view.slices, view.family)
+    {
+        let _ = writeln!(
+            rules.filter,
+            "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no local endpoints\" \
+             -m {proto} --dport {} -j DROP",
+            sp.port
+        );
+        return;
+    }
+    if eps.is_empty() {
+        let _ = writeln!(
+            rules.filter,
+            "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} has no endpoints\" \
+             -m {proto} --dport {} -j {}",
+            sp.port,
+            reject(view.family, false)
+        );
+        return;
+    }
+    let svc_chain = format!("KUBE-SVC-{}", chain_hash(&format!("{port_id}/{proto}")));
+    rules.nat_chains.push(svc_chain.clone());
+    let _ = writeln!(
+        rules.nat,
+        "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} cluster IP\" \
+         -m {proto} --dport {} -j {svc_chain}",
+        sp.port
+    );
+    endpoint_rules(rules, &port_id, proto, &svc_chain, &eps, hl);
+}
+
+/// The chains of a NodePort or LoadBalancer Service port, named as kube-proxy names them: one
+/// hash, a prefix per role.
+struct ExternalChains {
+    /// KUBE-SVC: the `Cluster` policy's endpoints.
+    cluster: String,
+    /// KUBE-SVL: the node's own endpoints, for a `Local` policy.
+    local: String,
+    /// KUBE-EXT: where node-port and load-balancer traffic goes first.
+    external: String,
+}
+
+/// A NodePort or LoadBalancer Service port as kube-proxy's iptables mode writes it (its
+/// proxier's `syncProxyRules`): the ClusterIP, the load balancer's address and the node port
+/// lead to KUBE-EXT, which masquerades and goes cluster-wide under `externalTrafficPolicy:
+/// Cluster`; under `Local` it sends pod traffic and the node's own cluster-wide and the rest to
+/// the node's endpoints only, and with none here external traffic is dropped in the filter
+/// table. The health check port is left out: the stand-in serves no health checks.
+fn external_port_rules(
+    rules: &mut ServicePortRules,
+    view: &NodeView,
+    svc: &ServicePlan,
+    sp: &ServicePortSpec,
+    vip: IpAddr,
+) {
+    let hl = host_len(view.family);
+    let proto = sp.protocol.as_iptables();
+    let port_id = port_id(svc, sp);
+    let hash = chain_hash(&format!("{port_id}/{proto}"));
+    let chains = ExternalChains {
+        cluster: format!("KUBE-SVC-{hash}"),
+        local: format!("KUBE-SVL-{hash}"),
+        external: format!("KUBE-EXT-{hash}"),
+    };
+    let all = view.candidates(svc, sp);
+    let cluster = view.with_stale(svc, cluster_endpoints(&all, view.node));
+    let uses_local = svc.internal_traffic_policy == TrafficPolicy::Local
+        || svc.external_traffic_policy == TrafficPolicy::Local;
+    let local = if uses_local {
+        local_endpoints(&all, view.node)
+    } else {
+        Vec::new()
+    };
+    // Some node has an endpoint: the cluster-wide list is never empty then.
+    let any = !cluster.is_empty();
+    let policy = |p: TrafficPolicy| match p {
+        TrafficPolicy::Cluster => (chains.cluster.as_str(), any),
+        TrafficPolicy::Local => (chains.local.as_str(), any && !local.is_empty()),
+    };
+    let (internal_chain, has_internal) = policy(svc.internal_traffic_policy);
+    let (external_policy_chain, has_external) = policy(svc.external_traffic_policy);
+    let refused = if any {
+        Refusal {
+            comment: format!("{port_id} has no local endpoints"),
+            target: "DROP",
+        }
+    } else {
+        Refusal {
+            comment: format!("{port_id} has no endpoints"),
+            target: reject(view.family, false),
+        }
+    };
+    if has_internal {
+        let _ = writeln!(
+            rules.nat,
+            "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{port_id} cluster IP\" \
+             -m {proto} --dport {} -j {internal_chain}",
+            sp.port
+        );
+    } else {
+        let _ = writeln!(
+            rules.filter,
+            "-A KUBE-SERVICES -d {vip}/{hl} -p {proto} -m comment --comment \"{}\" -m {proto} --dport {} -j {}",
+            refused.comment, sp.port, refused.target
+        );
+    }
+    let entries = ExternalEntries {
+        port_id: &port_id,
+        chain: &chains.external,
+        captured: any,
+        refused: (!has_external).then_some(&refused),
+    };
+    entries.write(rules, view.family, svc, sp);
+    if !any {
+        return;
+    }
+    external_chain_rules(
+        rules,
+        view.family,
+        svc,
+        &port_id,
+        &chains,
+        has_external.then_some(external_policy_chain),
+    );
+    policy_chain_rules(rules, &port_id, proto, &chains.cluster, &cluster);
+    if uses_local {
+        policy_chain_rules(rules, &port_id, proto, &chains.local, &local);
+    }
+    let reachable: BTreeSet<(IpAddr, u16)> = cluster.iter().chain(&local).copied().collect();
+    for &ep in &reachable {
+        sep_rules(rules, &port_id, proto, ep, hl);
+    }
+}
+
+/// The filter rule's comment and target for traffic a node cannot send to an endpoint.
+struct Refusal {
+    comment: String,
+    target: &'static str,
+}
+
+/// Where external traffic enters a Service port: its load balancer address (IPv4) and its node
+/// port.
+struct ExternalEntries<'a> {
+    port_id: &'a str,
+    /// The port's KUBE-EXT chain.
+    chain: &'a str,
+    /// Whether they lead to it: some node has an endpoint.
+    captured: bool,
+    /// What the filter table does with external traffic this node has no endpoint for.
+    refused: Option<&'a Refusal>,
+}
+
+impl ExternalEntries<'_> {
+    fn write(&self, rules: &mut ServicePortRules, family: IpFamily, svc: &ServicePlan, sp: &ServicePortSpec) {
+        let (port_id, chain) = (self.port_id, self.chain);
+        let proto = sp.protocol.as_iptables();
+        if let Some(lb) = svc.load_balancer_ip.filter(|_| family == IpFamily::V4) {
+            let dport = format!("-m {proto} --dport {}", sp.port);
+            if self.captured {
+                let _ = writeln!(
+                    rules.nat,
+                    "-A KUBE-SERVICES -d {lb}/32 -p {proto} -m comment --comment \"{port_id} loadbalancer IP\" {dport} -j {chain}"
+                );
+            }
+            if let Some(Refusal { comment, target }) = self.refused {
+                let _ = writeln!(
+                    rules.filter,
+                    "-A KUBE-EXTERNAL-SERVICES -d {lb}/32 -p {proto} -m comment --comment \"{comment}\" {dport} -j {target}"
+                );
+            }
+        }
+        let Some(node_port) = sp.node_port else { return };
+        if self.captured {
+            let _ = writeln!(
+                rules.nat,
+                "-A {NODE_PORTS_CHAIN} -p {proto} -m comment --comment \"{port_id}\" -m {proto} --dport {node_port} -j {chain}"
+            );
+        }
+        if let Some(Refusal { comment, target }) = self.refused {
+            let _ = writeln!(
+                rules.filter,
+                "-A KUBE-EXTERNAL-SERVICES -p {proto} -m comment --comment \"{comment}\" -m addrtype --dst-type LOCAL \
+                 -m {proto} --dport {node_port} -j {target}"
+            );
+        }
+    }
+}
+
+/// The KUBE-EXT chain of a Service port: under `externalTrafficPolicy: Cluster` a masquerade
+/// mark (the endpoint may be on another node); under `Local` the pods' and the node's own traffic
+/// short-circuited to the cluster-wide chain (the node's masqueraded, its address being the
+/// source), the rest left with its source. Then the policy's chain, when it has endpoints here.
+fn external_chain_rules(
+    rules: &mut ServicePortRules,
+    family: IpFamily,
+    svc: &ServicePlan,
+    port_id: &str,
+    chains: &ExternalChains,
+    policy_chain: Option<&str>,
+) {
+    let ext = &chains.external;
+    rules.nat_chains.push(ext.clone());
+    match svc.external_traffic_policy {
+        TrafficPolicy::Cluster => {
+            let _ = writeln!(
+                rules.nat,
+                "-A {ext} -m comment --comment \"masquerade traffic for {port_id} external destinations\" -j KUBE-MARK-MASQ"
+            );
+        }
+        TrafficPolicy::Local => {
+            let pods = match family {
+                IpFamily::V4 => crate::plan::POD_CIDR,
+                IpFamily::V6 => crate::plan::POD_CIDR6,
+            };
+            let cluster = &chains.cluster;
+            let _ = writeln!(
+                rules.nat,
+                "-A {ext} -s {pods} -m comment --comment \"pod traffic for {port_id} external destinations\" -j {cluster}\n\
+                 -A {ext} -m comment --comment \"masquerade LOCAL traffic for {port_id} external destinations\" \
+                 -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ\n\
+                 -A {ext} -m comment --comment \"route LOCAL traffic for {port_id} external destinations\" \
+                 -m addrtype --src-type LOCAL -j {cluster}"
+            );
+        }
+    }
+    if let Some(chain) = policy_chain {
+        let _ = writeln!(rules.nat, "-A {ext} -j {chain}");
+    }
+}
+
+/// A traffic policy's chain (KUBE-SVC, KUBE-SVL): a jump to each endpoint's chain with
+/// kube-proxy's random probabilities. Nothing when it has no endpoints.
+fn policy_chain_rules(
+    rules: &mut ServicePortRules,
+    port_id: &str,
+    proto: &str,
+    chain: &str,
+    eps: &[(IpAddr, u16)],
+) {
+    if eps.is_empty() {
+        return;
+    }
+    rules.nat_chains.push(chain.to_string());
+    let n = eps.len();
+    for (i, &(ip, port)) in eps.iter().enumerate() {
+        let to = SocketAddr::new(ip, port);
+        let _ = writeln!(
+            rules.nat,
+            "-A {chain} -m comment --comment \"{port_id} -> {to}\"{} -j {}",
+            probability(i, n),
+            sep_chain(port_id, proto, ip, port)
+        );
+    }
 }
 
 /// One port's endpoint chains: the service chain's jump to each (with kube-proxy's random
@@ -373,32 +721,49 @@ fn endpoint_rules(
     let n = eps.len();
     for (i, &(ip, port)) in eps.iter().enumerate() {
         let to = SocketAddr::new(ip, port);
-        let sep = format!(
-            "KUBE-SEP-{}",
-            chain_hash(&format!("{port_id}/{proto}/{ip}:{port}"))
-        );
-        rules.nat_chains.push(sep.clone());
-        let statistic = if i + 1 < n {
-            format!(
-                " -m statistic --mode random --probability {:.10}",
-                1.0 / (n - i) as f64
-            )
-        } else {
-            String::new()
-        };
         let _ = writeln!(
             rules.nat,
-            "-A {svc_chain} -m comment --comment \"{port_id} -> {to}\"{statistic} -j {sep}"
+            "-A {svc_chain} -m comment --comment \"{port_id} -> {to}\"{} -j {}",
+            probability(i, n),
+            sep_chain(port_id, proto, ip, port)
         );
-        let _ = writeln!(
-            rules.nat,
-            "-A {sep} -s {ip}/{hl} -m comment --comment \"{port_id}\" -j KUBE-MARK-MASQ"
-        );
-        let _ = writeln!(
-            rules.nat,
-            "-A {sep} -p {proto} -m comment --comment \"{port_id}\" -m {proto} -j DNAT --to-destination {to}"
-        );
+        sep_rules(rules, port_id, proto, (ip, port), hl);
     }
+}
+
+/// The statistic match of the `i`th of `n` endpoint jumps: each takes its share of what the
+/// earlier ones left; the last takes the rest.
+fn probability(i: usize, n: usize) -> String {
+    if i + 1 < n {
+        format!(
+            " -m statistic --mode random --probability {:.10}",
+            1.0 / (n - i) as f64
+        )
+    } else {
+        String::new()
+    }
+}
+
+fn sep_chain(port_id: &str, proto: &str, ip: IpAddr, port: u16) -> String {
+    format!(
+        "KUBE-SEP-{}",
+        chain_hash(&format!("{port_id}/{proto}/{ip}:{port}"))
+    )
+}
+
+/// One endpoint's chain: the masquerade mark for hairpin traffic and the DNAT.
+fn sep_rules(rules: &mut ServicePortRules, port_id: &str, proto: &str, (ip, port): (IpAddr, u16), hl: u8) {
+    let sep = sep_chain(port_id, proto, ip, port);
+    let to = SocketAddr::new(ip, port);
+    rules.nat_chains.push(sep.clone());
+    let _ = writeln!(
+        rules.nat,
+        "-A {sep} -s {ip}/{hl} -m comment --comment \"{port_id}\" -j KUBE-MARK-MASQ"
+    );
+    let _ = writeln!(
+        rules.nat,
+        "-A {sep} -p {proto} -m comment --comment \"{port_id}\" -m {proto} -j DNAT --to-destination {to}"
+    );
 }
 
 /// A `link-cut` fault for one family: that family's traffic through the node's uplink dropped
@@ -939,6 +1304,256 @@ mod tests {
         assert_eq!(dnat.len(), 2);
         let (dnat, _) = routed("", zones, 1);
         assert_eq!(dnat.len(), 2);
+    }
+
+    /// The rules of node `node` when the pay Service is external with `fields` (its type, policy,
+    /// load balancer address) and node port 30080, in scenario `text`.
+    fn external(text: &str, fields: &str, node: usize) -> String {
+        let text = text.replace(
+            "name: pay, selector: {app: pay}, ports: [{name: web, port: 80, targetPort: http}]",
+            &format!(
+                "name: pay, selector: {{app: pay}}, {fields}, ports: [{{name: web, port: 80, targetPort: http, nodePort: 30080}}]"
+            ),
+        );
+        let s = Scenario::parse(&text).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let r = node_rules(&plan, node, &slices, &s.faults);
+        assert_chains_declared(&r);
+        r
+    }
+
+    /// Every chain a rule is added to or jumps to is declared once in its table (or built in), as
+    /// `iptables-restore` needs.
+    fn assert_chains_declared(rules: &str) {
+        for table in rules.split('*').skip(1) {
+            let declared: Vec<&str> = table
+                .lines()
+                .filter_map(|l| l.strip_prefix(':')?.split(' ').next())
+                .collect();
+            let unique: BTreeSet<&str> = declared.iter().copied().collect();
+            assert_eq!(unique.len(), declared.len(), "a chain declared twice:\n{table}");
+            for line in table.lines().filter(|l| l.starts_with("-A ")) {
+                let words: Vec<&str> = line.split(' ').collect();
+                let target = words.iter().position(|w| *w == "-j").map(|i| words[i + 1]);
+                for chain in std::iter::once(words[1]).chain(target) {
+                    let builtin = chain.chars().all(|c| c.is_ascii_uppercase()) && !chain.contains('-');
+                    assert!(builtin || unique.contains(chain), "{chain} undeclared in: {line}");
+                }
+            }
+        }
+    }
+
+    /// The lines of `rules` that start with `prefix`.
+    fn lines_of<'a>(rules: &'a str, prefix: &str) -> Vec<&'a str> {
+        rules.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    /// The pay Service's chain with `prefix` (`KUBE-SVC-`, ...), as kube-proxy names it: one
+    /// hash of the port, a prefix per role.
+    fn pay_chain(prefix: &str) -> String {
+        format!("{prefix}{}", chain_hash("shop/pay:web/tcp"))
+    }
+
+    #[test]
+    fn a_cluster_ip_only_cluster_has_no_node_port_chain() {
+        let r = rules("", 0);
+        assert!(!r.contains("KUBE-NODEPORTS") && !r.contains("KUBE-EXT-"), "{r}");
+        assert_chains_declared(&r);
+    }
+
+    #[test]
+    fn a_node_port_goes_through_the_external_chain_which_masquerades_then_goes_cluster_wide() {
+        let r = external(TEXT, "type: NodePort", 0);
+        let ext = pay_chain("KUBE-EXT-");
+        let svc = pay_chain("KUBE-SVC-");
+        assert_eq!(
+            lines_of(&r, "-A KUBE-NODEPORTS"),
+            [format!(
+                "-A KUBE-NODEPORTS -p tcp -m comment --comment \"shop/pay:web\" -m tcp --dport 30080 -j {ext}"
+            )]
+        );
+        assert_eq!(
+            lines_of(&r, &format!("-A {ext} ")),
+            [
+                format!(
+                    "-A {ext} -m comment --comment \"masquerade traffic for shop/pay:web external destinations\" -j KUBE-MARK-MASQ"
+                ),
+                format!("-A {ext} -j {svc}")
+            ]
+        );
+        assert_eq!(
+            lines_of(&r, &format!("-A {svc} ")).len(),
+            2,
+            "both endpoints:\n{r}"
+        );
+        assert!(r.contains(&format!("\"shop/pay:web cluster IP\" -m tcp --dport 80 -j {svc}")));
+        let nat = r.split("*filter").next().unwrap();
+        let services = lines_of(nat, "-A KUBE-SERVICES");
+        assert_eq!(
+            services.last().copied(),
+            Some(
+                "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule \
+                 in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"
+            )
+        );
+        // The other Services' rules stay as they were.
+        assert!(r.contains("\"shop/empty has no endpoints\" -m tcp --dport 81 -j REJECT"));
+    }
+
+    #[test]
+    fn a_local_load_balancer_short_circuits_pods_and_the_node_and_sends_the_rest_to_local_endpoints() {
+        let r = external(
+            TEXT,
+            "type: LoadBalancer, loadBalancerIP: 203.0.113.10, externalTrafficPolicy: Local",
+            0,
+        );
+        let (ext, svc, svl) = (
+            pay_chain("KUBE-EXT-"),
+            pay_chain("KUBE-SVC-"),
+            pay_chain("KUBE-SVL-"),
+        );
+        assert!(
+            r.contains(&format!(
+                "-A KUBE-SERVICES -d 203.0.113.10/32 -p tcp -m comment --comment \"shop/pay:web loadbalancer IP\" \
+                 -m tcp --dport 80 -j {ext}"
+            )),
+            "{r}"
+        );
+        assert_eq!(
+            lines_of(&r, &format!("-A {ext} ")),
+            [
+                format!(
+                    "-A {ext} -s 10.244.0.0/16 -m comment --comment \"pod traffic for shop/pay:web external destinations\" -j {svc}"
+                ),
+                format!(
+                    "-A {ext} -m comment --comment \"masquerade LOCAL traffic for shop/pay:web external destinations\" \
+                     -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"
+                ),
+                format!(
+                    "-A {ext} -m comment --comment \"route LOCAL traffic for shop/pay:web external destinations\" \
+                     -m addrtype --src-type LOCAL -j {svc}"
+                ),
+                format!("-A {ext} -j {svl}"),
+            ]
+        );
+        let svl_rules = lines_of(&r, &format!("-A {svl} "));
+        assert_eq!(svl_rules.len(), 1, "{r}");
+        assert!(svl_rules[0].contains("shop/pay:web -> 10.244.1.3:8080"));
+        assert_eq!(lines_of(&r, &format!("-A {svc} ")).len(), 2);
+        let dnat = r
+            .lines()
+            .filter(|l| l.contains("-j DNAT") && l.contains("shop/pay:web"))
+            .count();
+        assert_eq!(
+            dnat, 2,
+            "one endpoint chain per endpoint, the local one not twice:\n{r}"
+        );
+        assert!(!r.contains("has no local endpoints"), "{r}");
+    }
+
+    #[test]
+    fn a_local_policy_without_a_local_endpoint_drops_external_traffic_but_keeps_the_short_circuits() {
+        // Node b has no ready pay pod once p1 moves to a.
+        let text = TEXT.replace("name: p1, node: b", "name: p1, node: a");
+        let r = external(
+            &text,
+            "type: LoadBalancer, loadBalancerIP: 203.0.113.10, externalTrafficPolicy: Local",
+            1,
+        );
+        let ext = pay_chain("KUBE-EXT-");
+        assert!(
+            !r.contains(":KUBE-SVL-"),
+            "no local endpoints, no local chain:\n{r}"
+        );
+        let ext_rules = lines_of(&r, &format!("-A {ext} "));
+        assert_eq!(ext_rules.len(), 3, "the short-circuits, no policy jump:\n{r}");
+        assert!(r.contains(&format!("--dport 30080 -j {ext}")), "{r}");
+        assert_eq!(
+            lines_of(&r, "-A KUBE-EXTERNAL-SERVICES -"),
+            [
+                "-A KUBE-EXTERNAL-SERVICES -d 203.0.113.10/32 -p tcp -m comment --comment \"shop/pay:web has no local \
+                 endpoints\" -m tcp --dport 80 -j DROP",
+                "-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment \"shop/pay:web has no local endpoints\" \
+                 -m addrtype --dst-type LOCAL -m tcp --dport 30080 -j DROP",
+            ]
+        );
+        // The ClusterIP (internal policy Cluster) still goes cluster-wide.
+        assert!(
+            r.contains("\"shop/pay:web cluster IP\" -m tcp --dport 80 -j KUBE-SVC-"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn an_internal_local_policy_sends_the_cluster_ip_to_local_endpoints_and_node_ports_cluster_wide() {
+        let r = external(TEXT, "type: NodePort, internalTrafficPolicy: Local", 1);
+        let (svc, svl) = (pay_chain("KUBE-SVC-"), pay_chain("KUBE-SVL-"));
+        assert!(
+            r.contains(&format!("\"shop/pay:web cluster IP\" -m tcp --dport 80 -j {svl}")),
+            "{r}"
+        );
+        assert_eq!(lines_of(&r, &format!("-A {svl} ")).len(), 1);
+        assert_eq!(lines_of(&r, &format!("-A {svc} ")).len(), 2);
+    }
+
+    #[test]
+    fn an_external_service_without_endpoints_rejects_its_cluster_ip_and_node_port() {
+        let text = TEXT.replace("- {namespace: shop, name: empty, selector: {app: none}, ports: [{port: 81}]}", "- {namespace: shop, name: empty, selector: {app: none}, type: NodePort, ports: [{port: 81, nodePort: 30081}]}");
+        let s = Scenario::parse(&text).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let r = node_rules(&plan, 0, &slices, &s.faults);
+        assert_chains_declared(&r);
+        assert!(!r.contains("-A KUBE-NODEPORTS"), "{r}");
+        assert!(
+            r.contains(
+                "-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment \"shop/empty has no endpoints\" \
+                 -m addrtype --dst-type LOCAL -m tcp --dport 30081 -j REJECT --reject-with icmp-port-unreachable"
+            ),
+            "{r}"
+        );
+        assert!(r.contains("\"shop/empty has no endpoints\" -m tcp --dport 81 -j REJECT"));
+    }
+
+    #[test]
+    fn missing_service_rules_take_the_node_port_and_load_balancer_rules_too() {
+        let fault = format!("{TEXT}faults: [{{kind: service-rules-missing, service: shop/pay, node: a}}]\n");
+        let lb = "type: LoadBalancer, loadBalancerIP: 203.0.113.10";
+        let on_a = external(&fault, lb, 0);
+        assert!(
+            !on_a.contains("shop/pay") && !on_a.contains("203.0.113.10"),
+            "{on_a}"
+        );
+        assert!(
+            on_a.contains("-j KUBE-NODEPORTS"),
+            "kube-proxy's own jump stays: {on_a}"
+        );
+        let on_b = external(&fault, lb, 1);
+        assert!(on_b.contains("--dport 30080 -j KUBE-EXT-") && on_b.contains("-d 203.0.113.10/32"));
+    }
+
+    #[test]
+    fn ipv6_node_ports_use_the_ipv6_pod_network_and_no_load_balancer_address() {
+        let text = format!("{TEXT}ipFamilies: [IPv4, IPv6]\n").replace(
+            "name: pay, selector: {app: pay}, ports: [{name: web, port: 80, targetPort: http}]",
+            "name: pay, selector: {app: pay}, type: LoadBalancer, loadBalancerIP: 203.0.113.10, \
+             externalTrafficPolicy: Local, ports: [{name: web, port: 80, targetPort: http, nodePort: 30080}]",
+        );
+        let s = Scenario::parse(&text).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let r = node_rules6(&plan, 0, &slices, &s.faults);
+        assert_chains_declared(&r);
+        assert!(
+            r.contains("-s fd00:10:244::/56 -m comment --comment \"pod traffic for"),
+            "{r}"
+        );
+        assert!(
+            r.contains("-A KUBE-SERVICES ! -d ::1/128 -m comment --comment \"kubernetes service nodeports")
+        );
+        assert!(r.contains("-m tcp --dport 30080 -j KUBE-EXT-"));
+        assert!(!r.contains("203.0.113.10"), "{r}");
     }
 
     #[test]
