@@ -157,7 +157,7 @@ impl Builder<'_> {
             cluster.patch(node, &json!({"spec": {"taints": taints}})).await?;
         }
         for obj in &rest.early {
-            cluster.create(obj).await?;
+            self.create_object(&mut cluster, obj).await?;
         }
         for (i, _) in self.plan.nodes.iter().enumerate() {
             c::kubelet_streaming(bins, self.plan, i, pki, at)?;
@@ -207,7 +207,7 @@ impl Builder<'_> {
         self.wait_proxies(&[], false).await?;
         let mut stopped = self.stop_proxies_for_faults(&mut proxies);
         for obj in &rest.late {
-            cluster.create(obj).await?;
+            self.create_object(&mut cluster, obj).await?;
         }
         stopped.extend(
             self.leave_stale_rules(&mut cluster, &mut proxies, &stale, &pods)
@@ -217,6 +217,40 @@ impl Builder<'_> {
 
         let pids: BTreeMap<usize, u32> = children.iter().map(|(k, c)| (*k, c.id())).collect();
         Ok((pids, names))
+    }
+
+    /// Creates one of the scenario's objects. A Service is created as its user would write it:
+    /// without the healthCheckNodePort the scenario leaves kube-apiserver to allocate. Then the
+    /// lab, as the cluster's load-balancer controller, writes a LoadBalancer's address through
+    /// the status subresource (a create sets no status).
+    async fn create_object(&self, cluster: &mut Cluster, obj: &Value) -> Result<()> {
+        if obj["kind"] != json!("Service") {
+            cluster.create(obj).await?;
+            return Ok(());
+        }
+        let key = super::api::describe(obj);
+        let allocated = self
+            .scenario
+            .services
+            .iter()
+            .any(|s| format!("{}/{}", s.namespace, s.name) == key && s.health_check_node_port.is_none());
+        let mut body = obj.clone();
+        if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut)
+            && allocated
+        {
+            spec.remove("healthCheckNodePort");
+        }
+        cluster.create(&body).await?;
+        if let Some(lb) = obj
+            .pointer("/status/loadBalancer")
+            .filter(|lb| lb.get("ingress").is_some())
+        {
+            cluster
+                .write_status(obj, &json!({ "loadBalancer": lb }))
+                .await
+                .with_context(|| format!("failed to give Service {key} its load balancer's address"))?;
+        }
+        Ok(())
     }
 
     /// The certificates of the API server, each component, the lab's users and each kubelet,
@@ -617,8 +651,9 @@ impl Builder<'_> {
     }
 
     /// Waits until every running kube-proxy is healthy and its rules hold each Service's
-    /// ClusterIPs and the endpoints the EndpointSlice controller gives each port (as the stand-in
-    /// derives them), matched as whole rule tokens. `late` Services count once they exist.
+    /// ClusterIPs, node ports and load balancer address, and the endpoints the EndpointSlice
+    /// controller gives each port (as the stand-in derives them), matched as whole rule tokens.
+    /// `late` Services count once they exist.
     async fn wait_proxies(&self, stopped: &[usize], late: bool) -> Result<()> {
         let deadline = Instant::now() + API_TIMEOUT;
         let slices =
@@ -654,8 +689,10 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Whether the node's rules hold every ClusterIP and the endpoints kube-proxy there uses (a
-    /// port without them has its REJECT or DROP in the filter table, which the ruleset includes).
+    /// Whether the node's rules hold every ClusterIP, node port and load balancer address (the
+    /// status patch reaches kube-proxy as a later update than the Service) and the endpoints
+    /// kube-proxy there uses (a port without them has its REJECT or DROP in the filter table, or
+    /// the nftables maps for them, which the ruleset includes).
     fn programmed(
         &self,
         node: &crate::plan::NodePlan,
@@ -673,9 +710,12 @@ impl Builder<'_> {
             {
                 return Ok(false);
             }
+            if !external_programmed(svc, &rules, mode) {
+                return Ok(false);
+            }
             for family in svc.families.iter().filter(|_| svc.cluster_ip.is_some()) {
                 for port in &svc.ports {
-                    let endpoints = crate::kubeproxy::ready_endpoints(
+                    let endpoints = crate::kubeproxy::reachable_endpoints(
                         svc,
                         port.name.as_deref(),
                         port.protocol,
@@ -742,6 +782,49 @@ fn node_ruleset(netns: &str, mode: crate::scenario::ProxyMode) -> Result<String>
         text.push_str(&String::from_utf8_lossy(&out.stdout));
     }
     Ok(text)
+}
+
+/// Whether a NodePort or LoadBalancer Service's node ports and load balancer address are in
+/// the node's rules (true for any other Service).
+fn external_programmed(
+    svc: &crate::plan::ServicePlan,
+    rules: &str,
+    mode: crate::scenario::ProxyMode,
+) -> bool {
+    if let Some(lb) = svc.load_balancer_ip
+        && !has_token(rules, &vip_token(mode, lb.into()))
+    {
+        return false;
+    }
+    svc.ports.iter().all(|p| {
+        p.node_port
+            .is_none_or(|n| has_node_port(rules, mode, p.protocol, n))
+    })
+}
+
+/// Whether kube-proxy's rules hold node port `port`: a rule of KUBE-NODEPORTS (or, for a port
+/// it rejects or drops, of KUBE-EXTERNAL-SERVICES) matching it in iptables mode; an element
+/// `PROTOCOL . PORT` of the node-port maps in nftables mode (not the tail of a `service-ips`
+/// element `IP . PROTOCOL . PORT`).
+fn has_node_port(
+    rules: &str,
+    mode: crate::scenario::ProxyMode,
+    protocol: crate::scenario::Protocol,
+    port: u16,
+) -> bool {
+    let proto = protocol.as_iptables();
+    match mode {
+        crate::scenario::ProxyMode::Iptables => rules
+            .lines()
+            .filter(|l| l.starts_with("-A KUBE-NODEPORTS ") || l.starts_with("-A KUBE-EXTERNAL-SERVICES "))
+            .any(|l| l.contains(&format!("-p {proto} ")) && has_token(l, &format!("--dport {port}"))),
+        crate::scenario::ProxyMode::Nftables => {
+            let element = format!("{proto} . {port} ");
+            rules
+                .match_indices(&element)
+                .any(|(at, _)| !rules[..at].ends_with(". "))
+        }
+    }
 }
 
 /// Whether `token` occurs in `rules` not followed by a digit (port 80 is not a prefix of 8080).
@@ -892,4 +975,83 @@ fn with_hold(mut pod: Value) -> Value {
         pod["metadata"]["finalizers"] = json!([HOLD_FINALIZER]);
     }
     pod
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Protocol, ProxyMode};
+
+    /// What kube-proxy's iptables mode wrote for NodePort and LoadBalancer Services (`iptables-save`
+    /// lines; the ClusterIP rule on port 30080 added).
+    const IPTABLES: &str = "\
+-A KUBE-EXTERNAL-SERVICES -d 203.0.113.10/32 -p tcp -m comment --comment \"shop/web-lb:http has no local endpoints\" -m tcp --dport 80 -j DROP
+-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment \"shop/web-lb:http has no local endpoints\" -m addrtype --dst-type LOCAL -m tcp --dport 30081 -j DROP
+-A KUBE-NODEPORTS -p tcp -m comment --comment \"shop/web-lb:http health check node port\" -m tcp --dport 32190 -j ACCEPT
+-A KUBE-NODEPORTS -p udp -m comment --comment \"shop/web-np:dns\" -m udp --dport 30053 -j KUBE-EXT-6AXRDPSRYTENHQTI
+-A KUBE-SERVICES -d 10.96.1.1/32 -p tcp -m comment --comment \"shop/web-np:http cluster IP\" -m tcp --dport 30080 -j KUBE-SVC-L7VHADGQUOMCRAVS
+";
+
+    /// What its nftables mode wrote (`nft list ruleset` excerpts).
+    const NFTABLES: &str = "\
+\t\telements = { tcp . 30081 comment \"shop/web-lb:http\" : drop,
+\t\t\t     tcp . 30082 comment \"shop/web-lb2:http\" : drop }
+\t\telements = { 10.96.1.1 . tcp . 30080 : goto service-2TLE77DG-shop/web-np/tcp/http,
+\t\t\t     203.0.113.10 . tcp . 80 : goto external-ETG7BTWI-shop/web-lb/tcp/http }
+\t\telements = { udp . 30053 : goto external-ERXQ7VAU-shop/web-np/udp/dns,
+\t\t\t     tcp . 30083 : goto external-ZJK2SWEP-shop/web-missing/tcp/http }
+";
+
+    #[test]
+    fn node_ports_are_found_in_the_node_port_rules_not_in_a_service_port() {
+        let iptables = |protocol, port| has_node_port(IPTABLES, ProxyMode::Iptables, protocol, port);
+        assert!(iptables(Protocol::Udp, 30053));
+        assert!(
+            iptables(Protocol::Tcp, 30081),
+            "a dropped node port is programmed"
+        );
+        assert!(!iptables(Protocol::Tcp, 30053), "another protocol");
+        assert!(
+            !iptables(Protocol::Tcp, 30080),
+            "a ClusterIP's port 30080 is no node port"
+        );
+        assert!(!iptables(Protocol::Tcp, 3008), "a prefix of a port");
+        let nft = |protocol, port| has_node_port(NFTABLES, ProxyMode::Nftables, protocol, port);
+        assert!(nft(Protocol::Udp, 30053));
+        assert!(nft(Protocol::Tcp, 30083));
+        assert!(nft(Protocol::Tcp, 30082), "a dropped node port is programmed");
+        assert!(
+            !nft(Protocol::Tcp, 30080),
+            "a ClusterIP's port 30080 is no node port"
+        );
+        assert!(!nft(Protocol::Tcp, 3008));
+    }
+
+    #[test]
+    fn a_load_balancer_counts_as_programmed_once_its_address_and_node_ports_are() {
+        let scenario = crate::scenario::Scenario::parse(
+            "name: t\nnodes: [a]\nservices:\n\
+             - {namespace: shop, name: web-lb, type: LoadBalancer, loadBalancerIP: 203.0.113.10, \
+                ports: [{port: 80, nodePort: 30081}]}\n\
+             - {namespace: shop, name: web-lb2, type: LoadBalancer, loadBalancerIP: 203.0.113.11, \
+                ports: [{port: 8081, nodePort: 30082}]}\n",
+        )
+        .unwrap();
+        let plan = crate::plan::Plan::new(&scenario, "nl000001", false).unwrap();
+        let (lb, lb2) = (&plan.services[1], &plan.services[2]);
+        assert!(external_programmed(lb, IPTABLES, ProxyMode::Iptables));
+        assert!(external_programmed(lb, NFTABLES, ProxyMode::Nftables));
+        assert!(
+            !external_programmed(lb2, IPTABLES, ProxyMode::Iptables),
+            "neither address nor port"
+        );
+        assert!(
+            !external_programmed(lb2, NFTABLES, ProxyMode::Nftables),
+            "the port, not the address"
+        );
+        assert!(
+            external_programmed(&plan.services[0], "", ProxyMode::Nftables),
+            "kube-dns has neither"
+        );
+    }
 }
