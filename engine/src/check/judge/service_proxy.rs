@@ -12,12 +12,72 @@ use super::*;
 use crate::cluster::endpoints::TrafficPolicy;
 
 pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
+    if let Some(lost) = local_not_masqueraded(cx) {
+        return lost;
+    }
     let judgment = judge_vip(cx);
     match (&cx.cluster_ip, &cx.witnesses.entry_from_node) {
         (Some(cip), Some(outside)) if judgment.status == Status::Pass => {
             from_outside(cx, cip, outside, judgment)
         }
         _ => with_evidence(judgment, load_balancer_nodes(cx).into_iter().collect()),
+    }
+}
+
+/// Another node's node port under `externalTrafficPolicy: Local`, with live endpoints on other
+/// nodes than that one: kube-proxy there hands a pod's connection to any endpoint unmasqueraded,
+/// and an endpoint elsewhere answers the pod straight, so the pod drops the answer. Judged from
+/// where the endpoints run, whichever one this connection reached, so every run reads the same.
+fn local_not_masqueraded(cx: &Context) -> Option<Judgment> {
+    let svc = cx.target_service?;
+    let Some(ServiceEntry::NodePort { node: entered, .. }) = &svc.entry else {
+        return None;
+    };
+    let cip = cx.cluster_ip.as_ref()?;
+    if svc.external_traffic_policy != TrafficPolicy::Local || cx.source_node() == Some(entered.as_str()) {
+        return None;
+    }
+    let elsewhere: Vec<String> = cx
+        .all_live
+        .iter()
+        .filter(|e| e.node() != Some(entered.as_str()))
+        .map(|e| match (&e.pod, e.node()) {
+            (Some(pod), Some(node)) => format!("{} on {node}", pod.name),
+            _ => e.label(),
+        })
+        .collect();
+    let elsewhere = NonEmpty::from_vec(elsewhere)?;
+    let outcome = match &cip.live {
+        LiveFact::Tcp(Fact::Known(o)) => VipOutcome::Tcp(o.clone()),
+        LiveFact::Udp(Fact::Known(o)) => VipOutcome::Udp(o.clone()),
+        _ => return None,
+    };
+    let vip = vip_of(cx, cip);
+    let evidence = vec![format!("{} to {vip:#}: {outcome}", protocol_name(cx.transport))];
+    let fix = vec![
+        FixLine::Hint(format!(
+            "connect pods to the Service's ClusterIP (svc/{}.{}:{}), or to the node port of their own node",
+            svc.name,
+            svc.namespace,
+            svc.requested_port().map_or(0, |p| p.port)
+        )),
+        FixLine::Hint(
+            "or set externalTrafficPolicy: Cluster (clients' addresses are then masqueraded)".into(),
+        ),
+    ];
+    let finding = ServiceProxyFinding::LocalNotMasqueraded {
+        vip,
+        entered: entered.clone(),
+        elsewhere,
+        outcome,
+    };
+    Some(fail(finding, evidence, fix))
+}
+
+fn protocol_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Tcp => "TCP",
+        Transport::Udp => "UDP",
     }
 }
 
@@ -75,17 +135,18 @@ fn from_outside(cx: &Context, cip: &ClusterIpFacts, outside: &EntryFromNode, jud
         describe_tcp(&outcome)
     )];
     let fix = match cx.target_service.map(|s| s.key()) {
-        Some(svc) if no_local_endpoint => vec![
-            format!(
-                "kubectl -n {} get endpointslices -l kubernetes.io/service-name={} -o wide",
-                svc.namespace, svc.name
-            ),
-            format!(
-                "send clients only to nodes with an endpoint (a load balancer's health check on healthCheckNodePort does), run an endpoint on {entered}, or set externalTrafficPolicy: Cluster (clients' addresses are then masqueraded)"
-            ),
-        ],
+        Some(svc) if no_local_endpoint => vec![format!(
+            "kubectl -n {} get endpointslices -l kubernetes.io/service-name={} -o wide",
+            svc.namespace, svc.name
+        )],
         _ => proxy_fix(&entered),
     };
+    let mut fix = cmds(fix);
+    if no_local_endpoint {
+        fix.push(FixLine::Hint(format!(
+            "send clients only to nodes with an endpoint (a load balancer's health check on healthCheckNodePort does), run an endpoint on {entered}, or set externalTrafficPolicy: Cluster (clients' addresses are then masqueraded)"
+        )));
+    }
     let finding = ServiceProxyFinding::ClosedOutside {
         vip,
         entered,
@@ -93,7 +154,7 @@ fn from_outside(cx: &Context, cip: &ClusterIpFacts, outside: &EntryFromNode, jud
         outcome,
         no_local_endpoint,
     };
-    let mut failed = fail(finding, evidence, cmds(fix));
+    let mut failed = fail(finding, evidence, fix);
     failed.evidence.extend(judgment.evidence);
     failed
 }

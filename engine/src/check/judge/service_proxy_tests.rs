@@ -235,25 +235,26 @@ fn a_local_services_rule_to_the_nodes_own_terminating_endpoint_is_not_stale() {
     assert_fails_at(&judge(&ev, 0), Layer::ServiceProxy);
 }
 
-/// `healthy()` entered by node-c's node port 30080 (no endpoint runs on node-c), under
-/// `policy`, with node-a's own connection to it meeting `outside`.
-fn node_port_on_node_c(policy: TrafficPolicy, outside: Fact<TcpOutcome>) -> Evidence {
+/// `healthy()` (checkout on node-a; payments-0 on node-a, payments-1 on node-b) entered by
+/// `node`'s node port 30080 under `policy`, with another node's own connection to it meeting
+/// `outside`.
+fn node_port_of(node: &str, policy: TrafficPolicy, outside: Fact<TcpOutcome>) -> Evidence {
     let mut ev = healthy();
     let svc = service_mut(&mut ev);
     svc.service_type = "NodePort".into();
     svc.external_traffic_policy = policy;
     svc.entry = Some(ServiceEntry::NodePort {
-        node: "node-c".into(),
-        address: ip("192.168.0.3"),
+        node: node.into(),
+        address: ip("192.168.0.9"),
         node_port: 30080,
     });
     ev.cluster_ip = Some(ClusterIpFacts {
-        ip: ip("192.168.0.3"),
+        ip: ip("192.168.0.9"),
         port: 30080,
         live: LiveFact::Tcp(connected()),
     });
     ev.witnesses.entry_from_node = Some(EntryFromNode {
-        node: "node-a".into(),
+        node: "node-b".into(),
         tcp: outside,
     });
     ev
@@ -261,7 +262,9 @@ fn node_port_on_node_c(policy: TrafficPolicy, outside: Fact<TcpOutcome>) -> Evid
 
 #[test]
 fn a_local_node_port_without_an_endpoint_on_its_node_fails_for_clients_outside_the_pod_network() {
-    let ev = node_port_on_node_c(TrafficPolicy::Local, timeout());
+    // node-a's own node port, both endpoints moved to node-b: pods pass, node-b's address not.
+    let mut ev = node_port_of("node-a", TrafficPolicy::Local, timeout());
+    endpoints_mut(&mut ev)[0].pod.as_mut().unwrap().node = Some("node-b".into());
     let report = judge(&ev, 0);
     assert_fails_at(&report, Layer::ServiceProxy);
     assert_eq!(
@@ -270,22 +273,21 @@ fn a_local_node_port_without_an_endpoint_on_its_node_fails_for_clients_outside_t
     );
     let summary = summary(&report, Layer::ServiceProxy);
     assert!(
-        summary.starts_with("node port 192.168.0.3:30080 timed out after 1000 ms from node-a's own address while pods reach it: externalTrafficPolicy: Local and node-c runs no ready endpoint"),
+        summary.starts_with("node port 192.168.0.9:30080 timed out after 1000 ms from node-b's own address while pods reach it: externalTrafficPolicy: Local and node-a runs no ready endpoint"),
         "{summary}"
     );
 }
 
 #[test]
 fn a_node_port_closed_to_other_nodes_though_its_node_has_an_endpoint_is_told_apart() {
-    let mut ev = node_port_on_node_c(TrafficPolicy::Local, timeout());
-    endpoints_mut(&mut ev)[1].pod.as_mut().unwrap().node = Some("node-c".into());
+    let ev = node_port_of("node-a", TrafficPolicy::Local, timeout());
     let report = judge(&ev, 0);
     assert_eq!(
         code(&report, Layer::ServiceProxy),
         Some(Code::ServiceProxyClosedOutside)
     );
     // Under the Cluster policy an endpoint anywhere serves: only the node is left to blame.
-    let ev = node_port_on_node_c(TrafficPolicy::Cluster, refused());
+    let ev = node_port_of("node-c", TrafficPolicy::Cluster, refused());
     let report = judge(&ev, 0);
     assert_eq!(
         code(&report, Layer::ServiceProxy),
@@ -295,19 +297,46 @@ fn a_node_port_closed_to_other_nodes_though_its_node_has_an_endpoint_is_told_apa
 
 #[test]
 fn a_node_port_open_from_another_node_passes_with_that_connection_as_evidence() {
-    let ev = node_port_on_node_c(TrafficPolicy::Local, connected());
+    let ev = node_port_of("node-a", TrafficPolicy::Local, connected());
     let report = judge(&ev, 0);
     assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
     let summary = summary(&report, Layer::ServiceProxy);
     assert!(
-        summary.starts_with("node port 192.168.0.3:30080 connected"),
+        summary.starts_with("node port 192.168.0.9:30080 connected"),
         "{summary}"
     );
     let evidence = evidence_text(&report, Layer::ServiceProxy);
     assert!(
-        evidence.contains("TCP from node-a's own address (a client outside the pod network): connected"),
+        evidence.contains("TCP from node-b's own address (a client outside the pod network): connected"),
         "{evidence}"
     );
+}
+
+#[test]
+fn another_nodes_local_node_port_loses_what_endpoints_elsewhere_answer_however_this_connection_went() {
+    // node-b's node port from node-a: payments-0 runs on node-a, not node-b.
+    for outcome in [timeout(), connected()] {
+        let mut ev = node_port_of("node-b", TrafficPolicy::Local, connected());
+        ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(outcome);
+        let report = judge(&ev, 0);
+        assert_fails_at(&report, Layer::ServiceProxy);
+        assert_eq!(
+            code(&report, Layer::ServiceProxy),
+            Some(Code::ServiceProxyLocalNotMasqueraded)
+        );
+        let summary = summary(&report, Layer::ServiceProxy);
+        assert!(
+            summary.contains("kube-proxy on node-b sends a pod's connection on to every endpoint without masquerading it, and payments-0 on node-a answers the pod directly"),
+            "{summary}"
+        );
+    }
+    // Every endpoint on node-b: its answers pass node-b's translation back.
+    let mut ev = node_port_of("node-b", TrafficPolicy::Local, connected());
+    endpoints_mut(&mut ev)[0].pod.as_mut().unwrap().node = Some("node-b".into());
+    assert_eq!(step(&judge(&ev, 0), Layer::ServiceProxy).status, Status::Pass);
+    // Under Cluster node-b masquerades it: nothing is lost.
+    let ev = node_port_of("node-b", TrafficPolicy::Cluster, connected());
+    assert_eq!(step(&judge(&ev, 0), Layer::ServiceProxy).status, Status::Pass);
 }
 
 #[test]

@@ -161,6 +161,16 @@ fn addr(a: SocketAddr) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ServiceProxyFinding {
     NotApplicable(NoVip),
+    /// Another node's node port under `externalTrafficPolicy: Local`: `entered` sends a pod's
+    /// connection on to any endpoint without masquerading it, and those on other nodes
+    /// (`elsewhere`) answer the pod directly, past `entered`'s translation, so the answer is
+    /// lost. `outcome`: what this check's connection met.
+    LocalNotMasqueraded {
+        vip: Vip,
+        entered: String,
+        elsewhere: NonEmpty<String>,
+        outcome: VipOutcome,
+    },
     /// A node port that pods reach fails from `from`'s own address: clients outside the pod
     /// network are not let in on `entered`. `no_local_endpoint`: the Service's
     /// `externalTrafficPolicy` is `Local` and `entered` runs none of its ready endpoints.
@@ -232,6 +242,7 @@ impl ServiceProxyFinding {
                 ..
             } => Code::ServiceProxyNoLocalEndpoint,
             ServiceProxyFinding::ClosedOutside { .. } => Code::ServiceProxyClosedOutside,
+            ServiceProxyFinding::LocalNotMasqueraded { .. } => Code::ServiceProxyLocalNotMasqueraded,
         }
     }
 }
@@ -244,6 +255,17 @@ impl fmt::Display for ServiceProxyFinding {
                 NoVip::NoClusterIp => "not applicable: the Service has no ClusterIP",
                 NoVip::NotAService => "not applicable: no Service virtual IP on the path",
             }),
+            ServiceProxyFinding::LocalNotMasqueraded {
+                vip,
+                entered,
+                elsewhere,
+                outcome,
+            } => write!(
+                f,
+                "{vip:#} {outcome}: under externalTrafficPolicy: Local kube-proxy on {entered} sends a pod's connection on to every endpoint without masquerading it, and {} answer{} the pod directly, past {entered}'s translation, so those connections are lost (pods reach the Service by its ClusterIP)",
+                elsewhere.joined(),
+                if elsewhere.is_single() { "s" } else { "" }
+            ),
             ServiceProxyFinding::ClosedOutside {
                 vip,
                 entered,
