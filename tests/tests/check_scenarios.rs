@@ -916,6 +916,60 @@ fn egress_verdicts_are_the_same_on_every_run() {
     assert_eq!((status.as_str(), code.as_str()), ("fail", "dns-upstream-failed"));
 }
 
+/// A Service entered by a node port or a LoadBalancer address reads the same on every run: ten
+/// checks of each lab give one exit code, service-proxy status, code and summary.
+#[test]
+fn node_port_and_load_balancer_verdicts_are_the_same_on_every_run() {
+    require_root();
+    let _lock = one_lab_at_a_time();
+    for (file, to, status, code, words) in [
+        (
+            "node-port-local-no-endpoint.yaml",
+            "172.18.0.2:30080",
+            "fail",
+            "service-proxy-no-local-endpoint",
+            "node-a runs no ready endpoint",
+        ),
+        (
+            "node-port-local-other-node.yaml",
+            "172.18.0.4:30080",
+            "fail",
+            "service-proxy-local-not-masqueraded",
+            "payments-0 on node-b answers the pod directly",
+        ),
+        (
+            "node-port-rules-missing.yaml",
+            "172.18.0.3:30080",
+            "fail",
+            "service-proxy-refused-as-empty",
+            "kube-proxy on node-b does not translate it",
+        ),
+        (
+            "load-balancer-rules-missing.yaml",
+            "203.0.113.7:80",
+            "fail",
+            "service-proxy-rules-missing",
+            "the Service's rules are missing on node-a",
+        ),
+        (
+            "node-port-healthy.yaml",
+            "172.18.0.3:30080",
+            "pass",
+            "service-proxy-as-endpoints",
+            "node port 172.18.0.3:30080 connected",
+        ),
+    ] {
+        let (_, got_status, got_code, summary) = same_on_ten_runs(file, to, &[], "service-proxy", |a| {
+            (a.exit, a.status.clone(), a.code.clone(), a.summary.clone())
+        });
+        assert_eq!((got_status.as_str(), got_code.as_str()), (status, code), "{file}");
+        assert!(
+            summary.contains(words),
+            "{file}: {words:?} missing from {summary:?}"
+        );
+    }
+}
+
 /// Per-family judgment and the datapath witnesses read the same state the same way every time:
 /// ten checks of each of these labs give one verdict and summary.
 #[test]
