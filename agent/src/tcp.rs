@@ -142,7 +142,13 @@ async fn connect(
         match tokio::time::timeout_at(next_beacon, stream.writable()).await {
             Ok(ready) => break ready,
             Err(_) if next_beacon >= deadline => {
-                return TcpOutcome::Timeout { after_ms: timeout_ms };
+                // An ICMP error that arrived while connect() still held the socket is kept as
+                // its soft error, and the kernel goes on retrying: SO_ERROR returns it, as the
+                // kernel itself would once its retries ran out.
+                return match stream.take_error() {
+                    Ok(Some(err)) => classify_error(&err, elapsed_us(), icmp.evidence(target, local)),
+                    _ => TcpOutcome::Timeout { after_ms: timeout_ms },
+                };
             }
             Err(_) => {
                 beacon(target);
