@@ -1,7 +1,7 @@
 //! `up` and `down`: building a scenario out of real namespaces, veths, routes, iptables rules and
 //! processes, and removing all of it again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt as _;
@@ -363,6 +363,14 @@ impl Builder<'_> {
         // pods reach the API server's cluster address and its answers find their way back.
         for node in &plan.nodes {
             underlay += &format!("route add {} via {}\n", node.pod_cidr(), node.ip);
+        }
+        // LoadBalancer addresses are served by no host here: only kube-proxy on the nodes
+        // captures them. The router drops what reaches it, always the same way (its "no route"
+        // ICMP errors are rate-limited host-wide after a burst of five).
+        let load_balancers: BTreeSet<Ipv4Addr> =
+            plan.services.iter().filter_map(|s| s.load_balancer_ip).collect();
+        for ip in load_balancers {
+            underlay += &format!("route add blackhole {ip}/32\n");
         }
         if let (Some(outside), Some((router, beyond))) = (&plan.outside_netns, crate::outside::network(plan))
         {

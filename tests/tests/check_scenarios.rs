@@ -949,7 +949,7 @@ fn node_port_and_load_balancer_verdicts_are_the_same_on_every_run() {
             "203.0.113.7:80",
             "fail",
             "service-proxy-rules-missing",
-            "the Service's rules are missing on node-a",
+            "203.0.113.7:80 timed out after 1000 ms while the pod IPs answer: the Service's rules are missing on node-a",
         ),
         (
             "node-port-healthy.yaml",
