@@ -956,11 +956,13 @@ fn node_port_and_load_balancer_verdicts_are_the_same_on_every_run() {
             "172.18.0.3:30080",
             "pass",
             "service-proxy-as-endpoints",
-            "node port 172.18.0.3:30080 connected",
+            "node port 172.18.0.3:30080",
         ),
     ] {
+        // A connection's round trip varies from run to run: everything before it may not.
         let (_, got_status, got_code, summary) = same_on_ten_runs(file, to, &[], "service-proxy", |a| {
-            (a.exit, a.status.clone(), a.code.clone(), a.summary.clone())
+            let summary = a.summary.split(" connected in ").next().unwrap_or_default();
+            (a.exit, a.status.clone(), a.code.clone(), summary.to_string())
         });
         assert_eq!((got_status.as_str(), got_code.as_str()), (status, code), "{file}");
         assert!(
