@@ -329,6 +329,35 @@ impl ServiceEntry {
     }
 }
 
+/// Which of a Service's addresses the check connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VipKind {
+    ClusterIp,
+    /// A node's address with the port's nodePort.
+    NodePort,
+    /// A `status.loadBalancer.ingress` address.
+    LoadBalancer,
+}
+
+impl VipKind {
+    /// The kind of the address a check of a Service entered by `entry` (none: its ClusterIP).
+    pub fn of(entry: Option<&ServiceEntry>) -> Self {
+        match entry {
+            None => VipKind::ClusterIp,
+            Some(ServiceEntry::NodePort { .. }) => VipKind::NodePort,
+            Some(ServiceEntry::LoadBalancer { .. }) => VipKind::LoadBalancer,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VipKind::ClusterIp => "ClusterIP",
+            VipKind::NodePort => "node port",
+            VipKind::LoadBalancer => "LoadBalancer address",
+        }
+    }
+}
+
 /// Where kube-proxy leaves the addresses of a connection that entered a Service by a node port
 /// or a LoadBalancer address, as NetworkPolicy at each end sees them.
 #[derive(Debug, Clone, PartialEq, Default)]

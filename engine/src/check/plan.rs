@@ -274,7 +274,8 @@ impl CheckPlan {
             },
             ProbeKey::ClusterIp => {
                 let (ip, port) = dest.cluster_ip?;
-                Probed::ClusterIp { ip, port }
+                let named = VipKind::of(dest.entry()).as_str();
+                Probed::ClusterIp { ip, port, named }
             }
             ProbeKey::Endpoint(ip, port) => Probed::Endpoint {
                 ip,

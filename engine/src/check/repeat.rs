@@ -231,17 +231,15 @@ fn usual_class(results: &[Result<ProbeResult, ToolFailure>]) -> Option<Attempt> 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Probed {
     /// The target name, looked up as the pod's resolver does.
-    Lookup {
-        name: String,
-    },
+    Lookup { name: String },
     /// One DNS pod, asked directly.
-    DnsServer {
-        ip: IpAddr,
-        pod: Option<NamespacedName>,
-    },
+    DnsServer { ip: IpAddr, pod: Option<NamespacedName> },
+    /// The Service's virtual address: its ClusterIP, or the node port or LoadBalancer address
+    /// the target entered by (`named`: `ClusterIP`, `node port`, `LoadBalancer address`).
     ClusterIp {
         ip: IpAddr,
         port: u16,
+        named: &'static str,
     },
     /// One destination address, and the pod behind it.
     Endpoint {
@@ -257,7 +255,7 @@ impl fmt::Display for Probed {
             Probed::Lookup { name } => write!(f, "lookups of {name}"),
             Probed::DnsServer { ip, pod: Some(pod) } => write!(f, "DNS pod {pod} ({})", fmt_ip(*ip)),
             Probed::DnsServer { ip, pod: None } => write!(f, "DNS server {}", fmt_ip(*ip)),
-            Probed::ClusterIp { ip, port } => write!(f, "ClusterIP {}:{port}", fmt_ip(*ip)),
+            Probed::ClusterIp { ip, port, named } => write!(f, "{named} {}:{port}", fmt_ip(*ip)),
             Probed::Endpoint {
                 ip,
                 port,

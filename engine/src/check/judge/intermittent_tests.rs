@@ -40,6 +40,7 @@ fn vip() -> Probed {
     Probed::ClusterIp {
         ip: ip(VIP),
         port: 80,
+        named: "ClusterIP",
     }
 }
 

@@ -165,11 +165,7 @@ fn vip_of(cx: &Context, cip: &ClusterIpFacts) -> Vip {
         ip: cip.ip,
         port: cip.port,
         transport: cx.transport,
-        kind: match cx.target_service.and_then(|s| s.entry.as_ref()) {
-            None => VipKind::ClusterIp,
-            Some(ServiceEntry::NodePort { .. }) => VipKind::NodePort,
-            Some(ServiceEntry::LoadBalancer { .. }) => VipKind::LoadBalancer,
-        },
+        kind: VipKind::of(cx.target_service.and_then(|s| s.entry.as_ref())),
     }
 }
 

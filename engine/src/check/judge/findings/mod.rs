@@ -28,7 +28,7 @@ pub(crate) use service::ServiceFinding;
 #[cfg(test)]
 pub(crate) use service::ServicePort;
 pub(crate) use service_proxy::{
-    Alike, NoVip, Programmed, RulesReading, ServiceProxyFinding, Vip, VipKind, VipOutcome,
+    Alike, NoVip, Programmed, RulesReading, ServiceProxyFinding, Vip, VipOutcome,
 };
 pub(crate) use source::SourceFinding;
 

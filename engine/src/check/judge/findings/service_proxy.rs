@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
 
-use crate::check::evidence::fmt_ip;
+use crate::check::evidence::{VipKind, fmt_ip};
 use crate::check::judge::describe::{describe_tcp, describe_udp};
 use crate::check::prose::NonEmpty;
 use crate::check::report::Code;
@@ -19,26 +19,6 @@ pub(crate) struct Vip {
     pub port: u16,
     pub transport: Transport,
     pub kind: VipKind,
-}
-
-/// Which of a Service's addresses the client connected to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum VipKind {
-    ClusterIp,
-    /// A node's address with the port's nodePort.
-    NodePort,
-    /// A `status.loadBalancer.ingress` address.
-    LoadBalancer,
-}
-
-impl VipKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            VipKind::ClusterIp => "ClusterIP",
-            VipKind::NodePort => "node port",
-            VipKind::LoadBalancer => "LoadBalancer address",
-        }
-    }
 }
 
 impl Vip {
