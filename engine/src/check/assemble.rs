@@ -354,6 +354,7 @@ fn endpoint(
             (live, Fact::Unknown(not_run(ProbeKey::Netns, None)))
         }
     };
+    let entered_policy = policy.entered_endpoint(from, e, dest);
     let policy = policy.endpoint(from, e, dest);
     EndpointFacts {
         ip: e.ip,
@@ -365,6 +366,7 @@ fn endpoint(
         live,
         listeners,
         policy,
+        entered_policy,
     }
 }
 
@@ -445,27 +447,33 @@ impl PolicyEvaluation {
         }
     }
 
-    /// The flow from `from` to endpoint `e` of `dest` on its port, over the live probes'
-    /// protocol, with the addresses each end's policies see.
+    /// The flow from `from` to endpoint `e` of `dest` on its port over the live probes'
+    /// protocol, pod to pod: what the probe of the endpoint's own address meets.
     pub fn endpoint(&self, from: &NamespacedName, e: &EndpointTarget, dest: &DestinationPlan) -> PolicyCheck {
-        let protocol = dest.protocol();
-        let peer = match &e.pod {
-            Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
-            None => Peer::Ip(e.ip),
-        };
-        let Some(port) = e.port else {
-            return PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
-                "the destination port did not resolve".into(),
-            ));
-        };
-        let path = match (self, &dest.service) {
-            (PolicyEvaluation::Index(_, source), ServiceFacts::Found(svc)) => EnteredPath::of(svc, source),
-            _ => EnteredPath::default(),
-        };
-        if path == EnteredPath::default() {
-            return self.check(from, peer, e.ip, port, protocol);
+        match endpoint_peer(e) {
+            Ok((peer, port)) => self.check(from, peer, e.ip, port, dest.protocol()),
+            Err(unevaluated) => unevaluated,
         }
-        self.entered(from, (peer, e), port, protocol, &path)
+    }
+
+    /// The same flow entered by the node port or LoadBalancer address of `dest`, with the
+    /// addresses each end's policies see there; `None` for a check by the ClusterIP or of a pod.
+    pub fn entered_endpoint(
+        &self,
+        from: &NamespacedName,
+        e: &EndpointTarget,
+        dest: &DestinationPlan,
+    ) -> Option<PolicyCheck> {
+        let path = match (self, &dest.service) {
+            (PolicyEvaluation::Index(_, source), ServiceFacts::Found(svc)) if svc.entry.is_some() => {
+                EnteredPath::of(svc, source)
+            }
+            _ => return None,
+        };
+        Some(match endpoint_peer(e) {
+            Ok((peer, port)) => self.entered(from, (peer, e), port, dest.protocol(), &path),
+            Err(unevaluated) => unevaluated,
+        })
     }
 
     /// A flow that entered by a node port or a LoadBalancer address: the source's egress to
@@ -563,6 +571,20 @@ impl PolicyEvaluation {
         index
             .evaluate_tiers_in(&flow, Some(IpFamily::of(to_ip)))
             .map_err(|err| PolicyCheck::NotEvaluated(ToolFailure::NotProbed(err.to_string())))
+    }
+}
+
+/// An endpoint as a policy peer, and its port; why it cannot be evaluated without one.
+fn endpoint_peer(e: &EndpointTarget) -> Result<(Peer, u16), PolicyCheck> {
+    let peer = match &e.pod {
+        Some(p) => Peer::pod(p.namespace.clone(), p.name.clone()),
+        None => Peer::Ip(e.ip),
+    };
+    match e.port {
+        Some(port) => Ok((peer, port)),
+        None => Err(PolicyCheck::NotEvaluated(ToolFailure::NotProbed(
+            "the destination port did not resolve".into(),
+        ))),
     }
 }
 

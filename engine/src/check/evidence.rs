@@ -456,7 +456,11 @@ pub struct EndpointFacts {
     /// The live probe of the address, of the kind the plan chose.
     pub live: LiveFact,
     pub listeners: Fact<Vec<ListeningSocket>>,
+    /// NetworkPolicy on the flow to this address, pod to pod.
     pub policy: PolicyCheck,
+    /// NetworkPolicy on the flow entered by the node port or LoadBalancer address the check
+    /// connected to, with the addresses kube-proxy leaves; `None` by the ClusterIP.
+    pub entered_policy: Option<PolicyCheck>,
 }
 
 impl EndpointFacts {

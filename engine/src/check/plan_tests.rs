@@ -878,8 +878,12 @@ fn entered_policy(snap: &Snapshot, to: &str) -> Vec<(IpAddr, Option<(bool, bool)
     live_targets(&plan.destination)
         .into_iter()
         .map(|e| {
-            let sides = match policy.endpoint(&NamespacedName::new("shop", "checkout"), e, &plan.destination)
-            {
+            let from = NamespacedName::new("shop", "checkout");
+            let checked = match policy.entered_endpoint(&from, e, &plan.destination) {
+                Some(entered) => entered,
+                None => policy.endpoint(&from, e, &plan.destination),
+            };
+            let sides = match checked {
                 PolicyCheck::Allowed { .. } => None,
                 PolicyCheck::Denied { egress, ingress } => Some((egress.is_some(), ingress.is_some())),
                 PolicyCheck::NotEvaluated(why) => panic!("{why:?}"),

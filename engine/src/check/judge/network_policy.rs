@@ -69,9 +69,11 @@ fn entered_path_lines(cx: &Context) -> Vec<String> {
     lines
 }
 
-/// Over TCP: the policy evaluation, with what the connections met.
+/// Over TCP: the policy evaluation, with what the connections met: each endpoint's own
+/// probe, and the connection by the node port or LoadBalancer address the check entered by.
 fn tcp_policy(cx: &Context, src_ns: &str) -> Judgment {
-    let tally = Tally::of(cx);
+    let mut tally = Tally::of(cx);
+    tally.extend(Tally::entered(cx));
     if !tally.denied.is_empty() {
         return flow_denied(cx, tally, src_ns);
     }
@@ -125,34 +127,74 @@ struct Tally<'a> {
 }
 
 impl<'a> Tally<'a> {
-    fn of(cx: &Context<'a>) -> Self {
-        let mut t = Tally {
+    fn empty() -> Self {
+        Tally {
             denied: vec![],
             disagreements: vec![],
             first_unenforced: None,
             unknown: vec![],
             allowed: vec![],
-        };
+        }
+    }
+
+    /// Each live endpoint's flow, beside what its own probe met.
+    fn of(cx: &Context<'a>) -> Self {
+        let mut t = Tally::empty();
         for e in cx.live.iter().copied() {
-            match &e.policy {
-                PolicyCheck::Denied { egress, ingress } => {
-                    let line = denied_line(e, egress, ingress);
-                    match e.live.tcp_outcome() {
-                        Some(TcpOutcome::Connected { .. }) => {
-                            t.disagreements.push(line);
-                            if t.first_unenforced.is_none() {
-                                t.first_unenforced = unenforced(cx, e, egress, ingress);
-                            }
-                        }
-                        Some(outcome) => t.denied.push(format!("{line} — TCP {}", describe_tcp(outcome))),
-                        None => t.denied.push(line),
-                    }
-                }
-                PolicyCheck::NotEvaluated(reason) => t.unknown.push((e, reason.clone())),
-                PolicyCheck::Allowed { detail } => t.allowed.push(format!("{}: {detail}", e.label())),
+            t.add(cx, e, &e.policy, e.live.tcp_outcome());
+        }
+        t
+    }
+
+    /// The flows entered by a node port or LoadBalancer address, beside what the one connection
+    /// there met (it reached one of them); only their denials and disagreements count, the
+    /// endpoints' own tally says the rest.
+    fn entered(cx: &Context<'a>) -> Self {
+        let mut t = Tally::empty();
+        let Some(cip) = &cx.cluster_ip else { return t };
+        for e in cx.live.iter().copied() {
+            if let Some(policy @ PolicyCheck::Denied { .. }) = &e.entered_policy {
+                t.add(cx, e, policy, cip.live.tcp_outcome());
             }
         }
         t
+    }
+
+    fn extend(&mut self, other: Tally<'a>) {
+        self.denied.extend(other.denied);
+        self.disagreements.extend(other.disagreements);
+        self.first_unenforced = self.first_unenforced.take().or(other.first_unenforced);
+        self.unknown.extend(other.unknown);
+        self.allowed.extend(other.allowed);
+    }
+
+    /// One flow's verdict, beside the outcome of the connection that took it.
+    fn add(
+        &mut self,
+        cx: &Context<'a>,
+        e: &'a EndpointFacts,
+        policy: &PolicyCheck,
+        outcome: Option<&TcpOutcome>,
+    ) {
+        match policy {
+            PolicyCheck::Denied { egress, ingress } => {
+                let line = denied_line(e, egress, ingress);
+                match outcome {
+                    Some(TcpOutcome::Connected { .. }) => {
+                        self.disagreements.push(line);
+                        if self.first_unenforced.is_none() {
+                            self.first_unenforced = unenforced(cx, e, egress, ingress);
+                        }
+                    }
+                    Some(outcome) => self
+                        .denied
+                        .push(format!("{line} — TCP {}", describe_tcp(outcome))),
+                    None => self.denied.push(line),
+                }
+            }
+            PolicyCheck::NotEvaluated(reason) => self.unknown.push((e, reason.clone())),
+            PolicyCheck::Allowed { detail } => self.allowed.push(format!("{}: {detail}", e.label())),
+        }
     }
 }
 

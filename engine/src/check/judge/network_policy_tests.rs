@@ -522,3 +522,44 @@ fn a_refusal_despite_a_denying_policy_is_judged_at_network_policy_and_says_it_go
             .any(|l| l.text.contains("the datagram got through"))
     );
 }
+
+/// `healthy()` entered by node-b's node port: each endpoint's own flow allowed and connected,
+/// the flow by the node port (masqueraded by node-b) denied by ingress policy, and the node
+/// port's connection meeting `vip`.
+fn entered_denied(vip: Fact<TcpOutcome>) -> Evidence {
+    let mut ev = healthy();
+    service_mut(&mut ev).entry = Some(ServiceEntry::NodePort {
+        node: "node-b".into(),
+        address: ip("192.168.0.2"),
+        node_port: 30080,
+    });
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip("192.168.0.2"),
+        port: 30080,
+        live: LiveFact::Tcp(vip),
+    });
+    for e in endpoints_mut(&mut ev) {
+        e.entered_policy = Some(ingress_denied());
+    }
+    ev
+}
+
+#[test]
+fn a_node_port_connection_policy_denies_fails_network_policy_though_pod_ips_connect() {
+    let report = judge(&entered_denied(timeout()), 0);
+    assert_fails_at(&report, Layer::NetworkPolicy);
+    assert_eq!(
+        code(&report, Layer::NetworkPolicy),
+        Some(Code::NetworkPolicyDenied)
+    );
+}
+
+#[test]
+fn a_node_port_connection_policy_denies_that_connects_is_policy_not_enforced() {
+    let report = judge(&entered_denied(connected()), 0);
+    assert_eq!(step(&report, Layer::NetworkPolicy).status, Status::Pass);
+    assert_eq!(
+        code(&report, Layer::NetworkPolicy),
+        Some(Code::NetworkPolicyNotEnforced)
+    );
+}

@@ -164,6 +164,7 @@ pub(super) fn endpoint(p: PodFacts) -> EndpointFacts {
         live: LiveFact::Tcp(connected()),
         listeners: Fact::Known(vec![listening("0.0.0.0", 8080)]),
         policy: allowed(),
+        entered_policy: None,
     }
 }
 
