@@ -8,7 +8,7 @@ use netdiag_proto::Transport;
 use super::dns::{DnsBlocked, dns_blocked_by_policy};
 use crate::check::evidence::*;
 use crate::cluster::ToolFailure;
-use crate::cluster::endpoints::{ClientNode, Routing, in_service, used_from_node};
+use crate::cluster::endpoints::{ClientNode, Routing, TrafficPolicy, in_service, used_from_node};
 
 /// The evidence, and the facts the layers share. Derefs to the evidence.
 pub(crate) struct Context<'a> {
@@ -109,13 +109,16 @@ fn node_route<'a>(ev: &'a Evidence, all: &'a [EndpointFacts]) -> Option<NodeRout
         Some(Fact::Unknown(failure)) => (None, Some(failure)),
         None => (None, None),
     };
+    // Traffic entering by a node port or a LoadBalancer address goes to the cluster-wide
+    // endpoints whatever internalTrafficPolicy says, chosen by the node that translates it
+    // (a node port's own: its zone is not read, so hints count as on a node without one).
+    let (policy, node, zone) = match &svc.entry {
+        None => (svc.internal_traffic_policy, node, zone),
+        Some(ServiceEntry::NodePort { node: entered, .. }) => (TrafficPolicy::Cluster, entered.as_str(), None),
+        Some(ServiceEntry::LoadBalancer { .. }) => (TrafficPolicy::Cluster, node, zone),
+    };
     let client = ClientNode { name: node, zone };
-    let (used, routing) = used_from_node(
-        all,
-        |e| (e.conditions, &e.topology),
-        svc.internal_traffic_policy,
-        client,
-    );
+    let (used, routing) = used_from_node(all, |e| (e.conditions, &e.topology), policy, client);
     Some(NodeRoute {
         node,
         routing,

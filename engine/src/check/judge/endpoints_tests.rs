@@ -309,3 +309,18 @@ fn local_traffic_policy_falls_back_to_the_nodes_terminating_endpoint_and_says_so
         "1/2 ready; kube-proxy on node-a uses payments-0 (terminating, still serving) only (internalTrafficPolicy: Local)"
     );
 }
+
+#[test]
+fn internal_traffic_policy_does_not_narrow_a_service_entered_by_a_load_balancer_address() {
+    let mut ev = local_from("node-c");
+    service_mut(&mut ev).entry = Some(ServiceEntry::LoadBalancer {
+        address: ip("203.0.113.7"),
+        port: 80,
+    });
+    let report = judge(&ev, 0);
+    assert_eq!(step(&report, Layer::Endpoints).status, Status::Pass);
+    assert_ne!(
+        code(&report, Layer::Endpoints),
+        Some(Code::EndpointsNoneOnSourceNode)
+    );
+}
