@@ -114,7 +114,9 @@ fn node_route<'a>(ev: &'a Evidence, all: &'a [EndpointFacts]) -> Option<NodeRout
     // (a node port's own: its zone is not read, so hints count as on a node without one).
     let (policy, node, zone) = match &svc.entry {
         None => (svc.internal_traffic_policy, node, zone),
-        Some(ServiceEntry::NodePort { node: entered, .. }) => (TrafficPolicy::Cluster, entered.as_str(), None),
+        Some(ServiceEntry::NodePort { node: entered, .. }) => {
+            (TrafficPolicy::Cluster, entered.as_str(), None)
+        }
         Some(ServiceEntry::LoadBalancer { .. }) => (TrafficPolicy::Cluster, node, zone),
     };
     let client = ClientNode { name: node, zone };

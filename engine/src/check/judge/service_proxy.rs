@@ -25,16 +25,21 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
 }
 
 /// Another node's node port under `externalTrafficPolicy: Local`, with live endpoints on other
-/// nodes than that one: kube-proxy there hands a pod's connection to any endpoint unmasqueraded,
-/// and an endpoint elsewhere answers the pod straight, so the pod drops the answer. Judged from
-/// where the endpoints run, whichever one this connection reached, so every run reads the same.
+/// nodes than that one, and the connection lost: kube-proxy there hands a pod's connection
+/// (one its own node did not masquerade) to any endpoint unmasqueraded, and an endpoint
+/// elsewhere answers the pod straight, so the pod drops the answer. Not from a host-network
+/// pod, whose connection the node port's node takes for an outside client's.
 fn local_not_masqueraded(cx: &Context) -> Option<Judgment> {
     let svc = cx.target_service?;
     let Some(ServiceEntry::NodePort { node: entered, .. }) = &svc.entry else {
         return None;
     };
     let cip = cx.cluster_ip.as_ref()?;
-    if svc.external_traffic_policy != TrafficPolicy::Local || cx.source_node() == Some(entered.as_str()) {
+    let from_pod_network = cx.source_pod.is_some_and(|p| !p.host_network);
+    if svc.external_traffic_policy != TrafficPolicy::Local
+        || cx.source_node() == Some(entered.as_str())
+        || !from_pod_network
+    {
         return None;
     }
     let elsewhere: Vec<String> = cx
@@ -48,12 +53,12 @@ fn local_not_masqueraded(cx: &Context) -> Option<Judgment> {
         .collect();
     let elsewhere = NonEmpty::from_vec(elsewhere)?;
     let outcome = match &cip.live {
-        LiveFact::Tcp(Fact::Known(o)) => VipOutcome::Tcp(o.clone()),
-        LiveFact::Udp(Fact::Known(o)) => VipOutcome::Udp(o.clone()),
+        LiveFact::Tcp(Fact::Known(o)) if is_blocked(o) => VipOutcome::Tcp(o.clone()),
+        LiveFact::Udp(Fact::Known(o @ UdpOutcome::Silent { .. })) => VipOutcome::Udp(o.clone()),
         _ => return None,
     };
     let vip = vip_of(cx, cip);
-    let evidence = vec![format!("{} to {vip:#}: {outcome}", protocol_name(cx.transport))];
+    let evidence = vec![format!("{} to {vip:#}: {outcome}", vip.transport_name())];
     let fix = vec![
         FixLine::Hint(format!(
             "connect pods to the Service's ClusterIP (svc/{}.{}:{}), or to the node port of their own node",
@@ -72,13 +77,6 @@ fn local_not_masqueraded(cx: &Context) -> Option<Judgment> {
         outcome,
     };
     Some(fail(finding, evidence, fix))
-}
-
-fn protocol_name(transport: Transport) -> &'static str {
-    match transport {
-        Transport::Tcp => "TCP",
-        Transport::Udp => "UDP",
-    }
 }
 
 /// For a LoadBalancer address under `externalTrafficPolicy: Local`, which nodes the load

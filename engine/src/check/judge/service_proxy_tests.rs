@@ -313,11 +313,11 @@ fn a_node_port_open_from_another_node_passes_with_that_connection_as_evidence() 
 }
 
 #[test]
-fn another_nodes_local_node_port_loses_what_endpoints_elsewhere_answer_however_this_connection_went() {
+fn another_nodes_local_node_port_that_loses_the_connection_names_the_endpoints_answering_past_it() {
     // node-b's node port from node-a: payments-0 runs on node-a, not node-b.
-    for outcome in [timeout(), connected()] {
+    {
         let mut ev = node_port_of("node-b", TrafficPolicy::Local, connected());
-        ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(outcome);
+        ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
         let report = judge(&ev, 0);
         assert_fails_at(&report, Layer::ServiceProxy);
         assert_eq!(
@@ -330,6 +330,19 @@ fn another_nodes_local_node_port_loses_what_endpoints_elsewhere_answer_however_t
             "{summary}"
         );
     }
+    // A connection that reached payments-1, on node-b itself, came back through it.
+    let ev = node_port_of("node-b", TrafficPolicy::Local, connected());
+    assert_eq!(step(&judge(&ev, 0), Layer::ServiceProxy).status, Status::Pass);
+    // From a host-network pod node-b takes the connection for an outside client's.
+    let mut ev = node_port_of("node-b", TrafficPolicy::Local, connected());
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
+    if let SourceFacts::Found { pod, .. } = &mut ev.source {
+        pod.host_network = true;
+    }
+    assert_ne!(
+        code(&judge(&ev, 0), Layer::ServiceProxy),
+        Some(Code::ServiceProxyLocalNotMasqueraded)
+    );
     // Every endpoint on node-b: its answers pass node-b's translation back.
     let mut ev = node_port_of("node-b", TrafficPolicy::Local, connected());
     endpoints_mut(&mut ev)[0].pod.as_mut().unwrap().node = Some("node-b".into());

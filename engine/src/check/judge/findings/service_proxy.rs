@@ -26,6 +26,11 @@ impl Vip {
     pub fn with_protocol(self) -> String {
         format!("{}:{}/{}", fmt_ip(self.ip), self.port, protocol(self.transport))
     }
+
+    /// `TCP` or `UDP`.
+    pub fn transport_name(self) -> &'static str {
+        protocol(self.transport)
+    }
 }
 
 /// `10.96.12.7:80`, or `10.96.12.7:53/UDP` (TCP goes without saying); in the alternate form
@@ -242,7 +247,7 @@ impl fmt::Display for ServiceProxyFinding {
                 outcome,
             } => write!(
                 f,
-                "{vip:#} {outcome}: under externalTrafficPolicy: Local kube-proxy on {entered} sends a pod's connection on to every endpoint without masquerading it, and {} answer{} the pod directly, past {entered}'s translation, so those connections are lost (pods reach the Service by its ClusterIP)",
+                "{vip:#} {outcome}: under externalTrafficPolicy: Local kube-proxy on {entered} sends a pod's connection on to every endpoint without masquerading it, and {} answer{} the pod directly, past {entered}'s translation, so those connections are lost (pods reach the Service by its ClusterIP; where the pod's own node masquerades its traffic to node addresses, {entered} takes it for an outside client's and sends it to its own endpoints only)",
                 elsewhere.joined(),
                 if elsewhere.is_single() { "s" } else { "" }
             ),
