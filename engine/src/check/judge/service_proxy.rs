@@ -126,7 +126,26 @@ fn from_outside(cx: &Context, cip: &ClusterIpFacts, outside: &EntryFromNode, jud
     let local = cx
         .target_service
         .is_some_and(|s| s.external_traffic_policy == TrafficPolicy::Local);
-    let no_local_endpoint = local && !cx.all_live.iter().any(|e| e.node() == Some(entered.as_str()));
+    // The endpoints the node port's node sends an outside client to: its own under Local.
+    let served_by: Vec<&EndpointFacts> = cx
+        .all_live
+        .iter()
+        .copied()
+        .filter(|e| !local || e.node() == Some(entered.as_str()))
+        .collect();
+    let no_local_endpoint = local && served_by.is_empty();
+    // Met as one of those endpoints meets any connection: theirs to judge, not the node's.
+    if let Some(like) = served_by
+        .iter()
+        .find(|e| e.live.tcp_outcome().is_some_and(|o| same_symptom(o, &outcome)))
+    {
+        let line = format!(
+            "TCP from {from}'s own address: {}, as {} does",
+            describe_tcp(&outcome),
+            like.label()
+        );
+        return with_evidence(judgment, vec![line]);
+    }
     let vip = vip_of(cx, cip);
     let evidence = vec![format!(
         "TCP from {from}'s own address: {}",

@@ -375,3 +375,21 @@ fn a_local_load_balancer_address_names_the_nodes_its_clients_are_served_on() {
     let evidence = evidence_text(&judge(&ev, 0), Layer::ServiceProxy);
     assert!(!evidence.contains("served only"), "{evidence}");
 }
+
+#[test]
+fn a_node_port_refused_from_another_node_as_one_of_its_endpoints_refuses_is_not_the_nodes() {
+    // Under Cluster the node port's node may send node-b's connection to either endpoint, and
+    // payments-1 refuses everything: that is payments-1's to judge.
+    let mut ev = node_port_of("node-a", TrafficPolicy::Cluster, refused());
+    endpoints_mut(&mut ev)[1].live = LiveFact::Tcp(refused());
+    let report = judge(&ev, 0);
+    assert_ne!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyClosedOutside)
+    );
+    let evidence = evidence_text(&report, Layer::ServiceProxy);
+    assert!(
+        evidence.contains("TCP from node-b's own address: refused (RST), as shop/payments-1"),
+        "{evidence}"
+    );
+}

@@ -271,7 +271,7 @@ impl fmt::Display for ServiceProxyFinding {
                 } else {
                     write!(
                         f,
-                        "{entered} does not let clients outside the pod network in (a firewall on {entered}, or kube-proxy's nodePortAddresses leaving out its address)"
+                        "{entered} does not let clients outside the pod network in, though its endpoints answer pods (a firewall on {entered}, or NetworkPolicy at the endpoints that admits no address outside the pod network)"
                     )
                 }
             }
