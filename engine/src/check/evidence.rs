@@ -387,10 +387,17 @@ impl EnteredPath {
                 masqueraded_by: cluster.then(|| (node.clone(), *address)),
             },
             // The source's node translates it, and masquerades it as itself.
-            Some(ServiceEntry::LoadBalancer { .. }) => EnteredPath {
-                egress_to: None,
-                masqueraded_by: source.node.clone().zip(source.host_ip()).filter(|_| cluster),
-            },
+            Some(ServiceEntry::LoadBalancer { address, .. }) => {
+                let same_family = source
+                    .host_ips
+                    .iter()
+                    .copied()
+                    .find(|h| h.is_ipv4() == address.is_ipv4());
+                EnteredPath {
+                    egress_to: None,
+                    masqueraded_by: source.node.clone().zip(same_family).filter(|_| cluster),
+                }
+            }
         }
     }
 }

@@ -107,3 +107,20 @@ fn a_pod_is_found_by_any_of_its_addresses() {
     let plan = plan(&dual_stack(), &request("[fd00:10:244:2::2]:8080"));
     assert_eq!(plan.destination.destination, Destination::Pod);
 }
+
+#[test]
+fn a_dual_stack_service_entered_by_an_ipv4_node_port_is_checked_over_ipv4_only() {
+    let mut snap = dual_stack();
+    let Fact::Known(services) = &mut snap.services else {
+        unreachable!()
+    };
+    let spec = services[0].spec.as_mut().unwrap();
+    spec.type_ = Some("NodePort".into());
+    spec.ports.as_mut().unwrap()[0].node_port = Some(30080);
+    snap.node_addresses.insert("node-b".into(), vec![ip("172.18.0.3"), ip("fd00:172:18::3")]);
+    let plan = plan(&snap, &request("172.18.0.3:30080"));
+    let endpoints = plan.destination.endpoints.known().unwrap();
+    assert!(endpoints.iter().all(|e| e.ip.is_ipv4()), "{endpoints:?}");
+    assert_eq!(plan.destination.expected_dns, vec![ip("172.18.0.3")]);
+    assert_eq!(plan.destination.secondary_cluster_ip, None);
+}

@@ -419,7 +419,14 @@ fn plan_service_entered(
             Fact::Known(slices) => Fact::Known(service_endpoints(snap, slices, &key, p)),
         };
     }
+    if let (Some(entry), Fact::Known(list)) = (&entry, &mut plan.endpoints) {
+        // kube-proxy translates an address to endpoints of its own family only.
+        let family = entry.address().0.is_ipv4();
+        list.retain(|e| e.ip.is_ipv4() == family);
+    }
     plan.expected_dns = match (cluster_ip, &plan.endpoints) {
+        // One address, one family: the check is not split by family.
+        _ if entry.is_some() => plan.cluster_ip.iter().map(|(ip, _)| *ip).collect(),
         (Some(_), _) => cluster_ips,
         (None, Fact::Known(list)) if facts.headless => {
             list.iter().filter(|e| e.conditions.ready).map(|e| e.ip).collect()
