@@ -117,7 +117,8 @@ fn a_dual_stack_service_entered_by_an_ipv4_node_port_is_checked_over_ipv4_only()
     let spec = services[0].spec.as_mut().unwrap();
     spec.type_ = Some("NodePort".into());
     spec.ports.as_mut().unwrap()[0].node_port = Some(30080);
-    snap.node_addresses.insert("node-b".into(), vec![ip("172.18.0.3"), ip("fd00:172:18::3")]);
+    snap.node_addresses
+        .insert("node-b".into(), vec![ip("172.18.0.3"), ip("fd00:172:18::3")]);
     let plan = plan(&snap, &request("172.18.0.3:30080"));
     let endpoints = plan.destination.endpoints.known().unwrap();
     assert!(endpoints.iter().all(|e| e.ip.is_ipv4()), "{endpoints:?}");

@@ -249,13 +249,13 @@ impl Seen<'_> {
     /// Looked up by ClusterIP and by pod address, and neither a ClusterIP nor a pod network's
     /// address: a node's, a LoadBalancer's, or one outside the cluster.
     fn unclaimed(&self, ip: IpAddr) -> bool {
-        let in_pod_network = |p: &&Pod| {
-            !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) && pod_ips(p).contains(&ip)
-        };
         self.done.contains(&Read::ServicesWithClusterIp(ip))
             && self.done.contains(&Read::PodsWithIp(ip))
             && !self.services.iter().any(|s| cluster_ips(s).contains(&ip))
-            && !self.pods.iter().any(|p| in_pod_network(&p))
+            && !self
+                .pods
+                .iter()
+                .any(|p| in_pod_network(p) && pod_ips(p).contains(&ip))
     }
 
     /// Read and not there.
@@ -402,12 +402,22 @@ impl Wants {
     /// The pod holding `ip`, by address; once found, its namespace is evaluated.
     fn holder(&mut self, ip: IpAddr, seen: &Seen) {
         self.reads.insert(Read::PodsWithIp(ip));
-        for pod in seen.pods.iter().filter(|p| pod_ips(p).contains(&ip)) {
+        // A host-network pod holds its node's address, which is no pod's destination.
+        let holders = seen
+            .pods
+            .iter()
+            .filter(|p| in_pod_network(p) && pod_ips(p).contains(&ip));
+        for pod in holders {
             if let Some(namespace) = &pod.metadata.namespace {
                 self.evaluated.insert(namespace.clone());
             }
         }
     }
+}
+
+/// Whether a pod has an address of the pod network (not its node's, as a host-network pod).
+fn in_pod_network(pod: &Pod) -> bool {
+    !pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
 }
 
 /// Whether a Service opens `port` as a node port on every node.

@@ -185,7 +185,7 @@ fn node_with_address(pods: &[Pod], nodes: &NodeAddresses, ip: IpAddr) -> Option<
         .and_then(|p| p.spec.as_ref()?.node_name.clone())
 }
 
-/// `status.loadBalancer.ingress` addresses of a LoadBalancer Service.
+/// `status.loadBalancer.ingress` addresses of a LoadBalancer Service that kube-proxy captures.
 fn load_balancer_ips(svc: &Service) -> Vec<IpAddr> {
     let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
     let ingress = svc
@@ -196,6 +196,8 @@ fn load_balancer_ips(svc: &Service) -> Vec<IpAddr> {
         .into_iter()
         .flatten()
         .filter(|_| is_lb)
+        // ipMode Proxy: the load balancer proxies, and kube-proxy captures nothing in-cluster.
+        .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
         .filter_map(|i| i.ip.as_deref()?.parse().ok())
         .collect()
 }
