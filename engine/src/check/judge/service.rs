@@ -35,9 +35,14 @@ pub(super) fn judge_service(cx: &Context) -> Judgment {
 fn node_port_line(cx: &Context) -> Option<String> {
     let svc = cx.target_service?;
     let node_port = svc.requested_port()?.node_port?;
+    let port = svc.requested_port()?.port;
+    let by_load_balancer = match svc.service_type.as_str() {
+        "LoadBalancer" => format!(", or by its load balancer's address (--to ADDRESS:{port})"),
+        _ => String::new(),
+    };
     svc.entry.is_none().then(|| {
         format!(
-            "{} Service: clients outside the pod network enter by node port {node_port} on every node (--to NODE-ADDRESS:{node_port} checks it as they do)",
+            "{} Service: clients outside the pod network enter by a node's node port {node_port} (--to NODE-ADDRESS:{node_port} checks it as they do){by_load_balancer}",
             svc.service_type
         )
     })

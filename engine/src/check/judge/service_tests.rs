@@ -246,7 +246,7 @@ fn a_node_port_service_checked_by_its_cluster_ip_says_how_clients_outside_enter_
     let report = judge(&ev, 0);
     let evidence = evidence_text(&report, Layer::Service);
     assert!(
-        evidence.contains("NodePort Service: clients outside the pod network enter by node port 30080 on every node (--to NODE-ADDRESS:30080 checks it as they do)"),
+        evidence.contains("NodePort Service: clients outside the pod network enter by a node's node port 30080 (--to NODE-ADDRESS:30080 checks it as they do)"),
         "{evidence}"
     );
     // Entered by that node port: the check already does.
