@@ -16,9 +16,9 @@
 //! - for an address, the Service whose `spec.clusterIP` it is, else the pod whose `status.podIP`
 //!   it is (the API selects on the primary address only), then that Service's reads; for an
 //!   address neither holds, the NodePort and LoadBalancer Services of every namespace (by
-//!   `spec.type`), for the one it enters by a LoadBalancer address or by a node port, and then,
-//!   only when the port is one's node port, the Nodes, for whether the address is a node's
-//!   (hints: their failure leaves the address outside the cluster);
+//!   `spec.type`, read in the same round), for the one it enters by a LoadBalancer address or
+//!   by a node port, and then, only when the port is one's node port, the Nodes, for whether
+//!   the address is a node's (hints: their failure leaves the address outside the cluster);
 //! - the namespaces of the pods whose policies are evaluated, by name, and their NetworkPolicies;
 //!   the cluster-scoped admin policies;
 //! - when a policy or admin policy was found, the DaemonSets of every namespace, to name what
@@ -300,6 +300,11 @@ pub fn needed(request: &CheckRequest, agents: Option<&AgentPlace>, seen: &Seen) 
         Target::Ip { ip, port } => {
             wants.reads.insert(Read::ServicesWithClusterIp(*ip));
             wants.reads.insert(Read::PodsWithIp(*ip));
+            // In the same round, not one more after: an address outside the cluster (most
+            // address checks) needs them to be told from a node port or LoadBalancer address.
+            for service_type in ["NodePort", "LoadBalancer"] {
+                wants.reads.insert(Read::ServicesOfType(service_type.into()));
+            }
             let service = match seen.services.iter().find(|s| cluster_ips(s).contains(ip)) {
                 Some(svc) => Some(NamespacedName::of(svc)),
                 None => service_entry(seen.pods, seen.node_addresses, seen.services, *ip, *port)
@@ -309,13 +314,11 @@ pub fn needed(request: &CheckRequest, agents: Option<&AgentPlace>, seen: &Seen) 
                 Some(key) => wants.service(key, true, seen),
                 None => wants.holder(*ip, seen),
             }
-            if seen.unclaimed(*ip) {
-                for service_type in ["NodePort", "LoadBalancer"] {
-                    wants.reads.insert(Read::ServicesOfType(service_type.into()));
-                }
-                if service.is_none() && seen.services.iter().any(|s| has_node_port(s, *port)) {
-                    wants.reads.insert(Read::Nodes);
-                }
+            if seen.unclaimed(*ip)
+                && service.is_none()
+                && seen.services.iter().any(|s| has_node_port(s, *port))
+            {
+                wants.reads.insert(Read::Nodes);
             }
         }
     }
