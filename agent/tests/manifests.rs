@@ -371,8 +371,10 @@ fn cli_users_get_exactly_the_verbs_the_plugin_uses() {
         .iter()
         .flat_map(|(group, kind)| [grant(group, kind, "list"), grant(group, kind, "get")])
         .collect();
-    // Nodes only by name (the source's, for its zone when endpoints carry zone hints), never listed.
+    // Nodes by name (the source's, for its zone when endpoints carry zone hints), and listed for
+    // whether an address target is a node's (its port a node port).
     expected.insert(grant("", "nodes", "get"));
+    expected.insert(grant("", "nodes", "list"));
     assert_eq!(grants(&rules), expected);
     assert!(
         !allows(&rules, "", "pods/portforward", "create") && !allows(&rules, "", "pods/portforward", "get"),
@@ -652,8 +654,8 @@ fn the_endpoint_rbac_gives_the_agent_reviews_reads_and_peer_probes_and_checkers_
         "the source's Node, for its zone"
     );
     assert!(
-        !allows(&rules, "", "nodes", "list"),
-        "nodes are read by name only"
+        allows(&rules, "", "nodes", "list"),
+        "the Nodes, for whether an address target is a node's"
     );
     assert!(allows(&rules, "netdiag.io", "probes", "create"));
     assert!(

@@ -121,6 +121,14 @@ scenarios! {
     an_egress_ip_block_except_denies_the_outside_host_at_network_policy => "egress-ipblock-excludes-outside.yaml",
     an_external_name_for_an_outside_host_is_followed_to_that_host => "external-name-outside-host.yaml",
     an_external_name_whose_outside_host_drops_is_handed_off_at_the_uplink => "external-name-outside-host-drops.yaml",
+    a_node_port_is_reachable_from_a_pod_and_from_another_node => "node-port-healthy.yaml",
+    a_local_node_port_without_an_endpoint_on_its_node_drops_outside_clients => "node-port-local-no-endpoint.yaml",
+    a_local_node_port_on_the_node_of_its_endpoint_serves_outside_clients => "node-port-local-endpoint-on-node.yaml",
+    another_nodes_local_node_port_is_answered_past_it_and_fails_service_proxy => "node-port-local-other-node.yaml",
+    a_node_port_its_node_does_not_translate_fails_service_proxy_there => "node-port-rules-missing.yaml",
+    policy_is_evaluated_from_the_node_that_masquerades_a_node_port => "node-port-policy-sees-the-node.yaml",
+    a_load_balancer_address_is_reachable_as_the_source_node_captures_it => "load-balancer-healthy.yaml",
+    a_load_balancer_address_the_source_node_does_not_capture_fails_service_proxy => "load-balancer-rules-missing.yaml",
 }
 
 #[test]
