@@ -134,6 +134,7 @@ codes! {
     ServiceProxyStaleRules = "service-proxy-stale-rules", ServiceProxy, "the source node translates the ClusterIP to addresses that are no longer endpoints";
     ServiceProxyNoLocalEndpoint = "service-proxy-no-local-endpoint", ServiceProxy, "a node port pods reach drops clients outside the pod network: externalTrafficPolicy: Local and no endpoint on that node";
     ServiceProxyLocalNotMasqueraded = "service-proxy-local-not-masqueraded", ServiceProxy, "a pod's connection to another node's node port under externalTrafficPolicy: Local goes on unmasqueraded, and endpoints on other nodes answer past it";
+    ServiceProxySourceRangeExcluded = "service-proxy-source-range-excluded", ServiceProxy, "a LoadBalancer address whose loadBalancerSourceRanges leave out the source's address: kube-proxy drops its connections";
     ServiceProxyClosedOutside = "service-proxy-closed-outside", ServiceProxy, "a node port pods reach fails from another node's own address, not for want of an endpoint there";
     ServiceProxyIntermittent = "service-proxy-intermittent", ServiceProxy, "a repeated check's connections to the ClusterIP fail now and then while the endpoints' never do";
     ApplicationNotApplicable = "application-not-applicable", Application, "no destination address to check (an ExternalName Service, no endpoints)";

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use netdiag_proto::{DnsOutcome, DnsResult, ListeningSocket, TcpOutcome, Transport, UdpOutcome};
 
 use crate::check::prose::NonEmpty;
@@ -301,6 +302,9 @@ pub struct ServiceSpecFacts {
     /// `spec.healthCheckNodePort`: where kube-proxy tells load balancers whether its node has
     /// endpoints (a LoadBalancer Service with `externalTrafficPolicy: Local`).
     pub health_check_node_port: Option<u16>,
+    /// `spec.loadBalancerSourceRanges`, the ones that parse (kube-proxy trims the whitespace
+    /// validation lets through).
+    pub load_balancer_source_ranges: Vec<IpNet>,
 }
 
 /// The way into a NodePort or LoadBalancer Service that the target named.
@@ -430,6 +434,22 @@ impl ServiceSpecFacts {
             .filter(matches)
             .find(|p| p.protocol == Protocol::Tcp)
             .or_else(|| self.ports.iter().find(matches))
+    }
+
+    /// The `loadBalancerSourceRanges` kube-proxy admits connections to a LoadBalancer address
+    /// from, when it filters them there: those of the address's family, none to filter by when
+    /// there are none or one of them is zero-masked (any source).
+    pub fn source_ranges_for(&self, address: IpAddr) -> Option<NonEmpty<IpNet>> {
+        let ranges: Vec<IpNet> = self
+            .load_balancer_source_ranges
+            .iter()
+            .copied()
+            .filter(|r| r.addr().is_ipv4() == address.is_ipv4())
+            .collect();
+        if ranges.iter().any(|r| r.prefix_len() == 0) {
+            return None;
+        }
+        NonEmpty::from_vec(ranges)
     }
 }
 

@@ -2,8 +2,9 @@
 //! node programmed for the VIP agrees with the EndpointSlices.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use ipnet::IpNet;
 use netdiag_proto::{ServiceRules, TcpOutcome, Transport, UdpOutcome};
 
 use super::outcomes::{nothing_bound, outcome};
@@ -15,13 +16,106 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
     if let Some(lost) = local_not_masqueraded(cx) {
         return lost;
     }
+    let ranges = SourceRanges::of(cx);
+    if let Some(lost) = ranges.as_ref().and_then(|r| source_range_excluded(cx, r)) {
+        return lost;
+    }
     let judgment = judge_vip(cx);
+    let judgment = with_evidence(judgment, ranges.map(|r| r.line(cx)).into_iter().collect());
     match (&cx.cluster_ip, &cx.witnesses.entry_from_node) {
         (Some(cip), Some(outside)) if judgment.status == Status::Pass => {
             from_outside(cx, cip, outside, judgment)
         }
         _ => with_evidence(judgment, load_balancer_nodes(cx).into_iter().collect()),
     }
+}
+
+/// What the connection to the address met, when it was lost: timed out or unreachable over
+/// TCP, no answer to a datagram.
+fn lost(cip: &ClusterIpFacts) -> Option<VipOutcome> {
+    match &cip.live {
+        LiveFact::Tcp(Fact::Known(o)) if is_blocked(o) => Some(VipOutcome::Tcp(o.clone())),
+        LiveFact::Udp(Fact::Known(o @ UdpOutcome::Silent { .. })) => Some(VipOutcome::Udp(o.clone())),
+        _ => None,
+    }
+}
+
+/// A LoadBalancer address's `loadBalancerSourceRanges` of its family, and the source's address
+/// kube-proxy on the source's node filters by them (a host-network pod's is its node's).
+struct SourceRanges {
+    source: IpAddr,
+    ranges: NonEmpty<IpNet>,
+}
+
+impl SourceRanges {
+    fn of(cx: &Context) -> Option<SourceRanges> {
+        let svc = cx.target_service?;
+        let Some(ServiceEntry::LoadBalancer { address, .. }) = &svc.entry else {
+            return None;
+        };
+        let ranges = svc.source_ranges_for(*address)?;
+        let pod = cx.source_pod?;
+        let same_family = |ip: &IpAddr| ip.is_ipv4() == address.is_ipv4();
+        let source = match pod.host_network {
+            true => pod.host_ips.iter().copied().find(same_family),
+            false => pod.ip.filter(same_family),
+        }?;
+        Some(SourceRanges { source, ranges })
+    }
+
+    fn admit(&self) -> bool {
+        self.ranges.iter().any(|r| r.contains(&self.source))
+    }
+
+    fn line(&self, cx: &Context) -> String {
+        let (source, ranges) = (fmt_ip(self.source), self.ranges.joined());
+        match (self.admit(), cx.cluster_ip.as_ref().and_then(lost)) {
+            (true, _) => format!("loadBalancerSourceRanges {ranges} admit the source's address {source}"),
+            (false, None) => format!(
+                "loadBalancerSourceRanges {ranges} leave out the source's address {source}, yet the connection was not dropped: this dataplane does not filter pods' connections by them"
+            ),
+            (false, Some(_)) => {
+                format!("loadBalancerSourceRanges {ranges} leave out the source's address {source}")
+            }
+        }
+    }
+}
+
+/// A LoadBalancer address whose `loadBalancerSourceRanges` leave the source's address out,
+/// and the connection lost: kube-proxy sends on only connections from those ranges and drops
+/// the rest (KUBE-PROXY-FIREWALL), endpoints or not.
+fn source_range_excluded(cx: &Context, ranges: &SourceRanges) -> Option<Judgment> {
+    let svc = cx.target_service?;
+    let cip = cx.cluster_ip.as_ref()?;
+    if ranges.admit() {
+        return None;
+    }
+    let outcome = lost(cip)?;
+    let vip = vip_of(cx, cip);
+    let node = cx.source_node().unwrap_or("the source's node").to_string();
+    let evidence = vec![
+        format!("{} to {vip:#}: {outcome}", vip.transport_name()),
+        ranges.line(cx),
+    ];
+    let port = svc.requested_port().map_or(0, |p| p.port);
+    let fix = vec![
+        cmd(format!(
+            "kubectl -n {} get svc {} -o jsonpath='{{.spec.loadBalancerSourceRanges}}'",
+            svc.namespace, svc.name
+        )),
+        FixLine::Hint(format!(
+            "connect pods to the Service's ClusterIP (svc/{}.{}:{port}), or add the pods' addresses to loadBalancerSourceRanges",
+            svc.name, svc.namespace
+        )),
+    ];
+    let finding = ServiceProxyFinding::SourceRangeExcluded {
+        vip,
+        node,
+        source: ranges.source,
+        ranges: ranges.ranges.clone(),
+        outcome,
+    };
+    Some(fail(finding, evidence, fix))
 }
 
 /// Another node's node port under `externalTrafficPolicy: Local`, with live endpoints on other
@@ -52,11 +146,7 @@ fn local_not_masqueraded(cx: &Context) -> Option<Judgment> {
         })
         .collect();
     let elsewhere = NonEmpty::from_vec(elsewhere)?;
-    let outcome = match &cip.live {
-        LiveFact::Tcp(Fact::Known(o)) if is_blocked(o) => VipOutcome::Tcp(o.clone()),
-        LiveFact::Udp(Fact::Known(o @ UdpOutcome::Silent { .. })) => VipOutcome::Udp(o.clone()),
-        _ => return None,
-    };
+    let outcome = lost(cip)?;
     let vip = vip_of(cx, cip);
     let evidence = vec![format!("{} to {vip:#}: {outcome}", vip.transport_name())];
     let fix = vec![

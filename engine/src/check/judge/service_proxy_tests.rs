@@ -393,3 +393,99 @@ fn a_node_port_refused_from_another_node_as_one_of_its_endpoints_refuses_is_not_
         "{evidence}"
     );
 }
+
+/// `healthy()` (checkout, 10.244.1.5 on node-a) entered by the LoadBalancer address
+/// 203.0.113.7:80 with `ranges` as its `loadBalancerSourceRanges`, the connection meeting `live`.
+fn load_balancer_with_ranges(ranges: &[&str], live: Fact<TcpOutcome>) -> Evidence {
+    let mut ev = healthy();
+    let svc = service_mut(&mut ev);
+    svc.service_type = "LoadBalancer".into();
+    svc.load_balancer_source_ranges = ranges.iter().map(|r| r.parse().unwrap()).collect();
+    svc.entry = Some(ServiceEntry::LoadBalancer {
+        address: ip("203.0.113.7"),
+        port: 80,
+    });
+    ev.cluster_ip = Some(ClusterIpFacts {
+        ip: ip("203.0.113.7"),
+        port: 80,
+        live: LiveFact::Tcp(live),
+    });
+    ev
+}
+
+#[test]
+fn a_load_balancer_address_whose_source_ranges_leave_out_the_pod_fails_on_them() {
+    let ev = load_balancer_with_ranges(&["192.0.2.0/24", "2001:db8::/32"], timeout());
+    let report = judge(&ev, 0);
+    assert_fails_at(&report, Layer::ServiceProxy);
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxySourceRangeExcluded)
+    );
+    // Only the address's family's ranges are named.
+    let summary = summary(&report, Layer::ServiceProxy);
+    assert_eq!(
+        summary,
+        "LoadBalancer address 203.0.113.7:80 timed out after 1000 ms: the Service's loadBalancerSourceRanges (192.0.2.0/24) leave out the source's address 10.244.1.5, so kube-proxy on node-a drops the connection (KUBE-PROXY-FIREWALL) instead of sending it to an endpoint"
+    );
+    // A host-network pod is filtered by its node's address.
+    let mut ev = load_balancer_with_ranges(&["10.244.0.0/16"], timeout());
+    if let SourceFacts::Found { pod, .. } = &mut ev.source {
+        pod.host_network = true;
+    }
+    assert_eq!(
+        code(&judge(&ev, 0), Layer::ServiceProxy),
+        Some(Code::ServiceProxySourceRangeExcluded)
+    );
+}
+
+#[test]
+fn source_ranges_that_admit_the_pod_or_any_source_leave_a_lost_connection_to_the_rules() {
+    for ranges in [
+        &["10.244.0.0/16"][..],
+        &["192.0.2.0/24", "0.0.0.0/0"],
+        &["2001:db8::/32"],
+        &[],
+    ] {
+        let report = judge(&load_balancer_with_ranges(ranges, timeout()), 0);
+        assert_eq!(
+            code(&report, Layer::ServiceProxy),
+            Some(Code::ServiceProxyRulesMissing),
+            "{ranges:?}"
+        );
+    }
+    let report = judge(&load_balancer_with_ranges(&["10.244.0.0/16"], timeout()), 0);
+    let evidence = evidence_text(&report, Layer::ServiceProxy);
+    assert!(
+        evidence.contains("loadBalancerSourceRanges 10.244.0.0/16 admit the source's address 10.244.1.5"),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn a_connection_the_source_ranges_leave_out_that_connects_passes_and_says_so() {
+    let report = judge(&load_balancer_with_ranges(&["192.0.2.0/24"], connected()), 0);
+    assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
+    let evidence = evidence_text(&report, Layer::ServiceProxy);
+    assert!(
+        evidence.contains("leave out the source's address 10.244.1.5, yet the connection was not dropped"),
+        "{evidence}"
+    );
+    // Refused is not kube-proxy's firewall, which drops.
+    let report = judge(&load_balancer_with_ranges(&["192.0.2.0/24"], refused()), 0);
+    assert_ne!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxySourceRangeExcluded)
+    );
+}
+
+#[test]
+fn a_node_port_is_not_filtered_by_source_ranges() {
+    let mut ev = node_port_of("node-a", TrafficPolicy::Cluster, connected());
+    service_mut(&mut ev).load_balancer_source_ranges = vec!["192.0.2.0/24".parse().unwrap()];
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
+    assert_ne!(
+        code(&judge(&ev, 0), Layer::ServiceProxy),
+        Some(Code::ServiceProxySourceRangeExcluded)
+    );
+}

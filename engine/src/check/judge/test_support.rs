@@ -249,6 +249,7 @@ pub(super) fn payments_service() -> ServiceSpecFacts {
         entry: None,
         external_traffic_policy: TrafficPolicy::Cluster,
         health_check_node_port: None,
+        load_balancer_source_ranges: vec![],
         internal_traffic_policy: TrafficPolicy::Cluster,
         traffic_distribution: None,
         requested: PortRef::Number(80),

@@ -342,6 +342,12 @@ fn service_spec(
             .health_check_node_port
             .and_then(|n| u16::try_from(n).ok())
             .filter(|n| *n != 0),
+        load_balancer_source_ranges: spec
+            .load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| r.trim().parse().ok())
+            .collect(),
     }
 }
 

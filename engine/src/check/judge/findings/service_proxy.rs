@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use ipnet::IpNet;
 use netdiag_proto::{TcpOutcome, Transport, UdpOutcome};
 
 use crate::check::evidence::{VipKind, fmt_ip};
@@ -156,6 +157,15 @@ pub(crate) enum ServiceProxyFinding {
         elsewhere: NonEmpty<String>,
         outcome: VipOutcome,
     },
+    /// A LoadBalancer address whose `loadBalancerSourceRanges` leave out `source`: kube-proxy on
+    /// `node` drops its connections. `outcome`: what this check's connection met.
+    SourceRangeExcluded {
+        vip: Vip,
+        node: String,
+        source: IpAddr,
+        ranges: NonEmpty<IpNet>,
+        outcome: VipOutcome,
+    },
     /// A node port that pods reach fails from `from`'s own address: clients outside the pod
     /// network are not let in on `entered`. `no_local_endpoint`: the Service's
     /// `externalTrafficPolicy` is `Local` and `entered` runs none of its ready endpoints.
@@ -228,6 +238,7 @@ impl ServiceProxyFinding {
             } => Code::ServiceProxyNoLocalEndpoint,
             ServiceProxyFinding::ClosedOutside { .. } => Code::ServiceProxyClosedOutside,
             ServiceProxyFinding::LocalNotMasqueraded { .. } => Code::ServiceProxyLocalNotMasqueraded,
+            ServiceProxyFinding::SourceRangeExcluded { .. } => Code::ServiceProxySourceRangeExcluded,
         }
     }
 }
@@ -250,6 +261,18 @@ impl fmt::Display for ServiceProxyFinding {
                 "{vip:#} {outcome}: under externalTrafficPolicy: Local kube-proxy on {entered} sends a pod's connection on to every endpoint without masquerading it, and {} answer{} the pod directly, past {entered}'s translation, so those connections are lost (pods reach the Service by its ClusterIP; where the pod's own node masquerades its traffic to node addresses, {entered} takes it for an outside client's and sends it to its own endpoints only)",
                 elsewhere.joined(),
                 if elsewhere.is_single() { "s" } else { "" }
+            ),
+            ServiceProxyFinding::SourceRangeExcluded {
+                vip,
+                node,
+                source,
+                ranges,
+                outcome,
+            } => write!(
+                f,
+                "{vip:#} {outcome}: the Service's loadBalancerSourceRanges ({}) leave out the source's address {}, so kube-proxy on {node} drops the connection (KUBE-PROXY-FIREWALL) instead of sending it to an endpoint",
+                ranges.joined(),
+                fmt_ip(*source)
             ),
             ServiceProxyFinding::ClosedOutside {
                 vip,
