@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Problems with a scenario file, each naming the offending object.
@@ -236,6 +237,11 @@ pub struct ServiceSpec {
     /// `status.loadBalancer.ingress[0].ip`. IPv4.
     #[serde(default, rename = "loadBalancerIP")]
     pub load_balancer_ip: Option<IpAddr>,
+    /// `spec.loadBalancerSourceRanges` of a LoadBalancer Service: the client ranges its load
+    /// balancer address admits (kube-proxy drops the rest; node ports are not subject to them).
+    /// Empty admits every client, as does a zero-length prefix of a family.
+    #[serde(default, with = "source_ranges", skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_source_ranges: Vec<IpNet>,
 }
 
 impl ServiceSpec {
@@ -243,6 +249,54 @@ impl ServiceSpec {
     pub fn effective_external_traffic_policy(&self) -> TrafficPolicy {
         self.external_traffic_policy.unwrap_or_default()
     }
+}
+
+/// `loadBalancerSourceRanges` as YAML strings, each checked by [`parse_source_range`].
+mod source_ranges {
+    use ipnet::IpNet;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ranges: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ranges.iter().map(ToString::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| {
+                super::parse_source_range(text)
+                    .map_err(|why| D::Error::custom(format!("loadBalancerSourceRanges entry {text:?} {why}")))
+            })
+            .collect()
+    }
+}
+
+/// One `loadBalancerSourceRanges` entry as kube-apiserver v1.36 validates it (its strict CIDR
+/// validation, on by default): spaces around it allowed, as the API always has; an address
+/// without leading zeros and not IPv4-mapped IPv6; a prefix length of the address's family,
+/// without leading zeros; no address bits set beyond the prefix length. The error says why not.
+pub fn parse_source_range(text: &str) -> Result<IpNet, String> {
+    const NOT_A_CIDR: &str = "is not a CIDR like 192.0.2.0/24 or 2001:db8::/64";
+    let (addr, len) = text.trim().split_once('/').ok_or(NOT_A_CIDR)?;
+    // Rust's address parser refuses IPv4 octets with leading zeros, as Go's netip does.
+    let addr: IpAddr = addr.parse().map_err(|_| NOT_A_CIDR)?;
+    let len_ok =
+        !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit()) && (len == "0" || !len.starts_with('0'));
+    let len: u8 = len.parse().ok().filter(|_| len_ok).ok_or(NOT_A_CIDR)?;
+    let net = IpNet::new(addr, len).map_err(|_| NOT_A_CIDR)?;
+    if let IpAddr::V6(v6) = addr
+        && v6.to_ipv4_mapped().is_some()
+    {
+        return Err("has an IPv4-mapped IPv6 address; write the IPv4 range".into());
+    }
+    if net.trunc() != net {
+        return Err(format!(
+            "has bits set beyond its prefix length (the range is {})",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 /// A Service's `internalTrafficPolicy` or `externalTrafficPolicy`.
@@ -758,7 +812,7 @@ impl Scenario {
     /// The fields that go with a Service's type: a nodePort on every port of a NodePort or
     /// LoadBalancer Service and on no other, `externalTrafficPolicy` only there,
     /// `healthCheckNodePort` only on a LoadBalancer with `externalTrafficPolicy: Local`, and a
-    /// `loadBalancerIP` on a LoadBalancer and nowhere else.
+    /// `loadBalancerIP` on a LoadBalancer and nowhere else, `loadBalancerSourceRanges` only there.
     fn validate_service_type(&self, svc: &ServiceSpec, id: &str) -> Result<(), ScenarioError> {
         let ty = svc.service_type;
         if !ty.has_node_ports() {
@@ -818,6 +872,13 @@ impl Scenario {
                     NODE_PORT_RANGE.end()
                 )));
             }
+        }
+        if ty != ServiceType::LoadBalancer && !svc.load_balancer_source_ranges.is_empty() {
+            return Err(invalid(format!(
+                "service {id} is of type {}, so it cannot have loadBalancerSourceRanges (only a \
+                 LoadBalancer Service has them)",
+                ty.as_k8s()
+            )));
         }
         self.validate_load_balancer_ip(svc, id)
     }
@@ -1529,6 +1590,75 @@ mod tests {
              - {{namespace: a, name: s, type: LoadBalancer, loadBalancerIP: 203.0.113.10, {ports}}}\n"
         ));
         assert!(e.contains("so it needs the IPv4 family, which it lacks"), "{e}");
+    }
+
+    #[test]
+    fn source_ranges_are_cidrs_as_the_api_server_takes_them_on_load_balancers_only() {
+        let lb = "type: LoadBalancer, loadBalancerIP: 203.0.113.10, ports: [{port: 80, nodePort: 30080}]";
+        let s = with_service(
+            &format!(
+                "{lb}, loadBalancerSourceRanges: [192.0.2.0/24, ' 10.0.0.0/8 ', '2001:db8::/64', 0.0.0.0/0]"
+            ),
+            "",
+        )
+        .unwrap();
+        let ranges = &s.services[0].load_balancer_source_ranges;
+        assert_eq!(
+            ranges.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["192.0.2.0/24", "10.0.0.0/8", "2001:db8::/64", "0.0.0.0/0"]
+        );
+        let yaml = serde_yaml_ng::to_string(&s.services[0]).unwrap();
+        assert!(
+            yaml.contains("loadBalancerSourceRanges:\n- 192.0.2.0/24\n"),
+            "{yaml}"
+        );
+        let without = with_service(lb, "").unwrap();
+        assert!(without.services[0].load_balancer_source_ranges.is_empty());
+        assert!(
+            !serde_yaml_ng::to_string(&without.services[0])
+                .unwrap()
+                .contains("SourceRanges")
+        );
+        assert_eq!(
+            service_err(
+                "type: NodePort, loadBalancerSourceRanges: [192.0.2.0/24], ports: [{port: 80, nodePort: 30080}]",
+                ""
+            ),
+            "scenario service a/s is of type NodePort, so it cannot have loadBalancerSourceRanges (only a \
+             LoadBalancer Service has them)"
+        );
+        assert_eq!(
+            service_err(
+                "loadBalancerSourceRanges: [192.0.2.0/24], ports: [{port: 80}]",
+                ""
+            ),
+            "scenario service a/s is of type ClusterIP, so it cannot have loadBalancerSourceRanges (only a \
+             LoadBalancer Service has them)"
+        );
+        for (entry, why) in [
+            (
+                "192.0.2.1/24",
+                "has bits set beyond its prefix length (the range is 192.0.2.0/24)",
+            ),
+            ("192.0.2.0", "is not a CIDR like 192.0.2.0/24 or 2001:db8::/64"),
+            ("192.0.2.0/33", "is not a CIDR"),
+            ("192.0.2.0/", "is not a CIDR"),
+            ("192.0.02.0/24", "is not a CIDR"),
+            ("192.0.2.0/024", "is not a CIDR"),
+            (
+                "::ffff:192.0.2.0/120",
+                "has an IPv4-mapped IPv6 address; write the IPv4 range",
+            ),
+            ("office", "is not a CIDR"),
+        ] {
+            let e = with_service(&format!("{lb}, loadBalancerSourceRanges: ['{entry}']"), "").unwrap_err();
+            assert!(e.to_string().contains("not valid yaml"), "{entry}: {e}");
+            let detail = std::error::Error::source(&e).unwrap().to_string();
+            assert!(
+                detail.contains(&format!("loadBalancerSourceRanges entry \"{entry}\" {why}")),
+                "{entry}: {detail}"
+            );
+        }
     }
 
     #[test]
