@@ -835,6 +835,11 @@ impl Builder<'_> {
                         .collect(),
                     service_type: s.is_external().then(|| s.service_type.as_k8s().into()),
                     load_balancer_ip: s.load_balancer_ip.map(|ip| ip.to_string()),
+                    load_balancer_source_ranges: s
+                        .load_balancer_source_ranges
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                 })
                 .collect(),
             dns: DnsInfo {

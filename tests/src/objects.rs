@@ -575,6 +575,12 @@ fn service(s: &ServicePlan, now: Timestamp) -> Service {
             external_traffic_policy: external.then(|| s.external_traffic_policy.as_k8s().into()),
             health_check_node_port: s.health_check_node_port.map(i32::from),
             allocate_load_balancer_node_ports: (s.service_type == ServiceType::LoadBalancer).then_some(true),
+            load_balancer_source_ranges: (!s.load_balancer_source_ranges.is_empty()).then(|| {
+                s.load_balancer_source_ranges
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            }),
             traffic_distribution: s.traffic_distribution.clone(),
             ports: Some(
                 s.ports
@@ -1037,10 +1043,11 @@ mod tests {
     }
 
     #[test]
-    fn external_services_carry_their_type_node_ports_policy_and_load_balancer_status() {
+    fn external_services_carry_their_type_node_ports_policy_source_ranges_and_load_balancer_status() {
         let text = "name: t\nnodes: [a]\nservices:\n\
             - {namespace: shop, name: lb, type: LoadBalancer, loadBalancerIP: 203.0.113.10, \
-               externalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30080}]}\n\
+               externalTrafficPolicy: Local, loadBalancerSourceRanges: [192.0.2.0/24, '2001:db8::/64'], \
+               ports: [{port: 80, nodePort: 30080}]}\n\
             - {namespace: shop, name: np, type: NodePort, ports: [{port: 81, nodePort: 30081}]}\n\
             - {namespace: shop, name: plain, ports: [{port: 82}]}\n";
         let (s, plan) = setup(text);
@@ -1058,6 +1065,10 @@ mod tests {
         assert_eq!(lb["spec"]["healthCheckNodePort"], 32767);
         assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
         assert_eq!(
+            lb["spec"]["loadBalancerSourceRanges"],
+            serde_json::json!(["192.0.2.0/24", "2001:db8::/64"])
+        );
+        assert_eq!(
             lb["status"],
             serde_json::json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10", "ipMode": "VIP"}]}})
         );
@@ -1065,6 +1076,7 @@ mod tests {
         assert_eq!(np["spec"]["type"], "NodePort");
         assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
         assert!(np["spec"].get("healthCheckNodePort").is_none());
+        assert!(np["spec"].get("loadBalancerSourceRanges").is_none());
         assert!(np.get("status").is_none());
         let plain = find("plain");
         assert_eq!(plain["spec"]["type"], "ClusterIP");

@@ -198,6 +198,9 @@ pub struct ServicePlan {
     pub health_check_node_port: Option<u16>,
     /// A LoadBalancer Service's address (`status.loadBalancer.ingress[0].ip`).
     pub load_balancer_ip: Option<Ipv4Addr>,
+    /// A LoadBalancer Service's `spec.loadBalancerSourceRanges`, as the scenario lists them
+    /// (kube-proxy takes each family's own).
+    pub load_balancer_source_ranges: Vec<ipnet::IpNet>,
 }
 
 impl ServicePlan {
@@ -469,6 +472,7 @@ fn plan_services(scenario: &Scenario, families: &[IpFamily]) -> Result<Vec<Servi
                 Some(IpAddr::V4(ip)) => Some(ip),
                 _ => None,
             },
+            load_balancer_source_ranges: svc.load_balancer_source_ranges.clone(),
         });
     }
     Ok(services)
@@ -582,6 +586,7 @@ fn dns_service(families: &[IpFamily]) -> ServicePlan {
         external_traffic_policy: TrafficPolicy::Cluster,
         health_check_node_port: None,
         load_balancer_ip: None,
+        load_balancer_source_ranges: Vec::new(),
     }
 }
 

@@ -73,6 +73,9 @@ pub struct ServiceInfo {
     /// A LoadBalancer Service's address.
     #[serde(default, rename = "loadBalancerIP", skip_serializing_if = "Option::is_none")]
     pub load_balancer_ip: Option<String>,
+    /// A LoadBalancer Service's `spec.loadBalancerSourceRanges`; absent when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_source_ranges: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
