@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use ipnet::IpNet;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::plan::{NodePlan, Plan, ServicePlan};
@@ -248,14 +249,30 @@ fn family_rules(
     );
     out.push_str(&nat);
     out.push_str("COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-    let _ = writeln!(
-        out,
-        ":KUBE-SERVICES - [0:0]\n:KUBE-EXTERNAL-SERVICES - [0:0]\n:{POLICY_CHAIN} - [0:0]"
-    );
+    out.push_str(":KUBE-SERVICES - [0:0]\n:KUBE-EXTERNAL-SERVICES - [0:0]\n");
+    // The load balancer firewall only when some Service has source ranges: the other clusters
+    // keep the rules they always had.
+    let firewall = plan
+        .services
+        .iter()
+        .any(|s| !s.load_balancer_source_ranges.is_empty());
+    if firewall {
+        let _ = writeln!(out, ":{FIREWALL_CHAIN} - [0:0]");
+    }
+    let _ = writeln!(out, ":{POLICY_CHAIN} - [0:0]");
     let _ = writeln!(
         out,
         "-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}"
     );
+    // kube-proxy's first jump of each: new connections to a load balancer address that its
+    // source ranges did not let through, received, forwarded or sent by the node.
+    for hook in ["INPUT", "FORWARD", "OUTPUT"].iter().filter(|_| firewall) {
+        let _ = writeln!(
+            out,
+            "-A {hook} -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" \
+             -j {FIREWALL_CHAIN}"
+        );
+    }
     // kube-proxy's jumps: ClusterIP rules on the forwarded and locally sent paths; the chain for
     // node ports and load balancer addresses on the input and forwarded paths.
     for (hook, chain, what) in [
@@ -388,6 +405,9 @@ fn service_port_rules(
 /// kube-proxy's nat chain of node ports, the last jump of KUBE-SERVICES for local addresses.
 const NODE_PORTS_CHAIN: &str = "KUBE-NODEPORTS";
 
+/// kube-proxy's filter chain that drops what a KUBE-FW chain left untranslated.
+const FIREWALL_CHAIN: &str = "KUBE-PROXY-FIREWALL";
+
 /// What kube-proxy on one node reads to program one family.
 struct NodeView<'a> {
     plan: &'a Plan,
@@ -493,6 +513,8 @@ struct ExternalChains {
     local: String,
     /// KUBE-EXT: where node-port and load-balancer traffic goes first.
     external: String,
+    /// KUBE-FW: the load balancer address's way to KUBE-EXT under `loadBalancerSourceRanges`.
+    firewall: String,
 }
 
 /// A NodePort or LoadBalancer Service port as kube-proxy's iptables mode writes it (its
@@ -500,7 +522,9 @@ struct ExternalChains {
 /// lead to KUBE-EXT, which masquerades and goes cluster-wide under `externalTrafficPolicy:
 /// Cluster`; under `Local` it sends pod traffic and the node's own cluster-wide and the rest to
 /// the node's endpoints only, and with none here external traffic is dropped in the filter
-/// table. The health check port is left out: the stand-in serves no health checks.
+/// table. Under `loadBalancerSourceRanges` the load balancer address goes through KUBE-FW
+/// first (node ports do not). The health check port is left out: the stand-in serves no health
+/// checks.
 fn external_port_rules(
     rules: &mut ServicePortRules,
     view: &NodeView,
@@ -516,6 +540,7 @@ fn external_port_rules(
         cluster: format!("KUBE-SVC-{hash}"),
         local: format!("KUBE-SVL-{hash}"),
         external: format!("KUBE-EXT-{hash}"),
+        firewall: format!("KUBE-FW-{hash}"),
     };
     let all = view.candidates(svc, sp);
     let cluster = view.with_stale(svc, cluster_endpoints(&all, view.node));
@@ -559,9 +584,15 @@ fn external_port_rules(
             refused.comment, sp.port, refused.target
         );
     }
+    // kube-proxy's `usesFWChain`: endpoints somewhere, a load balancer address of this family
+    // and source ranges of it.
+    let load_balancer = svc.load_balancer_ip.filter(|_| view.family == IpFamily::V4);
+    let ranges = source_ranges(svc, view.family);
+    let firewalled = load_balancer.filter(|_| any && !ranges.is_empty());
     let entries = ExternalEntries {
         port_id: &port_id,
         chain: &chains.external,
+        firewall: firewalled.map(|_| chains.firewall.as_str()),
         captured: any,
         refused: (!has_external).then_some(&refused),
     };
@@ -577,6 +608,13 @@ fn external_port_rules(
         &chains,
         has_external.then_some(external_policy_chain),
     );
+    if let Some(lb) = firewalled {
+        let node_ip = match view.family {
+            IpFamily::V4 => IpAddr::V4(view.node.ip),
+            IpFamily::V6 => IpAddr::V6(view.node.ip6),
+        };
+        firewall_chain_rules(rules, &port_id, &chains, &ranges, (lb.into(), node_ip));
+    }
     policy_chain_rules(rules, &port_id, proto, &chains.cluster, &cluster);
     if uses_local {
         policy_chain_rules(rules, &port_id, proto, &chains.local, &local);
@@ -599,6 +637,9 @@ struct ExternalEntries<'a> {
     port_id: &'a str,
     /// The port's KUBE-EXT chain.
     chain: &'a str,
+    /// The port's KUBE-FW chain, when its load balancer address goes there first (source
+    /// ranges): filter KUBE-PROXY-FIREWALL drops what it leaves untranslated.
+    firewall: Option<&'a str>,
     /// Whether they lead to it: some node has an endpoint.
     captured: bool,
     /// What the filter table does with external traffic this node has no endpoint for.
@@ -612,9 +653,17 @@ impl ExternalEntries<'_> {
         if let Some(lb) = svc.load_balancer_ip.filter(|_| family == IpFamily::V4) {
             let dport = format!("-m {proto} --dport {}", sp.port);
             if self.captured {
+                let to = self.firewall.unwrap_or(chain);
                 let _ = writeln!(
                     rules.nat,
-                    "-A KUBE-SERVICES -d {lb}/32 -p {proto} -m comment --comment \"{port_id} loadbalancer IP\" {dport} -j {chain}"
+                    "-A KUBE-SERVICES -d {lb}/32 -p {proto} -m comment --comment \"{port_id} loadbalancer IP\" {dport} -j {to}"
+                );
+            }
+            if let Some(fw) = self.firewall {
+                let _ = writeln!(
+                    rules.filter,
+                    "-A {FIREWALL_CHAIN} -d {lb}/32 -p {proto} -m comment --comment \"{port_id} traffic not accepted by {fw}\" \
+                     {dport} -j DROP"
                 );
             }
             if let Some(Refusal { comment, target }) = self.refused {
@@ -681,6 +730,48 @@ fn external_chain_rules(
     if let Some(chain) = policy_chain {
         let _ = writeln!(rules.nat, "-A {ext} -j {chain}");
     }
+}
+
+/// The source ranges kube-proxy programs for a Service in `family`: the ranges of that family,
+/// as networks; none when one of them has a zero-length prefix (it admits every client).
+fn source_ranges(svc: &ServicePlan, family: IpFamily) -> Vec<IpNet> {
+    let ranges: Vec<IpNet> = svc
+        .load_balancer_source_ranges
+        .iter()
+        .filter(|r| IpFamily::of(r.addr()) == family)
+        .map(IpNet::trunc)
+        .collect();
+    if ranges.iter().any(|r| r.prefix_len() == 0) {
+        return Vec::new();
+    }
+    ranges
+}
+
+/// The KUBE-FW chain of a load balancer port with source ranges: traffic from each range on to
+/// KUBE-EXT; when a range holds the node's address, also traffic from the load balancer address
+/// itself (the node's own connection to an address it holds arrives from it); the rest returns
+/// untranslated, to be dropped by filter KUBE-PROXY-FIREWALL.
+fn firewall_chain_rules(
+    rules: &mut ServicePortRules,
+    port_id: &str,
+    chains: &ExternalChains,
+    ranges: &[IpNet],
+    (load_balancer, node_ip): (IpAddr, IpAddr),
+) {
+    let (fw, ext) = (&chains.firewall, &chains.external);
+    rules.nat_chains.push(fw.clone());
+    let comment = format!("-m comment --comment \"{port_id} loadbalancer IP\"");
+    for range in ranges {
+        let _ = writeln!(rules.nat, "-A {fw} -s {range} {comment} -j {ext}");
+    }
+    if ranges.iter().any(|r| r.contains(&node_ip)) {
+        let hl = host_len(IpFamily::of(load_balancer));
+        let _ = writeln!(rules.nat, "-A {fw} -s {load_balancer}/{hl} {comment} -j {ext}");
+    }
+    let _ = writeln!(
+        rules.nat,
+        "-A {fw} -m comment --comment \"other traffic to {port_id} will be dropped by {FIREWALL_CHAIN}\""
+    );
 }
 
 /// A traffic policy's chain (KUBE-SVC, KUBE-SVL): a jump to each endpoint's chain with
@@ -1481,6 +1572,140 @@ mod tests {
         // The ClusterIP (internal policy Cluster) still goes cluster-wide.
         assert!(
             r.contains("\"shop/pay:web cluster IP\" -m tcp --dport 80 -j KUBE-SVC-"),
+            "{r}"
+        );
+    }
+
+    /// The rules of node `node` when the pay Service is a Cluster-policy LoadBalancer at
+    /// 203.0.113.10 with `ranges` as its `loadBalancerSourceRanges`.
+    fn firewalled(ranges: &str, node: usize) -> String {
+        external(
+            TEXT,
+            &format!("type: LoadBalancer, loadBalancerIP: 203.0.113.10, loadBalancerSourceRanges: {ranges}"),
+            node,
+        )
+    }
+
+    #[test]
+    fn source_ranges_send_the_load_balancer_address_through_a_firewall_chain_and_drop_the_rest() {
+        let r = firewalled("[192.0.2.0/24, 10.244.1.0/24]", 0);
+        let (fw, ext) = (pay_chain("KUBE-FW-"), pay_chain("KUBE-EXT-"));
+        assert!(
+            r.contains(&format!(
+                "-A KUBE-SERVICES -d 203.0.113.10/32 -p tcp -m comment --comment \"shop/pay:web loadbalancer IP\" \
+                 -m tcp --dport 80 -j {fw}\n"
+            )),
+            "{r}"
+        );
+        assert_eq!(
+            lines_of(&r, &format!("-A {fw} ")),
+            [
+                format!(
+                    "-A {fw} -s 192.0.2.0/24 -m comment --comment \"shop/pay:web loadbalancer IP\" -j {ext}"
+                ),
+                format!(
+                    "-A {fw} -s 10.244.1.0/24 -m comment --comment \"shop/pay:web loadbalancer IP\" -j {ext}"
+                ),
+                format!(
+                    "-A {fw} -m comment --comment \"other traffic to shop/pay:web will be dropped by KUBE-PROXY-FIREWALL\""
+                ),
+            ]
+        );
+        // Declared after the external chain, before the policy chain, as kube-proxy writes them.
+        let declared: Vec<&str> = r.lines().filter(|l| l.starts_with(':')).collect();
+        let at = |c: &str| {
+            declared
+                .iter()
+                .position(|l| l.starts_with(&format!(":{c} ")))
+                .unwrap()
+        };
+        assert!(at(&ext) < at(&fw) && at(&fw) < at(&pay_chain("KUBE-SVC-")), "{r}");
+        let filter = r.split("*filter").nth(1).unwrap();
+        assert_eq!(
+            lines_of(filter, "-A KUBE-PROXY-FIREWALL "),
+            [format!(
+                "-A KUBE-PROXY-FIREWALL -d 203.0.113.10/32 -p tcp -m comment --comment \"shop/pay:web traffic not \
+                 accepted by {fw}\" -m tcp --dport 80 -j DROP"
+            )]
+        );
+        assert!(filter.contains("\n:KUBE-PROXY-FIREWALL - [0:0]\n"), "{filter}");
+        for hook in ["INPUT", "FORWARD", "OUTPUT"] {
+            assert!(
+                filter.contains(&format!(
+                    "-A {hook} -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" \
+                     -j KUBE-PROXY-FIREWALL\n"
+                )),
+                "{hook}: {filter}"
+            );
+        }
+        // Node ports are not subject to the ranges.
+        assert!(r.contains(&format!("-m tcp --dport 30080 -j {ext}\n")), "{r}");
+        assert!(!filter.contains("30080 -j DROP"), "{filter}");
+    }
+
+    #[test]
+    fn a_range_holding_the_node_also_admits_the_load_balancer_address_as_source_there() {
+        // Node a is 172.18.0.2, node b 172.18.0.3; the IPv6 range is not the IPv4 rules'.
+        let (fw, ext) = (pay_chain("KUBE-FW-"), pay_chain("KUBE-EXT-"));
+        let from_lb = format!(
+            "-A {fw} -s 203.0.113.10/32 -m comment --comment \"shop/pay:web loadbalancer IP\" -j {ext}"
+        );
+        let on_a = firewalled("[172.18.0.2/32, '2001:db8::/64']", 0);
+        let fw_a = lines_of(&on_a, &format!("-A {fw} "));
+        assert_eq!(fw_a.len(), 3, "{on_a}");
+        assert!(
+            fw_a[0].starts_with(&format!("-A {fw} -s 172.18.0.2/32 ")),
+            "{on_a}"
+        );
+        assert_eq!(fw_a[1], from_lb);
+        assert!(fw_a[2].contains("will be dropped by KUBE-PROXY-FIREWALL"));
+        let on_b = firewalled("[172.18.0.2/32, '2001:db8::/64']", 1);
+        assert!(!on_b.contains(&from_lb), "{on_b}");
+        assert_eq!(lines_of(&on_b, &format!("-A {fw} ")).len(), 2, "{on_b}");
+    }
+
+    #[test]
+    fn a_zero_length_range_admits_everyone_and_without_ranges_there_is_no_firewall() {
+        let ext = pay_chain("KUBE-EXT-");
+        let open = firewalled("[192.0.2.0/24, 0.0.0.0/0]", 0);
+        assert!(!open.contains("KUBE-FW-"), "{open}");
+        assert!(open.contains(&format!(
+            "\"shop/pay:web loadbalancer IP\" -m tcp --dport 80 -j {ext}"
+        )));
+        // kube-proxy's chain and jumps stay, with no rule of the Service.
+        assert!(open.contains(":KUBE-PROXY-FIREWALL - [0:0]") && !open.contains("-A KUBE-PROXY-FIREWALL "));
+        // Only an IPv6 range: nothing for IPv4 to filter.
+        let v6 = firewalled("['2001:db8::/64']", 0);
+        assert!(
+            !v6.contains("KUBE-FW-") && !v6.contains("-A KUBE-PROXY-FIREWALL "),
+            "{v6}"
+        );
+        let plain = external(TEXT, "type: LoadBalancer, loadBalancerIP: 203.0.113.10", 0);
+        assert!(
+            !plain.contains("FIREWALL") && !plain.contains("KUBE-FW-"),
+            "{plain}"
+        );
+        assert!(!rules("", 0).contains("FIREWALL"));
+    }
+
+    #[test]
+    fn a_load_balancer_without_endpoints_has_no_firewall_chain() {
+        let text = TEXT.replace("- {namespace: shop, name: empty, selector: {app: none}, ports: [{port: 81}]}", "- {namespace: shop, name: empty, selector: {app: none}, type: LoadBalancer, \
+             loadBalancerIP: 203.0.113.11, loadBalancerSourceRanges: [192.0.2.0/24], ports: [{port: 81, nodePort: 30081}]}");
+        let s = Scenario::parse(&text).unwrap();
+        let plan = Plan::new(&s, "nl000001", false).unwrap();
+        let slices = endpoint_slices(&s, &plan, Timestamp::UNIX_EPOCH).unwrap();
+        let r = node_rules(&plan, 0, &slices, &s.faults);
+        assert_chains_declared(&r);
+        assert!(
+            !r.contains("KUBE-FW-") && !r.contains("-A KUBE-PROXY-FIREWALL "),
+            "{r}"
+        );
+        assert!(
+            r.contains(
+                "-A KUBE-EXTERNAL-SERVICES -d 203.0.113.11/32 -p tcp -m comment --comment \"shop/empty has no endpoints\" \
+                 -m tcp --dport 81 -j REJECT"
+            ),
             "{r}"
         );
     }
