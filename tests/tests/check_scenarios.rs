@@ -129,6 +129,8 @@ scenarios! {
     policy_is_evaluated_from_the_node_that_masquerades_a_node_port => "node-port-policy-sees-the-node.yaml",
     a_load_balancer_address_is_reachable_as_the_source_node_captures_it => "load-balancer-healthy.yaml",
     a_load_balancer_address_the_source_node_does_not_capture_fails_service_proxy => "load-balancer-rules-missing.yaml",
+    load_balancer_source_ranges_that_leave_out_the_pod_fail_service_proxy_on_them => "load-balancer-source-range-excludes-pod.yaml",
+    load_balancer_source_ranges_that_admit_the_pod_let_it_through => "load-balancer-source-range-admits-pod.yaml",
 }
 
 #[test]
@@ -965,6 +967,13 @@ fn node_port_and_load_balancer_verdicts_are_the_same_on_every_run() {
             "pass",
             "service-proxy-as-endpoints",
             "node port 172.18.0.3:30080",
+        ),
+        (
+            "load-balancer-source-range-excludes-pod.yaml",
+            "203.0.113.7:80",
+            "fail",
+            "service-proxy-source-range-excluded",
+            "loadBalancerSourceRanges (192.0.2.0/24) leave out the source's address",
         ),
     ] {
         // A connection's round trip varies from run to run: everything before it may not.
