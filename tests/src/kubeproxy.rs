@@ -264,8 +264,9 @@ fn family_rules(
         out,
         "-A FORWARD -m comment --comment \"network policy (lab deny rules)\" -j {POLICY_CHAIN}"
     );
-    // kube-proxy's first jump of each: new connections to a load balancer address that its
-    // source ranges did not let through, received, forwarded or sent by the node.
+    // kube-proxy's jump from each (its first; here FORWARD's comes after the lab's policy jump,
+    // which changes no outcome): new connections to a load balancer address that its source
+    // ranges did not let through, received, forwarded or sent by the node.
     for hook in ["INPUT", "FORWARD", "OUTPUT"].iter().filter(|_| firewall) {
         let _ = writeln!(
             out,

@@ -302,9 +302,9 @@ pub struct ServiceSpecFacts {
     /// `spec.healthCheckNodePort`: where kube-proxy tells load balancers whether its node has
     /// endpoints (a LoadBalancer Service with `externalTrafficPolicy: Local`).
     pub health_check_node_port: Option<u16>,
-    /// `spec.loadBalancerSourceRanges`, the ones that parse (kube-proxy trims the whitespace
-    /// validation lets through).
-    pub load_balancer_source_ranges: Vec<IpNet>,
+    /// `spec.loadBalancerSourceRanges`, trimmed of the whitespace validation once let through
+    /// (kube-proxy trims it too).
+    pub load_balancer_source_ranges: Vec<String>,
 }
 
 /// The way into a NodePort or LoadBalancer Service that the target named.
@@ -438,19 +438,43 @@ impl ServiceSpecFacts {
 
     /// The `loadBalancerSourceRanges` kube-proxy admits connections to a LoadBalancer address
     /// from, when it filters them there: those of the address's family, none to filter by when
-    /// there are none or one of them is zero-masked (any source).
-    pub fn source_ranges_for(&self, address: IpAddr) -> Option<NonEmpty<IpNet>> {
-        let ranges: Vec<IpNet> = self
-            .load_balancer_source_ranges
-            .iter()
-            .copied()
-            .filter(|r| r.addr().is_ipv4() == address.is_ipv4())
-            .collect();
-        if ranges.iter().any(|r| r.prefix_len() == 0) {
-            return None;
+    /// there are none or one of them is zero-masked (any source). `Err` names an entry that
+    /// does not read as a range.
+    pub fn source_ranges_for(&self, address: IpAddr) -> Result<Option<NonEmpty<IpNet>>, String> {
+        let mut ranges = vec![];
+        for entry in &self.load_balancer_source_ranges {
+            let range = parse_source_range(entry).ok_or_else(|| entry.clone())?;
+            if range.addr().is_ipv4() == address.is_ipv4() {
+                ranges.push(range);
+            }
         }
-        NonEmpty::from_vec(ranges)
+        if ranges.iter().any(|r| r.prefix_len() == 0) {
+            return Ok(None);
+        }
+        Ok(NonEmpty::from_vec(ranges))
     }
+}
+
+/// A `loadBalancerSourceRanges` entry as kube-proxy reads it (Go's sloppy parse): leading zeros
+/// in an IPv4 address taken as decimal, an IPv4-mapped IPv6 range as the IPv4 one, host bits
+/// dropped.
+fn parse_source_range(entry: &str) -> Option<IpNet> {
+    let (addr, prefix) = entry.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok()?;
+    let v4 = |addr: &str| -> Option<std::net::Ipv4Addr> {
+        let octets: Vec<u8> = addr.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+        let octets: [u8; 4] = octets.try_into().ok()?;
+        Some(octets.into())
+    };
+    let net = match (v4(addr), addr.parse::<std::net::Ipv6Addr>()) {
+        (Some(v4), _) => IpNet::new(v4.into(), prefix).ok()?,
+        (None, Ok(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpNet::new(v4.into(), prefix.checked_sub(96)?).ok()?,
+            None => IpNet::new(v6.into(), prefix).ok()?,
+        },
+        (None, Err(_)) => return None,
+    };
+    Some(net.trunc())
 }
 
 /// The destination addresses: a Service's endpoints, the target pod, or the one external address.

@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
-use netdiag_proto::{ServiceRules, TcpOutcome, Transport, UdpOutcome};
+use netdiag_proto::{ServiceRules, TcpOutcome, Transport, UdpOutcome, UnreachableReason};
 
 use super::outcomes::{nothing_bound, outcome};
 use super::witnesses::{conntrack_line, service_rules};
 use super::*;
+use crate::check::repeat;
 use crate::cluster::endpoints::TrafficPolicy;
 
 pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
@@ -17,11 +18,13 @@ pub(super) fn judge_service_proxy(cx: &Context) -> Judgment {
         return lost;
     }
     let ranges = SourceRanges::of(cx);
-    if let Some(lost) = ranges.as_ref().and_then(|r| source_range_excluded(cx, r)) {
-        return lost;
+    if let Some(Ok(ranges)) = &ranges
+        && let Some(dropped) = source_range_excluded(cx, ranges)
+    {
+        return dropped;
     }
-    let judgment = judge_vip(cx);
-    let judgment = with_evidence(judgment, ranges.map(|r| r.line(cx)).into_iter().collect());
+    let line = ranges.map(|r| r.map_or_else(|unread| unread, |r| r.line(cx)));
+    let judgment = with_evidence(judge_vip(cx), line.into_iter().collect());
     match (&cx.cluster_ip, &cx.witnesses.entry_from_node) {
         (Some(cip), Some(outside)) if judgment.status == Status::Pass => {
             from_outside(cx, cip, outside, judgment)
@@ -44,23 +47,38 @@ fn lost(cip: &ClusterIpFacts) -> Option<VipOutcome> {
 /// kube-proxy on the source's node filters by them (a host-network pod's is its node's).
 struct SourceRanges {
     source: IpAddr,
+    host_network: bool,
     ranges: NonEmpty<IpNet>,
 }
 
 impl SourceRanges {
-    fn of(cx: &Context) -> Option<SourceRanges> {
+    /// The ranges the address is filtered by; `Err` with the evidence line when one of them
+    /// could not be read (kube-proxy may read it: nothing is judged by them).
+    fn of(cx: &Context) -> Option<Result<SourceRanges, String>> {
         let svc = cx.target_service?;
         let Some(ServiceEntry::LoadBalancer { address, .. }) = &svc.entry else {
             return None;
         };
-        let ranges = svc.source_ranges_for(*address)?;
+        let ranges = match svc.source_ranges_for(*address) {
+            Ok(ranges) => ranges?,
+            Err(entry) => {
+                return Some(Err(format!(
+                    "loadBalancerSourceRanges entry {entry:?} could not be read: the check is not judged by them"
+                )));
+            }
+        };
         let pod = cx.source_pod?;
         let same_family = |ip: &IpAddr| ip.is_ipv4() == address.is_ipv4();
         let source = match pod.host_network {
             true => pod.host_ips.iter().copied().find(same_family),
             false => pod.ip.filter(same_family),
         }?;
-        Some(SourceRanges { source, ranges })
+        let host_network = pod.host_network;
+        Some(Ok(SourceRanges {
+            source,
+            host_network,
+            ranges,
+        }))
     }
 
     fn admit(&self) -> bool {
@@ -69,43 +87,87 @@ impl SourceRanges {
 
     fn line(&self, cx: &Context) -> String {
         let (source, ranges) = (fmt_ip(self.source), self.ranges.joined());
-        match (self.admit(), cx.cluster_ip.as_ref().and_then(lost)) {
-            (true, _) => format!("loadBalancerSourceRanges {ranges} admit the source's address {source}"),
-            (false, None) => format!(
-                "loadBalancerSourceRanges {ranges} leave out the source's address {source}, yet the connection was not dropped: this dataplane does not filter pods' connections by them"
+        let whose = match self.host_network {
+            true => "the source's node's address",
+            false => "the source's address",
+        };
+        let got_through = match cx.cluster_ip.as_ref().map(|c| &c.live) {
+            Some(LiveFact::Tcp(Fact::Known(o))) => matches!(o, TcpOutcome::Connected { .. }),
+            Some(LiveFact::Udp(Fact::Known(o))) => matches!(o, UdpOutcome::Answered { .. }),
+            _ => false,
+        };
+        match (self.admit(), got_through) {
+            (true, _) => format!("loadBalancerSourceRanges {ranges} admit {whose} {source}"),
+            (false, true) => format!(
+                "loadBalancerSourceRanges {ranges} leave out {whose} {source}, yet the connection got through: this dataplane does not filter pods' connections by them"
             ),
-            (false, Some(_)) => {
-                format!("loadBalancerSourceRanges {ranges} leave out the source's address {source}")
-            }
+            (false, false) => format!("loadBalancerSourceRanges {ranges} leave out {whose} {source}"),
         }
     }
 }
 
+/// What kube-proxy's load balancer firewall makes of a connection it drops: a TCP connection
+/// times out, a datagram goes unanswered (from the node itself, the send is refused locally:
+/// admin-prohibited).
+fn dropped_by_firewall(cip: &ClusterIpFacts, host_network: bool) -> Option<VipOutcome> {
+    match &cip.live {
+        LiveFact::Tcp(Fact::Known(o @ TcpOutcome::Timeout { .. })) => Some(VipOutcome::Tcp(o.clone())),
+        LiveFact::Udp(Fact::Known(o @ UdpOutcome::Silent { .. })) => Some(VipOutcome::Udp(o.clone())),
+        LiveFact::Udp(Fact::Known(
+            o @ UdpOutcome::Unreachable {
+                reason: UnreachableReason::AdminProhibited,
+                ..
+            },
+        )) if host_network => Some(VipOutcome::Udp(o.clone())),
+        _ => None,
+    }
+}
+
+/// Whether any repeated connection to the address got through: the firewall drops every one.
+fn ever_got_through(cx: &Context) -> bool {
+    cx.repeats.as_ref().is_some_and(|facts| {
+        facts.probes.iter().any(|p| {
+            matches!(p.probed, repeat::Probed::ClusterIp { .. }) && p.tally.contains_key(&repeat::Attempt::Ok)
+        })
+    })
+}
+
 /// A LoadBalancer address whose `loadBalancerSourceRanges` leave the source's address out,
-/// and the connection lost: kube-proxy sends on only connections from those ranges and drops
-/// the rest (KUBE-PROXY-FIREWALL), endpoints or not.
+/// and the connection dropped every time: kube-proxy sends on only connections from those
+/// ranges and drops the rest (its load balancer firewall), endpoints or not.
 fn source_range_excluded(cx: &Context, ranges: &SourceRanges) -> Option<Judgment> {
     let svc = cx.target_service?;
     let cip = cx.cluster_ip.as_ref()?;
-    if ranges.admit() {
+    if ranges.admit() || ever_got_through(cx) {
         return None;
     }
-    let outcome = lost(cip)?;
+    let outcome = dropped_by_firewall(cip, ranges.host_network)?;
     let vip = vip_of(cx, cip);
     let node = cx.source_node().unwrap_or("the source's node").to_string();
     let evidence = vec![
         format!("{} to {vip:#}: {outcome}", vip.transport_name()),
         ranges.line(cx),
     ];
-    let port = svc.requested_port().map_or(0, |p| p.port);
+    let target = format!(
+        "svc/{}.{}:{}",
+        svc.name,
+        svc.namespace,
+        svc.requested_port().map_or(0, |p| p.port)
+    );
+    let whose = match ranges.host_network {
+        true => "the node's address",
+        false => "the pods' addresses",
+    };
     let fix = vec![
         cmd(format!(
             "kubectl -n {} get svc {} -o jsonpath='{{.spec.loadBalancerSourceRanges}}'",
             svc.namespace, svc.name
         )),
         FixLine::Hint(format!(
-            "connect pods to the Service's ClusterIP (svc/{}.{}:{port}), or add the pods' addresses to loadBalancerSourceRanges",
-            svc.name, svc.namespace
+            "connect pods to the Service's ClusterIP ({target}), or add {whose} to loadBalancerSourceRanges"
+        )),
+        FixLine::Hint(format!(
+            "if --to {target} (the ClusterIP) fails too, kube-proxy on {node} has not programmed the Service at all"
         )),
     ];
     let finding = ServiceProxyFinding::SourceRangeExcluded {

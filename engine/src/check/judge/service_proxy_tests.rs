@@ -1,6 +1,7 @@
 //! The `service-proxy` layer, judged on evidence built by hand.
 
 use crate::check::judge::test_support::*;
+use crate::check::repeat::{Attempt, Probed, RepeatFacts, RepeatedProbe};
 
 /// The ClusterIP of `healthy()` (TCP, port 80) or `healthy_udp()` (UDP, port 5353).
 fn vip(transport: Transport) -> Vip {
@@ -400,7 +401,7 @@ fn load_balancer_with_ranges(ranges: &[&str], live: Fact<TcpOutcome>) -> Evidenc
     let mut ev = healthy();
     let svc = service_mut(&mut ev);
     svc.service_type = "LoadBalancer".into();
-    svc.load_balancer_source_ranges = ranges.iter().map(|r| r.parse().unwrap()).collect();
+    svc.load_balancer_source_ranges = ranges.iter().map(|r| r.to_string()).collect();
     svc.entry = Some(ServiceEntry::LoadBalancer {
         address: ip("203.0.113.7"),
         port: 80,
@@ -413,6 +414,16 @@ fn load_balancer_with_ranges(ranges: &[&str], live: Fact<TcpOutcome>) -> Evidenc
     ev
 }
 
+fn fix_text(report: &Report) -> String {
+    report.fix.join("\n")
+}
+
+fn host_network(ev: &mut Evidence) {
+    if let SourceFacts::Found { pod, .. } = &mut ev.source {
+        pod.host_network = true;
+    }
+}
+
 #[test]
 fn a_load_balancer_address_whose_source_ranges_leave_out_the_pod_fails_on_them() {
     let ev = load_balancer_with_ranges(&["192.0.2.0/24", "2001:db8::/32"], timeout());
@@ -423,20 +434,29 @@ fn a_load_balancer_address_whose_source_ranges_leave_out_the_pod_fails_on_them()
         Some(Code::ServiceProxySourceRangeExcluded)
     );
     // Only the address's family's ranges are named.
-    let summary = summary(&report, Layer::ServiceProxy);
     assert_eq!(
-        summary,
-        "LoadBalancer address 203.0.113.7:80 timed out after 1000 ms: the Service's loadBalancerSourceRanges (192.0.2.0/24) leave out the source's address 10.244.1.5, so kube-proxy on node-a drops the connection (KUBE-PROXY-FIREWALL) instead of sending it to an endpoint"
+        summary(&report, Layer::ServiceProxy),
+        "LoadBalancer address 203.0.113.7:80 timed out after 1000 ms: the Service's loadBalancerSourceRanges (192.0.2.0/24) leave out the source's address 10.244.1.5, so kube-proxy on node-a drops the connection at its load balancer firewall instead of sending it to an endpoint"
+    );
+    let fix = fix_text(&report);
+    assert!(
+        fix.contains("add the pods' addresses to loadBalancerSourceRanges"),
+        "{fix}"
     );
     // A host-network pod is filtered by its node's address.
     let mut ev = load_balancer_with_ranges(&["10.244.0.0/16"], timeout());
-    if let SourceFacts::Found { pod, .. } = &mut ev.source {
-        pod.host_network = true;
-    }
+    host_network(&mut ev);
+    let report = judge(&ev, 0);
     assert_eq!(
-        code(&judge(&ev, 0), Layer::ServiceProxy),
+        code(&report, Layer::ServiceProxy),
         Some(Code::ServiceProxySourceRangeExcluded)
     );
+    let evidence = evidence_text(&report, Layer::ServiceProxy);
+    assert!(
+        evidence.contains("10.244.0.0/16 leave out the source's node's address 192.168.0.1"),
+        "{evidence}"
+    );
+    assert!(fix_text(&report).contains("add the node's address"));
 }
 
 #[test]
@@ -445,6 +465,8 @@ fn source_ranges_that_admit_the_pod_or_any_source_leave_a_lost_connection_to_the
         &["10.244.0.0/16"][..],
         &["192.0.2.0/24", "0.0.0.0/0"],
         &["2001:db8::/32"],
+        &["010.244.000.000/16"],
+        &["::ffff:10.244.0.0/112"],
         &[],
     ] {
         let report = judge(&load_balancer_with_ranges(ranges, timeout()), 0);
@@ -454,7 +476,7 @@ fn source_ranges_that_admit_the_pod_or_any_source_leave_a_lost_connection_to_the
             "{ranges:?}"
         );
     }
-    let report = judge(&load_balancer_with_ranges(&["10.244.0.0/16"], timeout()), 0);
+    let report = judge(&load_balancer_with_ranges(&["10.244.1.1/16"], timeout()), 0);
     let evidence = evidence_text(&report, Layer::ServiceProxy);
     assert!(
         evidence.contains("loadBalancerSourceRanges 10.244.0.0/16 admit the source's address 10.244.1.5"),
@@ -463,18 +485,103 @@ fn source_ranges_that_admit_the_pod_or_any_source_leave_a_lost_connection_to_the
 }
 
 #[test]
-fn a_connection_the_source_ranges_leave_out_that_connects_passes_and_says_so() {
+fn an_unreadable_source_range_judges_nothing_by_them_and_says_which() {
+    let report = judge(
+        &load_balancer_with_ranges(&["192.0.2.0/24", "10.244.0.0/33"], timeout()),
+        0,
+    );
+    assert_eq!(
+        code(&report, Layer::ServiceProxy),
+        Some(Code::ServiceProxyRulesMissing)
+    );
+    let evidence = evidence_text(&report, Layer::ServiceProxy);
+    assert!(
+        evidence.contains("loadBalancerSourceRanges entry \"10.244.0.0/33\" could not be read"),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn only_a_drop_is_the_firewalls_and_only_a_connection_says_it_got_through() {
     let report = judge(&load_balancer_with_ranges(&["192.0.2.0/24"], connected()), 0);
     assert_eq!(step(&report, Layer::ServiceProxy).status, Status::Pass);
     let evidence = evidence_text(&report, Layer::ServiceProxy);
     assert!(
-        evidence.contains("leave out the source's address 10.244.1.5, yet the connection was not dropped"),
+        evidence.contains("leave out the source's address 10.244.1.5, yet the connection got through"),
         "{evidence}"
     );
-    // Refused is not kube-proxy's firewall, which drops.
-    let report = judge(&load_balancer_with_ranges(&["192.0.2.0/24"], refused()), 0);
+    // Refused or unreachable is not kube-proxy's firewall, which drops; nor is it a sign the
+    // dataplane ignores the ranges.
+    let unreachable = Fact::Known(TcpOutcome::Unreachable {
+        reason: UnreachableReason::Host,
+        detail: String::new(),
+        rtt_us: 300,
+    });
+    for live in [refused(), unreachable] {
+        let report = judge(&load_balancer_with_ranges(&["192.0.2.0/24"], live.clone()), 0);
+        assert_ne!(
+            code(&report, Layer::ServiceProxy),
+            Some(Code::ServiceProxySourceRangeExcluded),
+            "{live:?}"
+        );
+        let evidence = evidence_text(&report, Layer::ServiceProxy);
+        assert!(!evidence.contains("got through"), "{evidence}");
+    }
+}
+
+#[test]
+fn a_datagram_dropped_or_refused_on_a_host_network_sources_node_is_the_firewalls() {
+    let refused_locally = LiveFact::Udp(Fact::Known(UdpOutcome::Unreachable {
+        reason: UnreachableReason::AdminProhibited,
+        detail: "Operation not permitted".into(),
+        rtt_us: 10,
+    }));
+    let mut ev = healthy_udp();
+    host_network(&mut ev);
+    let svc = service_mut(&mut ev);
+    svc.service_type = "LoadBalancer".into();
+    svc.load_balancer_source_ranges = vec!["10.244.0.0/16".into()];
+    svc.entry = Some(ServiceEntry::LoadBalancer {
+        address: ip("203.0.113.7"),
+        port: 5353,
+    });
+    let cip = ev.cluster_ip.as_mut().unwrap();
+    cip.ip = ip("203.0.113.7");
+    cip.live = refused_locally;
+    assert_eq!(
+        code(&judge(&ev, 0), Layer::ServiceProxy),
+        Some(Code::ServiceProxySourceRangeExcluded)
+    );
+    // A silent datagram from a pod is dropped on the way.
+    if let SourceFacts::Found { pod, .. } = &mut ev.source {
+        pod.host_network = false;
+    }
+    service_mut(&mut ev).load_balancer_source_ranges = vec!["192.0.2.0/24".into()];
+    ev.cluster_ip.as_mut().unwrap().live = LiveFact::Udp(silent());
+    assert_eq!(
+        code(&judge(&ev, 0), Layer::ServiceProxy),
+        Some(Code::ServiceProxySourceRangeExcluded)
+    );
+}
+
+#[test]
+fn a_repeated_connection_that_got_through_once_is_not_the_source_ranges() {
+    let mut ev = load_balancer_with_ranges(&["192.0.2.0/24"], timeout());
+    ev.repeats = Some(RepeatFacts {
+        rounds: 3,
+        probes: vec![RepeatedProbe {
+            probed: Probed::ClusterIp {
+                ip: ip("203.0.113.7"),
+                port: 80,
+                named: "LoadBalancer address",
+            },
+            usual: Attempt::Timeout,
+            tally: [(Attempt::Timeout, 2), (Attempt::Ok, 1)].into_iter().collect(),
+            latencies_us: vec![400],
+        }],
+    });
     assert_ne!(
-        code(&report, Layer::ServiceProxy),
+        code(&judge(&ev, 0), Layer::ServiceProxy),
         Some(Code::ServiceProxySourceRangeExcluded)
     );
 }
@@ -482,7 +589,7 @@ fn a_connection_the_source_ranges_leave_out_that_connects_passes_and_says_so() {
 #[test]
 fn a_node_port_is_not_filtered_by_source_ranges() {
     let mut ev = node_port_of("node-a", TrafficPolicy::Cluster, connected());
-    service_mut(&mut ev).load_balancer_source_ranges = vec!["192.0.2.0/24".parse().unwrap()];
+    service_mut(&mut ev).load_balancer_source_ranges = vec!["192.0.2.0/24".into()];
     ev.cluster_ip.as_mut().unwrap().live = LiveFact::Tcp(timeout());
     assert_ne!(
         code(&judge(&ev, 0), Layer::ServiceProxy),

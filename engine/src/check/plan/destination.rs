@@ -346,7 +346,8 @@ fn service_spec(
             .load_balancer_source_ranges
             .iter()
             .flatten()
-            .filter_map(|r| r.trim().parse().ok())
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
             .collect(),
     }
 }

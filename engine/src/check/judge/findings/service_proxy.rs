@@ -270,7 +270,7 @@ impl fmt::Display for ServiceProxyFinding {
                 outcome,
             } => write!(
                 f,
-                "{vip:#} {outcome}: the Service's loadBalancerSourceRanges ({}) leave out the source's address {}, so kube-proxy on {node} drops the connection (KUBE-PROXY-FIREWALL) instead of sending it to an endpoint",
+                "{vip:#} {outcome}: the Service's loadBalancerSourceRanges ({}) leave out the source's address {}, so kube-proxy on {node} drops the connection at its load balancer firewall instead of sending it to an endpoint",
                 ranges.joined(),
                 fmt_ip(*source)
             ),
